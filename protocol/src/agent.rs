@@ -1,0 +1,85 @@
+//! Messages between an agent and the relay.
+//!
+//! After the hello exchange the agent sends exactly one of `Enroll` or
+//! `Attach`; the relay answers `Enrolled`, `Attached` or `Refused`. An attached
+//! agent then stays connected; the relay pings it to measure the path.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::DeviceId;
+use crate::refusal::Refusal;
+
+/// What an agent says about the machine it runs on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Host name as the OS reports it.
+    pub hostname: String,
+    /// OS name and version, e.g. `Debian GNU/Linux 12`.
+    pub os: String,
+    /// Version of the agent, e.g. `0.1.0`.
+    pub agent_version: String,
+}
+
+/// Agent → relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentToRelay {
+    /// Registers the key this connection authenticated with as a new device.
+    Enroll {
+        /// The secret part of the enrollment token.
+        secret: String,
+        /// Facts about the device.
+        info: DeviceInfo,
+    },
+    /// Attaches this connection to the device enrolled with its key.
+    Attach {
+        /// Facts about the device, refreshed on every connection.
+        info: DeviceInfo,
+    },
+    /// Answer to [`RelayToAgent::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// A message from a newer agent; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(AgentToRelay, known = 3);
+
+/// Relay → agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayToAgent {
+    /// Enrollment succeeded.
+    Enrolled {
+        /// The new device's id.
+        device_id: DeviceId,
+        /// Name of the organisation the device now belongs to.
+        organisation: String,
+    },
+    /// The connection is attached; the device is online.
+    Attached {
+        /// The device's id.
+        device_id: DeviceId,
+        /// Name of the device's organisation.
+        organisation: String,
+        /// Relay's clock, milliseconds since the Unix epoch.
+        relay_time_ms: i64,
+    },
+    /// The request was refused; the relay closes the connection after this.
+    Refused(Refusal),
+    /// Liveness and round-trip probe; answer with `Pong`.
+    Ping {
+        /// Echoed back in the pong.
+        nonce: u64,
+    },
+    /// A message from a newer relay; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(RelayToAgent, known = 4);

@@ -1,0 +1,226 @@
+//! Messages between the console and the relay.
+//!
+//! After the hello exchange the console sends `Authenticate` with its
+//! technician token; only after `Authenticated` may it send requests. Each
+//! request carries an id echoed in its response, so later versions can
+//! pipeline requests on one stream.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, Role, TechnicianId};
+use crate::message::Nested;
+use crate::refusal::Refusal;
+
+/// Console → relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleToRelay {
+    /// Proves who the technician is. Must be the first message.
+    Authenticate {
+        /// The technician token as issued by `deskside tokens create`.
+        token: String,
+    },
+    /// One request; answered by one [`RelayToConsole::Response`].
+    Request {
+        /// Echoed in the response.
+        id: u64,
+        /// What is asked. Nested so that a request this relay does not know
+        /// decodes as `ConsoleRequest::Unknown` instead of failing the frame.
+        request: Nested<ConsoleRequest>,
+    },
+    /// A message from a newer console; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(ConsoleToRelay, known = 2);
+
+/// Relay → console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayToConsole {
+    /// The token was accepted.
+    Authenticated {
+        /// The technician's name.
+        technician: String,
+        /// The token's role.
+        role: Role,
+        /// The organisation's name.
+        organisation: String,
+    },
+    /// Answer to the request with the same id.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        result: Result<Nested<ConsoleResponse>, Refusal>,
+    },
+    /// The connection is refused; the relay closes it after this.
+    Refused(Refusal),
+    /// A message from a newer relay; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(RelayToConsole, known = 3);
+
+/// What a console can ask of the relay. Append-only, like every message enum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleRequest {
+    /// Every device of the organisation.
+    ListDevices,
+    /// One device, by full id, unique id prefix or unique hostname.
+    ShowDevice {
+        /// Id, id prefix or hostname.
+        device: String,
+    },
+    /// Revokes a device: its key is refused from now on.
+    RevokeDevice {
+        /// Id, id prefix or hostname.
+        device: String,
+    },
+    /// Issues an enrollment token.
+    CreateEnrollToken {
+        /// How many devices may enroll with it (at least 1).
+        uses: u32,
+        /// Lifetime in seconds.
+        expires_in_secs: u64,
+    },
+    /// Issues a technician token.
+    CreateTechnicianToken {
+        /// Technician's display name.
+        name: String,
+        /// Role granted.
+        role: Role,
+        /// Lifetime in seconds; `None` for no expiry.
+        expires_in_secs: Option<u64>,
+    },
+    /// Every technician token of the organisation (never the secrets).
+    ListTechnicianTokens,
+    /// Revokes a technician token.
+    RevokeTechnicianToken {
+        /// The token's id.
+        id: TechnicianId,
+    },
+    /// A request from a newer console; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+
+crate::impl_message!(ConsoleRequest, known = 7);
+
+impl ConsoleRequest {
+    /// The least role allowed to make this request.
+    ///
+    /// This is the single table of permissions; the relay checks every
+    /// request against it before doing anything.
+    pub fn required_role(&self) -> Role {
+        match self {
+            ConsoleRequest::ListDevices | ConsoleRequest::ShowDevice { .. } => Role::Viewer,
+            ConsoleRequest::CreateEnrollToken { .. } => Role::Technician,
+            ConsoleRequest::RevokeDevice { .. }
+            | ConsoleRequest::CreateTechnicianToken { .. }
+            | ConsoleRequest::ListTechnicianTokens
+            | ConsoleRequest::RevokeTechnicianToken { .. } => Role::Admin,
+            // Unknown requests are refused anyway; demand the most.
+            ConsoleRequest::Unknown { .. } => Role::Admin,
+        }
+    }
+}
+
+/// The relay's successful answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleResponse {
+    /// Answer to `ListDevices`.
+    Devices(Vec<DeviceSummary>),
+    /// Answer to `ShowDevice`.
+    Device(DeviceSummary),
+    /// Answer to `RevokeDevice`.
+    DeviceRevoked(DeviceSummary),
+    /// Answer to `CreateEnrollToken`.
+    EnrollToken(IssuedEnrollToken),
+    /// Answer to `CreateTechnicianToken`.
+    TechnicianToken(IssuedTechnicianToken),
+    /// Answer to `ListTechnicianTokens`.
+    TechnicianTokens(Vec<TechnicianTokenInfo>),
+    /// Answer to `RevokeTechnicianToken`.
+    TechnicianTokenRevoked(TechnicianTokenInfo),
+    /// A response from a newer relay; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+
+crate::impl_message!(ConsoleResponse, known = 7);
+
+/// A device as the console shows it. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// The device's id.
+    pub id: DeviceId,
+    /// Host name reported at its last connection.
+    pub hostname: String,
+    /// OS reported at its last connection.
+    pub os: String,
+    /// Agent version reported at its last connection.
+    pub agent_version: String,
+    /// Whether an agent connection is attached right now.
+    pub online: bool,
+    /// When it enrolled.
+    pub first_seen: i64,
+    /// When it was last connected (now, if online).
+    pub last_seen: i64,
+    /// Address of its last connection, as the relay saw it.
+    pub last_address: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A freshly issued enrollment token; the only time its text is visible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedEnrollToken {
+    /// The whole token (relay address, fingerprint and secret).
+    pub token: String,
+    /// How many enrollments it allows.
+    pub uses: u32,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A freshly issued technician token; the only time its text is visible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTechnicianToken {
+    /// The token's public description.
+    pub info: TechnicianTokenInfo,
+    /// The secret token to hand to the technician.
+    pub token: String,
+    /// The same token combined with the relay address and fingerprint, for
+    /// `deskside login LOGIN_STRING`.
+    pub login: String,
+}
+
+/// A technician token as listed, without its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TechnicianTokenInfo {
+    /// Row id.
+    pub id: TechnicianId,
+    /// Technician's name.
+    pub name: String,
+    /// Role granted.
+    pub role: Role,
+    /// Issue time, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds, if any.
+    pub expires_at: Option<i64>,
+    /// Revocation time, Unix seconds, if revoked.
+    pub revoked_at: Option<i64>,
+    /// Last successful authentication, Unix seconds.
+    pub last_used_at: Option<i64>,
+}

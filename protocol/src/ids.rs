@@ -1,0 +1,189 @@
+//! Identifiers and small value types shared by every message direction.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Error parsing an identifier or value type from text.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid {what} {input:?}: {expected}")]
+pub struct ParseError {
+    what: &'static str,
+    input: String,
+    expected: &'static str,
+}
+
+/// A device, as named by the relay at enrollment: `dev_` and 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceId(pub u64);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dev_{:016x}", self.0)
+    }
+}
+
+impl FromStr for DeviceId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError {
+            what: "device id",
+            input: s.to_owned(),
+            expected: "expected dev_ followed by 16 hex digits",
+        };
+        let hex = s.strip_prefix("dev_").ok_or_else(err)?;
+        if hex.len() != 16 {
+            return Err(err());
+        }
+        u64::from_str_radix(hex, 16).map(DeviceId).map_err(|_| err())
+    }
+}
+
+/// A technician token's row id, shown by `deskside tokens list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TechnicianId(pub u64);
+
+impl fmt::Display for TechnicianId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for TechnicianId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(TechnicianId).map_err(|_| ParseError {
+            what: "token id",
+            input: s.to_owned(),
+            expected: "expected a number as printed by `deskside tokens list`",
+        })
+    }
+}
+
+/// What a technician may do. Ordered: each role includes the ones below it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Role {
+    /// Reads the device list and diagnostics.
+    Viewer,
+    /// Viewer, plus enrollment tokens, fresh diagnostics and remote sessions.
+    Technician,
+    /// Technician, plus technician tokens, device revocation and the audit log.
+    Admin,
+}
+
+impl Role {
+    /// Stable lower-case name used in the database, the CLI and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Technician => "technician",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "technician" => Ok(Role::Technician),
+            "admin" => Ok(Role::Admin),
+            _ => Err(ParseError {
+                what: "role",
+                input: s.to_owned(),
+                expected: "expected viewer, technician or admin",
+            }),
+        }
+    }
+}
+
+/// SHA-256 of a certificate (DER), used to pin the relay's certificate.
+///
+/// Written as `sha256:` followed by 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError {
+            what: "certificate fingerprint",
+            input: s.to_owned(),
+            expected: "expected sha256: followed by 64 hex digits, as printed in the relay's ready line",
+        };
+        let digits: String = s
+            .strip_prefix("sha256:")
+            .unwrap_or(s)
+            .chars()
+            .filter(|c| *c != ':')
+            .collect();
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&digits, &mut out).map_err(|_| err())?;
+        Ok(Fingerprint(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_id_round_trips_through_text() {
+        let id = DeviceId(0x0123_4567_89ab_cdef);
+        assert_eq!(id.to_string(), "dev_0123456789abcdef");
+        assert_eq!("dev_0123456789abcdef".parse::<DeviceId>(), Ok(id));
+        assert!("dev_0123".parse::<DeviceId>().is_err());
+        assert!("0123456789abcdef".parse::<DeviceId>().is_err());
+        assert!("dev_0123456789abcdeg".parse::<DeviceId>().is_err());
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        assert!(Role::Admin.allows(Role::Technician));
+        assert!(Role::Technician.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Technician));
+        assert!(!Role::Technician.allows(Role::Admin));
+        for role in [Role::Viewer, Role::Technician, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+    }
+
+    #[test]
+    fn fingerprint_accepts_colons_and_prefix() {
+        let fp = Fingerprint([0xab; 32]);
+        let text = fp.to_string();
+        assert_eq!(text.parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(text.trim_start_matches("sha256:").parse::<Fingerprint>(), Ok(fp));
+        let colons = (0..32).map(|_| "AB").collect::<Vec<_>>().join(":");
+        assert_eq!(colons.parse::<Fingerprint>(), Ok(fp));
+        assert!("sha256:abcd".parse::<Fingerprint>().is_err());
+    }
+}

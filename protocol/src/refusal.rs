@@ -1,0 +1,55 @@
+//! Reasons the relay refuses a request, each with what the user should do.
+//!
+//! A refusal travels to the agent or console, which prints its `Display`
+//! text; so every message says what went wrong *and* what to do next.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::Role;
+
+/// Why the relay refused a request or a connection.
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The enrollment token matches nothing the relay issued.
+    #[error("the enrollment token is not valid for this relay: ask IT for a new one (`deskside enroll-token create`)")]
+    EnrollTokenInvalid,
+    /// The enrollment token's uses are all spent.
+    #[error("the enrollment token has already been used: ask IT for a new one (`deskside enroll-token create`)")]
+    EnrollTokenUsedUp,
+    /// The enrollment token is past its expiry date.
+    #[error("the enrollment token has expired: ask IT for a new one (`deskside enroll-token create`)")]
+    EnrollTokenExpired,
+    /// This key is already enrolled as a device.
+    #[error("this device key is already enrolled: run `deskside-agent run` instead of enrolling again")]
+    AlreadyEnrolled,
+    /// The agent's key matches no enrolled device.
+    #[error("this device is not enrolled on this relay: enroll it again with `deskside-agent enroll TOKEN`")]
+    DeviceUnknown,
+    /// The device was revoked by an administrator.
+    #[error("this device was revoked by an administrator: ask IT for a new enrollment token and run `deskside-agent enroll TOKEN`")]
+    DeviceRevoked,
+    /// The technician token matches nothing, was revoked or expired.
+    #[error("the technician token was not accepted (unknown, revoked or expired): ask an administrator for a new one and run `deskside login` again")]
+    BadTechnicianToken,
+    /// The caller's role does not include the one the request needs.
+    #[error("permission denied: this needs the {needed} role and your token has the {have} role; ask an administrator")]
+    Forbidden {
+        /// Role the request needs.
+        needed: Role,
+        /// Role of the caller.
+        have: Role,
+    },
+    /// The request names something that does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is well-formed but its values are not acceptable.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The caller sent something out of order or not understood.
+    #[error("protocol violation: {0}; the connection is closed (upgrade the client if this persists)")]
+    ProtocolViolation(String),
+    /// A fault inside the relay; details are in the relay's log.
+    #[error("the relay failed to handle the request; its log has the details (reference {0})")]
+    Internal(String),
+}

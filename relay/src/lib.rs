@@ -1,0 +1,3 @@
+//! The deskside relay: enrollment, authentication, presence and the store.
+
+pub mod store;
