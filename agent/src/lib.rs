@@ -1,1 +1,9 @@
-//! placeholder
+//! The deskside agent: enrollment, the relay link and presence.
+//!
+//! `state` owns the files in the state directory (key, identity, status);
+//! `link` owns the connection to the relay; `backoff` is the pure retry
+//! schedule. Later: diagnostics, and the session helper's local socket.
+
+pub mod backoff;
+pub mod link;
+pub mod state;

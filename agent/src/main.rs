@@ -1,1 +1,200 @@
-fn main() {}
+//! `deskside-agent`: the command-line entry point of the agent.
+//!
+//! Exit codes: 0 success; 1 the operation failed; 2 usage error; 3 the relay
+//! refused this device for good (revoked or unknown) or its local state is
+//! unusable, so restarting will not help (service units use
+//! `RestartPreventExitStatus=3`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use deskside_agent::link::{self, LinkError};
+use deskside_agent::state::{process_alive, LinkState, StateDir};
+use tokio::sync::watch;
+
+/// The deskside agent: lets your IT helpdesk see this device's health and,
+/// only with your consent, help you on screen.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// State directory (identity, key, status). Default /var/lib/deskside-agent
+    /// for root, else ~/.local/state/deskside-agent.
+    #[arg(long, global = true, env = "DESKSIDE_AGENT_STATE")]
+    state_dir: Option<PathBuf>,
+    /// Log more (repeat for more detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrolls this device with an enrollment token from IT.
+    Enroll {
+        /// The token (starts with dse1_). Also read from DESKSIDE_ENROLL_TOKEN.
+        #[arg(env = "DESKSIDE_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Replace an existing enrollment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stays connected to the relay, reconnecting as needed, until stopped.
+    Run,
+    /// Shows whether this device is enrolled and connected.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_PERMANENT: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let state = StateDir::new(cli.state_dir.unwrap_or_else(StateDir::default_root));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = match cli.command {
+        Command::Enroll { token, force } => runtime.block_on(enroll(&state, &token, force)),
+        Command::Run => runtime.block_on(run(&state)),
+        Command::Status { json } => status(&state, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_permanent() { EXIT_PERMANENT } else { EXIT_FAILED })
+        }
+    }
+}
+
+async fn enroll(state: &StateDir, token: &str, force: bool) -> Result<(), LinkError> {
+    let enrollment = link::enroll(state, token, force).await?;
+    println!(
+        "Enrolled as {} in organisation {} (relay {}).\nState saved in {}.\nStart the agent with `deskside-agent run` (the installed service does this for you).",
+        enrollment.device_id,
+        enrollment.organisation,
+        enrollment.relay,
+        state.root().display()
+    );
+    Ok(())
+}
+
+async fn run(state: &StateDir) -> Result<(), LinkError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+    });
+    link::run(state, stop_rx).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn status(state: &StateDir, json: bool) -> Result<(), LinkError> {
+    let enrollment = match state.enrollment() {
+        Ok(e) => Some(e),
+        Err(deskside_agent::state::StateError::NotEnrolled(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let published = state.status().filter(|s| process_alive(s.pid));
+    let running = published.as_ref().is_some_and(|s| s.state != LinkState::Stopped);
+    let connected = published.as_ref().is_some_and(|s| s.state == LinkState::Connected);
+    let since = published.as_ref().map(|s| s.since);
+    let rfc3339 = |secs: i64| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
+    };
+    if json {
+        let value = serde_json::json!({
+            "type": "status",
+            "enrolled": enrollment.is_some(),
+            "device_id": enrollment.as_ref().map(|e| e.device_id.to_string()),
+            "organisation": enrollment.as_ref().map(|e| e.organisation.clone()),
+            "relay": enrollment.as_ref().map(|e| e.relay.clone()),
+            "fingerprint": enrollment.as_ref().map(|e| e.fingerprint.to_string()),
+            "running": running,
+            "pid": published.as_ref().filter(|_| running).map(|s| s.pid),
+            "connected": connected,
+            "since": since.filter(|_| running).map(rfc3339),
+            "last_error": published.as_ref().and_then(|s| s.last_error.clone()),
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    let Some(enrollment) = enrollment else {
+        println!("Enrolled:  no (state directory {})", state.root().display());
+        println!("Enroll with `deskside-agent enroll TOKEN`, using a token from IT.");
+        return Ok(());
+    };
+    println!(
+        "Enrolled:  yes, as {} in organisation {}",
+        enrollment.device_id, enrollment.organisation
+    );
+    println!("Relay:     {} ({})", enrollment.relay, enrollment.fingerprint);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let ago = |secs: i64| humantime::format_duration(Duration::from_secs((now - secs).max(0) as u64)).to_string();
+    match &published {
+        Some(s) if s.state == LinkState::Connected => {
+            println!("Agent:     running (pid {}), connected since {} ({} ago)", s.pid, rfc3339(s.since), ago(s.since));
+        }
+        Some(s) if s.state == LinkState::Connecting => {
+            println!("Agent:     running (pid {}), not connected since {} ({} ago)", s.pid, rfc3339(s.since), ago(s.since));
+            if let Some(error) = &s.last_error {
+                println!("Last error: {error}");
+            }
+        }
+        _ => println!("Agent:     not running (start it with `deskside-agent run` or `systemctl start deskside-agent`)"),
+    }
+    Ok(())
+}

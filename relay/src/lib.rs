@@ -1,3 +1,17 @@
 //! The deskside relay: enrollment, authentication, presence and the store.
+//!
+//! `server` owns the QUIC endpoint and spawns one task per connection;
+//! `agent_conn` and `console_conn` serve the two kinds of peers; `store` is
+//! the only code that talks SQL; `presence` knows who is online.
 
+pub mod agent_conn;
+pub mod config;
+pub mod console_conn;
+pub mod presence;
+pub mod secrets;
+pub mod server;
 pub mod store;
+pub mod tls_files;
+
+pub use config::RelayConfig;
+pub use server::Relay;

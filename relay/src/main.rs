@@ -1,1 +1,160 @@
-fn main() {}
+//! `deskside-relay`: the command-line entry point of the relay.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use deskside_protocol::token::LoginString;
+use deskside_relay::config::{FileConfig, Overrides, DEFAULT_CONFIG_PATH};
+use deskside_relay::{Relay, RelayConfig};
+
+/// The deskside relay: agents and technicians meet here over QUIC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the relay until interrupted (SIGINT or SIGTERM).
+    ///
+    /// Prints one JSON line `{"type":"ready",…}` on stdout once it accepts
+    /// connections.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Local development mode: loopback only, self-signed certificate kept in
+    /// the data directory, no configuration file needed.
+    #[arg(long)]
+    dev: bool,
+    /// Configuration file (TOML). Default /etc/deskside/relay.toml outside --dev.
+    #[arg(long, env = "DESKSIDE_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433 with --dev, else 0.0.0.0:4433).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// host:port written into enrollment tokens and login strings, when
+    /// clients reach the relay by another address (NAT, DNS name).
+    #[arg(long)]
+    public_addr: Option<String>,
+    /// State directory (database, keys). Default ./deskside-relay-data with
+    /// --dev, else /var/lib/deskside-relay.
+    #[arg(long, env = "DESKSIDE_RELAY_DATA")]
+    data_dir: Option<PathBuf>,
+    /// QUIC idle timeout before a silent peer counts as gone (e.g. 12s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match (&args.config, args.dev) {
+        (Some(path), _) => FileConfig::load(path)?,
+        (None, true) => FileConfig::default(),
+        (None, false) => {
+            let path = PathBuf::from(DEFAULT_CONFIG_PATH);
+            if path.exists() {
+                FileConfig::load(&path)?
+            } else {
+                FileConfig::default()
+            }
+        }
+    };
+    let config = RelayConfig::resolve(
+        file,
+        Overrides {
+            dev: args.dev,
+            listen: args.listen,
+            public_addr: args.public_addr,
+            data_dir: args.data_dir,
+            idle_timeout: args.idle_timeout,
+        },
+    )?;
+    let data_dir = config.data_dir.clone();
+    let relay = Relay::spawn(config).await?;
+    let local = relay.local_addr().context("cannot read the bound address")?;
+    if let Some(bootstrap) = &relay.bootstrap {
+        let login = LoginString {
+            relay: relay.public_addr().to_owned(),
+            fingerprint: relay.fingerprint(),
+            token: bootstrap.admin_token.clone(),
+        };
+        eprintln!(
+            "\nFirst start: created the organisation and an admin token (shown only this once,\n\
+             also saved with mode 0600 in {}):\n\n    {}\n\n\
+             Log in the console with:\n\n    deskside login {}\n",
+            bootstrap.token_file.display(),
+            bootstrap.admin_token,
+            login.encode()
+        );
+    }
+    let ready = serde_json::json!({
+        "type": "ready",
+        "listen": local.to_string(),
+        "public_addr": relay.public_addr(),
+        "fingerprint": relay.fingerprint().to_string(),
+        "data_dir": data_dir.display().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{ready}").context("cannot write the ready line")?;
+    stdout.flush().context("cannot write the ready line")?;
+    drop(stdout);
+    tracing::info!(%local, fingerprint = %relay.fingerprint(), "relay ready");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    relay.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    Ok(())
+}

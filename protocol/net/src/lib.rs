@@ -1,1 +1,16 @@
-//! placeholder
+//! deskside's thin async driver around `deskside-protocol`: QUIC endpoints,
+//! TLS with pinned certificates, and framed streams.
+//!
+//! This crate plays `quinn`'s role next to `quinn-proto`: everything that
+//! touches sockets, TLS and tokio for the agent, relay and console, and no
+//! product logic. Message meaning belongs to the protocol crate; policy
+//! (who may do what) belongs to the relay.
+
+pub mod files;
+pub mod framed;
+pub mod tls;
+pub mod transport;
+
+pub use framed::{FramedRecv, FramedSend, NetError};
+pub use tls::{fingerprint_of, spki_of, Identity, TlsError};
+pub use transport::{connect, ConnectError, ConnectOptions, Connected, ALPN};

@@ -1,0 +1,307 @@
+//! The agent's link to the relay: enrollment, attachment, and the
+//! reconnecting loop of `deskside-agent run`.
+//!
+//! Keep-alives hold NAT mappings open and let the relay notice a vanished
+//! device; the loop reconnects with exponential backoff and jitter whenever
+//! the connection ends, so a relay restart needs no action on the device.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
+use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, Identity, NetError};
+use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::token::{EnrollToken, TokenError};
+use deskside_protocol::{DeviceId, Refusal};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use crate::backoff::Backoff;
+use crate::state::{Enrollment, LinkState, StateDir, StateError, Status, AGENT_CERT_NAME};
+
+/// Keep-alive interval. NATs drop idle UDP mappings after ~30 s; 4 s also
+/// lets the relay see a vanished device within its 12 s idle timeout.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(4);
+/// Idle timeout on the agent's side of the connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
+/// First reconnection delay.
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// Longest reconnection delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Errors of enrollment and of the relay link.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// The token text is not valid.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The relay could not be reached or is not the pinned one.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The relay refused.
+    #[error("the relay refused: {0}")]
+    Refused(Refusal),
+    /// The connection broke.
+    #[error("connection to the relay lost: {0}")]
+    Net(#[from] NetError),
+    /// Local state could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Key generation failed.
+    #[error("cannot create the device key: {0}")]
+    Key(#[from] deskside_net::TlsError),
+    /// Already enrolled.
+    #[error("this device is already enrolled as {device_id} with the relay {relay}; to enroll it again, run `deskside-agent enroll --force TOKEN`")]
+    AlreadyEnrolled {
+        /// Current id.
+        device_id: DeviceId,
+        /// Current relay.
+        relay: String,
+    },
+    /// The relay answered something unexpected.
+    #[error("the relay answered unexpectedly ({0}); upgrade the agent")]
+    Unexpected(String),
+}
+
+impl LinkError {
+    /// Whether retrying cannot help: the device is revoked or unknown, or
+    /// its local state is unusable.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Refused(Refusal::DeviceRevoked | Refusal::DeviceUnknown)
+                | LinkError::State(_)
+                | LinkError::Connect(ConnectError::FingerprintMismatch { .. })
+        )
+    }
+}
+
+/// Facts about this machine sent at enrollment and at every connection.
+pub fn device_info() -> DeviceInfo {
+    DeviceInfo {
+        hostname: sysinfo::System::host_name().unwrap_or_else(|| "unknown".to_owned()),
+        os: sysinfo::System::long_os_version()
+            .or_else(sysinfo::System::name)
+            .unwrap_or_else(|| std::env::consts::OS.to_owned()),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+fn options(relay: &str, enrollment_fp: deskside_protocol::Fingerprint, identity: Identity) -> ConnectOptions {
+    ConnectOptions {
+        relay: relay.to_owned(),
+        fingerprint: enrollment_fp,
+        identity: Some(identity),
+        idle_timeout: IDLE_TIMEOUT,
+        keep_alive: Some(KEEP_ALIVE),
+        software: format!("deskside-agent {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Enrolls this device with `token_text`. Nothing is written unless the
+/// relay accepts.
+pub async fn enroll(state: &StateDir, token_text: &str, force: bool) -> Result<Enrollment, LinkError> {
+    let token = EnrollToken::decode(token_text)?;
+    if state.is_enrolled() && !force {
+        let current = state.enrollment()?;
+        return Err(LinkError::AlreadyEnrolled {
+            device_id: current.device_id,
+            relay: current.relay,
+        });
+    }
+    let identity = Identity::generate(&[AGENT_CERT_NAME])?;
+    let addr = resolve(&token.relay).await?;
+    let endpoint = client_endpoint(addr)?;
+    let mut connected = connect(&endpoint, &options(&token.relay, token.fingerprint, identity.clone())).await?;
+    connected
+        .send
+        .send(&AgentToRelay::Enroll {
+            secret: token.secret.clone(),
+            info: device_info(),
+        })
+        .await?;
+    let answer = connected.recv.recv::<RelayToAgent>().await?;
+    connected.connection.close(0u32.into(), b"enrolled");
+    endpoint.wait_idle().await;
+    match answer {
+        Some(RelayToAgent::Enrolled {
+            device_id,
+            organisation,
+        }) => {
+            let enrollment = Enrollment {
+                device_id,
+                organisation,
+                relay: token.relay,
+                fingerprint: token.fingerprint,
+                enrolled_at: unix_now(),
+            };
+            if force {
+                state.forget_enrollment()?;
+            }
+            state.save_enrollment(&identity, &enrollment)?;
+            Ok(enrollment)
+        }
+        Some(RelayToAgent::Refused(refusal)) => Err(LinkError::Refused(refusal)),
+        Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
+        None => Err(NetError::Truncated.into()),
+    }
+}
+
+/// An attached connection.
+#[derive(Debug)]
+pub struct Attached {
+    /// The QUIC connection.
+    pub connection: quinn::Connection,
+    send: FramedSend,
+    recv: FramedRecv,
+    /// The device id the relay attached us as.
+    pub device_id: DeviceId,
+    /// Relay clock minus local clock at attach time, milliseconds (rough:
+    /// includes half a round trip).
+    pub clock_offset_ms: i64,
+}
+
+/// Connects and attaches as the device owning `identity`.
+pub async fn attach(
+    endpoint: &quinn::Endpoint,
+    relay: &str,
+    fingerprint: deskside_protocol::Fingerprint,
+    identity: Identity,
+    info: DeviceInfo,
+) -> Result<Attached, LinkError> {
+    let mut connected = connect(endpoint, &options(relay, fingerprint, identity)).await?;
+    connected.send.send(&AgentToRelay::Attach { info }).await?;
+    match connected.recv.recv::<RelayToAgent>().await? {
+        Some(RelayToAgent::Attached {
+            device_id,
+            relay_time_ms,
+            ..
+        }) => {
+            let local_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            Ok(Attached {
+                connection: connected.connection,
+                send: connected.send,
+                recv: connected.recv,
+                device_id,
+                clock_offset_ms: relay_time_ms - local_ms,
+            })
+        }
+        Some(RelayToAgent::Refused(refusal)) => Err(LinkError::Refused(refusal)),
+        Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
+        None => Err(NetError::Truncated.into()),
+    }
+}
+
+impl Attached {
+    /// Serves the relay's messages until the connection ends or `stop` is
+    /// set; returns why it ended.
+    pub async fn serve(mut self, stop: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    self.connection.close(0u32.into(), b"agent stopping");
+                    return Ok(());
+                }
+                message = self.recv.recv::<RelayToAgent>() => match message? {
+                    Some(RelayToAgent::Ping { nonce }) => {
+                        self.send.send(&AgentToRelay::Pong { nonce }).await?;
+                    }
+                    Some(RelayToAgent::Unknown { tag }) => {
+                        tracing::debug!(tag, "ignoring a message from a newer relay");
+                    }
+                    Some(RelayToAgent::Refused(refusal)) => return Err(LinkError::Refused(refusal)),
+                    Some(other) => return Err(LinkError::Unexpected(format!("{other:?}"))),
+                    None => return Err(NetError::Truncated.into()),
+                },
+            }
+        }
+    }
+}
+
+/// `deskside-agent run`: stays attached, reconnecting forever, until `stop`
+/// is set or the relay refuses the device for good.
+pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
+    let enrollment = state.enrollment()?;
+    let identity = state.identity()?;
+    let addr = resolve(&enrollment.relay).await?;
+    let endpoint = client_endpoint(addr)?;
+    let publish = |link: LinkState, last_error: Option<String>| {
+        let status = Status {
+            pid: std::process::id(),
+            state: link,
+            since: unix_now(),
+            last_error,
+        };
+        if let Err(e) = state.write_status(&status) {
+            tracing::warn!("cannot write the status file: {e}");
+        }
+    };
+    publish(LinkState::Connecting, None);
+    let span = tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
+    let outcome = reconnect_loop(&endpoint, &enrollment, &identity, &mut stop, &publish)
+        .instrument(span)
+        .await;
+    if let Err(error) = outcome {
+        publish(LinkState::Stopped, Some(error.to_string()));
+        return Err(error);
+    }
+    publish(LinkState::Stopped, None);
+    // Let the close reach the relay so the device shows offline at once.
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+async fn reconnect_loop(
+    endpoint: &quinn::Endpoint,
+    enrollment: &Enrollment,
+    identity: &Identity,
+    stop: &mut watch::Receiver<bool>,
+    publish: &impl Fn(LinkState, Option<String>),
+) -> Result<(), LinkError> {
+    let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    loop {
+        let attempt = attach(
+            endpoint,
+            &enrollment.relay,
+            enrollment.fingerprint,
+            identity.clone(),
+            device_info(),
+        );
+        let outcome = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            outcome = attempt => outcome,
+        };
+        let error = match outcome {
+            Ok(attached) => {
+                tracing::info!(clock_offset_ms = attached.clock_offset_ms, "connected to the relay");
+                publish(LinkState::Connected, None);
+                backoff.reset();
+                match attached.serve(stop).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        if error.is_permanent() {
+            return Err(error);
+        }
+        let delay = backoff.next_delay(rand::random::<f64>());
+        tracing::warn!("relay link down: {error}; retrying in {} ms", delay.as_millis());
+        publish(LinkState::Connecting, Some(error.to_string()));
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

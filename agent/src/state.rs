@@ -1,0 +1,278 @@
+//! The agent's state directory: enrollment identity, private key, and the
+//! status the running agent publishes for `deskside-agent status`.
+//!
+//! The private key never leaves this directory and is refused if other users
+//! can read it. Enrollment writes the key first and `identity.json` last, so
+//! the presence of `identity.json` means "fully enrolled".
+
+use std::path::{Path, PathBuf};
+
+use deskside_net::files::{create_private_dir, read_private, write_private, FileError};
+use deskside_net::Identity;
+use deskside_protocol::{DeviceId, Fingerprint};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Subject name in the agent's self-signed certificate (informational only:
+/// the relay identifies devices by public key).
+pub const AGENT_CERT_NAME: &str = "deskside-agent";
+
+const IDENTITY_FILE: &str = "identity.json";
+const KEY_FILE: &str = "agent-key.pem";
+const STATUS_FILE: &str = "status.json";
+
+/// Errors reading or writing agent state.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// A file could not be read or written, or has unsafe permissions.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The device is not enrolled.
+    #[error("this device is not enrolled (no {0}): run `deskside-agent enroll TOKEN` with a token from IT")]
+    NotEnrolled(PathBuf),
+    /// A state file is damaged.
+    #[error("{path} is damaged ({reason}); enroll again with a new token, or restore it from backup")]
+    Damaged {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What enrollment recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// The device id assigned by the relay.
+    pub device_id: DeviceId,
+    /// Organisation name.
+    pub organisation: String,
+    /// Relay address.
+    pub relay: String,
+    /// Pinned relay certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Enrollment time, Unix seconds.
+    pub enrolled_at: i64,
+}
+
+/// Connection state published by `deskside-agent run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Trying to reach the relay.
+    Connecting,
+    /// Attached to the relay.
+    Connected,
+    /// Stopped.
+    Stopped,
+}
+
+/// The running agent's status file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Process id of the agent that wrote it.
+    pub pid: u32,
+    /// Current state.
+    pub state: LinkState,
+    /// Since when, Unix seconds.
+    pub since: i64,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+}
+
+/// The agent's state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Uses `root` (created 0700 when first written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The default: `/var/lib/deskside-agent` for root, else
+    /// `$XDG_STATE_HOME/deskside-agent` or `~/.local/state/deskside-agent`.
+    pub fn default_root() -> PathBuf {
+        if is_root() {
+            return PathBuf::from("/var/lib/deskside-agent");
+        }
+        if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(state).join("deskside-agent");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".local/state/deskside-agent");
+        }
+        PathBuf::from("deskside-agent-state")
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Path of the private key.
+    pub fn key_path(&self) -> PathBuf {
+        self.path(KEY_FILE)
+    }
+
+    /// Whether `identity.json` exists.
+    pub fn is_enrolled(&self) -> bool {
+        self.path(IDENTITY_FILE).exists()
+    }
+
+    /// Reads the enrollment record.
+    pub fn enrollment(&self) -> Result<Enrollment, StateError> {
+        let path = self.path(IDENTITY_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NotEnrolled(path)),
+            Err(source) => {
+                return Err(FileError::Io {
+                    action: "cannot read",
+                    path,
+                    source,
+                }
+                .into())
+            }
+        };
+        serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads the private key (refusing one readable by others) and wraps it
+    /// in a fresh self-signed certificate.
+    pub fn identity(&self) -> Result<Identity, StateError> {
+        let path = self.key_path();
+        let pem = read_private(&path)?;
+        let pem = String::from_utf8(pem).map_err(|e| StateError::Damaged {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Identity::from_key_pem(&pem, &[AGENT_CERT_NAME]).map_err(|e| StateError::Damaged {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Stores a new enrollment: key first, identity last.
+    pub fn save_enrollment(&self, identity: &Identity, enrollment: &Enrollment) -> Result<(), StateError> {
+        create_private_dir(&self.root)?;
+        write_private(&self.key_path(), identity.key_pem().as_bytes())?;
+        let json = serde_json::to_vec_pretty(enrollment).map_err(|e| StateError::Damaged {
+            path: self.path(IDENTITY_FILE),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.path(IDENTITY_FILE), &json)?;
+        Ok(())
+    }
+
+    /// Removes the enrollment (used before enrolling again with `--force`).
+    pub fn forget_enrollment(&self) -> Result<(), StateError> {
+        for name in [IDENTITY_FILE, KEY_FILE, STATUS_FILE] {
+            let path = self.path(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(FileError::Io {
+                        action: "cannot remove",
+                        path,
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the running agent's status.
+    pub fn write_status(&self, status: &Status) -> Result<(), StateError> {
+        let json = serde_json::to_vec(status).map_err(|e| StateError::Damaged {
+            path: self.path(STATUS_FILE),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.path(STATUS_FILE), &json)?;
+        Ok(())
+    }
+
+    /// Reads the last published status, if any.
+    pub fn status(&self) -> Option<Status> {
+        let bytes = std::fs::read(self.path(STATUS_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        // /proc/self is owned by the process's effective uid.
+        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_round_trips_and_key_keeps_its_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        assert!(matches!(state.enrollment(), Err(StateError::NotEnrolled(_))));
+        let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
+        let enrollment = Enrollment {
+            device_id: DeviceId(7),
+            organisation: "Org".into(),
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: Fingerprint([1; 32]),
+            enrolled_at: 1_700_000_000,
+        };
+        state.save_enrollment(&identity, &enrollment).unwrap();
+        assert!(state.is_enrolled());
+        assert_eq!(state.enrollment().unwrap(), enrollment);
+        assert_eq!(state.identity().unwrap().spki().unwrap(), identity.spki().unwrap());
+        state.forget_enrollment().unwrap();
+        assert!(!state.is_enrolled());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_key_readable_by_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
+        write_private(&state.key_path(), identity.key_pem().as_bytes()).unwrap();
+        std::fs::set_permissions(state.key_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = state.identity().unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}

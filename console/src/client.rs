@@ -1,0 +1,150 @@
+//! The console's connection to the relay: connect, authenticate, request.
+//!
+//! One [`Client`] holds one QUIC connection and its control stream. It never
+//! retries on its own: a console command is short-lived and reports failures
+//! to the person (or script) that ran it.
+
+use std::time::Duration;
+
+use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
+use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, NetError};
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, ConsoleToRelay, RelayToConsole};
+use deskside_protocol::message::Nested;
+use deskside_protocol::{Fingerprint, Refusal, Role};
+use thiserror::Error;
+
+/// How long the console waits for any one answer from the relay.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors talking to the relay.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The connection could not be set up.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The relay refused the token or the request.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The connection broke or the relay sent something unexpected.
+    #[error("lost the connection to the relay: {0}")]
+    Net(#[from] NetError),
+    /// The relay answered with something this console does not understand.
+    #[error("the relay sent an answer this console does not understand ({0}); upgrade the console")]
+    Unexpected(String),
+}
+
+/// Who the relay says we are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The technician's name.
+    pub technician: String,
+    /// The token's role.
+    pub role: Role,
+    /// The organisation's name.
+    pub organisation: String,
+}
+
+/// An authenticated connection to the relay.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: FramedSend,
+    recv: FramedRecv,
+    session: Session,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects to `relay`, pinning `fingerprint`, and authenticates with the
+    /// technician `token`.
+    pub async fn connect(relay: &str, fingerprint: Fingerprint, token: &str) -> Result<Self, ClientError> {
+        let addr = resolve(relay).await?;
+        let endpoint = client_endpoint(addr)?;
+        let options = ConnectOptions {
+            relay: relay.to_owned(),
+            fingerprint,
+            identity: None,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(10)),
+            software: format!("deskside {}", env!("CARGO_PKG_VERSION")),
+        };
+        let connected = connect(&endpoint, &options).await?;
+        let mut send = connected.send;
+        let mut recv = connected.recv;
+        send.send(&ConsoleToRelay::Authenticate {
+            token: token.to_owned(),
+        })
+        .await?;
+        let answer = timed(recv.recv::<RelayToConsole>()).await?;
+        let session = match answer {
+            Some(RelayToConsole::Authenticated {
+                technician,
+                role,
+                organisation,
+            }) => Session {
+                technician,
+                role,
+                organisation,
+            },
+            Some(RelayToConsole::Refused(refusal)) => return Err(refusal.into()),
+            Some(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            None => return Err(NetError::Truncated.into()),
+        };
+        Ok(Self {
+            endpoint,
+            connection: connected.connection,
+            send,
+            recv,
+            session,
+            next_id: 1,
+        })
+    }
+
+    /// Who the relay authenticated us as.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn request(&mut self, request: ConsoleRequest) -> Result<ConsoleResponse, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send
+            .send(&ConsoleToRelay::Request {
+                id,
+                request: Nested(request),
+            })
+            .await?;
+        loop {
+            match timed(self.recv.recv::<RelayToConsole>()).await? {
+                Some(RelayToConsole::Response { id: answered, result }) if answered == id => {
+                    return match result {
+                        Ok(Nested(ConsoleResponse::Unknown { tag })) => Err(ClientError::Unexpected(
+                            format!("response type {tag}"),
+                        )),
+                        Ok(Nested(response)) => Ok(response),
+                        Err(refusal) => Err(refusal.into()),
+                    };
+                }
+                Some(RelayToConsole::Refused(refusal)) => return Err(refusal.into()),
+                // Answers to other ids and messages from newer relays are not
+                // ours to handle.
+                Some(_) => continue,
+                None => return Err(NetError::Truncated.into()),
+            }
+        }
+    }
+
+    /// Closes the connection politely and waits until the relay knows.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"bye");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+async fn timed<T>(fut: impl std::future::Future<Output = Result<T, NetError>>) -> Result<T, NetError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| NetError::Timeout)?
+}

@@ -1,0 +1,158 @@
+//! An agent's connection: enrollment, or attachment and presence.
+//!
+//! The agent's identity is the public key of the client certificate it used
+//! in the TLS handshake, never something it claims in a message: the key is
+//! what the relay records at enrollment and looks up at every connection.
+
+use deskside_net::{FramedRecv, FramedSend, NetError};
+use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::{DeviceId, Refusal};
+
+use crate::secrets::{hash_secret, random_bytes};
+use crate::server::{check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared};
+
+fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
+    check_text("hostname", &info.hostname, 253)?;
+    check_text("os", &info.os, 200)?;
+    check_text("agent_version", &info.agent_version, 64)
+}
+
+/// Serves an agent connection after the hello exchange.
+pub async fn serve(
+    shared: &Shared,
+    connection: &quinn::Connection,
+    public_key: Vec<u8>,
+    mut send: FramedSend,
+    mut recv: FramedRecv,
+) -> End {
+    let address = connection.remote_address().to_string();
+    let first = match first_message::<AgentToRelay>(&mut recv).await {
+        Ok(message) => message,
+        Err(end) => return end,
+    };
+    match first {
+        AgentToRelay::Enroll { secret, info } => {
+            let outcome = enroll(shared, public_key, secret, info, address).await;
+            let reply = match &outcome {
+                Ok((id, organisation)) => {
+                    tracing::Span::current().record("device", tracing::field::display(id));
+                    tracing::info!("device enrolled");
+                    RelayToAgent::Enrolled {
+                        device_id: *id,
+                        organisation: organisation.clone(),
+                    }
+                }
+                Err(refusal) => RelayToAgent::Refused(refusal.clone()),
+            };
+            if let Err(e) = send.send(&reply).await {
+                return e.into();
+            }
+            finish_and_wait(&mut send).await;
+            match outcome {
+                Ok(_) => End::Closed,
+                Err(refusal) => End::Refused(refusal),
+            }
+        }
+        AgentToRelay::Attach { info } => attached(shared, connection, public_key, info, address, send, recv).await,
+        other => End::Violation(format!("expected Enroll or Attach first, got {other:?}")),
+    }
+}
+
+async fn enroll(
+    shared: &Shared,
+    public_key: Vec<u8>,
+    secret: String,
+    info: DeviceInfo,
+    address: String,
+) -> Result<(DeviceId, String), Refusal> {
+    check_info(&info)?;
+    if secret.len() > 256 {
+        return Err(Refusal::EnrollTokenInvalid);
+    }
+    let hash = hash_secret(&secret);
+    let new_id = DeviceId(u64::from_be_bytes(
+        random_bytes::<8>().map_err(|_| Refusal::Internal("random".into()))?,
+    ));
+    let now = now_secs();
+    let result = shared
+        .store(move |store| store.enroll_device(&hash, &public_key, &info, &address, new_id, now))
+        .await?;
+    match result {
+        Ok(Ok((record, organisation))) => Ok((record.id, organisation)),
+        Ok(Err(refusal)) => Err(refusal),
+        Err(e) => Err(crate::server::internal_error(&e)),
+    }
+}
+
+async fn attached(
+    shared: &Shared,
+    connection: &quinn::Connection,
+    public_key: Vec<u8>,
+    info: DeviceInfo,
+    address: String,
+    mut send: FramedSend,
+    mut recv: FramedRecv,
+) -> End {
+    if let Err(refusal) = check_info(&info) {
+        return refuse(send, refusal).await;
+    }
+    let now = now_secs();
+    let record = match shared
+        .store(move |store| store.attach_device(&public_key, &info, &address, now))
+        .await
+    {
+        Ok(Ok(Ok(record))) => record,
+        Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
+        Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+    };
+    let organisation = {
+        let org = record.org;
+        match shared.store(move |store| store.organisation_name(org)).await {
+            Ok(Ok(name)) => name,
+            Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            Err(refusal) => return refuse(send, refusal).await,
+        }
+    };
+    let id = record.id;
+    tracing::Span::current().record("device", tracing::field::display(id));
+    let generation = shared.presence.attach(id, connection.clone());
+    tracing::info!(hostname = %record.hostname, "device online");
+    let end = async {
+        send.send(&RelayToAgent::Attached {
+            device_id: id,
+            organisation,
+            relay_time_ms: now_millis(),
+        })
+        .await?;
+        loop {
+            match recv.recv::<AgentToRelay>().await? {
+                None => return Ok(End::Closed),
+                Some(AgentToRelay::Pong { .. }) => {}
+                Some(AgentToRelay::Unknown { tag }) => {
+                    tracing::debug!(tag, "ignoring a message from a newer agent");
+                }
+                Some(other) => {
+                    return Ok(End::Violation(format!("unexpected {other:?} on an attached connection")));
+                }
+            }
+        }
+    }
+    .await
+    .unwrap_or_else(|e: NetError| e.into());
+    if shared.presence.detach(id, generation) {
+        tracing::info!("device offline");
+    }
+    let now = now_secs();
+    if let Ok(Err(e)) = shared.store(move |store| store.mark_seen(&[id], now)).await {
+        tracing::warn!("cannot record last-seen time: {e}");
+    }
+    end
+}
+
+async fn refuse(mut send: FramedSend, refusal: Refusal) -> End {
+    if let Err(e) = send.send(&RelayToAgent::Refused(refusal.clone())).await {
+        return e.into();
+    }
+    finish_and_wait(&mut send).await;
+    End::Refused(refusal)
+}

@@ -1,0 +1,205 @@
+//! The relay's configuration: defaults < TOML file < command-line flags,
+//! validated once into [`RelayConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+/// Default UDP port.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// Default path of the configuration file outside `--dev`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/deskside/relay.toml";
+
+/// Default idle timeout: agents keep-alive every 4 s, so 12 s is three missed
+/// keep-alives before a device is reported offline.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// The settings file, `/etc/deskside/relay.toml`. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address and UDP port to listen on. Default `0.0.0.0:4433`.
+    pub listen: Option<SocketAddr>,
+    /// `host:port` written into enrollment tokens and login strings.
+    /// Required when `listen` is a wildcard address.
+    pub public_addr: Option<String>,
+    /// State directory. Default `/var/lib/deskside-relay`.
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate file. Required outside `--dev`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key file (PKCS#8). Required outside `--dev`.
+    pub key: Option<PathBuf>,
+    /// Name of the organisation created on first start. Default `Default`.
+    pub organisation: Option<String>,
+    /// Idle timeout, humantime syntax (e.g. `12s`).
+    pub idle_timeout: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+    }
+}
+
+/// Where the relay's TLS certificate comes from.
+#[derive(Clone, Debug)]
+pub enum CertSource {
+    /// Self-signed, created in the data directory on first start (`--dev`).
+    SelfSigned,
+    /// PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Address advertised in tokens; `None` means the bound address.
+    pub public_addr: Option<String>,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// TLS certificate source.
+    pub cert: CertSource,
+    /// Organisation created on first start.
+    pub organisation: String,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `--dev`.
+    pub dev: bool,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--public-addr`.
+    pub public_addr: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl RelayConfig {
+    /// Merges defaults, the file (if any) and flags, and validates the result.
+    pub fn resolve(file: FileConfig, flags: Overrides) -> anyhow::Result<Self> {
+        let default_listen: SocketAddr = if flags.dev {
+            ([127, 0, 0, 1], DEFAULT_PORT).into()
+        } else {
+            ([0, 0, 0, 0], DEFAULT_PORT).into()
+        };
+        let listen = flags.listen.or(file.listen).unwrap_or(default_listen);
+        if flags.dev && !listen.ip().is_loopback() {
+            bail!("--dev binds loopback only, but --listen is {listen}; drop --dev and configure a certificate to serve other hosts");
+        }
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(if flags.dev { "deskside-relay-data" } else { "/var/lib/deskside-relay" }));
+        let cert = match (flags.dev, file.cert, file.key) {
+            (true, _, _) => CertSource::SelfSigned,
+            (false, Some(cert), Some(key)) => CertSource::Files { cert, key },
+            (false, _, _) => bail!(
+                "no TLS certificate configured: set `cert` and `key` in {DEFAULT_CONFIG_PATH} (or --config), or run with --dev for a local self-signed relay"
+            ),
+        };
+        let idle_timeout = match (flags.idle_timeout, file.idle_timeout) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(&text)
+                .with_context(|| format!("invalid idle_timeout {text:?} (examples: 12s, 1m)"))?,
+            (None, None) => DEFAULT_IDLE_TIMEOUT,
+        };
+        if idle_timeout < Duration::from_secs(1) || idle_timeout > Duration::from_secs(600) {
+            bail!("idle timeout must be between 1 s and 10 min, got {idle_timeout:?}");
+        }
+        let public_addr = flags.public_addr.or(file.public_addr);
+        if public_addr.is_none() && listen.ip().is_unspecified() {
+            bail!("listening on {listen} (all interfaces) needs a public address for enrollment tokens: set `public_addr` in the configuration or pass --public-addr host:port");
+        }
+        Ok(Self {
+            listen,
+            public_addr,
+            data_dir,
+            cert,
+            organisation: file.organisation.unwrap_or_else(|| "Default".to_owned()),
+            idle_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_defaults_to_loopback_and_self_signed() {
+        let config = RelayConfig::resolve(
+            FileConfig::default(),
+            Overrides {
+                dev: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:4433".parse().unwrap());
+        assert!(matches!(config.cert, CertSource::SelfSigned));
+        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn production_needs_a_certificate_and_a_public_address() {
+        let err = RelayConfig::resolve(FileConfig::default(), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("no TLS certificate configured"));
+        let file: FileConfig = toml::from_str("cert = \"/c.pem\"\nkey = \"/k.pem\"").unwrap();
+        let err = RelayConfig::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("public address"));
+        let file: FileConfig =
+            toml::from_str("cert = \"/c.pem\"\nkey = \"/k.pem\"\npublic_addr = \"relay.example.org:4433\"\nidle_timeout = \"20s\"").unwrap();
+        let config = RelayConfig::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(config.idle_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_are_refused() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
+        let config = RelayConfig::resolve(
+            file,
+            Overrides {
+                dev: true,
+                listen: Some("127.0.0.1:2".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 2);
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn dev_refuses_non_loopback() {
+        let err = RelayConfig::resolve(
+            FileConfig::default(),
+            Overrides {
+                dev: true,
+                listen: Some("0.0.0.0:4433".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("loopback"));
+    }
+}

@@ -1,0 +1,205 @@
+//! A technician's console connection: token authentication, then requests,
+//! each checked against the token's role before anything is done.
+
+use deskside_net::{FramedRecv, FramedSend, NetError};
+use deskside_protocol::console::{
+    ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken, IssuedTechnicianToken, RelayToConsole,
+};
+use deskside_protocol::message::Nested;
+use deskside_protocol::token::{EnrollToken, LoginString};
+use deskside_protocol::Refusal;
+
+use crate::presence::Presence;
+use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token};
+use crate::server::{
+    check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared, CLOSE_REVOKED,
+};
+use crate::store::{Store, StoreError, Technician};
+
+/// Longest enrollment-token lifetime: one year.
+const MAX_ENROLL_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+/// Most devices one enrollment token may enroll.
+const MAX_ENROLL_USES: u32 = 100_000;
+
+/// Serves a console connection after the hello exchange.
+pub async fn serve(shared: &Shared, _connection: &quinn::Connection, mut send: FramedSend, mut recv: FramedRecv) -> End {
+    let token = match first_message::<ConsoleToRelay>(&mut recv).await {
+        Ok(ConsoleToRelay::Authenticate { token }) => token,
+        Ok(other) => return End::Violation(format!("expected Authenticate first, got {other:?}")),
+        Err(end) => return end,
+    };
+    let hash = hash_secret(&token);
+    let now = now_secs();
+    let technician = match shared
+        .store(move |store| {
+            let tech = store.authenticate_technician(&hash, now)?;
+            tech.map(|t| store.organisation_name(t.org).map(|org| (t, org))).transpose()
+        })
+        .await
+    {
+        Ok(Ok(Some(found))) => Ok(found),
+        Ok(Ok(None)) => Err(Refusal::BadTechnicianToken),
+        Ok(Err(e)) => Err(internal_error(&e)),
+        Err(refusal) => Err(refusal),
+    };
+    let (technician, organisation) = match technician {
+        Ok(found) => found,
+        Err(refusal) => {
+            if let Err(e) = send.send(&RelayToConsole::Refused(refusal.clone())).await {
+                return e.into();
+            }
+            finish_and_wait(&mut send).await;
+            return End::Refused(refusal);
+        }
+    };
+    tracing::Span::current().record("technician", tracing::field::display(&technician.name));
+    tracing::debug!(role = %technician.role, "technician authenticated");
+    let result = async {
+        send.send(&RelayToConsole::Authenticated {
+            technician: technician.name.clone(),
+            role: technician.role,
+            organisation,
+        })
+        .await?;
+        loop {
+            match recv.recv::<ConsoleToRelay>().await? {
+                None => return Ok(End::Closed),
+                Some(ConsoleToRelay::Request {
+                    id,
+                    request: Nested(request),
+                }) => {
+                    let result = handle(shared, &technician, request).await.map(Nested);
+                    send.send(&RelayToConsole::Response { id, result }).await?;
+                }
+                Some(ConsoleToRelay::Unknown { tag }) => {
+                    tracing::debug!(tag, "ignoring a message from a newer console");
+                }
+                Some(ConsoleToRelay::Authenticate { .. }) => {
+                    return Ok(End::Violation("authenticated twice".to_owned()));
+                }
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e: NetError| e.into())
+}
+
+fn actor(technician: &Technician) -> String {
+    format!("technician:{} ({})", technician.id, technician.name)
+}
+
+/// Runs one request for `technician`, role checked first.
+async fn handle(shared: &Shared, technician: &Technician, request: ConsoleRequest) -> Result<ConsoleResponse, Refusal> {
+    require(technician.role, request.required_role())?;
+    let org = technician.org;
+    let actor = actor(technician);
+    let now = now_secs();
+    match request {
+        ConsoleRequest::ListDevices => {
+            let devices = run(shared, move |s| s.list_devices(org)).await?;
+            Ok(ConsoleResponse::Devices(
+                devices
+                    .iter()
+                    .map(|d| d.summary(shared.presence.is_online(d.id)))
+                    .collect(),
+            ))
+        }
+        ConsoleRequest::ShowDevice { device } => {
+            check_text("device", &device, 256)?;
+            let record = run(shared, move |s| s.find_device(org, &device)).await??;
+            Ok(ConsoleResponse::Device(record.summary(shared.presence.is_online(record.id))))
+        }
+        ConsoleRequest::RevokeDevice { device } => {
+            check_text("device", &device, 256)?;
+            let record = run(shared, move |s| s.find_device(org, &device)).await??;
+            let id = record.id;
+            let revoked = run(shared, move |s| s.revoke_device(org, id, &actor, now))
+                .await?
+                .ok_or_else(|| Refusal::NotFound(format!("device {id}")))?;
+            kick_revoked(&shared.presence, id);
+            tracing::info!(device = %id, "device revoked");
+            Ok(ConsoleResponse::DeviceRevoked(revoked.summary(false)))
+        }
+        ConsoleRequest::CreateEnrollToken { uses, expires_in_secs } => {
+            if uses == 0 || uses > MAX_ENROLL_USES {
+                return Err(Refusal::Invalid(format!("uses must be between 1 and {MAX_ENROLL_USES}")));
+            }
+            if expires_in_secs < 60 || expires_in_secs > MAX_ENROLL_LIFETIME_SECS {
+                return Err(Refusal::Invalid(
+                    "an enrollment token must live between 1 minute and 1 year".to_owned(),
+                ));
+            }
+            let secret = new_enroll_secret().map_err(|_| internal_error(&"random generator failed"))?;
+            let hash = hash_secret(&secret);
+            let expires_at = now.saturating_add(expires_in_secs as i64);
+            let created_by = Some(technician.id);
+            run(shared, move |s| {
+                s.create_enroll_token(org, &hash, uses, expires_at, created_by, &actor, now)
+            })
+            .await?;
+            let token = EnrollToken {
+                relay: shared.public_addr.clone(),
+                fingerprint: shared.fingerprint,
+                secret,
+            };
+            Ok(ConsoleResponse::EnrollToken(IssuedEnrollToken {
+                token: token.encode(),
+                uses,
+                expires_at,
+            }))
+        }
+        ConsoleRequest::CreateTechnicianToken {
+            name,
+            role,
+            expires_in_secs,
+        } => {
+            if name.trim().is_empty() {
+                return Err(Refusal::Invalid("the technician's name is empty".to_owned()));
+            }
+            check_text("name", &name, 100)?;
+            let token = new_technician_token().map_err(|_| internal_error(&"random generator failed"))?;
+            let hash = hash_secret(&token);
+            let expires_at = expires_in_secs.map(|secs| now.saturating_add(secs.min(i64::MAX as u64) as i64));
+            let info = run(shared, move |s| {
+                s.create_technician_token(org, &name, role, &hash, expires_at, &actor, now)
+            })
+            .await?;
+            let login = LoginString {
+                relay: shared.public_addr.clone(),
+                fingerprint: shared.fingerprint,
+                token: token.clone(),
+            };
+            Ok(ConsoleResponse::TechnicianToken(IssuedTechnicianToken {
+                info,
+                token,
+                login: login.encode(),
+            }))
+        }
+        ConsoleRequest::ListTechnicianTokens => Ok(ConsoleResponse::TechnicianTokens(
+            run(shared, move |s| s.list_technician_tokens(org)).await?,
+        )),
+        ConsoleRequest::RevokeTechnicianToken { id } => {
+            let revoked = run(shared, move |s| s.revoke_technician_token(org, id, &actor, now))
+                .await?
+                .ok_or_else(|| {
+                    Refusal::NotFound(format!("no technician token {id}: list them with `deskside tokens list`"))
+                })?;
+            Ok(ConsoleResponse::TechnicianTokenRevoked(revoked))
+        }
+        ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(
+            "this relay does not know request type {tag}; upgrade the relay"
+        ))),
+    }
+}
+
+fn kick_revoked(presence: &Presence, id: deskside_protocol::DeviceId) {
+    presence.kick(id, CLOSE_REVOKED, "device revoked");
+}
+
+/// Runs a store operation and maps store failures to an internal refusal.
+async fn run<T: Send + 'static>(
+    shared: &Shared,
+    op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    shared.store(op).await?.map_err(|e| internal_error(&e))
+}

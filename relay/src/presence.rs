@@ -1,0 +1,88 @@
+//! Which devices are online right now: one entry per attached agent
+//! connection, in memory only.
+//!
+//! A device has at most one live connection. When an agent reconnects before
+//! the relay noticed that its old connection died, the new one replaces the
+//! old one (which is closed); the generation number makes sure the old
+//! connection's cleanup does not remove its successor.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use deskside_protocol::DeviceId;
+
+/// Close code sent to a connection replaced by a newer one of the same device.
+pub const CLOSE_REPLACED: u32 = 3;
+
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    connection: quinn::Connection,
+}
+
+/// The online devices.
+#[derive(Debug, Default)]
+pub struct Presence {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_generation: u64,
+    attached: HashMap<DeviceId, Entry>,
+}
+
+impl Presence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The map stays consistent even if a holder panicked: every update is
+        // a single insert or remove.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `connection` as the device's live connection and returns its
+    /// generation; a previous connection of the same device is closed.
+    pub fn attach(&self, id: DeviceId, connection: quinn::Connection) -> u64 {
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        if let Some(old) = inner.attached.insert(id, Entry { generation, connection }) {
+            old.connection
+                .close(CLOSE_REPLACED.into(), b"replaced by a newer connection of this device");
+        }
+        generation
+    }
+
+    /// Forgets the device's connection if it is still `generation`.
+    pub fn detach(&self, id: DeviceId, generation: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.attached.get(&id) {
+            Some(entry) if entry.generation == generation => {
+                inner.attached.remove(&id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the device has a live connection.
+    pub fn is_online(&self, id: DeviceId) -> bool {
+        self.lock().attached.contains_key(&id)
+    }
+
+    /// Closes the device's connection, if any, with `code` and `reason`.
+    pub fn kick(&self, id: DeviceId, code: u32, reason: &str) {
+        if let Some(entry) = self.lock().attached.remove(&id) {
+            entry.connection.close(code.into(), reason.as_bytes());
+        }
+    }
+
+    /// Ids of every online device.
+    pub fn online(&self) -> Vec<DeviceId> {
+        self.lock().attached.keys().copied().collect()
+    }
+
+    /// Number of online devices.
+    pub fn count(&self) -> usize {
+        self.lock().attached.len()
+    }
+}

@@ -1,0 +1,392 @@
+//! The relay server: one QUIC endpoint, one task per connection.
+//!
+//! Structured like iroh-relay: [`Relay::spawn`] starts the endpoint and the
+//! accept loop, [`Relay::shutdown`] stops them, and no task outlives the
+//! handle. Every connection runs in its own tracing span and must pass the
+//! hello exchange and authentication before anything else is read from it;
+//! any bad frame closes that one connection with a logged reason.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use deskside_net::files::{create_private_dir, write_private};
+use deskside_net::transport::transport_config;
+use deskside_net::{spki_of, FramedRecv, FramedSend, NetError, ALPN};
+use deskside_protocol::version::{negotiate, ClientHello, ServerHello, VersionRange, MAGIC};
+use deskside_protocol::{Fingerprint, Refusal, Role, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use crate::config::RelayConfig;
+use crate::presence::Presence;
+use crate::secrets::{hash_secret, new_technician_token};
+use crate::store::Store;
+use crate::tls_files::{load_identity, load_reset_key};
+use crate::{agent_conn, console_conn};
+
+/// Close code: normal end.
+pub const CLOSE_OK: u32 = 0;
+/// Close code: the peer broke the protocol (bad frame, wrong order).
+pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;
+/// Close code: the peer was refused (bad token, revoked, version).
+pub const CLOSE_REFUSED: u32 = 2;
+/// Close code: the device was revoked while connected.
+pub const CLOSE_REVOKED: u32 = 4;
+/// Close code: the relay is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 5;
+
+/// How long a new connection has to complete its hello and authentication.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the last-seen time of online devices is written to the store.
+const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Name of the file holding the first admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// State shared by every connection task.
+#[derive(Debug)]
+pub struct Shared {
+    /// The database.
+    pub store: Arc<Store>,
+    /// Online devices.
+    pub presence: Presence,
+    /// The relay certificate's fingerprint (for tokens).
+    pub fingerprint: Fingerprint,
+    /// The address written into tokens.
+    pub public_addr: String,
+}
+
+impl Shared {
+    /// Runs a store operation on the blocking pool.
+    pub async fn store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| internal_error(&e))
+    }
+}
+
+/// Logs an unexpected failure and returns a refusal naming a log reference.
+pub fn internal_error(error: &dyn std::fmt::Display) -> Refusal {
+    let reference = format!("{:08x}", crate::secrets::random_bytes::<4>().map(u32::from_be_bytes).unwrap_or(0));
+    tracing::error!(%reference, "internal error: {error}");
+    Refusal::Internal(reference)
+}
+
+/// Current time, Unix seconds.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Current time, Unix milliseconds.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What first start created: shown once to the operator.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The admin technician token.
+    pub admin_token: String,
+    /// Where it was also written (mode 0600).
+    pub token_file: PathBuf,
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<()>,
+    /// Set when this start bootstrapped a new organisation.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+impl Relay {
+    /// Opens the store, loads or creates key material, binds the endpoint and
+    /// starts accepting connections.
+    pub async fn spawn(config: RelayConfig) -> anyhow::Result<Self> {
+        create_private_dir(&config.data_dir)?;
+        let db_path = config.data_dir.join("relay.db");
+        let store = Arc::new(
+            Store::open(&db_path).with_context(|| format!("cannot open the database {}", db_path.display()))?,
+        );
+        let bootstrap = bootstrap(&store, &config)?;
+
+        let identity = load_identity(&config.data_dir, &config.cert)?;
+        let fingerprint = identity.fingerprint();
+        let tls = identity.server_config(ALPN)?;
+        let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .context("the TLS configuration is not usable for QUIC")?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
+        server_config.transport_config(Arc::new(transport_config(config.idle_timeout, None)));
+        let endpoint_config = quinn::EndpointConfig::new(load_reset_key(&config.data_dir)?);
+        let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
+            format!("cannot listen on UDP {}: is another relay running there? choose another port with --listen", config.listen)
+        })?;
+        let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
+            .context("cannot start the QUIC endpoint")?;
+        let local = endpoint.local_addr().context("cannot read the bound address")?;
+        let public_addr = config.public_addr.clone().unwrap_or_else(|| local.to_string());
+
+        let shared = Arc::new(Shared {
+            store,
+            presence: Presence::default(),
+            fingerprint,
+            public_addr,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared), shutdown_rx));
+        Ok(Self {
+            endpoint,
+            shared,
+            shutdown,
+            accept_task,
+            bootstrap,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The certificate fingerprint clients pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.shared.fingerprint
+    }
+
+    /// The address written into tokens.
+    pub fn public_addr(&self) -> &str {
+        &self.shared.public_addr
+    }
+
+    /// Number of devices online.
+    pub fn online_count(&self) -> usize {
+        self.shared.presence.count()
+    }
+
+    /// Closes every connection, telling peers the relay is going away, and
+    /// waits for every task to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept_task.await;
+        let online = self.shared.presence.online();
+        let now = now_secs();
+        let _ = self
+            .shared
+            .store(move |store| store.mark_seen(&online, now))
+            .await;
+        self.endpoint.close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
+        // Bounded: peers that do not acknowledge the close are not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn bootstrap(store: &Store, config: &RelayConfig) -> anyhow::Result<Option<Bootstrap>> {
+    let token = new_technician_token().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    let created = store
+        .bootstrap(&config.organisation, "admin", &hash_secret(&token), now_secs())
+        .context("cannot bootstrap the organisation")?;
+    if created.is_none() {
+        return Ok(None);
+    }
+    let token_file = config.data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&token_file, format!("{token}\n").as_bytes())?;
+    Ok(Some(Bootstrap {
+        admin_token: token,
+        token_file,
+    }))
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let mut last_seen = tokio::time::interval(LAST_SEEN_INTERVAL);
+    last_seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    connections.spawn(serve_connection(Arc::clone(&shared), incoming));
+                }
+                None => break,
+            },
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = last_seen.tick() => {
+                let online = shared.presence.online();
+                let now = now_secs();
+                if !online.is_empty() {
+                    if let Ok(Err(e)) = shared.store(move |s| s.mark_seen(&online, now)).await {
+                        tracing::warn!("cannot record last-seen times: {e}");
+                    }
+                }
+            }
+        }
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// How a connection ended, for the log.
+#[derive(Debug)]
+pub enum End {
+    /// Normal end or the peer went away.
+    Closed,
+    /// The peer was refused and told why.
+    Refused(Refusal),
+    /// The peer broke the protocol; the connection is closed with this reason.
+    Violation(String),
+    /// The connection broke underneath us.
+    Lost(String),
+}
+
+impl From<NetError> for End {
+    fn from(error: NetError) -> Self {
+        match error {
+            NetError::Frame(_) | NetError::Message(_) | NetError::Truncated => End::Violation(error.to_string()),
+            NetError::Timeout => End::Violation("did not authenticate in time".to_owned()),
+            other => End::Lost(other.to_string()),
+        }
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!(%remote, "QUIC handshake failed: {e}");
+            return;
+        }
+    };
+    let peer_key = peer_public_key(&connection);
+    let kind = if peer_key.is_some() { "agent" } else { "console" };
+    let span = tracing::info_span!("conn", %remote, kind, device = tracing::field::Empty, technician = tracing::field::Empty);
+    async move {
+        let end = match accept_control(&connection).await {
+            Ok((send, recv)) => match peer_key {
+                Some(key) => agent_conn::serve(&shared, &connection, key, send, recv).await,
+                None => console_conn::serve(&shared, &connection, send, recv).await,
+            },
+            Err(end) => end,
+        };
+        match end {
+            End::Closed => tracing::debug!("connection closed"),
+            End::Refused(refusal) => {
+                tracing::info!("refused: {refusal}");
+                connection.close(CLOSE_REFUSED.into(), b"refused");
+            }
+            End::Violation(reason) => {
+                tracing::warn!("closing connection: {reason}");
+                let reason = reason.chars().take(200).collect::<String>();
+                connection.close(CLOSE_PROTOCOL_VIOLATION.into(), reason.as_bytes());
+            }
+            End::Lost(reason) => tracing::debug!("connection lost: {reason}"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The SubjectPublicKeyInfo of the client certificate, if one was presented.
+fn peer_public_key(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    spki_of(certs.first()?).ok()
+}
+
+/// Accepts the control stream and runs the version exchange.
+async fn accept_control(connection: &quinn::Connection) -> Result<(FramedSend, FramedRecv), End> {
+    let hello = async {
+        let (send, recv) = connection.accept_bi().await.map_err(NetError::from)?;
+        let send = FramedSend::new(send, MAX_RELAY_FRAME_LEN);
+        let mut recv = FramedRecv::new(recv, MAX_CLIENT_FRAME_LEN);
+        let hello: ClientHello = recv.recv_value().await?;
+        Ok::<_, NetError>((send, recv, hello))
+    };
+    let (mut send, recv, hello) = tokio::time::timeout(AUTH_TIMEOUT, hello)
+        .await
+        .map_err(|_| End::from(NetError::Timeout))??;
+    if hello.magic != MAGIC {
+        return Err(End::Violation("not a deskside client (bad magic)".to_owned()));
+    }
+    let software = format!("deskside-relay {}", env!("CARGO_PKG_VERSION"));
+    match negotiate(VersionRange::CURRENT, hello.versions) {
+        Ok(version) => {
+            send.send_value(&ServerHello::Accepted { version, software }).await?;
+            tracing::debug!(client = %hello.software, version, "hello");
+            Ok((send, recv))
+        }
+        Err(_) => {
+            send.send_value(&ServerHello::VersionMismatch {
+                relay: VersionRange::CURRENT,
+                software,
+            })
+            .await?;
+            finish_and_wait(&mut send).await;
+            Err(End::Refused(Refusal::ProtocolViolation(format!(
+                "client {} speaks protocol {}, relay speaks {}",
+                hello.software,
+                hello.versions,
+                VersionRange::CURRENT
+            ))))
+        }
+    }
+}
+
+/// Finishes a stream and waits (briefly) until the peer has read it, so a
+/// final message is not lost when the connection is closed right after.
+pub async fn finish_and_wait(send: &mut FramedSend) {
+    send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stream().stopped()).await;
+}
+
+/// Checks a role, for handlers.
+pub fn require(have: Role, needed: Role) -> Result<(), Refusal> {
+    if have.allows(needed) {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden { needed, have })
+    }
+}
+
+/// Bounds for a field that came from the network.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Refusal> {
+    if value.len() > max {
+        return Err(Refusal::Invalid(format!("{field} is longer than {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Refusal::Invalid(format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+/// Waits for the authentication message with the connection's deadline.
+pub async fn first_message<M: deskside_protocol::Message>(recv: &mut FramedRecv) -> Result<M, End> {
+    match tokio::time::timeout(AUTH_TIMEOUT, recv.recv::<M>()).await {
+        Err(_) => Err(End::from(NetError::Timeout)),
+        Ok(Ok(Some(message))) => Ok(message),
+        Ok(Ok(None)) => Err(End::Closed),
+        Ok(Err(e)) => Err(e.into()),
+    }
+}
