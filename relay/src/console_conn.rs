@@ -124,9 +124,9 @@ async fn handle(shared: &Shared, technician: &Technician, request: ConsoleReques
             if uses == 0 || uses > MAX_ENROLL_USES {
                 return Err(Refusal::Invalid(format!("uses must be between 1 and {MAX_ENROLL_USES}")));
             }
-            if expires_in_secs < 60 || expires_in_secs > MAX_ENROLL_LIFETIME_SECS {
+            if expires_in_secs == 0 || expires_in_secs > MAX_ENROLL_LIFETIME_SECS {
                 return Err(Refusal::Invalid(
-                    "an enrollment token must live between 1 minute and 1 year".to_owned(),
+                    "an enrollment token must live between 1 second and 1 year".to_owned(),
                 ));
             }
             let secret = new_enroll_secret().map_err(|_| internal_error(&"random generator failed"))?;

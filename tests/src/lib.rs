@@ -1,1 +1,464 @@
-//! placeholder
+//! End-to-end test harness: starts the real `deskside-relay`, `deskside-agent`
+//! and `deskside` binaries on loopback with temporary directories.
+//!
+//! Rules it enforces: no fixed ports (the relay binds `127.0.0.1:0` and
+//! reports its address in its ready line), no sleeps as synchronisation (poll
+//! with a deadline), children killed on drop, and their logs printed when a
+//! test fails.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where cargo put the workspace binaries (next to this test executable).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (the test script does this)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process killed on drop, whose stderr goes to a log file that is
+/// printed if the test panics.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut command: Command, log: PathBuf) -> (Self, Option<std::process::ChildStdout>) {
+        let log_file = std::fs::File::create(&log).expect("create log file");
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take();
+        (
+            Self {
+                name: name.to_owned(),
+                child,
+                log,
+            },
+            stdout,
+        )
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} did not exit within 10 s of SIGTERM", self.name))
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} stderr -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A test world: one temporary directory holding every process's state.
+#[derive(Debug)]
+pub struct World {
+    dir: tempfile::TempDir,
+    logs: usize,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    /// A fresh temporary directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new().prefix("deskside-e2e-").tempdir().expect("tempdir"),
+            logs: 0,
+        }
+    }
+
+    /// A path inside the world.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log_path(&mut self, name: &str) -> PathBuf {
+        self.logs += 1;
+        self.path(&format!("{name}-{}.log", self.logs))
+    }
+
+    /// Starts a `--dev` relay with its data in `relay-data`, on an ephemeral
+    /// port (or `port` to restart on the same one).
+    pub fn relay(&mut self, port: Option<u16>) -> Relay {
+        let data_dir = self.path("relay-data");
+        let mut command = Command::new(bin("deskside-relay"));
+        command
+            .args(["serve", "--dev", "--listen"])
+            .arg(format!("127.0.0.1:{}", port.unwrap_or(0)))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--idle-timeout", "4s"])
+            .env("RUST_LOG", "info,deskside_relay=debug");
+        let log = self.log_path("relay");
+        let (proc, stdout) = Proc::spawn("relay", command, log);
+        let ready = read_ready_line(stdout.expect("relay stdout"), &proc);
+        let addr = ready["listen"].as_str().expect("listen in ready line").to_owned();
+        let fingerprint = ready["fingerprint"].as_str().expect("fingerprint").to_owned();
+        let admin_token = std::fs::read_to_string(data_dir.join("admin-token"))
+            .expect("admin-token file")
+            .trim()
+            .to_owned();
+        Relay {
+            proc,
+            addr,
+            fingerprint,
+            admin_token,
+            data_dir,
+        }
+    }
+
+    /// A console with its own profile file (not logged in yet).
+    pub fn console(&self, name: &str) -> Console {
+        Console {
+            profile: self.path(&format!("{name}-profile.json")),
+        }
+    }
+
+    /// An agent with its own state directory.
+    pub fn agent(&self, name: &str) -> Agent {
+        Agent {
+            state_dir: self.path(&format!("{name}-state")),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Starts `deskside-agent run` for `agent`.
+    pub fn run_agent(&mut self, agent: &Agent) -> Proc {
+        let mut command = Command::new(bin("deskside-agent"));
+        command
+            .arg("--state-dir")
+            .arg(&agent.state_dir)
+            .arg("run")
+            .env("RUST_LOG", "info,deskside_agent=debug");
+        let log = self.log_path(&agent.name);
+        Proc::spawn(&agent.name, command, log).0
+    }
+}
+
+fn read_ready_line(stdout: std::process::ChildStdout, proc: &Proc) -> Value {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the relay never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("relay printed no ready line within 30 s; stderr:\n{}", proc.log()));
+    let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?} is not JSON: {e}"));
+    assert_eq!(value["type"], "ready", "first stdout line is the ready line");
+    value
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    /// The process.
+    pub proc: Proc,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// `sha256:…`.
+    pub fingerprint: String,
+    /// The bootstrap admin token.
+    pub admin_token: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Relay {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+    }
+}
+
+/// Output of a CLI run, with helpers.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the exit code is 0.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panics unless the command failed with `code` and stderr contains `needle`.
+    pub fn fails_with(self, code: i32, needle: &str) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr does not mention {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Stdout parsed as JSON lines.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// The single JSON object printed.
+    pub fn json(&self) -> Value {
+        let mut lines = self.json_lines();
+        assert_eq!(lines.len(), 1, "expected one JSON line, got: {}", self.stdout);
+        lines.remove(0)
+    }
+}
+
+fn run(command: &mut Command) -> Run {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    Run::from(output)
+}
+
+/// The technician console, with its own profile.
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// Profile file.
+    pub profile: PathBuf,
+}
+
+impl Console {
+    /// Runs `deskside ARGS` with this profile.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(Command::new(bin("deskside"))
+            .arg("--profile")
+            .arg(&self.profile)
+            .args(args)
+            .env_remove("DESKSIDE_TOKEN"))
+    }
+
+    /// Logs in with flags.
+    pub fn login(&self, relay: &Relay, token: &str) -> Run {
+        self.run(&[
+            "login",
+            "--relay",
+            &relay.addr,
+            "--fingerprint",
+            &relay.fingerprint,
+            "--token",
+            token,
+            "--json",
+        ])
+    }
+
+    /// Logs in as the bootstrap admin.
+    pub fn login_admin(&self, relay: &Relay) {
+        self.login(relay, &relay.admin_token).ok();
+    }
+
+    /// Creates an enrollment token.
+    pub fn enroll_token(&self, uses: u32, expires: &str) -> String {
+        let out = self
+            .run(&["enroll-token", "create", "--uses", &uses.to_string(), "--expires", expires, "--json"])
+            .ok()
+            .json();
+        out["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `devices list --json`.
+    pub fn devices(&self) -> Vec<Value> {
+        self.run(&["devices", "list", "--json"]).ok().json_lines()
+    }
+
+    /// Status of one device as listed (`online`, `offline`, `revoked`).
+    pub fn device_status(&self, id: &str) -> Option<String> {
+        self.devices()
+            .into_iter()
+            .find(|d| d["id"] == id)
+            .and_then(|d| d["status"].as_str().map(str::to_owned))
+    }
+
+    /// Waits until the device is listed with `status`.
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        wait_for(&format!("device {id} to be {status}"), timeout, || {
+            (self.device_status(id).as_deref() == Some(status)).then_some(())
+        });
+        start.elapsed()
+    }
+}
+
+/// An agent's state directory and CLI.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// State directory.
+    pub state_dir: PathBuf,
+    name: String,
+}
+
+impl Agent {
+    /// Runs `deskside-agent ARGS` with this state directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(Command::new(bin("deskside-agent"))
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .env_remove("DESKSIDE_ENROLL_TOKEN"))
+    }
+
+    /// Enrolls and returns the device id.
+    pub fn enroll(&self, token: &str) -> String {
+        self.run(&["enroll", token]).ok();
+        self.status()["device_id"].as_str().expect("device id after enroll").to_owned()
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Value {
+        self.run(&["status", "--json"]).ok().json()
+    }
+
+    /// Path of the private key.
+    pub fn key_path(&self) -> PathBuf {
+        self.state_dir.join("agent-key.pem")
+    }
+}
+
+/// In-process raw QUIC clients for misbehaviour tests.
+pub mod raw {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use deskside_net::tls::client_config;
+    use deskside_net::transport::{client_endpoint, transport_config};
+    use deskside_net::ALPN;
+    use deskside_protocol::version::ClientHello;
+    use deskside_protocol::Fingerprint;
+
+    /// Connects without a client certificate, optionally sends a valid hello,
+    /// then writes `bytes` on the control stream and returns how the relay
+    /// closed the connection (as text).
+    pub async fn send_and_wait_close(addr: SocketAddr, fingerprint: Fingerprint, bytes: &[u8], after_hello: bool) -> String {
+        let endpoint = client_endpoint(addr).expect("endpoint");
+        let (tls, _) = client_config(fingerprint, None, ALPN).expect("tls");
+        let mut config = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls"),
+        ));
+        config.transport_config(Arc::new(transport_config(Duration::from_secs(30), None)));
+        let connection = endpoint
+            .connect_with(config, addr, "deskside-relay")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (mut send, mut recv) = connection.open_bi().await.expect("stream");
+        if after_hello {
+            let body = deskside_protocol::message::encode_value(&ClientHello::current("raw-test")).expect("hello");
+            let mut frame = Vec::new();
+            deskside_protocol::frame::encode_frame(&body, 1024, &mut frame).expect("frame");
+            send.write_all(&frame).await.expect("write hello");
+            let mut header = [0u8; 4];
+            recv.read_exact(&mut header).await.expect("server hello");
+        }
+        send.write_all(bytes).await.expect("write");
+        let reason = tokio::time::timeout(Duration::from_secs(15), connection.closed())
+            .await
+            .expect("the relay closes a misbehaving connection");
+        reason.to_string()
+    }
+}
