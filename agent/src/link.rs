@@ -119,35 +119,46 @@ pub async fn enroll(state: &StateDir, token_text: &str, force: bool) -> Result<E
     let identity = Identity::generate(&[AGENT_CERT_NAME])?;
     let addr = resolve(&token.relay).await?;
     let endpoint = client_endpoint(addr)?;
-    let mut connected = connect(&endpoint, &options(&token.relay, token.fingerprint, identity.clone())).await?;
+    let outcome = register(&endpoint, &token, identity.clone(), device_info()).await;
+    endpoint.wait_idle().await;
+    let (device_id, organisation) = outcome?;
+    let enrollment = Enrollment {
+        device_id,
+        organisation,
+        relay: token.relay,
+        fingerprint: token.fingerprint,
+        enrolled_at: unix_now(),
+    };
+    if force {
+        state.forget_enrollment()?;
+    }
+    state.save_enrollment(&identity, &enrollment)?;
+    Ok(enrollment)
+}
+
+/// The network half of enrollment: registers `identity`'s public key with
+/// the relay named in `token`. Writes nothing locally.
+pub async fn register(
+    endpoint: &quinn::Endpoint,
+    token: &EnrollToken,
+    identity: Identity,
+    info: DeviceInfo,
+) -> Result<(DeviceId, String), LinkError> {
+    let mut connected = connect(endpoint, &options(&token.relay, token.fingerprint, identity)).await?;
     connected
         .send
         .send(&AgentToRelay::Enroll {
             secret: token.secret.clone(),
-            info: device_info(),
+            info,
         })
         .await?;
     let answer = connected.recv.recv::<RelayToAgent>().await?;
     connected.connection.close(0u32.into(), b"enrolled");
-    endpoint.wait_idle().await;
     match answer {
         Some(RelayToAgent::Enrolled {
             device_id,
             organisation,
-        }) => {
-            let enrollment = Enrollment {
-                device_id,
-                organisation,
-                relay: token.relay,
-                fingerprint: token.fingerprint,
-                enrolled_at: unix_now(),
-            };
-            if force {
-                state.forget_enrollment()?;
-            }
-            state.save_enrollment(&identity, &enrollment)?;
-            Ok(enrollment)
-        }
+        }) => Ok((device_id, organisation)),
         Some(RelayToAgent::Refused(refusal)) => Err(LinkError::Refused(refusal)),
         Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
         None => Err(NetError::Truncated.into()),
@@ -248,7 +259,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     };
     publish(LinkState::Connecting, None);
     let span = tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
-    let outcome = reconnect_loop(&endpoint, &enrollment, &identity, &mut stop, &publish)
+    let outcome = stay_attached(&endpoint, &enrollment.relay, enrollment.fingerprint, &identity, &mut stop, &publish)
         .instrument(span)
         .await;
     if let Err(error) = outcome {
@@ -261,22 +272,20 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     Ok(())
 }
 
-async fn reconnect_loop(
+/// Stays attached as `identity`, reconnecting with backoff, until `stop` is
+/// set (`Ok`) or the relay refuses the device for good (`Err`). `publish` is
+/// told every state change.
+pub async fn stay_attached(
     endpoint: &quinn::Endpoint,
-    enrollment: &Enrollment,
+    relay: &str,
+    fingerprint: deskside_protocol::Fingerprint,
     identity: &Identity,
     stop: &mut watch::Receiver<bool>,
     publish: &impl Fn(LinkState, Option<String>),
 ) -> Result<(), LinkError> {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
-        let attempt = attach(
-            endpoint,
-            &enrollment.relay,
-            enrollment.fingerprint,
-            identity.clone(),
-            device_info(),
-        );
+        let attempt = attach(endpoint, relay, fingerprint, identity.clone(), device_info());
         let outcome = tokio::select! {
             _ = stop.changed() => return Ok(()),
             outcome = attempt => outcome,

@@ -1,7 +1,7 @@
 //! End-to-end tests of the walking skeleton: real relay, agent and console
 //! processes on loopback, each test in its own temporary directory.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deskside_protocol::token::EnrollToken;
 use deskside_tests::{wait_for, World};
@@ -115,7 +115,7 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
     forged.fingerprint.0[0] ^= 0xff;
     second
         .run(&["enroll", &forged.encode()])
-        .fails_with(1, "does not match the pinned");
+        .fails_with(3, "not the pinned");
     assert_eq!(second.status()["enrolled"], false);
     // The genuine token is still unused after that attempt.
     second.enroll(&good);
@@ -207,7 +207,7 @@ fn garbage_and_oversize_frames_close_only_the_offending_connection() {
         for (name, bytes, after_hello) in cases {
             let reason = deskside_tests::raw::send_and_wait_close(addr, fingerprint, &bytes, after_hello).await;
             assert!(
-                reason.contains("closed by peer") && reason.contains("error 1"),
+                reason.contains("closed by peer") && reason.contains("(code 1)"),
                 "{name}: expected a protocol-violation close, got {reason}"
             );
         }
@@ -221,5 +221,4 @@ fn garbage_and_oversize_frames_close_only_the_offending_connection() {
     wait_for("the agent to still report connected", Duration::from_secs(5), || {
         (agent.status()["connected"] == true).then_some(())
     });
-    let _ = Instant::now();
 }

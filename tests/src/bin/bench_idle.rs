@@ -1,1 +1,257 @@
-fn main() {}
+//! Idle-agent benchmark: how much does the relay spend holding N idle
+//! agents, and how long do they all take to come back after a restart?
+//!
+//! Starts the real `deskside-relay` binary (next to this one; build with
+//! `cargo build --release --workspace --bins`), then N lightweight in-process
+//! agents that use the agent's own enrollment and reconnect code. Reports
+//! relay RSS per connection, relay CPU while idle, and the time until all N
+//! are attached again after the relay is killed and restarted.
+//!
+//! Usage: `target/release/deskside-bench-idle --agents 1000 --agents 10000`
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use deskside_agent::link::{register, stay_attached};
+use deskside_agent::state::{LinkState, AGENT_CERT_NAME};
+use deskside_console::client::Client;
+use deskside_net::transport::client_endpoint;
+use deskside_net::Identity;
+use deskside_protocol::agent::DeviceInfo;
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
+use deskside_protocol::token::EnrollToken;
+use deskside_protocol::Fingerprint;
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Number of agents; repeat for several runs.
+    #[arg(long = "agents", default_values_t = [1000usize])]
+    agents: Vec<usize>,
+    /// Client endpoints (UDP sockets) the agents are spread over.
+    #[arg(long, default_value_t = 32)]
+    sockets: usize,
+    /// Concurrent enrollments and first connections.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Seconds of idle time over which relay CPU is measured.
+    #[arg(long, default_value_t = 20)]
+    idle_secs: u64,
+}
+
+struct RelayProc {
+    child: Child,
+    addr: String,
+    fingerprint: Fingerprint,
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relay_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("deskside-relay");
+    if !path.exists() {
+        bail!("{} is missing: run `cargo build --release --workspace --bins`", path.display());
+    }
+    Ok(path)
+}
+
+fn start_relay(data_dir: &std::path::Path, port: u16) -> anyhow::Result<RelayProc> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(relay_bin()?)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the relay")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let ready: serde_json::Value = serde_json::from_str(&line).context("ready line")?;
+    Ok(RelayProc {
+        child,
+        addr: ready["listen"].as_str().context("listen")?.to_owned(),
+        fingerprint: ready["fingerprint"].as_str().context("fingerprint")?.parse()?,
+    })
+}
+
+/// Resident set size in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+/// User + system CPU time in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+async fn wait_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if counter.load(Ordering::Relaxed) >= target {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("relay");
+    let mut relay = start_relay(&data, 0)?;
+    let pid = relay.child.id();
+    let admin = std::fs::read_to_string(data.join("admin-token"))?.trim().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_base = rss_kib(pid)?;
+
+    let mut console = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
+    let token = match console
+        .request(ConsoleRequest::CreateEnrollToken {
+            uses: u32::try_from(n)?,
+            expires_in_secs: 3600,
+        })
+        .await?
+    {
+        ConsoleResponse::EnrollToken(issued) => EnrollToken::decode(&issued.token)?,
+        other => bail!("unexpected answer {other:?}"),
+    };
+    console.close().await;
+
+    let target: std::net::SocketAddr = relay.addr.parse()?;
+    let endpoints = (0..args.sockets)
+        .map(|_| client_endpoint(target))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = DeviceInfo {
+        hostname: "bench".into(),
+        os: "bench".into(),
+        agent_version: "0".into(),
+    };
+
+    // Enroll N identities.
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(args.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let token = token.clone();
+        let info = info.clone();
+        let gate = Arc::clone(&gate);
+        tasks.spawn(async move {
+            let _permit = gate.acquire().await?;
+            let identity = Identity::generate(&[AGENT_CERT_NAME])?;
+            register(&endpoint, &token, identity.clone(), info).await?;
+            Ok::<_, anyhow::Error>(identity)
+        });
+    }
+    let mut identities = Vec::with_capacity(n);
+    while let Some(result) = tasks.join_next().await {
+        identities.push(result??);
+    }
+    println!("  enrolled {n} agents in {:.1} s", started.elapsed().as_secs_f64());
+
+    // Attach them all and keep them attached.
+    let connected = Arc::new(AtomicUsize::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for (i, identity) in identities.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let relay_addr = relay.addr.clone();
+        let fingerprint = relay.fingerprint;
+        let connected = Arc::clone(&connected);
+        let mut stop = stop_rx.clone();
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            // Only the first connection is gated, to keep the start orderly;
+            // reconnections after the restart run free, as in the field.
+            let permit = std::sync::Mutex::new(gate.acquire_owned().await.ok());
+            let publish = |state: LinkState, _: Option<String>| {
+                if state == LinkState::Connected {
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut held) = permit.lock() {
+                        held.take();
+                    }
+                }
+            };
+            let _ = stay_attached(&endpoint, &relay_addr, fingerprint, &identity, &mut stop, &publish).await;
+        });
+    }
+    let Some(took) = wait_count(&connected, n, Duration::from_secs(600)).await else {
+        bail!("only {} of {n} agents attached", connected.load(Ordering::Relaxed));
+    };
+    println!("  attached {n} agents in {:.1} s", took.as_secs_f64());
+    println!("  sleeping {} s so the relay settles", 5);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let rss = rss_kib(pid)?;
+    let ticks0 = cpu_ticks(pid)?;
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let ticks1 = cpu_ticks(pid)?;
+    let cpu = (ticks1 - ticks0) as f64 / CLOCK_TICKS_PER_SEC / args.idle_secs as f64 * 100.0;
+    println!(
+        "  relay RSS: {:.1} MiB with {n} agents ({:.1} MiB empty) = {:.1} KiB per connection",
+        rss as f64 / 1024.0,
+        rss_base as f64 / 1024.0,
+        (rss.saturating_sub(rss_base)) as f64 / n as f64
+    );
+    println!("  relay CPU while idle: {cpu:.1}% of one core (keep-alive every 4 s per agent)");
+
+    // Restart: hard kill, then a new process on the same port and data.
+    let port = target.port();
+    let before = connected.load(Ordering::Relaxed);
+    let _ = relay.child.kill();
+    let _ = relay.child.wait();
+    let killed = Instant::now();
+    relay = start_relay(&data, port)?;
+    let restarted = killed.elapsed();
+    let Some(took) = wait_count(&connected, before + n, Duration::from_secs(600)).await else {
+        bail!(
+            "only {} of {n} agents reattached after the restart",
+            connected.load(Ordering::Relaxed) - before
+        );
+    };
+    println!(
+        "  relay restart: new process ready {:.2} s after the kill; all {n} agents reattached {:.1} s after the kill",
+        restarted.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    let _ = stop_tx.send(true);
+    drop(relay);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    for &n in &args.agents {
+        println!("N = {n}");
+        bench(n, &args).await?;
+    }
+    Ok(())
+}
