@@ -49,7 +49,10 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
         let lows: Vec<_> = (0..6).map(|_| b.next_delay(0.0)).collect();
         let ms = |v: u64| Duration::from_millis(v);
-        assert_eq!(lows, [ms(250), ms(500), ms(1000), ms(2000), ms(2000), ms(2000)]);
+        assert_eq!(
+            lows,
+            [ms(250), ms(500), ms(1000), ms(2000), ms(2000), ms(2000)]
+        );
         b.reset();
         assert_eq!(b.next_delay(1.0), ms(500));
         assert_eq!(b.next_delay(0.5), ms(750));

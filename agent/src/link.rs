@@ -87,7 +87,11 @@ pub fn device_info() -> DeviceInfo {
     }
 }
 
-fn options(relay: &str, enrollment_fp: deskside_protocol::Fingerprint, identity: Identity) -> ConnectOptions {
+fn options(
+    relay: &str,
+    enrollment_fp: deskside_protocol::Fingerprint,
+    identity: Identity,
+) -> ConnectOptions {
     ConnectOptions {
         relay: relay.to_owned(),
         fingerprint: enrollment_fp,
@@ -107,7 +111,11 @@ fn unix_now() -> i64 {
 
 /// Enrolls this device with `token_text`. Nothing is written unless the
 /// relay accepts.
-pub async fn enroll(state: &StateDir, token_text: &str, force: bool) -> Result<Enrollment, LinkError> {
+pub async fn enroll(
+    state: &StateDir,
+    token_text: &str,
+    force: bool,
+) -> Result<Enrollment, LinkError> {
     let token = EnrollToken::decode(token_text)?;
     if state.is_enrolled() && !force {
         let current = state.enrollment()?;
@@ -144,7 +152,11 @@ pub async fn register(
     identity: Identity,
     info: DeviceInfo,
 ) -> Result<(DeviceId, String), LinkError> {
-    let mut connected = connect(endpoint, &options(&token.relay, token.fingerprint, identity)).await?;
+    let mut connected = connect(
+        endpoint,
+        &options(&token.relay, token.fingerprint, identity),
+    )
+    .await?;
     connected
         .send
         .send(&AgentToRelay::Enroll {
@@ -258,10 +270,18 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         }
     };
     publish(LinkState::Connecting, None);
-    let span = tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
-    let outcome = stay_attached(&endpoint, &enrollment.relay, enrollment.fingerprint, &identity, &mut stop, &publish)
-        .instrument(span)
-        .await;
+    let span =
+        tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
+    let outcome = stay_attached(
+        &endpoint,
+        &enrollment.relay,
+        enrollment.fingerprint,
+        &identity,
+        &mut stop,
+        &publish,
+    )
+    .instrument(span)
+    .await;
     if let Err(error) = outcome {
         publish(LinkState::Stopped, Some(error.to_string()));
         return Err(error);
@@ -285,14 +305,23 @@ pub async fn stay_attached(
 ) -> Result<(), LinkError> {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
-        let attempt = attach(endpoint, relay, fingerprint, identity.clone(), device_info());
+        let attempt = attach(
+            endpoint,
+            relay,
+            fingerprint,
+            identity.clone(),
+            device_info(),
+        );
         let outcome = tokio::select! {
             _ = stop.changed() => return Ok(()),
             outcome = attempt => outcome,
         };
         let error = match outcome {
             Ok(attached) => {
-                tracing::info!(clock_offset_ms = attached.clock_offset_ms, "connected to the relay");
+                tracing::info!(
+                    clock_offset_ms = attached.clock_offset_ms,
+                    "connected to the relay"
+                );
                 publish(LinkState::Connected, None);
                 backoff.reset();
                 match attached.serve(stop).await {
@@ -306,7 +335,10 @@ pub async fn stay_attached(
             return Err(error);
         }
         let delay = backoff.next_delay(rand::random::<f64>());
-        tracing::warn!("relay link down: {error}; retrying in {} ms", delay.as_millis());
+        tracing::warn!(
+            "relay link down: {error}; retrying in {} ms",
+            delay.as_millis()
+        );
         publish(LinkState::Connecting, Some(error.to_string()));
         tokio::select! {
             _ = stop.changed() => return Ok(()),

@@ -90,7 +90,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_permanent() { EXIT_PERMANENT } else { EXIT_FAILED })
+            ExitCode::from(if e.is_permanent() {
+                EXIT_PERMANENT
+            } else {
+                EXIT_FAILED
+            })
         }
     }
 }
@@ -146,11 +150,16 @@ fn status(state: &StateDir, json: bool) -> Result<(), LinkError> {
         Err(e) => return Err(e.into()),
     };
     let published = state.status().filter(|s| process_alive(s.pid));
-    let running = published.as_ref().is_some_and(|s| s.state != LinkState::Stopped);
-    let connected = published.as_ref().is_some_and(|s| s.state == LinkState::Connected);
+    let running = published
+        .as_ref()
+        .is_some_and(|s| s.state != LinkState::Stopped);
+    let connected = published
+        .as_ref()
+        .is_some_and(|s| s.state == LinkState::Connected);
     let since = published.as_ref().map(|s| s.since);
     let rfc3339 = |secs: i64| {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+            .to_string()
     };
     if json {
         let value = serde_json::json!({
@@ -178,12 +187,17 @@ fn status(state: &StateDir, json: bool) -> Result<(), LinkError> {
         "Enrolled:  yes, as {} in organisation {}",
         enrollment.device_id, enrollment.organisation
     );
-    println!("Relay:     {} ({})", enrollment.relay, enrollment.fingerprint);
+    println!(
+        "Relay:     {} ({})",
+        enrollment.relay, enrollment.fingerprint
+    );
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let ago = |secs: i64| humantime::format_duration(Duration::from_secs((now - secs).max(0) as u64)).to_string();
+    let ago = |secs: i64| {
+        humantime::format_duration(Duration::from_secs((now - secs).max(0) as u64)).to_string()
+    };
     match &published {
         Some(s) if s.state == LinkState::Connected => {
             println!("Agent:     running (pid {}), connected since {} ({} ago)", s.pid, rfc3339(s.since), ago(s.since));

@@ -31,7 +31,9 @@ pub enum StateError {
     #[error("this device is not enrolled (no {0}): run `deskside-agent enroll TOKEN` with a token from IT")]
     NotEnrolled(PathBuf),
     /// A state file is damaged.
-    #[error("{path} is damaged ({reason}); enroll again with a new token, or restore it from backup")]
+    #[error(
+        "{path} is damaged ({reason}); enroll again with a new token, or restore it from backup"
+    )]
     Damaged {
         /// Which file.
         path: PathBuf,
@@ -131,7 +133,9 @@ impl StateDir {
         let path = self.path(IDENTITY_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NotEnrolled(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::NotEnrolled(path))
+            }
             Err(source) => {
                 return Err(FileError::Io {
                     action: "cannot read",
@@ -163,7 +167,11 @@ impl StateDir {
     }
 
     /// Stores a new enrollment: key first, identity last.
-    pub fn save_enrollment(&self, identity: &Identity, enrollment: &Enrollment) -> Result<(), StateError> {
+    pub fn save_enrollment(
+        &self,
+        identity: &Identity,
+        enrollment: &Enrollment,
+    ) -> Result<(), StateError> {
         create_private_dir(&self.root)?;
         write_private(&self.key_path(), identity.key_pem().as_bytes())?;
         let json = serde_json::to_vec_pretty(enrollment).map_err(|e| StateError::Damaged {
@@ -217,7 +225,9 @@ pub fn is_root() -> bool {
     {
         use std::os::unix::fs::MetadataExt as _;
         // /proc/self is owned by the process's effective uid.
-        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
     }
     #[cfg(not(unix))]
     {
@@ -246,7 +256,10 @@ mod tests {
     fn enrollment_round_trips_and_key_keeps_its_public_key() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("agent"));
-        assert!(matches!(state.enrollment(), Err(StateError::NotEnrolled(_))));
+        assert!(matches!(
+            state.enrollment(),
+            Err(StateError::NotEnrolled(_))
+        ));
         let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
         let enrollment = Enrollment {
             device_id: DeviceId(7),
@@ -258,7 +271,10 @@ mod tests {
         state.save_enrollment(&identity, &enrollment).unwrap();
         assert!(state.is_enrolled());
         assert_eq!(state.enrollment().unwrap(), enrollment);
-        assert_eq!(state.identity().unwrap().spki().unwrap(), identity.spki().unwrap());
+        assert_eq!(
+            state.identity().unwrap().spki().unwrap(),
+            identity.spki().unwrap()
+        );
         state.forget_enrollment().unwrap();
         assert!(!state.is_enrolled());
     }

@@ -29,7 +29,9 @@ pub enum ClientError {
     #[error("lost the connection to the relay: {0}")]
     Net(#[from] NetError),
     /// The relay answered with something this console does not understand.
-    #[error("the relay sent an answer this console does not understand ({0}); upgrade the console")]
+    #[error(
+        "the relay sent an answer this console does not understand ({0}); upgrade the console"
+    )]
     Unexpected(String),
 }
 
@@ -58,7 +60,11 @@ pub struct Client {
 impl Client {
     /// Connects to `relay`, pinning `fingerprint`, and authenticates with the
     /// technician `token`.
-    pub async fn connect(relay: &str, fingerprint: Fingerprint, token: &str) -> Result<Self, ClientError> {
+    pub async fn connect(
+        relay: &str,
+        fingerprint: Fingerprint,
+        token: &str,
+    ) -> Result<Self, ClientError> {
         let addr = resolve(relay).await?;
         let endpoint = client_endpoint(addr)?;
         let options = ConnectOptions {
@@ -107,7 +113,10 @@ impl Client {
     }
 
     /// Sends one request and waits for its response.
-    pub async fn request(&mut self, request: ConsoleRequest) -> Result<ConsoleResponse, ClientError> {
+    pub async fn request(
+        &mut self,
+        request: ConsoleRequest,
+    ) -> Result<ConsoleResponse, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         self.send
@@ -118,11 +127,14 @@ impl Client {
             .await?;
         loop {
             match timed(self.recv.recv::<RelayToConsole>()).await? {
-                Some(RelayToConsole::Response { id: answered, result }) if answered == id => {
+                Some(RelayToConsole::Response {
+                    id: answered,
+                    result,
+                }) if answered == id => {
                     return match result {
-                        Ok(Nested(ConsoleResponse::Unknown { tag })) => Err(ClientError::Unexpected(
-                            format!("response type {tag}"),
-                        )),
+                        Ok(Nested(ConsoleResponse::Unknown { tag })) => {
+                            Err(ClientError::Unexpected(format!("response type {tag}")))
+                        }
                         Ok(Nested(response)) => Ok(response),
                         Err(refusal) => Err(refusal.into()),
                     };
@@ -143,7 +155,9 @@ impl Client {
     }
 }
 
-async fn timed<T>(fut: impl std::future::Future<Output = Result<T, NetError>>) -> Result<T, NetError> {
+async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
     tokio::time::timeout(REQUEST_TIMEOUT, fut)
         .await
         .map_err(|_| NetError::Timeout)?

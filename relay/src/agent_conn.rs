@@ -9,7 +9,9 @@ use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::{DeviceId, Refusal};
 
 use crate::secrets::{hash_secret, random_bytes};
-use crate::server::{check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared};
+use crate::server::{
+    check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
+};
 
 fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
     check_text("hostname", &info.hostname, 253)?;
@@ -53,7 +55,9 @@ pub async fn serve(
                 Err(refusal) => End::Refused(refusal),
             }
         }
-        AgentToRelay::Attach { info } => attached(shared, connection, public_key, info, address, send, recv).await,
+        AgentToRelay::Attach { info } => {
+            attached(shared, connection, public_key, info, address, send, recv).await
+        }
         other => End::Violation(format!("expected Enroll or Attach first, got {other:?}")),
     }
 }
@@ -107,7 +111,10 @@ async fn attached(
     };
     let organisation = {
         let org = record.org;
-        match shared.store(move |store| store.organisation_name(org)).await {
+        match shared
+            .store(move |store| store.organisation_name(org))
+            .await
+        {
             Ok(Ok(name)) => name,
             Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
             Err(refusal) => return refuse(send, refusal).await,
@@ -132,7 +139,9 @@ async fn attached(
                     tracing::debug!(tag, "ignoring a message from a newer agent");
                 }
                 Some(other) => {
-                    return Ok(End::Violation(format!("unexpected {other:?} on an attached connection")));
+                    return Ok(End::Violation(format!(
+                        "unexpected {other:?} on an attached connection"
+                    )));
                 }
             }
         }

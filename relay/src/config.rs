@@ -44,7 +44,8 @@ impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+        toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))
     }
 }
 
@@ -106,10 +107,13 @@ impl RelayConfig {
         if flags.dev && !listen.ip().is_loopback() {
             bail!("--dev binds loopback only, but --listen is {listen}; drop --dev and configure a certificate to serve other hosts");
         }
-        let data_dir = flags
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(if flags.dev { "deskside-relay-data" } else { "/var/lib/deskside-relay" }));
+        let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| {
+            PathBuf::from(if flags.dev {
+                "deskside-relay-data"
+            } else {
+                "/var/lib/deskside-relay"
+            })
+        });
         let cert = match (flags.dev, file.cert, file.key) {
             (true, _, _) => CertSource::SelfSigned,
             (false, Some(cert), Some(key)) => CertSource::Files { cert, key },

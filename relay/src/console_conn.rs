@@ -3,7 +3,8 @@
 
 use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::console::{
-    ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken, IssuedTechnicianToken, RelayToConsole,
+    ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken, IssuedTechnicianToken,
+    RelayToConsole,
 };
 use deskside_protocol::message::Nested;
 use deskside_protocol::token::{EnrollToken, LoginString};
@@ -12,7 +13,8 @@ use deskside_protocol::Refusal;
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token};
 use crate::server::{
-    check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared, CLOSE_REVOKED,
+    check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared,
+    CLOSE_REVOKED,
 };
 use crate::store::{Store, StoreError, Technician};
 
@@ -22,7 +24,12 @@ const MAX_ENROLL_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 const MAX_ENROLL_USES: u32 = 100_000;
 
 /// Serves a console connection after the hello exchange.
-pub async fn serve(shared: &Shared, _connection: &quinn::Connection, mut send: FramedSend, mut recv: FramedRecv) -> End {
+pub async fn serve(
+    shared: &Shared,
+    _connection: &quinn::Connection,
+    mut send: FramedSend,
+    mut recv: FramedRecv,
+) -> End {
     let token = match first_message::<ConsoleToRelay>(&mut recv).await {
         Ok(ConsoleToRelay::Authenticate { token }) => token,
         Ok(other) => return End::Violation(format!("expected Authenticate first, got {other:?}")),
@@ -33,7 +40,8 @@ pub async fn serve(shared: &Shared, _connection: &quinn::Connection, mut send: F
     let technician = match shared
         .store(move |store| {
             let tech = store.authenticate_technician(&hash, now)?;
-            tech.map(|t| store.organisation_name(t.org).map(|org| (t, org))).transpose()
+            tech.map(|t| store.organisation_name(t.org).map(|org| (t, org)))
+                .transpose()
         })
         .await
     {
@@ -89,7 +97,11 @@ fn actor(technician: &Technician) -> String {
 }
 
 /// Runs one request for `technician`, role checked first.
-async fn handle(shared: &Shared, technician: &Technician, request: ConsoleRequest) -> Result<ConsoleResponse, Refusal> {
+async fn handle(
+    shared: &Shared,
+    technician: &Technician,
+    request: ConsoleRequest,
+) -> Result<ConsoleResponse, Refusal> {
     require(technician.role, request.required_role())?;
     let org = technician.org;
     let actor = actor(technician);
@@ -107,7 +119,9 @@ async fn handle(shared: &Shared, technician: &Technician, request: ConsoleReques
         ConsoleRequest::ShowDevice { device } => {
             check_text("device", &device, 256)?;
             let record = run(shared, move |s| s.find_device(org, &device)).await??;
-            Ok(ConsoleResponse::Device(record.summary(shared.presence.is_online(record.id))))
+            Ok(ConsoleResponse::Device(
+                record.summary(shared.presence.is_online(record.id)),
+            ))
         }
         ConsoleRequest::RevokeDevice { device } => {
             check_text("device", &device, 256)?;
@@ -120,16 +134,22 @@ async fn handle(shared: &Shared, technician: &Technician, request: ConsoleReques
             tracing::info!(device = %id, "device revoked");
             Ok(ConsoleResponse::DeviceRevoked(revoked.summary(false)))
         }
-        ConsoleRequest::CreateEnrollToken { uses, expires_in_secs } => {
+        ConsoleRequest::CreateEnrollToken {
+            uses,
+            expires_in_secs,
+        } => {
             if uses == 0 || uses > MAX_ENROLL_USES {
-                return Err(Refusal::Invalid(format!("uses must be between 1 and {MAX_ENROLL_USES}")));
+                return Err(Refusal::Invalid(format!(
+                    "uses must be between 1 and {MAX_ENROLL_USES}"
+                )));
             }
             if expires_in_secs == 0 || expires_in_secs > MAX_ENROLL_LIFETIME_SECS {
                 return Err(Refusal::Invalid(
                     "an enrollment token must live between 1 second and 1 year".to_owned(),
                 ));
             }
-            let secret = new_enroll_secret().map_err(|_| internal_error(&"random generator failed"))?;
+            let secret =
+                new_enroll_secret().map_err(|_| internal_error(&"random generator failed"))?;
             let hash = hash_secret(&secret);
             let expires_at = now.saturating_add(expires_in_secs as i64);
             let created_by = Some(technician.id);
@@ -154,12 +174,16 @@ async fn handle(shared: &Shared, technician: &Technician, request: ConsoleReques
             expires_in_secs,
         } => {
             if name.trim().is_empty() {
-                return Err(Refusal::Invalid("the technician's name is empty".to_owned()));
+                return Err(Refusal::Invalid(
+                    "the technician's name is empty".to_owned(),
+                ));
             }
             check_text("name", &name, 100)?;
-            let token = new_technician_token().map_err(|_| internal_error(&"random generator failed"))?;
+            let token =
+                new_technician_token().map_err(|_| internal_error(&"random generator failed"))?;
             let hash = hash_secret(&token);
-            let expires_at = expires_in_secs.map(|secs| now.saturating_add(secs.min(i64::MAX as u64) as i64));
+            let expires_at =
+                expires_in_secs.map(|secs| now.saturating_add(secs.min(i64::MAX as u64) as i64));
             let info = run(shared, move |s| {
                 s.create_technician_token(org, &name, role, &hash, expires_at, &actor, now)
             })
@@ -179,11 +203,15 @@ async fn handle(shared: &Shared, technician: &Technician, request: ConsoleReques
             run(shared, move |s| s.list_technician_tokens(org)).await?,
         )),
         ConsoleRequest::RevokeTechnicianToken { id } => {
-            let revoked = run(shared, move |s| s.revoke_technician_token(org, id, &actor, now))
-                .await?
-                .ok_or_else(|| {
-                    Refusal::NotFound(format!("no technician token {id}: list them with `deskside tokens list`"))
-                })?;
+            let revoked = run(shared, move |s| {
+                s.revoke_technician_token(org, id, &actor, now)
+            })
+            .await?
+            .ok_or_else(|| {
+                Refusal::NotFound(format!(
+                    "no technician token {id}: list them with `deskside tokens list`"
+                ))
+            })?;
             Ok(ConsoleResponse::TechnicianTokenRevoked(revoked))
         }
         ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(

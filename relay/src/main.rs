@@ -108,7 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let data_dir = config.data_dir.clone();
     let relay = Relay::spawn(config).await?;
-    let local = relay.local_addr().context("cannot read the bound address")?;
+    let local = relay
+        .local_addr()
+        .context("cannot read the bound address")?;
     if let Some(bootstrap) = &relay.bootstrap {
         let login = LoginString {
             relay: relay.public_addr().to_owned(),
@@ -155,6 +157,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
     Ok(())
 }

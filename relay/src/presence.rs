@@ -45,9 +45,17 @@ impl Presence {
         let mut inner = self.lock();
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        if let Some(old) = inner.attached.insert(id, Entry { generation, connection }) {
-            old.connection
-                .close(CLOSE_REPLACED.into(), b"replaced by a newer connection of this device");
+        if let Some(old) = inner.attached.insert(
+            id,
+            Entry {
+                generation,
+                connection,
+            },
+        ) {
+            old.connection.close(
+                CLOSE_REPLACED.into(),
+                b"replaced by a newer connection of this device",
+            );
         }
         generation
     }

@@ -77,7 +77,12 @@ impl Shared {
 
 /// Logs an unexpected failure and returns a refusal naming a log reference.
 pub fn internal_error(error: &dyn std::fmt::Display) -> Refusal {
-    let reference = format!("{:08x}", crate::secrets::random_bytes::<4>().map(u32::from_be_bytes).unwrap_or(0));
+    let reference = format!(
+        "{:08x}",
+        crate::secrets::random_bytes::<4>()
+            .map(u32::from_be_bytes)
+            .unwrap_or(0)
+    );
     tracing::error!(%reference, "internal error: {error}");
     Refusal::Internal(reference)
 }
@@ -125,7 +130,8 @@ impl Relay {
         create_private_dir(&config.data_dir)?;
         let db_path = config.data_dir.join("relay.db");
         let store = Arc::new(
-            Store::open(&db_path).with_context(|| format!("cannot open the database {}", db_path.display()))?,
+            Store::open(&db_path)
+                .with_context(|| format!("cannot open the database {}", db_path.display()))?,
         );
         let bootstrap = bootstrap(&store, &config)?;
 
@@ -143,8 +149,13 @@ impl Relay {
         let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
         let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
             .context("cannot start the QUIC endpoint")?;
-        let local = endpoint.local_addr().context("cannot read the bound address")?;
-        let public_addr = config.public_addr.clone().unwrap_or_else(|| local.to_string());
+        let local = endpoint
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let public_addr = config
+            .public_addr
+            .clone()
+            .unwrap_or_else(|| local.to_string());
 
         let shared = Arc::new(Shared {
             store,
@@ -153,7 +164,11 @@ impl Relay {
             public_addr,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared), shutdown_rx));
+        let accept_task = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            Arc::clone(&shared),
+            shutdown_rx,
+        ));
         Ok(Self {
             endpoint,
             shared,
@@ -194,16 +209,23 @@ impl Relay {
             .shared
             .store(move |store| store.mark_seen(&online, now))
             .await;
-        self.endpoint.close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
+        self.endpoint
+            .close(CLOSE_SHUTDOWN.into(), b"relay shutting down");
         // Bounded: peers that do not acknowledge the close are not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
 
 fn bootstrap(store: &Store, config: &RelayConfig) -> anyhow::Result<Option<Bootstrap>> {
-    let token = new_technician_token().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    let token =
+        new_technician_token().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
     let created = store
-        .bootstrap(&config.organisation, "admin", &hash_secret(&token), now_secs())
+        .bootstrap(
+            &config.organisation,
+            "admin",
+            &hash_secret(&token),
+            now_secs(),
+        )
         .context("cannot bootstrap the organisation")?;
     if created.is_none() {
         return Ok(None);
@@ -216,7 +238,11 @@ fn bootstrap(store: &Store, config: &RelayConfig) -> anyhow::Result<Option<Boots
     }))
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     let mut last_seen = tokio::time::interval(LAST_SEEN_INTERVAL);
     last_seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -263,7 +289,9 @@ pub enum End {
 impl From<NetError> for End {
     fn from(error: NetError) -> Self {
         match error {
-            NetError::Frame(_) | NetError::Message(_) | NetError::Truncated => End::Violation(error.to_string()),
+            NetError::Frame(_) | NetError::Message(_) | NetError::Truncated => {
+                End::Violation(error.to_string())
+            }
             NetError::Timeout => End::Violation("did not authenticate in time".to_owned()),
             other => End::Lost(other.to_string()),
         }
@@ -280,7 +308,11 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
     };
     let peer_key = peer_public_key(&connection);
-    let kind = if peer_key.is_some() { "agent" } else { "console" };
+    let kind = if peer_key.is_some() {
+        "agent"
+    } else {
+        "console"
+    };
     let span = tracing::info_span!("conn", %remote, kind, device = tracing::field::Empty, technician = tracing::field::Empty);
     async move {
         let end = match accept_control(&connection).await {
@@ -328,12 +360,15 @@ async fn accept_control(connection: &quinn::Connection) -> Result<(FramedSend, F
         .await
         .map_err(|_| End::from(NetError::Timeout))??;
     if hello.magic != MAGIC {
-        return Err(End::Violation("not a deskside client (bad magic)".to_owned()));
+        return Err(End::Violation(
+            "not a deskside client (bad magic)".to_owned(),
+        ));
     }
     let software = format!("deskside-relay {}", env!("CARGO_PKG_VERSION"));
     match negotiate(VersionRange::CURRENT, hello.versions) {
         Ok(version) => {
-            send.send_value(&ServerHello::Accepted { version, software }).await?;
+            send.send_value(&ServerHello::Accepted { version, software })
+                .await?;
             tracing::debug!(client = %hello.software, version, "hello");
             Ok((send, recv))
         }
@@ -373,10 +408,14 @@ pub fn require(have: Role, needed: Role) -> Result<(), Refusal> {
 /// Bounds for a field that came from the network.
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Refusal> {
     if value.len() > max {
-        return Err(Refusal::Invalid(format!("{field} is longer than {max} bytes")));
+        return Err(Refusal::Invalid(format!(
+            "{field} is longer than {max} bytes"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Refusal::Invalid(format!("{field} contains control characters")));
+        return Err(Refusal::Invalid(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }

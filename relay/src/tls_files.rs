@@ -58,9 +58,13 @@ pub fn load_reset_key(data_dir: &Path) -> anyhow::Result<Arc<ring::hmac::Key>> {
     let bytes = if path.exists() {
         read_private(&path)?
     } else {
-        let fresh = random_bytes::<32>().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+        let fresh =
+            random_bytes::<32>().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
         write_private(&path, &fresh)?;
         fresh.to_vec()
     };
-    Ok(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)))
+    Ok(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &bytes,
+    )))
 }

@@ -37,7 +37,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -52,10 +55,19 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut command: Command, log: PathBuf) -> (Self, Option<std::process::ChildStdout>) {
+    fn spawn(
+        name: &str,
+        mut command: Command,
+        log: PathBuf,
+    ) -> (Self, Option<std::process::ChildStdout>) {
         let log_file = std::fs::File::create(&log).expect("create log file");
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take();
         (
             Self {
@@ -116,7 +128,9 @@ impl Drop for Proc {
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
     #[allow(unsafe_code)]
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child.
     unsafe {
@@ -141,7 +155,10 @@ impl World {
     /// A fresh temporary directory.
     pub fn new() -> Self {
         Self {
-            dir: tempfile::Builder::new().prefix("deskside-e2e-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("deskside-e2e-")
+                .tempdir()
+                .expect("tempdir"),
             logs: 0,
         }
     }
@@ -171,8 +188,14 @@ impl World {
         let log = self.log_path("relay");
         let (proc, stdout) = Proc::spawn("relay", command, log);
         let ready = read_ready_line(stdout.expect("relay stdout"), &proc);
-        let addr = ready["listen"].as_str().expect("listen in ready line").to_owned();
-        let fingerprint = ready["fingerprint"].as_str().expect("fingerprint").to_owned();
+        let addr = ready["listen"]
+            .as_str()
+            .expect("listen in ready line")
+            .to_owned();
+        let fingerprint = ready["fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_owned();
         let admin_token = std::fs::read_to_string(data_dir.join("admin-token"))
             .expect("admin-token file")
             .trim()
@@ -226,9 +249,18 @@ fn read_ready_line(stdout: std::process::ChildStdout, proc: &Proc) -> Value {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("relay printed no ready line within 30 s; stderr:\n{}", proc.log()));
-    let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?} is not JSON: {e}"));
-    assert_eq!(value["type"], "ready", "first stdout line is the ready line");
+        .unwrap_or_else(|_| {
+            panic!(
+                "relay printed no ready line within 30 s; stderr:\n{}",
+                proc.log()
+            )
+        });
+    let value: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("ready line {line:?} is not JSON: {e}"));
+    assert_eq!(
+        value["type"], "ready",
+        "first stdout line is the ready line"
+    );
     value
 }
 
@@ -250,7 +282,11 @@ pub struct Relay {
 impl Relay {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
     }
 }
 
@@ -276,13 +312,21 @@ impl Run {
 
     /// Panics unless the exit code is 0.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the command failed with `code` and stderr contains `needle`.
     pub fn fails_with(self, code: i32, needle: &str) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         assert!(
             self.stderr.contains(needle),
             "stderr does not mention {needle:?}:\n{}",
@@ -296,14 +340,21 @@ impl Run {
         self.stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}"))
+            })
             .collect()
     }
 
     /// The single JSON object printed.
     pub fn json(&self) -> Value {
         let mut lines = self.json_lines();
-        assert_eq!(lines.len(), 1, "expected one JSON line, got: {}", self.stdout);
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one JSON line, got: {}",
+            self.stdout
+        );
         lines.remove(0)
     }
 }
@@ -355,7 +406,15 @@ impl Console {
     /// Creates an enrollment token.
     pub fn enroll_token(&self, uses: u32, expires: &str) -> String {
         let out = self
-            .run(&["enroll-token", "create", "--uses", &uses.to_string(), "--expires", expires, "--json"])
+            .run(&[
+                "enroll-token",
+                "create",
+                "--uses",
+                &uses.to_string(),
+                "--expires",
+                expires,
+                "--json",
+            ])
             .ok()
             .json();
         out["token"].as_str().expect("token").to_owned()
@@ -405,7 +464,10 @@ impl Agent {
     /// Enrolls and returns the device id.
     pub fn enroll(&self, token: &str) -> String {
         self.run(&["enroll", token]).ok();
-        self.status()["device_id"].as_str().expect("device id after enroll").to_owned()
+        self.status()["device_id"]
+            .as_str()
+            .expect("device id after enroll")
+            .to_owned()
     }
 
     /// `status --json`.
@@ -434,7 +496,12 @@ pub mod raw {
     /// Connects without a client certificate, optionally sends a valid hello,
     /// then writes `bytes` on the control stream and returns how the relay
     /// closed the connection (as text).
-    pub async fn send_and_wait_close(addr: SocketAddr, fingerprint: Fingerprint, bytes: &[u8], after_hello: bool) -> String {
+    pub async fn send_and_wait_close(
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        bytes: &[u8],
+        after_hello: bool,
+    ) -> String {
         let endpoint = client_endpoint(addr).expect("endpoint");
         let (tls, _) = client_config(fingerprint, None, ALPN).expect("tls");
         let mut config = quinn::ClientConfig::new(Arc::new(
@@ -448,7 +515,8 @@ pub mod raw {
             .expect("handshake");
         let (mut send, mut recv) = connection.open_bi().await.expect("stream");
         if after_hello {
-            let body = deskside_protocol::message::encode_value(&ClientHello::current("raw-test")).expect("hello");
+            let body = deskside_protocol::message::encode_value(&ClientHello::current("raw-test"))
+                .expect("hello");
             let mut frame = Vec::new();
             deskside_protocol::frame::encode_frame(&body, 1024, &mut frame).expect("frame");
             send.write_all(&frame).await.expect("write hello");

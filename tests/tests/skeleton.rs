@@ -24,7 +24,10 @@ fn device_goes_online_offline_and_online_again() {
     let listed = admin.devices();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());
-    assert_eq!(listed[0]["status"], "offline", "enrolled but not running yet");
+    assert_eq!(
+        listed[0]["status"], "offline",
+        "enrolled but not running yet"
+    );
 
     let mut running = world.run_agent(&agent);
     admin.wait_status(&id, "online", ONLINE_WITHIN);
@@ -35,7 +38,9 @@ fn device_goes_online_offline_and_online_again() {
     let shown = admin.run(&["devices", "show", &id, "--json"]).ok().json();
     assert_eq!(shown["status"], "online");
     assert!(shown["hostname"].as_str().is_some_and(|h| !h.is_empty()));
-    assert!(shown["last_address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(shown["last_address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
 
     // A killed agent cannot say goodbye: the relay must notice on its own.
     running.kill();
@@ -75,7 +80,10 @@ fn agent_reconnects_by_itself_after_relay_restarts_and_nothing_is_lost() {
         }
         let fingerprint = relay.fingerprint.clone();
         relay = world.relay(Some(port));
-        assert_eq!(relay.fingerprint, fingerprint, "the dev certificate is kept");
+        assert_eq!(
+            relay.fingerprint, fingerprint,
+            "the dev certificate is kept"
+        );
         let took = admin.wait_status(&id, "online", Duration::from_secs(15));
         eprintln!("agent back online {took:?} after the relay restarted (hard kill: {hard})");
     }
@@ -99,8 +107,14 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
     let first = world.agent("first");
     let first_id = first.enroll(&token);
     let second = world.agent("second");
-    second.run(&["enroll", &token]).fails_with(1, "already been used");
-    assert_eq!(second.status()["enrolled"], false, "a refused enrollment writes nothing");
+    second
+        .run(&["enroll", &token])
+        .fails_with(1, "already been used");
+    assert_eq!(
+        second.status()["enrolled"],
+        false,
+        "a refused enrollment writes nothing"
+    );
     assert!(!second.key_path().exists());
 
     // An expired token.
@@ -123,15 +137,24 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
     // A revoked device is disconnected and refused from then on.
     let mut running = world.run_agent(&first);
     admin.wait_status(&first_id, "online", ONLINE_WITHIN);
-    let revoked = admin.run(&["devices", "revoke", &first_id, "--json"]).ok().json();
+    let revoked = admin
+        .run(&["devices", "revoke", &first_id, "--json"])
+        .ok()
+        .json();
     assert_eq!(revoked["type"], "device_revoked");
     let status = running
         .wait_exit(Duration::from_secs(15))
         .expect("a revoked agent stops instead of retrying forever");
-    assert_eq!(status.code(), Some(3), "exit code 3 tells the service manager not to restart");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "exit code 3 tells the service manager not to restart"
+    );
     assert!(running.log().contains("revoked"), "{}", running.log());
     assert_eq!(admin.device_status(&first_id).as_deref(), Some("revoked"));
-    first.run(&["run"]).fails_with(3, "revoked by an administrator");
+    first
+        .run(&["run"])
+        .fails_with(3, "revoked by an administrator");
 
     // A bad technician token is refused and not saved.
     let intruder = world.console("intruder");
@@ -139,18 +162,26 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
         .login(&relay, "dst_not-a-real-token")
         .fails_with(1, "not accepted");
     assert!(!intruder.profile.exists());
-    intruder.run(&["devices", "list"]).fails_with(1, "deskside login");
+    intruder
+        .run(&["devices", "list"])
+        .fails_with(1, "deskside login");
 
     // A viewer can read but not administer.
     let issued = admin
-        .run(&["tokens", "create", "--name", "val", "--role", "viewer", "--json"])
+        .run(&[
+            "tokens", "create", "--name", "val", "--role", "viewer", "--json",
+        ])
         .ok()
         .json();
     let viewer = world.console("viewer");
     viewer.login(&relay, issued["token"].as_str().unwrap()).ok();
     assert_eq!(viewer.devices().len(), 2);
-    viewer.run(&["tokens", "list"]).fails_with(1, "needs the admin role");
-    viewer.run(&["devices", "revoke", &first_id]).fails_with(1, "needs the admin role");
+    viewer
+        .run(&["tokens", "list"])
+        .fails_with(1, "needs the admin role");
+    viewer
+        .run(&["devices", "revoke", &first_id])
+        .fails_with(1, "needs the admin role");
     viewer
         .run(&["enroll-token", "create"])
         .fails_with(1, "needs the technician role");
@@ -158,7 +189,9 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
     // A revoked technician token stops working.
     let id = issued["id"].to_string();
     admin.run(&["tokens", "revoke", &id]).ok();
-    viewer.run(&["devices", "list"]).fails_with(1, "not accepted");
+    viewer
+        .run(&["devices", "list"])
+        .fails_with(1, "not accepted");
 }
 
 #[test]
@@ -174,7 +207,9 @@ fn key_readable_by_others_stops_the_agent_with_the_fix() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the key is created owner-only");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    agent.run(&["run"]).fails_with(3, &format!("chmod 600 {}", key.display()));
+    agent
+        .run(&["run"])
+        .fails_with(3, &format!("chmod 600 {}", key.display()));
 }
 
 #[test]
@@ -202,10 +237,16 @@ fn garbage_and_oversize_frames_close_only_the_offending_connection() {
         let cases: [(&str, Vec<u8>, bool); 3] = [
             ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec(), false),
             ("oversize hello", (u32::MAX).to_be_bytes().to_vec(), false),
-            ("oversize frame", (64u32 * 1024 * 1024).to_be_bytes().to_vec(), true),
+            (
+                "oversize frame",
+                (64u32 * 1024 * 1024).to_be_bytes().to_vec(),
+                true,
+            ),
         ];
         for (name, bytes, after_hello) in cases {
-            let reason = deskside_tests::raw::send_and_wait_close(addr, fingerprint, &bytes, after_hello).await;
+            let reason =
+                deskside_tests::raw::send_and_wait_close(addr, fingerprint, &bytes, after_hello)
+                    .await;
             assert!(
                 reason.contains("closed by peer") && reason.contains("(code 1)"),
                 "{name}: expected a protocol-violation close, got {reason}"
@@ -215,10 +256,18 @@ fn garbage_and_oversize_frames_close_only_the_offending_connection() {
 
     // Everybody else is still served.
     assert_eq!(admin.device_status(&id).as_deref(), Some("online"));
-    assert!(running.wait_exit(Duration::from_millis(100)).is_none(), "agent still running");
+    assert!(
+        running.wait_exit(Duration::from_millis(100)).is_none(),
+        "agent still running"
+    );
     let log = relay.proc.log();
-    assert!(log.contains("closing connection"), "the relay logs why: {log}");
-    wait_for("the agent to still report connected", Duration::from_secs(5), || {
-        (agent.status()["connected"] == true).then_some(())
-    });
+    assert!(
+        log.contains("closing connection"),
+        "the relay logs why: {log}"
+    );
+    wait_for(
+        "the agent to still report connected",
+        Duration::from_secs(5),
+        || (agent.status()["connected"] == true).then_some(()),
+    );
 }

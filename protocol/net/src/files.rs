@@ -50,14 +50,22 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
         use std::os::unix::fs::DirBuilderExt as _;
         builder.mode(0o700);
     }
-    builder.create(dir).map_err(io("cannot create directory", dir))
+    builder
+        .create(dir)
+        .map_err(io("cannot create directory", dir))
 }
 
 /// Atomically replaces `path` with `contents`, readable only by its owner.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     create_private_dir(dir)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -68,7 +76,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
     }
     let result = (|| {
         let mut file = options.open(&temp).map_err(io("cannot create", &temp))?;
-        file.write_all(contents).map_err(io("cannot write", &temp))?;
+        file.write_all(contents)
+            .map_err(io("cannot write", &temp))?;
         file.sync_all().map_err(io("cannot sync", &temp))?;
         std::fs::rename(&temp, path).map_err(io("cannot rename into place", path))
     })();
@@ -125,6 +134,9 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_private(&path).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
     }
 }

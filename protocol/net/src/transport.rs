@@ -64,7 +64,10 @@ pub enum ConnectError {
 }
 
 /// QUIC transport settings shared by every deskside connection.
-pub fn transport_config(idle_timeout: Duration, keep_alive: Option<Duration>) -> quinn::TransportConfig {
+pub fn transport_config(
+    idle_timeout: Duration,
+    keep_alive: Option<Duration>,
+) -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     // The value is far below the QUIC varint limit, so the conversion holds.
     config.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
@@ -77,12 +80,13 @@ pub fn transport_config(idle_timeout: Duration, keep_alive: Option<Duration>) ->
 
 /// Resolves `host:port`, preferring the first address returned.
 pub async fn resolve(addr: &str) -> Result<SocketAddr, ConnectError> {
-    let mut addrs = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|source| ConnectError::Resolve {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    let mut addrs =
+        tokio::net::lookup_host(addr)
+            .await
+            .map_err(|source| ConnectError::Resolve {
+                addr: addr.to_owned(),
+                source,
+            })?;
     addrs.next().ok_or_else(|| ConnectError::Resolve {
         addr: addr.to_owned(),
         source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
@@ -133,13 +137,19 @@ pub struct Connected {
 
 /// Connects to the relay on `endpoint`, pins its certificate, opens the
 /// control stream and exchanges hellos.
-pub async fn connect(endpoint: &quinn::Endpoint, options: &ConnectOptions) -> Result<Connected, ConnectError> {
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    options: &ConnectOptions,
+) -> Result<Connected, ConnectError> {
     let addr = resolve(&options.relay).await?;
     let (tls, pin_check) = client_config(options.fingerprint, options.identity.as_ref(), ALPN)?;
     let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
-    config.transport_config(Arc::new(transport_config(options.idle_timeout, options.keep_alive)));
+    config.transport_config(Arc::new(transport_config(
+        options.idle_timeout,
+        options.keep_alive,
+    )));
     let relay = options.relay.clone();
     let connecting = endpoint
         .connect_with(config, addr, RELAY_SERVER_NAME)
@@ -157,7 +167,10 @@ pub async fn connect(endpoint: &quinn::Endpoint, options: &ConnectOptions) -> Re
             if matches!(source, quinn::ConnectionError::TimedOut) {
                 return Err(ConnectError::Timeout(relay));
             }
-            return Err(ConnectError::Quic { addr: relay, source });
+            return Err(ConnectError::Quic {
+                addr: relay,
+                source,
+            });
         }
         Ok(Ok(connection)) => connection,
     };
@@ -182,9 +195,14 @@ pub async fn connect(endpoint: &quinn::Endpoint, options: &ConnectOptions) -> Re
             version,
             relay_software: software,
         }),
-        ServerHello::VersionMismatch { relay: theirs, software } => {
-            Err(ConnectError::Version(version_advice(VersionRange::CURRENT, theirs, &software)))
-        }
+        ServerHello::VersionMismatch {
+            relay: theirs,
+            software,
+        } => Err(ConnectError::Version(version_advice(
+            VersionRange::CURRENT,
+            theirs,
+            &software,
+        ))),
     }
 }
 

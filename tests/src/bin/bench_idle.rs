@@ -61,7 +61,10 @@ fn relay_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("deskside-relay");
     if !path.exists() {
-        bail!("{} is missing: run `cargo build --release --workspace --bins`", path.display());
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins`",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -69,7 +72,13 @@ fn relay_bin() -> anyhow::Result<PathBuf> {
 fn start_relay(data_dir: &std::path::Path, port: u16) -> anyhow::Result<RelayProc> {
     use std::io::BufRead as _;
     let mut child = Command::new(relay_bin()?)
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -83,7 +92,10 @@ fn start_relay(data_dir: &std::path::Path, port: u16) -> anyhow::Result<RelayPro
     Ok(RelayProc {
         child,
         addr: ready["listen"].as_str().context("listen")?.to_owned(),
-        fingerprint: ready["fingerprint"].as_str().context("fingerprint")?.parse()?,
+        fingerprint: ready["fingerprint"]
+            .as_str()
+            .context("fingerprint")?
+            .parse()?,
     })
 }
 
@@ -128,7 +140,9 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     let data = dir.path().join("relay");
     let mut relay = start_relay(&data, 0)?;
     let pid = relay.child.id();
-    let admin = std::fs::read_to_string(data.join("admin-token"))?.trim().to_owned();
+    let admin = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_base = rss_kib(pid)?;
 
@@ -175,7 +189,10 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     while let Some(result) = tasks.join_next().await {
         identities.push(result??);
     }
-    println!("  enrolled {n} agents in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "  enrolled {n} agents in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Attach them all and keep them attached.
     let connected = Arc::new(AtomicUsize::new(0));
@@ -199,11 +216,22 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                     }
                 }
             };
-            let _ = stay_attached(&endpoint, &relay_addr, fingerprint, &identity, &mut stop, &publish).await;
+            let _ = stay_attached(
+                &endpoint,
+                &relay_addr,
+                fingerprint,
+                &identity,
+                &mut stop,
+                &publish,
+            )
+            .await;
         });
     }
     let Some(took) = wait_count(&connected, n, Duration::from_secs(600)).await else {
-        bail!("only {} of {n} agents attached", connected.load(Ordering::Relaxed));
+        bail!(
+            "only {} of {n} agents attached",
+            connected.load(Ordering::Relaxed)
+        );
     };
     println!("  attached {n} agents in {:.1} s", took.as_secs_f64());
     println!("  sleeping {} s so the relay settles", 5);
