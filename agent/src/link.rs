@@ -256,7 +256,22 @@ impl Attached {
 pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
     let enrollment = state.enrollment()?;
     let identity = state.identity()?;
-    let addr = resolve(&enrollment.relay).await?;
+    // The relay's name may not resolve yet (laptop just woke, no network):
+    // keep trying instead of exiting.
+    let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    let addr = loop {
+        match resolve(&enrollment.relay).await {
+            Ok(addr) => break addr,
+            Err(e) => {
+                let delay = backoff.next_delay(rand::random::<f64>());
+                tracing::warn!("{e}; retrying in {} ms", delay.as_millis());
+                tokio::select! {
+                    _ = stop.changed() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
     let endpoint = client_endpoint(addr)?;
     let publish = |link: LinkState, last_error: Option<String>| {
         let status = Status {

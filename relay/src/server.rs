@@ -293,6 +293,10 @@ impl From<NetError> for End {
                 End::Violation(error.to_string())
             }
             NetError::Timeout => End::Violation("did not authenticate in time".to_owned()),
+            NetError::Read(quinn::ReadError::ConnectionLost(
+                quinn::ConnectionError::ApplicationClosed(_),
+            ))
+            | NetError::Connection(quinn::ConnectionError::ApplicationClosed(_)) => End::Closed,
             other => End::Lost(other.to_string()),
         }
     }

@@ -67,8 +67,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    // A temp file left by a crash may carry looser permissions: remove it
+    // and create a new one, failing if somebody recreates it in between.
+    let _ = std::fs::remove_file(&temp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;

@@ -1,0 +1,138 @@
+//! The command groups, one file each, and the table that dispatches to them.
+//!
+//! Adding a command group (`deskside diag …`) means adding its file with
+//! its clap `Subcommand` and a `run` function, then one variant in
+//! [`Command`], one in [`Action`] and one arm in each `match` below. A group
+//! file owns its request, its JSON records and its human output; the
+//! connection, the profile and the printer come from here and from
+//! [`Context`].
+//!
+//! Commands never read the clock: `Context::now` was read once at start-up.
+
+pub mod devices;
+pub mod enroll;
+pub mod login;
+pub mod tokens;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
+use std::path::PathBuf;
+
+use crate::cli::Environment;
+use crate::client::Client;
+use crate::exit::UsageError;
+use crate::output::Printer;
+use crate::profile::{self, Profile};
+
+/// The subcommands, as parsed by clap.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in to a relay and save the profile
+    #[command(long_about = login::LONG_ABOUT)]
+    Login(login::LoginArgs),
+    /// Show who the relay says you are
+    Whoami,
+    /// List, show and revoke enrolled devices
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
+    /// Create enrollment tokens for new devices
+    #[command(name = "enroll-token", subcommand)]
+    EnrollToken(enroll::EnrollTokenCommand),
+    /// Create, list and revoke technician tokens (admin)
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+}
+
+/// A subcommand after validation: what `run` executes.
+#[derive(Debug)]
+pub enum Action {
+    /// Authenticate to this relay with this token, then save it as the profile.
+    Login(Profile),
+    /// Print who the profile's token belongs to.
+    Whoami,
+    /// A `devices` subcommand.
+    Devices(devices::DevicesCommand),
+    /// An `enroll-token` subcommand.
+    EnrollToken(enroll::EnrollTokenCommand),
+    /// A `tokens` subcommand.
+    Tokens(tokens::TokensCommand),
+}
+
+impl Command {
+    /// Checks what clap cannot check on its own.
+    pub fn validate(self, env: &Environment) -> Result<Action, UsageError> {
+        Ok(match self {
+            Command::Login(args) => Action::Login(login::validate(args, env.token.clone())?),
+            Command::Whoami => Action::Whoami,
+            Command::Devices(command) => Action::Devices(command),
+            Command::EnrollToken(command) => Action::EnrollToken(command),
+            Command::Tokens(command) => Action::Tokens(command),
+        })
+    }
+}
+
+/// What every command gets: where the profile is, the time, where to print.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The profile file.
+    pub profile_path: PathBuf,
+    /// Now, in Unix seconds, read once at start-up.
+    pub now: i64,
+    /// Where results go.
+    pub out: Printer<'a>,
+}
+
+/// Runs one validated command.
+pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+    match action {
+        Action::Login(target) => login::login(target, ctx).await,
+        Action::Whoami => login::whoami(ctx).await,
+        Action::Devices(command) => devices::run(command, ctx).await,
+        Action::EnrollToken(command) => enroll::run(command, ctx).await,
+        Action::Tokens(command) => tokens::run(command, ctx).await,
+    }
+}
+
+/// Connects and authenticates with the saved profile.
+pub async fn connect(ctx: &Context<'_>) -> anyhow::Result<(Profile, Client)> {
+    let profile = profile::load(&ctx.profile_path)?;
+    tracing::info!(relay = %profile.relay, profile = %ctx.profile_path.display(), "connecting");
+    let client = Client::connect(&profile.relay, profile.fingerprint, &profile.token).await?;
+    Ok((profile, client))
+}
+
+/// Connects with the saved profile, makes one request and closes the
+/// connection before the answer is printed.
+pub async fn request(
+    ctx: &Context<'_>,
+    request: ConsoleRequest,
+) -> anyhow::Result<ConsoleResponse> {
+    let (_, mut client) = connect(ctx).await?;
+    let answer = client.request(request).await;
+    client.close().await;
+    Ok(answer?)
+}
+
+/// The error for an answer that does not match the request.
+pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
+    let kind = match response {
+        ConsoleResponse::Devices(_) => "device list",
+        ConsoleResponse::Device(_) => "device",
+        ConsoleResponse::DeviceRevoked(_) => "revoked device",
+        ConsoleResponse::EnrollToken(_) => "enrollment token",
+        ConsoleResponse::TechnicianToken(_) => "technician token",
+        ConsoleResponse::TechnicianTokens(_) => "technician token list",
+        ConsoleResponse::TechnicianTokenRevoked(_) => "revoked technician token",
+        ConsoleResponse::Unknown { .. } => "unknown answer",
+    };
+    anyhow::anyhow!(
+        "the relay answered with a {kind}, which does not match the request; check that the console and relay versions match"
+    )
+}
+
+/// Prints to the context's printer, naming what failed if it is not a
+/// closed pipe (which `main` treats as success).
+pub fn printed(result: std::io::Result<()>) -> anyhow::Result<()> {
+    result.context("cannot write to stdout")
+}
