@@ -26,7 +26,7 @@ use crate::config::RelayConfig;
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
 use crate::store::Store;
-use crate::tls_files::{load_identity, load_reset_key};
+use crate::tls_files::{endpoint_config, load_identity};
 use crate::{agent_conn, console_conn};
 
 /// Close code: normal end.
@@ -142,7 +142,7 @@ impl Relay {
             .context("the TLS configuration is not usable for QUIC")?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
         server_config.transport_config(Arc::new(transport_config(config.idle_timeout, None)));
-        let endpoint_config = quinn::EndpointConfig::new(load_reset_key(&config.data_dir)?);
+        let endpoint_config = endpoint_config(&config.data_dir)?;
         let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
             format!("cannot listen on UDP {}: is another relay running there? choose another port with --listen", config.listen)
         })?;

@@ -52,10 +52,17 @@ pub fn load_identity(data_dir: &Path, source: &CertSource) -> anyhow::Result<Ide
     }
 }
 
-/// Loads (or creates) the key that signs QUIC stateless resets.
-pub fn load_reset_key(data_dir: &Path) -> anyhow::Result<Arc<ring::hmac::Key>> {
+/// Loads (or creates) the secret behind the QUIC endpoint's stateless
+/// behaviour and builds the endpoint configuration from it.
+///
+/// Two things must survive a restart for agents to notice it at once: the
+/// key that signs stateless resets, and the key that validates connection
+/// ids (quinn's default generator draws it at random per process, and a new
+/// process silently drops packets whose ids it cannot validate instead of
+/// answering with a reset). Both are derived from one 32-byte secret.
+pub fn endpoint_config(data_dir: &Path) -> anyhow::Result<quinn::EndpointConfig> {
     let path = data_dir.join(RESET_KEY);
-    let bytes = if path.exists() {
+    let secret = if path.exists() {
         read_private(&path)?
     } else {
         let fresh =
@@ -63,8 +70,16 @@ pub fn load_reset_key(data_dir: &Path) -> anyhow::Result<Arc<ring::hmac::Key>> {
         write_private(&path, &fresh)?;
         fresh.to_vec()
     };
-    Ok(Arc::new(ring::hmac::Key::new(
+    let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let reset = ring::hmac::sign(&master, b"deskside stateless reset");
+    let cid = ring::hmac::sign(&master, b"deskside connection id");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    let cid_key = u64::from_be_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
-        &bytes,
-    )))
+        reset.as_ref(),
+    )));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    Ok(config)
 }
