@@ -173,7 +173,10 @@ mod tests {
 
     #[test]
     fn rejects_empty_frames_both_ways() {
-        assert_eq!(encode_frame(b"", 8, &mut Vec::new()), Err(FrameError::Empty));
+        assert_eq!(
+            encode_frame(b"", 8, &mut Vec::new()),
+            Err(FrameError::Empty)
+        );
         assert_eq!(parse_header([0; 4], 8), Err(FrameError::Empty));
     }
 

@@ -34,10 +34,12 @@ impl FromStr for DeviceId {
             expected: "expected dev_ followed by 16 hex digits",
         };
         let hex = s.strip_prefix("dev_").ok_or_else(err)?;
-        if hex.len() != 16 {
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err());
         }
-        u64::from_str_radix(hex, 16).map(DeviceId).map_err(|_| err())
+        u64::from_str_radix(hex, 16)
+            .map(DeviceId)
+            .map_err(|_| err())
     }
 }
 
@@ -63,9 +65,7 @@ impl FromStr for TechnicianId {
 }
 
 /// What a technician may do. Ordered: each role includes the ones below it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Role {
     /// Reads the device list and diagnostics.
     Viewer,
@@ -137,7 +137,8 @@ impl FromStr for Fingerprint {
         let err = || ParseError {
             what: "certificate fingerprint",
             input: s.to_owned(),
-            expected: "expected sha256: followed by 64 hex digits, as printed in the relay's ready line",
+            expected:
+                "expected sha256: followed by 64 hex digits, as printed in the relay's ready line",
         };
         let digits: String = s
             .strip_prefix("sha256:")
@@ -181,7 +182,10 @@ mod tests {
         let fp = Fingerprint([0xab; 32]);
         let text = fp.to_string();
         assert_eq!(text.parse::<Fingerprint>(), Ok(fp));
-        assert_eq!(text.trim_start_matches("sha256:").parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(
+            text.trim_start_matches("sha256:").parse::<Fingerprint>(),
+            Ok(fp)
+        );
         let colons = (0..32).map(|_| "AB").collect::<Vec<_>>().join(":");
         assert_eq!(colons.parse::<Fingerprint>(), Ok(fp));
         assert!("sha256:abcd".parse::<Fingerprint>().is_err());

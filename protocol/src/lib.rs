@@ -23,6 +23,9 @@ pub mod refusal;
 pub mod token;
 pub mod version;
 
+#[cfg(test)]
+mod tests;
+
 pub use frame::{FrameDecoder, FrameError, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
 pub use ids::{DeviceId, Fingerprint, Role, TechnicianId};
 pub use message::{decode_message, encode_message, Message, MessageError};

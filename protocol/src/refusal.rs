@@ -18,10 +18,14 @@ pub enum Refusal {
     #[error("the enrollment token has already been used: ask IT for a new one (`deskside enroll-token create`)")]
     EnrollTokenUsedUp,
     /// The enrollment token is past its expiry date.
-    #[error("the enrollment token has expired: ask IT for a new one (`deskside enroll-token create`)")]
+    #[error(
+        "the enrollment token has expired: ask IT for a new one (`deskside enroll-token create`)"
+    )]
     EnrollTokenExpired,
     /// This key is already enrolled as a device.
-    #[error("this device key is already enrolled: run `deskside-agent run` instead of enrolling again")]
+    #[error(
+        "this device key is already enrolled: run `deskside-agent run` instead of enrolling again"
+    )]
     AlreadyEnrolled,
     /// The agent's key matches no enrolled device.
     #[error("this device is not enrolled on this relay: enroll it again with `deskside-agent enroll TOKEN`")]
@@ -47,7 +51,9 @@ pub enum Refusal {
     #[error("invalid request: {0}")]
     Invalid(String),
     /// The caller sent something out of order or not understood.
-    #[error("protocol violation: {0}; the connection is closed (upgrade the client if this persists)")]
+    #[error(
+        "protocol violation: {0}; the connection is closed (upgrade the client if this persists)"
+    )]
     ProtocolViolation(String),
     /// A fault inside the relay; details are in the relay's log.
     #[error("the relay failed to handle the request; its log has the details (reference {0})")]

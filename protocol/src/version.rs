@@ -143,6 +143,9 @@ mod tests {
             version: 1,
             software: "r".into(),
         };
-        assert_eq!(crate::message::encode_value(&accepted).unwrap(), [0, 1, 1, b'r']);
+        assert_eq!(
+            crate::message::encode_value(&accepted).unwrap(),
+            [0, 1, 1, b'r']
+        );
     }
 }
