@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
 use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, Identity, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::message::Nested;
 use deskside_protocol::token::{EnrollToken, TokenError};
 use deskside_protocol::{DeviceId, Refusal};
 use thiserror::Error;
@@ -171,7 +172,7 @@ pub async fn register(
             device_id,
             organisation,
         }) => Ok((device_id, organisation)),
-        Some(RelayToAgent::Refused(refusal)) => Err(LinkError::Refused(refusal)),
+        Some(RelayToAgent::Refused(Nested(refusal))) => Err(LinkError::Refused(refusal)),
         Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
         None => Err(NetError::Truncated.into()),
     }
@@ -219,7 +220,7 @@ pub async fn attach(
                 clock_offset_ms: relay_time_ms - local_ms,
             })
         }
-        Some(RelayToAgent::Refused(refusal)) => Err(LinkError::Refused(refusal)),
+        Some(RelayToAgent::Refused(Nested(refusal))) => Err(LinkError::Refused(refusal)),
         Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
         None => Err(NetError::Truncated.into()),
     }
@@ -242,7 +243,7 @@ impl Attached {
                     Some(RelayToAgent::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer relay");
                     }
-                    Some(RelayToAgent::Refused(refusal)) => return Err(LinkError::Refused(refusal)),
+                    Some(RelayToAgent::Refused(Nested(refusal))) => return Err(LinkError::Refused(refusal)),
                     Some(other) => return Err(LinkError::Unexpected(format!("{other:?}"))),
                     None => return Err(NetError::Truncated.into()),
                 },

@@ -93,7 +93,7 @@ impl Client {
                 role,
                 organisation,
             },
-            Some(RelayToConsole::Refused(refusal)) => return Err(refusal.into()),
+            Some(RelayToConsole::Refused(Nested(refusal))) => return Err(refusal.into()),
             Some(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
             None => return Err(NetError::Truncated.into()),
         };
@@ -136,10 +136,10 @@ impl Client {
                             Err(ClientError::Unexpected(format!("response type {tag}")))
                         }
                         Ok(Nested(response)) => Ok(response),
-                        Err(refusal) => Err(refusal.into()),
+                        Err(Nested(refusal)) => Err(refusal.into()),
                     };
                 }
-                Some(RelayToConsole::Refused(refusal)) => return Err(refusal.into()),
+                Some(RelayToConsole::Refused(Nested(refusal))) => return Err(refusal.into()),
                 // Answers to other ids and messages from newer relays are not
                 // ours to handle.
                 Some(_) => continue,

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::DeviceId;
+use crate::message::Nested;
 use crate::refusal::Refusal;
 
 /// What an agent says about the machine it runs on.
@@ -69,7 +70,7 @@ pub enum RelayToAgent {
         relay_time_ms: i64,
     },
     /// The request was refused; the relay closes the connection after this.
-    Refused(Refusal),
+    Refused(Nested<Refusal>),
     /// Liveness and round-trip probe; answer with `Pong`.
     Ping {
         /// Echoed back in the pong.

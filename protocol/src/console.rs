@@ -53,10 +53,10 @@ pub enum RelayToConsole {
         /// The request's id.
         id: u64,
         /// The outcome.
-        result: Result<Nested<ConsoleResponse>, Refusal>,
+        result: Result<Nested<ConsoleResponse>, Nested<Refusal>>,
     },
     /// The connection is refused; the relay closes it after this.
-    Refused(Refusal),
+    Refused(Nested<Refusal>),
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {

@@ -65,6 +65,10 @@ impl FromStr for TechnicianId {
 }
 
 /// What a technician may do. Ordered: each role includes the ones below it.
+///
+/// Unlike message enums, roles have no `Unknown` fallback, because an unknown
+/// role could not be ordered against the others: adding a role needs a new
+/// protocol version (see [`crate::version`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Role {
     /// Reads the device list and diagnostics.

@@ -1,7 +1,9 @@
 //! Reasons the relay refuses a request, each with what the user should do.
 //!
 //! A refusal travels to the agent or console, which prints its `Display`
-//! text; so every message says what went wrong *and* what to do next.
+//! text; so every message says what went wrong *and* what to do next. It
+//! travels [`Nested`](crate::message::Nested), so a reason added by a newer
+//! relay reaches an older peer as `Unknown` instead of breaking the frame.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -58,4 +60,12 @@ pub enum Refusal {
     /// A fault inside the relay; details are in the relay's log.
     #[error("the relay failed to handle the request; its log has the details (reference {0})")]
     Internal(String),
+    /// A reason from a newer relay; never sent.
+    #[serde(skip)]
+    #[error("the relay refused for a reason this version does not know (code {tag}); upgrade this program to see it")]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
 }
+crate::impl_message!(Refusal, known = 12);

@@ -117,7 +117,7 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 relay_time_ms,
             }
         }),
-        refusal().prop_map(RelayToAgent::Refused),
+        refusal().prop_map(|r| RelayToAgent::Refused(Nested(r))),
         any::<u64>().prop_map(|nonce| RelayToAgent::Ping { nonce }),
     ]
 }
@@ -231,7 +231,7 @@ fn console_to_relay() -> impl Strategy<Value = ConsoleToRelay> {
 fn relay_to_console() -> impl Strategy<Value = RelayToConsole> {
     let result = prop_oneof![
         console_response().prop_map(|response| Ok(Nested(response))),
-        refusal().prop_map(Err),
+        refusal().prop_map(|r| Err(Nested(r))),
     ];
     prop_oneof![
         (text(), role(), text()).prop_map(|(technician, role, organisation)| {
@@ -242,7 +242,7 @@ fn relay_to_console() -> impl Strategy<Value = RelayToConsole> {
             }
         }),
         (any::<u64>(), result).prop_map(|(id, result)| RelayToConsole::Response { id, result }),
-        refusal().prop_map(RelayToConsole::Refused),
+        refusal().prop_map(|r| RelayToConsole::Refused(Nested(r))),
     ]
 }
 
@@ -492,9 +492,10 @@ proptest! {
         trailing in bytes(8),
     ) {
         check_value_round_trip(&refusal, &trailing)?;
-        check_message_round_trip(&RelayToAgent::Refused(refusal.clone()), &trailing)?;
-        check_message_round_trip(&RelayToConsole::Refused(refusal.clone()), &trailing)?;
-        check_message_round_trip(&RelayToConsole::Response { id, result: Err(refusal) }, &trailing)?;
+        check_message_round_trip(&refusal, &trailing)?;
+        check_message_round_trip(&RelayToAgent::Refused(Nested(refusal.clone())), &trailing)?;
+        check_message_round_trip(&RelayToConsole::Refused(Nested(refusal.clone())), &trailing)?;
+        check_message_round_trip(&RelayToConsole::Response { id, result: Err(Nested(refusal)) }, &trailing)?;
     }
 
     #[test]
@@ -770,6 +771,7 @@ fn known_variants_counts_every_declared_variant() {
     check_known_variants::<RelayToConsole>("RelayToConsole");
     check_known_variants::<ConsoleRequest>("ConsoleRequest");
     check_known_variants::<ConsoleResponse>("ConsoleResponse");
+    check_known_variants::<Refusal>("Refusal");
 }
 
 #[test]
@@ -797,7 +799,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ConsoleToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToConsole::Refused(Refusal::DeviceUnknown)),
+        tag(&RelayToConsole::Refused(Nested(Refusal::DeviceUnknown))),
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -991,6 +993,7 @@ fn the_first_unknown_tag_of_each_enum_decodes_as_unknown() {
     first_unknown::<RelayToConsole>();
     first_unknown::<ConsoleRequest>();
     first_unknown::<ConsoleResponse>();
+    first_unknown::<Refusal>();
 }
 
 proptest! {

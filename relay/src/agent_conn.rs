@@ -6,6 +6,7 @@
 
 use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::message::Nested;
 use deskside_protocol::{DeviceId, Refusal};
 
 use crate::secrets::{hash_secret, random_bytes};
@@ -44,7 +45,7 @@ pub async fn serve(
                         organisation: organisation.clone(),
                     }
                 }
-                Err(refusal) => RelayToAgent::Refused(refusal.clone()),
+                Err(refusal) => RelayToAgent::Refused(Nested(refusal.clone())),
             };
             if let Err(e) = send.send(&reply).await {
                 return e.into();
@@ -159,7 +160,10 @@ async fn attached(
 }
 
 async fn refuse(mut send: FramedSend, refusal: Refusal) -> End {
-    if let Err(e) = send.send(&RelayToAgent::Refused(refusal.clone())).await {
+    if let Err(e) = send
+        .send(&RelayToAgent::Refused(Nested(refusal.clone())))
+        .await
+    {
         return e.into();
     }
     finish_and_wait(&mut send).await;

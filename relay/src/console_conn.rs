@@ -53,7 +53,10 @@ pub async fn serve(
     let (technician, organisation) = match technician {
         Ok(found) => found,
         Err(refusal) => {
-            if let Err(e) = send.send(&RelayToConsole::Refused(refusal.clone())).await {
+            if let Err(e) = send
+                .send(&RelayToConsole::Refused(Nested(refusal.clone())))
+                .await
+            {
                 return e.into();
             }
             finish_and_wait(&mut send).await;
@@ -76,7 +79,10 @@ pub async fn serve(
                     id,
                     request: Nested(request),
                 }) => {
-                    let result = handle(shared, &technician, request).await.map(Nested);
+                    let result = handle(shared, &technician, request)
+                        .await
+                        .map(Nested)
+                        .map_err(Nested);
                     send.send(&RelayToConsole::Response { id, result }).await?;
                 }
                 Some(ConsoleToRelay::Unknown { tag }) => {

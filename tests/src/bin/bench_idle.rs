@@ -181,34 +181,53 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         tasks.spawn(async move {
             let _permit = gate.acquire().await?;
             let identity = Identity::generate(&[AGENT_CERT_NAME])?;
-            register(&endpoint, &token, identity.clone(), info).await?;
-            Ok::<_, anyhow::Error>(identity)
+            // Like an installer, retry a few times when the relay is busy.
+            let mut retries = 0;
+            loop {
+                match register(&endpoint, &token, identity.clone(), info.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if retries < 5 && !e.is_permanent() => {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(500 * retries)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok::<_, anyhow::Error>((identity, retries))
         });
     }
     let mut identities = Vec::with_capacity(n);
+    let mut retries = 0;
     while let Some(result) = tasks.join_next().await {
-        identities.push(result??);
+        let (identity, tries) = result??;
+        identities.push(identity);
+        retries += tries;
     }
     println!(
-        "  enrolled {n} agents in {:.1} s",
+        "  enrolled {n} agents in {:.1} s ({retries} retries after timeouts)",
         started.elapsed().as_secs_f64()
     );
 
     // Attach them all and keep them attached.
     let connected = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     for (i, identity) in identities.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
         let relay_addr = relay.addr.clone();
         let fingerprint = relay.fingerprint;
         let connected = Arc::clone(&connected);
+        let failures = Arc::clone(&failures);
         let mut stop = stop_rx.clone();
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
             // Only the first connection is gated, to keep the start orderly;
             // reconnections after the restart run free, as in the field.
             let permit = std::sync::Mutex::new(gate.acquire_owned().await.ok());
-            let publish = |state: LinkState, _: Option<String>| {
+            let publish = |state: LinkState, error: Option<String>| {
+                if error.is_some() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
                 if state == LinkState::Connected {
                     connected.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut held) = permit.lock() {
@@ -258,12 +277,33 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     let killed = Instant::now();
     relay = start_relay(&data, port)?;
     let restarted = killed.elapsed();
-    let Some(took) = wait_count(&connected, before + n, Duration::from_secs(600)).await else {
-        bail!(
-            "only {} of {n} agents reattached after the restart",
-            connected.load(Ordering::Relaxed) - before
-        );
+    let failures_before = failures.load(Ordering::Relaxed);
+    let mut timeline = Vec::new();
+    let took = loop {
+        let back = connected.load(Ordering::Relaxed) - before;
+        if back >= n {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > Duration::from_secs(600) {
+            bail!("only {back} of {n} agents reattached after the restart");
+        }
+        let second = killed.elapsed().as_secs();
+        if timeline.last().map(|(s, _)| *s) != Some(second) {
+            timeline.push((second, back));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let timeline = timeline
+        .iter()
+        .filter(|(_, back)| *back > 0)
+        .map(|(s, back)| format!("{s}s:{back}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!("  reattached over time since the kill: {timeline}");
+    println!(
+        "  failed connection attempts during the restart: {}",
+        failures.load(Ordering::Relaxed) - failures_before
+    );
     println!(
         "  relay restart: new process ready {:.2} s after the kill; all {n} agents reattached {:.1} s after the kill",
         restarted.as_secs_f64(),
