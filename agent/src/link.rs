@@ -81,10 +81,19 @@ impl LinkError {
 pub fn device_info() -> DeviceInfo {
     DeviceInfo {
         hostname: sysinfo::System::host_name().unwrap_or_else(|| "unknown".to_owned()),
-        os: sysinfo::System::long_os_version()
-            .or_else(sysinfo::System::name)
-            .unwrap_or_else(|| std::env::consts::OS.to_owned()),
+        os: os_description(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// The OS as people name it: `Debian GNU/Linux 12 (bookworm)`.
+fn os_description() -> String {
+    let name = sysinfo::System::name();
+    let version = sysinfo::System::os_version();
+    match (name, version) {
+        (Some(name), Some(version)) if !name.contains(&version) => format!("{name} {version}"),
+        (Some(name), _) => name,
+        (None, _) => std::env::consts::OS.to_owned(),
     }
 }
 

@@ -530,3 +530,49 @@ pub mod raw {
         reason.to_string()
     }
 }
+
+/// What a relay answers to a hello with arbitrary versions.
+pub mod hello {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use deskside_net::tls::client_config;
+    use deskside_net::transport::{client_endpoint, transport_config};
+    use deskside_net::{FramedRecv, FramedSend, ALPN};
+    use deskside_protocol::version::{ClientHello, ServerHello, VersionRange, MAGIC};
+    use deskside_protocol::Fingerprint;
+
+    /// Sends a hello claiming `versions` and returns the relay's answer.
+    pub async fn exchange(
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        versions: VersionRange,
+    ) -> ServerHello {
+        let endpoint = client_endpoint(addr).expect("endpoint");
+        let (tls, _) = client_config(fingerprint, None, ALPN).expect("tls");
+        let mut config = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls"),
+        ));
+        config.transport_config(Arc::new(transport_config(Duration::from_secs(30), None)));
+        let connection = endpoint
+            .connect_with(config, addr, "deskside-relay")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (send, recv) = connection.open_bi().await.expect("stream");
+        let mut send = FramedSend::new(send, 1024);
+        let mut recv = FramedRecv::new(recv, 1024);
+        send.send_value(&ClientHello {
+            magic: MAGIC,
+            versions,
+            software: "deskside-from-the-future 9.0".into(),
+        })
+        .await
+        .expect("send hello");
+        tokio::time::timeout(Duration::from_secs(10), recv.recv_value())
+            .await
+            .expect("the relay answers instead of hanging")
+            .expect("a server hello")
+    }
+}

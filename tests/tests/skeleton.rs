@@ -271,3 +271,37 @@ fn garbage_and_oversize_frames_close_only_the_offending_connection() {
         || (agent.status()["connected"] == true).then_some(()),
     );
 }
+
+#[test]
+fn a_peer_from_a_newer_release_is_told_to_upgrade_instead_of_hanging() {
+    use deskside_net::transport::version_advice;
+    use deskside_protocol::version::{ServerHello, VersionRange};
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = relay.addr.parse().unwrap();
+    let fingerprint = relay.fingerprint.parse().unwrap();
+    let future = VersionRange { min: 50, max: 60 };
+    let answer = rt.block_on(deskside_tests::hello::exchange(addr, fingerprint, future));
+    let ServerHello::VersionMismatch {
+        relay: theirs,
+        software,
+    } = answer
+    else {
+        panic!("expected a version mismatch, got {answer:?}");
+    };
+    assert_eq!(theirs, VersionRange::CURRENT);
+    assert!(
+        version_advice(future, theirs, &software).ends_with("upgrade the relay"),
+        "the newer client is told the relay must be upgraded"
+    );
+    // And the reverse: a client too old for the relay is told to upgrade itself.
+    let old = VersionRange { min: 0, max: 0 };
+    assert!(version_advice(old, theirs, &software).ends_with("upgrade this program"));
+    // A compatible range still negotiates the newest common version.
+    let wide = VersionRange { min: 1, max: 60 };
+    let answer = rt.block_on(deskside_tests::hello::exchange(addr, fingerprint, wide));
+    assert!(
+        matches!(answer, ServerHello::Accepted { version, .. } if version == VersionRange::CURRENT.max)
+    );
+}
