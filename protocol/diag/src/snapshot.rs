@@ -1,0 +1,560 @@
+//! The diagnostic snapshot: what the agent measured, at one moment.
+//!
+//! Format rules (the snapshot is stored by the relay, printed as JSON by
+//! `deskside-agent check --json` and `deskside diag --json`, and judged
+//! offline from files, so it must stay readable across versions):
+//! - `format` is [`FORMAT_VERSION`]; readers accept any snapshot whose format
+//!   they know and ignore fields they do not know.
+//! - Every measurement is a [`Probe`]: the value, or why there is none.
+//!   Missing, refused or unmeasurable data is never a zero and never a fault.
+//! - Units are in the field names (`_ms`, `_dbm`, `_mbps`, `_bytes`,
+//!   `_percent`); percentages are 0–100.
+//! - Personal identifiers (SSID, BSSID) are hashed with the organisation's
+//!   salt unless its policy allows them in clear; the field says which.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the snapshot format described here.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A measurement, or the reason there is none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe<T> {
+    /// Measured.
+    Measured(T),
+    /// Could not be measured (no permission, tool missing, timed out…).
+    Unknown {
+        /// Why, in words a technician understands.
+        reason: String,
+    },
+    /// Does not apply to this device (no battery, not on Wi‑Fi…).
+    NotApplicable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl<T> Probe<T> {
+    /// An unknown probe with `reason`.
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Probe::Unknown {
+            reason: reason.into(),
+        }
+    }
+
+    /// A not-applicable probe with `reason`.
+    pub fn not_applicable(reason: impl Into<String>) -> Self {
+        Probe::NotApplicable {
+            reason: reason.into(),
+        }
+    }
+
+    /// The value, if measured.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Probe::Measured(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The reason there is no value, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Probe::Measured(_) => None,
+            Probe::Unknown { reason } | Probe::NotApplicable { reason } => Some(reason),
+        }
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Probe::unknown("not collected by this agent version")
+    }
+}
+
+/// Everything one diagnostic run measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Snapshot {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format: u32,
+    /// When the run started, Unix milliseconds on the agent's clock.
+    pub taken_at_ms: i64,
+    /// Version of the agent that took it.
+    pub agent_version: String,
+    /// How long the whole run took.
+    pub duration_ms: u64,
+    /// The machine itself.
+    pub device: Probe<Device>,
+    /// Interfaces, routes, DNS servers, proxies, VPNs.
+    pub network: Probe<NetworkConfig>,
+    /// The Wi‑Fi link, when the default route goes over Wi‑Fi.
+    pub wifi: Probe<Wifi>,
+    /// The home gateway (router) as seen from the device.
+    pub gateway: Probe<Gateway>,
+    /// Name resolution.
+    pub dns: Probe<Dns>,
+    /// The device's clock against the relay's.
+    pub clock: Probe<Clock>,
+    /// The path to the relay over QUIC.
+    pub path: Probe<Path>,
+}
+
+/// Facts and load of the machine.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Device {
+    /// Host name.
+    pub hostname: String,
+    /// OS name, e.g. `Debian GNU/Linux`.
+    pub os_name: String,
+    /// OS version, e.g. `12`.
+    pub os_version: String,
+    /// Kernel version.
+    pub kernel: String,
+    /// Seconds since boot.
+    pub uptime_secs: u64,
+    /// Processor and its load.
+    pub cpu: Cpu,
+    /// Memory and swap.
+    pub memory: Memory,
+    /// Linux pressure stall information.
+    pub pressure: Probe<Pressure>,
+    /// Mounted file systems.
+    pub disks: Vec<Disk>,
+    /// Temperature sensors.
+    pub temperatures: Probe<Vec<Temperature>>,
+    /// Battery, if the machine has one.
+    pub battery: Probe<Battery>,
+}
+
+/// Processor facts and load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cpu {
+    /// Model name.
+    pub model: String,
+    /// Logical cores.
+    pub logical_cores: u32,
+    /// Physical cores, if known.
+    pub physical_cores: Option<u32>,
+    /// Whole-machine CPU usage over the sampling interval.
+    pub usage_percent: Option<f64>,
+    /// Load averages over 1, 5 and 15 minutes (Unix).
+    pub load_average: Option<[f64; 3]>,
+}
+
+/// Memory and swap.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    /// Installed memory.
+    pub total_bytes: u64,
+    /// Memory available to new work without swapping.
+    pub available_bytes: u64,
+    /// Swap size.
+    pub swap_total_bytes: u64,
+    /// Swap in use.
+    pub swap_used_bytes: u64,
+}
+
+/// Pressure stall averages (percent of time some/all tasks stalled).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pressure {
+    /// CPU, some tasks, 10 s average.
+    pub cpu_some_avg10: Option<f64>,
+    /// CPU, some tasks, 60 s average.
+    pub cpu_some_avg60: Option<f64>,
+    /// Memory, some tasks, 60 s average.
+    pub memory_some_avg60: Option<f64>,
+    /// Memory, all tasks, 10 s average.
+    pub memory_full_avg10: Option<f64>,
+    /// I/O, some tasks, 60 s average.
+    pub io_some_avg60: Option<f64>,
+    /// I/O, all tasks, 60 s average.
+    pub io_full_avg60: Option<f64>,
+}
+
+/// A mounted file system.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Disk {
+    /// Where it is mounted.
+    pub mount_point: String,
+    /// File system type.
+    pub file_system: String,
+    /// Size.
+    pub total_bytes: u64,
+    /// Space available to the user.
+    pub available_bytes: u64,
+    /// Whether it holds the OS (`/` or the system drive).
+    pub is_system: bool,
+}
+
+/// One temperature sensor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Temperature {
+    /// Sensor label.
+    pub label: String,
+    /// Current reading.
+    pub celsius: f64,
+    /// The sensor's critical threshold, if it reports one.
+    pub critical_celsius: Option<f64>,
+}
+
+/// Battery state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Battery {
+    /// Charge, 0–100.
+    pub charge_percent: Option<f64>,
+    /// Full-charge capacity ÷ design capacity, 0–100.
+    pub health_percent: Option<f64>,
+    /// `charging`, `discharging`, `full`, `unknown`.
+    pub state: String,
+    /// Charge cycles, if reported.
+    pub cycle_count: Option<u32>,
+}
+
+/// Kinds of network interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceKind {
+    /// IEEE 802.11.
+    Wifi,
+    /// Wired Ethernet.
+    Ethernet,
+    /// A VPN tunnel (tun/tap, WireGuard, …).
+    Vpn,
+    /// Loopback.
+    Loopback,
+    /// Anything else (bridges, containers, cellular…).
+    #[default]
+    Other,
+}
+
+/// One network interface.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Interface {
+    /// OS name, e.g. `wlp2s0`.
+    pub name: String,
+    /// Its kind.
+    pub kind: InterfaceKind,
+    /// Link up (operstate up, or carrier).
+    pub up: bool,
+    /// Negotiated link speed.
+    pub speed_mbps: Option<u32>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Addresses with prefix length, e.g. `192.168.1.23/24`.
+    pub addresses: Vec<String>,
+    /// Receive errors since boot.
+    pub rx_errors: Option<u64>,
+    /// Transmit errors since boot.
+    pub tx_errors: Option<u64>,
+}
+
+/// The default route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DefaultRoute {
+    /// Interface it leaves by.
+    pub interface: String,
+    /// Gateway address.
+    pub gateway: String,
+}
+
+/// Proxy settings that apply to this user.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Proxy {
+    /// `http_proxy`.
+    pub http: Option<String>,
+    /// `https_proxy`.
+    pub https: Option<String>,
+    /// `all_proxy`.
+    pub all: Option<String>,
+    /// `no_proxy`.
+    pub no_proxy: Option<String>,
+    /// Where these came from (`environment`, `gsettings`, …).
+    pub source: Option<String>,
+}
+
+/// Network configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    /// Interfaces, loopback excluded.
+    pub interfaces: Vec<Interface>,
+    /// The IPv4 default route.
+    pub default_route: Option<DefaultRoute>,
+    /// DNS servers the system resolver uses.
+    pub dns_servers: Vec<String>,
+    /// Whether resolv.conf points at a local stub resolver only.
+    pub dns_local_stub: bool,
+    /// Proxy settings.
+    pub proxy: Proxy,
+    /// Names of VPN interfaces that are up.
+    pub vpn_interfaces: Vec<String>,
+    /// Whether the path to the relay leaves through a VPN interface.
+    pub relay_via_vpn: Option<bool>,
+}
+
+/// Wi‑Fi frequency bands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Band {
+    /// 2.4 GHz.
+    #[serde(rename = "2.4GHz")]
+    Ghz2_4,
+    /// 5 GHz.
+    #[serde(rename = "5GHz")]
+    Ghz5,
+    /// 6 GHz.
+    #[serde(rename = "6GHz")]
+    Ghz6,
+}
+
+/// The Wi‑Fi link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Wifi {
+    /// Interface name.
+    pub interface: String,
+    /// Network name: in clear if policy allows, else `sha256:` + salted hash.
+    pub ssid: Option<String>,
+    /// Access point: in clear if policy allows, else salted hash.
+    pub bssid: Option<String>,
+    /// Band.
+    pub band: Option<Band>,
+    /// Channel number.
+    pub channel: Option<u32>,
+    /// Centre frequency.
+    pub freq_mhz: Option<f64>,
+    /// Received signal strength.
+    pub signal_dbm: Option<f64>,
+    /// Noise floor.
+    pub noise_dbm: Option<f64>,
+    /// Signal minus noise.
+    pub snr_db: Option<f64>,
+    /// Transmit bit rate.
+    pub tx_bitrate_mbps: Option<f64>,
+    /// Receive bit rate.
+    pub rx_bitrate_mbps: Option<f64>,
+    /// Share of transmitted frames that needed retries during the sample.
+    pub tx_retries_percent: Option<f64>,
+    /// Frames that failed during the sample.
+    pub tx_failed: Option<u64>,
+    /// Share of time the channel was busy during the sample.
+    pub channel_busy_percent: Option<f64>,
+    /// Which tool the values came from (`iw`, `proc`, `netsh`…).
+    pub source: String,
+}
+
+/// Reachability of the home gateway.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Gateway {
+    /// Its address.
+    pub address: String,
+    /// How it was probed (`icmp`, `tcp`).
+    pub method: String,
+    /// Probes sent.
+    pub sent: u32,
+    /// Probes answered.
+    pub received: u32,
+    /// Round-trip times of the answered probes.
+    pub rtt: Option<RttStats>,
+}
+
+/// Round-trip time statistics, milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RttStats {
+    /// Number of samples.
+    pub samples: u32,
+    /// Minimum.
+    pub min_ms: f64,
+    /// Median.
+    pub median_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+    /// Mean absolute difference between consecutive samples.
+    pub jitter_ms: f64,
+}
+
+/// One DNS lookup.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsLookup {
+    /// Name looked up.
+    pub name: String,
+    /// How long it took, if it answered.
+    pub duration_ms: Option<f64>,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+/// Name resolution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dns {
+    /// Lookups through the system resolver.
+    pub lookups: Vec<DnsLookup>,
+    /// Whether the relay (reached by address) was also reachable, which
+    /// tells a DNS failure from no connectivity at all.
+    pub relay_reachable: Option<bool>,
+}
+
+/// Clock offset against the relay.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Clock {
+    /// Relay clock minus device clock, corrected by half the round trip.
+    pub offset_ms: i64,
+    /// Round trip of the exchange used.
+    pub rtt_ms: f64,
+}
+
+/// Bufferbloat grades, by latency added under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Grade {
+    /// < 5 ms.
+    #[serde(rename = "A+")]
+    APlus,
+    /// < 30 ms.
+    A,
+    /// < 60 ms.
+    B,
+    /// < 200 ms.
+    C,
+    /// < 400 ms.
+    D,
+    /// ≥ 400 ms.
+    F,
+}
+
+impl Grade {
+    /// The grade for `added_ms` of latency under load.
+    pub fn from_added_latency(added_ms: f64) -> Grade {
+        match added_ms {
+            x if x < 5.0 => Grade::APlus,
+            x if x < 30.0 => Grade::A,
+            x if x < 60.0 => Grade::B,
+            x if x < 200.0 => Grade::C,
+            x if x < 400.0 => Grade::D,
+            _ => Grade::F,
+        }
+    }
+}
+
+/// Throughput in one direction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Throughput {
+    /// Goodput over the measured interval.
+    pub mbps: f64,
+    /// Bytes counted.
+    pub bytes: u64,
+    /// Measured interval.
+    pub duration_ms: u64,
+    /// Round trips measured while this transfer ran.
+    pub loaded_rtt: Option<RttStats>,
+}
+
+/// The path to the relay.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Path {
+    /// Relay address.
+    pub relay: String,
+    /// Whether a QUIC (UDP) connection could be made at all.
+    pub udp_ok: bool,
+    /// Why not, when it could not.
+    pub udp_error: Option<String>,
+    /// Time to connect and authenticate.
+    pub connect_ms: Option<f64>,
+    /// Round trips of small probes on an idle connection.
+    pub idle_rtt: Option<RttStats>,
+    /// Datagram probes sent.
+    pub probes_sent: u32,
+    /// Datagram probes answered.
+    pub probes_received: u32,
+    /// Download (relay → device).
+    pub download: Probe<Throughput>,
+    /// Upload (device → relay).
+    pub upload: Probe<Throughput>,
+    /// Median latency under load minus idle median.
+    pub added_latency_ms: Option<f64>,
+    /// Bufferbloat grade from `added_latency_ms`.
+    pub bufferbloat: Option<Grade>,
+}
+
+impl Path {
+    /// Loss of datagram probes, 0–100, if any were sent.
+    pub fn loss_percent(&self) -> Option<f64> {
+        (self.probes_sent > 0).then(|| {
+            100.0 * f64::from(self.probes_sent.saturating_sub(self.probes_received))
+                / f64::from(self.probes_sent)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_serialise_readably() {
+        let measured: Probe<u32> = Probe::Measured(3);
+        assert_eq!(serde_json::to_string(&measured).unwrap(), r#"{"measured":3}"#);
+        let unknown: Probe<u32> = Probe::unknown("needs location permission");
+        assert_eq!(
+            serde_json::to_string(&unknown).unwrap(),
+            r#"{"unknown":{"reason":"needs location permission"}}"#
+        );
+    }
+
+    #[test]
+    fn older_readers_ignore_newer_fields_and_fill_missing_ones() {
+        let text = r#"{"format":1,"agent_version":"9.9","future_field":{"x":1},
+                       "path":{"measured":{"relay":"r:1","udp_ok":true,"new":2}}}"#;
+        let snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        assert_eq!(snapshot.format, 1);
+        assert_eq!(snapshot.path.value().map(|p| p.udp_ok), Some(true));
+        assert!(matches!(snapshot.wifi, Probe::Unknown { .. }));
+    }
+
+    #[test]
+    fn grades_follow_the_published_bands() {
+        let cases = [
+            (0.0, Grade::APlus),
+            (4.9, Grade::APlus),
+            (5.0, Grade::A),
+            (29.9, Grade::A),
+            (30.0, Grade::B),
+            (60.0, Grade::C),
+            (199.0, Grade::C),
+            (200.0, Grade::D),
+            (399.9, Grade::D),
+            (400.0, Grade::F),
+        ];
+        for (added, grade) in cases {
+            assert_eq!(Grade::from_added_latency(added), grade, "{added} ms");
+        }
+    }
+
+    #[test]
+    fn loss_is_unknown_without_probes() {
+        let mut path = Path::default();
+        assert_eq!(path.loss_percent(), None);
+        path.probes_sent = 200;
+        path.probes_received = 190;
+        assert_eq!(path.loss_percent(), Some(5.0));
+    }
+}
