@@ -5,5 +5,6 @@
 //! schedule. Later: diagnostics, and the session helper's local socket.
 
 pub mod backoff;
+pub mod diag;
 pub mod link;
 pub mod state;

@@ -5,6 +5,7 @@
 //! device; the loop reconnects with exponential backoff and jitter whenever
 //! the connection ends, so a relay restart needs no action on the device.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
@@ -235,12 +236,32 @@ pub async fn attach(
     }
 }
 
+/// Produces diagnostic snapshots (JSON) when a technician asks for one.
+pub trait DiagnosticsSource: Send + Sync {
+    /// Collects one snapshot; `Err` carries the reason shown to the
+    /// technician (for example "the employee declined").
+    fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>>;
+}
+
+/// A boxed future, as trait methods return them.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 impl Attached {
     /// Serves the relay's messages until the connection ends or `stop` is
     /// set; returns why it ended.
-    pub async fn serve(mut self, stop: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+    pub async fn serve(
+        mut self,
+        stop: &mut watch::Receiver<bool>,
+        diagnostics: Option<&Arc<dyn DiagnosticsSource>>,
+    ) -> Result<(), LinkError> {
+        let (done_tx, mut done) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(4);
+        let mut running = false;
         loop {
             tokio::select! {
+                Some((request_id, result)) = done.recv() => {
+                    running = false;
+                    self.send.send(&AgentToRelay::Diagnostics { request_id, result }).await?;
+                }
                 _ = stop.changed() => {
                     self.connection.close(0u32.into(), b"agent stopping");
                     return Ok(());
@@ -248,6 +269,24 @@ impl Attached {
                 message = self.recv.recv::<RelayToAgent>() => match message? {
                     Some(RelayToAgent::Ping { nonce }) => {
                         self.send.send(&AgentToRelay::Pong { nonce }).await?;
+                    }
+                    Some(RelayToAgent::CollectDiagnostics { request_id, throughput }) => {
+                        let refusal = match (diagnostics, running) {
+                            (None, _) => Some("this agent does not collect diagnostics".to_owned()),
+                            (Some(_), true) => Some("a diagnostic run is already in progress on this device; try again in a few seconds".to_owned()),
+                            (Some(source), false) => {
+                                running = true;
+                                let job = source.collect(throughput);
+                                let done_tx = done_tx.clone();
+                                tokio::spawn(async move {
+                                    let _ = done_tx.send((request_id, job.await)).await;
+                                });
+                                None
+                            }
+                        };
+                        if let Some(reason) = refusal {
+                            self.send.send(&AgentToRelay::Diagnostics { request_id, result: Err(reason) }).await?;
+                        }
                     }
                     Some(RelayToAgent::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer relay");
@@ -297,6 +336,14 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     publish(LinkState::Connecting, None);
     let span =
         tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
+    let diagnostics: Arc<dyn DiagnosticsSource> = Arc::new(crate::diag::AgentDiagnostics {
+        state: state.clone(),
+        target: crate::diag::collect::Target {
+            relay: enrollment.relay.clone(),
+            fingerprint: enrollment.fingerprint,
+            identity: identity.clone(),
+        },
+    });
     let outcome = stay_attached(
         &endpoint,
         &enrollment.relay,
@@ -304,6 +351,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         &identity,
         &mut stop,
         &publish,
+        Some(diagnostics),
     )
     .instrument(span)
     .await;
@@ -327,6 +375,7 @@ pub async fn stay_attached(
     identity: &Identity,
     stop: &mut watch::Receiver<bool>,
     publish: &impl Fn(LinkState, Option<String>),
+    diagnostics: Option<Arc<dyn DiagnosticsSource>>,
 ) -> Result<(), LinkError> {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
@@ -349,7 +398,7 @@ pub async fn stay_attached(
                 );
                 publish(LinkState::Connected, None);
                 backoff.reset();
-                match attached.serve(stop).await {
+                match attached.serve(stop, diagnostics.as_ref()).await {
                     Ok(()) => return Ok(()),
                     Err(e) => e,
                 }

@@ -14,6 +14,8 @@ use deskside_agent::link::{self, LinkError};
 use deskside_agent::state::{process_alive, LinkState, StateDir};
 use tokio::sync::watch;
 
+mod check;
+
 /// The deskside agent: lets your IT helpdesk see this device's health and,
 /// only with your consent, help you on screen.
 #[derive(Debug, Parser)]
@@ -46,6 +48,26 @@ enum Command {
     /// Shows whether this device is enrolled and connected.
     Status {
         /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks this device and its connection, and says in plain words where
+    /// a problem comes from: the device, its settings, the Wi‑Fi or home
+    /// router, the internet provider, or the support service.
+    Check {
+        /// One JSON object (snapshot and verdict) instead of the report.
+        #[arg(long)]
+        json: bool,
+        /// Language of the report (default: from the locale).
+        #[arg(long, value_parser = ["en", "fr"])]
+        lang: Option<String>,
+        /// Skip the throughput test (about 3 s of traffic to the relay).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Lists the diagnostics collected on this device, and who asked.
+    History {
+        /// One JSON object per run, with the full snapshot.
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +107,10 @@ fn main() -> ExitCode {
         Command::Enroll { token, force } => runtime.block_on(enroll(&state, &token, force)),
         Command::Run => runtime.block_on(run(&state)),
         Command::Status { json } => status(&state, json),
+        Command::Check { json, lang, quick } => {
+            runtime.block_on(check::check(&state, json, lang.as_deref(), quick))
+        }
+        Command::History { json } => check::history(&state, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,9 @@ pub const AGENT_CERT_NAME: &str = "deskside-agent";
 const IDENTITY_FILE: &str = "identity.json";
 const KEY_FILE: &str = "agent-key.pem";
 const STATUS_FILE: &str = "status.json";
+const HISTORY_FILE: &str = "diagnostics-history.jsonl";
+/// Diagnostic runs remembered for `deskside-agent history`.
+const HISTORY_KEEP: usize = 50;
 
 /// Errors reading or writing agent state.
 #[derive(Debug, Error)]
@@ -184,7 +187,7 @@ impl StateDir {
 
     /// Removes the enrollment (used before enrolling again with `--force`).
     pub fn forget_enrollment(&self) -> Result<(), StateError> {
-        for name in [IDENTITY_FILE, KEY_FILE, STATUS_FILE] {
+        for name in [IDENTITY_FILE, KEY_FILE, STATUS_FILE, HISTORY_FILE] {
             let path = self.path(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -210,6 +213,32 @@ impl StateDir {
         })?;
         write_private(&self.path(STATUS_FILE), &json)?;
         Ok(())
+    }
+
+    /// Remembers a diagnostic run (who asked, what was collected), keeping
+    /// the newest [`HISTORY_KEEP`] so the employee can see what left their
+    /// device.
+    pub fn append_history(&self, entry: &serde_json::Value) -> Result<(), StateError> {
+        let mut lines: Vec<String> = std::fs::read_to_string(self.path(HISTORY_FILE))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.push(entry.to_string());
+        let start = lines.len().saturating_sub(HISTORY_KEEP);
+        let mut text = lines[start..].join("\n");
+        text.push('\n');
+        write_private(&self.path(HISTORY_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Remembered diagnostic runs, oldest first (unreadable lines skipped).
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path(HISTORY_FILE))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// Reads the last published status, if any.

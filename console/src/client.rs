@@ -13,8 +13,13 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::{Fingerprint, Refusal, Role};
 use thiserror::Error;
 
-/// How long the console waits for any one answer from the relay.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the console waits for any one answer from the relay. A fresh
+/// diagnostic with a throughput test takes ~5 s; the relay gives an agent
+/// 45 s before answering for it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a fleet run waits for the next answer before giving up.
+const FLEET_ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Errors talking to the relay.
 #[derive(Debug, Error)]
@@ -146,6 +151,62 @@ impl Client {
                 None => return Err(NetError::Truncated.into()),
             }
         }
+    }
+
+    /// Sends many requests, at most `window` unanswered at a time, and calls
+    /// `on_answer(index, result)` for each as it arrives (in any order).
+    /// Per-request refusals go to `on_answer`; a broken connection ends the
+    /// whole call with an error.
+    pub async fn request_all(
+        &mut self,
+        requests: Vec<ConsoleRequest>,
+        window: usize,
+        mut on_answer: impl FnMut(usize, Result<ConsoleResponse, Refusal>),
+    ) -> Result<(), ClientError> {
+        let window = window.max(1);
+        let total = requests.len();
+        let mut pending = std::collections::HashMap::new();
+        let mut queue = requests.into_iter().enumerate();
+        let mut answered = 0;
+        while answered < total {
+            while pending.len() < window {
+                let Some((index, request)) = queue.next() else {
+                    break;
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                pending.insert(id, index);
+                self.send
+                    .send(&ConsoleToRelay::Request {
+                        id,
+                        request: Nested(request),
+                    })
+                    .await?;
+            }
+            let message =
+                tokio::time::timeout(FLEET_ANSWER_TIMEOUT, self.recv.recv::<RelayToConsole>())
+                    .await
+                    .map_err(|_| NetError::Timeout)??;
+            match message {
+                Some(RelayToConsole::Response { id, result }) => {
+                    let Some(index) = pending.remove(&id) else {
+                        continue;
+                    };
+                    answered += 1;
+                    on_answer(
+                        index,
+                        match result {
+                            Ok(Nested(response)) => Ok(response),
+                            Err(Nested(refusal)) => Err(refusal),
+                        },
+                    );
+                }
+                Some(RelayToConsole::Refused(Nested(refusal))) => return Err(refusal.into()),
+                Some(_) => continue,
+                None => return Err(NetError::Truncated.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Closes the connection politely and waits until the relay knows.

@@ -41,6 +41,17 @@ pub enum AgentToRelay {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// Opens a measurement connection (see [`crate::measure`]) for the
+    /// device enrolled with this key, without touching its presence.
+    Measure,
+    /// A fresh diagnostic snapshot asked for by [`RelayToAgent::CollectDiagnostics`].
+    Diagnostics {
+        /// The request's id.
+        request_id: u64,
+        /// The snapshot as JSON (the format of `deskside-diag`), or why the
+        /// agent could not or would not collect it.
+        result: Result<Vec<u8>, String>,
+    },
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -48,7 +59,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 3);
+crate::impl_message!(AgentToRelay, known = 5);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +87,19 @@ pub enum RelayToAgent {
         /// Echoed back in the pong.
         nonce: u64,
     },
+    /// The measurement connection is ready.
+    MeasureReady {
+        /// Relay's clock, milliseconds since the Unix epoch.
+        relay_time_ms: i64,
+    },
+    /// A technician asks for a fresh diagnostic snapshot; answer with
+    /// [`AgentToRelay::Diagnostics`].
+    CollectDiagnostics {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// Whether to run the throughput test (moves data for ~3 s).
+        throughput: bool,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -83,4 +107,4 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 4);
+crate::impl_message!(RelayToAgent, known = 6);

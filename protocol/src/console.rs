@@ -104,6 +104,21 @@ pub enum ConsoleRequest {
         /// The token's id.
         id: TechnicianId,
     },
+    /// Asks the online agent for a fresh diagnostic snapshot; the relay
+    /// stores it and returns it.
+    Diagnose {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// Whether to include the throughput test (~3 s of traffic).
+        throughput: bool,
+    },
+    /// Stored snapshots of a device, newest first.
+    DiagnosticsHistory {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// At most this many.
+        limit: u32,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -112,7 +127,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 7);
+crate::impl_message!(ConsoleRequest, known = 9);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -121,8 +136,13 @@ impl ConsoleRequest {
     /// request against it before doing anything.
     pub fn required_role(&self) -> Role {
         match self {
-            ConsoleRequest::ListDevices | ConsoleRequest::ShowDevice { .. } => Role::Viewer,
-            ConsoleRequest::CreateEnrollToken { .. } => Role::Technician,
+            ConsoleRequest::ListDevices
+            | ConsoleRequest::ShowDevice { .. }
+            | ConsoleRequest::DiagnosticsHistory { .. } => Role::Viewer,
+            // A fresh snapshot makes the device work and move data.
+            ConsoleRequest::CreateEnrollToken { .. } | ConsoleRequest::Diagnose { .. } => {
+                Role::Technician
+            }
             ConsoleRequest::RevokeDevice { .. }
             | ConsoleRequest::CreateTechnicianToken { .. }
             | ConsoleRequest::ListTechnicianTokens
@@ -150,6 +170,10 @@ pub enum ConsoleResponse {
     TechnicianTokens(Vec<TechnicianTokenInfo>),
     /// Answer to `RevokeTechnicianToken`.
     TechnicianTokenRevoked(TechnicianTokenInfo),
+    /// Answer to `Diagnose`.
+    Diagnostics(StoredDiagnostics),
+    /// Answer to `DiagnosticsHistory`.
+    DiagnosticsHistory(Vec<StoredDiagnostics>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -158,7 +182,7 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 7);
+crate::impl_message!(ConsoleResponse, known = 9);
 
 /// A device as the console shows it. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,4 +247,20 @@ pub struct TechnicianTokenInfo {
     pub revoked_at: Option<i64>,
     /// Last successful authentication, Unix seconds.
     pub last_used_at: Option<i64>,
+}
+
+/// A diagnostic snapshot as the relay stored it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDiagnostics {
+    /// Row id in the relay's history.
+    pub id: u64,
+    /// The device.
+    pub device: DeviceSummary,
+    /// When the relay received it, Unix seconds.
+    pub received_at: i64,
+    /// The snapshot, JSON in the `deskside-diag` format.
+    pub snapshot_json: Vec<u8>,
+    /// The relay's verdict, JSON in the `deskside-diag` format (judged with
+    /// the organisation's thresholds when it was stored).
+    pub verdict_json: Vec<u8>,
 }

@@ -106,6 +106,11 @@ impl FrameDecoder {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// The bytes buffered past the last returned frame.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buffer
+    }
+
     /// Number of buffered bytes not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buffer.len()

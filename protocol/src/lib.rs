@@ -18,6 +18,7 @@ pub mod agent;
 pub mod console;
 pub mod frame;
 pub mod ids;
+pub mod measure;
 pub mod message;
 pub mod refusal;
 pub mod token;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use crate::console::{
     ConsoleRequest, ConsoleResponse, ConsoleToRelay, DeviceSummary, IssuedEnrollToken,
-    IssuedTechnicianToken, RelayToConsole, TechnicianTokenInfo,
+    IssuedTechnicianToken, RelayToConsole, StoredDiagnostics, TechnicianTokenInfo,
 };
 use crate::frame::{encode_frame, parse_header, HEADER_LEN};
 use crate::message::{decode_value, encode_value, Nested};
@@ -101,6 +101,12 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
         (text(), device_info()).prop_map(|(secret, info)| AgentToRelay::Enroll { secret, info }),
         device_info().prop_map(|info| AgentToRelay::Attach { info }),
         any::<u64>().prop_map(|nonce| AgentToRelay::Pong { nonce }),
+        Just(AgentToRelay::Measure),
+        (
+            any::<u64>(),
+            prop_oneof![bytes(64).prop_map(Ok), text().prop_map(Err)]
+        )
+            .prop_map(|(request_id, result)| AgentToRelay::Diagnostics { request_id, result }),
     ]
 }
 
@@ -119,6 +125,13 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
         }),
         refusal().prop_map(|r| RelayToAgent::Refused(Nested(r))),
         any::<u64>().prop_map(|nonce| RelayToAgent::Ping { nonce }),
+        any::<i64>().prop_map(|relay_time_ms| RelayToAgent::MeasureReady { relay_time_ms }),
+        (any::<u64>(), any::<bool>()).prop_map(|(request_id, throughput)| {
+            RelayToAgent::CollectDiagnostics {
+                request_id,
+                throughput,
+            }
+        }),
     ]
 }
 
@@ -142,6 +155,10 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         }),
         Just(ConsoleRequest::ListTechnicianTokens),
         technician_id().prop_map(|id| ConsoleRequest::RevokeTechnicianToken { id }),
+        (text(), any::<bool>())
+            .prop_map(|(device, throughput)| ConsoleRequest::Diagnose { device, throughput }),
+        (text(), any::<u32>())
+            .prop_map(|(device, limit)| ConsoleRequest::DiagnosticsHistory { device, limit }),
     ]
 }
 
@@ -168,6 +185,25 @@ fn device_summary() -> impl Strategy<Value = DeviceSummary> {
                     last_address: addr,
                     revoked_at: revoked,
                 }
+            },
+        )
+}
+
+fn stored_diagnostics() -> impl Strategy<Value = StoredDiagnostics> {
+    (
+        any::<u64>(),
+        device_summary(),
+        any::<i64>(),
+        bytes(64),
+        bytes(64),
+    )
+        .prop_map(
+            |(id, device, received_at, snapshot_json, verdict_json)| StoredDiagnostics {
+                id,
+                device,
+                received_at,
+                snapshot_json,
+                verdict_json,
             },
         )
 }
@@ -215,6 +251,9 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
         prop::collection::vec(technician_token_info(), 0..4)
             .prop_map(ConsoleResponse::TechnicianTokens),
         technician_token_info().prop_map(ConsoleResponse::TechnicianTokenRevoked),
+        stored_diagnostics().prop_map(ConsoleResponse::Diagnostics),
+        proptest::collection::vec(stored_diagnostics(), 0..3)
+            .prop_map(ConsoleResponse::DiagnosticsHistory),
     ]
 }
 
@@ -772,6 +811,8 @@ fn known_variants_counts_every_declared_variant() {
     check_known_variants::<ConsoleRequest>("ConsoleRequest");
     check_known_variants::<ConsoleResponse>("ConsoleResponse");
     check_known_variants::<Refusal>("Refusal");
+    check_known_variants::<crate::measure::MeasureRequest>("MeasureRequest");
+    check_known_variants::<crate::measure::MeasureReply>("MeasureReply");
 }
 
 #[test]
@@ -784,11 +825,17 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::Pong { nonce: 1 }),
+        tag(&AgentToRelay::Diagnostics {
+            request_id: 1,
+            result: Err(String::new())
+        }),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::Ping { nonce: 1 }),
+        tag(&RelayToAgent::CollectDiagnostics {
+            request_id: 1,
+            throughput: false
+        }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -803,8 +850,9 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::RevokeTechnicianToken {
-            id: TechnicianId(1)
+        tag(&ConsoleRequest::DiagnosticsHistory {
+            device: String::new(),
+            limit: 1
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
@@ -818,7 +866,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         last_used_at: None,
     };
     assert_eq!(
-        tag(&ConsoleResponse::TechnicianTokenRevoked(revoked)),
+        tag(&ConsoleResponse::DiagnosticsHistory(Vec::new())),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
 }
@@ -994,6 +1042,8 @@ fn the_first_unknown_tag_of_each_enum_decodes_as_unknown() {
     first_unknown::<ConsoleRequest>();
     first_unknown::<ConsoleResponse>();
     first_unknown::<Refusal>();
+    first_unknown::<crate::measure::MeasureRequest>();
+    first_unknown::<crate::measure::MeasureReply>();
 }
 
 proptest! {

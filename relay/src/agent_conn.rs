@@ -4,11 +4,14 @@
 //! in the TLS handshake, never something it claims in a message: the key is
 //! what the relay records at enrollment and looks up at every connection.
 
+use std::collections::HashMap;
+
 use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::message::Nested;
 use deskside_protocol::{DeviceId, Refusal};
 
+use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, random_bytes};
 use crate::server::{
     check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
@@ -55,6 +58,18 @@ pub async fn serve(
                 Ok(_) => End::Closed,
                 Err(refusal) => End::Refused(refusal),
             }
+        }
+        AgentToRelay::Measure => {
+            let device = match shared
+                .store(move |store| store.device_by_key(&public_key))
+                .await
+            {
+                Ok(Ok(Ok(device))) => device,
+                Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
+                Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            };
+            tracing::Span::current().record("device", tracing::field::display(device.id));
+            crate::measure::serve(&shared.measure_limits, connection, device.id, send, recv).await
         }
         AgentToRelay::Attach { info } => {
             attached(shared, connection, public_key, info, address, send, recv).await
@@ -123,8 +138,12 @@ async fn attached(
     };
     let id = record.id;
     tracing::Span::current().record("device", tracing::field::display(id));
-    let generation = shared.presence.attach(id, connection.clone());
+    let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
+    let generation = shared.presence.attach(id, connection.clone(), commands_tx);
     tracing::info!(hostname = %record.hostname, "device online");
+    let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
+        HashMap::new();
+    let mut next_request = 1u64;
     let end = async {
         send.send(&RelayToAgent::Attached {
             device_id: id,
@@ -133,17 +152,37 @@ async fn attached(
         })
         .await?;
         loop {
-            match recv.recv::<AgentToRelay>().await? {
-                None => return Ok(End::Closed),
-                Some(AgentToRelay::Pong { .. }) => {}
-                Some(AgentToRelay::Unknown { tag }) => {
-                    tracing::debug!(tag, "ignoring a message from a newer agent");
-                }
-                Some(other) => {
-                    return Ok(End::Violation(format!(
-                        "unexpected {other:?} on an attached connection"
-                    )));
-                }
+            tokio::select! {
+                message = recv.recv::<AgentToRelay>() => match message? {
+                    None => return Ok(End::Closed),
+                    Some(AgentToRelay::Pong { .. }) => {}
+                    Some(AgentToRelay::Diagnostics { request_id, result }) => {
+                        match pending.remove(&request_id) {
+                            Some(reply) => {
+                                let _ = reply.send(result);
+                            }
+                            None => tracing::debug!(request_id, "diagnostics nobody waits for any more"),
+                        }
+                    }
+                    Some(AgentToRelay::Unknown { tag }) => {
+                        tracing::debug!(tag, "ignoring a message from a newer agent");
+                    }
+                    Some(other) => {
+                        return Ok(End::Violation(format!(
+                            "unexpected {other:?} on an attached connection"
+                        )));
+                    }
+                },
+                Some(command) = commands.recv() => match command {
+                    AgentCommand::CollectDiagnostics { throughput, reply } => {
+                        let request_id = next_request;
+                        next_request += 1;
+                        // Forget requests whose requester gave up.
+                        pending.retain(|_, waiting| !waiting.is_closed());
+                        pending.insert(request_id, reply);
+                        send.send(&RelayToAgent::CollectDiagnostics { request_id, throughput }).await?;
+                    }
+                },
             }
         }
     }

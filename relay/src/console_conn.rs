@@ -1,16 +1,18 @@
 //! A technician's console connection: token authentication, then requests,
 //! each checked against the token's role before anything is done.
 
+use std::sync::Arc;
+
 use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::console::{
     ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken, IssuedTechnicianToken,
-    RelayToConsole,
+    RelayToConsole, StoredDiagnostics,
 };
 use deskside_protocol::message::Nested;
 use deskside_protocol::token::{EnrollToken, LoginString};
 use deskside_protocol::Refusal;
 
-use crate::presence::Presence;
+use crate::presence::{AgentCommand, Presence};
 use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token};
 use crate::server::{
     check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared,
@@ -18,14 +20,20 @@ use crate::server::{
 };
 use crate::store::{Store, StoreError, Technician};
 
+/// Requests of one console handled at the same time.
+const MAX_IN_FLIGHT: usize = 256;
+
 /// Longest enrollment-token lifetime: one year.
 const MAX_ENROLL_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+/// Longest wait for an agent's snapshot: collection plus a throughput test
+/// take about 4 s; slow links and busy machines get ample slack.
+const DIAGNOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 /// Most devices one enrollment token may enroll.
 const MAX_ENROLL_USES: u32 = 100_000;
 
 /// Serves a console connection after the hello exchange.
 pub async fn serve(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     _connection: &quinn::Connection,
     mut send: FramedSend,
     mut recv: FramedRecv,
@@ -72,24 +80,41 @@ pub async fn serve(
             organisation,
         })
         .await?;
+        // Requests run concurrently (a fleet diagnostic sends hundreds), up
+        // to a bound; answers go out as they finish, matched by id.
+        let mut in_flight = tokio::task::JoinSet::new();
         loop {
-            match recv.recv::<ConsoleToRelay>().await? {
-                None => return Ok(End::Closed),
-                Some(ConsoleToRelay::Request {
-                    id,
-                    request: Nested(request),
-                }) => {
-                    let result = handle(shared, &technician, request)
-                        .await
-                        .map(Nested)
-                        .map_err(Nested);
+            tokio::select! {
+                message = recv.recv::<ConsoleToRelay>(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    match message? {
+                        None => return Ok(End::Closed),
+                        Some(ConsoleToRelay::Request {
+                            id,
+                            request: Nested(request),
+                        }) => {
+                            let shared = Arc::clone(shared);
+                            let technician = technician.clone();
+                            in_flight.spawn(async move {
+                                let result = handle(&shared, &technician, request).await;
+                                (id, result)
+                            });
+                        }
+                        Some(ConsoleToRelay::Unknown { tag }) => {
+                            tracing::debug!(tag, "ignoring a message from a newer console");
+                        }
+                        Some(ConsoleToRelay::Authenticate { .. }) => {
+                            return Ok(End::Violation("authenticated twice".to_owned()));
+                        }
+                    }
+                }
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let Ok((id, result)) = done else {
+                        // A handler panicked: its id is lost with it, so the
+                        // console would wait forever; end the connection.
+                        return Ok(End::Violation("a request handler failed; see the log".to_owned()));
+                    };
+                    let result = result.map(Nested).map_err(Nested);
                     send.send(&RelayToConsole::Response { id, result }).await?;
-                }
-                Some(ConsoleToRelay::Unknown { tag }) => {
-                    tracing::debug!(tag, "ignoring a message from a newer console");
-                }
-                Some(ConsoleToRelay::Authenticate { .. }) => {
-                    return Ok(End::Violation("authenticated twice".to_owned()));
                 }
             }
         }
@@ -219,6 +244,85 @@ async fn handle(
                 ))
             })?;
             Ok(ConsoleResponse::TechnicianTokenRevoked(revoked))
+        }
+        ConsoleRequest::Diagnose { device, throughput } => {
+            check_text("device", &device, 256)?;
+            let record = run(shared, move |s| s.find_device(org, &device)).await??;
+            let commands = shared.presence.commands(record.id).ok_or_else(|| {
+                Refusal::Invalid(format!(
+                    "{} ({}) is offline: its last stored snapshot is in `deskside diag history {}`",
+                    record.id, record.hostname, record.id
+                ))
+            })?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            commands
+                .send(AgentCommand::CollectDiagnostics { throughput, reply })
+                .await
+                .map_err(|_| Refusal::Invalid(format!("{} went offline", record.id)))?;
+            let snapshot = match tokio::time::timeout(DIAGNOSE_TIMEOUT, answer).await {
+                Ok(Ok(Ok(snapshot))) => snapshot,
+                Ok(Ok(Err(reason))) => {
+                    return Err(Refusal::Invalid(format!(
+                        "the agent on {} did not collect diagnostics: {reason}",
+                        record.hostname
+                    )))
+                }
+                Ok(Err(_)) => return Err(Refusal::Invalid(format!("{} went offline", record.id))),
+                Err(_) => {
+                    return Err(Refusal::Invalid(format!(
+                        "the agent on {} did not answer within {} s",
+                        record.hostname,
+                        DIAGNOSE_TIMEOUT.as_secs()
+                    )))
+                }
+            };
+            let judged = crate::diagnostics::judge(&snapshot).map_err(|e| {
+                Refusal::Invalid(format!("the agent sent an unreadable snapshot: {e}"))
+            })?;
+            let id = record.id;
+            let (snapshot_text, verdict_text, primary) = judged.clone();
+            let row = run(shared, move |s| {
+                s.insert_diagnostics(
+                    org,
+                    id,
+                    &actor,
+                    &snapshot_text,
+                    &verdict_text,
+                    primary.as_deref(),
+                    crate::diagnostics::KEEP_PER_DEVICE,
+                    now,
+                )
+            })
+            .await?;
+            let online = shared.presence.is_online(record.id);
+            Ok(ConsoleResponse::Diagnostics(StoredDiagnostics {
+                id: row as u64,
+                device: record.summary(online),
+                received_at: now,
+                snapshot_json: judged.0.into_bytes(),
+                verdict_json: judged.1.into_bytes(),
+            }))
+        }
+        ConsoleRequest::DiagnosticsHistory { device, limit } => {
+            check_text("device", &device, 256)?;
+            let record = run(shared, move |s| s.find_device(org, &device)).await??;
+            let id = record.id;
+            let rows = run(shared, move |s| {
+                s.diagnostics_history(org, id, limit.min(1000))
+            })
+            .await?;
+            let summary = record.summary(shared.presence.is_online(id));
+            Ok(ConsoleResponse::DiagnosticsHistory(
+                rows.into_iter()
+                    .map(|row| StoredDiagnostics {
+                        id: row.id as u64,
+                        device: summary.clone(),
+                        received_at: row.received_at,
+                        snapshot_json: row.snapshot_json.into_bytes(),
+                        verdict_json: row.verdict_json.into_bytes(),
+                    })
+                    .collect(),
+            ))
         }
         ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(
             "this relay does not know request type {tag}; upgrade the relay"

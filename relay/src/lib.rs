@@ -7,6 +7,8 @@
 pub mod agent_conn;
 pub mod config;
 pub mod console_conn;
+pub mod diagnostics;
+pub mod measure;
 pub mod presence;
 pub mod secrets;
 pub mod server;

@@ -10,6 +10,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use deskside_protocol::DeviceId;
+use tokio::sync::{mpsc, oneshot};
+
+/// A request for an attached agent, served by its connection task.
+#[derive(Debug)]
+pub enum AgentCommand {
+    /// Collect a fresh diagnostic snapshot.
+    CollectDiagnostics {
+        /// Include the throughput test.
+        throughput: bool,
+        /// Where the snapshot JSON (or the agent's reason) goes.
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+}
 
 /// Close code sent to a connection replaced by a newer one of the same device.
 pub const CLOSE_REPLACED: u32 = 3;
@@ -18,6 +31,7 @@ pub const CLOSE_REPLACED: u32 = 3;
 struct Entry {
     generation: u64,
     connection: quinn::Connection,
+    commands: mpsc::Sender<AgentCommand>,
 }
 
 /// The online devices.
@@ -41,17 +55,21 @@ impl Presence {
 
     /// Records `connection` as the device's live connection and returns its
     /// generation; a previous connection of the same device is closed.
-    pub fn attach(&self, id: DeviceId, connection: quinn::Connection) -> u64 {
+    pub fn attach(
+        &self,
+        id: DeviceId,
+        connection: quinn::Connection,
+        commands: mpsc::Sender<AgentCommand>,
+    ) -> u64 {
         let mut inner = self.lock();
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        if let Some(old) = inner.attached.insert(
-            id,
-            Entry {
-                generation,
-                connection,
-            },
-        ) {
+        let entry = Entry {
+            generation,
+            connection,
+            commands,
+        };
+        if let Some(old) = inner.attached.insert(id, entry) {
             old.connection.close(
                 CLOSE_REPLACED.into(),
                 b"replaced by a newer connection of this device",
@@ -75,6 +93,11 @@ impl Presence {
     /// Whether the device has a live connection.
     pub fn is_online(&self, id: DeviceId) -> bool {
         self.lock().attached.contains_key(&id)
+    }
+
+    /// The channel to the device's connection task, if it is online.
+    pub fn commands(&self, id: DeviceId) -> Option<mpsc::Sender<AgentCommand>> {
+        self.lock().attached.get(&id).map(|e| e.commands.clone())
     }
 
     /// Closes the device's connection, if any, with `code` and `reason`.

@@ -60,6 +60,8 @@ pub struct Shared {
     pub fingerprint: Fingerprint,
     /// The address written into tokens.
     pub public_addr: String,
+    /// Per-device limits of the measurement server.
+    pub measure_limits: Arc<crate::measure::MeasureLimits>,
 }
 
 impl Shared {
@@ -162,6 +164,7 @@ impl Relay {
             presence: Presence::default(),
             fingerprint,
             public_addr,
+            measure_limits: Arc::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(

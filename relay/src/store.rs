@@ -55,10 +55,26 @@ const MAX_CANDIDATES_SHOWN: usize = 10;
 /// Schema migrations, in order. Migration `i` (0-based) takes the database
 /// from `PRAGMA user_version` `i` to `i + 1`, in one transaction. Append
 /// only: never edit a script that has been released.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Schema version 2: diagnostic snapshots with their verdicts, per device.
+/// Snapshots are data, not audit: they may be pruned by retention.
+const MIGRATION_2: &str = r#"
+CREATE TABLE diagnostics (
+    id              INTEGER PRIMARY KEY,
+    device_id       INTEGER NOT NULL REFERENCES devices(id),
+    org_id          INTEGER NOT NULL REFERENCES organisations(id),
+    received_at     INTEGER NOT NULL,
+    requested_by    TEXT NOT NULL,
+    snapshot        TEXT NOT NULL CHECK (json_valid(snapshot)),
+    verdict         TEXT NOT NULL CHECK (json_valid(verdict)),
+    primary_segment TEXT
+) STRICT;
+CREATE INDEX diagnostics_by_device ON diagnostics(device_id, id);
+"#;
 
 /// Schema version 1: the first schema.
 ///
@@ -274,6 +290,19 @@ pub struct AuditRecord {
     pub target: String,
     /// Facts about the event; never a secret.
     pub detail: serde_json::Value,
+}
+
+/// A stored diagnostic snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDiagnosticsRow {
+    /// Row id.
+    pub id: i64,
+    /// When the relay received it, Unix seconds.
+    pub received_at: i64,
+    /// The snapshot, JSON.
+    pub snapshot_json: String,
+    /// The verdict, JSON.
+    pub verdict_json: String,
 }
 
 /// The relay's database. See the module documentation.
@@ -776,6 +805,93 @@ impl Store {
         device.last_seen = now;
         device.last_address = Some(address.to_owned());
         Ok(Ok(device))
+    }
+
+    /// Stores a diagnostic snapshot and its verdict (both JSON text), then
+    /// keeps only the newest `keep` snapshots of that device. Returns the
+    /// new row's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_diagnostics(
+        &self,
+        org: OrgId,
+        device: DeviceId,
+        requested_by: &str,
+        snapshot_json: &str,
+        verdict_json: &str,
+        primary_segment: Option<&str>,
+        keep: u32,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO diagnostics (device_id, org_id, received_at, requested_by, snapshot, verdict, primary_segment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                device_id_to_sql(device),
+                org.0,
+                now,
+                requested_by,
+                snapshot_json,
+                verdict_json,
+                primary_segment
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM diagnostics WHERE device_id = ?1 AND id NOT IN
+               (SELECT id FROM diagnostics WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![device_id_to_sql(device), i64::from(keep.max(1))],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The newest `limit` stored snapshots of `device`, newest first.
+    pub fn diagnostics_history(
+        &self,
+        org: OrgId,
+        device: DeviceId,
+        limit: u32,
+    ) -> Result<Vec<StoredDiagnosticsRow>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(
+            "SELECT id, received_at, snapshot, verdict FROM diagnostics
+             WHERE org_id = ?1 AND device_id = ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = statement.query_map(
+            params![org.0, device_id_to_sql(device), i64::from(limit)],
+            |row| {
+                Ok(StoredDiagnosticsRow {
+                    id: row.get(0)?,
+                    received_at: row.get(1)?,
+                    snapshot_json: row.get(2)?,
+                    verdict_json: row.get(3)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The enrolled, unrevoked device owning `public_key`, without changing
+    /// anything (measurement connections authenticate this way).
+    pub fn device_by_key(
+        &self,
+        public_key: &[u8],
+    ) -> Result<Result<DeviceRecord, Refusal>, StoreError> {
+        let conn = self.lock();
+        let found = conn
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_key = ?1"),
+                [public_key],
+                device_from_row,
+            )
+            .optional()?;
+        Ok(match found {
+            None => Err(Refusal::DeviceUnknown),
+            Some(device) if device.revoked_at.is_some() => Err(Refusal::DeviceRevoked),
+            Some(device) => Ok(device),
+        })
     }
 
     /// Sets `last_seen = now` for the given devices, in one transaction.

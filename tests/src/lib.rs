@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+pub mod impair;
 
 /// Where cargo put the workspace binaries (next to this test executable).
 pub fn bin(name: &str) -> PathBuf {
@@ -176,6 +177,11 @@ impl World {
     /// Starts a `--dev` relay with its data in `relay-data`, on an ephemeral
     /// port (or `port` to restart on the same one).
     pub fn relay(&mut self, port: Option<u16>) -> Relay {
+        self.relay_with(port, &[])
+    }
+
+    /// Like [`World::relay`], with extra `serve` flags.
+    pub fn relay_with(&mut self, port: Option<u16>, extra: &[&str]) -> Relay {
         let data_dir = self.path("relay-data");
         let mut command = Command::new(bin("deskside-relay"));
         command
@@ -184,6 +190,7 @@ impl World {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--idle-timeout", "4s"])
+            .args(extra)
             .env("RUST_LOG", "info,deskside_relay=debug");
         let log = self.log_path("relay");
         let (proc, stdout) = Proc::spawn("relay", command, log);

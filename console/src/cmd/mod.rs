@@ -10,6 +10,7 @@
 //! Commands never read the clock: `Context::now` was read once at start-up.
 
 pub mod devices;
+pub mod diag;
 pub mod enroll;
 pub mod login;
 pub mod tokens;
@@ -42,6 +43,8 @@ pub enum Command {
     /// Create, list and revoke technician tokens (admin)
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Diagnose a device: where does its problem come from?
+    Diag(diag::DiagArgs),
 }
 
 /// A subcommand after validation: what `run` executes.
@@ -57,6 +60,8 @@ pub enum Action {
     EnrollToken(enroll::EnrollTokenCommand),
     /// A `tokens` subcommand.
     Tokens(tokens::TokensCommand),
+    /// A `diag` command.
+    Diag(diag::DiagArgs),
 }
 
 impl Command {
@@ -68,6 +73,7 @@ impl Command {
             Command::Devices(command) => Action::Devices(command),
             Command::EnrollToken(command) => Action::EnrollToken(command),
             Command::Tokens(command) => Action::Tokens(command),
+            Command::Diag(args) => Action::Diag(args),
         })
     }
 }
@@ -91,6 +97,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Devices(command) => devices::run(command, ctx).await,
         Action::EnrollToken(command) => enroll::run(command, ctx).await,
         Action::Tokens(command) => tokens::run(command, ctx).await,
+        Action::Diag(args) => diag::run(args, ctx).await,
     }
 }
 
@@ -124,6 +131,8 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::TechnicianToken(_) => "technician token",
         ConsoleResponse::TechnicianTokens(_) => "technician token list",
         ConsoleResponse::TechnicianTokenRevoked(_) => "revoked technician token",
+        ConsoleResponse::Diagnostics(_) => "diagnostic snapshot",
+        ConsoleResponse::DiagnosticsHistory(_) => "diagnostic history",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(

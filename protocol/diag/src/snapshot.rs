@@ -512,7 +512,10 @@ mod tests {
     #[test]
     fn probes_serialise_readably() {
         let measured: Probe<u32> = Probe::Measured(3);
-        assert_eq!(serde_json::to_string(&measured).unwrap(), r#"{"measured":3}"#);
+        assert_eq!(
+            serde_json::to_string(&measured).unwrap(),
+            r#"{"measured":3}"#
+        );
         let unknown: Probe<u32> = Probe::unknown("needs location permission");
         assert_eq!(
             serde_json::to_string(&unknown).unwrap(),

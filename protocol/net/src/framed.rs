@@ -4,8 +4,9 @@
 //! side's limit before allocating the body, so an oversize frame from a peer
 //! costs four bytes and a closed connection, nothing more.
 
-use deskside_protocol::frame::{encode_frame, parse_header, HEADER_LEN};
+use deskside_protocol::frame::encode_frame;
 use deskside_protocol::message::{decode_value, encode_value};
+use deskside_protocol::FrameDecoder;
 use deskside_protocol::{decode_message, encode_message, FrameError, Message, MessageError};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
@@ -87,34 +88,49 @@ impl FramedSend {
 }
 
 /// The receiving half of a framed stream.
+///
+/// Cancel-safe: received bytes are kept in the decoder, so dropping a
+/// `recv` future (as `tokio::select!` does when another branch wins) never
+/// loses part of a frame.
 #[derive(Debug)]
 pub struct FramedRecv {
     inner: quinn::RecvStream,
-    max: usize,
+    decoder: FrameDecoder,
 }
+
+/// Largest read from the stream at once.
+const READ_CHUNK: usize = 64 * 1024;
 
 impl FramedRecv {
     /// Wraps a stream, refusing frames larger than `max` bytes.
     pub fn new(inner: quinn::RecvStream, max: usize) -> Self {
-        Self { inner, max }
+        Self {
+            inner,
+            decoder: FrameDecoder::new(max),
+        }
+    }
+
+    /// The underlying stream and the bytes already received past the last
+    /// frame, for raw data that follows the frames.
+    pub fn into_parts(self) -> (quinn::RecvStream, Vec<u8>) {
+        let leftover = self.decoder.into_buffer();
+        (self.inner, leftover)
     }
 
     /// Reads the next frame body; `Ok(None)` when the peer finished the
     /// stream cleanly between frames.
     pub async fn recv_body(&mut self) -> Result<Option<Vec<u8>>, NetError> {
-        let mut header = [0u8; HEADER_LEN];
-        match self.inner.read_exact(&mut header).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-            Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(NetError::Truncated),
-            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
-        }
-        let len = parse_header(header, self.max)?;
-        let mut body = vec![0u8; len];
-        match self.inner.read_exact(&mut body).await {
-            Ok(()) => Ok(Some(body)),
-            Err(quinn::ReadExactError::FinishedEarly(_)) => Err(NetError::Truncated),
-            Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
+        loop {
+            if let Some(frame) = self.decoder.next_frame()? {
+                return Ok(Some(frame));
+            }
+            // `read_chunk` hands over bytes only when it completes, so a
+            // cancelled call loses nothing.
+            match self.inner.read_chunk(READ_CHUNK, true).await? {
+                Some(chunk) => self.decoder.extend(&chunk.bytes),
+                None if self.decoder.buffered() == 0 => return Ok(None),
+                None => return Err(NetError::Truncated),
+            }
         }
     }
 

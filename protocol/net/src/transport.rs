@@ -72,6 +72,13 @@ pub fn transport_config(
     // The value is far below the QUIC varint limit, so the conversion holds.
     config.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
     config.keep_alive_interval(keep_alive);
+    // Flow-control credit, not memory: large enough that one stream can fill
+    // a 200 Mbit/s path with 100 ms of round trip (2.5 MB in flight), which
+    // the throughput test needs; quinn's 1.25 MB default caps it near
+    // 100 Mbit/s there.
+    config.stream_receive_window(quinn::VarInt::from_u32(4 << 20));
+    config.receive_window(quinn::VarInt::from_u32(16 << 20));
+    config.send_window(16 << 20);
     // Enough for the control stream plus the streams later features open.
     config.max_concurrent_bidi_streams(16u32.into());
     config.max_concurrent_uni_streams(16u32.into());

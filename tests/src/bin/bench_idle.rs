@@ -242,6 +242,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                 &identity,
                 &mut stop,
                 &publish,
+                None,
             )
             .await;
         });

@@ -1,0 +1,151 @@
+//! One diagnostic run: every probe, in parallel where they do not disturb
+//! each other, into one [`Snapshot`].
+
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use deskside_diag::snapshot::{Device, NetworkConfig};
+use deskside_diag::{Probe, Snapshot, FORMAT_VERSION};
+use deskside_net::Identity;
+use deskside_protocol::Fingerprint;
+
+use super::path::{self, PathOptions};
+use super::{dns, gateway, platform, system};
+
+/// Where and how to measure.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Relay address (`host:port`).
+    pub relay: String,
+    /// Pinned relay certificate.
+    pub fingerprint: Fingerprint,
+    /// This device's identity, for the measurement connection.
+    pub identity: Identity,
+}
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Path measurement settings (throughput on or off).
+    pub path: PathOptions,
+    /// Extra names to resolve besides the relay's.
+    pub dns_names: Vec<String>,
+    /// Organisation policy for Wi‑Fi identifiers.
+    pub privacy: platform::Privacy,
+}
+
+/// A step of the run, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Device, network configuration and Wi‑Fi.
+    Local,
+    /// Gateway, DNS and the relay path.
+    Network,
+    /// Throughput test.
+    Throughput,
+    /// Done.
+    Done,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs every probe. `progress` is told when each step starts.
+pub async fn snapshot(
+    target: Option<&Target>,
+    options: &Options,
+    progress: &(dyn Fn(Step) + Sync),
+) -> Snapshot {
+    let started = Instant::now();
+    let taken_at_ms = unix_ms();
+    progress(Step::Local);
+    let relay_ip = match target {
+        Some(t) => deskside_net::transport::resolve(&t.relay)
+            .await
+            .ok()
+            .map(|a| a.ip()),
+        None => None,
+    };
+    let privacy = options.privacy.clone();
+    let local = tokio::task::spawn_blocking(move || {
+        let device = system::collect();
+        let network = platform::network(relay_ip);
+        let wifi = match &network {
+            Probe::Measured(network) => platform::wifi(network, &privacy),
+            other => Probe::unknown(format!(
+                "network configuration unknown: {}",
+                other.reason().unwrap_or("")
+            )),
+        };
+        (device, network, wifi)
+    })
+    .await;
+    let (device, network, wifi): (Probe<Device>, Probe<NetworkConfig>, _) = match local {
+        Ok((device, network, wifi)) => (Probe::Measured(device), network, wifi),
+        Err(e) => {
+            let reason = format!("the local probes failed: {e}");
+            (
+                Probe::unknown(reason.clone()),
+                Probe::unknown(reason.clone()),
+                Probe::unknown(reason),
+            )
+        }
+    };
+
+    progress(if options.path.throughput {
+        Step::Throughput
+    } else {
+        Step::Network
+    });
+    let gateway_ip: Option<IpAddr> = network
+        .value()
+        .and_then(|n| n.default_route.as_ref())
+        .and_then(|r| r.gateway.parse().ok());
+    let gateway = async {
+        match gateway_ip {
+            Some(ip) => gateway::probe(ip).await,
+            None => Probe::unknown("no default gateway"),
+        }
+    };
+    let path = async {
+        match target {
+            Some(t) => Some(
+                path::measure(&t.relay, t.fingerprint, t.identity.clone(), &options.path).await,
+            ),
+            None => None,
+        }
+    };
+    let (gateway, path) = tokio::join!(gateway, path);
+    let relay_reachable = path.as_ref().map(|p| p.path.udp_ok);
+    let mut names: Vec<String> = target
+        .and_then(|t| dns::host_name(&t.relay))
+        .into_iter()
+        .collect();
+    names.extend(options.dns_names.iter().cloned());
+    let dns = dns::probe(&names, relay_reachable).await;
+    let (path, clock) = match path {
+        Some(report) => (Probe::Measured(report.path), report.clock),
+        None => (
+            Probe::unknown("not enrolled: no relay to measure"),
+            Probe::unknown("not enrolled: no relay to compare with"),
+        ),
+    };
+    progress(Step::Done);
+    Snapshot {
+        format: FORMAT_VERSION,
+        taken_at_ms,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        device,
+        network,
+        wifi,
+        gateway,
+        dns,
+        clock,
+        path,
+    }
+}

@@ -1,0 +1,86 @@
+//! Diagnostics: the probes that fill a `deskside_diag::Snapshot`.
+//!
+//! Each probe answers "unknown, because …" rather than failing or guessing;
+//! the classifier in `deskside-diag` turns the snapshot into a verdict.
+//! Platform-specific probes live in `platform/` (one file per OS); the
+//! parsers for the tools they run live in `parse/` and are pure.
+
+pub mod collect;
+pub mod dns;
+pub mod gateway;
+pub mod parse;
+pub mod path;
+pub mod platform;
+pub mod system;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::link::{BoxFuture, DiagnosticsSource};
+use crate::state::StateDir;
+
+/// Who asked for a diagnostic run, as remembered in the local history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// The employee, with `deskside-agent check`.
+    Employee,
+    /// A technician, through the relay.
+    Technician,
+}
+
+impl Requester {
+    fn as_str(self) -> &'static str {
+        match self {
+            Requester::Employee => "employee",
+            Requester::Technician => "technician",
+        }
+    }
+}
+
+/// Remembers a run in the state directory's history (best effort: a
+/// failure to write is logged, not fatal).
+pub fn remember(
+    state: &StateDir,
+    requester: Requester,
+    snapshot: &deskside_diag::Snapshot,
+    sent_to_relay: bool,
+) {
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let entry = serde_json::json!({
+        "at_ms": at,
+        "requested_by": requester.as_str(),
+        "sent_to_relay": sent_to_relay,
+        "snapshot": snapshot,
+    });
+    if let Err(e) = state.append_history(&entry) {
+        tracing::warn!("cannot record the diagnostic run in the local history: {e}");
+    }
+}
+
+/// The agent service's diagnostics: runs every probe on request of a
+/// technician and remembers what it sent.
+#[derive(Debug)]
+pub struct AgentDiagnostics {
+    /// Where the history goes.
+    pub state: StateDir,
+    /// The relay to measure against.
+    pub target: collect::Target,
+}
+
+impl DiagnosticsSource for AgentDiagnostics {
+    fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>> {
+        let state = self.state.clone();
+        let target = self.target.clone();
+        Box::pin(async move {
+            let mut options = collect::Options::default();
+            options.path.throughput = throughput;
+            let snapshot = collect::snapshot(Some(&target), &options, &|_| {}).await;
+            let json = serde_json::to_vec(&snapshot)
+                .map_err(|e| format!("cannot encode the snapshot: {e}"))?;
+            remember(&state, Requester::Technician, &snapshot, true);
+            Ok(json)
+        })
+    }
+}

@@ -1,0 +1,498 @@
+//! Measuring the path to the relay over QUIC: connect time, idle round
+//! trips, jitter, loss, clock offset, throughput both ways and latency under
+//! load (bufferbloat).
+//!
+//! Runs on its own connection (`Measure`), so it never disturbs the agent's
+//! presence connection. Round trips use QUIC datagrams, which are never
+//! retransmitted: a lost probe is loss on the path. Download throughput is
+//! counted at the agent after skipping the first quarter of the transfer
+//! (congestion control is still ramping up); upload throughput is counted by
+//! the relay, which reports what it received.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, Throughput};
+use deskside_diag::Probe;
+use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
+use deskside_net::{connect, FramedRecv, FramedSend, Identity};
+use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
+use deskside_protocol::measure::{EchoReply, EchoRequest, MeasureReply, MeasureRequest};
+use deskside_protocol::message::Nested;
+use deskside_protocol::{Fingerprint, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
+
+/// What to measure and how hard.
+#[derive(Clone, Debug)]
+pub struct PathOptions {
+    /// Round-trip probes on the idle connection.
+    pub idle_probes: u32,
+    /// Spacing of probes.
+    pub probe_interval: Duration,
+    /// How long to wait for the last probe's answer.
+    pub probe_grace: Duration,
+    /// Whether to run the throughput test.
+    pub throughput: bool,
+    /// Length of each transfer (download, then upload).
+    pub transfer: Duration,
+}
+
+impl Default for PathOptions {
+    /// About 0.6 s without throughput, 3.1 s with: within the snapshot
+    /// budgets (≤ 1 s, ≤ 3 s of transfer).
+    fn default() -> Self {
+        Self {
+            idle_probes: 50,
+            probe_interval: Duration::from_millis(6),
+            probe_grace: Duration::from_millis(300),
+            throughput: false,
+            transfer: Duration::from_millis(1250),
+        }
+    }
+}
+
+/// What the path measurement produced.
+#[derive(Debug)]
+pub struct PathReport {
+    /// The path.
+    pub path: Path,
+    /// The clock offset, if the relay answered.
+    pub clock: Probe<Clock>,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Summary statistics of round trips in milliseconds, given in send order
+/// (jitter is the mean absolute difference of consecutive samples, the
+/// definition Cloudflare's speed test uses).
+pub fn rtt_stats(samples_in_order: &[f64]) -> Option<RttStats> {
+    let finite: Vec<f64> = samples_in_order
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if finite.is_empty() {
+        return None;
+    }
+    let mut sorted = finite.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pick = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    let jitter = if finite.len() > 1 {
+        finite.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (finite.len() - 1) as f64
+    } else {
+        0.0
+    };
+    Some(RttStats {
+        samples: finite.len() as u32,
+        min_ms: sorted[0],
+        median_ms: pick(0.5),
+        p95_ms: pick(0.95),
+        max_ms: sorted[sorted.len() - 1],
+        jitter_ms: jitter,
+    })
+}
+
+/// One answered probe.
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    seq: u32,
+    rtt_ms: f64,
+    relay_time_ms: i64,
+    sent_wall_ms: i64,
+}
+
+/// Probes sent and answered on one connection, by sequence number.
+#[derive(Debug)]
+struct Prober {
+    connection: quinn::Connection,
+    epoch: Instant,
+    wall_epoch_ms: i64,
+    next_seq: u32,
+    sent: HashMap<u32, Instant>,
+    answered: Vec<Answer>,
+}
+
+impl Prober {
+    fn new(connection: quinn::Connection) -> Self {
+        Self {
+            connection,
+            epoch: Instant::now(),
+            wall_epoch_ms: unix_ms(),
+            next_seq: 0,
+            sent: HashMap::new(),
+            answered: Vec::new(),
+        }
+    }
+
+    /// Sends the next probe; false if the datagram could not be queued.
+    fn send(&mut self) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let now = Instant::now();
+        let request = EchoRequest {
+            seq,
+            sent_us: now.duration_since(self.epoch).as_micros() as u64,
+        };
+        self.sent.insert(seq, now);
+        self.connection
+            .send_datagram(bytes::Bytes::copy_from_slice(&request.encode()))
+            .is_ok()
+    }
+
+    /// Records an echo datagram; anything else is ignored.
+    fn receive(&mut self, datagram: &[u8]) {
+        let Some(reply) = EchoReply::decode(datagram) else {
+            return;
+        };
+        let seq = reply.request.seq;
+        let Some(sent) = self.sent.get(&seq) else {
+            return;
+        };
+        if self.answered.iter().any(|a| a.seq == seq) {
+            return;
+        }
+        self.answered.push(Answer {
+            seq,
+            rtt_ms: sent.elapsed().as_secs_f64() * 1000.0,
+            relay_time_ms: reply.relay_time_ms,
+            sent_wall_ms: self.wall_epoch_ms + sent.duration_since(self.epoch).as_millis() as i64,
+        });
+    }
+
+    /// RTT samples in send order for probes numbered `from..to`.
+    fn rtts(&self, from: u32, to: u32) -> Vec<f64> {
+        let mut in_range: Vec<_> = self
+            .answered
+            .iter()
+            .filter(|a| (from..to).contains(&a.seq))
+            .map(|a| (a.seq, a.rtt_ms))
+            .collect();
+        in_range.sort_by_key(|(seq, _)| *seq);
+        in_range.into_iter().map(|(_, rtt)| rtt).collect()
+    }
+
+    /// Sends `count` probes `interval` apart and collects answers until
+    /// `grace` after the last one, or until all are answered. Returns
+    /// (sent, answered).
+    async fn burst(&mut self, count: u32, interval: Duration, grace: Duration) -> (u32, u32) {
+        let first = self.next_seq;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = 0;
+        let mut deadline = tokio::time::Instant::now() + interval * count + grace;
+        loop {
+            let answered = self.rtts(first, first + count).len() as u32;
+            if sent == count && answered == count {
+                break;
+            }
+            let connection = self.connection.clone();
+            tokio::select! {
+                _ = ticker.tick(), if sent < count => {
+                    if self.send() {
+                        sent += 1;
+                    }
+                    if sent == count {
+                        deadline = tokio::time::Instant::now() + grace;
+                    }
+                }
+                datagram = connection.read_datagram() => match datagram {
+                    Ok(bytes) => self.receive(&bytes),
+                    Err(_) => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        (sent, self.rtts(first, first + count).len() as u32)
+    }
+
+    /// The clock offset from the probe with the smallest round trip, which
+    /// bounds the error best (±rtt/2).
+    fn clock(&self) -> Probe<Clock> {
+        self.answered
+            .iter()
+            .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
+            .map(|a| {
+                let midpoint = a.sent_wall_ms as f64 + a.rtt_ms / 2.0;
+                Probe::Measured(Clock {
+                    offset_ms: (a.relay_time_ms as f64 - midpoint).round() as i64,
+                    rtt_ms: a.rtt_ms,
+                })
+            })
+            .unwrap_or_else(|| Probe::unknown("no round-trip probe was answered"))
+    }
+}
+
+fn unreachable_report(mut path: Path, reason: &str) -> PathReport {
+    path.download = Probe::unknown(reason);
+    path.upload = Probe::unknown(reason);
+    PathReport {
+        path,
+        clock: Probe::unknown(reason),
+    }
+}
+
+/// Measures the path to `relay`, authenticating as the device owning
+/// `identity`. Never fails: what cannot be measured is reported as such.
+pub async fn measure(
+    relay: &str,
+    fingerprint: Fingerprint,
+    identity: Identity,
+    options: &PathOptions,
+) -> PathReport {
+    let mut path = Path {
+        relay: relay.to_owned(),
+        download: Probe::not_applicable("throughput test not requested"),
+        upload: Probe::not_applicable("throughput test not requested"),
+        ..Path::default()
+    };
+    let addr = match resolve(relay).await {
+        Ok(addr) => addr,
+        Err(e) => {
+            path.udp_error = Some(e.to_string());
+            return unreachable_report(path, "the relay address did not resolve");
+        }
+    };
+    let endpoint = match client_endpoint(addr) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            path.udp_error = Some(e.to_string());
+            return unreachable_report(path, "no UDP socket could be opened");
+        }
+    };
+    let started = Instant::now();
+    let connected = connect(
+        &endpoint,
+        &ConnectOptions {
+            relay: relay.to_owned(),
+            fingerprint,
+            identity: Some(identity),
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Some(Duration::from_secs(2)),
+            software: format!("deskside-agent {} (measure)", env!("CARGO_PKG_VERSION")),
+        },
+    )
+    .await;
+    let mut connected = match connected {
+        Ok(connected) => connected,
+        Err(e) => {
+            // No QUIC at all: that is the finding.
+            path.udp_ok = false;
+            path.udp_error = Some(e.to_string());
+            return unreachable_report(path, "no QUIC connection to the relay");
+        }
+    };
+    path.udp_ok = true;
+    let ready = async {
+        connected.send.send(&AgentToRelay::Measure).await?;
+        connected.recv.recv::<RelayToAgent>().await
+    }
+    .await;
+    match ready {
+        Ok(Some(RelayToAgent::MeasureReady { .. })) => {}
+        Ok(Some(RelayToAgent::Refused(Nested(refusal)))) => {
+            return unreachable_report(
+                path,
+                &format!("the relay refused the measurement: {refusal}"),
+            );
+        }
+        other => {
+            return unreachable_report(
+                path,
+                &format!("the measurement could not start: {other:?}"),
+            );
+        }
+    }
+    path.connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let mut prober = Prober::new(connected.connection.clone());
+
+    let (sent, received) = prober
+        .burst(
+            options.idle_probes,
+            options.probe_interval,
+            options.probe_grace,
+        )
+        .await;
+    path.probes_sent = sent;
+    path.probes_received = received;
+    path.idle_rtt = rtt_stats(&prober.rtts(0, prober.next_seq));
+    let clock = prober.clock();
+
+    if options.throughput {
+        let mut loaded = Vec::new();
+        for direction in [Direction::Down, Direction::Up] {
+            let outcome = transfer(&mut prober, options, direction).await;
+            let probe = match outcome {
+                Ok((throughput, rtts)) => {
+                    loaded.extend(rtts);
+                    Probe::Measured(throughput)
+                }
+                Err(reason) => Probe::unknown(reason),
+            };
+            match direction {
+                Direction::Down => path.download = probe,
+                Direction::Up => path.upload = probe,
+            }
+        }
+        if let (Some(idle), Some(loaded)) = (&path.idle_rtt, rtt_stats(&loaded)) {
+            let added = (loaded.median_ms - idle.median_ms).max(0.0);
+            path.added_latency_ms = Some(added);
+            path.bufferbloat = Some(Grade::from_added_latency(added));
+        }
+    }
+    connected.send.finish();
+    connected.connection.close(0u32.into(), b"measured");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    PathReport { path, clock }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Down,
+    Up,
+}
+
+/// One timed transfer with probes running beside it; returns the
+/// throughput and the round trips measured under load.
+async fn transfer(
+    prober: &mut Prober,
+    options: &PathOptions,
+    direction: Direction,
+) -> Result<(Throughput, Vec<f64>), String> {
+    let connection = prober.connection.clone();
+    let duration_ms = options.transfer.as_millis().min(u128::from(u32::MAX)) as u32;
+    let (send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| format!("cannot open a transfer stream: {e}"))?;
+    let mut send = FramedSend::new(send, MAX_CLIENT_FRAME_LEN);
+    let mut recv = FramedRecv::new(recv, MAX_RELAY_FRAME_LEN);
+    let request = match direction {
+        Direction::Down => MeasureRequest::Download { duration_ms },
+        Direction::Up => MeasureRequest::Upload { duration_ms },
+    };
+    send.send(&request).await.map_err(|e| e.to_string())?;
+    let first_probe = prober.next_seq;
+    // Probes every four probe intervals during the transfer: enough samples
+    // for a median, negligible load.
+    let mut ticker = tokio::time::interval(options.probe_interval * 4);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let (bytes, window) = match direction {
+        Direction::Down => {
+            let skip = options.transfer / 4;
+            // Nothing was read from this stream yet, so nothing is left over.
+            let (mut stream, _) = recv.into_parts();
+            let mut counted: u64 = 0;
+            let mut window_start: Option<Instant> = None;
+            let mut last = started;
+            loop {
+                tokio::select! {
+                    chunk = stream.read_chunk(1 << 20, true) => match chunk {
+                        Ok(Some(chunk)) => {
+                            let now = Instant::now();
+                            if now.duration_since(started) >= skip {
+                                // Bytes of the chunk that opens the window
+                                // arrived before it: not counted.
+                                if window_start.is_some() {
+                                    counted += chunk.bytes.len() as u64;
+                                } else {
+                                    window_start = Some(now);
+                                }
+                                last = now;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("download interrupted: {e}")),
+                    },
+                    _ = ticker.tick() => { prober.send(); }
+                    datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
+                        prober.receive(&bytes);
+                    },
+                }
+            }
+            let window = window_start
+                .map(|s| last.duration_since(s))
+                .unwrap_or_default();
+            (counted, window)
+        }
+        Direction::Up => {
+            let filler = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+            let deadline = tokio::time::Instant::from_std(started + options.transfer);
+            let stream = send.stream();
+            loop {
+                tokio::select! {
+                    written = stream.write_chunk(filler.clone()) => {
+                        if let Err(e) = written {
+                            return Err(format!("upload interrupted: {e}"));
+                        }
+                    }
+                    _ = ticker.tick() => { prober.send(); }
+                    datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
+                        prober.receive(&bytes);
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let _ = stream.finish();
+            // Keep collecting probe answers while the relay drains its side.
+            let answer = loop {
+                tokio::select! {
+                    answer = recv.recv::<MeasureReply>() => break answer,
+                    datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
+                        prober.receive(&bytes);
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                        return Err("the relay did not report what it received".to_owned());
+                    }
+                }
+            };
+            match answer {
+                Ok(Some(MeasureReply::Received { bytes, duration_us })) => {
+                    (bytes, Duration::from_micros(duration_us))
+                }
+                Ok(Some(MeasureReply::Refused(Nested(refusal)))) => {
+                    return Err(format!("the relay refused the upload test: {refusal}"));
+                }
+                other => return Err(format!("unexpected answer to the upload test: {other:?}")),
+            }
+        }
+    };
+    if window.is_zero() || bytes == 0 {
+        return Err("no data moved during the transfer".to_owned());
+    }
+    let mbps = bytes as f64 * 8.0 / window.as_secs_f64() / 1e6;
+    let rtts = prober.rtts(first_probe, prober.next_seq);
+    Ok((
+        Throughput {
+            mbps,
+            bytes,
+            duration_ms: window.as_millis() as u64,
+            loaded_rtt: rtt_stats(&rtts),
+        },
+        rtts,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_statistics_are_exact_on_known_samples() {
+        let stats = rtt_stats(&[10.0, 12.0, 11.0, 30.0, 10.0]).unwrap();
+        assert_eq!(stats.samples, 5);
+        assert_eq!(stats.min_ms, 10.0);
+        assert_eq!(stats.median_ms, 11.0);
+        assert_eq!(stats.max_ms, 30.0);
+        assert_eq!(stats.p95_ms, 30.0);
+        // |12-10| + |11-12| + |30-11| + |10-30| = 2 + 1 + 19 + 20 = 42, / 4
+        assert_eq!(stats.jitter_ms, 10.5);
+        assert_eq!(rtt_stats(&[]), None);
+        assert_eq!(rtt_stats(&[f64::NAN]), None);
+        assert_eq!(rtt_stats(&[5.0]).unwrap().jitter_ms, 0.0);
+    }
+}

@@ -1,0 +1,657 @@
+//! `deskside diag DEVICE`, `deskside diag history DEVICE` and
+//! `deskside diag judge FILE`: diagnostics and their verdict.
+//!
+//! A fresh snapshot is collected by the online agent, judged and stored by
+//! the relay (with the organisation's thresholds) and printed here with the
+//! same report the employee sees. A saved snapshot is judged offline with
+//! the same classifier.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use deskside_diag::report::{self, Lang, Style};
+use deskside_diag::thresholds::Thresholds;
+use deskside_diag::verdict::{self, Verdict};
+use deskside_diag::Snapshot;
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, StoredDiagnostics};
+use serde_json::Value;
+
+use super::{printed, unexpected, Context};
+use crate::output::{printable, relative, rfc3339, Column, Table};
+
+/// `deskside diag …`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DiagArgs {
+    #[command(subcommand)]
+    command: Option<DiagCommand>,
+    /// Device to diagnose now: id (dev_…), unique id prefix, or hostname
+    #[arg(value_name = "DEVICE")]
+    device: Option<String>,
+    /// Include the throughput test (about 3 s of traffic on the device's link)
+    #[arg(long)]
+    throughput: bool,
+    /// Diagnose every device of the organisation (offline ones are listed
+    /// with the error "offline")
+    #[arg(long, conflicts_with = "device")]
+    all: bool,
+    /// With --all: keep only devices whose snapshot matches, e.g.
+    /// 'wifi.signal_dbm < -70' or 'path.idle_rtt.median_ms >= 100'
+    #[arg(long = "where", value_name = "EXPR", requires = "all")]
+    filter: Option<String>,
+    /// With --all: comma-separated values instead of a table
+    #[arg(long, requires = "all")]
+    csv: bool,
+    /// With --all: devices diagnosed at the same time
+    #[arg(long, default_value_t = 64, requires = "all")]
+    concurrency: usize,
+    /// Language of the report [default: from the locale]
+    #[arg(long, value_parser = ["en", "fr"])]
+    lang: Option<String>,
+}
+
+/// The `diag` subcommands.
+#[derive(Debug, Subcommand)]
+enum DiagCommand {
+    /// List a device's stored snapshots, newest first
+    History {
+        /// Device: id (dev_…), unique id prefix, or hostname
+        #[arg(value_name = "DEVICE")]
+        device: String,
+        /// How many
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Judge a saved snapshot offline (from `deskside-agent check --json`,
+    /// `deskside diag --json`, or a bare snapshot)
+    Judge {
+        /// The file (`-` for standard input)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Language of the report [default: from the locale]
+        #[arg(long, value_parser = ["en", "fr"])]
+        lang: Option<String>,
+    },
+}
+
+fn language(flag: Option<&str>) -> Lang {
+    match flag {
+        Some("fr") => Lang::Fr,
+        Some(_) => Lang::En,
+        None => report::lang_from_locale(
+            std::env::var("LC_ALL").ok().as_deref(),
+            std::env::var("LC_MESSAGES").ok().as_deref(),
+            std::env::var("LANG").ok().as_deref(),
+        ),
+    }
+}
+
+fn style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Runs a `diag` command.
+pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+    match (args.command, args.device) {
+        (Some(DiagCommand::Judge { file, lang }), _) => judge_file(&file, lang.as_deref(), ctx),
+        (Some(DiagCommand::History { device, limit }), _) => {
+            let response =
+                super::request(ctx, ConsoleRequest::DiagnosticsHistory { device, limit }).await?;
+            match response {
+                ConsoleResponse::DiagnosticsHistory(rows) => printed(print_history(ctx, &rows)),
+                other => Err(unexpected(&other)),
+            }
+        }
+        (None, Some(device)) => {
+            let lang = language(args.lang.as_deref());
+            let response = super::request(
+                ctx,
+                ConsoleRequest::Diagnose {
+                    device,
+                    throughput: args.throughput,
+                },
+            )
+            .await?;
+            match response {
+                ConsoleResponse::Diagnostics(stored) => print_stored(ctx, &stored, lang),
+                other => Err(unexpected(&other)),
+            }
+        }
+        (None, None) if args.all => {
+            let filter = match args.filter.as_deref().map(Filter::parse).transpose() {
+                Ok(filter) => filter,
+                Err(message) => {
+                    return Err(crate::exit::UsageError::new(message, "deskside diag --help").into())
+                }
+            };
+            fleet(ctx, args.throughput, filter.as_ref(), args.csv, args.concurrency).await
+        }
+        (None, None) => Err(crate::exit::UsageError::new(
+            "name a DEVICE to diagnose, or use `deskside diag history DEVICE` or `deskside diag judge FILE`",
+            "deskside diag --help",
+        )
+        .into()),
+    }
+}
+
+/// A `--where` filter: a snapshot field, a comparison and a value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    path: Vec<String>,
+    op: Op,
+    value: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Filter {
+    /// Parses `FIELD OP VALUE`, e.g. `wifi.signal_dbm < -70`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ops = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+            ("=", Op::Eq),
+        ];
+        let (at, token, op) = ops
+            .iter()
+            .filter_map(|(token, op)| text.find(token).map(|at| (at, *token, *op)))
+            .min_by_key(|(at, token, _)| (*at, std::cmp::Reverse(token.len())))
+            .ok_or_else(|| {
+                format!("--where {text:?}: expected FIELD OP VALUE with OP one of < <= > >= == !=")
+            })?;
+        let field = text[..at].trim();
+        let raw = text[at + token.len()..].trim();
+        if field.is_empty() || raw.is_empty() {
+            return Err(format!(
+                "--where {text:?}: expected FIELD OP VALUE, e.g. 'wifi.signal_dbm < -70'"
+            ));
+        }
+        let value = match raw.parse::<f64>() {
+            Ok(number) => Value::from(number),
+            Err(_) => Value::from(raw.trim_matches(|c| c == '\'' || c == '"')),
+        };
+        if value.is_string() && !matches!(op, Op::Eq | Op::Ne) {
+            return Err(format!(
+                "--where {text:?}: {raw} is not a number, so only == and != apply"
+            ));
+        }
+        Ok(Self {
+            path: field.split('.').map(str::to_owned).collect(),
+            op,
+            value,
+        })
+    }
+
+    /// Whether `snapshot` (JSON) matches; a field that was not measured
+    /// never matches.
+    pub fn matches(&self, snapshot: &Value) -> bool {
+        let mut current = snapshot;
+        for key in &self.path {
+            // Measured probes wrap their value: look through the wrapper.
+            if let Some(inner) = current.get("measured") {
+                current = inner;
+            }
+            match current.get(key) {
+                Some(next) => current = next,
+                None => return false,
+            }
+        }
+        if let Some(inner) = current.get("measured") {
+            current = inner;
+        }
+        match (current.as_f64(), self.value.as_f64()) {
+            (Some(have), Some(want)) => match self.op {
+                Op::Lt => have < want,
+                Op::Le => have <= want,
+                Op::Gt => have > want,
+                Op::Ge => have >= want,
+                Op::Eq => have == want,
+                Op::Ne => have != want,
+            },
+            _ => {
+                let have = current
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| current.to_string());
+                let want = self
+                    .value
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| self.value.to_string());
+                match self.op {
+                    Op::Eq => !current.is_null() && have == want,
+                    Op::Ne => !current.is_null() && have != want,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// One device's outcome in a fleet run.
+struct FleetRow {
+    id: String,
+    hostname: String,
+    outcome: Result<(Snapshot, Verdict, Value), String>,
+}
+
+fn segment_name(verdict: &Verdict) -> String {
+    verdict
+        .primary
+        .and_then(|segment| serde_json::to_value(segment).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "ok".to_owned())
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn number(value: &Value, path: &[&str]) -> Option<f64> {
+    let filter = Filter {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        op: Op::Ne,
+        value: Value::Null,
+    };
+    let mut current = value;
+    for key in &filter.path {
+        if let Some(inner) = current.get("measured") {
+            current = inner;
+        }
+        current = current.get(key)?;
+    }
+    current.as_f64()
+}
+
+async fn fleet(
+    ctx: &mut Context<'_>,
+    throughput: bool,
+    filter: Option<&Filter>,
+    csv: bool,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let (_, mut client) = super::connect(ctx).await?;
+    let devices = match client.request(ConsoleRequest::ListDevices).await? {
+        ConsoleResponse::Devices(devices) => devices,
+        other => return Err(unexpected(&other)),
+    };
+    let devices: Vec<_> = devices
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .collect();
+    let mut rows: Vec<Option<FleetRow>> = devices.iter().map(|_| None).collect();
+    let mut asked = Vec::new();
+    for (index, device) in devices.iter().enumerate() {
+        if device.online {
+            asked.push(index);
+        } else {
+            rows[index] = Some(FleetRow {
+                id: device.id.to_string(),
+                hostname: device.hostname.clone(),
+                outcome: Err("offline".to_owned()),
+            });
+        }
+    }
+    let requests = asked
+        .iter()
+        .map(|&i| ConsoleRequest::Diagnose {
+            device: devices[i].id.to_string(),
+            throughput,
+        })
+        .collect();
+    let show_progress = std::io::stderr().is_terminal();
+    let total = asked.len();
+    let mut done = 0;
+    client
+        .request_all(requests, concurrency, |position, result| {
+            let index = asked[position];
+            let device = &devices[index];
+            let outcome = match result {
+                Ok(ConsoleResponse::Diagnostics(stored)) => parse_stored(&stored)
+                    .map(|(snapshot, verdict)| {
+                        let json =
+                            serde_json::from_slice(&stored.snapshot_json).unwrap_or(Value::Null);
+                        (snapshot, verdict, json)
+                    })
+                    .map_err(|e| e.to_string()),
+                Ok(other) => Err(unexpected(&other).to_string()),
+                Err(refusal) => Err(refusal.to_string()),
+            };
+            rows[index] = Some(FleetRow {
+                id: device.id.to_string(),
+                hostname: device.hostname.clone(),
+                outcome,
+            });
+            done += 1;
+            if show_progress {
+                eprint!("\r\x1b[2Kdiagnosed {done}/{total}");
+            }
+        })
+        .await?;
+    if show_progress {
+        eprint!("\r\x1b[2K");
+    }
+    client.close().await;
+    let rows: Vec<FleetRow> = rows
+        .into_iter()
+        .flatten()
+        .filter(|row| match (&row.outcome, filter) {
+            (_, None) => true,
+            (Ok((_, _, json)), Some(filter)) => filter.matches(json),
+            (Err(_), Some(_)) => false,
+        })
+        .collect();
+    printed(print_fleet(ctx, &rows, csv))
+}
+
+fn print_fleet(ctx: &mut Context<'_>, rows: &[FleetRow], csv: bool) -> std::io::Result<()> {
+    if ctx.out.is_json() {
+        for row in rows {
+            match &row.outcome {
+                Ok((snapshot, verdict, _)) => ctx.out.json(&serde_json::json!({
+                    "type": "diagnostics",
+                    "device": row.id,
+                    "hostname": row.hostname,
+                    "snapshot": snapshot,
+                    "verdict": verdict,
+                }))?,
+                Err(message) => ctx.out.json(&serde_json::json!({
+                    "type": "error",
+                    "device": row.id,
+                    "hostname": row.hostname,
+                    "message": message,
+                }))?,
+            }
+        }
+        return Ok(());
+    }
+    let header = [
+        "ID", "HOSTNAME", "VERDICT", "FINDINGS", "WIFI_DBM", "RTT_MS", "LOSS_PCT",
+    ];
+    let cells = |row: &FleetRow| -> [String; 7] {
+        match &row.outcome {
+            Ok((_, verdict, json)) => {
+                let fmt = |v: Option<f64>, digits: usize| {
+                    v.map(|x| format!("{x:.digits$}")).unwrap_or_default()
+                };
+                let loss = match (
+                    number(json, &["path", "probes_sent"]),
+                    number(json, &["path", "probes_received"]),
+                ) {
+                    (Some(sent), Some(received)) if sent > 0.0 => {
+                        Some(100.0 * (sent - received) / sent)
+                    }
+                    _ => None,
+                };
+                [
+                    row.id.clone(),
+                    row.hostname.clone(),
+                    segment_name(verdict),
+                    verdict
+                        .findings
+                        .iter()
+                        .map(|f| f.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    fmt(number(json, &["wifi", "signal_dbm"]), 0),
+                    fmt(number(json, &["path", "idle_rtt", "median_ms"]), 1),
+                    fmt(loss, 1),
+                ]
+            }
+            Err(message) => [
+                row.id.clone(),
+                row.hostname.clone(),
+                "error".to_owned(),
+                message.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        }
+    };
+    if csv {
+        let mut text = header.join(",").to_lowercase() + "\n";
+        for row in rows {
+            text += &cells(row)
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(",");
+            text.push('\n');
+        }
+        return ctx.out.text(&text);
+    }
+    let mut table = Table::new(&[
+        Column::new("ID"),
+        Column::capped("HOSTNAME", 24),
+        Column::new("VERDICT"),
+        Column::capped("FINDINGS", 48),
+        Column::new("WIFI dBm"),
+        Column::new("RTT ms"),
+        Column::new("LOSS %"),
+    ]);
+    for row in rows {
+        let mut cells = cells(row);
+        cells[1] = printable(&cells[1]).into_owned();
+        table.row(cells);
+    }
+    ctx.out.text(&table.render())
+}
+
+fn parse_stored(stored: &StoredDiagnostics) -> anyhow::Result<(Snapshot, Verdict)> {
+    let snapshot: Snapshot = serde_json::from_slice(&stored.snapshot_json)
+        .context("the relay returned a snapshot this console cannot read; upgrade the console")?;
+    let verdict: Verdict = serde_json::from_slice(&stored.verdict_json)
+        .context("the relay returned a verdict this console cannot read; upgrade the console")?;
+    Ok((snapshot, verdict))
+}
+
+fn print_stored(
+    ctx: &mut Context<'_>,
+    stored: &StoredDiagnostics,
+    lang: Lang,
+) -> anyhow::Result<()> {
+    let (snapshot, verdict) = parse_stored(stored)?;
+    if ctx.out.is_json() {
+        let record = serde_json::json!({
+            "type": "diagnostics",
+            "id": stored.id,
+            "device": stored.device.id.to_string(),
+            "hostname": stored.device.hostname,
+            "received_at": rfc3339(stored.received_at),
+            "snapshot": snapshot,
+            "verdict": verdict,
+        });
+        return printed(ctx.out.json(&record));
+    }
+    let header = format!(
+        "{} ({}) — snapshot #{} received {}\n\n",
+        stored.device.id,
+        printable(&stored.device.hostname),
+        stored.id,
+        relative(ctx.now, stored.received_at)
+    );
+    printed(
+        ctx.out
+            .text(&(header + &report::render(&verdict, &snapshot, lang, style()))),
+    )
+}
+
+fn print_history(ctx: &mut Context<'_>, rows: &[StoredDiagnostics]) -> std::io::Result<()> {
+    if ctx.out.is_json() {
+        for stored in rows {
+            let snapshot: Value =
+                serde_json::from_slice(&stored.snapshot_json).unwrap_or(Value::Null);
+            let verdict: Value =
+                serde_json::from_slice(&stored.verdict_json).unwrap_or(Value::Null);
+            ctx.out.json(&serde_json::json!({
+                "type": "diagnostics",
+                "id": stored.id,
+                "device": stored.device.id.to_string(),
+                "hostname": stored.device.hostname,
+                "received_at": rfc3339(stored.received_at),
+                "snapshot": snapshot,
+                "verdict": verdict,
+            }))?;
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        return ctx
+            .out
+            .text("No stored snapshots. Take one with `deskside diag DEVICE`.\n");
+    }
+    let mut table = Table::new(&[
+        Column::new("ID"),
+        Column::new("RECEIVED"),
+        Column::new("VERDICT"),
+        Column::new("FINDINGS"),
+    ]);
+    for stored in rows {
+        let verdict: Option<Verdict> = serde_json::from_slice(&stored.verdict_json).ok();
+        let primary = verdict
+            .as_ref()
+            .and_then(|v| v.primary)
+            .and_then(|segment| serde_json::to_value(segment).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "no fault".to_owned());
+        let findings = verdict
+            .as_ref()
+            .map(|v| {
+                v.findings
+                    .iter()
+                    .map(|f| f.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        table.row([
+            stored.id.to_string(),
+            relative(ctx.now, stored.received_at),
+            primary,
+            findings,
+        ]);
+    }
+    ctx.out.text(&table.render())
+}
+
+/// Finds the snapshot in what a file holds: a bare snapshot, a
+/// `deskside-agent check --json` record or a `deskside diag --json` record.
+fn snapshot_from(value: Value) -> anyhow::Result<Snapshot> {
+    let inner = match value.get("snapshot") {
+        Some(snapshot) if value.get("type").is_some() => snapshot.clone(),
+        _ => value,
+    };
+    if inner.get("format").is_none() {
+        anyhow::bail!("this JSON is not a deskside snapshot (no `format` field)");
+    }
+    serde_json::from_value(inner).context("this snapshot does not have the deskside format")
+}
+
+fn judge_file(
+    file: &std::path::Path,
+    lang: Option<&str>,
+    ctx: &mut Context<'_>,
+) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    // Accept one JSON document, or JSON lines (judging each).
+    let values: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(value) => vec![value],
+        Err(_) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} is not JSON", file.display()))?,
+    };
+    let lang = language(lang);
+    for value in values {
+        let snapshot = snapshot_from(value)?;
+        let verdict = verdict::judge(&snapshot, &Thresholds::default());
+        if ctx.out.is_json() {
+            printed(ctx.out.json(&serde_json::json!({
+                "type": "verdict",
+                "snapshot": snapshot,
+                "verdict": verdict,
+            })))?;
+        } else {
+            printed(
+                ctx.out
+                    .text(&report::render(&verdict, &snapshot, lang, style())),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_filters_compare_measured_fields() {
+        let snapshot = serde_json::json!({
+            "wifi": {"measured": {"signal_dbm": -72.0, "source": "iw"}},
+            "path": {"measured": {"idle_rtt": {"median_ms": 120.0}}},
+            "gateway": {"unknown": {"reason": "no answer"}},
+        });
+        let cases = [
+            ("wifi.signal_dbm < -70", true),
+            ("wifi.signal_dbm<-75", false),
+            ("wifi.signal_dbm >= -72", true),
+            ("path.idle_rtt.median_ms > 100", true),
+            ("wifi.source == iw", true),
+            ("wifi.source != 'iw'", false),
+            ("gateway.address == x", false),
+            ("device.cpu.usage_percent > 0", false),
+        ];
+        for (text, expected) in cases {
+            let filter = Filter::parse(text).unwrap();
+            assert_eq!(filter.matches(&snapshot), expected, "{text}");
+        }
+        assert!(Filter::parse("wifi.signal_dbm").is_err());
+        assert!(Filter::parse("wifi.source < iw").is_err());
+        assert!(Filter::parse("< 3").is_err());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn snapshots_are_found_in_every_saved_shape() {
+        let bare = serde_json::json!({"format": 1, "agent_version": "0.1.0"});
+        assert_eq!(snapshot_from(bare.clone()).unwrap().agent_version, "0.1.0");
+        let check = serde_json::json!({"type": "check", "snapshot": bare, "verdict": {}});
+        assert_eq!(snapshot_from(check).unwrap().format, 1);
+        let err = snapshot_from(serde_json::json!({"hello": 1})).unwrap_err();
+        assert!(err.to_string().contains("not a deskside snapshot"));
+    }
+}

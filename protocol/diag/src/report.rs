@@ -1,0 +1,766 @@
+//! The verdict as a short plain-text report for the employee and the
+//! technician, in English or French.
+//!
+//! Layout: the verdict in one sentence first, then the findings in path
+//! order with their evidence and advice, then the key numbers measured,
+//! then what could not be measured and why. ANSI colours only when asked.
+//!
+//! Pure: the caller passes the language (see [`lang_from_locale`]) and the
+//! style; this module never reads the environment or the terminal.
+
+use std::fmt::Write as _;
+
+use crate::snapshot::{Grade, InterfaceKind, Probe, Snapshot};
+use crate::verdict::{
+    Confidence, EvidenceValue, Finding, Segment, Severity, Stage, Text, Verdict, RULES,
+};
+
+/// Languages the reports speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// French.
+    Fr,
+}
+
+/// How to print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours (only for terminals, and not with `NO_COLOR`).
+    pub color: bool,
+}
+
+/// The report language from the locale variables, by POSIX precedence:
+/// `LC_ALL`, then `LC_MESSAGES`, then `LANG` (the first one set and not
+/// empty). French for `fr…` (`fr_FR.UTF-8`, `fr_CA`, `fr`), English
+/// otherwise (including `C` and `POSIX`).
+pub fn lang_from_locale(
+    lc_all: Option<&str>,
+    lc_messages: Option<&str>,
+    lang: Option<&str>,
+) -> Lang {
+    let chosen = [lc_all, lc_messages, lang]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|value| !value.is_empty());
+    match chosen {
+        Some(value) if value.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("fr")) => Lang::Fr,
+        _ => Lang::En,
+    }
+}
+
+/// Renders `verdict` (judged from `snapshot`) as text ending with a newline.
+pub fn render(verdict: &Verdict, snapshot: &Snapshot, lang: Lang, style: Style) -> String {
+    let r = Renderer { lang, style };
+    let mut out = String::new();
+    r.verdict_line(&mut out, verdict);
+    r.findings(&mut out, verdict);
+    r.measured(&mut out, snapshot);
+    r.unknowns(&mut out, verdict);
+    out
+}
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+
+struct Renderer {
+    lang: Lang,
+    style: Style,
+}
+
+impl Renderer {
+    fn t<'s>(&self, en: &'s str, fr: &'s str) -> &'s str {
+        match self.lang {
+            Lang::En => en,
+            Lang::Fr => fr,
+        }
+    }
+
+    fn text<'s>(&self, text: &'s Text) -> &'s str {
+        let chosen = self.t(&text.en, &text.fr);
+        if chosen.is_empty() {
+            &text.en
+        } else {
+            chosen
+        }
+    }
+
+    fn paint(&self, codes: &str, text: &str) -> String {
+        if self.style.color {
+            format!("{codes}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn heading(&self, out: &mut String, en: &str, fr: &str) {
+        let _ = writeln!(out, "\n{}", self.paint(BOLD, self.t(en, fr)));
+    }
+
+    /// A number for people: at most two decimals, fewer for large values,
+    /// with a decimal comma in French.
+    fn num(&self, value: f64) -> String {
+        if !value.is_finite() {
+            return "?".to_owned();
+        }
+        let decimals = if value.abs() >= 100.0 {
+            0
+        } else if value.abs() >= 10.0 {
+            1
+        } else {
+            2
+        };
+        let mut text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
+        }
+        if text == "-0" {
+            text = "0".to_owned();
+        }
+        self.localise(&text)
+    }
+
+    /// Decimal points between digits become commas in French.
+    fn localise(&self, text: &str) -> String {
+        if self.lang == Lang::En {
+            return text.to_owned();
+        }
+        let chars: Vec<char> = text.chars().collect();
+        chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let between_digits = i > 0
+                    && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+                    && chars[i - 1].is_ascii_digit();
+                if *c == '.' && between_digits {
+                    ','
+                } else {
+                    *c
+                }
+            })
+            .collect()
+    }
+
+    fn gib(&self) -> &'static str {
+        self.t("GiB", "Gio")
+    }
+
+    fn unit(&self, metric: &str) -> String {
+        let unit = if metric.ends_with("_dbm") {
+            "dBm"
+        } else if metric.ends_with("_db") {
+            "dB"
+        } else if metric.ends_with("_ms") {
+            "ms"
+        } else if metric.ends_with("_percent") {
+            "%"
+        } else if metric.ends_with("_mbps") || metric.ends_with(".mbps") {
+            "Mbit/s"
+        } else if metric.ends_with("_gib") {
+            self.gib()
+        } else if metric.ends_with("celsius") {
+            "°C"
+        } else {
+            ""
+        };
+        if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        }
+    }
+
+    // ----- The verdict ---------------------------------------------------
+
+    fn verdict_line(&self, out: &mut String, verdict: &Verdict) {
+        let Some(primary) = verdict.primary_finding() else {
+            let line = self.t("No problem found.", "Aucun problème détecté.");
+            let _ = writeln!(out, "{}", self.paint(&format!("{BOLD}{GREEN}"), line));
+            if !verdict.unknowns.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    self.t(
+                        "Some checks could not be run; see the end of this report.",
+                        "Certaines vérifications n'ont pas pu être faites ; voir la fin de ce rapport.",
+                    )
+                );
+            }
+            return;
+        };
+        let sure = primary.confidence == Confidence::High;
+        let line = self.verdict_sentence(primary, sure);
+        let colour = if primary.severity == Severity::Critical {
+            RED
+        } else {
+            YELLOW
+        };
+        let _ = writeln!(out, "{}", self.paint(&format!("{BOLD}{colour}"), &line));
+        let problems = verdict.problems().count();
+        let notes = verdict.findings.len() - problems;
+        let summary = match self.lang {
+            Lang::En => format!(
+                "{problems} problem{} found{}.",
+                plural(problems),
+                if notes > 0 {
+                    format!(", {notes} note{}", plural(notes))
+                } else {
+                    String::new()
+                }
+            ),
+            Lang::Fr => format!(
+                "{problems} problème{} détecté{}{}.",
+                plural(problems),
+                plural(problems),
+                if notes > 0 {
+                    format!(", {notes} remarque{}", plural(notes))
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        let _ = writeln!(out, "{summary}");
+    }
+
+    fn verdict_sentence(&self, finding: &Finding, sure: bool) -> String {
+        let connection = self.t("Your connection problem", "Votre problème de connexion");
+        let problem = self.t("The problem", "Le problème");
+        let (subject, place) = match (finding.segment, finding.stage) {
+            (Segment::Device, _) => (
+                problem,
+                self.t("this computer itself", "de l'ordinateur lui-même"),
+            ),
+            (Segment::HomeNetwork, Stage::Link) if finding.id.starts_with("wifi.") => (
+                connection,
+                self.t("your Wi‑Fi link", "de votre liaison Wi‑Fi"),
+            ),
+            (Segment::HomeNetwork, Stage::Link) => (
+                connection,
+                self.t(
+                    "your network cable or port",
+                    "de votre câble ou prise réseau",
+                ),
+            ),
+            (Segment::HomeNetwork, _) => (
+                connection,
+                self.t(
+                    "your home network (your internet box or router)",
+                    "de votre réseau domestique (votre box internet ou routeur)",
+                ),
+            ),
+            (Segment::Configuration, _) => (
+                problem,
+                self.t(
+                    "this computer's network settings",
+                    "des réglages réseau de l'ordinateur",
+                ),
+            ),
+            (Segment::Isp, _) => (
+                connection,
+                self.t(
+                    "your internet provider",
+                    "de votre fournisseur d'accès à internet",
+                ),
+            ),
+            (Segment::Service, _) => (
+                problem,
+                self.t(
+                    "our support service, not from your side",
+                    "de notre service d'assistance, pas de chez vous",
+                ),
+            ),
+            (Segment::Unknown, _) => {
+                return self
+                    .t(
+                        "We found a problem but could not tell where it comes from.",
+                        "Nous avons trouvé un problème, sans pouvoir dire d'où il vient.",
+                    )
+                    .to_owned();
+            }
+        };
+        match (self.lang, sure) {
+            (Lang::En, true) => format!("{subject} comes from {place}."),
+            (Lang::En, false) => format!("{subject} probably comes from {place}."),
+            (Lang::Fr, true) => format!("{subject} vient {place}."),
+            (Lang::Fr, false) => format!("{subject} vient probablement {place}."),
+        }
+    }
+
+    // ----- Findings -------------------------------------------------------
+
+    fn findings(&self, out: &mut String, verdict: &Verdict) {
+        if verdict.findings.is_empty() {
+            return;
+        }
+        self.heading(out, "What we found", "Ce que nous avons trouvé");
+        for finding in &verdict.findings {
+            self.finding(out, finding, verdict);
+        }
+    }
+
+    fn finding(&self, out: &mut String, finding: &Finding, verdict: &Verdict) {
+        let (tag, colour) = match finding.severity {
+            Severity::Critical => (self.t("critical", "critique"), RED),
+            Severity::Warning => (self.t("warning", "attention"), YELLOW),
+            Severity::Info => (self.t("note", "à savoir"), CYAN),
+        };
+        let segment = match finding.segment {
+            Segment::Device => self.t("this computer", "l'ordinateur"),
+            Segment::HomeNetwork => self.t("home network", "réseau domestique"),
+            Segment::Configuration => self.t("settings", "réglages"),
+            Segment::Isp => self.t("internet provider", "fournisseur d'accès"),
+            Segment::Service => self.t("support service", "service d'assistance"),
+            Segment::Unknown => self.t("origin unknown", "origine inconnue"),
+        };
+        let confidence = match finding.confidence {
+            Confidence::High => self.t("high confidence", "certitude élevée"),
+            Confidence::Medium => self.t("medium confidence", "certitude moyenne"),
+            Confidence::Low => self.t("low confidence", "certitude faible"),
+        };
+        // Information is not an attribution, so its confidence says nothing.
+        let context = if finding.is_problem() {
+            format!("{segment}, {confidence}")
+        } else {
+            segment.to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "- {} {} ({context}) [{}]",
+            self.paint(&format!("{BOLD}{colour}"), &format!("[{tag}]")),
+            self.text(&finding.title),
+            finding.id
+        );
+        for evidence in &finding.evidence {
+            let value = match &evidence.value {
+                EvidenceValue::Number(n) => {
+                    format!("{}{}", self.num(*n), self.unit(&evidence.metric))
+                }
+                EvidenceValue::Flag(true) => self.t("yes", "oui").to_owned(),
+                EvidenceValue::Flag(false) => self.t("no", "non").to_owned(),
+                EvidenceValue::Text(text) => text.clone(),
+            };
+            let limit = if evidence.threshold.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  ({} {})",
+                    self.t("limit", "seuil"),
+                    self.localise(&evidence.threshold)
+                )
+            };
+            let _ = writeln!(out, "    {} = {value}{limit}", evidence.metric);
+        }
+        if !finding.may_be_explained_by.is_empty() {
+            let causes: Vec<&str> = finding
+                .may_be_explained_by
+                .iter()
+                .map(|id| {
+                    verdict
+                        .finding(id)
+                        .map(|f| self.text(&f.title))
+                        .unwrap_or(id)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "    {} {}",
+                self.t("May be caused by:", "Peut venir de :"),
+                causes.join("; ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            self.t("What to do:", "Que faire :"),
+            self.text(&finding.advice)
+        );
+        if !finding.technician_note.is_empty() {
+            let line = format!(
+                "    {} {}",
+                self.t("For the technician:", "Pour le technicien :"),
+                finding.technician_note
+            );
+            let _ = writeln!(out, "{}", self.paint(DIM, &line));
+        }
+    }
+
+    // ----- What we measured ----------------------------------------------
+
+    fn measured(&self, out: &mut String, snapshot: &Snapshot) {
+        self.heading(out, "What we measured", "Ce que nous avons mesuré");
+        let lines = [
+            self.link_line(snapshot),
+            self.gateway_line(snapshot),
+            self.relay_line(snapshot),
+            self.speed_line(snapshot),
+            self.load_line(snapshot),
+            self.dns_line(snapshot),
+            self.clock_line(snapshot),
+            self.disk_line(snapshot),
+            self.cpu_line(snapshot),
+            self.memory_line(snapshot),
+        ];
+        let width = lines
+            .iter()
+            .flatten()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (label, value) in lines.into_iter().flatten() {
+            let padding = " ".repeat(width - label.chars().count());
+            let _ = writeln!(out, "  {label}{padding}  {value}");
+        }
+    }
+
+    fn not_measured(&self) -> String {
+        self.t("not measured", "non mesuré").to_owned()
+    }
+
+    fn link_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        match &s.wifi {
+            Probe::Measured(wifi) => {
+                let mut parts = Vec::new();
+                if let Some(signal) = wifi.signal_dbm.filter(|v| v.is_finite()) {
+                    parts.push(format!("{} dBm", self.num(signal)));
+                }
+                if let Some(band) = wifi.band {
+                    parts.push(match band {
+                        crate::snapshot::Band::Ghz2_4 => self.localise("2.4 GHz"),
+                        crate::snapshot::Band::Ghz5 => "5 GHz".to_owned(),
+                        crate::snapshot::Band::Ghz6 => "6 GHz".to_owned(),
+                    });
+                }
+                if let Some(channel) = wifi.channel {
+                    parts.push(format!("{} {channel}", self.t("channel", "canal")));
+                }
+                let snr = wifi
+                    .snr_db
+                    .or_else(|| Some(wifi.signal_dbm? - wifi.noise_dbm?));
+                if let Some(snr) = snr.filter(|v| v.is_finite()) {
+                    parts.push(format!(
+                        "{} {} dB",
+                        self.t("SNR", "signal/bruit"),
+                        self.num(snr)
+                    ));
+                }
+                if let Some(retries) = wifi.tx_retries_percent.filter(|v| v.is_finite()) {
+                    parts.push(format!(
+                        "{} {} %",
+                        self.t("retries", "retransmissions"),
+                        self.num(retries)
+                    ));
+                }
+                let value = if parts.is_empty() {
+                    self.not_measured()
+                } else {
+                    parts.join(", ")
+                };
+                Some(("Wi‑Fi".to_owned(), value))
+            }
+            Probe::Unknown { .. } => Some(("Wi‑Fi".to_owned(), self.not_measured())),
+            Probe::NotApplicable { .. } => {
+                let network = s.network.value()?;
+                let route = network.default_route.as_ref()?;
+                let interface = network
+                    .interfaces
+                    .iter()
+                    .find(|i| i.name == route.interface)?;
+                let value = match (interface.kind, interface.speed_mbps) {
+                    (InterfaceKind::Ethernet, Some(speed)) => format!("Ethernet, {speed} Mbit/s"),
+                    (InterfaceKind::Ethernet, None) => "Ethernet".to_owned(),
+                    (InterfaceKind::Vpn, _) => "VPN".to_owned(),
+                    _ => interface.name.clone(),
+                };
+                Some((self.t("Link", "Liaison").to_owned(), value))
+            }
+        }
+    }
+
+    fn gateway_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let label = self.t("Home router", "Box (routeur)").to_owned();
+        let value = match &s.gateway {
+            Probe::Measured(g) if g.sent > 0 && g.received == 0 => {
+                self.t("no answer", "aucune réponse").to_owned()
+            }
+            Probe::Measured(g) if g.sent > 0 => {
+                let loss = 100.0 * f64::from(g.sent.saturating_sub(g.received)) / f64::from(g.sent);
+                match &g.rtt {
+                    Some(rtt) => format!(
+                        "{} ms, {} % {}",
+                        self.num(rtt.median_ms),
+                        self.num(loss),
+                        self.t("loss", "de pertes")
+                    ),
+                    None => format!("{} % {}", self.num(loss), self.t("loss", "de pertes")),
+                }
+            }
+            Probe::NotApplicable { .. } => return None,
+            _ => self.not_measured(),
+        };
+        Some((label, value))
+    }
+
+    fn relay_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let label = self.t("Support service", "Service d'assistance").to_owned();
+        let value = match &s.path {
+            Probe::Measured(path) if !path.udp_ok => {
+                self.t("not reachable", "injoignable").to_owned()
+            }
+            Probe::Measured(path) => {
+                let mut parts = Vec::new();
+                if let Some(rtt) = &path.idle_rtt {
+                    parts.push(format!("{} ms", self.num(rtt.median_ms)));
+                    parts.push(format!(
+                        "{} {} ms",
+                        self.t("jitter", "gigue"),
+                        self.num(rtt.jitter_ms)
+                    ));
+                }
+                if let Some(loss) = path.loss_percent() {
+                    parts.push(format!(
+                        "{} % {}",
+                        self.num(loss),
+                        self.t("loss", "de pertes")
+                    ));
+                }
+                if parts.is_empty() {
+                    self.not_measured()
+                } else {
+                    parts.join(", ")
+                }
+            }
+            Probe::NotApplicable { .. } => return None,
+            Probe::Unknown { .. } => self.not_measured(),
+        };
+        Some((label, value))
+    }
+
+    fn speed_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let path = s.path.value().filter(|p| p.udp_ok)?;
+        let direction = |probe: &Probe<crate::snapshot::Throughput>, en: &str, fr: &str| match probe
+        {
+            Probe::Measured(t) => Some(format!("{} Mbit/s {}", self.num(t.mbps), self.t(en, fr))),
+            _ => None,
+        };
+        let parts: Vec<String> = [
+            direction(&path.download, "down", "en réception"),
+            direction(&path.upload, "up", "en envoi"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let value = if !parts.is_empty() {
+            parts.join(", ")
+        } else if matches!(path.download, Probe::NotApplicable { .. }) {
+            self.t("not tested", "non testé").to_owned()
+        } else {
+            self.not_measured()
+        };
+        Some((self.t("Speed", "Débit").to_owned(), value))
+    }
+
+    fn load_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let path = s.path.value()?;
+        let added = path.added_latency_ms.filter(|a| a.is_finite());
+        let grade = path
+            .bufferbloat
+            .or_else(|| added.map(Grade::from_added_latency))?;
+        let name = match grade {
+            Grade::APlus => "A+",
+            Grade::A => "A",
+            Grade::B => "B",
+            Grade::C => "C",
+            Grade::D => "D",
+            Grade::F => "F",
+        };
+        let extra = added
+            .map(|a| format!(" (+{} ms)", self.num(a)))
+            .unwrap_or_default();
+        Some((
+            self.t("Delay under load", "Délai en charge").to_owned(),
+            format!("{} {name}{extra}", self.t("grade", "note")),
+        ))
+    }
+
+    fn dns_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let dns = s.dns.value()?;
+        if dns.lookups.is_empty() {
+            return None;
+        }
+        let mut durations: Vec<f64> = dns
+            .lookups
+            .iter()
+            .filter(|l| l.error.is_none())
+            .filter_map(|l| l.duration_ms)
+            .filter(|d| d.is_finite())
+            .collect();
+        let failed = dns.lookups.len() - durations.len();
+        let mut parts = Vec::new();
+        if let Some(median) = crate::verdict::median(&mut durations) {
+            parts.push(format!("{} ms", self.num(median)));
+        }
+        if failed > 0 {
+            parts.push(match self.lang {
+                Lang::En => format!("{failed} of {} lookups failed", dns.lookups.len()),
+                Lang::Fr => format!(
+                    "{failed} recherche{} sur {} en échec",
+                    plural(failed),
+                    dns.lookups.len()
+                ),
+            });
+        }
+        Some(("DNS".to_owned(), parts.join(", ")))
+    }
+
+    fn clock_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let clock = s.clock.value()?;
+        let seconds = clock.offset_ms as f64 / 1000.0;
+        Some((
+            self.t("Clock", "Horloge").to_owned(),
+            match self.lang {
+                Lang::En => format!("{} s off", self.num(seconds)),
+                Lang::Fr => format!("décalage de {} s", self.num(seconds)),
+            },
+        ))
+    }
+
+    fn disk_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let device = s.device.value()?;
+        let disk = device
+            .disks
+            .iter()
+            .find(|d| d.is_system && d.total_bytes > 0)?;
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        let free = disk.available_bytes as f64 / GIB;
+        let percent = 100.0 * disk.available_bytes as f64 / disk.total_bytes as f64;
+        Some((
+            format!("{} {}", self.t("Disk", "Disque"), disk.mount_point),
+            format!(
+                "{} {} {} ({} %)",
+                self.num(free),
+                self.gib(),
+                self.t("free", "libres"),
+                self.num(percent)
+            ),
+        ))
+    }
+
+    fn cpu_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let device = s.device.value()?;
+        let mut parts = Vec::new();
+        if let Some(usage) = device.cpu.usage_percent.filter(|v| v.is_finite()) {
+            parts.push(match self.lang {
+                Lang::En => format!("{} % busy", self.num(usage)),
+                Lang::Fr => format!("occupé à {} %", self.num(usage)),
+            });
+        }
+        if let Some(psi) = device
+            .pressure
+            .value()
+            .and_then(|p| p.cpu_some_avg60)
+            .filter(|v| v.is_finite())
+        {
+            parts.push(format!(
+                "{} {} %",
+                self.t("pressure", "pression"),
+                self.num(psi)
+            ));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some((
+            self.t("Processor", "Processeur").to_owned(),
+            parts.join(", "),
+        ))
+    }
+
+    fn memory_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        let memory = &s.device.value()?.memory;
+        if memory.total_bytes == 0 {
+            return None;
+        }
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        let available = memory.available_bytes as f64 / GIB;
+        let total = memory.total_bytes as f64 / GIB;
+        Some((
+            self.t("Memory", "Mémoire").to_owned(),
+            match self.lang {
+                Lang::En => format!(
+                    "{} GiB available of {} GiB",
+                    self.num(available),
+                    self.num(total)
+                ),
+                Lang::Fr => format!(
+                    "{} Gio disponibles sur {} Gio",
+                    self.num(available),
+                    self.num(total)
+                ),
+            },
+        ))
+    }
+
+    // ----- Could not measure ---------------------------------------------
+
+    fn unknowns(&self, out: &mut String, verdict: &Verdict) {
+        if verdict.unknowns.is_empty() {
+            return;
+        }
+        self.heading(out, "Could not measure", "Impossible à mesurer");
+        for unknown in &verdict.unknowns {
+            let _ = writeln!(
+                out,
+                "- {} [{}]: {}",
+                self.label(&unknown.what),
+                unknown.what,
+                unknown.reason
+            );
+        }
+    }
+
+    /// What an unknown entry's `what` means, in words.
+    fn label(&self, what: &str) -> String {
+        if let Some(rule) = RULES.iter().find(|r| r.id == what) {
+            return self.t(rule.label_en, rule.label_fr).to_owned();
+        }
+        let (en, fr) = match what {
+            "device" => ("the computer's state", "l'état de l'ordinateur"),
+            "device.pressure" => ("system pressure (PSI)", "pression du système (PSI)"),
+            "device.temperatures" => ("temperatures", "températures"),
+            "device.battery" => ("battery", "batterie"),
+            "network" => ("network settings", "réglages réseau"),
+            "wifi" => ("Wi‑Fi link", "liaison Wi‑Fi"),
+            "gateway" => ("home router", "box (routeur)"),
+            "dns" => ("name resolution (DNS)", "résolution de noms (DNS)"),
+            "clock" => ("clock", "horloge"),
+            "path" => (
+                "connection to the support service",
+                "connexion au service d'assistance",
+            ),
+            "path.download" => ("download speed", "débit descendant"),
+            "path.upload" => ("upload speed", "débit montant"),
+            other => (other, other),
+        };
+        self.t(en, fr).to_owned()
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+//! Path checks: UDP reachability of the relay (a configuration question),
+//! the ISP's path to it (loss, delay, jitter, latency under load,
+//! throughput) and the relay itself (service).
+//!
+//! These sit at the end of the path, so they are the ones most often
+//! explained by something upstream; see the precedence rules in the parent
+//! module.
+
+use super::{fmt, number, Confidence, Finding, Judge, Segment, Severity, Skip, Stage, Upstream};
+use crate::snapshot::{Grade, Path, Probe, Throughput};
+
+/// ISP findings depend on the home network.
+const AFTER_HOME: Upstream = Upstream {
+    stages: &[Stage::Link, Stage::Gateway],
+    also: &[],
+};
+
+/// Timing findings also depend on the device having CPU time to answer
+/// probes promptly.
+const TIMING_AFTER_HOME: Upstream = Upstream {
+    stages: &[Stage::Link, Stage::Gateway],
+    also: &["device.cpu_busy"],
+};
+
+/// Service findings depend on everything before the relay.
+const AFTER_EVERYTHING: Upstream = Upstream {
+    stages: &[
+        Stage::Link,
+        Stage::Gateway,
+        Stage::Configuration,
+        Stage::Isp,
+    ],
+    also: &["device.cpu_busy"],
+};
+
+/// What explains "no QUIC connection" besides UDP being blocked.
+const BEFORE_UDP: Upstream = Upstream {
+    stages: &[Stage::Link, Stage::Gateway],
+    also: &[
+        "config.no_default_route",
+        "dns.failing",
+        "dns.partial_failure",
+    ],
+};
+
+const ISP_ADVICE_EN: &str = "Restart your internet box. If the problem continues, note the time and contact your internet provider, or ask IT for help.";
+const ISP_ADVICE_FR: &str = "Redémarrez votre box internet. Si le problème continue, notez l'heure et contactez votre fournisseur d'accès à internet, ou demandez de l'aide au service informatique.";
+
+/// The path, when a QUIC connection to the relay was made. Otherwise one
+/// unknown entry `path` says why nothing on it could be measured.
+fn connected<'a>(j: &mut Judge<'a>) -> Result<&'a Path, Skip> {
+    let snapshot = j.snapshot;
+    let path = j.probe("path", &snapshot.path)?;
+    if !path.udp_ok {
+        j.add_unknown(
+            "path",
+            &format!(
+                "no QUIC connection to the relay ({})",
+                path.udp_error.as_deref().unwrap_or("no error reported")
+            ),
+        );
+        return Err(Skip::Covered("path".to_owned()));
+    }
+    if path.connect_ms.is_none() && path.idle_rtt.is_none() && path.probes_sent == 0 {
+        // Connected, but the measurement never started (the relay refused
+        // it, or the agent gave up): one entry rather than one per check.
+        let reason = path
+            .download
+            .reason()
+            .filter(|_| matches!(path.download, Probe::Unknown { .. }))
+            .unwrap_or("the measurement did not start");
+        j.add_unknown("path", &format!("connected to the relay, but {reason}"));
+        return Err(Skip::Covered("path".to_owned()));
+    }
+    Ok(path)
+}
+
+fn through_vpn(j: &Judge<'_>) -> bool {
+    matches!(j.snapshot.network.value(), Some(network) if network.relay_via_vpn == Some(true))
+}
+
+/// Caps confidence when the path runs through a VPN: the VPN's own path
+/// and server are suspects too.
+fn vpn_caveat(j: &Judge<'_>, mut finding: Finding) -> Finding {
+    if through_vpn(j) {
+        finding.confidence = finding.confidence.min(Confidence::Medium);
+        finding.add_note("The path to the relay goes through a VPN, so the VPN's path or server may be responsible rather than the ISP.");
+    }
+    finding
+}
+
+/// QUIC (UDP) reaches the relay.
+pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let snapshot = j.snapshot;
+    let path = j.probe("path", &snapshot.path)?;
+    if path.udp_ok {
+        return Ok(vec![]);
+    }
+    let error = path.udp_error.as_deref().unwrap_or("no error reported");
+    let problems = j.upstream_problems(&BEFORE_UDP);
+    if !problems.is_empty() {
+        return Err(Skip::Unknown(format!(
+            "no QUIC connection to the relay ({error}), but {} already explain(s) a failure, so UDP blocking cannot be told apart",
+            problems.join(", ")
+        )));
+    }
+    let gateway_works = j.passed("gateway.reachable");
+    let dns_works = j.passed("dns.resolution");
+    let evidence = |finding: Finding| {
+        finding
+            .flag("path.udp_ok", false, "")
+            .text("path.udp_error", error, "")
+    };
+    if !gateway_works && !dns_works {
+        let finding = Finding::new("path.relay_unreachable", Stage::Service, Severity::Critical)
+            .segment(Segment::Unknown)
+            .confidence(Confidence::Low)
+            .title("The support service cannot be reached", "Le service d'assistance est injoignable")
+            .advice(
+                "Restart your internet box and the computer, then try again. If it still fails, tell IT: they will check the support service.",
+                "Redémarrez votre box internet et l'ordinateur, puis réessayez. Si cela échoue encore, prévenez le service informatique : il vérifiera le service d'assistance.",
+            )
+            .note(format!(
+                "No QUIC connection to {} ({error}), and neither the gateway nor DNS could be confirmed working, so a blocked UDP port, no connectivity and a relay outage cannot be told apart.",
+                path.relay
+            ));
+        return Ok(vec![evidence(finding)]);
+    }
+    let confirmed: Vec<&str> = [
+        ("the gateway answers", gateway_works),
+        ("DNS resolves", dns_works),
+    ]
+    .into_iter()
+    .filter_map(|(what, ok)| ok.then_some(what))
+    .collect();
+    let finding = Finding::new("path.udp_blocked", Stage::Configuration, Severity::Critical)
+        .title(
+            "A firewall or the network blocks the connection to the support service",
+            "Un pare-feu ou le réseau bloque la connexion au service d'assistance",
+        )
+        .advice(
+            "A firewall, antivirus, VPN or the network you are on (hotel, public Wi‑Fi, some company networks) blocks the connection the support tool needs. Try from your home network without VPN, or ask IT to allow it.",
+            "Un pare-feu, un antivirus, un VPN ou le réseau utilisé (hôtel, Wi‑Fi public, certains réseaux d'entreprise) bloque la connexion dont l'outil d'assistance a besoin. Essayez depuis votre réseau personnel sans VPN, ou demandez au service informatique de l'autoriser.",
+        )
+        .note(format!(
+            "No QUIC (UDP) connection to {} ({error}) although {}: a firewall or network blocks UDP, so QUIC cannot work. A relay outage looks the same from one device; if every device reports it, check the relay.",
+            path.relay,
+            confirmed.join(" and ")
+        ))
+        .confidence(if gateway_works && dns_works {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        });
+    Ok(vec![evidence(finding)])
+}
+
+/// Datagram probe loss to the relay.
+pub(super) fn loss(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let t = j.thresholds;
+    let path = connected(j)?;
+    if path.probes_sent == 0 {
+        return Err(Skip::Unknown(
+            "no datagram probe was sent to the relay".to_owned(),
+        ));
+    }
+    if path.probes_received > path.probes_sent {
+        return Err(Skip::Unknown(format!(
+            "path.probes_received ({}) exceeds path.probes_sent ({}): inconsistent counts",
+            path.probes_received, path.probes_sent
+        )));
+    }
+    if path.probes_received == 0 {
+        // Connected but nothing answered: the service check reports it.
+        return Err(Skip::NotApplicable);
+    }
+    let Some(loss) = path.loss_percent() else {
+        return Err(Skip::Unknown(
+            "no datagram probe was sent to the relay".to_owned(),
+        ));
+    };
+    let (severity, limit) = if loss > t.path_loss_critical_percent {
+        (Severity::Critical, t.path_loss_critical_percent)
+    } else if loss > t.path_loss_percent {
+        (Severity::Warning, t.path_loss_percent)
+    } else {
+        return Ok(vec![]);
+    };
+    let finding = Finding::new("path.loss", Stage::Isp, severity)
+        .title(
+            "Data is lost on the way to the support service",
+            "Des données se perdent en route vers le service d'assistance",
+        )
+        .number("path.loss_percent", loss, format!("> {} %", fmt(limit)))
+        .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
+        .note(format!(
+            "{} of {} datagram probes to {} were lost (Teams needs < 1 % over 15 s): calls drop words and remote screens stall.",
+            path.probes_sent - path.probes_received,
+            path.probes_sent,
+            path.relay
+        ));
+    let finding = j.qualify(finding, &AFTER_HOME);
+    Ok(vec![vpn_caveat(j, finding)])
+}
+
+/// Idle round trip to the relay. Through a VPN, a long round trip is a
+/// configuration matter (the VPN's route), not the ISP's.
+pub(super) fn rtt(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let t = j.thresholds;
+    let path = connected(j)?;
+    if path.probes_sent > 0 && path.probes_received == 0 {
+        return Err(Skip::NotApplicable);
+    }
+    let Some(stats) = &path.idle_rtt else {
+        return Err(Skip::Unknown("path.idle_rtt was not reported".to_owned()));
+    };
+    let median = number(Some(stats.median_ms), "path.idle_rtt.median_ms")?;
+    if median < 0.0 {
+        return Err(Skip::Unknown(format!(
+            "path.idle_rtt.median_ms is negative ({median})"
+        )));
+    }
+    let (severity, limit) = if median > t.path_rtt_critical_ms {
+        (Severity::Critical, t.path_rtt_critical_ms)
+    } else if median > t.path_rtt_ms {
+        (Severity::Warning, t.path_rtt_ms)
+    } else {
+        return Ok(vec![]);
+    };
+    let evidence = |finding: Finding| {
+        finding.number(
+            "path.idle_rtt.median_ms",
+            median,
+            format!("> {} ms", fmt(limit)),
+        )
+    };
+    let finding = if through_vpn(j) {
+        evidence(Finding::new("vpn.rtt_high", Stage::Configuration, severity))
+            .confidence(Confidence::Medium)
+            .title(
+                "The VPN makes the connection slow to respond",
+                "Le VPN rend la connexion lente à réagir",
+            )
+            .advice(
+                "Your connection goes through a VPN that adds delay. Ask IT whether you may disconnect the VPN during support sessions.",
+                "Votre connexion passe par un VPN qui ajoute du délai. Demandez au service informatique si vous pouvez déconnecter le VPN pendant les sessions d'assistance.",
+            )
+            .note(format!(
+                "Idle median RTT {} ms (min {} ms) with the relay route through a VPN: the VPN server's location or load is the likely cause; consider split tunnelling for the relay.",
+                fmt(median),
+                fmt(stats.min_ms)
+            ))
+    } else {
+        evidence(Finding::new("path.rtt_high", Stage::Isp, severity))
+            .title(
+                "The connection is slow to respond",
+                "La connexion est lente à réagir",
+            )
+            .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
+            .note(format!(
+                "Idle median RTT to {} is {} ms (min {}, p95 {}); Teams needs < 100 ms and ITU-T G.114 puts the limit of comfortable interaction at 150 ms one way.",
+                path.relay,
+                fmt(median),
+                fmt(stats.min_ms),
+                fmt(stats.p95_ms)
+            ))
+    };
+    Ok(vec![j.qualify(finding, &TIMING_AFTER_HOME)])
+}
+
+/// Jitter on the idle path.
+pub(super) fn jitter(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let t = j.thresholds;
+    let path = connected(j)?;
+    if path.probes_sent > 0 && path.probes_received == 0 {
+        return Err(Skip::NotApplicable);
+    }
+    let Some(stats) = &path.idle_rtt else {
+        return Err(Skip::Unknown("path.idle_rtt was not reported".to_owned()));
+    };
+    if stats.samples < 2 {
+        return Err(Skip::Unknown(format!(
+            "jitter needs at least two round trips; {} measured",
+            stats.samples
+        )));
+    }
+    let jitter = number(Some(stats.jitter_ms), "path.idle_rtt.jitter_ms")?;
+    if jitter < 0.0 {
+        return Err(Skip::Unknown(format!(
+            "path.idle_rtt.jitter_ms is negative ({jitter})"
+        )));
+    }
+    if jitter <= t.path_jitter_ms {
+        return Ok(vec![]);
+    }
+    let finding = Finding::new("path.jitter_high", Stage::Isp, Severity::Warning)
+        .title("The connection is unsteady", "La connexion est irrégulière")
+        .number("path.idle_rtt.jitter_ms", jitter, format!("> {} ms", fmt(t.path_jitter_ms)))
+        .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
+        .note(format!(
+            "Jitter (mean absolute difference between consecutive RTT samples, as Cloudflare defines it) is {} ms over {} samples; Teams needs < 30 ms. Audio and video stutter.",
+            fmt(jitter),
+            stats.samples
+        ));
+    let finding = j.qualify(finding, &TIMING_AFTER_HOME);
+    Ok(vec![vpn_caveat(j, finding)])
+}
+
+fn grade_name(grade: Grade) -> &'static str {
+    match grade {
+        Grade::APlus => "A+",
+        Grade::A => "A",
+        Grade::B => "B",
+        Grade::C => "C",
+        Grade::D => "D",
+        Grade::F => "F",
+    }
+}
+
+/// Latency added under load (bufferbloat).
+pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let t = j.thresholds;
+    let path = connected(j)?;
+    let added = path.added_latency_ms.filter(|a| a.is_finite() && *a >= 0.0);
+    let grade = match (path.bufferbloat, added) {
+        (Some(grade), _) => grade,
+        (None, Some(added)) => Grade::from_added_latency(added),
+        (None, None) => {
+            let not_requested = matches!(path.download, Probe::NotApplicable { .. })
+                && matches!(path.upload, Probe::NotApplicable { .. });
+            return if not_requested {
+                Err(Skip::NotApplicable)
+            } else {
+                Err(Skip::Unknown(
+                    "latency under load was not measured".to_owned(),
+                ))
+            };
+        }
+    };
+    let (severity, limit) = if grade >= t.bufferbloat_critical_grade {
+        (Severity::Critical, t.bufferbloat_critical_grade)
+    } else if grade >= t.bufferbloat_grade {
+        (Severity::Warning, t.bufferbloat_grade)
+    } else {
+        return Ok(vec![]);
+    };
+    let mut finding = Finding::new("path.bufferbloat", Stage::Isp, severity)
+        .title(
+            "The connection slows down a lot when it is busy",
+            "La connexion ralentit beaucoup quand elle est chargée",
+        )
+        .text(
+            "path.bufferbloat",
+            grade_name(grade),
+            format!("{} or worse", grade_name(limit)),
+        );
+    if let Some(added) = added {
+        finding = finding.number(
+            "path.added_latency_ms",
+            added,
+            "grade bands: C ≥ 60 ms, D ≥ 200 ms, F ≥ 400 ms",
+        );
+    }
+    let finding = finding
+        .advice(
+            "When someone at home downloads, uploads or streams, your calls and sessions suffer. Pause large transfers during calls; your internet box may have a setting (\"smart queue\", \"QoS\") that fixes this.",
+            "Quand quelqu'un à la maison télécharge, envoie des fichiers ou regarde des vidéos, vos appels et sessions en souffrent. Mettez en pause les gros transferts pendant les appels ; votre box a peut-être un réglage (« QoS », « gestion de file ») qui corrige cela.",
+        )
+        .note("Latency rises under load (bufferbloat grade as in the common public tests): the queue is usually in the internet box or modem; SQM/smart queue management on the router or a better ISP profile fixes it.");
+    Ok(vec![j.qualify(finding, &TIMING_AFTER_HOME)])
+}
+
+fn throughput(
+    j: &mut Judge<'_>,
+    direction: &'static str,
+    minimum: f64,
+    probe: fn(&Path) -> &Probe<Throughput>,
+) -> Result<Vec<Finding>, Skip> {
+    let path = connected(j)?;
+    let what = format!("path.{direction}");
+    let measured = j.probe(&what, probe(path))?;
+    let mbps = number(Some(measured.mbps), &format!("path.{direction}.mbps"))?;
+    if mbps < 0.0 {
+        return Err(Skip::Unknown(format!(
+            "path.{direction}.mbps is negative ({mbps})"
+        )));
+    }
+    if mbps >= minimum {
+        return Ok(vec![]);
+    }
+    let (id, title) = if direction == "download" {
+        (
+            "path.download_slow",
+            (
+                "Receiving data is too slow",
+                "La réception de données est trop lente",
+            ),
+        )
+    } else {
+        (
+            "path.upload_slow",
+            (
+                "Sending data is too slow",
+                "L'envoi de données est trop lent",
+            ),
+        )
+    };
+    let finding = Finding::new(id, Stage::Isp, Severity::Warning)
+        .title(title.0, title.1)
+        .number(format!("path.{direction}.mbps"), mbps, format!("< {} Mbit/s", fmt(minimum)))
+        .advice(
+            "Pause downloads, cloud backups and video streaming at home during sessions. If it stays slow, check your internet plan with your provider.",
+            "Mettez en pause les téléchargements, sauvegardes en ligne et vidéos à la maison pendant les sessions. Si cela reste lent, vérifiez votre abonnement auprès de votre fournisseur.",
+        )
+        .note(format!(
+            "{direction} goodput {} Mbit/s over {} ms on one QUIC connection; a remote session or HD call needs about 1.5 Mbit/s each way. One flow can understate capacity on long paths, but not below this level.",
+            fmt(mbps),
+            measured.duration_ms
+        ));
+    let finding = j.qualify(finding, &AFTER_HOME);
+    Ok(vec![vpn_caveat(j, finding)])
+}
+
+/// Download speed.
+pub(super) fn download(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let minimum = j.thresholds.download_min_mbps;
+    throughput(j, "download", minimum, |p| &p.download)
+}
+
+/// Upload speed.
+pub(super) fn upload(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let minimum = j.thresholds.upload_min_mbps;
+    throughput(j, "upload", minimum, |p| &p.upload)
+}
+
+/// Time to connect to the relay, when nothing upstream explains a delay.
+pub(super) fn relay_connect(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let t = j.thresholds;
+    let path = connected(j)?;
+    let connect = number(path.connect_ms, "path.connect_ms")?;
+    if connect < 0.0 {
+        return Err(Skip::Unknown(format!(
+            "path.connect_ms is negative ({connect})"
+        )));
+    }
+    if connect <= t.relay_connect_slow_ms {
+        return Ok(vec![]);
+    }
+    let problems = j.upstream_problems(&AFTER_EVERYTHING);
+    if !problems.is_empty() {
+        return Err(Skip::Unknown(format!(
+            "the relay took {} ms to connect, but {} upstream may explain it",
+            fmt(connect),
+            problems.join(", ")
+        )));
+    }
+    let finding = Finding::new("service.relay_slow", Stage::Service, Severity::Warning)
+        .title(
+            "The support service is slow to answer",
+            "Le service d'assistance met du temps à répondre",
+        )
+        .number("path.connect_ms", connect, format!("> {} ms", fmt(t.relay_connect_slow_ms)))
+        .advice(
+            "The delay is on our side, not yours. You do not need to change anything; IT has been told through this report.",
+            "Le retard vient de notre côté, pas du vôtre. Vous n'avez rien à changer ; le service informatique en est informé par ce rapport.",
+        )
+        .note(format!(
+            "Connecting and authenticating to {} took {} ms while the path is clean: check the relay's load, its database and its logs.",
+            path.relay,
+            fmt(connect)
+        ));
+    Ok(vec![j.qualify(finding, &AFTER_EVERYTHING)])
+}
+
+/// The relay answers the datagram probes on an established connection.
+pub(super) fn relay_answers(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
+    let path = connected(j)?;
+    if path.probes_sent == 0 {
+        return Err(Skip::Covered("path.loss".to_owned()));
+    }
+    if path.probes_received > 0 {
+        return Ok(vec![]);
+    }
+    let problems = j.upstream_problems(&AFTER_EVERYTHING);
+    if !problems.is_empty() {
+        return Err(Skip::Unknown(format!(
+            "the relay answered none of {} probes, but {} upstream may explain it",
+            path.probes_sent,
+            problems.join(", ")
+        )));
+    }
+    let finding = Finding::new("service.relay_unresponsive", Stage::Service, Severity::Critical)
+        .title(
+            "The support service accepts the connection but does not answer",
+            "Le service d'assistance accepte la connexion mais ne répond pas",
+        )
+        .number("path.probes_received", 0.0, format!("= 0 of {} sent", path.probes_sent))
+        .advice(
+            "The problem is on our side, not yours. You do not need to change anything; IT has been told through this report.",
+            "Le problème vient de notre côté, pas du vôtre. Vous n'avez rien à changer ; le service informatique en est informé par ce rapport.",
+        )
+        .note(format!(
+            "The QUIC connection to {} was established, so UDP passes both ways, yet none of {} datagram probes was answered: check the relay's measurement handler and its logs.",
+            path.relay, path.probes_sent
+        ));
+    Ok(vec![j.qualify(finding, &AFTER_EVERYTHING)])
+}
