@@ -856,15 +856,6 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
-    let revoked = TechnicianTokenInfo {
-        id: TechnicianId(1),
-        name: "ada".into(),
-        role: Role::Admin,
-        created_at: 0,
-        expires_at: None,
-        revoked_at: Some(1),
-        last_used_at: None,
-    };
     assert_eq!(
         tag(&ConsoleResponse::DiagnosticsHistory(Vec::new())),
         ConsoleResponse::KNOWN_VARIANTS - 1

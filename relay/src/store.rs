@@ -1556,6 +1556,67 @@ mod tests {
     }
 
     #[test]
+    fn diagnostics_are_stored_listed_newest_first_and_pruned_per_device() {
+        let store = Store::open_in_memory().unwrap();
+        let org = store
+            .bootstrap("Org", "admin", &[1; 32], 0)
+            .unwrap()
+            .unwrap();
+        store
+            .create_enroll_token(org, &[2; 32], 2, 1_000, None, "system", 0)
+            .unwrap();
+        let info = DeviceInfo {
+            hostname: "laptop".into(),
+            os: "Linux".into(),
+            agent_version: "0.1.0".into(),
+        };
+        let (device, _) = store
+            .enroll_device(&[2; 32], b"key-a", &info, "127.0.0.1:1", DeviceId(1), 10)
+            .unwrap()
+            .unwrap();
+        let (other, _) = store
+            .enroll_device(&[2; 32], b"key-b", &info, "127.0.0.1:2", DeviceId(2), 10)
+            .unwrap()
+            .unwrap();
+        for n in 0..5 {
+            let snapshot = format!("{{\"n\":{n}}}");
+            store
+                .insert_diagnostics(
+                    org,
+                    device.id,
+                    "t",
+                    &snapshot,
+                    "{}",
+                    Some("isp"),
+                    3,
+                    100 + n,
+                )
+                .unwrap();
+        }
+        store
+            .insert_diagnostics(org, other.id, "t", "{}", "{}", None, 3, 200)
+            .unwrap();
+        let history = store.diagnostics_history(org, device.id, 10).unwrap();
+        let kept: Vec<&str> = history.iter().map(|r| r.snapshot_json.as_str()).collect();
+        assert_eq!(
+            kept,
+            ["{\"n\":4}", "{\"n\":3}", "{\"n\":2}"],
+            "newest 3 kept"
+        );
+        assert_eq!(
+            store.diagnostics_history(org, other.id, 10).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            store.diagnostics_history(org, device.id, 1).unwrap().len(),
+            1
+        );
+        assert!(store
+            .insert_diagnostics(org, device.id, "t", "not json", "{}", None, 3, 1)
+            .is_err());
+    }
+
+    #[test]
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Store>();
@@ -1564,13 +1625,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 1);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(store.schema_version(), 2);
+        assert_eq!(SCHEMA_VERSION, 2);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1583,6 +1644,7 @@ mod tests {
             [
                 "audit",
                 "devices",
+                "diagnostics",
                 "enroll_tokens",
                 "organisations",
                 "sqlite_sequence",

@@ -37,6 +37,7 @@
 //! The rate counts UDP payload bytes, not IP/UDP headers, so what a receiver
 //! counts is what was configured.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
@@ -1046,34 +1047,30 @@ impl Listener {
         mappings: &'m mut HashMap<SocketAddr, Mapping>,
         readers: &mut JoinSet<()>,
     ) -> Option<&'m Mapping> {
-        if !mappings.contains_key(&client) {
-            let Ok(socket) = open_upstream(self.upstream).await else {
-                DirectionCounters::add(&self.shared.up.send_errors, 1);
-                return None;
-            };
-            let socket = Arc::new(socket);
-            let last_active = Arc::new(AtomicU64::new(millis_since(self.epoch)));
-            let task = readers.spawn(read_upstream(
-                Arc::clone(&socket),
-                client,
-                Arc::clone(&last_active),
-                self.epoch,
-                self.down.clone(),
-            ));
-            mappings.insert(
-                client,
-                Mapping {
-                    socket,
-                    last_active,
-                    task,
-                },
-            );
-            self.shared.clients_seen.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .active_clients
-                .store(mappings.len(), Ordering::Relaxed);
-        }
-        mappings.get(&client)
+        let vacant = match mappings.entry(client) {
+            Entry::Occupied(occupied) => return Some(occupied.into_mut()),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let Ok(socket) = open_upstream(self.upstream).await else {
+            DirectionCounters::add(&self.shared.up.send_errors, 1);
+            return None;
+        };
+        let socket = Arc::new(socket);
+        let last_active = Arc::new(AtomicU64::new(millis_since(self.epoch)));
+        let task = readers.spawn(read_upstream(
+            Arc::clone(&socket),
+            client,
+            Arc::clone(&last_active),
+            self.epoch,
+            self.down.clone(),
+        ));
+        self.shared.clients_seen.fetch_add(1, Ordering::Relaxed);
+        self.shared.active_clients.fetch_add(1, Ordering::Relaxed);
+        Some(vacant.insert(Mapping {
+            socket,
+            last_active,
+            task,
+        }))
     }
 
     fn expire_idle(&self, mappings: &mut HashMap<SocketAddr, Mapping>, readers: &mut JoinSet<()>) {
@@ -1578,12 +1575,9 @@ mod tests {
         for (shape, expected) in cases {
             assert_eq!(Impairment::up_only(shape).validate(), Err(expected));
         }
-        assert_eq!(
-            Impairment::down_only(LinkShape::default().loss(f64::NAN))
-                .validate()
-                .is_err(),
-            true
-        );
+        assert!(Impairment::down_only(LinkShape::default().loss(f64::NAN))
+            .validate()
+            .is_err());
     }
 
     // ---- units -------------------------------------------------------------

@@ -24,6 +24,12 @@
 //! so "weak Wi‑Fi plus loss to the relay" is a home-network verdict.
 //! Information findings (severity [`Severity::Info`]) are reported but are
 //! never the primary cause and never explain anything downstream.
+//!
+//! No QUIC connection to the relay is a configuration finding (UDP
+//! blocked) when the gateway and DNS work; when neither could be confirmed
+//! it is a finding with [`Segment::Unknown`] (something is wrong, but where
+//! cannot be told); when an upstream problem already explains it, it is
+//! only an unknown entry.
 
 mod configuration;
 mod device;
@@ -386,305 +392,65 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-macro_rules! rule {
-    ($id:literal, $stage:ident, $key:literal, [$($finding:literal),*], $en:literal, $fr:literal, $check:path) => {
-        Rule {
-            id: $id,
-            stage: Stage::$stage,
-            key: $key,
-            findings: &[$($finding),*],
-            label_en: $en,
-            label_fr: $fr,
-            check: $check,
-        }
-    };
+/// Marks a check whose unknown leaves its stage unmeasured.
+const KEY: bool = true;
+/// Marks a check whose unknown does not.
+const SECONDARY: bool = false;
+
+const fn rule(
+    id: &'static str,
+    stage: Stage,
+    key: bool,
+    findings: &'static [&'static str],
+    (label_en, label_fr): (&'static str, &'static str),
+    check: fn(&mut Judge<'_>) -> Result<Vec<Finding>, Skip>,
+) -> Rule {
+    Rule {
+        id,
+        stage,
+        key,
+        findings,
+        label_en,
+        label_fr,
+        check,
+    }
 }
 
-/// Every check, in the order it runs (path order).
+/// Every check, in the order it runs (path order): id, stage, weight,
+/// findings it can give, label (English, French), and the check itself.
+#[rustfmt::skip]
 pub static RULES: &[Rule] = &[
-    rule!(
-        "device.cpu",
-        Device,
-        false,
-        ["device.cpu_busy"],
-        "processor load",
-        "charge du processeur",
-        device::cpu
-    ),
-    rule!(
-        "device.memory",
-        Device,
-        false,
-        ["device.memory_pressure"],
-        "memory",
-        "mémoire",
-        device::memory
-    ),
-    rule!(
-        "device.io",
-        Device,
-        false,
-        ["device.io_pressure"],
-        "disk activity",
-        "activité du disque",
-        device::io
-    ),
-    rule!(
-        "device.disk",
-        Device,
-        false,
-        ["device.disk_low", "device.disk_full"],
-        "free disk space",
-        "espace disque libre",
-        device::disk
-    ),
-    rule!(
-        "device.temperature",
-        Device,
-        false,
-        ["device.temperature_high"],
-        "temperature",
-        "température",
-        device::temperature
-    ),
-    rule!(
-        "device.battery",
-        Device,
-        false,
-        ["device.battery_worn"],
-        "battery health",
-        "état de la batterie",
-        device::battery
-    ),
-    rule!(
-        "wifi.signal",
-        Link,
-        true,
-        [
-            "wifi.signal_fair",
-            "wifi.signal_weak",
-            "wifi.signal_unusable"
-        ],
-        "Wi‑Fi signal",
-        "signal Wi‑Fi",
-        link::signal_level
-    ),
-    rule!(
-        "wifi.snr",
-        Link,
-        false,
-        ["wifi.snr_low"],
-        "Wi‑Fi signal-to-noise ratio",
-        "rapport signal/bruit du Wi‑Fi",
-        link::snr
-    ),
-    rule!(
-        "wifi.retries",
-        Link,
-        false,
-        ["wifi.retries_high"],
-        "Wi‑Fi retransmissions",
-        "retransmissions Wi‑Fi",
-        link::retries
-    ),
-    rule!(
-        "wifi.channel_load",
-        Link,
-        false,
-        ["wifi.channel_busy"],
-        "Wi‑Fi channel load",
-        "encombrement du canal Wi‑Fi",
-        link::channel_load
-    ),
-    rule!(
-        "wifi.band",
-        Link,
-        false,
-        ["wifi.band_2_4ghz"],
-        "Wi‑Fi band",
-        "bande Wi‑Fi",
-        link::band_choice
-    ),
-    rule!(
-        "link.ethernet_speed",
-        Link,
-        false,
-        ["ethernet.slow_link"],
-        "Ethernet speed",
-        "vitesse Ethernet",
-        link::ethernet_speed
-    ),
-    rule!(
-        "link.errors",
-        Link,
-        false,
-        ["link.interface_errors"],
-        "network interface errors",
-        "erreurs de la carte réseau",
-        link::errors
-    ),
-    rule!(
-        "gateway.reachable",
-        Gateway,
-        true,
-        ["gateway.unreachable"],
-        "home router reachability",
-        "accès à la box (routeur)",
-        gateway::reachable
-    ),
-    rule!(
-        "gateway.loss",
-        Gateway,
-        true,
-        ["gateway.loss"],
-        "loss to the home router",
-        "pertes vers la box (routeur)",
-        gateway::loss
-    ),
-    rule!(
-        "gateway.rtt",
-        Gateway,
-        false,
-        ["gateway.rtt_high"],
-        "delay to the home router",
-        "délai vers la box (routeur)",
-        gateway::rtt
-    ),
-    rule!(
-        "network.default_route",
-        Configuration,
-        true,
-        ["config.no_default_route"],
-        "default route",
-        "route par défaut",
-        configuration::default_route
-    ),
-    rule!(
-        "dns.resolution",
-        Configuration,
-        true,
-        ["dns.failing", "dns.partial_failure"],
-        "name resolution (DNS)",
-        "résolution de noms (DNS)",
-        configuration::dns_resolution
-    ),
-    rule!(
-        "dns.latency",
-        Configuration,
-        false,
-        ["dns.slow"],
-        "DNS speed",
-        "rapidité du DNS",
-        configuration::dns_latency
-    ),
-    rule!(
-        "clock.offset",
-        Configuration,
-        false,
-        ["clock.offset"],
-        "clock",
-        "horloge",
-        configuration::clock
-    ),
-    rule!(
-        "network.proxy",
-        Configuration,
-        false,
-        ["config.proxy"],
-        "proxy settings",
-        "réglages de proxy",
-        configuration::proxy
-    ),
-    rule!(
-        "network.vpn",
-        Configuration,
-        false,
-        ["config.vpn"],
-        "VPN",
-        "VPN",
-        configuration::vpn
-    ),
-    rule!(
-        "path.udp",
-        Configuration,
-        true,
-        ["path.udp_blocked", "path.relay_unreachable"],
-        "UDP (QUIC) to the relay",
-        "UDP (QUIC) vers le relais",
-        path::udp
-    ),
-    rule!(
-        "path.loss",
-        Isp,
-        true,
-        ["path.loss"],
-        "loss to the relay",
-        "pertes vers le relais",
-        path::loss
-    ),
-    rule!(
-        "path.rtt",
-        Isp,
-        true,
-        ["path.rtt_high", "vpn.rtt_high"],
-        "delay to the relay",
-        "délai vers le relais",
-        path::rtt
-    ),
-    rule!(
-        "path.jitter",
-        Isp,
-        true,
-        ["path.jitter_high"],
-        "jitter to the relay",
-        "gigue vers le relais",
-        path::jitter
-    ),
-    rule!(
-        "path.bufferbloat",
-        Isp,
-        false,
-        ["path.bufferbloat"],
-        "delay under load",
-        "délai en charge",
-        path::bufferbloat
-    ),
-    rule!(
-        "path.download",
-        Isp,
-        false,
-        ["path.download_slow"],
-        "download speed",
-        "débit descendant",
-        path::download
-    ),
-    rule!(
-        "path.upload",
-        Isp,
-        false,
-        ["path.upload_slow"],
-        "upload speed",
-        "débit montant",
-        path::upload
-    ),
-    rule!(
-        "service.connect",
-        Service,
-        true,
-        ["service.relay_slow"],
-        "relay connection time",
-        "temps de connexion au relais",
-        path::relay_connect
-    ),
-    rule!(
-        "service.datagrams",
-        Service,
-        true,
-        ["service.relay_unresponsive"],
-        "relay answers",
-        "réponses du relais",
-        path::relay_answers
-    ),
+    rule("device.cpu", Stage::Device, SECONDARY, &["device.cpu_busy"], ("processor load", "charge du processeur"), device::cpu),
+    rule("device.memory", Stage::Device, SECONDARY, &["device.memory_pressure"], ("memory", "mémoire"), device::memory),
+    rule("device.io", Stage::Device, SECONDARY, &["device.io_pressure"], ("disk activity", "activité du disque"), device::io),
+    rule("device.disk", Stage::Device, SECONDARY, &["device.disk_low", "device.disk_full"], ("free disk space", "espace disque libre"), device::disk),
+    rule("device.temperature", Stage::Device, SECONDARY, &["device.temperature_high"], ("temperature", "température"), device::temperature),
+    rule("device.battery", Stage::Device, SECONDARY, &["device.battery_worn"], ("battery health", "état de la batterie"), device::battery),
+    rule("wifi.signal", Stage::Link, KEY, &["wifi.signal_fair", "wifi.signal_weak", "wifi.signal_unusable"], ("Wi‑Fi signal", "signal Wi‑Fi"), link::signal_level),
+    rule("wifi.snr", Stage::Link, SECONDARY, &["wifi.snr_low"], ("Wi‑Fi signal-to-noise ratio", "rapport signal/bruit du Wi‑Fi"), link::snr),
+    rule("wifi.retries", Stage::Link, SECONDARY, &["wifi.retries_high"], ("Wi‑Fi retransmissions", "retransmissions Wi‑Fi"), link::retries),
+    rule("wifi.channel_load", Stage::Link, SECONDARY, &["wifi.channel_busy"], ("Wi‑Fi channel load", "encombrement du canal Wi‑Fi"), link::channel_load),
+    rule("wifi.band", Stage::Link, SECONDARY, &["wifi.band_2_4ghz"], ("Wi‑Fi band", "bande Wi‑Fi"), link::band_choice),
+    rule("link.ethernet_speed", Stage::Link, SECONDARY, &["ethernet.slow_link"], ("Ethernet speed", "vitesse Ethernet"), link::ethernet_speed),
+    rule("link.errors", Stage::Link, SECONDARY, &["link.interface_errors"], ("network interface errors", "erreurs de la carte réseau"), link::errors),
+    rule("gateway.reachable", Stage::Gateway, KEY, &["gateway.unreachable"], ("home router reachability", "accès à la box (routeur)"), gateway::reachable),
+    rule("gateway.loss", Stage::Gateway, KEY, &["gateway.loss"], ("loss to the home router", "pertes vers la box (routeur)"), gateway::loss),
+    rule("gateway.rtt", Stage::Gateway, SECONDARY, &["gateway.rtt_high"], ("delay to the home router", "délai vers la box (routeur)"), gateway::rtt),
+    rule("network.default_route", Stage::Configuration, KEY, &["config.no_default_route"], ("default route", "route par défaut"), configuration::default_route),
+    rule("dns.resolution", Stage::Configuration, KEY, &["dns.failing", "dns.partial_failure"], ("name resolution (DNS)", "résolution de noms (DNS)"), configuration::dns_resolution),
+    rule("dns.latency", Stage::Configuration, SECONDARY, &["dns.slow"], ("DNS speed", "rapidité du DNS"), configuration::dns_latency),
+    rule("clock.offset", Stage::Configuration, SECONDARY, &["clock.offset"], ("clock", "horloge"), configuration::clock),
+    rule("network.proxy", Stage::Configuration, SECONDARY, &["config.proxy"], ("proxy settings", "réglages de proxy"), configuration::proxy),
+    rule("network.vpn", Stage::Configuration, SECONDARY, &["config.vpn"], ("VPN", "VPN"), configuration::vpn),
+    rule("path.udp", Stage::Configuration, KEY, &["path.udp_blocked", "path.relay_unreachable"], ("UDP (QUIC) to the relay", "UDP (QUIC) vers le relais"), path::udp),
+    rule("path.loss", Stage::Isp, KEY, &["path.loss"], ("loss to the relay", "pertes vers le relais"), path::loss),
+    rule("path.rtt", Stage::Isp, KEY, &["path.rtt_high", "vpn.rtt_high"], ("delay to the relay", "délai vers le relais"), path::rtt),
+    rule("path.jitter", Stage::Isp, KEY, &["path.jitter_high"], ("jitter to the relay", "gigue vers le relais"), path::jitter),
+    rule("path.bufferbloat", Stage::Isp, SECONDARY, &["path.bufferbloat"], ("delay under load", "délai en charge"), path::bufferbloat),
+    rule("path.download", Stage::Isp, SECONDARY, &["path.download_slow"], ("download speed", "débit descendant"), path::download),
+    rule("path.upload", Stage::Isp, SECONDARY, &["path.upload_slow"], ("upload speed", "débit montant"), path::upload),
+    rule("service.connect", Stage::Service, KEY, &["service.relay_slow"], ("relay connection time", "temps de connexion au relais"), path::relay_connect),
+    rule("service.datagrams", Stage::Service, KEY, &["service.relay_unresponsive"], ("relay answers", "réponses du relais"), path::relay_answers),
 ];
 
 /// Judges `snapshot` against `thresholds`. Pure and deterministic.

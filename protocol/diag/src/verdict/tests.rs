@@ -1144,6 +1144,26 @@ fn information_alone_is_no_verdict() {
 }
 
 #[test]
+fn a_local_stub_resolver_is_normal() {
+    let verdict = judged(&healthy().with(|s| {
+        network(s).dns_local_stub = true;
+        network(s).dns_servers = vec!["127.0.0.53".to_owned()];
+    }));
+    assert_eq!(verdict.findings, vec![]);
+    // But a DNS finding then points the technician at the stub's upstream.
+    let verdict = judged(&healthy().with(|s| {
+        network(s).dns_local_stub = true;
+        dns(s).lookups[0].duration_ms = Some(450.0);
+    }));
+    let slow = verdict.finding("dns.slow").unwrap();
+    assert!(
+        slow.technician_note.contains("local stub"),
+        "{}",
+        slow.technician_note
+    );
+}
+
+#[test]
 fn findings_come_in_path_order_most_severe_first() {
     let verdict = judged(&healthy().with(|s| {
         path(s).probes_received = 150;
