@@ -23,6 +23,8 @@ use crate::server::{now_millis, End};
 pub const HOURLY_BYTE_BUDGET: u64 = 2 << 30;
 /// Transfers running at once on one measurement connection.
 const MAX_PARALLEL_TRANSFERS: usize = 2;
+/// How long a new measurement waits for the device's previous one to end.
+const SLOT_WAIT: Duration = Duration::from_secs(3);
 /// Size of each write of filler.
 const FILLER_CHUNK: usize = 64 * 1024;
 
@@ -105,7 +107,15 @@ pub async fn serve(
     mut send: FramedSend,
     mut recv: FramedRecv,
 ) -> End {
-    let _slot = match limits.begin(device) {
+    // The device's previous measurement may still be closing (its close
+    // travels the same, possibly slow, path): wait a little for its slot.
+    let mut attempt = limits.begin(device);
+    let deadline = Instant::now() + SLOT_WAIT;
+    while attempt.is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        attempt = limits.begin(device);
+    }
+    let _slot = match attempt {
         Ok(slot) => slot,
         Err(refusal) => {
             let _ = send
@@ -145,7 +155,7 @@ pub async fn serve(
                         break End::Violation("too many parallel transfers".to_owned());
                     }
                     let limits = Arc::clone(limits);
-                    transfers.spawn(transfer(limits, device, send, recv));
+                    transfers.spawn(transfer(limits, device, connection.clone(), send, recv));
                 }
                 Err(e) => break End::from(NetError::Connection(e)),
             },
@@ -171,6 +181,7 @@ pub async fn serve(
 async fn transfer(
     limits: Arc<MeasureLimits>,
     device: DeviceId,
+    connection: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> Result<(), String> {
@@ -199,41 +210,49 @@ async fn transfer(
                     Err(_) => break,             // duration over while blocked on flow control
                 }
             }
-            let _ = stream.finish();
+            // Unsent data would only delay the agent: drop it.
+            let _ = stream.reset(0u32.into());
             Ok(())
         }
         MeasureRequest::Upload { duration_ms } => {
-            let limit = Duration::from_millis(u64::from(duration_ms.min(MAX_TRANSFER_MS)))
-                + Duration::from_secs(2);
-            let (mut inner, leftover) = recv.into_parts();
-            let mut bytes = leftover.len() as u64;
-            let mut first: Option<Instant> = (bytes > 0).then(Instant::now);
-            let mut last = Instant::now();
-            let deadline = Instant::now() + limit;
+            let planned = Duration::from_millis(u64::from(duration_ms.min(MAX_TRANSFER_MS)));
+            // Counted where packets arrive (the connection's UDP receive
+            // counter), skipping the first quarter while congestion control
+            // ramps up, as the agent does for downloads.
+            let started = Instant::now();
+            let window_open = tokio::time::Instant::from_std(started + planned / 4);
+            let deadline =
+                tokio::time::Instant::from_std(started + planned + Duration::from_secs(2));
+            let (mut inner, _early_filler) = recv.into_parts();
+            let mut opened: Option<(Instant, u64)> = None;
             loop {
-                let chunk = match tokio::time::timeout_at(
-                    deadline.into(),
-                    inner.read_chunk(FILLER_CHUNK, true),
-                )
-                .await
-                {
-                    Err(_) => break, // over time: stop counting
-                    Ok(Ok(Some(chunk))) => chunk,
-                    Ok(Ok(None)) => break,
-                    Ok(Err(_)) => return Ok(()),
-                };
-                let now = Instant::now();
-                first.get_or_insert(now);
-                last = now;
-                bytes += chunk.bytes.len() as u64;
-                if limits.reserve(device, chunk.bytes.len() as u64) < chunk.bytes.len() as u64 {
-                    let _ = inner.stop(0u32.into());
-                    break;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(window_open), if opened.is_none() => {
+                        opened = Some((Instant::now(), connection.stats().udp_rx.bytes));
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break, // over time: stop counting
+                    chunk = inner.read_chunk(FILLER_CHUNK, true) => match chunk {
+                        Ok(Some(chunk)) => {
+                            let len = chunk.bytes.len() as u64;
+                            if limits.reserve(device, len) < len {
+                                let _ = inner.stop(0u32.into());
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        // The agent resets its side when its time is up.
+                        Err(quinn::ReadError::Reset(_)) => break,
+                        Err(_) => return Ok(()),
+                    },
                 }
             }
-            let duration_us = first
-                .map(|f| last.duration_since(f).as_micros() as u64)
-                .unwrap_or(0);
+            let (bytes, duration_us) = match opened {
+                Some((at, rx)) => (
+                    connection.stats().udp_rx.bytes.saturating_sub(rx),
+                    at.elapsed().as_micros() as u64,
+                ),
+                None => (0, 0),
+            };
             let reply = MeasureReply::Received { bytes, duration_us };
             let _ = send.send(&reply).await;
             send.finish();

@@ -383,29 +383,29 @@ async fn transfer(
     let started = Instant::now();
     let (bytes, window) = match direction {
         Direction::Down => {
-            let skip = options.transfer / 4;
-            // Nothing was read from this stream yet, so nothing is left over.
+            // Counted where packets arrive (the connection's UDP receive
+            // counter), not where the application reads: reads lag behind
+            // arrivals by whatever sits in quinn's buffers, which would skew
+            // a short window. The window skips the first quarter, while
+            // congestion control is still ramping up.
+            let window_open = tokio::time::Instant::from_std(started + options.transfer / 4);
+            let deadline = tokio::time::Instant::from_std(started + options.transfer);
             let (mut stream, _) = recv.into_parts();
-            let mut counted: u64 = 0;
-            let mut window_start: Option<Instant> = None;
-            let mut last = started;
+            let mut opened: Option<(Instant, u64)> = None;
+            let mut moved_any = false;
             loop {
                 tokio::select! {
+                    _ = tokio::time::sleep_until(window_open), if opened.is_none() => {
+                        opened = Some((Instant::now(), connection.stats().udp_rx.bytes));
+                    }
+                    // Stop at our own deadline: on a slow path the relay's
+                    // buffers hold seconds of data that would still drain.
+                    _ = tokio::time::sleep_until(deadline) => break,
                     chunk = stream.read_chunk(1 << 20, true) => match chunk {
-                        Ok(Some(chunk)) => {
-                            let now = Instant::now();
-                            if now.duration_since(started) >= skip {
-                                // Bytes of the chunk that opens the window
-                                // arrived before it: not counted.
-                                if window_start.is_some() {
-                                    counted += chunk.bytes.len() as u64;
-                                } else {
-                                    window_start = Some(now);
-                                }
-                                last = now;
-                            }
-                        }
+                        Ok(Some(_)) => moved_any = true,
                         Ok(None) => break,
+                        // The relay resets the stream when its time is up.
+                        Err(quinn::ReadError::Reset(_)) => break,
                         Err(e) => return Err(format!("download interrupted: {e}")),
                     },
                     _ = ticker.tick() => { prober.send(); }
@@ -414,10 +414,14 @@ async fn transfer(
                     },
                 }
             }
-            let window = window_start
-                .map(|s| last.duration_since(s))
-                .unwrap_or_default();
-            (counted, window)
+            let closed = (Instant::now(), connection.stats().udp_rx.bytes);
+            let _ = stream.stop(0u32.into());
+            match opened {
+                Some((at, bytes)) if moved_any => {
+                    (closed.1.saturating_sub(bytes), closed.0.duration_since(at))
+                }
+                _ => (0, Duration::ZERO),
+            }
         }
         Direction::Up => {
             let filler = bytes::Bytes::from(vec![0u8; 64 * 1024]);
@@ -437,7 +441,9 @@ async fn transfer(
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            let _ = stream.finish();
+            // Discard what is still queued: it would arrive after the
+            // measured interval and only delay the answer.
+            let _ = stream.reset(0u32.into());
             // Keep collecting probe answers while the relay drains its side.
             let answer = loop {
                 tokio::select! {

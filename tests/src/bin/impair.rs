@@ -95,17 +95,19 @@ impl Args {
     }
 }
 
-/// Prints one JSON line. Nobody reading stdout any more (a closed pipe) is
-/// not a reason to stop forwarding packets, so write errors are ignored.
-fn emit(value: &Value) {
+/// Prints one JSON object per line with `"type"` first, for people reading
+/// along. Nobody reading stdout any more (a closed pipe) is not a reason to
+/// stop forwarding packets, so write errors are ignored.
+fn emit(kind: &str, fields: &Value) {
+    let mut line = format!("{{\"type\":{}", json!(kind));
+    if let Value::Object(fields) = fields {
+        for (key, value) in fields {
+            line.push_str(&format!(",{}:{value}", json!(key)));
+        }
+    }
+    line.push('}');
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{value}").and_then(|()| stdout.flush());
-}
-
-fn stats_line(proxy: &ImpairProxy) -> Value {
-    let mut line = proxy.stats().to_json();
-    line["type"] = json!("stats");
-    line
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -122,11 +124,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-    emit(&json!({
-        "type": "ready",
-        "listen": proxy.local_addr().to_string(),
-        "upstream": proxy.upstream().to_string(),
-    }));
+    emit(
+        "ready",
+        &json!({
+            "listen": proxy.local_addr().to_string(),
+            "upstream": proxy.upstream().to_string(),
+        }),
+    );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
@@ -136,11 +140,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => {
-                emit(&stats_line(&proxy));
+                emit("stats", &proxy.stats().to_json());
             }
         }
     }
-    emit(&stats_line(&proxy));
+    emit("stats", &proxy.stats().to_json());
     proxy.shutdown().await;
     Ok(())
 }
