@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use deskside_agent::link::{register, stay_attached};
+use deskside_agent::link::{register, stay_attached, BoxFuture, DiagnosticsSource};
 use deskside_agent::state::{LinkState, AGENT_CERT_NAME};
 use deskside_console::client::Client;
 use deskside_net::transport::client_endpoint;
@@ -42,6 +42,20 @@ struct Args {
     /// Seconds of idle time over which relay CPU is measured.
     #[arg(long, default_value_t = 20)]
     idle_secs: u64,
+    /// Also time `deskside diag --all --json` across the N agents (each
+    /// answers with a snapshot this machine really took at start).
+    #[arg(long)]
+    fleet: bool,
+}
+
+/// A simulated agent's diagnostics: the same real snapshot every time.
+struct CannedDiagnostics(Arc<Vec<u8>>);
+
+impl DiagnosticsSource for CannedDiagnostics {
+    fn collect(&self, _throughput: bool) -> BoxFuture<Result<Vec<u8>, String>> {
+        let snapshot = Arc::clone(&self.0);
+        Box::pin(async move { Ok(snapshot.as_ref().clone()) })
+    }
 }
 
 struct RelayProc {
@@ -208,6 +222,25 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    // One real snapshot of this machine against this relay, which every
+    // simulated agent will answer with.
+    let canned: Option<Arc<dyn DiagnosticsSource>> = if args.fleet {
+        let target = deskside_agent::diag::collect::Target {
+            relay: relay.addr.clone(),
+            fingerprint: relay.fingerprint,
+            identity: identities[0].clone(),
+        };
+        let snapshot = deskside_agent::diag::collect::snapshot(
+            Some(&target),
+            &deskside_agent::diag::collect::Options::default(),
+            &|_| {},
+        )
+        .await;
+        Some(Arc::new(CannedDiagnostics(Arc::new(serde_json::to_vec(&snapshot)?))))
+    } else {
+        None
+    };
+
     // Attach them all and keep them attached.
     let connected = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -218,6 +251,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         let fingerprint = relay.fingerprint;
         let connected = Arc::clone(&connected);
         let failures = Arc::clone(&failures);
+        let canned = canned.clone();
         let mut stop = stop_rx.clone();
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
@@ -242,7 +276,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                 &identity,
                 &mut stop,
                 &publish,
-                None,
+                canned,
             )
             .await;
         });
@@ -269,6 +303,10 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         (rss.saturating_sub(rss_base)) as f64 / n as f64
     );
     println!("  relay CPU while idle: {cpu:.1}% of one core (keep-alive every 4 s per agent)");
+
+    if args.fleet {
+        fleet_diag(&data, &relay, &admin, n)?;
+    }
 
     // Restart: hard kill, then a new process on the same port and data.
     let port = target.port();
@@ -312,6 +350,38 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     );
     let _ = stop_tx.send(true);
     drop(relay);
+    Ok(())
+}
+
+/// Times the real console's `diag --all --json` against the N agents.
+fn fleet_diag(data: &std::path::Path, relay: &RelayProc, admin: &str, n: usize) -> anyhow::Result<()> {
+    let console = std::env::current_exe()?.with_file_name("deskside");
+    let profile = data.join("bench-profile.json");
+    let login = Command::new(&console)
+        .arg("--profile")
+        .arg(&profile)
+        .args(["login", "--relay", &relay.addr, "--fingerprint", &relay.fingerprint.to_string(), "--token", admin])
+        .output()?;
+    if !login.status.success() {
+        bail!("console login failed: {}", String::from_utf8_lossy(&login.stderr));
+    }
+    let started = Instant::now();
+    let out = Command::new(&console)
+        .arg("--profile")
+        .arg(&profile)
+        .args(["diag", "--all", "--json"])
+        .output()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!("diag --all failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let snapshots = text.lines().filter(|l| l.contains("\"type\":\"diagnostics\"")).count();
+    let errors = text.lines().filter(|l| l.contains("\"type\":\"error\"")).count();
+    println!(
+        "  deskside diag --all --json: {snapshots} snapshots judged and stored, {errors} per-device errors, of {n} devices, in {:.2} s",
+        took.as_secs_f64()
+    );
     Ok(())
 }
 
