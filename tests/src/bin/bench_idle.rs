@@ -236,7 +236,9 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
             &|_| {},
         )
         .await;
-        Some(Arc::new(CannedDiagnostics(Arc::new(serde_json::to_vec(&snapshot)?))))
+        Some(Arc::new(CannedDiagnostics(Arc::new(serde_json::to_vec(
+            &snapshot,
+        )?))))
     } else {
         None
     };
@@ -354,16 +356,32 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Times the real console's `diag --all --json` against the N agents.
-fn fleet_diag(data: &std::path::Path, relay: &RelayProc, admin: &str, n: usize) -> anyhow::Result<()> {
+fn fleet_diag(
+    data: &std::path::Path,
+    relay: &RelayProc,
+    admin: &str,
+    n: usize,
+) -> anyhow::Result<()> {
     let console = std::env::current_exe()?.with_file_name("deskside");
     let profile = data.join("bench-profile.json");
     let login = Command::new(&console)
         .arg("--profile")
         .arg(&profile)
-        .args(["login", "--relay", &relay.addr, "--fingerprint", &relay.fingerprint.to_string(), "--token", admin])
+        .args([
+            "login",
+            "--relay",
+            &relay.addr,
+            "--fingerprint",
+            &relay.fingerprint.to_string(),
+            "--token",
+            admin,
+        ])
         .output()?;
     if !login.status.success() {
-        bail!("console login failed: {}", String::from_utf8_lossy(&login.stderr));
+        bail!(
+            "console login failed: {}",
+            String::from_utf8_lossy(&login.stderr)
+        );
     }
     let started = Instant::now();
     let out = Command::new(&console)
@@ -373,11 +391,20 @@ fn fleet_diag(data: &std::path::Path, relay: &RelayProc, admin: &str, n: usize) 
         .output()?;
     let took = started.elapsed();
     if !out.status.success() {
-        bail!("diag --all failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "diag --all failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let snapshots = text.lines().filter(|l| l.contains("\"type\":\"diagnostics\"")).count();
-    let errors = text.lines().filter(|l| l.contains("\"type\":\"error\"")).count();
+    let snapshots = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"diagnostics\""))
+        .count();
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"error\""))
+        .count();
     println!(
         "  deskside diag --all --json: {snapshots} snapshots judged and stored, {errors} per-device errors, of {n} devices, in {:.2} s",
         took.as_secs_f64()
