@@ -9,7 +9,6 @@ use deskside_agent::diag::{remember, Requester};
 use deskside_agent::link::LinkError;
 use deskside_agent::state::{StateDir, StateError};
 use deskside_diag::report::{self, Lang, Style};
-use deskside_diag::thresholds::Thresholds;
 use deskside_diag::verdict;
 
 fn language(flag: Option<&str>) -> Lang {
@@ -41,7 +40,8 @@ pub async fn check(
         Err(StateError::NotEnrolled(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let mut options = collect::Options::default();
+    let policy = state.policy();
+    let mut options = deskside_agent::diag::options_for(&policy);
     options.path.throughput = !quick && target.is_some();
     let interactive = std::io::stderr().is_terminal() && !json;
     let french = lang == Lang::Fr;
@@ -62,7 +62,7 @@ pub async fn check(
     };
     let snapshot = collect::snapshot(target.as_ref(), &options, &progress).await;
     remember(state, Requester::Employee, &snapshot, false);
-    let verdict = verdict::judge(&snapshot, &Thresholds::default());
+    let verdict = verdict::judge(&snapshot, &policy.thresholds());
     if json {
         let value = serde_json::json!({
             "type": "check",

@@ -241,6 +241,9 @@ pub trait DiagnosticsSource: Send + Sync {
     /// Collects one snapshot; `Err` carries the reason shown to the
     /// technician (for example "the employee declined").
     fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>>;
+
+    /// The organisation's policy (JSON) arrived from the relay.
+    fn set_policy(&self, _json: &[u8]) {}
 }
 
 /// A boxed future, as trait methods return them.
@@ -269,6 +272,11 @@ impl Attached {
                 message = self.recv.recv::<RelayToAgent>() => match message? {
                     Some(RelayToAgent::Ping { nonce }) => {
                         self.send.send(&AgentToRelay::Pong { nonce }).await?;
+                    }
+                    Some(RelayToAgent::Policy { json }) => {
+                        if let Some(source) = diagnostics {
+                            source.set_policy(&json);
+                        }
                     }
                     Some(RelayToAgent::CollectDiagnostics { request_id, throughput }) => {
                         let refusal = match (diagnostics, running) {

@@ -21,6 +21,7 @@ const IDENTITY_FILE: &str = "identity.json";
 const KEY_FILE: &str = "agent-key.pem";
 const STATUS_FILE: &str = "status.json";
 const HISTORY_FILE: &str = "diagnostics-history.jsonl";
+const POLICY_FILE: &str = "policy.json";
 /// Diagnostic runs remembered for `deskside-agent history`.
 const HISTORY_KEEP: usize = 50;
 
@@ -187,7 +188,13 @@ impl StateDir {
 
     /// Removes the enrollment (used before enrolling again with `--force`).
     pub fn forget_enrollment(&self) -> Result<(), StateError> {
-        for name in [IDENTITY_FILE, KEY_FILE, STATUS_FILE, HISTORY_FILE] {
+        for name in [
+            IDENTITY_FILE,
+            KEY_FILE,
+            STATUS_FILE,
+            HISTORY_FILE,
+            POLICY_FILE,
+        ] {
             let path = self.path(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -230,6 +237,20 @@ impl StateDir {
         text.push('\n');
         write_private(&self.path(HISTORY_FILE), text.as_bytes())?;
         Ok(())
+    }
+
+    /// Keeps the organisation's policy as the relay last sent it (it holds
+    /// the identifier salt, so owner-only).
+    pub fn save_policy(&self, json: &[u8]) -> Result<(), StateError> {
+        write_private(&self.path(POLICY_FILE), json)?;
+        Ok(())
+    }
+
+    /// The organisation's policy as last received, or the defaults.
+    pub fn policy(&self) -> deskside_diag::policy::Policy {
+        std::fs::read(self.path(POLICY_FILE))
+            .map(|bytes| deskside_diag::policy::Policy::from_json(&bytes))
+            .unwrap_or_default()
     }
 
     /// Remembered diagnostic runs, oldest first (unreadable lines skipped).

@@ -100,6 +100,12 @@ pub enum RelayToAgent {
         /// Whether to run the throughput test (moves data for ~3 s).
         throughput: bool,
     },
+    /// The organisation's diagnostics policy (JSON in the `deskside-diag`
+    /// policy format), sent after `Attached`.
+    Policy {
+        /// The policy.
+        json: Vec<u8>,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -107,4 +113,4 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 6);
+crate::impl_message!(RelayToAgent, known = 7);

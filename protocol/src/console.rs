@@ -119,6 +119,15 @@ pub enum ConsoleRequest {
         /// At most this many.
         limit: u32,
     },
+    /// The organisation's diagnostics policy.
+    ShowPolicy,
+    /// Changes one key of the policy.
+    SetPolicy {
+        /// The key, e.g. `diagnostics_consent` or `thresholds.NAME`.
+        key: String,
+        /// Its new value, as text.
+        value: String,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -127,7 +136,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 9);
+crate::impl_message!(ConsoleRequest, known = 11);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -140,9 +149,10 @@ impl ConsoleRequest {
             | ConsoleRequest::ShowDevice { .. }
             | ConsoleRequest::DiagnosticsHistory { .. } => Role::Viewer,
             // A fresh snapshot makes the device work and move data.
-            ConsoleRequest::CreateEnrollToken { .. } | ConsoleRequest::Diagnose { .. } => {
-                Role::Technician
-            }
+            ConsoleRequest::CreateEnrollToken { .. }
+            | ConsoleRequest::Diagnose { .. }
+            | ConsoleRequest::ShowPolicy => Role::Technician,
+            ConsoleRequest::SetPolicy { .. } => Role::Admin,
             ConsoleRequest::RevokeDevice { .. }
             | ConsoleRequest::CreateTechnicianToken { .. }
             | ConsoleRequest::ListTechnicianTokens
@@ -174,6 +184,9 @@ pub enum ConsoleResponse {
     Diagnostics(StoredDiagnostics),
     /// Answer to `DiagnosticsHistory`.
     DiagnosticsHistory(Vec<StoredDiagnostics>),
+    /// Answer to `ShowPolicy` and `SetPolicy`: the policy as JSON (the
+    /// `deskside-diag` policy format, salt left out).
+    Policy(Vec<u8>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -182,7 +195,7 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 9);
+crate::impl_message!(ConsoleResponse, known = 10);
 
 /// A device as the console shows it. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

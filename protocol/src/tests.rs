@@ -132,6 +132,7 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 throughput,
             }
         }),
+        bytes(64).prop_map(|json| RelayToAgent::Policy { json }),
     ]
 }
 
@@ -159,6 +160,8 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
             .prop_map(|(device, throughput)| ConsoleRequest::Diagnose { device, throughput }),
         (text(), any::<u32>())
             .prop_map(|(device, limit)| ConsoleRequest::DiagnosticsHistory { device, limit }),
+        Just(ConsoleRequest::ShowPolicy),
+        (text(), text()).prop_map(|(key, value)| ConsoleRequest::SetPolicy { key, value }),
     ]
 }
 
@@ -254,6 +257,7 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
         stored_diagnostics().prop_map(ConsoleResponse::Diagnostics),
         proptest::collection::vec(stored_diagnostics(), 0..3)
             .prop_map(ConsoleResponse::DiagnosticsHistory),
+        bytes(64).prop_map(ConsoleResponse::Policy),
     ]
 }
 
@@ -832,10 +836,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::CollectDiagnostics {
-            request_id: 1,
-            throughput: false
-        }),
+        tag(&RelayToAgent::Policy { json: Vec::new() }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -850,14 +851,14 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::DiagnosticsHistory {
-            device: String::new(),
-            limit: 1
+        tag(&ConsoleRequest::SetPolicy {
+            key: String::new(),
+            value: String::new()
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::DiagnosticsHistory(Vec::new())),
+        tag(&ConsoleResponse::Policy(Vec::new())),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
 }

@@ -151,6 +151,13 @@ async fn attached(
             relay_time_ms: now_millis(),
         })
         .await?;
+        match crate::policy::load(shared, record.org).await {
+            Ok(policy) => {
+                let json = serde_json::to_vec(&policy).unwrap_or_default();
+                send.send(&RelayToAgent::Policy { json }).await?;
+            }
+            Err(refusal) => tracing::warn!("cannot send the policy: {refusal}"),
+        }
         loop {
             tokio::select! {
                 message = recv.recv::<AgentToRelay>() => match message? {

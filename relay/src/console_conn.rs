@@ -276,9 +276,11 @@ async fn handle(
                     )))
                 }
             };
-            let judged = crate::diagnostics::judge(&snapshot).map_err(|e| {
-                Refusal::Invalid(format!("the agent sent an unreadable snapshot: {e}"))
-            })?;
+            let policy = crate::policy::load(shared, org).await?;
+            let judged =
+                crate::diagnostics::judge(&snapshot, &policy.thresholds()).map_err(|e| {
+                    Refusal::Invalid(format!("the agent sent an unreadable snapshot: {e}"))
+                })?;
             let id = record.id;
             let (snapshot_text, verdict_text, primary) = judged.clone();
             let row = run(shared, move |s| {
@@ -289,7 +291,7 @@ async fn handle(
                     &snapshot_text,
                     &verdict_text,
                     primary.as_deref(),
-                    crate::diagnostics::KEEP_PER_DEVICE,
+                    policy.diagnostics_retention,
                     now,
                 )
             })
@@ -323,6 +325,19 @@ async fn handle(
                     })
                     .collect(),
             ))
+        }
+        ConsoleRequest::ShowPolicy => {
+            let policy = crate::policy::load(shared, org).await?;
+            Ok(ConsoleResponse::Policy(crate::policy::public_json(&policy)))
+        }
+        ConsoleRequest::SetPolicy { key, value } => {
+            check_text("key", &key, 100)?;
+            check_text("value", &value, 100)?;
+            let mut policy = crate::policy::load(shared, org).await?;
+            policy.set(&key, &value).map_err(Refusal::Invalid)?;
+            let change = serde_json::json!({ "key": key, "value": value });
+            crate::policy::save(shared, org, &policy, "policy.set", change, &actor).await?;
+            Ok(ConsoleResponse::Policy(crate::policy::public_json(&policy)))
         }
         ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(
             "this relay does not know request type {tag}; upgrade the relay"

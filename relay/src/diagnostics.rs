@@ -4,12 +4,12 @@
 use deskside_diag::thresholds::Thresholds;
 use deskside_diag::{verdict, Snapshot, FORMAT_VERSION};
 
-/// Snapshots kept per device (older ones are pruned on insert).
-pub const KEEP_PER_DEVICE: u32 = 200;
-
 /// Parses a snapshot and judges it. Returns the snapshot as stored text, the
 /// verdict as JSON text and the primary segment's name.
-pub fn judge(snapshot_json: &[u8]) -> Result<(String, String, Option<String>), String> {
+pub fn judge(
+    snapshot_json: &[u8],
+    thresholds: &Thresholds,
+) -> Result<(String, String, Option<String>), String> {
     let snapshot: Snapshot = serde_json::from_slice(snapshot_json).map_err(|e| e.to_string())?;
     if snapshot.format > FORMAT_VERSION {
         tracing::info!(
@@ -17,7 +17,7 @@ pub fn judge(snapshot_json: &[u8]) -> Result<(String, String, Option<String>), S
             "snapshot from a newer agent; judging the fields this relay knows"
         );
     }
-    let verdict = verdict::judge(&snapshot, &Thresholds::default());
+    let verdict = verdict::judge(&snapshot, thresholds);
     let verdict_json = serde_json::to_string(&verdict).map_err(|e| e.to_string())?;
     let primary = verdict
         .primary

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console_conn;
 pub mod diagnostics;
 pub mod measure;
+pub mod policy;
 pub mod presence;
 pub mod secrets;
 pub mod server;

@@ -1019,6 +1019,53 @@ impl Store {
         Ok(Some(device))
     }
 
+    /// The organisation's settings (JSON text; `{}` when never set).
+    pub fn organisation_settings(&self, org: OrgId) -> Result<String, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT settings FROM organisations WHERE id = ?1",
+            [org.0],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or(StoreError::UnknownOrganisation(org))
+    }
+
+    /// Replaces the organisation's settings (JSON text) and audits `change`
+    /// (what was set; never a secret) as `action`.
+    pub fn set_organisation_settings(
+        &self,
+        org: OrgId,
+        settings: &str,
+        action: &str,
+        change: &serde_json::Value,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE organisations SET settings = ?1 WHERE id = ?2",
+            params![settings, org.0],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::UnknownOrganisation(org));
+        }
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor,
+                action,
+                target: &format!("org:{}", org.0),
+                detail: change,
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Appends an event the relay records itself (for example a session's
     /// consent) and returns its row id.
     pub fn append_audit(
@@ -1614,6 +1661,42 @@ mod tests {
         assert!(store
             .insert_diagnostics(org, device.id, "t", "not json", "{}", None, 3, 1)
             .is_err());
+    }
+
+    #[test]
+    fn organisation_settings_are_replaced_and_audited() {
+        let store = Store::open_in_memory().unwrap();
+        let org = store
+            .bootstrap("Org", "admin", &[1; 32], 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.organisation_settings(org).unwrap(), "{}");
+        let before = store.audit_entries(Some(org), 100).unwrap().len();
+        store
+            .set_organisation_settings(
+                org,
+                r#"{"a":1}"#,
+                "policy.set",
+                &serde_json::json!({"a": 1}),
+                "t",
+                5,
+            )
+            .unwrap();
+        assert_eq!(store.organisation_settings(org).unwrap(), r#"{"a":1}"#);
+        let audit = store.audit_entries(Some(org), 100).unwrap();
+        assert_eq!(audit.len(), before + 1);
+        assert_eq!(audit[0].action, "policy.set");
+        assert!(store
+            .set_organisation_settings(
+                org,
+                "not json",
+                "policy.set",
+                &serde_json::json!({}),
+                "t",
+                6
+            )
+            .is_err());
+        assert!(store.organisation_settings(OrgId(99)).is_err());
     }
 
     #[test]

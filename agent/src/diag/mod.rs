@@ -69,12 +69,33 @@ pub struct AgentDiagnostics {
     pub target: collect::Target,
 }
 
+/// Collection options following the organisation's policy.
+pub fn options_for(policy: &deskside_diag::policy::Policy) -> collect::Options {
+    collect::Options {
+        privacy: platform::Privacy {
+            wifi_identifiers_in_clear: policy.wifi_identifiers_in_clear,
+            salt: policy.identifier_salt.clone(),
+        },
+        ..collect::Options::default()
+    }
+}
+
 impl DiagnosticsSource for AgentDiagnostics {
+    fn set_policy(&self, json: &[u8]) {
+        if let Err(e) = self.state.save_policy(json) {
+            tracing::warn!("cannot keep the organisation's policy: {e}");
+        }
+    }
+
     fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>> {
         let state = self.state.clone();
         let target = self.target.clone();
         Box::pin(async move {
-            let mut options = collect::Options::default();
+            let policy = state.policy();
+            if policy.diagnostics_consent == deskside_diag::policy::Consent::Employee {
+                return Err("this organisation requires the employee's approval before a technician collects diagnostics, and approval needs the session helper, which this agent does not have yet; ask the employee to run `deskside-agent check` and share the result".to_owned());
+            }
+            let mut options = options_for(&policy);
             options.path.throughput = throughput;
             let snapshot = collect::snapshot(Some(&target), &options, &|_| {}).await;
             let json = serde_json::to_vec(&snapshot)

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod diag;
 pub mod enroll;
 pub mod login;
+pub mod policy;
 pub mod tokens;
 
 use anyhow::Context as _;
@@ -45,6 +46,9 @@ pub enum Command {
     Tokens(tokens::TokensCommand),
     /// Diagnose a device: where does its problem come from?
     Diag(diag::DiagArgs),
+    /// Show or change the organisation's diagnostics policy
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// A subcommand after validation: what `run` executes.
@@ -62,6 +66,8 @@ pub enum Action {
     Tokens(tokens::TokensCommand),
     /// A `diag` command.
     Diag(diag::DiagArgs),
+    /// A `policy` subcommand.
+    Policy(policy::PolicyCommand),
 }
 
 impl Command {
@@ -74,6 +80,7 @@ impl Command {
             Command::EnrollToken(command) => Action::EnrollToken(command),
             Command::Tokens(command) => Action::Tokens(command),
             Command::Diag(args) => Action::Diag(args),
+            Command::Policy(command) => Action::Policy(command),
         })
     }
 }
@@ -98,6 +105,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::EnrollToken(command) => enroll::run(command, ctx).await,
         Action::Tokens(command) => tokens::run(command, ctx).await,
         Action::Diag(args) => diag::run(args, ctx).await,
+        Action::Policy(command) => policy::run(command, ctx).await,
     }
 }
 
@@ -133,6 +141,7 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::TechnicianTokenRevoked(_) => "revoked technician token",
         ConsoleResponse::Diagnostics(_) => "diagnostic snapshot",
         ConsoleResponse::DiagnosticsHistory(_) => "diagnostic history",
+        ConsoleResponse::Policy(_) => "policy",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(

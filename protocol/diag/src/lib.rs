@@ -13,6 +13,7 @@
 //! - [`report`]: the verdict as plain text for the employee and the
 //!   technician, in English or French.
 
+pub mod policy;
 pub mod report;
 pub mod snapshot;
 pub mod thresholds;
