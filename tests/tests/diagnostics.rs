@@ -227,6 +227,10 @@ fn udp_blackout_is_reported_clearly_as_udp_blocked() {
     let (snapshot, verdict) = lab.check(true);
     let path = &snapshot["path"]["measured"];
     assert_eq!(path["udp_ok"], false, "{snapshot}");
+    assert_eq!(
+        path["tcp_reachable"], true,
+        "the relay's host still answers over TCP"
+    );
     assert!(
         finding_ids(&verdict)
             .iter()

@@ -226,6 +226,16 @@ impl Prober {
     }
 }
 
+/// Whether `addr` answers a TCP connection attempt: accepted or refused
+/// (RST) both prove the host is reachable; silence does not.
+async fn tcp_answers(addr: std::net::SocketAddr) -> bool {
+    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Err(_) => false,
+    }
+}
+
 fn unreachable_report(mut path: Path, reason: &str) -> PathReport {
     path.download = Probe::unknown(reason);
     path.upload = Probe::unknown(reason);
@@ -279,9 +289,11 @@ pub async fn measure(
     let mut connected = match connected {
         Ok(connected) => connected,
         Err(e) => {
-            // No QUIC at all: that is the finding.
+            // No QUIC at all: that is the finding. Whether the relay's host
+            // answers over TCP tells "UDP blocked" from "unreachable".
             path.udp_ok = false;
             path.udp_error = Some(e.to_string());
+            path.tcp_reachable = Some(tcp_answers(addr).await);
             return unreachable_report(path, "no QUIC connection to the relay");
         }
     };

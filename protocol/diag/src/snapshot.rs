@@ -477,6 +477,10 @@ pub struct Path {
     pub udp_ok: bool,
     /// Why not, when it could not.
     pub udp_error: Option<String>,
+    /// When QUIC failed: whether the relay's host answered a TCP connection
+    /// attempt (accepted or refused) on the same port. An answer over TCP
+    /// while UDP gets nothing means UDP is blocked on the way.
+    pub tcp_reachable: Option<bool>,
     /// Time to connect and authenticate.
     pub connect_ms: Option<f64>,
     /// Round trips of small probes on an idle connection.

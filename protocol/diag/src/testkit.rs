@@ -130,6 +130,7 @@ pub fn healthy() -> Snapshot {
             relay: "relay.example.org:4433".to_owned(),
             udp_ok: true,
             udp_error: None,
+            tcp_reachable: None,
             connect_ms: Some(150.0),
             idle_rtt: Some(rtt(30.0, 3.0)),
             probes_sent: 200,

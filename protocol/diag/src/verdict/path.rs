@@ -106,12 +106,13 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     }
     let gateway_works = j.passed("gateway.reachable");
     let dns_works = j.passed("dns.resolution");
+    let relay_host_answers = path.tcp_reachable == Some(true);
     let evidence = |finding: Finding| {
         finding
             .flag("path.udp_ok", false, "")
             .text("path.udp_error", error, "")
     };
-    if !gateway_works && !dns_works {
+    if !gateway_works && !dns_works && !relay_host_answers {
         let finding = Finding::new("path.relay_unreachable", Stage::Service, Severity::Critical)
             .segment(Segment::Unknown)
             .confidence(Confidence::Low)
@@ -127,6 +128,7 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         return Ok(vec![evidence(finding)]);
     }
     let confirmed: Vec<&str> = [
+        ("the relay's host answers over TCP", relay_host_answers),
         ("the gateway answers", gateway_works),
         ("DNS resolves", dns_works),
     ]
@@ -147,7 +149,7 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             path.relay,
             confirmed.join(" and ")
         ))
-        .confidence(if gateway_works && dns_works {
+        .confidence(if relay_host_answers || (gateway_works && dns_works) {
             Confidence::High
         } else {
             Confidence::Medium

@@ -915,6 +915,21 @@ fn precedence_follows_the_path() {
             Low,
         ),
         (
+            "UDP gets nothing but the relay's host answers over TCP: UDP blocked, sure",
+            |s| {
+                fail_udp(s);
+                s.gateway = Probe::unknown("ICMP not permitted");
+                s.dns = Probe::not_applicable("the relay is configured by address");
+                if let Probe::Measured(path) = &mut s.path {
+                    path.tcp_reachable = Some(true);
+                }
+            },
+            Some(Configuration),
+            "path.udp_blocked",
+            Configuration,
+            High,
+        ),
+        (
             "disk full, everything else clean: device",
             |s| system_disk(s).available_bytes = GIB / 2,
             Some(Device),
