@@ -77,7 +77,12 @@ pub fn report(outcome: anyhow::Result<()>, format: Format) -> ExitCode {
     let error = match outcome {
         Ok(()) => return ExitCode::from(SUCCESS),
         Err(error) if is_broken_pipe(&error) => return ExitCode::from(SUCCESS),
-        Err(error) => error,
+        // A command may find a usage error only once it runs (flags that
+        // make no sense together for that command): still exit code 2.
+        Err(error) => match error.downcast_ref::<UsageError>() {
+            Some(usage_error) => return usage(usage_error),
+            None => error,
+        },
     };
     let message = one_line(&error);
     let _ = writeln!(io::stderr(), "error: {message}");

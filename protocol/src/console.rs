@@ -87,6 +87,8 @@ pub enum ConsoleRequest {
         uses: u32,
         /// Lifetime in seconds.
         expires_in_secs: u64,
+        /// Device group the enrolled devices join (for `diag --group`).
+        group: Option<String>,
     },
     /// Issues a technician token.
     CreateTechnicianToken {
@@ -218,6 +220,8 @@ pub struct DeviceSummary {
     pub last_address: Option<String>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+    /// Device group, from the enrollment token.
+    pub group: Option<String>,
 }
 
 /// A freshly issued enrollment token; the only time its text is visible.

@@ -141,12 +141,13 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         Just(ConsoleRequest::ListDevices),
         text().prop_map(|device| ConsoleRequest::ShowDevice { device }),
         text().prop_map(|device| ConsoleRequest::RevokeDevice { device }),
-        (any::<u32>(), any::<u64>()).prop_map(|(uses, expires_in_secs)| {
-            ConsoleRequest::CreateEnrollToken {
+        (any::<u32>(), any::<u64>(), prop::option::of(text())).prop_map(
+            |(uses, expires_in_secs, group)| ConsoleRequest::CreateEnrollToken {
                 uses,
                 expires_in_secs,
+                group,
             }
-        }),
+        ),
         (text(), role(), any::<Option<u64>>()).prop_map(|(name, role, expires_in_secs)| {
             ConsoleRequest::CreateTechnicianToken {
                 name,
@@ -174,9 +175,19 @@ fn device_summary() -> impl Strategy<Value = DeviceSummary> {
         any::<i64>(),
         prop::option::of(text()),
         any::<Option<i64>>(),
+        prop::option::of(text()),
     )
         .prop_map(
-            |(id, (hostname, os, agent_version), online, first_seen, last_seen, addr, revoked)| {
+            |(
+                id,
+                (hostname, os, agent_version),
+                online,
+                first_seen,
+                last_seen,
+                addr,
+                revoked,
+                group,
+            )| {
                 DeviceSummary {
                     id,
                     hostname,
@@ -187,6 +198,7 @@ fn device_summary() -> impl Strategy<Value = DeviceSummary> {
                     last_seen,
                     last_address: addr,
                     revoked_at: revoked,
+                    group,
                 }
             },
         )

@@ -168,7 +168,14 @@ async fn handle(
         ConsoleRequest::CreateEnrollToken {
             uses,
             expires_in_secs,
+            group,
         } => {
+            if let Some(group) = &group {
+                if group.trim().is_empty() {
+                    return Err(Refusal::Invalid("the group name is empty".to_owned()));
+                }
+                check_text("group", group, 64)?;
+            }
             if uses == 0 || uses > MAX_ENROLL_USES {
                 return Err(Refusal::Invalid(format!(
                     "uses must be between 1 and {MAX_ENROLL_USES}"
@@ -185,7 +192,16 @@ async fn handle(
             let expires_at = now.saturating_add(expires_in_secs as i64);
             let created_by = Some(technician.id);
             run(shared, move |s| {
-                s.create_enroll_token(org, &hash, uses, expires_at, created_by, &actor, now)
+                s.create_enroll_token_in_group(
+                    org,
+                    &hash,
+                    uses,
+                    expires_at,
+                    created_by,
+                    group.as_deref(),
+                    &actor,
+                    now,
+                )
             })
             .await?;
             let token = EnrollToken {

@@ -55,10 +55,16 @@ const MAX_CANDIDATES_SHOWN: usize = 10;
 /// Schema migrations, in order. Migration `i` (0-based) takes the database
 /// from `PRAGMA user_version` `i` to `i + 1`, in one transaction. Append
 /// only: never edit a script that has been released.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Schema version 3: device groups, given by the enrollment token.
+const MIGRATION_3: &str = r#"
+ALTER TABLE enroll_tokens ADD COLUMN device_group TEXT;
+ALTER TABLE devices ADD COLUMN device_group TEXT;
+"#;
 
 /// Schema version 2: diagnostic snapshots with their verdicts, per device.
 /// Snapshots are data, not audit: they may be pruned by retention.
@@ -248,6 +254,8 @@ pub struct DeviceRecord {
     pub last_address: Option<String>,
     /// Revocation time, Unix seconds, if revoked.
     pub revoked_at: Option<i64>,
+    /// Device group, from the enrollment token.
+    pub group: Option<String>,
 }
 
 impl DeviceRecord {
@@ -264,6 +272,7 @@ impl DeviceRecord {
             last_seen: self.last_seen,
             last_address: self.last_address.clone(),
             revoked_at: self.revoked_at,
+            group: self.group.clone(),
         }
     }
 
@@ -601,19 +610,39 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.create_enroll_token_in_group(
+            org, token_hash, uses, expires_at, created_by, None, actor, now,
+        )
+    }
+
+    /// Like [`Store::create_enroll_token`]; devices enrolled with the token
+    /// join `group`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_enroll_token_in_group(
+        &self,
+        org: OrgId,
+        token_hash: &[u8; 32],
+        uses: u32,
+        expires_at: i64,
+        created_by: Option<TechnicianId>,
+        group: Option<&str>,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO enroll_tokens
-                 (org_id, token_hash, uses_left, uses_total, expires_at, created_by, created_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                 (org_id, token_hash, uses_left, uses_total, expires_at, created_by, created_at, device_group)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
             params![
                 org.0,
                 &token_hash[..],
                 uses,
                 expires_at,
                 created_by.map(technician_id_to_sql),
-                now
+                now,
+                group
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -629,6 +658,7 @@ impl Store {
                     "uses": uses,
                     "expires_at": expires_at,
                     "created_by": created_by.map(|technician| technician.0),
+                    "group": group,
                 }),
             },
         )?;
@@ -705,8 +735,9 @@ impl Store {
         )?;
         tx.execute(
             "INSERT INTO devices (id, org_id, public_key, hostname, os, agent_version,
-                                  first_seen, last_seen, last_address, enroll_token_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                                  first_seen, last_seen, last_address, enroll_token_id, device_group)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9,
+                     (SELECT device_group FROM enroll_tokens WHERE id = ?9))",
             params![
                 device_id_to_sql(new_id),
                 org.0,
@@ -742,8 +773,14 @@ impl Store {
                 }),
             },
         )?;
+        let group: Option<String> = tx.query_row(
+            "SELECT device_group FROM devices WHERE id = ?1",
+            [device_id_to_sql(new_id)],
+            |row| row.get(0),
+        )?;
         tx.commit()?;
         let record = DeviceRecord {
+            group,
             id: new_id,
             org,
             public_key: public_key.to_vec(),
@@ -1394,7 +1431,7 @@ impl TokenRow {
 
 /// Columns read by [`device_from_row`].
 const DEVICE_COLUMNS: &str = "id, org_id, public_key, hostname, os, agent_version, \
-     first_seen, last_seen, last_address, revoked_at";
+     first_seen, last_seen, last_address, revoked_at, device_group";
 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -1408,6 +1445,7 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         last_seen: row.get(7)?,
         last_address: row.get(8)?,
         revoked_at: row.get(9)?,
+        group: row.get(10)?,
     })
 }
 
@@ -1700,6 +1738,40 @@ mod tests {
     }
 
     #[test]
+    fn devices_join_the_group_of_their_enrollment_token() {
+        let store = Store::open_in_memory().unwrap();
+        let org = store
+            .bootstrap("Org", "admin", &[1; 32], 0)
+            .unwrap()
+            .unwrap();
+        store
+            .create_enroll_token_in_group(org, &[2; 32], 1, 1_000, None, Some("paris"), "t", 0)
+            .unwrap();
+        store
+            .create_enroll_token(org, &[3; 32], 1, 1_000, None, "t", 0)
+            .unwrap();
+        let info = DeviceInfo {
+            hostname: "a".into(),
+            os: "Linux".into(),
+            agent_version: "0".into(),
+        };
+        let (grouped, _) = store
+            .enroll_device(&[2; 32], b"k1", &info, "x", DeviceId(1), 1)
+            .unwrap()
+            .unwrap();
+        let (plain, _) = store
+            .enroll_device(&[3; 32], b"k2", &info, "x", DeviceId(2), 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(grouped.group.as_deref(), Some("paris"));
+        assert_eq!(plain.group, None);
+        let listed = store.list_devices(org).unwrap();
+        let groups: Vec<_> = listed.iter().map(|d| d.group.clone()).collect();
+        assert!(groups.contains(&Some("paris".to_owned())) && groups.contains(&None));
+        assert_eq!(grouped.summary(true).group.as_deref(), Some("paris"));
+    }
+
+    #[test]
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Store>();
@@ -1708,13 +1780,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 2);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(store.schema_version(), 3);
+        assert_eq!(SCHEMA_VERSION, 3);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1886,6 +1958,7 @@ mod tests {
             last_seen: T0 + 10,
             last_address: Some("192.0.2.7:50000".to_owned()),
             revoked_at: None,
+            group: None,
         };
         assert_eq!(device, expected);
         assert_eq!(

@@ -353,3 +353,75 @@ fn the_organisation_policy_reaches_agents_and_gates_collection() {
     let (snapshot, _) = lab.check(true);
     assert_eq!(snapshot["path"]["measured"]["udp_ok"], true);
 }
+
+#[test]
+fn fleet_runs_cover_all_devices_or_one_group_with_per_device_errors() {
+    let mut lab = Lab::new();
+    let paris = lab.world.agent("paris");
+    let token = lab
+        .admin
+        .run(&["enroll-token", "create", "--group", "paris", "--json"])
+        .ok()
+        .json();
+    let paris_id = paris.enroll(token["token"].as_str().unwrap());
+    let offline = lab.world.agent("drawer");
+    let offline_id = offline.enroll(&lab.admin.enroll_token(1, "10m"));
+    let (laptop, device) = (lab.agent.clone(), lab.device.clone());
+    let _a = lab.world.run_agent(&laptop);
+    let _b = lab.world.run_agent(&paris);
+    for id in [&device, &paris_id] {
+        lab.admin.wait_status(id, "online", Duration::from_secs(15));
+    }
+    let shown = lab
+        .admin
+        .run(&["devices", "show", &paris_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["group"], "paris");
+
+    let all = lab
+        .admin
+        .run(&["diag", "--all", "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let error = all
+        .iter()
+        .find(|l| l["device"] == offline_id.as_str())
+        .unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["message"], "offline");
+    assert_eq!(all.iter().filter(|l| l["type"] == "diagnostics").count(), 2);
+
+    let group = lab
+        .admin
+        .run(&["diag", "--group", "paris", "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(group.len(), 1);
+    assert_eq!(group[0]["device"], paris_id.as_str());
+
+    // A filter on a measured field: every path here is fast.
+    let slow = lab
+        .admin
+        .run(&[
+            "diag",
+            "--all",
+            "--json",
+            "--where",
+            "path.idle_rtt.median_ms > 500",
+        ])
+        .ok()
+        .json_lines();
+    assert!(slow.is_empty(), "{slow:?}");
+    let csv = lab.admin.run(&["diag", "--all", "--csv"]).ok();
+    assert!(
+        csv.stdout.starts_with("id,hostname,verdict,findings"),
+        "{}",
+        csv.stdout
+    );
+    assert_eq!(csv.stdout.lines().count(), 4);
+    lab.admin
+        .run(&["diag", &device, "--where", "wifi.signal_dbm < -70"])
+        .fails_with(2, "--all or --group");
+}

@@ -99,6 +99,8 @@ pub struct DeviceRecord {
     pub last_address: Option<String>,
     /// Revocation time, RFC 3339, if revoked.
     pub revoked_at: Option<String>,
+    /// Device group, if its enrollment token named one.
+    pub group: Option<String>,
 }
 
 impl DeviceRecord {
@@ -116,6 +118,7 @@ impl DeviceRecord {
             last_seen: rfc3339(device.last_seen),
             last_address: device.last_address.clone(),
             revoked_at: rfc3339_opt(device.revoked_at),
+            group: device.group.clone(),
         }
     }
 }
@@ -240,6 +243,7 @@ mod tests {
             last_seen: NOW - last_seen_ago,
             last_address: online.then(|| "203.0.113.7:50123".to_owned()),
             revoked_at: None,
+            group: None,
         }
     }
 
@@ -306,6 +310,7 @@ mod tests {
                 "last_seen": "2023-11-14T22:13:20Z",
                 "last_address": "203.0.113.7:50123",
                 "revoked_at": null,
+                "group": null,
             })
         );
         d.revoked_at = Some(NOW);

@@ -37,15 +37,18 @@ pub struct DiagArgs {
     /// with the error "offline")
     #[arg(long, conflicts_with = "device")]
     all: bool,
-    /// With --all: keep only devices whose snapshot matches, e.g.
+    /// Diagnose every device of this group (set by the enrollment token)
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["device", "all"])]
+    group: Option<String>,
+    /// With --all or --group: keep only devices whose snapshot matches, e.g.
     /// 'wifi.signal_dbm < -70' or 'path.idle_rtt.median_ms >= 100'
-    #[arg(long = "where", value_name = "EXPR", requires = "all")]
+    #[arg(long = "where", value_name = "EXPR")]
     filter: Option<String>,
-    /// With --all: comma-separated values instead of a table
-    #[arg(long, requires = "all")]
+    /// With --all or --group: comma-separated values instead of a table
+    #[arg(long)]
     csv: bool,
-    /// With --all: devices diagnosed at the same time
-    #[arg(long, default_value_t = 64, requires = "all")]
+    /// With --all or --group: devices diagnosed at the same time
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Language of the report [default: from the locale]
     #[arg(long, value_parser = ["en", "fr"])]
@@ -106,6 +109,11 @@ pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
                 other => Err(unexpected(&other)),
             }
         }
+        (None, Some(_)) if args.filter.is_some() || args.csv => Err(crate::exit::UsageError::new(
+            "--where and --csv apply to fleet runs: use them with --all or --group",
+            "deskside diag --help",
+        )
+        .into()),
         (None, Some(device)) => {
             let lang = language(args.lang.as_deref());
             let response = super::request(
@@ -121,14 +129,20 @@ pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
                 other => Err(unexpected(&other)),
             }
         }
-        (None, None) if args.all => {
+        (None, None) if args.all || args.group.is_some() => {
             let filter = match args.filter.as_deref().map(Filter::parse).transpose() {
                 Ok(filter) => filter,
                 Err(message) => {
                     return Err(crate::exit::UsageError::new(message, "deskside diag --help").into())
                 }
             };
-            fleet(ctx, args.throughput, filter.as_ref(), args.csv, args.concurrency).await
+            let selection = Selection {
+                group: args.group,
+                filter,
+                csv: args.csv,
+                concurrency: args.concurrency,
+            };
+            fleet(ctx, args.throughput, &selection).await
         }
         (None, None) => Err(crate::exit::UsageError::new(
             "name a DEVICE to diagnose, or use `deskside diag history DEVICE` or `deskside diag judge FILE`",
@@ -283,13 +297,24 @@ fn number(value: &Value, path: &[&str]) -> Option<f64> {
     current.as_f64()
 }
 
+/// Which devices a fleet run covers and how it prints.
+struct Selection {
+    group: Option<String>,
+    filter: Option<Filter>,
+    csv: bool,
+    concurrency: usize,
+}
+
 async fn fleet(
     ctx: &mut Context<'_>,
     throughput: bool,
-    filter: Option<&Filter>,
-    csv: bool,
-    concurrency: usize,
+    selection: &Selection,
 ) -> anyhow::Result<()> {
+    let (filter, csv, concurrency) = (
+        selection.filter.as_ref(),
+        selection.csv,
+        selection.concurrency,
+    );
     let (_, mut client) = super::connect(ctx).await?;
     let devices = match client.request(ConsoleRequest::ListDevices).await? {
         ConsoleResponse::Devices(devices) => devices,
@@ -298,6 +323,7 @@ async fn fleet(
     let devices: Vec<_> = devices
         .into_iter()
         .filter(|d| d.revoked_at.is_none())
+        .filter(|d| selection.group.is_none() || d.group == selection.group)
         .collect();
     let mut rows: Vec<Option<FleetRow>> = devices.iter().map(|_| None).collect();
     let mut asked = Vec::new();

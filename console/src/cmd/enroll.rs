@@ -32,6 +32,10 @@ pub struct CreateArgs {
     /// How long the token stays valid, e.g. 30m, 24h, 7d
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_lifetime)]
     pub expires: Duration,
+
+    /// Device group the enrolled devices join (used by `deskside diag --group`)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 /// Runs an `enroll-token` subcommand.
@@ -40,6 +44,7 @@ pub async fn run(command: EnrollTokenCommand, ctx: &mut Context<'_>) -> anyhow::
     let request = ConsoleRequest::CreateEnrollToken {
         uses: args.uses,
         expires_in_secs: args.expires.as_secs(),
+        group: args.group,
     };
     match super::request(ctx, request).await? {
         ConsoleResponse::EnrollToken(issued) => {

@@ -165,6 +165,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         .request(ConsoleRequest::CreateEnrollToken {
             uses: u32::try_from(n)?,
             expires_in_secs: 3600,
+            group: None,
         })
         .await?
     {

@@ -172,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         .request(ConsoleRequest::CreateEnrollToken {
             uses: 1,
             expires_in_secs: 600,
+            group: None,
         })
         .await?
     {
