@@ -1,12 +1,12 @@
 //! Reachability of the home gateway.
 //!
-//! Unprivileged ICMP is disabled on many Linux systems (Debian's default
-//! `net.ipv4.ping_group_range = 1 0`), so the probe is a TCP connection
-//! attempt to ports routers commonly answer on: a completed handshake *or a
-//! refusal (RST)* both prove the router answered, and the time to either is
-//! a round trip. Only silence on every port is "no answer" — and since a
-//! router may simply drop TCP, silence on all probes is reported as
-//! unknown, never as a fault.
+//! First choice: ICMP echo through an unprivileged ping socket, where the
+//! OS allows it (Linux: the process's group in `net.ipv4.ping_group_range`;
+//! Debian's default `1 0` allows nobody). Otherwise — or when the router
+//! ignores pings — a TCP connection attempt to ports routers commonly answer
+//! on: a completed handshake *or a refusal (RST)* both prove the router
+//! answered, and the time to either is a round trip. Silence on every probe
+//! is reported as unknown, never as a fault: a router may drop both.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -36,8 +36,92 @@ async fn tcp_probe(target: SocketAddr) -> Option<Duration> {
     }
 }
 
-/// Probes `gateway`.
+/// An ICMP echo request (type 8) with `seq`, checksummed. On ping sockets
+/// the kernel replaces the identifier with the socket's own.
+pub fn echo_request(seq: u16) -> [u8; 16] {
+    let mut packet = [0u8; 16];
+    packet[0] = 8; // echo request
+    packet[6..8].copy_from_slice(&seq.to_be_bytes());
+    packet[8..16].copy_from_slice(b"deskside");
+    let checksum = internet_checksum(&packet);
+    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
+    packet
+}
+
+/// The sequence number of an ICMP echo reply (type 0), if `packet` is one.
+pub fn echo_reply_seq(packet: &[u8]) -> Option<u16> {
+    (packet.len() >= 8 && packet[0] == 0 && packet[1] == 0)
+        .then(|| u16::from_be_bytes([packet[6], packet[7]]))
+}
+
+/// RFC 1071 ones'-complement checksum.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| {
+            u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]))
+        })
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Pings `gateway` with an unprivileged ICMP socket. `Err` when the OS does
+/// not allow it; `Ok` with one round trip per probe (`None` = no reply).
+fn icmp_probe(gateway: std::net::Ipv4Addr) -> std::io::Result<Vec<Option<f64>>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::Read as _;
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?;
+    socket.set_read_timeout(Some(TIMEOUT))?;
+    socket.connect(&std::net::SocketAddrV4::new(gateway, 0).into())?;
+    let mut samples = Vec::new();
+    let mut buffer = [0u8; 128];
+    for seq in 0..PROBES as u16 {
+        let sent = Instant::now();
+        socket.send(&echo_request(seq))?;
+        let answer = loop {
+            match (&socket).read(&mut buffer) {
+                Ok(n) if echo_reply_seq(&buffer[..n]) == Some(seq) => break Some(sent.elapsed()),
+                Ok(_) => continue, // a late reply to an earlier probe
+                Err(_) => break None,
+            }
+        };
+        samples.push(answer.map(|rtt| rtt.as_secs_f64() * 1000.0));
+        std::thread::sleep(INTERVAL);
+    }
+    Ok(samples)
+}
+
+/// Probes `gateway`: ICMP where allowed and answered, else TCP.
 pub async fn probe(gateway: IpAddr) -> Probe<Gateway> {
+    if let IpAddr::V4(v4) = gateway {
+        let pinged = tokio::task::spawn_blocking(move || icmp_probe(v4)).await;
+        match pinged {
+            Ok(Ok(samples)) if samples.iter().any(Option::is_some) => {
+                let answered: Vec<f64> = samples.iter().flatten().copied().collect();
+                return Probe::Measured(Gateway {
+                    address: gateway.to_string(),
+                    method: "icmp".to_owned(),
+                    sent: samples.len() as u32,
+                    received: answered.len() as u32,
+                    rtt: rtt_stats(&answered),
+                });
+            }
+            Ok(Ok(_)) => tracing::debug!("the gateway ignores pings; trying TCP"),
+            Ok(Err(e)) => tracing::debug!("unprivileged ICMP is not available ({e}); trying TCP"),
+            Err(e) => tracing::debug!("the ping task failed ({e}); trying TCP"),
+        }
+    }
+    tcp(gateway).await
+}
+
+/// The TCP fallback.
+async fn tcp(gateway: IpAddr) -> Probe<Gateway> {
     // Find a port the router answers on.
     let mut port = None;
     for candidate in PORTS {
@@ -76,6 +160,42 @@ pub async fn probe(gateway: IpAddr) -> Probe<Gateway> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_requests_carry_a_valid_checksum_and_replies_are_recognised() {
+        let packet = echo_request(0x0102);
+        assert_eq!(packet[0], 8);
+        assert_eq!(&packet[6..8], &[1, 2]);
+        // A packet including its own checksum sums to zero.
+        assert_eq!(internet_checksum(&packet), 0);
+        let mut reply = packet;
+        reply[0] = 0;
+        assert_eq!(echo_reply_seq(&reply), Some(0x0102));
+        assert_eq!(echo_reply_seq(&packet), None, "a request is not a reply");
+        assert_eq!(echo_reply_seq(&[0, 0, 0]), None);
+        // RFC 1071's worked example: 0001 f203 f4f5 f6f7 sums to ddf2.
+        assert_eq!(
+            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
+    }
+
+    #[test]
+    fn pings_loopback_where_the_os_allows_unprivileged_icmp() {
+        // Where ping sockets are not allowed (Debian's default), the probe
+        // must fail cleanly so the caller falls back to TCP; where they are
+        // (`ip netns exec NS` with `net.ipv4.ping_group_range = 0 2147483647`),
+        // loopback answers every ping.
+        match icmp_probe(std::net::Ipv4Addr::LOCALHOST) {
+            Err(e) => {
+                eprintln!("unprivileged ICMP not allowed here ({e}): the TCP fallback is used")
+            }
+            Ok(samples) => {
+                assert_eq!(samples.len(), PROBES as usize);
+                assert!(samples.iter().all(Option::is_some), "{samples:?}");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn a_refusing_host_counts_as_answering() {
