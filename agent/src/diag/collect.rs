@@ -126,7 +126,16 @@ pub async fn snapshot(
         .into_iter()
         .collect();
     names.extend(options.dns_names.iter().cloned());
-    let dns = dns::probe(&names, relay_reachable).await;
+    let servers: Vec<IpAddr> = network
+        .value()
+        .map(|n| {
+            n.dns_servers
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let dns = dns::probe(&names, &servers, relay_reachable).await;
     let (path, clock) = match path {
         Some(report) => (Probe::Measured(report.path), report.clock),
         None => (

@@ -400,12 +400,32 @@ pub struct DnsLookup {
     pub error: Option<String>,
 }
 
+/// One lookup sent straight to a DNS server, bypassing the system resolver.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirectLookup {
+    /// The server asked.
+    pub server: String,
+    /// Name looked up.
+    pub name: String,
+    /// How long the answer took, if one came.
+    pub duration_ms: Option<f64>,
+    /// Addresses in the answer.
+    pub answers: u16,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
 /// Name resolution.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dns {
     /// Lookups through the system resolver.
     pub lookups: Vec<DnsLookup>,
+    /// The same names asked straight to the configured DNS servers (another
+    /// path: a broken local resolver, stub or VPN split-DNS setup fails the
+    /// system lookups while these succeed).
+    pub direct: Vec<DirectLookup>,
     /// Whether the relay (reached by address) was also reachable, which
     /// tells a DNS failure from no connectivity at all.
     pub relay_reachable: Option<bool>,

@@ -120,6 +120,7 @@ pub fn healthy() -> Snapshot {
                 duration_ms: Some(25.0),
                 error: None,
             }],
+            direct: Vec::new(),
             relay_reachable: Some(true),
         }),
         clock: Probe::Measured(Clock {

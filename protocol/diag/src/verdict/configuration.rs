@@ -126,7 +126,18 @@ pub(super) fn dns_resolution(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         ));
     // The relay reached by address proves there is connectivity, so the
     // failure is the resolver's; without that proof it is less certain.
-    if dns.relay_reachable == Some(true) {
+    let direct_ok: Vec<&str> = dns
+        .direct
+        .iter()
+        .filter(|d| d.error.is_none() && d.answers > 0 && failed.iter().any(|f| f.name == d.name))
+        .map(|d| d.server.as_str())
+        .collect();
+    if !direct_ok.is_empty() {
+        finding.add_note(&format!(
+            "Asked directly, the DNS server(s) {} answered for the same names: the local resolver (stub resolver, /etc/resolv.conf, VPN or filtering software) is at fault, not the DNS server.",
+            direct_ok.join(", ")
+        ));
+    } else if dns.relay_reachable == Some(true) {
         finding.add_note("The relay was reachable by address, so connectivity works and the resolver is at fault.");
     } else {
         finding = finding.confidence(Confidence::Medium);

@@ -1480,3 +1480,42 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_dns_server_answering_directly_puts_the_blame_on_the_local_resolver() {
+    use crate::snapshot::DirectLookup;
+    let mut snapshot = healthy();
+    let Probe::Measured(dns) = &mut snapshot.dns else {
+        panic!("healthy snapshots measure DNS");
+    };
+    dns.lookups[0].duration_ms = None;
+    dns.lookups[0].error = Some("Temporary failure in name resolution".to_owned());
+    dns.relay_reachable = Some(false);
+    let without_direct = judge(&snapshot, &Thresholds::default());
+    let failing = without_direct.finding("dns.failing").expect("dns.failing");
+    assert_eq!(
+        failing.confidence,
+        Confidence::Medium,
+        "connectivity unproven"
+    );
+
+    let Probe::Measured(dns) = &mut snapshot.dns else {
+        unreachable!()
+    };
+    dns.direct.push(DirectLookup {
+        server: "192.0.2.53".to_owned(),
+        name: dns.lookups[0].name.clone(),
+        duration_ms: Some(12.0),
+        answers: 1,
+        error: None,
+    });
+    let with_direct = judge(&snapshot, &Thresholds::default());
+    let failing = with_direct.finding("dns.failing").expect("dns.failing");
+    assert!(
+        failing.technician_note.contains("local resolver"),
+        "{}",
+        failing.technician_note
+    );
+    assert!(failing.technician_note.contains("192.0.2.53"));
+    assert_eq!(failing.confidence, Confidence::High);
+}
