@@ -19,8 +19,9 @@ use crate::profile;
 
 const LONG_ABOUT: &str = "\
 deskside is the technician's tool for deskside remote support: list and \
-inspect enrolled devices, create enrollment tokens for new ones, and manage \
-technician tokens.
+inspect enrolled devices, diagnose them (device, configuration, home \
+network, ISP or service?), create enrollment tokens for new ones, and manage \
+technician tokens and the diagnostics policy.
 
 Start with `deskside login LOGIN_STRING` (an administrator creates the \
 string with `deskside tokens create`). Every command accepts --json to print \
