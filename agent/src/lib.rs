@@ -5,6 +5,7 @@
 //! schedule. Later: diagnostics, and the session helper's local socket.
 
 pub mod backoff;
+pub mod clock;
 pub mod diag;
 pub mod link;
 pub mod state;

@@ -6,7 +6,7 @@
 //! the connection ends, so a relay restart needs no action on the device.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
 use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, Identity, NetError};
@@ -113,13 +113,6 @@ fn options(
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Enrolls this device with `token_text`. Nothing is written unless the
 /// relay accepts.
 pub async fn enroll(
@@ -146,7 +139,7 @@ pub async fn enroll(
         organisation,
         relay: token.relay,
         fingerprint: token.fingerprint,
-        enrolled_at: unix_now(),
+        enrolled_at: crate::clock::unix_secs(),
     };
     if force {
         state.forget_enrollment()?;
@@ -218,10 +211,7 @@ pub async fn attach(
             relay_time_ms,
             ..
         }) => {
-            let local_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let local_ms = crate::clock::unix_millis();
             Ok(Attached {
                 connection: connected.connection,
                 send: connected.send,
@@ -334,7 +324,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         let status = Status {
             pid: std::process::id(),
             state: link,
-            since: unix_now(),
+            since: crate::clock::unix_secs(),
             last_error,
         };
         if let Err(e) = state.write_status(&status) {

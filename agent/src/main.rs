@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use deskside_agent::link::{self, LinkError};
@@ -217,10 +217,7 @@ fn status(state: &StateDir, json: bool) -> Result<(), LinkError> {
         "Relay:     {} ({})",
         enrollment.relay, enrollment.fingerprint
     );
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = deskside_agent::clock::unix_secs();
     let ago = |secs: i64| {
         humantime::format_duration(Duration::from_secs((now - secs).max(0) as u64)).to_string()
     };

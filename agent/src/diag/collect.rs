@@ -2,7 +2,7 @@
 //! each other, into one [`Snapshot`].
 
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use deskside_diag::snapshot::{Device, NetworkConfig};
 use deskside_diag::{Probe, Snapshot, FORMAT_VERSION};
@@ -47,13 +47,6 @@ pub enum Step {
     Done,
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs every probe. `progress` is told when each step starts.
 pub async fn snapshot(
     target: Option<&Target>,
@@ -61,7 +54,7 @@ pub async fn snapshot(
     progress: &(dyn Fn(Step) + Sync),
 ) -> Snapshot {
     let started = Instant::now();
-    let taken_at_ms = unix_ms();
+    let taken_at_ms = crate::clock::unix_millis();
     progress(Step::Local);
     let relay_ip = match target {
         Some(t) => deskside_net::transport::resolve(&t.relay)

@@ -13,8 +13,6 @@ pub mod path;
 pub mod platform;
 pub mod system;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::link::{BoxFuture, DiagnosticsSource};
 use crate::state::StateDir;
 
@@ -44,10 +42,7 @@ pub fn remember(
     snapshot: &deskside_diag::Snapshot,
     sent_to_relay: bool,
 ) {
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let at = crate::clock::unix_millis();
     let entry = serde_json::json!({
         "at_ms": at,
         "requested_by": requester.as_str(),

@@ -10,7 +10,7 @@
 //! the relay, which reports what it received.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, Throughput};
 use deskside_diag::Probe;
@@ -57,13 +57,6 @@ pub struct PathReport {
     pub path: Path,
     /// The clock offset, if the relay answered.
     pub clock: Probe<Clock>,
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Summary statistics of round trips in milliseconds, given in send order
@@ -121,7 +114,7 @@ impl Prober {
         Self {
             connection,
             epoch: Instant::now(),
-            wall_epoch_ms: unix_ms(),
+            wall_epoch_ms: crate::clock::unix_millis(),
             next_seq: 0,
             sent: HashMap::new(),
             answered: Vec::new(),
