@@ -12,15 +12,7 @@ use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
 
 fn language(flag: Option<&str>) -> Lang {
-    match flag {
-        Some("fr") => Lang::Fr,
-        Some(_) => Lang::En,
-        None => report::lang_from_locale(
-            std::env::var("LC_ALL").ok().as_deref(),
-            std::env::var("LC_MESSAGES").ok().as_deref(),
-            std::env::var("LANG").ok().as_deref(),
-        ),
-    }
+    report::lang_for(flag, |name| std::env::var(name).ok())
 }
 
 /// Runs every probe, judges the result and prints the report.

@@ -80,15 +80,7 @@ enum DiagCommand {
 }
 
 fn language(flag: Option<&str>) -> Lang {
-    match flag {
-        Some("fr") => Lang::Fr,
-        Some(_) => Lang::En,
-        None => report::lang_from_locale(
-            std::env::var("LC_ALL").ok().as_deref(),
-            std::env::var("LC_MESSAGES").ok().as_deref(),
-            std::env::var("LANG").ok().as_deref(),
-        ),
-    }
+    report::lang_for(flag, |name| std::env::var(name).ok())
 }
 
 fn style() -> Style {
@@ -215,20 +207,9 @@ impl Filter {
     /// Whether `snapshot` (JSON) matches; a field that was not measured
     /// never matches.
     pub fn matches(&self, snapshot: &Value) -> bool {
-        let mut current = snapshot;
-        for key in &self.path {
-            // Measured probes wrap their value: look through the wrapper.
-            if let Some(inner) = current.get("measured") {
-                current = inner;
-            }
-            match current.get(key) {
-                Some(next) => current = next,
-                None => return false,
-            }
-        }
-        if let Some(inner) = current.get("measured") {
-            current = inner;
-        }
+        let Some(current) = field(snapshot, self.path.iter().map(String::as_str)) else {
+            return false;
+        };
         match (current.as_f64(), self.value.as_f64()) {
             (Some(have), Some(want)) => match self.op {
                 Op::Lt => have < want,
@@ -281,20 +262,22 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn number(value: &Value, path: &[&str]) -> Option<f64> {
-    let filter = Filter {
-        path: path.iter().map(|s| s.to_string()).collect(),
-        op: Op::Ne,
-        value: Value::Null,
-    };
-    let mut current = value;
-    for key in &filter.path {
-        if let Some(inner) = current.get("measured") {
-            current = inner;
-        }
-        current = current.get(key)?;
+/// The field at `path` in a snapshot's JSON, looking through the
+/// `measured` wrapper of every probe; `None` if it was not measured.
+fn field<'a, 'k>(
+    snapshot: &'a Value,
+    path: impl IntoIterator<Item = &'k str>,
+) -> Option<&'a Value> {
+    let unwrap = |value: &'a Value| value.get("measured").unwrap_or(value);
+    let mut current = snapshot;
+    for key in path {
+        current = unwrap(current).get(key)?;
     }
-    current.as_f64()
+    Some(unwrap(current))
+}
+
+fn number(snapshot: &Value, path: &[&str]) -> Option<f64> {
+    field(snapshot, path.iter().copied())?.as_f64()
 }
 
 /// Which devices a fleet run covers and how it prints.

@@ -52,6 +52,19 @@ pub fn lang_from_locale(
     }
 }
 
+/// The language of a report: `flag` (`--lang en|fr`) when given, otherwise
+/// the locale read through `env` (pass `|name| std::env::var(name).ok()`).
+pub fn lang_for(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Lang {
+    match flag {
+        Some(flag) => lang_from_locale(Some(flag), None, None),
+        None => lang_from_locale(
+            env("LC_ALL").as_deref(),
+            env("LC_MESSAGES").as_deref(),
+            env("LANG").as_deref(),
+        ),
+    }
+}
+
 /// Renders `verdict` (judged from `snapshot`) as text ending with a newline.
 pub fn render(verdict: &Verdict, snapshot: &Snapshot, lang: Lang, style: Style) -> String {
     let r = Renderer { lang, style };

@@ -269,3 +269,12 @@ fn numbers_are_rounded_for_people() {
         "wifi.signal_dbm < -75,5 dBm"
     );
 }
+
+#[test]
+fn the_flag_wins_over_the_locale() {
+    let french = |name: &str| (name == "LANG").then(|| "fr_FR.UTF-8".to_owned());
+    assert_eq!(lang_for(None, french), Lang::Fr);
+    assert_eq!(lang_for(Some("en"), french), Lang::En);
+    assert_eq!(lang_for(Some("fr"), |_| None), Lang::Fr);
+    assert_eq!(lang_for(None, |_| None), Lang::En);
+}
