@@ -488,7 +488,8 @@ impl Agent {
     }
 }
 
-/// In-process raw QUIC clients for misbehaviour tests.
+/// In-process raw QUIC clients that skip the normal client code, for
+/// misbehaviour and version tests.
 pub mod raw {
     use std::net::SocketAddr;
     use std::sync::Arc;
@@ -496,19 +497,16 @@ pub mod raw {
 
     use deskside_net::tls::client_config;
     use deskside_net::transport::{client_endpoint, transport_config};
-    use deskside_net::ALPN;
-    use deskside_protocol::version::ClientHello;
+    use deskside_net::{FramedRecv, FramedSend, ALPN};
+    use deskside_protocol::version::{ClientHello, ServerHello, VersionRange, MAGIC};
     use deskside_protocol::Fingerprint;
 
-    /// Connects without a client certificate, optionally sends a valid hello,
-    /// then writes `bytes` on the control stream and returns how the relay
-    /// closed the connection (as text).
-    pub async fn send_and_wait_close(
+    /// A QUIC connection to the relay (pinned, no client certificate) with
+    /// nothing sent yet. The endpoint must outlive the connection.
+    async fn connect(
         addr: SocketAddr,
         fingerprint: Fingerprint,
-        bytes: &[u8],
-        after_hello: bool,
-    ) -> String {
+    ) -> (quinn::Endpoint, quinn::Connection) {
         let endpoint = client_endpoint(addr).expect("endpoint");
         let (tls, _) = client_config(fingerprint, None, ALPN).expect("tls");
         let mut config = quinn::ClientConfig::new(Arc::new(
@@ -520,6 +518,18 @@ pub mod raw {
             .expect("connect")
             .await
             .expect("handshake");
+        (endpoint, connection)
+    }
+
+    /// Optionally sends a valid hello, then writes `bytes` on the control
+    /// stream and returns how the relay closed the connection (as text).
+    pub async fn send_and_wait_close(
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        bytes: &[u8],
+        after_hello: bool,
+    ) -> String {
+        let (_endpoint, connection) = connect(addr, fingerprint).await;
         let (mut send, mut recv) = connection.open_bi().await.expect("stream");
         if after_hello {
             let body = deskside_protocol::message::encode_value(&ClientHello::current("raw-test"))
@@ -536,37 +546,14 @@ pub mod raw {
             .expect("the relay closes a misbehaving connection");
         reason.to_string()
     }
-}
-
-/// What a relay answers to a hello with arbitrary versions.
-pub mod hello {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use deskside_net::tls::client_config;
-    use deskside_net::transport::{client_endpoint, transport_config};
-    use deskside_net::{FramedRecv, FramedSend, ALPN};
-    use deskside_protocol::version::{ClientHello, ServerHello, VersionRange, MAGIC};
-    use deskside_protocol::Fingerprint;
 
     /// Sends a hello claiming `versions` and returns the relay's answer.
-    pub async fn exchange(
+    pub async fn exchange_hello(
         addr: SocketAddr,
         fingerprint: Fingerprint,
         versions: VersionRange,
     ) -> ServerHello {
-        let endpoint = client_endpoint(addr).expect("endpoint");
-        let (tls, _) = client_config(fingerprint, None, ALPN).expect("tls");
-        let mut config = quinn::ClientConfig::new(Arc::new(
-            quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls"),
-        ));
-        config.transport_config(Arc::new(transport_config(Duration::from_secs(30), None)));
-        let connection = endpoint
-            .connect_with(config, addr, "deskside-relay")
-            .expect("connect")
-            .await
-            .expect("handshake");
+        let (_endpoint, connection) = connect(addr, fingerprint).await;
         let (send, recv) = connection.open_bi().await.expect("stream");
         let mut send = FramedSend::new(send, 1024);
         let mut recv = FramedRecv::new(recv, 1024);

@@ -282,7 +282,11 @@ fn a_peer_from_a_newer_release_is_told_to_upgrade_instead_of_hanging() {
     let addr = relay.addr.parse().unwrap();
     let fingerprint = relay.fingerprint.parse().unwrap();
     let future = VersionRange { min: 50, max: 60 };
-    let answer = rt.block_on(deskside_tests::hello::exchange(addr, fingerprint, future));
+    let answer = rt.block_on(deskside_tests::raw::exchange_hello(
+        addr,
+        fingerprint,
+        future,
+    ));
     let ServerHello::VersionMismatch {
         relay: theirs,
         software,
@@ -300,7 +304,7 @@ fn a_peer_from_a_newer_release_is_told_to_upgrade_instead_of_hanging() {
     assert!(version_advice(old, theirs, &software).ends_with("upgrade this program"));
     // A compatible range still negotiates the newest common version.
     let wide = VersionRange { min: 1, max: 60 };
-    let answer = rt.block_on(deskside_tests::hello::exchange(addr, fingerprint, wide));
+    let answer = rt.block_on(deskside_tests::raw::exchange_hello(addr, fingerprint, wide));
     assert!(
         matches!(answer, ServerHello::Accepted { version, .. } if version == VersionRange::CURRENT.max)
     );
