@@ -1642,44 +1642,18 @@ mod tests {
 
     #[test]
     fn diagnostics_are_stored_listed_newest_first_and_pruned_per_device() {
-        let store = Store::open_in_memory().unwrap();
-        let org = store
-            .bootstrap("Org", "admin", &[1; 32], 0)
-            .unwrap()
-            .unwrap();
-        store
-            .create_enroll_token(org, &[2; 32], 2, 1_000, None, "system", 0)
-            .unwrap();
-        let info = DeviceInfo {
-            hostname: "laptop".into(),
-            os: "Linux".into(),
-            agent_version: "0.1.0".into(),
-        };
-        let (device, _) = store
-            .enroll_device(&[2; 32], b"key-a", &info, "127.0.0.1:1", DeviceId(1), 10)
-            .unwrap()
-            .unwrap();
-        let (other, _) = store
-            .enroll_device(&[2; 32], b"key-b", &info, "127.0.0.1:2", DeviceId(2), 10)
-            .unwrap()
-            .unwrap();
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "enroll", 2);
+        let device = enroll(&store, "enroll", "key-a", "laptop", 1, T0).unwrap();
+        let other = enroll(&store, "enroll", "key-b", "desktop", 2, T0).unwrap();
         for n in 0..5 {
             let snapshot = format!("{{\"n\":{n}}}");
             store
-                .insert_diagnostics(
-                    org,
-                    device.id,
-                    "t",
-                    &snapshot,
-                    "{}",
-                    Some("isp"),
-                    3,
-                    100 + n,
-                )
+                .insert_diagnostics(org, device.id, "t", &snapshot, "{}", Some("isp"), 3, T0 + n)
                 .unwrap();
         }
         store
-            .insert_diagnostics(org, other.id, "t", "{}", "{}", None, 3, 200)
+            .insert_diagnostics(org, other.id, "t", "{}", "{}", None, 3, T0)
             .unwrap();
         let history = store.diagnostics_history(org, device.id, 10).unwrap();
         let kept: Vec<&str> = history.iter().map(|r| r.snapshot_json.as_str()).collect();
@@ -1697,77 +1671,56 @@ mod tests {
             1
         );
         assert!(store
-            .insert_diagnostics(org, device.id, "t", "not json", "{}", None, 3, 1)
+            .insert_diagnostics(org, device.id, "t", "not json", "{}", None, 3, T0)
             .is_err());
     }
 
     #[test]
     fn organisation_settings_are_replaced_and_audited() {
-        let store = Store::open_in_memory().unwrap();
-        let org = store
-            .bootstrap("Org", "admin", &[1; 32], 0)
-            .unwrap()
-            .unwrap();
+        let (store, org) = bootstrapped();
         assert_eq!(store.organisation_settings(org).unwrap(), "{}");
-        let before = store.audit_entries(Some(org), 100).unwrap().len();
+        let before = actions(&store).len();
+        let change = serde_json::json!({"a": 1});
         store
-            .set_organisation_settings(
-                org,
-                r#"{"a":1}"#,
-                "policy.set",
-                &serde_json::json!({"a": 1}),
-                "t",
-                5,
-            )
+            .set_organisation_settings(org, r#"{"a":1}"#, "policy.set", &change, "t", T0)
             .unwrap();
         assert_eq!(store.organisation_settings(org).unwrap(), r#"{"a":1}"#);
-        let audit = store.audit_entries(Some(org), 100).unwrap();
-        assert_eq!(audit.len(), before + 1);
-        assert_eq!(audit[0].action, "policy.set");
+        let after = actions(&store);
+        assert_eq!(after.len(), before + 1);
+        assert_eq!(after.last().map(String::as_str), Some("policy.set"));
         assert!(store
-            .set_organisation_settings(
-                org,
-                "not json",
-                "policy.set",
-                &serde_json::json!({}),
-                "t",
-                6
-            )
+            .set_organisation_settings(org, "not json", "policy.set", &change, "t", T0)
             .is_err());
         assert!(store.organisation_settings(OrgId(99)).is_err());
     }
 
     #[test]
     fn devices_join_the_group_of_their_enrollment_token() {
-        let store = Store::open_in_memory().unwrap();
-        let org = store
-            .bootstrap("Org", "admin", &[1; 32], 0)
-            .unwrap()
-            .unwrap();
+        let (store, org) = bootstrapped();
         store
-            .create_enroll_token_in_group(org, &[2; 32], 1, 1_000, None, Some("paris"), "t", 0)
+            .create_enroll_token_in_group(
+                org,
+                &hash("paris"),
+                1,
+                T0 + DAY,
+                None,
+                Some("paris"),
+                "t",
+                T0,
+            )
             .unwrap();
-        store
-            .create_enroll_token(org, &[3; 32], 1, 1_000, None, "t", 0)
-            .unwrap();
-        let info = DeviceInfo {
-            hostname: "a".into(),
-            os: "Linux".into(),
-            agent_version: "0".into(),
-        };
-        let (grouped, _) = store
-            .enroll_device(&[2; 32], b"k1", &info, "x", DeviceId(1), 1)
-            .unwrap()
-            .unwrap();
-        let (plain, _) = store
-            .enroll_device(&[3; 32], b"k2", &info, "x", DeviceId(2), 1)
-            .unwrap()
-            .unwrap();
+        enroll_token(&store, org, "plain", 1);
+        let grouped = enroll(&store, "paris", "k1", "a", 1, T0).unwrap();
+        let plain = enroll(&store, "plain", "k2", "b", 2, T0).unwrap();
         assert_eq!(grouped.group.as_deref(), Some("paris"));
         assert_eq!(plain.group, None);
         let listed = store.list_devices(org).unwrap();
         let groups: Vec<_> = listed.iter().map(|d| d.group.clone()).collect();
-        assert!(groups.contains(&Some("paris".to_owned())) && groups.contains(&None));
+        assert_eq!(
+            groups,
+            [Some("paris".to_owned()), None],
+            "listed by hostname"
+        );
         assert_eq!(grouped.summary(true).group.as_deref(), Some("paris"));
     }
 
