@@ -294,22 +294,23 @@ async fn handle(
             };
             let policy = crate::policy::load(shared, org).await?;
             let judged =
-                crate::diagnostics::judge(&snapshot, &policy.thresholds()).map_err(|e| {
+                crate::diagnostics::judge(snapshot, &policy.thresholds()).map_err(|e| {
                     Refusal::Invalid(format!("the agent sent an unreadable snapshot: {e}"))
                 })?;
             let id = record.id;
-            let (snapshot_text, verdict_text, primary) = judged.clone();
-            let row = run(shared, move |s| {
+            let retention = policy.diagnostics_retention;
+            let (row, judged) = run(shared, move |s| {
                 s.insert_diagnostics(
                     org,
                     id,
                     &actor,
-                    &snapshot_text,
-                    &verdict_text,
-                    primary.as_deref(),
-                    policy.diagnostics_retention,
+                    &judged.snapshot,
+                    &judged.verdict,
+                    judged.primary.as_deref(),
+                    retention,
                     now,
                 )
+                .map(|row| (row, judged))
             })
             .await?;
             let online = shared.presence.is_online(record.id);
@@ -317,8 +318,8 @@ async fn handle(
                 id: row as u64,
                 device: record.summary(online),
                 received_at: now,
-                snapshot_json: judged.0.into_bytes(),
-                verdict_json: judged.1.into_bytes(),
+                snapshot_json: judged.snapshot.into_bytes(),
+                verdict_json: judged.verdict.into_bytes(),
             }))
         }
         ConsoleRequest::DiagnosticsHistory { device, limit } => {
