@@ -12,7 +12,7 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::token::{EnrollToken, LoginString};
 use deskside_protocol::Refusal;
 
-use crate::presence::{AgentCommand, Presence};
+use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token};
 use crate::server::{
     check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared,
@@ -161,7 +161,7 @@ async fn handle(
             let revoked = run(shared, move |s| s.revoke_device(org, id, &actor, now))
                 .await?
                 .ok_or_else(|| Refusal::NotFound(format!("device {id}")))?;
-            kick_revoked(&shared.presence, id);
+            shared.presence.kick(id, CLOSE_REVOKED, "device revoked");
             tracing::info!(device = %id, "device revoked");
             Ok(ConsoleResponse::DeviceRevoked(revoked.summary(false)))
         }
@@ -360,10 +360,6 @@ async fn handle(
             "this relay does not know request type {tag}; upgrade the relay"
         ))),
     }
-}
-
-fn kick_revoked(presence: &Presence, id: deskside_protocol::DeviceId) {
-    presence.kick(id, CLOSE_REVOKED, "device revoked");
 }
 
 /// Runs a store operation and maps store failures to an internal refusal.

@@ -111,9 +111,4 @@ impl Presence {
     pub fn online(&self) -> Vec<DeviceId> {
         self.lock().attached.keys().copied().collect()
     }
-
-    /// Number of online devices.
-    pub fn count(&self) -> usize {
-        self.lock().attached.len()
-    }
 }

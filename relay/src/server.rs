@@ -196,11 +196,6 @@ impl Relay {
         &self.shared.public_addr
     }
 
-    /// Number of devices online.
-    pub fn online_count(&self) -> usize {
-        self.shared.presence.count()
-    }
-
     /// Closes every connection, telling peers the relay is going away, and
     /// waits for every task to end.
     pub async fn shutdown(self) {

@@ -52,6 +52,15 @@ pub enum ConnectError {
         /// Why.
         source: quinn::ConnectionError,
     },
+    /// quinn refused to start the connection (for example an address it
+    /// cannot send to).
+    #[error("cannot start a connection to {addr}: {source}")]
+    Start {
+        /// Address connected to.
+        addr: String,
+        /// Why.
+        source: quinn::ConnectError,
+    },
     /// Local TLS configuration failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -160,7 +169,10 @@ pub async fn connect(
     let relay = options.relay.clone();
     let connecting = endpoint
         .connect_with(config, addr, RELAY_SERVER_NAME)
-        .map_err(|e| ConnectError::Version(format!("cannot start a connection to {relay}: {e}")))?;
+        .map_err(|source| ConnectError::Start {
+            addr: relay.clone(),
+            source,
+        })?;
     let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Err(_) => return Err(ConnectError::Timeout(relay)),
         Ok(Err(source)) => {
