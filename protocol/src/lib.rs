@@ -21,6 +21,7 @@ pub mod ids;
 pub mod measure;
 pub mod message;
 pub mod refusal;
+pub mod session;
 pub mod token;
 pub mod version;
 

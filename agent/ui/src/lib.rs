@@ -1,0 +1,1 @@
+//! The employee's consent dialog and session indicator (eframe/egui).

@@ -1,0 +1,1 @@
+//! The technician's remote-session viewer window (eframe/egui).

@@ -1,0 +1,1 @@
+//! Screen encoding for remote sessions: changed tiles with zstd, and H.264; pure, no I/O.

@@ -1,0 +1,340 @@
+//! Messages inside a remote session, between console and agent.
+//!
+//! These travel inside the end-to-end encrypted connection that console and
+//! agent run through the relay (see `ARCHITECTURE.md`, "Sessions"); the relay
+//! never sees them. The session connection carries:
+//!
+//! - one bidirectional **control** stream opened by the console, carrying
+//!   [`ConsoleToAgent`] one way and [`AgentToConsole`] the other;
+//! - one unidirectional **video** stream opened by the agent, carrying
+//!   [`VideoFrame`]s (latest-frame-wins: the agent captures the next frame only
+//!   once the previous one has left, so a slow link gets fewer frames, never
+//!   older ones);
+//! - one unidirectional **input** stream opened by the console, carrying
+//!   [`InputEvent`]s, so input never waits behind video.
+//!
+//! Coordinates in input events are pixels of the frame the console is showing
+//! (the selected monitor, at capture resolution); the agent maps them to the
+//! desktop through the monitor's offset.
+
+use serde::{Deserialize, Serialize};
+
+/// What the technician asks to do, and what the employee granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// See the screen.
+    pub view: bool,
+    /// Move the pointer, click and type.
+    pub control: bool,
+}
+
+impl Capabilities {
+    /// View only.
+    pub const VIEW: Self = Self {
+        view: true,
+        control: false,
+    };
+    /// View and control.
+    pub const CONTROL: Self = Self {
+        view: true,
+        control: true,
+    };
+
+    /// `view` or `view+control`, for logs, audit rows and dialogs.
+    pub fn label(self) -> &'static str {
+        match (self.view, self.control) {
+            (_, true) => "view+control",
+            (true, false) => "view",
+            (false, false) => "none",
+        }
+    }
+}
+
+/// A monitor of the agent's desktop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Monitor {
+    /// Index used in [`ConsoleToAgent::SelectMonitor`].
+    pub index: u8,
+    /// Output name, e.g. `HDMI-1`.
+    pub name: String,
+    /// Offset of its top-left corner in the desktop.
+    pub x: i32,
+    /// Offset of its top-left corner in the desktop.
+    pub y: i32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether it is the primary monitor.
+    pub primary: bool,
+}
+
+/// Picture quality the technician prefers; the agent adapts within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quality {
+    /// Lossless tiles when the path allows, video otherwise.
+    Auto,
+    /// Always lossless tiles (sharp text, more bandwidth).
+    Lossless,
+    /// Always lossy video (for slow links).
+    LowBandwidth,
+}
+
+/// Who ended a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndedBy {
+    /// The technician closed the viewer or ran out of patience.
+    Technician,
+    /// The employee pressed Stop.
+    Employee,
+    /// The grant's time box ran out.
+    Expired,
+    /// The connection was lost for longer than a session survives.
+    ConnectionLost,
+    /// The agent's session helper went away (logout, crash).
+    HelperGone,
+}
+
+impl EndedBy {
+    /// Stable lower-case name used in audit rows and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Technician => "technician",
+            EndedBy::Employee => "employee",
+            EndedBy::Expired => "expired",
+            EndedBy::ConnectionLost => "connection_lost",
+            EndedBy::HelperGone => "helper_gone",
+        }
+    }
+
+    /// Parses [`EndedBy::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "technician" => EndedBy::Technician,
+            "employee" => EndedBy::Employee,
+            "expired" => EndedBy::Expired,
+            "connection_lost" => EndedBy::ConnectionLost,
+            "helper_gone" => EndedBy::HelperGone,
+            _ => return None,
+        })
+    }
+}
+
+/// Console → agent, on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleToAgent {
+    /// Shows this monitor.
+    SelectMonitor {
+        /// [`Monitor::index`].
+        index: u8,
+    },
+    /// Changes the picture quality.
+    SetQuality(Quality),
+    /// Asks for a full frame (after a decode error, or a resize).
+    RequestKeyframe,
+    /// A chat line from the technician.
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// The technician gives up control (view-only from now on).
+    DropControl,
+    /// Ends the session.
+    End,
+    /// A message from a newer console; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(ConsoleToAgent, known = 6);
+
+/// Agent → console, on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentToConsole {
+    /// First message: what the session may do and what there is to see.
+    Welcome {
+        /// What the employee granted.
+        granted: Capabilities,
+        /// Monitors of the desktop.
+        monitors: Vec<Monitor>,
+        /// The monitor being shown.
+        selected: u8,
+        /// Seconds until the grant expires.
+        expires_in_secs: u64,
+    },
+    /// The granted capabilities changed (the employee downgraded to view-only).
+    Granted(Capabilities),
+    /// A chat line from the employee.
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// Capture is not possible on this desktop (for example Wayland), with the
+    /// reason in plain language; no frames will come.
+    CaptureUnavailable {
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The session ended.
+    Ended {
+        /// Who ended it.
+        by: EndedBy,
+    },
+    /// A message from a newer agent; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(AgentToConsole, known = 5);
+
+/// How a [`VideoFrame`]'s payload is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// Changed tiles, each compressed losslessly with zstd.
+    ZstdTiles,
+    /// H.264 (OpenH264), one access unit.
+    H264,
+}
+
+/// The pointer: position in frame pixels, and its shape when it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Position relative to the frame's top-left corner.
+    pub x: i32,
+    /// Position relative to the frame's top-left corner.
+    pub y: i32,
+    /// New shape, when it changed since the last frame.
+    pub shape: Option<CursorShape>,
+}
+
+/// A cursor image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorShape {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Hot spot.
+    pub hot_x: u16,
+    /// Hot spot.
+    pub hot_y: u16,
+    /// Straight RGBA, `width * height * 4` bytes.
+    pub rgba: Vec<u8>,
+}
+
+/// One frame of the agent's screen, on the video stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoFrame {
+    /// Frame number, from 0, increasing.
+    pub seq: u64,
+    /// Which monitor this shows.
+    pub monitor: u8,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// How `payload` is encoded.
+    pub codec: Codec,
+    /// Whether `payload` decodes on its own (no earlier frame needed).
+    pub keyframe: bool,
+    /// Encoded picture (see `deskside-codec`).
+    pub payload: Vec<u8>,
+    /// The pointer, when known.
+    pub cursor: Option<Cursor>,
+    /// Agent time of capture, in microseconds since the session began; the
+    /// console uses it for the stats overlay, never as a clock.
+    pub captured_us: u64,
+}
+
+/// A mouse button.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MouseButton {
+    /// Left button.
+    Left,
+    /// Middle button.
+    Middle,
+    /// Right button.
+    Right,
+}
+
+/// A key that is not text, or a modifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Key {
+    Return,
+    Tab,
+    Backspace,
+    Escape,
+    Delete,
+    Insert,
+    Home,
+    End,
+    PageUp,
+    PageDown,
+    Left,
+    Right,
+    Up,
+    Down,
+    Space,
+    Shift,
+    Control,
+    Alt,
+    Meta,
+    /// F1 to F12.
+    F(u8),
+    /// A character key pressed with a modifier (Ctrl+C): the unshifted
+    /// character.
+    Char(char),
+}
+
+/// Console → agent, on the input stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputEvent {
+    /// Moves the pointer to frame pixel (`x`, `y`).
+    PointerMove {
+        /// Column in the frame.
+        x: u32,
+        /// Row in the frame.
+        y: u32,
+    },
+    /// Presses or releases a button at the current pointer position.
+    Button {
+        /// Which button.
+        button: MouseButton,
+        /// Pressed (true) or released.
+        pressed: bool,
+    },
+    /// Scrolls by whole notches; positive `dy` scrolls down.
+    Scroll {
+        /// Horizontal notches.
+        dx: i32,
+        /// Vertical notches.
+        dy: i32,
+    },
+    /// Presses or releases a key.
+    Key {
+        /// Which key.
+        key: Key,
+        /// Pressed (true) or released.
+        pressed: bool,
+    },
+    /// Types text as the user would (layout-independent).
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An event from a newer console; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(InputEvent, known = 5);
+
+/// Frames on the video stream use the relay-side maximum: a lossless keyframe
+/// of a large screen is big. Anything larger is a protocol error.
+pub const MAX_VIDEO_FRAME_LEN: usize = 32 * 1024 * 1024;
