@@ -8,4 +8,5 @@ pub mod backoff;
 pub mod clock;
 pub mod diag;
 pub mod link;
+pub mod service;
 pub mod state;

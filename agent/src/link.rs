@@ -63,6 +63,9 @@ pub enum LinkError {
     /// The relay answered something unexpected.
     #[error("the relay answered unexpectedly ({0}); upgrade the agent")]
     Unexpected(String),
+    /// The installed service's layout (token file, service user) is unusable.
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
 }
 
 impl LinkError {
@@ -73,6 +76,7 @@ impl LinkError {
             self,
             LinkError::Refused(Refusal::DeviceRevoked | Refusal::DeviceUnknown)
                 | LinkError::State(_)
+                | LinkError::Service(_)
                 | LinkError::Connect(ConnectError::FingerprintMismatch { .. })
         )
     }

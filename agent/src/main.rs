@@ -5,12 +5,13 @@
 //! unusable, so restarting will not help (service units use
 //! `RestartPreventExitStatus=3`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use deskside_agent::link::{self, LinkError};
+use deskside_agent::service;
 use deskside_agent::state::{process_alive, LinkState, StateDir};
 use tokio::sync::watch;
 
@@ -37,14 +38,31 @@ enum Command {
     /// Enrolls this device with an enrollment token from IT.
     Enroll {
         /// The token (starts with dse1_). Also read from DESKSIDE_ENROLL_TOKEN.
-        #[arg(env = "DESKSIDE_ENROLL_TOKEN", hide_env_values = true)]
-        token: String,
+        #[arg(
+            env = "DESKSIDE_ENROLL_TOKEN",
+            hide_env_values = true,
+            required_unless_present = "from_config"
+        )]
+        token: Option<String>,
         /// Replace an existing enrollment.
         #[arg(long)]
         force: bool,
+        /// Use the token an installer left in the token file, once: it is
+        /// deleted after enrollment succeeds. Does nothing when there is no
+        /// such file.
+        #[arg(long, conflicts_with = "token")]
+        from_config: bool,
+        /// The token file for --from-config.
+        #[arg(long, default_value = service::TOKEN_FILE, requires = "from_config")]
+        token_file: PathBuf,
     },
     /// Stays connected to the relay, reconnecting as needed, until stopped.
-    Run,
+    Run {
+        /// When not enrolled yet, wait for enrollment instead of exiting (the
+        /// installed service does this).
+        #[arg(long)]
+        wait_for_enrollment: bool,
+    },
     /// Shows whether this device is enrolled and connected.
     Status {
         /// One JSON object instead of text.
@@ -70,6 +88,12 @@ enum Command {
         /// One JSON object per run, with the full snapshot.
         #[arg(long)]
         json: bool,
+    },
+    /// Writes man pages into DIR (for packagers).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
     },
 }
 
@@ -104,13 +128,33 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Enroll { token, force } => runtime.block_on(enroll(&state, &token, force)),
-        Command::Run => runtime.block_on(run(&state)),
+        Command::Enroll {
+            token,
+            force,
+            from_config,
+            token_file,
+        } => match (token, from_config) {
+            (Some(token), _) => runtime.block_on(enroll(&state, &token, force)),
+            (None, _) => runtime.block_on(enroll_from_file(&state, &token_file, force)),
+        },
+        Command::Run {
+            wait_for_enrollment,
+        } => runtime.block_on(run(&state, wait_for_enrollment)),
         Command::Status { json } => status(&state, json),
         Command::Check { json, lang, quick } => {
             runtime.block_on(check::check(&state, json, lang.as_deref(), quick))
         }
         Command::History { json } => check::history(&state, json),
+        Command::GenerateDocs { dir } => {
+            use clap::CommandFactory as _;
+            return match deskside_net::docs::generate(Cli::command(), &dir, false) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the docs into {}: {e}", dir.display());
+                    ExitCode::from(EXIT_FAILED)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +171,13 @@ fn main() -> ExitCode {
 
 async fn enroll(state: &StateDir, token: &str, force: bool) -> Result<(), LinkError> {
     let enrollment = link::enroll(state, token, force).await?;
+    if service::hand_to_service_user(state.root()).map_err(LinkError::Service)? {
+        tracing::info!(
+            "gave {} to the {} user",
+            state.root().display(),
+            service::SERVICE_USER
+        );
+    }
     println!(
         "Enrolled as {} in organisation {} (relay {}).\nState saved in {}.\nStart the agent with `deskside-agent run` (the installed service does this for you).",
         enrollment.device_id,
@@ -137,15 +188,66 @@ async fn enroll(state: &StateDir, token: &str, force: bool) -> Result<(), LinkEr
     Ok(())
 }
 
-async fn run(state: &StateDir) -> Result<(), LinkError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// Consumes the token file an installer left: enrolls with it, then deletes
+/// it. Missing file: nothing to do. Already enrolled: the file is stale and
+/// is deleted so it is not retried at every start.
+async fn enroll_from_file(state: &StateDir, path: &Path, force: bool) -> Result<(), LinkError> {
+    let Some(token) = service::read_token_file(path).map_err(LinkError::Service)? else {
+        println!("No enrollment token at {}: nothing to do.", path.display());
+        return Ok(());
+    };
+    if state.is_enrolled() && !force {
+        let current = state.enrollment()?;
+        remove_token_file(path)?;
+        println!(
+            "Already enrolled as {} (relay {}); removed the unused token file {}. Use --force to enroll again.",
+            current.device_id,
+            current.relay,
+            path.display()
+        );
+        return Ok(());
+    }
+    enroll(state, &token, force).await?;
+    remove_token_file(path)?;
+    println!("Removed the token file {}.", path.display());
+    Ok(())
+}
+
+fn remove_token_file(path: &Path) -> Result<(), LinkError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LinkError::Service(service::ServiceError::RemoveToken {
+            path: path.to_owned(),
+            source: e,
+        })),
+    }
+}
+
+async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), LinkError> {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
     });
+    if wait_for_enrollment && !state.is_enrolled() {
+        tracing::warn!(
+            "this device is not enrolled yet; waiting. Enroll it with `sudo deskside-agent enroll TOKEN`, using a token from IT"
+        );
+        while !state.is_enrolled() {
+            tokio::select! {
+                _ = stop_rx.changed() => return Ok(()),
+                _ = tokio::time::sleep(ENROLLMENT_POLL) => {}
+            }
+        }
+        tracing::info!("enrolled; connecting");
+    }
     link::run(state, stop_rx).await
 }
+
+/// How often a waiting service looks for an enrollment.
+const ENROLLMENT_POLL: Duration = Duration::from_secs(2);
 
 async fn wait_for_signal() {
     #[cfg(unix)]

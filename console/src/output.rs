@@ -247,7 +247,7 @@ fn push_line<'s>(text: &mut String, cells: impl Iterator<Item = &'s str>, widths
         }
         line.push_str(cell);
         let padding = width.saturating_sub(display_width(cell));
-        line.extend(std::iter::repeat(' ').take(padding));
+        line.extend(std::iter::repeat_n(' ', padding));
     }
     text.push_str(line.trim_end());
     text.push('\n');
@@ -265,7 +265,7 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
         let label = format!("{key}:");
         let padding = width.saturating_sub(display_width(&label));
         text.push_str(&label);
-        text.extend(std::iter::repeat(' ').take(padding + 1));
+        text.extend(std::iter::repeat_n(' ', padding + 1));
         text.push_str(&printable(value));
         text.push('\n');
     }

@@ -18,6 +18,13 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/deskside/relay.toml";
 /// keep-alives before a device is reported offline.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 
+/// Renders a first configuration file for `deskside-relay init-config`.
+pub fn render_initial(listen: SocketAddr, public_addr: &str) -> String {
+    include_str!("relay.toml.in")
+        .replace("@LISTEN@", &listen.to_string())
+        .replace("@PUBLIC_ADDR@", public_addr)
+}
+
 /// The settings file, `/etc/deskside/relay.toml`. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +40,11 @@ pub struct FileConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key file (PKCS#8). Required outside `--dev`.
     pub key: Option<PathBuf>,
+    /// Use a self-signed certificate kept in the data directory instead of
+    /// `cert`/`key`. Agents pin its fingerprint through their enrollment
+    /// tokens, so no certificate authority is needed; the packages start
+    /// with this so that the relay runs right after installation.
+    pub self_signed: Option<bool>,
     /// Name of the organisation created on first start. Default `Default`.
     pub organisation: Option<String>,
     /// Idle timeout, humantime syntax (e.g. `12s`).
@@ -114,11 +126,16 @@ impl RelayConfig {
                 "/var/lib/deskside-relay"
             })
         });
-        let cert = match (flags.dev, file.cert, file.key) {
-            (true, _, _) => CertSource::SelfSigned,
+        let self_signed = file.self_signed.unwrap_or(false);
+        let cert = match (self_signed, file.cert, file.key) {
+            _ if flags.dev => CertSource::SelfSigned,
+            (true, None, None) => CertSource::SelfSigned,
+            (true, _, _) => bail!(
+                "both `self_signed = true` and `cert`/`key` are set in the configuration: keep one of them"
+            ),
             (false, Some(cert), Some(key)) => CertSource::Files { cert, key },
             (false, _, _) => bail!(
-                "no TLS certificate configured: set `cert` and `key` in {DEFAULT_CONFIG_PATH} (or --config), or run with --dev for a local self-signed relay"
+                "no TLS certificate configured: set `cert` and `key` in {DEFAULT_CONFIG_PATH} (or --config), or `self_signed = true` to let the relay make its own, or run with --dev for a local relay"
             ),
         };
         let idle_timeout = match (flags.idle_timeout, file.idle_timeout) {
@@ -175,6 +192,33 @@ mod tests {
             toml::from_str("cert = \"/c.pem\"\nkey = \"/k.pem\"\npublic_addr = \"relay.example.org:4433\"\nidle_timeout = \"20s\"").unwrap();
         let config = RelayConfig::resolve(file, Overrides::default()).unwrap();
         assert_eq!(config.idle_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_initial_file_is_valid_and_starts_a_relay() {
+        let text = render_initial("0.0.0.0:4433".parse().unwrap(), "relay.example.org:4433");
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        let config = RelayConfig::resolve(file, Overrides::default()).unwrap();
+        assert!(matches!(config.cert, CertSource::SelfSigned));
+        assert_eq!(
+            config.public_addr.as_deref(),
+            Some("relay.example.org:4433")
+        );
+        assert_eq!(config.listen.port(), 4433);
+    }
+
+    #[test]
+    fn self_signed_replaces_certificate_files() {
+        let file: FileConfig =
+            toml::from_str("self_signed = true\npublic_addr = \"relay.example.org:4433\"").unwrap();
+        let config = RelayConfig::resolve(file, Overrides::default()).unwrap();
+        assert!(matches!(config.cert, CertSource::SelfSigned));
+        let file: FileConfig = toml::from_str(
+            "self_signed = true\ncert = \"/c.pem\"\nkey = \"/k.pem\"\npublic_addr = \"r:1\"",
+        )
+        .unwrap();
+        let err = RelayConfig::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("keep one of them"));
     }
 
     #[test]

@@ -27,6 +27,29 @@ enum Command {
     /// Prints one JSON line `{"type":"ready",…}` on stdout once it accepts
     /// connections.
     Serve(ServeArgs),
+    /// Writes a first configuration file (self-signed certificate, this
+    /// host's name as the public address) unless one exists.
+    InitConfig(InitArgs),
+    /// Writes man pages into DIR (for packagers).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The file to write.
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// UDP address to listen on.
+    #[arg(long, env = "DESKSIDE_RELAY_LISTEN", default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+    /// host:port agents and consoles use to reach the relay (default: this
+    /// host's name and the listening port).
+    #[arg(long, env = "DESKSIDE_RELAY_PUBLIC_ADDR")]
+    public_addr: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +96,12 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::InitConfig(args) => init_config(args),
+        Command::GenerateDocs { dir } => {
+            use clap::CommandFactory as _;
+            deskside_net::docs::generate(Cli::command(), &dir, false)
+                .with_context(|| format!("cannot write the docs into {}", dir.display()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,6 +172,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down");
     relay.shutdown().await;
+    Ok(())
+}
+
+fn init_config(args: InitArgs) -> anyhow::Result<()> {
+    if args.config.exists() {
+        println!("Kept the existing configuration {}.", args.config.display());
+        return Ok(());
+    }
+    let public_addr = match args.public_addr {
+        Some(addr) => addr,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .context("cannot read this host's name; pass --public-addr host:port")?;
+            format!("{host}:{}", args.listen.port())
+        }
+    };
+    let text = deskside_relay::config::render_initial(args.listen, &public_addr);
+    let tmp = args.config.with_extension("toml.new");
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &args.config)
+        .with_context(|| format!("cannot create {}", args.config.display()))?;
+    println!(
+        "Wrote {}: agents and consoles will reach this relay at {public_addr}.
+         If that name does not work from employees' homes, set public_addr there and restart the relay.",
+        args.config.display()
+    );
     Ok(())
 }
 

@@ -49,6 +49,12 @@ pub enum Command {
     /// Show or change the organisation's diagnostics policy
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Writes man pages and shell completions into DIR (for packagers)
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
+    },
 }
 
 /// A subcommand after validation: what `run` executes.
@@ -68,6 +74,8 @@ pub enum Action {
     Diag(diag::DiagArgs),
     /// A `policy` subcommand.
     Policy(policy::PolicyCommand),
+    /// Write man pages and completions into this directory.
+    GenerateDocs(PathBuf),
 }
 
 impl Command {
@@ -81,6 +89,7 @@ impl Command {
             Command::Tokens(command) => Action::Tokens(command),
             Command::Diag(args) => Action::Diag(args),
             Command::Policy(command) => Action::Policy(command),
+            Command::GenerateDocs { dir } => Action::GenerateDocs(dir),
         })
     }
 }
@@ -106,6 +115,11 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Tokens(command) => tokens::run(command, ctx).await,
         Action::Diag(args) => diag::run(args, ctx).await,
         Action::Policy(command) => policy::run(command, ctx).await,
+        Action::GenerateDocs(dir) => {
+            use clap::CommandFactory as _;
+            deskside_net::docs::generate(crate::cli::Cli::command(), &dir, true)
+                .with_context(|| format!("cannot write the docs into {}", dir.display()))
+        }
     }
 }
 

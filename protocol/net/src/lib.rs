@@ -6,11 +6,17 @@
 //! product logic. Message meaning belongs to the protocol crate; policy
 //! (who may do what) belongs to the relay.
 
+pub mod docs;
 pub mod files;
 pub mod framed;
 pub mod tls;
 pub mod transport;
+pub mod tunnel;
 
 pub use framed::{FramedRecv, FramedSend, NetError};
-pub use tls::{fingerprint_of, spki_of, Identity, TlsError};
+pub use tls::{fingerprint_of, key_fingerprint, key_fingerprint_of, spki_of, Identity, TlsError};
 pub use transport::{connect, ConnectError, ConnectOptions, Connected, ALPN};
+pub use tunnel::{
+    accept_session, connect_session, verification_code, Carrier, SessionConfig, SessionConn,
+    TunnelError, TunnelPort, TunnelSocket,
+};

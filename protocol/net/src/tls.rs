@@ -305,6 +305,143 @@ impl ClientCertVerifier for AnyClientCert {
     handshake_signatures!();
 }
 
+/// SHA-256 over a DER-encoded SubjectPublicKeyInfo: the fingerprint of a
+/// *key*, which stays the same across the self-signed certificates wrapped
+/// around it (an agent re-wraps its key in a fresh certificate on every
+/// start, so its certificate fingerprint changes but this does not).
+pub fn key_fingerprint(spki_der: &[u8]) -> Fingerprint {
+    fingerprint_of(spki_der)
+}
+
+/// The key fingerprint ([`key_fingerprint`]) of a DER certificate.
+pub fn key_fingerprint_of(cert_der: &[u8]) -> Result<Fingerprint, TlsError> {
+    Ok(key_fingerprint(&spki_of(cert_der)?))
+}
+
+impl Identity {
+    /// The fingerprint of this identity's public key (see
+    /// [`key_fingerprint`]), which peers pin for end-to-end sessions.
+    pub fn key_fingerprint(&self) -> Result<Fingerprint, TlsError> {
+        key_fingerprint_of(&self.cert)
+    }
+}
+
+/// A TLS 1.3 server configuration for an end-to-end session: presents
+/// `identity` and *requires* a client certificate over exactly the key whose
+/// fingerprint ([`key_fingerprint`]) is `peer_key`.
+///
+/// The returned [`PinCheck`] tells, after a failed handshake, which key the
+/// client presented instead.
+pub fn pinned_key_server_config(
+    identity: &Identity,
+    peer_key: Fingerprint,
+    alpn: &[u8],
+) -> Result<(rustls::ServerConfig, PinCheck), TlsError> {
+    let check = PinCheck::default();
+    let verifier = PinnedKey {
+        pin: peer_key,
+        provider: provider(),
+        seen: check.clone(),
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(vec![identity.cert.clone()], identity.rustls_key())?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok((config, check))
+}
+
+/// A TLS 1.3 client configuration for an end-to-end session: presents
+/// `identity` and trusts exactly the server key whose fingerprint
+/// ([`key_fingerprint`]) is `peer_key`.
+pub fn pinned_key_client_config(
+    identity: &Identity,
+    peer_key: Fingerprint,
+    alpn: &[u8],
+) -> Result<(rustls::ClientConfig, PinCheck), TlsError> {
+    let check = PinCheck::default();
+    let verifier = PinnedKey {
+        pin: peer_key,
+        provider: provider(),
+        seen: check.clone(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(vec![identity.cert.clone()], identity.rustls_key())?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok((config, check))
+}
+
+/// Trusts exactly one public key, whatever certificate carries it; used in
+/// both directions of an end-to-end session.
+#[derive(Debug)]
+struct PinnedKey {
+    pin: Fingerprint,
+    provider: Arc<CryptoProvider>,
+    seen: PinCheck,
+}
+
+impl PinnedKey {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let found = key_fingerprint_of(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if found == self.pin {
+            Ok(())
+        } else {
+            *self.seen.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+            Err(rustls::Error::General(format!(
+                "peer key fingerprint {found} does not match the pinned {}",
+                self.pin
+            )))
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    handshake_signatures!();
+}
+
+impl ClientCertVerifier for PinnedKey {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    handshake_signatures!();
+}
+
 fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(der);

@@ -417,7 +417,7 @@ impl Tree {
             };
             while open
                 .last()
-                .is_some_and(|&i| tree.nodes.get(i).map_or(true, |n| n.indent >= indent))
+                .is_some_and(|&i| tree.nodes.get(i).is_none_or(|n| n.indent >= indent))
             {
                 open.pop();
             }

@@ -131,7 +131,7 @@ impl Route {
 
     /// Destination 0.0.0.0/0.
     pub fn is_default(&self) -> bool {
-        self.destination.is_unspecified() && self.mask.map_or(true, |m| m.is_unspecified())
+        self.destination.is_unspecified() && self.mask.is_none_or(|m| m.is_unspecified())
     }
 
     /// The mask's prefix length (`None` without a mask).

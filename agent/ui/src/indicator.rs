@@ -1,0 +1,342 @@
+//! The session indicator: always on top while a session runs, says who sees
+//! the screen, and has Stop, "Switch to view only" and the chat.
+//!
+//! Stop is sent the moment it is pressed, before the window closes; closing
+//! the window is a Stop too, so no session outlives its indicator.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use deskside_protocol::session::{Capabilities, EndedBy};
+use eframe::egui::{self, Color32, RichText};
+use tokio::sync::mpsc;
+
+use crate::{
+    ended_text, native_options, rect_of, IndicatorCommand, IndicatorEvent, IndicatorExit,
+    IndicatorInfo, UiError,
+};
+
+/// The indicator's window title.
+pub const INDICATOR_TITLE: &str = "deskside — session active";
+/// Fixed window size in points (not resizable).
+pub const INDICATOR_WINDOW_SIZE: [f32; 2] = [400.0, 340.0];
+/// The Stop button, `[x, y, width, height]` in window points.
+pub const INDICATOR_STOP_BUTTON: [f32; 4] = [12.0, 84.0, 180.0, 40.0];
+/// The "Switch to view only" button (shown only while control is granted),
+/// `[x, y, width, height]` in window points.
+pub const INDICATOR_DOWNGRADE_BUTTON: [f32; 4] = [208.0, 84.0, 180.0, 40.0];
+
+/// Top of the chat area, below the buttons.
+const CHAT_TOP: f32 = 136.0;
+
+#[derive(Debug, Default)]
+struct Inbox {
+    events: VecDeque<IndicatorEvent>,
+}
+
+/// The indicator window's ends of the channels; pass it to [`run_indicator`].
+#[derive(Debug)]
+pub struct IndicatorIo {
+    inbox: Arc<Mutex<Inbox>>,
+    ctx: egui::Context,
+    commands: mpsc::UnboundedSender<IndicatorCommand>,
+}
+
+/// The session side's handle: queues events and wakes the window. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IndicatorRemote {
+    inbox: Arc<Mutex<Inbox>>,
+    ctx: egui::Context,
+}
+
+impl IndicatorRemote {
+    /// Queues an event for the indicator and wakes it.
+    pub fn send(&self, event: IndicatorEvent) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .push_back(event);
+        self.ctx.request_repaint();
+    }
+}
+
+/// Creates the channels between an indicator window and the session side.
+/// The receiver yields the employee's [`IndicatorCommand`]s.
+pub fn indicator_channel() -> (
+    IndicatorIo,
+    IndicatorRemote,
+    mpsc::UnboundedReceiver<IndicatorCommand>,
+) {
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let ctx = egui::Context::default();
+    let (commands, receiver) = mpsc::unbounded_channel();
+    (
+        IndicatorIo {
+            inbox: inbox.clone(),
+            ctx: ctx.clone(),
+            commands,
+        },
+        IndicatorRemote { inbox, ctx },
+        receiver,
+    )
+}
+
+/// Shows the indicator and blocks until the employee stops the session (or
+/// closes the window) or the session side reports the end.
+///
+/// Errors when the window cannot open; the caller must then end the session
+/// (a session never runs without its indicator).
+pub fn run_indicator(info: IndicatorInfo, io: IndicatorIo) -> Result<IndicatorExit, UiError> {
+    let exit: Arc<Mutex<Option<IndicatorExit>>> = Arc::new(Mutex::new(None));
+    let viewport = egui::ViewportBuilder::default()
+        .with_title(INDICATOR_TITLE)
+        .with_app_id("deskside-indicator")
+        .with_inner_size(INDICATOR_WINDOW_SIZE)
+        .with_min_inner_size(INDICATOR_WINDOW_SIZE)
+        .with_max_inner_size(INDICATOR_WINDOW_SIZE)
+        .with_resizable(false)
+        .with_always_on_top();
+    let commands = io.commands.clone();
+    let ctx = io.ctx.clone();
+    let app_exit = exit.clone();
+    let result = eframe::run_native_ext(
+        INDICATOR_TITLE,
+        native_options(viewport, false),
+        Some(ctx),
+        Box::new(move |cc| {
+            cc.egui_ctx.options_mut(|o| o.zoom_with_keyboard = false);
+            Ok(Box::new(IndicatorApp::new(info, io, app_exit)))
+        }),
+    );
+    let recorded = *exit.lock().unwrap_or_else(|p| p.into_inner());
+    let exit = match recorded {
+        Some(exit) => exit,
+        None => {
+            // The window went away on its own: the session must stop.
+            let _ = commands.send(IndicatorCommand::Stop);
+            IndicatorExit::Stopped
+        }
+    };
+    match result {
+        Ok(()) => Ok(exit),
+        Err(error) => Err(UiError::Window {
+            window: "session indicator",
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// The sentence at the top of the indicator.
+pub(crate) fn indicator_text(info: &IndicatorInfo, granted: Capabilities) -> String {
+    if granted.control {
+        format!(
+            "{} ({}) can see your screen and control your mouse and keyboard.",
+            info.technician, info.organisation
+        )
+    } else {
+        format!(
+            "{} ({}) can see your screen.",
+            info.technician, info.organisation
+        )
+    }
+}
+
+struct IndicatorApp {
+    info: IndicatorInfo,
+    granted: Capabilities,
+    io: IndicatorIo,
+    exit: Arc<Mutex<Option<IndicatorExit>>>,
+    chat: Vec<(bool, String)>,
+    chat_input: String,
+    ended: Option<EndedBy>,
+}
+
+impl std::fmt::Debug for IndicatorApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndicatorApp")
+            .field("technician", &self.info.technician)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndicatorApp {
+    fn new(info: IndicatorInfo, io: IndicatorIo, exit: Arc<Mutex<Option<IndicatorExit>>>) -> Self {
+        Self {
+            granted: info.granted,
+            info,
+            io,
+            exit,
+            chat: Vec::new(),
+            chat_input: String::new(),
+            ended: None,
+        }
+    }
+
+    fn send(&self, command: IndicatorCommand) {
+        tracing::debug!(?command, "indicator command");
+        if self.io.commands.send(command).is_err() {
+            tracing::warn!("the session side is gone; the indicator command was dropped");
+        }
+    }
+
+    fn finish(&self, ctx: &egui::Context, exit: IndicatorExit) {
+        let mut slot = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            if exit == IndicatorExit::Stopped {
+                self.send(IndicatorCommand::Stop);
+            }
+            *slot = Some(exit);
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    fn pull_events(&mut self, ctx: &egui::Context) {
+        let events: Vec<IndicatorEvent> = self
+            .io
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .drain(..)
+            .collect();
+        for event in events {
+            match event {
+                IndicatorEvent::Granted(granted) => self.granted = granted,
+                IndicatorEvent::Chat { text } => self.chat.push((false, text)),
+                IndicatorEvent::Ended { by } => {
+                    self.ended = Some(by);
+                    tracing::info!(by = by.as_str(), "session ended; closing the indicator");
+                    self.finish(ctx, IndicatorExit::Ended(by));
+                }
+            }
+        }
+    }
+}
+
+impl eframe::App for IndicatorApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.pull_events(ctx);
+        if ctx.input(|i| i.viewport().close_requested()) {
+            self.finish(ctx, IndicatorExit::Stopped);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.label(
+                RichText::new(indicator_text(&self.info, self.granted))
+                    .size(16.0)
+                    .strong()
+                    .color(Color32::from_rgb(0xff, 0xb0, 0x40)),
+            );
+            ui.label(format!("Session code: {}", self.info.verification_code));
+            if let Some(by) = self.ended {
+                ui.label(ended_text(by));
+            }
+        });
+
+        let stop = ui.put(
+            rect_of(INDICATOR_STOP_BUTTON),
+            egui::Button::new(
+                RichText::new("Stop")
+                    .size(18.0)
+                    .strong()
+                    .color(Color32::WHITE),
+            )
+            .fill(Color32::from_rgb(0xb0, 0x20, 0x20)),
+        );
+        if stop.clicked() {
+            self.finish(&ctx, IndicatorExit::Stopped);
+        }
+        if self.granted.control {
+            let downgrade = ui.put(
+                rect_of(INDICATOR_DOWNGRADE_BUTTON),
+                egui::Button::new(RichText::new("Switch to view only").size(15.0)),
+            );
+            if downgrade.clicked() {
+                // Shown at once; the session side confirms with `Granted`.
+                self.granted.control = false;
+                self.send(IndicatorCommand::DowngradeToViewOnly);
+            }
+        }
+
+        let [width, height] = INDICATOR_WINDOW_SIZE;
+        let chat_rect = egui::Rect::from_min_max(
+            egui::pos2(12.0, CHAT_TOP),
+            egui::pos2(width - 12.0, height - 12.0),
+        );
+        let mut send = false;
+        ui.scope_builder(egui::UiBuilder::new().max_rect(chat_rect), |ui| {
+            ui.label(RichText::new("Chat with the technician").strong());
+            egui::ScrollArea::vertical()
+                .max_height(chat_rect.height() - 64.0)
+                .stick_to_bottom(true)
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    for (mine, text) in &self.chat {
+                        let (who, colour) = if *mine {
+                            ("You", Color32::LIGHT_BLUE)
+                        } else {
+                            (self.info.technician.as_str(), Color32::LIGHT_GREEN)
+                        };
+                        ui.label(RichText::new(format!("{who}: {text}")).color(colour));
+                    }
+                });
+            ui.horizontal(|ui| {
+                let edit = ui.add(
+                    egui::TextEdit::singleline(&mut self.chat_input)
+                        .hint_text("Write a message")
+                        .desired_width(chat_rect.width() - 70.0),
+                );
+                if edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                    send = true;
+                    edit.request_focus();
+                }
+                if ui.button("Send").clicked() {
+                    send = true;
+                }
+            });
+        });
+        if send {
+            let text = self.chat_input.trim().to_owned();
+            if !text.is_empty() {
+                self.send(IndicatorCommand::Chat(text.clone()));
+                self.chat.push((true, text));
+            }
+            self.chat_input.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_names_the_technician_and_what_they_can_do() {
+        let info = IndicatorInfo {
+            technician: "Alice".into(),
+            organisation: "ACME IT".into(),
+            granted: Capabilities::CONTROL,
+            verification_code: "123 456".into(),
+        };
+        assert_eq!(
+            indicator_text(&info, Capabilities::VIEW),
+            "Alice (ACME IT) can see your screen."
+        );
+        assert!(indicator_text(&info, Capabilities::CONTROL)
+            .ends_with("control your mouse and keyboard."));
+    }
+
+    #[test]
+    fn remote_events_reach_the_inbox() {
+        let (io, remote, _commands) = indicator_channel();
+        remote.send(IndicatorEvent::Ended {
+            by: EndedBy::Technician,
+        });
+        let inbox = io.inbox.lock().expect("not poisoned");
+        assert_eq!(inbox.events.len(), 1);
+    }
+}

@@ -1,0 +1,377 @@
+//! Running the consent dialog and the indicator in child processes.
+//!
+//! Why: a dialog in its own process can be killed, can crash, or can fail to
+//! find a display without taking the agent's session helper with it, and
+//! every such end counts as a refusal (or a Stop), never as consent. It also
+//! sidesteps winit's one-event-loop-per-process rule.
+//!
+//! The child is any program whose `main` calls [`consent_main`] or
+//! [`indicator_main`] (this crate's `deskside-session-ui consent|indicator`
+//! binary does; the agent can do the same behind a hidden subcommand of its
+//! own binary). The wire format is JSON, one value per line:
+//!
+//! - consent: the parent writes one [`ConsentRequest`] to the child's stdin;
+//!   the child writes one `{"answer":"accepted"|"refused"|"timed_out"}` line
+//!   to stdout and exits 0 (exit 2 with the reason on stderr if the window
+//!   could not open).
+//! - indicator: the parent writes one [`IndicatorInfo`] line, then
+//!   [`IndicatorEvent`] lines; the child writes [`IndicatorCommand`] lines.
+//!   The child closes when told `ended` or when its stdin closes; the parent
+//!   treats the child's stdout closing as [`IndicatorCommand::Stop`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use deskside_protocol::session::EndedBy;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{
+    ask_consent, indicator_channel, run_indicator, ConsentAnswer, ConsentRequest, IndicatorCommand,
+    IndicatorEvent, IndicatorInfo, UiError, DEFAULT_CONSENT_TIMEOUT,
+};
+
+/// Extra time the parent gives a consent process past the request's timeout
+/// (start-up, a slow display) before killing it and calling it timed out.
+const CONSENT_PROCESS_GRACE: Duration = Duration::from_secs(15);
+
+/// Largest request or event line accepted on stdin (a chat line is far less).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The consent child's answer line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentReply {
+    /// The employee's answer.
+    pub answer: ConsentAnswer,
+}
+
+/// `main` of a consent child process: reads a [`ConsentRequest`] (JSON) from
+/// stdin, shows the dialog, prints a [`ConsentReply`] line.
+pub fn consent_main() -> ExitCode {
+    let mut input = String::new();
+    if let Err(error) = std::io::stdin().take(MAX_LINE).read_to_string(&mut input) {
+        eprintln!("deskside consent: could not read the request from stdin: {error}");
+        return ExitCode::from(2);
+    }
+    let request: ConsentRequest = match serde_json::from_str(&input) {
+        Ok(request) => request,
+        Err(error) => {
+            eprintln!("deskside consent: the request on stdin is not valid JSON for a consent request: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match ask_consent(request) {
+        Ok(answer) => match serde_json::to_string(&ConsentReply { answer }) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("deskside consent: could not encode the answer: {error}");
+                ExitCode::from(2)
+            }
+        },
+        Err(error) => {
+            eprintln!("deskside consent: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the consent dialog in a child process started from `command` (its
+/// stdin and stdout are replaced by pipes) and waits for the answer.
+///
+/// Blocking; call it from `tokio::task::spawn_blocking`. If the child gives
+/// no answer within the request's timeout plus a grace period it is killed
+/// and the answer is [`ConsentAnswer::TimedOut`]; any error (child killed,
+/// crashed, no display) must be treated as a refusal.
+pub fn ask_consent_in_subprocess(
+    mut command: Command,
+    request: &ConsentRequest,
+) -> Result<ConsentAnswer, UiError> {
+    const WINDOW: &str = "consent";
+    let spawn_error = |source| UiError::Spawn {
+        window: WINDOW,
+        source,
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let body = serde_json::to_vec(request).map_err(|error| UiError::NoAnswer {
+        window: WINDOW,
+        detail: format!("could not encode the request: {error}"),
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Err(error) = stdin.write_all(&body) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(spawn_error(error));
+        }
+        // Dropping stdin closes it: the child reads to the end.
+    }
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(UiError::NoAnswer {
+            window: WINDOW,
+            detail: "the child's stdout was not captured".into(),
+        });
+    };
+    let (tx, rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let result = BufReader::new(stdout.take(MAX_LINE))
+            .read_line(&mut line)
+            .map(|_| line);
+        let _ = tx.send(result);
+    });
+    let wait_for = request.timeout.unwrap_or(DEFAULT_CONSENT_TIMEOUT) + CONSENT_PROCESS_GRACE;
+    let outcome = match rx.recv_timeout(wait_for) {
+        Ok(Ok(line)) => parse_reply(&line),
+        Ok(Err(error)) => Err(format!("reading its answer failed: {error}")),
+        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+            tracing::warn!("the consent process did not answer in time; killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(ConsentAnswer::TimedOut);
+        }
+        Err(std_mpsc::RecvTimeoutError::Disconnected) => Err("its output reader stopped".into()),
+    };
+    let status = child.wait();
+    outcome.map_err(|detail| UiError::NoAnswer {
+        window: WINDOW,
+        detail: match status {
+            Ok(status) => format!("{detail}; {status}"),
+            Err(error) => format!("{detail}; waiting for it failed: {error}"),
+        },
+    })
+}
+
+fn parse_reply(line: &str) -> Result<ConsentAnswer, String> {
+    if line.trim().is_empty() {
+        return Err("it printed no answer".into());
+    }
+    serde_json::from_str::<ConsentReply>(line.trim())
+        .map(|reply| reply.answer)
+        .map_err(|error| format!("its answer {:?} is not valid: {error}", line.trim()))
+}
+
+/// `main` of an indicator child process: reads an [`IndicatorInfo`] line,
+/// then [`IndicatorEvent`] lines, from stdin; prints [`IndicatorCommand`]
+/// lines to stdout.
+pub fn indicator_main() -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut lines = BufReader::new(stdin.lock());
+    let mut first = String::new();
+    if let Err(error) = (&mut lines).take(MAX_LINE).read_line(&mut first) {
+        eprintln!("deskside indicator: could not read the session information from stdin: {error}");
+        return ExitCode::from(2);
+    }
+    let info: IndicatorInfo = match serde_json::from_str(first.trim()) {
+        Ok(info) => info,
+        Err(error) => {
+            eprintln!("deskside indicator: the first stdin line is not valid session information: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    drop(lines);
+    let (io, remote, mut commands) = indicator_channel();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut reader = BufReader::new(stdin.lock());
+        loop {
+            let mut line = String::new();
+            match (&mut reader).take(MAX_LINE).read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => match serde_json::from_str::<IndicatorEvent>(line.trim()) {
+                    Ok(event) => remote.send(event),
+                    Err(error) => {
+                        eprintln!("deskside indicator: ignoring an invalid event line: {error}")
+                    }
+                },
+            }
+        }
+        // The session helper is gone: nothing can go on without it.
+        remote.send(IndicatorEvent::Ended {
+            by: EndedBy::HelperGone,
+        });
+    });
+    let writer = std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        while let Some(command) = commands.blocking_recv() {
+            let Ok(line) = serde_json::to_string(&command) else {
+                continue;
+            };
+            let mut out = stdout.lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let result = run_indicator(info, io);
+    if writer.join().is_err() {
+        eprintln!("deskside indicator: the output thread failed");
+    }
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("deskside indicator: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An indicator running in a child process.
+#[derive(Debug)]
+pub struct IndicatorProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl IndicatorProcess {
+    /// Starts the indicator from `command` (stdin and stdout become pipes)
+    /// and returns it with the receiver of the employee's commands. When the
+    /// child's output ends for any reason the receiver yields a final
+    /// [`IndicatorCommand::Stop`], so a killed indicator stops the session.
+    pub fn spawn(
+        mut command: Command,
+        info: &IndicatorInfo,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<IndicatorCommand>), UiError> {
+        const WINDOW: &str = "session indicator";
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|source| UiError::Spawn {
+                window: WINDOW,
+                source,
+            })?;
+        let stdout = child.stdout.take();
+        let mut process = Self {
+            stdin: child.stdin.take(),
+            child,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(stdout) = stdout {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                loop {
+                    let mut line = String::new();
+                    match (&mut reader).take(MAX_LINE).read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => match serde_json::from_str::<IndicatorCommand>(line.trim()) {
+                            Ok(command) => {
+                                if tx.send(command).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "ignoring an invalid line from the indicator")
+                            }
+                        },
+                    }
+                }
+                let _ = tx.send(IndicatorCommand::Stop);
+            });
+        } else {
+            let _ = tx.send(IndicatorCommand::Stop);
+        }
+        process.write_line(info).map_err(|source| UiError::Spawn {
+            window: WINDOW,
+            source,
+        })?;
+        Ok((process, rx))
+    }
+
+    /// Sends an event to the indicator. Fails when it has exited.
+    pub fn send(&mut self, event: &IndicatorEvent) -> std::io::Result<()> {
+        self.write_line(event)
+    }
+
+    fn write_line<T: Serialize>(&mut self, value: &T) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the indicator's stdin is closed"))?;
+        let line = serde_json::to_string(value).map_err(std::io::Error::other)?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
+    }
+
+    /// Closes the indicator's stdin (it closes its window) and waits for it.
+    pub fn close(mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.stdin = None;
+        self.child.wait()
+    }
+
+    /// Kills the indicator process at once.
+    pub fn kill(mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines_parse_and_garbage_is_no_answer() {
+        assert_eq!(
+            parse_reply("{\"answer\":\"accepted\"}\n"),
+            Ok(ConsentAnswer::Accepted)
+        );
+        assert_eq!(
+            parse_reply("{\"answer\":\"timed_out\"}"),
+            Ok(ConsentAnswer::TimedOut)
+        );
+        assert!(parse_reply("").is_err());
+        assert!(parse_reply("{\"answer\":\"yes\"}").is_err());
+    }
+
+    #[test]
+    fn commands_and_events_have_stable_json() {
+        assert_eq!(
+            serde_json::to_string(&IndicatorCommand::Stop)
+                .ok()
+                .as_deref(),
+            Some("\"stop\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&IndicatorCommand::Chat("hi".into()))
+                .ok()
+                .as_deref(),
+            Some("{\"chat\":\"hi\"}")
+        );
+        let event: IndicatorEvent =
+            serde_json::from_str("{\"ended\":{\"by\":\"Employee\"}}").expect("valid event");
+        assert_eq!(
+            event,
+            IndicatorEvent::Ended {
+                by: EndedBy::Employee
+            }
+        );
+    }
+
+    #[test]
+    fn a_child_that_dies_without_answering_is_an_error() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "cat >/dev/null; exit 3"]);
+        let request = ConsentRequest {
+            technician: "A".into(),
+            organisation: "B".into(),
+            capabilities: deskside_protocol::session::Capabilities::VIEW,
+            reason: String::new(),
+            verification_code: "1".into(),
+            timeout: Some(Duration::from_secs(5)),
+        };
+        assert!(matches!(
+            ask_consent_in_subprocess(command, &request),
+            Err(UiError::NoAnswer { .. })
+        ));
+    }
+}

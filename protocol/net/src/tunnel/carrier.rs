@@ -1,0 +1,267 @@
+//! [`Carrier`]: moves the packets of any number of session tunnels over
+//! whichever outer (relay) connection is current, and survives that
+//! connection being replaced.
+//!
+//! The carrier holds each session's [`TunnelPort`] for as long as the session
+//! lives. Outer connections come and go with [`Carrier::attach`]; while none
+//! is attached, outgoing packets are dropped (the inner QUIC connection
+//! retransmits once a new one is attached), so the inner connection needs no
+//! new handshake after a relay reconnect shorter than its idle timeout. It
+//! never decrypts anything and never waits on a full queue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::link::{
+    packet_link, AbortOnDrop, LinkError, PacketReceiver, PacketSender, SessionPacket,
+};
+use super::socket::{deliver, TunnelPort, TunnelStats};
+
+/// Errors of the carrier.
+#[derive(Debug, Error)]
+pub enum CarrierError {
+    /// A session with this id is already carried.
+    #[error("session {0:#x} is already carried on this connection; end the old session first")]
+    DuplicateSession(u64),
+}
+
+/// Counters of a carrier.
+#[derive(Debug, Default)]
+pub struct CarrierStats {
+    dropped_detached: AtomicU64,
+    unknown_session: AtomicU64,
+    attachments: AtomicU64,
+}
+
+impl CarrierStats {
+    /// Outgoing packets dropped because no outer connection was attached.
+    pub fn dropped_detached(&self) -> u64 {
+        self.dropped_detached.load(Ordering::Relaxed)
+    }
+    /// Incoming packets for a session this carrier does not carry.
+    pub fn unknown_session(&self) -> u64 {
+        self.unknown_session.load(Ordering::Relaxed)
+    }
+    /// How many outer connections have been attached so far.
+    pub fn attachments(&self) -> u64 {
+        self.attachments.load(Ordering::Relaxed)
+    }
+}
+
+struct Incoming {
+    queue: mpsc::Sender<Bytes>,
+    stats: Arc<TunnelStats>,
+}
+
+#[derive(Default)]
+struct Shared {
+    // Not Debug: the queues say nothing useful; `Carrier`'s Debug shows stats.
+    link: RwLock<Option<PacketSender>>,
+    sessions: Mutex<HashMap<u64, Incoming>>,
+    stats: CarrierStats,
+}
+
+/// Carries session tunnels over the current outer connection. Create one
+/// per relay connection *lineage* (the console's or the agent's link to the
+/// relay, across its reconnects); it must live inside a tokio runtime.
+pub struct Carrier {
+    shared: Arc<Shared>,
+    // The reader of the attached connection; replaced on each attach.
+    reader: Mutex<Option<AbortOnDrop>>,
+}
+
+impl std::fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carrier")
+            .field("stats", &self.shared.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Carrier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Carrier {
+    /// A carrier with no outer connection and no session yet.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared::default()),
+            reader: Mutex::new(None),
+        }
+    }
+
+    /// Carries session packets over `outer` from now on, replacing the
+    /// previous outer connection if any (which is no longer read or written,
+    /// but not closed: it belongs to its owner). The connection's datagrams
+    /// and incoming unidirectional streams belong to the carrier from now on.
+    pub fn attach(&self, outer: quinn::Connection) {
+        let (sender, receiver) = packet_link(outer);
+        let stable_id = sender.connection().stable_id();
+        let task = tokio::spawn(read_incoming(self.shared.clone(), receiver, stable_id));
+        // Replace the sender first, then the reader: packets read by the old
+        // reader in between are still delivered, nothing is lost but what
+        // the old connection had in flight.
+        *self.shared.link.write().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(AbortOnDrop(vec![task.abort_handle()]));
+        self.shared
+            .stats
+            .attachments
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            outer = stable_id,
+            "session carrier attached to a relay connection"
+        );
+    }
+
+    /// Stops using the current outer connection; packets are dropped until
+    /// the next [`Carrier::attach`].
+    pub fn detach(&self) {
+        *self.shared.link.write().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The sender of the attached outer connection, if any (for example to
+    /// read [`PacketSender::max_datagram_payload`]).
+    pub fn current(&self) -> Option<PacketSender> {
+        self.shared
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Starts carrying `port`'s packets as session `session_id`. The session
+    /// is carried until the returned [`CarriedSession`] is dropped.
+    pub fn carry(&self, session_id: u64, port: TunnelPort) -> Result<CarriedSession, CarrierError> {
+        let TunnelPort {
+            outgoing,
+            incoming,
+            stats,
+        } = port;
+        {
+            let mut sessions = self
+                .shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if sessions.contains_key(&session_id) {
+                return Err(CarrierError::DuplicateSession(session_id));
+            }
+            sessions.insert(
+                session_id,
+                Incoming {
+                    queue: incoming,
+                    stats,
+                },
+            );
+        }
+        let pump = tokio::spawn(pump_outgoing(self.shared.clone(), session_id, outgoing));
+        Ok(CarriedSession {
+            shared: self.shared.clone(),
+            session_id,
+            _pump: AbortOnDrop(vec![pump.abort_handle()]),
+        })
+    }
+
+    /// The carrier's counters.
+    pub fn stats(&self) -> &CarrierStats {
+        &self.shared.stats
+    }
+}
+
+/// A session being carried; dropping it stops carrying the session (its
+/// inner connection then fails on its next send).
+pub struct CarriedSession {
+    shared: Arc<Shared>,
+    session_id: u64,
+    _pump: AbortOnDrop,
+}
+
+impl std::fmt::Debug for CarriedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CarriedSession")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CarriedSession {
+    /// The session id the packets are tagged with.
+    pub fn session_id(&self) -> u64 {
+        self.session_id
+    }
+}
+
+impl Drop for CarriedSession {
+    fn drop(&mut self) {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.session_id);
+    }
+}
+
+/// Moves one session's outgoing packets to whichever link is current.
+async fn pump_outgoing(shared: Arc<Shared>, session_id: u64, mut outgoing: mpsc::Receiver<Bytes>) {
+    while let Some(payload) = outgoing.recv().await {
+        let packet = SessionPacket::new(session_id, &payload);
+        let link = shared.link.read().unwrap_or_else(|p| p.into_inner());
+        match link.as_ref() {
+            Some(link) => {
+                link.send(packet);
+            }
+            None => {
+                shared
+                    .stats
+                    .dropped_detached
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Reads one outer connection and hands each packet to its session.
+async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable_id: usize) {
+    loop {
+        match receiver.recv().await {
+            Ok(packet) => {
+                let id = packet.session_id();
+                let sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                match sessions.get(&id) {
+                    Some(session) => {
+                        deliver(&session.queue, &session.stats, packet.payload());
+                    }
+                    None => {
+                        shared.stats.unknown_session.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(session = id, "dropped a packet for an unknown session");
+                    }
+                }
+            }
+            Err(LinkError::Malformed(reason)) => {
+                tracing::warn!(%reason, "ignored a malformed session packet");
+            }
+            Err(LinkError::Closed(reason)) => {
+                tracing::debug!(%reason, outer = stable_id, "relay connection carrying sessions closed");
+                // Forget the link unless a newer one was attached meanwhile.
+                let mut link = shared.link.write().unwrap_or_else(|p| p.into_inner());
+                if link
+                    .as_ref()
+                    .is_some_and(|l| l.connection().stable_id() == stable_id)
+                {
+                    *link = None;
+                }
+                return;
+            }
+        }
+    }
+}
