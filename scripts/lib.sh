@@ -1,8 +1,15 @@
 # Shared helpers for ./quickstart and ./run-tests. Sourced, not executed.
 
-# The Debian/Ubuntu packages the build and the tests need. ring and the
-# bundled SQLite compile C code, so a C compiler and libc headers are needed.
-DESKSIDE_DEB_PACKAGES=(gcc libc6-dev)
+# The Debian/Ubuntu packages the build needs: ring and the bundled SQLite
+# compile C, OpenH264 compiles C++ and assembly (nasm), and enigo links
+# libxkbcommon.
+DESKSIDE_DEB_PACKAGES=(gcc g++ libc6-dev nasm libxkbcommon-dev)
+# What the tests need on top: a virtual X display and tools to click, type
+# and take screenshots in it; Mesa for the egui windows and the X libraries
+# winit loads at run time; and the packaging tools.
+DESKSIDE_TEST_DEB_PACKAGES=(xvfb xdotool imagemagick x11-utils
+  libgl1 libegl1 libgl1-mesa-dri libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0
+  dpkg-dev lintian rpm desktop-file-utils)
 
 # Installs missing Debian packages with apt-get when root; otherwise prints
 # the exact command to run and fails.

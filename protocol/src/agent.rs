@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, Fingerprint};
+use crate::session::{Capabilities, EndedBy};
 use crate::message::Nested;
 use crate::refusal::Refusal;
 
@@ -52,6 +53,25 @@ pub enum AgentToRelay {
         /// agent could not or would not collect it.
         result: Result<Vec<u8>, String>,
     },
+    /// The employee's answer to [`RelayToAgent::SessionRequest`]. The relay
+    /// commits it to the audit log and answers [`RelayToAgent::ConsentRecorded`];
+    /// nothing of the session is sent before that.
+    SessionConsent {
+        /// The session.
+        session_id: u64,
+        /// What was granted; `None` when refused, timed out or no one could
+        /// be asked.
+        granted: Option<Capabilities>,
+        /// `accepted`, `refused`, `timed_out` or why no one could be asked.
+        outcome: String,
+    },
+    /// A session ended on this device (audit).
+    SessionEnded {
+        /// The session.
+        session_id: u64,
+        /// Who ended it.
+        by: EndedBy,
+    },
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -59,7 +79,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 5);
+crate::impl_message!(AgentToRelay, known = 7);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +126,15 @@ pub enum RelayToAgent {
         /// The policy.
         json: Vec<u8>,
     },
+    /// A technician asks for a remote session. The agent runs the end-to-end
+    /// connection (pinning `technician_key`), asks the employee, and answers
+    /// [`AgentToRelay::SessionConsent`].
+    SessionRequest(SessionRequest),
+    /// The consent for this session is committed to the audit log.
+    ConsentRecorded {
+        /// The session.
+        session_id: u64,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -113,4 +142,23 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 7);
+crate::impl_message!(RelayToAgent, known = 9);
+
+/// A session request as the agent receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// Tags the session's packets through the relay.
+    pub session_id: u64,
+    /// Technician's display name.
+    pub technician: String,
+    /// Organisation name.
+    pub organisation: String,
+    /// What is asked for.
+    pub capabilities: Capabilities,
+    /// Why.
+    pub reason: String,
+    /// SHA-256 of the technician's registered session key.
+    pub technician_key: Fingerprint,
+    /// How long a grant lasts, in seconds.
+    pub grant_secs: u64,
+}

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceId, Role, TechnicianId};
+use crate::session::Capabilities;
+
+use crate::ids::{DeviceId, Fingerprint, Role, TechnicianId};
 use crate::message::Nested;
 use crate::refusal::Refusal;
 
@@ -130,6 +132,35 @@ pub enum ConsoleRequest {
         /// Its new value, as text.
         value: String,
     },
+    /// Registers the key this console will use in remote sessions (the
+    /// SHA-256 of its SubjectPublicKeyInfo) for the caller's token. Agents
+    /// pin it in the end-to-end handshake.
+    RegisterSessionKey {
+        /// The key's fingerprint.
+        key: Fingerprint,
+    },
+    /// Asks an online device for a remote session. The relay audits the
+    /// request and forwards it; the employee decides on their screen.
+    OpenSession {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// What is asked for.
+        capabilities: Capabilities,
+        /// Why, shown to the employee.
+        reason: String,
+    },
+    /// Rows of the audit log, newest first.
+    AuditList {
+        /// Only rows about this device (id, id prefix or hostname).
+        device: Option<String>,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Tells the relay the technician ended a session (audit).
+    EndSession {
+        /// The session.
+        session_id: u64,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -138,7 +169,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 11);
+crate::impl_message!(ConsoleRequest, known = 15);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -153,7 +184,11 @@ impl ConsoleRequest {
             // A fresh snapshot makes the device work and move data.
             ConsoleRequest::CreateEnrollToken { .. }
             | ConsoleRequest::Diagnose { .. }
-            | ConsoleRequest::ShowPolicy => Role::Technician,
+            | ConsoleRequest::ShowPolicy
+            | ConsoleRequest::RegisterSessionKey { .. }
+            | ConsoleRequest::OpenSession { .. }
+            | ConsoleRequest::EndSession { .. } => Role::Technician,
+            ConsoleRequest::AuditList { .. } => Role::Admin,
             ConsoleRequest::SetPolicy { .. } => Role::Admin,
             ConsoleRequest::RevokeDevice { .. }
             | ConsoleRequest::CreateTechnicianToken { .. }
@@ -189,6 +224,14 @@ pub enum ConsoleResponse {
     /// Answer to `ShowPolicy` and `SetPolicy`: the policy as JSON (the
     /// `deskside-diag` policy format, salt left out).
     Policy(Vec<u8>),
+    /// Answer to `RegisterSessionKey` and `EndSession`.
+    Done,
+    /// Answer to `OpenSession`: the request reached the device. The console
+    /// now runs the end-to-end connection through the relay, pinning
+    /// `device_key`.
+    SessionOpened(SessionOpened),
+    /// Answer to `AuditList`.
+    Audit(Vec<AuditEntry>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -197,7 +240,35 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 10);
+crate::impl_message!(ConsoleResponse, known = 13);
+
+/// A session request the relay forwarded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOpened {
+    /// Tags the session's packets through the relay.
+    pub session_id: u64,
+    /// The device.
+    pub device: DeviceSummary,
+    /// SHA-256 of the device's enrolled public key (SubjectPublicKeyInfo).
+    pub device_key: Fingerprint,
+}
+
+/// One audit row. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Row number (increasing).
+    pub id: i64,
+    /// When.
+    pub at: i64,
+    /// Who (`technician:…`, `device:…`, `system`).
+    pub actor: String,
+    /// What, e.g. `session.consent`.
+    pub action: String,
+    /// On what, e.g. `device:dev_…`.
+    pub target: String,
+    /// Details as JSON text.
+    pub detail: String,
+}
 
 /// A device as the console shows it. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

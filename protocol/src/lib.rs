@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod console;
 pub mod frame;
+pub mod helper;
 pub mod ids;
 pub mod measure;
 pub mod message;

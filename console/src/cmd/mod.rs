@@ -9,11 +9,13 @@
 //!
 //! Commands never read the clock: `Context::now` was read once at start-up.
 
+pub mod audit;
 pub mod devices;
 pub mod diag;
 pub mod enroll;
 pub mod login;
 pub mod policy;
+pub mod session;
 pub mod tokens;
 
 use anyhow::Context as _;
@@ -49,6 +51,12 @@ pub enum Command {
     /// Show or change the organisation's diagnostics policy
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Open a remote session with a device (the employee must accept)
+    #[command(visible_alias = "view")]
+    Session(session::SessionArgs),
+    /// Read the audit log (admin)
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Writes man pages and shell completions into DIR (for packagers)
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -74,6 +82,10 @@ pub enum Action {
     Diag(diag::DiagArgs),
     /// A `policy` subcommand.
     Policy(policy::PolicyCommand),
+    /// A `session` command.
+    Session(session::SessionArgs),
+    /// An `audit` subcommand.
+    Audit(audit::AuditCommand),
     /// Write man pages and completions into this directory.
     GenerateDocs(PathBuf),
 }
@@ -89,6 +101,8 @@ impl Command {
             Command::Tokens(command) => Action::Tokens(command),
             Command::Diag(args) => Action::Diag(args),
             Command::Policy(command) => Action::Policy(command),
+            Command::Session(args) => Action::Session(args),
+            Command::Audit(command) => Action::Audit(command),
             Command::GenerateDocs { dir } => Action::GenerateDocs(dir),
         })
     }
@@ -115,6 +129,8 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Tokens(command) => tokens::run(command, ctx).await,
         Action::Diag(args) => diag::run(args, ctx).await,
         Action::Policy(command) => policy::run(command, ctx).await,
+        Action::Session(args) => session::run(args, ctx).await,
+        Action::Audit(command) => audit::run(command, ctx).await,
         Action::GenerateDocs(dir) => {
             use clap::CommandFactory as _;
             deskside_net::docs::generate(crate::cli::Cli::command(), &dir, true)

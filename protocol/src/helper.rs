@@ -1,0 +1,150 @@
+//! Messages between the agent service and the session helper, over the
+//! local Unix socket (`/run/deskside-agent/session.sock`).
+//!
+//! The service (an unprivileged system user) owns the enrolled key and the
+//! end-to-end session connection; the helper (inside the employee's
+//! graphical session) owns the consent dialog, the indicator, capture and
+//! input. The service never captures and the helper never holds the key.
+//! Frames are the usual length-prefixed postcard frames, at most
+//! [`crate::session::MAX_VIDEO_FRAME_LEN`] long.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::{AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame};
+
+/// Service → helper.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceToHelper {
+    /// Answer to [`HelperToService::Hello`]: the helper is registered.
+    Welcome,
+    /// Ask the employee.
+    Consent(ConsentPrompt),
+    /// The consent is audited: start capturing (only now).
+    Start {
+        /// The session.
+        session_id: u64,
+        /// What was granted.
+        granted: Capabilities,
+        /// Seconds until the grant expires.
+        expires_in_secs: u64,
+    },
+    /// A control message from the technician.
+    FromConsole {
+        /// The session.
+        session_id: u64,
+        /// The message.
+        message: ConsoleToAgent,
+    },
+    /// An input event from the technician (only forwarded when control is
+    /// granted; the helper checks again).
+    Input {
+        /// The session.
+        session_id: u64,
+        /// The event.
+        event: InputEvent,
+    },
+    /// The previous video frame has left; the helper may capture the next
+    /// (latest-frame-wins across the socket).
+    FrameCredit {
+        /// The session.
+        session_id: u64,
+    },
+    /// The session is over: close the indicator, stop capturing.
+    End {
+        /// The session.
+        session_id: u64,
+        /// Who ended it.
+        by: EndedBy,
+    },
+    /// A message from a newer service; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(ServiceToHelper, known = 7);
+
+/// What the consent dialog shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentPrompt {
+    /// The session.
+    pub session_id: u64,
+    /// Technician's display name.
+    pub technician: String,
+    /// Organisation name.
+    pub organisation: String,
+    /// What is asked for.
+    pub capabilities: Capabilities,
+    /// Why.
+    pub reason: String,
+    /// The code both screens show, from the end-to-end handshake.
+    pub verification_code: String,
+    /// Seconds before no answer counts as a refusal.
+    pub timeout_secs: u64,
+}
+
+/// The employee's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentAnswer {
+    /// Accepted what was asked.
+    Accepted,
+    /// Refused.
+    Refused,
+    /// No answer in time.
+    TimedOut,
+    /// The dialog could not be shown or died.
+    Failed,
+}
+
+impl ConsentAnswer {
+    /// Stable name for audit rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentAnswer::Accepted => "accepted",
+            ConsentAnswer::Refused => "refused",
+            ConsentAnswer::TimedOut => "timed_out",
+            ConsentAnswer::Failed => "dialog_failed",
+        }
+    }
+}
+
+/// Helper → service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelperToService {
+    /// First message: who and where.
+    Hello {
+        /// Helper's version.
+        version: String,
+        /// The X display, or why there is none usable (Wayland).
+        display: Result<String, String>,
+    },
+    /// The answer to a [`ServiceToHelper::Consent`].
+    Consent {
+        /// The session.
+        session_id: u64,
+        /// The answer.
+        answer: ConsentAnswer,
+    },
+    /// A message for the technician (welcome, chat, downgrade, end).
+    ToConsole {
+        /// The session.
+        session_id: u64,
+        /// The message.
+        message: AgentToConsole,
+    },
+    /// A captured, encoded frame.
+    Video {
+        /// The session.
+        session_id: u64,
+        /// The frame.
+        frame: VideoFrame,
+    },
+    /// A message from a newer helper; never sent.
+    #[serde(skip)]
+    Unknown {
+        /// Its variant index.
+        tag: u32,
+    },
+}
+crate::impl_message!(HelperToService, known = 4);
