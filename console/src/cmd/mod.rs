@@ -172,6 +172,9 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::Diagnostics(_) => "diagnostic snapshot",
         ConsoleResponse::DiagnosticsHistory(_) => "diagnostic history",
         ConsoleResponse::Policy(_) => "policy",
+        ConsoleResponse::Done => "plain acknowledgement",
+        ConsoleResponse::SessionOpened(_) => "session",
+        ConsoleResponse::Audit(_) => "audit log",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(
