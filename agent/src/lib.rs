@@ -9,4 +9,5 @@ pub mod clock;
 pub mod diag;
 pub mod link;
 pub mod service;
+pub mod session;
 pub mod state;

@@ -240,6 +240,16 @@ pub trait DiagnosticsSource: Send + Sync {
     fn set_policy(&self, _json: &[u8]) {}
 }
 
+/// The remote-session side of an agent: the host that runs sessions, and
+/// the messages it has for the relay (kept across reconnects).
+#[derive(Debug)]
+pub struct SessionLink {
+    /// Runs the sessions.
+    pub host: Arc<crate::session::host::SessionHost>,
+    /// Consent answers and session ends, sent on the current connection.
+    pub outbox: tokio::sync::mpsc::UnboundedReceiver<AgentToRelay>,
+}
+
 /// A boxed future, as trait methods return them.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -250,11 +260,24 @@ impl Attached {
         mut self,
         stop: &mut watch::Receiver<bool>,
         diagnostics: Option<&Arc<dyn DiagnosticsSource>>,
+        mut sessions: Option<&mut SessionLink>,
     ) -> Result<(), LinkError> {
         let (done_tx, mut done) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(4);
         let mut running = false;
+        if let Some(link) = sessions.as_deref() {
+            link.host.attach(self.connection.clone());
+        }
         loop {
+            let outbox = async {
+                match sessions.as_deref_mut() {
+                    Some(link) => link.outbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(message) = outbox => {
+                    self.send.send(&message).await?;
+                }
                 Some((request_id, result)) = done.recv() => {
                     running = false;
                     self.send.send(&AgentToRelay::Diagnostics { request_id, result }).await?;
@@ -288,6 +311,21 @@ impl Attached {
                         };
                         if let Some(reason) = refusal {
                             self.send.send(&AgentToRelay::Diagnostics { request_id, result: Err(reason) }).await?;
+                        }
+                    }
+                    Some(RelayToAgent::SessionRequest(request)) => match sessions.as_deref() {
+                        Some(link) => link.host.start(request),
+                        None => {
+                            self.send.send(&AgentToRelay::SessionConsent {
+                                session_id: request.session_id,
+                                granted: None,
+                                outcome: "unavailable: this agent does not run remote sessions".to_owned(),
+                            }).await?;
+                        }
+                    },
+                    Some(RelayToAgent::ConsentRecorded { session_id }) => {
+                        if let Some(link) = sessions.as_deref() {
+                            link.host.consent_recorded(session_id);
                         }
                     }
                     Some(RelayToAgent::Unknown { tag }) => {
@@ -346,6 +384,20 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             identity: identity.clone(),
         },
     });
+    let hub = Arc::new(crate::session::hub::HelperHub::default());
+    let socket = crate::session::hub::socket_path_for(state.root());
+    match crate::session::hub::bind(&socket) {
+        Ok(listener) => {
+            tracing::info!(socket = %socket.display(), "waiting for the session helper");
+            tokio::spawn(crate::session::hub::serve(listener, hub.clone()));
+        }
+        Err(e) => tracing::warn!(
+            "remote sessions are unavailable: cannot listen on {}: {e}",
+            socket.display()
+        ),
+    }
+    let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), hub);
+    let mut sessions = SessionLink { host, outbox };
     let outcome = stay_attached(
         &endpoint,
         &enrollment.relay,
@@ -354,6 +406,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         &mut stop,
         &publish,
         Some(diagnostics),
+        Some(&mut sessions),
     )
     .instrument(span)
     .await;
@@ -378,6 +431,7 @@ pub async fn stay_attached(
     stop: &mut watch::Receiver<bool>,
     publish: &impl Fn(LinkState, Option<String>),
     diagnostics: Option<Arc<dyn DiagnosticsSource>>,
+    mut sessions: Option<&mut SessionLink>,
 ) -> Result<(), LinkError> {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
@@ -400,7 +454,10 @@ pub async fn stay_attached(
                 );
                 publish(LinkState::Connected, None);
                 backoff.reset();
-                match attached.serve(stop, diagnostics.as_ref()).await {
+                match attached
+                    .serve(stop, diagnostics.as_ref(), sessions.as_deref_mut())
+                    .await
+                {
                     Ok(()) => return Ok(()),
                     Err(e) => e,
                 }

@@ -89,6 +89,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs in your graphical session: asks for your consent when IT
+    /// support requests a remote session, shows when one is running (with a
+    /// Stop button), and shares the screen only after you accept. Started
+    /// automatically at login.
+    SessionHelper {
+        /// The agent service's socket (default: the installed service's, or
+        /// the one of an agent run by you).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// The consent dialog, run by the session helper (request on stdin).
+    #[command(name = "consent-dialog", hide = true)]
+    ConsentDialog,
+    /// The session indicator, run by the session helper.
+    #[command(name = "session-indicator", hide = true)]
+    SessionIndicator,
     /// Writes man pages into DIR (for packagers).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -145,6 +161,12 @@ fn main() -> ExitCode {
             runtime.block_on(check::check(&state, json, lang.as_deref(), quick))
         }
         Command::History { json } => check::history(&state, json),
+        Command::SessionHelper { socket } => {
+            let socket = socket.unwrap_or_else(deskside_agent::session::helper::default_socket);
+            runtime.block_on(deskside_agent::session::helper::run(&socket))
+        }
+        Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
+        Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),
         Command::GenerateDocs { dir } => {
             use clap::CommandFactory as _;
             return match deskside_net::docs::generate(Cli::command(), &dir, false) {

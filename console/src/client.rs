@@ -112,6 +112,11 @@ impl Client {
         })
     }
 
+    /// The QUIC connection, for remote-session packets (see `cmd::session`).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
     /// Who the relay authenticated us as.
     pub fn session(&self) -> &Session {
         &self.session

@@ -338,3 +338,18 @@ crate::impl_message!(InputEvent, known = 5);
 /// Frames on the video stream use the relay-side maximum: a lossless keyframe
 /// of a large screen is big. Anything larger is a protocol error.
 pub const MAX_VIDEO_FRAME_LEN: usize = 32 * 1024 * 1024;
+
+/// Application close codes of the session connection, with the reason text
+/// in the close frame.
+pub mod close {
+    /// The session ended normally (who ended it was sent on the control
+    /// stream first).
+    pub const ENDED: u32 = 0;
+    /// The employee refused, or did not answer in time.
+    pub const REFUSED: u32 = 1;
+    /// No one could be asked (no graphical session, another session running).
+    pub const UNAVAILABLE: u32 = 2;
+    /// The relay did not confirm that the consent was audited; the agent
+    /// sends nothing without that.
+    pub const NOT_AUDITED: u32 = 3;
+}

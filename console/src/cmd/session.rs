@@ -1,15 +1,382 @@
-//! `deskside session DEVICE` (alias `view`): a remote session (being written).
+//! `deskside session DEVICE` (alias `view`): a remote session.
+//!
+//! The console asks the relay, then runs its own end-to-end QUIC connection
+//! to the agent through the relay (`deskside_net::tunnel`), pinning the key
+//! the device enrolled with and presenting this console's session key (kept
+//! next to the profile, registered for the token at every start). Both
+//! screens show the same verification code, derived from that handshake.
+//! The employee accepts or refuses on their desktop; after an acceptance
+//! the agent opens the control and video streams, and this side opens the
+//! input stream when control was granted.
 
-use super::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use deskside_codec::Decoder;
+use deskside_net::files::{read_private, write_private};
+use deskside_net::framed::{FramedRecv, FramedSend};
+use deskside_net::tunnel::{
+    connect_session, Carrier, SessionConfig, SessionConn, TunnelSocket, DEFAULT_QUEUE_PACKETS,
+};
+use deskside_net::Identity;
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, SessionOpened};
+use deskside_protocol::session::{
+    close, AgentToConsole, Capabilities, Codec, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
+    MAX_VIDEO_FRAME_LEN,
+};
+use serde_json::json;
+
+use super::{connect, unexpected, Context};
+use crate::exit::UsageError;
+
+/// Control messages are small.
+const MAX_CONTROL_FRAME: usize = 64 * 1024;
+/// The employee has 60 s; allow for the dialog to open and the answer to
+/// be audited.
+const CONSENT_WAIT: Duration = Duration::from_secs(90);
 
 /// Arguments of `deskside session`.
 #[derive(Debug, clap::Args)]
 pub struct SessionArgs {
     /// Device id, id prefix or hostname.
     pub device: String,
+    /// Ask only to see the screen, not to control it.
+    #[arg(long)]
+    pub view_only: bool,
+    /// Why you ask; the employee sees it in the consent dialog.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// No window: report the session's events on stdout (one JSON object
+    /// per line with --json), for scripts and checks.
+    #[arg(long)]
+    pub headless: bool,
+    /// End the session after this long (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// With --headless: type this text on the device once the first frame
+    /// arrived (dropped by the agent unless control was granted).
+    #[arg(long, requires = "headless")]
+    pub type_text: Option<String>,
+}
+
+/// The console's session key: created once next to the profile, 0600.
+fn session_identity(profile: &Path) -> anyhow::Result<Identity> {
+    let path = profile.with_file_name("session-key.pem");
+    match read_private(&path) {
+        Ok(bytes) => {
+            let pem = String::from_utf8(bytes)
+                .with_context(|| format!("{} is not a PEM key; delete it to make a new one", path.display()))?;
+            Identity::from_key_pem(&pem, &["deskside-console"])
+                .with_context(|| format!("{} is damaged; delete it to make a new one", path.display()))
+        }
+        Err(_) if !path.exists() => {
+            let identity = Identity::generate(&["deskside-console"])?;
+            write_private(&path, identity.key_pem().as_bytes())?;
+            Ok(identity)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use the session key {}", path.display())),
+    }
 }
 
 /// Runs `deskside session`.
-pub async fn run(_args: SessionArgs, _ctx: &mut Context<'_>) -> anyhow::Result<()> {
-    anyhow::bail!("sessions are not written yet")
+pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+    if args.reason.chars().count() > 500 {
+        return Err(UsageError::new("--reason is limited to 500 characters", "deskside session --help").into());
+    }
+    let identity = session_identity(&ctx.profile_path)?;
+    let (_, mut client) = connect(ctx).await?;
+    let key = identity.key_fingerprint()?;
+    match client.request(ConsoleRequest::RegisterSessionKey { key }).await? {
+        ConsoleResponse::Done => {}
+        other => return Err(unexpected(&other)),
+    }
+    let capabilities = if args.view_only {
+        Capabilities::VIEW
+    } else {
+        Capabilities::CONTROL
+    };
+    let opened: SessionOpened = match client
+        .request(ConsoleRequest::OpenSession {
+            device: args.device.clone(),
+            capabilities,
+            reason: args.reason.clone(),
+        })
+        .await?
+    {
+        ConsoleResponse::SessionOpened(opened) => opened,
+        other => return Err(unexpected(&other)),
+    };
+    let session_id = opened.session_id;
+    let span = tracing::info_span!("session", id = session_id, device = %opened.device.id);
+    let _guard = span.enter();
+    let carrier = Carrier::new();
+    carrier.attach(client.connection().clone());
+    let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
+    let _carried = carrier.carry(session_id, port)?;
+    let conn = connect_session(socket, &identity, opened.device_key, &SessionConfig::default())
+        .await
+        .context("the end-to-end connection to the device failed")?;
+    let code = conn.verification_code(session_id)?;
+    let hostname = opened.device.hostname.clone();
+    if ctx.out.is_json() {
+        ctx.out.json(&json!({
+            "type": "session", "state": "waiting_for_consent", "session_id": session_id.to_string(),
+            "device": opened.device.id.to_string(), "hostname": hostname, "verification_code": code,
+        }))?;
+        ctx.out.flush()?;
+    } else {
+        eprintln!(
+            "Verification code: {code}\nWaiting for the person at {hostname} to accept (they see the same code)…"
+        );
+    }
+    let outcome = run_session(&conn, &args, ctx, &hostname, &code, capabilities).await;
+    let by = match &outcome {
+        Ok(by) => *by,
+        Err(_) => EndedBy::ConnectionLost,
+    };
+    if by == EndedBy::Technician {
+        let _ = client.request(ConsoleRequest::EndSession { session_id }).await;
+    }
+    conn.close(close::ENDED, b"technician closed the session").await;
+    client.close().await;
+    outcome.map(|_| ())
+}
+
+/// Waits for the agent's streams (consent), then runs the session.
+async fn run_session(
+    conn: &SessionConn,
+    args: &SessionArgs,
+    ctx: &mut Context<'_>,
+    hostname: &str,
+    code: &str,
+    asked: Capabilities,
+) -> anyhow::Result<EndedBy> {
+    let streams = tokio::select! {
+        streams = conn.connection.accept_bi() => streams,
+        _ = tokio::time::sleep(CONSENT_WAIT) => bail!("no answer from the device within {} s", CONSENT_WAIT.as_secs()),
+    };
+    let (control_send, control_recv) = match streams {
+        Ok(streams) => streams,
+        Err(quinn::ConnectionError::ApplicationClosed(closed)) => {
+            let reason = String::from_utf8_lossy(&closed.reason).into_owned();
+            let code = u32::try_from(closed.error_code.into_inner()).unwrap_or(u32::MAX);
+            match code {
+                close::REFUSED => bail!("the session was not accepted: {reason}"),
+                close::UNAVAILABLE => bail!("the device cannot start a session: {reason}"),
+                close::NOT_AUDITED => bail!("the session was stopped because the relay did not record the consent: {reason}"),
+                _ => bail!("the device closed the session: {reason}"),
+            }
+        }
+        Err(e) => bail!("lost the end-to-end connection before the session started: {e}"),
+    };
+    let control = FramedSend::new(control_send, MAX_CONTROL_FRAME);
+    let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME);
+    let welcome = control_in.recv::<AgentToConsole>().await?;
+    let Some(AgentToConsole::Welcome { granted, monitors, selected, expires_in_secs }) = welcome else {
+        bail!("the device did not start the session properly ({welcome:?}); upgrade the agent");
+    };
+    if ctx.out.is_json() {
+        ctx.out.json(&json!({
+            "type": "session", "state": "started", "granted": granted.label(),
+            "asked": asked.label(), "monitors": monitors.len(), "selected": selected,
+            "expires_in_secs": expires_in_secs,
+        }))?;
+        ctx.out.flush()?;
+    } else {
+        eprintln!("Accepted: {} for up to {} min.", granted.label(), expires_in_secs / 60);
+    }
+    let video = conn.connection.accept_uni().await.context("the device opened no video stream")?;
+    let video = FramedRecv::new(video, MAX_VIDEO_FRAME_LEN);
+    // Input has its own stream so it never waits behind video; opened even
+    // for view-only sessions (the agent drops what comes on it).
+    let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME);
+    if args.headless {
+        headless(conn, args, ctx, control, control_in, video, input).await
+    } else {
+        windowed(conn, args, hostname, code, granted, monitors, selected, control, control_in, video, input).await
+    }
+}
+
+fn decode(decoder: &mut Decoder, frame: &VideoFrame) -> Option<(u32, u32, Vec<u8>)> {
+    match decoder.decode_frame(frame) {
+        Ok(()) => decoder
+            .picture()
+            .map(|p| (p.width, p.height, p.rgba.to_vec())),
+        Err(e) => {
+            tracing::debug!("frame {} did not decode: {e}", frame.seq);
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn headless(
+    conn: &SessionConn,
+    args: &SessionArgs,
+    ctx: &mut Context<'_>,
+    mut control: FramedSend,
+    mut control_in: FramedRecv,
+    mut video: FramedRecv,
+    mut input: FramedSend,
+) -> anyhow::Result<EndedBy> {
+    let mut decoder = Decoder::new()?;
+    let started = Instant::now();
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let (mut frames, mut bytes, mut decoded) = (0u64, 0u64, 0u64);
+    let mut typed = false;
+    let mut last_size = (0, 0);
+    let by = loop {
+        tokio::select! {
+            frame = video.recv_value::<VideoFrame>() => {
+                let Ok(frame) = frame else { break EndedBy::ConnectionLost };
+                frames += 1;
+                bytes += frame.payload.len() as u64;
+                if let Some((w, h, _)) = decode(&mut decoder, &frame) {
+                    decoded += 1;
+                    last_size = (w, h);
+                } else {
+                    control.send(&ConsoleToAgent::RequestKeyframe).await?;
+                }
+                if !typed {
+                    if let Some(text) = &args.type_text {
+                        typed = true;
+                        input.send(&InputEvent::Text { text: text.clone() }).await?;
+                    }
+                }
+            }
+            message = control_in.recv::<AgentToConsole>() => match message {
+                Ok(Some(AgentToConsole::Ended { by })) => break by,
+                Ok(Some(message)) => {
+                    if ctx.out.is_json() {
+                        ctx.out.json(&json!({"type": "session_message", "message": format!("{message:?}")}))?;
+                        ctx.out.flush()?;
+                    } else {
+                        eprintln!("{message:?}");
+                    }
+                }
+                Ok(None) | Err(_) => break EndedBy::ConnectionLost,
+            },
+            _ = &mut deadline => {
+                control.send(&ConsoleToAgent::End).await?;
+                break EndedBy::Technician;
+            }
+            _ = conn.connection.closed() => break EndedBy::ConnectionLost,
+        }
+    };
+    let summary = json!({
+        "type": "session_end", "ended_by": by.as_str(), "frames": frames, "decoded": decoded,
+        "bytes": bytes, "width": last_size.0, "height": last_size.1,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if ctx.out.is_json() {
+        ctx.out.json(&summary)?;
+    } else {
+        ctx.out.text(&format!(
+            "Session ended by {}: {frames} frames ({decoded} decoded, {} KiB) in {:.1} s.\n",
+            by.as_str(),
+            bytes / 1024,
+            started.elapsed().as_secs_f64()
+        ))?;
+    }
+    Ok(by)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn windowed(
+    conn: &SessionConn,
+    args: &SessionArgs,
+    hostname: &str,
+    code: &str,
+    granted: Capabilities,
+    monitors: Vec<deskside_protocol::session::Monitor>,
+    selected: u8,
+    mut control: FramedSend,
+    mut control_in: FramedRecv,
+    mut video: FramedRecv,
+    mut input: FramedSend,
+) -> anyhow::Result<EndedBy> {
+    use deskside_viewer::{run_viewer, viewer_channel, RgbaFrame, ViewerCommand, ViewerEvent, ViewerOptions, ViewerStats};
+    let (io, remote, mut receivers) = viewer_channel();
+    let mut options = ViewerOptions::new(hostname.to_owned(), code.to_owned());
+    options.granted = granted;
+    if let Some(monitor) = monitors.get(usize::from(selected)) {
+        options.initial_size = [monitor.width as f32, monitor.height as f32];
+    }
+    remote.send(ViewerEvent::Monitors { monitors, selected });
+    let window = tokio::task::spawn_blocking(move || run_viewer(options, io));
+    let mut decoder = Decoder::new()?;
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let mut codec = Codec::ZstdTiles;
+    let by = loop {
+        tokio::select! {
+            frame = video.recv_value::<VideoFrame>() => {
+                let Ok(frame) = frame else { break EndedBy::ConnectionLost };
+                frames += 1;
+                bytes += frame.payload.len() as u64;
+                codec = frame.codec;
+                let cursor = frame.cursor.as_ref().map(|c| (c.x, c.y));
+                match decode(&mut decoder, &frame) {
+                    Some((w, h, rgba)) => match RgbaFrame::new(w, h, rgba) {
+                        Ok(picture) => remote.set_frame(Arc::new(picture), cursor),
+                        Err(e) => tracing::warn!("frame not shown: {e}"),
+                    },
+                    None => control.send(&ConsoleToAgent::RequestKeyframe).await?,
+                }
+            }
+            message = control_in.recv::<AgentToConsole>() => match message {
+                Ok(Some(message)) => {
+                    remote.handle_agent_message(&message);
+                    if let AgentToConsole::Ended { by } = message {
+                        break by;
+                    }
+                }
+                Ok(None) | Err(_) => break EndedBy::ConnectionLost,
+            },
+            Some(command) = receivers.commands.recv() => {
+                let message = match command {
+                    ViewerCommand::End => {
+                        let _ = control.send(&ConsoleToAgent::End).await;
+                        break EndedBy::Technician;
+                    }
+                    ViewerCommand::SelectMonitor(index) => ConsoleToAgent::SelectMonitor { index },
+                    ViewerCommand::SetQuality(quality) => ConsoleToAgent::SetQuality(quality),
+                    ViewerCommand::Chat(text) => ConsoleToAgent::Chat { text },
+                    ViewerCommand::DropControl => ConsoleToAgent::DropControl,
+                };
+                control.send(&message).await?;
+            }
+            Some(event) = receivers.input.recv() => {
+                input.send(&event).await?;
+            }
+            _ = stats_tick.tick() => {
+                remote.set_stats(ViewerStats {
+                    fps: frames as f32,
+                    kbit_per_s: (bytes * 8) as f32 / 1000.0,
+                    rtt_ms: Some(conn.connection.rtt().as_secs_f32() * 1000.0),
+                    codec: match codec { Codec::ZstdTiles => "zstd tiles".into(), Codec::H264 => "H.264".into() },
+                });
+                frames = 0;
+                bytes = 0;
+            }
+            _ = &mut deadline => {
+                let _ = control.send(&ConsoleToAgent::End).await;
+                break EndedBy::Technician;
+            }
+            _ = conn.connection.closed() => break EndedBy::ConnectionLost,
+        }
+    };
+    remote.send(ViewerEvent::Ended { by });
+    match window.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("viewer window: {e}"),
+        Err(e) => tracing::warn!("viewer window crashed: {e}"),
+    }
+    eprintln!("Session ended by {}.", by.as_str());
+    Ok(by)
 }

@@ -280,6 +280,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                 &mut stop,
                 &publish,
                 canned,
+                None,
             )
             .await;
         });

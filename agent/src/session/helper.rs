@@ -1,0 +1,586 @@
+//! `deskside-agent session-helper`: runs inside the employee's graphical
+//! session. It connects to the agent service's socket, shows the consent
+//! dialog and the session indicator (each in a child process, so a crashed
+//! or killed window counts as a refusal or a Stop), and — only after the
+//! service says the consent is audited — captures the screen and injects
+//! the technician's input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deskside_codec::adapt::{choose, BandwidthEstimator, PathEstimate};
+use deskside_codec::frame::BgraFrame;
+use deskside_codec::{Encoder, EncoderConfig};
+use deskside_desktop::{
+    detect_display, map_event, Capturer, DisplayKind, EnigoSink, InputSink, X11Capturer,
+    WAYLAND_UNSUPPORTED,
+};
+use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
+use deskside_protocol::session::{
+    AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent, Monitor, Quality,
+};
+use deskside_session_ui::{
+    ConsentAnswer as UiAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
+};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use super::wire::{write_message, MessageReader};
+
+/// How long to wait before reconnecting to a service that is not there.
+const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// Runs the helper until the process is stopped, reconnecting to the
+/// service whenever it restarts.
+pub async fn run(socket: &Path) -> ! {
+    let display = match detect_display() {
+        DisplayKind::X11 { display } => Ok(display),
+        DisplayKind::Wayland => Err(WAYLAND_UNSUPPORTED.to_owned()),
+        DisplayKind::None => Err("no graphical display in this session (DISPLAY is not set)".to_owned()),
+    };
+    if let Err(reason) = &display {
+        tracing::warn!("remote view will not be possible here: {reason}");
+    }
+    let mut warned = false;
+    loop {
+        match UnixStream::connect(socket).await {
+            Ok(stream) => {
+                warned = false;
+                tracing::info!(socket = %socket.display(), "connected to the agent service");
+                if let Err(reason) = serve(stream, display.clone()).await {
+                    tracing::warn!("agent service connection ended: {reason}");
+                }
+            }
+            Err(e) if !warned => {
+                warned = true;
+                tracing::info!(
+                    "the agent service is not reachable at {} ({e}); retrying every {} s",
+                    socket.display(),
+                    RECONNECT_DELAY.as_secs()
+                );
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// The default socket for a helper: the packaged service's, or the one of
+/// a service run by this user with its default state directory.
+pub fn default_socket() -> PathBuf {
+    let system = PathBuf::from(super::hub::SYSTEM_SOCKET);
+    if system.exists() {
+        return system;
+    }
+    super::hub::socket_path_for(&crate::state::StateDir::default_root())
+}
+
+async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<(), String> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = MessageReader::new(read);
+    write_message(
+        &mut write,
+        &HelperToService::Hello {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            display: display.clone(),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match reader.next::<ServiceToHelper>().await {
+        Ok(Some(ServiceToHelper::Welcome)) => {}
+        Ok(_) => return Err("the service refused this helper (another one may be connected, or this user has no active graphical session)".to_owned()),
+        Err(e) => return Err(e.to_string()),
+    }
+    let (out_tx, mut out_rx) = mpsc::channel::<HelperToService>(8);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            if write_message(&mut write, &message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut active: Option<Active> = None;
+    let mut prompts: std::collections::HashMap<u64, ConsentPrompt> = Default::default();
+    let (indicator_tx, mut indicator_rx) = mpsc::unbounded_channel::<(u64, IndicatorCommand)>();
+    let result = loop {
+        tokio::select! {
+            message = reader.next::<ServiceToHelper>() => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e.to_string()),
+                };
+                match message {
+                    ServiceToHelper::Consent(prompt) => {
+                        prompts.insert(prompt.session_id, prompt.clone());
+                        let out = out_tx.clone();
+                        tokio::spawn(async move {
+                            let session_id = prompt.session_id;
+                            let answer = tokio::task::spawn_blocking(move || ask(&prompt))
+                                .await
+                                .unwrap_or(ConsentAnswer::Failed);
+                            tracing::info!(session_id, answer = answer.as_str(), "consent answered");
+                            let _ = out.send(HelperToService::Consent { session_id, answer }).await;
+                        });
+                    }
+                    ServiceToHelper::Start { session_id, granted, expires_in_secs } => {
+                        if let Some(old) = active.take() {
+                            old.stop(EndedBy::Technician);
+                        }
+                        let prompt = prompts.remove(&session_id);
+                        active = Some(Active::start(
+                            session_id,
+                            granted,
+                            expires_in_secs,
+                            display.clone(),
+                            prompt,
+                            out_tx.clone(),
+                            indicator_tx.clone(),
+                        ).await);
+                    }
+                    ServiceToHelper::FrameCredit { session_id } => {
+                        if let Some(a) = active.as_ref().filter(|a| a.id == session_id) {
+                            let _ = a.capture.send(CaptureCommand::Credit);
+                        }
+                    }
+                    ServiceToHelper::FromConsole { session_id, message } => {
+                        if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
+                            a.from_console(message);
+                        }
+                    }
+                    ServiceToHelper::Input { session_id, event } => {
+                        if let Some(a) = active.as_ref().filter(|a| a.id == session_id) {
+                            a.input(event);
+                        }
+                    }
+                    ServiceToHelper::End { session_id, by } => {
+                        prompts.remove(&session_id);
+                        if let Some(a) = active.take_if(|a| a.id == session_id) {
+                            a.stop(by);
+                        }
+                    }
+                    ServiceToHelper::Welcome => {}
+                    ServiceToHelper::Unknown { tag } => {
+                        tracing::debug!(tag, "ignoring a message from a newer service");
+                    }
+                }
+            }
+            Some((session_id, command)) = indicator_rx.recv() => {
+                if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
+                    match command {
+                        IndicatorCommand::Stop => {
+                            tracing::info!(session_id, "the employee stopped the session");
+                            let _ = out_tx.send(HelperToService::ToConsole {
+                                session_id,
+                                message: AgentToConsole::Ended { by: EndedBy::Employee },
+                            }).await;
+                            if let Some(a) = active.take() {
+                                a.stop(EndedBy::Employee);
+                            }
+                        }
+                        IndicatorCommand::DowngradeToViewOnly => {
+                            a.drop_control();
+                            let _ = out_tx.send(HelperToService::ToConsole {
+                                session_id,
+                                message: AgentToConsole::Granted(Capabilities::VIEW),
+                            }).await;
+                        }
+                        IndicatorCommand::Chat(text) => {
+                            let _ = out_tx.send(HelperToService::ToConsole {
+                                session_id,
+                                message: AgentToConsole::Chat { text },
+                            }).await;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // The service is gone: nothing may go on without it.
+    if let Some(a) = active.take() {
+        a.stop(EndedBy::ConnectionLost);
+    }
+    writer.abort();
+    result
+}
+
+/// Runs the consent dialog in a child process; a crash counts as refused.
+fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
+    let Ok(exe) = std::env::current_exe() else {
+        return ConsentAnswer::Failed;
+    };
+    let mut command = Command::new(exe);
+    command.arg("consent-dialog");
+    let request = ConsentRequest {
+        technician: prompt.technician.clone(),
+        organisation: prompt.organisation.clone(),
+        capabilities: prompt.capabilities,
+        reason: prompt.reason.clone(),
+        verification_code: prompt.verification_code.clone(),
+        timeout: Some(Duration::from_secs(prompt.timeout_secs)),
+    };
+    match deskside_session_ui::subprocess::ask_consent_in_subprocess(command, &request) {
+        Ok(UiAnswer::Accepted) => ConsentAnswer::Accepted,
+        Ok(UiAnswer::Refused) => ConsentAnswer::Refused,
+        Ok(UiAnswer::TimedOut) => ConsentAnswer::TimedOut,
+        Err(e) => {
+            tracing::warn!("the consent dialog failed: {e}; counting it as refused");
+            ConsentAnswer::Failed
+        }
+    }
+}
+
+enum CaptureCommand {
+    Credit,
+    SelectMonitor(u8),
+    Quality(Quality),
+    Keyframe,
+    Stop,
+}
+
+/// What the input thread needs to map frame pixels to the desktop.
+#[derive(Clone, Debug)]
+struct Geometry {
+    monitor: Monitor,
+    frame_w: u32,
+    frame_h: u32,
+}
+
+struct Active {
+    id: u64,
+    control: Arc<std::sync::atomic::AtomicBool>,
+    capture: std_mpsc::Sender<CaptureCommand>,
+    input: Option<std_mpsc::Sender<InputEvent>>,
+    indicator: Option<deskside_session_ui::subprocess::IndicatorProcess>,
+}
+
+impl Active {
+    async fn start(
+        id: u64,
+        granted: Capabilities,
+        expires_in_secs: u64,
+        display: Result<String, String>,
+        prompt: Option<ConsentPrompt>,
+        out: mpsc::Sender<HelperToService>,
+        indicator_commands: mpsc::UnboundedSender<(u64, IndicatorCommand)>,
+    ) -> Self {
+        let control = Arc::new(std::sync::atomic::AtomicBool::new(granted.control));
+        let (capture_tx, capture_rx) = std_mpsc::channel();
+        let geometry: Arc<Mutex<Option<Geometry>>> = Arc::default();
+        let mut input = None;
+        match &display {
+            Ok(screen) => {
+                let capture_screen = screen.clone();
+                let out = out.clone();
+                let capture_geometry = geometry.clone();
+                std::thread::Builder::new()
+                    .name("capture".into())
+                    .spawn(move || {
+                        capture_loop(
+                            id,
+                            &capture_screen,
+                            granted,
+                            expires_in_secs,
+                            capture_rx,
+                            out,
+                            capture_geometry,
+                        )
+                    })
+                    .ok();
+                if granted.control {
+                    let (tx, rx) = std_mpsc::channel::<InputEvent>();
+                    let control = control.clone();
+                    let input_screen = screen.clone();
+                    std::thread::Builder::new()
+                        .name("input".into())
+                        .spawn(move || input_loop(&input_screen, rx, geometry, control))
+                        .ok();
+                    input = Some(tx);
+                }
+            }
+            Err(reason) => {
+                let _ = out
+                    .send(HelperToService::ToConsole {
+                        session_id: id,
+                        message: AgentToConsole::Welcome {
+                            granted,
+                            monitors: Vec::new(),
+                            selected: 0,
+                            expires_in_secs,
+                        },
+                    })
+                    .await;
+                let _ = out
+                    .send(HelperToService::ToConsole {
+                        session_id: id,
+                        message: AgentToConsole::CaptureUnavailable { reason: reason.clone() },
+                    })
+                    .await;
+            }
+        }
+        let indicator = match std::env::current_exe() {
+            Ok(exe) => {
+                let mut command = Command::new(exe);
+                command.arg("session-indicator");
+                let info = IndicatorInfo {
+                    technician: prompt.as_ref().map(|p| p.technician.clone()).unwrap_or_default(),
+                    organisation: prompt.as_ref().map(|p| p.organisation.clone()).unwrap_or_default(),
+                    granted,
+                    verification_code: prompt.map(|p| p.verification_code).unwrap_or_default(),
+                };
+                match deskside_session_ui::subprocess::IndicatorProcess::spawn(command, &info) {
+                    Ok((process, mut commands)) => {
+                        tokio::spawn(async move {
+                            while let Some(command) = commands.recv().await {
+                                if indicator_commands.send((id, command)).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        Some(process)
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot show the session indicator: {e}");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot find this program to show the indicator: {e}");
+                None
+            }
+        };
+        Self {
+            id,
+            control,
+            capture: capture_tx,
+            input,
+            indicator,
+        }
+    }
+
+    fn from_console(&mut self, message: ConsoleToAgent) {
+        match message {
+            ConsoleToAgent::SelectMonitor { index } => {
+                let _ = self.capture.send(CaptureCommand::SelectMonitor(index));
+            }
+            ConsoleToAgent::SetQuality(quality) => {
+                let _ = self.capture.send(CaptureCommand::Quality(quality));
+            }
+            ConsoleToAgent::RequestKeyframe => {
+                let _ = self.capture.send(CaptureCommand::Keyframe);
+            }
+            ConsoleToAgent::Chat { text } => {
+                if let Some(indicator) = self.indicator.as_mut() {
+                    let _ = indicator.send(&IndicatorEvent::Chat { text });
+                }
+            }
+            ConsoleToAgent::DropControl => self.drop_control(),
+            ConsoleToAgent::End | ConsoleToAgent::Unknown { .. } => {}
+        }
+    }
+
+    fn drop_control(&mut self) {
+        self.control
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.input = None;
+        if let Some(indicator) = self.indicator.as_mut() {
+            let _ = indicator.send(&IndicatorEvent::Granted(Capabilities::VIEW));
+        }
+    }
+
+    fn input(&self, event: InputEvent) {
+        // Second check after the service's: a view-only session never
+        // reaches the input thread.
+        if self.control.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(input) = &self.input {
+                let _ = input.send(event);
+            }
+        }
+    }
+
+    fn stop(mut self, by: EndedBy) {
+        self.control
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.capture.send(CaptureCommand::Stop);
+        if let Some(mut indicator) = self.indicator.take() {
+            let _ = indicator.send(&IndicatorEvent::Ended { by });
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                let _ = indicator.kill();
+            });
+        }
+    }
+}
+
+fn capture_loop(
+    session_id: u64,
+    display: &str,
+    granted: Capabilities,
+    expires_in_secs: u64,
+    commands: std_mpsc::Receiver<CaptureCommand>,
+    out: mpsc::Sender<HelperToService>,
+    geometry: Arc<Mutex<Option<Geometry>>>,
+) {
+    let send = |message: AgentToConsole| {
+        out.blocking_send(HelperToService::ToConsole { session_id, message })
+            .is_ok()
+    };
+    let mut capturer = match X11Capturer::open(display) {
+        Ok(c) => c,
+        Err(e) => {
+            send(AgentToConsole::CaptureUnavailable { reason: e.to_string() });
+            return;
+        }
+    };
+    let monitors = match capturer.monitors() {
+        Ok(m) if !m.is_empty() => m,
+        Ok(_) | Err(_) => {
+            send(AgentToConsole::CaptureUnavailable {
+                reason: "the display reports no monitor".to_owned(),
+            });
+            return;
+        }
+    };
+    let mut selected = monitors.iter().position(|m| m.primary).unwrap_or(0) as u8;
+    if !send(AgentToConsole::Welcome {
+        granted,
+        monitors: monitors.clone(),
+        selected,
+        expires_in_secs,
+    }) {
+        return;
+    }
+    let mut encoder = match Encoder::new(EncoderConfig::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            send(AgentToConsole::CaptureUnavailable { reason: format!("cannot start the encoder: {e}") });
+            return;
+        }
+    };
+    let started = Instant::now();
+    let mut quality = Quality::Auto;
+    let mut bandwidth = BandwidthEstimator::new();
+    let mut last_sent: Option<(Instant, usize)> = None;
+    let mut seq = 0u64;
+    let mut have_credit = false;
+    let mut cursor_pos: Option<(i32, i32)> = None;
+    loop {
+        // Commands first; wait for credit (latest-frame-wins: a frame is
+        // captured only when the previous one has left).
+        let wait = if have_credit { Duration::ZERO } else { Duration::from_millis(200) };
+        match commands.recv_timeout(wait) {
+            Ok(CaptureCommand::Credit) => {
+                if let Some((at, bytes)) = last_sent.take() {
+                    bandwidth.record(bytes as u64, at.elapsed().as_micros() as u64);
+                }
+                have_credit = true;
+            }
+            Ok(CaptureCommand::SelectMonitor(index)) => {
+                if usize::from(index) < monitors.len() {
+                    selected = index;
+                    encoder.request_keyframe();
+                }
+            }
+            Ok(CaptureCommand::Quality(q)) => quality = q,
+            Ok(CaptureCommand::Keyframe) => encoder.request_keyframe(),
+            Ok(CaptureCommand::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if !have_credit {
+            continue;
+        }
+        let choice = choose(
+            quality,
+            PathEstimate { bandwidth_bps: bandwidth.estimate(), rtt_ms: None },
+            encoder.recent(),
+        );
+        encoder.apply(&choice);
+        let frame_interval = Duration::from_secs_f64(1.0 / f64::from(choice.max_fps.max(1)));
+        let tick = Instant::now();
+        let monitor = monitors[usize::from(selected)].clone();
+        let cursor = capturer.cursor().ok().flatten();
+        let encoded = match capturer.capture(selected) {
+            Ok(captured) => {
+                let frame = captured.frame;
+                *geometry.lock().unwrap_or_else(|p| p.into_inner()) = Some(Geometry {
+                    monitor: monitor.clone(),
+                    frame_w: frame.width,
+                    frame_h: frame.height,
+                });
+                match BgraFrame::new(frame.data, frame.width, frame.height, frame.stride) {
+                    Ok(bgra) => encoder.encode(&bgra, started.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        tracing::warn!("captured frame unusable: {e}");
+                        Ok(None)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("capture failed: {e}");
+                Ok(None)
+            }
+        };
+        let cursor_changed = cursor.as_ref().map(|(x, y, _)| (*x, *y)) != cursor_pos
+            || cursor.as_ref().is_some_and(|c| c.2.is_some());
+        match encoded {
+            Ok(Some(encoded)) => {
+                let bytes = encoded.payload.len();
+                let mut frame = encoded.into_video_frame(seq, selected, started.elapsed().as_micros() as u64);
+                frame.cursor = cursor.map(|(x, y, shape)| {
+                    cursor_pos = Some((x, y));
+                    Cursor { x: x - monitor.x, y: y - monitor.y, shape }
+                });
+                seq += 1;
+                if out.blocking_send(HelperToService::Video { session_id, frame }).is_err() {
+                    return;
+                }
+                last_sent = Some((Instant::now(), bytes));
+                have_credit = false;
+            }
+            Ok(None) if cursor_changed => {
+                // Only the pointer moved: the next frame carries it.
+                encoder.request_keyframe();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("encoding failed: {e}; sending a full frame next");
+                encoder.request_keyframe();
+            }
+        }
+        if let Some(rest) = frame_interval.checked_sub(tick.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+fn input_loop(
+    screen: &str,
+    events: std_mpsc::Receiver<InputEvent>,
+    geometry: Arc<Mutex<Option<Geometry>>>,
+    control: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut sink = match EnigoSink::open(screen) {
+        Ok(sink) => sink,
+        Err(e) => {
+            tracing::warn!("cannot inject input on {screen}: {e}");
+            return;
+        }
+    };
+    while let Ok(event) = events.recv() {
+        if !control.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        let Some(g) = geometry.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            continue;
+        };
+        if let Some(mapped) = map_event(&event, &g.monitor, g.frame_w, g.frame_h) {
+            if let Err(e) = sink.apply(&mapped) {
+                tracing::warn!("input injection failed: {e}");
+            }
+        }
+    }
+}

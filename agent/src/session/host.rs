@@ -1,0 +1,392 @@
+//! The agent service's side of a remote session.
+//!
+//! The service owns the enrolled key, so it terminates the end-to-end
+//! connection; the helper in the employee's graphical session asks for
+//! consent, captures and injects. Order of events (see `ARCHITECTURE.md`):
+//! handshake → verification code → consent dialog → consent sent to the
+//! relay → relay confirms it is audited → only then streams open and the
+//! helper starts capturing. View-only is enforced here: input events of a
+//! session without control are dropped before they reach the helper.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deskside_net::framed::{FramedRecv, FramedSend};
+use deskside_net::tunnel::{
+    accept_session, Carrier, SessionConfig, SessionConn, TunnelSocket, DEFAULT_QUEUE_PACKETS,
+};
+use deskside_net::Identity;
+use deskside_protocol::agent::{AgentToRelay, SessionRequest};
+use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
+use deskside_protocol::session::{
+    close, AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
+    MAX_VIDEO_FRAME_LEN,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use super::hub::{HelperHub, HelperLine};
+
+/// How long the employee has to answer.
+pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the relay has to confirm the consent is audited.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Control messages are small.
+const MAX_CONTROL_FRAME: usize = 64 * 1024;
+
+/// Runs the device's remote sessions.
+#[derive(Debug)]
+pub struct SessionHost {
+    carrier: Carrier,
+    identity: Identity,
+    hub: Arc<HelperHub>,
+    to_relay: mpsc::UnboundedSender<AgentToRelay>,
+    recorded: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SessionHost {
+    /// A host using `identity` (the enrolled key); messages for the relay
+    /// come out of the returned receiver, to be sent on the current relay
+    /// connection (they wait across reconnects).
+    pub fn new(
+        identity: Identity,
+        hub: Arc<HelperHub>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<AgentToRelay>) {
+        let (to_relay, from_host) = mpsc::unbounded_channel();
+        let host = Arc::new(Self {
+            carrier: Carrier::new(),
+            identity,
+            hub,
+            to_relay,
+            recorded: Mutex::default(),
+        });
+        (host, from_host)
+    }
+
+    /// Session packets travel on this relay connection from now on (called
+    /// on every attach, so sessions survive a reconnect).
+    pub fn attach(&self, connection: quinn::Connection) {
+        self.carrier.attach(connection);
+    }
+
+    /// The relay confirmed the consent of `session_id` is audited.
+    pub fn consent_recorded(&self, session_id: u64) {
+        if let Some(tx) = lock(&self.recorded).remove(&session_id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Starts a session the relay forwarded.
+    pub fn start(self: &Arc<Self>, request: SessionRequest) {
+        let span = tracing::info_span!(
+            "session",
+            id = request.session_id,
+            technician = %request.technician,
+            asked = request.capabilities.label()
+        );
+        let host = self.clone();
+        tokio::spawn(
+            async move {
+                let session_id = request.session_id;
+                match host.run(request).await {
+                    Ok(Some(by)) => {
+                        tracing::info!(by = by.as_str(), "session ended");
+                        let _ = host.to_relay.send(AgentToRelay::SessionEnded { session_id, by });
+                    }
+                    Ok(None) => tracing::info!("session did not start"),
+                    Err(reason) => tracing::warn!("session failed: {reason}"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn send_consent(&self, session_id: u64, granted: Option<Capabilities>, outcome: String) {
+        let _ = self.to_relay.send(AgentToRelay::SessionConsent {
+            session_id,
+            granted,
+            outcome,
+        });
+    }
+
+    /// `Ok(Some(by))` once a started session ends, `Ok(None)` when it never
+    /// started (refused, unavailable).
+    async fn run(&self, request: SessionRequest) -> Result<Option<EndedBy>, String> {
+        let id = request.session_id;
+        let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
+        let _carried = self.carrier.carry(id, port).map_err(|e| e.to_string())?;
+        let conn = match accept_session(
+            socket,
+            &self.identity,
+            request.technician_key,
+            &SessionConfig::default(),
+        )
+        .await
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.send_consent(id, None, format!("handshake_failed: {e}"));
+                return Err(format!("end-to-end handshake failed: {e}"));
+            }
+        };
+        let code = conn.verification_code(id).map_err(|e| e.to_string())?;
+        tracing::info!(code = %code, "end-to-end connection up; asking the employee");
+        let mut line = match self.hub.open(id) {
+            Ok(line) => line,
+            Err(reason) => {
+                self.send_consent(id, None, format!("unavailable: {reason}"));
+                conn.close(close::UNAVAILABLE, reason.as_bytes()).await;
+                return Ok(None);
+            }
+        };
+        let answer = ask(&mut line, &conn, &request, &code).await;
+        let granted = (answer == ConsentAnswer::Accepted).then_some(request.capabilities);
+        let (recorded_tx, recorded_rx) = oneshot::channel();
+        lock(&self.recorded).insert(id, recorded_tx);
+        self.send_consent(id, granted, answer.as_str().to_owned());
+        let Some(granted) = granted else {
+            lock(&self.recorded).remove(&id);
+            let reason = match answer {
+                ConsentAnswer::TimedOut => "the employee did not answer in time",
+                ConsentAnswer::Failed => "the consent dialog could not be shown",
+                _ => "the employee refused the session",
+            };
+            conn.close(close::REFUSED, reason.as_bytes()).await;
+            return Ok(None);
+        };
+        if tokio::time::timeout(AUDIT_TIMEOUT, recorded_rx).await.is_err() {
+            lock(&self.recorded).remove(&id);
+            let _ = line
+                .tx
+                .send(ServiceToHelper::End {
+                    session_id: id,
+                    by: EndedBy::ConnectionLost,
+                })
+                .await;
+            conn.close(
+                close::NOT_AUDITED,
+                b"the relay did not confirm the consent was recorded",
+            )
+            .await;
+            return Err("the relay did not confirm the consent was audited".to_owned());
+        }
+        tracing::info!(granted = granted.label(), "consent audited; session starting");
+        let by = Running::new(conn.connection.clone(), line, id, granted, request.grant_secs)
+            .run()
+            .await;
+        conn.close(close::ENDED, by.as_str().as_bytes()).await;
+        Ok(Some(by))
+    }
+}
+
+/// Shows the consent dialog through the helper; the technician giving up
+/// (the connection closing) counts as a refusal.
+async fn ask(
+    line: &mut HelperLine,
+    conn: &SessionConn,
+    request: &SessionRequest,
+    code: &str,
+) -> ConsentAnswer {
+    let prompt = ConsentPrompt {
+        session_id: request.session_id,
+        technician: request.technician.clone(),
+        organisation: request.organisation.clone(),
+        capabilities: request.capabilities,
+        reason: request.reason.clone(),
+        verification_code: code.to_owned(),
+        timeout_secs: CONSENT_TIMEOUT.as_secs(),
+    };
+    if line.tx.send(ServiceToHelper::Consent(prompt)).await.is_err() {
+        return ConsentAnswer::Failed;
+    }
+    let wait = async {
+        loop {
+            match line.rx.recv().await {
+                Some(HelperToService::Consent { answer, .. }) => return answer,
+                Some(other) => tracing::debug!(?other, "ignored before consent"),
+                None => return ConsentAnswer::Failed,
+            }
+        }
+    };
+    // The dialog times out by itself; this bound only guards a stuck helper.
+    tokio::select! {
+        answer = tokio::time::timeout(CONSENT_TIMEOUT + Duration::from_secs(15), wait) => {
+            answer.unwrap_or(ConsentAnswer::TimedOut)
+        }
+        _ = conn.connection.closed() => ConsentAnswer::Refused,
+    }
+}
+
+/// A session after consent.
+struct Running {
+    conn: quinn::Connection,
+    line: HelperLine,
+    id: u64,
+    granted: Capabilities,
+    grant: Duration,
+}
+
+impl Running {
+    fn new(
+        conn: quinn::Connection,
+        line: HelperLine,
+        id: u64,
+        granted: Capabilities,
+        grant_secs: u64,
+    ) -> Self {
+        Self {
+            conn,
+            line,
+            id,
+            granted,
+            grant: Duration::from_secs(grant_secs.max(1)),
+        }
+    }
+
+    async fn run(mut self) -> EndedBy {
+        let (control_send, control_recv) = match self.conn.open_bi().await {
+            Ok(streams) => streams,
+            Err(_) => return EndedBy::ConnectionLost,
+        };
+        let mut control = FramedSend::new(control_send, MAX_CONTROL_FRAME);
+        let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME);
+        let video = match self.conn.open_uni().await {
+            Ok(stream) => FramedSend::new(stream, MAX_VIDEO_FRAME_LEN),
+            Err(_) => return EndedBy::ConnectionLost,
+        };
+        let id = self.id;
+        let (frames_tx, frames_rx) = mpsc::channel::<VideoFrame>(1);
+        let credit = self.line.tx.clone();
+        tokio::spawn(write_video(video, frames_rx, credit, id));
+        let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
+        tokio::spawn(read_input(self.conn.clone(), input_tx));
+        let helper = self.line.tx.clone();
+        if helper
+            .send(ServiceToHelper::Start {
+                session_id: id,
+                granted: self.granted,
+                expires_in_secs: self.grant.as_secs(),
+            })
+            .await
+            .is_err()
+        {
+            return EndedBy::HelperGone;
+        }
+        let deadline = tokio::time::sleep(self.grant);
+        tokio::pin!(deadline);
+        let mut dropped_input = 0u64;
+        let by = loop {
+            tokio::select! {
+                message = self.line.rx.recv() => match message {
+                    Some(HelperToService::Video { frame, .. }) => {
+                        // The writer holds at most one frame; the helper
+                        // waits for credit, so this never queues stale ones.
+                        if frames_tx.try_send(frame).is_err() {
+                            tracing::debug!("video writer busy; frame dropped");
+                        }
+                    }
+                    Some(HelperToService::ToConsole { message, .. }) => {
+                        let ended = match &message {
+                            AgentToConsole::Granted(caps) => {
+                                // Only ever a downgrade: the helper cannot
+                                // grant more than the employee accepted.
+                                self.granted.control &= caps.control;
+                                None
+                            }
+                            AgentToConsole::Ended { by } => Some(*by),
+                            _ => None,
+                        };
+                        if let Some(by) = ended {
+                            break by;
+                        }
+                        if control.send(&message).await.is_err() {
+                            break EndedBy::ConnectionLost;
+                        }
+                    }
+                    Some(other) => tracing::debug!(?other, "ignored during the session"),
+                    None => break EndedBy::HelperGone,
+                },
+                message = control_in.recv::<ConsoleToAgent>() => match message {
+                    Ok(Some(ConsoleToAgent::End)) => break EndedBy::Technician,
+                    Ok(Some(ConsoleToAgent::Unknown { tag })) => {
+                        tracing::debug!(tag, "ignoring a message from a newer console");
+                    }
+                    Ok(Some(message)) => {
+                        if matches!(message, ConsoleToAgent::DropControl) {
+                            self.granted.control = false;
+                        }
+                        if helper.send(ServiceToHelper::FromConsole { session_id: id, message }).await.is_err() {
+                            break EndedBy::HelperGone;
+                        }
+                    }
+                    Ok(None) | Err(_) => break EndedBy::ConnectionLost,
+                },
+                event = input_rx.recv() => match event {
+                    Some(event) if self.granted.control => {
+                        if helper.send(ServiceToHelper::Input { session_id: id, event }).await.is_err() {
+                            break EndedBy::HelperGone;
+                        }
+                    }
+                    Some(_) => {
+                        dropped_input += 1;
+                        if dropped_input == 1 {
+                            tracing::info!("dropping input: this session is view-only");
+                        }
+                    }
+                    None => {}
+                },
+                _ = &mut deadline => break EndedBy::Expired,
+                _ = self.conn.closed() => break EndedBy::ConnectionLost,
+            }
+        };
+        if dropped_input > 0 {
+            tracing::info!(dropped_input, "input events dropped (view-only)");
+        }
+        let _ = helper
+            .send(ServiceToHelper::End { session_id: id, by })
+            .await;
+        let _ = control.send(&AgentToConsole::Ended { by }).await;
+        control.finish();
+        by
+    }
+}
+
+async fn write_video(
+    mut video: FramedSend,
+    mut frames: mpsc::Receiver<VideoFrame>,
+    credit: mpsc::Sender<ServiceToHelper>,
+    session_id: u64,
+) {
+    // The helper may send its first frame at once.
+    let _ = credit.send(ServiceToHelper::FrameCredit { session_id }).await;
+    while let Some(frame) = frames.recv().await {
+        if let Err(e) = video.send_value(&frame).await {
+            tracing::debug!("video stream closed: {e}");
+            break;
+        }
+        if credit
+            .send(ServiceToHelper::FrameCredit { session_id })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+async fn read_input(conn: quinn::Connection, events: mpsc::Sender<InputEvent>) {
+    let Ok(stream) = conn.accept_uni().await else {
+        return;
+    };
+    let mut input = FramedRecv::new(stream, MAX_CONTROL_FRAME);
+    while let Ok(Some(event)) = input.recv::<InputEvent>().await {
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+}
