@@ -231,6 +231,14 @@ impl World {
         }
     }
 
+    /// Starts any program, logging its stderr like the others; its stdout is
+    /// returned for the caller to read.
+    pub fn spawn(&mut self, name: &str, command: Command) -> (Proc, std::process::ChildStdout) {
+        let log = self.log_path(name);
+        let (proc, stdout) = Proc::spawn(name, command, log);
+        (proc, stdout.expect("stdout is piped"))
+    }
+
     /// Starts `deskside-agent run` for `agent`.
     pub fn run_agent(&mut self, agent: &Agent) -> Proc {
         let mut command = Command::new(bin("deskside-agent"));
