@@ -7,9 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeviceId, Fingerprint};
-use crate::session::{Capabilities, EndedBy};
 use crate::message::Nested;
 use crate::refusal::Refusal;
+use crate::session::{Capabilities, EndedBy};
 
 /// What an agent says about the machine it runs on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

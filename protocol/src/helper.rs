@@ -10,7 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame};
+use crate::message::Nested;
+
+use crate::session::{
+    AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
+};
 
 /// Service → helper.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +36,16 @@ pub enum ServiceToHelper {
     FromConsole {
         /// The session.
         session_id: u64,
-        /// The message.
-        message: ConsoleToAgent,
+        /// The message (nested, so a newer one decodes as `Unknown`).
+        message: Nested<ConsoleToAgent>,
     },
     /// An input event from the technician (only forwarded when control is
     /// granted; the helper checks again).
     Input {
         /// The session.
         session_id: u64,
-        /// The event.
-        event: InputEvent,
+        /// The event (nested, so a newer one decodes as `Unknown`).
+        event: Nested<InputEvent>,
     },
     /// The previous video frame has left; the helper may capture the next
     /// (latest-frame-wins across the socket).
@@ -130,8 +134,8 @@ pub enum HelperToService {
     ToConsole {
         /// The session.
         session_id: u64,
-        /// The message.
-        message: AgentToConsole,
+        /// The message (nested, so a newer one decodes as `Unknown`).
+        message: Nested<AgentToConsole>,
     },
     /// A captured, encoded frame.
     Video {

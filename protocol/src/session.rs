@@ -335,9 +335,15 @@ pub enum InputEvent {
 }
 crate::impl_message!(InputEvent, known = 5);
 
-/// Frames on the video stream use the relay-side maximum: a lossless keyframe
-/// of a large screen is big. Anything larger is a protocol error.
+/// Largest frame on the video stream (and on the helper socket, which
+/// carries the same frames): a lossless keyframe of a large screen is big.
+/// Session streams are end-to-end, so this is the console's and the
+/// agent's limit, not the relay's (the relay never parses them). Anything
+/// larger is a protocol error.
 pub const MAX_VIDEO_FRAME_LEN: usize = 32 * 1024 * 1024;
+
+/// Largest frame on the control and input streams.
+pub const MAX_CONTROL_FRAME_LEN: usize = 64 * 1024;
 
 /// Application close codes of the session connection, with the reason text
 /// in the close frame.

@@ -22,13 +22,18 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use crate::agent::{AgentToRelay, DeviceInfo, RelayToAgent, SessionRequest};
 use crate::console::{
-    ConsoleRequest, ConsoleResponse, ConsoleToRelay, DeviceSummary, IssuedEnrollToken,
-    IssuedTechnicianToken, RelayToConsole, StoredDiagnostics, TechnicianTokenInfo,
+    AuditEntry, ConsoleRequest, ConsoleResponse, ConsoleToRelay, DeviceSummary, IssuedEnrollToken,
+    IssuedTechnicianToken, RelayToConsole, SessionOpened, StoredDiagnostics, TechnicianTokenInfo,
 };
 use crate::frame::{encode_frame, parse_header, HEADER_LEN};
+use crate::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use crate::message::{decode_value, encode_value, Nested};
+use crate::session::{
+    AgentToConsole, Capabilities, Codec, ConsoleToAgent, Cursor, CursorShape, EndedBy, InputEvent,
+    Key, Monitor, MouseButton, Quality, VideoFrame, MAX_VIDEO_FRAME_LEN,
+};
 use crate::token::{EnrollToken, LoginString, TokenError, ENROLL_PREFIX, LOGIN_PREFIX};
 use crate::version::{negotiate, ClientHello, MustUpgrade, ServerHello, VersionRange};
 use crate::{
@@ -107,6 +112,15 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
             prop_oneof![bytes(64).prop_map(Ok), text().prop_map(Err)]
         )
             .prop_map(|(request_id, result)| AgentToRelay::Diagnostics { request_id, result }),
+        (any::<u64>(), prop::option::of(capabilities()), text()).prop_map(
+            |(session_id, granted, outcome)| AgentToRelay::SessionConsent {
+                session_id,
+                granted,
+                outcome,
+            }
+        ),
+        (any::<u64>(), ended_by())
+            .prop_map(|(session_id, by)| AgentToRelay::SessionEnded { session_id, by }),
     ]
 }
 
@@ -133,7 +147,40 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
             }
         }),
         bytes(64).prop_map(|json| RelayToAgent::Policy { json }),
+        session_request().prop_map(RelayToAgent::SessionRequest),
+        any::<u64>().prop_map(|session_id| RelayToAgent::ConsentRecorded { session_id }),
     ]
+}
+
+fn session_request() -> impl Strategy<Value = SessionRequest> {
+    (
+        any::<u64>(),
+        (text(), text()),
+        capabilities(),
+        text(),
+        fingerprint(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(
+                session_id,
+                (technician, organisation),
+                capabilities,
+                reason,
+                technician_key,
+                grant_secs,
+            )| {
+                SessionRequest {
+                    session_id,
+                    technician,
+                    organisation,
+                    capabilities,
+                    reason,
+                    technician_key,
+                    grant_secs,
+                }
+            },
+        )
 }
 
 fn console_request() -> impl Strategy<Value = ConsoleRequest> {
@@ -163,6 +210,17 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
             .prop_map(|(device, limit)| ConsoleRequest::DiagnosticsHistory { device, limit }),
         Just(ConsoleRequest::ShowPolicy),
         (text(), text()).prop_map(|(key, value)| ConsoleRequest::SetPolicy { key, value }),
+        fingerprint().prop_map(|key| ConsoleRequest::RegisterSessionKey { key }),
+        (text(), capabilities(), text()).prop_map(|(device, capabilities, reason)| {
+            ConsoleRequest::OpenSession {
+                device,
+                capabilities,
+                reason,
+            }
+        }),
+        (prop::option::of(text()), any::<u32>())
+            .prop_map(|(device, limit)| ConsoleRequest::AuditList { device, limit }),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::EndSession { session_id }),
     ]
 }
 
@@ -270,7 +328,31 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
         proptest::collection::vec(stored_diagnostics(), 0..3)
             .prop_map(ConsoleResponse::DiagnosticsHistory),
         bytes(64).prop_map(ConsoleResponse::Policy),
+        Just(ConsoleResponse::Done),
+        (any::<u64>(), device_summary(), fingerprint()).prop_map(
+            |(session_id, device, device_key)| {
+                ConsoleResponse::SessionOpened(SessionOpened {
+                    session_id,
+                    device,
+                    device_key,
+                })
+            }
+        ),
+        prop::collection::vec(audit_entry(), 0..4).prop_map(ConsoleResponse::Audit),
     ]
+}
+
+fn audit_entry() -> impl Strategy<Value = AuditEntry> {
+    (any::<i64>(), any::<i64>(), text(), text(), text(), text()).prop_map(
+        |(id, at, actor, action, target, detail)| AuditEntry {
+            id,
+            at,
+            actor,
+            action,
+            target,
+            detail,
+        },
+    )
 }
 
 fn console_to_relay() -> impl Strategy<Value = ConsoleToRelay> {
@@ -298,6 +380,271 @@ fn relay_to_console() -> impl Strategy<Value = RelayToConsole> {
         }),
         (any::<u64>(), result).prop_map(|(id, result)| RelayToConsole::Response { id, result }),
         refusal().prop_map(|r| RelayToConsole::Refused(Nested(r))),
+    ]
+}
+
+fn capabilities() -> impl Strategy<Value = Capabilities> {
+    (any::<bool>(), any::<bool>()).prop_map(|(view, control)| Capabilities { view, control })
+}
+
+fn ended_by() -> impl Strategy<Value = EndedBy> {
+    prop_oneof![
+        Just(EndedBy::Technician),
+        Just(EndedBy::Employee),
+        Just(EndedBy::Expired),
+        Just(EndedBy::ConnectionLost),
+        Just(EndedBy::HelperGone),
+    ]
+}
+
+fn quality() -> impl Strategy<Value = Quality> {
+    prop_oneof![
+        Just(Quality::Auto),
+        Just(Quality::Lossless),
+        Just(Quality::LowBandwidth),
+    ]
+}
+
+fn monitor() -> impl Strategy<Value = Monitor> {
+    (
+        any::<u8>(),
+        text(),
+        any::<i32>(),
+        any::<i32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(|(index, name, x, y, width, height, primary)| Monitor {
+            index,
+            name,
+            x,
+            y,
+            width,
+            height,
+            primary,
+        })
+}
+
+fn console_to_agent() -> impl Strategy<Value = ConsoleToAgent> {
+    prop_oneof![
+        any::<u8>().prop_map(|index| ConsoleToAgent::SelectMonitor { index }),
+        quality().prop_map(ConsoleToAgent::SetQuality),
+        Just(ConsoleToAgent::RequestKeyframe),
+        text().prop_map(|text| ConsoleToAgent::Chat { text }),
+        Just(ConsoleToAgent::DropControl),
+        Just(ConsoleToAgent::End),
+    ]
+}
+
+fn agent_to_console() -> impl Strategy<Value = AgentToConsole> {
+    prop_oneof![
+        (
+            capabilities(),
+            prop::collection::vec(monitor(), 0..4),
+            any::<u8>(),
+            any::<u64>(),
+        )
+            .prop_map(|(granted, monitors, selected, expires_in_secs)| {
+                AgentToConsole::Welcome {
+                    granted,
+                    monitors,
+                    selected,
+                    expires_in_secs,
+                }
+            }),
+        capabilities().prop_map(AgentToConsole::Granted),
+        text().prop_map(|text| AgentToConsole::Chat { text }),
+        text().prop_map(|reason| AgentToConsole::CaptureUnavailable { reason }),
+        ended_by().prop_map(|by| AgentToConsole::Ended { by }),
+    ]
+}
+
+fn codec() -> impl Strategy<Value = Codec> {
+    prop_oneof![Just(Codec::ZstdTiles), Just(Codec::H264)]
+}
+
+fn cursor() -> impl Strategy<Value = Cursor> {
+    let shape = (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        bytes(64),
+    )
+        .prop_map(|(width, height, hot_x, hot_y, rgba)| CursorShape {
+            width,
+            height,
+            hot_x,
+            hot_y,
+            rgba,
+        });
+    (any::<i32>(), any::<i32>(), prop::option::of(shape)).prop_map(|(x, y, shape)| Cursor {
+        x,
+        y,
+        shape,
+    })
+}
+
+fn video_frame() -> impl Strategy<Value = VideoFrame> {
+    (
+        any::<u64>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+        codec(),
+        any::<bool>(),
+        bytes(256),
+        prop::option::of(cursor()),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(seq, monitor, width, height, codec, keyframe, payload, cursor, captured_us)| {
+                VideoFrame {
+                    seq,
+                    monitor,
+                    width,
+                    height,
+                    codec,
+                    keyframe,
+                    payload,
+                    cursor,
+                    captured_us,
+                }
+            },
+        )
+}
+
+fn mouse_button() -> impl Strategy<Value = MouseButton> {
+    prop_oneof![
+        Just(MouseButton::Left),
+        Just(MouseButton::Middle),
+        Just(MouseButton::Right),
+    ]
+}
+
+fn key() -> impl Strategy<Value = Key> {
+    prop_oneof![
+        Just(Key::Return),
+        Just(Key::Tab),
+        Just(Key::Backspace),
+        Just(Key::Escape),
+        Just(Key::Delete),
+        Just(Key::Insert),
+        Just(Key::Home),
+        Just(Key::End),
+        Just(Key::PageUp),
+        Just(Key::PageDown),
+        Just(Key::Left),
+        Just(Key::Right),
+        Just(Key::Up),
+        Just(Key::Down),
+        Just(Key::Space),
+        Just(Key::Shift),
+        Just(Key::Control),
+        Just(Key::Alt),
+        Just(Key::Meta),
+        // Any number: the wire does not stop at F12, the agent must.
+        any::<u8>().prop_map(Key::F),
+        any::<char>().prop_map(Key::Char),
+    ]
+}
+
+fn input_event() -> impl Strategy<Value = InputEvent> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>()).prop_map(|(x, y)| InputEvent::PointerMove { x, y }),
+        (mouse_button(), any::<bool>())
+            .prop_map(|(button, pressed)| InputEvent::Button { button, pressed }),
+        (any::<i32>(), any::<i32>()).prop_map(|(dx, dy)| InputEvent::Scroll { dx, dy }),
+        (key(), any::<bool>()).prop_map(|(key, pressed)| InputEvent::Key { key, pressed }),
+        text().prop_map(|text| InputEvent::Text { text }),
+    ]
+}
+
+fn consent_prompt() -> impl Strategy<Value = ConsentPrompt> {
+    (
+        any::<u64>(),
+        (text(), text()),
+        capabilities(),
+        text(),
+        text(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(
+                session_id,
+                (technician, organisation),
+                capabilities,
+                reason,
+                verification_code,
+                timeout_secs,
+            )| {
+                ConsentPrompt {
+                    session_id,
+                    technician,
+                    organisation,
+                    capabilities,
+                    reason,
+                    verification_code,
+                    timeout_secs,
+                }
+            },
+        )
+}
+
+fn consent_answer() -> impl Strategy<Value = ConsentAnswer> {
+    prop_oneof![
+        Just(ConsentAnswer::Accepted),
+        Just(ConsentAnswer::Refused),
+        Just(ConsentAnswer::TimedOut),
+        Just(ConsentAnswer::Failed),
+    ]
+}
+
+fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
+    prop_oneof![
+        Just(ServiceToHelper::Welcome),
+        consent_prompt().prop_map(ServiceToHelper::Consent),
+        (any::<u64>(), capabilities(), any::<u64>()).prop_map(
+            |(session_id, granted, expires_in_secs)| ServiceToHelper::Start {
+                session_id,
+                granted,
+                expires_in_secs,
+            }
+        ),
+        (any::<u64>(), console_to_agent()).prop_map(|(session_id, message)| {
+            ServiceToHelper::FromConsole {
+                session_id,
+                message: Nested(message),
+            }
+        }),
+        (any::<u64>(), input_event()).prop_map(|(session_id, event)| ServiceToHelper::Input {
+            session_id,
+            event: Nested(event),
+        }),
+        any::<u64>().prop_map(|session_id| ServiceToHelper::FrameCredit { session_id }),
+        (any::<u64>(), ended_by())
+            .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
+    ]
+}
+
+fn helper_to_service() -> impl Strategy<Value = HelperToService> {
+    prop_oneof![
+        (
+            text(),
+            prop_oneof![text().prop_map(Ok), text().prop_map(Err)]
+        )
+            .prop_map(|(version, display)| HelperToService::Hello { version, display }),
+        (any::<u64>(), consent_answer())
+            .prop_map(|(session_id, answer)| HelperToService::Consent { session_id, answer }),
+        (any::<u64>(), agent_to_console()).prop_map(|(session_id, message)| {
+            HelperToService::ToConsole {
+                session_id,
+                message: Nested(message),
+            }
+        }),
+        (any::<u64>(), video_frame())
+            .prop_map(|(session_id, frame)| HelperToService::Video { session_id, frame }),
     ]
 }
 
@@ -480,6 +827,14 @@ fn decode_as_everything(body: &[u8]) -> Result<(), TestCaseError> {
     check_decode_is_total::<RelayToConsole>(body)?;
     check_decode_is_total::<ConsoleRequest>(body)?;
     check_decode_is_total::<ConsoleResponse>(body)?;
+    check_decode_is_total::<ConsoleToAgent>(body)?;
+    check_decode_is_total::<AgentToConsole>(body)?;
+    check_decode_is_total::<InputEvent>(body)?;
+    check_decode_is_total::<ServiceToHelper>(body)?;
+    check_decode_is_total::<HelperToService>(body)?;
+    if let Ok(frame) = decode_value::<VideoFrame>(body) {
+        check_value_round_trip(&frame, &[])?;
+    }
     if let Ok(hello) = decode_value::<ClientHello>(body) {
         check_value_round_trip(&hello, &[])?;
     }
@@ -538,6 +893,36 @@ proptest! {
     #[test]
     fn console_response_round_trips(message in console_response(), trailing in bytes(8)) {
         check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn console_to_agent_round_trips(message in console_to_agent(), trailing in bytes(8)) {
+        check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn agent_to_console_round_trips(message in agent_to_console(), trailing in bytes(8)) {
+        check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn input_event_round_trips(message in input_event(), trailing in bytes(8)) {
+        check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn service_to_helper_round_trips(message in service_to_helper(), trailing in bytes(8)) {
+        check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn helper_to_service_round_trips(message in helper_to_service(), trailing in bytes(8)) {
+        check_message_round_trip(&message, &trailing)?;
+    }
+
+    #[test]
+    fn video_frame_round_trips(frame in video_frame(), trailing in bytes(8)) {
+        check_value_round_trip(&frame, &trailing)?;
     }
 
     #[test]
@@ -708,6 +1093,24 @@ proptest! {
 }
 
 #[test]
+fn ended_by_round_trips_through_text() {
+    // Audit rows store these names; every variant needs its own.
+    let all = [
+        EndedBy::Technician,
+        EndedBy::Employee,
+        EndedBy::Expired,
+        EndedBy::ConnectionLost,
+        EndedBy::HelperGone,
+    ];
+    assert_eq!(all.len(), decodable_variants::<EndedBy>().len());
+    for by in all {
+        assert_eq!(EndedBy::parse(by.as_str()), Some(by));
+    }
+    assert_eq!(EndedBy::parse("Technician"), None);
+    assert_eq!(EndedBy::parse(""), None);
+}
+
+#[test]
 fn roles_round_trip_through_text() {
     for role in [Role::Viewer, Role::Technician, Role::Admin] {
         assert_eq!(role.to_string().parse::<Role>(), Ok(role));
@@ -726,6 +1129,28 @@ fn encoding_an_unknown_placeholder_fails_at_every_level() {
     assert!(encode_message(&RelayToConsole::Unknown { tag: 9 }).is_err());
     assert!(encode_message(&ConsoleRequest::Unknown { tag: 9 }).is_err());
     assert!(encode_message(&ConsoleResponse::Unknown { tag: 9 }).is_err());
+    assert!(encode_message(&ConsoleToAgent::Unknown { tag: 9 }).is_err());
+    assert!(encode_message(&AgentToConsole::Unknown { tag: 9 }).is_err());
+    assert!(encode_message(&InputEvent::Unknown { tag: 9 }).is_err());
+    assert!(encode_message(&ServiceToHelper::Unknown { tag: 9 }).is_err());
+    assert!(encode_message(&HelperToService::Unknown { tag: 9 }).is_err());
+    // The helper socket nests session messages, as the relay's envelopes
+    // do; a placeholder inside is refused just the same.
+    let from_console = ServiceToHelper::FromConsole {
+        session_id: 1,
+        message: Nested(ConsoleToAgent::Unknown { tag: 9 }),
+    };
+    assert!(encode_message(&from_console).is_err());
+    let input = ServiceToHelper::Input {
+        session_id: 1,
+        event: Nested(InputEvent::Unknown { tag: 9 }),
+    };
+    assert!(encode_message(&input).is_err());
+    let to_console = HelperToService::ToConsole {
+        session_id: 1,
+        message: Nested(AgentToConsole::Unknown { tag: 9 }),
+    };
+    assert!(encode_message(&to_console).is_err());
     let nested_request = ConsoleToRelay::Request {
         id: 1,
         request: Nested(ConsoleRequest::Unknown { tag: 9 }),
@@ -826,6 +1251,11 @@ fn known_variants_counts_every_declared_variant() {
     check_known_variants::<RelayToConsole>("RelayToConsole");
     check_known_variants::<ConsoleRequest>("ConsoleRequest");
     check_known_variants::<ConsoleResponse>("ConsoleResponse");
+    check_known_variants::<ConsoleToAgent>("ConsoleToAgent");
+    check_known_variants::<AgentToConsole>("AgentToConsole");
+    check_known_variants::<InputEvent>("InputEvent");
+    check_known_variants::<ServiceToHelper>("ServiceToHelper");
+    check_known_variants::<HelperToService>("HelperToService");
     check_known_variants::<Refusal>("Refusal");
     check_known_variants::<crate::measure::MeasureRequest>("MeasureRequest");
     check_known_variants::<crate::measure::MeasureReply>("MeasureReply");
@@ -841,14 +1271,14 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::Diagnostics {
-            request_id: 1,
-            result: Err(String::new())
+        tag(&AgentToRelay::SessionEnded {
+            session_id: 1,
+            by: EndedBy::Technician
         }),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::Policy { json: Vec::new() }),
+        tag(&RelayToAgent::ConsentRecorded { session_id: 1 }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -863,15 +1293,52 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::SetPolicy {
-            key: String::new(),
-            value: String::new()
-        }),
+        tag(&ConsoleRequest::EndSession { session_id: 1 }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::Policy(Vec::new())),
+        tag(&ConsoleResponse::Audit(Vec::new())),
         ConsoleResponse::KNOWN_VARIANTS - 1
+    );
+    assert_eq!(
+        tag(&ConsoleToAgent::End),
+        ConsoleToAgent::KNOWN_VARIANTS - 1
+    );
+    assert_eq!(
+        tag(&AgentToConsole::Ended {
+            by: EndedBy::Employee
+        }),
+        AgentToConsole::KNOWN_VARIANTS - 1
+    );
+    assert_eq!(
+        tag(&InputEvent::Text {
+            text: String::new()
+        }),
+        InputEvent::KNOWN_VARIANTS - 1
+    );
+    assert_eq!(
+        tag(&ServiceToHelper::End {
+            session_id: 1,
+            by: EndedBy::Expired
+        }),
+        ServiceToHelper::KNOWN_VARIANTS - 1
+    );
+    assert_eq!(
+        tag(&HelperToService::Video {
+            session_id: 1,
+            frame: VideoFrame {
+                seq: 0,
+                monitor: 0,
+                width: 1,
+                height: 1,
+                codec: Codec::ZstdTiles,
+                keyframe: true,
+                payload: Vec::new(),
+                cursor: None,
+                captured_us: 0,
+            }
+        }),
+        HelperToService::KNOWN_VARIANTS - 1
     );
 }
 
@@ -924,7 +1391,7 @@ fn strategies_cover_every_variant() {
     fn all(n: usize) -> BTreeSet<u32> {
         (0..n as u32).collect()
     }
-    let cases: [(&str, BTreeSet<u32>, usize); 9] = [
+    let cases: [(&str, BTreeSet<u32>, usize); 20] = [
         (
             "AgentToRelay",
             tags_produced_by(agent_to_relay()),
@@ -956,6 +1423,31 @@ fn strategies_cover_every_variant() {
             decodable_variants::<ConsoleResponse>().len(),
         ),
         (
+            "ConsoleToAgent",
+            tags_produced_by(console_to_agent()),
+            decodable_variants::<ConsoleToAgent>().len(),
+        ),
+        (
+            "AgentToConsole",
+            tags_produced_by(agent_to_console()),
+            decodable_variants::<AgentToConsole>().len(),
+        ),
+        (
+            "InputEvent",
+            tags_produced_by(input_event()),
+            decodable_variants::<InputEvent>().len(),
+        ),
+        (
+            "ServiceToHelper",
+            tags_produced_by(service_to_helper()),
+            decodable_variants::<ServiceToHelper>().len(),
+        ),
+        (
+            "HelperToService",
+            tags_produced_by(helper_to_service()),
+            decodable_variants::<HelperToService>().len(),
+        ),
+        (
             "Refusal",
             tags_produced_by(refusal()),
             decodable_variants::<Refusal>().len(),
@@ -969,6 +1461,36 @@ fn strategies_cover_every_variant() {
             "Role",
             tags_produced_by(role()),
             decodable_variants::<Role>().len(),
+        ),
+        (
+            "EndedBy",
+            tags_produced_by(ended_by()),
+            decodable_variants::<EndedBy>().len(),
+        ),
+        (
+            "Quality",
+            tags_produced_by(quality()),
+            decodable_variants::<Quality>().len(),
+        ),
+        (
+            "Codec",
+            tags_produced_by(codec()),
+            decodable_variants::<Codec>().len(),
+        ),
+        (
+            "MouseButton",
+            tags_produced_by(mouse_button()),
+            decodable_variants::<MouseButton>().len(),
+        ),
+        (
+            "Key",
+            tags_produced_by(key()),
+            decodable_variants::<Key>().len(),
+        ),
+        (
+            "ConsentAnswer",
+            tags_produced_by(consent_answer()),
+            decodable_variants::<ConsentAnswer>().len(),
         ),
     ];
     for (name, produced, declared) in cases {
@@ -1045,6 +1567,11 @@ fn the_first_unknown_tag_of_each_enum_decodes_as_unknown() {
     first_unknown::<RelayToConsole>();
     first_unknown::<ConsoleRequest>();
     first_unknown::<ConsoleResponse>();
+    first_unknown::<ConsoleToAgent>();
+    first_unknown::<AgentToConsole>();
+    first_unknown::<InputEvent>();
+    first_unknown::<ServiceToHelper>();
+    first_unknown::<HelperToService>();
     first_unknown::<Refusal>();
     first_unknown::<crate::measure::MeasureRequest>();
     first_unknown::<crate::measure::MeasureReply>();
@@ -1064,6 +1591,11 @@ proptest! {
         check_newer_tag::<RelayToConsole>(raw, &fields)?;
         check_newer_tag::<ConsoleRequest>(raw, &fields)?;
         check_newer_tag::<ConsoleResponse>(raw, &fields)?;
+        check_newer_tag::<ConsoleToAgent>(raw, &fields)?;
+        check_newer_tag::<AgentToConsole>(raw, &fields)?;
+        check_newer_tag::<InputEvent>(raw, &fields)?;
+        check_newer_tag::<ServiceToHelper>(raw, &fields)?;
+        check_newer_tag::<HelperToService>(raw, &fields)?;
     }
 
     #[test]
@@ -1112,6 +1644,12 @@ fn damaged_body() -> impl Strategy<Value = Vec<u8>> {
         relay_to_agent().prop_map(|m| encode_message(&m)),
         console_to_relay().prop_map(|m| encode_message(&m)),
         relay_to_console().prop_map(|m| encode_message(&m)),
+        console_to_agent().prop_map(|m| encode_message(&m)),
+        agent_to_console().prop_map(|m| encode_message(&m)),
+        input_event().prop_map(|m| encode_message(&m)),
+        service_to_helper().prop_map(|m| encode_message(&m)),
+        helper_to_service().prop_map(|m| encode_message(&m)),
+        video_frame().prop_map(|m| encode_value(&m)),
         client_hello().prop_map(|m| encode_value(&m)),
         server_hello().prop_map(|m| encode_value(&m)),
     ]
@@ -1139,7 +1677,8 @@ proptest! {
 
     #[test]
     fn decoding_arbitrary_fields_after_a_known_tag_never_panics(
-        tag in 0u8..7,
+        // Every known tag of every enum (ConsoleRequest has the most).
+        tag in 0u8..15,
         fields in bytes(256),
     ) {
         let mut body = vec![tag];
@@ -1334,6 +1873,24 @@ proptest! {
         check_stream_round_trip(&agent, &sizes, MAX_RELAY_FRAME_LEN)?;
         check_stream_round_trip(&console, &sizes, MAX_RELAY_FRAME_LEN)?;
     }
+
+    #[test]
+    fn session_frames_split_anywhere_decode_to_the_same_messages(
+        control in prop::collection::vec(console_to_agent(), 1..6),
+        replies in prop::collection::vec(agent_to_console(), 1..6),
+        input in prop::collection::vec(input_event(), 1..6),
+        service in prop::collection::vec(service_to_helper(), 1..6),
+        helper in prop::collection::vec(helper_to_service(), 1..6),
+        sizes in prop::collection::vec(1usize..48, 1..8),
+    ) {
+        // The control and input limits belong to agent and console; the
+        // helper socket's is the video limit. Small frames fit either.
+        check_stream_round_trip(&control, &sizes, MAX_VIDEO_FRAME_LEN)?;
+        check_stream_round_trip(&replies, &sizes, MAX_VIDEO_FRAME_LEN)?;
+        check_stream_round_trip(&input, &sizes, MAX_VIDEO_FRAME_LEN)?;
+        check_stream_round_trip(&service, &sizes, MAX_VIDEO_FRAME_LEN)?;
+        check_stream_round_trip(&helper, &sizes, MAX_VIDEO_FRAME_LEN)?;
+    }
 }
 
 /// Encodes `messages` as consecutive frames, feeds them in chunks and checks
@@ -1526,6 +2083,68 @@ fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Bodies no session decoder (console↔agent, service↔helper, video) may
+/// accept: a peer inside the end-to-end connection, or a process on the
+/// helper socket, is no more trusted than a client of the relay.
+fn hostile_session_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let endless_varint = vec![0x80; 64 * 1024];
+    let four_giga = [0x80, 0x80, 0x80, 0x80, 0x10];
+    let huge = varint(u64::MAX);
+    // A VideoFrame's fields up to its payload: seq 1, monitor 0, 640×480
+    // (as varints), ZstdTiles, keyframe.
+    let frame_head = cat(&[&[1, 0], &varint(640), &varint(480), &[0, 1]]);
+    vec![
+        ("an empty body", Vec::new()),
+        ("a tag varint longer than a u32", vec![0xff; 5]),
+        ("a tag varint that never ends", endless_varint.clone()),
+        (
+            "a console Chat whose text is invalid UTF-8",
+            vec![3, 2, 0xff, 0xfe],
+        ),
+        (
+            "a console Chat whose text claims 2^32 bytes",
+            cat(&[&[3], &four_giga, b"abc"]),
+        ),
+        (
+            "an agent Chat whose text claims u64::MAX bytes",
+            cat(&[&[2], &huge, b"abc"]),
+        ),
+        (
+            "a Welcome listing 2^32 monitors",
+            cat(&[&[0, 1, 1], &four_giga, &[0; 16]]),
+        ),
+        (
+            "a bare video frame whose payload claims 2^32 bytes",
+            cat(&[&frame_head, &four_giga, &[0; 16]]),
+        ),
+        (
+            "a helper Video whose payload claims 2^32 bytes",
+            cat(&[&[3, 7], &frame_head, &four_giga, &[0; 16]]),
+        ),
+        (
+            // Empty payload; a cursor at (1, -2) whose 1×1 shape, hot spot
+            // (0, 0), claims 2^32 bytes of RGBA.
+            "a cursor shape claiming 2^32 RGBA bytes",
+            cat(&[
+                &[3, 7],
+                &frame_head,
+                &[0, 1, 2, 3, 1, 1, 1, 0, 0],
+                &four_giga,
+            ]),
+        ),
+        (
+            "a video payload whose length varint never ends",
+            cat(&[&[3, 7], &frame_head, &endless_varint]),
+        ),
+        (
+            // An input Button's `pressed`, a helper Consent's answer.
+            "a bool or a closed enum past its last value",
+            vec![1, 0, 7],
+        ),
+        ("ones all the way down", vec![1; 4096]),
+    ]
+}
+
 #[test]
 fn hostile_streams_are_refused_or_awaited_without_buffering_bodies() {
     for (what, wire, expected) in hostile_streams() {
@@ -1610,6 +2229,49 @@ fn hostile_bodies_are_rejected_by_every_client_decoder_quickly() {
 }
 
 #[test]
+fn hostile_bodies_are_rejected_by_every_session_decoder_quickly() {
+    let start = Instant::now();
+    for (what, body) in hostile_session_bodies() {
+        assert!(
+            decode_message::<ConsoleToAgent>(&body).is_err(),
+            "ConsoleToAgent accepted {what}"
+        );
+        assert!(
+            decode_message::<AgentToConsole>(&body).is_err(),
+            "AgentToConsole accepted {what}"
+        );
+        assert!(
+            decode_message::<InputEvent>(&body).is_err(),
+            "InputEvent accepted {what}"
+        );
+        assert!(
+            decode_message::<ServiceToHelper>(&body).is_err(),
+            "ServiceToHelper accepted {what}"
+        );
+        assert!(
+            decode_message::<HelperToService>(&body).is_err(),
+            "HelperToService accepted {what}"
+        );
+        assert!(
+            decode_value::<VideoFrame>(&body).is_err(),
+            "VideoFrame accepted {what}"
+        );
+        // The same bytes framed, as the video stream and the helper socket
+        // receive them.
+        if !body.is_empty() {
+            let mut decoder = FrameDecoder::new(MAX_VIDEO_FRAME_LEN);
+            decoder.extend(&frame(&body));
+            assert_eq!(decoder.next_frame(), Ok(Some(body.clone())), "{what}");
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "hostile session bodies took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn relay_answers_claiming_huge_lengths_are_rejected() {
     // The console must survive a hostile relay too: a device list claiming
     // 2^32 entries, at the top level and nested in a response.
@@ -1651,6 +2313,26 @@ fn a_five_byte_tag_of_u32_max_is_a_newer_message_not_an_error() {
     assert_eq!(
         decode_message::<ConsoleResponse>(&body),
         Ok(ConsoleResponse::Unknown { tag })
+    );
+    assert_eq!(
+        decode_message::<ConsoleToAgent>(&body),
+        Ok(ConsoleToAgent::Unknown { tag })
+    );
+    assert_eq!(
+        decode_message::<AgentToConsole>(&body),
+        Ok(AgentToConsole::Unknown { tag })
+    );
+    assert_eq!(
+        decode_message::<InputEvent>(&body),
+        Ok(InputEvent::Unknown { tag })
+    );
+    assert_eq!(
+        decode_message::<ServiceToHelper>(&body),
+        Ok(ServiceToHelper::Unknown { tag })
+    );
+    assert_eq!(
+        decode_message::<HelperToService>(&body),
+        Ok(HelperToService::Unknown { tag })
     );
     // Inside a known envelope, the same.
     let request = encode_value(&(1u32, 3u64, body.to_vec())).expect("encodable");
@@ -1702,4 +2384,123 @@ fn postcard_does_not_believe_lengths_longer_than_the_input() {
     assert_eq!(hint(&cat(&[&varint(u64::MAX), &[0; 8]])), None);
     assert_eq!(hint(&[3, 1, 2, 3]), Some(3));
     assert_eq!(hint(&[4, 1, 2, 3]), None);
+}
+
+// ---------------------------------------------------------------------------
+// The largest frames: video near its limit.
+// ---------------------------------------------------------------------------
+
+/// Passes `body` through `encode_frame` and a `FrameDecoder` limited to
+/// `max`, freeing each copy as soon as the next exists.
+fn through_one_frame(body: Vec<u8>, max: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    encode_frame(&body, max, &mut wire).expect("the body fits the limit");
+    drop(body);
+    let mut decoder = FrameDecoder::new(max);
+    decoder.extend(&wire);
+    drop(wire);
+    let body = decoder
+        .next_frame()
+        .expect("the header is valid")
+        .expect("the frame is complete");
+    assert_eq!(decoder.buffered(), 0);
+    body
+}
+
+#[test]
+fn a_video_frame_filling_the_video_limit_round_trips() {
+    // A lossless keyframe of a big screen is the largest thing a session
+    // carries: from the helper inside `HelperToService::Video`, then on the
+    // video stream as a bare `VideoFrame`, both framed with
+    // MAX_VIDEO_FRAME_LEN. The envelope makes the helper's frame the larger,
+    // so the payload is sized to put that one exactly at the limit. Payloads
+    // are rebuilt rather than kept, so at most two 32 MiB copies are alive;
+    // postcard moves a payload byte by byte, which takes about three seconds
+    // in a debug build, so the frame makes one round trip.
+    let max = MAX_VIDEO_FRAME_LEN;
+    let session_id = u64::MAX;
+    let video = |payload_len: usize| {
+        // Not all one value, so a shifted or dropped byte shows.
+        let pattern: Vec<u8> = (0..=250).collect();
+        let mut payload = pattern.repeat(payload_len / pattern.len() + 1);
+        payload.truncate(payload_len);
+        VideoFrame {
+            seq: u64::MAX,
+            monitor: 255,
+            width: 7680,
+            height: 4320,
+            codec: Codec::ZstdTiles,
+            keyframe: true,
+            payload,
+            cursor: Some(Cursor {
+                x: -1,
+                y: 4320,
+                shape: None,
+            }),
+            captured_us: u64::MAX,
+        }
+    };
+    let envelope = |payload_len: usize| HelperToService::Video {
+        session_id,
+        frame: video(payload_len),
+    };
+
+    // The layout the sizes below rely on: the envelope is the tag and the
+    // session id, then the bare frame.
+    let prefix = 1 + varint(session_id).len();
+    let empty = encode_message(&envelope(0)).expect("encodable");
+    assert_eq!(
+        empty[prefix..],
+        encode_value(&video(0)).expect("encodable")[..]
+    );
+    // Everything but the payload and its length prefix, whose varint is as
+    // long for the payload as for `max` (both need four bytes).
+    let fixed = empty.len() - varint(0).len();
+    let payload_len = max - fixed - varint(max as u64).len();
+    assert_eq!(varint(payload_len as u64).len(), varint(max as u64).len());
+
+    let body = encode_message(&envelope(payload_len)).expect("encodable");
+    assert_eq!(
+        body.len(),
+        max,
+        "the helper's frame is exactly at the limit"
+    );
+    // So the bare frame on the video stream, `prefix` bytes shorter, fits.
+    let body = through_one_frame(body, max);
+    let decoded = decode_message::<HelperToService>(&body).expect("decodable");
+    drop(body);
+    // Not assert_eq!: a failure would print 32 MiB.
+    assert!(
+        decoded == envelope(payload_len),
+        "the frame changed on the way"
+    );
+    drop(decoded);
+
+    // One byte more is refused by the sender (the zeroed body is never
+    // touched, so it costs no memory) and, from its header, by the receiver.
+    assert_eq!(
+        encode_frame(&vec![0; max + 1], max, &mut Vec::new()),
+        Err(FrameError::BodyTooLarge { len: max + 1, max })
+    );
+    assert_eq!(
+        parse_header(header(max + 1)[..].try_into().expect("4"), max),
+        Err(FrameError::TooLarge {
+            announced: max + 1,
+            max
+        })
+    );
+}
+
+#[test]
+fn a_newer_session_message_on_the_helper_socket_decodes_as_unknown() {
+    // FromConsole (tag 3), session 1, nested body [6]: a ConsoleToAgent
+    // variant this build does not know.
+    let decoded: ServiceToHelper = decode_message(&[3, 1, 1, 6]).unwrap();
+    assert_eq!(
+        decoded,
+        ServiceToHelper::FromConsole {
+            session_id: 1,
+            message: Nested(ConsoleToAgent::Unknown { tag: 6 }),
+        }
+    );
 }

@@ -18,6 +18,7 @@ use deskside_desktop::{
     WAYLAND_UNSUPPORTED,
 };
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
+use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
     AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent, Monitor, Quality,
 };
@@ -38,7 +39,9 @@ pub async fn run(socket: &Path) -> ! {
     let display = match detect_display() {
         DisplayKind::X11 { display } => Ok(display),
         DisplayKind::Wayland => Err(WAYLAND_UNSUPPORTED.to_owned()),
-        DisplayKind::None => Err("no graphical display in this session (DISPLAY is not set)".to_owned()),
+        DisplayKind::None => {
+            Err("no graphical display in this session (DISPLAY is not set)".to_owned())
+        }
     };
     if let Err(reason) = &display {
         tracing::warn!("remote view will not be possible here: {reason}");
@@ -146,12 +149,12 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             let _ = a.capture.send(CaptureCommand::Credit);
                         }
                     }
-                    ServiceToHelper::FromConsole { session_id, message } => {
+                    ServiceToHelper::FromConsole { session_id, message: Nested(message) } => {
                         if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
                             a.from_console(message);
                         }
                     }
-                    ServiceToHelper::Input { session_id, event } => {
+                    ServiceToHelper::Input { session_id, event: Nested(event) } => {
                         if let Some(a) = active.as_ref().filter(|a| a.id == session_id) {
                             a.input(event);
                         }
@@ -175,7 +178,7 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             tracing::info!(session_id, "the employee stopped the session");
                             let _ = out_tx.send(HelperToService::ToConsole {
                                 session_id,
-                                message: AgentToConsole::Ended { by: EndedBy::Employee },
+                                message: Nested(AgentToConsole::Ended { by: EndedBy::Employee }),
                             }).await;
                             if let Some(a) = active.take() {
                                 a.stop(EndedBy::Employee);
@@ -185,13 +188,13 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             a.drop_control();
                             let _ = out_tx.send(HelperToService::ToConsole {
                                 session_id,
-                                message: AgentToConsole::Granted(Capabilities::VIEW),
+                                message: Nested(AgentToConsole::Granted(Capabilities::VIEW)),
                             }).await;
                         }
                         IndicatorCommand::Chat(text) => {
                             let _ = out_tx.send(HelperToService::ToConsole {
                                 session_id,
-                                message: AgentToConsole::Chat { text },
+                                message: Nested(AgentToConsole::Chat { text }),
                             }).await;
                         }
                     }
@@ -305,18 +308,20 @@ impl Active {
                 let _ = out
                     .send(HelperToService::ToConsole {
                         session_id: id,
-                        message: AgentToConsole::Welcome {
+                        message: Nested(AgentToConsole::Welcome {
                             granted,
                             monitors: Vec::new(),
                             selected: 0,
                             expires_in_secs,
-                        },
+                        }),
                     })
                     .await;
                 let _ = out
                     .send(HelperToService::ToConsole {
                         session_id: id,
-                        message: AgentToConsole::CaptureUnavailable { reason: reason.clone() },
+                        message: Nested(AgentToConsole::CaptureUnavailable {
+                            reason: reason.clone(),
+                        }),
                     })
                     .await;
             }
@@ -326,8 +331,14 @@ impl Active {
                 let mut command = Command::new(exe);
                 command.arg("session-indicator");
                 let info = IndicatorInfo {
-                    technician: prompt.as_ref().map(|p| p.technician.clone()).unwrap_or_default(),
-                    organisation: prompt.as_ref().map(|p| p.organisation.clone()).unwrap_or_default(),
+                    technician: prompt
+                        .as_ref()
+                        .map(|p| p.technician.clone())
+                        .unwrap_or_default(),
+                    organisation: prompt
+                        .as_ref()
+                        .map(|p| p.organisation.clone())
+                        .unwrap_or_default(),
                     granted,
                     verification_code: prompt.map(|p| p.verification_code).unwrap_or_default(),
                 };
@@ -426,13 +437,18 @@ fn capture_loop(
     geometry: Arc<Mutex<Option<Geometry>>>,
 ) {
     let send = |message: AgentToConsole| {
-        out.blocking_send(HelperToService::ToConsole { session_id, message })
-            .is_ok()
+        out.blocking_send(HelperToService::ToConsole {
+            session_id,
+            message: Nested(message),
+        })
+        .is_ok()
     };
     let mut capturer = match X11Capturer::open(display) {
         Ok(c) => c,
         Err(e) => {
-            send(AgentToConsole::CaptureUnavailable { reason: e.to_string() });
+            send(AgentToConsole::CaptureUnavailable {
+                reason: e.to_string(),
+            });
             return;
         }
     };
@@ -457,7 +473,9 @@ fn capture_loop(
     let mut encoder = match Encoder::new(EncoderConfig::default()) {
         Ok(e) => e,
         Err(e) => {
-            send(AgentToConsole::CaptureUnavailable { reason: format!("cannot start the encoder: {e}") });
+            send(AgentToConsole::CaptureUnavailable {
+                reason: format!("cannot start the encoder: {e}"),
+            });
             return;
         }
     };
@@ -471,7 +489,11 @@ fn capture_loop(
     loop {
         // Commands first; wait for credit (latest-frame-wins: a frame is
         // captured only when the previous one has left).
-        let wait = if have_credit { Duration::ZERO } else { Duration::from_millis(200) };
+        let wait = if have_credit {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(200)
+        };
         match commands.recv_timeout(wait) {
             Ok(CaptureCommand::Credit) => {
                 if let Some((at, bytes)) = last_sent.take() {
@@ -495,7 +517,10 @@ fn capture_loop(
         }
         let choice = choose(
             quality,
-            PathEstimate { bandwidth_bps: bandwidth.estimate(), rtt_ms: None },
+            PathEstimate {
+                bandwidth_bps: bandwidth.estimate(),
+                rtt_ms: None,
+            },
             encoder.recent(),
         );
         encoder.apply(&choice);
@@ -529,13 +554,21 @@ fn capture_loop(
         match encoded {
             Ok(Some(encoded)) => {
                 let bytes = encoded.payload.len();
-                let mut frame = encoded.into_video_frame(seq, selected, started.elapsed().as_micros() as u64);
+                let mut frame =
+                    encoded.into_video_frame(seq, selected, started.elapsed().as_micros() as u64);
                 frame.cursor = cursor.map(|(x, y, shape)| {
                     cursor_pos = Some((x, y));
-                    Cursor { x: x - monitor.x, y: y - monitor.y, shape }
+                    Cursor {
+                        x: x - monitor.x,
+                        y: y - monitor.y,
+                        shape,
+                    }
                 });
                 seq += 1;
-                if out.blocking_send(HelperToService::Video { session_id, frame }).is_err() {
+                if out
+                    .blocking_send(HelperToService::Video { session_id, frame })
+                    .is_err()
+                {
                     return;
                 }
                 last_sent = Some((Instant::now(), bytes));

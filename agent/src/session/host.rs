@@ -19,9 +19,10 @@ use deskside_net::tunnel::{
 use deskside_net::Identity;
 use deskside_protocol::agent::{AgentToRelay, SessionRequest};
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
+use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
     close, AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
-    MAX_VIDEO_FRAME_LEN,
+    MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
@@ -32,8 +33,6 @@ use super::hub::{HelperHub, HelperLine};
 pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the relay has to confirm the consent is audited.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Control messages are small.
-const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
 /// Runs the device's remote sessions.
 #[derive(Debug)]
@@ -96,7 +95,9 @@ impl SessionHost {
                 match host.run(request).await {
                     Ok(Some(by)) => {
                         tracing::info!(by = by.as_str(), "session ended");
-                        let _ = host.to_relay.send(AgentToRelay::SessionEnded { session_id, by });
+                        let _ = host
+                            .to_relay
+                            .send(AgentToRelay::SessionEnded { session_id, by });
                     }
                     Ok(None) => tracing::info!("session did not start"),
                     Err(reason) => tracing::warn!("session failed: {reason}"),
@@ -159,7 +160,10 @@ impl SessionHost {
             conn.close(close::REFUSED, reason.as_bytes()).await;
             return Ok(None);
         };
-        if tokio::time::timeout(AUDIT_TIMEOUT, recorded_rx).await.is_err() {
+        if tokio::time::timeout(AUDIT_TIMEOUT, recorded_rx)
+            .await
+            .is_err()
+        {
             lock(&self.recorded).remove(&id);
             let _ = line
                 .tx
@@ -175,10 +179,19 @@ impl SessionHost {
             .await;
             return Err("the relay did not confirm the consent was audited".to_owned());
         }
-        tracing::info!(granted = granted.label(), "consent audited; session starting");
-        let by = Running::new(conn.connection.clone(), line, id, granted, request.grant_secs)
-            .run()
-            .await;
+        tracing::info!(
+            granted = granted.label(),
+            "consent audited; session starting"
+        );
+        let by = Running::new(
+            conn.connection.clone(),
+            line,
+            id,
+            granted,
+            request.grant_secs,
+        )
+        .run()
+        .await;
         conn.close(close::ENDED, by.as_str().as_bytes()).await;
         Ok(Some(by))
     }
@@ -201,7 +214,12 @@ async fn ask(
         verification_code: code.to_owned(),
         timeout_secs: CONSENT_TIMEOUT.as_secs(),
     };
-    if line.tx.send(ServiceToHelper::Consent(prompt)).await.is_err() {
+    if line
+        .tx
+        .send(ServiceToHelper::Consent(prompt))
+        .await
+        .is_err()
+    {
         return ConsentAnswer::Failed;
     }
     let wait = async {
@@ -253,8 +271,8 @@ impl Running {
             Ok(streams) => streams,
             Err(_) => return EndedBy::ConnectionLost,
         };
-        let mut control = FramedSend::new(control_send, MAX_CONTROL_FRAME);
-        let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME);
+        let mut control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
+        let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME_LEN);
         let video = match self.conn.open_uni().await {
             Ok(stream) => FramedSend::new(stream, MAX_VIDEO_FRAME_LEN),
             Err(_) => return EndedBy::ConnectionLost,
@@ -290,7 +308,7 @@ impl Running {
                             tracing::debug!("video writer busy; frame dropped");
                         }
                     }
-                    Some(HelperToService::ToConsole { message, .. }) => {
+                    Some(HelperToService::ToConsole { message: Nested(message), .. }) => {
                         let ended = match &message {
                             AgentToConsole::Granted(caps) => {
                                 // Only ever a downgrade: the helper cannot
@@ -320,7 +338,7 @@ impl Running {
                         if matches!(message, ConsoleToAgent::DropControl) {
                             self.granted.control = false;
                         }
-                        if helper.send(ServiceToHelper::FromConsole { session_id: id, message }).await.is_err() {
+                        if helper.send(ServiceToHelper::FromConsole { session_id: id, message: Nested(message) }).await.is_err() {
                             break EndedBy::HelperGone;
                         }
                     }
@@ -328,7 +346,7 @@ impl Running {
                 },
                 event = input_rx.recv() => match event {
                     Some(event) if self.granted.control => {
-                        if helper.send(ServiceToHelper::Input { session_id: id, event }).await.is_err() {
+                        if helper.send(ServiceToHelper::Input { session_id: id, event: Nested(event) }).await.is_err() {
                             break EndedBy::HelperGone;
                         }
                     }
@@ -363,7 +381,9 @@ async fn write_video(
     session_id: u64,
 ) {
     // The helper may send its first frame at once.
-    let _ = credit.send(ServiceToHelper::FrameCredit { session_id }).await;
+    let _ = credit
+        .send(ServiceToHelper::FrameCredit { session_id })
+        .await;
     while let Some(frame) = frames.recv().await {
         if let Err(e) = video.send_value(&frame).await {
             tracing::debug!("video stream closed: {e}");
@@ -383,7 +403,7 @@ async fn read_input(conn: quinn::Connection, events: mpsc::Sender<InputEvent>) {
     let Ok(stream) = conn.accept_uni().await else {
         return;
     };
-    let mut input = FramedRecv::new(stream, MAX_CONTROL_FRAME);
+    let mut input = FramedRecv::new(stream, MAX_CONTROL_FRAME_LEN);
     while let Ok(Some(event)) = input.recv::<InputEvent>().await {
         if events.send(event).await.is_err() {
             break;

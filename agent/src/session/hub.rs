@@ -87,7 +87,11 @@ impl HelperHub {
             return Err("another remote session is already running on this device".to_owned());
         }
         sessions.insert(session_id, tx);
-        tracing::info!(helper = helper.id, uid = helper.uid, "session routed to the helper");
+        tracing::info!(
+            helper = helper.id,
+            uid = helper.uid,
+            "session routed to the helper"
+        );
         Ok(HelperLine {
             tx: helper.tx.clone(),
             rx,
@@ -99,7 +103,9 @@ impl HelperHub {
 
     /// Whether a helper is connected.
     pub fn connected(&self) -> bool {
-        lock(&self.inner).as_ref().is_some_and(|h| !h.tx.is_closed())
+        lock(&self.inner)
+            .as_ref()
+            .is_some_and(|h| !h.tx.is_closed())
     }
 }
 
@@ -207,7 +213,11 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
         .await
         .map_err(|_| "no hello within 5 s".to_owned())?
         .map_err(|e| e.to_string())?;
-    let Some(HelperToService::Hello { version, display: screen }) = hello else {
+    let Some(HelperToService::Hello {
+        version,
+        display: screen,
+    }) = hello
+    else {
         return Err("the first message was not a hello".to_owned());
     };
     let (tx, mut to_helper) = mpsc::channel::<ServiceToHelper>(TO_HELPER_QUEUE);
@@ -356,6 +366,9 @@ mod tests {
             Some(HelperToService::Consent { session_id: 5, .. })
         ));
         drop(w1);
-        assert!(line.rx.recv().await.is_none(), "the line ends with the helper");
+        assert!(
+            line.rx.recv().await.is_none(),
+            "the line ends with the helper"
+        );
     }
 }

@@ -87,7 +87,9 @@ mod tests {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
         let (_ar, mut aw) = a.into_split();
         let (br, _bw) = b.into_split();
-        write_message(&mut aw, &ServiceToHelper::Welcome).await.unwrap();
+        write_message(&mut aw, &ServiceToHelper::Welcome)
+            .await
+            .unwrap();
         write_message(&mut aw, &ServiceToHelper::FrameCredit { session_id: 7 })
             .await
             .unwrap();

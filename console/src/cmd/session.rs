@@ -24,15 +24,13 @@ use deskside_net::Identity;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, SessionOpened};
 use deskside_protocol::session::{
     close, AgentToConsole, Capabilities, Codec, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
-    MAX_VIDEO_FRAME_LEN,
+    MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
 };
 use serde_json::json;
 
 use super::{connect, unexpected, Context};
 use crate::exit::UsageError;
 
-/// Control messages are small.
-const MAX_CONTROL_FRAME: usize = 64 * 1024;
 /// The employee has 60 s; allow for the dialog to open and the answer to
 /// be audited.
 const CONSENT_WAIT: Duration = Duration::from_secs(90);
@@ -66,10 +64,15 @@ fn session_identity(profile: &Path) -> anyhow::Result<Identity> {
     let path = profile.with_file_name("session-key.pem");
     match read_private(&path) {
         Ok(bytes) => {
-            let pem = String::from_utf8(bytes)
-                .with_context(|| format!("{} is not a PEM key; delete it to make a new one", path.display()))?;
-            Identity::from_key_pem(&pem, &["deskside-console"])
-                .with_context(|| format!("{} is damaged; delete it to make a new one", path.display()))
+            let pem = String::from_utf8(bytes).with_context(|| {
+                format!(
+                    "{} is not a PEM key; delete it to make a new one",
+                    path.display()
+                )
+            })?;
+            Identity::from_key_pem(&pem, &["deskside-console"]).with_context(|| {
+                format!("{} is damaged; delete it to make a new one", path.display())
+            })
         }
         Err(_) if !path.exists() => {
             let identity = Identity::generate(&["deskside-console"])?;
@@ -83,12 +86,19 @@ fn session_identity(profile: &Path) -> anyhow::Result<Identity> {
 /// Runs `deskside session`.
 pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
     if args.reason.chars().count() > 500 {
-        return Err(UsageError::new("--reason is limited to 500 characters", "deskside session --help").into());
+        return Err(UsageError::new(
+            "--reason is limited to 500 characters",
+            "deskside session --help",
+        )
+        .into());
     }
     let identity = session_identity(&ctx.profile_path)?;
     let (_, mut client) = connect(ctx).await?;
     let key = identity.key_fingerprint()?;
-    match client.request(ConsoleRequest::RegisterSessionKey { key }).await? {
+    match client
+        .request(ConsoleRequest::RegisterSessionKey { key })
+        .await?
+    {
         ConsoleResponse::Done => {}
         other => return Err(unexpected(&other)),
     }
@@ -115,9 +125,14 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     carrier.attach(client.connection().clone());
     let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
     let _carried = carrier.carry(session_id, port)?;
-    let conn = connect_session(socket, &identity, opened.device_key, &SessionConfig::default())
-        .await
-        .context("the end-to-end connection to the device failed")?;
+    let conn = connect_session(
+        socket,
+        &identity,
+        opened.device_key,
+        &SessionConfig::default(),
+    )
+    .await
+    .context("the end-to-end connection to the device failed")?;
     let code = conn.verification_code(session_id)?;
     let hostname = opened.device.hostname.clone();
     if ctx.out.is_json() {
@@ -137,9 +152,12 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         Err(_) => EndedBy::ConnectionLost,
     };
     if by == EndedBy::Technician {
-        let _ = client.request(ConsoleRequest::EndSession { session_id }).await;
+        let _ = client
+            .request(ConsoleRequest::EndSession { session_id })
+            .await;
     }
-    conn.close(close::ENDED, b"technician closed the session").await;
+    conn.close(close::ENDED, b"technician closed the session")
+        .await;
     client.close().await;
     outcome.map(|_| ())
 }
@@ -171,10 +189,16 @@ async fn run_session(
         }
         Err(e) => bail!("lost the end-to-end connection before the session started: {e}"),
     };
-    let control = FramedSend::new(control_send, MAX_CONTROL_FRAME);
-    let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME);
+    let control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
+    let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME_LEN);
     let welcome = control_in.recv::<AgentToConsole>().await?;
-    let Some(AgentToConsole::Welcome { granted, monitors, selected, expires_in_secs }) = welcome else {
+    let Some(AgentToConsole::Welcome {
+        granted,
+        monitors,
+        selected,
+        expires_in_secs,
+    }) = welcome
+    else {
         bail!("the device did not start the session properly ({welcome:?}); upgrade the agent");
     };
     if ctx.out.is_json() {
@@ -185,17 +209,29 @@ async fn run_session(
         }))?;
         ctx.out.flush()?;
     } else {
-        eprintln!("Accepted: {} for up to {} min.", granted.label(), expires_in_secs / 60);
+        eprintln!(
+            "Accepted: {} for up to {} min.",
+            granted.label(),
+            expires_in_secs / 60
+        );
     }
-    let video = conn.connection.accept_uni().await.context("the device opened no video stream")?;
+    let video = conn
+        .connection
+        .accept_uni()
+        .await
+        .context("the device opened no video stream")?;
     let video = FramedRecv::new(video, MAX_VIDEO_FRAME_LEN);
     // Input has its own stream so it never waits behind video; opened even
     // for view-only sessions (the agent drops what comes on it).
-    let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME);
+    let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME_LEN);
     if args.headless {
         headless(conn, args, ctx, control, control_in, video, input).await
     } else {
-        windowed(conn, args, hostname, code, granted, monitors, selected, control, control_in, video, input).await
+        windowed(
+            conn, args, hostname, code, granted, monitors, selected, control, control_in, video,
+            input,
+        )
+        .await
     }
 }
 
@@ -298,7 +334,10 @@ async fn windowed(
     mut video: FramedRecv,
     mut input: FramedSend,
 ) -> anyhow::Result<EndedBy> {
-    use deskside_viewer::{run_viewer, viewer_channel, RgbaFrame, ViewerCommand, ViewerEvent, ViewerOptions, ViewerStats};
+    use deskside_viewer::{
+        run_viewer, viewer_channel, RgbaFrame, ViewerCommand, ViewerEvent, ViewerOptions,
+        ViewerStats,
+    };
     let (io, remote, mut receivers) = viewer_channel();
     let mut options = ViewerOptions::new(hostname.to_owned(), code.to_owned());
     options.granted = granted;

@@ -162,10 +162,10 @@ pub async fn connect(
     let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
-    config.transport_config(Arc::new(transport_config(
-        options.idle_timeout,
-        options.keep_alive,
-    )));
+    let mut transport = transport_config(options.idle_timeout, options.keep_alive);
+    // Relay connections of agents and consoles may carry session packets.
+    crate::tunnel::tune_outer_transport(&mut transport);
+    config.transport_config(Arc::new(transport));
     let relay = options.relay.clone();
     let connecting = endpoint
         .connect_with(config, addr, RELAY_SERVER_NAME)
