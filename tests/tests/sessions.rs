@@ -29,11 +29,15 @@ const fn deskside_viewer_toolbar() -> i64 {
 }
 
 fn prerequisites() -> bool {
-    let missing: Vec<&str> = [("Xvfb", Xvfb::is_installed()), ("xdotool", on_path("xdotool")), ("import", on_path("import"))]
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(name, _)| name)
-        .collect();
+    let missing: Vec<&str> = [
+        ("Xvfb", Xvfb::is_installed()),
+        ("xdotool", on_path("xdotool")),
+        ("import", on_path("import")),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(name, _)| name)
+    .collect();
     if missing.is_empty() {
         return true;
     }
@@ -69,7 +73,9 @@ fn find_window(display: &str, title: &str, timeout: Duration) -> String {
 }
 
 fn window_gone(display: &str, title: &str) -> bool {
-    xdotool(display, &["search", "--name", title]).trim().is_empty()
+    xdotool(display, &["search", "--name", title])
+        .trim()
+        .is_empty()
 }
 
 /// Window position and size on its screen.
@@ -85,7 +91,10 @@ fn geometry(display: &str, window: &str) -> (i64, i64, i64, i64) {
 }
 
 fn click(display: &str, x: i64, y: i64) {
-    xdotool(display, &["mousemove", "--sync", &x.to_string(), &y.to_string()]);
+    xdotool(
+        display,
+        &["mousemove", "--sync", &x.to_string(), &y.to_string()],
+    );
     xdotool(display, &["click", "1"]);
 }
 
@@ -96,7 +105,11 @@ fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
         .env("DISPLAY", display)
         .output()
         .expect("run import");
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let decoder = png::Decoder::new(std::io::Cursor::new(out.stdout));
     let mut reader = decoder.read_info().expect("png header");
     let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
@@ -181,7 +194,8 @@ struct Stage {
 impl Stage {
     fn new() -> Self {
         let agent_x = Xvfb::start_in(DISPLAYS, AGENT_SCREEN.0, AGENT_SCREEN.1).expect("agent Xvfb");
-        let console_x = Xvfb::start_in(DISPLAYS, CONSOLE_SCREEN.0, CONSOLE_SCREEN.1).expect("console Xvfb");
+        let console_x =
+            Xvfb::start_in(DISPLAYS, CONSOLE_SCREEN.0, CONSOLE_SCREEN.1).expect("console Xvfb");
         let mut world = World::new();
         let relay = world.relay(None);
         let console = world.console("tech");
@@ -192,12 +206,19 @@ impl Stage {
         console.wait_status(&device, "online", Duration::from_secs(20));
         let mut xclient = Command::new(bin("deskside-xclient"));
         xclient
-            .args(["--geometry", &format!("{}x{}+0+0", AGENT_SCREEN.0, AGENT_SCREEN.1)])
+            .args([
+                "--geometry",
+                &format!("{}x{}+0+0", AGENT_SCREEN.0, AGENT_SCREEN.1),
+            ])
             .env("DISPLAY", agent_x.display());
         let (xclient, stdout) = world.spawn("xclient", xclient);
         let xevents = Lines::new(stdout);
         let ready = xevents.until(Duration::from_secs(20), |v| v["type"] == "ready");
-        assert!(ready.iter().any(|v| v["type"] == "ready"), "the X client did not start: {}", xclient.log());
+        assert!(
+            ready.iter().any(|v| v["type"] == "ready"),
+            "the X client did not start: {}",
+            xclient.log()
+        );
         let mut helper = Command::new(bin("deskside-agent"));
         helper
             .arg("session-helper")
@@ -209,9 +230,24 @@ impl Stage {
             .env("LIBGL_ALWAYS_SOFTWARE", "1");
         let (helper, _) = world.spawn("helper", helper);
         wait_for("the helper to connect", Duration::from_secs(20), || {
-            agent_proc.log().contains("session helper connected").then_some(())
+            agent_proc
+                .log()
+                .contains("session helper connected")
+                .then_some(())
         });
-        Stage { world, _relay: relay, console, _agent: agent, device, agent_proc, helper, xclient, xevents, agent_x, console_x }
+        Stage {
+            world,
+            _relay: relay,
+            console,
+            _agent: agent,
+            device,
+            agent_proc,
+            helper,
+            xclient,
+            xevents,
+            agent_x,
+            console_x,
+        }
     }
 
     /// `deskside session` in the background, with its window on the
@@ -221,7 +257,13 @@ impl Stage {
         command
             .arg("--profile")
             .arg(&self.console.profile)
-            .args(["--json", "session", &self.device, "--reason", "printer setup"])
+            .args([
+                "--json",
+                "session",
+                &self.device,
+                "--reason",
+                "printer setup",
+            ])
             .args(extra)
             .env("DISPLAY", self.console_x.display())
             .env("WINIT_X11_SCALE_FACTOR", "1")
@@ -235,15 +277,26 @@ impl Stage {
     /// Clicks a consent button (`accept` or `refuse`) on the agent's display.
     fn answer_consent(&self, accept: bool) {
         let display = self.agent_x.display();
-        let window = find_window(display, "deskside — remote support request", Duration::from_secs(30));
+        let window = find_window(
+            display,
+            "deskside — remote support request",
+            Duration::from_secs(30),
+        );
         let (x, y, _, _) = geometry(display, &window);
         // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
-        let (bx, by) = if accept { (276 + 110, 352 + 24) } else { (24 + 110, 352 + 24) };
+        let (bx, by) = if accept {
+            (276 + 110, 352 + 24)
+        } else {
+            (24 + 110, 352 + 24)
+        };
         click(display, x + bx, y + by);
     }
 
     fn audit(&self) -> Vec<Value> {
-        self.console.run(&["--json", "audit", "list", "--device", &self.device]).ok().json_lines()
+        self.console
+            .run(&["--json", "audit", "list", "--device", &self.device])
+            .ok()
+            .json_lines()
     }
 }
 
@@ -263,32 +316,61 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
     }
     let mut stage = Stage::new();
     let (mut session, out) = stage.session(&[]);
-    let waiting = out.until(Duration::from_secs(30), |v| v["state"] == "waiting_for_consent");
+    let waiting = out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
     let code = code_of(&waiting);
     assert_eq!(code.len(), 7, "a code like `123 456`: {code:?}");
     // Nothing reaches the console before the employee answers.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(out.drain().iter().all(|v| v["state"] != "started"), "started before consent");
+    assert!(
+        out.drain().iter().all(|v| v["state"] != "started"),
+        "started before consent"
+    );
     stage.answer_consent(true);
     let started = out.until(Duration::from_secs(30), |v| v["state"] == "started");
-    assert!(started.iter().any(|v| v["granted"] == "view+control"), "{started:?}\n{}", session.log());
+    assert!(
+        started.iter().any(|v| v["granted"] == "view+control"),
+        "{started:?}\n{}",
+        session.log()
+    );
     let helper_log = stage.helper.log();
-    assert!(stage.agent_proc.log().contains(&code), "the agent logged a different code than the console's {code}:\n{helper_log}");
+    assert!(
+        stage.agent_proc.log().contains(&code),
+        "the agent logged a different code than the console's {code}:\n{helper_log}"
+    );
 
     // The pattern drawn on the agent's display shows in the console's window.
     let console_display = stage.console_x.display().to_owned();
     let viewer = find_window(&console_display, "deskside — ", Duration::from_secs(30));
     let expected = [
         // (x, y) in agent pixels away from the indicator (top-left corner).
-        ((AGENT_SCREEN.0 / 2 - 40) as i64, (AGENT_SCREEN.1 / 2 - 40) as i64, [255, 0, 0]),
-        ((AGENT_SCREEN.0 * 3 / 4) as i64, (AGENT_SCREEN.1 / 4) as i64, [0, 255, 0]),
-        ((AGENT_SCREEN.0 / 4) as i64, (AGENT_SCREEN.1 * 3 / 4) as i64, [0, 0, 255]),
-        ((AGENT_SCREEN.0 * 3 / 4) as i64, (AGENT_SCREEN.1 * 3 / 4) as i64, [255, 255, 255]),
+        (
+            (AGENT_SCREEN.0 / 2 - 40) as i64,
+            (AGENT_SCREEN.1 / 2 - 40) as i64,
+            [255, 0, 0],
+        ),
+        (
+            (AGENT_SCREEN.0 * 3 / 4) as i64,
+            (AGENT_SCREEN.1 / 4) as i64,
+            [0, 255, 0],
+        ),
+        (
+            (AGENT_SCREEN.0 / 4) as i64,
+            (AGENT_SCREEN.1 * 3 / 4) as i64,
+            [0, 0, 255],
+        ),
+        (
+            (AGENT_SCREEN.0 * 3 / 4) as i64,
+            (AGENT_SCREEN.1 * 3 / 4) as i64,
+            [255, 255, 255],
+        ),
     ];
     let shot = wait_for("the pattern in the viewer", Duration::from_secs(30), || {
         let shot = screenshot(&console_display, &viewer);
         let (w, h, _) = &shot;
-        if i64::from(*w) < AGENT_SCREEN.0 as i64 || i64::from(*h) < AGENT_SCREEN.1 as i64 + TOOLBAR {
+        if i64::from(*w) < AGENT_SCREEN.0 as i64 || i64::from(*h) < AGENT_SCREEN.1 as i64 + TOOLBAR
+        {
             return None;
         }
         expected
@@ -296,45 +378,80 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
             .all(|(x, y, rgb)| close_to(pixel(&shot, *x, y + TOOLBAR), *rgb))
             .then_some(shot)
     });
-    assert_eq!(shot.0 as u32, AGENT_SCREEN.0, "the viewer opened at the frame size");
+    assert_eq!(
+        shot.0 as u32, AGENT_SCREEN.0,
+        "the viewer opened at the frame size"
+    );
 
     // A click in the viewer lands at the same pixel on the agent's display.
     let (vx, vy, _, _) = geometry(&console_display, &viewer);
     let (tx, ty) = (700i64, 450i64);
     stage.xevents.drain();
     click(&console_display, vx + tx, vy + TOOLBAR + ty);
-    let events = stage.xevents.until(Duration::from_secs(10), |v| v["type"] == "button");
-    let press = events.iter().find(|v| v["type"] == "button").unwrap_or_else(|| panic!("no click reached the X client: {events:?}\n{}", stage.helper.log()));
+    let events = stage
+        .xevents
+        .until(Duration::from_secs(10), |v| v["type"] == "button");
+    let press = events
+        .iter()
+        .find(|v| v["type"] == "button")
+        .unwrap_or_else(|| {
+            panic!(
+                "no click reached the X client: {events:?}\n{}",
+                stage.helper.log()
+            )
+        });
     assert_eq!(press["button"], 1);
-    assert_eq!((press["root_x"].as_i64(), press["root_y"].as_i64()), (Some(tx), Some(ty)));
+    assert_eq!(
+        (press["root_x"].as_i64(), press["root_y"].as_i64()),
+        (Some(tx), Some(ty))
+    );
 
     // Typed text arrives exactly.
     xdotool(&console_display, &["windowfocus", "--sync", &viewer]);
     xdotool(&console_display, &["type", "--delay", "40", "hello"]);
     let keys = stage.xevents.until(Duration::from_secs(10), |_| false);
-    let typed: String = keys.iter().filter(|v| v["type"] == "key").filter_map(|v| v["text"].as_str()).collect();
+    let typed: String = keys
+        .iter()
+        .filter(|v| v["type"] == "key")
+        .filter_map(|v| v["text"].as_str())
+        .collect();
     assert_eq!(typed, "hello", "keys: {keys:?}");
 
     // The employee presses Stop: both sides end within a second.
     let display = stage.agent_x.display().to_owned();
-    let indicator = find_window(&display, "deskside — session active", Duration::from_secs(10));
+    let indicator = find_window(
+        &display,
+        "deskside — session active",
+        Duration::from_secs(10),
+    );
     let (ix, iy, _, _) = geometry(&display, &indicator);
     let stopped = Instant::now();
     // deskside-session-ui: Stop [12,84,180,40].
     click(&display, ix + 12 + 90, iy + 84 + 20);
-    let status = session.wait_exit(Duration::from_secs(10)).expect("the console ended");
+    let status = session
+        .wait_exit(Duration::from_secs(10))
+        .expect("the console ended");
     let took = stopped.elapsed();
     assert!(status.success(), "{}", session.log());
-    assert!(session.log().contains("Session ended by employee"), "{}", session.log());
+    assert!(
+        session.log().contains("Session ended by employee"),
+        "{}",
+        session.log()
+    );
     eprintln!("Stop → console exit: {took:?}");
-    wait_for("the indicator to close", Duration::from_secs(5), || window_gone(&display, "deskside — session active").then_some(()));
+    wait_for("the indicator to close", Duration::from_secs(5), || {
+        window_gone(&display, "deskside — session active").then_some(())
+    });
 
     let audit = stage.audit();
     let actions: Vec<&str> = audit.iter().filter_map(|v| v["action"].as_str()).collect();
     for needed in ["session.request", "session.consent", "session.end"] {
         assert!(actions.contains(&needed), "audit lacks {needed}: {audit:?}");
     }
-    let end = audit.iter().find(|v| v["action"] == "session.end").expect("end row");
+    let end = audit
+        .iter()
+        .find(|v| v["action"] == "session.end")
+        .expect("end row");
     assert!(end["detail"].to_string().contains("employee"), "{end}");
     drop(stage.xclient);
 }
@@ -346,17 +463,36 @@ fn refused_session_sends_nothing() {
     }
     let mut stage = Stage::new();
     let (mut session, out) = stage.session(&["--headless"]);
-    out.until(Duration::from_secs(30), |v| v["state"] == "waiting_for_consent");
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
     stage.answer_consent(false);
-    let status = session.wait_exit(Duration::from_secs(20)).expect("the console gave up");
+    let status = session
+        .wait_exit(Duration::from_secs(20))
+        .expect("the console gave up");
     assert_eq!(status.code(), Some(1), "{}", session.log());
     assert!(session.log().contains("not accepted"), "{}", session.log());
     let lines = out.drain();
-    assert!(lines.iter().all(|v| v["state"] != "started" && v["type"] != "session_end"), "{lines:?}");
-    assert!(!stage.helper.log().contains("capture"), "the helper started capturing:\n{}", stage.helper.log());
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["state"] != "started" && v["type"] != "session_end"),
+        "{lines:?}"
+    );
+    assert!(
+        !stage.helper.log().contains("capture"),
+        "the helper started capturing:\n{}",
+        stage.helper.log()
+    );
     let audit = stage.audit();
-    let consent = audit.iter().find(|v| v["action"] == "session.consent").expect("consent row");
-    assert!(consent["detail"].to_string().contains("refused"), "{consent}");
+    let consent = audit
+        .iter()
+        .find(|v| v["action"] == "session.consent")
+        .expect("consent row");
+    assert!(
+        consent["detail"].to_string().contains("refused"),
+        "{consent}"
+    );
 }
 
 #[test]
@@ -366,14 +502,25 @@ fn a_killed_consent_dialog_counts_as_refusal() {
     }
     let mut stage = Stage::new();
     let (mut session, out) = stage.session(&["--headless"]);
-    out.until(Duration::from_secs(30), |v| v["state"] == "waiting_for_consent");
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
     let display = stage.agent_x.display().to_owned();
-    let window = find_window(&display, "deskside — remote support request", Duration::from_secs(30));
+    let window = find_window(
+        &display,
+        "deskside — remote support request",
+        Duration::from_secs(30),
+    );
     let pid = xdotool(&display, &["getwindowpid", &window]);
     let pid = pid.trim();
     assert!(!pid.is_empty(), "the dialog has no pid");
-    Command::new("kill").args(["-9", pid]).status().expect("kill");
-    let status = session.wait_exit(Duration::from_secs(30)).expect("the console gave up");
+    Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .expect("kill");
+    let status = session
+        .wait_exit(Duration::from_secs(30))
+        .expect("the console gave up");
     assert_eq!(status.code(), Some(1), "{}", session.log());
     assert!(out.drain().iter().all(|v| v["state"] != "started"));
 }
@@ -384,16 +531,46 @@ fn view_only_session_drops_input_at_the_agent() {
         return;
     }
     let mut stage = Stage::new();
-    let (mut session, out) = stage.session(&["--headless", "--view-only", "--type-text", "secret", "--duration", "4s"]);
-    out.until(Duration::from_secs(30), |v| v["state"] == "waiting_for_consent");
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--type-text",
+        "secret",
+        "--duration",
+        "4s",
+    ]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
     stage.xevents.drain();
     stage.answer_consent(true);
     let end = out.until(Duration::from_secs(30), |v| v["type"] == "session_end");
-    let summary = end.iter().find(|v| v["type"] == "session_end").unwrap_or_else(|| panic!("{end:?}\n{}", session.log()));
-    assert!(summary["decoded"].as_u64().unwrap_or(0) >= 1, "no frame decoded: {summary}");
+    let summary = end
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{end:?}\n{}", session.log()));
+    assert!(
+        summary["decoded"].as_u64().unwrap_or(0) >= 1,
+        "no frame decoded: {summary}"
+    );
     assert_eq!(summary["width"].as_u64(), Some(u64::from(AGENT_SCREEN.0)));
     session.wait_exit(Duration::from_secs(10));
-    let keys: Vec<Value> = stage.xevents.drain().into_iter().filter(|v| v["type"] == "key").collect();
-    assert!(keys.is_empty(), "view-only input reached the desktop: {keys:?}");
-    assert!(stage.agent_proc.log().contains("dropping input: this session is view-only"), "{}", stage.agent_proc.log());
+    let keys: Vec<Value> = stage
+        .xevents
+        .drain()
+        .into_iter()
+        .filter(|v| v["type"] == "key")
+        .collect();
+    assert!(
+        keys.is_empty(),
+        "view-only input reached the desktop: {keys:?}"
+    );
+    assert!(
+        stage
+            .agent_proc
+            .log()
+            .contains("dropping input: this session is view-only"),
+        "{}",
+        stage.agent_proc.log()
+    );
 }
