@@ -405,8 +405,10 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         &identity,
         &mut stop,
         &publish,
-        Some(diagnostics),
-        Some(&mut sessions),
+        Services {
+            diagnostics: Some(diagnostics),
+            sessions: Some(&mut sessions),
+        },
     )
     .instrument(span)
     .await;
@@ -420,6 +422,24 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     Ok(())
 }
 
+/// What an attached agent serves besides presence.
+#[derive(Default)]
+pub struct Services<'a> {
+    /// Answers diagnostic requests.
+    pub diagnostics: Option<Arc<dyn DiagnosticsSource>>,
+    /// Runs remote sessions.
+    pub sessions: Option<&'a mut SessionLink>,
+}
+
+impl std::fmt::Debug for Services<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("diagnostics", &self.diagnostics.is_some())
+            .field("sessions", &self.sessions)
+            .finish()
+    }
+}
+
 /// Stays attached as `identity`, reconnecting with backoff, until `stop` is
 /// set (`Ok`) or the relay refuses the device for good (`Err`). `publish` is
 /// told every state change.
@@ -430,9 +450,12 @@ pub async fn stay_attached(
     identity: &Identity,
     stop: &mut watch::Receiver<bool>,
     publish: &impl Fn(LinkState, Option<String>),
-    diagnostics: Option<Arc<dyn DiagnosticsSource>>,
-    mut sessions: Option<&mut SessionLink>,
+    services: Services<'_>,
 ) -> Result<(), LinkError> {
+    let Services {
+        diagnostics,
+        mut sessions,
+    } = services;
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
         let attempt = attach(

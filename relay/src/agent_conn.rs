@@ -5,10 +5,12 @@
 //! what the relay records at enrollment and looks up at every connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::message::Nested;
+use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Refusal};
 
 use crate::presence::AgentCommand;
@@ -16,6 +18,8 @@ use crate::secrets::{hash_secret, random_bytes};
 use crate::server::{
     check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
 };
+use crate::sessions::{spawn_forwarding, Party};
+use crate::store::{session_text, ConsentOutcome, EndOutcome, SessionParty};
 
 fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
     check_text("hostname", &info.hostname, 253)?;
@@ -140,6 +144,13 @@ async fn attached(
     tracing::Span::current().record("device", tracing::field::display(id));
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
+    // Session packets of this device come and go on this connection until
+    // a newer one of the same device replaces it.
+    let (packets, forwarding) =
+        spawn_forwarding(Arc::clone(&shared.router), Party::Agent(id), connection);
+    shared
+        .router
+        .attach_agent(id, connection.stable_id(), packets);
     tracing::info!(hostname = %record.hostname, "device online");
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
         HashMap::new();
@@ -171,6 +182,14 @@ async fn attached(
                             None => tracing::debug!(request_id, "diagnostics nobody waits for any more"),
                         }
                     }
+                    Some(AgentToRelay::SessionConsent { session_id, granted, outcome }) => {
+                        if record_consent(shared, id, session_id, granted, outcome).await? {
+                            send.send(&RelayToAgent::ConsentRecorded { session_id }).await?;
+                        }
+                    }
+                    Some(AgentToRelay::SessionEnded { session_id, by }) => {
+                        record_end(shared, id, session_id, by).await?;
+                    }
                     Some(AgentToRelay::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer agent");
                     }
@@ -189,12 +208,17 @@ async fn attached(
                         pending.insert(request_id, reply);
                         send.send(&RelayToAgent::CollectDiagnostics { request_id, throughput }).await?;
                     }
+                    AgentCommand::OpenSession { request } => {
+                        send.send(&RelayToAgent::SessionRequest(request)).await?;
+                    }
                 },
             }
         }
     }
     .await
-    .unwrap_or_else(|e: NetError| e.into());
+    .unwrap_or_else(|e: Step| e.into());
+    shared.router.detach_agent(id, connection.stable_id());
+    drop(forwarding);
     if shared.presence.detach(id, generation) {
         tracing::info!("device offline");
     }
@@ -214,4 +238,129 @@ async fn refuse(mut send: FramedSend, refusal: Refusal) -> End {
     }
     finish_and_wait(&mut send).await;
     End::Refused(refusal)
+}
+
+/// Why the attached loop stopped early: the connection broke, or the agent
+/// broke the protocol.
+enum Step {
+    Net(NetError),
+    End(End),
+}
+
+impl From<NetError> for Step {
+    fn from(error: NetError) -> Self {
+        Step::Net(error)
+    }
+}
+
+impl From<Step> for End {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Net(error) => error.into(),
+            Step::End(end) => end,
+        }
+    }
+}
+
+/// Longest consent outcome text accepted (`accepted`, `refused`,
+/// `timed_out`, or a short reason why no one could be asked).
+const MAX_OUTCOME_LEN: usize = 200;
+
+/// Commits the employee's answer to the audit log and, only then, tells the
+/// router (a grant lifts the pre-consent limit, a refusal forgets the
+/// route). `Ok(true)` when the answer is committed and the agent may be told
+/// so; `Ok(false)` when the store failed (the agent then never hears
+/// `ConsentRecorded` and sends nothing). A session of another device closes
+/// the connection.
+async fn record_consent(
+    shared: &Shared,
+    device: DeviceId,
+    session_id: u64,
+    granted: Option<Capabilities>,
+    outcome: String,
+) -> Result<bool, Step> {
+    if let Err(refusal) = check_text("outcome", &outcome, MAX_OUTCOME_LEN) {
+        return Err(Step::End(End::Violation(format!(
+            "consent for session {}: {refusal}",
+            session_text(session_id)
+        ))));
+    }
+    let now = now_secs();
+    let result = shared
+        .store(move |store| store.record_consent(session_id, device, granted, &outcome, now))
+        .await;
+    let record = match result {
+        Ok(Ok(ConsentOutcome::Recorded(record))) => {
+            tracing::info!(
+                session = %session_text(session_id),
+                outcome = record.consent_outcome.as_deref().unwrap_or_default(),
+                granted = record.granted.map_or("none", Capabilities::label),
+                "session consent recorded"
+            );
+            record
+        }
+        Ok(Ok(ConsentOutcome::AlreadyRecorded(record))) => {
+            tracing::debug!(session = %session_text(session_id), "consent sent again; the first answer stands");
+            record
+        }
+        Ok(Ok(ConsentOutcome::NotThisDevice)) => {
+            return Err(Step::End(End::Violation(format!(
+                "consent for session {}, which is not a session of this device",
+                session_text(session_id)
+            ))))
+        }
+        Ok(Err(e)) => {
+            crate::server::internal_error(&e);
+            return Ok(false);
+        }
+        Err(_) => return Ok(false),
+    };
+    let routed = record.consented() && !record.is_closed();
+    if !shared.router.consent(session_id, routed) && routed {
+        tracing::debug!(session = %session_text(session_id), "consent for a session whose console is gone");
+    }
+    Ok(true)
+}
+
+/// Records that the agent ended a session. A session of another device
+/// closes the connection.
+async fn record_end(
+    shared: &Shared,
+    device: DeviceId,
+    session_id: u64,
+    by: EndedBy,
+) -> Result<(), Step> {
+    let now = now_secs();
+    let actor = crate::store::device_actor(device);
+    let result = shared
+        .store(move |store| {
+            store.end_session(
+                session_id,
+                SessionParty::Device(device),
+                by,
+                &actor,
+                serde_json::Map::new(),
+                now,
+            )
+        })
+        .await;
+    match result {
+        Ok(Ok(EndOutcome::Ended(_))) => {
+            tracing::info!(session = %session_text(session_id), by = by.as_str(), "session ended");
+        }
+        Ok(Ok(EndOutcome::AlreadyClosed(_))) => {}
+        Ok(Ok(EndOutcome::NotFound)) => {
+            return Err(Step::End(End::Violation(format!(
+                "end of session {}, which is not a session of this device",
+                session_text(session_id)
+            ))))
+        }
+        Ok(Err(e)) => {
+            crate::server::internal_error(&e);
+        }
+        Err(_) => {}
+    }
+    // Whatever the store said, nothing more of this session is forwarded.
+    shared.router.end(session_id);
+    Ok(())
 }

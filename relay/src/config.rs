@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use deskside_protocol::Fingerprint;
 use serde::Deserialize;
 
 /// Default UDP port.
@@ -75,6 +77,43 @@ pub enum CertSource {
     },
 }
 
+/// Which way a forwarded session packet went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the console to the agent.
+    ToAgent,
+    /// From the agent to the console.
+    ToConsole,
+}
+
+/// Called with every forwarded session packet: the session id, the
+/// direction and the opaque inner packet.
+pub type ForwardHook = Arc<dyn Fn(u64, Direction, &[u8]) + Send + Sync>;
+
+/// Test hooks: ways to observe or misbehave that only tests set, in code.
+/// They are never read from the command line or the configuration file, so
+/// a deployed relay always has the default (no hooks).
+#[derive(Clone, Default)]
+pub struct RelayHooks {
+    /// Sees every forwarded packet (tests check that the relay only ever
+    /// sees ciphertext).
+    pub on_forward: Option<ForwardHook>,
+    /// Replaces the keys the relay hands out: the first is told to consoles
+    /// as the device's key, the second to agents as the technician's key.
+    /// Tests use it to play a relay that substitutes keys, which the
+    /// end-to-end handshake must catch.
+    pub substitute_keys: Option<(Fingerprint, Fingerprint)>,
+}
+
+impl std::fmt::Debug for RelayHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHooks")
+            .field("on_forward", &self.on_forward.is_some())
+            .field("substitute_keys", &self.substitute_keys)
+            .finish()
+    }
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -90,6 +129,8 @@ pub struct RelayConfig {
     pub organisation: String,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Test hooks; always the default outside tests (see [`RelayHooks`]).
+    pub hooks: RelayHooks,
 }
 
 /// Flags that override the file.
@@ -158,6 +199,7 @@ impl RelayConfig {
             cert,
             organisation: file.organisation.unwrap_or_else(|| "Default".to_owned()),
             idle_timeout,
+            hooks: RelayHooks::default(),
         })
     }
 }

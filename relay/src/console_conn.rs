@@ -3,22 +3,28 @@
 
 use std::sync::Arc;
 
-use deskside_net::{FramedRecv, FramedSend, NetError};
+use deskside_net::tunnel::PacketSender;
+use deskside_net::{key_fingerprint, FramedRecv, FramedSend, NetError};
+use deskside_protocol::agent::SessionRequest;
 use deskside_protocol::console::{
-    ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken, IssuedTechnicianToken,
-    RelayToConsole, StoredDiagnostics,
+    AuditEntry, ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken,
+    IssuedTechnicianToken, RelayToConsole, SessionOpened, StoredDiagnostics,
 };
 use deskside_protocol::message::Nested;
+use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::token::{EnrollToken, LoginString};
 use deskside_protocol::Refusal;
 
 use crate::presence::AgentCommand;
-use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token};
+use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token, random_bytes};
 use crate::server::{
     check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared,
     CLOSE_REVOKED,
 };
-use crate::store::{Store, StoreError, Technician};
+use crate::sessions::{spawn_forwarding, ConnectionId, Party};
+use crate::store::{
+    session_text, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician, SYSTEM_ACTOR,
+};
 
 /// Requests of one console handled at the same time.
 const MAX_IN_FLIGHT: usize = 256;
@@ -30,11 +36,15 @@ const MAX_ENROLL_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 const DIAGNOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 /// Most devices one enrollment token may enroll.
 const MAX_ENROLL_USES: u32 = 100_000;
+/// Longest session reason, in characters: it is shown in the consent dialog.
+const MAX_REASON_CHARS: usize = 500;
+/// Most audit rows one `AuditList` returns.
+const MAX_AUDIT_ROWS: usize = 10_000;
 
 /// Serves a console connection after the hello exchange.
 pub async fn serve(
     shared: &Arc<Shared>,
-    _connection: &quinn::Connection,
+    connection: &quinn::Connection,
     mut send: FramedSend,
     mut recv: FramedRecv,
 ) -> End {
@@ -73,6 +83,20 @@ pub async fn serve(
     };
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
+    // Session packets of the sessions this connection opens travel on it.
+    let (packets, forwarding) = spawn_forwarding(
+        Arc::clone(&shared.router),
+        Party::Console(connection.stable_id()),
+        connection,
+    );
+    let link = Arc::new(ConsoleLink {
+        connection: connection.stable_id(),
+        packets,
+        organisation: organisation.clone(),
+    });
+    // Requests run concurrently (a fleet diagnostic sends hundreds), up to a
+    // bound; answers go out as they finish, matched by id.
+    let mut in_flight = tokio::task::JoinSet::new();
     let result = async {
         send.send(&RelayToConsole::Authenticated {
             technician: technician.name.clone(),
@@ -80,9 +104,6 @@ pub async fn serve(
             organisation,
         })
         .await?;
-        // Requests run concurrently (a fleet diagnostic sends hundreds), up
-        // to a bound; answers go out as they finish, matched by id.
-        let mut in_flight = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 message = recv.recv::<ConsoleToRelay>(), if in_flight.len() < MAX_IN_FLIGHT => {
@@ -94,8 +115,9 @@ pub async fn serve(
                         }) => {
                             let shared = Arc::clone(shared);
                             let technician = technician.clone();
+                            let link = Arc::clone(&link);
                             in_flight.spawn(async move {
-                                let result = handle(&shared, &technician, request).await;
+                                let result = handle(&shared, &technician, &link, request).await;
                                 (id, result)
                             });
                         }
@@ -120,7 +142,77 @@ pub async fn serve(
         }
     }
     .await;
+    // No handler may open a route after the cleanup below.
+    in_flight.shutdown().await;
+    drop(forwarding);
+    end_orphaned_sessions(shared, &technician, connection.stable_id()).await;
     result.unwrap_or_else(|e: NetError| e.into())
+}
+
+/// What request handlers know about their console connection.
+#[derive(Debug)]
+struct ConsoleLink {
+    /// The connection's id in the router.
+    connection: ConnectionId,
+    /// Where the router sends this console's session packets.
+    packets: PacketSender,
+    /// The technician's organisation, as shown to employees.
+    organisation: String,
+}
+
+/// How long the sessions of a console that went away may wait for their
+/// agent to report the end (which says who ended it) before the relay
+/// records them as `connection_lost`: an agent that sees the session close
+/// reports who ended it, and that report wins if it arrives first.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Forgets the routes of a console connection that ended and, after
+/// [`ORPHAN_GRACE`], records the end of those of its sessions nobody ended:
+/// a console cannot take a session over on a new connection, so they are
+/// over.
+async fn end_orphaned_sessions(shared: &Shared, technician: &Technician, connection: ConnectionId) {
+    let orphaned = shared.router.console_closed(connection);
+    if orphaned.is_empty() {
+        return;
+    }
+    tokio::time::sleep(ORPHAN_GRACE).await;
+    let technician_id = technician.id;
+    let actor = technician.audit_actor();
+    let now = now_secs();
+    let result = shared
+        .store(move |store| {
+            let mut extra = serde_json::Map::new();
+            extra.insert(
+                "console_disconnected".to_owned(),
+                serde_json::Value::Bool(true),
+            );
+            let mut ended = Vec::new();
+            for session in orphaned {
+                if let EndOutcome::Ended(_) = store.end_session(
+                    session,
+                    SessionParty::Technician(technician_id),
+                    EndedBy::ConnectionLost,
+                    &actor,
+                    extra.clone(),
+                    now,
+                )? {
+                    ended.push(session);
+                }
+            }
+            Ok::<_, StoreError>(ended)
+        })
+        .await;
+    match result {
+        Ok(Ok(ended)) => {
+            for session in ended {
+                tracing::info!(session = %session_text(session), "session ended: its console went away");
+            }
+        }
+        Ok(Err(e)) => {
+            internal_error(&e);
+        }
+        Err(_) => {}
+    }
 }
 
 fn actor(technician: &Technician) -> String {
@@ -131,6 +223,7 @@ fn actor(technician: &Technician) -> String {
 async fn handle(
     shared: &Shared,
     technician: &Technician,
+    link: &ConsoleLink,
     request: ConsoleRequest,
 ) -> Result<ConsoleResponse, Refusal> {
     require(technician.role, request.required_role())?;
@@ -345,20 +438,244 @@ async fn handle(
         }
         ConsoleRequest::ShowPolicy => {
             let policy = crate::policy::load(shared, org).await?;
-            Ok(ConsoleResponse::Policy(crate::policy::public_json(&policy)))
+            let grant = crate::policy::session_grant(shared, org).await?;
+            Ok(ConsoleResponse::Policy(crate::policy::public_json(
+                &policy, grant,
+            )))
         }
         ConsoleRequest::SetPolicy { key, value } => {
             check_text("key", &key, 100)?;
             check_text("value", &value, 100)?;
             let mut policy = crate::policy::load(shared, org).await?;
-            policy.set(&key, &value).map_err(Refusal::Invalid)?;
-            let change = serde_json::json!({ "key": key, "value": value });
-            crate::policy::save(shared, org, &policy, "policy.set", change, &actor).await?;
-            Ok(ConsoleResponse::Policy(crate::policy::public_json(&policy)))
+            if key == crate::policy::SESSION_GRANT_KEY {
+                crate::policy::set_session_grant(shared, org, &value, &actor).await?;
+            } else {
+                policy.set(&key, &value).map_err(Refusal::Invalid)?;
+                let change = serde_json::json!({ "key": key, "value": value });
+                crate::policy::save(shared, org, &policy, "policy.set", change, &actor).await?;
+            }
+            let grant = crate::policy::session_grant(shared, org).await?;
+            Ok(ConsoleResponse::Policy(crate::policy::public_json(
+                &policy, grant,
+            )))
+        }
+        ConsoleRequest::RegisterSessionKey { key } => {
+            let technician_id = technician.id;
+            let found = run(shared, move |s| {
+                s.register_session_key(org, technician_id, &key, &actor, now)
+            })
+            .await?;
+            if !found {
+                return Err(Refusal::NotFound(
+                    "your technician token no longer exists: ask an administrator for a new one and run `deskside login` again".to_owned(),
+                ));
+            }
+            tracing::debug!(%key, "session key registered");
+            Ok(ConsoleResponse::Done)
+        }
+        ConsoleRequest::OpenSession {
+            device,
+            capabilities,
+            reason,
+        } => open_session(shared, technician, link, device, capabilities, reason).await,
+        ConsoleRequest::EndSession { session_id } => {
+            let technician_id = technician.id;
+            let outcome = run(shared, move |s| {
+                s.end_session(
+                    session_id,
+                    SessionParty::Technician(technician_id),
+                    EndedBy::Technician,
+                    &actor,
+                    serde_json::Map::new(),
+                    now,
+                )
+            })
+            .await?;
+            match outcome {
+                EndOutcome::NotFound => Err(Refusal::NotFound(format!(
+                    "no session {} of yours: you can only end sessions you opened",
+                    session_text(session_id)
+                ))),
+                EndOutcome::Ended(_) | EndOutcome::AlreadyClosed(_) => {
+                    if let EndOutcome::Ended(_) = outcome {
+                        tracing::info!(session = %session_text(session_id), "session ended by the technician");
+                    }
+                    shared.router.end(session_id);
+                    Ok(ConsoleResponse::Done)
+                }
+            }
+        }
+        ConsoleRequest::AuditList { device, limit } => {
+            let target = match device {
+                Some(device) => {
+                    check_text("device", &device, 256)?;
+                    let record = run(shared, move |s| s.find_device(org, &device)).await??;
+                    Some(record.audit_actor())
+                }
+                None => None,
+            };
+            let limit = usize::try_from(limit)
+                .unwrap_or(MAX_AUDIT_ROWS)
+                .min(MAX_AUDIT_ROWS);
+            let rows = run(shared, move |s| {
+                s.audit_entries_about(org, target.as_deref(), limit)
+            })
+            .await?;
+            Ok(ConsoleResponse::Audit(
+                rows.into_iter()
+                    .map(|row| AuditEntry {
+                        id: row.id,
+                        at: row.at,
+                        actor: row.actor,
+                        action: row.action,
+                        target: row.target,
+                        detail: row.detail.to_string(),
+                    })
+                    .collect(),
+            ))
         }
         ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(
             "this relay does not know request type {tag}; upgrade the relay"
         ))),
+    }
+}
+
+/// Asks an online device for a session: checks, commits the request to the
+/// audit log, opens the route, then hands the request to the agent.
+async fn open_session(
+    shared: &Shared,
+    technician: &Technician,
+    link: &ConsoleLink,
+    device: String,
+    capabilities: Capabilities,
+    reason: String,
+) -> Result<ConsoleResponse, Refusal> {
+    check_text("device", &device, 256)?;
+    let reason_chars = reason.chars().count();
+    if reason_chars > MAX_REASON_CHARS {
+        return Err(Refusal::Invalid(format!(
+            "the reason is {reason_chars} characters long; the employee reads it in a dialog, so keep it to {MAX_REASON_CHARS}"
+        )));
+    }
+    check_text("reason", &reason, 4 * MAX_REASON_CHARS)?;
+    if !capabilities.view {
+        return Err(Refusal::Invalid(
+            "a session always includes seeing the screen: ask for view (with or without control)"
+                .to_owned(),
+        ));
+    }
+    let org = technician.org;
+    let record = run(shared, move |s| s.find_device(org, &device)).await??;
+    if record.revoked_at.is_some() {
+        return Err(Refusal::Invalid(format!(
+            "{} ({}) is revoked: enroll the computer again before opening a session",
+            record.id, record.hostname
+        )));
+    }
+    let commands = shared.presence.commands(record.id).ok_or_else(|| {
+        Refusal::Invalid(format!(
+            "{} ({}) is offline: a session needs its agent running; ask the employee to start the computer and connect it to the network, then try again",
+            record.id, record.hostname
+        ))
+    })?;
+    let technician_id = technician.id;
+    let technician_key = run(shared, move |s| s.technician_session_key(technician_id))
+        .await?
+        .ok_or_else(|| {
+            Refusal::Invalid(
+                "this console has no session key registered: run `deskside login` again".to_owned(),
+            )
+        })?;
+    let grant = crate::policy::session_grant(shared, org).await?;
+    let session_id = new_session_id()?;
+    let device_id = record.id;
+    let actor = technician.audit_actor();
+    let now = now_secs();
+    let stored_reason = reason.clone();
+    run(shared, move |s| {
+        s.open_session(
+            &NewSession {
+                id: session_id,
+                org,
+                device: device_id,
+                technician: technician_id,
+                capabilities,
+                reason: &stored_reason,
+            },
+            &actor,
+            now,
+        )
+    })
+    .await?;
+    // Routed before the agent hears of it, so that its first handshake
+    // packets find their way.
+    shared
+        .router
+        .open(session_id, device_id, link.connection, link.packets.clone());
+    let (device_key, technician_key) = match shared.hooks.substitute_keys {
+        Some(substituted) => substituted,
+        None => (key_fingerprint(&record.public_key), technician_key),
+    };
+    let request = SessionRequest {
+        session_id,
+        technician: technician.name.clone(),
+        organisation: link.organisation.clone(),
+        capabilities,
+        reason,
+        technician_key,
+        grant_secs: grant.as_secs(),
+    };
+    if commands
+        .send(AgentCommand::OpenSession { request })
+        .await
+        .is_err()
+    {
+        // The agent left between the check and now: close the session so
+        // that the audit log does not show it open.
+        shared.router.end(session_id);
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "device_went_offline".to_owned(),
+            serde_json::Value::Bool(true),
+        );
+        run(shared, move |s| {
+            s.end_session(
+                session_id,
+                SessionParty::System,
+                EndedBy::ConnectionLost,
+                SYSTEM_ACTOR,
+                extra,
+                now,
+            )
+        })
+        .await?;
+        return Err(Refusal::Invalid(format!(
+            "{} ({}) went offline before the request reached it; try again once it is back online",
+            record.id, record.hostname
+        )));
+    }
+    tracing::info!(
+        session = %session_text(session_id),
+        device = %device_id,
+        capabilities = capabilities.label(),
+        "session requested"
+    );
+    Ok(ConsoleResponse::SessionOpened(SessionOpened {
+        session_id,
+        device: record.summary(true),
+        device_key,
+    }))
+}
+
+/// A random, non-zero session id.
+fn new_session_id() -> Result<u64, Refusal> {
+    loop {
+        let id = u64::from_be_bytes(
+            random_bytes::<8>().map_err(|_| internal_error(&"random generator failed"))?,
+        );
+        if id != 0 {
+            return Ok(id);
+        }
     }
 }
 

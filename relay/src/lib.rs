@@ -2,7 +2,8 @@
 //!
 //! `server` owns the QUIC endpoint and spawns one task per connection;
 //! `agent_conn` and `console_conn` serve the two kinds of peers; `store` is
-//! the only code that talks SQL; `presence` knows who is online.
+//! the only code that talks SQL; `presence` knows who is online;
+//! `sessions` routes remote-session packets between agents and consoles.
 
 pub mod agent_conn;
 pub mod config;
@@ -13,8 +14,9 @@ pub mod policy;
 pub mod presence;
 pub mod secrets;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod tls_files;
 
-pub use config::RelayConfig;
+pub use config::{Direction, RelayConfig, RelayHooks};
 pub use server::Relay;

@@ -1,6 +1,12 @@
 //! The organisation's diagnostics policy as the relay keeps it: loaded from
 //! the organisation's settings, with a per-organisation salt created on
 //! first use (agents hash Wi‑Fi identifiers with it).
+//!
+//! The settings also hold relay-only keys that the diagnostics [`Policy`]
+//! does not know, such as [`SESSION_GRANT_KEY`]; saving the policy keeps
+//! them.
+
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -10,6 +16,85 @@ use deskside_protocol::Refusal;
 use crate::secrets::random_bytes;
 use crate::server::{internal_error, now_secs, Shared};
 use crate::store::OrgId;
+
+/// Settings key of how long a session grant lasts (humantime, e.g. `30m`).
+pub const SESSION_GRANT_KEY: &str = "session_grant";
+
+/// How long a session grant lasts when the organisation set nothing.
+pub const DEFAULT_SESSION_GRANT: Duration = Duration::from_secs(3600);
+
+/// Shortest grant an organisation may set: less is not enough to help.
+const MIN_SESSION_GRANT: Duration = Duration::from_secs(60);
+
+/// Longest grant an organisation may set: one working day.
+const MAX_SESSION_GRANT: Duration = Duration::from_secs(12 * 3600);
+
+/// Parses a session grant as an administrator types it.
+pub fn parse_session_grant(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim())
+        .ok()
+        .filter(|grant| (MIN_SESSION_GRANT..=MAX_SESSION_GRANT).contains(grant))
+        .ok_or_else(|| {
+            format!("{SESSION_GRANT_KEY} takes a duration from 1m to 12h, such as 30m or 2h, not {value:?}")
+        })
+}
+
+/// The stored settings as a JSON object (empty if unreadable).
+async fn settings_object(
+    shared: &Shared,
+    org: OrgId,
+) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
+    let stored = shared
+        .store(move |s| s.organisation_settings(org))
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    Ok(match serde_json::from_str(&stored) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    })
+}
+
+/// How long the organisation's session grants last.
+pub async fn session_grant(shared: &Shared, org: OrgId) -> Result<Duration, Refusal> {
+    let settings = settings_object(shared, org).await?;
+    Ok(match settings.get(SESSION_GRANT_KEY) {
+        None => DEFAULT_SESSION_GRANT,
+        Some(value) => match value.as_str().map(parse_session_grant) {
+            Some(Ok(grant)) => grant,
+            _ => {
+                tracing::warn!(%org, stored = %value, "ignoring an unreadable session_grant setting; using the default");
+                DEFAULT_SESSION_GRANT
+            }
+        },
+    })
+}
+
+/// Sets the session grant (validated) and audits it as `policy.set`.
+pub async fn set_session_grant(
+    shared: &Shared,
+    org: OrgId,
+    value: &str,
+    actor: &str,
+) -> Result<Duration, Refusal> {
+    let grant = parse_session_grant(value).map_err(Refusal::Invalid)?;
+    let text = humantime::format_duration(grant).to_string();
+    let mut settings = settings_object(shared, org).await?;
+    settings.insert(
+        SESSION_GRANT_KEY.to_owned(),
+        serde_json::Value::String(text.clone()),
+    );
+    let stored = serde_json::Value::Object(settings).to_string();
+    let change = serde_json::json!({ "key": SESSION_GRANT_KEY, "value": text });
+    let actor = actor.to_owned();
+    let now = now_secs();
+    shared
+        .store(move |s| {
+            s.set_organisation_settings(org, &stored, "policy.set", &change, &actor, now)
+        })
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    Ok(grant)
+}
 
 /// Loads the policy, creating the identifier salt if there is none yet.
 pub async fn load(shared: &Shared, org: OrgId) -> Result<Policy, Refusal> {
@@ -43,7 +128,17 @@ pub async fn save(
     change: serde_json::Value,
     actor: &str,
 ) -> Result<(), Refusal> {
-    let text = serde_json::to_string(policy).map_err(|e| internal_error(&e))?;
+    // Keep the keys the diagnostics policy does not know (session_grant).
+    let mut settings = settings_object(shared, org).await?;
+    match serde_json::to_value(policy).map_err(|e| internal_error(&e))? {
+        serde_json::Value::Object(fields) => settings.extend(fields),
+        other => {
+            return Err(internal_error(&format!(
+                "the policy is not an object: {other}"
+            )))
+        }
+    }
+    let text = serde_json::Value::Object(settings).to_string();
     let actor = actor.to_owned();
     let now = now_secs();
     shared
@@ -52,9 +147,50 @@ pub async fn save(
         .map_err(|e| internal_error(&e))
 }
 
-/// The policy as shown to technicians: without the salt.
-pub fn public_json(policy: &Policy) -> Vec<u8> {
+/// The policy as shown to technicians: without the salt, with the session
+/// grant.
+pub fn public_json(policy: &Policy, session_grant: Duration) -> Vec<u8> {
     let mut shown = policy.clone();
     shown.identifier_salt = None;
-    serde_json::to_vec(&shown).unwrap_or_default()
+    let mut value = serde_json::to_value(&shown).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            SESSION_GRANT_KEY.to_owned(),
+            serde_json::Value::String(humantime::format_duration(session_grant).to_string()),
+        );
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_grants_are_bounded_durations() {
+        assert_eq!(parse_session_grant("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_session_grant(" 2h "), Ok(Duration::from_secs(7200)));
+        for bad in ["10s", "13h", "soon", ""] {
+            let error = parse_session_grant(bad).unwrap_err();
+            assert!(error.contains("from 1m to 12h"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_public_policy_hides_the_salt_and_shows_the_grant() {
+        let policy = Policy {
+            identifier_salt: Some("secret-salt".to_owned()),
+            ..Policy::default()
+        };
+        let shown: serde_json::Value =
+            serde_json::from_slice(&public_json(&policy, DEFAULT_SESSION_GRANT))
+                .unwrap_or_default();
+        assert_eq!(shown["identifier_salt"], serde_json::Value::Null);
+        assert_eq!(shown[SESSION_GRANT_KEY], "1h");
+        // Old consoles still read it as a policy.
+        assert_eq!(
+            Policy::from_json(&public_json(&policy, DEFAULT_SESSION_GRANT)).diagnostics_retention,
+            policy.diagnostics_retention
+        );
+    }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use deskside_protocol::agent::SessionRequest;
 use deskside_protocol::DeviceId;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +22,11 @@ pub enum AgentCommand {
         throughput: bool,
         /// Where the snapshot JSON (or the agent's reason) goes.
         reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+    /// Ask the employee for a remote session (already audited and routed).
+    OpenSession {
+        /// What the agent is sent.
+        request: SessionRequest,
     },
 }
 

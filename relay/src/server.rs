@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use deskside_net::files::{create_private_dir, write_private};
 use deskside_net::transport::transport_config;
+use deskside_net::tunnel::tune_outer_transport;
 use deskside_net::{spki_of, FramedRecv, FramedSend, NetError, ALPN};
 use deskside_protocol::version::{negotiate, ClientHello, ServerHello, VersionRange, MAGIC};
 use deskside_protocol::{Fingerprint, Refusal, Role, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
@@ -22,9 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, RelayHooks};
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
+use crate::sessions::Router;
 use crate::store::Store;
 use crate::tls_files::{endpoint_config, load_identity};
 use crate::{agent_conn, console_conn};
@@ -62,6 +64,10 @@ pub struct Shared {
     pub public_addr: String,
     /// Per-device limits of the measurement server.
     pub measure_limits: Arc<crate::measure::MeasureLimits>,
+    /// Routes of remote-session packets.
+    pub router: Arc<Router>,
+    /// Test hooks (the default outside tests).
+    pub hooks: RelayHooks,
 }
 
 impl Shared {
@@ -136,6 +142,15 @@ impl Relay {
                 .with_context(|| format!("cannot open the database {}", db_path.display()))?,
         );
         let bootstrap = bootstrap(&store, &config)?;
+        let interrupted = store
+            .close_interrupted_sessions(now_secs())
+            .context("cannot record the end of sessions interrupted by the last stop")?;
+        if !interrupted.is_empty() {
+            tracing::info!(
+                sessions = interrupted.len(),
+                "recorded the end of sessions cut by the relay's last stop"
+            );
+        }
 
         let identity = load_identity(&config.data_dir, &config.cert)?;
         let fingerprint = identity.fingerprint();
@@ -143,7 +158,9 @@ impl Relay {
         let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .context("the TLS configuration is not usable for QUIC")?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
-        server_config.transport_config(Arc::new(transport_config(config.idle_timeout, None)));
+        let mut transport = transport_config(config.idle_timeout, None);
+        tune_outer_transport(&mut transport);
+        server_config.transport_config(Arc::new(transport));
         let endpoint_config = endpoint_config(&config.data_dir)?;
         let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
             format!("cannot listen on UDP {}: is another relay running there? choose another port with --listen", config.listen)
@@ -165,6 +182,8 @@ impl Relay {
             fingerprint,
             public_addr,
             measure_limits: Arc::default(),
+            router: Arc::new(Router::new(config.hooks.on_forward.clone())),
+            hooks: config.hooks.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(

@@ -1,5 +1,6 @@
 //! The relay's SQLite store: organisations, technician tokens, enrollment
-//! tokens, devices and the append-only audit log.
+//! tokens, devices, remote sessions (`sessions.rs`) and the append-only
+//! audit log.
 //!
 //! [`Store`] is the only place in the relay that writes SQL (an architecture
 //! invariant): the rest of the relay calls its methods, usually through
@@ -39,6 +40,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod sessions;
+
+pub use sessions::{
+    session_text, ConsentOutcome, EndOutcome, NewSession, SessionParty, SessionRecord,
+};
+
 /// How long a statement waits for another connection's lock before failing.
 /// Five seconds covers a WAL checkpoint or a backup tool holding the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,10 +62,39 @@ const MAX_CANDIDATES_SHOWN: usize = 10;
 /// Schema migrations, in order. Migration `i` (0-based) takes the database
 /// from `PRAGMA user_version` `i` to `i + 1`, in one transaction. Append
 /// only: never edit a script that has been released.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Schema version 4: remote sessions.
+///
+/// A technician token may carry the fingerprint of the key its console uses
+/// in end-to-end sessions (agents pin it). A session row follows one request
+/// from `requested_at` to the employee's answer (`consent_*`, `granted`) and
+/// its end; `ended_at IS NULL` means the relay still considers it open.
+/// Session ids are the random `u64` the relay hands out, bit-cast to `i64`;
+/// capabilities are the JSON of `deskside_protocol::session::Capabilities`.
+const MIGRATION_4: &str = r#"
+ALTER TABLE technician_tokens ADD COLUMN session_key BLOB
+    CHECK (session_key IS NULL OR length(session_key) = 32);
+
+CREATE TABLE sessions (
+    id              INTEGER PRIMARY KEY,
+    org_id          INTEGER NOT NULL REFERENCES organisations(id),
+    device_id       INTEGER NOT NULL REFERENCES devices(id),
+    technician_id   INTEGER NOT NULL REFERENCES technician_tokens(id),
+    capabilities    TEXT NOT NULL CHECK (json_valid(capabilities)),
+    reason          TEXT NOT NULL,
+    requested_at    INTEGER NOT NULL,
+    consent_outcome TEXT,
+    consent_at      INTEGER,
+    granted         TEXT CHECK (granted IS NULL OR json_valid(granted)),
+    ended_at        INTEGER,
+    ended_by        TEXT
+) STRICT;
+CREATE INDEX sessions_open ON sessions(id) WHERE ended_at IS NULL;
+"#;
 
 /// Schema version 3: device groups, given by the enrollment token.
 const MIGRATION_3: &str = r#"
@@ -1178,6 +1214,30 @@ impl Store {
         Ok(entries)
     }
 
+    /// The newest `limit` audit rows of `org`, newest first; with `target`,
+    /// only rows whose target is exactly that (e.g. a device's
+    /// [`DeviceRecord::audit_actor`]).
+    pub fn audit_entries_about(
+        &self,
+        org: OrgId,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(
+            "SELECT id, at, org_id, actor, action, target, detail FROM audit
+             WHERE org_id = ?1 AND (?2 IS NULL OR target = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![org.0, target, limit], audit_from_row)?;
+        let mut entries = Vec::new();
+        for row in rows {
+            entries.push(row?.decode()?);
+        }
+        Ok(entries)
+    }
+
     /// Recomputes the audit chain from the first row. `Ok(Err(id))` names
     /// the first row that does not verify: its contents or hashes were
     /// changed, a row before it was removed (ids must be consecutive from 1),
@@ -1328,6 +1388,51 @@ fn insert_audit(conn: &Connection, entry: &NewAudit<'_>) -> Result<i64, StoreErr
         ],
     )?;
     Ok(id)
+}
+
+/// An audit row as read, before its detail is parsed (parsing can fail with
+/// [`StoreError::Corrupt`], which a row-mapping closure cannot return).
+struct AuditRow {
+    id: i64,
+    at: i64,
+    org: Option<i64>,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+/// Reads `id, at, org_id, actor, action, target, detail`.
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        org: row.get(2)?,
+        actor: row.get(3)?,
+        action: row.get(4)?,
+        target: row.get(5)?,
+        detail: row.get(6)?,
+    })
+}
+
+impl AuditRow {
+    fn decode(self) -> Result<AuditRecord, StoreError> {
+        let detail = serde_json::from_str(&self.detail).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "audit row {} has a detail that is not JSON: {error}",
+                self.id
+            ))
+        })?;
+        Ok(AuditRecord {
+            id: self.id,
+            at: self.at,
+            org: self.org.map(OrgId),
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            detail,
+        })
+    }
 }
 
 /// The columns of an audit row that its hash covers, as stored.
@@ -1548,6 +1653,12 @@ fn token_target(id: i64) -> String {
     format!("token:{id}")
 }
 
+/// How a device appears in the audit log, as actor or target:
+/// `device:dev_…`.
+pub fn device_actor(id: DeviceId) -> String {
+    device_target(id)
+}
+
 fn device_target(id: DeviceId) -> String {
     format!("device:{id}")
 }
@@ -1557,10 +1668,10 @@ fn device_target(id: DeviceId) -> String {
 mod tests {
     use super::*;
 
-    const T0: i64 = 1_700_000_000;
+    pub(super) const T0: i64 = 1_700_000_000;
     const DAY: i64 = 86_400;
 
-    fn hash(secret: &str) -> [u8; 32] {
+    pub(super) fn hash(secret: &str) -> [u8; 32] {
         let mut out = [0; 32];
         out.copy_from_slice(digest::digest(&digest::SHA256, secret.as_bytes()).as_ref());
         out
@@ -1575,7 +1686,7 @@ mod tests {
     }
 
     /// A store with one organisation ("Acme") whose admin token is "admin".
-    fn bootstrapped() -> (Store, OrgId) {
+    pub(super) fn bootstrapped() -> (Store, OrgId) {
         let store = Store::open_in_memory().unwrap();
         let org = store
             .bootstrap("Acme", "root", &hash("admin"), T0)
@@ -1585,13 +1696,13 @@ mod tests {
     }
 
     /// Issues enrollment token `secret` with `uses` uses, valid for a day.
-    fn enroll_token(store: &Store, org: OrgId, secret: &str, uses: u32) {
+    pub(super) fn enroll_token(store: &Store, org: OrgId, secret: &str, uses: u32) {
         store
             .create_enroll_token(org, &hash(secret), uses, T0 + DAY, None, "system", T0)
             .unwrap();
     }
 
-    fn enroll(
+    pub(super) fn enroll(
         store: &Store,
         secret: &str,
         key: &str,
@@ -1733,13 +1844,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 3);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(store.schema_version(), 4);
+        assert_eq!(SCHEMA_VERSION, 4);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1755,6 +1866,7 @@ mod tests {
                 "diagnostics",
                 "enroll_tokens",
                 "organisations",
+                "sessions",
                 "sqlite_sequence",
                 "technician_tokens"
             ]

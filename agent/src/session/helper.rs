@@ -151,7 +151,7 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                     }
                     ServiceToHelper::FromConsole { session_id, message: Nested(message) } => {
                         if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
-                            a.from_console(message);
+                            a.handle_console(message);
                         }
                     }
                     ServiceToHelper::Input { session_id, event: Nested(event) } => {
@@ -373,7 +373,7 @@ impl Active {
         }
     }
 
-    fn from_console(&mut self, message: ConsoleToAgent) {
+    fn handle_console(&mut self, message: ConsoleToAgent) {
         match message {
             ConsoleToAgent::SelectMonitor { index } => {
                 let _ = self.capture.send(CaptureCommand::SelectMonitor(index));

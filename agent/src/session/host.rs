@@ -346,8 +346,12 @@ impl Running {
                 },
                 event = input_rx.recv() => match event {
                     Some(event) if self.granted.control => {
-                        if helper.send(ServiceToHelper::Input { session_id: id, event: Nested(event) }).await.is_err() {
-                            break EndedBy::HelperGone;
+                        let forwarded = helper
+                            .send(ServiceToHelper::Input { session_id: id, event: Nested(event) })
+                            .await;
+                        match forwarded {
+                            Ok(()) => {}
+                            Err(_) => break EndedBy::HelperGone,
                         }
                     }
                     Some(_) => {

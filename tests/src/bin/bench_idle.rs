@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use deskside_agent::link::{register, stay_attached, BoxFuture, DiagnosticsSource};
+use deskside_agent::link::{register, stay_attached, BoxFuture, DiagnosticsSource, Services};
 use deskside_agent::state::{LinkState, AGENT_CERT_NAME};
 use deskside_console::client::Client;
 use deskside_net::transport::client_endpoint;
@@ -279,8 +279,10 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                 &identity,
                 &mut stop,
                 &publish,
-                canned,
-                None,
+                Services {
+                    diagnostics: canned,
+                    sessions: None,
+                },
             )
             .await;
         });

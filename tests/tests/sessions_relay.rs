@@ -1,0 +1,696 @@
+//! The relay side of remote sessions, end to end, with raw clients: a
+//! console and an agent written here with `deskside-net` (not the real
+//! agent and console binaries), talking to the relay library in-process or
+//! to the `deskside-spy-relay` binary.
+//!
+//! What is checked: the request reaches the agent with the right keys, the
+//! end-to-end handshake runs through the relay and both sides derive the
+//! same verification code, nothing flows beyond the handshake before the
+//! consent is audited, the relay forwards only ciphertext, every step lands
+//! in the audit log in order, and a relay that substitutes keys is caught.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on surprises.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deskside_net::transport::{client_endpoint, resolve, ConnectOptions, Connected};
+use deskside_net::tunnel::{
+    accept_session, connect_session, CarriedSession, Carrier, SessionConfig, SessionConn,
+    TunnelError, TunnelSocket, DEFAULT_QUEUE_PACKETS,
+};
+use deskside_net::{connect, FramedRecv, FramedSend, Identity};
+use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent, SessionRequest};
+use deskside_protocol::console::{
+    ConsoleRequest, ConsoleResponse, ConsoleToRelay, RelayToConsole, SessionOpened,
+};
+use deskside_protocol::message::Nested;
+use deskside_protocol::session::{Capabilities, EndedBy};
+use deskside_protocol::token::EnrollToken;
+use deskside_protocol::{Fingerprint, Refusal};
+use deskside_relay::config::{FileConfig, Overrides};
+use deskside_relay::{Relay, RelayConfig, RelayHooks};
+
+/// A secret the console sends inside the session; it must never appear in
+/// what the relay forwards.
+const PLAINTEXT: &[u8] = b"PLAINTEXT-MARKER-the-relay-must-never-see-this";
+
+/// Bigger than the relay's pre-consent budget (64 KiB), so it only arrives
+/// if the consent lifted the budget.
+const AFTER_CONSENT_BYTES: usize = 512 * 1024;
+
+const STEP: Duration = Duration::from_secs(20);
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {STEP:?} waiting for {what}"))
+}
+
+/// A raw relay connection (control stream) of a console or an agent.
+struct Peer {
+    endpoint: quinn::Endpoint,
+    connected: Connected,
+    next_id: u64,
+}
+
+impl Peer {
+    async fn connect(relay: &str, fingerprint: Fingerprint, identity: Option<Identity>) -> Peer {
+        let endpoint = client_endpoint(resolve(relay).await.unwrap()).unwrap();
+        let connected = connect(
+            &endpoint,
+            &ConnectOptions {
+                relay: relay.to_owned(),
+                fingerprint,
+                identity,
+                idle_timeout: Duration::from_secs(10),
+                keep_alive: Some(Duration::from_secs(2)),
+                software: "sessions-relay-test".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+        Peer {
+            endpoint,
+            connected,
+            next_id: 1,
+        }
+    }
+
+    fn send(&mut self) -> &mut FramedSend {
+        &mut self.connected.send
+    }
+
+    fn recv(&mut self) -> &mut FramedRecv {
+        &mut self.connected.recv
+    }
+
+    fn connection(&self) -> quinn::Connection {
+        self.connected.connection.clone()
+    }
+
+    /// A console logged in with `token`.
+    async fn console(relay: &str, fingerprint: Fingerprint, token: &str) -> Peer {
+        let mut peer = Peer::connect(relay, fingerprint, None).await;
+        peer.send()
+            .send(&ConsoleToRelay::Authenticate {
+                token: token.to_owned(),
+            })
+            .await
+            .unwrap();
+        match peer.recv().recv::<RelayToConsole>().await.unwrap() {
+            Some(RelayToConsole::Authenticated { .. }) => peer,
+            other => panic!("not authenticated: {other:?}"),
+        }
+    }
+
+    async fn request(&mut self, request: ConsoleRequest) -> Result<ConsoleResponse, Refusal> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send()
+            .send(&ConsoleToRelay::Request {
+                id,
+                request: Nested(request),
+            })
+            .await
+            .unwrap();
+        match within("a console answer", self.recv().recv::<RelayToConsole>())
+            .await
+            .unwrap()
+        {
+            Some(RelayToConsole::Response {
+                id: answered,
+                result,
+            }) => {
+                assert_eq!(answered, id);
+                result
+                    .map(|Nested(response)| response)
+                    .map_err(|Nested(refusal)| refusal)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The next message to an agent that is not a ping or the policy.
+    async fn agent_message(&mut self) -> RelayToAgent {
+        loop {
+            match within("a relay message", self.recv().recv::<RelayToAgent>())
+                .await
+                .unwrap()
+            {
+                Some(RelayToAgent::Ping { nonce }) => {
+                    self.send()
+                        .send(&AgentToRelay::Pong { nonce })
+                        .await
+                        .unwrap();
+                }
+                Some(RelayToAgent::Policy { .. }) => {}
+                Some(other) => return other,
+                None => panic!("the relay closed the agent's control stream"),
+            }
+        }
+    }
+
+    async fn close(self) {
+        self.connected.connection.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn info() -> DeviceInfo {
+    DeviceInfo {
+        hostname: "reception-pc".to_owned(),
+        os: "Test OS".to_owned(),
+        agent_version: "0.0.0-test".to_owned(),
+    }
+}
+
+/// A console (admin), an enrolled and attached agent, and their keys.
+struct Parties {
+    console: Peer,
+    agent: Peer,
+    console_identity: Identity,
+    agent_identity: Identity,
+    device: String,
+}
+
+async fn parties(relay: &str, fingerprint: Fingerprint, admin_token: &str) -> Parties {
+    let mut console = Peer::console(relay, fingerprint, admin_token).await;
+    let issued = match console
+        .request(ConsoleRequest::CreateEnrollToken {
+            uses: 1,
+            expires_in_secs: 600,
+            group: None,
+        })
+        .await
+        .unwrap()
+    {
+        ConsoleResponse::EnrollToken(issued) => issued,
+        other => panic!("{other:?}"),
+    };
+    let secret = EnrollToken::decode(&issued.token).unwrap().secret;
+    let agent_identity = Identity::generate(&["deskside-agent"]).unwrap();
+    let mut enrolling = Peer::connect(relay, fingerprint, Some(agent_identity.clone())).await;
+    enrolling
+        .send()
+        .send(&AgentToRelay::Enroll {
+            secret,
+            info: info(),
+        })
+        .await
+        .unwrap();
+    let device = match enrolling.recv().recv::<RelayToAgent>().await.unwrap() {
+        Some(RelayToAgent::Enrolled { device_id, .. }) => device_id.to_string(),
+        other => panic!("not enrolled: {other:?}"),
+    };
+    enrolling.close().await;
+    let mut agent = Peer::connect(relay, fingerprint, Some(agent_identity.clone())).await;
+    agent
+        .send()
+        .send(&AgentToRelay::Attach { info: info() })
+        .await
+        .unwrap();
+    match agent.agent_message().await {
+        RelayToAgent::Attached { .. } => {}
+        other => panic!("not attached: {other:?}"),
+    }
+    let console_identity = Identity::generate(&["deskside-console"]).unwrap();
+    Parties {
+        console,
+        agent,
+        console_identity,
+        agent_identity,
+        device,
+    }
+}
+
+/// Registers the console's key and opens a view session; returns what both
+/// sides were told.
+async fn open_session(parties: &mut Parties) -> (SessionOpened, SessionRequest) {
+    let key = parties.console_identity.key_fingerprint().unwrap();
+    assert_eq!(
+        parties
+            .console
+            .request(ConsoleRequest::RegisterSessionKey { key })
+            .await
+            .unwrap(),
+        ConsoleResponse::Done
+    );
+    let opened = match parties
+        .console
+        .request(ConsoleRequest::OpenSession {
+            device: parties.device.clone(),
+            capabilities: Capabilities::VIEW,
+            reason: "the printer does not print".to_owned(),
+        })
+        .await
+        .unwrap()
+    {
+        ConsoleResponse::SessionOpened(opened) => opened,
+        other => panic!("{other:?}"),
+    };
+    let request = match parties.agent.agent_message().await {
+        RelayToAgent::SessionRequest(request) => request,
+        other => panic!("expected a session request, got {other:?}"),
+    };
+    assert_eq!(request.session_id, opened.session_id);
+    (opened, request)
+}
+
+/// One side's end of the tunnel through its relay connection.
+fn tunnel(peer: &Peer, session_id: u64) -> (Carrier, CarriedSession, TunnelSocket) {
+    let carrier = Carrier::new();
+    carrier.attach(peer.connection());
+    let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
+    let carried = carrier.carry(session_id, port).unwrap();
+    (carrier, carried, socket)
+}
+
+/// Runs both ends of the end-to-end handshake at once.
+async fn handshake(
+    parties: &Parties,
+    opened: &SessionOpened,
+    request: &SessionRequest,
+) -> (
+    Result<SessionConn, TunnelError>,
+    Result<SessionConn, TunnelError>,
+    Vec<(Carrier, CarriedSession)>,
+) {
+    let config = SessionConfig {
+        handshake_timeout: Duration::from_secs(10),
+        ..SessionConfig::default()
+    };
+    let (console_carrier, console_carried, console_socket) =
+        tunnel(&parties.console, opened.session_id);
+    let (agent_carrier, agent_carried, agent_socket) = tunnel(&parties.agent, request.session_id);
+    let (console, agent) = tokio::join!(
+        connect_session(
+            console_socket,
+            &parties.console_identity,
+            opened.device_key,
+            &config
+        ),
+        accept_session(
+            agent_socket,
+            &parties.agent_identity,
+            request.technician_key,
+            &config
+        ),
+    );
+    (
+        console,
+        agent,
+        vec![
+            (console_carrier, console_carried),
+            (agent_carrier, agent_carried),
+        ],
+    )
+}
+
+/// Sends `bytes` from the console to the agent on a new inner stream and
+/// returns what the agent read, or `None` if nothing complete arrived in
+/// `wait` (the stream is then reset, so it never completes later).
+async fn transfer(
+    console: &SessionConn,
+    agent: &SessionConn,
+    bytes: Vec<u8>,
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let mut stream = console.connection.open_uni().await.unwrap();
+    let write = async {
+        stream.write_all(&bytes).await.ok()?;
+        stream.finish().ok()
+    };
+    // Streams left over from an earlier, reset transfer fail to read; the
+    // first one that reads to its end is this one.
+    let read = async {
+        loop {
+            let mut incoming = agent.connection.accept_uni().await.ok()?;
+            if let Ok(data) = incoming.read_to_end(16 << 20).await {
+                return Some(data);
+            }
+        }
+    };
+    let received = tokio::time::timeout(wait, async { tokio::join!(write, read).1 })
+        .await
+        .ok()
+        .flatten();
+    if received.is_none() {
+        let _ = stream.reset(quinn::VarInt::from_u32(0));
+    }
+    received
+}
+
+fn payload() -> Vec<u8> {
+    PLAINTEXT
+        .iter()
+        .copied()
+        .cycle()
+        .take(AFTER_CONSENT_BYTES)
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+async fn spawn_relay(
+    data_dir: &std::path::Path,
+    hooks: RelayHooks,
+) -> (Relay, String, Fingerprint, String) {
+    let mut config = RelayConfig::resolve(
+        FileConfig::default(),
+        Overrides {
+            dev: true,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(data_dir.to_owned()),
+            idle_timeout: Some(Duration::from_secs(10)),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    config.hooks = hooks;
+    let relay = Relay::spawn(config).await.unwrap();
+    let addr = relay.local_addr().unwrap().to_string();
+    let fingerprint = relay.fingerprint();
+    let token = relay.bootstrap.as_ref().unwrap().admin_token.clone();
+    (relay, addr, fingerprint, token)
+}
+
+/// `session.*` actions in the audit log about the device, oldest first.
+async fn session_audit(console: &mut Peer, device: &str) -> Vec<(String, serde_json::Value)> {
+    let rows = match console
+        .request(ConsoleRequest::AuditList {
+            device: Some(device.to_owned()),
+            limit: 100,
+        })
+        .await
+        .unwrap()
+    {
+        ConsoleResponse::Audit(rows) => rows,
+        other => panic!("{other:?}"),
+    };
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|row| row.action.starts_with("session."))
+        .map(|row| (row.action, serde_json::from_str(&row.detail).unwrap()))
+        .collect();
+    rows.reverse();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consented_session_flows_end_to_end_and_the_relay_sees_only_ciphertext() {
+    let dir = tempfile::tempdir().unwrap();
+    let forwarded = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let spy = Arc::clone(&forwarded);
+    let hooks = RelayHooks {
+        on_forward: Some(Arc::new(move |_, _, bytes: &[u8]| {
+            spy.lock().unwrap().extend_from_slice(bytes);
+        })),
+        substitute_keys: None,
+    };
+    let (relay, addr, fingerprint, admin) = spawn_relay(dir.path(), hooks).await;
+    let mut parties = parties(&addr, fingerprint, &admin).await;
+    let (opened, request) = open_session(&mut parties).await;
+    assert_eq!(
+        opened.device_key,
+        parties.agent_identity.key_fingerprint().unwrap()
+    );
+    assert_eq!(
+        request.technician_key,
+        parties.console_identity.key_fingerprint().unwrap()
+    );
+    assert_eq!(request.capabilities, Capabilities::VIEW);
+    assert_eq!(request.grant_secs, 3600);
+
+    let (console, agent, _tunnels) =
+        within("the handshake", handshake(&parties, &opened, &request)).await;
+    let (console, agent) = (console.unwrap(), agent.unwrap());
+    assert_eq!(
+        console.verification_code(opened.session_id).unwrap(),
+        agent.verification_code(request.session_id).unwrap()
+    );
+
+    // Before the consent is audited, a screenful does not get through.
+    assert_eq!(
+        transfer(&console, &agent, payload(), Duration::from_secs(2)).await,
+        None,
+        "more than the pre-consent budget crossed the relay"
+    );
+
+    parties
+        .agent
+        .send()
+        .send(&AgentToRelay::SessionConsent {
+            session_id: request.session_id,
+            granted: Some(Capabilities::VIEW),
+            outcome: "accepted".to_owned(),
+        })
+        .await
+        .unwrap();
+    match parties.agent.agent_message().await {
+        RelayToAgent::ConsentRecorded { session_id } => assert_eq!(session_id, request.session_id),
+        other => panic!("expected ConsentRecorded, got {other:?}"),
+    }
+    let received = transfer(&console, &agent, payload(), STEP).await;
+    assert_eq!(
+        received.as_deref(),
+        Some(&payload()[..]),
+        "the session carries data once consented"
+    );
+
+    let seen = forwarded.lock().unwrap().clone();
+    assert!(
+        seen.len() > AFTER_CONSENT_BYTES,
+        "the hook saw the traffic ({} bytes)",
+        seen.len()
+    );
+    assert!(!contains(&seen, PLAINTEXT), "the relay saw plaintext");
+
+    assert_eq!(
+        parties
+            .console
+            .request(ConsoleRequest::EndSession {
+                session_id: opened.session_id
+            })
+            .await
+            .unwrap(),
+        ConsoleResponse::Done
+    );
+    // The agent's own report of the end changes nothing any more.
+    parties
+        .agent
+        .send()
+        .send(&AgentToRelay::SessionEnded {
+            session_id: request.session_id,
+            by: EndedBy::Employee,
+        })
+        .await
+        .unwrap();
+    let audit = session_audit(&mut parties.console, &parties.device).await;
+    let actions: Vec<&str> = audit.iter().map(|(action, _)| action.as_str()).collect();
+    // (`session.key_registered` is about the token, not the device.)
+    assert_eq!(
+        actions,
+        ["session.request", "session.consent", "session.end"]
+    );
+    assert_eq!(audit[1].1["outcome"], "accepted");
+    assert_eq!(audit[2].1["by"], "technician");
+
+    console.close(0, b"bye").await;
+    agent.close(0, b"bye").await;
+    parties.console.close().await;
+    parties.agent.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_refused_clearly_and_only_parties_may_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, addr, fingerprint, admin) = spawn_relay(dir.path(), RelayHooks::default()).await;
+    let mut parties = parties(&addr, fingerprint, &admin).await;
+
+    // No session key registered yet.
+    let refusal = parties
+        .console
+        .request(ConsoleRequest::OpenSession {
+            device: parties.device.clone(),
+            capabilities: Capabilities::VIEW,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refusal.to_string().contains("run `deskside login` again"),
+        "{refusal}"
+    );
+
+    let key = parties.console_identity.key_fingerprint().unwrap();
+    parties
+        .console
+        .request(ConsoleRequest::RegisterSessionKey { key })
+        .await
+        .unwrap();
+    for (capabilities, reason, expected) in [
+        (
+            Capabilities {
+                view: false,
+                control: true,
+            },
+            "x".to_owned(),
+            "always includes seeing the screen",
+        ),
+        (Capabilities::VIEW, "é".repeat(501), "keep it to 500"),
+    ] {
+        let refusal = parties
+            .console
+            .request(ConsoleRequest::OpenSession {
+                device: parties.device.clone(),
+                capabilities,
+                reason,
+            })
+            .await
+            .unwrap_err();
+        assert!(refusal.to_string().contains(expected), "{refusal}");
+    }
+
+    // A refused session forwards nothing and cannot be ended twice.
+    let (opened, request) = open_session(&mut parties).await;
+    parties
+        .agent
+        .send()
+        .send(&AgentToRelay::SessionConsent {
+            session_id: request.session_id,
+            granted: None,
+            outcome: "refused".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        parties.agent.agent_message().await,
+        RelayToAgent::ConsentRecorded { .. }
+    ));
+    // Ending a session that is not yours is refused; ending a refused one
+    // is a no-op.
+    let refusal = parties
+        .console
+        .request(ConsoleRequest::EndSession {
+            session_id: opened.session_id ^ 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refusal.to_string().contains("only end sessions you opened"),
+        "{refusal}"
+    );
+    assert_eq!(
+        parties
+            .console
+            .request(ConsoleRequest::EndSession {
+                session_id: opened.session_id
+            })
+            .await
+            .unwrap(),
+        ConsoleResponse::Done
+    );
+    let audit = session_audit(&mut parties.console, &parties.device).await;
+    let actions: Vec<&str> = audit.iter().map(|(action, _)| action.as_str()).collect();
+    assert_eq!(actions, ["session.request", "session.consent"]);
+    assert_eq!(audit[1].1["granted"], serde_json::Value::Null);
+
+    // An agent that answers for a session that is not its own is cut off.
+    parties
+        .agent
+        .send()
+        .send(&AgentToRelay::SessionConsent {
+            session_id: 42,
+            granted: Some(Capabilities::VIEW),
+            outcome: "accepted".to_owned(),
+        })
+        .await
+        .unwrap();
+    let closed = within(
+        "the relay closing the agent",
+        parties.agent.connection().closed(),
+    )
+    .await;
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(1), "{close:?}");
+        }
+        other => panic!("expected a protocol-violation close, got {other:?}"),
+    }
+
+    parties.console.close().await;
+    relay.shutdown().await;
+}
+
+/// Starts `deskside-spy-relay` the way the harness starts the real relay
+/// and returns the process and its ready line.
+fn spawn_spy(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, serde_json::Value) {
+    let mut child = Command::new(deskside_tests::bin("deskside-spy-relay"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("relay-data"))
+        .args(["--idle-timeout", "4s", "--spy-file"])
+        .arg(dir.join("spy.bin"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("spy-relay.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("ready line {line:?} is not JSON: {e}"));
+    assert_eq!(ready["type"], "ready");
+    (child, ready)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_substitutes_keys_is_caught_by_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, ready) = spawn_spy(dir.path(), &["--substitute-keys"]);
+    let addr = ready["listen"].as_str().unwrap().to_owned();
+    let fingerprint: Fingerprint = ready["fingerprint"].as_str().unwrap().parse().unwrap();
+    let admin = std::fs::read_to_string(dir.path().join("relay-data/admin-token")).unwrap();
+    let mut parties = parties(&addr, fingerprint, admin.trim()).await;
+    let (opened, request) = open_session(&mut parties).await;
+    assert_eq!(
+        opened.device_key.to_string(),
+        ready["substituted_device_key"].as_str().unwrap()
+    );
+    assert_eq!(
+        request.technician_key.to_string(),
+        ready["substituted_technician_key"].as_str().unwrap()
+    );
+    let (console, agent, _tunnels) =
+        within("the handshake", handshake(&parties, &opened, &request)).await;
+    assert!(
+        console.is_err(),
+        "the console accepted a substituted device key"
+    );
+    assert!(
+        agent.is_err(),
+        "the agent accepted a substituted technician key"
+    );
+    // The spy saw the handshake packets (so the hook works) and they are
+    // within the pre-consent budget.
+    let seen = std::fs::metadata(dir.path().join("spy.bin"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        seen > 0 && seen <= 2 * 64 * 1024,
+        "spy file holds {seen} bytes"
+    );
+    parties.console.close().await;
+    parties.agent.close().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
