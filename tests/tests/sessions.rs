@@ -65,7 +65,7 @@ fn xdotool(display: &str, args: &[&str]) -> String {
 
 fn find_window(display: &str, title: &str, timeout: Duration) -> String {
     wait_for(&format!("window {title:?} on {display}"), timeout, || {
-        xdotool(display, &["search", "--name", title])
+        xdotool(display, &["search", "--onlyvisible", "--name", title])
             .lines()
             .last()
             .map(str::to_owned)
@@ -178,7 +178,6 @@ impl Lines {
 /// A relay, an enrolled agent with its session helper on the agent's
 /// display, a logged-in console, and the test X client.
 struct Stage {
-    world: World,
     _relay: Relay,
     console: Console,
     _agent: Agent,
@@ -189,6 +188,9 @@ struct Stage {
     xevents: Lines,
     agent_x: Xvfb,
     console_x: Xvfb,
+    // Last: the processes above print their logs when dropped, and the
+    // logs live in the world's directory.
+    world: World,
 }
 
 impl Stage {
@@ -277,11 +279,7 @@ impl Stage {
     /// Clicks a consent button (`accept` or `refuse`) on the agent's display.
     fn answer_consent(&self, accept: bool) {
         let display = self.agent_x.display();
-        let window = find_window(
-            display,
-            "deskside — remote support request",
-            Duration::from_secs(30),
-        );
+        let window = find_window(display, "remote support request", Duration::from_secs(30));
         let (x, y, _, _) = geometry(display, &window);
         // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
         let (bx, by) = if accept {
@@ -342,7 +340,7 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
 
     // The pattern drawn on the agent's display shows in the console's window.
     let console_display = stage.console_x.display().to_owned();
-    let viewer = find_window(&console_display, "deskside — ", Duration::from_secs(30));
+    let viewer = find_window(&console_display, "deskside", Duration::from_secs(30));
     let expected = [
         // (x, y) in agent pixels away from the indicator (top-left corner).
         (
@@ -409,7 +407,11 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
     // Typed text arrives exactly.
     xdotool(&console_display, &["windowfocus", "--sync", &viewer]);
     xdotool(&console_display, &["type", "--delay", "40", "hello"]);
-    let keys = stage.xevents.until(Duration::from_secs(10), |_| false);
+    let mut presses = 0;
+    let keys = stage.xevents.until(Duration::from_secs(10), |v| {
+        presses += usize::from(v["type"] == "key");
+        presses == 5
+    });
     let typed: String = keys
         .iter()
         .filter(|v| v["type"] == "key")
@@ -419,28 +421,30 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
 
     // The employee presses Stop: both sides end within a second.
     let display = stage.agent_x.display().to_owned();
-    let indicator = find_window(
-        &display,
-        "deskside — session active",
-        Duration::from_secs(10),
-    );
+    let indicator = find_window(&display, "session active", Duration::from_secs(10));
     let (ix, iy, _, _) = geometry(&display, &indicator);
     let stopped = Instant::now();
     // deskside-session-ui: Stop [12,84,180,40].
     click(&display, ix + 12 + 90, iy + 84 + 20);
+    let ended = out.until(Duration::from_secs(5), |v| v["type"] == "session_end");
+    let took = stopped.elapsed();
+    let end = ended
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("no end: {ended:?}"));
+    assert_eq!(end["ended_by"], "employee");
+    eprintln!("Stop click → console saw the end: {took:?}");
     let status = session
         .wait_exit(Duration::from_secs(10))
         .expect("the console ended");
-    let took = stopped.elapsed();
     assert!(status.success(), "{}", session.log());
     assert!(
         session.log().contains("Session ended by employee"),
         "{}",
         session.log()
     );
-    eprintln!("Stop → console exit: {took:?}");
     wait_for("the indicator to close", Duration::from_secs(5), || {
-        window_gone(&display, "deskside — session active").then_some(())
+        window_gone(&display, "session active").then_some(())
     });
 
     let audit = stage.audit();
@@ -506,11 +510,7 @@ fn a_killed_consent_dialog_counts_as_refusal() {
         v["state"] == "waiting_for_consent"
     });
     let display = stage.agent_x.display().to_owned();
-    let window = find_window(
-        &display,
-        "deskside — remote support request",
-        Duration::from_secs(30),
-    );
+    let window = find_window(&display, "remote support request", Duration::from_secs(30));
     let pid = xdotool(&display, &["getwindowpid", &window]);
     let pid = pid.trim();
     assert!(!pid.is_empty(), "the dialog has no pid");

@@ -374,6 +374,8 @@ impl Running {
             .await;
         let _ = control.send(&AgentToConsole::Ended { by }).await;
         control.finish();
+        // Let the console read who ended it before the connection closes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), control.stream().stopped()).await;
         by
     }
 }

@@ -227,11 +227,28 @@ async fn run_session(
     if args.headless {
         headless(conn, args, ctx, control, control_in, video, input).await
     } else {
+        let json = ctx.out.is_json();
         windowed(
             conn, args, hostname, code, granted, monitors, selected, control, control_in, video,
-            input,
+            input, json,
         )
         .await
+    }
+}
+
+/// Who ended a session, from the agent's close frame (it names them in the
+/// reason when it closes normally).
+fn ended_by_close(closed: &quinn::ConnectionError) -> EndedBy {
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(frame)
+            if frame.error_code.into_inner() == u64::from(close::ENDED) =>
+        {
+            std::str::from_utf8(&frame.reason)
+                .ok()
+                .and_then(EndedBy::parse)
+                .unwrap_or(EndedBy::ConnectionLost)
+        }
+        _ => EndedBy::ConnectionLost,
     }
 }
 
@@ -299,7 +316,7 @@ async fn headless(
                 control.send(&ConsoleToAgent::End).await?;
                 break EndedBy::Technician;
             }
-            _ = conn.connection.closed() => break EndedBy::ConnectionLost,
+            closed = conn.connection.closed() => break ended_by_close(&closed),
         }
     };
     let summary = json!({
@@ -333,6 +350,7 @@ async fn windowed(
     mut control_in: FramedRecv,
     mut video: FramedRecv,
     mut input: FramedSend,
+    json: bool,
 ) -> anyhow::Result<EndedBy> {
     use deskside_viewer::{
         run_viewer, viewer_channel, RgbaFrame, ViewerCommand, ViewerEvent, ViewerOptions,
@@ -407,10 +425,17 @@ async fn windowed(
                 let _ = control.send(&ConsoleToAgent::End).await;
                 break EndedBy::Technician;
             }
-            _ = conn.connection.closed() => break EndedBy::ConnectionLost,
+            closed = conn.connection.closed() => break ended_by_close(&closed),
         }
     };
     remote.send(ViewerEvent::Ended { by });
+    // The session is over now; the window stays a moment to say so.
+    if json {
+        println!(
+            "{}",
+            json!({"type": "session_end", "ended_by": by.as_str()})
+        );
+    }
     match window.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("viewer window: {e}"),
