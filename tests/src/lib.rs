@@ -182,8 +182,14 @@ impl World {
 
     /// Like [`World::relay`], with extra `serve` flags.
     pub fn relay_with(&mut self, port: Option<u16>, extra: &[&str]) -> Relay {
+        self.relay_program("deskside-relay", port, extra)
+    }
+
+    /// Like [`World::relay_with`], running another relay program that takes
+    /// the same flags (the test-only `deskside-spy-relay`).
+    pub fn relay_program(&mut self, program: &str, port: Option<u16>, extra: &[&str]) -> Relay {
         let data_dir = self.path("relay-data");
-        let mut command = Command::new(bin("deskside-relay"));
+        let mut command = Command::new(bin(program));
         command
             .args(["serve", "--dev", "--listen"])
             .arg(format!("127.0.0.1:{}", port.unwrap_or(0)))

@@ -21,6 +21,11 @@ const CONSOLE_SCREEN: (u32, u32) = (1280, 800);
 /// Displays of these tests (the crate tests of deskside-desktop use 40–49,
 /// the UI crates 50–59).
 const DISPLAYS: std::ops::RangeInclusive<u16> = 60..=79;
+/// Drawn on the agent's screen by the X client.
+const DRAWN_CANARY: &str = "CANARY-DRAWN-5150";
+/// Typed by the console.
+const TYPED_CANARY: &str = "canarytyped";
+
 /// Height of the viewer's toolbar above the picture (deskside-viewer).
 const TOOLBAR: i64 = deskside_viewer_toolbar();
 
@@ -195,11 +200,16 @@ struct Stage {
 
 impl Stage {
     fn new() -> Self {
+        Self::with_relay("deskside-relay", &[])
+    }
+
+    /// With another relay program (the spy relay) and its extra flags.
+    fn with_relay(program: &str, extra: &[&str]) -> Self {
         let agent_x = Xvfb::start_in(DISPLAYS, AGENT_SCREEN.0, AGENT_SCREEN.1).expect("agent Xvfb");
         let console_x =
             Xvfb::start_in(DISPLAYS, CONSOLE_SCREEN.0, CONSOLE_SCREEN.1).expect("console Xvfb");
         let mut world = World::new();
-        let relay = world.relay(None);
+        let relay = world.relay_program(program, None, extra);
         let console = world.console("tech");
         console.login_admin(&relay);
         let agent = world.agent("laptop");
@@ -208,6 +218,7 @@ impl Stage {
         console.wait_status(&device, "online", Duration::from_secs(20));
         let mut xclient = Command::new(bin("deskside-xclient"));
         xclient
+            .args(["--text", DRAWN_CANARY])
             .args([
                 "--geometry",
                 &format!("{}x{}+0+0", AGENT_SCREEN.0, AGENT_SCREEN.1),
@@ -544,7 +555,7 @@ fn view_only_session_drops_input_at_the_agent() {
     });
     stage.xevents.drain();
     stage.answer_consent(true);
-    let end = out.until(Duration::from_secs(30), |v| v["type"] == "session_end");
+    let end = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
     let summary = end
         .iter()
         .find(|v| v["type"] == "session_end")
@@ -572,5 +583,121 @@ fn view_only_session_drops_input_at_the_agent() {
             .contains("dropping input: this session is view-only"),
         "{}",
         stage.agent_proc.log()
+    );
+}
+
+#[test]
+fn a_spy_relay_sees_no_plaintext_of_the_session() {
+    if !prerequisites() {
+        return;
+    }
+    let spy_dir = tempfile::tempdir().expect("temp dir");
+    let spy_file = spy_dir.path().join("forwarded.bin");
+    let spy = spy_file.to_str().expect("utf-8 path").to_owned();
+    let mut stage = Stage::with_relay("deskside-spy-relay", &["--spy-file", &spy]);
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--type-text",
+        TYPED_CANARY,
+        "--duration",
+        "5s",
+    ]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    stage.xevents.drain();
+    stage.answer_consent(true);
+    let end = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    let summary = end
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{end:?}\n{}", session.log()));
+    assert!(summary["decoded"].as_u64().unwrap_or(0) >= 1, "{summary}");
+    session.wait_exit(Duration::from_secs(10));
+    // The canary really went through: the desktop received it.
+    let typed: String = stage
+        .xevents
+        .drain()
+        .iter()
+        .filter(|v| v["type"] == "key")
+        .filter_map(|v| v["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(typed, TYPED_CANARY);
+    let forwarded = std::fs::read(&spy_file).expect("the spy relay wrote its file");
+    assert!(
+        forwarded.len() > 10_000,
+        "the spy saw too little: {} bytes",
+        forwarded.len()
+    );
+    for canary in [TYPED_CANARY, DRAWN_CANARY] {
+        assert!(
+            !forwarded
+                .windows(canary.len())
+                .any(|w| w == canary.as_bytes()),
+            "{canary} crossed the relay in clear"
+        );
+    }
+}
+
+#[test]
+fn a_relay_that_substitutes_keys_gets_no_session() {
+    if !prerequisites() {
+        return;
+    }
+    let spy_dir = tempfile::tempdir().expect("temp dir");
+    let spy = spy_dir.path().join("forwarded.bin");
+    let spy = spy.to_str().expect("utf-8 path").to_owned();
+    let mut stage = Stage::with_relay(
+        "deskside-spy-relay",
+        &["--spy-file", &spy, "--substitute-keys"],
+    );
+    let (mut session, out) = stage.session(&["--headless"]);
+    let status = session
+        .wait_exit(Duration::from_secs(60))
+        .expect("the console gave up");
+    assert_eq!(status.code(), Some(1), "{}", session.log());
+    assert!(
+        session
+            .log()
+            .contains("end-to-end connection to the device failed"),
+        "{}",
+        session.log()
+    );
+    assert!(
+        out.drain()
+            .iter()
+            .all(|v| v["state"] != "waiting_for_consent"),
+        "a code was shown"
+    );
+    assert!(
+        window_gone(stage.agent_x.display(), "remote support request"),
+        "the employee was asked"
+    );
+}
+
+#[test]
+fn audit_rows_survive_a_relay_killed_during_session_start() {
+    if !prerequisites() {
+        return;
+    }
+    let mut stage = Stage::new();
+    let (mut session, out) = stage.session(&["--headless"]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    let port = stage._relay.port();
+    stage._relay.proc.kill();
+    session.kill();
+    stage._relay = stage.world.relay(Some(port));
+    let audit = stage.audit();
+    let actions: Vec<&str> = audit.iter().filter_map(|v| v["action"].as_str()).collect();
+    assert!(actions.contains(&"session.request"), "{audit:?}");
+    let end = audit
+        .iter()
+        .find(|v| v["action"] == "session.end")
+        .unwrap_or_else(|| panic!("no end row after the restart: {audit:?}"));
+    assert!(
+        end["detail"].to_string().contains("relay_restarted"),
+        "{end}"
     );
 }
