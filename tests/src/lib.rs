@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 pub mod impair;
+pub mod stage;
+pub mod x11;
 
 /// Where cargo put the workspace binaries (next to this test executable).
 pub fn bin(name: &str) -> PathBuf {

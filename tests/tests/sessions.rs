@@ -7,13 +7,14 @@
 //! Needs Xvfb, xdotool and ImageMagick's `import`: with `CI=true` a missing
 //! one fails the test; elsewhere the test is skipped with a message.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deskside_desktop::xvfb::Xvfb;
-use deskside_tests::{bin, wait_for, Agent, Console, Proc, Relay, World};
+use deskside_tests::stage::{SessionStage, StageOptions};
+use deskside_tests::wait_for;
+use deskside_tests::x11::{
+    click, close_to, find_window, geometry, pixel, prerequisites, screenshot, window_gone, xdotool,
+};
 use serde_json::Value;
 
 const AGENT_SCREEN: (u32, u32) = (1024, 640);
@@ -26,287 +27,22 @@ const DRAWN_CANARY: &str = "CANARY-DRAWN-5150";
 /// Typed by the console.
 const TYPED_CANARY: &str = "canarytyped";
 
+fn options() -> StageOptions {
+    StageOptions {
+        relay_program: "deskside-relay".into(),
+        relay_args: Vec::new(),
+        agent_screen: AGENT_SCREEN,
+        console_screen: CONSOLE_SCREEN,
+        displays: DISPLAYS,
+        xclient_args: vec!["--text".into(), DRAWN_CANARY.into()],
+    }
+}
+
 /// Height of the viewer's toolbar above the picture (deskside-viewer).
 const TOOLBAR: i64 = deskside_viewer_toolbar();
 
 const fn deskside_viewer_toolbar() -> i64 {
     56
-}
-
-fn prerequisites() -> bool {
-    let missing: Vec<&str> = [
-        ("Xvfb", Xvfb::is_installed()),
-        ("xdotool", on_path("xdotool")),
-        ("import", on_path("import")),
-    ]
-    .into_iter()
-    .filter(|(_, ok)| !ok)
-    .map(|(name, _)| name)
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {missing:?} are not installed (Debian: xvfb xdotool imagemagick)");
-    }
-    eprintln!("SKIPPED: remote-session tests need {missing:?} (Debian: xvfb xdotool imagemagick)");
-    false
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-fn xdotool(display: &str, args: &[&str]) -> String {
-    let out = Command::new("xdotool")
-        .args(args)
-        .env("DISPLAY", display)
-        .output()
-        .expect("run xdotool");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn find_window(display: &str, title: &str, timeout: Duration) -> String {
-    wait_for(&format!("window {title:?} on {display}"), timeout, || {
-        xdotool(display, &["search", "--onlyvisible", "--name", title])
-            .lines()
-            .last()
-            .map(str::to_owned)
-    })
-}
-
-fn window_gone(display: &str, title: &str) -> bool {
-    xdotool(display, &["search", "--name", title])
-        .trim()
-        .is_empty()
-}
-
-/// Window position and size on its screen.
-fn geometry(display: &str, window: &str) -> (i64, i64, i64, i64) {
-    let text = xdotool(display, &["getwindowgeometry", "--shell", window]);
-    let get = |key: &str| -> i64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {text:?}"))
-    };
-    (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
-}
-
-fn click(display: &str, x: i64, y: i64) {
-    xdotool(
-        display,
-        &["mousemove", "--sync", &x.to_string(), &y.to_string()],
-    );
-    xdotool(display, &["click", "1"]);
-}
-
-/// A screenshot of one window as RGB rows.
-fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
-    let out = Command::new("import")
-        .args(["-window", window, "png:-"])
-        .env("DISPLAY", display)
-        .output()
-        .expect("run import");
-    assert!(
-        out.status.success(),
-        "import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoder = png::Decoder::new(std::io::Cursor::new(out.stdout));
-    let mut reader = decoder.read_info().expect("png header");
-    let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
-    let info = reader.next_frame(&mut buf).expect("png frame");
-    let channels = info.color_type.samples();
-    let mut rgb = Vec::with_capacity((info.width * info.height * 3) as usize);
-    for pixel in buf[..info.buffer_size()].chunks(channels) {
-        rgb.extend_from_slice(&pixel[..3]);
-    }
-    (info.width, info.height, rgb)
-}
-
-fn pixel(shot: &(u32, u32, Vec<u8>), x: i64, y: i64) -> [u8; 3] {
-    let (w, _, rgb) = shot;
-    let i = (y as usize * *w as usize + x as usize) * 3;
-    [rgb[i], rgb[i + 1], rgb[i + 2]]
-}
-
-fn close_to(a: [u8; 3], b: [u8; 3]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 8)
-}
-
-/// Lines a process prints on stdout, collected by a thread.
-struct Lines(mpsc::Receiver<Value>);
-
-impl Lines {
-    fn new(stdout: std::process::ChildStdout) -> Self {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(value).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Self(rx)
-    }
-
-    /// Every line until `stop` returns true for one (included), or timeout.
-    fn until(&self, timeout: Duration, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.0.recv_timeout(left) {
-                Ok(value) => {
-                    let done = stop(&value);
-                    seen.push(value);
-                    if done {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        seen
-    }
-
-    /// Everything received so far.
-    fn drain(&self) -> Vec<Value> {
-        self.0.try_iter().collect()
-    }
-}
-
-/// A relay, an enrolled agent with its session helper on the agent's
-/// display, a logged-in console, and the test X client.
-struct Stage {
-    _relay: Relay,
-    console: Console,
-    _agent: Agent,
-    device: String,
-    agent_proc: Proc,
-    helper: Proc,
-    xclient: Proc,
-    xevents: Lines,
-    agent_x: Xvfb,
-    console_x: Xvfb,
-    // Last: the processes above print their logs when dropped, and the
-    // logs live in the world's directory.
-    world: World,
-}
-
-impl Stage {
-    fn new() -> Self {
-        Self::with_relay("deskside-relay", &[])
-    }
-
-    /// With another relay program (the spy relay) and its extra flags.
-    fn with_relay(program: &str, extra: &[&str]) -> Self {
-        let agent_x = Xvfb::start_in(DISPLAYS, AGENT_SCREEN.0, AGENT_SCREEN.1).expect("agent Xvfb");
-        let console_x =
-            Xvfb::start_in(DISPLAYS, CONSOLE_SCREEN.0, CONSOLE_SCREEN.1).expect("console Xvfb");
-        let mut world = World::new();
-        let relay = world.relay_program(program, None, extra);
-        let console = world.console("tech");
-        console.login_admin(&relay);
-        let agent = world.agent("laptop");
-        let device = agent.enroll(&console.enroll_token(1, "1h"));
-        let agent_proc = world.run_agent(&agent);
-        console.wait_status(&device, "online", Duration::from_secs(20));
-        let mut xclient = Command::new(bin("deskside-xclient"));
-        xclient
-            .args(["--text", DRAWN_CANARY])
-            .args([
-                "--geometry",
-                &format!("{}x{}+0+0", AGENT_SCREEN.0, AGENT_SCREEN.1),
-            ])
-            .env("DISPLAY", agent_x.display());
-        let (xclient, stdout) = world.spawn("xclient", xclient);
-        let xevents = Lines::new(stdout);
-        let ready = xevents.until(Duration::from_secs(20), |v| v["type"] == "ready");
-        assert!(
-            ready.iter().any(|v| v["type"] == "ready"),
-            "the X client did not start: {}",
-            xclient.log()
-        );
-        let mut helper = Command::new(bin("deskside-agent"));
-        helper
-            .arg("session-helper")
-            .arg("--socket")
-            .arg(agent.state_dir.join("session.sock"))
-            .env("DISPLAY", agent_x.display())
-            .env("RUST_LOG", "info,deskside_agent=debug")
-            .env("WINIT_X11_SCALE_FACTOR", "1")
-            .env("LIBGL_ALWAYS_SOFTWARE", "1");
-        let (helper, _) = world.spawn("helper", helper);
-        wait_for("the helper to connect", Duration::from_secs(20), || {
-            agent_proc
-                .log()
-                .contains("session helper connected")
-                .then_some(())
-        });
-        Stage {
-            world,
-            _relay: relay,
-            console,
-            _agent: agent,
-            device,
-            agent_proc,
-            helper,
-            xclient,
-            xevents,
-            agent_x,
-            console_x,
-        }
-    }
-
-    /// `deskside session` in the background, with its window on the
-    /// console's display.
-    fn session(&mut self, extra: &[&str]) -> (Proc, Lines) {
-        let mut command = Command::new(bin("deskside"));
-        command
-            .arg("--profile")
-            .arg(&self.console.profile)
-            .args([
-                "--json",
-                "session",
-                &self.device,
-                "--reason",
-                "printer setup",
-            ])
-            .args(extra)
-            .env("DISPLAY", self.console_x.display())
-            .env("WINIT_X11_SCALE_FACTOR", "1")
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        let (proc, stdout) = self.world.spawn("console-session", command);
-        (proc, Lines::new(stdout))
-    }
-
-    /// Clicks a consent button (`accept` or `refuse`) on the agent's display.
-    fn answer_consent(&self, accept: bool) {
-        let display = self.agent_x.display();
-        let window = find_window(display, "remote support request", Duration::from_secs(30));
-        let (x, y, _, _) = geometry(display, &window);
-        // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
-        let (bx, by) = if accept {
-            (276 + 110, 352 + 24)
-        } else {
-            (24 + 110, 352 + 24)
-        };
-        click(display, x + bx, y + by);
-    }
-
-    fn audit(&self) -> Vec<Value> {
-        self.console
-            .run(&["--json", "audit", "list", "--device", &self.device])
-            .ok()
-            .json_lines()
-    }
 }
 
 fn code_of(lines: &[Value]) -> String {
@@ -323,7 +59,7 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
     if !prerequisites() {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&[]);
     let waiting = out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
@@ -476,7 +212,7 @@ fn refused_session_sends_nothing() {
     if !prerequisites() {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
@@ -515,7 +251,7 @@ fn a_killed_consent_dialog_counts_as_refusal() {
     if !prerequisites() {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
@@ -541,7 +277,7 @@ fn view_only_session_drops_input_at_the_agent() {
     if !prerequisites() {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&[
         "--headless",
         "--view-only",
@@ -594,7 +330,11 @@ fn a_spy_relay_sees_no_plaintext_of_the_session() {
     let spy_dir = tempfile::tempdir().expect("temp dir");
     let spy_file = spy_dir.path().join("forwarded.bin");
     let spy = spy_file.to_str().expect("utf-8 path").to_owned();
-    let mut stage = Stage::with_relay("deskside-spy-relay", &["--spy-file", &spy]);
+    let mut stage = SessionStage::start(&StageOptions {
+        relay_program: "deskside-spy-relay".into(),
+        relay_args: vec!["--spy-file".into(), spy.clone()],
+        ..options()
+    });
     let (mut session, out) = stage.session(&[
         "--headless",
         "--type-text",
@@ -647,10 +387,11 @@ fn a_relay_that_substitutes_keys_gets_no_session() {
     let spy_dir = tempfile::tempdir().expect("temp dir");
     let spy = spy_dir.path().join("forwarded.bin");
     let spy = spy.to_str().expect("utf-8 path").to_owned();
-    let mut stage = Stage::with_relay(
-        "deskside-spy-relay",
-        &["--spy-file", &spy, "--substitute-keys"],
-    );
+    let mut stage = SessionStage::start(&StageOptions {
+        relay_program: "deskside-spy-relay".into(),
+        relay_args: vec!["--spy-file".into(), spy.clone(), "--substitute-keys".into()],
+        ..options()
+    });
     let (mut session, out) = stage.session(&["--headless"]);
     let status = session
         .wait_exit(Duration::from_secs(60))
@@ -680,15 +421,15 @@ fn audit_rows_survive_a_relay_killed_during_session_start() {
     if !prerequisites() {
         return;
     }
-    let mut stage = Stage::new();
+    let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
     });
-    let port = stage._relay.port();
-    stage._relay.proc.kill();
+    let port = stage.relay.port();
+    stage.relay.proc.kill();
     session.kill();
-    stage._relay = stage.world.relay(Some(port));
+    stage.relay = stage.world.relay(Some(port));
     let audit = stage.audit();
     let actions: Vec<&str> = audit.iter().filter_map(|v| v["action"].as_str()).collect();
     assert!(actions.contains(&"session.request"), "{audit:?}");

@@ -57,6 +57,28 @@ pub struct SessionArgs {
     /// arrived (dropped by the agent unless control was granted).
     #[arg(long, requires = "headless")]
     pub type_text: Option<String>,
+    /// With --headless: read the frame-counter barcode of the test X client
+    /// (`deskside-xclient --counter`) from every decoded frame and report
+    /// it with the time, for the glass-to-glass latency benchmark.
+    #[arg(long, requires = "headless", hide = true)]
+    pub probe_counter: bool,
+}
+
+/// The `deskside-xclient --counter` barcode: 32 squares of 16 px at the
+/// top-left corner, bit `i` in square `i`, white = 1.
+fn read_counter(width: u32, height: u32, rgba: &[u8]) -> Option<u32> {
+    if width < 512 || height < 16 {
+        return None;
+    }
+    let mut value = 0u32;
+    for bit in 0..32u32 {
+        let (x, y) = (16 * bit + 8, 8u32);
+        let i = (y as usize * width as usize + x as usize) * 4;
+        if *rgba.get(i)? > 127 {
+            value |= 1 << bit;
+        }
+    }
+    Some(value)
 }
 
 /// The console's session key: created once next to the profile, 0600.
@@ -264,6 +286,34 @@ fn decode(decoder: &mut Decoder, frame: &VideoFrame) -> Option<(u32, u32, Vec<u8
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_barcode_reads_back() {
+        let (w, h) = (600u32, 20u32);
+        let mut rgba = vec![0u8; (w * h * 4) as usize];
+        let value = 0b1011_0000_0000_0000_0000_0000_0000_0101u32;
+        for bit in 0..32u32 {
+            if value & (1 << bit) != 0 {
+                for y in 0..16 {
+                    for x in 16 * bit..16 * bit + 16 {
+                        let i = ((y * w + x) * 4) as usize;
+                        rgba[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
+                    }
+                }
+            }
+        }
+        assert_eq!(read_counter(w, h, &rgba), Some(value));
+        assert_eq!(
+            read_counter(100, h, &rgba),
+            None,
+            "too narrow for 32 squares"
+        );
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn headless(
     conn: &SessionConn,
@@ -281,15 +331,27 @@ async fn headless(
     let (mut frames, mut bytes, mut decoded) = (0u64, 0u64, 0u64);
     let mut typed = false;
     let mut last_size = (0, 0);
+    let mut last_counter = None;
     let by = loop {
         tokio::select! {
             frame = video.recv_value::<VideoFrame>() => {
                 let Ok(frame) = frame else { break EndedBy::ConnectionLost };
                 frames += 1;
                 bytes += frame.payload.len() as u64;
-                if let Some((w, h, _)) = decode(&mut decoder, &frame) {
+                if let Some((w, h, rgba)) = decode(&mut decoder, &frame) {
                     decoded += 1;
                     last_size = (w, h);
+                    if args.probe_counter {
+                        let value = read_counter(w, h, &rgba);
+                        if value.is_some() && value != last_counter {
+                            last_counter = value;
+                            let unix_us = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_micros() as u64)
+                                .unwrap_or(0);
+                            ctx.out.json(&json!({"type": "frame_counter", "value": value, "unix_us": unix_us, "seq": frame.seq}))?;
+                        }
+                    }
                 } else {
                     control.send(&ConsoleToAgent::RequestKeyframe).await?;
                 }

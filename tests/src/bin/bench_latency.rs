@@ -1,0 +1,137 @@
+//! `deskside-bench-latency`: glass-to-glass latency of a remote session
+//! through the relay on loopback, with the real binaries.
+//!
+//! The test X client draws a frame counter (a 32-square barcode) on the
+//! agent's Xvfb display at a fixed rate and logs when each value was drawn;
+//! a headless console decodes the session's frames, reads the barcode back
+//! and logs when each value first appeared. Latency = appeared − drawn, per
+//! value, both on this machine's clock. The consent dialog is clicked with
+//! xdotool as in the tests.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! target/release/deskside-bench-latency [--seconds 20] [--fps 30] [--width 1920 --height 1080]
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use deskside_tests::stage::{SessionStage, StageOptions};
+use deskside_tests::x11::prerequisites;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// How long to measure.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Counter redraws per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Agent screen width.
+    #[arg(long, default_value_t = 1920)]
+    width: u32,
+    /// Agent screen height.
+    #[arg(long, default_value_t = 1080)]
+    height: u32,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !prerequisites() {
+        bail!("Xvfb, xdotool and ImageMagick are needed");
+    }
+    let options = StageOptions {
+        relay_program: "deskside-relay".into(),
+        relay_args: Vec::new(),
+        agent_screen: (args.width, args.height),
+        console_screen: (640, 480),
+        displays: 80..=89,
+        xclient_args: vec![
+            "--counter".into(),
+            "--counter-fps".into(),
+            args.fps.to_string(),
+            "--counter-log".into(),
+        ],
+    };
+    let mut stage = SessionStage::start(&options);
+    let duration = format!("{}s", args.seconds + 2);
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--probe-counter",
+        "--duration",
+        &duration,
+    ]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    stage.answer_consent(true);
+    let lines = out.until(Duration::from_secs(args.seconds + 60), |v| {
+        v["type"] == "session_end"
+    });
+    session.wait_exit(Duration::from_secs(10));
+    let drawn: HashMap<u64, u64> = stage
+        .xevents
+        .drain()
+        .iter()
+        .filter(|v| v["type"] == "counter")
+        .filter_map(|v| Some((v["value"].as_u64()?, v["unix_us"].as_u64()?)))
+        .collect();
+    let mut latencies: Vec<f64> = lines
+        .iter()
+        .filter(|v| v["type"] == "frame_counter")
+        .filter_map(|v| {
+            let at = drawn.get(&v["value"].as_u64()?)?;
+            Some((v["unix_us"].as_u64()? as f64 - *at as f64) / 1000.0)
+        })
+        .collect();
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .context("the session did not end properly")?;
+    if latencies.len() < 10 {
+        bail!(
+            "only {} counter values seen in the console: {end}",
+            latencies.len()
+        );
+    }
+    latencies.sort_by(f64::total_cmp);
+    let frames = end["frames"].as_u64().unwrap_or(0);
+    let seconds = end["seconds"].as_f64().unwrap_or(1.0);
+    let bytes = end["bytes"].as_u64().unwrap_or(0);
+    println!(
+        "{}x{} counter at {} fps for {} s: {} values seen of {} drawn; frames {:.1}/s, {:.0} kbit/s",
+        args.width,
+        args.height,
+        args.fps,
+        args.seconds,
+        latencies.len(),
+        drawn.len(),
+        frames as f64 / seconds,
+        bytes as f64 * 8.0 / seconds / 1000.0
+    );
+    println!(
+        "glass-to-glass latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1]
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "type": "latency_bench", "width": args.width, "height": args.height, "fps": args.fps,
+            "seen": latencies.len(), "drawn": drawn.len(),
+            "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
+            "frames_per_s": frames as f64 / seconds, "kbit_per_s": bytes as f64 * 8.0 / seconds / 1000.0,
+        })
+    );
+    Ok(())
+}

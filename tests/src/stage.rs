@@ -1,0 +1,160 @@
+//! A whole remote-support stage for session tests and benchmarks: a relay,
+//! an enrolled agent service with its session helper on one Xvfb display, a
+//! test X client there, and a logged-in console whose windows go to a
+//! second display.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use deskside_desktop::xvfb::Xvfb;
+use serde_json::Value;
+
+use crate::x11::{click, find_window, geometry, Lines};
+use crate::{bin, wait_for, Agent, Console, Proc, Relay, World};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StageOptions {
+    /// `deskside-relay`, or the test-only `deskside-spy-relay`.
+    pub relay_program: String,
+    /// Extra `serve` flags.
+    pub relay_args: Vec<String>,
+    /// The employee's screen.
+    pub agent_screen: (u32, u32),
+    /// The technician's screen.
+    pub console_screen: (u32, u32),
+    /// Display numbers to use.
+    pub displays: std::ops::RangeInclusive<u16>,
+    /// Flags of `deskside-xclient` (it covers the whole agent screen).
+    pub xclient_args: Vec<String>,
+}
+
+/// A relay, an enrolled agent with its session helper on the agent's
+/// display, a logged-in console, and the test X client.
+#[allow(missing_debug_implementations)] // Xvfb has no Debug
+pub struct SessionStage {
+    pub relay: Relay,
+    pub console: Console,
+    pub agent: Agent,
+    pub device: String,
+    pub agent_proc: Proc,
+    pub helper: Proc,
+    pub xclient: Proc,
+    pub xevents: Lines,
+    pub agent_x: Xvfb,
+    pub console_x: Xvfb,
+    // Last: the processes above print their logs when dropped, and the
+    // logs live in the world's directory.
+    pub world: World,
+}
+
+impl SessionStage {
+    /// Starts everything; panics (with logs) when a part does not come up.
+    pub fn start(options: &StageOptions) -> Self {
+        let (agent_w, agent_h) = options.agent_screen;
+        let extra: Vec<&str> = options.relay_args.iter().map(String::as_str).collect();
+        let agent_x =
+            Xvfb::start_in(options.displays.clone(), agent_w, agent_h).expect("agent Xvfb");
+        let console_x = Xvfb::start_in(
+            options.displays.clone(),
+            options.console_screen.0,
+            options.console_screen.1,
+        )
+        .expect("console Xvfb");
+        let mut world = World::new();
+        let relay = world.relay_program(&options.relay_program, None, &extra);
+        let console = world.console("tech");
+        console.login_admin(&relay);
+        let agent = world.agent("laptop");
+        let device = agent.enroll(&console.enroll_token(1, "1h"));
+        let agent_proc = world.run_agent(&agent);
+        console.wait_status(&device, "online", Duration::from_secs(20));
+        let mut xclient = Command::new(bin("deskside-xclient"));
+        xclient
+            .args(&options.xclient_args)
+            .args(["--geometry", &format!("{agent_w}x{agent_h}+0+0")])
+            .env("DISPLAY", agent_x.display());
+        let (xclient, stdout) = world.spawn("xclient", xclient);
+        let xevents = Lines::new(stdout);
+        let ready = xevents.until(Duration::from_secs(20), |v| v["type"] == "ready");
+        assert!(
+            ready.iter().any(|v| v["type"] == "ready"),
+            "the X client did not start: {}",
+            xclient.log()
+        );
+        let mut helper = Command::new(bin("deskside-agent"));
+        helper
+            .arg("session-helper")
+            .arg("--socket")
+            .arg(agent.state_dir.join("session.sock"))
+            .env("DISPLAY", agent_x.display())
+            .env("RUST_LOG", "info,deskside_agent=debug")
+            .env("WINIT_X11_SCALE_FACTOR", "1")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1");
+        let (helper, _) = world.spawn("helper", helper);
+        wait_for("the helper to connect", Duration::from_secs(20), || {
+            agent_proc
+                .log()
+                .contains("session helper connected")
+                .then_some(())
+        });
+        SessionStage {
+            world,
+            relay,
+            console,
+            agent,
+            device,
+            agent_proc,
+            helper,
+            xclient,
+            xevents,
+            agent_x,
+            console_x,
+        }
+    }
+
+    /// `deskside session` in the background, with its window on the
+    /// console's display.
+    pub fn session(&mut self, extra: &[&str]) -> (Proc, Lines) {
+        let mut command = Command::new(bin("deskside"));
+        command
+            .arg("--profile")
+            .arg(&self.console.profile)
+            .args([
+                "--json",
+                "session",
+                &self.device,
+                "--reason",
+                "printer setup",
+            ])
+            .args(extra)
+            .env("DISPLAY", self.console_x.display())
+            .env("WINIT_X11_SCALE_FACTOR", "1")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        let (proc, stdout) = self.world.spawn("console-session", command);
+        (proc, Lines::new(stdout))
+    }
+
+    /// Clicks a consent button (`accept` or `refuse`) on the agent's display.
+    pub fn answer_consent(&self, accept: bool) {
+        let display = self.agent_x.display();
+        let window = find_window(display, "remote support request", Duration::from_secs(30));
+        let (x, y, _, _) = geometry(display, &window);
+        // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
+        let (bx, by) = if accept {
+            (276 + 110, 352 + 24)
+        } else {
+            (24 + 110, 352 + 24)
+        };
+        click(display, x + bx, y + by);
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        self.console
+            .run(&["--json", "audit", "list", "--device", &self.device])
+            .ok()
+            .json_lines()
+    }
+}

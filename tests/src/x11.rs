@@ -1,0 +1,164 @@
+//! Driving X displays in end-to-end tests and benchmarks: find windows,
+//! click, type and take screenshots with xdotool and ImageMagick, and read
+//! JSON lines a process prints.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use deskside_desktop::xvfb::Xvfb;
+use serde_json::Value;
+
+use crate::wait_for;
+
+/// Whether Xvfb, xdotool and `import` are installed. With `CI=true` a
+/// missing one panics (a failure, not a skip); elsewhere this prints why
+/// the caller skips.
+pub fn prerequisites() -> bool {
+    let missing: Vec<&str> = [
+        ("Xvfb", Xvfb::is_installed()),
+        ("xdotool", on_path("xdotool")),
+        ("import", on_path("import")),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(name, _)| name)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {missing:?} are not installed (Debian: xvfb xdotool imagemagick)");
+    }
+    eprintln!("SKIPPED: remote-session tests need {missing:?} (Debian: xvfb xdotool imagemagick)");
+    false
+}
+
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+pub fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("run xdotool");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn find_window(display: &str, title: &str, timeout: Duration) -> String {
+    wait_for(&format!("window {title:?} on {display}"), timeout, || {
+        xdotool(display, &["search", "--onlyvisible", "--name", title])
+            .lines()
+            .last()
+            .map(str::to_owned)
+    })
+}
+
+pub fn window_gone(display: &str, title: &str) -> bool {
+    xdotool(display, &["search", "--name", title])
+        .trim()
+        .is_empty()
+}
+
+/// Window position and size on its screen.
+pub fn geometry(display: &str, window: &str) -> (i64, i64, i64, i64) {
+    let text = xdotool(display, &["getwindowgeometry", "--shell", window]);
+    let get = |key: &str| -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+    };
+    (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
+}
+
+pub fn click(display: &str, x: i64, y: i64) {
+    xdotool(
+        display,
+        &["mousemove", "--sync", &x.to_string(), &y.to_string()],
+    );
+    xdotool(display, &["click", "1"]);
+}
+
+/// A screenshot of one window as RGB rows.
+pub fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
+    let out = Command::new("import")
+        .args(["-window", window, "png:-"])
+        .env("DISPLAY", display)
+        .output()
+        .expect("run import");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::Cursor::new(out.stdout));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let channels = info.color_type.samples();
+    let mut rgb = Vec::with_capacity((info.width * info.height * 3) as usize);
+    for pixel in buf[..info.buffer_size()].chunks(channels) {
+        rgb.extend_from_slice(&pixel[..3]);
+    }
+    (info.width, info.height, rgb)
+}
+
+pub fn pixel(shot: &(u32, u32, Vec<u8>), x: i64, y: i64) -> [u8; 3] {
+    let (w, _, rgb) = shot;
+    let i = (y as usize * *w as usize + x as usize) * 3;
+    [rgb[i], rgb[i + 1], rgb[i + 2]]
+}
+
+pub fn close_to(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 8)
+}
+
+/// Lines a process prints on stdout, collected by a thread.
+#[derive(Debug)]
+pub struct Lines(mpsc::Receiver<Value>);
+
+impl Lines {
+    pub fn new(stdout: std::process::ChildStdout) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// Every line until `stop` returns true for one (included), or timeout.
+    pub fn until(&self, timeout: Duration, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.0.recv_timeout(left) {
+                Ok(value) => {
+                    let done = stop(&value);
+                    seen.push(value);
+                    if done {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+
+    /// Everything received so far.
+    pub fn drain(&self) -> Vec<Value> {
+        self.0.try_iter().collect()
+    }
+}
