@@ -286,34 +286,6 @@ fn decode(decoder: &mut Decoder, frame: &VideoFrame) -> Option<(u32, u32, Vec<u8
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_counter_barcode_reads_back() {
-        let (w, h) = (600u32, 20u32);
-        let mut rgba = vec![0u8; (w * h * 4) as usize];
-        let value = 0b1011_0000_0000_0000_0000_0000_0000_0101u32;
-        for bit in 0..32u32 {
-            if value & (1 << bit) != 0 {
-                for y in 0..16 {
-                    for x in 16 * bit..16 * bit + 16 {
-                        let i = ((y * w + x) * 4) as usize;
-                        rgba[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
-                    }
-                }
-            }
-        }
-        assert_eq!(read_counter(w, h, &rgba), Some(value));
-        assert_eq!(
-            read_counter(100, h, &rgba),
-            None,
-            "too narrow for 32 squares"
-        );
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn headless(
     conn: &SessionConn,
@@ -505,4 +477,32 @@ async fn windowed(
     }
     eprintln!("Session ended by {}.", by.as_str());
     Ok(by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_barcode_reads_back() {
+        let (w, h) = (600u32, 20u32);
+        let mut rgba = vec![0u8; (w * h * 4) as usize];
+        let value = 0b1011_0000_0000_0000_0000_0000_0000_0101u32;
+        for bit in 0..32u32 {
+            if value & (1 << bit) != 0 {
+                for y in 0..16 {
+                    for x in 16 * bit..16 * bit + 16 {
+                        let i = ((y * w + x) * 4) as usize;
+                        rgba[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
+                    }
+                }
+            }
+        }
+        assert_eq!(read_counter(w, h, &rgba), Some(value));
+        assert_eq!(
+            read_counter(100, h, &rgba),
+            None,
+            "too narrow for 32 squares"
+        );
+    }
 }
