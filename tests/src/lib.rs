@@ -7,7 +7,7 @@
 //! test fails.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,16 @@ pub mod impair;
 pub mod stage;
 pub mod x11;
 
-/// Where cargo put the workspace binaries (next to this test executable).
+/// Where cargo put the workspace binaries: next to a benchmark binary, or
+/// one level up from a test executable (`target/<profile>/deps/<test>`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    let here = exe.parent().expect("the executable has a directory");
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target/<profile>")
+    } else {
+        here
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

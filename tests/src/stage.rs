@@ -72,8 +72,10 @@ impl SessionStage {
         let mut xclient = Command::new(bin("deskside-xclient"));
         xclient
             .args(&options.xclient_args)
-            .args(["--geometry", &format!("{agent_w}x{agent_h}+0+0")])
             .env("DISPLAY", agent_x.display());
+        if !options.xclient_args.iter().any(|a| a == "--geometry") {
+            xclient.args(["--geometry", &format!("{agent_w}x{agent_h}+0+0")]);
+        }
         let (xclient, stdout) = world.spawn("xclient", xclient);
         let xevents = Lines::new(stdout);
         let ready = xevents.until(Duration::from_secs(20), |v| v["type"] == "ready");
@@ -88,7 +90,11 @@ impl SessionStage {
             .arg("--socket")
             .arg(agent.state_dir.join("session.sock"))
             .env("DISPLAY", agent_x.display())
-            .env("RUST_LOG", "info,deskside_agent=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("DESKSIDE_HELPER_LOG")
+                    .unwrap_or_else(|_| "info,deskside_agent=debug".into()),
+            )
             .env("WINIT_X11_SCALE_FACTOR", "1")
             .env("LIBGL_ALWAYS_SOFTWARE", "1");
         let (helper, _) = world.spawn("helper", helper);

@@ -443,7 +443,13 @@ fn capture_loop(
         })
         .is_ok()
     };
-    let mut capturer = match X11Capturer::open(display) {
+    let mut capturer = match X11Capturer::open_with(
+        display,
+        deskside_desktop::X11Options {
+            shm: true,
+            damage: std::env::var_os("DESKSIDE_NO_XDAMAGE").is_none(),
+        },
+    ) {
         Ok(c) => c,
         Err(e) => {
             send(AgentToConsole::CaptureUnavailable {
@@ -496,6 +502,7 @@ fn capture_loop(
         };
         match commands.recv_timeout(wait) {
             Ok(CaptureCommand::Credit) => {
+                tracing::trace!("frame credit");
                 if let Some((at, bytes)) = last_sent.take() {
                     bandwidth.record(bytes as u64, at.elapsed().as_micros() as u64);
                 }
@@ -573,12 +580,13 @@ fn capture_loop(
                 }
                 last_sent = Some((Instant::now(), bytes));
                 have_credit = false;
+                tracing::trace!(seq, bytes, "frame sent");
             }
             Ok(None) if cursor_changed => {
                 // Only the pointer moved: the next frame carries it.
                 encoder.request_keyframe();
             }
-            Ok(None) => {}
+            Ok(None) => tracing::trace!("nothing changed"),
             Err(e) => {
                 tracing::warn!("encoding failed: {e}; sending a full frame next");
                 encoder.request_keyframe();

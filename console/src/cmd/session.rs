@@ -60,19 +60,28 @@ pub struct SessionArgs {
     /// With --headless: read the frame-counter barcode of the test X client
     /// (`deskside-xclient --counter`) from every decoded frame and report
     /// it with the time, for the glass-to-glass latency benchmark.
-    #[arg(long, requires = "headless", hide = true)]
-    pub probe_counter: bool,
+    /// The barcode's top-left corner in frame pixels, as `X,Y`.
+    #[arg(long, requires = "headless", hide = true, value_name = "X,Y", value_parser = parse_origin)]
+    pub probe_counter: Option<(u32, u32)>,
+}
+
+fn parse_origin(text: &str) -> Result<(u32, u32), String> {
+    let (x, y) = text.split_once(',').ok_or("expected X,Y")?;
+    Ok((
+        x.trim().parse().map_err(|e| format!("bad X: {e}"))?,
+        y.trim().parse().map_err(|e| format!("bad Y: {e}"))?,
+    ))
 }
 
 /// The `deskside-xclient --counter` barcode: 32 squares of 16 px at the
 /// top-left corner, bit `i` in square `i`, white = 1.
-fn read_counter(width: u32, height: u32, rgba: &[u8]) -> Option<u32> {
-    if width < 512 || height < 16 {
+fn read_counter(origin: (u32, u32), width: u32, height: u32, rgba: &[u8]) -> Option<u32> {
+    if width < origin.0 + 512 || height < origin.1 + 16 {
         return None;
     }
     let mut value = 0u32;
     for bit in 0..32u32 {
-        let (x, y) = (16 * bit + 8, 8u32);
+        let (x, y) = (origin.0 + 16 * bit + 8, origin.1 + 8);
         let i = (y as usize * width as usize + x as usize) * 4;
         if *rgba.get(i)? > 127 {
             value |= 1 << bit;
@@ -313,8 +322,8 @@ async fn headless(
                 if let Some((w, h, rgba)) = decode(&mut decoder, &frame) {
                     decoded += 1;
                     last_size = (w, h);
-                    if args.probe_counter {
-                        let value = read_counter(w, h, &rgba);
+                    if let Some(origin) = args.probe_counter {
+                        let value = read_counter(origin, w, h, &rgba);
                         if value.is_some() && value != last_counter {
                             last_counter = value;
                             let unix_us = std::time::SystemTime::now()

@@ -21,6 +21,10 @@ use clap::Parser;
 use deskside_tests::stage::{SessionStage, StageOptions};
 use deskside_tests::x11::prerequisites;
 
+/// Where the counter's window starts on the agent's screen.
+const COUNTER_X: u32 = 480;
+const COUNTER_Y: u32 = 400;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// How long to measure.
@@ -53,7 +57,15 @@ fn main() -> anyhow::Result<()> {
         agent_screen: (args.width, args.height),
         console_screen: (640, 480),
         displays: 80..=89,
+        // The counter window sits below and right of the employee's session
+        // indicator (always on top at the top-left corner).
         xclient_args: vec![
+            "--geometry".into(),
+            format!(
+                "{}x{}+{COUNTER_X}+{COUNTER_Y}",
+                args.width - COUNTER_X,
+                args.height - COUNTER_Y
+            ),
             "--counter".into(),
             "--counter-fps".into(),
             args.fps.to_string(),
@@ -62,10 +74,12 @@ fn main() -> anyhow::Result<()> {
     };
     let mut stage = SessionStage::start(&options);
     let duration = format!("{}s", args.seconds + 2);
+    let origin = format!("{COUNTER_X},{COUNTER_Y}");
     let (mut session, out) = stage.session(&[
         "--headless",
         "--view-only",
         "--probe-counter",
+        &origin,
         "--duration",
         &duration,
     ]);
@@ -95,11 +109,25 @@ fn main() -> anyhow::Result<()> {
     let end = lines
         .iter()
         .find(|v| v["type"] == "session_end")
-        .context("the session did not end properly")?;
+        .with_context(|| {
+            format!(
+                "the session did not end properly: {lines:?}\nconsole log:\n{}\nhelper log:\n{}",
+                session.log(),
+                stage.helper.log()
+            )
+        })?;
     if latencies.len() < 10 {
+        let helper = format!(
+            "{}\n--- agent ---\n{}",
+            stage.helper.log(),
+            stage.agent_proc.log()
+        );
+        let tail: Vec<&str> = helper.lines().rev().take(40).collect();
         bail!(
-            "only {} counter values seen in the console: {end}",
-            latencies.len()
+            "only {} counter values seen in the console ({} drawn): {end}\nhelper log, newest first:\n{}",
+            latencies.len(),
+            drawn.len(),
+            tail.join("\n")
         );
     }
     latencies.sort_by(f64::total_cmp);
