@@ -507,11 +507,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(read_counter(w, h, &rgba), Some(value));
-        assert_eq!(
-            read_counter(100, h, &rgba),
-            None,
-            "too narrow for 32 squares"
-        );
+        assert_eq!(read_counter((0, 0), w, h, &rgba), Some(value));
+        assert_eq!(read_counter((0, 0), 100, h, &rgba), None, "too narrow");
+        assert_eq!(read_counter((100, 0), w, h, &rgba), None, "off the frame");
     }
 }
