@@ -30,6 +30,9 @@ use tokio::sync::mpsc;
 
 use super::wire::{write_message, MessageReader};
 
+/// Smallest frame whose delivery time is used as a bandwidth sample.
+const MIN_RATE_SAMPLE: usize = 64 * 1024;
+
 /// How long to wait before reconnecting to a service that is not there.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
@@ -503,7 +506,9 @@ fn capture_loop(
         match commands.recv_timeout(wait) {
             Ok(CaptureCommand::Credit) => {
                 tracing::trace!("frame credit");
-                if let Some((at, bytes)) = last_sent.take() {
+                // Only big frames say something about bandwidth: a small
+                // one's time to credit is the round trip, not the rate.
+                if let Some((at, bytes)) = last_sent.take().filter(|(_, b)| *b >= MIN_RATE_SAMPLE) {
                     bandwidth.record(bytes as u64, at.elapsed().as_micros() as u64);
                 }
                 have_credit = true;

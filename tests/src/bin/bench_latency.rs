@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let lines = out.until(Duration::from_secs(args.seconds + 60), |v| {
         v["type"] == "session_end"
     });
-    session.wait_exit(Duration::from_secs(10));
+    let status = session.wait_exit(Duration::from_secs(10));
     let drawn: HashMap<u64, u64> = stage
         .xevents
         .drain()
