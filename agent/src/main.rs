@@ -162,7 +162,8 @@ fn main() -> ExitCode {
         }
         Command::History { json } => check::history(&state, json),
         Command::SessionHelper { socket } => {
-            let socket = socket.unwrap_or_else(deskside_agent::session::helper::default_socket);
+            let socket = socket
+                .unwrap_or_else(|| deskside_agent::session::helper::default_socket(state.root()));
             runtime.block_on(deskside_agent::session::helper::run(&socket))
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),

@@ -74,13 +74,13 @@ pub async fn run(socket: &Path) -> ! {
 }
 
 /// The default socket for a helper: the packaged service's, or the one of
-/// a service run by this user with its default state directory.
-pub fn default_socket() -> PathBuf {
+/// a service using `state_root` (an agent run by this user).
+pub fn default_socket(state_root: &Path) -> PathBuf {
     let system = PathBuf::from(super::hub::SYSTEM_SOCKET);
     if system.exists() {
         return system;
     }
-    super::hub::socket_path_for(&crate::state::StateDir::default_root())
+    super::hub::socket_path_for(state_root)
 }
 
 async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<(), String> {
