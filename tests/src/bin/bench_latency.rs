@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         .find(|v| v["type"] == "session_end")
         .with_context(|| {
             format!(
-                "the session did not end properly: {lines:?}\nconsole log:\n{}\nhelper log:\n{}",
+                "the session did not end properly (console exit {status:?}): {lines:?}\nconsole log:\n{}\nhelper log:\n{}",
                 session.log(),
                 stage.helper.log()
             )
