@@ -442,3 +442,78 @@ fn audit_rows_survive_a_relay_killed_during_session_start() {
         "{end}"
     );
 }
+
+#[test]
+fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
+    if !prerequisites() {
+        return;
+    }
+    // The counter sits clear of the indicator at the top-left corner.
+    let mut stage = SessionStage::start(&StageOptions {
+        xclient_args: vec![
+            "--geometry".into(),
+            "524x40+480+400".into(),
+            "--counter".into(),
+            "--counter-fps".into(),
+            "10".into(),
+        ],
+        ..options()
+    });
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--probe-counter",
+        "480,400",
+        "--duration",
+        "25s",
+    ]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    stage.answer_consent(true);
+    out.until(Duration::from_secs(30), |v| v["type"] == "frame_counter");
+    // Freeze the agent service longer than the relay's idle timeout (4 s in
+    // tests): the relay drops its connection; the agent reconnects when it
+    // wakes up, and the end-to-end connection (30 s idle) carries on.
+    let pid = stage.agent_proc.pid().to_string();
+    Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_secs(6));
+    Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill");
+    let resumed_at = Instant::now();
+    wait_for("the agent to reconnect", Duration::from_secs(20), || {
+        (stage
+            .agent_proc
+            .log()
+            .matches("connected to the relay")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    assert_eq!(
+        end["ended_by"],
+        "technician",
+        "the session did not last: {end}\n{}",
+        stage.agent_proc.log()
+    );
+    let after = lines
+        .iter()
+        .filter(|v| v["type"] == "frame_counter")
+        .count();
+    assert!(
+        after >= 5,
+        "only {after} new frames after the reconnect ({:?})",
+        resumed_at.elapsed()
+    );
+    session.wait_exit(Duration::from_secs(10));
+}
