@@ -27,6 +27,16 @@ const DRAWN_CANARY: &str = "CANARY-DRAWN-5150";
 /// Typed by the console.
 const TYPED_CANARY: &str = "canarytyped";
 
+/// Each test runs two X servers, egui windows and four processes: on a
+/// 2-core machine they run one at a time, or timeouts become flaky.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn options() -> StageOptions {
     StageOptions {
         relay_program: "deskside-relay".into(),
@@ -59,6 +69,7 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&[]);
     let waiting = out.until(Duration::from_secs(30), |v| {
@@ -212,6 +223,7 @@ fn refused_session_sends_nothing() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
@@ -251,6 +263,7 @@ fn a_killed_consent_dialog_counts_as_refusal() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
@@ -266,7 +279,7 @@ fn a_killed_consent_dialog_counts_as_refusal() {
         .status()
         .expect("kill");
     let status = session
-        .wait_exit(Duration::from_secs(30))
+        .wait_exit(Duration::from_secs(60))
         .expect("the console gave up");
     assert_eq!(status.code(), Some(1), "{}", session.log());
     assert!(out.drain().iter().all(|v| v["state"] != "started"));
@@ -277,6 +290,7 @@ fn view_only_session_drops_input_at_the_agent() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&[
         "--headless",
@@ -327,6 +341,7 @@ fn a_spy_relay_sees_no_plaintext_of_the_session() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let spy_dir = tempfile::tempdir().expect("temp dir");
     let spy_file = spy_dir.path().join("forwarded.bin");
     let spy = spy_file.to_str().expect("utf-8 path").to_owned();
@@ -384,6 +399,7 @@ fn a_relay_that_substitutes_keys_gets_no_session() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let spy_dir = tempfile::tempdir().expect("temp dir");
     let spy = spy_dir.path().join("forwarded.bin");
     let spy = spy.to_str().expect("utf-8 path").to_owned();
@@ -421,6 +437,7 @@ fn audit_rows_survive_a_relay_killed_during_session_start() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     let mut stage = SessionStage::start(&options());
     let (mut session, out) = stage.session(&["--headless"]);
     out.until(Duration::from_secs(30), |v| {
@@ -448,6 +465,7 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     if !prerequisites() {
         return;
     }
+    let _serial = serial();
     // The counter sits clear of the indicator at the top-left corner.
     let mut stage = SessionStage::start(&StageOptions {
         xclient_args: vec![
