@@ -140,26 +140,30 @@ impl SessionHost {
         let mut line = match self.hub.open(id) {
             Ok(line) => line,
             Err(reason) => {
-                self.send_consent(id, None, format!("unavailable: {reason}"));
+                // Close first: the relay forgets the route once it records
+                // the answer, and the console must still get the close.
                 conn.close(close::UNAVAILABLE, reason.as_bytes()).await;
+                self.send_consent(id, None, format!("unavailable: {reason}"));
                 return Ok(None);
             }
         };
         let answer = ask(&mut line, &conn, &request, &code).await;
         let granted = (answer == ConsentAnswer::Accepted).then_some(request.capabilities);
-        let (recorded_tx, recorded_rx) = oneshot::channel();
-        lock(&self.recorded).insert(id, recorded_tx);
-        self.send_consent(id, granted, answer.as_str().to_owned());
         let Some(granted) = granted else {
-            lock(&self.recorded).remove(&id);
             let reason = match answer {
                 ConsentAnswer::TimedOut => "the employee did not answer in time",
                 ConsentAnswer::Failed => "the consent dialog could not be shown",
                 _ => "the employee refused the session",
             };
+            // Close first: the relay forgets the route once it records the
+            // refusal, and the console must still get the close.
             conn.close(close::REFUSED, reason.as_bytes()).await;
+            self.send_consent(id, None, answer.as_str().to_owned());
             return Ok(None);
         };
+        let (recorded_tx, recorded_rx) = oneshot::channel();
+        lock(&self.recorded).insert(id, recorded_tx);
+        self.send_consent(id, Some(granted), answer.as_str().to_owned());
         if tokio::time::timeout(AUDIT_TIMEOUT, recorded_rx)
             .await
             .is_err()
