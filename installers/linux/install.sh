@@ -116,7 +116,7 @@ actual="$(sha256sum "$ARCHIVE" | cut -d' ' -f1)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xzf "$ARCHIVE"
-src="$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -1)"
+src="$(find "$work" -mindepth 1 -maxdepth 1 -type d -print -quit)"
 [ -x "$src/bin/deskside-agent" ] || die "$ARCHIVE is not a deskside release archive"
 
 install -d -m 0755 "$STATE" "$ROOT/etc/deskside"

@@ -161,6 +161,14 @@ pub enum ConsoleRequest {
         /// The session.
         session_id: u64,
     },
+    /// Carries one of this technician's open sessions on this connection
+    /// from now on: sent after the console lost its relay connection (a
+    /// network hiccup, a relay restart) and connected again. The
+    /// end-to-end connection inside resumes by itself.
+    ResumeSession {
+        /// The session.
+        session_id: u64,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -169,7 +177,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 15);
+crate::impl_message!(ConsoleRequest, known = 16);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -187,7 +195,8 @@ impl ConsoleRequest {
             | ConsoleRequest::ShowPolicy
             | ConsoleRequest::RegisterSessionKey { .. }
             | ConsoleRequest::OpenSession { .. }
-            | ConsoleRequest::EndSession { .. } => Role::Technician,
+            | ConsoleRequest::EndSession { .. }
+            | ConsoleRequest::ResumeSession { .. } => Role::Technician,
             ConsoleRequest::AuditList { .. } => Role::Admin,
             ConsoleRequest::SetPolicy { .. } => Role::Admin,
             ConsoleRequest::RevokeDevice { .. }
@@ -224,7 +233,7 @@ pub enum ConsoleResponse {
     /// Answer to `ShowPolicy` and `SetPolicy`: the policy as JSON (the
     /// `deskside-diag` policy format, salt left out).
     Policy(Vec<u8>),
-    /// Answer to `RegisterSessionKey` and `EndSession`.
+    /// Answer to `RegisterSessionKey`, `EndSession` and `ResumeSession`.
     Done,
     /// Answer to `OpenSession`: the request reached the device. The console
     /// now runs the end-to-end connection through the relay, pinning

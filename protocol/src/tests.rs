@@ -221,6 +221,7 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         (prop::option::of(text()), any::<u32>())
             .prop_map(|(device, limit)| ConsoleRequest::AuditList { device, limit }),
         any::<u64>().prop_map(|session_id| ConsoleRequest::EndSession { session_id }),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::ResumeSession { session_id }),
     ]
 }
 
@@ -1293,7 +1294,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::EndSession { session_id: 1 }),
+        tag(&ConsoleRequest::ResumeSession { session_id: 1 }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(

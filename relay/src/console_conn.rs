@@ -2,8 +2,9 @@
 //! each checked against the token's role before anything is done.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use deskside_net::tunnel::PacketSender;
+use deskside_net::tunnel::{PacketSender, INNER_IDLE_TIMEOUT};
 use deskside_net::{key_fingerprint, FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::SessionRequest;
 use deskside_protocol::console::{
@@ -14,6 +15,7 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::token::{EnrollToken, LoginString};
 use deskside_protocol::Refusal;
+use tracing::Instrument as _;
 
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token, random_bytes};
@@ -145,7 +147,7 @@ pub async fn serve(
     // No handler may open a route after the cleanup below.
     in_flight.shutdown().await;
     drop(forwarding);
-    end_orphaned_sessions(shared, &technician, connection.stable_id()).await;
+    watch_orphaned_sessions(shared, &technician, connection.stable_id());
     result.unwrap_or_else(|e: NetError| e.into())
 }
 
@@ -160,37 +162,43 @@ struct ConsoleLink {
     organisation: String,
 }
 
-/// How long the sessions of a console that went away may wait for their
-/// agent to report the end (which says who ended it) before the relay
-/// records them as `connection_lost`: an agent that sees the session close
-/// reports who ended it, and that report wins if it arrives first.
-const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a session whose console is away waits for the technician's
+/// next connection to resume it before the relay records its end as
+/// `connection_lost`. Longer than the end-to-end connection's idle timeout:
+/// past that the session inside is dead anyway, and its agent has reported
+/// the end (which says who ended it, and wins if it comes first).
+pub const RESUME_GRACE: Duration = Duration::from_secs(INNER_IDLE_TIMEOUT.as_secs() + 5);
 
-/// Forgets the routes of a console connection that ended and, after
-/// [`ORPHAN_GRACE`], records the end of those of its sessions nobody ended:
-/// a console cannot take a session over on a new connection, so they are
-/// over.
-async fn end_orphaned_sessions(shared: &Shared, technician: &Technician, connection: ConnectionId) {
-    let orphaned = shared.router.console_closed(connection);
-    if orphaned.is_empty() {
+/// Ends, after [`RESUME_GRACE`], each of `sessions` whose console has not
+/// come back, on behalf of `party`, with `extra` in the audit row. Used
+/// when a console connection goes away, and at start for the sessions the
+/// relay's last stop cut.
+pub async fn end_unresumed(
+    shared: Arc<Shared>,
+    sessions: Vec<u64>,
+    party: SessionParty,
+    actor: String,
+    extra: serde_json::Map<String, serde_json::Value>,
+) {
+    if sessions.is_empty() {
         return;
     }
-    tokio::time::sleep(ORPHAN_GRACE).await;
-    let technician_id = technician.id;
-    let actor = technician.audit_actor();
+    tokio::time::sleep(RESUME_GRACE).await;
+    let stale: Vec<u64> = sessions
+        .into_iter()
+        .filter(|session| shared.router.console_present(*session) == Some(false))
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
     let now = now_secs();
     let result = shared
         .store(move |store| {
-            let mut extra = serde_json::Map::new();
-            extra.insert(
-                "console_disconnected".to_owned(),
-                serde_json::Value::Bool(true),
-            );
             let mut ended = Vec::new();
-            for session in orphaned {
+            for session in stale {
                 if let EndOutcome::Ended(_) = store.end_session(
                     session,
-                    SessionParty::Technician(technician_id),
+                    party,
                     EndedBy::ConnectionLost,
                     &actor,
                     extra.clone(),
@@ -205,7 +213,8 @@ async fn end_orphaned_sessions(shared: &Shared, technician: &Technician, connect
     match result {
         Ok(Ok(ended)) => {
             for session in ended {
-                tracing::info!(session = %session_text(session), "session ended: its console went away");
+                shared.router.end(session);
+                tracing::info!(session = %session_text(session), "session ended: its console did not come back");
             }
         }
         Ok(Err(e)) => {
@@ -213,6 +222,37 @@ async fn end_orphaned_sessions(shared: &Shared, technician: &Technician, connect
         }
         Err(_) => {}
     }
+}
+
+/// Detaches a console connection that ended from its sessions' routes and
+/// leaves them [`RESUME_GRACE`] to be resumed by a new connection.
+fn watch_orphaned_sessions(
+    shared: &Arc<Shared>,
+    technician: &Technician,
+    connection: ConnectionId,
+) {
+    let orphaned = shared.router.console_closed(connection);
+    if orphaned.is_empty() {
+        return;
+    }
+    for session in &orphaned {
+        tracing::info!(session = %session_text(*session), "the session's console went away; waiting for it to resume");
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "console_disconnected".to_owned(),
+        serde_json::Value::Bool(true),
+    );
+    tokio::spawn(
+        end_unresumed(
+            Arc::clone(shared),
+            orphaned,
+            SessionParty::Technician(technician.id),
+            technician.audit_actor(),
+            extra,
+        )
+        .in_current_span(),
+    );
 }
 
 fn actor(technician: &Technician) -> String {
@@ -504,6 +544,28 @@ async fn handle(
                     Ok(ConsoleResponse::Done)
                 }
             }
+        }
+        ConsoleRequest::ResumeSession { session_id } => {
+            let record = run(shared, move |s| s.session(session_id)).await?;
+            let not_yours = || {
+                Refusal::NotFound(format!(
+                    "no open session {} of yours: it ended, or another technician opened it",
+                    session_text(session_id)
+                ))
+            };
+            let Some(record) = record.filter(|r| r.technician == technician.id && r.org == org)
+            else {
+                return Err(not_yours());
+            };
+            if record.is_closed()
+                || !shared
+                    .router
+                    .resume(session_id, link.connection, link.packets.clone())
+            {
+                return Err(not_yours());
+            }
+            tracing::info!(session = %session_text(session_id), "session resumed on a new console connection");
+            Ok(ConsoleResponse::Done)
         }
         ConsoleRequest::AuditList { device, limit } => {
             let target = match device {

@@ -27,7 +27,7 @@ use crate::config::{RelayConfig, RelayHooks};
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
 use crate::sessions::Router;
-use crate::store::Store;
+use crate::store::{session_text, SessionParty, Store, SYSTEM_ACTOR};
 use crate::tls_files::{endpoint_config, load_identity};
 use crate::{agent_conn, console_conn};
 
@@ -143,12 +143,12 @@ impl Relay {
         );
         let bootstrap = bootstrap(&store, &config)?;
         let interrupted = store
-            .close_interrupted_sessions(now_secs())
+            .sort_interrupted_sessions(now_secs())
             .context("cannot record the end of sessions interrupted by the last stop")?;
-        if !interrupted.is_empty() {
+        if !interrupted.ended.is_empty() {
             tracing::info!(
-                sessions = interrupted.len(),
-                "recorded the end of sessions cut by the relay's last stop"
+                sessions = interrupted.ended.len(),
+                "recorded the end of session requests cut by the relay's last stop"
             );
         }
 
@@ -185,6 +185,23 @@ impl Relay {
             router: Arc::new(Router::new(config.hooks.on_forward.clone())),
             hooks: config.hooks.clone(),
         });
+        // Sessions that were running when the relay stopped: their parties
+        // keep the end-to-end connection and come back; route them again,
+        // and end those whose console does not return in time.
+        let resumable: Vec<u64> = interrupted.resumable.iter().map(|r| r.id).collect();
+        for record in &interrupted.resumable {
+            shared.router.restore(record.id, record.device);
+            tracing::info!(session = %session_text(record.id), "session open at the last stop: waiting for its parties to come back");
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
+        tokio::spawn(console_conn::end_unresumed(
+            Arc::clone(&shared),
+            resumable,
+            SessionParty::System,
+            SYSTEM_ACTOR.to_owned(),
+            extra,
+        ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),

@@ -11,8 +11,13 @@
 //! retransmits).
 //!
 //! Agents are registered per device and replaced when the device
-//! reconnects, so a session outlives an agent reconnect; a console is
-//! registered per session, when it opens it. Until the employee's consent
+//! reconnects, so a session outlives an agent reconnect. A console is
+//! registered per session, when it opens it; when its connection goes away
+//! the route keeps waiting without it, and the technician's next connection
+//! takes it over ([`Router::resume`]). After a relay restart the routes of
+//! consented sessions still open in the store are restored without a
+//! console ([`Router::restore`]) for both parties to come back to. Until
+//! the employee's consent
 //! is committed to the audit log, a session may only carry
 //! [`PRE_CONSENT_BUDGET`] bytes each way: enough for the end-to-end TLS
 //! handshake, whose verification code the consent dialog shows, and not
@@ -82,6 +87,8 @@ pub enum Forwarded {
     OverBudget,
     /// The device's agent is not attached right now: dropped.
     AgentAbsent,
+    /// The session's console is away (reconnecting): dropped.
+    ConsoleAbsent,
 }
 
 /// Counters of the router, for logs and tests.
@@ -92,6 +99,7 @@ pub struct RouterStats {
     not_a_party: AtomicU64,
     over_budget: AtomicU64,
     agent_absent: AtomicU64,
+    console_absent: AtomicU64,
 }
 
 impl RouterStats {
@@ -115,6 +123,10 @@ impl RouterStats {
     pub fn agent_absent(&self) -> u64 {
         self.agent_absent.load(Ordering::Relaxed)
     }
+    /// Packets dropped because the console was away.
+    pub fn console_absent(&self) -> u64 {
+        self.console_absent.load(Ordering::Relaxed)
+    }
 }
 
 struct AgentLink<S> {
@@ -122,10 +134,16 @@ struct AgentLink<S> {
     sink: S,
 }
 
+struct ConsoleEnd<S> {
+    connection: ConnectionId,
+    sink: S,
+}
+
 struct Route<S> {
     device: DeviceId,
-    console_connection: ConnectionId,
-    console: S,
+    /// `None` while the console is away: between its connection's loss and
+    /// its resume, or after a relay restart.
+    console: Option<ConsoleEnd<S>>,
     consented: bool,
     /// Pre-consent bytes left towards the agent.
     left_to_agent: usize,
@@ -222,13 +240,46 @@ impl<S: PacketSink> Router<S> {
             session,
             Route {
                 device,
-                console_connection,
-                console,
+                console: Some(ConsoleEnd {
+                    connection: console_connection,
+                    sink: console,
+                }),
                 consented: false,
                 left_to_agent: PRE_CONSENT_BUDGET,
                 left_to_console: PRE_CONSENT_BUDGET,
             },
         );
+    }
+
+    /// Routes a consented session that was open when the relay last
+    /// stopped, with no console until it resumes. Call only at start, for
+    /// sessions the store says are consented and open.
+    pub fn restore(&self, session: u64, device: DeviceId) {
+        self.lock().routes.entry(session).or_insert(Route {
+            device,
+            console: None,
+            consented: true,
+            left_to_agent: 0,
+            left_to_console: 0,
+        });
+    }
+
+    /// Carries `session` to and from the console connection
+    /// `console_connection` from now on, replacing whichever connection
+    /// carried it. The caller checked that this technician opened the
+    /// session and that it is still open. `false` if the session has no
+    /// route (refused or ended).
+    pub fn resume(&self, session: u64, console_connection: ConnectionId, console: S) -> bool {
+        match self.lock().routes.get_mut(&session) {
+            Some(route) => {
+                route.console = Some(ConsoleEnd {
+                    connection: console_connection,
+                    sink: console,
+                });
+                true
+            }
+            None => false,
+        }
     }
 
     /// Applies a recorded consent: a grant lifts the pre-consent budget, a
@@ -253,19 +304,25 @@ impl<S: PacketSink> Router<S> {
         self.lock().routes.remove(&session).is_some()
     }
 
-    /// Forgets every route of a console connection that went away and
-    /// returns their sessions.
+    /// Detaches a console connection that went away from the routes it
+    /// carried and returns their sessions. The routes stay, console-less,
+    /// for the technician's next connection to resume; whoever watches the
+    /// grace period ends them otherwise. A route another connection took
+    /// over meanwhile is not touched.
     pub fn console_closed(&self, console_connection: ConnectionId) -> Vec<u64> {
         let mut state = self.lock();
-        let gone: Vec<u64> = state
-            .routes
-            .iter()
-            .filter(|(_, route)| route.console_connection == console_connection)
-            .map(|(session, _)| *session)
-            .collect();
-        for session in &gone {
-            state.routes.remove(session);
+        let mut gone = Vec::new();
+        for (session, route) in &mut state.routes {
+            if route
+                .console
+                .as_ref()
+                .is_some_and(|end| end.connection == console_connection)
+            {
+                route.console = None;
+                gone.push(*session);
+            }
         }
+        gone.sort_unstable();
         gone
     }
 
@@ -275,6 +332,15 @@ impl<S: PacketSink> Router<S> {
             .routes
             .get(&session)
             .map(|route| route.consented)
+    }
+
+    /// Whether a session's route has a console right now; `None` if it has
+    /// no route.
+    pub fn console_present(&self, session: u64) -> Option<bool> {
+        self.lock()
+            .routes
+            .get(&session)
+            .map(|route| route.console.is_some())
     }
 
     /// Forwards one packet from `from` to the other party of its session,
@@ -290,7 +356,12 @@ impl<S: PacketSink> Router<S> {
             };
             let direction = match from {
                 Party::Agent(device) if device == route.device => Direction::ToConsole,
-                Party::Console(connection) if connection == route.console_connection => {
+                Party::Console(connection)
+                    if route
+                        .console
+                        .as_ref()
+                        .is_some_and(|end| end.connection == connection) =>
+                {
                     Direction::ToAgent
                 }
                 _ => {
@@ -312,7 +383,13 @@ impl<S: PacketSink> Router<S> {
                 *left = rest;
             }
             let sink = match direction {
-                Direction::ToConsole => route.console.clone(),
+                Direction::ToConsole => match &route.console {
+                    Some(end) => end.sink.clone(),
+                    None => {
+                        self.stats.console_absent.fetch_add(1, Ordering::Relaxed);
+                        return Forwarded::ConsoleAbsent;
+                    }
+                },
                 Direction::ToAgent => {
                     let device = route.device;
                     match state.agents.get(&device) {
@@ -612,12 +689,73 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_console_loses_only_its_own_routes() {
+    fn a_closed_console_detaches_only_from_its_own_routes() {
         let s = setup();
         let other = Recorder::default();
         s.router.open(SESSION + 1, DEVICE, OTHER_CONSOLE, other);
         assert_eq!(s.router.console_closed(CONSOLE), [SESSION]);
-        assert_eq!(s.router.route_state(SESSION), None);
-        assert_eq!(s.router.route_state(SESSION + 1), Some(false));
+        assert_eq!(s.router.console_present(SESSION), Some(false));
+        assert_eq!(
+            s.router.route_state(SESSION),
+            Some(false),
+            "the route waits"
+        );
+        assert_eq!(s.router.console_present(SESSION + 1), Some(true));
+        assert_eq!(
+            s.router.forward(Party::Agent(DEVICE), packet(5)),
+            Forwarded::ConsoleAbsent
+        );
+        assert_eq!(
+            s.router.forward(Party::Console(CONSOLE), packet(5)),
+            Forwarded::NotAParty,
+            "a closed connection no longer speaks for the session"
+        );
+        assert_eq!(s.router.stats().console_absent(), 1);
+    }
+
+    #[test]
+    fn a_resumed_console_takes_the_session_over() {
+        let s = setup();
+        s.router.consent(SESSION, true);
+        s.router.console_closed(CONSOLE);
+        let newer = Recorder::default();
+        assert!(s.router.resume(SESSION, OTHER_CONSOLE, newer.clone()));
+        assert!(matches!(
+            s.router.forward(Party::Agent(DEVICE), packet(7)),
+            Forwarded::Sent(Direction::ToConsole, _)
+        ));
+        assert!(matches!(
+            s.router.forward(Party::Console(OTHER_CONSOLE), packet(3)),
+            Forwarded::Sent(Direction::ToAgent, _)
+        ));
+        assert_eq!(newer.payloads(), [vec![0xab; 7]]);
+        assert!(s.console.payloads().is_empty());
+        // The old connection's late cleanup leaves the new one alone.
+        assert!(s.router.console_closed(CONSOLE).is_empty());
+        assert_eq!(s.router.console_present(SESSION), Some(true));
+        // An ended session cannot be resumed.
+        assert!(s.router.end(SESSION));
+        assert!(!s.router.resume(SESSION, CONSOLE, s.console.clone()));
+    }
+
+    #[test]
+    fn a_restored_route_is_consented_and_waits_for_both_parties() {
+        let s = setup();
+        s.router.restore(SESSION + 9, DEVICE);
+        assert_eq!(s.router.route_state(SESSION + 9), Some(true));
+        assert_eq!(s.router.console_present(SESSION + 9), Some(false));
+        let console = Recorder::default();
+        assert!(s.router.resume(SESSION + 9, OTHER_CONSOLE, console.clone()));
+        let big = SessionPacket::new(SESSION + 9, &[1; 1200]);
+        for _ in 0..100 {
+            assert!(matches!(
+                s.router.forward(Party::Agent(DEVICE), big.clone()),
+                Forwarded::Sent(Direction::ToConsole, _)
+            ));
+        }
+        assert_eq!(console.payloads().len(), 100);
+        // Restoring never overrides a live route.
+        s.router.restore(SESSION, DEVICE);
+        assert_eq!(s.router.route_state(SESSION), Some(false));
     }
 }

@@ -43,7 +43,7 @@ use thiserror::Error;
 mod sessions;
 
 pub use sessions::{
-    session_text, ConsentOutcome, EndOutcome, NewSession, SessionParty, SessionRecord,
+    session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
 };
 
 /// How long a statement waits for another connection's lock before failing.

@@ -34,6 +34,8 @@ pub struct StageOptions {
 #[allow(missing_debug_implementations)] // Xvfb has no Debug
 pub struct SessionStage {
     pub relay: Relay,
+    relay_program: String,
+    relay_args: Vec<String>,
     pub console: Console,
     pub agent: Agent,
     pub device: String,
@@ -107,6 +109,8 @@ impl SessionStage {
         SessionStage {
             world,
             relay,
+            relay_program: options.relay_program.clone(),
+            relay_args: options.relay_args.clone(),
             console,
             agent,
             device,
@@ -155,6 +159,46 @@ impl SessionStage {
             (24 + 110, 352 + 24)
         };
         click(display, x + bx, y + by);
+    }
+
+    /// Puts a `deskside-impair` proxy between the console and the relay
+    /// (the console logs in again through it) and returns the proxy, to
+    /// freeze (SIGSTOP) for a network outage on the console's side only.
+    pub fn console_through_proxy(&mut self) -> Proc {
+        let mut impair = Command::new(bin("deskside-impair"));
+        impair.args(["--upstream", &self.relay.addr]);
+        let (proxy, stdout) = self.world.spawn("console-proxy", impair);
+        let ready = Lines::new(stdout).until(Duration::from_secs(10), |v| v["type"] == "ready");
+        let listen = ready
+            .iter()
+            .find(|v| v["type"] == "ready")
+            .and_then(|v| v["listen"].as_str())
+            .unwrap_or_else(|| panic!("the proxy did not start: {}", proxy.log()))
+            .to_owned();
+        self.console
+            .run(&[
+                "login",
+                "--relay",
+                &listen,
+                "--fingerprint",
+                &self.relay.fingerprint,
+                "--token",
+                &self.relay.admin_token,
+                "--json",
+            ])
+            .ok();
+        proxy
+    }
+
+    /// Kills the relay (SIGKILL: no goodbye to anyone) and starts it again
+    /// on the same port with the same data.
+    pub fn restart_relay(&mut self) {
+        let port = self.relay.port();
+        self.relay.proc.kill();
+        let program = self.relay_program.clone();
+        let args = self.relay_args.clone();
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.relay = self.world.relay_program(&program, Some(port), &extra);
     }
 
     pub fn audit(&self) -> Vec<Value> {

@@ -528,3 +528,134 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     );
     session.wait_exit(Duration::from_secs(10));
 }
+
+/// Counts the frame-counter readings in `lines` (`--probe-counter`).
+fn counter_frames(lines: &[Value]) -> usize {
+    lines
+        .iter()
+        .filter(|v| v["type"] == "frame_counter")
+        .count()
+}
+
+#[test]
+fn a_session_survives_a_console_outage_and_a_relay_restart() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&StageOptions {
+        xclient_args: vec![
+            "--geometry".into(),
+            "524x40+480+400".into(),
+            "--counter".into(),
+            "--counter-fps".into(),
+            "10".into(),
+        ],
+        ..options()
+    });
+    let proxy = stage.console_through_proxy();
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--probe-counter",
+        "480,400",
+        "--duration",
+        "60s",
+    ]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    out.until(Duration::from_secs(30), |v| v["type"] == "frame_counter");
+
+    // 1. The console's path to the relay disappears for 6 s, longer than
+    // the relay's idle timeout (4 s in tests): the relay drops the console's
+    // connection, the console connects again and resumes the session.
+    let pid = proxy.pid().to_string();
+    Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_secs(6));
+    Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill");
+    let lines = out.until(Duration::from_secs(25), |v| v["state"] == "resumed");
+    for line in lines.iter().filter(|v| v["type"] == "relay_link") {
+        eprintln!("console outage: {line}");
+    }
+    assert!(
+        lines.iter().any(|v| v["state"] == "lost"),
+        "the console did not notice the outage: {lines:?}\n{}",
+        session.log()
+    );
+    assert!(
+        lines.iter().any(|v| v["state"] == "resumed"),
+        "the console did not resume: {lines:?}\n{}\n{}",
+        session.log(),
+        stage.relay.proc.log()
+    );
+    let mut after = Vec::new();
+    wait_for(
+        "frames after the console's outage",
+        Duration::from_secs(20),
+        || {
+            after.extend(out.drain());
+            (counter_frames(&after) >= 5).then_some(())
+        },
+    );
+
+    // 2. The relay is killed and started again: both parties lose their
+    // relay connection at once and the relay forgets every route.
+    stage.restart_relay();
+    let restarted = Instant::now();
+    let lines = out.until(Duration::from_secs(30), |v| v["state"] == "resumed");
+    for line in lines.iter().filter(|v| v["type"] == "relay_link") {
+        eprintln!("relay restart: {line}");
+    }
+    assert!(
+        lines.iter().any(|v| v["state"] == "resumed"),
+        "the console did not resume after the relay restart: {lines:?}\n{}\n{}",
+        session.log(),
+        stage.relay.proc.log()
+    );
+    let mut after = Vec::new();
+    wait_for(
+        "frames after the relay restart",
+        Duration::from_secs(25),
+        || {
+            after.extend(out.drain());
+            (counter_frames(&after) >= 5).then_some(())
+        },
+    );
+    eprintln!(
+        "relay restart: 5 new frames {:.1} s after the kill",
+        restarted.elapsed().as_secs_f64()
+    );
+
+    // 3. The session runs to its planned end, ended by the technician.
+    let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    assert_eq!(
+        end["ended_by"],
+        "technician",
+        "the session did not last: {end}\n{}",
+        stage.agent_proc.log()
+    );
+    session.wait_exit(Duration::from_secs(10));
+
+    // One request, one consent and one end in the audit, the end saying
+    // the technician ended it (not a connection loss).
+    let audit = stage.audit();
+    let count = |action: &str| audit.iter().filter(|v| v["action"] == action).count();
+    assert_eq!(count("session.request"), 1, "{audit:?}");
+    assert_eq!(count("session.consent"), 1, "{audit:?}");
+    assert_eq!(count("session.end"), 1, "{audit:?}");
+    let end = audit
+        .iter()
+        .find(|v| v["action"] == "session.end")
+        .expect("end row");
+    assert!(end["detail"].to_string().contains("technician"), "{end}");
+    drop(proxy);
+}

@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod login;
 pub mod policy;
 pub mod session;
+pub mod session_link;
 pub mod tokens;
 
 use anyhow::Context as _;

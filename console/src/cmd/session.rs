@@ -28,6 +28,7 @@ use deskside_protocol::session::{
 };
 use serde_json::json;
 
+use super::session_link::{LinkEvent, RelayTarget, SessionLink};
 use super::{connect, unexpected, Context};
 use crate::exit::UsageError;
 
@@ -124,7 +125,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         .into());
     }
     let identity = session_identity(&ctx.profile_path)?;
-    let (_, mut client) = connect(ctx).await?;
+    let (profile, mut client) = connect(ctx).await?;
     let key = identity.key_fingerprint()?;
     match client
         .request(ConsoleRequest::RegisterSessionKey { key })
@@ -152,10 +153,17 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     let session_id = opened.session_id;
     let span = tracing::info_span!("session", id = session_id, device = %opened.device.id);
     let _guard = span.enter();
-    let carrier = Carrier::new();
+    let carrier = Arc::new(Carrier::new());
     carrier.attach(client.connection().clone());
     let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
     let _carried = carrier.carry(session_id, port)?;
+    // From here on the relay connection may come and go under the session.
+    let target = RelayTarget {
+        relay: profile.relay.clone(),
+        fingerprint: profile.fingerprint,
+        token: profile.token.clone(),
+    };
+    let mut link = SessionLink::start(client, target.clone(), Arc::clone(&carrier), session_id);
     let conn = connect_session(
         socket,
         &identity,
@@ -177,19 +185,34 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
             "Verification code: {code}\nWaiting for the person at {hostname} to accept (they see the same code)…"
         );
     }
-    let outcome = run_session(&conn, &args, ctx, &hostname, &code, capabilities).await;
+    let outcome = run_session(&conn, &args, ctx, &mut link, &hostname, &code, capabilities).await;
     let by = match &outcome {
         Ok(by) => *by,
         Err(_) => EndedBy::ConnectionLost,
     };
+    let mut client = link.finish().await;
     if by == EndedBy::Technician {
-        let _ = client
-            .request(ConsoleRequest::EndSession { session_id })
-            .await;
+        // Recorded by the relay now rather than after its grace period; a
+        // console between relay connections makes a new one for it.
+        if client.is_none() {
+            let reconnect =
+                crate::client::Client::connect(&target.relay, target.fingerprint, &target.token);
+            client = tokio::time::timeout(Duration::from_secs(5), reconnect)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if let Some(client) = client.as_mut() {
+            let _ = client
+                .request(ConsoleRequest::EndSession { session_id })
+                .await;
+        }
     }
     conn.close(close::ENDED, b"technician closed the session")
         .await;
-    client.close().await;
+    if let Some(client) = client {
+        client.close().await;
+    }
     outcome.map(|_| ())
 }
 
@@ -198,6 +221,7 @@ async fn run_session(
     conn: &SessionConn,
     args: &SessionArgs,
     ctx: &mut Context<'_>,
+    link: &mut SessionLink,
     hostname: &str,
     code: &str,
     asked: Capabilities,
@@ -256,12 +280,12 @@ async fn run_session(
     // for view-only sessions (the agent drops what comes on it).
     let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME_LEN);
     if args.headless {
-        headless(conn, args, ctx, control, control_in, video, input).await
+        headless(conn, args, ctx, link, control, control_in, video, input).await
     } else {
         let json = ctx.out.is_json();
         windowed(
-            conn, args, hostname, code, granted, monitors, selected, control, control_in, video,
-            input, json,
+            conn, args, link, hostname, code, granted, monitors, selected, control, control_in,
+            video, input, json,
         )
         .await
     }
@@ -283,6 +307,34 @@ fn ended_by_close(closed: &quinn::ConnectionError) -> EndedBy {
     }
 }
 
+fn link_event_json(event: &LinkEvent) -> serde_json::Value {
+    match event {
+        LinkEvent::Lost { reason } => {
+            json!({"type": "relay_link", "state": "lost", "reason": reason})
+        }
+        LinkEvent::Resumed { after, attempts } => json!({
+            "type": "relay_link", "state": "resumed",
+            "after_ms": after.as_millis() as u64, "attempts": attempts,
+        }),
+        LinkEvent::GaveUp { reason } => {
+            json!({"type": "relay_link", "state": "gave_up", "reason": reason})
+        }
+    }
+}
+
+fn link_event_text(event: &LinkEvent) -> String {
+    match event {
+        LinkEvent::Lost { reason } => {
+            format!("Lost the connection to the relay ({reason}); reconnecting…")
+        }
+        LinkEvent::Resumed { after, .. } => format!(
+            "Reconnected to the relay after {:.1} s; the session goes on.",
+            after.as_secs_f64()
+        ),
+        LinkEvent::GaveUp { reason } => format!("The session cannot go on: {reason}"),
+    }
+}
+
 fn decode(decoder: &mut Decoder, frame: &VideoFrame) -> Option<(u32, u32, Vec<u8>)> {
     match decoder.decode_frame(frame) {
         Ok(()) => decoder
@@ -300,6 +352,7 @@ async fn headless(
     conn: &SessionConn,
     args: &SessionArgs,
     ctx: &mut Context<'_>,
+    link: &mut SessionLink,
     mut control: FramedSend,
     mut control_in: FramedRecv,
     mut video: FramedRecv,
@@ -356,8 +409,22 @@ async fn headless(
                 Ok(None) | Err(_) => break EndedBy::ConnectionLost,
             },
             _ = &mut deadline => {
-                control.send(&ConsoleToAgent::End).await?;
+                if let Err(e) = control.send(&ConsoleToAgent::End).await {
+                    tracing::warn!("could not tell the device the session ends: {e}");
+                }
                 break EndedBy::Technician;
+            }
+            event = link.next_event() => {
+                let gave_up = matches!(event, LinkEvent::GaveUp { .. });
+                if ctx.out.is_json() {
+                    ctx.out.json(&link_event_json(&event))?;
+                    ctx.out.flush()?;
+                } else {
+                    eprintln!("{}", link_event_text(&event));
+                }
+                if gave_up {
+                    break EndedBy::ConnectionLost;
+                }
             }
             closed = conn.connection.closed() => break ended_by_close(&closed),
         }
@@ -384,6 +451,7 @@ async fn headless(
 async fn windowed(
     conn: &SessionConn,
     args: &SessionArgs,
+    link: &mut SessionLink,
     hostname: &str,
     code: &str,
     granted: Capabilities,
@@ -467,6 +535,15 @@ async fn windowed(
             _ = &mut deadline => {
                 let _ = control.send(&ConsoleToAgent::End).await;
                 break EndedBy::Technician;
+            }
+            event = link.next_event() => {
+                if json {
+                    println!("{}", link_event_json(&event));
+                }
+                remote.send(ViewerEvent::Notice { text: link_event_text(&event) });
+                if matches!(event, LinkEvent::GaveUp { .. }) {
+                    break EndedBy::ConnectionLost;
+                }
             }
             closed = conn.connection.closed() => break ended_by_close(&closed),
         }

@@ -8,7 +8,9 @@
 //! (it never ran, so it gets no `session.end` row: its `session.consent`
 //! row says what happened); every session that ran or was still waiting for
 //! the employee gets exactly one `session.end` row, if need be from
-//! [`Store::close_interrupted_sessions`] when the relay restarts.
+//! [`Store::sort_interrupted_sessions`] when the relay restarts (and, for a
+//! consented session its parties did not resume, from the relay's grace
+//! watchdog).
 
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Fingerprint, TechnicianId};
@@ -501,11 +503,14 @@ impl Store {
         Ok(EndOutcome::Ended(ended))
     }
 
-    /// Ends every open session as `connection_lost`, with
-    /// `relay_restarted: true` in its audit row, and returns their ids. The
-    /// relay calls it at start: a session open in the store then was cut by
-    /// a crash or kill, and no session may lack its `session.end` row.
-    pub fn close_interrupted_sessions(&self, now: i64) -> Result<Vec<u64>, StoreError> {
+    /// Sorts the sessions the relay's last stop left open, at start. One
+    /// still waiting for the employee's answer is ended as
+    /// `connection_lost` (with `relay_restarted: true` in its audit row):
+    /// its request died with the relay. A consented one is returned to be
+    /// resumed: its parties run their end-to-end connection on and come
+    /// back to the relay; whoever restores it must end it if they do not.
+    /// No session is left without its `session.end` row either way.
+    pub fn sort_interrupted_sessions(&self, now: i64) -> Result<Interrupted, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open = {
@@ -521,19 +526,34 @@ impl Store {
         };
         let mut extra = serde_json::Map::new();
         extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
-        for record in &open {
-            end_in_tx(
-                &tx,
-                record,
-                EndedBy::ConnectionLost,
-                SYSTEM_ACTOR,
-                extra.clone(),
-                now,
-            )?;
+        let mut interrupted = Interrupted::default();
+        for record in open {
+            if record.consented() {
+                interrupted.resumable.push(record);
+            } else {
+                end_in_tx(
+                    &tx,
+                    &record,
+                    EndedBy::ConnectionLost,
+                    SYSTEM_ACTOR,
+                    extra.clone(),
+                    now,
+                )?;
+                interrupted.ended.push(record.id);
+            }
         }
         tx.commit()?;
-        Ok(open.iter().map(|record| record.id).collect())
+        Ok(interrupted)
     }
+}
+
+/// What [`Store::sort_interrupted_sessions`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Sessions that were waiting for consent: ended now.
+    pub ended: Vec<u64>,
+    /// Consented sessions, still open, for their parties to resume.
+    pub resumable: Vec<SessionRecord>,
 }
 
 #[cfg(test)]
@@ -827,17 +847,17 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(end, EndOutcome::AlreadyClosed(_)), "{end:?}");
-        assert!(store
-            .close_interrupted_sessions(T0 + 10)
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            store.sort_interrupted_sessions(T0 + 10).unwrap(),
+            Interrupted::default()
+        );
         let actions: Vec<String> = session_rows(store).into_iter().map(|row| row.0).collect();
         assert_eq!(actions, ["session.request", "session.consent"]);
         assert_eq!(session_rows(store)[1].2["granted"], serde_json::Value::Null);
     }
 
     #[test]
-    fn a_restart_ends_every_open_session_once() {
+    fn a_restart_ends_waiting_sessions_and_hands_back_running_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         {
@@ -877,28 +897,52 @@ mod tests {
             // The relay is killed here: sessions 1 and 2 have no end.
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.close_interrupted_sessions(T0 + 100).unwrap(), [1, 2]);
-        assert!(store
-            .close_interrupted_sessions(T0 + 200)
-            .unwrap()
-            .is_empty());
+        let sorted = store.sort_interrupted_sessions(T0 + 100).unwrap();
+        assert_eq!(sorted.ended, [2]);
+        let resumable: Vec<u64> = sorted.resumable.iter().map(|r| r.id).collect();
+        assert_eq!(resumable, [1]);
+        assert!(sorted.resumable[0].consented());
+        assert!(!sorted.resumable[0].is_closed());
+        // A second start finds the running one again, and nothing to end.
+        let again = store.sort_interrupted_sessions(T0 + 200).unwrap();
+        assert!(again.ended.is_empty());
+        assert_eq!(again.resumable.len(), 1);
         let ends: Vec<_> = session_rows(&store)
             .into_iter()
             .filter(|row| row.0 == "session.end")
             .collect();
-        assert_eq!(ends.len(), 3, "{ends:?}");
+        assert_eq!(ends.len(), 2, "{ends:?}");
         assert_eq!(ends[1].1, "system");
         assert_eq!(
             ends[1].2,
-            serde_json::json!({"session_id": "0000000000000001", "by": "connection_lost", "duration_secs": 90, "capabilities": "view+control", "relay_restarted": true})
+            serde_json::json!({"session_id": "0000000000000002", "by": "connection_lost", "duration_secs": 0, "capabilities": "none", "relay_restarted": true})
         );
-        assert_eq!(ends[2].2["session_id"], "0000000000000002");
-        assert_eq!(ends[2].2["duration_secs"], 0);
-        assert_eq!(ends[2].2["capabilities"], "none");
         assert_eq!(
             store.session(2).unwrap().unwrap().ended_by.as_deref(),
             Some("connection_lost")
         );
+        // The watchdog ends the running one when nobody resumes it.
+        let mut extra = serde_json::Map::new();
+        extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
+        let end = store
+            .end_session(
+                1,
+                SessionParty::System,
+                EndedBy::ConnectionLost,
+                SYSTEM_ACTOR,
+                extra,
+                T0 + 130,
+            )
+            .unwrap();
+        let EndOutcome::Ended(record) = end else {
+            panic!("{end:?}");
+        };
+        assert_eq!(record.ended_by.as_deref(), Some("connection_lost"));
+        assert!(store
+            .sort_interrupted_sessions(T0 + 300)
+            .unwrap()
+            .resumable
+            .is_empty());
         assert_eq!(store.verify_audit_chain().unwrap(), Ok(()));
     }
 
