@@ -548,11 +548,17 @@ fn capture_loop(
                     frame_w: frame.width,
                     frame_h: frame.height,
                 });
-                match BgraFrame::new(frame.data, frame.width, frame.height, frame.stride) {
-                    Ok(bgra) => encoder.encode(&bgra, started.elapsed().as_micros() as u64),
-                    Err(e) => {
-                        tracing::warn!("captured frame unusable: {e}");
-                        Ok(None)
+                if !captured.changed && !encoder.wants_unchanged_frame() {
+                    // XDamage says the picture is the previous one: no
+                    // comparison, no encoding, nothing to send.
+                    Ok(None)
+                } else {
+                    match BgraFrame::new(frame.data, frame.width, frame.height, frame.stride) {
+                        Ok(bgra) => encoder.encode(&bgra, started.elapsed().as_micros() as u64),
+                        Err(e) => {
+                            tracing::warn!("captured frame unusable: {e}");
+                            Ok(None)
+                        }
                     }
                 }
             }

@@ -148,6 +148,18 @@ impl Encoder {
         &self.recent
     }
 
+    /// Whether [`Encoder::encode`] has work to do for a frame the capturer
+    /// knows is identical to the previous one: a keyframe is due, the codec
+    /// changed, or H.264 is still refining the last change. When `false`
+    /// the caller may skip the call (and its full-frame comparison): its
+    /// answer would be `None`.
+    pub fn wants_unchanged_frame(&self) -> bool {
+        if self.keyframe_due || self.last_sent != Some(self.active) {
+            return true;
+        }
+        self.active == Codec::H264 && self.frames_since_change <= self.refine_frames
+    }
+
     /// Makes the next frame a keyframe (the viewer asked, or a new viewer).
     pub fn request_keyframe(&mut self) {
         self.keyframe_due = true;
@@ -421,6 +433,48 @@ mod tests {
         enc.request_keyframe();
         let key = enc.encode(&frame, 300_000).unwrap().unwrap();
         assert!(key.keyframe);
+    }
+
+    /// `wants_unchanged_frame` is `false` exactly when encoding an
+    /// identical frame would give `None`, for both codecs and across a
+    /// keyframe request and a codec switch.
+    #[test]
+    fn an_unchanged_frame_is_skipped_only_when_encoding_it_would_send_nothing() {
+        let (w, h) = (64, 64);
+        let mut enc = Encoder::new(EncoderConfig {
+            h264_refine_frames: 2,
+            ..EncoderConfig::default()
+        })
+        .unwrap();
+        let a = screen(w, h, 0);
+        let frame = BgraFrame::packed(&a, w, h).unwrap();
+        let mut t = 0;
+        let mut step = |enc: &mut Encoder| {
+            let wanted = enc.wants_unchanged_frame();
+            t += 33_000;
+            let sent = enc.encode(&frame, t).unwrap().is_some();
+            assert!(wanted || !sent, "skipped a frame that had to be sent");
+            (wanted, sent)
+        };
+        assert_eq!(step(&mut enc), (true, true), "first frame");
+        assert_eq!(step(&mut enc), (false, false), "static tiles");
+        enc.request_keyframe();
+        assert_eq!(step(&mut enc), (true, true), "keyframe asked");
+        assert!(!enc.wants_unchanged_frame());
+        enc.apply(&choice(Codec::H264));
+        let h264: Vec<(bool, bool)> = (0..5).map(|_| step(&mut enc)).collect();
+        // Keyframe, one refinement (the switch frame already counted as
+        // unchanged), one last check that sends nothing, then skipping.
+        assert_eq!(
+            h264,
+            [
+                (true, true),
+                (true, true),
+                (true, false),
+                (false, false),
+                (false, false)
+            ]
+        );
     }
 
     #[test]

@@ -241,11 +241,17 @@ fn main() -> anyhow::Result<()> {
         let (mut frames, mut sent, mut bytes) = (0u64, 0u64, 0u64);
         while started.elapsed() < Duration::from_secs(args.seconds) {
             let captured = capturer.capture(0)?;
-            let frame = captured.frame;
-            let bgra = BgraFrame::new(frame.data, frame.width, frame.height, frame.stride)?;
-            if let Some(encoded) = encoder.encode(&bgra, started.elapsed().as_micros() as u64)? {
-                sent += 1;
-                bytes += encoded.payload.len() as u64;
+            // As the helper does: a frame XDamage calls unchanged is not
+            // even compared, unless the encoder still has work for it.
+            if captured.changed || encoder.wants_unchanged_frame() {
+                let frame = captured.frame;
+                let bgra = BgraFrame::new(frame.data, frame.width, frame.height, frame.stride)?;
+                if let Some(encoded) =
+                    encoder.encode(&bgra, started.elapsed().as_micros() as u64)?
+                {
+                    sent += 1;
+                    bytes += encoded.payload.len() as u64;
+                }
             }
             frames += 1;
             if let Some(fps) = args.fps {
