@@ -291,6 +291,53 @@ fn a_killed_consent_dialog_counts_as_refusal() {
 }
 
 #[test]
+fn an_unanswered_consent_dialog_refuses_after_60_s() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let (mut session, out) = stage.session(&["--headless"]);
+    wait_for_prompt(&out);
+    let display = stage.agent_x.display().to_owned();
+    find_window(&display, "remote support request", Duration::from_secs(30));
+    let shown = Instant::now();
+    // Nobody answers.
+    let status = session
+        .wait_exit(Duration::from_secs(90))
+        .expect("the console gave up");
+    let waited = shown.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", session.log());
+    assert!(
+        waited >= Duration::from_secs(55),
+        "refused after {waited:?}, before the 60 s were up: {}",
+        session.log()
+    );
+    assert!(session.log().contains("not accepted"), "{}", session.log());
+    wait_for("the dialog to close", Duration::from_secs(5), || {
+        window_gone(&display, "remote support request").then_some(())
+    });
+    assert!(out.drain().iter().all(|v| v["state"] != "started"));
+    assert!(
+        !stage.helper.log().contains("capture"),
+        "the helper started capturing:\n{}",
+        stage.helper.log()
+    );
+    let audit = stage.audit();
+    let consent = audit
+        .iter()
+        .find(|v| v["action"] == "session.consent")
+        .expect("consent row");
+    assert!(
+        consent["detail"].to_string().contains("timed_out"),
+        "{consent}"
+    );
+    assert!(
+        audit.iter().all(|v| v["action"] != "session.end"),
+        "a session that never ran has no end row: {audit:?}"
+    );
+}
+
+#[test]
 fn view_only_session_drops_input_at_the_agent() {
     let Some(_serial) = begin() else {
         return;

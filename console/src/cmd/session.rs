@@ -64,6 +64,15 @@ pub struct SessionArgs {
     /// The barcode's top-left corner in frame pixels, as `X,Y`.
     #[arg(long, requires = "headless", hide = true, value_name = "X,Y", value_parser = parse_origin)]
     pub probe_counter: Option<(u32, u32)>,
+    /// With --headless: once frames flow, move the pointer every MS
+    /// milliseconds, to a new spot of the 100×50 px area whose top-left
+    /// corner is --probe-input-at, and report each move with the time, for
+    /// the input latency benchmark.
+    #[arg(long, requires = "headless", hide = true, value_name = "MS")]
+    pub probe_input: Option<u64>,
+    /// Top-left corner of the --probe-input area, in frame pixels (`X,Y`).
+    #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_origin, default_value = "0,0")]
+    pub probe_input_at: (u32, u32),
 }
 
 fn parse_origin(text: &str) -> Result<(u32, u32), String> {
@@ -364,6 +373,12 @@ async fn headless(
     tokio::pin!(deadline);
     let (mut frames, mut bytes, mut decoded) = (0u64, 0u64, 0u64);
     let mut typed = false;
+    let mut probing = false;
+    let mut probe = tokio::time::interval(Duration::from_millis(
+        args.probe_input.unwrap_or(1000).max(1),
+    ));
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe_seq = 0u32;
     let mut last_size = (0, 0);
     let mut last_counter = None;
     let by = loop {
@@ -389,6 +404,7 @@ async fn headless(
                 } else {
                     control.send(&ConsoleToAgent::RequestKeyframe).await?;
                 }
+                probing = args.probe_input.is_some();
                 if !typed {
                     if let Some(text) = &args.type_text {
                         typed = true;
@@ -413,6 +429,19 @@ async fn headless(
                     tracing::warn!("could not tell the device the session ends: {e}");
                 }
                 break EndedBy::Technician;
+            }
+            _ = probe.tick(), if probing => {
+                // A spot not used in the last 5,000 moves, so each report
+                // of the X client matches exactly one move.
+                let (x0, y0) = args.probe_input_at;
+                let (x, y) = (x0 + probe_seq % 100, y0 + (probe_seq / 100) % 50);
+                probe_seq = probe_seq.wrapping_add(1);
+                let unix_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0);
+                input.send(&InputEvent::PointerMove { x, y }).await?;
+                ctx.out.json(&json!({"type": "input_sent", "x": x, "y": y, "unix_us": unix_us}))?;
             }
             event = link.next_event() => {
                 let gave_up = matches!(event, LinkEvent::GaveUp { .. });

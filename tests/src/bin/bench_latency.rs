@@ -8,12 +8,21 @@
 //! value, both on this machine's clock. The consent dialog is clicked with
 //! xdotool as in the tests.
 //!
+//! With `--input`, the session asks for control, the X client also paints
+//! `--busy` random rectangles per redraw (the video load), and the console
+//! moves the pointer every 50 ms to a fresh spot in the X client's window:
+//! input latency = when the X client got the MotionNotify − when the
+//! console sent the move, per move.
+//!
 //! ```text
 //! cargo build --release --workspace --bins
 //! target/release/deskside-bench-latency [--seconds 20] [--fps 30] [--width 1920 --height 1080]
+//! target/release/deskside-bench-latency --input [--busy 60]
 //! ```
 
 use std::collections::HashMap;
+
+use serde_json::Value;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -39,6 +48,44 @@ struct Args {
     /// Agent screen height.
     #[arg(long, default_value_t = 1080)]
     height: u32,
+    /// Also measure input latency, under video load.
+    #[arg(long)]
+    input: bool,
+    /// Random rectangles painted per redraw with --input.
+    #[arg(long, default_value_t = 60)]
+    busy: u32,
+}
+
+/// Where the pointer moves go (screen pixels; the X client's window
+/// starts at COUNTER_X, COUNTER_Y).
+const PROBE_X: u32 = COUNTER_X + 700;
+const PROBE_Y: u32 = COUNTER_Y + 300;
+
+/// Input latencies in ms: each MotionNotify matched with the move sent to
+/// its spot most recently before it.
+fn input_latencies(sent: &[Value], received: &[Value]) -> Vec<f64> {
+    let mut by_spot: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+    for v in sent {
+        if let (Some(x), Some(y), Some(at)) =
+            (v["x"].as_u64(), v["y"].as_u64(), v["unix_us"].as_u64())
+        {
+            by_spot.entry((x, y)).or_default().push(at);
+        }
+    }
+    received
+        .iter()
+        .filter_map(|v| {
+            let spot = (v["root_x"].as_u64()?, v["root_y"].as_u64()?);
+            let at = v["unix_us"].as_u64()?;
+            let sent_at = by_spot
+                .get(&spot)?
+                .iter()
+                .copied()
+                .filter(|s| *s <= at)
+                .max()?;
+            Some((at - sent_at) as f64 / 1000.0)
+        })
+        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -70,19 +117,27 @@ fn main() -> anyhow::Result<()> {
             "--counter-fps".into(),
             args.fps.to_string(),
             "--counter-log".into(),
+            "--busy".into(),
+            if args.input { args.busy } else { 0 }.to_string(),
         ],
     };
     let mut stage = SessionStage::start(&options);
     let duration = format!("{}s", args.seconds + 2);
     let origin = format!("{COUNTER_X},{COUNTER_Y}");
-    let (mut session, out) = stage.session(&[
+    let probe_at = format!("{PROBE_X},{PROBE_Y}");
+    let mut session_args = vec![
         "--headless",
-        "--view-only",
         "--probe-counter",
         &origin,
         "--duration",
         &duration,
-    ]);
+    ];
+    if args.input {
+        session_args.extend(["--probe-input", "50", "--probe-input-at", &probe_at]);
+    } else {
+        session_args.push("--view-only");
+    }
+    let (mut session, out) = stage.session(&session_args);
     out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
     });
@@ -91,9 +146,8 @@ fn main() -> anyhow::Result<()> {
         v["type"] == "session_end"
     });
     let status = session.wait_exit(Duration::from_secs(10));
-    let drawn: HashMap<u64, u64> = stage
-        .xevents
-        .drain()
+    let xevents = stage.xevents.drain();
+    let drawn: HashMap<u64, u64> = xevents
         .iter()
         .filter(|v| v["type"] == "counter")
         .filter_map(|v| Some((v["value"].as_u64()?, v["unix_us"].as_u64()?)))
@@ -131,6 +185,37 @@ fn main() -> anyhow::Result<()> {
         );
     }
     latencies.sort_by(f64::total_cmp);
+    let mut input = Vec::new();
+    if args.input {
+        let sent: Vec<Value> = lines
+            .iter()
+            .filter(|v| v["type"] == "input_sent")
+            .cloned()
+            .collect();
+        let received: Vec<Value> = xevents
+            .iter()
+            .filter(|v| v["type"] == "motion")
+            .cloned()
+            .collect();
+        input = input_latencies(&sent, &received);
+        input.sort_by(f64::total_cmp);
+        if input.is_empty() {
+            bail!(
+                "none of {} pointer moves reached the X client ({} motion events)",
+                sent.len(),
+                received.len()
+            );
+        }
+        println!(
+            "input latency under video load: {} of {} moves arrived; p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            input.len(),
+            sent.len(),
+            percentile(&input, 0.5),
+            percentile(&input, 0.9),
+            percentile(&input, 0.99),
+            input[input.len() - 1]
+        );
+    }
     let frames = end["frames"].as_u64().unwrap_or(0);
     let seconds = end["seconds"].as_f64().unwrap_or(1.0);
     let bytes = end["bytes"].as_u64().unwrap_or(0);
@@ -159,6 +244,9 @@ fn main() -> anyhow::Result<()> {
             "seen": latencies.len(), "drawn": drawn.len(),
             "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
             "frames_per_s": frames as f64 / seconds, "kbit_per_s": bytes as f64 * 8.0 / seconds / 1000.0,
+            "input_moves": input.len(),
+            "input_p50_ms": (!input.is_empty()).then(|| percentile(&input, 0.5)),
+            "input_p99_ms": (!input.is_empty()).then(|| percentile(&input, 0.99)),
         })
     );
     Ok(())

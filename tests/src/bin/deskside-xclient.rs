@@ -96,6 +96,10 @@ struct Args {
     /// Print a JSON line per counter redraw.
     #[arg(long)]
     counter_log: bool,
+    /// With --counter: also paint this many random rectangles below the
+    /// barcode at every redraw (video load for the latency benchmark).
+    #[arg(long, default_value_t = 0)]
+    busy: u32,
     /// Let a window manager manage the window (default: override-redirect).
     #[arg(long)]
     managed: bool,
@@ -153,6 +157,8 @@ struct Client {
     keymap: (u8, usize, Vec<u32>),
     font_gc: Option<Gcontext>,
     counter: u32,
+    /// xorshift state for --busy.
+    noise: u64,
 }
 
 impl Client {
@@ -205,6 +211,35 @@ impl Client {
             let on = (self.counter >> bit) & 1 == 1;
             let x = i16::try_from(bit * SQUARE).unwrap_or(i16::MAX);
             self.fill(x, 0, SQUARE, SQUARE, if on { 0xffffff } else { 0 })?;
+        }
+        Ok(())
+    }
+
+    fn next_noise(&mut self) -> u64 {
+        // xorshift64: a repeatable stream, no dependency.
+        let mut x = self.noise;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.noise = x;
+        x
+    }
+
+    /// Paints `--busy` random rectangles below the barcode.
+    fn draw_busy(&mut self) -> anyhow::Result<()> {
+        let top = SQUARE + 8;
+        let (w, h) = (self.geometry.width, self.geometry.height);
+        if h <= top + 16 || w <= 16 {
+            return Ok(());
+        }
+        for _ in 0..self.args.busy {
+            let r = self.next_noise();
+            let rw = 16 + (r % 240) as u16;
+            let rh = 16 + ((r >> 8) % 160) as u16;
+            let x = ((r >> 16) % u64::from(w - 16)) as i16;
+            let y = (top + ((r >> 32) % u64::from(h - top - 16)) as u16) as i16;
+            let rgb = (r >> 40) as u32 & 0xffffff;
+            self.fill(x, y, rw, rh, rgb)?;
         }
         Ok(())
     }
@@ -358,6 +393,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         keymap: (0, 0, Vec::new()),
         font_gc,
         counter: 0,
+        noise: 0x9e37_79b9_7f4a_7c15,
     };
     client.load_keymap()?;
 
@@ -373,6 +409,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     if now >= next_tick {
                         client.counter = client.counter.wrapping_add(1);
                         client.draw_counter()?;
+                        client.draw_busy()?;
                         client.conn.flush()?;
                         if client.args.counter_log
                             && !emit(
@@ -424,7 +461,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             Event::ButtonPress(e) => Some(json!({"type":"button","button":e.detail,
                 "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y})),
             Event::MotionNotify(e) => Some(json!({"type":"motion",
-                "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y})),
+                "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y,
+                "unix_us":unix_us()})),
             Event::KeyPress(e) => {
                 let sym = client.keysym(e.detail, e.state);
                 let text = keysym_char(sym).map(String::from).unwrap_or_default();
