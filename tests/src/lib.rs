@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 pub mod impair;
+pub mod peers;
 pub mod stage;
 pub mod x11;
 

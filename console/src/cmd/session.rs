@@ -316,6 +316,13 @@ fn ended_by_close(closed: &quinn::ConnectionError) -> EndedBy {
     }
 }
 
+/// A send on the end-to-end connection failed: the session is over, and
+/// still reported as such.
+fn lost(error: &deskside_net::NetError) -> EndedBy {
+    tracing::warn!("the end-to-end connection failed: {error}");
+    EndedBy::ConnectionLost
+}
+
 fn link_event_json(event: &LinkEvent) -> serde_json::Value {
     match event {
         LinkEvent::Lost { reason } => {
@@ -401,14 +408,16 @@ async fn headless(
                             ctx.out.json(&json!({"type": "frame_counter", "value": value, "unix_us": unix_us, "seq": frame.seq}))?;
                         }
                     }
-                } else {
-                    control.send(&ConsoleToAgent::RequestKeyframe).await?;
+                } else if let Err(e) = control.send(&ConsoleToAgent::RequestKeyframe).await {
+                    break lost(&e);
                 }
                 probing = args.probe_input.is_some();
                 if !typed {
                     if let Some(text) = &args.type_text {
                         typed = true;
-                        input.send(&InputEvent::Text { text: text.clone() }).await?;
+                        if let Err(e) = input.send(&InputEvent::Text { text: text.clone() }).await {
+                            break lost(&e);
+                        }
                     }
                 }
             }
@@ -440,7 +449,9 @@ async fn headless(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_micros() as u64)
                     .unwrap_or(0);
-                input.send(&InputEvent::PointerMove { x, y }).await?;
+                if let Err(e) = input.send(&InputEvent::PointerMove { x, y }).await {
+                    break lost(&e);
+                }
                 ctx.out.json(&json!({"type": "input_sent", "x": x, "y": y, "unix_us": unix_us}))?;
             }
             event = link.next_event() => {
@@ -523,7 +534,11 @@ async fn windowed(
                         Ok(picture) => remote.set_frame(Arc::new(picture), cursor),
                         Err(e) => tracing::warn!("frame not shown: {e}"),
                     },
-                    None => control.send(&ConsoleToAgent::RequestKeyframe).await?,
+                    None => {
+                        if let Err(e) = control.send(&ConsoleToAgent::RequestKeyframe).await {
+                            break lost(&e);
+                        }
+                    }
                 }
             }
             message = control_in.recv::<AgentToConsole>() => match message {
@@ -546,10 +561,14 @@ async fn windowed(
                     ViewerCommand::Chat(text) => ConsoleToAgent::Chat { text },
                     ViewerCommand::DropControl => ConsoleToAgent::DropControl,
                 };
-                control.send(&message).await?;
+                if let Err(e) = control.send(&message).await {
+                    break lost(&e);
+                }
             }
             Some(event) = receivers.input.recv() => {
-                input.send(&event).await?;
+                if let Err(e) = input.send(&event).await {
+                    break lost(&e);
+                }
             }
             _ = stats_tick.tick() => {
                 remote.set_stats(ViewerStats {
