@@ -9,7 +9,7 @@ use std::time::Duration;
 use deskside_desktop::xvfb::Xvfb;
 use serde_json::Value;
 
-use crate::x11::{click, find_window, geometry, Lines};
+use crate::x11::{click, find_window, geometry, window_gone, Lines};
 use crate::{bin, wait_for, Agent, Console, Proc, Relay, World};
 
 /// What to start.
@@ -147,10 +147,14 @@ impl SessionStage {
         (proc, Lines::new(stdout))
     }
 
-    /// Clicks a consent button (`accept` or `refuse`) on the agent's display.
+    /// Clicks a consent button (`accept` or `refuse`) on the agent's display,
+    /// as a person would: again if the dialog is still open a moment later
+    /// (on a loaded machine the first click can land before the dialog has
+    /// laid out its buttons).
     pub fn answer_consent(&self, accept: bool) {
         let display = self.agent_x.display();
-        let window = find_window(display, "remote support request", Duration::from_secs(30));
+        let title = "remote support request";
+        let window = find_window(display, title, Duration::from_secs(30));
         let (x, y, _, _) = geometry(display, &window);
         // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
         let (bx, by) = if accept {
@@ -158,7 +162,21 @@ impl SessionStage {
         } else {
             (24 + 110, 352 + 24)
         };
-        click(display, x + bx, y + by);
+        for _ in 0..5 {
+            click(display, x + bx, y + by);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                if window_gone(display, title) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!(
+            "the consent dialog did not close after 5 clicks on {}\nhelper log:\n{}",
+            if accept { "Accept" } else { "Refuse" },
+            self.helper.log()
+        );
     }
 
     /// Puts a `deskside-impair` proxy between the console and the relay

@@ -26,7 +26,7 @@ const DISPLAYS: std::ops::RangeInclusive<u16> = 60..=79;
 /// Drawn on the agent's screen by the X client.
 const DRAWN_CANARY: &str = "CANARY-DRAWN-5150";
 /// Typed by the console.
-const TYPED_CANARY: &str = "canarytyped";
+const TYPED_CANARY: &str = "Canary-Typed!42";
 
 /// Each test runs two X servers, egui windows and four processes: on a
 /// 2-core machine they run one at a time, or timeouts become flaky.
@@ -175,18 +175,15 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
 
     // Typed text arrives exactly.
     xdotool(&console_display, &["windowfocus", "--sync", &viewer]);
-    xdotool(&console_display, &["type", "--delay", "40", "hello"]);
-    let mut presses = 0;
+    xdotool(&console_display, &["type", "--delay", "40", "Hello, World!"]);
+    let mut typed = String::new();
     let keys = stage.xevents.until(Duration::from_secs(10), |v| {
-        presses += usize::from(v["type"] == "key");
-        presses == 5
+        if v["type"] == "key" {
+            typed.push_str(v["text"].as_str().unwrap_or_default());
+        }
+        typed.len() >= 13
     });
-    let typed: String = keys
-        .iter()
-        .filter(|v| v["type"] == "key")
-        .filter_map(|v| v["text"].as_str())
-        .collect();
-    assert_eq!(typed, "hello", "keys: {keys:?}");
+    assert_eq!(typed, "Hello, World!", "keys: {keys:?}");
 
     // The employee presses Stop: both sides end within a second.
     let display = stage.agent_x.display().to_owned();
@@ -503,7 +500,6 @@ fn audit_rows_survive_a_relay_killed_during_session_start() {
 }
 
 #[test]
-#[ignore = "flaky: failed 1 of 6 runs (the console never ended its 25 s session after the agent's reconnect); cause not found yet. Run with --ignored"]
 fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     let Some(_serial) = begin() else {
         return;

@@ -77,7 +77,7 @@ fn enigo_moves_clicks_scrolls_and_types_into_a_window() {
         },
         InputEvent::Scroll { dx: 0, dy: 1 },
         InputEvent::Text {
-            text: "hello".into(),
+            text: "Hello, World!".into(),
         },
         InputEvent::Key {
             key: Key::Return,
@@ -117,13 +117,13 @@ fn enigo_moves_clicks_scrolls_and_types_into_a_window() {
     assert_eq!(scroll.detail, 5, "scroll down is button 5");
 
     let mut typed = String::new();
-    while typed.len() < 5 {
+    while typed.len() < 13 {
         let Event::KeyPress(k) = win.wait_for(timeout, |e| matches!(e, Event::KeyPress(_))) else {
             unreachable!()
         };
         typed.push(typed_char(&win, k.detail, k.state).unwrap_or('?'));
     }
-    assert_eq!(typed, "hello");
+    assert_eq!(typed, "Hello, World!");
     let Event::KeyPress(ret) = win.wait_for(timeout, |e| matches!(e, Event::KeyPress(_))) else {
         unreachable!()
     };
