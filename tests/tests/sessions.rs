@@ -175,7 +175,10 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
 
     // Typed text arrives exactly.
     xdotool(&console_display, &["windowfocus", "--sync", &viewer]);
-    xdotool(&console_display, &["type", "--delay", "40", "Hello, World!"]);
+    xdotool(
+        &console_display,
+        &["type", "--delay", "40", "Hello, World!"],
+    );
     let mut typed = String::new();
     let keys = stage.xevents.until(Duration::from_secs(10), |v| {
         if v["type"] == "key" {

@@ -282,11 +282,6 @@ impl Running {
             Err(_) => return EndedBy::ConnectionLost,
         };
         let id = self.id;
-        let (frames_tx, frames_rx) = mpsc::channel::<VideoFrame>(1);
-        let credit = self.line.tx.clone();
-        tokio::spawn(write_video(video, frames_rx, credit, id));
-        let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
-        tokio::spawn(read_input(self.conn.clone(), input_tx));
         let helper = self.line.tx.clone();
         if helper
             .send(ServiceToHelper::Start {
@@ -299,6 +294,14 @@ impl Running {
         {
             return EndedBy::HelperGone;
         }
+        // Only now: the writer's first credit must reach the helper after
+        // `Start`, or the helper, with no session yet, ignores it and never
+        // sends a frame.
+        let (frames_tx, frames_rx) = mpsc::channel::<VideoFrame>(1);
+        let credit = self.line.tx.clone();
+        tokio::spawn(write_video(video, frames_rx, credit, id));
+        let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
+        tokio::spawn(read_input(self.conn.clone(), input_tx));
         let deadline = tokio::time::sleep(self.grant);
         tokio::pin!(deadline);
         let mut dropped_input = 0u64;

@@ -35,6 +35,9 @@ use crate::exit::UsageError;
 /// The employee has 60 s; allow for the dialog to open and the answer to
 /// be audited.
 const CONSENT_WAIT: Duration = Duration::from_secs(90);
+/// After the consent: how long the device may take to start the session
+/// and send its first frame.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// Arguments of `deskside session`.
 #[derive(Debug, clap::Args)]
@@ -255,7 +258,14 @@ async fn run_session(
     };
     let control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
     let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME_LEN);
-    let welcome = control_in.recv::<AgentToConsole>().await?;
+    let welcome = tokio::time::timeout(STREAM_WAIT, control_in.recv::<AgentToConsole>())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the device accepted but did not start the session within {} s",
+                STREAM_WAIT.as_secs()
+            )
+        })??;
     let Some(AgentToConsole::Welcome {
         granted,
         monitors,
@@ -279,11 +289,31 @@ async fn run_session(
             expires_in_secs / 60
         );
     }
-    let video = conn
-        .connection
-        .accept_uni()
-        .await
-        .context("the device opened no video stream")?;
+    // The video stream shows up with the first frame; meanwhile the device
+    // may say why no picture will come.
+    let stream_wait = tokio::time::sleep(STREAM_WAIT);
+    tokio::pin!(stream_wait);
+    let video = loop {
+        tokio::select! {
+            video = conn.connection.accept_uni() => {
+                break video.context("the device opened no video stream")?;
+            }
+            message = control_in.recv::<AgentToConsole>() => match message? {
+                Some(AgentToConsole::CaptureUnavailable { reason }) => {
+                    bail!("the device cannot show its screen: {reason}")
+                }
+                Some(AgentToConsole::Ended { by }) => {
+                    bail!("the session ended before the first picture (ended by {})", by.as_str())
+                }
+                Some(other) => tracing::debug!("before the first frame: {other:?}"),
+                None => bail!("the device closed the session before the first picture"),
+            },
+            _ = &mut stream_wait => bail!(
+                "the device sent no picture within {} s of starting the session",
+                STREAM_WAIT.as_secs()
+            ),
+        }
+    };
     let video = FramedRecv::new(video, MAX_VIDEO_FRAME_LEN);
     // Input has its own stream so it never waits behind video; opened even
     // for view-only sessions (the agent drops what comes on it).
