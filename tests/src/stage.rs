@@ -27,6 +27,8 @@ pub struct StageOptions {
     pub displays: std::ops::RangeInclusive<u16>,
     /// Flags of `deskside-xclient` (it covers the whole agent screen).
     pub xclient_args: Vec<String>,
+    /// Monitors side by side on the agent's screen (RandR monitors).
+    pub agent_monitors: u16,
 }
 
 /// A relay, an enrolled agent with its session helper on the agent's
@@ -57,6 +59,11 @@ impl SessionStage {
         let extra: Vec<&str> = options.relay_args.iter().map(String::as_str).collect();
         let agent_x =
             Xvfb::start_in(options.displays.clone(), agent_w, agent_h).expect("agent Xvfb");
+        if options.agent_monitors > 1 {
+            agent_x
+                .split_monitors(options.agent_monitors)
+                .expect("monitors on the agent's display");
+        }
         let console_x = Xvfb::start_in(
             options.displays.clone(),
             options.console_screen.0,

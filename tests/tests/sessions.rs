@@ -59,6 +59,7 @@ fn options() -> StageOptions {
         console_screen: CONSOLE_SCREEN,
         displays: DISPLAYS,
         xclient_args: vec!["--text".into(), DRAWN_CANARY.into()],
+        agent_monitors: 1,
     }
 }
 
@@ -704,4 +705,84 @@ fn a_session_survives_a_console_outage_and_a_relay_restart() {
         .expect("end row");
     assert!(end["detail"].to_string().contains("technician"), "{end}");
     drop(proxy);
+}
+
+#[test]
+fn the_second_monitor_is_shown_and_input_lands_at_its_offset() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    // Two monitors of 512×640; the X client's window (with the counter at
+    // its top-left corner) sits on the right one.
+    let mut stage = SessionStage::start(&StageOptions {
+        xclient_args: vec![
+            "--geometry".into(),
+            "512x400+512+100".into(),
+            "--counter".into(),
+            "--counter-fps".into(),
+            "10".into(),
+        ],
+        agent_monitors: 2,
+        ..options()
+    });
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--monitor",
+        "1",
+        // Frame coordinates of monitor 1: the window's corner is (0,100).
+        "--probe-counter",
+        "0,100",
+        "--probe-input",
+        "100",
+        "--probe-input-at",
+        "50,150",
+        "--duration",
+        "8s",
+    ]);
+    wait_for_prompt(&out);
+    stage.xevents.drain();
+    stage.answer_consent(true);
+    let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    session.wait_exit(Duration::from_secs(10));
+    let started = lines
+        .iter()
+        .find(|v| v["state"] == "started")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    assert_eq!(started["monitors"], 2, "{started}");
+    assert_eq!(started["selected"], 1, "{started}");
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    assert_eq!(
+        (end["width"].as_u64(), end["height"].as_u64()),
+        (Some(512), Some(640)),
+        "frames are of the right monitor: {end}"
+    );
+    // The counter is read at the monitor's own (0,100): the picture is the
+    // right monitor's, not the left one's or the whole screen.
+    assert!(
+        counter_frames(&lines) >= 3,
+        "the counter was not seen on monitor 1: {end}"
+    );
+    // Each pointer move lands 512 px to the right of its frame position.
+    let sent: Vec<(i64, i64)> = lines
+        .iter()
+        .filter(|v| v["type"] == "input_sent")
+        .filter_map(|v| Some((v["x"].as_i64()? + 512, v["y"].as_i64()?)))
+        .collect();
+    assert!(!sent.is_empty(), "no pointer move was sent: {lines:?}");
+    let received: Vec<(i64, i64)> = stage
+        .xevents
+        .drain()
+        .iter()
+        .filter(|v| v["type"] == "motion")
+        .filter_map(|v| Some((v["root_x"].as_i64()?, v["root_y"].as_i64()?)))
+        .collect();
+    let landed = sent.iter().filter(|spot| received.contains(spot)).count();
+    assert!(
+        landed * 10 >= sent.len() * 9,
+        "only {landed} of {} moves landed at their mapped spot; sent {sent:?}, received {received:?}",
+        sent.len()
+    );
 }

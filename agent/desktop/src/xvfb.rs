@@ -44,6 +44,14 @@ pub enum XvfbError {
         /// The timeout.
         secs: u64,
     },
+    /// RandR refused to define the monitors.
+    #[error("cannot define RandR monitors on {display}: {detail}")]
+    Monitors {
+        /// The display.
+        display: String,
+        /// What failed.
+        detail: String,
+    },
 }
 
 /// A running Xvfb server, killed on drop.
@@ -105,6 +113,64 @@ impl Xvfb {
     /// The display name, e.g. `:40`.
     pub fn display(&self) -> &str {
         &self.display
+    }
+
+    /// Splits the screen into `count` monitors side by side, of equal width
+    /// (RandR 1.5 `SetMonitor`, what `xrandr --setmonitor` does): the first
+    /// takes over the server's one output, the others have none. Xvfb has
+    /// one output, so this is how tests get a multi-monitor desktop.
+    pub fn split_monitors(&self, count: u16) -> Result<(), XvfbError> {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::randr::{self, ConnectionExt as _};
+        use x11rb::protocol::xproto::ConnectionExt as _;
+        let fail = |detail: String| XvfbError::Monitors {
+            display: self.display.clone(),
+            detail,
+        };
+        let (conn, screen) =
+            x11rb::connect(Some(&self.display)).map_err(|e| fail(e.to_string()))?;
+        let root = conn.setup().roots[screen].root;
+        let (width, height) = (
+            conn.setup().roots[screen].width_in_pixels,
+            conn.setup().roots[screen].height_in_pixels,
+        );
+        let count = count.max(1);
+        let resources = conn
+            .randr_get_screen_resources(root)
+            .map_err(|e| fail(e.to_string()))?
+            .reply()
+            .map_err(|e| fail(e.to_string()))?;
+        let each = width / count;
+        for i in 0..count {
+            let name = conn
+                .intern_atom(false, format!("deskside-test-{i}").as_bytes())
+                .map_err(|e| fail(e.to_string()))?
+                .reply()
+                .map_err(|e| fail(e.to_string()))?
+                .atom;
+            let outputs = if i == 0 {
+                resources.outputs.clone()
+            } else {
+                Vec::new()
+            };
+            let info = randr::MonitorInfo {
+                name,
+                primary: i == 0,
+                automatic: false,
+                x: i16::try_from(i * each).unwrap_or(i16::MAX),
+                y: 0,
+                width: each,
+                height,
+                width_in_millimeters: u32::from(each) / 4,
+                height_in_millimeters: u32::from(height) / 4,
+                outputs,
+            };
+            conn.randr_set_monitor(root, info)
+                .map_err(|e| fail(e.to_string()))?
+                .check()
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The server's process id (to measure its CPU time).

@@ -175,3 +175,51 @@ fn cursor_reports_position_and_shape_once() {
     let (_, _, again) = cap.cursor().unwrap().unwrap();
     assert_eq!(again, None, "unchanged shape is not sent again");
 }
+
+#[test]
+fn a_second_monitor_is_listed_and_captured_at_its_offset() {
+    let Some(x) = xvfb_or_skip(
+        "a_second_monitor_is_listed_and_captured_at_its_offset",
+        W,
+        H,
+    ) else {
+        return;
+    };
+    x.split_monitors(2).unwrap();
+    let win = TestWindow::open(x.display(), 0, 0, W as u16, H as u16, EventMask::NO_EVENT);
+    win.draw_quadrants();
+
+    let mut cap = X11Capturer::open(x.display()).unwrap();
+    let monitors = cap.monitors().unwrap();
+    let geometry: Vec<(i32, i32, u32, u32)> = monitors
+        .iter()
+        .map(|m| (m.x, m.y, m.width, m.height))
+        .collect();
+    assert_eq!(geometry, [(0, 0, W / 2, H), (W as i32 / 2, 0, W / 2, H)]);
+    assert!(monitors[0].primary && !monitors[1].primary);
+
+    // The right monitor holds the green and white quadrants, at (0,0) of
+    // its own frame.
+    let right = cap.capture(1).unwrap();
+    assert_eq!((right.frame.width, right.frame.height), (W / 2, H));
+    assert_eq!(right.frame.pixel(0, 0).unwrap()[..3], bgr(QUADRANTS[1]));
+    assert_eq!(
+        right.frame.pixel(W / 4, 3 * H / 4).unwrap()[..3],
+        bgr(QUADRANTS[3])
+    );
+    let left = cap.capture(0).unwrap();
+    assert_eq!(
+        left.frame.pixel(W / 2 - 1, 0).unwrap()[..3],
+        bgr(QUADRANTS[0])
+    );
+    assert_eq!(left.frame.pixel(0, H - 1).unwrap()[..3], bgr(QUADRANTS[2]));
+
+    // Drawing on the left monitor changes the left one only.
+    assert!(!cap.capture(1).unwrap().changed);
+    win.fill(10, 10, 20, 20, 0xffff00);
+    assert!(
+        !cap.capture(1).unwrap().changed,
+        "the right monitor did not change"
+    );
+    assert!(cap.capture(0).unwrap().changed);
+}

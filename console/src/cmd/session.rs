@@ -47,6 +47,10 @@ pub struct SessionArgs {
     /// Ask only to see the screen, not to control it.
     #[arg(long)]
     pub view_only: bool,
+    /// Show this monitor of the device first (0 is the first; the viewer's
+    /// toolbar switches later). The device's primary monitor by default.
+    #[arg(long, value_name = "INDEX")]
+    pub monitor: Option<u8>,
     /// Why you ask; the employee sees it in the consent dialog.
     #[arg(long, default_value = "")]
     pub reason: String,
@@ -256,7 +260,7 @@ async fn run_session(
         }
         Err(e) => bail!("lost the end-to-end connection before the session started: {e}"),
     };
-    let control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
+    let mut control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
     let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME_LEN);
     let welcome = tokio::time::timeout(STREAM_WAIT, control_in.recv::<AgentToConsole>())
         .await
@@ -274,6 +278,20 @@ async fn run_session(
     }) = welcome
     else {
         bail!("the device did not start the session properly ({welcome:?}); upgrade the agent");
+    };
+    let selected = match args.monitor {
+        Some(index) if usize::from(index) >= monitors.len() => bail!(
+            "the device has {} monitor(s): --monitor takes 0 to {}",
+            monitors.len(),
+            monitors.len().saturating_sub(1)
+        ),
+        Some(index) if index != selected => {
+            control
+                .send(&ConsoleToAgent::SelectMonitor { index })
+                .await?;
+            index
+        }
+        _ => selected,
     };
     if ctx.out.is_json() {
         ctx.out.json(&json!({

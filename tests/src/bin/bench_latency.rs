@@ -120,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             "--busy".into(),
             if args.input { args.busy } else { 0 }.to_string(),
         ],
+        agent_monitors: 1,
     };
     let mut stage = SessionStage::start(&options);
     let duration = format!("{}s", args.seconds + 2);
