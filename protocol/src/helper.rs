@@ -52,6 +52,9 @@ pub enum ServiceToHelper {
     FrameCredit {
         /// The session.
         session_id: u64,
+        /// The end-to-end connection's smoothed round-trip time in
+        /// milliseconds, for the codec choice; 0 when not known yet.
+        rtt_ms: u32,
     },
     /// The session is over: close the indicator, stop capturing.
     End {

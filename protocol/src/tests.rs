@@ -623,7 +623,8 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
             session_id,
             event: Nested(event),
         }),
-        any::<u64>().prop_map(|session_id| ServiceToHelper::FrameCredit { session_id }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(session_id, rtt_ms)| ServiceToHelper::FrameCredit { session_id, rtt_ms }),
         (any::<u64>(), ended_by())
             .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
     ]

@@ -147,9 +147,9 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             indicator_tx.clone(),
                         ).await);
                     }
-                    ServiceToHelper::FrameCredit { session_id } => {
+                    ServiceToHelper::FrameCredit { session_id, rtt_ms } => {
                         if let Some(a) = active.as_ref().filter(|a| a.id == session_id) {
-                            let _ = a.capture.send(CaptureCommand::Credit);
+                            let _ = a.capture.send(CaptureCommand::Credit { rtt_ms });
                         }
                     }
                     ServiceToHelper::FromConsole { session_id, message: Nested(message) } => {
@@ -240,7 +240,10 @@ fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
 }
 
 enum CaptureCommand {
-    Credit,
+    /// The previous frame has left; the end-to-end RTT in ms (0: unknown).
+    Credit {
+        rtt_ms: u32,
+    },
     SelectMonitor(u8),
     Quality(Quality),
     Keyframe,
@@ -494,6 +497,7 @@ fn capture_loop(
     let mut last_sent: Option<(Instant, usize)> = None;
     let mut seq = 0u64;
     let mut have_credit = false;
+    let mut rtt: Option<f64> = None;
     let mut cursor_pos: Option<(i32, i32)> = None;
     loop {
         // Commands first; wait for credit (latest-frame-wins: a frame is
@@ -504,7 +508,8 @@ fn capture_loop(
             Duration::from_millis(200)
         };
         match commands.recv_timeout(wait) {
-            Ok(CaptureCommand::Credit) => {
+            Ok(CaptureCommand::Credit { rtt_ms }) => {
+                rtt = (rtt_ms > 0).then_some(f64::from(rtt_ms));
                 tracing::trace!("frame credit");
                 // Only big frames say something about bandwidth: a small
                 // one's time to credit is the round trip, not the rate.
@@ -531,7 +536,7 @@ fn capture_loop(
             quality,
             PathEstimate {
                 bandwidth_bps: bandwidth.estimate(),
-                rtt_ms: None,
+                rtt_ms: rtt,
             },
             encoder.recent(),
         );

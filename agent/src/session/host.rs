@@ -299,7 +299,7 @@ impl Running {
         // sends a frame.
         let (frames_tx, frames_rx) = mpsc::channel::<VideoFrame>(1);
         let credit = self.line.tx.clone();
-        tokio::spawn(write_video(video, frames_rx, credit, id));
+        tokio::spawn(write_video(video, frames_rx, credit, id, self.conn.clone()));
         let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
         tokio::spawn(read_input(self.conn.clone(), input_tx));
         let deadline = tokio::time::sleep(self.grant);
@@ -392,21 +392,20 @@ async fn write_video(
     mut frames: mpsc::Receiver<VideoFrame>,
     credit: mpsc::Sender<ServiceToHelper>,
     session_id: u64,
+    conn: quinn::Connection,
 ) {
+    let credit_now = || ServiceToHelper::FrameCredit {
+        session_id,
+        rtt_ms: u32::try_from(conn.rtt().as_millis()).unwrap_or(u32::MAX),
+    };
     // The helper may send its first frame at once.
-    let _ = credit
-        .send(ServiceToHelper::FrameCredit { session_id })
-        .await;
+    let _ = credit.send(credit_now()).await;
     while let Some(frame) = frames.recv().await {
         if let Err(e) = video.send_value(&frame).await {
             tracing::debug!("video stream closed: {e}");
             break;
         }
-        if credit
-            .send(ServiceToHelper::FrameCredit { session_id })
-            .await
-            .is_err()
-        {
+        if credit.send(credit_now()).await.is_err() {
             break;
         }
     }

@@ -90,9 +90,15 @@ mod tests {
         write_message(&mut aw, &ServiceToHelper::Welcome)
             .await
             .unwrap();
-        write_message(&mut aw, &ServiceToHelper::FrameCredit { session_id: 7 })
-            .await
-            .unwrap();
+        write_message(
+            &mut aw,
+            &ServiceToHelper::FrameCredit {
+                session_id: 7,
+                rtt_ms: 12,
+            },
+        )
+        .await
+        .unwrap();
         drop(aw);
         let mut reader = MessageReader::new(br);
         assert_eq!(
@@ -101,7 +107,10 @@ mod tests {
         );
         assert_eq!(
             reader.next::<ServiceToHelper>().await.unwrap(),
-            Some(ServiceToHelper::FrameCredit { session_id: 7 })
+            Some(ServiceToHelper::FrameCredit {
+                session_id: 7,
+                rtt_ms: 12
+            })
         );
         assert_eq!(reader.next::<ServiceToHelper>().await.unwrap(), None);
     }
