@@ -190,8 +190,14 @@ impl SessionStage {
     /// (the console logs in again through it) and returns the proxy, to
     /// freeze (SIGSTOP) for a network outage on the console's side only.
     pub fn console_through_proxy(&mut self) -> Proc {
+        self.console_through_impaired_proxy(&[])
+    }
+
+    /// Like [`SessionStage::console_through_proxy`], with `deskside-impair`
+    /// flags shaping the console's path (`--delay 150ms`, `--loss 1%`…).
+    pub fn console_through_impaired_proxy(&mut self, shape: &[&str]) -> Proc {
         let mut impair = Command::new(bin("deskside-impair"));
-        impair.args(["--upstream", &self.relay.addr]);
+        impair.args(["--upstream", &self.relay.addr]).args(shape);
         let (proxy, stdout) = self.world.spawn("console-proxy", impair);
         let ready = Lines::new(stdout).until(Duration::from_secs(10), |v| v["type"] == "ready");
         let listen = ready

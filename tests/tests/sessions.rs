@@ -786,3 +786,41 @@ fn the_second_monitor_is_shown_and_input_lands_at_its_offset() {
         sent.len()
     );
 }
+
+#[test]
+fn a_long_round_trip_halves_the_frame_rate() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    // The counter changes 30 times a second, so there is always a new frame
+    // to send; the console's path to the relay adds 150 ms each way.
+    let mut stage = SessionStage::start(&StageOptions {
+        xclient_args: vec![
+            "--geometry".into(),
+            "524x40+480+400".into(),
+            "--counter".into(),
+            "--counter-fps".into(),
+            "30".into(),
+        ],
+        ..options()
+    });
+    let _proxy = stage.console_through_impaired_proxy(&["--delay", "150ms"]);
+    let (mut session, out) = stage.session(&["--headless", "--view-only", "--duration", "12s"]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    session.wait_exit(Duration::from_secs(10));
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let frames = end["frames"].as_f64().unwrap_or(0.0);
+    let seconds = end["seconds"].as_f64().unwrap_or(1.0);
+    let fps = frames / seconds;
+    eprintln!("with a 300 ms round trip: {frames} frames in {seconds:.1} s ({fps:.1}/s)");
+    // The codec policy caps a path over 250 ms at 15 fps (30 otherwise).
+    assert!(
+        (3.0..=16.5).contains(&fps),
+        "{fps:.1} frames/s over a 300 ms round trip: {end}"
+    );
+}
