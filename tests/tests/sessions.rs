@@ -824,3 +824,41 @@ fn a_long_round_trip_halves_the_frame_rate() {
         "{fps:.1} frames/s over a 300 ms round trip: {end}"
     );
 }
+
+#[test]
+fn the_employee_chats_from_the_indicator_to_the_technician() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let (mut session, out) = stage.session(&["--headless", "--duration", "20s"]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    out.until(Duration::from_secs(30), |v| v["state"] == "started");
+    let display = stage.agent_x.display().to_owned();
+    let indicator = find_window(&display, "session active", Duration::from_secs(10));
+    let (ix, iy, _, _) = geometry(&display, &indicator);
+    // deskside-session-ui: the chat's text field is the last row of the
+    // 400×340 indicator, left of its Send button.
+    xdotool(&display, &["windowfocus", "--sync", &indicator]);
+    click(&display, ix + 120, iy + 294);
+    xdotool(&display, &["type", "--delay", "30", "Printer on floor 2?"]);
+    xdotool(&display, &["key", "Return"]);
+    let lines = out.until(Duration::from_secs(10), |v| {
+        v["type"] == "session_message" && v["message"].to_string().contains("Chat")
+    });
+    let chat = lines
+        .iter()
+        .find(|v| v["type"] == "session_message")
+        .unwrap_or_else(|| {
+            panic!(
+                "no chat reached the console: {lines:?}\n{}",
+                stage.helper.log()
+            )
+        });
+    assert!(
+        chat["message"].to_string().contains("Printer on floor 2?"),
+        "{chat}"
+    );
+    session.terminate();
+}
