@@ -862,3 +862,68 @@ fn the_employee_chats_from_the_indicator_to_the_technician() {
     );
     session.terminate();
 }
+
+/// Types `text` in the focused viewer and returns what the X client on
+/// the agent's display reported within `wait`.
+fn typed_through(stage: &SessionStage, viewer: &str, text: &str, wait: Duration) -> String {
+    let display = stage.console_x.display();
+    stage.xevents.drain();
+    xdotool(display, &["windowfocus", "--sync", viewer]);
+    xdotool(display, &["type", "--delay", "40", text]);
+    let mut typed = String::new();
+    stage.xevents.until(wait, |v| {
+        if v["type"] == "key" {
+            typed.push_str(v["text"].as_str().unwrap_or_default());
+        }
+        typed.len() >= text.len()
+    });
+    typed
+}
+
+#[test]
+fn the_viewer_toolbar_pauses_input_and_ends_the_session() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let (mut session, out) = stage.session(&[]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    out.until(Duration::from_secs(30), |v| v["state"] == "started");
+    let display = stage.console_x.display().to_owned();
+    let viewer = find_window(&display, "deskside", Duration::from_secs(30));
+    let (vx, vy, _, _) = geometry(&display, &viewer);
+    // deskside-viewer's toolbar, second row (y 35): "End session" at
+    // x 8–88, the "View only" box at x 100–114.
+    let (end_x, view_only_x, row_y) = (vx + 48, vx + 107, vy + 35);
+    wait_for("keys to reach the desktop", Duration::from_secs(20), || {
+        (typed_through(&stage, &viewer, "ab", Duration::from_secs(3)) == "ab").then_some(())
+    });
+
+    // "View only" ticked: the viewer stops sending.
+    click(&display, view_only_x, row_y);
+    let typed = typed_through(&stage, &viewer, "cd", Duration::from_secs(3));
+    assert_eq!(typed, "", "keys went through a paused viewer");
+    // Unticked: control again.
+    click(&display, view_only_x, row_y);
+    assert_eq!(
+        typed_through(&stage, &viewer, "ef", Duration::from_secs(10)),
+        "ef"
+    );
+
+    // "End session": both sides end, recorded as the technician's end.
+    click(&display, end_x, row_y);
+    let lines = out.until(Duration::from_secs(10), |v| v["type"] == "session_end");
+    let end = lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    assert_eq!(end["ended_by"], "technician", "{end}");
+    session.wait_exit(Duration::from_secs(20));
+    let audit = stage.audit();
+    let row = audit
+        .iter()
+        .find(|v| v["action"] == "session.end")
+        .unwrap_or_else(|| panic!("no end row: {audit:?}"));
+    assert!(row["detail"].to_string().contains("technician"), "{row}");
+}
