@@ -9,7 +9,7 @@ use std::time::Duration;
 use deskside_desktop::xvfb::Xvfb;
 use serde_json::Value;
 
-use crate::x11::{click, find_window, geometry, window_gone, Lines};
+use crate::x11::{click, find_window, geometry, pixel, screenshot, window_gone, Lines};
 use crate::{bin, wait_for, Agent, Console, Proc, Relay, World};
 
 /// What to start.
@@ -169,6 +169,22 @@ impl SessionStage {
         } else {
             (24 + 110, 352 + 24)
         };
+        if accept {
+            // Accept is greyed out for the dialog's first second, and green
+            // once it works.
+            wait_for(
+                "the Accept button to be armed",
+                Duration::from_secs(20),
+                || {
+                    let shot = screenshot(display, &window);
+                    if i64::from(shot.0) <= bx || i64::from(shot.1) <= by {
+                        return None;
+                    }
+                    let [r, g, b] = pixel(&shot, bx, by);
+                    (g > r.saturating_add(40) && g > b.saturating_add(40)).then_some(())
+                },
+            );
+        }
         for _ in 0..5 {
             click(display, x + bx, y + by);
             let deadline = std::time::Instant::now() + Duration::from_secs(3);

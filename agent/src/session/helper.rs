@@ -227,6 +227,7 @@ fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
         reason: prompt.reason.clone(),
         verification_code: prompt.verification_code.clone(),
         timeout: Some(Duration::from_secs(prompt.timeout_secs)),
+        accept_after: None,
     };
     match deskside_session_ui::subprocess::ask_consent_in_subprocess(command, &request) {
         Ok(UiAnswer::Accepted) => ConsentAnswer::Accepted,

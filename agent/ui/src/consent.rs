@@ -2,8 +2,11 @@
 //! Accept / Refuse and a countdown.
 //!
 //! Refusal is the default: closing the window refuses, the timeout refuses,
-//! and neither Enter nor any other key accepts. Nothing here starts a
-//! capture; the caller does that only after [`ConsentAnswer::Accepted`].
+//! and neither Enter nor any other key accepts. Accept only works
+//! [`ACCEPT_ARMING_DELAY`] after the dialog is first drawn, so a click or a
+//! key meant for another window, landing as the dialog pops up, cannot
+//! accept. Nothing here starts a capture; the caller does that only after
+//! [`ConsentAnswer::Accepted`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +19,9 @@ use crate::{
 
 /// The dialog's window title.
 pub const CONSENT_TITLE: &str = "deskside — remote support request";
+/// How long after the dialog is first drawn Accept starts to work (it is
+/// greyed out until then).
+pub const ACCEPT_ARMING_DELAY: Duration = Duration::from_secs(1);
 /// Fixed window size in points (not resizable).
 pub const CONSENT_WINDOW_SIZE: [f32; 2] = [520.0, 420.0];
 /// The Refuse button, `[x, y, width, height]` in window points.
@@ -102,6 +108,10 @@ struct ConsentApp {
     timeout: Duration,
     answer: Arc<Mutex<Option<ConsentAnswer>>>,
     answered: bool,
+    /// How long after the first drawing Accept starts to work.
+    accept_after: Duration,
+    /// When Accept starts to work; set at the first drawing.
+    armed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for ConsentApp {
@@ -122,6 +132,8 @@ impl ConsentApp {
             timeout,
             answer,
             answered: false,
+            accept_after: req.accept_after.unwrap_or(ACCEPT_ARMING_DELAY),
+            armed_at: None,
         }
     }
 
@@ -188,15 +200,30 @@ impl eframe::App for ConsentApp {
                 "If you do nothing, the request is refused in {seconds_left} s (of {total} s)."
             ));
         });
+        let armed_at = *self
+            .armed_at
+            .get_or_insert_with(|| Instant::now() + self.accept_after);
+        let armed = Instant::now() >= armed_at;
+        if !armed {
+            ctx.request_repaint_after(armed_at.saturating_duration_since(Instant::now()));
+        }
         let refuse = ui.put(
             rect_of(CONSENT_REFUSE_BUTTON),
             egui::Button::new(RichText::new("Refuse").size(18.0)),
         );
-        let accept = ui.put(
-            rect_of(CONSENT_ACCEPT_BUTTON),
-            egui::Button::new(RichText::new("Accept").size(18.0).strong())
-                .fill(Color32::from_rgb(0x20, 0x70, 0x30)),
-        );
+        let accept_button = egui::Button::new(RichText::new("Accept").size(18.0).strong());
+        let accept = ui
+            .add_enabled_ui(armed, |ui| {
+                ui.put(
+                    rect_of(CONSENT_ACCEPT_BUTTON),
+                    if armed {
+                        accept_button.fill(Color32::from_rgb(0x20, 0x70, 0x30))
+                    } else {
+                        accept_button
+                    },
+                )
+            })
+            .inner;
         if refuse.clicked() {
             self.answer(&ctx, ConsentAnswer::Refused);
         } else if accept.clicked() {
@@ -218,6 +245,7 @@ mod tests {
             reason: reason.into(),
             verification_code: "123 456".into(),
             timeout: None,
+            accept_after: None,
         }
     }
 

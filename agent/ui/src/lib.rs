@@ -37,8 +37,8 @@ use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 pub use consent::{
-    ask_consent, consent_text, ConsentText, CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON,
-    CONSENT_TITLE, CONSENT_WINDOW_SIZE,
+    ask_consent, consent_text, ConsentText, ACCEPT_ARMING_DELAY, CONSENT_ACCEPT_BUTTON,
+    CONSENT_REFUSE_BUTTON, CONSENT_TITLE, CONSENT_WINDOW_SIZE,
 };
 pub use indicator::{
     indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_DOWNGRADE_BUTTON,
@@ -65,6 +65,10 @@ pub struct ConsentRequest {
     /// ([`DEFAULT_CONSENT_TIMEOUT`] when `None`).
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// How long after the dialog is first drawn Accept starts to work
+    /// ([`ACCEPT_ARMING_DELAY`] when `None`).
+    #[serde(default)]
+    pub accept_after: Option<Duration>,
 }
 
 /// The employee's answer.

@@ -368,6 +368,7 @@ mod tests {
             reason: String::new(),
             verification_code: "1".into(),
             timeout: Some(Duration::from_secs(5)),
+            accept_after: None,
         };
         assert!(matches!(
             ask_consent_in_subprocess(command, &request),

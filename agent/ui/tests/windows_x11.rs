@@ -26,6 +26,7 @@ fn request(timeout: Duration) -> ConsentRequest {
         reason: "Your printer does not print".into(),
         verification_code: "482 913".into(),
         timeout: Some(timeout),
+        accept_after: None,
     }
 }
 
@@ -64,6 +65,52 @@ fn consent_accept_button_accepts() {
     if let Some(answer) = consent_with(Some(CONSENT_ACCEPT_BUTTON), DEADLINE) {
         assert_eq!(answer, ConsentAnswer::Accepted);
     }
+}
+
+/// A click on Accept as the dialog pops up (before it is armed) does not
+/// answer; the same click once armed accepts.
+#[test]
+fn accept_only_works_once_the_dialog_is_armed() {
+    if !tools_available() {
+        return;
+    }
+    let xvfb = Xvfb::start();
+    let mut command = xvfb.command(BIN);
+    command.arg("consent");
+    let arming = Duration::from_secs(3);
+    let mut request = request(Duration::from_secs(20));
+    request.accept_after = Some(arming);
+    let dialog = std::thread::spawn(move || ask_consent_in_subprocess(command, &request));
+    let window = xvfb.wait_for_window("remote support request");
+    let (x, y) = centre(CONSENT_ACCEPT_BUTTON);
+    // Drawn (the window is no longer black), Accept still greyed out.
+    let drawn = std::time::Instant::now();
+    xvfb.wait_for_picture(&window, "the consent dialog", |image| {
+        let [r, g, b] = image.pixel(4, 4);
+        r > 10 || g > 10 || b > 10
+    });
+    xvfb.click(&window, x, y);
+    let clicked = drawn.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    if clicked < arming / 2 {
+        assert!(
+            !dialog.is_finished(),
+            "a click {clicked:?} after the first frame, before the {arming:?} arming, answered"
+        );
+    } else {
+        eprintln!("the early click came {clicked:?} after the window appeared, too close to the arming; only the second click is checked");
+    }
+    // Armed: Accept turns green, and the same click accepts.
+    xvfb.wait_for_picture(&window, "the armed Accept button", |image| {
+        let [r, g, b] = image.pixel(x as u32, y as u32);
+        g > r + 40 && g > b + 40
+    });
+    xvfb.click(&window, x, y);
+    let answer = dialog.join().expect("the dialog thread does not panic");
+    assert_eq!(
+        answer.expect("the consent process answers"),
+        ConsentAnswer::Accepted
+    );
 }
 
 #[test]
