@@ -927,3 +927,82 @@ fn the_viewer_toolbar_pauses_input_and_ends_the_session() {
         .unwrap_or_else(|| panic!("no end row: {audit:?}"));
     assert!(row["detail"].to_string().contains("technician"), "{row}");
 }
+
+#[test]
+fn the_employee_downgrades_to_view_only_and_input_stops_at_the_agent() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    // The console keeps moving the pointer (every 100 ms) inside the X
+    // client's window, whatever it is told.
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--probe-input",
+        "100",
+        "--probe-input-at",
+        "600,300",
+        "--duration",
+        "20s",
+    ]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    out.until(Duration::from_secs(30), |v| v["state"] == "started");
+    wait_for(
+        "pointer moves on the desktop",
+        Duration::from_secs(20),
+        || {
+            stage
+                .xevents
+                .drain()
+                .iter()
+                .any(|v| v["type"] == "motion")
+                .then_some(())
+        },
+    );
+    // deskside-session-ui: "Switch to view only" [208,84,180,40].
+    let display = stage.agent_x.display().to_owned();
+    let indicator = find_window(&display, "session active", Duration::from_secs(10));
+    let (ix, iy, _, _) = geometry(&display, &indicator);
+    click(&display, ix + 208 + 90, iy + 84 + 20);
+    let lines = out.until(Duration::from_secs(10), |v| {
+        v["type"] == "session_message" && v["message"].to_string().contains("Granted")
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["message"].to_string().contains("Granted")),
+        "the console was not told: {lines:?}\n{}",
+        stage.helper.log()
+    );
+    // Moves still being sent now reach nobody.
+    std::thread::sleep(Duration::from_millis(500));
+    stage.xevents.drain();
+    let sent_before = out
+        .drain()
+        .iter()
+        .filter(|v| v["type"] == "input_sent")
+        .count();
+    std::thread::sleep(Duration::from_secs(3));
+    let sent_after = out
+        .drain()
+        .iter()
+        .filter(|v| v["type"] == "input_sent")
+        .count();
+    let moved: Vec<Value> = stage
+        .xevents
+        .drain()
+        .into_iter()
+        .filter(|v| v["type"] == "motion")
+        .collect();
+    assert!(
+        sent_after >= 10,
+        "the console stopped sending ({sent_before} then {sent_after}), so this proves nothing"
+    );
+    assert!(
+        moved.is_empty(),
+        "{} moves reached the desktop after the downgrade: {moved:?}",
+        moved.len()
+    );
+    session.terminate();
+}
