@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+pub mod bench;
 pub mod impair;
 pub mod peers;
 pub mod stage;

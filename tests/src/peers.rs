@@ -215,6 +215,34 @@ pub async fn parties(relay: &str, fingerprint: Fingerprint, admin_token: &str) -
     }
 }
 
+/// The agent answers `request` (`granted` `None`: refused) and waits for
+/// the relay's `ConsentRecorded`, which must name the same session.
+pub async fn answer_consent(
+    parties: &mut Parties,
+    request: &SessionRequest,
+    granted: Option<Capabilities>,
+) {
+    let outcome = if granted.is_some() {
+        "accepted"
+    } else {
+        "refused"
+    };
+    parties
+        .agent
+        .send()
+        .send(&AgentToRelay::SessionConsent {
+            session_id: request.session_id,
+            granted,
+            outcome: outcome.to_owned(),
+        })
+        .await
+        .unwrap();
+    match parties.agent.agent_message().await {
+        RelayToAgent::ConsentRecorded { session_id } => assert_eq!(session_id, request.session_id),
+        other => panic!("expected ConsentRecorded, got {other:?}"),
+    }
+}
+
 /// Registers the console's key and opens a view session; returns what both
 /// sides were told.
 pub async fn open_session(parties: &mut Parties) -> (SessionOpened, SessionRequest) {

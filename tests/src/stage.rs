@@ -9,7 +9,9 @@ use std::time::Duration;
 use deskside_desktop::xvfb::Xvfb;
 use serde_json::Value;
 
-use crate::x11::{click, find_window, geometry, pixel, screenshot, window_gone, Lines};
+use deskside_session_ui::{CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON};
+
+use crate::x11::{centre, click, find_window, geometry, pixel, screenshot, window_gone, Lines};
 use crate::{bin, wait_for, Agent, Console, Proc, Relay, World};
 
 /// What to start.
@@ -163,12 +165,11 @@ impl SessionStage {
         let title = "remote support request";
         let window = find_window(display, title, Duration::from_secs(30));
         let (x, y, _, _) = geometry(display, &window);
-        // deskside-session-ui: Refuse [24,352,220,48], Accept [276,352,220,48].
-        let (bx, by) = if accept {
-            (276 + 110, 352 + 24)
+        let (bx, by) = centre(if accept {
+            CONSENT_ACCEPT_BUTTON
         } else {
-            (24 + 110, 352 + 24)
-        };
+            CONSENT_REFUSE_BUTTON
+        });
         if accept {
             // Accept is greyed out for the dialog's first second, and green
             // once it works.

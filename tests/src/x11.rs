@@ -85,6 +85,15 @@ pub fn click(display: &str, x: i64, y: i64) {
     xdotool(display, &["click", "1"]);
 }
 
+/// The centre of a `[x, y, width, height]` button rectangle (in window
+/// points, as `deskside-session-ui` exports them), in whole pixels.
+pub fn centre(button: [f32; 4]) -> (i64, i64) {
+    (
+        (button[0] + button[2] / 2.0) as i64,
+        (button[1] + button[3] / 2.0) as i64,
+    )
+}
+
 /// A screenshot of one window as RGB rows.
 pub fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
     let out = Command::new("import")

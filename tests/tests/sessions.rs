@@ -10,12 +10,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use deskside_session_ui::{INDICATOR_DOWNGRADE_BUTTON, INDICATOR_STOP_BUTTON};
 use deskside_tests::stage::{SessionStage, StageOptions};
-use deskside_tests::wait_for;
 use deskside_tests::x11::{
-    click, close_to, find_window, geometry, pixel, prerequisites, screenshot, window_gone, xdotool,
-    Lines,
+    centre, click, close_to, find_window, geometry, pixel, prerequisites, screenshot, window_gone,
+    xdotool, Lines,
 };
+use deskside_tests::{wait_for, Proc};
 use serde_json::Value;
 
 const AGENT_SCREEN: (u32, u32) = (1024, 640);
@@ -175,27 +176,18 @@ fn accepted_session_shows_the_screen_forwards_input_and_stops_on_the_employees_s
     );
 
     // Typed text arrives exactly.
-    xdotool(&console_display, &["windowfocus", "--sync", &viewer]);
-    xdotool(
-        &console_display,
-        &["type", "--delay", "40", "Hello, World!"],
+    assert_eq!(
+        typed_through(&stage, &viewer, "Hello, World!", Duration::from_secs(10)),
+        "Hello, World!"
     );
-    let mut typed = String::new();
-    let keys = stage.xevents.until(Duration::from_secs(10), |v| {
-        if v["type"] == "key" {
-            typed.push_str(v["text"].as_str().unwrap_or_default());
-        }
-        typed.len() >= 13
-    });
-    assert_eq!(typed, "Hello, World!", "keys: {keys:?}");
 
     // The employee presses Stop: both sides end within a second.
     let display = stage.agent_x.display().to_owned();
     let indicator = find_window(&display, "session active", Duration::from_secs(10));
     let (ix, iy, _, _) = geometry(&display, &indicator);
     let stopped = Instant::now();
-    // deskside-session-ui: Stop [12,84,180,40].
-    click(&display, ix + 12 + 90, iy + 84 + 20);
+    let (bx, by) = centre(INDICATOR_STOP_BUTTON);
+    click(&display, ix + bx, iy + by);
     let ended = out.until(Duration::from_secs(5), |v| v["type"] == "session_end");
     let took = stopped.elapsed();
     let end = ended
@@ -509,16 +501,7 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
         return;
     };
     // The counter sits clear of the indicator at the top-left corner.
-    let mut stage = SessionStage::start(&StageOptions {
-        xclient_args: vec![
-            "--geometry".into(),
-            "524x40+480+400".into(),
-            "--counter".into(),
-            "--counter-fps".into(),
-            "10".into(),
-        ],
-        ..options()
-    });
+    let mut stage = SessionStage::start(&counter_options("524x40+480+400", 10));
     let (mut session, out) = stage.session(&[
         "--headless",
         "--view-only",
@@ -533,16 +516,8 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     // Freeze the agent service longer than the relay's idle timeout (4 s in
     // tests): the relay drops its connection; the agent reconnects when it
     // wakes up, and the end-to-end connection (30 s idle) carries on.
-    let pid = stage.agent_proc.pid().to_string();
-    Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .expect("kill");
-    std::thread::sleep(Duration::from_secs(6));
-    Command::new("kill")
-        .args(["-CONT", &pid])
-        .status()
-        .expect("kill");
+    let pid = stage.agent_proc.pid();
+    freeze(pid, Duration::from_secs(6));
     let resumed_at = Instant::now();
     wait_for("the agent to reconnect", Duration::from_secs(20), || {
         (stage
@@ -554,10 +529,7 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
             .then_some(())
     });
     let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session);
     assert_eq!(
         end["ended_by"],
         "technician",
@@ -576,6 +548,43 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     session.wait_exit(Duration::from_secs(10));
 }
 
+/// A stage whose test X client is a `geometry` window drawing the frame
+/// counter `fps` times a second at its top-left corner.
+fn counter_options(geometry: &str, fps: u32) -> StageOptions {
+    StageOptions {
+        xclient_args: vec![
+            "--geometry".into(),
+            geometry.into(),
+            "--counter".into(),
+            "--counter-fps".into(),
+            fps.to_string(),
+        ],
+        ..options()
+    }
+}
+
+/// The console's `session_end` line among `lines`; panics with its log.
+fn session_end<'a>(lines: &'a [Value], session: &Proc) -> &'a Value {
+    lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("no session_end: {lines:?}\n{}", session.log()))
+}
+
+/// Stops process `pid` (SIGSTOP) for `how_long`, then lets it go on.
+fn freeze(pid: u32, how_long: Duration) {
+    let pid = pid.to_string();
+    Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(how_long);
+    Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill");
+}
+
 /// Counts the frame-counter readings in `lines` (`--probe-counter`).
 fn counter_frames(lines: &[Value]) -> usize {
     lines
@@ -589,16 +598,7 @@ fn a_session_survives_a_console_outage_and_a_relay_restart() {
     let Some(_serial) = begin() else {
         return;
     };
-    let mut stage = SessionStage::start(&StageOptions {
-        xclient_args: vec![
-            "--geometry".into(),
-            "524x40+480+400".into(),
-            "--counter".into(),
-            "--counter-fps".into(),
-            "10".into(),
-        ],
-        ..options()
-    });
+    let mut stage = SessionStage::start(&counter_options("524x40+480+400", 10));
     let proxy = stage.console_through_proxy();
     let (mut session, out) = stage.session(&[
         "--headless",
@@ -615,16 +615,8 @@ fn a_session_survives_a_console_outage_and_a_relay_restart() {
     // 1. The console's path to the relay disappears for 6 s, longer than
     // the relay's idle timeout (4 s in tests): the relay drops the console's
     // connection, the console connects again and resumes the session.
-    let pid = proxy.pid().to_string();
-    Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .expect("kill");
-    std::thread::sleep(Duration::from_secs(6));
-    Command::new("kill")
-        .args(["-CONT", &pid])
-        .status()
-        .expect("kill");
+    let pid = proxy.pid();
+    freeze(pid, Duration::from_secs(6));
     let lines = out.until(Duration::from_secs(25), |v| v["state"] == "resumed");
     for line in lines.iter().filter(|v| v["type"] == "relay_link") {
         eprintln!("console outage: {line}");
@@ -680,10 +672,7 @@ fn a_session_survives_a_console_outage_and_a_relay_restart() {
 
     // 3. The session runs to its planned end, ended by the technician.
     let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session);
     assert_eq!(
         end["ended_by"],
         "technician",
@@ -715,15 +704,8 @@ fn the_second_monitor_is_shown_and_input_lands_at_its_offset() {
     // Two monitors of 512×640; the X client's window (with the counter at
     // its top-left corner) sits on the right one.
     let mut stage = SessionStage::start(&StageOptions {
-        xclient_args: vec![
-            "--geometry".into(),
-            "512x400+512+100".into(),
-            "--counter".into(),
-            "--counter-fps".into(),
-            "10".into(),
-        ],
         agent_monitors: 2,
-        ..options()
+        ..counter_options("512x400+512+100", 10)
     });
     let (mut session, out) = stage.session(&[
         "--headless",
@@ -750,10 +732,7 @@ fn the_second_monitor_is_shown_and_input_lands_at_its_offset() {
         .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
     assert_eq!(started["monitors"], 2, "{started}");
     assert_eq!(started["selected"], 1, "{started}");
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session);
     assert_eq!(
         (end["width"].as_u64(), end["height"].as_u64()),
         (Some(512), Some(640)),
@@ -794,26 +773,14 @@ fn a_long_round_trip_halves_the_frame_rate() {
     };
     // The counter changes 30 times a second, so there is always a new frame
     // to send; the console's path to the relay adds 150 ms each way.
-    let mut stage = SessionStage::start(&StageOptions {
-        xclient_args: vec![
-            "--geometry".into(),
-            "524x40+480+400".into(),
-            "--counter".into(),
-            "--counter-fps".into(),
-            "30".into(),
-        ],
-        ..options()
-    });
+    let mut stage = SessionStage::start(&counter_options("524x40+480+400", 30));
     let _proxy = stage.console_through_impaired_proxy(&["--delay", "150ms"]);
     let (mut session, out) = stage.session(&["--headless", "--view-only", "--duration", "12s"]);
     wait_for_prompt(&out);
     stage.answer_consent(true);
     let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
     session.wait_exit(Duration::from_secs(10));
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session);
     let frames = end["frames"].as_f64().unwrap_or(0.0);
     let seconds = end["seconds"].as_f64().unwrap_or(1.0);
     let fps = frames / seconds;
@@ -914,10 +881,7 @@ fn the_viewer_toolbar_pauses_input_and_ends_the_session() {
     // "End session": both sides end, recorded as the technician's end.
     click(&display, end_x, row_y);
     let lines = out.until(Duration::from_secs(10), |v| v["type"] == "session_end");
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("{lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session);
     assert_eq!(end["ended_by"], "technician", "{end}");
     session.wait_exit(Duration::from_secs(20));
     let audit = stage.audit();
@@ -960,11 +924,11 @@ fn the_employee_downgrades_to_view_only_and_input_stops_at_the_agent() {
                 .then_some(())
         },
     );
-    // deskside-session-ui: "Switch to view only" [208,84,180,40].
     let display = stage.agent_x.display().to_owned();
     let indicator = find_window(&display, "session active", Duration::from_secs(10));
     let (ix, iy, _, _) = geometry(&display, &indicator);
-    click(&display, ix + 208 + 90, iy + 84 + 20);
+    let (bx, by) = centre(INDICATOR_DOWNGRADE_BUTTON);
+    click(&display, ix + bx, iy + by);
     let lines = out.until(Duration::from_secs(10), |v| {
         v["type"] == "session_message" && v["message"].to_string().contains("Granted")
     });

@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deskside_net::tunnel::SessionConn;
-use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
+use deskside_protocol::agent::AgentToRelay;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::Fingerprint;
 use deskside_relay::config::{FileConfig, Overrides};
 use deskside_relay::{Relay, RelayConfig, RelayHooks};
-use deskside_tests::peers::{handshake, open_session, parties, within, Peer, STEP};
+use deskside_tests::peers::{answer_consent, handshake, open_session, parties, within, Peer, STEP};
 
 /// A secret the console sends inside the session; it must never appear in
 /// what the relay forwards.
@@ -167,20 +167,7 @@ async fn a_consented_session_flows_end_to_end_and_the_relay_sees_only_ciphertext
         "more than the pre-consent budget crossed the relay"
     );
 
-    parties
-        .agent
-        .send()
-        .send(&AgentToRelay::SessionConsent {
-            session_id: request.session_id,
-            granted: Some(Capabilities::VIEW),
-            outcome: "accepted".to_owned(),
-        })
-        .await
-        .unwrap();
-    match parties.agent.agent_message().await {
-        RelayToAgent::ConsentRecorded { session_id } => assert_eq!(session_id, request.session_id),
-        other => panic!("expected ConsentRecorded, got {other:?}"),
-    }
+    answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;
     let received = transfer(&console, &agent, payload(), STEP).await;
     assert_eq!(
         received.as_deref(),
@@ -285,20 +272,7 @@ async fn sessions_are_refused_clearly_and_only_parties_may_act() {
 
     // A refused session forwards nothing and cannot be ended twice.
     let (opened, request) = open_session(&mut parties).await;
-    parties
-        .agent
-        .send()
-        .send(&AgentToRelay::SessionConsent {
-            session_id: request.session_id,
-            granted: None,
-            outcome: "refused".to_owned(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(
-        parties.agent.agent_message().await,
-        RelayToAgent::ConsentRecorded { .. }
-    ));
+    answer_consent(&mut parties, &request, None).await;
     // Ending a session that is not yours is refused; ending a refused one
     // is a no-op.
     let refusal = parties

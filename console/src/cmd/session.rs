@@ -364,6 +364,15 @@ fn ended_by_close(closed: &quinn::ConnectionError) -> EndedBy {
     }
 }
 
+/// Wall-clock time in microseconds since the Unix epoch, for the probes'
+/// reports (compared with the test X client's, on the same machine).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// A send on the end-to-end connection failed: the session is over, and
 /// still reported as such.
 fn lost(error: &deskside_net::NetError) -> EndedBy {
@@ -449,11 +458,7 @@ async fn headless(
                         let value = read_counter(origin, w, h, &rgba);
                         if value.is_some() && value != last_counter {
                             last_counter = value;
-                            let unix_us = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map(|d| d.as_micros() as u64)
-                                .unwrap_or(0);
-                            ctx.out.json(&json!({"type": "frame_counter", "value": value, "unix_us": unix_us, "seq": frame.seq}))?;
+                            ctx.out.json(&json!({"type": "frame_counter", "value": value, "unix_us": unix_us(), "seq": frame.seq}))?;
                         }
                     }
                 } else if let Err(e) = control.send(&ConsoleToAgent::RequestKeyframe).await {
@@ -493,14 +498,11 @@ async fn headless(
                 let (x0, y0) = args.probe_input_at;
                 let (x, y) = (x0 + probe_seq % 100, y0 + (probe_seq / 100) % 50);
                 probe_seq = probe_seq.wrapping_add(1);
-                let unix_us = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_micros() as u64)
-                    .unwrap_or(0);
+                let sent_at = unix_us();
                 if let Err(e) = input.send(&InputEvent::PointerMove { x, y }).await {
                     break lost(&e);
                 }
-                ctx.out.json(&json!({"type": "input_sent", "x": x, "y": y, "unix_us": unix_us}))?;
+                ctx.out.json(&json!({"type": "input_sent", "x": x, "y": y, "unix_us": sent_at}))?;
             }
             event = link.next_event() => {
                 let gave_up = matches!(event, LinkEvent::GaveUp { .. });

@@ -9,13 +9,12 @@
 //!
 //! Usage: `target/release/deskside-bench-idle --agents 1000 --agents 10000`
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Parser;
 use deskside_agent::link::{register, stay_attached, BoxFuture, DiagnosticsSource, Services};
 use deskside_agent::state::{LinkState, AGENT_CERT_NAME};
@@ -25,7 +24,7 @@ use deskside_net::Identity;
 use deskside_protocol::agent::DeviceInfo;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::token::EnrollToken;
-use deskside_protocol::Fingerprint;
+use deskside_tests::bench::{cpu_ticks, rss_kib, start_relay, RelayProc, CLOCK_TICKS_PER_SEC};
 use tokio::sync::{watch, Semaphore};
 
 #[derive(Debug, Parser)]
@@ -57,86 +56,6 @@ impl DiagnosticsSource for CannedDiagnostics {
         Box::pin(async move { Ok(snapshot.as_ref().clone()) })
     }
 }
-
-struct RelayProc {
-    child: Child,
-    addr: String,
-    fingerprint: Fingerprint,
-}
-
-impl Drop for RelayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn relay_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name("deskside-relay");
-    if !path.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release --workspace --bins`",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-fn start_relay(data_dir: &std::path::Path, port: u16) -> anyhow::Result<RelayProc> {
-    use std::io::BufRead as _;
-    let mut child = Command::new(relay_bin()?)
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start the relay")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let ready: serde_json::Value = serde_json::from_str(&line).context("ready line")?;
-    Ok(RelayProc {
-        child,
-        addr: ready["listen"].as_str().context("listen")?.to_owned(),
-        fingerprint: ready["fingerprint"]
-            .as_str()
-            .context("fingerprint")?
-            .parse()?,
-    })
-}
-
-/// Resident set size in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS")
-}
-
-/// User + system CPU time in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 async fn wait_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> Option<Duration> {
     let start = Instant::now();

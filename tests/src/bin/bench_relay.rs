@@ -19,8 +19,6 @@
 //! target/release/deskside-bench-relay [--mib 512] [--runs 3]
 //! ```
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,11 +27,9 @@ use clap::Parser;
 use deskside_net::tls::{pinned_key_client_config, pinned_key_server_config};
 use deskside_net::tunnel::{SessionConfig, SessionConn, SESSION_ALPN, SESSION_SERVER_NAME};
 use deskside_net::Identity;
-use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
 use deskside_protocol::session::Capabilities;
-use deskside_protocol::Fingerprint;
-use deskside_tests::bin;
-use deskside_tests::peers::{handshake, open_session, parties};
+use deskside_tests::bench::{cpu_ticks, start_relay, CLOCK_TICKS_PER_SEC};
+use deskside_tests::peers::{answer_consent, handshake, open_session, parties};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -45,82 +41,6 @@ struct Args {
     /// Relayed and direct transfers, alternating.
     #[arg(long, default_value_t = 3)]
     runs: u32,
-}
-
-/// The relay process, killed when dropped.
-struct RelayProcess {
-    child: Child,
-    addr: String,
-    fingerprint: Fingerprint,
-    admin_token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_relay() -> anyhow::Result<RelayProcess> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("relay-data");
-    let mut child = Command::new(bin("deskside-relay"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start deskside-relay (build it first: cargo build --release --workspace --bins)")?;
-    let stdout = child.stdout.take().context("relay stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let ready: serde_json::Value =
-        serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
-    let addr = ready["listen"].as_str().context("listen")?.to_owned();
-    let fingerprint: Fingerprint = ready["fingerprint"]
-        .as_str()
-        .context("fingerprint")?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("fingerprint: {e:?}"))?;
-    let admin_token = std::fs::read_to_string(data.join("admin-token"))?
-        .trim()
-        .to_owned();
-    Ok(RelayProcess {
-        child,
-        addr,
-        fingerprint,
-        admin_token,
-        _dir: dir,
-    })
-}
-
-/// User + system CPU seconds of process `pid` so far.
-fn process_cpu(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("/proc stat format")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat; 12 and 13 here.
-    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
-        + fields.get(12).context("stime")?.parse::<u64>()?;
-    Ok(ticks as f64 / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    // `getconf CLK_TCK`: 100 on every Linux this runs on; read it to be sure.
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Sends `bytes` on a new uni stream of `from` and reads them all on
@@ -200,25 +120,18 @@ fn gbit(bytes: usize, seconds: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bytes = args.mib << 20;
-    let relay = start_relay()?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("relay-data");
+    let relay = start_relay(&data, 0)?;
+    let admin_token = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
     let pid = relay.child.id();
-    let mut parties = parties(&relay.addr, relay.fingerprint, &relay.admin_token).await;
+    let mut parties = parties(&relay.addr, relay.fingerprint, &admin_token).await;
     let (opened, request) = open_session(&mut parties).await;
     let (console, agent, _carriers) = handshake(&parties, &opened, &request).await;
     let (console, agent): (SessionConn, SessionConn) = (console?, agent?);
-    parties
-        .agent
-        .send()
-        .send(&AgentToRelay::SessionConsent {
-            session_id: request.session_id,
-            granted: Some(Capabilities::VIEW),
-            outcome: "accepted".to_owned(),
-        })
-        .await?;
-    match parties.agent.agent_message().await {
-        RelayToAgent::ConsentRecorded { .. } => {}
-        other => bail!("expected ConsentRecorded, got {other:?}"),
-    }
+    answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;
     let (_server, _client, direct_agent, direct_console) =
         direct(&parties.agent_identity, &parties.console_identity).await?;
     // Warm both paths (congestion windows, MTU discovery).
@@ -229,9 +142,9 @@ async fn main() -> anyhow::Result<()> {
         "path", "MiB", "seconds", "Gbit/s", "relay CPU s/Gbit"
     );
     for _ in 0..args.runs {
-        let cpu_before = process_cpu(pid)?;
+        let ticks_before = cpu_ticks(pid)?;
         let relayed = transfer(&agent.connection, &console.connection, bytes).await?;
-        let relay_cpu = process_cpu(pid)? - cpu_before;
+        let relay_cpu = (cpu_ticks(pid)? - ticks_before) as f64 / CLOCK_TICKS_PER_SEC;
         let forwarded_gbit = bytes as f64 * 8.0 / 1e9;
         println!(
             "{:<8} {:>6} {:>10.3} {:>12.3} {:>16.3}",

@@ -1,0 +1,97 @@
+//! Pieces shared by the benchmark binaries: the real relay as a child
+//! process, and the /proc readings they report.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context as _};
+use deskside_protocol::Fingerprint;
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// A `deskside-relay serve --dev` child process, killed when dropped.
+#[derive(Debug)]
+pub struct RelayProc {
+    /// The process.
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The certificate fingerprint clients pin.
+    pub fingerprint: Fingerprint,
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release relay beside the running benchmark.
+fn relay_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("deskside-relay");
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts the relay on loopback (`port` 0: any free port) with its data in
+/// `data_dir`, logging only warnings, and waits for its ready line.
+pub fn start_relay(data_dir: &Path, port: u16) -> anyhow::Result<RelayProc> {
+    let mut child = Command::new(relay_bin()?)
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the relay")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let ready: serde_json::Value = serde_json::from_str(&line).context("ready line")?;
+    Ok(RelayProc {
+        child,
+        addr: ready["listen"].as_str().context("listen")?.to_owned(),
+        fingerprint: ready["fingerprint"]
+            .as_str()
+            .context("fingerprint")?
+            .parse()?,
+    })
+}
+
+/// Resident set size of process `pid` in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+/// User + system CPU time of process `pid` in clock ticks.
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
