@@ -106,14 +106,26 @@ pub fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
         "import failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decoder = png::Decoder::new(std::io::Cursor::new(out.stdout));
+    decode_rgb(out.stdout)
+}
+
+/// A PNG as RGB rows, whatever its colour type and bit depth.
+fn decode_rgb(png_bytes: Vec<u8>) -> (u32, u32, Vec<u8>) {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    // 8 bits per channel whatever `import` chose (palette, 1-bit, 16-bit).
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().expect("png header");
     let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
     let info = reader.next_frame(&mut buf).expect("png frame");
     let channels = info.color_type.samples();
     let mut rgb = Vec::with_capacity((info.width * info.height * 3) as usize);
+    // `import` writes a greyscale PNG when the window is all grey (a window
+    // not drawn yet is black): one or two channels, expanded here.
     for pixel in buf[..info.buffer_size()].chunks(channels) {
-        rgb.extend_from_slice(&pixel[..3]);
+        match pixel {
+            [grey] | [grey, _] => rgb.extend_from_slice(&[*grey; 3]),
+            _ => rgb.extend_from_slice(&pixel[..3]),
+        }
     }
     (info.width, info.height, rgb)
 }
@@ -169,5 +181,23 @@ impl Lines {
     /// Everything received so far.
     pub fn drain(&self) -> Vec<Value> {
         self.0.try_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_greyscale_png_decodes_to_rgb() {
+        let mut bytes = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut bytes, 2, 1);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header().unwrap();
+            writer.write_image_data(&[0, 200]).unwrap();
+        }
+        assert_eq!(decode_rgb(bytes), (2, 1, vec![0, 0, 0, 200, 200, 200]));
     }
 }
