@@ -201,7 +201,11 @@ impl World {
             .arg(format!("127.0.0.1:{}", port.unwrap_or(0)))
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--idle-timeout", "4s"])
+            // Longer than the agents' 4 s keep-alive: at 4 s the idle
+            // timeout raced the keep-alive, and every idle agent dropped and
+            // reconnected every 4 s (a session asked in that gap was refused
+            // as "offline").
+            .args(["--idle-timeout", "6s"])
             .args(extra)
             .env("RUST_LOG", "info,deskside_relay=debug");
         let log = self.log_path("relay");

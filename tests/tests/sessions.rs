@@ -513,11 +513,11 @@ fn a_session_survives_the_agent_losing_its_relay_connection_for_a_while() {
     wait_for_prompt(&out);
     stage.answer_consent(true);
     out.until(Duration::from_secs(30), |v| v["type"] == "frame_counter");
-    // Freeze the agent service longer than the relay's idle timeout (4 s in
+    // Freeze the agent service longer than the relay's idle timeout (6 s in
     // tests): the relay drops its connection; the agent reconnects when it
     // wakes up, and the end-to-end connection (30 s idle) carries on.
     let pid = stage.agent_proc.pid();
-    freeze(pid, Duration::from_secs(6));
+    freeze(pid, Duration::from_secs(9));
     let resumed_at = Instant::now();
     wait_for("the agent to reconnect", Duration::from_secs(20), || {
         (stage
@@ -612,11 +612,11 @@ fn a_session_survives_a_console_outage_and_a_relay_restart() {
     stage.answer_consent(true);
     out.until(Duration::from_secs(30), |v| v["type"] == "frame_counter");
 
-    // 1. The console's path to the relay disappears for 6 s, longer than
-    // the relay's idle timeout (4 s in tests): the relay drops the console's
+    // 1. The console's path to the relay disappears for 9 s, longer than
+    // the relay's idle timeout (6 s in tests): the relay drops the console's
     // connection, the console connects again and resumes the session.
     let pid = proxy.pid();
-    freeze(pid, Duration::from_secs(6));
+    freeze(pid, Duration::from_secs(9));
     let lines = out.until(Duration::from_secs(25), |v| v["state"] == "resumed");
     for line in lines.iter().filter(|v| v["type"] == "relay_link") {
         eprintln!("console outage: {line}");

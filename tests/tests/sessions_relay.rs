@@ -334,7 +334,7 @@ fn spawn_spy(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, ser
     let mut child = Command::new(deskside_tests::bin("deskside-spy-relay"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("relay-data"))
-        .args(["--idle-timeout", "4s", "--spy-file"])
+        .args(["--idle-timeout", "6s", "--spy-file"])
         .arg(dir.join("spy.bin"))
         .args(extra)
         .stdin(Stdio::null())
