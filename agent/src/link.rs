@@ -30,6 +30,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 /// Longest reconnection delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The relay's close code for "this device was revoked while connected".
+pub const CLOSE_REVOKED: u32 = 4;
 
 /// Errors of enrollment and of the relay link.
 #[derive(Debug, Error)]
@@ -72,13 +74,29 @@ impl LinkError {
     /// Whether retrying cannot help: the device is revoked or unknown, or
     /// its local state is unusable.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            LinkError::Refused(Refusal::DeviceRevoked | Refusal::DeviceUnknown)
-                | LinkError::State(_)
-                | LinkError::Service(_)
-                | LinkError::Connect(ConnectError::FingerprintMismatch { .. })
-        )
+        self.revocation().is_some()
+            || matches!(
+                self,
+                LinkError::State(_)
+                    | LinkError::Service(_)
+                    | LinkError::Connect(ConnectError::FingerprintMismatch { .. })
+            )
+    }
+
+    /// Whether the relay said this device is revoked (a refusal, or the
+    /// close code [`CLOSE_REVOKED`] on a live connection) or unknown.
+    pub fn revocation(&self) -> Option<crate::state::RevocationKind> {
+        use crate::state::RevocationKind;
+        match self {
+            LinkError::Refused(Refusal::DeviceRevoked) => Some(RevocationKind::Revoked),
+            LinkError::Refused(Refusal::DeviceUnknown) => Some(RevocationKind::Unknown),
+            LinkError::Net(NetError::Connection(quinn::ConnectionError::ApplicationClosed(
+                close,
+            ))) if close.error_code == quinn::VarInt::from_u32(CLOSE_REVOKED) => {
+                Some(RevocationKind::Revoked)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -124,7 +142,7 @@ pub async fn enroll(
     token_text: &str,
     force: bool,
 ) -> Result<Enrollment, LinkError> {
-    let token = EnrollToken::decode(token_text)?;
+    let (token, org_key) = deskside_protocol::certificate::decode_enroll_token(token_text)?;
     if state.is_enrolled() && !force {
         let current = state.enrollment()?;
         return Err(LinkError::AlreadyEnrolled {
@@ -149,6 +167,10 @@ pub async fn enroll(
         state.forget_enrollment()?;
     }
     state.save_enrollment(&identity, &enrollment)?;
+    crate::org_trust::save(state.root(), org_key)?;
+    if let Some(key) = org_key {
+        tracing::info!(org_key = %key, "session keys must be certified by the organisation key");
+    }
     Ok(enrollment)
 }
 
@@ -236,8 +258,22 @@ pub trait DiagnosticsSource: Send + Sync {
     /// technician (for example "the employee declined").
     fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>>;
 
-    /// The organisation's policy (JSON) arrived from the relay.
-    fn set_policy(&self, _json: &[u8]) {}
+    /// Like [`DiagnosticsSource::collect`], for the named technician (the
+    /// name goes into the device's local history).
+    fn collect_for(
+        &self,
+        throughput: bool,
+        technician: Option<String>,
+    ) -> BoxFuture<Result<Vec<u8>, String>> {
+        let _ = technician;
+        self.collect(throughput)
+    }
+
+    /// The organisation's policy (JSON) arrived from the relay; `Err` says
+    /// why it could not be applied.
+    fn set_policy(&self, _json: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The remote-session side of an agent: the host that runs sessions, and
@@ -292,16 +328,39 @@ impl Attached {
                     }
                     Some(RelayToAgent::Policy { json }) => {
                         if let Some(source) = diagnostics {
-                            source.set_policy(&json);
+                            if let Err(e) = source.set_policy(&json) {
+                                tracing::warn!("cannot apply the organisation's policy: {e}");
+                            }
                         }
                     }
-                    Some(RelayToAgent::CollectDiagnostics { request_id, throughput }) => {
+                    Some(RelayToAgent::PolicyUpdate { revision, json }) => {
+                        // Confirmed only once it governs the next collection.
+                        match diagnostics.map(|source| source.set_policy(&json)) {
+                            Some(Ok(())) => {
+                                tracing::info!(revision, "the organisation's policy changed; applied");
+                                self.send.send(&AgentToRelay::PolicyApplied { revision }).await?;
+                            }
+                            Some(Err(e)) => tracing::warn!("cannot apply the organisation's new policy: {e}"),
+                            None => {}
+                        }
+                    }
+                    Some(RelayToAgent::SessionWithdrawn { session_id }) => {
+                        if let Some(link) = sessions.as_deref() {
+                            link.host.withdraw(session_id);
+                        }
+                    }
+                    Some(message @ (RelayToAgent::CollectDiagnostics { .. } | RelayToAgent::CollectDiagnosticsFor { .. })) => {
+                        let (request_id, throughput, technician) = match message {
+                            RelayToAgent::CollectDiagnosticsFor { request_id, throughput, technician } => (request_id, throughput, Some(technician)),
+                            RelayToAgent::CollectDiagnostics { request_id, throughput } => (request_id, throughput, None),
+                            _ => continue,
+                        };
                         let refusal = match (diagnostics, running) {
                             (None, _) => Some("this agent does not collect diagnostics".to_owned()),
                             (Some(_), true) => Some("a diagnostic run is already in progress on this device; try again in a few seconds".to_owned()),
                             (Some(source), false) => {
                                 running = true;
-                                let job = source.collect(throughput);
+                                let job = source.collect_for(throughput, technician);
                                 let done_tx = done_tx.clone();
                                 tokio::spawn(async move {
                                     let _ = done_tx.send((request_id, job.await)).await;
@@ -313,8 +372,14 @@ impl Attached {
                             self.send.send(&AgentToRelay::Diagnostics { request_id, result: Err(reason) }).await?;
                         }
                     }
-                    Some(RelayToAgent::SessionRequest(request)) => match sessions.as_deref() {
-                        Some(link) => link.host.start(request),
+                    Some(message @ (RelayToAgent::SessionRequest(_) | RelayToAgent::CertifiedSessionRequest { .. })) => {
+                    let (request, certificate) = match message {
+                        RelayToAgent::CertifiedSessionRequest { request, certificate } => (request, Some(certificate)),
+                        RelayToAgent::SessionRequest(request) => (request, None),
+                        _ => continue,
+                    };
+                    match sessions.as_deref() {
+                        Some(link) => link.host.start(request, certificate),
                         None => {
                             self.send.send(&AgentToRelay::SessionConsent {
                                 session_id: request.session_id,
@@ -322,7 +387,8 @@ impl Attached {
                                 outcome: "unavailable: this agent does not run remote sessions".to_owned(),
                             }).await?;
                         }
-                    },
+                    }
+                    }
                     Some(RelayToAgent::ConsentRecorded { session_id }) => {
                         if let Some(link) = sessions.as_deref() {
                             link.host.consent_recorded(session_id);
@@ -362,7 +428,16 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         }
     };
     let endpoint = client_endpoint(addr)?;
+    let was_connected = std::cell::Cell::new(false);
     let publish = |link: LinkState, last_error: Option<String>| {
+        // The last time UDP to the relay worked is evidence for `check`
+        // when the relay later cannot be reached: recorded when a
+        // connection starts and when it ends.
+        let connected = link == LinkState::Connected;
+        let was = was_connected.replace(connected);
+        if connected || was {
+            state.record_connected(crate::clock::unix_secs());
+        }
         let status = Status {
             pid: std::process::id(),
             state: link,
@@ -396,7 +471,9 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             socket.display()
         ),
     }
-    let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), hub);
+    // Read once at start: only a new enrollment changes it.
+    let org_key = crate::org_trust::load(state.root())?;
+    let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), org_key, hub);
     let mut sessions = SessionLink { host, outbox };
     let outcome = stay_attached(
         &endpoint,
@@ -413,6 +490,15 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     .instrument(span)
     .await;
     if let Err(error) = outcome {
+        if let Some(kind) = error.revocation() {
+            let revocation = crate::state::Revocation {
+                at: crate::clock::unix_secs(),
+                kind,
+            };
+            if let Err(e) = state.record_revocation(&revocation) {
+                tracing::warn!("cannot record that the relay refused this device: {e}");
+            }
+        }
         publish(LinkState::Stopped, Some(error.to_string()));
         return Err(error);
     }

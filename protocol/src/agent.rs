@@ -72,6 +72,12 @@ pub enum AgentToRelay {
         /// Who ended it.
         by: EndedBy,
     },
+    /// The agent applied the policy of [`RelayToAgent::PolicyUpdate`]
+    /// `revision` (it governs the next collection).
+    PolicyApplied {
+        /// The update's revision.
+        revision: u64,
+    },
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -79,7 +85,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 7);
+crate::impl_message!(AgentToRelay, known = 8);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +141,42 @@ pub enum RelayToAgent {
         /// The session.
         session_id: u64,
     },
+    /// The organisation's policy changed while the agent is connected
+    /// (same JSON as [`RelayToAgent::Policy`]); answer
+    /// [`AgentToRelay::PolicyApplied`] once it governs collection.
+    PolicyUpdate {
+        /// Echoed in the answer.
+        revision: u64,
+        /// The policy.
+        json: Vec<u8>,
+    },
+    /// The technician withdrew this session request before the employee
+    /// answered (cancelled, crashed or lost the connection): close the
+    /// consent dialog; an answer sent now is not recorded as consent.
+    SessionWithdrawn {
+        /// The session.
+        session_id: u64,
+    },
+    /// Like [`RelayToAgent::CollectDiagnostics`], naming the technician
+    /// who asked (kept in the device's local history).
+    CollectDiagnosticsFor {
+        /// Echoed in the answer.
+        request_id: u64,
+        /// Whether to run the throughput test (moves data for ~3 s).
+        throughput: bool,
+        /// The technician's display name.
+        technician: String,
+    },
+    /// Like [`RelayToAgent::SessionRequest`], with the organisation's
+    /// certificate of the technician's session key (an encoded
+    /// `certificate::SessionKeyCertificate`). An agent enrolled with an
+    /// organisation key refuses a session whose key it does not certify.
+    CertifiedSessionRequest {
+        /// The request.
+        request: SessionRequest,
+        /// The certificate the technician's console presented.
+        certificate: Vec<u8>,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -142,7 +184,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 9);
+crate::impl_message!(RelayToAgent, known = 13);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,10 @@ use crate::ids::{DeviceId, Fingerprint, Role, TechnicianId};
 use crate::message::Nested;
 use crate::refusal::Refusal;
 
+/// QUIC close code of a console connection whose technician token was
+/// revoked or expired; the close reason says which and what to do.
+pub const CLOSE_ACCESS_ENDED: u32 = 6;
+
 /// Console → relay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConsoleToRelay {
@@ -169,6 +173,36 @@ pub enum ConsoleRequest {
         /// The session.
         session_id: u64,
     },
+    /// Every enrollment token of the organisation (never the secrets).
+    ListEnrollTokens,
+    /// Revokes an enrollment token: no device can enroll with it any more.
+    RevokeEnrollToken {
+        /// The token's id, as listed.
+        id: u64,
+    },
+    /// The organisation's open sessions (waiting for consent or running).
+    ListSessions,
+    /// Ends any open session of the organisation (an administrator's
+    /// decision, audited with who ended it).
+    EndAnySession {
+        /// The session.
+        session_id: u64,
+    },
+    /// Presents the organisation's certificate of the session key this
+    /// console registered (`RegisterSessionKey`). The relay keeps it for
+    /// this connection and forwards it with the session requests it opens,
+    /// so agents that know the organisation key can check it; the relay
+    /// cannot make one.
+    PresentSessionCertificate {
+        /// An encoded `certificate::SessionKeyCertificate`.
+        certificate: Vec<u8>,
+    },
+    /// Checks the audit chain and signs its head (`deskside audit verify`).
+    VerifyAudit {
+        /// The id of the last signed head this console kept: the relay
+        /// answers with the hash now stored there.
+        anchor_id: Option<i64>,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -177,7 +211,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 16);
+crate::impl_message!(ConsoleRequest, known = 22);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -194,10 +228,15 @@ impl ConsoleRequest {
             | ConsoleRequest::Diagnose { .. }
             | ConsoleRequest::ShowPolicy
             | ConsoleRequest::RegisterSessionKey { .. }
+            | ConsoleRequest::PresentSessionCertificate { .. }
             | ConsoleRequest::OpenSession { .. }
             | ConsoleRequest::EndSession { .. }
             | ConsoleRequest::ResumeSession { .. } => Role::Technician,
-            ConsoleRequest::AuditList { .. } => Role::Admin,
+            ConsoleRequest::AuditList { .. } | ConsoleRequest::VerifyAudit { .. } => Role::Admin,
+            ConsoleRequest::ListEnrollTokens => Role::Technician,
+            ConsoleRequest::RevokeEnrollToken { .. }
+            | ConsoleRequest::ListSessions
+            | ConsoleRequest::EndAnySession { .. } => Role::Admin,
             ConsoleRequest::SetPolicy { .. } => Role::Admin,
             ConsoleRequest::RevokeDevice { .. }
             | ConsoleRequest::CreateTechnicianToken { .. }
@@ -241,6 +280,17 @@ pub enum ConsoleResponse {
     SessionOpened(SessionOpened),
     /// Answer to `AuditList`.
     Audit(Vec<AuditEntry>),
+    /// Answer to `SetPolicy` (relays that push policies to connected
+    /// agents): the policy and how many connected agents applied it.
+    PolicySet(PolicySetOutcome),
+    /// Answer to `ListEnrollTokens`.
+    EnrollTokens(Vec<EnrollTokenInfo>),
+    /// Answer to `RevokeEnrollToken`.
+    EnrollTokenRevoked(EnrollTokenInfo),
+    /// Answer to `ListSessions`.
+    Sessions(Vec<SessionInfo>),
+    /// Answer to `VerifyAudit`.
+    AuditVerified(crate::audit::AuditVerification),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -249,7 +299,63 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 13);
+crate::impl_message!(ConsoleResponse, known = 18);
+
+/// An enrollment token as listed, without its secret. Times are Unix
+/// seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollTokenInfo {
+    /// Row id (for `deskside enroll-token revoke`).
+    pub id: u64,
+    /// Enrollments it allowed when issued.
+    pub uses_total: u32,
+    /// Enrollments left.
+    pub uses_left: u32,
+    /// Issue time.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+    /// The group its devices join.
+    pub group: Option<String>,
+    /// Name of the technician who issued it, if known.
+    pub created_by: Option<String>,
+}
+
+/// An open session as listed for administrators. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session id.
+    pub session_id: u64,
+    /// The device.
+    pub device: DeviceId,
+    /// The device's host name.
+    pub hostname: String,
+    /// The technician token that opened it.
+    pub technician: TechnicianId,
+    /// The technician's name.
+    pub technician_name: String,
+    /// What was asked for (`view` or `view+control`).
+    pub capabilities: String,
+    /// What the employee granted; `None` while waiting for the answer.
+    pub granted: Option<String>,
+    /// When it was asked for.
+    pub requested_at: i64,
+    /// When the employee answered.
+    pub consent_at: Option<i64>,
+}
+
+/// A policy change and its reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySetOutcome {
+    /// The policy as JSON, as in [`ConsoleResponse::Policy`].
+    pub policy_json: Vec<u8>,
+    /// Connected agents of the organisation that confirmed they apply it.
+    pub applied: u32,
+    /// Agents of the organisation connected when it changed.
+    pub connected: u32,
+}
 
 /// A session request the relay forwarded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,12 @@ pub enum ServiceToHelper {
         /// Who ended it.
         by: EndedBy,
     },
+    /// The technician withdrew the request before the employee answered:
+    /// close the consent dialog and say so; no answer counts any more.
+    Withdrawn {
+        /// The session.
+        session_id: u64,
+    },
     /// A message from a newer service; never sent.
     #[serde(skip)]
     Unknown {
@@ -70,7 +76,7 @@ pub enum ServiceToHelper {
         tag: u32,
     },
 }
-crate::impl_message!(ServiceToHelper, known = 7);
+crate::impl_message!(ServiceToHelper, known = 8);
 
 /// What the consent dialog shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -120,6 +120,13 @@ impl EndedBy {
     }
 }
 
+/// How a session id is written everywhere (console output, audit rows,
+/// logs): 16 lower-case hex digits. JSON numbers above 2^53 lose precision
+/// in many readers, and one spelling lets a reader grep for it.
+pub fn session_id_text(id: u64) -> String {
+    format!("{id:016x}")
+}
+
 /// Console → agent, on the control stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConsoleToAgent {
@@ -358,4 +365,7 @@ pub mod close {
     /// The relay did not confirm that the consent was audited; the agent
     /// sends nothing without that.
     pub const NOT_AUDITED: u32 = 3;
+    /// The device trusts an organisation key, and the technician's session
+    /// key is not certified by it (the reason says why); no one was asked.
+    pub const UNCERTIFIED: u32 = 4;
 }

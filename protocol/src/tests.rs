@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentToRelay, DeviceInfo, RelayToAgent, SessionRequest};
 use crate::console::{
-    AuditEntry, ConsoleRequest, ConsoleResponse, ConsoleToRelay, DeviceSummary, IssuedEnrollToken,
-    IssuedTechnicianToken, RelayToConsole, SessionOpened, StoredDiagnostics, TechnicianTokenInfo,
+    AuditEntry, ConsoleRequest, ConsoleResponse, ConsoleToRelay, DeviceSummary, EnrollTokenInfo,
+    IssuedEnrollToken, IssuedTechnicianToken, PolicySetOutcome, RelayToConsole, SessionInfo,
+    SessionOpened, StoredDiagnostics, TechnicianTokenInfo,
 };
 use crate::frame::{encode_frame, parse_header, HEADER_LEN};
 use crate::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
@@ -90,6 +91,8 @@ fn refusal() -> impl Strategy<Value = Refusal> {
         text().prop_map(Refusal::Invalid),
         text().prop_map(Refusal::ProtocolViolation),
         text().prop_map(Refusal::Internal),
+        any::<u64>().prop_map(|retry_after_s| Refusal::MeasurementBusy { retry_after_s }),
+        any::<u64>().prop_map(|retry_after_s| Refusal::MeasurementBudgetSpent { retry_after_s }),
     ]
 }
 
@@ -121,6 +124,7 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
         ),
         (any::<u64>(), ended_by())
             .prop_map(|(session_id, by)| AgentToRelay::SessionEnded { session_id, by }),
+        any::<u64>().prop_map(|revision| AgentToRelay::PolicyApplied { revision }),
     ]
 }
 
@@ -149,6 +153,16 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
         bytes(64).prop_map(|json| RelayToAgent::Policy { json }),
         session_request().prop_map(RelayToAgent::SessionRequest),
         any::<u64>().prop_map(|session_id| RelayToAgent::ConsentRecorded { session_id }),
+        (any::<u64>(), bytes(64))
+            .prop_map(|(revision, json)| RelayToAgent::PolicyUpdate { revision, json }),
+        any::<u64>().prop_map(|session_id| RelayToAgent::SessionWithdrawn { session_id }),
+        (any::<u64>(), any::<bool>(), text()).prop_map(|(request_id, throughput, technician)| {
+            RelayToAgent::CollectDiagnosticsFor {
+                request_id,
+                throughput,
+                technician,
+            }
+        }),
     ]
 }
 
@@ -222,7 +236,31 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
             .prop_map(|(device, limit)| ConsoleRequest::AuditList { device, limit }),
         any::<u64>().prop_map(|session_id| ConsoleRequest::EndSession { session_id }),
         any::<u64>().prop_map(|session_id| ConsoleRequest::ResumeSession { session_id }),
+        Just(ConsoleRequest::ListEnrollTokens),
+        any::<u64>().prop_map(|id| ConsoleRequest::RevokeEnrollToken { id }),
+        Just(ConsoleRequest::ListSessions),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::EndAnySession { session_id }),
+        prop::option::of(any::<i64>())
+            .prop_map(|anchor_id| ConsoleRequest::VerifyAudit { anchor_id }),
     ]
+}
+
+fn deskside_protocol_audit_verification() -> crate::audit::AuditVerification {
+    crate::audit::AuditVerification {
+        rows: 3,
+        broken: Some(crate::audit::AuditBreak {
+            id: 2,
+            problem: "changed".to_owned(),
+        }),
+        head: Some(crate::audit::SignedAuditHead {
+            id: 1,
+            hash: vec![7; 32],
+            signed_at: 9,
+            public_key: vec![1; 32],
+            signature: vec![2; 64],
+        }),
+        anchor_hash: None,
+    }
 }
 
 fn device_summary() -> impl Strategy<Value = DeviceSummary> {
@@ -340,7 +378,82 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
             }
         ),
         prop::collection::vec(audit_entry(), 0..4).prop_map(ConsoleResponse::Audit),
+        (bytes(64), any::<u32>(), any::<u32>()).prop_map(|(policy_json, applied, connected)| {
+            ConsoleResponse::PolicySet(PolicySetOutcome {
+                policy_json,
+                applied,
+                connected,
+            })
+        }),
+        prop::collection::vec(enroll_token_info(), 0..4).prop_map(ConsoleResponse::EnrollTokens),
+        enroll_token_info().prop_map(ConsoleResponse::EnrollTokenRevoked),
+        prop::collection::vec(session_info(), 0..4).prop_map(ConsoleResponse::Sessions),
+        (any::<u64>(), prop::option::of((any::<i64>(), text())), bytes(40)).prop_map(
+            |(rows, broken, hash)| {
+                let mut verification = deskside_protocol_audit_verification();
+                verification.rows = rows;
+                verification.broken =
+                    broken.map(|(id, problem)| crate::audit::AuditBreak { id, problem });
+                verification.anchor_hash = Some(hash);
+                ConsoleResponse::AuditVerified(verification)
+            }
+        ),
     ]
+}
+
+fn enroll_token_info() -> impl Strategy<Value = EnrollTokenInfo> {
+    (
+        any::<u64>(),
+        (any::<u32>(), any::<u32>()),
+        (any::<i64>(), any::<i64>(), prop::option::of(any::<i64>())),
+        (prop::option::of(text()), prop::option::of(text())),
+    )
+        .prop_map(
+            |(
+                id,
+                (uses_total, uses_left),
+                (created_at, expires_at, revoked_at),
+                (group, created_by),
+            )| {
+                EnrollTokenInfo {
+                    id,
+                    uses_total,
+                    uses_left,
+                    created_at,
+                    expires_at,
+                    revoked_at,
+                    group,
+                    created_by,
+                }
+            },
+        )
+}
+
+fn session_info() -> impl Strategy<Value = SessionInfo> {
+    (
+        (any::<u64>(), device_id(), text()),
+        (any::<u64>(), text()),
+        (text(), prop::option::of(text())),
+        (any::<i64>(), prop::option::of(any::<i64>())),
+    )
+        .prop_map(
+            |(
+                (session_id, device, hostname),
+                (technician, technician_name),
+                (capabilities, granted),
+                (requested_at, consent_at),
+            )| SessionInfo {
+                session_id,
+                device,
+                hostname,
+                technician: TechnicianId(technician),
+                technician_name,
+                capabilities,
+                granted,
+                requested_at,
+                consent_at,
+            },
+        )
 }
 
 fn audit_entry() -> impl Strategy<Value = AuditEntry> {
@@ -627,6 +740,7 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
             .prop_map(|(session_id, rtt_ms)| ServiceToHelper::FrameCredit { session_id, rtt_ms }),
         (any::<u64>(), ended_by())
             .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
+        any::<u64>().prop_map(|session_id| ServiceToHelper::Withdrawn { session_id }),
     ]
 }
 
@@ -1273,14 +1387,15 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::SessionEnded {
-            session_id: 1,
-            by: EndedBy::Technician
-        }),
+        tag(&AgentToRelay::PolicyApplied { revision: 1 }),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::ConsentRecorded { session_id: 1 }),
+        tag(&RelayToAgent::CollectDiagnosticsFor {
+            request_id: 1,
+            throughput: false,
+            technician: String::new(),
+        }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -1295,11 +1410,13 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::ResumeSession { session_id: 1 }),
+        tag(&ConsoleRequest::VerifyAudit { anchor_id: None }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::Audit(Vec::new())),
+        tag(&ConsoleResponse::AuditVerified(
+            deskside_protocol_audit_verification()
+        )),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -1319,10 +1436,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         InputEvent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ServiceToHelper::End {
-            session_id: 1,
-            by: EndedBy::Expired
-        }),
+        tag(&ServiceToHelper::Withdrawn { session_id: 1 }),
         ServiceToHelper::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -19,7 +19,7 @@ use crate::server::{
     check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
 };
 use crate::sessions::{spawn_forwarding, Party};
-use crate::store::{session_text, ConsentOutcome, EndOutcome, SessionParty};
+use crate::store::{session_text, ConsentOutcome, EndOutcome, SessionParty, WITHDRAWN};
 
 fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
     check_text("hostname", &info.hostname, 253)?;
@@ -78,7 +78,10 @@ pub async fn serve(
         AgentToRelay::Attach { info } => {
             attached(shared, connection, public_key, info, address, send, recv).await
         }
-        other => End::Violation(format!("expected Enroll or Attach first, got {other:?}")),
+        other => End::Violation(format!(
+            "expected Enroll or Attach first, got {}",
+            crate::secrets::message_kind(&other)
+        )),
     }
 }
 
@@ -155,6 +158,9 @@ async fn attached(
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
         HashMap::new();
     let mut next_request = 1u64;
+    // Policy updates waiting for the agent's confirmation, by revision.
+    let mut policy_acks: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
+    let mut next_revision = 1u64;
     let end = async {
         send.send(&RelayToAgent::Attached {
             device_id: id,
@@ -190,26 +196,53 @@ async fn attached(
                     Some(AgentToRelay::SessionEnded { session_id, by }) => {
                         record_end(shared, id, session_id, by).await?;
                     }
+                    Some(AgentToRelay::PolicyApplied { revision }) => {
+                        match policy_acks.remove(&revision) {
+                            Some(applied) => {
+                                let _ = applied.send(());
+                            }
+                            None => tracing::debug!(revision, "policy confirmation nobody waits for any more"),
+                        }
+                    }
                     Some(AgentToRelay::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer agent");
                     }
                     Some(other) => {
                         return Ok(End::Violation(format!(
-                            "unexpected {other:?} on an attached connection"
+                            "unexpected {} on an attached connection",
+                            crate::secrets::message_kind(&other)
                         )));
                     }
                 },
                 Some(command) = commands.recv() => match command {
-                    AgentCommand::CollectDiagnostics { throughput, reply } => {
+                    AgentCommand::CollectDiagnostics { throughput, technician, reply } => {
                         let request_id = next_request;
                         next_request += 1;
                         // Forget requests whose requester gave up.
                         pending.retain(|_, waiting| !waiting.is_closed());
                         pending.insert(request_id, reply);
-                        send.send(&RelayToAgent::CollectDiagnostics { request_id, throughput }).await?;
+                        send.send(&RelayToAgent::CollectDiagnosticsFor { request_id, throughput, technician }).await?;
                     }
-                    AgentCommand::OpenSession { request } => {
-                        send.send(&RelayToAgent::SessionRequest(request)).await?;
+                    AgentCommand::OpenSession { request, certificate } => {
+                        // Without a certificate the old message, which every
+                        // agent understands.
+                        let message = match certificate {
+                            Some(certificate) => {
+                                RelayToAgent::CertifiedSessionRequest { request, certificate }
+                            }
+                            None => RelayToAgent::SessionRequest(request),
+                        };
+                        send.send(&message).await?;
+                    }
+                    AgentCommand::ApplyPolicy { json, applied } => {
+                        let revision = next_revision;
+                        next_revision += 1;
+                        policy_acks.retain(|_, waiting| !waiting.is_closed());
+                        policy_acks.insert(revision, applied);
+                        send.send(&RelayToAgent::PolicyUpdate { revision, json }).await?;
+                    }
+                    AgentCommand::WithdrawSession { session_id } => {
+                        send.send(&RelayToAgent::SessionWithdrawn { session_id }).await?;
                     }
                 },
             }
@@ -286,6 +319,22 @@ async fn record_consent(
         ))));
     }
     let now = now_secs();
+    if granted.is_none() && outcome == WITHDRAWN {
+        // The technician's end closed before the employee answered.
+        let actor = crate::store::device_actor(device);
+        let remaining = crate::withdraw::withdraw_pending(
+            shared,
+            vec![session_id],
+            SessionParty::Device(device),
+            actor,
+            "technician_connection_closed",
+        )
+        .await;
+        if !remaining.is_empty() {
+            tracing::debug!(session = %session_text(session_id), "withdrawal for a session already decided");
+        }
+        return Ok(false);
+    }
     let result = shared
         .store(move |store| store.record_consent(session_id, device, granted, &outcome, now))
         .await;
@@ -301,6 +350,11 @@ async fn record_consent(
         }
         Ok(Ok(ConsentOutcome::AlreadyRecorded(record))) => {
             tracing::debug!(session = %session_text(session_id), "consent sent again; the first answer stands");
+            // A grant for a request that was withdrawn (or refused) first
+            // is not confirmed: the agent then starts nothing.
+            if !record.consented() || record.is_closed() {
+                return Ok(false);
+            }
             record
         }
         Ok(Ok(ConsentOutcome::NotThisDevice)) => {

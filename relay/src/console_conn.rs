@@ -7,9 +7,10 @@ use std::time::Duration;
 use deskside_net::tunnel::{PacketSender, INNER_IDLE_TIMEOUT};
 use deskside_net::{key_fingerprint, FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::SessionRequest;
+use deskside_protocol::certificate::MAX_CERTIFICATE_LEN;
 use deskside_protocol::console::{
     AuditEntry, ConsoleRequest, ConsoleResponse, ConsoleToRelay, IssuedEnrollToken,
-    IssuedTechnicianToken, RelayToConsole, SessionOpened, StoredDiagnostics,
+    IssuedTechnicianToken, PolicySetOutcome, RelayToConsole, SessionOpened, StoredDiagnostics,
 };
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
@@ -25,19 +26,15 @@ use crate::server::{
 };
 use crate::sessions::{spawn_forwarding, ConnectionId, Party};
 use crate::store::{
-    session_text, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician, SYSTEM_ACTOR,
+    session_text, AccessEnd, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician, SYSTEM_ACTOR,
 };
 
 /// Requests of one console handled at the same time.
 const MAX_IN_FLIGHT: usize = 256;
 
-/// Longest enrollment-token lifetime: one year.
-const MAX_ENROLL_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 /// Longest wait for an agent's snapshot: collection plus a throughput test
 /// take about 4 s; slow links and busy machines get ample slack.
 const DIAGNOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
-/// Most devices one enrollment token may enroll.
-const MAX_ENROLL_USES: u32 = 100_000;
 /// Longest session reason, in characters: it is shown in the consent dialog.
 const MAX_REASON_CHARS: usize = 500;
 /// Most audit rows one `AuditList` returns.
@@ -52,7 +49,12 @@ pub async fn serve(
 ) -> End {
     let token = match first_message::<ConsoleToRelay>(&mut recv).await {
         Ok(ConsoleToRelay::Authenticate { token }) => token,
-        Ok(other) => return End::Violation(format!("expected Authenticate first, got {other:?}")),
+        Ok(other) => {
+            return End::Violation(format!(
+                "expected Authenticate first, got {}",
+                crate::secrets::message_kind(&other)
+            ))
+        }
         Err(end) => return end,
     };
     let hash = hash_secret(&token);
@@ -85,6 +87,19 @@ pub async fn serve(
     };
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
+    // From here on a revocation closes this connection at once, and its
+    // expiry is watched below.
+    shared.consoles.register(technician.id, connection);
+    let expires_at = match crate::access::expiry(shared, technician.id).await {
+        Ok(expires_at) => expires_at,
+        Err(cause) => {
+            // Revoked or expired between the login and now.
+            crate::access::end_access(shared, technician.id, cause, SYSTEM_ACTOR).await;
+            return End::Closed;
+        }
+    };
+    let expired = crate::access::until(expires_at);
+    tokio::pin!(expired);
     // Session packets of the sessions this connection opens travel on it.
     let (packets, forwarding) = spawn_forwarding(
         Arc::clone(&shared.router),
@@ -95,6 +110,7 @@ pub async fn serve(
         connection: connection.stable_id(),
         packets,
         organisation: organisation.clone(),
+        session_certificate: std::sync::Mutex::new(None),
     });
     // Requests run concurrently (a fleet diagnostic sends hundreds), up to a
     // bound; answers go out as they finish, matched by id.
@@ -108,6 +124,10 @@ pub async fn serve(
         .await?;
         loop {
             tokio::select! {
+                () = &mut expired => {
+                    crate::access::end_access(shared, technician.id, AccessEnd::Expired, SYSTEM_ACTOR).await;
+                    return Ok(End::Closed);
+                }
                 message = recv.recv::<ConsoleToRelay>(), if in_flight.len() < MAX_IN_FLIGHT => {
                     match message? {
                         None => return Ok(End::Closed),
@@ -146,6 +166,7 @@ pub async fn serve(
     .await;
     // No handler may open a route after the cleanup below.
     in_flight.shutdown().await;
+    shared.consoles.unregister(technician.id, connection);
     drop(forwarding);
     watch_orphaned_sessions(shared, &technician, connection.stable_id());
     result.unwrap_or_else(|e: NetError| e.into())
@@ -160,6 +181,10 @@ struct ConsoleLink {
     packets: PacketSender,
     /// The technician's organisation, as shown to employees.
     organisation: String,
+    /// The session key certificate this console presented
+    /// (`PresentSessionCertificate`), forwarded with its session requests.
+    /// The relay cannot check or make one: it has no organisation key.
+    session_certificate: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 /// How long a session whose console is away waits for the technician's
@@ -235,28 +260,33 @@ fn watch_orphaned_sessions(
     if orphaned.is_empty() {
         return;
     }
-    for session in &orphaned {
-        tracing::info!(session = %session_text(*session), "the session's console went away; waiting for it to resume");
-    }
     let mut extra = serde_json::Map::new();
     extra.insert(
         "console_disconnected".to_owned(),
         serde_json::Value::Bool(true),
     );
+    let shared = Arc::clone(shared);
+    let party = SessionParty::Technician(technician.id);
+    let actor = technician.audit_actor();
     tokio::spawn(
-        end_unresumed(
-            Arc::clone(shared),
-            orphaned,
-            SessionParty::Technician(technician.id),
-            technician.audit_actor(),
-            extra,
-        )
+        async move {
+            // Requests still waiting for the employee are withdrawn now: no
+            // dialog may stay open for a technician who is gone.
+            let consented = crate::withdraw::withdraw_pending(
+                &shared,
+                orphaned,
+                party,
+                actor.clone(),
+                crate::withdraw::CONSOLE_DISCONNECTED,
+            )
+            .await;
+            for session in &consented {
+                tracing::info!(session = %session_text(*session), "the session's console went away; waiting for it to resume");
+            }
+            end_unresumed(shared, consented, party, actor, extra).await;
+        }
         .in_current_span(),
     );
-}
-
-fn actor(technician: &Technician) -> String {
-    format!("technician:{} ({})", technician.id, technician.name)
 }
 
 /// Runs one request for `technician`, role checked first.
@@ -267,8 +297,10 @@ async fn handle(
     request: ConsoleRequest,
 ) -> Result<ConsoleResponse, Refusal> {
     require(technician.role, request.required_role())?;
+    // The token may have been revoked or expired since the login.
+    crate::access::check(shared, technician).await?;
     let org = technician.org;
-    let actor = actor(technician);
+    let actor = technician.audit_actor();
     let now = now_secs();
     match request {
         ConsoleRequest::ListDevices => {
@@ -309,16 +341,8 @@ async fn handle(
                 }
                 check_text("group", group, 64)?;
             }
-            if uses == 0 || uses > MAX_ENROLL_USES {
-                return Err(Refusal::Invalid(format!(
-                    "uses must be between 1 and {MAX_ENROLL_USES}"
-                )));
-            }
-            if expires_in_secs == 0 || expires_in_secs > MAX_ENROLL_LIFETIME_SECS {
-                return Err(Refusal::Invalid(
-                    "an enrollment token must live between 1 second and 1 year".to_owned(),
-                ));
-            }
+            let limits = crate::enroll_limits::load(shared, org).await?;
+            limits.check(uses, expires_in_secs)?;
             let secret =
                 new_enroll_secret().map_err(|_| internal_error(&"random generator failed"))?;
             let hash = hash_secret(&secret);
@@ -359,6 +383,17 @@ async fn handle(
                 ));
             }
             check_text("name", &name, 100)?;
+            let wanted = name.clone();
+            if let Some(existing) = run(shared, move |s| {
+                s.active_technician_named(org, &wanted, now)
+            })
+            .await?
+            {
+                return Err(Refusal::Invalid(format!(
+                    "an active technician token is already named \"{}\" (token {}): employees see this name when a session is requested, so each name is used once; choose another name, or revoke token {} first",
+                    existing.name, existing.id, existing.id
+                )));
+            }
             let token =
                 new_technician_token().map_err(|_| internal_error(&"random generator failed"))?;
             let hash = hash_secret(&token);
@@ -383,16 +418,51 @@ async fn handle(
             run(shared, move |s| s.list_technician_tokens(org)).await?,
         )),
         ConsoleRequest::RevokeTechnicianToken { id } => {
+            let audit_actor = actor.clone();
             let revoked = run(shared, move |s| {
-                s.revoke_technician_token(org, id, &actor, now)
+                s.revoke_technician_token_guarded(org, id, &audit_actor, now)
             })
-            .await?
+            .await??
             .ok_or_else(|| {
                 Refusal::NotFound(format!(
                     "no technician token {id}: list them with `deskside tokens list`"
                 ))
             })?;
+            // Its open connections close and its sessions end now, not at
+            // its next login.
+            crate::access::end_access(shared, id, AccessEnd::Revoked, &actor).await;
             Ok(ConsoleResponse::TechnicianTokenRevoked(revoked))
+        }
+        ConsoleRequest::ListEnrollTokens => Ok(ConsoleResponse::EnrollTokens(
+            run(shared, move |s| s.list_enroll_tokens(org)).await?,
+        )),
+        ConsoleRequest::RevokeEnrollToken { id } => {
+            let revoked = run(shared, move |s| s.revoke_enroll_token(org, id, &actor, now))
+                .await?
+                .ok_or_else(|| {
+                    Refusal::NotFound(format!(
+                        "no enrollment token {id}: list them with `deskside enroll-token list`"
+                    ))
+                })?;
+            Ok(ConsoleResponse::EnrollTokenRevoked(revoked))
+        }
+        ConsoleRequest::ListSessions => Ok(ConsoleResponse::Sessions(
+            run(shared, move |s| s.list_open_sessions(org)).await?,
+        )),
+        ConsoleRequest::EndAnySession { session_id } => {
+            let ended = run(shared, move |s| {
+                s.end_session_as_admin(org, session_id, &actor, now)
+            })
+            .await?
+            .ok_or_else(|| {
+                Refusal::NotFound(format!(
+                    "no open session {}: list them with `deskside session list`",
+                    session_text(session_id)
+                ))
+            })?;
+            shared.router.end(ended);
+            tracing::info!(session = %session_text(ended), "session ended by an administrator");
+            Ok(ConsoleResponse::Done)
         }
         ConsoleRequest::Diagnose { device, throughput } => {
             check_text("device", &device, 256)?;
@@ -405,7 +475,11 @@ async fn handle(
             })?;
             let (reply, answer) = tokio::sync::oneshot::channel();
             commands
-                .send(AgentCommand::CollectDiagnostics { throughput, reply })
+                .send(AgentCommand::CollectDiagnostics {
+                    throughput,
+                    technician: technician.name.clone(),
+                    reply,
+                })
                 .await
                 .map_err(|_| Refusal::Invalid(format!("{} went offline", record.id)))?;
             let snapshot = match tokio::time::timeout(DIAGNOSE_TIMEOUT, answer).await {
@@ -479,8 +553,9 @@ async fn handle(
         ConsoleRequest::ShowPolicy => {
             let policy = crate::policy::load(shared, org).await?;
             let grant = crate::policy::session_grant(shared, org).await?;
-            Ok(ConsoleResponse::Policy(crate::policy::public_json(
-                &policy, grant,
+            let limits = crate::enroll_limits::load(shared, org).await?;
+            Ok(ConsoleResponse::Policy(limits.add_to_public(
+                crate::policy::public_json(&policy, grant),
             )))
         }
         ConsoleRequest::SetPolicy { key, value } => {
@@ -489,15 +564,23 @@ async fn handle(
             let mut policy = crate::policy::load(shared, org).await?;
             if key == crate::policy::SESSION_GRANT_KEY {
                 crate::policy::set_session_grant(shared, org, &value, &actor).await?;
+            } else if crate::enroll_limits::is_key(&key) {
+                crate::enroll_limits::set(shared, org, &key, &value, &actor).await?;
             } else {
                 policy.set(&key, &value).map_err(Refusal::Invalid)?;
                 let change = serde_json::json!({ "key": key, "value": value });
                 crate::policy::save(shared, org, &policy, "policy.set", change, &actor).await?;
             }
+            // Connected agents apply it now, not at their next connection.
+            let reach = crate::policy::push_to_connected(shared, org, &policy).await?;
+            tracing::info!(%key, applied = reach.applied, connected = reach.connected, "policy changed");
             let grant = crate::policy::session_grant(shared, org).await?;
-            Ok(ConsoleResponse::Policy(crate::policy::public_json(
-                &policy, grant,
-            )))
+            let limits = crate::enroll_limits::load(shared, org).await?;
+            Ok(ConsoleResponse::PolicySet(PolicySetOutcome {
+                policy_json: limits.add_to_public(crate::policy::public_json(&policy, grant)),
+                applied: reach.applied,
+                connected: reach.connected,
+            }))
         }
         ConsoleRequest::RegisterSessionKey { key } => {
             let technician_id = technician.id;
@@ -511,6 +594,19 @@ async fn handle(
                 ));
             }
             tracing::debug!(%key, "session key registered");
+            Ok(ConsoleResponse::Done)
+        }
+        ConsoleRequest::PresentSessionCertificate { certificate } => {
+            if certificate.len() > MAX_CERTIFICATE_LEN {
+                return Err(Refusal::Invalid(format!(
+                    "the session key certificate is {} bytes, more than the {MAX_CERTIFICATE_LEN} a certificate takes: log in again with a fresh login string",
+                    certificate.len()
+                )));
+            }
+            *link
+                .session_certificate
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(certificate);
             Ok(ConsoleResponse::Done)
         }
         ConsoleRequest::OpenSession {
@@ -596,6 +692,9 @@ async fn handle(
                     .collect(),
             ))
         }
+        ConsoleRequest::VerifyAudit { anchor_id } => {
+            crate::audit_anchor::verify_for_console(shared, anchor_id).await
+        }
         ConsoleRequest::Unknown { tag } => Err(Refusal::Invalid(format!(
             "this relay does not know request type {tag}; upgrade the relay"
         ))),
@@ -674,10 +773,12 @@ async fn open_session(
     shared
         .router
         .open(session_id, device_id, link.connection, link.packets.clone());
-    let (device_key, technician_key) = match shared.hooks.substitute_keys {
-        Some(substituted) => substituted,
-        None => (key_fingerprint(&record.public_key), technician_key),
-    };
+    let (device_key, technician_key) = (key_fingerprint(&record.public_key), technician_key);
+    #[cfg(feature = "test-utils")]
+    let (device_key, technician_key) = shared
+        .hooks
+        .substitute_keys
+        .unwrap_or((device_key, technician_key));
     let request = SessionRequest {
         session_id,
         technician: technician.name.clone(),
@@ -687,8 +788,16 @@ async fn open_session(
         technician_key,
         grant_secs: grant.as_secs(),
     };
+    let certificate = link
+        .session_certificate
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
     if commands
-        .send(AgentCommand::OpenSession { request })
+        .send(AgentCommand::OpenSession {
+            request,
+            certificate,
+        })
         .await
         .is_err()
     {

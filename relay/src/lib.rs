@@ -5,18 +5,26 @@
 //! the only code that talks SQL; `presence` knows who is online;
 //! `sessions` routes remote-session packets between agents and consoles.
 
+pub mod access;
+pub mod admin_token;
 pub mod agent_conn;
+pub mod audit_anchor;
+pub mod audit_verify;
 pub mod config;
 pub mod console_conn;
+pub mod data_dir;
 pub mod diagnostics;
+pub mod enroll_limits;
 pub mod measure;
 pub mod policy;
+pub mod preflight;
 pub mod presence;
 pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod store;
 pub mod tls_files;
+pub mod withdraw;
 
 pub use config::{Direction, RelayConfig, RelayHooks};
 pub use server::Relay;

@@ -147,6 +147,67 @@ pub async fn save(
         .map_err(|e| internal_error(&e))
 }
 
+/// How long `policy set` waits for connected agents to confirm a change:
+/// an attached agent answers within a round trip; one that does not within
+/// this is reported as not (yet) applying it.
+const POLICY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How far a policy change reached: `applied` of `connected` agents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Agents that confirmed they apply the new policy.
+    pub applied: u32,
+    /// Agents of the organisation connected when it changed.
+    pub connected: u32,
+}
+
+/// Sends `policy` (with its salt: agents hash with it) to every connected
+/// agent of `org` and waits up to [`POLICY_ACK_TIMEOUT`] for each to
+/// confirm. Agents that connect later get it with `Attached`.
+pub async fn push_to_connected(
+    shared: &Shared,
+    org: OrgId,
+    policy: &Policy,
+) -> Result<Reach, Refusal> {
+    let json = serde_json::to_vec(policy).map_err(|e| internal_error(&e))?;
+    let online = shared.presence.online();
+    let devices = shared
+        .store(move |s| s.list_devices(org))
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    let deadline = tokio::time::Instant::now() + POLICY_ACK_TIMEOUT;
+    let mut waiting = Vec::new();
+    for device in devices
+        .iter()
+        .filter(|d| d.revoked_at.is_none() && online.contains(&d.id))
+    {
+        let Some(commands) = shared.presence.commands(device.id) else {
+            continue;
+        };
+        let (applied, confirmed) = tokio::sync::oneshot::channel();
+        let command = crate::presence::AgentCommand::ApplyPolicy {
+            json: json.clone(),
+            applied,
+        };
+        match tokio::time::timeout_at(deadline, commands.send(command)).await {
+            Ok(Ok(())) => waiting.push((device.id, confirmed)),
+            // Gone or stuck: counted as connected, not applied.
+            _ => waiting.push((device.id, tokio::sync::oneshot::channel().1)),
+        }
+    }
+    let mut reach = Reach {
+        applied: 0,
+        connected: u32::try_from(waiting.len()).unwrap_or(u32::MAX),
+    };
+    for (device, confirmed) in waiting {
+        match tokio::time::timeout_at(deadline, confirmed).await {
+            Ok(Ok(())) => reach.applied += 1,
+            _ => tracing::warn!(%device, "the agent did not confirm the new policy"),
+        }
+    }
+    Ok(reach)
+}
+
 /// The policy as shown to technicians: without the salt, with the session
 /// grant.
 pub fn public_json(policy: &Policy, session_grant: Duration) -> Vec<u8> {

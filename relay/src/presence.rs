@@ -20,6 +20,8 @@ pub enum AgentCommand {
     CollectDiagnostics {
         /// Include the throughput test.
         throughput: bool,
+        /// The technician's display name, kept in the device's history.
+        technician: String,
         /// Where the snapshot JSON (or the agent's reason) goes.
         reply: oneshot::Sender<Result<Vec<u8>, String>>,
     },
@@ -27,6 +29,22 @@ pub enum AgentCommand {
     OpenSession {
         /// What the agent is sent.
         request: SessionRequest,
+        /// The organisation's certificate of the technician's session key,
+        /// as the console presented it (sent as a `CertifiedSessionRequest`).
+        certificate: Option<Vec<u8>>,
+    },
+    /// The organisation's policy changed: send it to the agent now.
+    ApplyPolicy {
+        /// The whole policy (with the identifier salt) as JSON.
+        json: Vec<u8>,
+        /// Told once the agent confirmed it applies it.
+        applied: oneshot::Sender<()>,
+    },
+    /// The technician withdrew a session request before the employee
+    /// answered: the agent closes the consent dialog.
+    WithdrawSession {
+        /// The session.
+        session_id: u64,
     },
 }
 

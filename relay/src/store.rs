@@ -40,10 +40,18 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod audit_chain;
+mod access;
+mod recovery;
 mod sessions;
 
+pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
+
+pub use access::{AccessEnd, ENDED_BY_ADMINISTRATOR};
+pub use recovery::RecoveredAdmin;
 pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
+    WithdrawOutcome, WITHDRAWN,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -751,6 +759,27 @@ impl Store {
         if revoked_at.is_some() {
             return Ok(Err(Refusal::EnrollTokenInvalid));
         }
+        // The same key retrying the same token (its agent lost the answer,
+        // or crashed before keeping its files) gets the same device and
+        // spends no second use: checked before the uses and the expiry.
+        let retried = tx
+            .query_row(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices
+                     WHERE public_key = ?1 AND enroll_token_id = ?2 AND revoked_at IS NULL"
+                ),
+                params![public_key, token_id],
+                device_from_row,
+            )
+            .optional()?;
+        if let Some(device) = retried {
+            let org_name: String = tx.query_row(
+                "SELECT name FROM organisations WHERE id = ?1",
+                [device.org.0],
+                |row| row.get(0),
+            )?;
+            return Ok(Ok((device, org_name)));
+        }
         if uses_left <= 0 {
             return Ok(Err(Refusal::EnrollTokenUsedUp));
         }
@@ -880,9 +909,10 @@ impl Store {
         Ok(Ok(device))
     }
 
-    /// Stores a diagnostic snapshot and its verdict (both JSON text), then
-    /// keeps only the newest `keep` snapshots of that device. Returns the
-    /// new row's id.
+    /// Stores a diagnostic snapshot and its verdict (both JSON text) and
+    /// audits the collection as `diagnostics.collect` (actor
+    /// `requested_by`, what was measured), then keeps only the newest
+    /// `keep` snapshots of that device. Returns the new row's id.
     #[allow(clippy::too_many_arguments)]
     pub fn insert_diagnostics(
         &self,
@@ -911,6 +941,17 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor: requested_by,
+                action: "diagnostics.collect",
+                target: &device_target(device),
+                detail: &collected_detail(id, snapshot_json),
+            },
+        )?;
         tx.execute(
             "DELETE FROM diagnostics WHERE device_id = ?1 AND id NOT IN
                (SELECT id FROM diagnostics WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2)",
@@ -1651,6 +1692,31 @@ fn org_target(org: OrgId) -> String {
 
 fn token_target(id: i64) -> String {
     format!("token:{id}")
+}
+
+/// What a stored snapshot holds, for its `diagnostics.collect` audit row:
+/// the measured sections and whether the speed test ran.
+fn collected_detail(snapshot_id: i64, snapshot_json: &str) -> serde_json::Value {
+    const SECTIONS: [&str; 7] = [
+        "device", "network", "wifi", "gateway", "dns", "clock", "path",
+    ];
+    let snapshot: serde_json::Value =
+        serde_json::from_str(snapshot_json).unwrap_or(serde_json::Value::Null);
+    let measured: Vec<&str> = SECTIONS
+        .into_iter()
+        .filter(|section| snapshot[section].get("measured").is_some())
+        .collect();
+    let throughput = snapshot["path"]["measured"]["download"]
+        .get("measured")
+        .is_some()
+        || snapshot["path"]["measured"]["upload"]
+            .get("measured")
+            .is_some();
+    serde_json::json!({
+        "snapshot_id": snapshot_id,
+        "collected": measured,
+        "throughput": throughput,
+    })
 }
 
 /// How a device appears in the audit log, as actor or target:

@@ -11,25 +11,34 @@ pub mod gateway;
 pub mod parse;
 pub mod path;
 pub mod platform;
+pub mod proxy;
 pub mod system;
 
 use crate::link::{BoxFuture, DiagnosticsSource};
 use crate::state::StateDir;
 
 /// Who asked for a diagnostic run, as remembered in the local history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Requester {
     /// The employee, with `deskside-agent check`.
     Employee,
-    /// A technician, through the relay.
-    Technician,
+    /// A technician, through the relay, with their display name when the
+    /// relay sent it.
+    Technician(Option<String>),
 }
 
 impl Requester {
-    fn as_str(self) -> &'static str {
+    fn as_str(&self) -> &'static str {
         match self {
             Requester::Employee => "employee",
-            Requester::Technician => "technician",
+            Requester::Technician(_) => "technician",
+        }
+    }
+
+    fn technician(&self) -> Option<&str> {
+        match self {
+            Requester::Technician(name) => name.as_deref(),
+            Requester::Employee => None,
         }
     }
 }
@@ -46,11 +55,29 @@ pub fn remember(
     let entry = serde_json::json!({
         "at_ms": at,
         "requested_by": requester.as_str(),
+        "technician": requester.technician(),
         "sent_to_relay": sent_to_relay,
         "snapshot": snapshot,
     });
     if let Err(e) = state.append_history(&entry) {
         tracing::warn!("cannot record the diagnostic run in the local history: {e}");
+    }
+}
+
+/// Adds what the state directory knows to a snapshot taken now: the last
+/// successful QUIC connection to the relay (`last_connected` must be read
+/// before the run, which records its own connection), and records this
+/// run's connection if it made one.
+pub fn add_connection_history(
+    state: &StateDir,
+    last_connected: Option<crate::state::LastConnected>,
+    snapshot: &mut deskside_diag::Snapshot,
+) {
+    if let deskside_diag::Probe::Measured(path) = &mut snapshot.path {
+        path.last_connected_ms = last_connected.map(|c| c.at.saturating_mul(1000));
+        if path.udp_ok {
+            state.record_connected(crate::clock::unix_secs());
+        }
     }
 }
 
@@ -76,13 +103,21 @@ pub fn options_for(policy: &deskside_diag::policy::Policy) -> collect::Options {
 }
 
 impl DiagnosticsSource for AgentDiagnostics {
-    fn set_policy(&self, json: &[u8]) {
-        if let Err(e) = self.state.save_policy(json) {
-            tracing::warn!("cannot keep the organisation's policy: {e}");
-        }
+    fn set_policy(&self, json: &[u8]) -> Result<(), String> {
+        self.state
+            .save_policy(json)
+            .map_err(|e| format!("cannot keep the organisation's policy: {e}"))
     }
 
     fn collect(&self, throughput: bool) -> BoxFuture<Result<Vec<u8>, String>> {
+        self.collect_for(throughput, None)
+    }
+
+    fn collect_for(
+        &self,
+        throughput: bool,
+        technician: Option<String>,
+    ) -> BoxFuture<Result<Vec<u8>, String>> {
         let state = self.state.clone();
         let target = self.target.clone();
         Box::pin(async move {
@@ -92,10 +127,12 @@ impl DiagnosticsSource for AgentDiagnostics {
             }
             let mut options = options_for(&policy);
             options.path.throughput = throughput;
-            let snapshot = collect::snapshot(Some(&target), &options, &|_| {}).await;
+            let last_connected = state.last_connected();
+            let mut snapshot = collect::snapshot(Some(&target), &options, &|_| {}).await;
+            add_connection_history(&state, last_connected, &mut snapshot);
             let json = serde_json::to_vec(&snapshot)
                 .map_err(|e| format!("cannot encode the snapshot: {e}"))?;
-            remember(&state, Requester::Technician, &snapshot, true);
+            remember(&state, Requester::Technician(technician), &snapshot, true);
             Ok(json)
         })
     }

@@ -20,7 +20,8 @@ use deskside_desktop::{
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
-    AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent, Monitor, Quality,
+    session_id_text, AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent,
+    Monitor, Quality,
 };
 use deskside_session_ui::{
     ConsentAnswer as UiAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
@@ -128,7 +129,7 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             let answer = tokio::task::spawn_blocking(move || ask(&prompt))
                                 .await
                                 .unwrap_or(ConsentAnswer::Failed);
-                            tracing::info!(session_id, answer = answer.as_str(), "consent answered");
+                            tracing::info!(session = %session_id_text(session_id), answer = answer.as_str(), "consent answered");
                             let _ = out.send(HelperToService::Consent { session_id, answer }).await;
                         });
                     }
@@ -168,6 +169,10 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                             a.stop(by);
                         }
                     }
+                    ServiceToHelper::Withdrawn { session_id } => {
+                        prompts.remove(&session_id);
+                        tracing::info!(session = %session_id_text(session_id), "the technician withdrew the request");
+                    }
                     ServiceToHelper::Welcome => {}
                     ServiceToHelper::Unknown { tag } => {
                         tracing::debug!(tag, "ignoring a message from a newer service");
@@ -178,7 +183,7 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                 if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
                     match command {
                         IndicatorCommand::Stop => {
-                            tracing::info!(session_id, "the employee stopped the session");
+                            tracing::info!(session = %session_id_text(session_id), "the employee stopped the session");
                             let _ = out_tx.send(HelperToService::ToConsole {
                                 session_id,
                                 message: Nested(AgentToConsole::Ended { by: EndedBy::Employee }),

@@ -16,7 +16,9 @@ use deskside_net::framed::{FramedRecv, FramedSend};
 use deskside_net::tunnel::{
     accept_session, Carrier, SessionConfig, SessionConn, TunnelSocket, DEFAULT_QUEUE_PACKETS,
 };
+use deskside_net::orgkey::{check_session_certificate, OrgKeyError};
 use deskside_net::Identity;
+use deskside_protocol::certificate::OrgKey;
 use deskside_protocol::agent::{AgentToRelay, SessionRequest};
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
@@ -31,6 +33,9 @@ use super::hub::{HelperHub, HelperLine};
 
 /// How long the employee has to answer.
 pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a refused, uncertified console has to complete the handshake
+/// that tells it why (a substituted key never completes it).
+const UNCERTIFIED_TELL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the relay has to confirm the consent is audited.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -39,9 +44,15 @@ const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct SessionHost {
     carrier: Carrier,
     identity: Identity,
+    /// The organisation key technicians' session keys must be certified
+    /// by; `None` when the device enrolled without one (trust the relay).
+    org_key: Option<OrgKey>,
     hub: Arc<HelperHub>,
     to_relay: mpsc::UnboundedSender<AgentToRelay>,
     recorded: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Sessions waiting for the employee's answer, told when the
+    /// technician withdraws the request.
+    withdrawn: Mutex<HashMap<u64, oneshot::Sender<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,15 +65,18 @@ impl SessionHost {
     /// connection (they wait across reconnects).
     pub fn new(
         identity: Identity,
+        org_key: Option<OrgKey>,
         hub: Arc<HelperHub>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<AgentToRelay>) {
         let (to_relay, from_host) = mpsc::unbounded_channel();
         let host = Arc::new(Self {
             carrier: Carrier::new(),
             identity,
+            org_key,
             hub,
             to_relay,
             recorded: Mutex::default(),
+            withdrawn: Mutex::default(),
         });
         (host, from_host)
     }
@@ -80,11 +94,22 @@ impl SessionHost {
         }
     }
 
-    /// Starts a session the relay forwarded.
-    pub fn start(self: &Arc<Self>, request: SessionRequest) {
+    /// The relay says the technician withdrew the request of `session_id`
+    /// before the employee answered: its consent dialog closes.
+    pub fn withdraw(&self, session_id: u64) {
+        if let Some(tx) = lock(&self.withdrawn).remove(&session_id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Starts a session the relay forwarded, with the certificate of the
+    /// technician's session key when the console presented one. A device
+    /// that trusts an organisation key refuses, before anyone is asked, a
+    /// session key that key did not certify.
+    pub fn start(self: &Arc<Self>, request: SessionRequest, certificate: Option<Vec<u8>>) {
         let span = tracing::info_span!(
             "session",
-            id = request.session_id,
+            id = %deskside_protocol::session::session_id_text(request.session_id),
             technician = %request.technician,
             asked = request.capabilities.label()
         );
@@ -92,7 +117,27 @@ impl SessionHost {
         tokio::spawn(
             async move {
                 let session_id = request.session_id;
-                match host.run(request).await {
+                if let Some(trusted) = &host.org_key {
+                    match check_session_certificate(
+                        trusted,
+                        certificate.as_deref(),
+                        request.technician_key,
+                    ) {
+                        Ok(checked) => tracing::info!(
+                            certified_for = %checked.claim.technician,
+                            "the session key is certified by the organisation key"
+                        ),
+                        Err(refusal) => {
+                            host.refuse_uncertified(&request, &refusal).await;
+                            return;
+                        }
+                    }
+                }
+                let (withdrawn_tx, withdrawn) = oneshot::channel();
+                lock(&host.withdrawn).insert(session_id, withdrawn_tx);
+                let outcome = host.run(request, withdrawn).await;
+                lock(&host.withdrawn).remove(&session_id);
+                match outcome {
                     Ok(Some(by)) => {
                         tracing::info!(by = by.as_str(), "session ended");
                         let _ = host
@@ -107,6 +152,34 @@ impl SessionHost {
         );
     }
 
+    /// Refuses a session whose key the organisation key does not certify,
+    /// before anyone is asked. The console learns why through the
+    /// end-to-end connection when its key is the one the relay announced
+    /// (a technician the relay let in); a console whose key the relay
+    /// replaced cannot complete that handshake and fails on it instead. The
+    /// relay audits the outcome either way.
+    async fn refuse_uncertified(&self, request: &SessionRequest, refusal: &OrgKeyError) {
+        let reason = refusal.to_string();
+        tracing::warn!(key = %request.technician_key, "session refused: {reason}");
+        let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
+        if let Ok(_carried) = self.carrier.carry(request.session_id, port) {
+            let config = SessionConfig {
+                handshake_timeout: UNCERTIFIED_TELL_TIMEOUT,
+                ..SessionConfig::default()
+            };
+            if let Ok(conn) =
+                accept_session(socket, &self.identity, request.technician_key, &config).await
+            {
+                conn.close(close::UNCERTIFIED, reason.as_bytes()).await;
+            }
+        }
+        self.send_consent(
+            request.session_id,
+            None,
+            format!("uncertified: {}", refusal.audit_text()),
+        );
+    }
+
     fn send_consent(&self, session_id: u64, granted: Option<Capabilities>, outcome: String) {
         let _ = self.to_relay.send(AgentToRelay::SessionConsent {
             session_id,
@@ -117,7 +190,11 @@ impl SessionHost {
 
     /// `Ok(Some(by))` once a started session ends, `Ok(None)` when it never
     /// started (refused, unavailable).
-    async fn run(&self, request: SessionRequest) -> Result<Option<EndedBy>, String> {
+    async fn run(
+        &self,
+        request: SessionRequest,
+        mut withdrawn: oneshot::Receiver<()>,
+    ) -> Result<Option<EndedBy>, String> {
         let id = request.session_id;
         let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
         let _carried = self.carrier.carry(id, port).map_err(|e| e.to_string())?;
@@ -147,7 +224,24 @@ impl SessionHost {
                 return Ok(None);
             }
         };
-        let answer = ask(&mut line, &conn, &request, &code).await;
+        let answer = match ask(&mut line, &conn, &request, &code, &mut withdrawn).await {
+            Asked::Answer(answer) => answer,
+            Asked::Withdrawn { by_relay } => {
+                tracing::info!("the technician withdrew the request; closing the consent dialog");
+                let _ = line
+                    .tx
+                    .send(ServiceToHelper::Withdrawn { session_id: id })
+                    .await;
+                conn.close(close::REFUSED, b"the request was withdrawn")
+                    .await;
+                if !by_relay {
+                    // The relay may not know yet (the technician's end-to-end
+                    // connection closed first): it records the withdrawal.
+                    self.send_consent(id, None, WITHDRAWN_OUTCOME.to_owned());
+                }
+                return Ok(None);
+            }
+        };
         let granted = (answer == ConsentAnswer::Accepted).then_some(request.capabilities);
         let Some(granted) = granted else {
             let reason = match answer {
@@ -201,14 +295,32 @@ impl SessionHost {
     }
 }
 
+/// The consent outcome an agent reports when the technician's end of the
+/// session closed before the employee answered; the relay records it as
+/// `session.withdrawn`.
+pub const WITHDRAWN_OUTCOME: &str = "withdrawn";
+
+/// How the consent question ended.
+enum Asked {
+    /// The employee (or the dialog's timeout) answered.
+    Answer(ConsentAnswer),
+    /// The technician withdrew the request first: told by the relay, or
+    /// seen as their end-to-end connection closing.
+    Withdrawn {
+        /// Whether the relay said so (and has recorded it).
+        by_relay: bool,
+    },
+}
+
 /// Shows the consent dialog through the helper; the technician giving up
-/// (the connection closing) counts as a refusal.
+/// (the relay says so, or the connection closes) withdraws the request.
 async fn ask(
     line: &mut HelperLine,
     conn: &SessionConn,
     request: &SessionRequest,
     code: &str,
-) -> ConsentAnswer {
+    withdrawn: &mut oneshot::Receiver<()>,
+) -> Asked {
     let prompt = ConsentPrompt {
         session_id: request.session_id,
         technician: request.technician.clone(),
@@ -224,7 +336,7 @@ async fn ask(
         .await
         .is_err()
     {
-        return ConsentAnswer::Failed;
+        return Asked::Answer(ConsentAnswer::Failed);
     }
     let wait = async {
         loop {
@@ -238,9 +350,10 @@ async fn ask(
     // The dialog times out by itself; this bound only guards a stuck helper.
     tokio::select! {
         answer = tokio::time::timeout(CONSENT_TIMEOUT + Duration::from_secs(15), wait) => {
-            answer.unwrap_or(ConsentAnswer::TimedOut)
+            Asked::Answer(answer.unwrap_or(ConsentAnswer::TimedOut))
         }
-        _ = conn.connection.closed() => ConsentAnswer::Refused,
+        Ok(()) = &mut *withdrawn => Asked::Withdrawn { by_relay: true },
+        _ = conn.connection.closed() => Asked::Withdrawn { by_relay: false },
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, ServiceToHelper};
+use deskside_protocol::session::session_id_text;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -270,7 +271,9 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
                             lock(&sessions).remove(&session_id);
                         }
                     }
-                    None => tracing::debug!(session_id, "message for a session that is over"),
+                    None => {
+                        tracing::debug!(session = %session_id_text(session_id), "message for a session that is over")
+                    }
                 }
             }
             Ok(None) => break Ok(()),

@@ -10,12 +10,15 @@
 //! Commands never read the clock: `Context::now` was read once at start-up.
 
 pub mod audit;
+pub mod audit_verify;
 pub mod devices;
 pub mod diag;
 pub mod enroll;
 pub mod login;
+pub mod org_key;
 pub mod policy;
 pub mod session;
+pub mod session_admin;
 pub mod session_link;
 pub mod tokens;
 
@@ -58,6 +61,14 @@ pub enum Command {
     /// Read the audit log (admin)
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The organisation key that certifies session keys (admin)
+    #[command(name = "org-key", subcommand)]
+    OrgKey(org_key::OrgKeyCommand),
+    /// Print a shell completion script, e.g. `deskside completion bash > ~/.local/share/bash-completion/completions/deskside`
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: deskside_net::docs::Shell,
+    },
     /// Writes man pages and shell completions into DIR (for packagers)
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -70,7 +81,7 @@ pub enum Command {
 #[derive(Debug)]
 pub enum Action {
     /// Authenticate to this relay with this token, then save it as the profile.
-    Login(Profile),
+    Login(login::LoginTarget),
     /// Print who the profile's token belongs to.
     Whoami,
     /// A `devices` subcommand.
@@ -87,6 +98,10 @@ pub enum Action {
     Session(session::SessionArgs),
     /// An `audit` subcommand.
     Audit(audit::AuditCommand),
+    /// An `org-key` subcommand.
+    OrgKey(org_key::OrgKeyCommand),
+    /// Print the completion script for this shell.
+    Completion(deskside_net::docs::Shell),
     /// Write man pages and completions into this directory.
     GenerateDocs(PathBuf),
 }
@@ -95,7 +110,7 @@ impl Command {
     /// Checks what clap cannot check on its own.
     pub fn validate(self, env: &Environment) -> Result<Action, UsageError> {
         Ok(match self {
-            Command::Login(args) => Action::Login(login::validate(args, env.token.clone())?),
+            Command::Login(args) => Action::Login(login::validate_target(args, env.token.clone())?),
             Command::Whoami => Action::Whoami,
             Command::Devices(command) => Action::Devices(command),
             Command::EnrollToken(command) => Action::EnrollToken(command),
@@ -104,6 +119,8 @@ impl Command {
             Command::Policy(command) => Action::Policy(command),
             Command::Session(args) => Action::Session(args),
             Command::Audit(command) => Action::Audit(command),
+            Command::OrgKey(command) => Action::OrgKey(command),
+            Command::Completion { shell } => Action::Completion(shell),
             Command::GenerateDocs { dir } => Action::GenerateDocs(dir),
         })
     }
@@ -132,6 +149,13 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Policy(command) => policy::run(command, ctx).await,
         Action::Session(args) => session::run(args, ctx).await,
         Action::Audit(command) => audit::run(command, ctx).await,
+        Action::OrgKey(command) => org_key::run(command, ctx).await,
+        Action::Completion(shell) => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            deskside_net::docs::completions(crate::cli::Cli::command(), shell, &mut script);
+            printed(ctx.out.text(&String::from_utf8_lossy(&script)))
+        }
         Action::GenerateDocs(dir) => {
             use clap::CommandFactory as _;
             deskside_net::docs::generate(crate::cli::Cli::command(), &dir, true)
@@ -176,6 +200,11 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::Done => "plain acknowledgement",
         ConsoleResponse::SessionOpened(_) => "session",
         ConsoleResponse::Audit(_) => "audit log",
+        ConsoleResponse::PolicySet(_) => "policy change",
+        ConsoleResponse::EnrollTokens(_) => "enrollment token list",
+        ConsoleResponse::EnrollTokenRevoked(_) => "revoked enrollment token",
+        ConsoleResponse::Sessions(_) => "session list",
+        ConsoleResponse::AuditVerified(_) => "audit verification",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(

@@ -18,7 +18,8 @@ pub enum PolicyCommand {
     Set {
         /// The key, e.g. diagnostics_consent or thresholds.wifi_signal_weak_dbm
         key: String,
-        /// The new value
+        /// The new value (negative numbers are values, not flags: -72)
+        #[arg(allow_negative_numbers = true)]
         value: String,
     },
 }
@@ -29,41 +30,87 @@ pub async fn run(command: PolicyCommand, ctx: &mut Context<'_>) -> anyhow::Resul
         PolicyCommand::Show => ConsoleRequest::ShowPolicy,
         PolicyCommand::Set { key, value } => ConsoleRequest::SetPolicy { key, value },
     };
-    match super::request(ctx, request).await? {
-        ConsoleResponse::Policy(json) => {
-            let policy = Policy::from_json(&json);
-            let mut value = serde_json::to_value(&policy)?;
-            if let Some(object) = value.as_object_mut() {
-                object.remove("identifier_salt");
+    let (json, reach) = match super::request(ctx, request).await? {
+        ConsoleResponse::Policy(json) => (json, None),
+        ConsoleResponse::PolicySet(outcome) => (
+            outcome.policy_json,
+            Some((outcome.applied, outcome.connected)),
+        ),
+        other => return Err(unexpected(&other)),
+    };
+    let policy = Policy::from_json(&json);
+    let mut value = serde_json::to_value(&policy)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("identifier_salt");
+    }
+    if ctx.out.is_json() {
+        let mut record = serde_json::json!({ "type": "policy" });
+        if let (Some(record), Some(fields)) = (record.as_object_mut(), value.as_object()) {
+            record.extend(fields.clone());
+            if let Some((applied, connected)) = reach {
+                record.insert("applied".to_owned(), applied.into());
+                record.insert("connected".to_owned(), connected.into());
             }
-            if ctx.out.is_json() {
-                let mut record = serde_json::json!({ "type": "policy" });
-                if let (Some(record), Some(fields)) = (record.as_object_mut(), value.as_object()) {
-                    record.extend(fields.clone());
-                }
-                return printed(ctx.out.json(&record));
-            }
-            let mut text = String::new();
-            for (key, value) in value.as_object().into_iter().flatten() {
-                if key == "thresholds" {
-                    continue;
-                }
-                text += &format!(
-                    "{key:<27} {}\n",
-                    value
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| value.to_string())
-                );
-            }
-            if policy.thresholds.is_empty() {
-                text += "thresholds                  (defaults)\n";
-            }
-            for (name, value) in &policy.thresholds {
-                text += &format!("thresholds.{name:<16} {value}\n");
-            }
-            printed(ctx.out.text(&text))
         }
-        other => Err(unexpected(&other)),
+        return printed(ctx.out.json(&record));
+    }
+    let mut text = String::new();
+    for (key, value) in value.as_object().into_iter().flatten() {
+        if key == "thresholds" {
+            continue;
+        }
+        text += &format!(
+            "{key:<27} {}\n",
+            value
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string())
+        );
+    }
+    if policy.thresholds.is_empty() {
+        text += "thresholds                  (defaults)\n";
+    }
+    for (name, value) in &policy.thresholds {
+        text += &format!("thresholds.{name:<16} {value}\n");
+    }
+    if let Some((applied, connected)) = reach {
+        text += &format!("\nApplied on {applied} of {connected} connected agents.");
+        if applied < connected {
+            text += " The others apply it when they next connect.";
+        }
+        text += "\n";
+    }
+    printed(ctx.out.text(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Cli;
+    use crate::cmd::Command;
+    use clap::Parser as _;
+
+    #[test]
+    fn negative_values_are_values_not_flags() {
+        // As the README shows it: a negative threshold.
+        let cli = Cli::try_parse_from([
+            "deskside",
+            "policy",
+            "set",
+            "thresholds.wifi_signal_weak_dbm",
+            "-72",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Policy(super::PolicyCommand::Set { key, value }) => {
+                assert_eq!(key, "thresholds.wifi_signal_weak_dbm");
+                assert_eq!(value, "-72");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // A real flag after the value still works, and an unknown one is
+        // still refused.
+        let cli = Cli::try_parse_from(["deskside", "policy", "set", "k", "-7.5", "--json"]).unwrap();
+        assert!(cli.json);
+        assert!(Cli::try_parse_from(["deskside", "policy", "set", "k", "-x"]).is_err());
     }
 }

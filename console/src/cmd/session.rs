@@ -9,18 +9,15 @@
 //! the agent opens the control and video streams, and this side opens the
 //! input stream when control was granted.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use deskside_codec::Decoder;
-use deskside_net::files::{read_private, write_private};
 use deskside_net::framed::{FramedRecv, FramedSend};
 use deskside_net::tunnel::{
     connect_session, Carrier, SessionConfig, SessionConn, TunnelSocket, DEFAULT_QUEUE_PACKETS,
 };
-use deskside_net::Identity;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, SessionOpened};
 use deskside_protocol::session::{
     close, AgentToConsole, Capabilities, Codec, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
@@ -41,9 +38,14 @@ const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// Arguments of `deskside session`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SessionArgs {
+    /// `session list` and `session end ID` (admin) instead of opening one.
+    #[command(subcommand)]
+    pub admin: Option<super::session_admin::SessionAdminCommand>,
     /// Device id, id prefix or hostname.
-    pub device: String,
+    #[arg(required = true)]
+    pub device: Option<String>,
     /// Ask only to see the screen, not to control it.
     #[arg(long)]
     pub view_only: bool,
@@ -107,32 +109,11 @@ fn read_counter(origin: (u32, u32), width: u32, height: u32, rgba: &[u8]) -> Opt
     Some(value)
 }
 
-/// The console's session key: created once next to the profile, 0600.
-fn session_identity(profile: &Path) -> anyhow::Result<Identity> {
-    let path = profile.with_file_name("session-key.pem");
-    match read_private(&path) {
-        Ok(bytes) => {
-            let pem = String::from_utf8(bytes).with_context(|| {
-                format!(
-                    "{} is not a PEM key; delete it to make a new one",
-                    path.display()
-                )
-            })?;
-            Identity::from_key_pem(&pem, &["deskside-console"]).with_context(|| {
-                format!("{} is damaged; delete it to make a new one", path.display())
-            })
-        }
-        Err(_) if !path.exists() => {
-            let identity = Identity::generate(&["deskside-console"])?;
-            write_private(&path, identity.key_pem().as_bytes())?;
-            Ok(identity)
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot use the session key {}", path.display())),
-    }
-}
-
 /// Runs `deskside session`.
 pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+    if let Some(command) = args.admin {
+        return super::session_admin::run(command, ctx).await;
+    }
     if args.reason.chars().count() > 500 {
         return Err(UsageError::new(
             "--reason is limited to 500 characters",
@@ -140,7 +121,13 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         )
         .into());
     }
-    let identity = session_identity(&ctx.profile_path)?;
+    if !args.headless {
+        // Checked before the employee is asked: a console that cannot show
+        // the session must not make them accept one.
+        viewer_can_open()?;
+    }
+    let identity = crate::org_key::session_identity(&ctx.profile_path)?;
+    let certificate = crate::org_key::session_certificate(&ctx.profile_path, &identity)?;
     let (profile, mut client) = connect(ctx).await?;
     let key = identity.key_fingerprint()?;
     match client
@@ -150,6 +137,20 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         ConsoleResponse::Done => {}
         other => return Err(unexpected(&other)),
     }
+    if let Some(certificate) = certificate {
+        // Devices that trust the organisation key refuse the session key
+        // without it; the relay forwards it with the request.
+        match client
+            .request(ConsoleRequest::PresentSessionCertificate {
+                certificate: certificate.encode(),
+            })
+            .await
+            .context("the relay did not take the session key certificate (upgrade the relay)")?
+        {
+            ConsoleResponse::Done => {}
+            other => return Err(unexpected(&other)),
+        }
+    }
     let capabilities = if args.view_only {
         Capabilities::VIEW
     } else {
@@ -157,7 +158,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     };
     let opened: SessionOpened = match client
         .request(ConsoleRequest::OpenSession {
-            device: args.device.clone(),
+            device: args.device.clone().unwrap_or_default(),
             capabilities,
             reason: args.reason.clone(),
         })
@@ -167,7 +168,8 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         other => return Err(unexpected(&other)),
     };
     let session_id = opened.session_id;
-    let span = tracing::info_span!("session", id = session_id, device = %opened.device.id);
+    let session_text = deskside_protocol::session::session_id_text(session_id);
+    let span = tracing::info_span!("session", id = %session_text, device = %opened.device.id);
     let _guard = span.enter();
     let carrier = Arc::new(Carrier::new());
     carrier.attach(client.connection().clone());
@@ -192,7 +194,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     let hostname = opened.device.hostname.clone();
     if ctx.out.is_json() {
         ctx.out.json(&json!({
-            "type": "session", "state": "waiting_for_consent", "session_id": session_id.to_string(),
+            "type": "session", "state": "waiting_for_consent", "session_id": session_text,
             "device": opened.device.id.to_string(), "hostname": hostname, "verification_code": code,
         }))?;
         ctx.out.flush()?;
@@ -232,6 +234,20 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     outcome.map(|_| ())
 }
 
+/// Whether this console can open its viewer window: on Linux and the BSDs
+/// an X11 or Wayland display must be named (macOS and Windows always have
+/// one).
+fn viewer_can_open() -> anyhow::Result<()> {
+    let needs_display = cfg!(all(unix, not(target_os = "macos")));
+    let named = |var: &str| std::env::var_os(var).is_some_and(|value| !value.is_empty());
+    if needs_display && !named("DISPLAY") && !named("WAYLAND_DISPLAY") {
+        bail!(
+            "no display for the viewer window (neither DISPLAY nor WAYLAND_DISPLAY is set), so the employee was not asked; run `deskside session` from a graphical desktop, or add --headless to run it without a window"
+        );
+    }
+    Ok(())
+}
+
 /// Waits for the agent's streams (consent), then runs the session.
 async fn run_session(
     conn: &SessionConn,
@@ -255,6 +271,7 @@ async fn run_session(
                 close::REFUSED => bail!("the session was not accepted: {reason}"),
                 close::UNAVAILABLE => bail!("the device cannot start a session: {reason}"),
                 close::NOT_AUDITED => bail!("the session was stopped because the relay did not record the consent: {reason}"),
+                close::UNCERTIFIED => bail!("the device refused the session before asking anyone: {reason}"),
                 _ => bail!("the device closed the session: {reason}"),
             }
         }
@@ -654,10 +671,12 @@ async fn windowed(
             json!({"type": "session_end", "ended_by": by.as_str()})
         );
     }
+    // A window that could not be shown ends the command with its reason
+    // (exit 1), even though the session itself ended properly.
     match window.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("viewer window: {e}"),
-        Err(e) => tracing::warn!("viewer window crashed: {e}"),
+        Ok(Err(e)) => bail!("the viewer window failed, so the session could not be shown: {e}"),
+        Err(e) => bail!("the viewer window crashed: {e}"),
     }
     eprintln!("Session ended by {}.", by.as_str());
     Ok(by)

@@ -104,6 +104,21 @@ pub enum ConsentOutcome {
     AlreadyRecorded(SessionRecord),
 }
 
+/// The consent outcome and end of a session request withdrawn before the
+/// employee answered.
+pub const WITHDRAWN: &str = "withdrawn";
+
+/// What [`Store::withdraw_session`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WithdrawOutcome {
+    /// No such session, or the caller is not a party to it. Nothing changed.
+    NotFound,
+    /// The request was withdrawn and audited (the record after the change).
+    Withdrawn(SessionRecord),
+    /// The employee had answered (or it had ended) already; nothing changed.
+    AlreadyDecided(SessionRecord),
+}
+
 /// What [`Store::end_session`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndOutcome {
@@ -253,7 +268,7 @@ fn end_in_tx(
 /// How a session id appears in audit rows and logs: 16 hex digits (JSON
 /// numbers above 2^53 lose precision in many readers).
 pub fn session_text(id: u64) -> String {
-    format!("{id:016x}")
+    deskside_protocol::session::session_id_text(id)
 }
 
 impl Store {
@@ -501,6 +516,64 @@ impl Store {
         let ended = end_in_tx(&tx, &record, by, actor, extra, now)?;
         tx.commit()?;
         Ok(EndOutcome::Ended(ended))
+    }
+
+    /// Withdraws session `id` on behalf of `party` while it still waits for
+    /// the employee's answer: the row is closed with consent outcome and
+    /// end `withdrawn`, audited as `session.withdrawn` (never as a session
+    /// that ran), and an answer arriving later finds it already decided.
+    /// `reason` (for example `console_disconnected`) goes into the detail.
+    pub fn withdraw_session(
+        &self,
+        id: u64,
+        party: SessionParty,
+        actor: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<WithdrawOutcome, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(record) = load_session(&tx, id)? else {
+            return Ok(WithdrawOutcome::NotFound);
+        };
+        let is_party = match party {
+            SessionParty::Device(device) => record.device == device,
+            SessionParty::Technician(technician) => record.technician == technician,
+            SessionParty::System => true,
+        };
+        if !is_party {
+            return Ok(WithdrawOutcome::NotFound);
+        }
+        if record.consent_outcome.is_some() || record.is_closed() {
+            return Ok(WithdrawOutcome::AlreadyDecided(record));
+        }
+        tx.execute(
+            "UPDATE sessions SET consent_outcome = ?1, consent_at = ?2, ended_at = ?2, ended_by = ?1
+             WHERE id = ?3",
+            params![WITHDRAWN, now, session_id_to_sql(id)],
+        )?;
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(record.org),
+                actor,
+                action: "session.withdrawn",
+                target: &device_target(record.device),
+                detail: &serde_json::json!({
+                    "session_id": session_text(id),
+                    "reason": reason,
+                }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(WithdrawOutcome::Withdrawn(SessionRecord {
+            consent_outcome: Some(WITHDRAWN.to_owned()),
+            consent_at: Some(now),
+            ended_at: Some(now),
+            ended_by: Some(WITHDRAWN.to_owned()),
+            ..record
+        }))
     }
 
     /// Sorts the sessions the relay's last stop left open, at start. One
