@@ -19,13 +19,15 @@ use crate::profile;
 
 const LONG_ABOUT: &str = "\
 deskside is the technician's tool for deskside remote support: list and \
-inspect enrolled devices, diagnose them (device, configuration, home \
-network, ISP or service?), create enrollment tokens for new ones, and manage \
-technician tokens and the diagnostics policy.
+inspect enrolled devices, diagnose them one by one or as a fleet (device, \
+configuration, home network, ISP or service?), open remote sessions the \
+employee accepts, create enrollment tokens for new devices, and manage \
+technician tokens, the diagnostics policy and the audit log.
 
 Start with `deskside login LOGIN_STRING` (an administrator creates the \
 string with `deskside tokens create`). Every command accepts --json to print \
-one JSON object per line, each with a \"type\" field, for scripts.";
+one JSON object per line, each with a \"type\" field, for scripts. Shell \
+completions: `deskside completion bash|zsh|fish|elvish|powershell`.";
 
 /// Help heading of the options every command accepts.
 const GLOBAL: &str = "Global options";
@@ -35,7 +37,7 @@ const GLOBAL: &str = "Global options";
 #[command(
     name = "deskside",
     version,
-    about = "Remote support from the technician's side: devices, enrollment, tokens",
+    about = "Remote support from the technician's side: devices, diagnostics, sessions, tokens, audit",
     long_about = LONG_ABOUT,
     after_long_help = EXIT_CODES_HELP
 )]
@@ -152,6 +154,18 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_names_what_the_tool_does_today() {
+        let cmd = Cli::command();
+        let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+        for word in ["devices", "diagnostics", "sessions", "tokens", "audit"] {
+            assert!(about.contains(word), "{about}");
+        }
+        let help = cmd.clone().render_long_help().to_string();
+        assert!(help.contains("remote sessions"), "{help}");
+        assert!(help.contains("deskside completion"), "{help}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | 0 | success; also when stdout is closed early (`deskside devices list \| head -1`) |
 //! | 1 | the operation failed: one line `error: REASON` on stderr, and with `--json` also `{"type":"error","message":REASON}` on stdout |
 //! | 2 | usage error: unknown flag, bad value, missing argument (clap's own errors use 2 too) |
+//! | 3 | nothing matched: a fleet run (`diag --all/--group`, with or without `--where`) selected no device; `no device matched: …` on stderr, and with `--json` `{"type":"no_match","message":…}` on stdout |
 //!
 //! This module only formats and writes; it decides nothing about what
 //! failed. A broken pipe on stdout is not an error: the reader has all it
@@ -22,6 +23,8 @@ pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// The command line was wrong.
 pub const USAGE: u8 = 2;
+/// The command ran, but its selection matched no device.
+pub const NO_MATCH: u8 = 3;
 
 /// Exit codes as shown at the end of `deskside --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -29,7 +32,10 @@ Exit codes:
   0  success (also when stdout is closed early, as in `deskside devices list | head -1`)
   1  the operation failed: one line `error: REASON` on stderr; with --json also
      {\"type\":\"error\",\"message\":REASON} on stdout
-  2  usage error: unknown flag, bad value or missing argument";
+  2  usage error: unknown flag, bad value or missing argument (also an unknown
+     field in `diag --where`)
+  3  no device matched: a fleet run (`diag --all|--group [--where EXPR]`)
+     selected no device; with --json {\"type\":\"no_match\",\"message\":…}";
 
 /// A command line that parsed but makes no sense (for example a login string
 /// together with `--relay`). Reported like clap's own errors, exit code 2.
@@ -59,6 +65,12 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A fleet run selected no device: not a failure, but scripts must be able
+/// to tell it from a run that printed rows. Exit code 3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoMatch(pub String);
+
 /// Reports a usage error on stderr and returns exit code 2.
 pub fn usage(error: &UsageError) -> ExitCode {
     // If stderr itself is gone there is no one left to tell.
@@ -84,6 +96,14 @@ pub fn report(outcome: anyhow::Result<()>, format: Format) -> ExitCode {
             None => error,
         },
     };
+    if let Some(NoMatch(message)) = error.downcast_ref::<NoMatch>() {
+        let _ = writeln!(io::stderr(), "{message}");
+        if format == Format::Json {
+            let record = serde_json::json!({"type": "no_match", "message": message});
+            let _ = writeln!(io::stdout(), "{record}");
+        }
+        return ExitCode::from(NO_MATCH);
+    }
     let message = one_line(&error);
     let _ = writeln!(io::stderr(), "error: {message}");
     if format == Format::Json {

@@ -8,7 +8,8 @@
 //! - 0: success, including when stdout is closed early (`| head -1`);
 //! - 1: the operation failed: one line `error: REASON` on stderr, and with
 //!   `--json` also `{"type":"error","message":REASON}` on stdout;
-//! - 2: usage error (bad flag, bad value, missing argument).
+//! - 2: usage error (bad flag, bad value, missing argument);
+//! - 3: a fleet run (`diag --all|--group [--where]`) matched no device.
 
 use std::process::ExitCode;
 

@@ -30,6 +30,13 @@ enum Command {
     /// Writes a first configuration file (self-signed certificate, this
     /// host's name as the public address) unless one exists.
     InitConfig(InitArgs),
+    /// Issues a new admin token when the first one was lost, straight in
+    /// the data directory's database (audited; works with the relay stopped).
+    ///
+    /// Takes the same --config/--dev/--data-dir as `serve`, prints the token
+    /// and a `deskside login` string, and writes the token to the data
+    /// directory's admin-token file (mode 0600).
+    AdminToken(AdminTokenArgs),
     /// Writes man pages into DIR (for packagers).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -50,6 +57,17 @@ struct InitArgs {
     /// host's name and the listening port).
     #[arg(long, env = "DESKSIDE_RELAY_PUBLIC_ADDR")]
     public_addr: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminTokenArgs {
+    /// Issue a new admin token (the old ones stay valid until revoked with
+    /// `deskside tokens revoke`).
+    #[arg(long, required = true)]
+    new: bool,
+    /// Where the relay is: the same flags as `serve`.
+    #[command(flatten)]
+    relay: ServeArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +115,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::InitConfig(args) => init_config(args),
+        Command::AdminToken(args) => admin_token(args),
         Command::GenerateDocs { dir } => {
             use clap::CommandFactory as _;
             deskside_net::docs::generate(Cli::command(), &dir, false)
@@ -112,7 +131,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The configuration `serve` runs with: defaults < file < flags.
+fn resolve_config(args: &ServeArgs) -> anyhow::Result<RelayConfig> {
     let file = match (&args.config, args.dev) {
         (Some(path), _) => FileConfig::load(path)?,
         (None, true) => FileConfig::default(),
@@ -125,16 +145,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let config = RelayConfig::resolve(
+    RelayConfig::resolve(
         file,
         Overrides {
             dev: args.dev,
             listen: args.listen,
-            public_addr: args.public_addr,
-            data_dir: args.data_dir,
+            public_addr: args.public_addr.clone(),
+            data_dir: args.data_dir.clone(),
             idle_timeout: args.idle_timeout,
         },
-    )?;
+    )
+}
+
+fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
+    debug_assert!(args.new, "clap requires --new");
+    let config = resolve_config(&args.relay)?;
+    let recovery =
+        deskside_relay::admin_token::recover(&config, deskside_relay::server::now_secs())?;
+    println!(
+        "New admin token {:?} (shown only this once, also saved with mode 0600 in {}):\n\n    {}\n",
+        recovery.name,
+        recovery.token_file.display(),
+        recovery.token
+    );
+    match &recovery.login {
+        Some(login) => println!(
+            "Log in the console with:\n\n    deskside login {}\n",
+            login.encode()
+        ),
+        None => println!(
+            "The relay has not made its certificate yet: start it once, then log in with\n\n    deskside login --relay HOST:PORT --fingerprint sha256:… --token {}\n",
+            recovery.token
+        ),
+    }
+    println!(
+        "Earlier admin tokens stay valid: list them with `deskside tokens list` and revoke the lost one."
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = resolve_config(&args)?;
     let data_dir = config.data_dir.clone();
     let relay = Relay::spawn(config).await?;
     let local = relay

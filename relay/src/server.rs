@@ -135,6 +135,9 @@ impl Relay {
     /// Opens the store, loads or creates key material, binds the endpoint and
     /// starts accepting connections.
     pub async fn spawn(config: RelayConfig) -> anyhow::Result<Self> {
+        // Certificate files and the listening address first: a start that
+        // cannot serve must not create the database and its admin token.
+        let preflight = crate::preflight::check(&config)?;
         create_private_dir(&config.data_dir)?;
         let db_path = config.data_dir.join("relay.db");
         let store = Arc::new(
@@ -152,7 +155,10 @@ impl Relay {
             );
         }
 
-        let identity = load_identity(&config.data_dir, &config.cert)?;
+        let identity = match preflight.identity {
+            Some(identity) => identity,
+            None => load_identity(&config.data_dir, &config.cert)?,
+        };
         let fingerprint = identity.fingerprint();
         let tls = identity.server_config(ALPN)?;
         let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
@@ -162,9 +168,7 @@ impl Relay {
         tune_outer_transport(&mut transport);
         server_config.transport_config(Arc::new(transport));
         let endpoint_config = endpoint_config(&config.data_dir)?;
-        let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
-            format!("cannot listen on UDP {}: is another relay running there? choose another port with --listen", config.listen)
-        })?;
+        let socket = preflight.socket;
         let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
         let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
             .context("cannot start the QUIC endpoint")?;

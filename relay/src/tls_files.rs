@@ -52,6 +52,22 @@ pub fn load_identity(data_dir: &Path, source: &CertSource) -> anyhow::Result<Ide
     }
 }
 
+/// The relay's certificate and key if they exist, creating nothing: from
+/// the configured files, or the self-signed pair in the data directory
+/// (`None` when the relay has not made it yet).
+pub fn stored_identity(data_dir: &Path, source: &CertSource) -> anyhow::Result<Option<Identity>> {
+    match source {
+        CertSource::Files { .. } => load_identity(data_dir, source).map(Some),
+        CertSource::SelfSigned => {
+            if data_dir.join(DEV_CERT).exists() && data_dir.join(DEV_KEY).exists() {
+                load_identity(data_dir, source).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Loads (or creates) the secret behind the QUIC endpoint's stateless
 /// behaviour and builds the endpoint configuration from it.
 ///

@@ -401,19 +401,17 @@ fn fleet_runs_cover_all_devices_or_one_group_with_per_device_errors() {
     assert_eq!(group.len(), 1);
     assert_eq!(group[0]["device"], paris_id.as_str());
 
-    // A filter on a measured field: every path here is fast.
-    let slow = lab
-        .admin
-        .run(&[
-            "diag",
-            "--all",
-            "--json",
-            "--where",
-            "path.idle_rtt.median_ms > 500",
-        ])
-        .ok()
-        .json_lines();
-    assert!(slow.is_empty(), "{slow:?}");
+    // A filter on a measured field: every path here is fast, so nothing
+    // matches, which has its own exit code (3).
+    let slow = lab.admin.run(&[
+        "diag",
+        "--all",
+        "--json",
+        "--where",
+        "path.idle_rtt.median_ms > 500",
+    ]);
+    assert_eq!(slow.code, 3, "{slow:?}");
+    assert_eq!(slow.json()["type"], "no_match", "{slow:?}");
     let csv = lab.admin.run(&["diag", "--all", "--csv"]).ok();
     assert!(
         csv.stdout.starts_with("id,hostname,verdict,findings"),

@@ -19,7 +19,12 @@ use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, StoredDiagnost
 use serde_json::Value;
 
 use super::{printed, unexpected, Context};
+use crate::exit::NoMatch;
 use crate::output::{printable, relative, rfc3339, Column, Table};
+
+pub mod filter;
+
+pub use filter::Filter;
 
 /// `deskside diag …`.
 #[derive(Debug, Args)]
@@ -40,8 +45,12 @@ pub struct DiagArgs {
     /// Diagnose every device of this group (set by the enrollment token)
     #[arg(long, value_name = "GROUP", conflicts_with_all = ["device", "all"])]
     group: Option<String>,
-    /// With --all or --group: keep only devices whose snapshot matches, e.g.
-    /// 'wifi.signal_dbm < -70' or 'path.idle_rtt.median_ms >= 100'
+    /// With --all or --group: keep only the devices that match, e.g.
+    /// 'wifi.signal_dbm < -70 and group == paris' or 'verdict != ok'.
+    /// Fields: hostname, group, id, verdict, finding and the snapshot's
+    /// values (list: `deskside diag fields`); OP one of < <= > >= == != ~
+    /// (contains); join with and/or and parentheses. An unknown field is an
+    /// error; when no device matches, exit code 3
     #[arg(long = "where", value_name = "EXPR")]
     filter: Option<String>,
     /// With --all or --group: comma-separated values instead of a table
@@ -58,6 +67,8 @@ pub struct DiagArgs {
 /// The `diag` subcommands.
 #[derive(Debug, Subcommand)]
 enum DiagCommand {
+    /// List the fields a `--where` expression may name
+    Fields,
     /// List a device's stored snapshots, newest first
     History {
         /// Device: id (dev_…), unique id prefix, or hostname
@@ -93,6 +104,7 @@ fn style() -> Style {
 pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
     match (args.command, args.device) {
         (Some(DiagCommand::Judge { file, lang }), _) => judge_file(&file, lang.as_deref(), ctx),
+        (Some(DiagCommand::Fields), _) => printed(print_fields(ctx)),
         (Some(DiagCommand::History { device, limit }), _) => {
             let response =
                 super::request(ctx, ConsoleRequest::DiagnosticsHistory { device, limit }).await?;
@@ -144,106 +156,50 @@ pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
     }
 }
 
-/// A `--where` filter: a snapshot field, a comparison and a value.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Filter {
-    path: Vec<String>,
-    op: Op,
-    value: Value,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-}
-
-impl Filter {
-    /// Parses `FIELD OP VALUE`, e.g. `wifi.signal_dbm < -70`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let ops = [
-            ("<=", Op::Le),
-            (">=", Op::Ge),
-            ("==", Op::Eq),
-            ("!=", Op::Ne),
-            ("<", Op::Lt),
-            (">", Op::Gt),
-            ("=", Op::Eq),
-        ];
-        let (at, token, op) = ops
-            .iter()
-            .filter_map(|(token, op)| text.find(token).map(|at| (at, *token, *op)))
-            .min_by_key(|(at, token, _)| (*at, std::cmp::Reverse(token.len())))
-            .ok_or_else(|| {
-                format!("--where {text:?}: expected FIELD OP VALUE with OP one of < <= > >= == !=")
-            })?;
-        let field = text[..at].trim();
-        let raw = text[at + token.len()..].trim();
-        if field.is_empty() || raw.is_empty() {
-            return Err(format!(
-                "--where {text:?}: expected FIELD OP VALUE, e.g. 'wifi.signal_dbm < -70'"
-            ));
-        }
-        let value = match raw.parse::<f64>() {
-            Ok(number) => Value::from(number),
-            Err(_) => Value::from(raw.trim_matches(|c| c == '\'' || c == '"')),
-        };
-        if value.is_string() && !matches!(op, Op::Eq | Op::Ne) {
-            return Err(format!(
-                "--where {text:?}: {raw} is not a number, so only == and != apply"
-            ));
-        }
-        Ok(Self {
-            path: field.split('.').map(str::to_owned).collect(),
-            op,
-            value,
-        })
-    }
-
-    /// Whether `snapshot` (JSON) matches; a field that was not measured
-    /// never matches.
-    pub fn matches(&self, snapshot: &Value) -> bool {
-        let Some(current) = field(snapshot, self.path.iter().map(String::as_str)) else {
-            return false;
-        };
-        match (current.as_f64(), self.value.as_f64()) {
-            (Some(have), Some(want)) => match self.op {
-                Op::Lt => have < want,
-                Op::Le => have <= want,
-                Op::Gt => have > want,
-                Op::Ge => have >= want,
-                Op::Eq => have == want,
-                Op::Ne => have != want,
-            },
-            _ => {
-                let have = current
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| current.to_string());
-                let want = self
-                    .value
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| self.value.to_string());
-                match self.op {
-                    Op::Eq => !current.is_null() && have == want,
-                    Op::Ne => !current.is_null() && have != want,
-                    _ => false,
-                }
-            }
-        }
-    }
-}
-
 /// One device's outcome in a fleet run.
 struct FleetRow {
     id: String,
     hostname: String,
+    group: Option<String>,
     outcome: Result<(Snapshot, Verdict, Value), String>,
+}
+
+impl FleetRow {
+    /// Whether this row passes a `--where` filter.
+    fn passes(&self, filter: &Filter) -> bool {
+        let (verdict, findings, snapshot) = match &self.outcome {
+            Ok((_, verdict, json)) => (segment_name(verdict), finding_ids(verdict), Some(json)),
+            Err(_) => ("error".to_owned(), Vec::new(), None),
+        };
+        filter.matches(&filter::Record {
+            id: &self.id,
+            hostname: &self.hostname,
+            group: self.group.as_deref(),
+            verdict: &verdict,
+            findings: &findings,
+            snapshot,
+        })
+    }
+}
+
+fn finding_ids(verdict: &Verdict) -> Vec<String> {
+    verdict.findings.iter().map(|f| f.id.to_string()).collect()
+}
+
+/// Why a fleet run printed nothing, in words.
+fn no_match(selection: &Selection, listed: usize, diagnosed: usize) -> NoMatch {
+    let scope = match &selection.group {
+        Some(group) => format!("in the group {group:?}"),
+        None => "in the organisation".to_owned(),
+    };
+    let message = match (&selection.filter, listed) {
+        (_, 0) => "no device matched: the organisation has no enrolled device yet (create a token with `deskside enroll-token create`)".to_owned(),
+        (None, _) => format!("no device matched: no device {scope} (see `deskside devices list`)"),
+        (Some(_), _) => format!(
+            "no device matched the --where expression ({diagnosed} diagnosed {scope}); check the values with `deskside diag DEVICE --json`"
+        ),
+    };
+    NoMatch(message)
 }
 
 fn segment_name(verdict: &Verdict) -> String {
@@ -299,14 +255,40 @@ async fn fleet(
         selection.concurrency,
     );
     let (_, mut client) = super::connect(ctx).await?;
+    // Every device would be refused for the same reason: say it once.
+    let needed = ConsoleRequest::Diagnose {
+        device: String::new(),
+        throughput,
+    }
+    .required_role();
+    let have = client.session().role;
+    if !have.allows(needed) {
+        client.close().await;
+        return Err(deskside_protocol::Refusal::Forbidden { needed, have }.into());
+    }
     let devices = match client.request(ConsoleRequest::ListDevices).await? {
         ConsoleResponse::Devices(devices) => devices,
         other => return Err(unexpected(&other)),
+    };
+    let listed = devices.len();
+    // A filter on what the list already says chooses devices before any is
+    // diagnosed.
+    let chosen_early = |d: &deskside_protocol::console::DeviceSummary| match filter {
+        Some(filter) if !filter.needs_diagnosis() => filter.matches(&filter::Record {
+            id: &d.id.to_string(),
+            hostname: &d.hostname,
+            group: d.group.as_deref(),
+            verdict: "",
+            findings: &[],
+            snapshot: None,
+        }),
+        _ => true,
     };
     let devices: Vec<_> = devices
         .into_iter()
         .filter(|d| d.revoked_at.is_none())
         .filter(|d| selection.group.is_none() || d.group == selection.group)
+        .filter(chosen_early)
         .collect();
     let mut rows: Vec<Option<FleetRow>> = devices.iter().map(|_| None).collect();
     let mut asked = Vec::new();
@@ -317,6 +299,7 @@ async fn fleet(
             rows[index] = Some(FleetRow {
                 id: device.id.to_string(),
                 hostname: device.hostname.clone(),
+                group: device.group.clone(),
                 outcome: Err("offline".to_owned()),
             });
         }
@@ -349,6 +332,7 @@ async fn fleet(
             rows[index] = Some(FleetRow {
                 id: device.id.to_string(),
                 hostname: device.hostname.clone(),
+                group: device.group.clone(),
                 outcome,
             });
             done += 1;
@@ -361,16 +345,32 @@ async fn fleet(
         eprint!("\r\x1b[2K");
     }
     client.close().await;
+    let diagnosed = rows.iter().flatten().filter(|r| r.outcome.is_ok()).count();
     let rows: Vec<FleetRow> = rows
         .into_iter()
         .flatten()
-        .filter(|row| match (&row.outcome, filter) {
-            (_, None) => true,
-            (Ok((_, _, json)), Some(filter)) => filter.matches(json),
-            (Err(_), Some(_)) => false,
-        })
+        .filter(|row| filter.is_none_or(|filter| row.passes(filter)))
         .collect();
+    if rows.is_empty() {
+        return Err(no_match(selection, listed, diagnosed).into());
+    }
     printed(print_fleet(ctx, &rows, csv))
+}
+
+fn print_fields(ctx: &mut Context<'_>) -> std::io::Result<()> {
+    let fields = filter::fields();
+    if ctx.out.is_json() {
+        for field in &fields {
+            ctx.out.json(&serde_json::json!({
+                "type": "field",
+                "name": field.name,
+                "kind": format!("{:?}", field.kind).to_lowercase(),
+                "about": field.about,
+            }))?;
+        }
+        return Ok(());
+    }
+    ctx.out.text(&filter::render_fields(&fields))
 }
 
 fn print_fleet(ctx: &mut Context<'_>, rows: &[FleetRow], csv: bool) -> std::io::Result<()> {
@@ -620,32 +620,6 @@ fn judge_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn where_filters_compare_measured_fields() {
-        let snapshot = serde_json::json!({
-            "wifi": {"measured": {"signal_dbm": -72.0, "source": "iw"}},
-            "path": {"measured": {"idle_rtt": {"median_ms": 120.0}}},
-            "gateway": {"unknown": {"reason": "no answer"}},
-        });
-        let cases = [
-            ("wifi.signal_dbm < -70", true),
-            ("wifi.signal_dbm<-75", false),
-            ("wifi.signal_dbm >= -72", true),
-            ("path.idle_rtt.median_ms > 100", true),
-            ("wifi.source == iw", true),
-            ("wifi.source != 'iw'", false),
-            ("gateway.address == x", false),
-            ("device.cpu.usage_percent > 0", false),
-        ];
-        for (text, expected) in cases {
-            let filter = Filter::parse(text).unwrap();
-            assert_eq!(filter.matches(&snapshot), expected, "{text}");
-        }
-        assert!(Filter::parse("wifi.signal_dbm").is_err());
-        assert!(Filter::parse("wifi.source < iw").is_err());
-        assert!(Filter::parse("< 3").is_err());
-    }
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {

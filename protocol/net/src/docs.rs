@@ -8,7 +8,7 @@
 use std::io;
 use std::path::Path;
 
-use clap_complete::Shell;
+pub use clap_complete::Shell;
 
 /// Writes `DIR/man/NAME.1` (and `NAME-SUB.1` for every visible subcommand,
 /// recursively) and, when `completions` is set, `DIR/completions/` for bash,
@@ -16,18 +16,52 @@ use clap_complete::Shell;
 pub fn generate(cmd: clap::Command, dir: &Path, completions: bool) -> io::Result<()> {
     let man = dir.join("man");
     std::fs::create_dir_all(&man)?;
+    let mut visible = visible_only(&cmd);
     let mut cmd = cmd;
     cmd.build();
     write_pages(&cmd, &man, cmd.get_name().to_owned())?;
     if completions {
         let out = dir.join("completions");
         std::fs::create_dir_all(&out)?;
-        let name = cmd.get_name().to_owned();
+        let name = visible.get_name().to_owned();
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            clap_complete::generate_to(shell, &mut cmd, &name, &out)?;
+            clap_complete::generate_to(shell, &mut visible, &name, &out)?;
         }
     }
     Ok(())
+}
+
+/// Writes the completion script of `cmd` for `shell` to `out` (what
+/// `deskside completion SHELL` prints). Hidden subcommands are left out.
+pub fn completions(cmd: clap::Command, shell: Shell, out: &mut dyn io::Write) {
+    let mut visible = visible_only(&cmd);
+    let name = visible.get_name().to_owned();
+    clap_complete::generate(shell, &mut visible, name, out);
+}
+
+/// A copy of `cmd` (not yet built) without its hidden subcommands, at every
+/// level: clap_complete lists hidden subcommands, and clap cannot remove
+/// one, so the tree is copied with what completion reads (names, about,
+/// arguments, visible aliases, version).
+fn visible_only(cmd: &clap::Command) -> clap::Command {
+    let mut copy = clap::Command::new(cmd.get_name().to_owned())
+        .args(cmd.get_arguments().cloned())
+        .visible_aliases(cmd.get_visible_aliases().map(str::to_owned))
+        .subcommands(
+            cmd.get_subcommands()
+                .filter(|sub| !sub.is_hide_set())
+                .map(visible_only),
+        );
+    if let Some(about) = cmd.get_about() {
+        copy = copy.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        copy = copy.version(version.to_owned());
+    }
+    if cmd.is_args_conflicts_with_subcommands_set() {
+        copy = copy.args_conflicts_with_subcommands(true);
+    }
+    copy
 }
 
 fn write_pages(cmd: &clap::Command, dir: &Path, name: String) -> io::Result<()> {
@@ -67,5 +101,49 @@ mod tests {
         assert!(dir.path().join("completions/demo.bash").exists());
         assert!(dir.path().join("completions/_demo").exists());
         assert!(dir.path().join("completions/demo.fish").exists());
+        for file in ["demo.bash", "_demo", "demo.fish"] {
+            let text = std::fs::read_to_string(dir.path().join("completions").join(file)).unwrap();
+            assert!(text.contains("list"), "{file}: {text}");
+            assert!(
+                !text.contains("secret"),
+                "{file} completes a hidden command"
+            );
+        }
+    }
+
+    #[test]
+    fn completions_leave_out_hidden_subcommands_at_every_level() {
+        let cmd = clap::Command::new("demo")
+            .arg(
+                clap::Arg::new("json")
+                    .long("json")
+                    .global(true)
+                    .action(clap::ArgAction::SetTrue),
+            )
+            .subcommand(
+                clap::Command::new("tokens")
+                    .visible_alias("tok")
+                    .subcommand(
+                        clap::Command::new("create").arg(clap::Arg::new("name").long("name")),
+                    )
+                    .subcommand(clap::Command::new("debug-dump").hide(true)),
+            )
+            .subcommand(clap::Command::new("generate-docs").hide(true));
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::PowerShell,
+            Shell::Elvish,
+        ] {
+            let mut out = Vec::new();
+            completions(cmd.clone(), shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for needle in ["tokens", "create", "name", "json"] {
+                assert!(text.contains(needle), "{shell}: no {needle} in {text}");
+            }
+            assert!(!text.contains("generate-docs"), "{shell}: {text}");
+            assert!(!text.contains("debug-dump"), "{shell}: {text}");
+        }
     }
 }

@@ -1,0 +1,480 @@
+//! End-to-end tests of the command lines a new user types first: the
+//! README's commands, fleet filters, refusals that must come once, shell
+//! completions, and a relay whose configuration is wrong.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use deskside_tests::{bin, Run, World};
+
+fn run(program: &str, args: &[&str]) -> Run {
+    let output = Command::new(bin(program))
+        .args(args)
+        .env_remove("DESKSIDE_PROFILE")
+        .env_remove("DESKSIDE_RELAY_CONFIG")
+        .env_remove("DESKSIDE_RELAY_DATA")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Splits a shell line into words: quotes group, `#` outside quotes starts a
+/// comment. Enough for the README's examples (no substitutions).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '#') if !in_word => break,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+const BINARIES: [&str; 3] = ["deskside", "deskside-agent", "deskside-relay"];
+
+/// The `deskside…` command lines in the README's fenced code blocks, as
+/// (binary, arguments, the line as written).
+fn readme_commands(readme: &str) -> Vec<(String, Vec<String>, String)> {
+    let mut found = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let mut words = shell_words(line);
+        if words.first().map(String::as_str) == Some("sudo") {
+            words.remove(0);
+            if words.first().map(String::as_str) == Some("-u") && words.len() > 1 {
+                words.drain(..2);
+            }
+        }
+        // Skip `VAR=value` and paths to the binaries' directory.
+        let Some(at) = words.iter().position(|w| {
+            let name = w.rsplit('/').next().unwrap_or(w);
+            BINARIES.contains(&name)
+        }) else {
+            continue;
+        };
+        let before_ok = words[..at]
+            .iter()
+            .all(|w| w == "sudo" || w.contains('=') || w == "&&");
+        if !before_ok {
+            continue;
+        }
+        let name = words[at]
+            .rsplit('/')
+            .next()
+            .unwrap_or(&words[at])
+            .to_owned();
+        let args = words[at + 1..]
+            .iter()
+            .take_while(|w| !matches!(w.as_str(), "|" | "&&" | ";" | ">" | "&"))
+            .cloned()
+            .collect();
+        found.push((name, args, line.trim().to_owned()));
+    }
+    found
+}
+
+/// The subcommand names listed under "Commands:" in a help text.
+fn listed_commands(help: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_commands = false;
+    for line in help.lines() {
+        if line.trim_end() == "Commands:" {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            if !line.starts_with("  ") {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                break;
+            }
+            if let Some(name) = line.split_whitespace().next() {
+                if !line.starts_with("   ") || names.is_empty() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Checks one README command: walks its subcommand path with `--help` at
+/// each level; a word that is not a listed subcommand must still be
+/// accepted there (a positional argument or an alias); every `--flag` of
+/// the line must be an option of the command reached. Returns why not.
+fn check_command(binary: &str, args: &[String]) -> Result<(), String> {
+    let help_of = |path: &[&str]| -> Result<String, String> {
+        let mut with_help = path.to_vec();
+        with_help.push("--help");
+        let result = run(binary, &with_help);
+        if result.code == 0 {
+            Ok(result.stdout)
+        } else {
+            Err(format!(
+                "`{binary} {}` failed: {}",
+                with_help.join(" "),
+                result.stderr.trim()
+            ))
+        }
+    };
+    let mut path: Vec<&str> = Vec::new();
+    let mut help = help_of(&path)?;
+    for word in args.iter().take_while(|w| !w.starts_with('-')) {
+        let commands = listed_commands(&help);
+        if commands.is_empty() {
+            break;
+        }
+        path.push(word);
+        // A listed subcommand, an alias or a positional argument: all must
+        // be accepted there.
+        help = help_of(&path)?;
+        if !commands.iter().any(|c| c == word) {
+            break;
+        }
+    }
+    for flag in args.iter().filter(|w| w.starts_with("--")) {
+        let flag = flag.split('=').next().unwrap_or(flag);
+        if !help.contains(flag) {
+            return Err(format!(
+                "`{binary} {}` has no {flag} option",
+                path.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_command_line_in_the_readme_parses_with_the_real_cli() {
+    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("README.md");
+    let commands = readme_commands(&readme);
+    for binary in BINARIES {
+        assert!(
+            commands.iter().any(|(b, _, _)| b == binary),
+            "the README shows no `{binary}` command in a code block"
+        );
+    }
+    let failures: Vec<String> = commands
+        .iter()
+        .filter_map(|(binary, args, line)| {
+            check_command(binary, args)
+                .err()
+                .map(|why| format!("{line}\n    {why}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} README command lines do not parse:\n{}",
+        failures.len(),
+        commands.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_checker_catches_a_wrong_command() {
+    // The checker itself must be able to fail.
+    let text = "```sh\ndeskside devices lst\nsudo deskside-agent enroll dse1_x\nsudo -u deskside-relay deskside-relay admin-token --new\n```\n";
+    let commands = readme_commands(text);
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    assert_eq!(commands[2].1, ["admin-token", "--new"]);
+    assert!(check_command(&commands[0].0, &commands[0].1).is_err());
+    assert!(check_command(&commands[1].0, &commands[1].1).is_ok());
+    let wrong_flag = vec![
+        "devices".to_owned(),
+        "list".to_owned(),
+        "--colour".to_owned(),
+    ];
+    assert!(check_command("deskside", &wrong_flag).is_err());
+}
+
+#[test]
+fn negative_numbers_are_values_for_policy_set() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    admin
+        .run(&["policy", "set", "thresholds.wifi_signal_weak_dbm", "-72"])
+        .ok();
+    let shown = admin.run(&["policy", "show", "--json"]).ok().json();
+    assert_eq!(
+        shown["thresholds"]["wifi_signal_weak_dbm"].as_f64(),
+        Some(-72.0),
+        "{shown}"
+    );
+}
+
+#[test]
+fn fleet_filters_check_fields_combine_and_say_when_nothing_matched() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let token = admin
+        .run(&["enroll-token", "create", "--group", "paris", "--json"])
+        .ok()
+        .json();
+    let agent = world.agent("laptop");
+    let device = agent.enroll(token["token"].as_str().unwrap());
+    let _running = world.run_agent(&agent);
+    admin.wait_status(&device, "online", Duration::from_secs(20));
+    let hostname = admin
+        .run(&["devices", "show", &device, "--json"])
+        .ok()
+        .json()["hostname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // An unknown field is refused with the valid ones, before any work.
+    let typo = admin
+        .run(&["diag", "--all", "--where", "wifi.signal < -70"])
+        .fails_with(2, "unknown field \"wifi.signal\"");
+    assert!(typo.stderr.contains("wifi.signal_dbm"), "{}", typo.stderr);
+    assert!(typo.stderr.contains("hostname"), "{}", typo.stderr);
+
+    // The fields are listed, and documented in the help.
+    let fields = admin.run(&["diag", "fields"]).ok();
+    for name in [
+        "hostname",
+        "group",
+        "verdict",
+        "wifi.signal_dbm",
+        "path.idle_rtt.median_ms",
+    ] {
+        assert!(fields.stdout.contains(name), "{name}: {}", fields.stdout);
+    }
+    let help = admin.run(&["diag", "--help"]).ok();
+    assert!(
+        help.stdout.contains("deskside diag fields"),
+        "{}",
+        help.stdout
+    );
+
+    // Device fields, verdict, and and/or.
+    let matched = admin
+        .run(&[
+            "diag",
+            "--all",
+            "--json",
+            "--where",
+            &format!("group == paris and (hostname == '{hostname}' or verdict == error)"),
+        ])
+        .ok()
+        .json_lines();
+    assert_eq!(matched.len(), 1, "{matched:?}");
+    assert_eq!(matched[0]["device"], device.as_str());
+    assert_eq!(matched[0]["type"], "diagnostics");
+    let either = admin
+        .run(&[
+            "diag",
+            "--all",
+            "--json",
+            "--where",
+            "verdict == error or hostname ~ ''",
+        ])
+        .ok()
+        .json_lines();
+    assert_eq!(either.len(), 1, "{either:?}");
+
+    // Nothing matched: said, with its own exit code, in text and JSON.
+    let none = admin.run(&["diag", "--all", "--where", "group == lyon"]);
+    assert_eq!(none.code, 3, "{none:?}");
+    assert!(none.stderr.contains("no device matched"), "{}", none.stderr);
+    let none = admin.run(&[
+        "diag",
+        "--all",
+        "--json",
+        "--where",
+        "verdict == error and group == paris",
+    ]);
+    assert_eq!(none.code, 3, "{none:?}");
+    assert_eq!(none.json()["type"], "no_match");
+    let none = admin.run(&["diag", "--group", "lyon"]);
+    assert_eq!(none.code, 3, "{none:?}");
+    assert!(none.stderr.contains("no device matched"), "{}", none.stderr);
+}
+
+#[test]
+fn a_viewer_fleet_run_is_refused_once() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let mut running = Vec::new();
+    for name in ["one", "two"] {
+        let agent = world.agent(name);
+        let device = agent.enroll(&admin.enroll_token(1, "10m"));
+        running.push(world.run_agent(&agent));
+        admin.wait_status(&device, "online", Duration::from_secs(20));
+    }
+    let issued = admin
+        .run(&[
+            "tokens", "create", "--name", "val", "--role", "viewer", "--json",
+        ])
+        .ok()
+        .json();
+    let viewer = world.console("viewer");
+    viewer.login(&relay, issued["token"].as_str().unwrap()).ok();
+
+    let refused = viewer
+        .run(&["diag", "--all"])
+        .fails_with(1, "needs the technician role");
+    assert_eq!(
+        refused.stderr.matches("permission denied").count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.trim().is_empty(), "{}", refused.stdout);
+    let refused = viewer.run(&["diag", "--all", "--json"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    let lines = refused.json_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["type"], "error");
+}
+
+#[test]
+fn completion_scripts_cover_commands_but_not_hidden_ones() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = run("deskside", &["completion", shell]).ok();
+        for needle in ["diag", "enroll-token", "completion", "policy"] {
+            assert!(script.stdout.contains(needle), "{shell}: no {needle}");
+        }
+        assert!(
+            !script.stdout.contains("generate-docs"),
+            "{shell} completes the hidden generate-docs"
+        );
+    }
+    run("deskside", &["completion", "tcsh"]).fails_with(2, "possible values");
+}
+
+fn write_config(dir: &Path, cert: &Path, key: &Path, data: &Path) -> std::path::PathBuf {
+    let path = dir.join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\npublic_addr = \"127.0.0.1:4433\"\ndata_dir = {:?}\ncert = {:?}\nkey = {:?}\n",
+            data, cert, key
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_relay_with_a_bad_certificate_creates_nothing() {
+    let world = World::new();
+    let data = world.path("relay-data");
+    let missing = world.path("missing-cert.pem");
+    let key = world.path("missing-key.pem");
+    let config = write_config(&world.path(""), &missing, &key, &data);
+    run(
+        "deskside-relay",
+        &["serve", "--config", config.to_str().unwrap()],
+    )
+    .fails_with(1, "missing-cert.pem");
+    assert!(
+        !data.join("relay.db").exists() && !data.join("admin-token").exists(),
+        "a failed start left a database or an admin token in {}",
+        data.display()
+    );
+    // No admin token to recover from either.
+    run(
+        "deskside-relay",
+        &["admin-token", "--new", "--config", config.to_str().unwrap()],
+    )
+    .fails_with(1, "nothing to recover");
+    assert!(!data.join("relay.db").exists());
+}
+
+#[test]
+fn a_lost_admin_login_is_recovered_offline_and_audited() {
+    let mut world = World::new();
+    let mut relay = world.relay(None);
+    let port = relay.port();
+    relay.proc.terminate();
+    // The first admin token is lost.
+    std::fs::remove_file(relay.data_dir.join("admin-token")).unwrap();
+
+    let data = relay.data_dir.to_str().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{port}");
+    let out = run(
+        "deskside-relay",
+        &[
+            "admin-token",
+            "--new",
+            "--dev",
+            "--data-dir",
+            &data,
+            "--listen",
+            &listen,
+        ],
+    )
+    .ok();
+    let login = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("dsl1_"))
+        .unwrap_or_else(|| panic!("no login string in {}", out.stdout))
+        .to_owned();
+    let saved = std::fs::read_to_string(relay.data_dir.join("admin-token")).unwrap();
+    assert!(out.stdout.contains(saved.trim()), "{}", out.stdout);
+
+    let relay = world.relay(Some(port));
+    let admin = world.console("recovered");
+    admin.run(&["login", &login]).ok();
+    let tokens = admin.run(&["tokens", "list", "--json"]).ok().json_lines();
+    assert!(
+        tokens.iter().any(|t| t["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("admin-recovered-"))),
+        "{tokens:?}"
+    );
+    let audit = admin.run(&["audit", "list", "--json"]).ok().json_lines();
+    assert!(
+        audit
+            .iter()
+            .any(|row| row["action"] == "token.create"
+                && row["detail"].to_string().contains("recovery")),
+        "{audit:?}"
+    );
+    drop(relay);
+}
