@@ -45,6 +45,7 @@ pub async fn serve(
             let outcome = enroll(shared, public_key, secret, info, address).await;
             let reply = match &outcome {
                 Ok((id, organisation)) => {
+                    crate::server::authenticated(shared, connection);
                     tracing::Span::current().record("device", tracing::field::display(id));
                     tracing::info!("device enrolled");
                     RelayToAgent::Enrolled {
@@ -72,6 +73,7 @@ pub async fn serve(
                 Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
                 Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
             };
+            crate::server::authenticated(shared, connection);
             tracing::Span::current().record("device", tracing::field::display(device.id));
             crate::measure::serve(&shared.measure_limits, connection, device.id, send, recv).await
         }
@@ -144,6 +146,7 @@ async fn attached(
         }
     };
     let id = record.id;
+    crate::server::authenticated(shared, connection);
     tracing::Span::current().record("device", tracing::field::display(id));
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);

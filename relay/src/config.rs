@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 use deskside_protocol::Fingerprint;
 use serde::Deserialize;
 
+use crate::admission::AdmissionLimits;
+
 /// Default UDP port.
 pub const DEFAULT_PORT: u16 = 4433;
 
@@ -51,6 +53,83 @@ pub struct FileConfig {
     pub organisation: Option<String>,
     /// Idle timeout, humantime syntax (e.g. `12s`).
     pub idle_timeout: Option<String>,
+    /// Limits on new and unauthenticated connections (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]`: how much the relay lets connections that have not
+/// authenticated yet cost it. Every field is optional; the defaults are
+/// those of [`AdmissionLimits`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Handshakes in progress from which new addresses must answer a QUIC
+    /// Retry first (0: always). Default 32.
+    pub retry_above_handshakes: Option<usize>,
+    /// Most QUIC handshakes in progress. Default 256.
+    pub max_handshakes: Option<usize>,
+    /// Most connections not yet authenticated. Default 1024.
+    pub max_unauthenticated: Option<usize>,
+    /// Most connections not yet authenticated per source address (IPv6:
+    /// per /64). Default 16.
+    pub max_unauthenticated_per_source: Option<usize>,
+    /// Failed authentications a source may make in a row. Default 10.
+    pub auth_failure_burst: Option<u32>,
+    /// Then one more per this interval (humantime). Default `6s`.
+    pub auth_failure_interval: Option<String>,
+    /// One summary log line of failed and refused connections per this
+    /// interval (humantime). Default `10s`.
+    pub log_interval: Option<String>,
+}
+
+impl LimitsFile {
+    /// The file's values over the defaults, validated.
+    pub fn resolve(self) -> anyhow::Result<AdmissionLimits> {
+        let defaults = AdmissionLimits::default();
+        let duration = |name: &str, text: Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(text) => humantime::parse_duration(&text).with_context(|| {
+                format!("invalid [limits] {name} {text:?} (examples: 6s, 1m)")
+            }),
+        };
+        let limits = AdmissionLimits {
+            retry_above_handshakes: self
+                .retry_above_handshakes
+                .unwrap_or(defaults.retry_above_handshakes),
+            max_handshakes: self.max_handshakes.unwrap_or(defaults.max_handshakes),
+            max_unauthenticated: self
+                .max_unauthenticated
+                .unwrap_or(defaults.max_unauthenticated),
+            max_unauthenticated_per_source: self
+                .max_unauthenticated_per_source
+                .unwrap_or(defaults.max_unauthenticated_per_source),
+            auth_failure_burst: self
+                .auth_failure_burst
+                .unwrap_or(defaults.auth_failure_burst),
+            auth_failure_interval: duration(
+                "auth_failure_interval",
+                self.auth_failure_interval,
+                defaults.auth_failure_interval,
+            )?,
+            auth_deadline: defaults.auth_deadline,
+            log_interval: duration("log_interval", self.log_interval, defaults.log_interval)?,
+        };
+        limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid [limits] in the configuration: {e}"))?;
+        Ok(limits)
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))
+    }
 }
 
 impl FileConfig {
@@ -129,6 +208,8 @@ pub struct RelayConfig {
     pub organisation: String,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Limits on new and unauthenticated connections.
+    pub limits: AdmissionLimits,
     /// Test hooks; always the default outside tests (see [`RelayHooks`]).
     pub hooks: RelayHooks,
 }
@@ -199,6 +280,7 @@ impl RelayConfig {
             cert,
             organisation: file.organisation.unwrap_or_else(|| "Default".to_owned()),
             idle_timeout,
+            limits: file.limits.resolve()?,
             hooks: RelayHooks::default(),
         })
     }
@@ -277,6 +359,29 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen.port(), 2);
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_are_validated() {
+        let dev = || Overrides {
+            dev: true,
+            ..Default::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "[limits]\nmax_unauthenticated_per_source = 3\nauth_failure_interval = \"1m\"",
+        )
+        .unwrap();
+        let config = RelayConfig::resolve(file, dev()).unwrap();
+        assert_eq!(config.limits.max_unauthenticated_per_source, 3);
+        assert_eq!(config.limits.auth_failure_interval, Duration::from_secs(60));
+        assert_eq!(
+            config.limits.max_handshakes,
+            AdmissionLimits::default().max_handshakes
+        );
+        let file: FileConfig = toml::from_str("[limits]\nmax_handshakes = 5000").unwrap();
+        let err = RelayConfig::resolve(file, dev()).unwrap_err();
+        assert!(err.to_string().contains("max_handshakes"), "{err}");
+        assert!(toml::from_str::<FileConfig>("[limits]\nmax_handshake = 1").is_err());
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub async fn serve(
             return End::Refused(refusal);
         }
     };
+    crate::server::authenticated(shared, connection);
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
     // From here on a revocation closes this connection at once, and its

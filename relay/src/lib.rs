@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod admin_token;
+pub mod admission;
 pub mod agent_conn;
 pub mod audit_anchor;
 pub mod audit_verify;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use crate::admission::{Decision, Ticket};
 use crate::config::{RelayConfig, RelayHooks};
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
@@ -44,6 +45,44 @@ pub const CLOSE_SHUTDOWN: u32 = 5;
 
 /// How long a new connection has to complete its hello and authentication.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First packets waiting for the accept loop's decision at once.
+const MAX_INCOMING: usize = 1024;
+/// Bytes buffered for one waiting first packet's connection (beyond the
+/// first packet), and for all of them.
+const INCOMING_BUFFER: u64 = 64 << 10;
+const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
+
+/// Connection receive window before authentication: the hello and the
+/// authentication message fit many times over, and a peer that pushes data
+/// on streams the relay does not read gets no further.
+const PRE_AUTH_RECEIVE_WINDOW: u32 = 64 << 10;
+/// After authentication, the budget `transport_config` gives every
+/// connection (keep them in step).
+const AUTHENTICATED_RECEIVE_WINDOW: u32 = 16 << 20;
+const AUTHENTICATED_STREAMS: u32 = 16;
+
+/// How often the accept loop asks for the admission summary (the summary
+/// itself comes once per `log_interval`).
+const SUMMARY_POLL: Duration = Duration::from_secs(1);
+
+/// The budget of a connection that has not authenticated: its control
+/// stream and 64 KiB in flight. [`authenticated`] widens it.
+fn pre_auth_budget(transport: &mut quinn::TransportConfig) {
+    transport.max_concurrent_bidi_streams(1u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.receive_window(quinn::VarInt::from_u32(PRE_AUTH_RECEIVE_WINDOW));
+}
+
+/// Called by the connection handlers once the peer proved who it is: lifts
+/// the connection's authentication deadline, frees its place among the
+/// unauthenticated, and gives it the budget of an authenticated peer.
+pub fn authenticated(shared: &Shared, connection: &quinn::Connection) {
+    shared.admission.authenticated(connection.stable_id());
+    connection.set_max_concurrent_bi_streams(AUTHENTICATED_STREAMS.into());
+    connection.set_max_concurrent_uni_streams(AUTHENTICATED_STREAMS.into());
+    connection.set_receive_window(quinn::VarInt::from_u32(AUTHENTICATED_RECEIVE_WINDOW));
+}
 
 /// How often the last-seen time of online devices is written to the store.
 const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(60);
@@ -68,6 +107,8 @@ pub struct Shared {
     pub router: Arc<Router>,
     /// Test hooks (the default outside tests).
     pub hooks: RelayHooks,
+    /// Who may start a handshake, and the limits before authentication.
+    pub admission: Arc<crate::admission::Gate>,
 }
 
 impl Shared {
@@ -166,7 +207,14 @@ impl Relay {
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
         let mut transport = transport_config(config.idle_timeout, None);
         tune_outer_transport(&mut transport);
+        pre_auth_budget(&mut transport);
         server_config.transport_config(Arc::new(transport));
+        // Each first packet is decided on at once in the accept loop, so
+        // few wait at a time; quinn's defaults (65,536 and 100 MiB of
+        // buffered packets) are sized for applications that wait.
+        server_config.max_incoming(MAX_INCOMING);
+        server_config.incoming_buffer_size(INCOMING_BUFFER);
+        server_config.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
         let endpoint_config = endpoint_config(&config.data_dir)?;
         let socket = preflight.socket;
         let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
@@ -188,6 +236,7 @@ impl Relay {
             measure_limits: Arc::default(),
             router: Arc::new(Router::new(config.hooks.on_forward.clone())),
             hooks: config.hooks.clone(),
+            admission: crate::admission::Gate::new(config.limits.clone()),
         });
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
@@ -284,18 +333,24 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     let mut last_seen = tokio::time::interval(LAST_SEEN_INTERVAL);
     last_seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut summaries = tokio::time::interval(SUMMARY_POLL);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let log_interval = humantime::format_duration(shared.admission.limits().log_interval);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             incoming = endpoint.accept() => match incoming {
-                Some(incoming) => {
-                    connections.spawn(serve_connection(Arc::clone(&shared), incoming));
-                }
+                Some(incoming) => admit(&shared, incoming, &mut connections),
                 None => break,
             },
             // Reap finished connection tasks so the set does not grow.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = summaries.tick() => {
+                if let Some(summary) = shared.admission.poll_summary(std::time::Instant::now()) {
+                    tracing::warn!("before authentication, in the last {log_interval}: {summary}");
+                }
+            }
             _ = last_seen.tick() => {
                 let online = shared.presence.online();
                 let now = now_secs();
@@ -309,6 +364,68 @@ async fn accept_loop(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// Decides on a new connection's first packet (see [`crate::admission`]).
+fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut JoinSet<()>) {
+    let remote = incoming.remote_address();
+    let validated = incoming.remote_address_validated();
+    match shared
+        .admission
+        .admit(remote.ip(), validated, std::time::Instant::now())
+    {
+        Ok(ticket) => {
+            connections.spawn(serve_connection(Arc::clone(shared), incoming, ticket));
+        }
+        Err(Decision::Retry) => {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+        }
+        Err(decision) => {
+            tracing::trace!(%remote, ?decision, "first packet refused");
+            incoming.refuse();
+        }
+    }
+}
+
+/// Refusals that mean "you are not who you claim": counted per source by
+/// the admission gate and summarised in the log instead of one line each.
+fn is_auth_failure(refusal: &Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::BadTechnicianToken
+            | Refusal::EnrollTokenInvalid
+            | Refusal::EnrollTokenUsedUp
+            | Refusal::EnrollTokenExpired
+            | Refusal::DeviceUnknown
+            | Refusal::DeviceRevoked
+    )
+}
+
+/// Why a connection was closed before it authenticated.
+enum PreAuth {
+    Deadline,
+    Datagram,
+}
+
+/// Resolves when the connection must be closed for what it did (or did not
+/// do) before authenticating; never once it authenticated.
+async fn pre_auth_guard(
+    connection: &quinn::Connection,
+    mut authenticated: watch::Receiver<bool>,
+    deadline: tokio::time::Instant,
+) -> PreAuth {
+    tokio::select! {
+        biased;
+        _ = async { authenticated.wait_for(|done| *done).await.map(|_| ()) } => std::future::pending().await,
+        _ = tokio::time::sleep_until(deadline) => PreAuth::Deadline,
+        datagram = connection.read_datagram() => match datagram {
+            Ok(_) => PreAuth::Datagram,
+            // The connection is gone; the handler sees it too.
+            Err(_) => std::future::pending().await,
+        },
+    }
 }
 
 /// How a connection ended, for the log.
@@ -340,15 +457,32 @@ impl From<NetError> for End {
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ticket: Ticket) {
     let remote = incoming.remote_address();
-    let connection = match incoming.await {
-        Ok(connection) => connection,
+    // One deadline from the first packet to authenticated: the handshake,
+    // the hello and the authentication all count against it.
+    let auth_deadline = shared.admission.limits().auth_deadline;
+    let deadline = tokio::time::Instant::now() + auth_deadline;
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
         Err(e) => {
             tracing::debug!(%remote, "QUIC handshake failed: {e}");
             return;
         }
     };
+    let connection = match tokio::time::timeout_at(deadline, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, "QUIC handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "QUIC handshake not done within {auth_deadline:?}");
+            shared.admission.deadline_close();
+            return;
+        }
+    };
+    let authenticated = ticket.handshake_done(connection.stable_id());
     let peer_key = peer_public_key(&connection);
     let kind = if peer_key.is_some() {
         "agent"
@@ -357,17 +491,44 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let span = tracing::info_span!("conn", %remote, kind, device = tracing::field::Empty, technician = tracing::field::Empty);
     async move {
-        let end = match accept_control(&connection).await {
-            Ok((send, recv)) => match peer_key {
-                Some(key) => agent_conn::serve(&shared, &connection, key, send, recv).await,
-                None => console_conn::serve(&shared, &connection, send, recv).await,
-            },
-            Err(end) => end,
+        let serve = async {
+            match accept_control(&connection).await {
+                Ok((send, recv)) => match peer_key {
+                    Some(key) => agent_conn::serve(&shared, &connection, key, send, recv).await,
+                    None => console_conn::serve(&shared, &connection, send, recv).await,
+                },
+                Err(end) => end,
+            }
         };
+        let end = tokio::select! {
+            end = serve => end,
+            why = pre_auth_guard(&connection, authenticated, deadline) => {
+                let reason = match why {
+                    PreAuth::Deadline => {
+                        shared.admission.deadline_close();
+                        format!("did not authenticate within {} s of its first packet", auth_deadline.as_secs())
+                    }
+                    PreAuth::Datagram => "sent a datagram before authenticating".to_owned(),
+                };
+                // Counted in the admission summary; one line each would let
+                // a flood write the log.
+                tracing::debug!("closing connection: {reason}");
+                connection.close(CLOSE_PROTOCOL_VIOLATION.into(), reason.as_bytes());
+                return;
+            }
+        };
+        drop(ticket);
         match end {
             End::Closed => tracing::debug!("connection closed"),
             End::Refused(refusal) => {
-                tracing::info!("refused: {refusal}");
+                if is_auth_failure(&refusal) {
+                    shared
+                        .admission
+                        .auth_failure(remote.ip(), std::time::Instant::now());
+                    tracing::debug!("refused: {refusal}");
+                } else {
+                    tracing::info!("refused: {refusal}");
+                }
                 connection.close(CLOSE_REFUSED.into(), b"refused");
             }
             End::Violation(reason) => {

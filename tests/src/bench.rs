@@ -45,7 +45,17 @@ fn relay_bin() -> anyhow::Result<PathBuf> {
 /// Starts the relay on loopback (`port` 0: any free port) with its data in
 /// `data_dir`, logging only warnings, and waits for its ready line.
 pub fn start_relay(data_dir: &Path, port: u16) -> anyhow::Result<RelayProc> {
-    let mut child = Command::new(relay_bin()?)
+    start_relay_program(&relay_bin()?, data_dir, port)
+}
+
+/// Like [`start_relay`], with another relay binary (for example one built
+/// from an older commit, to compare).
+pub fn start_relay_program(
+    program: &Path,
+    data_dir: &Path,
+    port: u16,
+) -> anyhow::Result<RelayProc> {
+    let mut child = Command::new(program)
         .args([
             "serve",
             "--dev",

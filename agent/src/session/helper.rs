@@ -23,6 +23,7 @@ use deskside_protocol::session::{
     session_id_text, AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent,
     Monitor, Quality,
 };
+use deskside_session_ui::subprocess::ConsentWithdrawer;
 use deskside_session_ui::{
     ConsentAnswer as UiAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
 };
@@ -111,6 +112,8 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
     });
     let mut active: Option<Active> = None;
     let mut prompts: std::collections::HashMap<u64, ConsentPrompt> = Default::default();
+    // Open consent dialogs, to tell them when a request is withdrawn.
+    let dialogs = ConsentDialogs::default();
     let (indicator_tx, mut indicator_rx) = mpsc::unbounded_channel::<(u64, IndicatorCommand)>();
     let result = loop {
         tokio::select! {
@@ -124,11 +127,19 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                     ServiceToHelper::Consent(prompt) => {
                         prompts.insert(prompt.session_id, prompt.clone());
                         let out = out_tx.clone();
+                        let dialogs = dialogs.clone();
                         tokio::spawn(async move {
                             let session_id = prompt.session_id;
-                            let answer = tokio::task::spawn_blocking(move || ask(&prompt))
+                            let asked = dialogs.clone();
+                            let answer = tokio::task::spawn_blocking(move || ask(&prompt, &asked))
                                 .await
-                                .unwrap_or(ConsentAnswer::Failed);
+                                .unwrap_or(Some(ConsentAnswer::Failed));
+                            dialogs.forget(session_id);
+                            let Some(answer) = answer else {
+                                // Withdrawn: the service is no longer asking.
+                                tracing::info!(session = %session_id_text(session_id), "the consent dialog closed on the withdrawal");
+                                return;
+                            };
                             tracing::info!(session = %session_id_text(session_id), answer = answer.as_str(), "consent answered");
                             let _ = out.send(HelperToService::Consent { session_id, answer }).await;
                         });
@@ -172,6 +183,7 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
                     ServiceToHelper::Withdrawn { session_id } => {
                         prompts.remove(&session_id);
                         tracing::info!(session = %session_id_text(session_id), "the technician withdrew the request");
+                        dialogs.withdraw(session_id);
                     }
                     ServiceToHelper::Welcome => {}
                     ServiceToHelper::Unknown { tag } => {
@@ -218,10 +230,70 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
     result
 }
 
+/// The consent dialogs on screen, by session, and the sessions withdrawn
+/// before their dialog started.
+#[derive(Clone, Debug, Default)]
+struct ConsentDialogs {
+    inner: std::sync::Arc<std::sync::Mutex<DialogsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct DialogsInner {
+    open: std::collections::HashMap<u64, ConsentWithdrawer>,
+    withdrawn: std::collections::HashSet<u64>,
+}
+
+impl ConsentDialogs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DialogsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The dialog of `session_id` runs; withdraws it at once if the
+    /// withdrawal came first.
+    fn started(&self, session_id: u64, withdrawer: ConsentWithdrawer) {
+        let mut inner = self.lock();
+        if inner.withdrawn.remove(&session_id) {
+            withdraw_dialog(&withdrawer);
+        }
+        inner.open.insert(session_id, withdrawer);
+    }
+
+    fn withdraw(&self, session_id: u64) {
+        let mut inner = self.lock();
+        match inner.open.get(&session_id) {
+            Some(withdrawer) => withdraw_dialog(withdrawer),
+            None => {
+                inner.withdrawn.insert(session_id);
+            }
+        }
+    }
+
+    fn forget(&self, session_id: u64) {
+        let mut inner = self.lock();
+        inner.open.remove(&session_id);
+        inner.withdrawn.remove(&session_id);
+    }
+
+    fn is_withdrawn(&self, session_id: u64) -> bool {
+        self.lock().withdrawn.contains(&session_id)
+    }
+}
+
+fn withdraw_dialog(withdrawer: &ConsentWithdrawer) {
+    if let Err(e) = withdrawer.withdraw() {
+        tracing::debug!("the consent dialog had closed already: {e}");
+    }
+}
+
 /// Runs the consent dialog in a child process; a crash counts as refused.
-fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
+/// `None` when the request was withdrawn while it was open.
+fn ask(prompt: &ConsentPrompt, dialogs: &ConsentDialogs) -> Option<ConsentAnswer> {
+    let session_id = prompt.session_id;
+    if dialogs.is_withdrawn(session_id) {
+        return None;
+    }
     let Ok(exe) = std::env::current_exe() else {
-        return ConsentAnswer::Failed;
+        return Some(ConsentAnswer::Failed);
     };
     let mut command = Command::new(exe);
     command.arg("consent-dialog");
@@ -234,7 +306,13 @@ fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
         timeout: Some(Duration::from_secs(prompt.timeout_secs)),
         accept_after: None,
     };
-    match deskside_session_ui::subprocess::ask_consent_in_subprocess(command, &request) {
+    let answer = deskside_session_ui::subprocess::ask_consent_in_subprocess_withdrawable(
+        command,
+        &request,
+        |withdrawer| dialogs.started(session_id, withdrawer),
+    );
+    Some(match answer {
+        Ok(UiAnswer::Withdrawn) => return None,
         Ok(UiAnswer::Accepted) => ConsentAnswer::Accepted,
         Ok(UiAnswer::Refused) => ConsentAnswer::Refused,
         Ok(UiAnswer::TimedOut) => ConsentAnswer::TimedOut,
@@ -242,7 +320,7 @@ fn ask(prompt: &ConsentPrompt) -> ConsentAnswer {
             tracing::warn!("the consent dialog failed: {e}; counting it as refused");
             ConsentAnswer::Failed
         }
-    }
+    })
 }
 
 enum CaptureCommand {

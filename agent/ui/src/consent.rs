@@ -8,11 +8,13 @@
 //! accept. Nothing here starts a capture; the caller does that only after
 //! [`ConsentAnswer::Accepted`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Color32, RichText};
 
+use crate::words::{colon, UiLang};
 use crate::{
     native_options, rect_of, ConsentAnswer, ConsentRequest, UiError, DEFAULT_CONSENT_TIMEOUT,
 };
@@ -28,6 +30,50 @@ pub const CONSENT_WINDOW_SIZE: [f32; 2] = [520.0, 420.0];
 pub const CONSENT_REFUSE_BUTTON: [f32; 4] = [24.0, 352.0, 220.0, 48.0];
 /// The Accept button, `[x, y, width, height]` in window points.
 pub const CONSENT_ACCEPT_BUTTON: [f32; 4] = [276.0, 352.0, 220.0, 48.0];
+/// The window title once the technician withdrew the request.
+pub const WITHDRAWN_TITLE: &str = "deskside — request withdrawn";
+/// How long the dialog says the request was withdrawn before it closes by
+/// itself (long enough to read two sentences).
+pub const WITHDRAWN_NOTICE: Duration = Duration::from_secs(6);
+
+/// Tells an open consent dialog, from any thread, that the technician
+/// withdrew the request: it stops offering Accept, says so, and closes.
+#[derive(Clone, Debug, Default)]
+pub struct Withdrawal {
+    inner: Arc<WithdrawalInner>,
+}
+
+#[derive(Debug, Default)]
+struct WithdrawalInner {
+    withdrawn: AtomicBool,
+    /// The dialog's context, to wake it; set once it runs.
+    ctx: Mutex<Option<egui::Context>>,
+}
+
+impl Withdrawal {
+    /// The request was withdrawn.
+    pub fn withdraw(&self) {
+        self.inner.withdrawn.store(true, Ordering::SeqCst);
+        let ctx = self
+            .inner
+            .ctx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(ctx) = ctx {
+            ctx.request_repaint();
+        }
+    }
+
+    /// Whether [`Withdrawal::withdraw`] was called.
+    pub fn is_withdrawn(&self) -> bool {
+        self.inner.withdrawn.load(Ordering::SeqCst)
+    }
+
+    fn wake_through(&self, ctx: &egui::Context) {
+        *self.inner.ctx.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx.clone());
+    }
+}
 
 /// The dialog's sentences, separate from drawing so they can be tested and
 /// translated.
@@ -43,26 +89,54 @@ pub struct ConsentText {
     pub code_hint: String,
 }
 
-/// Builds the dialog's plain-language sentences.
+/// Builds the dialog's plain-language sentences in the locale's language.
 pub fn consent_text(req: &ConsentRequest) -> ConsentText {
-    let what = if req.capabilities.control {
-        "They want to see your screen and control your mouse and keyboard."
-    } else {
-        "They want to see your screen. They will not be able to click or type."
+    consent_text_in(req, UiLang::current())
+}
+
+/// Builds the dialog's plain-language sentences: the technician offers
+/// help, and the employee decides.
+pub fn consent_text_in(req: &ConsentRequest, lang: UiLang) -> ConsentText {
+    let what = match (req.capabilities.control, lang) {
+        (true, UiLang::En) => {
+            "To help, they would see your screen and use your mouse and keyboard."
+        }
+        (true, UiLang::Fr) => {
+            "Pour vous aider, cette personne verrait votre écran et utiliserait votre souris et votre clavier."
+        }
+        (false, UiLang::En) => {
+            "To help, they would see your screen, without being able to click or type."
+        }
+        (false, UiLang::Fr) => {
+            "Pour vous aider, cette personne verrait votre écran, sans pouvoir cliquer ni taper."
+        }
     };
     let reason = req.reason.trim();
     ConsentText {
-        who: format!(
-            "{} from {} asks for remote help.",
-            req.technician, req.organisation
-        ),
+        who: match lang {
+            UiLang::En => format!(
+                "{} from {} offers to help you on this computer.",
+                req.technician, req.organisation
+            ),
+            UiLang::Fr => format!(
+                "{} ({}) vous propose son aide sur cet ordinateur.",
+                req.technician, req.organisation
+            ),
+        },
         what: what.to_owned(),
         reason: if reason.is_empty() {
             String::new()
         } else {
-            format!("Reason: {reason}")
+            format!("{}{} {reason}", lang.t("Reason", "Motif"), colon(lang))
         },
-        code_hint: "Check that the technician sees the same code before you accept:".to_owned(),
+        code_hint: format!(
+            "{}{}",
+            lang.t(
+                "Check that the technician sees the same code before you accept",
+                "Vérifiez que le technicien voit le même code avant d'accepter"
+            ),
+            colon(lang)
+        ),
     }
 }
 
@@ -72,6 +146,16 @@ pub fn consent_text(req: &ConsentRequest) -> ConsentText {
 /// Errors when the window cannot open (no display); the caller must treat
 /// that as a refusal.
 pub fn ask_consent(req: ConsentRequest) -> Result<ConsentAnswer, UiError> {
+    ask_consent_withdrawable(req, Withdrawal::default())
+}
+
+/// Like [`ask_consent`]; once `withdrawal` is told, the dialog drops
+/// Accept, says the request was withdrawn, closes after
+/// [`WITHDRAWN_NOTICE`] and the answer is [`ConsentAnswer::Withdrawn`].
+pub fn ask_consent_withdrawable(
+    req: ConsentRequest,
+    withdrawal: Withdrawal,
+) -> Result<ConsentAnswer, UiError> {
     let answer: Arc<Mutex<Option<ConsentAnswer>>> = Arc::new(Mutex::new(None));
     let viewport = egui::ViewportBuilder::default()
         .with_title(CONSENT_TITLE)
@@ -87,7 +171,8 @@ pub fn ask_consent(req: ConsentRequest) -> Result<ConsentAnswer, UiError> {
         native_options(viewport, true),
         Box::new(move |cc| {
             cc.egui_ctx.options_mut(|o| o.zoom_with_keyboard = false);
-            Ok(Box::new(ConsentApp::new(req, app_answer)))
+            withdrawal.wake_through(&cc.egui_ctx);
+            Ok(Box::new(ConsentApp::new(req, app_answer, withdrawal)))
         }),
     );
     if let Err(error) = result {
@@ -102,6 +187,7 @@ pub fn ask_consent(req: ConsentRequest) -> Result<ConsentAnswer, UiError> {
 }
 
 struct ConsentApp {
+    lang: UiLang,
     text: ConsentText,
     code: String,
     deadline: Instant,
@@ -112,6 +198,12 @@ struct ConsentApp {
     accept_after: Duration,
     /// When Accept starts to work; set at the first drawing.
     armed_at: Option<Instant>,
+    /// The technician's name, for the withdrawn notice.
+    technician: String,
+    /// Told when the technician withdraws the request.
+    withdrawal: Withdrawal,
+    /// When the dialog learnt the request was withdrawn.
+    withdrawn_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for ConsentApp {
@@ -123,10 +215,18 @@ impl std::fmt::Debug for ConsentApp {
 }
 
 impl ConsentApp {
-    fn new(req: ConsentRequest, answer: Arc<Mutex<Option<ConsentAnswer>>>) -> Self {
+    fn new(
+        req: ConsentRequest,
+        answer: Arc<Mutex<Option<ConsentAnswer>>>,
+        withdrawal: Withdrawal,
+    ) -> Self {
         let timeout = req.timeout.unwrap_or(DEFAULT_CONSENT_TIMEOUT);
         Self {
-            text: consent_text(&req),
+            technician: req.technician.clone(),
+            withdrawal,
+            withdrawn_at: None,
+            lang: UiLang::current(),
+            text: consent_text_in(&req, UiLang::current()),
             code: req.verification_code,
             deadline: Instant::now() + timeout,
             timeout,
@@ -152,6 +252,23 @@ impl eframe::App for ConsentApp {
         // Here rather than in `ui`, so the timeout fires even while the
         // window is hidden or minimised.
         let now = Instant::now();
+        if self.withdrawn_at.is_none() && self.withdrawal.is_withdrawn() && !self.answered {
+            // Nothing can be accepted from now on: the answer is fixed.
+            self.answered = true;
+            *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(ConsentAnswer::Withdrawn);
+            self.withdrawn_at = Some(now);
+            tracing::info!("the technician withdrew the request");
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(WITHDRAWN_TITLE.to_owned()));
+        }
+        if let Some(withdrawn_at) = self.withdrawn_at {
+            let close_at = withdrawn_at + WITHDRAWN_NOTICE;
+            if now >= close_at || ctx.input(|i| i.viewport().close_requested()) {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            } else {
+                ctx.request_repaint_after(close_at - now);
+            }
+            return;
+        }
         if now >= self.deadline {
             self.answer(ctx, ConsentAnswer::TimedOut);
         } else {
@@ -167,6 +284,10 @@ impl eframe::App for ConsentApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        if self.withdrawn_at.is_some() {
+            self.withdrawn_ui(ui, &ctx);
+            return;
+        }
         if ui.input(|i| i.key_pressed(egui::Key::Escape)) {
             self.answer(&ctx, ConsentAnswer::Refused);
         }
@@ -177,7 +298,11 @@ impl eframe::App for ConsentApp {
             .ceil() as u64;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.add_space(4.0);
-            ui.label(RichText::new("Remote support request").size(22.0).strong());
+            ui.label(
+                RichText::new(self.lang.t("Offer of remote help", "Proposition d'aide à distance"))
+                    .size(22.0)
+                    .strong(),
+            );
             ui.add_space(8.0);
             ui.label(RichText::new(&self.text.who).size(16.0));
             ui.label(RichText::new(&self.text.what).size(16.0).strong());
@@ -196,9 +321,14 @@ impl eframe::App for ConsentApp {
             );
             ui.add_space(6.0);
             let total = self.timeout.as_secs().max(1);
-            ui.label(format!(
-                "If you do nothing, the request is refused in {seconds_left} s (of {total} s)."
-            ));
+            ui.label(match self.lang {
+                UiLang::En => format!(
+                    "If you do nothing, the offer is declined in {seconds_left} s (of {total} s)."
+                ),
+                UiLang::Fr => format!(
+                    "Sans réponse, la proposition sera refusée dans {seconds_left} s (sur {total} s)."
+                ),
+            });
         });
         let armed_at = *self
             .armed_at
@@ -209,9 +339,10 @@ impl eframe::App for ConsentApp {
         }
         let refuse = ui.put(
             rect_of(CONSENT_REFUSE_BUTTON),
-            egui::Button::new(RichText::new("Refuse").size(18.0)),
+            egui::Button::new(RichText::new(self.lang.t("Decline", "Refuser")).size(18.0)),
         );
-        let accept_button = egui::Button::new(RichText::new("Accept").size(18.0).strong());
+        let accept_button =
+            egui::Button::new(RichText::new(self.lang.t("Accept", "Accepter")).size(18.0).strong());
         let accept = ui
             .add_enabled_ui(armed, |ui| {
                 ui.put(
@@ -228,6 +359,34 @@ impl eframe::App for ConsentApp {
             self.answer(&ctx, ConsentAnswer::Refused);
         } else if accept.clicked() {
             self.answer(&ctx, ConsentAnswer::Accepted);
+        }
+    }
+}
+
+impl ConsentApp {
+    /// The request is gone: say so, offer only Close.
+    fn withdrawn_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.add_space(4.0);
+            ui.label(RichText::new("Request withdrawn").size(22.0).strong());
+            ui.add_space(8.0);
+            ui.label(
+                RichText::new(format!(
+                    "{} withdrew the request before you answered.",
+                    self.technician
+                ))
+                .size(16.0),
+            );
+            ui.label(RichText::new("Nothing was shared. There is nothing to do.").size(16.0));
+            ui.add_space(6.0);
+            ui.label("This window closes by itself.");
+        });
+        let close = ui.put(
+            rect_of(CONSENT_REFUSE_BUTTON),
+            egui::Button::new(RichText::new("Close").size(18.0)),
+        );
+        if close.clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
     }
 }
@@ -252,13 +411,34 @@ mod tests {
     #[test]
     fn text_says_what_is_asked_in_plain_words() {
         let view = consent_text(&request(Capabilities::VIEW, "  "));
-        assert_eq!(view.who, "Alice Martin from ACME IT asks for remote help.");
+        assert_eq!(
+            view.who,
+            consent_text_in(&request(Capabilities::VIEW, ""), UiLang::current()).who
+        );
+        let view = consent_text_in(&request(Capabilities::VIEW, "  "), UiLang::En);
+        assert_eq!(
+            view.who,
+            "Alice Martin from ACME IT offers to help you on this computer."
+        );
+        assert!(!view.who.contains("asks"), "the technician offers, not asks");
         assert!(view.what.contains("see your screen"));
         assert!(!view.what.contains("control your mouse"));
         assert_eq!(view.reason, "");
-        let control = consent_text(&request(Capabilities::CONTROL, "Printer setup"));
+        let control = consent_text_in(&request(Capabilities::CONTROL, "Printer setup"), UiLang::En);
         assert!(control.what.contains("control your mouse and keyboard"));
         assert_eq!(control.reason, "Reason: Printer setup");
+    }
+
+    #[test]
+    fn the_french_dialog_is_french_with_french_typography() {
+        let text = consent_text_in(&request(Capabilities::CONTROL, "Imprimante"), UiLang::Fr);
+        assert_eq!(
+            text.who,
+            "Alice Martin (ACME IT) vous propose son aide sur cet ordinateur."
+        );
+        assert!(text.what.contains("votre souris et votre clavier"));
+        assert_eq!(text.reason, "Motif\u{a0}: Imprimante");
+        assert!(text.code_hint.ends_with("avant d'accepter\u{a0}:"));
     }
 
     #[test]

@@ -29,6 +29,7 @@
 mod consent;
 mod indicator;
 pub mod subprocess;
+pub mod words;
 
 use std::time::Duration;
 
@@ -37,11 +38,13 @@ use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 pub use consent::{
-    ask_consent, consent_text, ConsentText, ACCEPT_ARMING_DELAY, CONSENT_ACCEPT_BUTTON,
-    CONSENT_REFUSE_BUTTON, CONSENT_TITLE, CONSENT_WINDOW_SIZE,
+    ask_consent, ask_consent_withdrawable, consent_text, consent_text_in, ConsentText, Withdrawal,
+    ACCEPT_ARMING_DELAY, CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON, CONSENT_TITLE,
+    CONSENT_WINDOW_SIZE, WITHDRAWN_NOTICE, WITHDRAWN_TITLE,
 };
 pub use indicator::{
-    indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_DOWNGRADE_BUTTON,
+    indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_CHAT_INPUT,
+    INDICATOR_DOWNGRADE_BUTTON,
     INDICATOR_STOP_BUTTON, INDICATOR_TITLE, INDICATOR_WINDOW_SIZE,
 };
 
@@ -81,6 +84,9 @@ pub enum ConsentAnswer {
     Refused,
     /// No answer before the timeout: refused by default.
     TimedOut,
+    /// The technician withdrew the request before the employee answered;
+    /// the dialog said so and offered nothing to accept.
+    Withdrawn,
 }
 
 impl ConsentAnswer {
@@ -211,13 +217,3 @@ pub(crate) fn rect_of(xywh: [f32; 4]) -> egui::Rect {
     egui::Rect::from_min_size(egui::pos2(xywh[0], xywh[1]), egui::vec2(xywh[2], xywh[3]))
 }
 
-/// Plain-language "who ended it" for the employee.
-pub(crate) fn ended_text(by: EndedBy) -> &'static str {
-    match by {
-        EndedBy::Technician => "The technician ended the session.",
-        EndedBy::Employee => "You ended the session.",
-        EndedBy::Expired => "The session's time ran out.",
-        EndedBy::ConnectionLost => "The connection was lost; the session is over.",
-        EndedBy::HelperGone => "The session is over.",
-    }
-}

@@ -10,9 +10,12 @@
 //! binary does; the agent can do the same behind a hidden subcommand of its
 //! own binary). The wire format is JSON, one value per line:
 //!
-//! - consent: the parent writes one [`ConsentRequest`] to the child's stdin;
-//!   the child writes one `{"answer":"accepted"|"refused"|"timed_out"}` line
-//!   to stdout and exits 0 (exit 2 with the reason on stderr if the window
+//! - consent: the parent writes one [`ConsentRequest`] line to the child's
+//!   stdin, and later possibly the line `{"event":"withdrawn"}` (the
+//!   technician gave up: the dialog says so and offers nothing to accept);
+//!   the child writes one
+//!   `{"answer":"accepted"|"refused"|"timed_out"|"withdrawn"}` line to
+//!   stdout and exits 0 (exit 2 with the reason on stderr if the window
 //!   could not open).
 //! - indicator: the parent writes one [`IndicatorInfo`] line, then
 //!   [`IndicatorEvent`] lines; the child writes [`IndicatorCommand`] lines.
@@ -22,6 +25,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deskside_protocol::session::EndedBy;
@@ -29,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::{
-    ask_consent, indicator_channel, run_indicator, ConsentAnswer, ConsentRequest, IndicatorCommand,
-    IndicatorEvent, IndicatorInfo, UiError, DEFAULT_CONSENT_TIMEOUT,
+    ask_consent_withdrawable, indicator_channel, run_indicator, ConsentAnswer, ConsentRequest,
+    IndicatorCommand, IndicatorEvent, IndicatorInfo, UiError, Withdrawal, DEFAULT_CONSENT_TIMEOUT,
 };
 
 /// Extra time the parent gives a consent process past the request's timeout
@@ -47,14 +51,36 @@ pub struct ConsentReply {
     pub answer: ConsentAnswer,
 }
 
-/// `main` of a consent child process: reads a [`ConsentRequest`] (JSON) from
-/// stdin, shows the dialog, prints a [`ConsentReply`] line.
+/// The line that tells a consent child the request was withdrawn.
+const WITHDRAWN_EVENT: &str = r#"{"event":"withdrawn"}"#;
+
+/// `main` of a consent child process: reads a [`ConsentRequest`] (JSON
+/// line) from stdin, shows the dialog, prints a [`ConsentReply`] line. A
+/// later `{"event":"withdrawn"}` line on stdin withdraws the request; stdin
+/// closing changes nothing.
 pub fn consent_main() -> ExitCode {
     let mut input = String::new();
-    if let Err(error) = std::io::stdin().take(MAX_LINE).read_to_string(&mut input) {
+    let stdin = std::io::stdin();
+    let mut reader = BufReader::new(stdin.lock());
+    if let Err(error) = (&mut reader).take(MAX_LINE).read_line(&mut input) {
         eprintln!("deskside consent: could not read the request from stdin: {error}");
         return ExitCode::from(2);
     }
+    drop(reader);
+    let withdrawal = Withdrawal::default();
+    let told = withdrawal.clone();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut reader = BufReader::new(stdin.lock());
+        loop {
+            let mut line = String::new();
+            match (&mut reader).take(MAX_LINE).read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.trim() == WITHDRAWN_EVENT => told.withdraw(),
+                Ok(_) => eprintln!("deskside consent: ignoring an unknown stdin line"),
+            }
+        }
+    });
     let request: ConsentRequest = match serde_json::from_str(&input) {
         Ok(request) => request,
         Err(error) => {
@@ -62,7 +88,7 @@ pub fn consent_main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ask_consent(request) {
+    match ask_consent_withdrawable(request, withdrawal) {
         Ok(answer) => match serde_json::to_string(&ConsentReply { answer }) {
             Ok(line) => {
                 println!("{line}");
@@ -88,8 +114,46 @@ pub fn consent_main() -> ExitCode {
 /// and the answer is [`ConsentAnswer::TimedOut`]; any error (child killed,
 /// crashed, no display) must be treated as a refusal.
 pub fn ask_consent_in_subprocess(
+    command: Command,
+    request: &ConsentRequest,
+) -> Result<ConsentAnswer, UiError> {
+    // Stdin closes at once, as before withdrawals existed: the child
+    // reads its request to the end.
+    ask_consent_in_subprocess_withdrawable(command, request, |withdrawer| withdrawer.close())
+}
+
+/// Withdraws the request of a consent child process from another thread
+/// (see [`ask_consent_in_subprocess_withdrawable`]).
+#[derive(Clone, Debug)]
+pub struct ConsentWithdrawer {
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
+}
+
+impl ConsentWithdrawer {
+    /// Tells the dialog the technician withdrew the request: it drops
+    /// Accept, says so, and its answer becomes [`ConsentAnswer::Withdrawn`].
+    /// Fails when the dialog has already gone.
+    pub fn withdraw(&self) -> std::io::Result<()> {
+        let mut stdin = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
+        let pipe = stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the consent dialog's stdin is closed"))?;
+        writeln!(pipe, "{WITHDRAWN_EVENT}")?;
+        pipe.flush()
+    }
+
+    /// Closes the child's stdin: no withdrawal can come any more.
+    fn close(&self) {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// Like [`ask_consent_in_subprocess`], keeping the child's stdin open:
+/// `on_start` gets a [`ConsentWithdrawer`] as soon as the child runs.
+pub fn ask_consent_in_subprocess_withdrawable(
     mut command: Command,
     request: &ConsentRequest,
+    on_start: impl FnOnce(ConsentWithdrawer),
 ) -> Result<ConsentAnswer, UiError> {
     const WINDOW: &str = "consent";
     let spawn_error = |source| UiError::Spawn {
@@ -105,14 +169,19 @@ pub fn ask_consent_in_subprocess(
         window: WINDOW,
         detail: format!("could not encode the request: {error}"),
     })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Err(error) = stdin.write_all(&body) {
+    let stdin = Arc::new(Mutex::new(None));
+    if let Some(mut pipe) = child.stdin.take() {
+        if let Err(error) = pipe.write_all(&body).and_then(|()| pipe.write_all(b"\n")) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(spawn_error(error));
         }
-        // Dropping stdin closes it: the child reads to the end.
+        // Kept open for a withdrawal; closed when this function returns.
+        *stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe);
     }
+    on_start(ConsentWithdrawer {
+        stdin: Arc::clone(&stdin),
+    });
     let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
         let _ = child.wait();
@@ -141,6 +210,7 @@ pub fn ask_consent_in_subprocess(
         }
         Err(std_mpsc::RecvTimeoutError::Disconnected) => Err("its output reader stopped".into()),
     };
+    stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
     let status = child.wait();
     outcome.map_err(|detail| UiError::NoAnswer {
         window: WINDOW,

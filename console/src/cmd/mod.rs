@@ -14,6 +14,7 @@ pub mod audit_verify;
 pub mod devices;
 pub mod diag;
 pub mod enroll;
+pub mod interrupt;
 pub mod login;
 pub mod org_key;
 pub mod policy;

@@ -25,6 +25,7 @@ use deskside_protocol::session::{
 };
 use serde_json::json;
 
+use super::interrupt::Interrupt;
 use super::session_link::{LinkEvent, RelayTarget, SessionLink};
 use super::{connect, unexpected, Context};
 use crate::exit::UsageError;
@@ -168,6 +169,9 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         other => return Err(unexpected(&other)),
     };
     let session_id = opened.session_id;
+    // From here on Ctrl-C withdraws the request (or ends the session)
+    // instead of killing the process.
+    let interrupt = Interrupt::listen();
     let session_text = deskside_protocol::session::session_id_text(session_id);
     let span = tracing::info_span!("session", id = %session_text, device = %opened.device.id);
     let _guard = span.enter();
@@ -182,14 +186,18 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         token: profile.token.clone(),
     };
     let mut link = SessionLink::start(client, target.clone(), Arc::clone(&carrier), session_id);
-    let conn = connect_session(
-        socket,
-        &identity,
-        opened.device_key,
-        &SessionConfig::default(),
-    )
-    .await
-    .context("the end-to-end connection to the device failed")?;
+    let config = SessionConfig::default();
+    let connecting = connect_session(socket, &identity, opened.device_key, &config);
+    let conn = tokio::select! {
+        conn = connecting => conn.context("the end-to-end connection to the device failed")?,
+        () = interrupt.wait() => {
+            // Closing the relay connection withdraws the request.
+            if let Some(client) = link.finish().await {
+                client.close().await;
+            }
+            bail!("cancelled with Ctrl-C before the employee was asked; the request is withdrawn");
+        }
+    };
     let code = conn.verification_code(session_id)?;
     let hostname = opened.device.hostname.clone();
     if ctx.out.is_json() {
@@ -203,7 +211,16 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
             "Verification code: {code}\nWaiting for the person at {hostname} to accept (they see the same code)…"
         );
     }
-    let outcome = run_session(&conn, &args, ctx, &mut link, &hostname, &code, capabilities).await;
+    let outcome = run_session(
+        &conn,
+        &args,
+        ctx,
+        &mut link,
+        &interrupt,
+        (&hostname, &code),
+        capabilities,
+    )
+    .await;
     let by = match &outcome {
         Ok(by) => *by,
         Err(_) => EndedBy::ConnectionLost,
@@ -254,13 +271,14 @@ async fn run_session(
     args: &SessionArgs,
     ctx: &mut Context<'_>,
     link: &mut SessionLink,
-    hostname: &str,
-    code: &str,
+    interrupt: &Interrupt,
+    (hostname, code): (&str, &str),
     asked: Capabilities,
 ) -> anyhow::Result<EndedBy> {
     let streams = tokio::select! {
         streams = conn.connection.accept_bi() => streams,
         _ = tokio::time::sleep(CONSENT_WAIT) => bail!("no answer from the device within {} s", CONSENT_WAIT.as_secs()),
+        () = interrupt.wait() => bail!("cancelled with Ctrl-C before the employee answered; the request is withdrawn and their dialog says so"),
     };
     let (control_send, control_recv) = match streams {
         Ok(streams) => streams,
@@ -279,14 +297,19 @@ async fn run_session(
     };
     let mut control = FramedSend::new(control_send, MAX_CONTROL_FRAME_LEN);
     let mut control_in = FramedRecv::new(control_recv, MAX_CONTROL_FRAME_LEN);
-    let welcome = tokio::time::timeout(STREAM_WAIT, control_in.recv::<AgentToConsole>())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the device accepted but did not start the session within {} s",
-                STREAM_WAIT.as_secs()
-            )
-        })??;
+    let welcome = tokio::select! {
+        welcome = tokio::time::timeout(STREAM_WAIT, control_in.recv::<AgentToConsole>()) => welcome
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the device accepted but did not start the session within {} s",
+                    STREAM_WAIT.as_secs()
+                )
+            })??,
+        () = interrupt.wait() => {
+            let _ = control.send(&ConsoleToAgent::End).await;
+            bail!("cancelled with Ctrl-C as the session started; it is ended");
+        }
+    };
     let Some(AgentToConsole::Welcome {
         granted,
         monitors,
@@ -347,6 +370,10 @@ async fn run_session(
                 "the device sent no picture within {} s of starting the session",
                 STREAM_WAIT.as_secs()
             ),
+            () = interrupt.wait() => {
+                let _ = control.send(&ConsoleToAgent::End).await;
+                bail!("cancelled with Ctrl-C before the first picture; the session is ended");
+            }
         }
     };
     let video = FramedRecv::new(video, MAX_VIDEO_FRAME_LEN);
@@ -354,12 +381,15 @@ async fn run_session(
     // for view-only sessions (the agent drops what comes on it).
     let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME_LEN);
     if args.headless {
-        headless(conn, args, ctx, link, control, control_in, video, input).await
+        headless(
+            conn, args, ctx, link, interrupt, control, control_in, video, input,
+        )
+        .await
     } else {
         let json = ctx.out.is_json();
         windowed(
-            conn, args, link, hostname, code, granted, monitors, selected, control, control_in,
-            video, input, json,
+            conn, args, link, interrupt, hostname, code, granted, monitors, selected, control,
+            control_in, video, input, json,
         )
         .await
     }
@@ -443,6 +473,7 @@ async fn headless(
     args: &SessionArgs,
     ctx: &mut Context<'_>,
     link: &mut SessionLink,
+    interrupt: &Interrupt,
     mut control: FramedSend,
     mut control_in: FramedRecv,
     mut video: FramedRecv,
@@ -534,6 +565,10 @@ async fn headless(
                 }
             }
             closed = conn.connection.closed() => break ended_by_close(&closed),
+            () = interrupt.wait() => {
+                let _ = control.send(&ConsoleToAgent::End).await;
+                break EndedBy::Technician;
+            }
         }
     };
     let summary = json!({
@@ -559,6 +594,7 @@ async fn windowed(
     conn: &SessionConn,
     args: &SessionArgs,
     link: &mut SessionLink,
+    interrupt: &Interrupt,
     hostname: &str,
     code: &str,
     granted: Capabilities,
@@ -661,6 +697,10 @@ async fn windowed(
                 }
             }
             closed = conn.connection.closed() => break ended_by_close(&closed),
+            () = interrupt.wait() => {
+                let _ = control.send(&ConsoleToAgent::End).await;
+                break EndedBy::Technician;
+            }
         }
     };
     remote.send(ViewerEvent::Ended { by });
