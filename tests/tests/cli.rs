@@ -167,6 +167,14 @@ fn check_command(binary: &str, args: &[String]) -> Result<(), String> {
             break;
         }
     }
+    // The line's own arguments up to its first option must parse too (a
+    // negative number is a value, not an option).
+    let leading: Vec<&str> = args
+        .iter()
+        .take_while(|w| !w.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    help_of(&leading)?;
     for flag in args.iter().filter(|w| w.starts_with("--")) {
         let flag = flag.split('=').next().unwrap_or(flag);
         if !help.contains(flag) {
@@ -222,6 +230,12 @@ fn the_readme_checker_catches_a_wrong_command() {
         "--colour".to_owned(),
     ];
     assert!(check_command("deskside", &wrong_flag).is_err());
+    let negative: Vec<String> = ["policy", "set", "thresholds.wifi_signal_weak_dbm", "-72"]
+        .map(str::to_owned)
+        .to_vec();
+    assert!(check_command("deskside", &negative).is_ok());
+    let unknown_short: Vec<String> = ["devices", "list", "-q"].map(str::to_owned).to_vec();
+    assert!(check_command("deskside", &unknown_short).is_err());
 }
 
 #[test]
@@ -477,4 +491,111 @@ fn a_lost_admin_login_is_recovered_offline_and_audited() {
         "{audit:?}"
     );
     drop(relay);
+}
+
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+/// `./quickstart ARGS` with the binaries already built (no release build)
+/// and its demo state in `world`.
+fn quickstart(world: &World, args: &[&str]) -> Command {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin_dir = bin("deskside")
+        .parent()
+        .expect("binary directory")
+        .to_owned();
+    let mut command = Command::new("bash");
+    command
+        .arg(repo.join("quickstart"))
+        .args(args)
+        .current_dir(&repo)
+        .env("DESKSIDE_BIN_DIR", bin_dir)
+        .env("DESKSIDE_DEMO_DIR", world.path("demo"))
+        .env("DESKSIDE_PORT", free_udp_port().to_string())
+        .env_remove("DESKSIDE_PROFILE")
+        .env_remove("DESKSIDE_AGENT_STATE");
+    command
+}
+
+#[test]
+fn quickstart_once_prints_no_commands_that_need_the_stopped_relay() {
+    let world = World::new();
+    let output = quickstart(&world, &["--once"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run quickstart");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quickstart --once failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("the console sees this machine"), "{stdout}");
+    assert!(!stdout.contains("What to try next"), "{stdout}");
+    assert!(stdout.contains("without --once"), "{stdout}");
+}
+
+#[test]
+fn quickstart_commands_to_try_work_while_it_runs() {
+    use std::io::BufRead as _;
+    let mut world = World::new();
+    let (mut script, stdout) = world.spawn("quickstart", quickstart(&world, &[]));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("Relay and agent keep running"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "quickstart did not reach its interactive part:\n{}\n{}",
+                seen.join("\n"),
+                script.log()
+            ),
+        }
+    }
+    let env_line = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export "))
+        .expect("export line")
+        .to_owned();
+    let show = seen
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.contains("deskside devices show"))
+        .expect("a devices show command")
+        .to_owned();
+    let words = shell_words(&show);
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]);
+    for pair in env_line.split_whitespace() {
+        if let Some((name, value)) = pair.split_once('=') {
+            command.env(name, value);
+        }
+    }
+    let output = command.output().expect("run the printed command");
+    assert!(
+        output.status.success(),
+        "`{show}` failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("online"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    script.terminate();
 }
