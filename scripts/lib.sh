@@ -11,6 +11,10 @@ DESKSIDE_DEB_PACKAGES=(gcc g++ libc6-dev nasm libxkbcommon-dev)
 DESKSIDE_TEST_DEB_PACKAGES=(xvfb xdotool imagemagick x11-utils
   libgl1 libegl1 libgl1-mesa-dri libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0
   dpkg-dev lintian rpm desktop-file-utils systemd man-db python3)
+# The Windows build and its tests (scripts/windows-tests): mingw-w64 with
+# posix threads (.cargo/config.toml names its -posix binaries) and Wine
+# (64-bit only: the tests need no 32-bit Windows).
+DESKSIDE_WINDOWS_DEB_PACKAGES=(gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix wine wine64)
 
 # Installs missing Debian packages with apt-get when root; otherwise prints
 # the exact command to run and fails.
@@ -43,4 +47,17 @@ ensure_rust() {
     echo "error: cargo not found: install Rust with rustup (https://rustup.rs) and retry" >&2
     return 1
   fi
+}
+
+# Adds Rust's x86_64-pc-windows-gnu standard library with rustup if missing.
+ensure_windows_target() {
+  if rustc --print target-libdir --target x86_64-pc-windows-gnu 2>/dev/null | xargs -r ls 2>/dev/null | grep '^libstd-' >/dev/null; then
+    return 0
+  fi
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "error: the Rust standard library for x86_64-pc-windows-gnu is missing and rustup is not here to add it; install it and retry" >&2
+    return 1
+  fi
+  echo "==> rustup target add x86_64-pc-windows-gnu"
+  rustup target add x86_64-pc-windows-gnu
 }

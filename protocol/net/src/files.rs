@@ -4,6 +4,13 @@
 //! target's directory, synced, then renamed over the target, so a secret is
 //! never readable by others even for an instant, and a crash never leaves a
 //! half-written key. Reading checks that nobody else can read the file.
+//!
+//! What "owner-only" means is the one platform concern here, with one file
+//! per platform chosen by `cfg` (as quinn-udp does): `files/unix.rs` (mode
+//! 0600 files, 0700 directories) and `files/windows.rs` (a protected DACL
+//! granting only SYSTEM, Administrators and the account the program runs
+//! as). A macOS build uses the Unix file; another platform would add its
+//! own file with the same three functions.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,7 +38,27 @@ pub enum FileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The file's access control list lets another account read or change
+    /// it (Windows).
+    #[error("{path} can be read or changed by {who}; it holds a secret: run `{fix}` in an administrator prompt (and check who could have read it)")]
+    OpenAcl {
+        /// Which file.
+        path: PathBuf,
+        /// The accounts other than SYSTEM, Administrators and the owner
+        /// that the list admits ("Everyone (S-1-1-0)", …), or why the
+        /// list admits anyone.
+        who: String,
+        /// The command that makes the file owner-only again.
+        fix: String,
+    },
 }
+
+#[cfg(unix)]
+#[path = "files/unix.rs"]
+mod platform;
+#[cfg(windows)]
+#[path = "files/windows.rs"]
+mod platform;
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FileError + 'a {
     move |source| FileError::Io {
@@ -41,18 +68,10 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Creates `dir` (and parents) with mode 0700 if missing.
+/// Creates `dir` (and parents) owner-only if missing (mode 0700 on Unix,
+/// the owner-only DACL on Windows); an existing directory is left as it is.
 pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(io("cannot create directory", dir))
+    platform::create_private_dir(dir).map_err(io("cannot create directory", dir))
 }
 
 /// Atomically replaces `path` with `contents`, readable only by its owner.
@@ -70,15 +89,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
     // A temp file left by a crash may carry looser permissions: remove it
     // and create a new one, failing if somebody recreates it in between.
     let _ = std::fs::remove_file(&temp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
     let result = (|| {
-        let mut file = options.open(&temp).map_err(io("cannot create", &temp))?;
+        let mut file = platform::create_private_file(&temp).map_err(io("cannot create", &temp))?;
         file.write_all(contents)
             .map_err(io("cannot write", &temp))?;
         file.sync_all().map_err(io("cannot sync", &temp))?;
@@ -90,21 +102,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), FileError> {
     result
 }
 
-/// Fails unless `path` is readable only by its owner (no group/other bits).
+/// Fails unless `path` is readable only by its owner: no group/other mode
+/// bits on Unix; on Windows no access control entry that lets an account
+/// other than SYSTEM, Administrators and this program's own read or change
+/// it.
 pub fn check_private(path: &Path) -> Result<(), FileError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let meta = std::fs::metadata(path).map_err(io("cannot read", path))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(FileError::TooOpen {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-    }
-    Ok(())
+    platform::check_private(path)
 }
 
 /// Reads a private file after checking its permissions.
@@ -141,5 +144,51 @@ mod tests {
             std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    #[cfg(windows)]
+    fn a_secret_file_readable_by_everyone_is_refused_with_the_fix() {
+        use windows_sys::Win32::Security::WinWorldSid;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("agent-key.pem");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
+        if under_wine() {
+            // Wine 8.0 keeps no DACLs: it derives them from the Unix mode,
+            // and turns an owner-only list into mode 0775, which reads back
+            // as "Everyone may read". Only the refusal can be checked there.
+            eprintln!("SKIPPED under Wine: reading back an owner-only DACL (Wine 8.0 derives DACLs from Unix modes)");
+        } else {
+            assert_eq!(read_private(&path).unwrap(), b"two");
+        }
+
+        platform::grant_read(&path, WinWorldSid).unwrap();
+        let err = read_private(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, FileError::OpenAcl { .. }), "{text}");
+        assert!(text.contains("Everyone (S-1-1-0)"), "{text}");
+        assert!(
+            text.contains("/inheritance:r /grant:r *S-1-5-18:F *S-1-5-32-544:F"),
+            "{text}"
+        );
+        assert!(text.contains("/remove:g *S-1-1-0"), "{text}");
+    }
+
+    /// Wine's ntdll exports `wine_get_version`; Windows' does not.
+    #[cfg(windows)]
+    #[allow(unsafe_code)]
+    fn under_wine() -> bool {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+        // SAFETY: NUL-terminated ASCII names; ntdll is loaded in every
+        // process, and a null module is handled.
+        unsafe {
+            let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+            !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+        }
     }
 }
