@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
 use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, NetError};
-use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, ConsoleToRelay, RelayToConsole};
+use deskside_protocol::console::{
+    ConsoleRequest, ConsoleResponse, ConsoleToRelay, RelayToConsole, CLOSE_ACCESS_ENDED,
+};
 use deskside_protocol::message::Nested;
 use deskside_protocol::{Fingerprint, Refusal, Role};
 use thiserror::Error;
@@ -33,6 +35,10 @@ pub enum ClientError {
     /// The connection broke or the relay sent something unexpected.
     #[error("lost the connection to the relay: {0}")]
     Net(#[from] NetError),
+    /// The relay closed the connection because the technician token was
+    /// revoked or expired; the relay's reason says what to do.
+    #[error("{0}")]
+    AccessEnded(String),
     /// The relay answered with something this console does not understand.
     #[error(
         "the relay sent an answer this console does not understand ({0}); upgrade the console"
@@ -127,6 +133,14 @@ impl Client {
         &mut self,
         request: ConsoleRequest,
     ) -> Result<ConsoleResponse, ClientError> {
+        let result = self.request_inner(request).await;
+        self.explained(result)
+    }
+
+    async fn request_inner(
+        &mut self,
+        request: ConsoleRequest,
+    ) -> Result<ConsoleResponse, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         self.send
@@ -163,6 +177,16 @@ impl Client {
     /// Per-request refusals go to `on_answer`; a broken connection ends the
     /// whole call with an error.
     pub async fn request_all(
+        &mut self,
+        requests: Vec<ConsoleRequest>,
+        window: usize,
+        on_answer: impl FnMut(usize, Result<ConsoleResponse, Refusal>),
+    ) -> Result<(), ClientError> {
+        let result = self.request_all_inner(requests, window, on_answer).await;
+        self.explained(result)
+    }
+
+    async fn request_all_inner(
         &mut self,
         requests: Vec<ConsoleRequest>,
         window: usize,
@@ -214,10 +238,36 @@ impl Client {
         Ok(())
     }
 
+    /// A broken connection explained: when the relay closed it because the
+    /// token stopped granting access, its reason instead of a bare
+    /// "connection lost".
+    fn explained<T>(&self, result: Result<T, ClientError>) -> Result<T, ClientError> {
+        match result {
+            Err(ClientError::Net(error)) => Err(match access_ended(&self.connection) {
+                Some(reason) => ClientError::AccessEnded(reason),
+                None => ClientError::Net(error),
+            }),
+            other => other,
+        }
+    }
+
     /// Closes the connection politely and waits until the relay knows.
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"bye");
         self.endpoint.wait_idle().await;
+    }
+}
+
+/// The relay's reason, if it closed `connection` because the technician
+/// token stopped granting access ([`CLOSE_ACCESS_ENDED`]).
+pub fn access_ended(connection: &quinn::Connection) -> Option<String> {
+    match connection.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(CLOSE_ACCESS_ENDED) =>
+        {
+            Some(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        _ => None,
     }
 }
 

@@ -203,6 +203,18 @@ pub enum ConsoleRequest {
         /// answers with the hash now stored there.
         anchor_id: Option<i64>,
     },
+    /// Like `OpenSession`, for one monitor of the device: the relay refuses
+    /// a monitor the device does not have before anyone is asked.
+    OpenSessionOnMonitor {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// What is asked for.
+        capabilities: Capabilities,
+        /// Why, shown to the employee.
+        reason: String,
+        /// The monitor's index (0 is the first).
+        monitor: u8,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -211,7 +223,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 22);
+crate::impl_message!(ConsoleRequest, known = 23);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -230,6 +242,7 @@ impl ConsoleRequest {
             | ConsoleRequest::RegisterSessionKey { .. }
             | ConsoleRequest::PresentSessionCertificate { .. }
             | ConsoleRequest::OpenSession { .. }
+            | ConsoleRequest::OpenSessionOnMonitor { .. }
             | ConsoleRequest::EndSession { .. }
             | ConsoleRequest::ResumeSession { .. } => Role::Technician,
             ConsoleRequest::AuditList { .. } | ConsoleRequest::VerifyAudit { .. } => Role::Admin,

@@ -125,6 +125,8 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
         (any::<u64>(), ended_by())
             .prop_map(|(session_id, by)| AgentToRelay::SessionEnded { session_id, by }),
         any::<u64>().prop_map(|revision| AgentToRelay::PolicyApplied { revision }),
+        prop::collection::vec(monitor(), 0..3)
+            .prop_map(|monitors| AgentToRelay::Monitors { monitors }),
     ]
 }
 
@@ -161,6 +163,12 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 request_id,
                 throughput,
                 technician,
+            }
+        }),
+        (session_request(), bytes(64)).prop_map(|(request, certificate)| {
+            RelayToAgent::CertifiedSessionRequest {
+                request,
+                certificate,
             }
         }),
     ]
@@ -240,8 +248,17 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         any::<u64>().prop_map(|id| ConsoleRequest::RevokeEnrollToken { id }),
         Just(ConsoleRequest::ListSessions),
         any::<u64>().prop_map(|session_id| ConsoleRequest::EndAnySession { session_id }),
+        bytes(64).prop_map(|certificate| ConsoleRequest::PresentSessionCertificate { certificate }),
         prop::option::of(any::<i64>())
             .prop_map(|anchor_id| ConsoleRequest::VerifyAudit { anchor_id }),
+        (text(), capabilities(), text(), any::<u8>()).prop_map(
+            |(device, capabilities, reason, monitor)| ConsoleRequest::OpenSessionOnMonitor {
+                device,
+                capabilities,
+                reason,
+                monitor,
+            }
+        ),
     ]
 }
 
@@ -761,6 +778,8 @@ fn helper_to_service() -> impl Strategy<Value = HelperToService> {
         }),
         (any::<u64>(), video_frame())
             .prop_map(|(session_id, frame)| HelperToService::Video { session_id, frame }),
+        prop::collection::vec(monitor(), 0..3)
+            .prop_map(|monitors| HelperToService::Monitors { monitors }),
     ]
 }
 
@@ -1387,14 +1406,23 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::PolicyApplied { revision: 1 }),
+        tag(&AgentToRelay::Monitors {
+            monitors: Vec::new()
+        }),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::CollectDiagnosticsFor {
-            request_id: 1,
-            throughput: false,
-            technician: String::new(),
+        tag(&RelayToAgent::CertifiedSessionRequest {
+            request: SessionRequest {
+                session_id: 1,
+                technician: String::new(),
+                organisation: String::new(),
+                capabilities: Capabilities::VIEW,
+                reason: String::new(),
+                technician_key: Fingerprint([0; 32]),
+                grant_secs: 1,
+            },
+            certificate: Vec::new(),
         }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
@@ -1410,7 +1438,12 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::VerifyAudit { anchor_id: None }),
+        tag(&ConsoleRequest::OpenSessionOnMonitor {
+            device: String::new(),
+            capabilities: Capabilities::VIEW,
+            reason: String::new(),
+            monitor: 0,
+        }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -1440,19 +1473,8 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ServiceToHelper::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&HelperToService::Video {
-            session_id: 1,
-            frame: VideoFrame {
-                seq: 0,
-                monitor: 0,
-                width: 1,
-                height: 1,
-                codec: Codec::ZstdTiles,
-                keyframe: true,
-                payload: Vec::new(),
-                cursor: None,
-                captured_us: 0,
-            }
+        tag(&HelperToService::Monitors {
+            monitors: Vec::new()
         }),
         HelperToService::KNOWN_VARIANTS - 1
     );

@@ -26,7 +26,8 @@ use crate::server::{
 };
 use crate::sessions::{spawn_forwarding, ConnectionId, Party};
 use crate::store::{
-    session_text, AccessEnd, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician, SYSTEM_ACTOR,
+    session_text, AccessEnd, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician,
+    SYSTEM_ACTOR,
 };
 
 /// Requests of one console handled at the same time.
@@ -501,6 +502,12 @@ async fn handle(
                 }
             };
             let policy = crate::policy::load(shared, org).await?;
+            // Public addresses are stored truncated unless the policy asks.
+            let snapshot = if policy.store_full_ip_addresses {
+                snapshot
+            } else {
+                crate::ip_privacy::truncate_snapshot(snapshot)
+            };
             let judged =
                 crate::diagnostics::judge(snapshot, &policy.thresholds()).map_err(|e| {
                     Refusal::Invalid(format!("the agent sent an unreadable snapshot: {e}"))
@@ -555,9 +562,9 @@ async fn handle(
             let policy = crate::policy::load(shared, org).await?;
             let grant = crate::policy::session_grant(shared, org).await?;
             let limits = crate::enroll_limits::load(shared, org).await?;
-            Ok(ConsoleResponse::Policy(limits.add_to_public(
-                crate::policy::public_json(&policy, grant),
-            )))
+            Ok(ConsoleResponse::Policy(
+                limits.add_to_public(crate::policy::public_json(&policy, grant)),
+            ))
         }
         ConsoleRequest::SetPolicy { key, value } => {
             check_text("key", &key, 100)?;
@@ -614,7 +621,24 @@ async fn handle(
             device,
             capabilities,
             reason,
-        } => open_session(shared, technician, link, device, capabilities, reason).await,
+        } => open_session(shared, technician, link, device, capabilities, reason, None).await,
+        ConsoleRequest::OpenSessionOnMonitor {
+            device,
+            capabilities,
+            reason,
+            monitor,
+        } => {
+            open_session(
+                shared,
+                technician,
+                link,
+                device,
+                capabilities,
+                reason,
+                Some(monitor),
+            )
+            .await
+        }
         ConsoleRequest::EndSession { session_id } => {
             let technician_id = technician.id;
             let outcome = run(shared, move |s| {
@@ -711,6 +735,7 @@ async fn open_session(
     device: String,
     capabilities: Capabilities,
     reason: String,
+    monitor: Option<u8>,
 ) -> Result<ConsoleResponse, Refusal> {
     check_text("device", &device, 256)?;
     let reason_chars = reason.chars().count();
@@ -740,6 +765,19 @@ async fn open_session(
             record.id, record.hostname
         ))
     })?;
+    // A monitor the device does not have is refused before anyone is
+    // asked. Unknown counts (no session helper yet, older agents) pass:
+    // the console checks again when the session starts.
+    if let (Some(index), Some(count)) = (monitor, shared.presence.monitor_count(record.id)) {
+        if usize::from(index) >= count {
+            return Err(Refusal::Invalid(format!(
+                "{} ({}) has {count} monitor(s): --monitor takes 0 to {}; the employee was not asked",
+                record.id,
+                record.hostname,
+                count - 1
+            )));
+        }
+    }
     let technician_id = technician.id;
     let technician_key = run(shared, move |s| s.technician_session_key(technician_id))
         .await?

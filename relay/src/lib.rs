@@ -15,6 +15,8 @@ pub mod config;
 pub mod console_conn;
 pub mod data_dir;
 pub mod diagnostics;
+pub mod identifier_key;
+pub mod ip_privacy;
 pub mod enroll_limits;
 pub mod measure;
 pub mod policy;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use deskside_net::files::{create_private_dir, write_private};
+use deskside_net::files::write_private;
 use deskside_net::transport::transport_config;
 use deskside_net::tunnel::tune_outer_transport;
 use deskside_net::{spki_of, FramedRecv, FramedSend, NetError, ALPN};
@@ -56,7 +56,7 @@ const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
 /// Connection receive window before authentication: the hello and the
 /// authentication message fit many times over, and a peer that pushes data
 /// on streams the relay does not read gets no further.
-const PRE_AUTH_RECEIVE_WINDOW: u32 = 64 << 10;
+pub const PRE_AUTH_RECEIVE_WINDOW: u32 = 64 << 10;
 /// After authentication, the budget `transport_config` gives every
 /// connection (keep them in step).
 const AUTHENTICATED_RECEIVE_WINDOW: u32 = 16 << 20;
@@ -109,6 +109,13 @@ pub struct Shared {
     pub hooks: RelayHooks,
     /// Who may start a handshake, and the limits before authentication.
     pub admission: Arc<crate::admission::Gate>,
+    /// The key that signs the audit chain's head (kept outside the database).
+    pub audit_anchor: crate::audit_anchor::AnchorKey,
+    /// The key Wi‑Fi identifiers are hashed with (kept outside the database).
+    pub identifier_key: crate::identifier_key::IdentifierKey,
+    /// Live console connections per technician token, closed when the
+    /// token is revoked.
+    pub consoles: crate::access::Consoles,
 }
 
 impl Shared {
@@ -168,6 +175,7 @@ pub struct Relay {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
+    anchor_task: tokio::task::JoinHandle<()>,
     /// Set when this start bootstrapped a new organisation.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -179,8 +187,13 @@ impl Relay {
         // Certificate files and the listening address first: a start that
         // cannot serve must not create the database and its admin token.
         let preflight = crate::preflight::check(&config)?;
-        create_private_dir(&config.data_dir)?;
+        // Before anything is read from it: refuse a directory others can
+        // write, and make it and its files owner-only.
+        for path in crate::data_dir::prepare(&config.data_dir)? {
+            tracing::info!(path = %path.display(), "made owner-only");
+        }
         let db_path = config.data_dir.join("relay.db");
+        crate::data_dir::precreate_private(&db_path)?;
         let store = Arc::new(
             Store::open(&db_path)
                 .with_context(|| format!("cannot open the database {}", db_path.display()))?,
@@ -196,6 +209,9 @@ impl Relay {
             );
         }
 
+        let audit_anchor = crate::audit_anchor::AnchorKey::load_or_create(&config.data_dir)?;
+        let identifier_key =
+            crate::identifier_key::IdentifierKey::load_or_create(&config.data_dir)?;
         let identity = match preflight.identity {
             Some(identity) => identity,
             None => load_identity(&config.data_dir, &config.cert)?,
@@ -237,6 +253,9 @@ impl Relay {
             router: Arc::new(Router::new(config.hooks.on_forward.clone())),
             hooks: config.hooks.clone(),
             admission: crate::admission::Gate::new(config.limits.clone()),
+            audit_anchor,
+            identifier_key,
+            consoles: crate::access::Consoles::default(),
         });
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
@@ -255,7 +274,15 @@ impl Relay {
             SYSTEM_ACTOR.to_owned(),
             extra,
         ));
+        // Everything this start created (keys, -wal, -shm) is owner-only too.
+        crate::data_dir::tighten_files(&config.data_dir)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let anchor_task = tokio::spawn(crate::audit_anchor::run(
+            Arc::clone(&shared),
+            config.audit_anchor_file.clone(),
+            config.audit_anchor_interval,
+            shutdown_rx.clone(),
+        ));
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             Arc::clone(&shared),
@@ -266,6 +293,7 @@ impl Relay {
             shared,
             shutdown,
             accept_task,
+            anchor_task,
             bootstrap,
         })
     }
@@ -290,6 +318,7 @@ impl Relay {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept_task.await;
+        let _ = self.anchor_task.await;
         let online = self.shared.presence.online();
         let now = now_secs();
         let _ = self
@@ -333,6 +362,9 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     let mut last_seen = tokio::time::interval(LAST_SEEN_INTERVAL);
     last_seen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once: orphans are swept at start, then hourly.
+    let mut orphans = tokio::time::interval(crate::access::ORPHAN_SWEEP_INTERVAL);
+    orphans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut summaries = tokio::time::interval(SUMMARY_POLL);
     summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let log_interval = humantime::format_duration(shared.admission.limits().log_interval);
@@ -360,6 +392,7 @@ async fn accept_loop(
                     }
                 }
             }
+            _ = orphans.tick() => crate::access::remove_orphans(&shared).await,
         }
     }
     connections.abort_all();

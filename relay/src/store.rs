@@ -794,6 +794,7 @@ impl Store {
         if key_taken {
             return Ok(Err(Refusal::AlreadyEnrolled));
         }
+        let address = &address_to_store(&tx, org, address)?;
         tx.execute(
             "UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE id = ?1",
             [token_id],
@@ -887,9 +888,14 @@ impl Store {
         if device.revoked_at.is_some() {
             return Ok(Err(Refusal::DeviceRevoked));
         }
+        let address = &address_to_store(&tx, device.org, address)?;
         tx.execute(
+            // At least a second after enrollment: `last_seen = first_seen`
+            // marks a device that never attached (an orphan, see
+            // `remove_orphan_devices`), even when it attaches in the second
+            // it enrolled.
             "UPDATE devices SET hostname = ?1, os = ?2, agent_version = ?3,
-                                last_seen = ?4, last_address = ?5
+                                last_seen = max(?4, first_seen + 1), last_address = ?5
              WHERE id = ?6",
             params![
                 info.hostname,
@@ -904,7 +910,7 @@ impl Store {
         device.hostname.clone_from(&info.hostname);
         device.os.clone_from(&info.os);
         device.agent_version.clone_from(&info.agent_version);
-        device.last_seen = now;
+        device.last_seen = now.max(device.first_seen + 1);
         device.last_address = Some(address.to_owned());
         Ok(Ok(device))
     }
@@ -1366,6 +1372,20 @@ fn migrate(conn: &mut Connection, migrations: &[&str], location: &str) -> Result
         tx.commit().map_err(migration_error)?;
         tracing::info!(database = location, version, "migrated the relay database");
     }
+}
+
+/// `address` as `org`'s policy allows it to be stored: public addresses
+/// truncated unless `store_full_ip_addresses` (see `ip_privacy`).
+fn address_to_store(conn: &Connection, org: OrgId, address: &str) -> Result<String, StoreError> {
+    let settings: String = conn
+        .query_row(
+            "SELECT settings FROM organisations WHERE id = ?1",
+            [org.0],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    Ok(crate::ip_privacy::address_to_store(&settings, address))
 }
 
 /// A new audit row, before its id and hashes are known.
@@ -2087,7 +2107,7 @@ mod tests {
             agent_version: "0.1.0".to_owned(),
             first_seen: T0 + 10,
             last_seen: T0 + 10,
-            last_address: Some("192.0.2.7:50000".to_owned()),
+            last_address: Some("192.0.2.0:50000".to_owned()) /* public: truncated to its /24 */,
             revoked_at: None,
             group: None,
         };
@@ -2099,7 +2119,7 @@ mod tests {
         assert_eq!(snapshot(&store).0, [(1, 0)]);
         let summary = expected.summary(true);
         assert_eq!((summary.id, summary.online), (DeviceId(0xabc), true));
-        assert_eq!(summary.last_address.as_deref(), Some("192.0.2.7:50000"));
+        assert_eq!(summary.last_address.as_deref(), Some("192.0.2.0:50000"));
     }
 
     #[test]
@@ -2221,7 +2241,7 @@ mod tests {
             os: "Fedora 40".to_owned(),
             agent_version: "0.2.0".to_owned(),
             last_seen: T0 + 60,
-            last_address: Some("198.51.100.1:4433".to_owned()),
+            last_address: Some("198.51.100.0:4433".to_owned()) /* truncated */,
             ..device.clone()
         };
         assert_eq!(attached, expected);

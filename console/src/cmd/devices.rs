@@ -138,6 +138,7 @@ pub fn list_table(devices: &[DeviceSummary], now: i64) -> Table {
         Column::new("ID"),
         Column::capped("HOSTNAME", 32),
         Column::capped("OS", 32),
+        Column::capped("GROUP", 24),
         Column::new("STATUS"),
         Column::new("LAST SEEN"),
     ]);
@@ -146,6 +147,7 @@ pub fn list_table(devices: &[DeviceSummary], now: i64) -> Table {
             device.id.to_string(),
             device.hostname.clone(),
             device.os.clone(),
+            device.group.clone().unwrap_or_else(|| "-".to_owned()),
             status(device).to_owned(),
             last_seen(device, now),
         ]);
@@ -182,6 +184,10 @@ pub fn show_text(device: &DeviceSummary, now: i64) -> String {
         ("hostname", device.hostname.clone()),
         ("os", device.os.clone()),
         ("agent version", device.agent_version.clone()),
+        (
+            "group",
+            device.group.clone().unwrap_or_else(|| "none".to_owned()),
+        ),
         ("status", status(device).to_owned()),
         ("first seen", absolute_and_relative(now, device.first_seen)),
         ("last seen", last_seen),
@@ -271,18 +277,24 @@ mod tests {
     fn list_table_shows_status_and_last_seen() {
         let mut revoked = device(3, "old-laptop", false, 5 * 86_400);
         revoked.revoked_at = Some(NOW - 86_400);
-        let devices = [
-            device(1, "ana-laptop", true, 0),
-            device(2, "bob-pc", false, 180),
-            revoked,
-        ];
+        let mut in_paris = device(1, "ana-laptop", true, 0);
+        in_paris.group = Some("paris".to_owned());
+        let devices = [in_paris, device(2, "bob-pc", false, 180), revoked];
         assert_eq!(
             list_table(&devices, NOW).render(),
-            "ID                    HOSTNAME    OS         STATUS   LAST SEEN\n\
-             dev_0000000000000001  ana-laptop  Debian 12  online   now\n\
-             dev_0000000000000002  bob-pc      Debian 12  offline  3m ago\n\
-             dev_0000000000000003  old-laptop  Debian 12  revoked  5d ago\n"
+            "ID                    HOSTNAME    OS         GROUP  STATUS   LAST SEEN\n\
+             dev_0000000000000001  ana-laptop  Debian 12  paris  online   now\n\
+             dev_0000000000000002  bob-pc      Debian 12  -      offline  3m ago\n\
+             dev_0000000000000003  old-laptop  Debian 12  -      revoked  5d ago\n"
         );
+        let mut shown = device(4, "cal-pc", false, 60);
+        assert!(
+            show_text(&shown, NOW).contains("group"),
+            "{}",
+            show_text(&shown, NOW)
+        );
+        shown.group = Some("lyon".to_owned());
+        assert!(show_text(&shown, NOW).contains("lyon"));
     }
 
     #[test]
@@ -351,6 +363,7 @@ mod tests {
              hostname:      bob-pc\n\
              os:            Debian 12\n\
              agent version: 0.1.0\n\
+             group:         none\n\
              status:        revoked\n\
              first seen:    2023-11-04T22:13:20Z (10d ago)\n\
              last seen:     2023-11-14T20:13:20Z (2h ago)\n\

@@ -40,6 +40,16 @@ pub async fn run(command: PolicyCommand, ctx: &mut Context<'_>) -> anyhow::Resul
     };
     let policy = Policy::from_json(&json);
     let mut value = serde_json::to_value(&policy)?;
+    // Keys the relay keeps beside the diagnostics policy (session_grant,
+    // enroll_token_max_uses, enroll_token_max_lifetime) are shown as sent.
+    if let (Some(object), Ok(serde_json::Value::Object(sent))) = (
+        value.as_object_mut(),
+        serde_json::from_slice::<serde_json::Value>(&json),
+    ) {
+        for (key, field) in sent {
+            object.entry(key).or_insert(field);
+        }
+    }
     if let Some(object) = value.as_object_mut() {
         object.remove("identifier_salt");
     }

@@ -157,13 +157,24 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     } else {
         Capabilities::CONTROL
     };
-    let opened: SessionOpened = match client
-        .request(ConsoleRequest::OpenSession {
-            device: args.device.clone().unwrap_or_default(),
+    let device = args.device.clone().unwrap_or_default();
+    let reason = args.reason.clone();
+    // With --monitor the relay refuses a monitor the device does not have
+    // before the employee is asked.
+    let request = match args.monitor {
+        Some(monitor) => ConsoleRequest::OpenSessionOnMonitor {
+            device,
             capabilities,
-            reason: args.reason.clone(),
-        })
-        .await?
+            reason,
+            monitor,
+        },
+        None => ConsoleRequest::OpenSession {
+            device,
+            capabilities,
+            reason,
+        },
+    };
+    let opened: SessionOpened = match client.request(request).await?
     {
         ConsoleResponse::SessionOpened(opened) => opened,
         other => return Err(unexpected(&other)),

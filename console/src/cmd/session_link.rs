@@ -110,6 +110,12 @@ async fn keep(
             closed = client.connection().closed() => closed,
             _ = &mut stop => return Some(client),
         };
+        // A revoked or expired token: reconnecting would only be refused.
+        if let Some(reason) = crate::client::access_ended(client.connection()) {
+            tracing::warn!("the relay ended this technician's access: {reason}");
+            let _ = events.send(LinkEvent::GaveUp { reason });
+            return None;
+        }
         let lost_at = Instant::now();
         carrier.detach();
         tracing::warn!("lost the relay connection ({closed}); reconnecting to resume the session");

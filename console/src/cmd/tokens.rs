@@ -68,9 +68,47 @@ impl From<RoleArg> for Role {
 /// Arguments of `deskside tokens revoke`.
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// The token's id, as printed by `deskside tokens list`
-    #[arg(value_name = "ID")]
-    pub id: TechnicianId,
+    /// The token's id or the technician's name, as printed by `deskside tokens list`
+    #[arg(value_name = "ID|NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub token: String,
+}
+
+/// Which token of `tokens` a `tokens revoke` argument names: an id, else
+/// the one active token with that name (names are unique among active
+/// tokens; a name that only revoked or expired tokens carry is refused,
+/// since there is nothing left to revoke).
+pub fn resolve(
+    tokens: &[TechnicianTokenInfo],
+    wanted: &str,
+    now: i64,
+) -> Result<TechnicianId, String> {
+    if let Ok(id) = wanted.trim().parse::<TechnicianId>() {
+        if tokens.iter().any(|info| info.id == id) {
+            return Ok(id);
+        }
+    }
+    let key = wanted.trim().to_lowercase();
+    let named: Vec<&TechnicianTokenInfo> = tokens
+        .iter()
+        .filter(|info| info.name.trim().to_lowercase() == key)
+        .collect();
+    let active: Vec<&&TechnicianTokenInfo> = named
+        .iter()
+        .filter(|info| status(info, now) == "active")
+        .collect();
+    match (active.as_slice(), named.as_slice()) {
+        ([one], _) => Ok(one.id),
+        ([], []) => Err(format!(
+            "no technician token has the id or name \"{wanted}\": list them with `deskside tokens list`"
+        )),
+        ([], _) => Err(format!(
+            "the technician token named \"{wanted}\" is already revoked or expired: list them with `deskside tokens list`"
+        )),
+        (several, _) => Err(format!(
+            "several active technician tokens are named \"{wanted}\" (ids {}): revoke one by its id",
+            several.iter().map(|info| info.id.to_string()).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// Runs a `tokens` subcommand.
@@ -82,20 +120,48 @@ pub async fn run(command: TokensCommand, ctx: &mut Context<'_>) -> anyhow::Resul
             expires_in_secs: args.expires.map(|d| d.as_secs()),
         },
         TokensCommand::List => ConsoleRequest::ListTechnicianTokens,
-        TokensCommand::Revoke(args) => ConsoleRequest::RevokeTechnicianToken { id: args.id },
+        TokensCommand::Revoke(args) => {
+            // A name is looked up in the list, on the same connection.
+            let (_, mut client) = super::connect(ctx).await?;
+            let listed = client.request(ConsoleRequest::ListTechnicianTokens).await;
+            let id = match listed {
+                Ok(ConsoleResponse::TechnicianTokens(tokens)) => {
+                    resolve(&tokens, &args.token, ctx.now).map_err(anyhow::Error::msg)
+                }
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(e.into()),
+            };
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => {
+                    client.close().await;
+                    return Err(e);
+                }
+            };
+            let answer = client
+                .request(ConsoleRequest::RevokeTechnicianToken { id })
+                .await;
+            client.close().await;
+            return match answer? {
+                ConsoleResponse::TechnicianTokenRevoked(info) => {
+                    printed(print_revoked(&mut ctx.out, &info, ctx.now))
+                }
+                other => Err(unexpected(&other)),
+            };
+        }
     };
     let response = super::request(ctx, request).await?;
     let now = ctx.now;
     let out = &mut ctx.out;
     match (command, response) {
-        (TokensCommand::Create(_), ConsoleResponse::TechnicianToken(issued)) => {
+        (TokensCommand::Create(_), ConsoleResponse::TechnicianToken(mut issued)) => {
+            // With the organisation key here, the login string carries a
+            // session key made and certified on this computer.
+            crate::org_key::certify_issued_token(&ctx.profile_path, &mut issued, now)?;
             printed(print_created(out, &issued, now))
         }
         (TokensCommand::List, ConsoleResponse::TechnicianTokens(tokens)) => {
             printed(print_list(out, &tokens, now))
-        }
-        (TokensCommand::Revoke(_), ConsoleResponse::TechnicianTokenRevoked(info)) => {
-            printed(print_revoked(out, &info, now))
         }
         (_, other) => Err(unexpected(&other)),
     }
@@ -475,7 +541,25 @@ mod tests {
         ] {
             assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
-        let revoke = crate::cli::Cli::try_parse_from(["deskside", "tokens", "revoke", "x1"]);
+        let revoke = crate::cli::Cli::try_parse_from(["deskside", "tokens", "revoke", ""]);
         assert_eq!(revoke.unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn revoke_takes_an_id_or_the_name_of_an_active_token() {
+        let mut old_ana = info(1, "Ana");
+        old_ana.revoked_at = Some(NOW - 10);
+        let tokens = [old_ana, info(2, "Ana"), info(3, "Bob"), info(4, "Carl")];
+        assert_eq!(resolve(&tokens, "3", NOW), Ok(TechnicianId(3)));
+        assert_eq!(resolve(&tokens, "ana", NOW), Ok(TechnicianId(2)));
+        assert_eq!(resolve(&tokens, " Bob ", NOW), Ok(TechnicianId(3)));
+        let unknown = resolve(&tokens, "Zoe", NOW).unwrap_err();
+        assert!(unknown.contains("deskside tokens list"), "{unknown}");
+        let mut gone = info(5, "Dan");
+        gone.expires_at = Some(NOW - 1);
+        let error = resolve(&[gone], "Dan", NOW).unwrap_err();
+        assert!(error.contains("already revoked or expired"), "{error}");
+        let error = resolve(&[info(6, "Eve"), info(7, "eve")], "Eve", NOW).unwrap_err();
+        assert!(error.contains("ids 6, 7"), "{error}");
     }
 }

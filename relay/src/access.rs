@@ -1,0 +1,181 @@
+//! Ending a technician's access at once.
+//!
+//! A console connection authenticates once, but its token is checked again
+//! before every request ([`check`]), the connection is closed the moment
+//! its token is revoked on this relay ([`end_access`] through
+//! [`Consoles`]) or expires (a timer in the connection's loop, see
+//! [`expiry`]), and the token's open sessions are ended with a
+//! `session.end` row saying why. The close reason travels with QUIC close
+//! code [`CLOSE_ACCESS_ENDED`], and consoles print it.
+//!
+//! This module never reads the store directly: it goes through `Shared`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use deskside_protocol::console::CLOSE_ACCESS_ENDED;
+use deskside_protocol::{Refusal, TechnicianId};
+
+use crate::server::{internal_error, now_secs, Shared};
+use crate::store::{session_text, AccessEnd, Technician};
+
+/// The live console connections of each technician token on this relay.
+#[derive(Debug, Default)]
+pub struct Consoles {
+    by_token: Mutex<HashMap<TechnicianId, Vec<quinn::Connection>>>,
+}
+
+impl Consoles {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TechnicianId, Vec<quinn::Connection>>> {
+        // Plain inserts and removals: a panic elsewhere leaves the map whole.
+        self.by_token.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records an authenticated connection of `technician`.
+    pub fn register(&self, technician: TechnicianId, connection: &quinn::Connection) {
+        self.lock()
+            .entry(technician)
+            .or_default()
+            .push(connection.clone());
+    }
+
+    /// Forgets a connection that ended.
+    pub fn unregister(&self, technician: TechnicianId, connection: &quinn::Connection) {
+        let mut map = self.lock();
+        if let Some(list) = map.get_mut(&technician) {
+            list.retain(|c| c.stable_id() != connection.stable_id());
+            if list.is_empty() {
+                map.remove(&technician);
+            }
+        }
+    }
+
+    /// Closes every connection of `technician` with `reason`; returns how
+    /// many there were.
+    pub fn close_all(&self, technician: TechnicianId, reason: &str) -> usize {
+        let connections = self.lock().remove(&technician).unwrap_or_default();
+        for connection in &connections {
+            connection.close(CLOSE_ACCESS_ENDED.into(), reason.as_bytes());
+        }
+        connections.len()
+    }
+
+    /// How many connections `technician` has open (for tests and logs).
+    pub fn count(&self, technician: TechnicianId) -> usize {
+        self.lock().get(&technician).map_or(0, Vec::len)
+    }
+}
+
+/// The close reason a console prints when its token stops working.
+pub fn close_reason(cause: AccessEnd) -> String {
+    match cause {
+        AccessEnd::Revoked => "your technician token was revoked by an administrator; this connection and its sessions are closed: ask an administrator for a new token, then run `deskside login` again".to_owned(),
+        AccessEnd::Expired => "your technician token expired; this connection and its sessions are closed: ask an administrator for a new token, then run `deskside login` again".to_owned(),
+    }
+}
+
+/// Checks, before a request runs, that `technician`'s token still grants
+/// access. If it does not (revoked or expired, possibly by another relay
+/// sharing the database), the token's access is ended and the request is
+/// refused.
+pub async fn check(shared: &Shared, technician: &Technician) -> Result<(), Refusal> {
+    let id = technician.id;
+    let now = now_secs();
+    match shared.store(move |s| s.technician_access(id, now)).await? {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(cause)) => {
+            end_access(shared, id, cause, crate::store::SYSTEM_ACTOR).await;
+            Err(Refusal::BadTechnicianToken)
+        }
+        Err(e) => Err(internal_error(&e)),
+    }
+}
+
+/// When `technician`'s token expires (Unix seconds), `None` for never;
+/// `Err` if it no longer grants access.
+pub async fn expiry(shared: &Shared, technician: TechnicianId) -> Result<Option<i64>, AccessEnd> {
+    let now = now_secs();
+    match shared
+        .store(move |s| s.technician_access(technician, now))
+        .await
+    {
+        Ok(Ok(access)) => access,
+        // A store fault is not a revocation: the per-request check will
+        // see the token's state once the store answers again.
+        Ok(Err(e)) => {
+            internal_error(&e);
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Sleeps until `expires_at` (Unix seconds); forever for `None`.
+pub async fn until(expires_at: Option<i64>) {
+    match expires_at {
+        Some(at) => {
+            let left = at.saturating_sub(now_secs()).max(0) as u64;
+            tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Ends `technician`'s access: closes its console connections on this
+/// relay with the reason, then ends its open sessions (audited with
+/// `actor` and why) and stops forwarding their packets.
+pub async fn end_access(shared: &Shared, technician: TechnicianId, cause: AccessEnd, actor: &str) {
+    let closed = shared.consoles.close_all(technician, &close_reason(cause));
+    let now = now_secs();
+    let actor = actor.to_owned();
+    let ended = shared
+        .store(move |s| s.end_technician_sessions(technician, cause, &actor, now))
+        .await;
+    let sessions = match ended {
+        Ok(Ok(sessions)) => sessions,
+        Ok(Err(e)) => {
+            internal_error(&e);
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    for session in &sessions {
+        shared.router.end(*session);
+        tracing::info!(session = %session_text(*session), why = cause.as_str(), "session ended: its technician token stopped granting access");
+    }
+    if closed > 0 || !sessions.is_empty() {
+        tracing::info!(
+            %technician,
+            why = cause.as_str(),
+            connections = closed,
+            sessions = sessions.len(),
+            "technician access ended"
+        );
+    }
+}
+
+/// How long an enrolled device may stay without ever attaching before it
+/// counts as an orphan (an enrollment whose agent crashed before keeping
+/// its identity): a day covers an install interrupted overnight.
+pub const ORPHAN_AGE_SECS: i64 = 24 * 3600;
+
+/// How often the relay looks for orphan devices.
+pub const ORPHAN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes orphan devices (enrolled more than [`ORPHAN_AGE_SECS`] ago,
+/// never attached), each audited, and gives their token uses back.
+pub async fn remove_orphans(shared: &Shared) {
+    let now = now_secs();
+    match shared
+        .store(move |s| s.remove_orphan_devices(now - ORPHAN_AGE_SECS, now))
+        .await
+    {
+        Ok(Ok(removed)) => {
+            for device in removed {
+                tracing::info!(%device, "removed a device that enrolled but never attached");
+            }
+        }
+        Ok(Err(e)) => tracing::warn!("cannot remove orphan devices: {e}"),
+        Err(_) => {}
+    }
+}

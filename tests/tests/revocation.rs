@@ -1,0 +1,393 @@
+//! Revocation and expiry end access at once, end to end: the real relay
+//! and console binaries, with raw console and agent peers
+//! (`deskside_tests::peers`) holding connections open across a revocation.
+//!
+//! Also: enrollment-token limits, listing and revocation; idempotent
+//! enrollment; groups, unique technician names and the last-admin guard;
+//! `session list` and `session end` for administrators.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on surprises.
+
+use std::time::{Duration, Instant};
+
+use deskside_net::Identity;
+use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, CLOSE_ACCESS_ENDED};
+use deskside_protocol::session::Capabilities;
+use deskside_protocol::token::EnrollToken;
+use deskside_protocol::{Fingerprint, Role};
+use deskside_tests::peers::{answer_consent, info, open_session, parties, within, Peer};
+use deskside_tests::{Console, Relay, World};
+use serde_json::Value;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn fingerprint(relay: &Relay) -> Fingerprint {
+    relay.fingerprint.parse().unwrap()
+}
+
+/// Creates a technician token with the admin console; returns its secret.
+fn token(admin: &Console, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut args = vec!["tokens", "create", "--name", name, "--role", role, "--json"];
+    args.extend_from_slice(extra);
+    admin.run(&args).ok().json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The audit rows (newest first) as the admin reads them.
+fn audit(admin: &Console) -> Vec<Value> {
+    admin
+        .run(&["audit", "list", "--limit", "200", "--json"])
+        .ok()
+        .json_lines()
+}
+
+/// `session.end` rows of `session` (16 hex digits).
+fn session_ends(admin: &Console, session: &str) -> Vec<Value> {
+    audit(admin)
+        .into_iter()
+        .filter(|row| row["action"] == "session.end" && row["detail"]["session_id"] == session)
+        .collect()
+}
+
+/// Waits for `connection` to be closed by the relay and returns how long it
+/// took and the close, which must carry [`CLOSE_ACCESS_ENDED`].
+async fn closed_for_access(
+    connection: &quinn::Connection,
+    within_at_most: Duration,
+) -> (Duration, String) {
+    let start = Instant::now();
+    let error = tokio::time::timeout(within_at_most, connection.closed())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the relay kept the connection open for {within_at_most:?} after its token stopped working")
+        });
+    let took = start.elapsed();
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(CLOSE_ACCESS_ENDED),
+                "close code"
+            );
+            (took, String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+}
+
+#[test]
+fn a_revoked_admin_loses_its_open_connection_at_once_and_cannot_mint_tokens() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let mallory = token(&admin, "mallory", "admin", &[]);
+    runtime().block_on(async {
+        let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &mallory).await;
+        // The connection works before the revocation.
+        assert!(matches!(
+            peer.request(ConsoleRequest::ListTechnicianTokens).await,
+            Ok(ConsoleResponse::TechnicianTokens(_))
+        ));
+        let connection = peer.connection();
+        // Revoked by name (not id), from another console.
+        let revoked = admin
+            .run(&["tokens", "revoke", "mallory", "--json"])
+            .ok()
+            .json();
+        assert_eq!(revoked["type"], "technician_token_revoked");
+        assert_eq!(revoked["name"], "mallory");
+        let revoked_at = Instant::now();
+        let (_, reason) = closed_for_access(&connection, Duration::from_secs(1)).await;
+        assert!(
+            revoked_at.elapsed() <= Duration::from_secs(1),
+            "closed {:?} after the revocation",
+            revoked_at.elapsed()
+        );
+        assert!(reason.contains("revoked"), "{reason}");
+        assert!(reason.contains("deskside login"), "{reason}");
+        // The old connection cannot mint a token any more.
+        let mint = ConsoleRequest::CreateTechnicianToken {
+            name: "backdoor".to_owned(),
+            role: Role::Admin,
+            expires_in_secs: None,
+        };
+        let sent = peer
+            .send()
+            .send(&deskside_protocol::console::ConsoleToRelay::Request {
+                id: 99,
+                request: deskside_protocol::message::Nested(mint),
+            })
+            .await;
+        assert!(sent.is_err(), "a request went out on a revoked connection");
+    });
+    // Nothing was minted, and the token cannot log in again.
+    let tokens = admin.run(&["tokens", "list", "--json"]).ok().json_lines();
+    assert!(tokens.iter().all(|t| t["name"] != "backdoor"), "{tokens:?}");
+    world
+        .console("mallory")
+        .login(&relay, &mallory)
+        .fails_with(1, "not accepted");
+}
+
+#[test]
+fn an_expired_token_is_cut_at_its_expiry_and_its_session_ends_audited() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let tess = token(&admin, "tess", "technician", &["--expires", "6s"]);
+    let created = Instant::now();
+    let session = runtime().block_on(async {
+        let mut parties = parties(&relay.addr, fingerprint(&relay), &tess).await;
+        let (opened, request) = open_session(&mut parties).await;
+        answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;
+        let connection = parties.console.connection();
+        let left = Duration::from_secs(6).saturating_sub(created.elapsed());
+        let (_, reason) = closed_for_access(&connection, left + Duration::from_secs(3)).await;
+        assert!(
+            created.elapsed() >= Duration::from_secs(5),
+            "closed before the token expired"
+        );
+        assert!(reason.contains("expired"), "{reason}");
+        format!("{:016x}", opened.session_id)
+    });
+    let ends = session_ends(&admin, &session);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["detail"]["by"], "token_expired");
+    assert_eq!(ends[0]["actor"], "system");
+}
+
+#[test]
+fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let tom = token(&admin, "tom", "technician", &[]);
+    runtime().block_on(async {
+        let mut parties = parties(&relay.addr, fingerprint(&relay), &tom).await;
+        let (first, request) = open_session(&mut parties).await;
+        answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;
+        let first = format!("{:016x}", first.session_id);
+
+        let listed = admin.run(&["session", "list", "--json"]).ok().json_lines();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["session_id"], first.as_str());
+        assert_eq!(listed[0]["technician"], "tom");
+        assert_eq!(listed[0]["state"], "running");
+        assert!(admin.run(&["session", "list"]).ok().stdout.contains("tom"));
+        let ended = admin.run(&["session", "end", &first, "--json"]).ok().json();
+        assert_eq!(ended["type"], "session_ended");
+        assert!(admin
+            .run(&["session", "list", "--json"])
+            .ok()
+            .stdout
+            .trim()
+            .is_empty());
+        let ends = session_ends(&admin, &first);
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        assert_eq!(ends[0]["detail"]["by"], "administrator");
+        assert!(
+            ends[0]["actor"].as_str().unwrap().contains("(admin)"),
+            "{ends:?}"
+        );
+        admin
+            .run(&["session", "end", &first])
+            .fails_with(1, "no open session");
+        // A technician may not list or end other people's sessions.
+        let tech = world.console("tom");
+        tech.login(&relay, &tom).ok();
+        tech.run(&["session", "list"])
+            .fails_with(1, "permission denied");
+
+        // A second session, still open when tom's token is revoked.
+        let (second, request) = open_session(&mut parties).await;
+        answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;
+        let second = format!("{:016x}", second.session_id);
+        let connection = parties.console.connection();
+        admin.run(&["tokens", "revoke", "tom"]).ok();
+        let (took, reason) = closed_for_access(&connection, Duration::from_secs(5)).await;
+        assert!(took <= Duration::from_secs(1), "closed after {took:?}");
+        assert!(reason.contains("revoked"), "{reason}");
+        let ends = session_ends(&admin, &second);
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        assert_eq!(ends[0]["detail"]["by"], "token_revoked");
+        assert!(admin
+            .run(&["session", "list", "--json"])
+            .ok()
+            .stdout
+            .trim()
+            .is_empty());
+    });
+}
+
+#[test]
+fn enrollment_tokens_obey_policy_limits_and_can_be_listed_and_revoked() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let tech = world.console("tech");
+    tech.login(&relay, &token(&admin, "tina", "technician", &[]))
+        .ok();
+    // The defaults: at most 100 uses and 30 days.
+    tech.run(&[
+        "enroll-token",
+        "create",
+        "--uses",
+        "100000",
+        "--expires",
+        "1h",
+    ])
+    .fails_with(1, "enroll_token_max_uses");
+    tech.run(&["enroll-token", "create", "--uses", "1", "--expires", "365d"])
+        .fails_with(1, "enroll_token_max_lifetime");
+    admin
+        .run(&["policy", "set", "enroll_token_max_uses", "5"])
+        .ok();
+    let shown = admin.run(&["policy", "show", "--json"]).ok().stdout;
+    assert!(shown.contains("enroll_token_max_uses"), "{shown}");
+    tech.run(&["enroll-token", "create", "--uses", "6"])
+        .fails_with(1, "from 1 to 5 devices");
+    let created = tech
+        .run(&[
+            "enroll-token",
+            "create",
+            "--uses",
+            "5",
+            "--group",
+            "paris",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(created["group"], "paris");
+    assert!(tech
+        .run(&["enroll-token", "create", "--group", "lyon"])
+        .ok()
+        .stdout
+        .contains("joining group \"lyon\""));
+
+    let listed = tech
+        .run(&["enroll-token", "list", "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["group"], "paris");
+    assert_eq!(listed[0]["uses_left"], 5);
+    assert_eq!(listed[0]["created_by"], "tina");
+    assert!(listed.iter().all(|t| t.get("token").is_none()));
+    let id = listed[0]["id"].as_u64().unwrap().to_string();
+    tech.run(&["enroll-token", "revoke", &id])
+        .fails_with(1, "permission denied");
+    let revoked = admin
+        .run(&["enroll-token", "revoke", &id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(revoked["status"], "revoked");
+    world
+        .agent("late")
+        .run(&["enroll", created["token"].as_str().unwrap()])
+        .fails_with(1, "not valid");
+    assert!(audit(&admin)
+        .iter()
+        .any(|row| row["action"] == "enroll_token.revoke"));
+}
+
+#[test]
+fn the_same_agent_key_retrying_a_single_use_token_gets_the_same_device() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let secret = EnrollToken::decode(&admin.enroll_token(1, "1h"))
+        .unwrap()
+        .secret;
+    let identity = Identity::generate(&["deskside-agent"]).unwrap();
+    let enroll = |identity: Identity| {
+        let secret = secret.clone();
+        let relay = &relay;
+        async move {
+            let mut peer = Peer::connect(&relay.addr, fingerprint(relay), Some(identity)).await;
+            peer.send()
+                .send(&AgentToRelay::Enroll {
+                    secret,
+                    info: info(),
+                })
+                .await
+                .unwrap();
+            let answer = within("the enrollment answer", peer.recv().recv::<RelayToAgent>())
+                .await
+                .unwrap();
+            peer.close().await;
+            answer
+        }
+    };
+    runtime().block_on(async {
+        let first = match enroll(identity.clone()).await {
+            Some(RelayToAgent::Enrolled { device_id, .. }) => device_id,
+            other => panic!("{other:?}"),
+        };
+        // The agent lost the answer (crash, network) and retries.
+        match enroll(identity.clone()).await {
+            Some(RelayToAgent::Enrolled { device_id, .. }) => assert_eq!(device_id, first),
+            other => panic!("the retry was refused: {other:?}"),
+        }
+        // Another key finds the single use spent.
+        match enroll(Identity::generate(&["deskside-agent"]).unwrap()).await {
+            Some(RelayToAgent::Refused(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(admin.devices().len(), 1);
+}
+
+#[test]
+fn groups_show_names_are_unique_and_the_last_admin_stays() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let created = admin
+        .run(&["enroll-token", "create", "--group", "paris", "--json"])
+        .ok()
+        .json();
+    let agent = world.agent("laptop");
+    let device = agent.enroll(created["token"].as_str().unwrap());
+    let listed = admin.devices();
+    assert_eq!(listed[0]["group"], "paris");
+    assert!(admin
+        .run(&["devices", "list"])
+        .ok()
+        .stdout
+        .contains("paris"));
+    let shown = admin.run(&["devices", "show", &device]).ok().stdout;
+    assert!(
+        shown.contains("group") && shown.contains("paris"),
+        "{shown}"
+    );
+
+    token(&admin, "Ana", "technician", &[]);
+    admin
+        .run(&["tokens", "create", "--name", "ana", "--role", "viewer"])
+        .fails_with(1, "already named");
+    admin.run(&["tokens", "revoke", "Ana"]).ok();
+    token(&admin, "Ana", "viewer", &[]);
+
+    // The bootstrap token (id 1) is the only admin.
+    admin
+        .run(&["tokens", "revoke", "1"])
+        .fails_with(1, "last active admin token");
+    let tokens = admin.run(&["tokens", "list", "--json"]).ok().json_lines();
+    assert_eq!(tokens[0]["status"], "active");
+}
