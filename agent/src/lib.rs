@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod clock;
 pub mod diag;
 pub mod link;
+pub mod org_trust;
 pub mod service;
 pub mod session;
 pub mod state;

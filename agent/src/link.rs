@@ -303,6 +303,12 @@ impl Attached {
         if let Some(link) = sessions.as_deref() {
             link.host.attach(self.connection.clone());
         }
+        // The relay learns the employee's monitors on every connection, and
+        // again when they change.
+        let mut monitors = sessions.as_deref().map(|link| link.host.monitors());
+        if let Some(monitors) = monitors.as_mut() {
+            monitors.mark_changed();
+        }
         loop {
             let outbox = async {
                 match sessions.as_deref_mut() {
@@ -310,9 +316,19 @@ impl Attached {
                     None => std::future::pending().await,
                 }
             };
+            let monitors_changed = async {
+                match monitors.as_mut() {
+                    Some(monitors) => monitors.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(message) = outbox => {
                     self.send.send(&message).await?;
+                }
+                true = monitors_changed => {
+                    let list = monitors.as_mut().map(|m| m.borrow_and_update().clone()).unwrap_or_default();
+                    self.send.send(&AgentToRelay::Monitors { monitors: list }).await?;
                 }
                 Some((request_id, result)) = done.recv() => {
                     running = false;

@@ -19,6 +19,7 @@ pub mod client;
 pub mod cmd;
 pub mod exit;
 pub mod logging;
+pub mod org_key;
 pub mod output;
 pub mod profile;
 

@@ -78,6 +78,14 @@ pub enum AgentToRelay {
         /// The update's revision.
         revision: u64,
     },
+    /// The monitors of the employee's display, as the session helper
+    /// reported them (sent when they become known or change), so the relay
+    /// refuses a session asked for a monitor that does not exist before
+    /// the employee is asked.
+    Monitors {
+        /// The monitors, by index; empty when no helper is connected.
+        monitors: Vec<crate::session::Monitor>,
+    },
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -85,7 +93,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 8);
+crate::impl_message!(AgentToRelay, known = 9);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,9 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("invalid {what} {input:?}: {expected}")]
 pub struct ParseError {
-    what: &'static str,
-    input: String,
-    expected: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) input: String,
+    pub(crate) expected: &'static str,
 }
 
 /// A device, as named by the relay at enrollment: `dev_` and 16 hex digits.

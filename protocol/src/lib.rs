@@ -15,6 +15,8 @@
 //! as `Unknown` and may ignore it (see [`message::Message`]).
 
 pub mod agent;
+pub mod audit;
+pub mod certificate;
 pub mod console;
 pub mod frame;
 pub mod helper;

@@ -59,13 +59,13 @@ pub struct LoginString {
     pub token: String,
 }
 
-fn encode<T: Serialize>(prefix: &str, value: &T) -> String {
+pub(crate) fn encode_token<T: Serialize>(prefix: &str, value: &T) -> String {
     // Encoding plain structs of strings and arrays cannot fail.
     let bytes = postcard::to_stdvec(value).unwrap_or_default();
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(
+pub(crate) fn decode_token<T: for<'de> Deserialize<'de>>(
     text: &str,
     prefix: &'static str,
     kind: &'static str,
@@ -86,24 +86,24 @@ fn decode<T: for<'de> Deserialize<'de>>(
 impl EnrollToken {
     /// The token as text.
     pub fn encode(&self) -> String {
-        encode(ENROLL_PREFIX, self)
+        encode_token(ENROLL_PREFIX, self)
     }
 
     /// Parses a token from text (surrounding whitespace is ignored).
     pub fn decode(text: &str) -> Result<Self, TokenError> {
-        decode(text, ENROLL_PREFIX, "enrollment token")
+        decode_token(text, ENROLL_PREFIX, "enrollment token")
     }
 }
 
 impl LoginString {
     /// The login string as text.
     pub fn encode(&self) -> String {
-        encode(LOGIN_PREFIX, self)
+        encode_token(LOGIN_PREFIX, self)
     }
 
     /// Parses a login string from text (surrounding whitespace is ignored).
     pub fn decode(text: &str) -> Result<Self, TokenError> {
-        decode(text, LOGIN_PREFIX, "login string")
+        decode_token(text, LOGIN_PREFIX, "login string")
     }
 }
 

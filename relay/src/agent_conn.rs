@@ -199,6 +199,10 @@ async fn attached(
                     Some(AgentToRelay::SessionEnded { session_id, by }) => {
                         record_end(shared, id, session_id, by).await?;
                     }
+                    Some(AgentToRelay::Monitors { monitors }) => {
+                        tracing::debug!(count = monitors.len(), "the device's monitors");
+                        shared.presence.set_monitors(id, generation, monitors.len());
+                    }
                     Some(AgentToRelay::PolicyApplied { revision }) => {
                         match policy_acks.remove(&revision) {
                             Some(applied) => {

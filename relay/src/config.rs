@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+#[cfg(feature = "test-utils")]
 use deskside_protocol::Fingerprint;
 use serde::Deserialize;
 
@@ -89,9 +90,8 @@ impl LimitsFile {
         let defaults = AdmissionLimits::default();
         let duration = |name: &str, text: Option<String>, default: Duration| match text {
             None => Ok(default),
-            Some(text) => humantime::parse_duration(&text).with_context(|| {
-                format!("invalid [limits] {name} {text:?} (examples: 6s, 1m)")
-            }),
+            Some(text) => humantime::parse_duration(&text)
+                .with_context(|| format!("invalid [limits] {name} {text:?} (examples: 6s, 1m)")),
         };
         let limits = AdmissionLimits {
             retry_above_handshakes: self
@@ -119,16 +119,6 @@ impl LimitsFile {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid [limits] in the configuration: {e}"))?;
         Ok(limits)
-    }
-}
-
-impl FileConfig {
-    /// Reads and parses a TOML file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("invalid configuration in {}", path.display()))
     }
 }
 
@@ -180,16 +170,19 @@ pub struct RelayHooks {
     /// Replaces the keys the relay hands out: the first is told to consoles
     /// as the device's key, the second to agents as the technician's key.
     /// Tests use it to play a relay that substitutes keys, which the
-    /// end-to-end handshake must catch.
+    /// end-to-end handshake must catch. Compiled only with the
+    /// `test-utils` feature, so a shipped relay cannot be made to do it.
+    #[cfg(feature = "test-utils")]
     pub substitute_keys: Option<(Fingerprint, Fingerprint)>,
 }
 
 impl std::fmt::Debug for RelayHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayHooks")
-            .field("on_forward", &self.on_forward.is_some())
-            .field("substitute_keys", &self.substitute_keys)
-            .finish()
+        let mut out = f.debug_struct("RelayHooks");
+        out.field("on_forward", &self.on_forward.is_some());
+        #[cfg(feature = "test-utils")]
+        out.field("substitute_keys", &self.substitute_keys);
+        out.finish()
     }
 }
 
@@ -212,6 +205,11 @@ pub struct RelayConfig {
     pub limits: AdmissionLimits,
     /// Test hooks; always the default outside tests (see [`RelayHooks`]).
     pub hooks: RelayHooks,
+    /// A file (best on another volume) the signed audit heads are appended
+    /// to; `--audit-anchor-file`, default none.
+    pub audit_anchor_file: Option<PathBuf>,
+    /// How often the audit head is signed when it moved; default 60 s.
+    pub audit_anchor_interval: Duration,
 }
 
 /// Flags that override the file.
@@ -282,6 +280,8 @@ impl RelayConfig {
             idle_timeout,
             limits: file.limits.resolve()?,
             hooks: RelayHooks::default(),
+            audit_anchor_file: None,
+            audit_anchor_interval: crate::audit_anchor::DEFAULT_ANCHOR_INTERVAL,
         })
     }
 }

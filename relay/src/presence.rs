@@ -56,6 +56,9 @@ struct Entry {
     generation: u64,
     connection: quinn::Connection,
     commands: mpsc::Sender<AgentCommand>,
+    /// How many monitors the employee's display has, as the agent last
+    /// reported; `None` while unknown (no session helper, older agent).
+    monitors: Option<usize>,
 }
 
 /// The online devices.
@@ -92,6 +95,7 @@ impl Presence {
             generation,
             connection,
             commands,
+            monitors: None,
         };
         if let Some(old) = inner.attached.insert(id, entry) {
             old.connection.close(
@@ -112,6 +116,24 @@ impl Presence {
             }
             _ => false,
         }
+    }
+
+    /// Records the device's monitor count reported on connection
+    /// `generation` (0: unknown).
+    pub fn set_monitors(&self, id: DeviceId, generation: u64, count: usize) {
+        if let Some(entry) = self
+            .lock()
+            .attached
+            .get_mut(&id)
+            .filter(|entry| entry.generation == generation)
+        {
+            entry.monitors = (count > 0).then_some(count);
+        }
+    }
+
+    /// How many monitors the online device reported, if it did.
+    pub fn monitor_count(&self, id: DeviceId) -> Option<usize> {
+        self.lock().attached.get(&id).and_then(|entry| entry.monitors)
     }
 
     /// Whether the device has a live connection.

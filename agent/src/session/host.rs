@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deskside_net::framed::{FramedRecv, FramedSend};
+use deskside_net::orgkey::{check_session_certificate, OrgKeyError};
 use deskside_net::tunnel::{
     accept_session, Carrier, SessionConfig, SessionConn, TunnelSocket, DEFAULT_QUEUE_PACKETS,
 };
-use deskside_net::orgkey::{check_session_certificate, OrgKeyError};
 use deskside_net::Identity;
-use deskside_protocol::certificate::OrgKey;
 use deskside_protocol::agent::{AgentToRelay, SessionRequest};
+use deskside_protocol::certificate::OrgKey;
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
@@ -92,6 +92,11 @@ impl SessionHost {
         if let Some(tx) = lock(&self.recorded).remove(&session_id) {
             let _ = tx.send(());
         }
+    }
+
+    /// The session helper's monitors, as they change (empty: unknown).
+    pub fn monitors(&self) -> tokio::sync::watch::Receiver<Vec<deskside_protocol::session::Monitor>> {
+        self.hub.monitors()
     }
 
     /// The relay says the technician withdrew the request of `session_id`

@@ -6,6 +6,9 @@
 
 use anyhow::Context as _;
 use clap::Args;
+use deskside_protocol::certificate::{
+    decode_login_string, CertifiedLoginString, CERTIFIED_LOGIN_PREFIX,
+};
 use deskside_protocol::token::LoginString;
 use deskside_protocol::Fingerprint;
 use serde::Serialize;
@@ -46,6 +49,48 @@ pub struct LoginArgs {
     /// Technician token (instead of a login string; or set DESKSIDE_TOKEN)
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
+}
+
+/// What `deskside login` tries: the profile, and the certified session key
+/// of a `dsl2_` login string (saved next to the profile once the login is
+/// accepted).
+#[derive(Debug)]
+pub struct LoginTarget {
+    /// The profile to try.
+    pub profile: Profile,
+    /// The session key and certificate, from a `dsl2_` string.
+    pub certified: Option<CertifiedLoginString>,
+}
+
+/// Like [`validate`], also accepting `dsl2_` login strings (a session key
+/// certified by the organisation key, made by an administrator's console).
+pub fn validate_target(
+    args: LoginArgs,
+    env_token: Option<String>,
+) -> Result<LoginTarget, UsageError> {
+    let certified_text = args
+        .login_string
+        .as_deref()
+        .filter(|text| text.trim().starts_with(CERTIFIED_LOGIN_PREFIX))
+        .map(str::to_owned);
+    let Some(text) = certified_text else {
+        return validate(args, env_token).map(|profile| LoginTarget {
+            profile,
+            certified: None,
+        });
+    };
+    if args.relay.is_some() || args.fingerprint.is_some() || args.token.is_some() {
+        return Err(UsageError::new(
+            "give either a login string or --relay, --fingerprint and --token, not both",
+            HELP,
+        ));
+    }
+    let (login, certified) =
+        decode_login_string(&text).map_err(|e| UsageError::new(e.to_string(), HELP))?;
+    Ok(LoginTarget {
+        profile: Profile::from(login),
+        certified,
+    })
 }
 
 /// Turns the arguments into the profile to try: either the login string
@@ -154,7 +199,11 @@ impl IdentityRecord {
 }
 
 /// `deskside login`: authenticate, then save the profile.
-pub async fn login(target: Profile, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+pub async fn login(target: LoginTarget, ctx: &mut Context<'_>) -> anyhow::Result<()> {
+    let LoginTarget {
+        profile: target,
+        certified,
+    } = target;
     tracing::info!(relay = %target.relay, "logging in");
     let client = Client::connect(&target.relay, target.fingerprint, &target.token)
         .await
@@ -162,6 +211,9 @@ pub async fn login(target: Profile, ctx: &mut Context<'_>) -> anyhow::Result<()>
     let session = client.session().clone();
     client.close().await;
     profile::save(&ctx.profile_path, &target)?;
+    if let Some(certified) = &certified {
+        crate::org_key::save_certified_login(&ctx.profile_path, certified)?;
+    }
     print(
         IdentityRecord::new(LOGIN, &target.relay, &session, &ctx.profile_path),
         ctx,

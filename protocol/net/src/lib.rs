@@ -9,6 +9,7 @@
 pub mod docs;
 pub mod files;
 pub mod framed;
+pub mod orgkey;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;

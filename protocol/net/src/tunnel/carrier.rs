@@ -43,7 +43,8 @@ impl CarrierStats {
     pub fn dropped_detached(&self) -> u64 {
         self.dropped_detached.load(Ordering::Relaxed)
     }
-    /// Incoming packets for a session this carrier does not carry.
+    /// Incoming packets for a session this carrier did not carry (yet): the
+    /// last few are kept briefly and delivered if it is carried soon.
     pub fn unknown_session(&self) -> u64 {
         self.unknown_session.load(Ordering::Relaxed)
     }
@@ -58,11 +59,23 @@ struct Incoming {
     stats: Arc<TunnelStats>,
 }
 
+/// Packets for sessions not carried yet, kept at most this many (oldest
+/// dropped first). The relay tells the agent of a session on its control
+/// stream and forwards the console's first handshake packets as datagrams;
+/// the two race, and without this the first Initial was often dropped and
+/// the handshake waited out QUIC's first retransmission timeout (~1 s).
+const EARLY_PACKETS: usize = 16;
+/// How long an early packet is kept for its session to be carried.
+const EARLY_PACKET_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Default)]
 struct Shared {
     // Not Debug: the queues say nothing useful; `Carrier`'s Debug shows stats.
     link: RwLock<Option<PacketSender>>,
     sessions: Mutex<HashMap<u64, Incoming>>,
+    /// Packets that arrived before their session was carried (bounded,
+    /// [`EARLY_PACKETS`]). Locked only while `sessions` is held.
+    early: Mutex<std::collections::VecDeque<(u64, tokio::time::Instant, Bytes)>>,
     stats: CarrierStats,
 }
 
@@ -156,6 +169,19 @@ impl Carrier {
             if sessions.contains_key(&session_id) {
                 return Err(CarrierError::DuplicateSession(session_id));
             }
+            // Packets that beat the session here go first, in order.
+            let mut early = self.shared.early.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            early.retain(|(id, at, payload)| {
+                if *id != session_id {
+                    return now.duration_since(*at) < EARLY_PACKET_TTL;
+                }
+                if now.duration_since(*at) < EARLY_PACKET_TTL {
+                    deliver(&incoming, &stats, payload.clone());
+                }
+                false
+            });
+            drop(early);
             sessions.insert(
                 session_id,
                 Incoming {
@@ -243,7 +269,12 @@ async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable
                     }
                     None => {
                         shared.stats.unknown_session.fetch_add(1, Ordering::Relaxed);
-                        tracing::trace!(session = id, "dropped a packet for an unknown session");
+                        tracing::trace!(session = id, "kept a packet for a session not carried yet");
+                        let mut early = shared.early.lock().unwrap_or_else(|p| p.into_inner());
+                        if early.len() >= EARLY_PACKETS {
+                            early.pop_front();
+                        }
+                        early.push_back((id, tokio::time::Instant::now(), packet.payload()));
                     }
                 }
             }

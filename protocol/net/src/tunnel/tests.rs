@@ -517,3 +517,56 @@ async fn a_session_id_cannot_be_carried_twice_and_is_released_on_drop() {
     drop(first);
     assert!(carrier.carry(7, p3).is_ok());
 }
+
+/// A port whose queues the test holds: (what the carrier delivers, what to
+/// send, the port).
+fn test_port() -> (
+    tokio::sync::mpsc::Receiver<Bytes>,
+    tokio::sync::mpsc::Sender<Bytes>,
+    TunnelPort,
+) {
+    let (incoming_tx, incoming_rx) = tokio::sync::mpsc::channel(8);
+    let (outgoing_tx, outgoing_rx) = tokio::sync::mpsc::channel(8);
+    let port = TunnelPort {
+        outgoing: outgoing_rx,
+        incoming: incoming_tx,
+        stats: Arc::new(TunnelStats::default()),
+    };
+    (incoming_rx, outgoing_tx, port)
+}
+
+#[tokio::test]
+async fn a_packet_that_arrives_before_its_session_is_carried_is_delivered_once_it_is() {
+    // The agent hears of a session on the relay's control stream while the
+    // console's first handshake packet comes as a datagram: the packet can
+    // win the race. It used to be dropped (and the handshake waited ~1 s
+    // for quinn's retransmission).
+    let relay = TestRelay::spawn(true);
+    let console_carrier = Carrier::new();
+    let agent_carrier = Carrier::new();
+    console_carrier.attach(relay.connect(CONSOLE, SESSION).await);
+    agent_carrier.attach(relay.connect(AGENT, SESSION).await);
+    let (_console_in, console_out, console_port) = test_port();
+    let _console = console_carrier.carry(SESSION, console_port).unwrap();
+    console_out
+        .send(Bytes::from_static(b"first initial"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while agent_carrier.stats().unknown_session() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the packet never reached the agent's carrier"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut agent_in, _agent_out, agent_port) = test_port();
+    let _agent = agent_carrier.carry(SESSION, agent_port).unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(5), agent_in.recv())
+        .await
+        .expect("the early packet was not delivered")
+        .unwrap();
+    assert_eq!(&delivered[..], b"first initial");
+    // Packets of other sessions are not handed to this one.
+    assert!(agent_in.try_recv().is_err());
+}
