@@ -150,11 +150,17 @@ pub async fn enroll(
             relay: current.relay,
         });
     }
-    let identity = Identity::generate(&[AGENT_CERT_NAME])?;
+    // Kept on disk until the enrollment is saved, so that a retry after a
+    // crash presents the same key and the relay answers with the same
+    // device instead of spending another use.
+    let identity = crate::enroll_pending::key_for(state, &token.secret)?;
     let addr = resolve(&token.relay).await?;
     let endpoint = client_endpoint(addr)?;
     let outcome = register(&endpoint, &token, identity.clone(), device_info()).await;
     endpoint.wait_idle().await;
+    if let Err(LinkError::Refused(_)) = &outcome {
+        crate::enroll_pending::clear(state);
+    }
     let (device_id, organisation) = outcome?;
     let enrollment = Enrollment {
         device_id,
@@ -167,6 +173,7 @@ pub async fn enroll(
         state.forget_enrollment()?;
     }
     state.save_enrollment(&identity, &enrollment)?;
+    crate::enroll_pending::clear(state);
     crate::org_trust::save(state.root(), org_key)?;
     if let Some(key) = org_key {
         tracing::info!(org_key = %key, "session keys must be certified by the organisation key");

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::Nested;
 
 use crate::session::{
-    AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
+    AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, Monitor, VideoFrame,
 };
 
 /// Service → helper.
@@ -153,6 +153,13 @@ pub enum HelperToService {
         /// The frame.
         frame: VideoFrame,
     },
+    /// The monitors of the helper's display, sent after the welcome, so a
+    /// session asked for a monitor that does not exist is refused before
+    /// anyone is asked.
+    Monitors {
+        /// The monitors, by index.
+        monitors: Vec<Monitor>,
+    },
     /// A message from a newer helper; never sent.
     #[serde(skip)]
     Unknown {
@@ -160,4 +167,4 @@ pub enum HelperToService {
         tag: u32,
     },
 }
-crate::impl_message!(HelperToService, known = 4);
+crate::impl_message!(HelperToService, known = 5);

@@ -133,7 +133,10 @@ impl Presence {
 
     /// How many monitors the online device reported, if it did.
     pub fn monitor_count(&self, id: DeviceId) -> Option<usize> {
-        self.lock().attached.get(&id).and_then(|entry| entry.monitors)
+        self.lock()
+            .attached
+            .get(&id)
+            .and_then(|entry| entry.monitors)
     }
 
     /// Whether the device has a live connection.

@@ -337,3 +337,74 @@ fn a_console_without_a_display_does_not_ask_the_employee() {
         fleet.running.log()
     );
 }
+
+#[test]
+fn a_monitor_the_device_does_not_have_is_refused_before_the_dialog() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&StageOptions {
+        agent_monitors: 2,
+        ..options()
+    });
+    let display = stage.agent_x.display().to_owned();
+    // The helper reports its monitors when it connects; the relay knows
+    // them once the agent forwarded them.
+    wait_for(
+        "the relay to learn the device's monitors",
+        Duration::from_secs(20),
+        || {
+            stage
+                .relay
+                .proc
+                .log()
+                .contains("the device's monitors count=2")
+                .then_some(())
+        },
+    );
+    let (mut session, out) = stage.session(&["--headless", "--monitor", "5"]);
+    let status = session
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the console waited for an answer: {}", session.log()));
+    assert_eq!(status.code(), Some(1), "{}", session.log());
+    let log = session.log();
+    assert!(log.contains("has 2 monitor(s)"), "says why: {log}");
+    assert!(
+        log.contains("--monitor takes 0 to 1"),
+        "says what to do: {log}"
+    );
+    assert!(
+        out.drain()
+            .iter()
+            .all(|v| v["state"] != "waiting_for_consent"),
+        "the console waited for consent"
+    );
+    assert!(
+        window_gone(&display, CONSENT_TITLE),
+        "the employee was asked"
+    );
+    assert!(
+        stage.audit().iter().all(|row| !row["action"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("session.")),
+        "a session was requested"
+    );
+    // An existing monitor is asked for as usual.
+    let (mut session, out) = stage.session(&["--headless", "--monitor", "1", "--duration", "3s"]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    stage.answer_consent(true);
+    let started = out.until(Duration::from_secs(30), |v| v["state"] == "started");
+    let started = started
+        .iter()
+        .find(|v| v["state"] == "started")
+        .unwrap_or_else(|| panic!("the session did not start: {}", session.log()));
+    assert_eq!(started["selected"], 1, "{started}");
+    assert_eq!(started["monitors"], 2, "{started}");
+    let status = session
+        .wait_exit(Duration::from_secs(30))
+        .expect("the session ended after --duration");
+    assert_eq!(status.code(), Some(0), "{}", session.log());
+}

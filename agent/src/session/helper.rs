@@ -110,6 +110,14 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
             }
         }
     });
+    // The service learns the monitors now, so that a session asked for a
+    // monitor this display does not have is refused before the dialog.
+    let listed = display.clone();
+    let monitors = tokio::task::spawn_blocking(move || list_monitors(&listed))
+        .await
+        .unwrap_or_default();
+    tracing::info!(count = monitors.len(), "monitors reported to the service");
+    let _ = out_tx.send(HelperToService::Monitors { monitors }).await;
     let mut active: Option<Active> = None;
     let mut prompts: std::collections::HashMap<u64, ConsentPrompt> = Default::default();
     // Open consent dialogs, to tell them when a request is withdrawn.
@@ -228,6 +236,24 @@ async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<()
     }
     writer.abort();
     result
+}
+
+/// The display's monitors (none when capture is impossible here).
+fn list_monitors(display: &Result<String, String>) -> Vec<Monitor> {
+    let Ok(screen) = display else {
+        return Vec::new();
+    };
+    let options = deskside_desktop::X11Options {
+        shm: false,
+        damage: false,
+    };
+    match X11Capturer::open_with(screen, options).and_then(|mut c| c.monitors()) {
+        Ok(monitors) => monitors,
+        Err(e) => {
+            tracing::warn!(%screen, "cannot list the monitors: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// The consent dialogs on screen, by session, and the sessions withdrawn

@@ -95,7 +95,9 @@ impl SessionHost {
     }
 
     /// The session helper's monitors, as they change (empty: unknown).
-    pub fn monitors(&self) -> tokio::sync::watch::Receiver<Vec<deskside_protocol::session::Monitor>> {
+    pub fn monitors(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Vec<deskside_protocol::session::Monitor>> {
         self.hub.monitors()
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, ServiceToHelper};
-use deskside_protocol::session::session_id_text;
+use deskside_protocol::session::{session_id_text, Monitor};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -41,6 +41,9 @@ pub fn socket_path_for(state_root: &Path) -> PathBuf {
 pub struct HelperHub {
     inner: Mutex<Option<Connected>>,
     next_id: Mutex<u64>,
+    /// The connected helper's monitors; empty while none is connected or
+    /// it could not list them.
+    monitors: tokio::sync::watch::Sender<Vec<Monitor>>,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,11 @@ impl HelperHub {
             sessions: helper.sessions.clone(),
             session_id,
         })
+    }
+
+    /// The connected helper's monitors, as they change (empty: unknown).
+    pub fn monitors(&self) -> tokio::sync::watch::Receiver<Vec<Monitor>> {
+        self.monitors.subscribe()
     }
 
     /// Whether a helper is connected.
@@ -259,6 +267,19 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
                     | HelperToService::ToConsole { session_id, .. }
                     | HelperToService::Video { session_id, .. } => *session_id,
                     HelperToService::Hello { .. } => break Err("a second hello".to_owned()),
+                    HelperToService::Monitors { monitors } => {
+                        tracing::info!(
+                            helper = id,
+                            count = monitors.len(),
+                            "the helper's monitors"
+                        );
+                        hub.monitors.send_if_modified(|known| {
+                            let changed = *known != *monitors;
+                            known.clone_from(monitors);
+                            changed
+                        });
+                        continue;
+                    }
                     HelperToService::Unknown { tag } => {
                         tracing::debug!(tag, "ignoring a message from a newer helper");
                         continue;
@@ -286,6 +307,11 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
         let mut inner = lock(&hub.inner);
         if inner.as_ref().is_some_and(|h| h.id == id) {
             *inner = None;
+            hub.monitors.send_if_modified(|known| {
+                let changed = !known.is_empty();
+                known.clear();
+                changed
+            });
         }
     }
     writer.abort();
