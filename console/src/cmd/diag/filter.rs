@@ -8,8 +8,8 @@
 //! never silently matches nothing. Nothing here does I/O.
 
 use deskside_diag::snapshot::{
-    Clock, DefaultRoute, Device, Dns, Gateway, NetworkConfig, Path, Pressure, RttStats, Throughput,
-    Wifi,
+    Battery, Clock, DefaultRoute, Device, Dns, Gateway, NetworkConfig, Path, Pressure, RttStats,
+    Throughput, Wifi,
 };
 use deskside_diag::{Probe, Snapshot};
 use serde_json::Value;
@@ -90,6 +90,7 @@ const DEVICE_FIELDS: [(&str, Kind, &str); 5] = [
 fn skeleton() -> Snapshot {
     let device = Device {
         pressure: Probe::Measured(Pressure::default()),
+        battery: Probe::Measured(Battery::default()),
         ..Device::default()
     };
     let network = NetworkConfig {
@@ -149,6 +150,10 @@ fn leaves(value: &Value, prefix: String, out: &mut Vec<FieldInfo>) {
         return;
     };
     for (key, child) in object {
+        // A probe the skeleton leaves unmeasured has only a reason.
+        if key == "unknown" || key == "not_applicable" {
+            continue;
+        }
         let name = if prefix.is_empty() {
             key.clone()
         } else {
@@ -494,6 +499,10 @@ fn comparison(info: &FieldInfo, op: Op, raw: String, quoted: bool) -> Result<Com
         Kind::Text => Literal::Text(raw),
         Kind::Any => match number {
             Some(n) if op != Op::Contains => Literal::Number(n, raw),
+            // An optional yes/no (`dns.relay_reachable`).
+            _ if !quoted && matches!(op, Op::Eq | Op::Ne) && (raw == "true" || raw == "false") => {
+                Literal::Bool(raw == "true")
+            }
             _ if text_op => Literal::Text(raw),
             _ => {
                 return Err(format!(
@@ -677,6 +686,7 @@ mod tests {
         serde_json::json!({
             "wifi": {"measured": {"signal_dbm": -72.0, "source": "iw", "band": null}},
             "path": {"measured": {"idle_rtt": {"median_ms": 120.0}, "udp_ok": true}},
+            "dns": {"measured": {"relay_reachable": true}},
             "gateway": {"unknown": {"reason": "no answer"}},
         })
     }
@@ -695,6 +705,8 @@ mod tests {
             ("wifi.source ~ I", true),
             ("path.udp_ok == true", true),
             ("path.udp_ok != true", false),
+            ("dns.relay_reachable == true", true),
+            ("dns.relay_reachable == false", false),
             ("gateway.address == x", false),
             ("gateway.address != x", false),
             ("wifi.band == 5GHz", false),
@@ -807,6 +819,16 @@ mod tests {
         }
         assert!(names.contains(&"path.download.mbps"), "{names:?}");
         assert!(!names.iter().any(|n| n.contains("disks")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("unknown") || n.contains("reason")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"device.battery.charge_percent"),
+            "{names:?}"
+        );
         let kind = |name: &str| fields.iter().find(|f| f.name == name).map(|f| f.kind);
         assert_eq!(kind("wifi.signal_dbm"), Some(Kind::Number));
         assert_eq!(kind("wifi.channel"), Some(Kind::Number));
