@@ -408,3 +408,47 @@ fn a_monitor_the_device_does_not_have_is_refused_before_the_dialog() {
         .expect("the session ended after --duration");
     assert_eq!(status.code(), Some(0), "{}", session.log());
 }
+
+#[test]
+fn a_console_that_dies_while_the_dialog_is_open_withdraws_the_request() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let display = stage.agent_x.display().to_owned();
+    let (mut session, out) = stage.session(&["--headless"]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    find_window(&display, CONSENT_TITLE, Duration::from_secs(30));
+    // A crash: no goodbye to the relay or the device. The relay notices
+    // the silence after its idle timeout (6 s in tests).
+    session.kill();
+    find_window(&display, WITHDRAWN_TITLE, Duration::from_secs(20));
+    wait_for(
+        "the withdrawn dialog to close",
+        Duration::from_secs(20),
+        || window_gone(&display, WITHDRAWN_TITLE).then_some(()),
+    );
+    let audit = stage.audit();
+    let withdrawn = audit
+        .iter()
+        .find(|row| row["action"] == "session.withdrawn")
+        .unwrap_or_else(|| panic!("no withdrawal: {audit:#?}"));
+    assert_eq!(
+        withdrawn["detail"]["reason"], "console_disconnected",
+        "{withdrawn}"
+    );
+    assert!(
+        withdrawn["actor"]
+            .as_str()
+            .is_some_and(|actor| actor.starts_with("technician:")),
+        "{withdrawn}"
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|row| row["action"] != "session.consent" && row["action"] != "session.end"),
+        "{audit:#?}"
+    );
+}

@@ -1043,4 +1043,65 @@ mod tests {
             .unwrap()
             .is_empty());
     }
+
+    #[test]
+    fn a_withdrawn_request_is_closed_audited_once_and_cannot_be_accepted() {
+        let world = world();
+        open(&world, 7, T0);
+        let party = SessionParty::Technician(world.technician);
+        let withdrawn = world
+            .store
+            .withdraw_session(
+                7,
+                party,
+                "technician:2 (ana)",
+                "console_disconnected",
+                T0 + 3,
+            )
+            .unwrap();
+        let WithdrawOutcome::Withdrawn(record) = withdrawn else {
+            panic!("not withdrawn: {withdrawn:?}");
+        };
+        assert!(record.is_closed() && !record.consented());
+        assert_eq!(record.consent_outcome.as_deref(), Some(WITHDRAWN));
+        // Twice, or by the device after the technician: nothing more.
+        for party in [party, SessionParty::Device(world.device)] {
+            assert!(matches!(
+                world
+                    .store
+                    .withdraw_session(7, party, "x", "again", T0 + 4)
+                    .unwrap(),
+                WithdrawOutcome::AlreadyDecided(_)
+            ));
+        }
+        // The employee's late Accept finds it decided: no grant.
+        let late = world
+            .store
+            .record_consent(
+                7,
+                world.device,
+                Some(Capabilities::CONTROL),
+                "accepted",
+                T0 + 5,
+            )
+            .unwrap();
+        let ConsentOutcome::AlreadyRecorded(record) = late else {
+            panic!("a late answer was recorded: {late:?}");
+        };
+        assert!(!record.consented());
+        let rows = session_rows(&world.store);
+        let actions: Vec<&str> = rows.iter().map(|(action, _, _)| action.as_str()).collect();
+        assert_eq!(actions, ["session.request", "session.withdrawn"]);
+        assert_eq!(rows[1].2["session_id"], session_text(7));
+        assert_eq!(rows[1].2["reason"], "console_disconnected");
+        // Another technician cannot withdraw someone else's request.
+        open(&world, 8, T0);
+        assert_eq!(
+            world
+                .store
+                .withdraw_session(8, SessionParty::Technician(TechnicianId(999)), "x", "y", T0)
+                .unwrap(),
+            WithdrawOutcome::NotFound
+        );
+    }
 }
