@@ -198,6 +198,7 @@ fn every_command_line_in_the_readme_parses_with_the_real_cli() {
             "the README shows no `{binary}` command in a code block"
         );
     }
+    eprintln!("checking {} README command lines", commands.len());
     let failures: Vec<String> = commands
         .iter()
         .filter_map(|(binary, args, line)| {
@@ -598,4 +599,33 @@ fn quickstart_commands_to_try_work_while_it_runs() {
         String::from_utf8_lossy(&output.stdout)
     );
     script.terminate();
+}
+
+#[test]
+fn every_binary_help_names_what_it_does_today() {
+    let console = run("deskside", &["--help"]).ok();
+    for word in ["diagnostics", "sessions", "audit"] {
+        assert!(
+            console.stdout.contains(word),
+            "deskside --help: {}",
+            console.stdout
+        );
+    }
+    assert!(!console.stdout.contains("devices, enrollment, tokens\n"));
+    let relay = run("deskside-relay", &["--help"]).ok();
+    for word in ["sessions", "audit", "admin-token"] {
+        assert!(
+            relay.stdout.contains(word),
+            "deskside-relay --help: {}",
+            relay.stdout
+        );
+    }
+    let agent = run("deskside-agent", &["--help"]).ok();
+    for word in ["sessions", "consent", "check", "history"] {
+        assert!(
+            agent.stdout.contains(word),
+            "deskside-agent --help: {}",
+            agent.stdout
+        );
+    }
 }
