@@ -30,6 +30,9 @@ enum Command {
     /// Writes a first configuration file (self-signed certificate, this
     /// host's name as the public address) unless one exists.
     InitConfig(InitArgs),
+    /// The audit log: `audit verify` checks its hash chain offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Issues a new admin token when the first one was lost, straight in
     /// the data directory's database (audited; works with the relay stopped).
     ///
@@ -43,6 +46,32 @@ enum Command {
         /// Output directory.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the audit chain in a data directory (the relay may be running)
+    /// and, with --anchor-file, that it still extends every signed head in
+    /// that file. Exit code 0: intact; 2: broken (the output says where);
+    /// 1: could not check.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditVerifyArgs {
+    /// The relay's data directory.
+    #[arg(
+        long,
+        env = "DESKSIDE_RELAY_DATA",
+        default_value = "/var/lib/deskside-relay"
+    )]
+    data_dir: PathBuf,
+    /// The file the relay appends signed heads to (--audit-anchor-file of serve).
+    #[arg(long)]
+    anchor_file: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +122,14 @@ struct ServeArgs {
     /// QUIC idle timeout before a silent peer counts as gone (e.g. 12s).
     #[arg(long, value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Append each signed audit chain head to this file (put it on another
+    /// volume than the data directory); `deskside-relay audit verify
+    /// --anchor-file` checks the database against it.
+    #[arg(long)]
+    audit_anchor_file: Option<PathBuf>,
+    /// How often the audit chain head is signed when it moved (e.g. 60s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    audit_anchor_interval: Option<Duration>,
 }
 
 fn main() -> ExitCode {
@@ -116,6 +153,29 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::InitConfig(args) => init_config(args),
         Command::AdminToken(args) => admin_token(args),
+        Command::Audit(AuditCommand::Verify(args)) => {
+            return match deskside_relay::audit_verify::verify(
+                &args.data_dir,
+                args.anchor_file.as_ref(),
+            ) {
+                Ok(report) => {
+                    if args.json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        println!("{}", report.text());
+                    }
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::GenerateDocs { dir } => {
             use clap::CommandFactory as _;
             deskside_net::docs::generate(Cli::command(), &dir, false)
@@ -185,7 +245,14 @@ fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve_config(&args)?;
+    let mut config = resolve_config(&args)?;
+    config.audit_anchor_file = args.audit_anchor_file;
+    if let Some(interval) = args.audit_anchor_interval {
+        if interval < Duration::from_secs(1) {
+            anyhow::bail!("--audit-anchor-interval must be at least 1s");
+        }
+        config.audit_anchor_interval = interval;
+    }
     let data_dir = config.data_dir.clone();
     let relay = Relay::spawn(config).await?;
     let local = relay
@@ -197,14 +264,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             fingerprint: relay.fingerprint(),
             token: bootstrap.admin_token.clone(),
         };
-        eprintln!(
-            "\nFirst start: created the organisation and an admin token (shown only this once,\n\
-             also saved with mode 0600 in {}):\n\n    {}\n\n\
-             Log in the console with:\n\n    deskside login {}\n",
-            bootstrap.token_file.display(),
-            bootstrap.admin_token,
-            login.encode()
-        );
+        // The token is a secret: shown on a terminal, never written into a
+        // log (systemd's journal, a redirected stderr).
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!(
+                "\nFirst start: created the organisation and an admin token (shown only this once,\n\
+                 also saved with mode 0600 in {}):\n\n    {}\n\n\
+                 Log in the console with:\n\n    deskside login {}\n",
+                bootstrap.token_file.display(),
+                bootstrap.admin_token,
+                login.encode()
+            );
+        } else {
+            eprintln!(
+                "First start: created the organisation and an admin token, saved with mode 0600 in {} \
+                 (not printed here: this output may be a log). Log in with:\n    \
+                 deskside login --relay {} --fingerprint {} --token \"$(cat {})\"",
+                bootstrap.token_file.display(),
+                login.relay,
+                login.fingerprint,
+                bootstrap.token_file.display()
+            );
+        }
     }
     let ready = serde_json::json!({
         "type": "ready",

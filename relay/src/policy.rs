@@ -1,6 +1,7 @@
 //! The organisation's diagnostics policy as the relay keeps it: loaded from
-//! the organisation's settings, with a per-organisation salt created on
-//! first use (agents hash Wi‑Fi identifiers with it).
+//! the organisation's settings; agents receive it with the organisation's
+//! Wi‑Fi identifier key, which is derived from a key file and never stored
+//! in the database (see `identifier_key`).
 //!
 //! The settings also hold relay-only keys that the diagnostics [`Policy`]
 //! does not know, such as [`SESSION_GRANT_KEY`]; saving the policy keeps
@@ -8,12 +9,9 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use deskside_diag::policy::Policy;
 use deskside_protocol::Refusal;
 
-use crate::secrets::random_bytes;
 use crate::server::{internal_error, now_secs, Shared};
 use crate::store::OrgId;
 
@@ -96,26 +94,32 @@ pub async fn set_session_grant(
     Ok(grant)
 }
 
-/// Loads the policy, creating the identifier salt if there is none yet.
+/// Loads the policy with the organisation's identifier key (derived from
+/// the key file, see `identifier_key`; never stored).
+///
+/// Migration: a salt that older relays stored in the database is removed
+/// (audited as `policy.identifier_salt_removed`); agents then hash with the
+/// key, and the old salted hashes in stored snapshots can no longer be
+/// tested against candidate names by someone holding the database.
 pub async fn load(shared: &Shared, org: OrgId) -> Result<Policy, Refusal> {
     let stored = shared
         .store(move |s| s.organisation_settings(org))
         .await?
         .map_err(|e| internal_error(&e))?;
     let mut policy = Policy::from_json(stored.as_bytes());
-    if policy.identifier_salt.is_none() {
-        let salt = random_bytes::<16>().map_err(|_| internal_error(&"random generator failed"))?;
-        policy.identifier_salt = Some(URL_SAFE_NO_PAD.encode(salt));
+    if policy.identifier_salt.is_some() {
+        policy.identifier_salt = None;
         save(
             shared,
             org,
             &policy,
-            "policy.salt_created",
-            serde_json::json!({}),
+            "policy.identifier_salt_removed",
+            serde_json::json!({ "reason": "Wi-Fi identifiers are now hashed with a key kept outside the database" }),
             "system",
         )
         .await?;
     }
+    policy.identifier_key = Some(shared.identifier_key.for_org(org));
     Ok(policy)
 }
 
@@ -130,7 +134,11 @@ pub async fn save(
 ) -> Result<(), Refusal> {
     // Keep the keys the diagnostics policy does not know (session_grant).
     let mut settings = settings_object(shared, org).await?;
-    match serde_json::to_value(policy).map_err(|e| internal_error(&e))? {
+    // The identifier key never reaches the database, and no salt either.
+    let mut stored = policy.clone();
+    stored.identifier_key = None;
+    stored.identifier_salt = None;
+    match serde_json::to_value(&stored).map_err(|e| internal_error(&e))? {
         serde_json::Value::Object(fields) => settings.extend(fields),
         other => {
             return Err(internal_error(&format!(
@@ -213,6 +221,7 @@ pub async fn push_to_connected(
 pub fn public_json(policy: &Policy, session_grant: Duration) -> Vec<u8> {
     let mut shown = policy.clone();
     shown.identifier_salt = None;
+    shown.identifier_key = None;
     let mut value = serde_json::to_value(&shown).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         object.insert(
@@ -241,12 +250,14 @@ mod tests {
     fn the_public_policy_hides_the_salt_and_shows_the_grant() {
         let policy = Policy {
             identifier_salt: Some("secret-salt".to_owned()),
+            identifier_key: Some("secret-key".to_owned()),
             ..Policy::default()
         };
         let shown: serde_json::Value =
             serde_json::from_slice(&public_json(&policy, DEFAULT_SESSION_GRANT))
                 .unwrap_or_default();
         assert_eq!(shown["identifier_salt"], serde_json::Value::Null);
+        assert_eq!(shown["identifier_key"], serde_json::Value::Null);
         assert_eq!(shown[SESSION_GRANT_KEY], "1h");
         // Old consoles still read it as a policy.
         assert_eq!(

@@ -32,6 +32,17 @@ pub fn new_enroll_secret() -> Result<String, ring::error::Unspecified> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
 }
 
+/// The name of a message's variant, for logs: `Enroll` for
+/// `Enroll { secret: "…", … }`. Messages are never logged with `{:?}`,
+/// whose fields may hold a secret (an enrollment secret, a token).
+pub fn message_kind(message: &dyn std::fmt::Debug) -> String {
+    let text = format!("{message:?}");
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    text[..end].to_owned()
+}
+
 /// The stored form of a secret.
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
@@ -53,5 +64,23 @@ mod tests {
         assert_eq!(a.len(), 4 + 43);
         assert_ne!(hash_secret(&a), hash_secret(&b));
         assert_eq!(hash_secret(&a), hash_secret(&a));
+    }
+
+    #[test]
+    fn message_kinds_leave_the_fields_out() {
+        let message = deskside_protocol::agent::AgentToRelay::Enroll {
+            secret: "s3cret-enroll".to_owned(),
+            info: deskside_protocol::agent::DeviceInfo {
+                hostname: "pc".to_owned(),
+                os: "os".to_owned(),
+                agent_version: "1".to_owned(),
+            },
+        };
+        assert_eq!(message_kind(&message), "Enroll");
+        let token = deskside_protocol::console::ConsoleToRelay::Authenticate {
+            token: "dst_secret".to_owned(),
+        };
+        assert_eq!(message_kind(&token), "Authenticate");
+        assert_eq!(message_kind(&"plain"), "");
     }
 }

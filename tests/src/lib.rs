@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod impair;
 pub mod peers;
+pub mod secret_scan;
 pub mod stage;
 pub mod x11;
 
@@ -130,7 +131,18 @@ impl Drop for Proc {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("----- {} stderr -----\n{}", self.name, self.log());
+            return;
         }
+        // No secret is ever logged: every token and key the harness saw
+        // created is looked for in this process's log.
+        let leaked = secret_scan::found_in(&self.log());
+        assert!(
+            leaked.is_empty(),
+            "{} logged secrets ({}): {}",
+            self.name,
+            self.log.display(),
+            leaked.join(", ")
+        );
     }
 }
 
@@ -223,6 +235,8 @@ impl World {
             .expect("admin-token file")
             .trim()
             .to_owned();
+        secret_scan::remember_token(&admin_token);
+        secret_scan::remember_key_file(&data_dir.join("relay-key.pem"));
         Relay {
             proc,
             addr,
@@ -408,11 +422,14 @@ pub struct Console {
 impl Console {
     /// Runs `deskside ARGS` with this profile.
     pub fn run(&self, args: &[&str]) -> Run {
-        run(Command::new(bin("deskside"))
+        secret_scan::remember_args(args);
+        let out = run(Command::new(bin("deskside"))
             .arg("--profile")
             .arg(&self.profile)
             .args(args)
-            .env_remove("DESKSIDE_TOKEN"))
+            .env_remove("DESKSIDE_TOKEN"));
+        secret_scan::remember_json_tokens(&out.stdout);
+        out
     }
 
     /// Logs in with flags.
@@ -494,7 +511,9 @@ impl Agent {
 
     /// Enrolls and returns the device id.
     pub fn enroll(&self, token: &str) -> String {
+        secret_scan::remember_token(token);
         self.run(&["enroll", token]).ok();
+        secret_scan::remember_key_file(&self.key_path());
         self.status()["device_id"]
             .as_str()
             .expect("device id after enroll")

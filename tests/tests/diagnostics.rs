@@ -312,7 +312,8 @@ fn the_organisation_policy_reaches_agents_and_gates_collection() {
         shown.get("identifier_salt").is_none(),
         "the salt is never shown"
     );
-    // The agent received the policy, salt included, and keeps it owner-only.
+    // The agent received the policy, identifier key included, and keeps it
+    // owner-only.
     let kept = lab.agent.state_dir.join("policy.json");
     deskside_tests::wait_for(
         "the agent to keep the policy",
@@ -320,9 +321,9 @@ fn the_organisation_policy_reaches_agents_and_gates_collection() {
         || kept.exists().then_some(()),
     );
     let policy: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
-    assert!(policy["identifier_salt"]
+    assert!(policy["identifier_key"]
         .as_str()
-        .is_some_and(|s| s.len() >= 16));
+        .is_some_and(|s| s.len() >= 43));
 
     lab.admin
         .run(&["policy", "set", "colour", "blue"])

@@ -47,12 +47,31 @@ pub enum Step {
     Done,
 }
 
+/// One run's result.
+#[derive(Debug)]
+pub struct Collected {
+    /// What was measured.
+    pub snapshot: Snapshot,
+    /// The relay's refusal of the path measurement, if it refused (the
+    /// device is revoked or unknown, another measurement is running).
+    pub relay_refusal: Option<deskside_protocol::Refusal>,
+}
+
 /// Runs every probe. `progress` is told when each step starts.
 pub async fn snapshot(
     target: Option<&Target>,
     options: &Options,
     progress: &(dyn Fn(Step) + Sync),
 ) -> Snapshot {
+    run(target, options, progress).await.snapshot
+}
+
+/// Runs every probe, keeping the relay's refusal if it refused.
+pub async fn run(
+    target: Option<&Target>,
+    options: &Options,
+    progress: &(dyn Fn(Step) + Sync),
+) -> Collected {
     let started = Instant::now();
     let taken_at_ms = crate::clock::unix_millis();
     progress(Step::Local);
@@ -78,7 +97,13 @@ pub async fn snapshot(
     })
     .await;
     let (device, network, wifi): (Probe<Device>, Probe<NetworkConfig>, _) = match local {
-        Ok((device, network, wifi)) => (Probe::Measured(device), network, wifi),
+        Ok((device, mut network, wifi)) => {
+            // Whatever the platform probe did: no proxy password leaves here.
+            if let Probe::Measured(config) = &mut network {
+                config.proxy = super::proxy::without_credentials(std::mem::take(&mut config.proxy));
+            }
+            (Probe::Measured(device), network, wifi)
+        }
         Err(e) => {
             let reason = format!("the local probes failed: {e}");
             (
@@ -129,15 +154,19 @@ pub async fn snapshot(
         })
         .unwrap_or_default();
     let dns = dns::probe(&names, &servers, relay_reachable).await;
+    let mut relay_refusal = None;
     let (path, clock) = match path {
-        Some(report) => (Probe::Measured(report.path), report.clock),
+        Some(report) => {
+            relay_refusal = report.refusal;
+            (Probe::Measured(report.path), report.clock)
+        }
         None => (
             Probe::unknown("not enrolled: no relay to measure"),
             Probe::unknown("not enrolled: no relay to compare with"),
         ),
     };
     progress(Step::Done);
-    Snapshot {
+    let snapshot = Snapshot {
         format: FORMAT_VERSION,
         taken_at_ms,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -149,5 +178,9 @@ pub async fn snapshot(
         dns,
         clock,
         path,
+    };
+    Collected {
+        snapshot,
+        relay_refusal,
     }
 }

@@ -97,6 +97,7 @@ pub fn options_for(policy: &deskside_diag::policy::Policy) -> collect::Options {
         privacy: platform::Privacy {
             wifi_identifiers_in_clear: policy.wifi_identifiers_in_clear,
             salt: policy.identifier_salt.clone(),
+            key: policy.identifier_key.clone(),
         },
         ..collect::Options::default()
     }

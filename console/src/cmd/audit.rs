@@ -21,6 +21,10 @@ const MAX_LIMIT: u32 = 10_000;
 pub enum AuditCommand {
     /// List audit rows, newest first (admin)
     List(ListArgs),
+    /// Check the audit log's hash chain and that it still extends the last
+    /// signed head this console kept (admin); exit code 1 and where it
+    /// breaks if not
+    Verify,
 }
 
 /// Arguments of `deskside audit list`.
@@ -38,7 +42,10 @@ pub struct ListArgs {
 
 /// Runs an `audit` subcommand.
 pub async fn run(command: AuditCommand, ctx: &mut Context<'_>) -> anyhow::Result<()> {
-    let AuditCommand::List(args) = command;
+    let args = match command {
+        AuditCommand::List(args) => args,
+        AuditCommand::Verify => return super::audit_verify::run(ctx).await,
+    };
     let request = ConsoleRequest::AuditList {
         device: args.device.clone(),
         limit: args.limit,

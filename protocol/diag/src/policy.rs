@@ -31,12 +31,22 @@ pub struct Policy {
     /// Report Wi‑Fi network names and access points in clear (otherwise as
     /// salted hashes).
     pub wifi_identifiers_in_clear: bool,
-    /// The organisation's salt for hashing identifiers; set by the relay.
+    /// The organisation's salt for hashing identifiers, from relays before
+    /// the identifier key; agents use it only when no key is given. Relays
+    /// now remove it from their database.
     pub identifier_salt: Option<String>,
+    /// The organisation's key (base64url, 32 bytes) for hashing Wi‑Fi
+    /// identifiers with HMAC-SHA256. The relay derives it from a key file
+    /// outside its database and adds it only to the policy it sends to
+    /// agents; it is never stored in the database nor shown to consoles.
+    pub identifier_key: Option<String>,
     /// Whether technician-requested diagnostics need the employee's approval.
     pub diagnostics_consent: Consent,
     /// Snapshots kept per device.
     pub diagnostics_retention: u32,
+    /// Store public IP addresses in full in snapshots and audit rows
+    /// (otherwise the relay keeps IPv4 to its /24 and IPv6 to its /48).
+    pub store_full_ip_addresses: bool,
     /// Threshold overrides (a partial [`Thresholds`] object).
     pub thresholds: serde_json::Map<String, serde_json::Value>,
 }
@@ -46,15 +56,17 @@ impl Default for Policy {
         Self {
             wifi_identifiers_in_clear: false,
             identifier_salt: None,
+            identifier_key: None,
             diagnostics_consent: Consent::NotRequired,
             diagnostics_retention: DEFAULT_RETENTION,
+            store_full_ip_addresses: false,
             thresholds: serde_json::Map::new(),
         }
     }
 }
 
 /// Keys an administrator may set, for help texts.
-pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), thresholds.NAME (a number; see `deskside policy show`)";
+pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), store_full_ip_addresses (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), thresholds.NAME (a number; see `deskside policy show`)";
 
 impl Policy {
     /// Parses stored JSON; anything unreadable gives the defaults.
@@ -74,6 +86,13 @@ impl Policy {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let value = value.trim();
         match key {
+            "store_full_ip_addresses" => {
+                self.store_full_ip_addresses = match value {
+                    "true" | "yes" | "on" => true,
+                    "false" | "no" | "off" => false,
+                    _ => return Err(format!("{key} takes true or false, not {value:?}")),
+                }
+            }
             "wifi_identifiers_in_clear" => {
                 self.wifi_identifiers_in_clear = match value {
                     "true" | "yes" | "on" => true,

@@ -10,7 +10,8 @@
 //! - Units are in the field names (`_ms`, `_dbm`, `_mbps`, `_bytes`,
 //!   `_percent`); percentages are 0–100.
 //! - Personal identifiers (SSID, BSSID) are hashed with the organisation's
-//!   salt unless its policy allows them in clear; the field says which.
+//!   identifier key (HMAC-SHA256) unless its policy allows them in clear;
+//!   the field's prefix says which.
 
 use serde::{Deserialize, Serialize};
 
@@ -280,6 +281,10 @@ pub struct Proxy {
     pub all: Option<String>,
     /// `no_proxy`.
     pub no_proxy: Option<String>,
+    /// `present` when a proxy URL carried a user name or password; the
+    /// agent removes them from the URLs above before anything is stored or
+    /// sent.
+    pub credentials: Option<String>,
     /// Where these came from (`environment`, `gsettings`, …).
     pub source: Option<String>,
 }
@@ -324,9 +329,11 @@ pub enum Band {
 pub struct Wifi {
     /// Interface name.
     pub interface: String,
-    /// Network name: in clear if policy allows, else `sha256:` + salted hash.
+    /// Network name: in clear if policy allows, else `hmac-sha256:` + the
+    /// keyed hash under the organisation's identifier key (`sha256:` + a
+    /// salted hash from agents of older relays).
     pub ssid: Option<String>,
-    /// Access point: in clear if policy allows, else salted hash.
+    /// Access point: in clear if policy allows, else hashed like `ssid`.
     pub bssid: Option<String>,
     /// Band.
     pub band: Option<Band>,
@@ -517,6 +524,35 @@ pub struct Path {
     pub added_latency_ms: Option<f64>,
     /// Bufferbloat grade from `added_latency_ms`.
     pub bufferbloat: Option<Grade>,
+    /// Whether the relay's name resolved; `None` when not tried (an
+    /// address needs no lookup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_resolved: Option<bool>,
+    /// The agent's last successful QUIC (UDP) connection to this relay
+    /// before this run, Unix milliseconds, from its own records: proof that
+    /// the relay was reachable over UDP from this device before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_connected_ms: Option<i64>,
+    /// Why the speed test (throughput) was asked for but not run, when the
+    /// relay said why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_test_refused: Option<SpeedTestRefusal>,
+}
+
+/// Why the relay did not run a speed test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeedTestRefusal {
+    /// Another measurement of this device was running.
+    Busy {
+        /// When to try again, seconds.
+        retry_after_s: u64,
+    },
+    /// The device's hourly speed-test allowance on the relay is spent.
+    BudgetSpent {
+        /// Seconds until the allowance is renewed.
+        retry_after_s: u64,
+    },
 }
 
 impl Path {

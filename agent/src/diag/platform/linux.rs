@@ -179,13 +179,14 @@ fn proxy_from_env() -> Proxy {
         https: var(&["https_proxy", "HTTPS_PROXY"]),
         all: var(&["all_proxy", "ALL_PROXY"]),
         no_proxy: var(&["no_proxy", "NO_PROXY"]),
+        credentials: None,
         source: None,
     };
     let any = proxy.http.is_some() || proxy.https.is_some() || proxy.all.is_some();
-    Proxy {
+    crate::diag::proxy::without_credentials(Proxy {
         source: any.then(|| "environment".to_owned()),
         ..proxy
-    }
+    })
 }
 
 /// Interfaces, default route, resolvers, proxies and VPNs.

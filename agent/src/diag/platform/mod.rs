@@ -20,8 +20,12 @@ pub use other::{battery, is_system_mount, network, pressure, wifi};
 pub struct Privacy {
     /// Report SSID and BSSID in clear.
     pub wifi_identifiers_in_clear: bool,
-    /// Salt for hashing them otherwise; without one they are left out.
+    /// Salt for hashing them otherwise, from relays that predate the key;
+    /// used only without a key. Without either they are left out.
     pub salt: Option<String>,
+    /// The organisation's identifier key (base64url): identifiers are
+    /// hashed with HMAC-SHA256 under it (`hmac-sha256:` + hex).
+    pub key: Option<String>,
 }
 
 impl Privacy {
@@ -30,6 +34,16 @@ impl Privacy {
         let value = value?;
         if self.wifi_identifiers_in_clear {
             return Some(value);
+        }
+        if let Some(key) = &self.key {
+            use base64::Engine as _;
+            let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(key)
+                .ok()
+                .filter(|k| k.len() >= 16)?;
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+            let tag = ring::hmac::sign(&key, value.as_bytes());
+            return Some(format!("hmac-sha256:{}", hex_of(tag.as_ref())));
         }
         let salt = self.salt.as_ref()?;
         let mut input = salt.as_bytes().to_vec();
@@ -40,9 +54,12 @@ impl Privacy {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
+    hex_of(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().fold(String::new(), |mut out, b| {
+    bytes.iter().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");
         out
     })
@@ -57,6 +74,7 @@ mod tests {
         let clear = Privacy {
             wifi_identifiers_in_clear: true,
             salt: None,
+            key: None,
         };
         assert_eq!(
             clear.identifier(Some("Home".into())).as_deref(),
@@ -65,6 +83,7 @@ mod tests {
         let hashed = Privacy {
             wifi_identifiers_in_clear: false,
             salt: Some("org-salt".into()),
+            key: None,
         };
         let one = hashed.identifier(Some("Home".into())).unwrap();
         assert!(one.starts_with("sha256:") && !one.contains("Home"));
@@ -76,8 +95,40 @@ mod tests {
         let other_org = Privacy {
             wifi_identifiers_in_clear: false,
             salt: Some("other".into()),
+            key: None,
         };
         assert_ne!(other_org.identifier(Some("Home".into())).unwrap(), one);
         assert_eq!(Privacy::default().identifier(Some("Home".into())), None);
+    }
+
+    #[test]
+    fn a_key_gives_a_keyed_hash_that_the_salt_alone_cannot_reproduce() {
+        let keyed = |key: &str| Privacy {
+            wifi_identifiers_in_clear: false,
+            salt: Some("org-salt".into()),
+            key: Some(key.into()),
+        };
+        // 32 bytes, base64url.
+        let key_a = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let key_b = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo";
+        let bssid = Some("aa:bb:cc:00:11:22".to_owned());
+        let one = keyed(key_a).identifier(bssid.clone()).unwrap();
+        assert!(
+            one.starts_with("hmac-sha256:") && one.len() == 12 + 64,
+            "{one}"
+        );
+        assert_eq!(
+            keyed(key_a).identifier(bssid.clone()).unwrap(),
+            one,
+            "stable"
+        );
+        assert_ne!(keyed(key_b).identifier(bssid.clone()).unwrap(), one);
+        let salted_only = Privacy {
+            key: None,
+            ..keyed(key_a)
+        };
+        assert_ne!(salted_only.identifier(bssid.clone()).unwrap(), one);
+        // A damaged key leaves the identifier out rather than guessing.
+        assert_eq!(keyed("short").identifier(bssid), None);
     }
 }
