@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use deskside_agent::link::{self, LinkError};
 use deskside_agent::service;
-use deskside_agent::state::{process_alive, LinkState, StateDir};
+use deskside_agent::state::StateDir;
 use tokio::sync::watch;
 
 mod check;
@@ -29,6 +29,10 @@ struct Cli {
     /// Log more (repeat for more detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Language of what `check`, `status` and `history` print (default:
+    /// from the locale, LC_ALL, LC_MESSAGES or LANG).
+    #[arg(long, global = true, value_parser = ["en", "fr"])]
+    lang: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,12 +80,13 @@ enum Command {
         /// One JSON object (snapshot and verdict) instead of the report.
         #[arg(long)]
         json: bool,
-        /// Language of the report (default: from the locale).
-        #[arg(long, value_parser = ["en", "fr"])]
-        lang: Option<String>,
         /// Skip the throughput test (about 3 s of traffic to the relay).
         #[arg(long)]
         quick: bool,
+        /// The full report: every finding with its measurements and limits,
+        /// notes for the technician, and what could not be measured.
+        #[arg(long)]
+        details: bool,
     },
     /// Lists the diagnostics collected on this device, and who asked.
     History {
@@ -155,12 +160,28 @@ fn main() -> ExitCode {
         },
         Command::Run {
             wait_for_enrollment,
-        } => runtime.block_on(run(&state, wait_for_enrollment)),
-        Command::Status { json } => status(&state, json),
-        Command::Check { json, lang, quick } => {
-            runtime.block_on(check::check(&state, json, lang.as_deref(), quick))
+        } => {
+            return finish_employee(runtime.block_on(run(&state, wait_for_enrollment)));
         }
-        Command::History { json } => check::history(&state, json),
+        Command::Status { json } => {
+            return finish_employee(check::status(&state, json, cli.lang.as_deref()))
+        }
+        Command::Check {
+            json,
+            quick,
+            details,
+        } => {
+            let args = check::CheckArgs {
+                json,
+                lang: cli.lang.as_deref(),
+                quick,
+                details,
+            };
+            return finish_employee(runtime.block_on(check::check(&state, args)));
+        }
+        Command::History { json } => {
+            return finish_employee(check::history(&state, json, cli.lang.as_deref()))
+        }
         Command::SessionHelper { socket } => {
             let socket = socket
                 .unwrap_or_else(|| deskside_agent::session::helper::default_socket(state.root()));
@@ -179,6 +200,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    finish(result)
+}
+
+/// The exit code of a relay or state operation.
+fn finish(result: Result<(), LinkError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,6 +214,18 @@ fn main() -> ExitCode {
             } else {
                 EXIT_FAILED
             })
+        }
+    }
+}
+
+/// The exit code of `run`, `check`, `status` and `history`.
+fn finish_employee(result: Result<(), check::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(check::CliError::Link(e)) => finish(Err(e)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
@@ -247,7 +285,7 @@ fn remove_token_file(path: &Path) -> Result<(), LinkError> {
     }
 }
 
-async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), LinkError> {
+async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), check::CliError> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -266,7 +304,10 @@ async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), LinkErro
         }
         tracing::info!("enrolled; connecting");
     }
-    link::run(state, stop_rx).await
+    // Two agents on one state directory would replace each other's relay
+    // connection every few hundred milliseconds: the second one refuses.
+    let _lock = state.lock_run()?;
+    Ok(link::run(state, stop_rx).await?)
 }
 
 /// How often a waiting service looks for an enrollment.
@@ -292,71 +333,4 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn status(state: &StateDir, json: bool) -> Result<(), LinkError> {
-    let enrollment = match state.enrollment() {
-        Ok(e) => Some(e),
-        Err(deskside_agent::state::StateError::NotEnrolled(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let published = state.status().filter(|s| process_alive(s.pid));
-    let running = published
-        .as_ref()
-        .is_some_and(|s| s.state != LinkState::Stopped);
-    let connected = published
-        .as_ref()
-        .is_some_and(|s| s.state == LinkState::Connected);
-    let since = published.as_ref().map(|s| s.since);
-    let rfc3339 = |secs: i64| {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
-            .to_string()
-    };
-    if json {
-        let value = serde_json::json!({
-            "type": "status",
-            "enrolled": enrollment.is_some(),
-            "device_id": enrollment.as_ref().map(|e| e.device_id.to_string()),
-            "organisation": enrollment.as_ref().map(|e| e.organisation.clone()),
-            "relay": enrollment.as_ref().map(|e| e.relay.clone()),
-            "fingerprint": enrollment.as_ref().map(|e| e.fingerprint.to_string()),
-            "running": running,
-            "pid": published.as_ref().filter(|_| running).map(|s| s.pid),
-            "connected": connected,
-            "since": since.filter(|_| running).map(rfc3339),
-            "last_error": published.as_ref().and_then(|s| s.last_error.clone()),
-        });
-        println!("{value}");
-        return Ok(());
-    }
-    let Some(enrollment) = enrollment else {
-        println!("Enrolled:  no (state directory {})", state.root().display());
-        println!("Enroll with `deskside-agent enroll TOKEN`, using a token from IT.");
-        return Ok(());
-    };
-    println!(
-        "Enrolled:  yes, as {} in organisation {}",
-        enrollment.device_id, enrollment.organisation
-    );
-    println!(
-        "Relay:     {} ({})",
-        enrollment.relay, enrollment.fingerprint
-    );
-    let now = deskside_agent::clock::unix_secs();
-    let ago = |secs: i64| {
-        humantime::format_duration(Duration::from_secs((now - secs).max(0) as u64)).to_string()
-    };
-    match &published {
-        Some(s) if s.state == LinkState::Connected => {
-            println!("Agent:     running (pid {}), connected since {} ({} ago)", s.pid, rfc3339(s.since), ago(s.since));
-        }
-        Some(s) if s.state == LinkState::Connecting => {
-            println!("Agent:     running (pid {}), not connected since {} ({} ago)", s.pid, rfc3339(s.since), ago(s.since));
-            if let Some(error) = &s.last_error {
-                println!("Last error: {error}");
-            }
-        }
-        _ => println!("Agent:     not running (start it with `deskside-agent run` or `systemctl start deskside-agent`)"),
-    }
-    Ok(())
 }

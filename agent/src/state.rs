@@ -22,6 +22,13 @@ const KEY_FILE: &str = "agent-key.pem";
 const STATUS_FILE: &str = "status.json";
 const HISTORY_FILE: &str = "diagnostics-history.jsonl";
 const POLICY_FILE: &str = "policy.json";
+/// Written when the relay says this device is revoked or unknown; removed by
+/// a new enrollment.
+const REVOKED_FILE: &str = "revoked.json";
+/// The last time a QUIC (UDP) connection to the relay worked.
+const LAST_CONNECTED_FILE: &str = "last-connected.json";
+/// Held (advisory lock) by the one `deskside-agent run` using this directory.
+const RUN_LOCK_FILE: &str = "run.lock";
 /// Diagnostic runs remembered for `deskside-agent history`.
 const HISTORY_KEEP: usize = 50;
 
@@ -194,6 +201,8 @@ impl StateDir {
             STATUS_FILE,
             HISTORY_FILE,
             POLICY_FILE,
+            REVOKED_FILE,
+            LAST_CONNECTED_FILE,
         ] {
             let path = self.path(name);
             match std::fs::remove_file(&path) {
@@ -269,6 +278,138 @@ impl StateDir {
     }
 }
 
+/// Why the relay no longer accepts this device, as recorded when it said so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// When the agent learned it, Unix seconds.
+    pub at: i64,
+    /// `revoked` (an administrator revoked it) or `unknown` (the relay does
+    /// not know this device: never enrolled there, or its record is gone).
+    pub kind: RevocationKind,
+}
+
+/// How the relay refused the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationKind {
+    /// An administrator revoked the device.
+    Revoked,
+    /// The relay does not know the device's key.
+    Unknown,
+}
+
+/// The last successful QUIC connection to the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastConnected {
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// Errors taking the run lock.
+#[derive(Debug, Error)]
+pub enum LockError {
+    /// Another agent holds it.
+    #[error("another `deskside-agent run`{holder} already uses the state directory {dir}; stop it first (`systemctl stop deskside-agent` for the installed service), or give this one its own --state-dir")]
+    Held {
+        /// The directory.
+        dir: PathBuf,
+        /// " (pid N)" when known.
+        holder: String,
+    },
+    /// The state directory could not be created.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}: {source}; check the state directory's owner and permissions")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The run lock: released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl StateDir {
+    /// Takes the advisory lock that lets only one `deskside-agent run` use
+    /// this directory (two would replace each other's relay connection in
+    /// a loop). The lock dies with the process, so a crash never leaves a
+    /// stale lock behind.
+    pub fn lock_run(&self) -> Result<RunLock, LockError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let path = self.path(RUN_LOCK_FILE);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        create_private_dir(&self.root)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = text
+                    .trim()
+                    .parse::<u32>()
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default();
+                return Err(LockError::Held {
+                    dir: self.root.clone(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(std::process::id().to_string().as_bytes())
+            .map_err(io)?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Records that the relay refused this device for good.
+    pub fn record_revocation(&self, revocation: &Revocation) -> Result<(), StateError> {
+        let json = serde_json::to_vec(revocation).map_err(|e| StateError::Damaged {
+            path: self.path(REVOKED_FILE),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.path(REVOKED_FILE), &json)?;
+        Ok(())
+    }
+
+    /// The recorded revocation, if the relay refused this device.
+    pub fn revocation(&self) -> Option<Revocation> {
+        let bytes = std::fs::read(self.path(REVOKED_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records a successful QUIC connection to the relay (best effort).
+    pub fn record_connected(&self, at: i64) {
+        let json = serde_json::json!({ "at": at }).to_string();
+        if let Err(e) = write_private(&self.path(LAST_CONNECTED_FILE), json.as_bytes()) {
+            tracing::debug!("cannot record the last connection time: {e}");
+        }
+    }
+
+    /// The last successful QUIC connection to the relay, if any was recorded.
+    pub fn last_connected(&self) -> Option<LastConnected> {
+        let bytes = std::fs::read(self.path(LAST_CONNECTED_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     #[cfg(unix)]
@@ -327,6 +468,40 @@ mod tests {
         );
         state.forget_enrollment().unwrap();
         assert!(!state.is_enrolled());
+    }
+
+    #[test]
+    fn a_second_run_lock_on_the_same_directory_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let first = state.lock_run().unwrap();
+        let err = state.lock_run().unwrap_err().to_string();
+        assert!(err.contains("another `deskside-agent run`"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        state.lock_run().unwrap();
+    }
+
+    #[test]
+    fn revocation_and_last_connection_are_forgotten_by_a_new_enrollment() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        create_private_dir(state.root()).unwrap();
+        assert_eq!(state.revocation(), None);
+        let revocation = Revocation {
+            at: 5,
+            kind: RevocationKind::Revoked,
+        };
+        state.record_revocation(&revocation).unwrap();
+        state.record_connected(7);
+        assert_eq!(state.revocation(), Some(revocation));
+        assert_eq!(state.last_connected(), Some(LastConnected { at: 7 }));
+        state.forget_enrollment().unwrap();
+        assert_eq!(state.revocation(), None);
+        assert_eq!(state.last_connected(), None);
     }
 
     #[test]

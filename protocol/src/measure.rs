@@ -110,6 +110,10 @@ pub enum MeasureRequest {
         /// How long the agent will send.
         duration_ms: u32,
     },
+    /// Asks whether a speed test (a download and an upload) may run now;
+    /// the relay answers [`MeasureReply::SpeedTestGranted`] or
+    /// [`MeasureReply::Refused`] with the reason (hourly allowance spent).
+    SpeedTest,
     /// A request from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -117,7 +121,7 @@ pub enum MeasureRequest {
         tag: u32,
     },
 }
-crate::impl_message!(MeasureRequest, known = 2);
+crate::impl_message!(MeasureRequest, known = 3);
 
 /// The relay's answer on a measurement stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +135,12 @@ pub enum MeasureReply {
     },
     /// Refused (rate limit, bad duration); the text says why.
     Refused(crate::message::Nested<crate::Refusal>),
+    /// The speed test asked by [`MeasureRequest::SpeedTest`] may run.
+    SpeedTestGranted {
+        /// Speed tests this device may still start in the current hour,
+        /// this one included.
+        remaining: u32,
+    },
     /// A reply from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -138,7 +148,7 @@ pub enum MeasureReply {
         tag: u32,
     },
 }
-crate::impl_message!(MeasureReply, known = 2);
+crate::impl_message!(MeasureReply, known = 3);
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,19 @@ pub enum Refusal {
     /// A fault inside the relay; details are in the relay's log.
     #[error("the relay failed to handle the request; its log has the details (reference {0})")]
     Internal(String),
+    /// Another measurement of this device is running (a speed test asked
+    /// by the employee and one asked by a technician, for example).
+    #[error("another measurement of this device is running; try again in {retry_after_s} s")]
+    MeasurementBusy {
+        /// When to try again, seconds.
+        retry_after_s: u64,
+    },
+    /// The device's hourly speed-test allowance on this relay is spent.
+    #[error("this device's hourly speed-test allowance on the relay is spent; it is renewed in {} min", retry_after_s.div_ceil(60))]
+    MeasurementBudgetSpent {
+        /// Seconds until the allowance is renewed.
+        retry_after_s: u64,
+    },
     /// A reason from a newer relay; never sent.
     #[serde(skip)]
     #[error("the relay refused for a reason this version does not know (code {tag}); upgrade this program to see it")]
@@ -68,4 +81,4 @@ pub enum Refusal {
         tag: u32,
     },
 }
-crate::impl_message!(Refusal, known = 12);
+crate::impl_message!(Refusal, known = 14);

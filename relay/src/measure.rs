@@ -4,7 +4,9 @@
 //! echoes round-trip probes (QUIC datagrams) and serves timed transfers on
 //! streams. Limits keep this from becoming a free bandwidth service: one
 //! measurement connection per device at a time, transfers of at most
-//! [`MAX_TRANSFER_MS`], and a per-device byte budget per hour.
+//! [`MAX_TRANSFER_MS`], and per device and hour a number of speed tests and
+//! a byte budget. Refusals name the reason (another measurement running,
+//! allowance spent and when it renews) so the agent can say so plainly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,15 +20,37 @@ use deskside_protocol::{DeviceId, Refusal, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME
 
 use crate::server::{now_millis, End};
 
-/// Bytes one device may move through throughput tests per hour: about a
-/// dozen full 3-second tests at 200 Mbit/s.
-pub const HOURLY_BYTE_BUDGET: u64 = 2 << 30;
+/// Speed tests (a download and an upload each) one device may start per
+/// hour: a technician can run several full checks during a support call,
+/// and the employee a few more, without the relay becoming a free
+/// bandwidth service.
+pub const HOURLY_SPEED_TESTS: u32 = 20;
+/// Bytes one device may move through throughput tests per hour: a safety
+/// net behind [`HOURLY_SPEED_TESTS`], enough for 20 full tests of
+/// 2 × 1.25 s at 10 Gbit/s (a fast LAN or loopback).
+pub const HOURLY_BYTE_BUDGET: u64 = 64 << 30;
+/// Below this, a new speed test is refused rather than cut short (a test
+/// that runs out of bytes halfway would report a false low speed): one full
+/// test at 10 Gbit/s.
+const SPEED_TEST_MIN_BYTES: u64 = 4 << 30;
+/// The accounting window.
+const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
 /// Transfers running at once on one measurement connection.
 const MAX_PARALLEL_TRANSFERS: usize = 2;
-/// How long a new measurement waits for the device's previous one to end.
-const SLOT_WAIT: Duration = Duration::from_secs(3);
+/// How long a new measurement waits for the device's previous one to end:
+/// longer than [`QUIET_LIMIT`], so the slot of an agent that vanished
+/// mid-measurement is free by then.
+const SLOT_WAIT: Duration = Duration::from_secs(6);
+/// A measurement connection with no probe, stream or running transfer for
+/// this long is over (the agent died or lost its path): its slot is freed
+/// without waiting for the QUIC idle timeout. Agents probe every few ms.
+const QUIET_LIMIT: Duration = Duration::from_secs(4);
+/// What a refused busy measurement is told to wait.
+const BUSY_RETRY: Duration = Duration::from_secs(15);
 /// Size of each write of filler.
 const FILLER_CHUNK: usize = 64 * 1024;
+/// Stream reset / stop code: the hourly byte allowance ran out mid-transfer.
+pub const RESET_BUDGET_SPENT: u32 = 1;
 
 /// Per-device measurement accounting.
 #[derive(Debug, Default)]
@@ -36,9 +60,28 @@ pub struct MeasureLimits {
 
 #[derive(Debug)]
 struct Budget {
-    active: bool,
+    /// The connection holding the device's measurement slot.
+    holder: Option<quinn::Connection>,
     window_start: Instant,
     bytes: u64,
+    speed_tests: u32,
+}
+
+impl Budget {
+    fn renew_if_due(&mut self) {
+        if self.window_start.elapsed() > BUDGET_WINDOW {
+            self.window_start = Instant::now();
+            self.bytes = 0;
+            self.speed_tests = 0;
+        }
+    }
+
+    fn renewed_in(&self) -> u64 {
+        BUDGET_WINDOW
+            .saturating_sub(self.window_start.elapsed())
+            .as_secs()
+            .max(1)
+    }
 }
 
 /// Releases a device's measurement slot when dropped.
@@ -46,12 +89,16 @@ struct Budget {
 pub struct Slot {
     limits: Arc<MeasureLimits>,
     device: DeviceId,
+    connection_id: usize,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(budget) = self.limits.lock().get_mut(&self.device) {
-            budget.active = false;
+            if budget.holder.as_ref().map(quinn::Connection::stable_id) == Some(self.connection_id)
+            {
+                budget.holder = None;
+            }
         }
     }
 }
@@ -61,25 +108,63 @@ impl MeasureLimits {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the device's measurement slot, or says why not.
-    pub fn begin(self: &Arc<Self>, device: DeviceId) -> Result<Slot, Refusal> {
+    /// Takes the device's measurement slot for `connection`, or says why
+    /// not. A slot held by a connection that is already closed is free.
+    pub fn begin(
+        self: &Arc<Self>,
+        device: DeviceId,
+        connection: &quinn::Connection,
+    ) -> Result<Slot, Refusal> {
         let mut devices = self.lock();
         let budget = devices.entry(device).or_insert_with(|| Budget {
-            active: false,
+            holder: None,
             window_start: Instant::now(),
             bytes: 0,
+            speed_tests: 0,
         });
-        if budget.active {
-            return Err(Refusal::Invalid(
-                "a measurement for this device is already running; wait for it to finish"
-                    .to_owned(),
-            ));
+        if let Some(holder) = &budget.holder {
+            if holder.close_reason().is_none() {
+                return Err(Refusal::MeasurementBusy {
+                    retry_after_s: BUSY_RETRY.as_secs(),
+                });
+            }
         }
-        budget.active = true;
+        budget.holder = Some(connection.clone());
         Ok(Slot {
             limits: Arc::clone(self),
             device,
+            connection_id: connection.stable_id(),
         })
+    }
+
+    /// Grants one speed test, or refuses it when the hour's allowance (in
+    /// tests or bytes) is spent. Returns the tests left, this one included.
+    pub fn grant_speed_test(&self, device: DeviceId) -> Result<u32, Refusal> {
+        let mut devices = self.lock();
+        let Some(budget) = devices.get_mut(&device) else {
+            return Err(Refusal::Invalid(
+                "no measurement is running for this device".to_owned(),
+            ));
+        };
+        budget.renew_if_due();
+        if budget.speed_tests >= HOURLY_SPEED_TESTS
+            || HOURLY_BYTE_BUDGET.saturating_sub(budget.bytes) < SPEED_TEST_MIN_BYTES
+        {
+            return Err(Refusal::MeasurementBudgetSpent {
+                retry_after_s: budget.renewed_in(),
+            });
+        }
+        let remaining = HOURLY_SPEED_TESTS - budget.speed_tests;
+        budget.speed_tests += 1;
+        Ok(remaining)
+    }
+
+    /// Seconds until the device's allowance is renewed.
+    fn renewed_in(&self, device: DeviceId) -> u64 {
+        self.lock()
+            .get(&device)
+            .map(Budget::renewed_in)
+            .unwrap_or(1)
     }
 
     /// Reserves up to `wanted` bytes of the device's hourly budget and
@@ -89,10 +174,7 @@ impl MeasureLimits {
         let Some(budget) = devices.get_mut(&device) else {
             return 0;
         };
-        if budget.window_start.elapsed() > Duration::from_secs(3600) {
-            budget.window_start = Instant::now();
-            budget.bytes = 0;
-        }
+        budget.renew_if_due();
         let granted = wanted.min(HOURLY_BYTE_BUDGET.saturating_sub(budget.bytes));
         budget.bytes += granted;
         granted
@@ -109,11 +191,11 @@ pub async fn serve(
 ) -> End {
     // The device's previous measurement may still be closing (its close
     // travels the same, possibly slow, path): wait a little for its slot.
-    let mut attempt = limits.begin(device);
+    let mut attempt = limits.begin(device, connection);
     let deadline = Instant::now() + SLOT_WAIT;
     while attempt.is_err() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        attempt = limits.begin(device);
+        attempt = limits.begin(device, connection);
     }
     let _slot = match attempt {
         Ok(slot) => slot,
@@ -135,11 +217,21 @@ pub async fn serve(
     }
     tracing::debug!("measurement started");
     let mut transfers = tokio::task::JoinSet::new();
+    let mut last_activity = tokio::time::Instant::now();
     let end = loop {
+        let quiet_until = last_activity + QUIET_LIMIT;
         tokio::select! {
+            _ = tokio::time::sleep_until(quiet_until), if transfers.is_empty() => {
+                connection.close(0u32.into(), b"measurement idle");
+                break End::Lost(format!(
+                    "no probe or transfer for {} s: the measurement is over",
+                    QUIET_LIMIT.as_secs()
+                ));
+            }
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) => match EchoRequest::decode(&bytes) {
                     Some(request) => {
+                        last_activity = tokio::time::Instant::now();
                         let reply = request.reply(now_millis()).encode();
                         // A full send buffer drops the reply: that is loss the
                         // agent should see, not a reason to stop.
@@ -154,12 +246,14 @@ pub async fn serve(
                     if transfers.len() >= MAX_PARALLEL_TRANSFERS {
                         break End::Violation("too many parallel transfers".to_owned());
                     }
+                    last_activity = tokio::time::Instant::now();
                     let limits = Arc::clone(limits);
                     transfers.spawn(transfer(limits, device, connection.clone(), send, recv));
                 }
                 Err(e) => break End::from(NetError::Connection(e)),
             },
             Some(done) = transfers.join_next(), if !transfers.is_empty() => {
+                last_activity = tokio::time::Instant::now();
                 if let Ok(Err(reason)) = done {
                     break End::Violation(reason);
                 }
@@ -201,7 +295,10 @@ async fn transfer(
             while start.elapsed() < duration {
                 if limits.reserve(device, FILLER_CHUNK as u64) < FILLER_CHUNK as u64 {
                     tracing::info!("hourly measurement budget spent; ending the download early");
-                    break;
+                    // A distinct code, so the agent reports "allowance
+                    // spent" instead of a false low speed.
+                    let _ = stream.reset(RESET_BUDGET_SPENT.into());
+                    return Ok(());
                 }
                 let remaining = duration.saturating_sub(start.elapsed());
                 match tokio::time::timeout(remaining, stream.write_all(&filler)).await {
@@ -235,8 +332,13 @@ async fn transfer(
                         Ok(Some(chunk)) => {
                             let len = chunk.bytes.len() as u64;
                             if limits.reserve(device, len) < len {
-                                let _ = inner.stop(0u32.into());
-                                break;
+                                let _ = inner.stop(RESET_BUDGET_SPENT.into());
+                                let refusal = Refusal::MeasurementBudgetSpent {
+                                    retry_after_s: limits.renewed_in(device),
+                                };
+                                let _ = send.send(&MeasureReply::Refused(Nested(refusal))).await;
+                                send.finish();
+                                return Ok(());
                             }
                         }
                         Ok(None) => break,
@@ -258,6 +360,18 @@ async fn transfer(
             send.finish();
             Ok(())
         }
+        MeasureRequest::SpeedTest => {
+            let reply = match limits.grant_speed_test(device) {
+                Ok(remaining) => MeasureReply::SpeedTestGranted { remaining },
+                Err(refusal) => {
+                    tracing::info!("speed test refused: {refusal}");
+                    MeasureReply::Refused(Nested(refusal))
+                }
+            };
+            let _ = send.send(&reply).await;
+            send.finish();
+            Ok(())
+        }
         MeasureRequest::Unknown { tag } => {
             let refusal = Refusal::Invalid(format!(
                 "this relay does not know measurement {tag}; upgrade the relay"
@@ -266,5 +380,57 @@ async fn transfer(
             send.finish();
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits_with_device(device: DeviceId) -> MeasureLimits {
+        let limits = MeasureLimits::default();
+        limits.lock().insert(
+            device,
+            Budget {
+                holder: None,
+                window_start: Instant::now(),
+                bytes: 0,
+                speed_tests: 0,
+            },
+        );
+        limits
+    }
+
+    #[test]
+    fn a_technician_gets_many_speed_tests_an_hour_then_a_refusal_saying_when() {
+        let device = DeviceId(1);
+        let limits = limits_with_device(device);
+        for expected_left in (1..=HOURLY_SPEED_TESTS).rev() {
+            assert_eq!(limits.grant_speed_test(device), Ok(expected_left));
+        }
+        match limits.grant_speed_test(device) {
+            Err(Refusal::MeasurementBudgetSpent { retry_after_s }) => {
+                assert!((3500..=3600).contains(&retry_after_s), "{retry_after_s}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            HOURLY_SPEED_TESTS >= 10,
+            "several full checks per support call"
+        );
+    }
+
+    #[test]
+    fn a_spent_byte_budget_refuses_a_new_speed_test_instead_of_cutting_it_short() {
+        let device = DeviceId(2);
+        let limits = limits_with_device(device);
+        assert_eq!(
+            limits.reserve(device, HOURLY_BYTE_BUDGET - SPEED_TEST_MIN_BYTES / 2),
+            HOURLY_BYTE_BUDGET - SPEED_TEST_MIN_BYTES / 2
+        );
+        assert!(matches!(
+            limits.grant_speed_test(device),
+            Err(Refusal::MeasurementBudgetSpent { .. })
+        ));
     }
 }

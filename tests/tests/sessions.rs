@@ -806,9 +806,10 @@ fn the_employee_chats_from_the_indicator_to_the_technician() {
     let indicator = find_window(&display, "session active", Duration::from_secs(10));
     let (ix, iy, _, _) = geometry(&display, &indicator);
     // deskside-session-ui: the chat's text field is the last row of the
-    // 400×340 indicator, left of its Send button.
+    // indicator, left of its Send button.
     xdotool(&display, &["windowfocus", "--sync", &indicator]);
-    click(&display, ix + 120, iy + 294);
+    let (cx, cy) = centre(deskside_session_ui::INDICATOR_CHAT_INPUT);
+    click(&display, ix + cx, iy + cy);
     xdotool(&display, &["type", "--delay", "30", "Printer on floor 2?"]);
     xdotool(&display, &["key", "Return"]);
     let lines = out.until(Duration::from_secs(10), |v| {

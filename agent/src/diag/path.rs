@@ -12,14 +12,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, Throughput};
+use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, SpeedTestRefusal, Throughput};
 use deskside_diag::Probe;
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
 use deskside_net::{connect, FramedRecv, FramedSend, Identity};
 use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
 use deskside_protocol::measure::{EchoReply, EchoRequest, MeasureReply, MeasureRequest};
 use deskside_protocol::message::Nested;
-use deskside_protocol::{Fingerprint, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
+use deskside_protocol::{Fingerprint, Refusal, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
 
 /// What to measure and how hard.
 #[derive(Clone, Debug)]
@@ -57,6 +57,9 @@ pub struct PathReport {
     pub path: Path,
     /// The clock offset, if the relay answered.
     pub clock: Probe<Clock>,
+    /// The relay's refusal of the measurement, if it refused (a revoked or
+    /// unknown device, another measurement running).
+    pub refusal: Option<Refusal>,
 }
 
 /// Summary statistics of round trips in milliseconds, given in send order
@@ -235,6 +238,48 @@ fn unreachable_report(mut path: Path, reason: &str) -> PathReport {
     PathReport {
         path,
         clock: Probe::unknown(reason),
+        refusal: None,
+    }
+}
+
+/// The stream reset / stop code the relay uses when the hourly byte
+/// allowance runs out in the middle of a transfer.
+const RESET_BUDGET_SPENT: u32 = 1;
+
+/// The speed-test refusal a relay refusal stands for, if any.
+fn speed_test_refusal(refusal: &Refusal) -> Option<SpeedTestRefusal> {
+    match refusal {
+        Refusal::MeasurementBusy { retry_after_s } => Some(SpeedTestRefusal::Busy {
+            retry_after_s: *retry_after_s,
+        }),
+        Refusal::MeasurementBudgetSpent { retry_after_s } => Some(SpeedTestRefusal::BudgetSpent {
+            retry_after_s: *retry_after_s,
+        }),
+        _ => None,
+    }
+}
+
+/// Asks the relay whether a speed test may run now. `Ok` also when the
+/// relay is too old to know the question (it then limits transfers as it
+/// always did).
+async fn ask_speed_test(connection: &quinn::Connection) -> Result<(), Refusal> {
+    let Ok((send, recv)) = connection.open_bi().await else {
+        return Ok(());
+    };
+    let mut send = FramedSend::new(send, MAX_CLIENT_FRAME_LEN);
+    let mut recv = FramedRecv::new(recv, MAX_RELAY_FRAME_LEN);
+    if send.send(&MeasureRequest::SpeedTest).await.is_err() {
+        return Ok(());
+    }
+    send.finish();
+    let answer = tokio::time::timeout(Duration::from_secs(5), recv.recv::<MeasureReply>()).await;
+    match answer {
+        Ok(Ok(Some(MeasureReply::Refused(Nested(refusal)))))
+            if speed_test_refusal(&refusal).is_some() =>
+        {
+            Err(refusal)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -252,9 +297,17 @@ pub async fn measure(
         upload: Probe::not_applicable("throughput test not requested"),
         ..Path::default()
     };
+    let by_name = relay
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_matches(['[', ']']))
+        .is_some_and(|host| host.parse::<std::net::IpAddr>().is_err());
     let addr = match resolve(relay).await {
-        Ok(addr) => addr,
+        Ok(addr) => {
+            path.relay_resolved = by_name.then_some(true);
+            addr
+        }
         Err(e) => {
+            path.relay_resolved = Some(false);
             path.udp_error = Some(e.to_string());
             return unreachable_report(path, "the relay address did not resolve");
         }
@@ -299,10 +352,15 @@ pub async fn measure(
     match ready {
         Ok(Some(RelayToAgent::MeasureReady { .. })) => {}
         Ok(Some(RelayToAgent::Refused(Nested(refusal)))) => {
-            return unreachable_report(
+            if options.throughput {
+                path.speed_test_refused = speed_test_refusal(&refusal);
+            }
+            let mut report = unreachable_report(
                 path,
                 &format!("the relay refused the measurement: {refusal}"),
             );
+            report.refusal = Some(refusal);
+            return report;
         }
         other => {
             return unreachable_report(
@@ -326,7 +384,18 @@ pub async fn measure(
     path.idle_rtt = rtt_stats(&prober.rtts(0, prober.next_seq));
     let clock = prober.clock();
 
-    if options.throughput {
+    let granted = if options.throughput {
+        ask_speed_test(&connected.connection).await
+    } else {
+        Ok(())
+    };
+    if let Err(refusal) = &granted {
+        path.speed_test_refused = speed_test_refusal(refusal);
+        let reason = format!("the speed test was not run: {refusal}");
+        path.download = Probe::unknown(reason.clone());
+        path.upload = Probe::unknown(reason);
+    }
+    if options.throughput && granted.is_ok() {
         let mut loaded = Vec::new();
         for direction in [Direction::Down, Direction::Up] {
             let outcome = transfer(&mut prober, options, direction).await;
@@ -351,7 +420,11 @@ pub async fn measure(
     connected.send.finish();
     connected.connection.close(0u32.into(), b"measured");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    PathReport { path, clock }
+    PathReport {
+        path,
+        clock,
+        refusal: None,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,6 +482,13 @@ async fn transfer(
                     chunk = stream.read_chunk(1 << 20, true) => match chunk {
                         Ok(Some(_)) => moved_any = true,
                         Ok(None) => break,
+                        Err(quinn::ReadError::Reset(code))
+                            if code == quinn::VarInt::from_u32(RESET_BUDGET_SPENT) =>
+                        {
+                            return Err(
+                                "the relay's hourly speed-test allowance for this device ran out during the download".to_owned(),
+                            );
+                        }
                         // The relay resets the stream when its time is up.
                         Err(quinn::ReadError::Reset(_)) => break,
                         Err(e) => return Err(format!("download interrupted: {e}")),
@@ -435,8 +515,11 @@ async fn transfer(
             loop {
                 tokio::select! {
                     written = stream.write_chunk(filler.clone()) => {
-                        if let Err(e) = written {
-                            return Err(format!("upload interrupted: {e}"));
+                        match written {
+                            Ok(_) => {}
+                            // The relay stopped reading: its answer says why.
+                            Err(quinn::WriteError::Stopped(_)) => break,
+                            Err(e) => return Err(format!("upload interrupted: {e}")),
                         }
                     }
                     _ = ticker.tick() => { prober.send(); }

@@ -341,8 +341,11 @@ impl eframe::App for ConsentApp {
             rect_of(CONSENT_REFUSE_BUTTON),
             egui::Button::new(RichText::new(self.lang.t("Decline", "Refuser")).size(18.0)),
         );
-        let accept_button =
-            egui::Button::new(RichText::new(self.lang.t("Accept", "Accepter")).size(18.0).strong());
+        let accept_button = egui::Button::new(
+            RichText::new(self.lang.t("Accept", "Accepter"))
+                .size(18.0)
+                .strong(),
+        );
         let accept = ui
             .add_enabled_ui(armed, |ui| {
                 ui.put(
@@ -420,12 +423,15 @@ mod tests {
             view.who,
             "Alice Martin from ACME IT offers to help you on this computer."
         );
-        assert!(!view.who.contains("asks"), "the technician offers, not asks");
+        assert!(
+            !view.who.contains("asks"),
+            "the technician offers, not asks"
+        );
         assert!(view.what.contains("see your screen"));
-        assert!(!view.what.contains("control your mouse"));
+        assert!(!view.what.contains("your mouse"));
         assert_eq!(view.reason, "");
         let control = consent_text_in(&request(Capabilities::CONTROL, "Printer setup"), UiLang::En);
-        assert!(control.what.contains("control your mouse and keyboard"));
+        assert!(control.what.contains("use your mouse and keyboard"));
         assert_eq!(control.reason, "Reason: Printer setup");
     }
 

@@ -1,6 +1,10 @@
 //! The session indicator: always on top while a session runs, says who sees
 //! the screen, and has Stop, "Switch to view only" and the chat.
 //!
+//! It is small (360 × 232 points, a sixth of a 1366 × 768 laptop screen)
+//! and the employee can move it out of the way by dragging its text, as
+//! well as by its title bar.
+//!
 //! Stop is sent the moment it is pressed, before the window closes; closing
 //! the window is a Stop too, so no session outlives its indicator.
 
@@ -11,23 +15,30 @@ use deskside_protocol::session::{Capabilities, EndedBy};
 use eframe::egui::{self, Color32, RichText};
 use tokio::sync::mpsc;
 
+use crate::words::{colon, ended, UiLang};
 use crate::{
-    ended_text, native_options, rect_of, IndicatorCommand, IndicatorEvent, IndicatorExit,
-    IndicatorInfo, UiError,
+    native_options, rect_of, IndicatorCommand, IndicatorEvent, IndicatorExit, IndicatorInfo,
+    UiError,
 };
 
 /// The indicator's window title.
 pub const INDICATOR_TITLE: &str = "deskside — session active";
-/// Fixed window size in points (not resizable).
-pub const INDICATOR_WINDOW_SIZE: [f32; 2] = [400.0, 340.0];
+/// Fixed window size in points (not resizable): compact, so it hides little
+/// of a laptop screen.
+pub const INDICATOR_WINDOW_SIZE: [f32; 2] = [360.0, 232.0];
 /// The Stop button, `[x, y, width, height]` in window points.
-pub const INDICATOR_STOP_BUTTON: [f32; 4] = [12.0, 84.0, 180.0, 40.0];
+pub const INDICATOR_STOP_BUTTON: [f32; 4] = [8.0, 66.0, 168.0, 34.0];
 /// The "Switch to view only" button (shown only while control is granted),
 /// `[x, y, width, height]` in window points.
-pub const INDICATOR_DOWNGRADE_BUTTON: [f32; 4] = [208.0, 84.0, 180.0, 40.0];
+pub const INDICATOR_DOWNGRADE_BUTTON: [f32; 4] = [184.0, 66.0, 168.0, 34.0];
+/// The chat's text field (the last row of the window), `[x, y, width,
+/// height]` in window points.
+pub const INDICATOR_CHAT_INPUT: [f32; 4] = [8.0, 200.0, 270.0, 22.0];
+/// The area above the buttons: dragging it moves the window.
+const DRAG_AREA: [f32; 4] = [0.0, 0.0, 360.0, 62.0];
 
 /// Top of the chat area, below the buttons.
-const CHAT_TOP: f32 = 136.0;
+const CHAT_TOP: f32 = 108.0;
 
 #[derive(Debug, Default)]
 struct Inbox {
@@ -128,21 +139,20 @@ pub fn run_indicator(info: IndicatorInfo, io: IndicatorIo) -> Result<IndicatorEx
 }
 
 /// The sentence at the top of the indicator.
-pub(crate) fn indicator_text(info: &IndicatorInfo, granted: Capabilities) -> String {
-    if granted.control {
-        format!(
-            "{} ({}) can see your screen and control your mouse and keyboard.",
-            info.technician, info.organisation
-        )
-    } else {
-        format!(
-            "{} ({}) can see your screen.",
-            info.technician, info.organisation
-        )
+pub(crate) fn indicator_text(info: &IndicatorInfo, granted: Capabilities, lang: UiLang) -> String {
+    let who = format!("{} ({})", info.technician, info.organisation);
+    match (granted.control, lang) {
+        (true, UiLang::En) => format!("{who} sees your screen and uses your mouse and keyboard."),
+        (true, UiLang::Fr) => {
+            format!("{who} voit votre écran et utilise votre souris et votre clavier.")
+        }
+        (false, UiLang::En) => format!("{who} sees your screen."),
+        (false, UiLang::Fr) => format!("{who} voit votre écran."),
     }
 }
 
 struct IndicatorApp {
+    lang: UiLang,
     info: IndicatorInfo,
     granted: Capabilities,
     io: IndicatorIo,
@@ -163,6 +173,7 @@ impl std::fmt::Debug for IndicatorApp {
 impl IndicatorApp {
     fn new(info: IndicatorInfo, io: IndicatorIo, exit: Arc<Mutex<Option<IndicatorExit>>>) -> Self {
         Self {
+            lang: UiLang::current(),
             granted: info.granted,
             info,
             io,
@@ -224,24 +235,42 @@ impl eframe::App for IndicatorApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        let lang = self.lang;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.label(
-                RichText::new(indicator_text(&self.info, self.granted))
-                    .size(16.0)
+                RichText::new(indicator_text(&self.info, self.granted, lang))
+                    .size(14.0)
                     .strong()
                     .color(Color32::from_rgb(0xff, 0xb0, 0x40)),
             );
-            ui.label(format!("Session code: {}", self.info.verification_code));
+            ui.label(
+                RichText::new(format!(
+                    "{}{} {}",
+                    lang.t("Session code", "Code de la session"),
+                    colon(lang),
+                    self.info.verification_code
+                ))
+                .size(12.0),
+            );
             if let Some(by) = self.ended {
-                ui.label(ended_text(by));
+                ui.label(ended(lang, by));
             }
         });
+        // Dragging the text moves the window (the title bar works too).
+        let drag = ui.interact(
+            rect_of(DRAG_AREA),
+            ui.scope_id().with("indicator-drag"),
+            egui::Sense::drag(),
+        );
+        if drag.drag_started() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::StartDrag);
+        }
 
         let stop = ui.put(
             rect_of(INDICATOR_STOP_BUTTON),
             egui::Button::new(
-                RichText::new("Stop")
-                    .size(18.0)
+                RichText::new(lang.t("Stop", "Arrêter"))
+                    .size(16.0)
                     .strong()
                     .color(Color32::WHITE),
             )
@@ -253,7 +282,10 @@ impl eframe::App for IndicatorApp {
         if self.granted.control {
             let downgrade = ui.put(
                 rect_of(INDICATOR_DOWNGRADE_BUTTON),
-                egui::Button::new(RichText::new("Switch to view only").size(15.0)),
+                egui::Button::new(
+                    RichText::new(lang.t("Switch to view only", "Passer en affichage seul"))
+                        .size(13.0),
+                ),
             );
             if downgrade.clicked() {
                 // Shown at once; the session side confirms with `Granted`.
@@ -269,7 +301,10 @@ impl eframe::App for IndicatorApp {
         );
         let mut send = false;
         ui.scope_builder(egui::UiBuilder::new().max_rect(chat_rect), |ui| {
-            ui.label(RichText::new("Chat with the technician").strong());
+            ui.label(
+                RichText::new(lang.t("Chat with the technician", "Discuter avec le technicien"))
+                    .strong(),
+            );
             egui::ScrollArea::vertical()
                 .max_height(chat_rect.height() - 64.0)
                 .stick_to_bottom(true)
@@ -277,24 +312,26 @@ impl eframe::App for IndicatorApp {
                 .show(ui, |ui| {
                     for (mine, text) in &self.chat {
                         let (who, colour) = if *mine {
-                            ("You", Color32::LIGHT_BLUE)
+                            (lang.t("You", "Vous"), Color32::LIGHT_BLUE)
                         } else {
                             (self.info.technician.as_str(), Color32::LIGHT_GREEN)
                         };
-                        ui.label(RichText::new(format!("{who}: {text}")).color(colour));
+                        ui.label(
+                            RichText::new(format!("{who}{} {text}", colon(lang))).color(colour),
+                        );
                     }
                 });
             ui.horizontal(|ui| {
                 let edit = ui.add(
                     egui::TextEdit::singleline(&mut self.chat_input)
-                        .hint_text("Write a message")
+                        .hint_text(lang.t("Write a message", "Écrire un message"))
                         .desired_width(chat_rect.width() - 70.0),
                 );
                 if edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                     send = true;
                     edit.request_focus();
                 }
-                if ui.button("Send").clicked() {
+                if ui.button(lang.t("Send", "Envoyer")).clicked() {
                     send = true;
                 }
             });
@@ -323,11 +360,31 @@ mod tests {
             verification_code: "123 456".into(),
         };
         assert_eq!(
-            indicator_text(&info, Capabilities::VIEW),
-            "Alice (ACME IT) can see your screen."
+            indicator_text(&info, Capabilities::VIEW, UiLang::En),
+            "Alice (ACME IT) sees your screen."
         );
-        assert!(indicator_text(&info, Capabilities::CONTROL)
-            .ends_with("control your mouse and keyboard."));
+        assert!(indicator_text(&info, Capabilities::CONTROL, UiLang::En)
+            .ends_with("uses your mouse and keyboard."));
+        assert_eq!(
+            indicator_text(&info, Capabilities::VIEW, UiLang::Fr),
+            "Alice (ACME IT) voit votre écran."
+        );
+    }
+
+    #[test]
+    fn the_indicator_is_compact_and_its_controls_fit() {
+        let [width, height] = INDICATOR_WINDOW_SIZE;
+        // At most a sixth of a 1366 × 768 laptop screen (it was a quarter).
+        assert!(width * height <= 1366.0 * 768.0 / 6.0, "{width} × {height}");
+        for control in [
+            INDICATOR_STOP_BUTTON,
+            INDICATOR_DOWNGRADE_BUTTON,
+            INDICATOR_CHAT_INPUT,
+        ] {
+            assert!(control[0] + control[2] <= width && control[1] + control[3] <= height);
+        }
+        assert!(!rect_of(INDICATOR_STOP_BUTTON).intersects(rect_of(DRAG_AREA)));
+        assert!(rect_of(INDICATOR_CHAT_INPUT).min.y >= CHAT_TOP);
     }
 
     #[test]

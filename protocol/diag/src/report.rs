@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::snapshot::{Grade, InterfaceKind, Probe, Snapshot};
+use crate::snapshot::{Grade, InterfaceKind, Probe, Snapshot, SpeedTestRefusal};
 use crate::verdict::{
     Confidence, EvidenceValue, Finding, Segment, Severity, Stage, Text, Verdict, RULES,
 };
@@ -65,15 +65,75 @@ pub fn lang_for(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Lan
     }
 }
 
-/// Renders `verdict` (judged from `snapshot`) as text ending with a newline.
+/// Renders `verdict` (judged from `snapshot`) as text ending with a newline:
+/// the full report (findings with their evidence, rule ids and technician
+/// notes, the numbers measured, what could not be measured). For the
+/// technician's `diag` and the employee's `check --details`.
 pub fn render(verdict: &Verdict, snapshot: &Snapshot, lang: Lang, style: Style) -> String {
     let r = Renderer { lang, style };
     let mut out = String::new();
-    r.verdict_line(&mut out, verdict);
+    r.verdict_line(&mut out, verdict, snapshot, true);
     r.findings(&mut out, verdict);
     r.measured(&mut out, snapshot);
     r.unknowns(&mut out, verdict);
-    out
+    r.typography(out)
+}
+
+/// Most actions the employee's short report lists.
+pub const MAX_ACTIONS: usize = 3;
+
+/// The employee's short report: the verdict, what was not checked when that
+/// matters (the speed test), and at most [`MAX_ACTIONS`] de-duplicated
+/// actions in plain words. No rule ids, metric names, thresholds or
+/// technician notes: those are in [`render`].
+pub fn render_summary(verdict: &Verdict, snapshot: &Snapshot, lang: Lang, style: Style) -> String {
+    let r = Renderer { lang, style };
+    let mut out = String::new();
+    r.verdict_line(&mut out, verdict, snapshot, false);
+    let actions = actions(verdict, lang);
+    if !actions.is_empty() {
+        r.heading(&mut out, "What you can do", "Ce que vous pouvez faire");
+        for (n, action) in actions.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {action}", n + 1);
+        }
+    }
+    r.typography(out)
+}
+
+/// The advice of the problems worth acting on, in path order: findings
+/// that something upstream may explain give none (fix that first), and
+/// the same advice is given once. At most [`MAX_ACTIONS`].
+pub fn actions(verdict: &Verdict, lang: Lang) -> Vec<String> {
+    let r = Renderer {
+        lang,
+        style: Style::default(),
+    };
+    let mut actions: Vec<String> = Vec::new();
+    for finding in verdict.problems() {
+        if !finding.may_be_explained_by.is_empty() {
+            continue;
+        }
+        let advice = r.text(&finding.advice).trim().to_owned();
+        if advice.is_empty() || actions.contains(&advice) {
+            continue;
+        }
+        actions.push(advice);
+        if actions.len() == MAX_ACTIONS {
+            break;
+        }
+    }
+    actions
+}
+
+/// Whether the verdict leaves out something a reader would assume was
+/// checked: the path to the support service or a key check.
+fn incomplete(verdict: &Verdict) -> bool {
+    verdict.unknowns.iter().any(|u| {
+        matches!(
+            u.what.as_str(),
+            "path" | "gateway" | "dns" | "network" | "wifi" | "device"
+        ) || RULES.iter().any(|rule| rule.key && rule.id == u.what)
+    })
 }
 
 const RESET: &str = "\x1b[0m";
@@ -112,6 +172,16 @@ impl Renderer {
         } else {
             text.to_owned()
         }
+    }
+
+    /// French typography: a no-break space before `:` and a narrow
+    /// no-break space before `;`, `?` and `!`, where the text has a plain
+    /// space (so `host:port`, times and URLs are left alone).
+    fn typography(&self, text: String) -> String {
+        if self.lang != Lang::Fr {
+            return text;
+        }
+        french_typography(&text)
     }
 
     fn heading(&self, out: &mut String, en: &str, fr: &str) {
@@ -194,18 +264,60 @@ impl Renderer {
 
     // ----- The verdict ---------------------------------------------------
 
-    fn verdict_line(&self, out: &mut String, verdict: &Verdict) {
+    /// Why the speed test was asked for but not run, in plain words.
+    fn speed_test_line(&self, snapshot: &Snapshot) -> Option<String> {
+        let path = snapshot.path.value()?;
+        let minutes = |seconds: u64| seconds.div_ceil(60).max(1);
+        Some(match (path.speed_test_refused?, self.lang) {
+            (SpeedTestRefusal::Busy { retry_after_s }, Lang::En) => format!(
+                "The speed test was not run: another test of this computer was running. Run the check again in {retry_after_s} seconds."
+            ),
+            (SpeedTestRefusal::Busy { retry_after_s }, Lang::Fr) => format!(
+                "Le test de débit n'a pas été fait : un autre test de cet ordinateur était en cours. Relancez la vérification dans {retry_after_s} secondes."
+            ),
+            (SpeedTestRefusal::BudgetSpent { retry_after_s }, Lang::En) => format!(
+                "The speed test was not run: this computer has used up its speed tests for this hour. It can run again in {} minutes.",
+                minutes(retry_after_s)
+            ),
+            (SpeedTestRefusal::BudgetSpent { retry_after_s }, Lang::Fr) => format!(
+                "Le test de débit n'a pas été fait : cet ordinateur a épuisé ses tests de débit pour cette heure. Il sera de nouveau possible dans {} minutes.",
+                minutes(retry_after_s)
+            ),
+        })
+    }
+
+    fn verdict_line(&self, out: &mut String, verdict: &Verdict, snapshot: &Snapshot, full: bool) {
+        let speed_test = self.speed_test_line(snapshot);
         let Some(primary) = verdict.primary_finding() else {
-            let line = self.t("No problem found.", "Aucun problème détecté.");
-            let _ = writeln!(out, "{}", self.paint(&format!("{BOLD}{GREEN}"), line));
+            let partial = incomplete(verdict) || speed_test.is_some();
+            let line = if partial {
+                self.t(
+                    "No problem found in what could be checked.",
+                    "Aucun problème détecté dans ce qui a pu être vérifié.",
+                )
+            } else {
+                self.t("No problem found.", "Aucun problème détecté.")
+            };
+            let colour = if partial { YELLOW } else { GREEN };
+            let _ = writeln!(out, "{}", self.paint(&format!("{BOLD}{colour}"), line));
+            if let Some(line) = &speed_test {
+                let _ = writeln!(out, "{line}");
+            }
             if !verdict.unknowns.is_empty() {
                 let _ = writeln!(
                     out,
                     "{}",
-                    self.t(
-                        "Some checks could not be run; see the end of this report.",
-                        "Certaines vérifications n'ont pas pu être faites ; voir la fin de ce rapport.",
-                    )
+                    if full {
+                        self.t(
+                            "Some checks could not be run; see the end of this report.",
+                            "Certaines vérifications n'ont pas pu être faites ; voir la fin de ce rapport.",
+                        )
+                    } else {
+                        self.t(
+                            "Some checks could not be run; the details say which.",
+                            "Certaines vérifications n'ont pas pu être faites ; le détail dit lesquelles.",
+                        )
+                    }
                 );
             }
             return;
@@ -218,6 +330,12 @@ impl Renderer {
             YELLOW
         };
         let _ = writeln!(out, "{}", self.paint(&format!("{BOLD}{colour}"), &line));
+        if let Some(line) = &speed_test {
+            let _ = writeln!(out, "{line}");
+        }
+        if !full {
+            return;
+        }
         let problems = verdict.problems().count();
         let notes = verdict.findings.len() - problems;
         let summary = match self.lang {
@@ -765,6 +883,17 @@ impl Renderer {
         };
         self.t(en, fr).to_owned()
     }
+}
+
+/// French typography for any text: a plain space before `:` becomes a
+/// no-break space (U+00A0), before `;`, `?` and `!` a narrow no-break space
+/// (U+202F). Text without a space before the sign (`host:port`, `12:30`,
+/// URLs) is left alone.
+pub fn french_typography(text: &str) -> String {
+    text.replace(" :", "\u{a0}:")
+        .replace(" ;", "\u{202f};")
+        .replace(" ?", "\u{202f}?")
+        .replace(" !", "\u{202f}!")
 }
 
 fn plural(n: usize) -> &'static str {

@@ -150,6 +150,9 @@ pub fn healthy() -> Snapshot {
             }),
             added_latency_ms: Some(10.0),
             bufferbloat: Some(Grade::A),
+            relay_resolved: Some(true),
+            last_connected_ms: None,
+            speed_test_refused: None,
         }),
     }
 }

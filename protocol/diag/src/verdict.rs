@@ -442,7 +442,7 @@ pub static RULES: &[Rule] = &[
     rule("clock.offset", Stage::Configuration, SECONDARY, &["clock.offset"], ("clock", "horloge"), configuration::clock),
     rule("network.proxy", Stage::Configuration, SECONDARY, &["config.proxy"], ("proxy settings", "réglages de proxy"), configuration::proxy),
     rule("network.vpn", Stage::Configuration, SECONDARY, &["config.vpn"], ("VPN", "VPN"), configuration::vpn),
-    rule("path.udp", Stage::Configuration, KEY, &["path.udp_blocked", "path.relay_unreachable"], ("UDP (QUIC) to the relay", "UDP (QUIC) vers le relais"), path::udp),
+    rule("path.udp", Stage::Configuration, KEY, &["path.udp_blocked", "path.relay_not_answering", "path.relay_unreachable", "path.relay_name_unresolved"], ("UDP (QUIC) to the relay", "UDP (QUIC) vers le relais"), path::udp),
     rule("path.loss", Stage::Isp, KEY, &["path.loss"], ("loss to the relay", "pertes vers le relais"), path::loss),
     rule("path.rtt", Stage::Isp, KEY, &["path.rtt_high", "vpn.rtt_high"], ("delay to the relay", "délai vers le relais"), path::rtt),
     rule("path.jitter", Stage::Isp, KEY, &["path.jitter_high"], ("jitter to the relay", "gigue vers le relais"), path::jitter),

@@ -51,7 +51,7 @@ fn french_weak_wifi_report_is_in_french() {
         "1 problème détecté.",
         "[attention] Le signal Wi‑Fi est faible (réseau domestique, certitude élevée)",
         "wifi.signal_dbm = -78 dBm  (seuil < -75 dBm)",
-        "Que faire : Rapprochez-vous de votre box",
+        "Que faire\u{a0}: Rapprochez-vous de votre box",
         "Ce que nous avons mesuré",
         "-78 dBm, 5 GHz, canal 36",
         "80 Mbit/s en réception, 20 Mbit/s en envoi",
@@ -159,7 +159,7 @@ fn doubted_findings_say_what_may_cause_them() {
     );
     let text = plain(&snapshot, Lang::Fr);
     assert!(
-        text.contains("Peut venir de : Le signal Wi‑Fi est faible"),
+        text.contains("Peut venir de\u{a0}: Le signal Wi‑Fi est faible"),
         "{text}"
     );
 }
@@ -277,4 +277,154 @@ fn the_flag_wins_over_the_locale() {
     assert_eq!(lang_for(Some("en"), french), Lang::En);
     assert_eq!(lang_for(Some("fr"), |_| None), Lang::Fr);
     assert_eq!(lang_for(None, |_| None), Lang::En);
+}
+
+fn summary(snapshot: &Snapshot, lang: Lang) -> String {
+    render_summary(&judged(snapshot), snapshot, lang, Style { color: false })
+}
+
+/// Wi‑Fi bad in every way at once, with loss and jitter downstream: the
+/// full report lists many findings, several with the same advice.
+fn terrible_wifi() -> Snapshot {
+    healthy().with(|s| {
+        let w = wifi(s);
+        w.signal_dbm = Some(-84.0);
+        w.noise_dbm = Some(-80.0);
+        w.snr_db = Some(4.0);
+        w.tx_retries_percent = Some(40.0);
+        w.channel_busy_percent = Some(85.0);
+        let p = path(s);
+        p.probes_received = 150;
+        if let Some(rtt) = &mut p.idle_rtt {
+            rtt.jitter_ms = 80.0;
+            rtt.median_ms = 400.0;
+        }
+    })
+}
+
+#[test]
+fn the_short_report_has_the_verdict_and_at_most_three_distinct_actions_in_plain_words() {
+    let snapshot = terrible_wifi();
+    let verdict = judged(&snapshot);
+    assert!(verdict.problems().count() > 3, "{verdict:#?}");
+    for lang in [Lang::En, Lang::Fr] {
+        let full = plain(&snapshot, lang);
+        let text = summary(&snapshot, lang);
+        assert_eq!(text.lines().next(), full.lines().next(), "{text}");
+        let actions: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("  ")
+                    && l.trim_start()
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_digit())
+            })
+            .collect();
+        assert!(
+            !actions.is_empty() && actions.len() <= MAX_ACTIONS,
+            "{text}"
+        );
+        let mut distinct: Vec<&str> = actions.iter().map(|a| &a[5..]).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), actions.len(), "repeated advice:\n{text}");
+        for technical in [
+            "wifi.",
+            "path.",
+            "dBm",
+            "seuil",
+            "limit",
+            "technician",
+            "technicien",
+            "[",
+            "Could not measure",
+            "Impossible à mesurer",
+        ] {
+            assert!(
+                !text.contains(technical),
+                "{technical:?} in the short report:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_speed_test_that_was_not_run_is_said_plainly_and_the_verdict_does_not_claim_a_clean_bill() {
+    use crate::snapshot::SpeedTestRefusal;
+    let snapshot = healthy().with(|s| {
+        let p = path(s);
+        p.download = Probe::unknown("the speed test was not run");
+        p.upload = Probe::unknown("the speed test was not run");
+        p.speed_test_refused = Some(SpeedTestRefusal::BudgetSpent {
+            retry_after_s: 1500,
+        });
+    });
+    let text = summary(&snapshot, Lang::En);
+    assert!(!text.starts_with("No problem found.\n"), "{text}");
+    assert!(
+        text.contains("No problem found in what could be checked."),
+        "{text}"
+    );
+    assert!(
+        text.contains("The speed test was not run: this computer has used up its speed tests for this hour. It can run again in 25 minutes."),
+        "{text}"
+    );
+    let busy = snapshot
+        .with(|s| path(s).speed_test_refused = Some(SpeedTestRefusal::Busy { retry_after_s: 15 }));
+    let text = summary(&busy, Lang::Fr);
+    assert!(
+        text.contains("Le test de débit n'a pas été fait\u{a0}: un autre test de cet ordinateur était en cours."),
+        "{text}"
+    );
+}
+
+/// Every English sentence of the reports' catalogue: the English side of
+/// each rule label, finding title and advice the classifier can produce
+/// on the test snapshots, and the fixed report phrases.
+fn english_catalogue() -> Vec<String> {
+    let mut sentences: Vec<String> = Vec::new();
+    for snapshot in [healthy(), weak_wifi(), terrible_wifi()] {
+        let verdict = judged(&snapshot);
+        for finding in &verdict.findings {
+            sentences.push(finding.title.en.clone());
+            sentences.push(finding.advice.en.clone());
+        }
+    }
+    for phrase in [
+        "No problem found",
+        "What you can do",
+        "What we found",
+        "What to do",
+        "What we measured",
+        "comes from",
+        "The speed test was not run",
+        "Some checks could not be run",
+    ] {
+        sentences.push(phrase.to_owned());
+    }
+    sentences.retain(|s| !s.is_empty());
+    sentences
+}
+
+#[test]
+fn the_french_short_report_has_no_english_sentence_and_french_typography() {
+    let catalogue = english_catalogue();
+    for snapshot in [healthy(), weak_wifi(), terrible_wifi()] {
+        let text = summary(&snapshot, Lang::Fr);
+        for sentence in &catalogue {
+            assert!(
+                !text.contains(sentence.as_str()),
+                "English {sentence:?} in:\n{text}"
+            );
+        }
+        let chars: Vec<char> = text.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if matches!(c, ':' | ';' | '?' | '!') && i > 0 {
+                assert!(
+                    matches!(chars[i - 1], '\u{a0}' | '\u{202f}'),
+                    "{c:?} without a no-break space before it in:\n{text}"
+                );
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! These look at the machine alone; nothing upstream can explain them.
 
 use super::{fmt, number_in, percent, Confidence, Finding, Judge, Severity, Skip, Stage};
-use crate::snapshot::{Device, Pressure};
+use crate::snapshot::{Device, Pressure, Probe};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -62,10 +62,15 @@ pub(super) fn cpu(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             format!("> {} %", fmt(t.cpu_usage_percent)),
         );
     }
-    let note = if psi_high {
-        "Runnable tasks waited for a CPU a large share of the last minute (PSI): audio, video and input are delayed on this machine, and its own network timings (jitter, RTT) are inflated. Check the top processes."
-    } else {
-        "Whole-machine CPU usage was above the limit during one short sample (no PSI on this OS), so this may be a burst; check the top processes."
+    let note = match (&psi, psi_high) {
+        (_, true) => "Runnable tasks waited for a CPU a large share of the last minute (PSI): audio, video and input are delayed on this machine, and its own network timings (jitter, RTT) are inflated. Check the top processes.".to_owned(),
+        (Ok(v), false) => format!(
+            "Whole-machine CPU usage was above the limit during one short sample, but CPU pressure (PSI some avg60) was {} %, within its {} % limit, so this is likely a burst; check the top processes.",
+            fmt(*v),
+            fmt(t.cpu_pressure_some_avg60_percent)
+        ),
+        (Err(_), false) if matches!(device.pressure, Probe::NotApplicable { .. }) => "Whole-machine CPU usage was above the limit during one short sample (this OS reports no pressure figures), so this may be a burst; check the top processes.".to_owned(),
+        (Err(_), false) => "Whole-machine CPU usage was above the limit during one short sample and the CPU pressure figure could not be read, so this may be a burst; check the top processes.".to_owned(),
     };
     finding = finding.note(note);
     if !psi_high {

@@ -89,7 +89,29 @@ fn vpn_caveat(j: &Judge<'_>, mut finding: Finding) -> Finding {
     finding
 }
 
-/// QUIC (UDP) reaches the relay.
+/// How recent a successful UDP connection must be to count as proof that
+/// this device could reach the relay (a laptop that moved to another
+/// network since proves nothing, so keep it short).
+const RECENT_CONNECTION_MS: i64 = 6 * 3600 * 1000;
+
+/// Advice when the evidence points at the service: nothing to change here.
+const SERVICE_ADVICE_EN: &str = "Nothing to change on this computer: the support service itself does not answer. Try again in a few minutes; if it continues, tell IT.";
+const SERVICE_ADVICE_FR: &str = "Rien à changer sur cet ordinateur : c'est le service d'assistance lui-même qui ne répond pas. Réessayez dans quelques minutes ; si cela continue, prévenez le service informatique.";
+
+/// Minutes since the agent's last successful UDP connection, when recent
+/// enough to count as evidence.
+fn recent_connection_minutes(j: &Judge<'_>, path: &Path) -> Option<i64> {
+    let last = path.last_connected_ms?;
+    let age = j.snapshot.taken_at_ms.checked_sub(last)?;
+    (0..=RECENT_CONNECTION_MS)
+        .contains(&age)
+        .then_some(age / 60_000)
+}
+
+/// QUIC (UDP) reaches the relay. When it does not, says which fact was
+/// seen (the relay's name does not resolve; its host does not answer at
+/// all; its host answers over TCP but not over UDP) and only blames this
+/// computer's settings when nothing points at the service.
 pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     let snapshot = j.snapshot;
     let path = j.probe("path", &snapshot.path)?;
@@ -106,54 +128,156 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     }
     let gateway_works = j.passed("gateway.reachable");
     let dns_works = j.passed("dns.resolution");
-    let relay_host_answers = path.tcp_reachable == Some(true);
-    let evidence = |finding: Finding| {
-        finding
+    let recent = recent_connection_minutes(j, path);
+    let evidence = |mut finding: Finding| {
+        finding = finding
             .flag("path.udp_ok", false, "")
-            .text("path.udp_error", error, "")
+            .text("path.udp_error", error, "");
+        if let Some(answers) = path.tcp_reachable {
+            finding = finding.flag("path.tcp_reachable", answers, "");
+        }
+        if let Some(minutes) = recent {
+            finding = finding.number("path.last_connected_minutes_ago", minutes as f64, "");
+        }
+        finding
     };
-    if !gateway_works && !dns_works && !relay_host_answers {
-        let finding = Finding::new("path.relay_unreachable", Stage::Service, Severity::Critical)
-            .segment(Segment::Unknown)
-            .confidence(Confidence::Low)
-            .title("The support service cannot be reached", "Le service d'assistance est injoignable")
+    let since = |minutes: i64| match minutes {
+        0 => "less than a minute ago".to_owned(),
+        1 => "1 minute ago".to_owned(),
+        n => format!("{n} minutes ago"),
+    };
+
+    // The relay's name does not resolve.
+    if path.relay_resolved == Some(false) {
+        let (segment, confidence, why) = if dns_works {
+            (
+                Segment::Service,
+                Confidence::Medium,
+                "other names resolve, so the resolver works: the relay's DNS record is the likely cause (a resolver that filters this one name is not ruled out)",
+            )
+        } else {
+            (
+                Segment::Unknown,
+                Confidence::Low,
+                "DNS could not be confirmed working for other names, so a resolver problem is not ruled out",
+            )
+        };
+        let finding = Finding::new("path.relay_name_unresolved", Stage::Service, Severity::Critical)
+            .segment(segment)
+            .confidence(confidence)
+            .title(
+                "The support service's address cannot be found",
+                "L'adresse du service d'assistance est introuvable",
+            )
             .advice(
-                "Restart your internet box and the computer, then try again. If it still fails, tell IT: they will check the support service.",
-                "Redémarrez votre box internet et l'ordinateur, puis réessayez. Si cela échoue encore, prévenez le service informatique : il vérifiera le service d'assistance.",
+                "Nothing to change on this computer for now: tell IT that the support service's address cannot be found.",
+                "Rien à changer sur cet ordinateur pour l'instant : signalez au service informatique que l'adresse du service d'assistance est introuvable.",
             )
             .note(format!(
-                "No QUIC connection to {} ({error}), and neither the gateway nor DNS could be confirmed working, so a blocked UDP port, no connectivity and a relay outage cannot be told apart.",
+                "The relay name in {} did not resolve ({error}); {why}.",
                 path.relay
             ));
         return Ok(vec![evidence(finding)]);
     }
-    let confirmed: Vec<&str> = [
-        ("the relay's host answers over TCP", relay_host_answers),
-        ("the gateway answers", gateway_works),
-        ("DNS resolves", dns_works),
-    ]
-    .into_iter()
-    .filter_map(|(what, ok)| ok.then_some(what))
-    .collect();
-    let finding = Finding::new("path.udp_blocked", Stage::Configuration, Severity::Critical)
+
+    // The relay's host answers over TCP, but QUIC gets nothing: either UDP
+    // is blocked on the way, or the relay service is down on a running host.
+    if path.tcp_reachable == Some(true) {
+        if let Some(minutes) = recent {
+            let finding = Finding::new("path.relay_not_answering", Stage::Service, Severity::Critical)
+                .confidence(Confidence::Medium)
+                .title(
+                    "The support service is not answering",
+                    "Le service d'assistance ne répond pas",
+                )
+                .advice(SERVICE_ADVICE_EN, SERVICE_ADVICE_FR)
+                .note(format!(
+                    "No QUIC connection to {} ({error}), although its host answers over TCP and this agent last connected to the relay over UDP {}: the relay service is most likely down or restarting. A UDP block that appeared since (another network, a new firewall rule) cannot be ruled out from one device; if other devices connect, look here.",
+                    path.relay,
+                    since(minutes)
+                ));
+            return Ok(vec![evidence(finding)]);
+        }
+        let confirmed: Vec<&str> = [
+            ("the gateway answers", gateway_works),
+            ("DNS resolves", dns_works),
+        ]
+        .into_iter()
+        .filter_map(|(what, ok)| ok.then_some(what))
+        .collect();
+        let finding = Finding::new("path.udp_blocked", Stage::Configuration, Severity::Critical)
+            .title(
+                "The connection to the support service is blocked, or the service is down",
+                "La connexion au service d'assistance est bloquée, ou le service est arrêté",
+            )
+            .advice(
+                "If you are on a hotel, public or company network, or connected to a VPN, try again from your home network without the VPN. If it fails there too, tell IT: the support service may be down.",
+                "Si vous êtes sur le réseau d'un hôtel, un Wi‑Fi public ou un réseau d'entreprise, ou connecté à un VPN, réessayez depuis votre réseau personnel sans VPN. Si cela échoue aussi, prévenez le service informatique : le service d'assistance est peut-être arrêté.",
+            )
+            .note(format!(
+                "No QUIC (UDP) connection to {} ({error}) although the relay's host answers over TCP{}{}: either UDP is blocked on the way (firewall, VPN, network) or the relay service is down on a running host. One device cannot tell these apart, and this agent has no recent UDP connection to the relay to compare with; if every device reports it, check the relay.",
+                path.relay,
+                if confirmed.is_empty() { "" } else { " and " },
+                confirmed.join(" and ")
+            ))
+            .confidence(if gateway_works && dns_works {
+                Confidence::Medium
+            } else {
+                Confidence::Low
+            });
+        return Ok(vec![evidence(finding)]);
+    }
+
+    // The relay's host does not answer at all (or it was not asked).
+    let network_works = gateway_works || dns_works;
+    let (segment, confidence, why) = match (recent, network_works) {
+        (Some(minutes), true) => (
+            Segment::Service,
+            Confidence::Medium,
+            format!(
+                "the local network works and this agent connected to the relay over UDP {}, so the relay's host is most likely down or unreachable from the internet; a filter dropping all traffic to it from this network is not ruled out",
+                since(minutes)
+            ),
+        ),
+        (_, true) => (
+            Segment::Unknown,
+            Confidence::Low,
+            "the local network works, but a host that is down, an outage on the way and a filter dropping all traffic to it look the same from one device".to_owned(),
+        ),
+        (_, false) => (
+            Segment::Unknown,
+            Confidence::Low,
+            "neither the gateway nor DNS could be confirmed working, so no connectivity, a filter and a relay outage cannot be told apart".to_owned(),
+        ),
+    };
+    let finding = Finding::new("path.relay_unreachable", Stage::Service, Severity::Critical)
+        .segment(segment)
+        .confidence(confidence)
         .title(
-            "A firewall or the network blocks the connection to the support service",
-            "Un pare-feu ou le réseau bloque la connexion au service d'assistance",
+            "The support service cannot be reached",
+            "Le service d'assistance est injoignable",
         )
         .advice(
-            "A firewall, antivirus, VPN or the network you are on (hotel, public Wi‑Fi, some company networks) blocks the connection the support tool needs. Try from your home network without VPN, or ask IT to allow it.",
-            "Un pare-feu, un antivirus, un VPN ou le réseau utilisé (hôtel, Wi‑Fi public, certains réseaux d'entreprise) bloque la connexion dont l'outil d'assistance a besoin. Essayez depuis votre réseau personnel sans VPN, ou demandez au service informatique de l'autoriser.",
+            if segment == Segment::Service {
+                SERVICE_ADVICE_EN
+            } else {
+                "Check that other websites open. If they do, nothing needs changing on this computer: tell IT that the support service cannot be reached. If they do not, restart your internet box."
+            },
+            if segment == Segment::Service {
+                SERVICE_ADVICE_FR
+            } else {
+                "Vérifiez que d'autres sites internet s'ouvrent. Si oui, rien à changer sur cet ordinateur : signalez au service informatique que le service d'assistance est injoignable. Sinon, redémarrez votre box internet."
+            },
         )
         .note(format!(
-            "No QUIC (UDP) connection to {} ({error}) although {}: a firewall or network blocks UDP, so QUIC cannot work. A relay outage looks the same from one device; if every device reports it, check the relay.",
+            "No QUIC connection to {} ({error}) and its host {} over TCP; {why}.",
             path.relay,
-            confirmed.join(" and ")
-        ))
-        .confidence(if relay_host_answers || (gateway_works && dns_works) {
-            Confidence::High
-        } else {
-            Confidence::Medium
-        });
+            if path.tcp_reachable == Some(false) {
+                "does not answer"
+            } else {
+                "was not tested"
+            }
+        ));
     Ok(vec![evidence(finding)])
 }
 

@@ -375,7 +375,31 @@ fn boundaries() -> Vec<Boundary> {
             Configuration,
             Critical,
             |_| {},
-            fail_udp,
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(true);
+            },
+        ),
+        b(
+            "path.relay_not_answering",
+            Service,
+            Critical,
+            |s| path(s).last_connected_ms = Some(s.taken_at_ms - 60_000),
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(true);
+                path(s).last_connected_ms = Some(s.taken_at_ms - 60_000);
+            },
+        ),
+        b(
+            "path.relay_name_unresolved",
+            Service,
+            Critical,
+            |_| {},
+            |s| {
+                fail_udp(s);
+                path(s).relay_resolved = Some(false);
+            },
         ),
         // ----- ISP
         b(
@@ -884,22 +908,85 @@ fn precedence_follows_the_path() {
             High,
         ),
         (
-            "UDP blocked while DNS and the router work: configuration",
-            fail_udp,
+            "host answers over TCP, UDP gets nothing, DNS and the router work, no earlier connection: blocked or down, not sure",
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(true);
+            },
             Some(Configuration),
             "path.udp_blocked",
             Configuration,
-            High,
+            Medium,
         ),
         (
-            "UDP blocked, DNS works, router unmeasurable: configuration, less sure",
+            "host answers over TCP, DNS works, router unmeasurable: blocked or down, less sure",
             |s| {
                 fail_udp(s);
+                path(s).tcp_reachable = Some(true);
                 s.gateway = Probe::unknown("ICMP not permitted");
             },
             Some(Configuration),
             "path.udp_blocked",
             Configuration,
+            Low,
+        ),
+        (
+            "host answers over TCP and UDP worked 20 minutes ago: the service is down, not the settings",
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(true);
+                path(s).last_connected_ms = Some(s.taken_at_ms - 20 * 60_000);
+            },
+            Some(Service),
+            "path.relay_not_answering",
+            Service,
+            Medium,
+        ),
+        (
+            "an old connection proves nothing: blocked or down",
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(true);
+                path(s).last_connected_ms = Some(s.taken_at_ms - 3 * 24 * 3_600_000);
+            },
+            Some(Configuration),
+            "path.udp_blocked",
+            Configuration,
+            Medium,
+        ),
+        (
+            "host silent, network works, UDP worked recently: the service's host",
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(false);
+                path(s).last_connected_ms = Some(s.taken_at_ms - 60_000);
+            },
+            Some(Service),
+            "path.relay_unreachable",
+            Service,
+            Medium,
+        ),
+        (
+            "host silent, network works, no earlier connection: unattributed",
+            |s| {
+                fail_udp(s);
+                path(s).tcp_reachable = Some(false);
+            },
+            Some(Unknown),
+            "path.relay_unreachable",
+            Unknown,
+            Low,
+        ),
+        (
+            "the relay's name alone does not resolve: the service's address",
+            |s| {
+                fail_udp(s);
+                path(s).relay_resolved = Some(false);
+                path(s).udp_error = Some("cannot resolve relay.example".to_owned());
+            },
+            Some(Service),
+            "path.relay_name_unresolved",
+            Service,
             Medium,
         ),
         (
@@ -915,7 +1002,7 @@ fn precedence_follows_the_path() {
             Low,
         ),
         (
-            "UDP gets nothing but the relay's host answers over TCP: UDP blocked, sure",
+            "UDP gets nothing but the relay's host answers over TCP, nothing else known: blocked or down, unsure",
             |s| {
                 fail_udp(s);
                 s.gateway = Probe::unknown("ICMP not permitted");
@@ -927,7 +1014,7 @@ fn precedence_follows_the_path() {
             Some(Configuration),
             "path.udp_blocked",
             Configuration,
-            High,
+            Low,
         ),
         (
             "disk full, everything else clean: device",
@@ -1518,4 +1605,26 @@ fn a_dns_server_answering_directly_puts_the_blame_on_the_local_resolver() {
     );
     assert!(failing.technician_note.contains("192.0.2.53"));
     assert_eq!(failing.confidence, Confidence::High);
+}
+
+/// A busy-CPU note must not claim there is no pressure figure when the
+/// snapshot (and the report) has one.
+#[test]
+fn the_busy_cpu_note_matches_what_the_pressure_probe_reported() {
+    let measured = judged(&healthy().with(|s| {
+        device(s).cpu.usage_percent = Some(99.0);
+        pressure(s).cpu_some_avg60 = Some(3.0);
+    }));
+    let note = &measured.finding("device.cpu_busy").unwrap().technician_note;
+    assert!(!note.contains("no PSI"), "{note}");
+    assert!(
+        note.contains("CPU pressure (PSI some avg60) was 3 %"),
+        "{note}"
+    );
+    let absent = judged(&healthy().with(|s| {
+        device(s).cpu.usage_percent = Some(99.0);
+        device(s).pressure = Probe::not_applicable("no PSI on this OS");
+    }));
+    let note = &absent.finding("device.cpu_busy").unwrap().technician_note;
+    assert!(note.contains("reports no pressure figures"), "{note}");
 }

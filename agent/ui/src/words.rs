@@ -1,0 +1,105 @@
+//! Every sentence the consent dialog and the session indicator show, in
+//! English and French, chosen from the locale (`LC_ALL`, `LC_MESSAGES`,
+//! `LANG`, POSIX precedence). French uses French typography: a no-break
+//! space before `:` and a narrow no-break space before `;`, `?` and `!`.
+//!
+//! One term per concept: the technician *offers* help ("proposition" in
+//! French), the employee *accepts* or *declines* it, a running session is
+//! *stopped*.
+
+use deskside_protocol::session::EndedBy;
+
+/// Languages the windows speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UiLang {
+    /// English.
+    #[default]
+    En,
+    /// French.
+    Fr,
+}
+
+impl UiLang {
+    /// From the locale variables read through `env`: the first of
+    /// `LC_ALL`, `LC_MESSAGES`, `LANG` that is set and not empty; French for
+    /// `fr…`, English otherwise.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+        let chosen = ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .into_iter()
+            .filter_map(&env)
+            .map(|value| value.trim().to_owned())
+            .find(|value| !value.is_empty());
+        match chosen {
+            Some(value) if value.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("fr")) => {
+                UiLang::Fr
+            }
+            _ => UiLang::En,
+        }
+    }
+
+    /// From this process's locale.
+    pub fn current() -> Self {
+        Self::from_env(|name| std::env::var(name).ok())
+    }
+
+    /// `en` or `fr`.
+    pub(crate) fn t<'a>(self, en: &'a str, fr: &'a str) -> &'a str {
+        match self {
+            UiLang::En => en,
+            UiLang::Fr => fr,
+        }
+    }
+}
+
+/// `: ` with the no-break space French wants before the colon.
+pub(crate) fn colon(lang: UiLang) -> &'static str {
+    lang.t(":", "\u{a0}:")
+}
+
+/// Plain-language "who ended it" for the employee.
+pub(crate) fn ended(lang: UiLang, by: EndedBy) -> &'static str {
+    match (by, lang) {
+        (EndedBy::Technician, UiLang::En) => "The technician ended the session.",
+        (EndedBy::Technician, UiLang::Fr) => "Le technicien a mis fin à la session.",
+        (EndedBy::Employee, UiLang::En) => "You ended the session.",
+        (EndedBy::Employee, UiLang::Fr) => "Vous avez arrêté la session.",
+        (EndedBy::Expired, UiLang::En) => "The session's time ran out.",
+        (EndedBy::Expired, UiLang::Fr) => "La durée de la session est écoulée.",
+        (EndedBy::ConnectionLost, UiLang::En) => "The connection was lost; the session is over.",
+        (EndedBy::ConnectionLost, UiLang::Fr) => {
+            "La connexion a été perdue\u{202f}; la session est terminée."
+        }
+        (_, UiLang::En) => "The session is over.",
+        (_, UiLang::Fr) => "La session est terminée.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_locale_picks_the_language() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            UiLang::from_env(env(&[("LANG", "fr_FR.UTF-8")])),
+            UiLang::Fr
+        );
+        assert_eq!(
+            UiLang::from_env(env(&[("LC_ALL", "C"), ("LANG", "fr_FR.UTF-8")])),
+            UiLang::En
+        );
+        assert_eq!(
+            UiLang::from_env(env(&[("LC_ALL", ""), ("LANG", "fr")])),
+            UiLang::Fr
+        );
+        assert_eq!(UiLang::from_env(env(&[])), UiLang::En);
+    }
+}
