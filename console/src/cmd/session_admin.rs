@@ -67,9 +67,10 @@ pub async fn run(command: SessionAdminCommand, ctx: &mut Context<'_>) -> anyhow:
     }
 }
 
-/// How session ids are shown: 16 hex digits, as in the audit log.
+/// How session ids are shown: 16 hex digits, as in the audit log (the one
+/// formatter in `deskside_protocol::session`).
 fn session_text(id: u64) -> String {
-    format!("{id:016x}")
+    deskside_protocol::session::session_id_text(id)
 }
 
 /// The JSON record of an open session.
