@@ -410,7 +410,7 @@ fn write_config(dir: &Path, cert: &Path, key: &Path, data: &Path) -> std::path::
             data, cert, key
         ),
     )
-    .unwrap();
+    .expect("write relay.toml");
     path
 }
 
