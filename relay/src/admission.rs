@@ -661,7 +661,11 @@ mod tests {
     fn failed_authentications_are_rate_limited_per_source() {
         let start = Instant::now();
         let mut admission = Admission::new(limits());
-        assert_eq!(admission.poll_summary(start), None, "starts the log interval");
+        assert_eq!(
+            admission.poll_summary(start),
+            None,
+            "starts the log interval"
+        );
         let bad = ip("10.0.0.66");
         for _ in 0..3 {
             assert_eq!(

@@ -422,3 +422,41 @@ fn the_packaged_unit_caps_memory_well_above_what_unauthenticated_peers_can_hold(
         "unauthenticated peers may hold {worst} bytes: the relay's own limits must keep it well below MemoryHigh ({high})"
     );
 }
+
+#[test]
+fn the_console_says_why_a_failing_address_is_refused_and_what_to_do() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let console = world.console("tech");
+    for _ in 0..defaults().auth_failure_burst {
+        console
+            .login(&relay, "dsk_not-a-real-token")
+            .fails_with(1, "not accepted");
+    }
+    // The relay counts a failure once the refusal was delivered (or after
+    // 2 s); its debug line says when.
+    let burst = defaults().auth_failure_burst as usize;
+    wait_for(
+        "the failures to be counted",
+        Duration::from_secs(20),
+        || {
+            let log = relay.proc.log();
+            let counted = log
+                .lines()
+                .filter(|line| line.contains("refused: the technician token was not accepted"))
+                .count();
+            (counted >= burst).then_some(())
+        },
+    );
+    // The real console, from the same address, is now refused before the
+    // handshake, and says so.
+    console
+        .login(&relay, "dsk_not-a-real-token")
+        .fails_with(1, "refused the connection");
+    let run = console.login(&relay, &relay.admin_token);
+    assert!(
+        run.stderr.contains("wait a minute and try again"),
+        "{}",
+        run.stderr
+    );
+}

@@ -44,6 +44,10 @@ pub enum ConnectError {
     /// Nothing answered in time (relay down, wrong port, or UDP blocked).
     #[error("no answer from the relay at {0} within 10 s: is it running, is the port right, and does the network allow UDP?")]
     Timeout(String),
+    /// The relay refused the connection before its handshake (its limits
+    /// on connections that have not authenticated yet).
+    #[error("the relay at {0} refused the connection: it is busy, or this address failed to log in or enroll too often; wait a minute and try again, and if it keeps happening check the token or login string")]
+    Refused(String),
     /// The QUIC connection failed for another reason.
     #[error("connection to the relay at {addr} failed: {source}")]
     Quic {
@@ -185,6 +189,11 @@ pub async fn connect(
             }
             if matches!(source, quinn::ConnectionError::TimedOut) {
                 return Err(ConnectError::Timeout(relay));
+            }
+            if matches!(&source, quinn::ConnectionError::ConnectionClosed(close)
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED)
+            {
+                return Err(ConnectError::Refused(relay));
             }
             return Err(ConnectError::Quic {
                 addr: relay,
