@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod diag;
+pub mod enroll_pending;
 pub mod link;
 pub mod org_trust;
 pub mod service;

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
-use crate::state::{Enrollment, LinkState, StateDir, StateError, Status, AGENT_CERT_NAME};
+use crate::state::{Enrollment, LinkState, StateDir, StateError, Status};
 
 /// Keep-alive interval. NATs drop idle UDP mappings after ~30 s; 4 s also
 /// lets the relay see a vanished device within its 12 s idle timeout.
@@ -142,7 +142,7 @@ pub async fn enroll(
     token_text: &str,
     force: bool,
 ) -> Result<Enrollment, LinkError> {
-    let (token, org_key) = deskside_protocol::certificate::decode_enroll_token(token_text)?;
+    let (token, certified) = deskside_protocol::certificate::decode_enroll_token(token_text)?;
     if state.is_enrolled() && !force {
         let current = state.enrollment()?;
         return Err(LinkError::AlreadyEnrolled {
@@ -154,6 +154,7 @@ pub async fn enroll(
     // crash presents the same key and the relay answers with the same
     // device instead of spending another use.
     let identity = crate::enroll_pending::key_for(state, &token.secret)?;
+    let trust = trust_from_token(certified.as_ref(), &identity)?;
     let addr = resolve(&token.relay).await?;
     let endpoint = client_endpoint(addr)?;
     let outcome = register(&endpoint, &token, identity.clone(), device_info()).await;
@@ -174,11 +175,39 @@ pub async fn enroll(
     }
     state.save_enrollment(&identity, &enrollment)?;
     crate::enroll_pending::clear(state);
-    crate::org_trust::save(state.root(), org_key)?;
-    if let Some(key) = org_key {
-        tracing::info!(org_key = %key, "session keys must be certified by the organisation key");
+    crate::org_trust::save(state.root(), &trust)?;
+    if let Some(key) = trust.org_key {
+        tracing::info!(org_key = %key, bound = trust.binding.is_some(), "session keys must be certified by the organisation key");
     }
     Ok(enrollment)
+}
+
+/// What a `dse2_` token makes this device trust, and the binding of the
+/// device key signed with the token key (the token key itself is never
+/// stored).
+fn trust_from_token(
+    certified: Option<&deskside_protocol::certificate::CertifiedEnrollToken>,
+    identity: &Identity,
+) -> Result<crate::org_trust::Trust, LinkError> {
+    let Some(certified) = certified else {
+        return Ok(crate::org_trust::Trust::default());
+    };
+    let binding = match &certified.binding {
+        Some(binding) => {
+            let token_key = deskside_net::orgkey::SeedKey::from_seed(&binding.seed)
+                .map_err(|_| TokenError::Damaged("enrollment token"))?;
+            Some(
+                token_key
+                    .bind_device(&binding.certificate, identity.key_fingerprint()?)
+                    .encode(),
+            )
+        }
+        None => None,
+    };
+    Ok(crate::org_trust::Trust {
+        org_key: Some(certified.org_key),
+        binding,
+    })
 }
 
 /// The network half of enrollment: registers `identity`'s public key with
@@ -495,8 +524,8 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         ),
     }
     // Read once at start: only a new enrollment changes it.
-    let org_key = crate::org_trust::load(state.root())?;
-    let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), org_key, hub);
+    let trust = crate::org_trust::load_trust(state.root())?;
+    let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), trust, hub);
     let mut sessions = SessionLink { host, outbox };
     let outcome = stay_attached(
         &endpoint,

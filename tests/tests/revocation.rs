@@ -391,3 +391,36 @@ fn groups_show_names_are_unique_and_the_last_admin_stays() {
     let tokens = admin.run(&["tokens", "list", "--json"]).ok().json_lines();
     assert_eq!(tokens[0]["status"], "active");
 }
+
+#[test]
+fn an_agent_that_dies_before_saving_its_enrollment_retries_as_the_same_device() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let token = admin.enroll_token(1, "1h");
+    let agent = world.agent("laptop");
+    // The relay accepts, then saving the key fails (a directory is in the
+    // way): the same as dying between the answer and the files.
+    std::fs::create_dir_all(agent.key_path().join("in-the-way")).unwrap();
+    std::fs::set_permissions(&agent.state_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let failed = agent.run(&["enroll", &token]);
+    assert_ne!(
+        failed.code, 0,
+        "saving should have failed: {}",
+        failed.stdout
+    );
+    let enrolled = admin.devices();
+    assert_eq!(
+        enrolled.len(),
+        1,
+        "the relay recorded the device: {enrolled:?}"
+    );
+    std::fs::remove_dir_all(agent.key_path()).unwrap();
+    // The single-use token is spent, yet the retry gets the same device.
+    let device = agent.enroll(&token);
+    assert_eq!(enrolled[0]["id"], device.as_str());
+    assert_eq!(admin.devices().len(), 1);
+    assert!(!agent.state_dir.join("enroll-pending.json").exists());
+}

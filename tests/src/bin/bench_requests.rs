@@ -37,6 +37,9 @@ struct Args {
     rounds: usize,
 }
 
+/// Builds the i-th request of a round.
+type RequestMaker<'a> = Box<dyn Fn(usize) -> ConsoleRequest + 'a>;
+
 async fn enroll_devices(
     relay: &str,
     fingerprint: deskside_protocol::Fingerprint,
@@ -124,7 +127,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         ConsoleResponse::Devices(devices) => devices.iter().map(|d| d.id.to_string()).collect(),
         other => bail!("unexpected {other:?}"),
     };
-    let kinds: [(&str, Box<dyn Fn(usize) -> ConsoleRequest>); 2] = [
+    let kinds: [(&str, RequestMaker); 2] = [
         (
             "ShowDevice (by id)",
             Box::new(|i| ConsoleRequest::ShowDevice {
