@@ -424,3 +424,52 @@ fn an_agent_that_dies_before_saving_its_enrollment_retries_as_the_same_device() 
     assert_eq!(admin.devices().len(), 1);
     assert!(!agent.state_dir.join("enroll-pending.json").exists());
 }
+
+#[test]
+fn a_console_waiting_on_the_relay_prints_why_its_access_ended() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let ted = token(&admin, "ted", "technician", &[]);
+    let console = world.console("ted");
+    console.login(&relay, &ted).ok();
+    runtime().block_on(async {
+        // An attached agent that never answers: `deskside diag` waits.
+        let mut parties = parties(&relay.addr, fingerprint(&relay), &ted).await;
+        let mut waiting = std::process::Command::new(deskside_tests::bin("deskside"))
+            .arg("--profile")
+            .arg(&console.profile)
+            .args(["diag", &parties.device])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The relay asked the agent: the console's request is in flight.
+        let asked = parties.agent.agent_message().await;
+        assert!(
+            format!("{asked:?}").contains("CollectDiagnostics"),
+            "{asked:?}"
+        );
+        admin.run(&["tokens", "revoke", "ted"]).ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = waiting.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the console still waits 10 s after the revocation"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let output = waiting.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("your technician token was revoked"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("deskside login"), "{stderr}");
+    });
+}
