@@ -217,6 +217,27 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<RelayConfig> {
     )
 }
 
+/// A start that failed after creating the organisation never showed its
+/// admin login: say how to get one once the problem is fixed.
+fn with_recovery_hint(
+    error: anyhow::Error,
+    data_dir: &std::path::Path,
+    started: std::time::SystemTime,
+) -> anyhow::Error {
+    let token_file = data_dir.join(deskside_relay::server::ADMIN_TOKEN_FILE);
+    let created_now = std::fs::metadata(&token_file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified >= started);
+    if created_now {
+        error.context(format!(
+            "this first start created the organisation and its admin token ({}) before failing (the cause follows); once it starts, run `deskside-relay admin-token --new` with the same options for a ready-made `deskside login` string",
+            token_file.display()
+        ))
+    } else {
+        error
+    }
+}
+
 fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
     debug_assert!(args.new, "clap requires --new");
     let config = resolve_config(&args.relay)?;
@@ -254,7 +275,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.audit_anchor_interval = interval;
     }
     let data_dir = config.data_dir.clone();
-    let relay = Relay::spawn(config).await?;
+    let started = std::time::SystemTime::now();
+    let relay = match Relay::spawn(config).await {
+        Ok(relay) => relay,
+        Err(error) => return Err(with_recovery_hint(error, &data_dir, started)),
+    };
     let local = relay
         .local_addr()
         .context("cannot read the bound address")?;

@@ -629,3 +629,61 @@ fn every_binary_help_names_what_it_does_today() {
         );
     }
 }
+
+#[test]
+fn a_first_start_that_fails_after_creating_the_admin_token_says_how_to_recover() {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut world = World::new();
+    let data = world.path("relay-data");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .unwrap();
+    // Something only the start itself trips on, after the organisation and
+    // its admin token exist: the certificate's place is taken.
+    std::fs::create_dir(data.join("relay-cert.pem")).unwrap();
+    let data_arg = data.to_str().unwrap().to_owned();
+    let failed = run(
+        "deskside-relay",
+        &[
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_arg,
+        ],
+    )
+    .fails_with(1, "deskside-relay admin-token --new");
+    assert!(
+        failed.stderr.contains("relay-cert.pem"),
+        "{}",
+        failed.stderr
+    );
+    assert!(data.join("admin-token").exists());
+
+    std::fs::remove_dir(data.join("relay-cert.pem")).unwrap();
+    let relay = world.relay(None);
+    let out = run(
+        "deskside-relay",
+        &[
+            "admin-token",
+            "--new",
+            "--dev",
+            "--data-dir",
+            &data_arg,
+            "--listen",
+            &relay.addr,
+        ],
+    )
+    .ok();
+    let login = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("dsl1_"))
+        .unwrap_or_else(|| panic!("no login string in {}", out.stdout))
+        .to_owned();
+    let admin = world.console("admin");
+    admin.run(&["login", &login]).ok();
+    admin.run(&["tokens", "list"]).ok();
+}
