@@ -452,3 +452,56 @@ fn a_console_that_dies_while_the_dialog_is_open_withdraws_the_request() {
         "{audit:#?}"
     );
 }
+
+#[test]
+fn a_viewer_that_fails_after_consent_exits_non_zero_with_the_reason() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    // A display is named, so the console asks, but no X server answers
+    // there: the window fails once the session has started.
+    let mut command = std::process::Command::new(deskside_tests::bin("deskside"));
+    command
+        .arg("--profile")
+        .arg(&stage.console.profile)
+        .args([
+            "--json",
+            "session",
+            &stage.device,
+            "--reason",
+            "broken screen",
+        ])
+        .env("DISPLAY", ":987")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdin(std::process::Stdio::null());
+    let (mut session, stdout) = stage.world.spawn("console-no-x", command);
+    let out = deskside_tests::x11::Lines::new(stdout);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    stage.answer_consent(true);
+    let status = session
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("the console went on without a window: {}", session.log()));
+    assert_eq!(status.code(), Some(1), "{}", session.log());
+    assert!(
+        session.log().contains("viewer window"),
+        "says why: {}",
+        session.log()
+    );
+    let after = out.drain();
+    assert!(
+        after.iter().any(|v| v["state"] == "started"),
+        "the window failed after the consent, not before: {after:?}"
+    );
+    // The session did not run on without anyone watching.
+    wait_for("the session's end row", Duration::from_secs(20), || {
+        stage
+            .audit()
+            .iter()
+            .any(|row| row["action"] == "session.end")
+            .then_some(())
+    });
+}

@@ -50,6 +50,11 @@ pub struct SessionArgs {
     /// Ask only to see the screen, not to control it.
     #[arg(long)]
     pub view_only: bool,
+    /// Go on with a device whose key is not bound to the organisation key
+    /// (enrolled with an older token): then only comparing the verification
+    /// code with the employee shows it is the real device.
+    #[arg(long)]
+    pub allow_unbound_device: bool,
     /// Show this monitor of the device first (0 is the first; the viewer's
     /// toolbar switches later). The device's primary monitor by default.
     #[arg(long, value_name = "INDEX")]
@@ -209,6 +214,30 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
             bail!("cancelled with Ctrl-C before the employee was asked; the request is withdrawn");
         }
     };
+    // The handshake proved the device key the relay named; with an
+    // organisation key, that key must also be bound to it (a relay posing
+    // as the device cannot show a binding of its own key).
+    match crate::org_key::check_device(
+        &ctx.profile_path,
+        &conn.connection,
+        opened.device_key,
+        args.allow_unbound_device,
+    )
+    .await
+    {
+        Ok(check) => tracing::info!(?check, "device key checked"),
+        Err(e) => {
+            conn.close(close::REFUSED, b"the device key is not bound to the organisation key")
+                .await;
+            if let Some(mut client) = link.finish().await {
+                let _ = client
+                    .request(ConsoleRequest::EndSession { session_id })
+                    .await;
+                client.close().await;
+            }
+            return Err(e.context("the session was stopped before the employee was asked"));
+        }
+    }
     let code = conn.verification_code(session_id)?;
     let hostname = opened.device.hostname.clone();
     if ctx.out.is_json() {
@@ -628,7 +657,10 @@ async fn windowed(
         options.initial_size = [monitor.width as f32, monitor.height as f32];
     }
     remote.send(ViewerEvent::Monitors { monitors, selected });
-    let window = tokio::task::spawn_blocking(move || run_viewer(options, io));
+    let mut window = tokio::task::spawn_blocking(move || run_viewer(options, io));
+    // Set when the window is gone before the session ended (closed, or it
+    // failed to open): the session ends with it.
+    let mut window_gone = None;
     let mut decoder = Decoder::new()?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
@@ -712,6 +744,11 @@ async fn windowed(
                 let _ = control.send(&ConsoleToAgent::End).await;
                 break EndedBy::Technician;
             }
+            shown = &mut window, if window_gone.is_none() => {
+                window_gone = Some(shown);
+                let _ = control.send(&ConsoleToAgent::End).await;
+                break EndedBy::Technician;
+            }
         }
     };
     remote.send(ViewerEvent::Ended { by });
@@ -724,7 +761,11 @@ async fn windowed(
     }
     // A window that could not be shown ends the command with its reason
     // (exit 1), even though the session itself ended properly.
-    match window.await {
+    let shown = match window_gone {
+        Some(shown) => shown,
+        None => window.await,
+    };
+    match shown {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => bail!("the viewer window failed, so the session could not be shown: {e}"),
         Err(e) => bail!("the viewer window crashed: {e}"),
