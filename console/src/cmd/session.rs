@@ -179,8 +179,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
             reason,
         },
     };
-    let opened: SessionOpened = match client.request(request).await?
-    {
+    let opened: SessionOpened = match client.request(request).await? {
         ConsoleResponse::SessionOpened(opened) => opened,
         other => return Err(unexpected(&other)),
     };
