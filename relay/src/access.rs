@@ -16,8 +16,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use deskside_protocol::console::CLOSE_ACCESS_ENDED;
 use deskside_protocol::{Refusal, TechnicianId};
 
+use crate::presence::AgentCommand;
 use crate::server::{internal_error, now_secs, Shared};
-use crate::store::{session_text, AccessEnd, Technician};
+use crate::store::{session_text, AccessEnd, EndedSession, Technician};
 
 /// The live console connections of each technician token on this relay.
 #[derive(Debug, Default)]
@@ -140,8 +141,8 @@ pub async fn end_access(shared: &Shared, technician: TechnicianId, cause: Access
         Err(_) => Vec::new(),
     };
     for session in &sessions {
-        shared.router.end(*session);
-        tracing::info!(session = %session_text(*session), why = cause.as_str(), "session ended: its technician token stopped granting access");
+        stop(shared, session).await;
+        tracing::info!(session = %session_text(session.id), why = cause.as_str(), "session ended: its technician token stopped granting access");
     }
     if closed > 0 || !sessions.is_empty() {
         tracing::info!(
@@ -151,6 +152,23 @@ pub async fn end_access(shared: &Shared, technician: TechnicianId, cause: Access
             sessions = sessions.len(),
             "technician access ended"
         );
+    }
+}
+
+/// Stops a session the store just ended: the relay forwards nothing more
+/// for it, and an agent still showing its consent dialog closes it (a
+/// running session's agent sees its end-to-end connection time out).
+pub async fn stop(shared: &Shared, session: &EndedSession) {
+    shared.router.end(session.id);
+    if !session.consented {
+        if let Some(commands) = shared.presence.commands(session.device) {
+            let command = AgentCommand::WithdrawSession {
+                session_id: session.id,
+            };
+            if commands.send(command).await.is_err() {
+                tracing::debug!(device = %session.device, "the device went offline; its dialog closes with its connection");
+            }
+        }
     }
 }
 

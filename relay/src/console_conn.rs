@@ -462,8 +462,8 @@ async fn handle(
                     session_text(session_id)
                 ))
             })?;
-            shared.router.end(ended);
-            tracing::info!(session = %session_text(ended), "session ended by an administrator");
+            crate::access::stop(shared, &ended).await;
+            tracing::info!(session = %session_text(ended.id), "session ended by an administrator");
             Ok(ConsoleResponse::Done)
         }
         ConsoleRequest::Diagnose { device, throughput } => {

@@ -47,7 +47,7 @@ mod sessions;
 
 pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
 
-pub use access::{AccessEnd, ENDED_BY_ADMINISTRATOR};
+pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};
 pub use recovery::RecoveredAdmin;
 pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,

@@ -210,6 +210,19 @@ fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
         tech.run(&["session", "list"])
             .fails_with(1, "permission denied");
 
+        // Ending a request the employee has not answered yet closes the
+        // dialog on the device.
+        let (pending, _) = open_session(&mut parties).await;
+        admin
+            .run(&["session", "end", &format!("{:016x}", pending.session_id)])
+            .ok();
+        match parties.agent.agent_message().await {
+            RelayToAgent::SessionWithdrawn { session_id } => {
+                assert_eq!(session_id, pending.session_id)
+            }
+            other => panic!("the agent was not told: {other:?}"),
+        }
+
         // A second session, still open when tom's token is revoked.
         let (second, request) = open_session(&mut parties).await;
         answer_consent(&mut parties, &request, Some(Capabilities::VIEW)).await;

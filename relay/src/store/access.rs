@@ -53,6 +53,29 @@ impl AccessEnd {
     }
 }
 
+/// A session [`Store::end_technician_sessions`] or
+/// [`Store::end_session_as_admin`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The session id.
+    pub id: u64,
+    /// Its device (whose agent may still show the consent dialog).
+    pub device: DeviceId,
+    /// Whether the employee had granted it (it was running), or it was
+    /// still waiting for the answer.
+    pub consented: bool,
+}
+
+impl From<&OpenSession> for EndedSession {
+    fn from(session: &OpenSession) -> Self {
+        EndedSession {
+            id: session.id,
+            device: session.device,
+            consented: session.granted.is_some(),
+        }
+    }
+}
+
 /// The `by` of a session ended by an administrator's `session end`.
 pub const ENDED_BY_ADMINISTRATOR: &str = "administrator";
 
@@ -169,7 +192,7 @@ impl Store {
         cause: AccessEnd,
         actor: &str,
         now: i64,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<EndedSession>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open = open_sessions(
@@ -181,7 +204,7 @@ impl Store {
             end_open(&tx, session, cause.ended_by(), actor, now)?;
         }
         tx.commit()?;
-        Ok(open.iter().map(|session| session.id).collect())
+        Ok(open.iter().map(EndedSession::from).collect())
     }
 
     /// Ends open session `id` of `org` on an administrator's decision
@@ -193,7 +216,7 @@ impl Store {
         id: u64,
         actor: &str,
         now: i64,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<EndedSession>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open = open_sessions(&tx, "id = ?1 AND org_id = ?2", params![id as i64, org.0])?;
@@ -202,7 +225,7 @@ impl Store {
         };
         end_open(&tx, session, ENDED_BY_ADMINISTRATOR, actor, now)?;
         tx.commit()?;
-        Ok(Some(session.id))
+        Ok(Some(EndedSession::from(session)))
     }
 
     /// The organisation's open sessions, oldest first.
