@@ -444,5 +444,7 @@ fn the_wifi_identifier_key_reaches_agents_but_never_the_database() {
     assert!(
         !shown.contains(&key) && !shown.contains("identifier_key\":\""),
         "{shown}"
-    );
+    ); // Nor does any process log it.
+    secret_scan::remember(&key);
+    secret_scan::assert_no_secret_in_logs(&world.path(""));
 }
