@@ -1,6 +1,8 @@
 //! On Wayland, opening capture or input fails with a clear message and never
 //! touches a display. (Its own test binary: it changes the environment.)
 
+// The X11 backends exist on Unix only (see src/lib.rs).
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 use deskside_desktop::{CaptureError, EnigoSink, InputError, X11Capturer, WAYLAND_UNSUPPORTED};

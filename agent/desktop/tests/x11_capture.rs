@@ -1,6 +1,8 @@
 //! X11 capture against a private Xvfb: pixels, damage, MIT-SHM over memfd,
 //! the GetImage fallback and the cursor.
 
+// The X11 backends exist on Unix only (see src/lib.rs).
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 mod common;

@@ -1,6 +1,8 @@
 //! Input injection with enigo against a private Xvfb: a test window must
 //! receive the click at the mapped position and keys spelling the text.
 
+// The X11 backends exist on Unix only (see src/lib.rs).
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 mod common;

@@ -1,23 +1,4 @@
-//! `deskside-bench-capture`: how fast X11 capture runs, and what it costs.
-//!
-//! ```text
-//! cargo run --release -p deskside-desktop --bin deskside-bench-capture -- --seconds 3
-//! ```
-//!
-//! Starts a private 1920x1080 Xvfb (or uses `--display :N` with `--server-pid`
-//! unknown), then for each scenario captures monitor 0 in a tight loop for
-//! `--seconds` and prints one JSON line: captures per second, how many reported
-//! a change, and CPU time per capture in this thread (the capturer) and in the
-//! X server (which does the copy). Scenarios:
-//!
-//! - `shm-static`: MIT-SHM + XDamage, nothing drawn (the idle desktop).
-//! - `shm-changing`: MIT-SHM + XDamage while another thread repaints the whole
-//!   screen as fast as the server allows (a busy desktop).
-//! - `getimage-static` / `getimage-changing`: the fallback path (no MIT-SHM, no
-//!   XDamage) in the same two situations.
-//!
-//! CPU times come from `/proc/thread-self/stat` and `/proc/PID/stat` (10 ms
-//! ticks), so runs shorter than a second are imprecise.
+//! The X11 benchmark itself (Unix only); see the binary's documentation.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -236,7 +217,7 @@ fn scenario(
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
+pub(crate) fn main() -> std::process::ExitCode {
     let o = match parse_args() {
         Ok(o) => o,
         Err(e) => {
