@@ -267,6 +267,15 @@ fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = resolve_config(&args)?;
+    if let Some(file) = &args.audit_anchor_file {
+        let dir = file.parent().and_then(|p| p.canonicalize().ok());
+        if dir.is_some() && dir == config.data_dir.canonicalize().ok() {
+            tracing::warn!(
+                file = %file.display(),
+                "the audit anchor file is in the data directory: whoever can rewrite the database can rewrite it too; put it on another volume"
+            );
+        }
+    }
     config.audit_anchor_file = args.audit_anchor_file;
     if let Some(interval) = args.audit_anchor_interval {
         if interval < Duration::from_secs(1) {
