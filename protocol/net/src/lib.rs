@@ -10,6 +10,7 @@ pub mod docs;
 pub mod files;
 pub mod framed;
 pub mod orgkey;
+pub mod plain_udp;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;

@@ -120,7 +120,18 @@ pub fn client_endpoint(target: SocketAddr) -> Result<quinn::Endpoint, ConnectErr
     } else {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    quinn::Endpoint::client(bind).map_err(ConnectError::Socket)
+    match quinn::Endpoint::client(bind) {
+        Ok(endpoint) => Ok(endpoint),
+        // quinn-udp fails the endpoint when the network stack refuses one of
+        // its socket options (Wine 8.0 does); a plain socket still works.
+        Err(refused) => match crate::plain_udp::endpoint(bind, None) {
+            Ok(endpoint) => {
+                tracing::warn!(error = %refused, "quinn's UDP socket setup failed; using a plain UDP socket (no ECN, no path MTU discovery)");
+                Ok(endpoint)
+            }
+            Err(_) => Err(ConnectError::Socket(refused)),
+        },
+    }
 }
 
 /// What a client needs to reach the relay.
