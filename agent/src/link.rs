@@ -480,15 +480,18 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         }
     };
     let endpoint = client_endpoint(addr)?;
-    let was_connected = std::cell::Cell::new(false);
+    let connected_on = std::cell::RefCell::new(None::<Option<String>>);
     let publish = |link: LinkState, last_error: Option<String>| {
         // The last time UDP to the relay worked is evidence for `check`
         // when the relay later cannot be reached: recorded when a
-        // connection starts and when it ends.
-        let connected = link == LinkState::Connected;
-        let was = was_connected.replace(connected);
-        if connected || was {
-            state.record_connected(crate::clock::unix_secs());
+        // connection starts and when it ends, with the network it was
+        // made on (so a laptop that moved since is not misled).
+        if link == LinkState::Connected {
+            let network = crate::diag::current_network();
+            state.record_connected(crate::clock::unix_secs(), network.clone());
+            *connected_on.borrow_mut() = Some(network);
+        } else if let Some(network) = connected_on.borrow_mut().take() {
+            state.record_connected(crate::clock::unix_secs(), network);
         }
         let status = Status {
             pid: std::process::id(),

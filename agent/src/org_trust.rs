@@ -1,10 +1,13 @@
-//! The organisation key this device trusts for technicians' session keys.
+//! The organisation key this device trusts for technicians' session keys,
+//! and the binding of its own key that it shows to consoles.
 //!
 //! Learned once, at enrollment, from a `dse2_` token (never from the relay
 //! afterwards) and kept in `org-key.pub` in the state directory, owner-only
 //! like the device key: whoever can replace it can let any technician key
-//! in. A device enrolled with a `dse1_` token has no file and trusts the
-//! session keys the relay hands it, as before.
+//! in. `device-binding.bin` holds the token key's signature over the device
+//! key (see `deskside_protocol::certificate::DeviceBinding`); it is public
+//! proof, not a secret. A device enrolled with a `dse1_` token has neither
+//! and trusts the session keys the relay hands it, as before.
 
 use std::path::{Path, PathBuf};
 
@@ -15,14 +18,60 @@ use crate::state::StateError;
 
 /// The file name in the state directory.
 pub const ORG_KEY_FILE: &str = "org-key.pub";
+/// The device key binding's file name.
+pub const BINDING_FILE: &str = "device-binding.bin";
 
 fn path(root: &Path) -> PathBuf {
     root.join(ORG_KEY_FILE)
 }
 
-/// Records what enrollment learned: the key, or that there is none (a new
-/// enrollment with a `dse1_` token removes an older key).
-pub fn save(root: &Path, key: Option<OrgKey>) -> Result<(), StateError> {
+/// What the device trusts and shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The organisation key session keys must be certified by.
+    pub org_key: Option<OrgKey>,
+    /// The encoded binding of the device key, shown to certified consoles.
+    pub binding: Option<Vec<u8>>,
+}
+
+/// Records what enrollment learned (a new enrollment with a `dse1_` token
+/// removes what an older one left).
+pub fn save(root: &Path, trust: &Trust) -> Result<(), StateError> {
+    save_key(root, trust.org_key)?;
+    let binding = root.join(BINDING_FILE);
+    match &trust.binding {
+        Some(bytes) => write_private(&binding, bytes)?,
+        None => remove(binding)?,
+    }
+    Ok(())
+}
+
+/// Loads what enrollment recorded.
+pub fn load_trust(root: &Path) -> Result<Trust, StateError> {
+    let binding_path = root.join(BINDING_FILE);
+    let binding = if binding_path.exists() {
+        Some(read_private(&binding_path)?)
+    } else {
+        None
+    };
+    Ok(Trust {
+        org_key: load(root)?,
+        binding,
+    })
+}
+
+fn remove(path: PathBuf) -> Result<(), StateError> {
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StateError::Damaged {
+            path,
+            reason: format!("cannot remove it: {e}"),
+        }),
+    }
+}
+
+fn save_key(root: &Path, key: Option<OrgKey>) -> Result<(), StateError> {
     let path = path(root);
     match key {
         Some(key) => write_private(&path, format!("{key}\n").as_bytes())?,
@@ -64,11 +113,15 @@ mod tests {
     #[test]
     fn the_key_round_trips_and_a_plain_enrollment_removes_it() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()).unwrap(), None);
-        save(dir.path(), Some(OrgKey([7; 32]))).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), Some(OrgKey([7; 32])));
-        save(dir.path(), None).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), None);
+        assert_eq!(load_trust(dir.path()).unwrap(), Trust::default());
+        let trust = Trust {
+            org_key: Some(OrgKey([7; 32])),
+            binding: Some(vec![1, 2, 3]),
+        };
+        save(dir.path(), &trust).unwrap();
+        assert_eq!(load_trust(dir.path()).unwrap(), trust);
+        save(dir.path(), &Trust::default()).unwrap();
+        assert_eq!(load_trust(dir.path()).unwrap(), Trust::default());
         std::fs::write(path(dir.path()), "garbage").unwrap();
         let mut perms = std::fs::metadata(path(dir.path())).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);

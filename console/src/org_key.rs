@@ -6,6 +6,9 @@
 //!   only in administrators' profiles; made by `deskside org-key init`.
 //! - `….session-key.pem`: the console's session key (made on first use, or
 //!   taken from a `dsl2_` login string).
+//! - `….delegate-key` and `….delegation.bin`: an Ed25519 delegate key (its
+//!   seed, 0600) and the organisation key's certificate of it; the console
+//!   binds the devices enrolled with its tokens with it.
 //! - `….session-cert.bin`: the organisation's certificate of that session
 //!   key, which it presents to the relay before
 //!   opening sessions; it also tells the console the organisation's public
@@ -18,13 +21,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use deskside_net::files::{read_private, write_private};
-use deskside_net::orgkey::OrgSigningKey;
+use deskside_net::orgkey::{check_device_binding, OrgSigningKey, SeedKey};
 use deskside_net::Identity;
 use deskside_protocol::certificate::{
-    CertifiedEnrollToken, CertifiedLoginString, OrgKey, SessionKeyCertificate,
+    CertifiedEnrollToken, CertifiedLoginString, DelegationCertificate, OrgKey,
+    SessionKeyCertificate, TokenBinding,
 };
 use deskside_protocol::console::{IssuedEnrollToken, IssuedTechnicianToken};
 use deskside_protocol::token::{EnrollToken, LoginString};
+use deskside_protocol::Fingerprint;
 
 /// Subject name of console session keys.
 pub const SESSION_CERT_NAME: &str = "deskside-console";
@@ -51,6 +56,44 @@ pub fn session_key_path(profile: &Path) -> PathBuf {
 /// The session key certificate's file, next to `profile`.
 pub fn certificate_path(profile: &Path) -> PathBuf {
     beside(profile, "session-cert.bin")
+}
+
+/// The delegate key's seed file, next to `profile`.
+pub fn delegate_key_path(profile: &Path) -> PathBuf {
+    beside(profile, "delegate-key")
+}
+
+/// The delegate key's certificate file, next to `profile`.
+pub fn delegation_path(profile: &Path) -> PathBuf {
+    beside(profile, "delegation.bin")
+}
+
+/// The delegate key and its certificate, if this profile holds them.
+pub fn delegate(profile: &Path) -> anyhow::Result<Option<(SeedKey, DelegationCertificate)>> {
+    let (key_path, cert_path) = (delegate_key_path(profile), delegation_path(profile));
+    if !key_path.exists() || !cert_path.exists() {
+        return Ok(None);
+    }
+    let damaged = || {
+        format!(
+            "{} or {} is damaged; log in again with a dsl2_ login string from an administrator",
+            key_path.display(),
+            cert_path.display()
+        )
+    };
+    let key = SeedKey::from_seed(&read_private(&key_path)?).with_context(damaged)?;
+    let delegation =
+        DelegationCertificate::decode(&read_private(&cert_path)?).with_context(damaged)?;
+    if delegation.claim.delegate_key != key.public() {
+        anyhow::bail!(damaged());
+    }
+    Ok(Some((key, delegation)))
+}
+
+fn save_delegate(profile: &Path, seed: &[u8], delegation: &[u8]) -> anyhow::Result<()> {
+    write_private(&delegate_key_path(profile), seed)?;
+    write_private(&delegation_path(profile), delegation)?;
+    Ok(())
 }
 
 /// The organisation signing key, if this profile holds one.
@@ -148,6 +191,13 @@ pub fn certify_own_session_key(
         u64::try_from(now).unwrap_or(0),
     );
     write_private(&certificate_path(profile), &certificate.encode())?;
+    let delegate = SeedKey::generate()?;
+    let delegation = key.delegate(
+        delegate.public(),
+        technician,
+        u64::try_from(now).unwrap_or(0),
+    );
+    save_delegate(profile, delegate.seed(), &delegation.encode())?;
     Ok(certificate)
 }
 
@@ -170,10 +220,18 @@ pub fn certify_issued_token(
         &issued.info.name,
         u64::try_from(now).unwrap_or(0),
     );
+    let delegate = SeedKey::generate()?;
+    let delegation = key.delegate(
+        delegate.public(),
+        &issued.info.name,
+        u64::try_from(now).unwrap_or(0),
+    );
     issued.login = CertifiedLoginString {
         login,
         session_key: session.key_pem().into_bytes(),
         certificate: certificate.encode(),
+        delegate_seed: delegate.seed().to_vec(),
+        delegation: delegation.encode(),
     }
     .encode();
     Ok(true)
@@ -184,14 +242,94 @@ pub fn certify_issued_token(
 pub fn add_to_enroll_token(
     profile: &Path,
     issued: &mut IssuedEnrollToken,
+    now: i64,
 ) -> anyhow::Result<Option<OrgKey>> {
     let Some(org_key) = known_org_key(profile)? else {
         return Ok(None);
     };
     let token = EnrollToken::decode(&issued.token)
         .context("the relay sent a damaged enrollment token; upgrade the relay")?;
-    issued.token = CertifiedEnrollToken { token, org_key }.encode();
+    // With a delegate key, the token also carries a fresh token key that
+    // binds the enrolled device's key (the relay never sees it).
+    let binding = match delegate(profile)? {
+        Some((delegate, delegation)) => {
+            let token_key = SeedKey::generate()?;
+            let certificate = delegate.certify_token_key(
+                &delegation,
+                token_key.public(),
+                u64::try_from(now).unwrap_or(0),
+            );
+            Some(TokenBinding {
+                seed: token_key.seed().to_vec(),
+                certificate,
+            })
+        }
+        None => {
+            tracing::warn!("this console holds no delegate key: devices enrolled with this token are not bound to the organisation key (log in again with a dsl2_ login string)");
+            None
+        }
+    };
+    issued.token = CertifiedEnrollToken {
+        token,
+        org_key,
+        binding,
+    }
+    .encode();
     Ok(Some(org_key))
+}
+
+/// What the device key check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// This console knows no organisation key: nothing to check.
+    NoOrgKey,
+    /// The device's key is bound to the organisation key.
+    Bound,
+    /// The device showed no binding and `--allow-unbound-device` was given.
+    AllowedUnbound,
+    /// The device closed the connection before showing a binding (it
+    /// refused, or no one could be asked): no session can run on it, and
+    /// the caller reports the device's close reason.
+    Closed,
+}
+
+/// How long the device has to show its key binding after the handshake.
+pub const BINDING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks the device key the end-to-end handshake proved (`device_key`)
+/// against the organisation key, with the binding the device shows on the
+/// session's first stream. Never trusts the relay: the binding is signed
+/// with a token key the relay never saw.
+pub async fn check_device(
+    profile: &Path,
+    connection: &quinn::Connection,
+    device_key: Fingerprint,
+    allow_unbound: bool,
+) -> anyhow::Result<DeviceCheck> {
+    let Some(org_key) = known_org_key(profile)? else {
+        return Ok(DeviceCheck::NoOrgKey);
+    };
+    let shown = async {
+        let mut stream = connection.accept_uni().await.ok()?;
+        stream
+            .read_to_end(deskside_protocol::certificate::MAX_CERTIFICATE_LEN)
+            .await
+            .ok()
+    };
+    let binding = tokio::time::timeout(BINDING_WAIT, shown)
+        .await
+        .ok()
+        .flatten();
+    if binding.is_none() && connection.close_reason().is_some() {
+        return Ok(DeviceCheck::Closed);
+    }
+    match check_device_binding(&org_key, binding.as_deref(), device_key) {
+        Ok(_) => Ok(DeviceCheck::Bound),
+        Err(deskside_net::orgkey::BindingError::Missing) if allow_unbound => {
+            Ok(DeviceCheck::AllowedUnbound)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Saves the session key and certificate of a `dsl2_` login string, after
@@ -211,8 +349,20 @@ pub fn save_certified_login(
             "the login string's certificate is for another key; ask your administrator for a new login string"
         );
     }
+    let delegate = SeedKey::from_seed(&certified.delegate_seed)
+        .context("the login string's delegate key is damaged; ask for a new login string")?;
+    let delegation = DelegationCertificate::decode(&certified.delegation)
+        .context("the login string's delegation is damaged; ask for a new login string")?;
+    if delegation.claim.delegate_key != delegate.public()
+        || delegation.claim.org_key != certificate.claim.org_key
+    {
+        anyhow::bail!(
+            "the login string's delegate key does not match its certificate; ask your administrator for a new login string"
+        );
+    }
     write_private(&session_key_path(profile), pem.as_bytes())?;
     write_private(&certificate_path(profile), &certified.certificate)?;
+    save_delegate(profile, &certified.delegate_seed, &certified.delegation)?;
     Ok(())
 }
 
@@ -276,5 +426,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(known_org_key(&tech_profile).unwrap(), Some(key.public()));
+        // The technician's enrollment tokens bind devices to the org key.
+        let mut enroll = IssuedEnrollToken {
+            token: EnrollToken {
+                relay: "r:1".into(),
+                fingerprint: Fingerprint([1; 32]),
+                secret: "s".into(),
+            }
+            .encode(),
+            uses: 1,
+            expires_at: 9,
+        };
+        add_to_enroll_token(&tech_profile, &mut enroll, 5).unwrap();
+        let (_, certified) =
+            deskside_protocol::certificate::decode_enroll_token(&enroll.token).unwrap();
+        let binding = certified.unwrap().binding.unwrap();
+        let token_key = SeedKey::from_seed(&binding.seed).unwrap();
+        let device = Fingerprint([3; 32]);
+        let bound = token_key.bind_device(&binding.certificate, device).encode();
+        check_device_binding(&key.public(), Some(&bound), device).unwrap();
     }
 }

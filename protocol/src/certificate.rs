@@ -6,8 +6,16 @@
 //! enrollment (inside a `dse2_` token) and refuse a session key it did not
 //! certify, so a relay that hands out another key cannot open a session.
 //!
+//! Device keys are bound at enrollment with a secret the relay never sees:
+//! a `dse2_` token made by a console holding a *delegate* key (an Ed25519
+//! key the organisation key certified for an administrator or technician)
+//! carries a fresh token key pair and the delegate's certificate of its
+//! public half; the agent signs its own key with the token key at
+//! enrollment and shows that [`DeviceBinding`] to certified consoles, which
+//! check the chain organisation key → delegate → token key → device key.
+//!
 //! This module only describes and encodes: the bytes that are signed, the
-//! certificate, and the `dse2_`/`dsl2_` token forms. Signing and checking
+//! certificates, and the `dse2_`/`dsl2_` token forms. Signing and checking
 //! signatures (which needs a crypto library) live in `deskside-net::orgkey`.
 //! No I/O, no clock: issue times are passed in.
 
@@ -29,8 +37,160 @@ pub const CERTIFIED_LOGIN_PREFIX: &str = "dsl2_";
 /// key certificate can never be replayed as anything else.
 pub const SESSION_KEY_CERTIFICATE_CONTEXT: &[u8] = b"deskside session-key certificate v1\0";
 
+/// Domain separation of delegation certificates.
+pub const DELEGATION_CONTEXT: &[u8] = b"deskside delegation certificate v1\0";
+/// Domain separation of token key certificates.
+pub const TOKEN_KEY_CONTEXT: &[u8] = b"deskside enrollment-token key certificate v1\0";
+/// Domain separation of device bindings.
+pub const DEVICE_BINDING_CONTEXT: &[u8] = b"deskside device binding v1\0";
+
 /// Longest encoded certificate accepted, to bound work on garbage input.
 pub const MAX_CERTIFICATE_LEN: usize = 1024;
+
+/// The bytes a signature covers: a context, then the postcard encoding.
+fn signed<T: Serialize>(context: &[u8], value: &T) -> Vec<u8> {
+    let mut out = context.to_vec();
+    // Encoding structs of arrays, strings and integers cannot fail.
+    out.extend(postcard::to_stdvec(value).unwrap_or_default());
+    out
+}
+
+fn decode_bounded<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CertificateError> {
+    if bytes.len() > MAX_CERTIFICATE_LEN {
+        return Err(CertificateError::Damaged);
+    }
+    crate::message::decode_value(bytes).map_err(|_| CertificateError::Damaged)
+}
+
+/// The organisation key lets `delegate_key` (Ed25519) vouch for enrollment
+/// token keys on behalf of `holder`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationClaim {
+    /// The signing organisation key.
+    pub org_key: OrgKey,
+    /// The delegate's public key.
+    pub delegate_key: [u8; 32],
+    /// Who holds it (technician name).
+    pub holder: String,
+    /// Issue time, Unix seconds.
+    pub issued_at: u64,
+}
+
+impl DelegationClaim {
+    /// The bytes the organisation key signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed(DELEGATION_CONTEXT, self)
+    }
+}
+
+/// A delegation claim and the organisation key's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationCertificate {
+    /// What is vouched for.
+    pub claim: DelegationClaim,
+    /// Ed25519 signature by the organisation key.
+    pub signature: Vec<u8>,
+}
+
+impl DelegationCertificate {
+    /// As bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+    /// Parses, refusing oversize input and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CertificateError> {
+        decode_bounded(bytes)
+    }
+}
+
+/// A delegate vouches for one enrollment token's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKeyClaim {
+    /// The organisation key at the root.
+    pub org_key: OrgKey,
+    /// The token's public key (Ed25519).
+    pub token_key: [u8; 32],
+    /// Issue time, Unix seconds.
+    pub issued_at: u64,
+}
+
+impl TokenKeyClaim {
+    /// The bytes the delegate key signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed(TOKEN_KEY_CONTEXT, self)
+    }
+}
+
+/// A token key claim, the delegate's signature and the delegate's own
+/// certificate: everything needed to reach the organisation key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKeyCertificate {
+    /// What is vouched for.
+    pub claim: TokenKeyClaim,
+    /// Ed25519 signature by the delegate key.
+    pub signature: Vec<u8>,
+    /// The delegate's certificate by the organisation key.
+    pub delegation: DelegationCertificate,
+}
+
+/// What the token key signs at enrollment: this device key belongs to the
+/// organisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceBindingClaim {
+    /// The organisation key at the root.
+    pub org_key: OrgKey,
+    /// SHA-256 of the device key's SubjectPublicKeyInfo.
+    pub device_key: Fingerprint,
+}
+
+impl DeviceBindingClaim {
+    /// The bytes the token key signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed(DEVICE_BINDING_CONTEXT, self)
+    }
+}
+
+/// A device key binding: the claim, the token key's signature, and the
+/// token key's certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceBinding {
+    /// What is bound.
+    pub claim: DeviceBindingClaim,
+    /// Ed25519 signature by the token key.
+    pub signature: Vec<u8>,
+    /// The token key's certificate.
+    pub token: TokenKeyCertificate,
+}
+
+impl DeviceBinding {
+    /// As bytes (what the agent stores and shows).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+    /// Parses, refusing oversize input and trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CertificateError> {
+        decode_bounded(bytes)
+    }
+}
+
+/// The binding secret inside a `dse2_` token: the token key's private
+/// seed and its certificate. The relay never sees it (the console adds it
+/// to the relay's token text).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBinding {
+    /// Ed25519 seed of the token key (32 bytes).
+    pub seed: Vec<u8>,
+    /// The token key's certificate.
+    pub certificate: TokenKeyCertificate,
+}
+
+impl fmt::Debug for TokenBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBinding")
+            .field("seed", &"<hidden>")
+            .finish_non_exhaustive()
+    }
+}
 
 /// The organisation's public key (Ed25519, 32 bytes).
 ///
@@ -85,10 +245,7 @@ impl SessionKeyClaim {
     /// The exact bytes the organisation key signs: the context, then the
     /// postcard encoding of the claim.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = SESSION_KEY_CERTIFICATE_CONTEXT.to_vec();
-        // Encoding a struct of arrays, a string and an integer cannot fail.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        signed(SESSION_KEY_CERTIFICATE_CONTEXT, self)
     }
 }
 
@@ -118,10 +275,7 @@ impl SessionKeyCertificate {
 
     /// Parses a certificate, refusing oversize input and trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, CertificateError> {
-        if bytes.len() > MAX_CERTIFICATE_LEN {
-            return Err(CertificateError::Damaged);
-        }
-        crate::message::decode_value(bytes).map_err(|_| CertificateError::Damaged)
+        decode_bounded(bytes)
     }
 }
 
@@ -134,6 +288,9 @@ pub struct CertifiedEnrollToken {
     pub token: EnrollToken,
     /// The organisation key.
     pub org_key: OrgKey,
+    /// The secret that binds the enrolled device's key, when the console
+    /// that made the token held a delegate key.
+    pub binding: Option<TokenBinding>,
 }
 
 impl CertifiedEnrollToken {
@@ -145,11 +302,13 @@ impl CertifiedEnrollToken {
 
 /// Parses either form of enrollment token: `dse1_` (no organisation key:
 /// the device trusts the relay for session keys, as before) or `dse2_`.
-pub fn decode_enroll_token(text: &str) -> Result<(EnrollToken, Option<OrgKey>), TokenError> {
+pub fn decode_enroll_token(
+    text: &str,
+) -> Result<(EnrollToken, Option<CertifiedEnrollToken>), TokenError> {
     if text.trim().starts_with(CERTIFIED_ENROLL_PREFIX) {
         let certified: CertifiedEnrollToken =
             decode_token(text, CERTIFIED_ENROLL_PREFIX, "enrollment token")?;
-        return Ok((certified.token, Some(certified.org_key)));
+        return Ok((certified.token.clone(), Some(certified)));
     }
     EnrollToken::decode(text).map(|token| (token, None))
 }
@@ -165,6 +324,11 @@ pub struct CertifiedLoginString {
     pub session_key: Vec<u8>,
     /// The encoded [`SessionKeyCertificate`] of that key.
     pub certificate: Vec<u8>,
+    /// Ed25519 seed of the technician's delegate key (binds the devices
+    /// enrolled with the technician's tokens).
+    pub delegate_seed: Vec<u8>,
+    /// The encoded [`DelegationCertificate`] of that key.
+    pub delegation: Vec<u8>,
 }
 
 impl fmt::Debug for CertifiedLoginString {
@@ -211,15 +375,39 @@ mod tests {
     fn both_enrollment_token_forms_decode() {
         let old = enroll().encode();
         assert_eq!(decode_enroll_token(&old), Ok((enroll(), None)));
-        let new = CertifiedEnrollToken {
+        let certified = CertifiedEnrollToken {
             token: enroll(),
             org_key: OrgKey([7; 32]),
-        }
-        .encode();
-        assert!(new.starts_with("dse2_"));
+            binding: Some(TokenBinding {
+                seed: vec![1; 32],
+                certificate: TokenKeyCertificate {
+                    claim: TokenKeyClaim {
+                        org_key: OrgKey([7; 32]),
+                        token_key: [2; 32],
+                        issued_at: 5,
+                    },
+                    signature: vec![3; 64],
+                    delegation: DelegationCertificate {
+                        claim: DelegationClaim {
+                            org_key: OrgKey([7; 32]),
+                            delegate_key: [4; 32],
+                            holder: "alice".into(),
+                            issued_at: 5,
+                        },
+                        signature: vec![5; 64],
+                    },
+                },
+            }),
+        };
+        let new = certified.encode();
+        assert!(
+            new.starts_with("dse2_") && new.len() < 2048,
+            "{}",
+            new.len()
+        );
         assert_eq!(
             decode_enroll_token(&format!(" {new}\n")),
-            Ok((enroll(), Some(OrgKey([7; 32]))))
+            Ok((enroll(), Some(certified)))
         );
         // An old agent (dse1_ only) refuses the new form instead of
         // misreading it.
@@ -240,8 +428,10 @@ mod tests {
         );
         let certified = CertifiedLoginString {
             login: login.clone(),
-            session_key: vec![1; 138],
+            session_key: vec![1; 241],
             certificate: vec![2; 150],
+            delegate_seed: vec![3; 32],
+            delegation: vec![4; 150],
         };
         let text = certified.encode();
         assert!(

@@ -8,7 +8,10 @@
 //! anyone is asked, a session key the key did not certify: the one of a
 //! technician the relay let in by itself (the relay holds the bootstrap
 //! admin token), and the one a key-substituting relay hands out. The refusal
-//! reaches the console and the audit log. No X display is needed: the
+//! reaches the console and the audit log. Devices enrolled with the
+//! administrator's tokens are also bound: a certified console checks the
+//! device key the handshake proved against the organisation key, and stops
+//! at a device that shows no binding. No X display is needed: the
 //! refusal comes before the consent dialog, and a certified session is shown
 //! to get past the check by reaching the consent step (which, with no
 //! employee session helper running, answers "no one could be asked").
@@ -45,6 +48,10 @@ fn org_with_key(relay_program: &str, relay_args: &[&str]) -> Org {
     let trusted = std::fs::read_to_string(agent.state_dir.join("org-key.pub"))
         .expect("the agent kept the organisation key");
     assert_eq!(trusted.trim(), key);
+    assert!(
+        agent.state_dir.join("device-binding.bin").exists(),
+        "the agent kept no key binding"
+    );
     let proc = world.run_agent(&agent);
     admin.wait_status(&device, "online", ONLINE_WAIT);
     Org {
@@ -203,4 +210,43 @@ fn without_an_organisation_key_devices_trust_the_relay_as_before() {
     // An uncertified session key reaches the consent step, as before.
     open_session(&admin, &device).fails_with(1, "the device cannot start a session");
     wait_consent_outcome(&admin, &device, "unavailable");
+}
+
+#[test]
+fn a_certified_console_refuses_a_device_whose_key_is_not_bound_unless_told_to_go_on() {
+    // The device enrolled with a plain token (no binding): the console
+    // cannot tell it from a relay posing as the device, so it stops before
+    // any code is shown, and says how to go on.
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let plain = world.console("plain");
+    plain.login_admin(&relay);
+    let token = plain.enroll_token(1, "1h");
+    let agent = world.agent("old-laptop");
+    let device = agent.enroll(&token);
+    let _proc = world.run_agent(&agent);
+    plain.wait_status(&device, "online", ONLINE_WAIT);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    admin.run(&["org-key", "init", "--json"]).ok();
+
+    let run = open_session(&admin, &device)
+        .fails_with(1, "the device key is not bound to the organisation key")
+        .fails_with(1, "--allow-unbound-device");
+    assert!(
+        run.json_lines()
+            .iter()
+            .all(|line| line["state"] != "waiting_for_consent"),
+        "a verification code was shown: {}",
+        run.stdout
+    );
+    admin
+        .run(&[
+            "--json",
+            "session",
+            &device,
+            "--headless",
+            "--allow-unbound-device",
+        ])
+        .fails_with(1, "the device cannot start a session");
 }

@@ -19,7 +19,6 @@ use deskside_net::tunnel::{
 };
 use deskside_net::Identity;
 use deskside_protocol::agent::{AgentToRelay, SessionRequest};
-use deskside_protocol::certificate::OrgKey;
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
@@ -30,12 +29,17 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::hub::{HelperHub, HelperLine};
+use crate::org_trust::Trust;
 
 /// How long the employee has to answer.
 pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a refused, uncertified console has to complete the handshake
 /// that tells it why (a substituted key never completes it).
 const UNCERTIFIED_TELL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between handing an uncertified console its close and recording the
+/// refusal (which ends the relay's route): time for the carrier to forward
+/// the close.
+const CLOSE_FORWARD_MARGIN: Duration = Duration::from_millis(20);
 /// How long the relay has to confirm the consent is audited.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -45,8 +49,12 @@ pub struct SessionHost {
     carrier: Carrier,
     identity: Identity,
     /// The organisation key technicians' session keys must be certified
-    /// by; `None` when the device enrolled without one (trust the relay).
-    org_key: Option<OrgKey>,
+    /// by (`None` when the device enrolled without one: trust the relay),
+    /// and this device's key binding.
+    trust: Trust,
+    /// Sessions whose console presented a certificate: it is new enough to
+    /// read the device's binding, shown right after the handshake.
+    show_binding: Mutex<std::collections::HashSet<u64>>,
     hub: Arc<HelperHub>,
     to_relay: mpsc::UnboundedSender<AgentToRelay>,
     recorded: Mutex<HashMap<u64, oneshot::Sender<()>>>,
@@ -65,14 +73,15 @@ impl SessionHost {
     /// connection (they wait across reconnects).
     pub fn new(
         identity: Identity,
-        org_key: Option<OrgKey>,
+        trust: Trust,
         hub: Arc<HelperHub>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<AgentToRelay>) {
         let (to_relay, from_host) = mpsc::unbounded_channel();
         let host = Arc::new(Self {
             carrier: Carrier::new(),
             identity,
-            org_key,
+            trust,
+            show_binding: Mutex::default(),
             hub,
             to_relay,
             recorded: Mutex::default(),
@@ -124,7 +133,10 @@ impl SessionHost {
         tokio::spawn(
             async move {
                 let session_id = request.session_id;
-                if let Some(trusted) = &host.org_key {
+                if certificate.is_some() {
+                    lock(&host.show_binding).insert(session_id);
+                }
+                if let Some(trusted) = &host.trust.org_key {
                     match check_session_certificate(
                         trusted,
                         certificate.as_deref(),
@@ -159,6 +171,30 @@ impl SessionHost {
         );
     }
 
+    /// Shows a console that presented a certificate (so it reads it) this
+    /// device's key binding, on the first stream of the session: empty when
+    /// the device has none. The console checks it against the key this
+    /// handshake proved before it shows a code.
+    async fn show_binding(&self, conn: &SessionConn, session_id: u64) {
+        if !lock(&self.show_binding).remove(&session_id) {
+            return;
+        }
+        let binding = self.trust.binding.clone().unwrap_or_default();
+        let sent = async {
+            let mut stream = conn.connection.open_uni().await?;
+            stream.write_all(&binding).await?;
+            stream.finish()?;
+            // Until the console has it: a refusal right after (no one to
+            // ask) would otherwise close the connection over it.
+            stream.stopped().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(2), sent);
+        if let Ok(Err(e)) = sent.await {
+            tracing::warn!("cannot show the device key binding: {e}");
+        }
+    }
+
     /// Refuses a session whose key the organisation key does not certify,
     /// before anyone is asked. The console learns why through the
     /// end-to-end connection when its key is the one the relay announced
@@ -166,25 +202,46 @@ impl SessionHost {
     /// replaced cannot complete that handshake and fails on it instead. The
     /// relay audits the outcome either way.
     async fn refuse_uncertified(&self, request: &SessionRequest, refusal: &OrgKeyError) {
+        let id = request.session_id;
+        lock(&self.show_binding).remove(&id);
         let reason = refusal.to_string();
         tracing::warn!(key = %request.technician_key, "session refused: {reason}");
+        let outcome = format!("uncertified: {}", refusal.audit_text());
+        // The relay forgets the route once it records the refusal, so the
+        // console is told first (a console whose key the relay replaced
+        // fails this handshake on the device's real key and says so); a
+        // console leaving before the refusal is recorded would make the
+        // relay record a withdrawal instead, so it is recorded as soon as
+        // the handshake ends, while the close is still on its way.
         let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
-        if let Ok(_carried) = self.carrier.carry(request.session_id, port) {
-            let config = SessionConfig {
-                handshake_timeout: UNCERTIFIED_TELL_TIMEOUT,
-                ..SessionConfig::default()
-            };
-            if let Ok(conn) =
-                accept_session(socket, &self.identity, request.technician_key, &config).await
-            {
+        let stats = port.stats.clone();
+        let Ok(_carried) = self.carrier.carry(id, port) else {
+            self.send_consent(id, None, outcome);
+            return;
+        };
+        let config = SessionConfig {
+            handshake_timeout: UNCERTIFIED_TELL_TIMEOUT,
+            ..SessionConfig::default()
+        };
+        match accept_session(socket, &self.identity, request.technician_key, &config).await {
+            Ok(conn) => {
+                // The close must leave before the refusal is recorded (the
+                // relay then drops the route), and the refusal must be
+                // recorded before the console, told, goes away.
+                let before = stats.sent();
+                conn.connection
+                    .close(close::UNCERTIFIED.into(), reason.as_bytes());
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                while stats.sent() == before && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                // The carrier's pump forwards it as soon as it runs.
+                tokio::time::sleep(CLOSE_FORWARD_MARGIN).await;
+                self.send_consent(id, None, outcome);
                 conn.close(close::UNCERTIFIED, reason.as_bytes()).await;
             }
+            Err(_) => self.send_consent(id, None, outcome),
         }
-        self.send_consent(
-            request.session_id,
-            None,
-            format!("uncertified: {}", refusal.audit_text()),
-        );
     }
 
     fn send_consent(&self, session_id: u64, granted: Option<Capabilities>, outcome: String) {
@@ -215,10 +272,12 @@ impl SessionHost {
         {
             Ok(conn) => conn,
             Err(e) => {
+                lock(&self.show_binding).remove(&id);
                 self.send_consent(id, None, format!("handshake_failed: {e}"));
                 return Err(format!("end-to-end handshake failed: {e}"));
             }
         };
+        self.show_binding(&conn, id).await;
         let code = conn.verification_code(id).map_err(|e| e.to_string())?;
         tracing::info!(code = %code, "end-to-end connection up; asking the employee");
         let mut line = match self.hub.open(id) {

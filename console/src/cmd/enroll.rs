@@ -85,7 +85,7 @@ pub async fn run(command: EnrollTokenCommand, ctx: &mut Context<'_>) -> anyhow::
         ConsoleResponse::EnrollToken(mut issued) => {
             // Devices enrolled with it trust only session keys certified by
             // the organisation key this console knows (`dse2_`).
-            crate::org_key::add_to_enroll_token(&ctx.profile_path, &mut issued)?;
+            crate::org_key::add_to_enroll_token(&ctx.profile_path, &mut issued, ctx.now)?;
             printed(print_created(
                 &mut ctx.out,
                 &issued,

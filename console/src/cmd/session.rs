@@ -325,6 +325,9 @@ async fn run_session(
             let reason = String::from_utf8_lossy(&closed.reason).into_owned();
             let code = u32::try_from(closed.error_code.into_inner()).unwrap_or(u32::MAX);
             match code {
+                close::REFUSED if reason.contains("withdrawn") => bail!(
+                    "the request was withdrawn before the employee answered (this console's relay connection was lost); run `deskside session` again"
+                ),
                 close::REFUSED => bail!("the session was not accepted: {reason}"),
                 close::UNAVAILABLE => bail!("the device cannot start a session: {reason}"),
                 close::NOT_AUDITED => bail!("the session was stopped because the relay did not record the consent: {reason}"),
