@@ -299,10 +299,15 @@ pub enum RevocationKind {
 }
 
 /// The last successful QUIC connection to the relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastConnected {
     /// Unix seconds.
     pub at: i64,
+    /// The network it was made on (default route: interface and gateway),
+    /// when known: a connection made on another network proves nothing
+    /// about this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// Errors taking the run lock.
@@ -395,10 +400,12 @@ impl StateDir {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Records a successful QUIC connection to the relay (best effort).
-    pub fn record_connected(&self, at: i64) {
-        let json = serde_json::json!({ "at": at }).to_string();
-        if let Err(e) = write_private(&self.path(LAST_CONNECTED_FILE), json.as_bytes()) {
+    /// Records a successful QUIC connection to the relay, made on
+    /// `network` (best effort).
+    pub fn record_connected(&self, at: i64, network: Option<String>) {
+        let record = LastConnected { at, network };
+        let json = serde_json::to_vec(&record).unwrap_or_default();
+        if let Err(e) = write_private(&self.path(LAST_CONNECTED_FILE), &json) {
             tracing::debug!("cannot record the last connection time: {e}");
         }
     }
@@ -496,9 +503,15 @@ mod tests {
             kind: RevocationKind::Revoked,
         };
         state.record_revocation(&revocation).unwrap();
-        state.record_connected(7);
+        state.record_connected(7, Some("eth0 via 192.0.2.1".to_owned()));
         assert_eq!(state.revocation(), Some(revocation));
-        assert_eq!(state.last_connected(), Some(LastConnected { at: 7 }));
+        assert_eq!(
+            state.last_connected(),
+            Some(LastConnected {
+                at: 7,
+                network: Some("eth0 via 192.0.2.1".to_owned())
+            })
+        );
         state.forget_enrollment().unwrap();
         assert_eq!(state.revocation(), None);
         assert_eq!(state.last_connected(), None);

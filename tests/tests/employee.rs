@@ -8,7 +8,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deskside_tests::{bin, wait_for, Agent, Console, Relay, World};
+use deskside_tests::{bin, Agent, Console, Relay, World};
 use serde_json::Value;
 
 /// A relay with one enrolled agent.
@@ -177,10 +177,10 @@ fn a_device_that_was_never_enrolled_is_told_how_to_enroll_first() {
 fn a_technician_can_run_several_full_checks_in_a_row() {
     let lab = Lab::new();
     let mut moved = 0;
-    // A dozen: what a technician and the employee may run during one
-    // support call (the old 2 GiB budget ran out after one to ten,
+    // Fifteen: what a technician and the employee may run during one
+    // support call (the old 2 GiB budget ran out after one to about ten,
     // depending on the machine's loopback speed).
-    for run in 1..=12 {
+    for run in 1..=15 {
         let check = lab.check_json(true);
         let path = &check["snapshot"]["path"]["measured"];
         let bytes = path["download"]["measured"]["bytes"].as_u64().unwrap_or(0)
@@ -264,11 +264,10 @@ fn a_speed_test_refused_because_another_runs_is_said_plainly_and_a_silent_holder
 
     let check = lab.check_json(true);
     let path = &check["snapshot"]["path"]["measured"];
-    assert_eq!(
+    assert!(
         path["speed_test_refused"]["busy"]["retry_after_s"]
             .as_u64()
             .is_some(),
-        true,
         "{}",
         check["snapshot"]["path"]
     );

@@ -64,19 +64,38 @@ pub fn remember(
     }
 }
 
+/// The network this device is on, as "interface via gateway" of its
+/// default route, if it has one.
+pub fn network_identity(network: &deskside_diag::snapshot::NetworkConfig) -> Option<String> {
+    let route = network.default_route.as_ref()?;
+    Some(format!("{} via {}", route.interface, route.gateway))
+}
+
+/// [`network_identity`] of the network this device is on now.
+pub fn current_network() -> Option<String> {
+    platform::network(None).value().and_then(network_identity)
+}
+
 /// Adds what the state directory knows to a snapshot taken now: the last
-/// successful QUIC connection to the relay (`last_connected` must be read
-/// before the run, which records its own connection), and records this
+/// successful QUIC connection to the relay, if it was made on the network
+/// the device is on now or on an unknown one (`last_connected` must be read
+/// before the run, which records its own connection); and records this
 /// run's connection if it made one.
 pub fn add_connection_history(
     state: &StateDir,
     last_connected: Option<crate::state::LastConnected>,
     snapshot: &mut deskside_diag::Snapshot,
 ) {
+    let here = snapshot.network.value().and_then(network_identity);
     if let deskside_diag::Probe::Measured(path) = &mut snapshot.path {
-        path.last_connected_ms = last_connected.map(|c| c.at.saturating_mul(1000));
+        path.last_connected_ms = last_connected
+            .filter(|c| match (&c.network, &here) {
+                (Some(then), Some(now)) => then == now,
+                _ => true,
+            })
+            .map(|c| c.at.saturating_mul(1000));
         if path.udp_ok {
-            state.record_connected(crate::clock::unix_secs());
+            state.record_connected(crate::clock::unix_secs(), here);
         }
     }
 }
@@ -136,5 +155,54 @@ impl DiagnosticsSource for AgentDiagnostics {
             remember(&state, Requester::Technician(technician), &snapshot, true);
             Ok(json)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LastConnected;
+    use deskside_diag::snapshot::{DefaultRoute, NetworkConfig, Path};
+    use deskside_diag::{Probe, Snapshot};
+
+    fn snapshot_on(gateway: &str) -> Snapshot {
+        Snapshot {
+            network: Probe::Measured(NetworkConfig {
+                default_route: Some(DefaultRoute {
+                    interface: "wlan0".to_owned(),
+                    gateway: gateway.to_owned(),
+                }),
+                ..NetworkConfig::default()
+            }),
+            path: Probe::Measured(Path::default()),
+            ..Snapshot::default()
+        }
+    }
+
+    fn last_connected_ms(snapshot: &Snapshot) -> Option<i64> {
+        snapshot.path.value().and_then(|p| p.last_connected_ms)
+    }
+
+    #[test]
+    fn a_connection_made_on_another_network_is_not_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let home = |at| LastConnected {
+            at,
+            network: Some("wlan0 via 192.168.1.1".to_owned()),
+        };
+        let mut at_home = snapshot_on("192.168.1.1");
+        add_connection_history(&state, Some(home(100)), &mut at_home);
+        assert_eq!(last_connected_ms(&at_home), Some(100_000));
+        let mut at_the_cafe = snapshot_on("10.7.0.1");
+        add_connection_history(&state, Some(home(100)), &mut at_the_cafe);
+        assert_eq!(last_connected_ms(&at_the_cafe), None);
+        let unknown = LastConnected {
+            at: 100,
+            network: None,
+        };
+        let mut anywhere = snapshot_on("10.7.0.1");
+        add_connection_history(&state, Some(unknown), &mut anywhere);
+        assert_eq!(last_connected_ms(&anywhere), Some(100_000));
     }
 }

@@ -530,7 +530,8 @@ pub struct Path {
     pub relay_resolved: Option<bool>,
     /// The agent's last successful QUIC (UDP) connection to this relay
     /// before this run, Unix milliseconds, from its own records: proof that
-    /// the relay was reachable over UDP from this device before.
+    /// the relay was reachable over UDP from this device before. Left out
+    /// when that connection was made on another network (default route).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_connected_ms: Option<i64>,
     /// Why the speed test (throughput) was asked for but not run, when the
