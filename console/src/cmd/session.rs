@@ -226,8 +226,11 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     {
         Ok(check) => tracing::info!(?check, "device key checked"),
         Err(e) => {
-            conn.close(close::REFUSED, b"the device key is not bound to the organisation key")
-                .await;
+            conn.close(
+                close::REFUSED,
+                b"the device key is not bound to the organisation key",
+            )
+            .await;
             if let Some(mut client) = link.finish().await {
                 let _ = client
                     .request(ConsoleRequest::EndSession { session_id })
@@ -318,6 +321,9 @@ async fn run_session(
         streams = conn.connection.accept_bi() => streams,
         _ = tokio::time::sleep(CONSENT_WAIT) => bail!("no answer from the device within {} s", CONSENT_WAIT.as_secs()),
         () = interrupt.wait() => bail!("cancelled with Ctrl-C before the employee answered; the request is withdrawn and their dialog says so"),
+        gave_up = wait_for_give_up(link, ctx) => bail!(
+            "the request was withdrawn before the employee answered: this console lost its relay connection ({gave_up}); run `deskside session` again"
+        ),
     };
     let (control_send, control_recv) = match streams {
         Ok(streams) => streams,
@@ -434,6 +440,24 @@ async fn run_session(
             control_in, video, input, json,
         )
         .await
+    }
+}
+
+/// Reports the relay link's events while waiting for the employee, until
+/// the link gives up (a request is withdrawn when its console's relay
+/// connection goes away, so it cannot be resumed); returns why.
+async fn wait_for_give_up(link: &mut SessionLink, ctx: &mut Context<'_>) -> String {
+    loop {
+        let event = link.next_event().await;
+        if ctx.out.is_json() {
+            let _ = ctx.out.json(&link_event_json(&event));
+            let _ = ctx.out.flush();
+        } else {
+            eprintln!("{}", link_event_text(&event));
+        }
+        if let LinkEvent::GaveUp { reason } = event {
+            return reason;
+        }
     }
 }
 
