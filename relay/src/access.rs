@@ -1,7 +1,7 @@
 //! Ending a technician's access at once.
 //!
 //! A console connection authenticates once, but its token is checked again
-//! before every request ([`check`]), the connection is closed the moment
+//! before every request ([`Access::check`]), the connection is closed the moment
 //! its token is revoked on this relay ([`end_access`] through
 //! [`Consoles`]) or expires (a timer in the connection's loop, see
 //! [`expiry`]), and the token's open sessions are ended with a
@@ -11,6 +11,7 @@
 //! This module never reads the store directly: it goes through `Shared`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use deskside_protocol::console::CLOSE_ACCESS_ENDED;
@@ -18,7 +19,7 @@ use deskside_protocol::{Refusal, TechnicianId};
 
 use crate::presence::AgentCommand;
 use crate::server::{internal_error, now_secs, Shared};
-use crate::store::{session_text, AccessEnd, EndedSession, Technician};
+use crate::store::{session_text, AccessEnd, EndedSession};
 
 /// The live console connections of each technician token on this relay.
 #[derive(Debug, Default)]
@@ -75,20 +76,65 @@ pub fn close_reason(cause: AccessEnd) -> String {
     }
 }
 
-/// Checks, before a request runs, that `technician`'s token still grants
-/// access. If it does not (revoked or expired, possibly by another relay
-/// sharing the database), the token's access is ended and the request is
-/// refused.
-pub async fn check(shared: &Shared, technician: &Technician) -> Result<(), Refusal> {
-    let id = technician.id;
-    let now = now_secs();
-    match shared.store(move |s| s.technician_access(id, now)).await? {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(cause)) => {
-            end_access(shared, id, cause, crate::store::SYSTEM_ACTOR).await;
-            Err(Refusal::BadTechnicianToken)
+/// What one console connection knows about its token, to check it before
+/// every request.
+///
+/// The check is in memory: a revocation on this relay has closed the
+/// connection ([`Consoles::close_all`]), and the expiry is compared with
+/// the clock. The store is read again at most once a second, for changes
+/// made elsewhere (another relay sharing the database, an administrator's
+/// tool): a per-request read cost about 40 µs of relay time per request
+/// (`deskside-bench-requests`), for nothing the once-a-second read misses
+/// by more than a second.
+#[derive(Debug)]
+pub struct Access {
+    technician: TechnicianId,
+    connection: quinn::Connection,
+    expires_at: Option<i64>,
+    /// When the store was last read, Unix seconds.
+    store_read_at: AtomicI64,
+}
+
+impl Access {
+    /// The access of `technician` on `connection`, whose token expires at
+    /// `expires_at`, read from the store at `read_at`.
+    pub fn new(
+        technician: TechnicianId,
+        connection: &quinn::Connection,
+        expires_at: Option<i64>,
+        read_at: i64,
+    ) -> Self {
+        Self {
+            technician,
+            connection: connection.clone(),
+            expires_at,
+            store_read_at: AtomicI64::new(read_at),
         }
-        Err(e) => Err(internal_error(&e)),
+    }
+
+    /// Checks, before a request runs, that the token still grants access.
+    /// If it does not (revoked, expired, possibly by another relay sharing
+    /// the database), the token's access is ended and the request refused.
+    pub async fn check(&self, shared: &Shared) -> Result<(), Refusal> {
+        if self.connection.close_reason().is_some() {
+            // Closed by a revocation (or gone): nothing more runs for it.
+            return Err(Refusal::BadTechnicianToken);
+        }
+        let now = now_secs();
+        let cause = if self.expires_at.is_some_and(|at| at <= now) {
+            AccessEnd::Expired
+        } else if self.store_read_at.swap(now, Ordering::Relaxed) >= now {
+            return Ok(());
+        } else {
+            let id = self.technician;
+            match shared.store(move |s| s.technician_access(id, now)).await? {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(cause)) => cause,
+                Err(e) => return Err(internal_error(&e)),
+            }
+        };
+        end_access(shared, self.technician, cause, crate::store::SYSTEM_ACTOR).await;
+        Err(Refusal::BadTechnicianToken)
     }
 }
 

@@ -113,6 +113,7 @@ pub async fn serve(
         packets,
         organisation: organisation.clone(),
         session_certificate: std::sync::Mutex::new(None),
+        access: crate::access::Access::new(technician.id, connection, expires_at, now_secs()),
     });
     // Requests run concurrently (a fleet diagnostic sends hundreds), up to a
     // bound; answers go out as they finish, matched by id.
@@ -187,6 +188,8 @@ struct ConsoleLink {
     /// (`PresentSessionCertificate`), forwarded with its session requests.
     /// The relay cannot check or make one: it has no organisation key.
     session_certificate: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The token's state, checked before every request.
+    access: crate::access::Access,
 }
 
 /// How long a session whose console is away waits for the technician's
@@ -300,7 +303,7 @@ async fn handle(
 ) -> Result<ConsoleResponse, Refusal> {
     require(technician.role, request.required_role())?;
     // The token may have been revoked or expired since the login.
-    crate::access::check(shared, technician).await?;
+    link.access.check(shared).await?;
     let org = technician.org;
     let actor = technician.audit_actor();
     let now = now_secs();
