@@ -505,3 +505,57 @@ fn a_viewer_that_fails_after_consent_exits_non_zero_with_the_reason() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_console_that_loses_the_relay_while_the_dialog_is_open_withdraws_the_request() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let display = stage.agent_x.display().to_owned();
+    let proxy = stage.console_through_proxy();
+    let (mut session, out) = stage.session(&["--headless"]);
+    out.until(Duration::from_secs(30), |v| {
+        v["state"] == "waiting_for_consent"
+    });
+    find_window(&display, CONSENT_TITLE, Duration::from_secs(30));
+    // The technician's network goes away for longer than the relay's idle
+    // timeout (6 s in tests); the dialog must not wait for them.
+    let pid = proxy.pid().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill")
+    };
+    signal("-STOP");
+    let withdrawn = std::panic::catch_unwind(|| {
+        find_window(&display, WITHDRAWN_TITLE, Duration::from_secs(20));
+    });
+    signal("-CONT");
+    assert!(
+        withdrawn.is_ok(),
+        "the dialog stayed open: {}",
+        stage.helper.log()
+    );
+    let status = session
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("the console still waits: {}", session.log()));
+    assert_eq!(status.code(), Some(1), "{}", session.log());
+    assert!(
+        session.log().contains("withdrawn"),
+        "the console says the request was withdrawn: {}",
+        session.log()
+    );
+    let audit = stage.audit();
+    assert!(
+        audit.iter().any(|row| row["action"] == "session.withdrawn"),
+        "{audit:#?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|row| row["action"] != "session.consent" && row["action"] != "session.end"),
+        "{audit:#?}"
+    );
+}
