@@ -96,4 +96,54 @@ mod tests {
             one
         );
     }
+
+    #[test]
+    fn a_removed_salt_leaves_no_trace_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = crate::store::Store::open(&path).unwrap();
+        let org = store
+            .bootstrap("Org", "admin", &[7; 32], 1)
+            .unwrap()
+            .unwrap();
+        let salt = "OLDSALTFROMANOLDRELAY0123456789";
+        let with_salt =
+            serde_json::json!({ "identifier_salt": salt, "diagnostics_retention": 200 });
+        store
+            .set_organisation_settings(
+                org,
+                &with_salt.to_string(),
+                "t",
+                &serde_json::json!({}),
+                "system",
+                2,
+            )
+            .unwrap();
+        // Larger settings: the row moves, and the old cell becomes free space.
+        let without = serde_json::json!({
+            "identifier_salt": null,
+            "diagnostics_retention": 200,
+            "thresholds": { "note": "x".repeat(3000) },
+        });
+        store
+            .set_organisation_settings(
+                org,
+                &without.to_string(),
+                "t",
+                &serde_json::json!({}),
+                "system",
+                3,
+            )
+            .unwrap();
+        // Closing checkpoints the WAL into the file.
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(dir.path().join("relay.db-wal")).unwrap_or_default();
+        for (name, bytes) in [("relay.db", bytes), ("relay.db-wal", wal)] {
+            assert!(
+                !bytes.windows(salt.len()).any(|w| w == salt.as_bytes()),
+                "{name} still holds the removed salt"
+            );
+        }
+    }
 }
