@@ -486,3 +486,59 @@ fn a_console_waiting_on_the_relay_prints_why_its_access_ended() {
         assert!(stderr.contains("deskside login"), "{stderr}");
     });
 }
+
+#[test]
+fn a_revocation_written_by_another_relay_is_seen_within_about_a_second() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let created = admin
+        .run(&[
+            "tokens", "create", "--name", "otto", "--role", "admin", "--json",
+        ])
+        .ok()
+        .json();
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = deskside_protocol::TechnicianId(created["id"].as_u64().unwrap());
+    runtime().block_on(async {
+        let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &secret).await;
+        assert!(peer.request(ConsoleRequest::ListDevices).await.is_ok());
+        // Another process sharing the database revokes the token: this
+        // relay's registry never hears of it.
+        let store = deskside_relay::store::Store::open(&relay.data_dir.join("relay.db")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        store
+            .revoke_technician_token(deskside_relay::store::OrgId(1), id, "test", now)
+            .unwrap()
+            .unwrap();
+        let revoked_at = Instant::now();
+        let connection = peer.connection();
+        let mut next = 1000;
+        while connection.close_reason().is_none() {
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(5),
+                "requests still run 5 s after the revocation"
+            );
+            next += 1;
+            let _ = peer
+                .send()
+                .send(&deskside_protocol::console::ConsoleToRelay::Request {
+                    id: next,
+                    request: deskside_protocol::message::Nested(ConsoleRequest::ListDevices),
+                })
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, reason) = closed_for_access(&connection, Duration::from_secs(1)).await;
+        assert!(reason.contains("revoked"), "{reason}");
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(2500),
+            "seen after {:?}",
+            revoked_at.elapsed()
+        );
+    });
+}
