@@ -448,3 +448,80 @@ fn the_wifi_identifier_key_reaches_agents_but_never_the_database() {
     secret_scan::remember(&key);
     secret_scan::assert_no_secret_in_logs(&world.path(""));
 }
+
+#[test]
+fn a_salt_stored_by_an_older_relay_is_removed_from_the_database() {
+    let mut world = World::new();
+    // The database an older relay left: an organisation whose settings hold
+    // the identifier salt.
+    let dir = world.path("relay-data");
+    std::fs::create_dir(&dir).unwrap();
+    set_mode(&dir, 0o700);
+    let salt = "c2FsdC1mcm9tLWFuLW9sZGVyLXJlbGF5";
+    let token = deskside_relay::secrets::new_technician_token().unwrap();
+    {
+        let store = deskside_relay::store::Store::open(&dir.join("relay.db")).unwrap();
+        let org = store
+            .bootstrap(
+                "Default",
+                "admin",
+                &deskside_relay::secrets::hash_secret(&token),
+                1,
+            )
+            .unwrap()
+            .unwrap();
+        let settings = serde_json::json!({ "identifier_salt": salt, "diagnostics_retention": 200 });
+        store
+            .set_organisation_settings(
+                org,
+                &settings.to_string(),
+                "policy.salt_created",
+                &serde_json::json!({}),
+                "system",
+                2,
+            )
+            .unwrap();
+    }
+    std::fs::write(dir.join("admin-token"), format!("{token}\n")).unwrap();
+    set_mode(&dir.join("admin-token"), 0o600);
+
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let agent = world.agent("laptop");
+    let device = agent.enroll(&admin.enroll_token(1, "10m"));
+    let _running = world.run_agent(&agent);
+    admin.wait_status(&device, "online", Duration::from_secs(20));
+    let kept = agent.state_dir.join("policy.json");
+    let policy: Value = wait_for(
+        "the agent to keep the policy",
+        Duration::from_secs(15),
+        || {
+            std::fs::read(&kept)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                .filter(|p| p["identifier_key"].is_string())
+        },
+    );
+    assert!(policy["identifier_salt"].is_null(), "{policy}");
+    let audit = admin.run(&["audit", "list", "--json"]).ok().json_lines();
+    assert!(
+        audit
+            .iter()
+            .any(|row| row["action"] == "policy.identifier_salt_removed"),
+        "the migration is audited"
+    );
+    // The settings no longer hold it (older WAL frames are overwritten at
+    // the next checkpoints).
+    assert!(!newest_settings_hold_salt(&relay.data_dir, salt));
+}
+
+/// Whether the organisation's current settings (read through the store)
+/// still hold `salt`.
+fn newest_settings_hold_salt(data_dir: &Path, salt: &str) -> bool {
+    let store = deskside_relay::store::Store::open(&data_dir.join("relay.db")).unwrap();
+    store
+        .organisation_settings(deskside_relay::store::OrgId(1))
+        .unwrap()
+        .contains(salt)
+}
