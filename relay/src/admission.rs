@@ -113,19 +113,24 @@ pub enum Decision {
     Accept,
     /// Answer with a QUIC Retry: the client must prove its address first.
     Retry,
-    /// Refuse at the QUIC level.
-    Refuse(Refused),
+    /// Refuse at the QUIC level: the source failed authentication too
+    /// often recently. The client is told at once, and its user why.
+    Refuse,
+    /// Not now: drop the packet without an answer. The client sends its
+    /// Initial again (after about 1 s, then 2 s, …) and gets in once a
+    /// slot is free, so a burst from one address (an office behind one NAT
+    /// after a relay restart) waits a little instead of failing.
+    Wait(Full),
 }
 
-/// Why a connection was refused before its handshake.
+/// What was full when a connection was made to wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Its source failed authentication too often recently.
-    FailedTooOften,
-    /// Its source has too many connections waiting to authenticate.
-    SourceBusy,
-    /// The relay has too many handshakes or unauthenticated connections.
-    Busy,
+pub enum Full {
+    /// Its source has as many connections waiting to authenticate as it may.
+    Source,
+    /// The relay has as many handshakes or unauthenticated connections as
+    /// it takes.
+    Relay,
 }
 
 /// A source: an IPv4 address or an IPv6 /64.
@@ -177,10 +182,11 @@ pub struct Summary {
     pub failing_sources: usize,
     /// Connections refused because their source failed too often.
     pub refused_failed_too_often: u64,
-    /// Connections refused because their source had too many waiting.
-    pub refused_source_busy: u64,
-    /// Connections refused because the relay had too many waiting.
-    pub refused_busy: u64,
+    /// First packets left unanswered because their source had too many
+    /// connections waiting (the clients send them again).
+    pub waited_source_full: u64,
+    /// First packets left unanswered because the relay was full.
+    pub waited_relay_full: u64,
     /// Retries sent.
     pub retries: u64,
     /// Connections closed for not authenticating in time.
@@ -204,10 +210,10 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            "; refused {} connections from sources that failed too often, {} from sources with too many waiting, {} while the relay was full; {} retries sent; {} closed for not authenticating in time",
+            "; refused {} connections from sources that failed too often; left {} first packets unanswered because their source had too many connections waiting, {} because the relay was full; {} retries sent; {} closed for not authenticating in time",
             self.refused_failed_too_often,
-            self.refused_source_busy,
-            self.refused_busy,
+            self.waited_source_full,
+            self.waited_relay_full,
             self.retries,
             self.deadline_closes
         )
@@ -277,16 +283,16 @@ impl Admission {
                 *self.per_source.entry(source).or_default() += 1;
             }
             Decision::Retry => self.summary.retries += 1,
-            Decision::Refuse(Refused::FailedTooOften) => self.summary.refused_failed_too_often += 1,
-            Decision::Refuse(Refused::SourceBusy) => self.summary.refused_source_busy += 1,
-            Decision::Refuse(Refused::Busy) => self.summary.refused_busy += 1,
+            Decision::Refuse => self.summary.refused_failed_too_often += 1,
+            Decision::Wait(Full::Source) => self.summary.waited_source_full += 1,
+            Decision::Wait(Full::Relay) => self.summary.waited_relay_full += 1,
         }
         decision
     }
 
     fn decide(&self, source: Source, validated: bool, now: Instant) -> Decision {
         if self.failed_too_often(source, now) {
-            return Decision::Refuse(Refused::FailedTooOften);
+            return Decision::Refuse;
         }
         let busy_source = self.per_source.get(&source).copied().unwrap_or(0)
             >= self.limits.max_unauthenticated_per_source;
@@ -295,14 +301,14 @@ impl Admission {
         let retry = self.handshaking >= self.limits.retry_above_handshakes;
         if !validated && (retry || busy || busy_source) {
             // The address may be forged (someone else's): make the client
-            // prove it before refusing or accepting anything in its name.
+            // prove it before anything is decided in its name.
             return Decision::Retry;
         }
         if busy_source {
-            return Decision::Refuse(Refused::SourceBusy);
+            return Decision::Wait(Full::Source);
         }
         if busy {
-            return Decision::Refuse(Refused::Busy);
+            return Decision::Wait(Full::Relay);
         }
         Decision::Accept
     }
@@ -578,7 +584,7 @@ mod tests {
         }
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.9"), true, now),
-            Decision::Refuse(Refused::Busy)
+            Decision::Wait(Full::Relay)
         );
         // A forged address is never refused in someone's name: Retry.
         assert_eq!(
@@ -602,7 +608,7 @@ mod tests {
         assert_eq!(admission.counts(), (0, 6));
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.7"), true, now),
-            Decision::Refuse(Refused::Busy)
+            Decision::Wait(Full::Relay)
         );
         admission.handle_left_unauthenticated(ip("10.0.0.1"));
         assert_eq!(
@@ -624,7 +630,7 @@ mod tests {
         }
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.1"), true, now),
-            Decision::Refuse(Refused::SourceBusy)
+            Decision::Wait(Full::Source)
         );
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.2"), true, now),
@@ -676,7 +682,7 @@ mod tests {
             admission.handle_left_unauthenticated(bad);
             admission.handle_auth_failure(bad, start);
         }
-        let refused = Decision::Refuse(Refused::FailedTooOften);
+        let refused = Decision::Refuse;
         assert_eq!(admission.handle_incoming(bad, true, start), refused);
         assert_eq!(admission.handle_incoming(bad, false, start), refused);
         // Another source is not affected.

@@ -415,6 +415,10 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
                 e.into_incoming().refuse();
             }
         }
+        Err(Decision::Wait(full)) => {
+            tracing::trace!(%remote, ?full, "first packet left for the client to send again");
+            incoming.ignore();
+        }
         Err(decision) => {
             tracing::trace!(%remote, ?decision, "first packet refused");
             incoming.refuse();

@@ -212,7 +212,7 @@ fn defaults() -> deskside_relay::admission::AdmissionLimits {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_source_may_hold_only_its_share_of_unauthenticated_connections() {
+async fn one_source_may_hold_only_its_share_of_unauthenticated_connections_and_the_next_waits() {
     let mut world = World::new();
     let (relay, addr, fingerprint) = start(&mut world, "");
     let share = defaults().max_unauthenticated_per_source;
@@ -223,12 +223,17 @@ async fn one_source_may_hold_only_its_share_of_unauthenticated_connections() {
         let control = hello(&connection).await;
         held.push((connection, control));
     }
-    let one_more = quic(&attacker, addr, fingerprint).await;
+    // One more from the same source waits: the relay leaves its first
+    // packet unanswered, and the client sends it again later.
+    let waiting = tokio::spawn({
+        let attacker = attacker.clone();
+        async move { quic(&attacker, addr, fingerprint).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        refused_by_quic(one_more.clone()),
-        "connection {} of one source is refused: {}",
-        share + 1,
-        outcome(&one_more)
+        !waiting.is_finished(),
+        "connection {} of one source must wait while {share} wait to authenticate",
+        share + 1
     );
     // Other sources are not affected.
     let neighbour = endpoint_on(NEIGHBOUR);
@@ -246,8 +251,15 @@ async fn one_source_may_hold_only_its_share_of_unauthenticated_connections() {
         matches!(answer, RelayToConsole::Authenticated { .. }),
         "{answer:?}"
     );
-    let again = quic(&attacker, addr, fingerprint).await;
-    assert!(again.is_ok(), "a freed slot is usable: {}", outcome(&again));
+    let waited = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the waiting connection gets in once a slot is free")
+        .unwrap();
+    assert!(
+        waited.is_ok(),
+        "a freed slot is usable: {}",
+        outcome(&waited)
+    );
 }
 
 /// Failed authentications the summary lines of `log` report for `source`.

@@ -44,9 +44,9 @@ pub enum ConnectError {
     /// Nothing answered in time (relay down, wrong port, or UDP blocked).
     #[error("no answer from the relay at {0} within 10 s: is it running, is the port right, and does the network allow UDP?")]
     Timeout(String),
-    /// The relay refused the connection before its handshake (its limits
-    /// on connections that have not authenticated yet).
-    #[error("the relay at {0} refused the connection: it is busy, or this address failed to log in or enroll too often; wait a minute and try again, and if it keeps happening check the token or login string")]
+    /// The relay refused the connection before its handshake: this address
+    /// failed to authenticate too often recently.
+    #[error("the relay at {0} refused the connection: this address failed to log in or enroll too often recently; wait a minute and try again, and check the token or login string")]
     Refused(String),
     /// The QUIC connection failed for another reason.
     #[error("connection to the relay at {addr} failed: {source}")]
