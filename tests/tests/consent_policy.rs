@@ -206,7 +206,7 @@ fn technician_diagnostics_are_audited_and_the_employee_sees_who_asked() {
 // ---------------------------------------------------------------------------
 
 const CONSENT_TITLE: &str = "remote support request";
-const WITHDRAWN_TITLE: &str = "request withdrawn";
+const WITHDRAWN_TITLE: &str = "offer withdrawn";
 
 /// Two X servers and egui windows per test: one at a time on 2 cores.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -31,7 +31,7 @@ pub const CONSENT_REFUSE_BUTTON: [f32; 4] = [24.0, 352.0, 220.0, 48.0];
 /// The Accept button, `[x, y, width, height]` in window points.
 pub const CONSENT_ACCEPT_BUTTON: [f32; 4] = [276.0, 352.0, 220.0, 48.0];
 /// The window title once the technician withdrew the request.
-pub const WITHDRAWN_TITLE: &str = "deskside — request withdrawn";
+pub const WITHDRAWN_TITLE: &str = "deskside — offer withdrawn";
 /// How long the dialog says the request was withdrawn before it closes by
 /// itself (long enough to read two sentences).
 pub const WITHDRAWN_NOTICE: Duration = Duration::from_secs(6);
@@ -371,22 +371,40 @@ impl ConsentApp {
     fn withdrawn_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
         egui::CentralPanel::default().show(ui, |ui| {
             ui.add_space(4.0);
-            ui.label(RichText::new("Request withdrawn").size(22.0).strong());
-            ui.add_space(8.0);
+            let lang = self.lang;
             ui.label(
-                RichText::new(format!(
-                    "{} withdrew the request before you answered.",
+                RichText::new(lang.t("Offer withdrawn", "Proposition retirée"))
+                    .size(22.0)
+                    .strong(),
+            );
+            ui.add_space(8.0);
+            let who = match lang {
+                UiLang::En => format!(
+                    "{} withdrew the offer before you answered.",
                     self.technician
+                ),
+                UiLang::Fr => format!(
+                    "{} a retiré sa proposition avant votre réponse.",
+                    self.technician
+                ),
+            };
+            ui.label(RichText::new(who).size(16.0));
+            ui.label(
+                RichText::new(lang.t(
+                    "Nothing was shared. There is nothing to do.",
+                    "Rien n'a été partagé. Vous n'avez rien à faire.",
                 ))
                 .size(16.0),
             );
-            ui.label(RichText::new("Nothing was shared. There is nothing to do.").size(16.0));
             ui.add_space(6.0);
-            ui.label("This window closes by itself.");
+            ui.label(lang.t(
+                "This window closes by itself.",
+                "Cette fenêtre se ferme d'elle-même.",
+            ));
         });
         let close = ui.put(
             rect_of(CONSENT_REFUSE_BUTTON),
-            egui::Button::new(RichText::new("Close").size(18.0)),
+            egui::Button::new(RichText::new(self.lang.t("Close", "Fermer")).size(18.0)),
         );
         if close.clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
