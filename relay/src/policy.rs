@@ -178,7 +178,7 @@ pub async fn push_to_connected(
     policy: &Policy,
 ) -> Result<Reach, Refusal> {
     let json = serde_json::to_vec(policy).map_err(|e| internal_error(&e))?;
-    let online = shared.presence.online();
+    let online: std::collections::HashSet<_> = shared.presence.online().into_iter().collect();
     let devices = shared
         .store(move |s| s.list_devices(org))
         .await?

@@ -1873,6 +1873,35 @@ mod tests {
     }
 
     #[test]
+    fn every_stored_collection_is_audited_with_who_and_what() {
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "enroll", 1);
+        let device = enroll(&store, "enroll", "key-a", "laptop", 1, T0).unwrap();
+        let snapshot = r#"{"device":{"measured":{}},"wifi":{"unknown":"no radio"},
+            "path":{"measured":{"download":{"measured":{"mbit_per_s":50.0}},"upload":{"unknown":"x"}}}}"#;
+        let id = store
+            .insert_diagnostics(
+                org,
+                device.id,
+                "technician:2 (ana)",
+                snapshot,
+                "{}",
+                None,
+                3,
+                T0,
+            )
+            .unwrap();
+        let row = store.audit_entries(Some(org), 1).unwrap().remove(0);
+        assert_eq!(row.action, "diagnostics.collect");
+        assert_eq!(row.actor, "technician:2 (ana)");
+        assert_eq!(row.target, format!("device:{}", device.id));
+        assert_eq!(
+            row.detail,
+            serde_json::json!({"snapshot_id": id, "collected": ["device", "path"], "throughput": true})
+        );
+    }
+
+    #[test]
     fn organisation_settings_are_replaced_and_audited() {
         let (store, org) = bootstrapped();
         assert_eq!(store.organisation_settings(org).unwrap(), "{}");
