@@ -80,6 +80,13 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     let rss_base = rss_kib(pid)?;
 
     let mut console = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
+    // One token for all N: above the default policy limit of 100 uses.
+    console
+        .request(ConsoleRequest::SetPolicy {
+            key: "enroll_token_max_uses".to_owned(),
+            value: n.to_string(),
+        })
+        .await?;
     let token = match console
         .request(ConsoleRequest::CreateEnrollToken {
             uses: u32::try_from(n)?,
