@@ -53,13 +53,17 @@ const EXPOSING_RIGHTS: u32 = FILE_READ_DATA
     | GENERIC_ALL;
 
 /// Creates `dir` and missing parents; the directory itself (not the parents,
-/// which keep what they inherit) gets the owner-only DACL. An existing
-/// directory is left as it is, as on Unix.
+/// which keep what they inherit) gets the owner-only DACL unless it
+/// inherited an owner-only one. An existing directory is left as it is, as
+/// on Unix.
 pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     DirBuilder::new().recursive(true).create(dir)?;
+    if check_private(dir).is_ok() {
+        return Ok(());
+    }
     let acl = owner_only_acl()?;
     let wide = wide_path(dir);
     // SAFETY: `wide` is a NUL-terminated UTF-16 path that outlives the call;
@@ -79,8 +83,9 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     win32_result(status)
 }
 
-/// Creates a new file (failing if it exists) and gives it the owner-only
-/// DACL before a single byte is written to it.
+/// Creates a new file (failing if it exists) and, unless what it inherited
+/// is already owner-only, gives it the owner-only DACL before a single byte
+/// is written to it.
 pub(super) fn create_private_file(path: &Path) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .write(true)
@@ -89,6 +94,13 @@ pub(super) fn create_private_file(path: &Path) -> std::io::Result<File> {
         // replace the inherited DACL through this handle.
         .access_mode(GENERIC_WRITE | WRITE_DAC | READ_CONTROL)
         .open(path)?;
+    // What the file inherited may already be owner-only (a profile folder
+    // usually is); then it is left alone, as Wine needs: it cannot store a
+    // DACL and turns any it is given into Unix mode 0775 ("Everyone may
+    // read"). A later widening is caught by `check_private` at every read.
+    if check_private(path).is_ok() {
+        return Ok(file);
+    }
     let acl = owner_only_acl()?;
     // SAFETY: the handle is open (owned by `file`, alive for the call) with
     // WRITE_DAC; `acl` is an initialised ACL that outlives the call; null
