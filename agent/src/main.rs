@@ -16,6 +16,7 @@ use deskside_agent::state::StateDir;
 use tokio::sync::watch;
 
 mod check;
+mod help_fr;
 
 /// The deskside agent: lets your IT helpdesk see this device's health and,
 /// only with your consent, help you on screen.
@@ -118,11 +119,23 @@ enum Command {
     },
 }
 
+/// Parses the command line, with the help in French when the locale (or
+/// `--lang fr`) is French.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let args: Vec<String> = std::env::args().collect();
+    if !help_fr::wants_french(&args, |name| std::env::var(name).ok()) {
+        return Cli::parse();
+    }
+    let matches = help_fr::french(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_PERMANENT: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let default_level = match cli.verbose {
         0 => "info",
         1 => "debug",
@@ -332,5 +345,61 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn help(command: clap::Command, path: &[&str]) -> String {
+        let mut command = command;
+        command.build();
+        let mut sub = &mut command;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).expect("subcommand");
+        }
+        sub.render_help().to_string()
+    }
+
+    #[test]
+    fn the_french_help_is_french() {
+        let english = help(Cli::command(), &["check"]);
+        let french = help(help_fr::french(Cli::command()), &["check"]);
+        assert!(english.contains("Skip the throughput test"), "{english}");
+        for sentence in [
+            "Skip the throughput test",
+            "The full report",
+            "Usage:",
+            "Checks this device",
+            "Print help",
+            "possible values",
+        ] {
+            assert!(!french.contains(sentence), "{sentence:?} in:\n{french}");
+        }
+        assert!(french.contains("Sans le test de débit"), "{french}");
+        assert!(french.contains("Utilisation\u{a0}:"), "{french}");
+        let root = help(help_fr::french(Cli::command()), &[]);
+        assert!(root.contains("Inscrit cet ordinateur"), "{root}");
+        assert!(!root.contains("Enrolls this device"), "{root}");
+    }
+
+    #[test]
+    fn the_help_language_follows_the_flag_then_the_locale() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let french_locale = |name: &str| (name == "LANG").then(|| "fr_FR.UTF-8".to_owned());
+        assert!(help_fr::wants_french(
+            &args(&["deskside-agent", "--help"]),
+            french_locale
+        ));
+        assert!(!help_fr::wants_french(
+            &args(&["deskside-agent", "--lang", "en", "--help"]),
+            french_locale
+        ));
+        assert!(help_fr::wants_french(
+            &args(&["deskside-agent", "--lang=fr", "check", "--help"]),
+            |_| None
+        ));
     }
 }
