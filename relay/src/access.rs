@@ -11,7 +11,7 @@
 //! This module never reads the store directly: it goes through `Shared`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use deskside_protocol::console::CLOSE_ACCESS_ENDED;
@@ -55,7 +55,27 @@ impl Consoles {
     /// Closes every connection of `technician` with `reason`; returns how
     /// many there were.
     pub fn close_all(&self, technician: TechnicianId, reason: &str) -> usize {
-        let connections = self.lock().remove(&technician).unwrap_or_default();
+        self.close_all_but(technician, reason, None)
+    }
+
+    /// Like [`Consoles::close_all`], leaving `kept` (a `stable_id`) open.
+    pub fn close_all_but(
+        &self,
+        technician: TechnicianId,
+        reason: &str,
+        kept: Option<usize>,
+    ) -> usize {
+        let mut map = self.lock();
+        let mut connections = map.remove(&technician).unwrap_or_default();
+        if let Some(kept) = kept {
+            let (keep, close): (Vec<_>, Vec<_>) =
+                connections.into_iter().partition(|c| c.stable_id() == kept);
+            if !keep.is_empty() {
+                map.insert(technician, keep);
+            }
+            connections = close;
+        }
+        drop(map);
         for connection in &connections {
             connection.close(CLOSE_ACCESS_ENDED.into(), reason.as_bytes());
         }
@@ -93,6 +113,8 @@ pub struct Access {
     expires_at: Option<i64>,
     /// When the store was last read, Unix seconds.
     store_read_at: AtomicI64,
+    /// Set when a request on this connection revoked its own token.
+    revoked: AtomicBool,
 }
 
 impl Access {
@@ -109,7 +131,14 @@ impl Access {
             connection: connection.clone(),
             expires_at,
             store_read_at: AtomicI64::new(read_at),
+            revoked: AtomicBool::new(false),
         }
+    }
+
+    /// Records that this connection's own token was revoked by a request
+    /// on it: the next request ends its access.
+    pub fn mark_revoked(&self) {
+        self.revoked.store(true, Ordering::Relaxed);
     }
 
     /// Checks, before a request runs, that the token still grants access.
@@ -121,7 +150,9 @@ impl Access {
             return Err(Refusal::BadTechnicianToken);
         }
         let now = now_secs();
-        let cause = if self.expires_at.is_some_and(|at| at <= now) {
+        let cause = if self.revoked.load(Ordering::Relaxed) {
+            AccessEnd::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
             AccessEnd::Expired
         } else if self.store_read_at.swap(now, Ordering::Relaxed) >= now {
             return Ok(());
@@ -172,7 +203,22 @@ pub async fn until(expires_at: Option<i64>) {
 /// relay with the reason, then ends its open sessions (audited with
 /// `actor` and why) and stops forwarding their packets.
 pub async fn end_access(shared: &Shared, technician: TechnicianId, cause: AccessEnd, actor: &str) {
-    let closed = shared.consoles.close_all(technician, &close_reason(cause));
+    end_access_but(shared, technician, cause, actor, None).await;
+}
+
+/// Like [`end_access`], leaving connection `kept` (a `stable_id`) open: an
+/// administrator who revokes their own token gets the answer on it, and it
+/// closes at its next request ([`Access::mark_revoked`]).
+pub async fn end_access_but(
+    shared: &Shared,
+    technician: TechnicianId,
+    cause: AccessEnd,
+    actor: &str,
+    kept: Option<usize>,
+) {
+    let closed = shared
+        .consoles
+        .close_all_but(technician, &close_reason(cause), kept);
     let now = now_secs();
     let actor = actor.to_owned();
     let ended = shared

@@ -434,8 +434,14 @@ async fn handle(
                 ))
             })?;
             // Its open connections close and its sessions end now, not at
-            // its next login.
-            crate::access::end_access(shared, id, AccessEnd::Revoked, &actor).await;
+            // its next login; an administrator revoking their own token
+            // gets this answer first, and this connection closes at its
+            // next request.
+            let own = (id == technician.id).then(|| {
+                link.access.mark_revoked();
+                link.connection
+            });
+            crate::access::end_access_but(shared, id, AccessEnd::Revoked, &actor, own).await;
             Ok(ConsoleResponse::TechnicianTokenRevoked(revoked))
         }
         ConsoleRequest::ListEnrollTokens => Ok(ConsoleResponse::EnrollTokens(

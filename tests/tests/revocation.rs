@@ -542,3 +542,41 @@ fn a_revocation_written_by_another_relay_is_seen_within_about_a_second() {
         );
     });
 }
+
+#[test]
+fn an_admin_revoking_its_own_token_gets_the_answer_then_nothing_more() {
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let created = admin
+        .run(&[
+            "tokens", "create", "--name", "leaving", "--role", "admin", "--json",
+        ])
+        .ok()
+        .json();
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = deskside_protocol::TechnicianId(created["id"].as_u64().unwrap());
+    runtime().block_on(async {
+        let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &secret).await;
+        match peer
+            .request(ConsoleRequest::RevokeTechnicianToken { id })
+            .await
+        {
+            Ok(ConsoleResponse::TechnicianTokenRevoked(info)) => {
+                assert!(info.revoked_at.is_some())
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next request on the same connection ends it.
+        let _ = peer
+            .send()
+            .send(&deskside_protocol::console::ConsoleToRelay::Request {
+                id: 77,
+                request: deskside_protocol::message::Nested(ConsoleRequest::ListDevices),
+            })
+            .await;
+        let (_, reason) = closed_for_access(&peer.connection(), Duration::from_secs(2)).await;
+        assert!(reason.contains("revoked"), "{reason}");
+    });
+}
