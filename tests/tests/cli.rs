@@ -14,6 +14,9 @@ fn run(program: &str, args: &[&str]) -> Run {
         .env_remove("DESKSIDE_PROFILE")
         .env_remove("DESKSIDE_RELAY_CONFIG")
         .env_remove("DESKSIDE_RELAY_DATA")
+        // Help texts follow the locale; these tests read the English ones.
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     Run {
