@@ -122,10 +122,7 @@ mod tests {
         assert_eq!(load_trust(dir.path()).unwrap(), trust);
         save(dir.path(), &Trust::default()).unwrap();
         assert_eq!(load_trust(dir.path()).unwrap(), Trust::default());
-        std::fs::write(path(dir.path()), "garbage").unwrap();
-        let mut perms = std::fs::metadata(path(dir.path())).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-        std::fs::set_permissions(path(dir.path()), perms).unwrap();
+        write_private(&path(dir.path()), b"garbage").unwrap();
         assert!(load(dir.path()).is_err());
     }
 }
