@@ -27,14 +27,16 @@ const WHOAMI: &str = "whoami";
 /// The long help of `deskside login`.
 pub const LONG_ABOUT: &str = "Log in to a relay and save the profile.\n\n\
     Give either the login string your administrator sent you (it starts with dsl1_ and \
-    holds the relay address, its certificate fingerprint and your token), or all three of \
+    holds the relay address, its certificate fingerprint and your token; dsl2_ when your \
+    organisation has an organisation key: it also holds your certified session key, saved \
+    next to the profile), or all three of \
     --relay, --fingerprint and --token. The token is checked with the relay before the \
     profile is saved, readable only by you (mode 0600).";
 
 /// Arguments of `deskside login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The login string from your administrator (starts with dsl1_)
+    /// The login string from your administrator (starts with dsl1_ or dsl2_)
     #[arg(value_name = "LOGIN_STRING")]
     pub login_string: Option<String>,
 
