@@ -515,17 +515,22 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         },
     });
     let hub = Arc::new(crate::session::hub::HelperHub::default());
-    let socket = crate::session::hub::socket_path_for(state.root());
-    match crate::session::hub::bind(&socket) {
-        Ok(listener) => {
-            tracing::info!(socket = %socket.display(), "waiting for the session helper");
-            tokio::spawn(crate::session::hub::serve(listener, hub.clone()));
+    #[cfg(unix)]
+    {
+        let socket = crate::session::hub::socket_path_for(state.root());
+        match crate::session::hub::bind(&socket) {
+            Ok(listener) => {
+                tracing::info!(socket = %socket.display(), "waiting for the session helper");
+                tokio::spawn(crate::session::hub::serve(listener, hub.clone()));
+            }
+            Err(e) => tracing::warn!(
+                "remote sessions are unavailable: cannot listen on {}: {e}",
+                socket.display()
+            ),
         }
-        Err(e) => tracing::warn!(
-            "remote sessions are unavailable: cannot listen on {}: {e}",
-            socket.display()
-        ),
     }
+    #[cfg(not(unix))]
+    tracing::warn!("remote sessions are not supported on Windows yet: the session helper channel (a named pipe) is not built");
     // Read once at start: only a new enrollment changes it.
     let trust = crate::org_trust::load_trust(state.root())?;
     let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), trust, hub);

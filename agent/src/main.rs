@@ -195,10 +195,16 @@ fn main() -> ExitCode {
         Command::History { json } => {
             return finish_employee(check::history(&state, json, cli.lang.as_deref()))
         }
+        #[cfg(unix)]
         Command::SessionHelper { socket } => {
             let socket = socket
                 .unwrap_or_else(|| deskside_agent::session::helper::default_socket(state.root()));
             runtime.block_on(deskside_agent::session::helper::run(&socket))
+        }
+        #[cfg(not(unix))]
+        Command::SessionHelper { .. } => {
+            eprintln!("error: the session helper is not supported on Windows yet (no screen capture, input or helper channel); remote sessions need a Linux/X11 desktop for now");
+            return ExitCode::from(EXIT_FAILED);
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
         Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),

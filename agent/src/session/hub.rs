@@ -6,22 +6,31 @@
 //! owner of an active graphical login session known to systemd-logind.
 //! Anyone else is told nothing and disconnected, with the reason logged.
 //! One helper at a time: a second one is refused while the first is alive.
+//!
+//! The socket itself is Unix-only (`cfg(unix)` items below); on Windows the
+//! service has no helper channel yet (a named pipe is planned): no helper
+//! ever connects, and a session request finds no one to ask.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, ServiceToHelper};
-use deskside_protocol::session::{session_id_text, Monitor};
+#[cfg(unix)]
+use deskside_protocol::session::session_id_text;
+use deskside_protocol::session::Monitor;
+#[cfg(unix)]
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+#[cfg(unix)]
 use super::wire::{write_message, MessageReader};
 
 /// Where the packaged service listens (its `RuntimeDirectory`).
 pub const SYSTEM_SOCKET: &str = "/run/deskside-agent/session.sock";
 
 /// Messages queued towards the helper before a sender waits.
+#[cfg(unix)]
 const TO_HELPER_QUEUE: usize = 64;
 /// Messages queued from the helper per session (frames are big: keep small).
 const FROM_HELPER_QUEUE: usize = 8;
@@ -40,6 +49,7 @@ pub fn socket_path_for(state_root: &Path) -> PathBuf {
 #[derive(Debug, Default)]
 pub struct HelperHub {
     inner: Mutex<Option<Connected>>,
+    #[cfg_attr(not(unix), allow(dead_code))]
     next_id: Mutex<u64>,
     /// The connected helper's monitors; empty while none is connected or
     /// it could not list them.
@@ -118,6 +128,7 @@ impl HelperHub {
     }
 }
 
+#[cfg(unix)]
 /// Binds the socket (replacing a stale one), readable and writable by all
 /// local users: who may talk is decided per connection from its credentials.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -135,6 +146,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+#[cfg(unix)]
 /// Accepts helpers forever.
 pub async fn serve(listener: UnixListener, hub: Arc<HelperHub>) {
     loop {
@@ -166,6 +178,7 @@ pub async fn serve(listener: UnixListener, hub: Arc<HelperHub>) {
     }
 }
 
+#[cfg(unix)]
 /// Whether a helper running as `uid` may connect.
 pub fn peer_allowed(uid: u32) -> Result<(), String> {
     if uid == own_uid() {
@@ -181,10 +194,12 @@ pub fn peer_allowed(uid: u32) -> Result<(), String> {
     }
 }
 
+#[cfg(unix)]
 fn own_uid() -> u32 {
     nix::unistd::Uid::effective().as_raw()
 }
 
+#[cfg(unix)]
 /// Owners of active, local, graphical logind sessions.
 pub fn graphical_session_users(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -215,6 +230,7 @@ pub fn graphical_session_users(dir: &Path) -> Vec<u32> {
     users
 }
 
+#[cfg(unix)]
 async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(), String> {
     let (read, mut write) = stream.into_split();
     let mut reader = MessageReader::new(read);
@@ -318,7 +334,7 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
     outcome
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
