@@ -155,6 +155,8 @@ pub fn hand_to_service_user(_root: &Path) -> Result<bool, ServiceError> {
 
 #[cfg(test)]
 mod tests {
+    // Every test here needs Unix users and modes.
+    #[cfg(unix)]
     use super::*;
 
     #[cfg(unix)]
