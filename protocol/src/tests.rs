@@ -405,16 +405,19 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
         prop::collection::vec(enroll_token_info(), 0..4).prop_map(ConsoleResponse::EnrollTokens),
         enroll_token_info().prop_map(ConsoleResponse::EnrollTokenRevoked),
         prop::collection::vec(session_info(), 0..4).prop_map(ConsoleResponse::Sessions),
-        (any::<u64>(), prop::option::of((any::<i64>(), text())), bytes(40)).prop_map(
-            |(rows, broken, hash)| {
+        (
+            any::<u64>(),
+            prop::option::of((any::<i64>(), text())),
+            bytes(40)
+        )
+            .prop_map(|(rows, broken, hash)| {
                 let mut verification = deskside_protocol_audit_verification();
                 verification.rows = rows;
                 verification.broken =
                     broken.map(|(id, problem)| crate::audit::AuditBreak { id, problem });
                 verification.anchor_hash = Some(hash);
                 ConsoleResponse::AuditVerified(verification)
-            }
-        ),
+            }),
     ]
 }
 

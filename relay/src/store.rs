@@ -40,8 +40,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-mod audit_chain;
 mod access;
+mod audit_chain;
 mod recovery;
 mod sessions;
 
@@ -2136,7 +2136,7 @@ mod tests {
             agent_version: "0.1.0".to_owned(),
             first_seen: T0 + 10,
             last_seen: T0 + 10,
-            last_address: Some("192.0.2.0:50000".to_owned()) /* public: truncated to its /24 */,
+            last_address: Some("192.0.2.0:50000".to_owned()), /* public: truncated to its /24 */
             revoked_at: None,
             group: None,
         };
@@ -2270,7 +2270,7 @@ mod tests {
             os: "Fedora 40".to_owned(),
             agent_version: "0.2.0".to_owned(),
             last_seen: T0 + 60,
-            last_address: Some("198.51.100.0:4433".to_owned()) /* truncated */,
+            last_address: Some("198.51.100.0:4433".to_owned()), /* truncated */
             ..device.clone()
         };
         assert_eq!(attached, expected);

@@ -44,8 +44,7 @@ pub use consent::{
 };
 pub use indicator::{
     indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_CHAT_INPUT,
-    INDICATOR_DOWNGRADE_BUTTON,
-    INDICATOR_STOP_BUTTON, INDICATOR_TITLE, INDICATOR_WINDOW_SIZE,
+    INDICATOR_DOWNGRADE_BUTTON, INDICATOR_STOP_BUTTON, INDICATOR_TITLE, INDICATOR_WINDOW_SIZE,
 };
 
 /// How long the employee has to answer when the request does not say.
@@ -216,4 +215,3 @@ pub(crate) fn native_options(
 pub(crate) fn rect_of(xywh: [f32; 4]) -> egui::Rect {
     egui::Rect::from_min_size(egui::pos2(xywh[0], xywh[1]), egui::vec2(xywh[2], xywh[3]))
 }
-

@@ -119,7 +119,8 @@ mod tests {
         }
         // A real flag after the value still works, and an unknown one is
         // still refused.
-        let cli = Cli::try_parse_from(["deskside", "policy", "set", "k", "-7.5", "--json"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["deskside", "policy", "set", "k", "-7.5", "--json"]).unwrap();
         assert!(cli.json);
         assert!(Cli::try_parse_from(["deskside", "policy", "set", "k", "-x"]).is_err());
     }

@@ -517,7 +517,10 @@ impl Renderer {
         if !finding.technician_note.is_empty() {
             let line = format!(
                 "    {} {}",
-                self.t("For the technician:", "Pour le technicien (note en anglais) :"),
+                self.t(
+                    "For the technician:",
+                    "Pour le technicien (note en anglais) :"
+                ),
                 finding.technician_note
             );
             let _ = writeln!(out, "{}", self.paint(DIM, &line));

@@ -269,7 +269,10 @@ async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable
                     }
                     None => {
                         shared.stats.unknown_session.fetch_add(1, Ordering::Relaxed);
-                        tracing::trace!(session = id, "kept a packet for a session not carried yet");
+                        tracing::trace!(
+                            session = id,
+                            "kept a packet for a session not carried yet"
+                        );
                         let mut early = shared.early.lock().unwrap_or_else(|p| p.into_inner());
                         if early.len() >= EARLY_PACKETS {
                             early.pop_front();
