@@ -83,7 +83,10 @@ impl Client {
             fingerprint,
             identity: None,
             idle_timeout: Duration::from_secs(30),
-            keep_alive: Some(Duration::from_secs(10)),
+            // As often as the agents: a relay may run with an idle timeout
+            // as short as 5 s, and a console waiting on a long request
+            // (a speed test) must not be dropped as idle meanwhile.
+            keep_alive: Some(Duration::from_secs(4)),
             software: format!("deskside {}", env!("CARGO_PKG_VERSION")),
         };
         let connected = connect(&endpoint, &options).await?;

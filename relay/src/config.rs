@@ -264,8 +264,10 @@ impl RelayConfig {
                 .with_context(|| format!("invalid idle_timeout {text:?} (examples: 12s, 1m)"))?,
             (None, None) => DEFAULT_IDLE_TIMEOUT,
         };
-        if idle_timeout < Duration::from_secs(1) || idle_timeout > Duration::from_secs(600) {
-            bail!("idle timeout must be between 1 s and 10 min, got {idle_timeout:?}");
+        // Agents and consoles send keep-alives every 4 s: a shorter idle
+        // timeout would drop every quiet connection.
+        if idle_timeout < Duration::from_secs(5) || idle_timeout > Duration::from_secs(600) {
+            bail!("idle timeout must be between 5 s and 10 min (agents and consoles send keep-alives every 4 s), got {idle_timeout:?}");
         }
         let public_addr = flags.public_addr.or(file.public_addr);
         if public_addr.is_none() && listen.ip().is_unspecified() {

@@ -2,7 +2,7 @@
 //! on, for end-to-end tests of the "relay blind" promise.
 //!
 //! It takes the subset of `deskside-relay serve` flags the test harness
-//! uses (`serve --dev --listen ADDR --data-dir DIR --idle-timeout 4s`) and
+//! uses (`serve --dev --listen ADDR --data-dir DIR --idle-timeout 6s`) and
 //! prints the same JSON ready line, so a test can start it in place of the
 //! real relay. On top of that:
 //!
