@@ -158,9 +158,12 @@ pub enum RelayToAgent {
         /// The policy.
         json: Vec<u8>,
     },
-    /// The technician withdrew this session request before the employee
-    /// answered (cancelled, crashed or lost the connection): close the
-    /// consent dialog; an answer sent now is not recorded as consent.
+    /// The relay ended this session request or session: the technician
+    /// withdrew the request before the employee answered (cancelled,
+    /// crashed or lost the connection), or an administrator ended it, or
+    /// the technician's access was revoked or expired. Close the consent
+    /// dialog (an answer sent now is not recorded as consent), or end the
+    /// running session at once: the relay forwards nothing more for it.
     SessionWithdrawn {
         /// The session.
         session_id: u64,

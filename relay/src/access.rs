@@ -248,18 +248,17 @@ pub async fn end_access_but(
 }
 
 /// Stops a session the store just ended: the relay forwards nothing more
-/// for it, and an agent still showing its consent dialog closes it (a
-/// running session's agent sees its end-to-end connection time out).
+/// for it, and the agent is told, so that a consent dialog closes and a
+/// running session ends at once on the employee's screen (without the
+/// message it would wait out the end-to-end idle timeout, 30 s).
 pub async fn stop(shared: &Shared, session: &EndedSession) {
     shared.router.end(session.id);
-    if !session.consented {
-        if let Some(commands) = shared.presence.commands(session.device) {
-            let command = AgentCommand::WithdrawSession {
-                session_id: session.id,
-            };
-            if commands.send(command).await.is_err() {
-                tracing::debug!(device = %session.device, "the device went offline; its dialog closes with its connection");
-            }
+    if let Some(commands) = shared.presence.commands(session.device) {
+        let command = AgentCommand::WithdrawSession {
+            session_id: session.id,
+        };
+        if commands.send(command).await.is_err() {
+            tracing::debug!(device = %session.device, consented = session.consented, "the device went offline; the session ends with its connection");
         }
     }
 }

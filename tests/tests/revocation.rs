@@ -16,7 +16,7 @@ use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, CLOSE_ACCESS_E
 use deskside_protocol::session::Capabilities;
 use deskside_protocol::token::EnrollToken;
 use deskside_protocol::{Fingerprint, Role};
-use deskside_tests::peers::{answer_consent, info, open_session, parties, within, Peer};
+use deskside_tests::peers::{answer_consent, info, open_session, parties, within, Parties, Peer};
 use deskside_tests::{Console, Relay, World};
 use serde_json::Value;
 
@@ -167,6 +167,17 @@ fn an_expired_token_is_cut_at_its_expiry_and_its_session_ends_audited() {
     assert_eq!(ends[0]["actor"], "system");
 }
 
+/// The next message the agent gets is the relay ending `session`.
+async fn expect_session_ended_at_the_agent(parties: &mut Parties, session: &str) {
+    match tokio::time::timeout(Duration::from_secs(5), parties.agent.agent_message()).await {
+        Ok(RelayToAgent::SessionWithdrawn { session_id }) => {
+            assert_eq!(format!("{session_id:016x}"), session)
+        }
+        Ok(other) => panic!("the agent was not told the session ended: {other:?}"),
+        Err(_) => panic!("the agent was not told within 5 s that session {session} ended"),
+    }
+}
+
 #[test]
 fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
     let mut world = World::new();
@@ -188,6 +199,9 @@ fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
         assert!(admin.run(&["session", "list"]).ok().stdout.contains("tom"));
         let ended = admin.run(&["session", "end", &first, "--json"]).ok().json();
         assert_eq!(ended["type"], "session_ended");
+        // The agent is told, so that the running session ends on the
+        // employee's screen at once.
+        expect_session_ended_at_the_agent(&mut parties, &first).await;
         assert!(admin
             .run(&["session", "list", "--json"])
             .ok()
@@ -232,6 +246,7 @@ fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
         let (took, reason) = closed_for_access(&connection, Duration::from_secs(5)).await;
         assert!(took <= Duration::from_secs(1), "closed after {took:?}");
         assert!(reason.contains("revoked"), "{reason}");
+        expect_session_ended_at_the_agent(&mut parties, &second).await;
         let ends = session_ends(&admin, &second);
         assert_eq!(ends.len(), 1, "{ends:?}");
         assert_eq!(ends[0]["detail"]["by"], "token_revoked");

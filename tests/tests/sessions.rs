@@ -971,3 +971,49 @@ fn the_employee_downgrades_to_view_only_and_input_stops_at_the_agent() {
     );
     session.terminate();
 }
+
+#[test]
+fn an_administrator_ending_a_running_session_closes_it_on_the_employees_screen_at_once() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let mut stage = SessionStage::start(&options());
+    let (_session, out) = stage.session(&["--headless", "--duration", "120s"]);
+    wait_for_prompt(&out);
+    stage.answer_consent(true);
+    let display = stage.agent_x.display().to_owned();
+    find_window(&display, "session active", Duration::from_secs(20));
+    let session_id = wait_for("the running session", Duration::from_secs(20), || {
+        let rows = stage
+            .console
+            .run(&["session", "list", "--json"])
+            .ok()
+            .json_lines();
+        rows.into_iter()
+            .find(|row| row["state"] == "running")
+            .and_then(|row| row["session_id"].as_str().map(str::to_owned))
+    });
+    let asked = Instant::now();
+    stage.console.run(&["session", "end", &session_id]).ok();
+    // Well inside the end-to-end idle timeout (30 s), which is all that
+    // ended the employee's session before the relay told the agent.
+    wait_for("the indicator to close", Duration::from_secs(10), || {
+        window_gone(&display, "session active").then_some(())
+    });
+    eprintln!("session end → indicator closed: {:?}", asked.elapsed());
+    assert!(
+        stage
+            .agent_proc
+            .log()
+            .contains("the relay ended the session"),
+        "{}",
+        stage.agent_proc.log()
+    );
+    let ends: Vec<Value> = stage
+        .audit()
+        .into_iter()
+        .filter(|row| row["action"] == "session.end")
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["detail"]["by"], "administrator");
+}

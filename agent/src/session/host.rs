@@ -110,8 +110,10 @@ impl SessionHost {
         self.hub.monitors()
     }
 
-    /// The relay says the technician withdrew the request of `session_id`
-    /// before the employee answered: its consent dialog closes.
+    /// The relay ended `session_id`: before the employee answered (the
+    /// technician withdrew the request) its consent dialog closes; once
+    /// running (an administrator ended it, or the technician's access
+    /// ended) the session ends at once.
     pub fn withdraw(&self, session_id: u64) {
         if let Some(tx) = lock(&self.withdrawn).remove(&session_id) {
             let _ = tx.send(());
@@ -354,7 +356,7 @@ impl SessionHost {
             granted,
             request.grant_secs,
         )
-        .run()
+        .run(withdrawn)
         .await;
         conn.close(close::ENDED, by.as_str().as_bytes()).await;
         Ok(Some(by))
@@ -449,7 +451,14 @@ impl Running {
         }
     }
 
-    async fn run(mut self) -> EndedBy {
+    /// Runs the session until someone ends it. `ended_by_relay` fires when
+    /// the relay ended the session (an administrator, or the technician's
+    /// access was revoked or expired): the relay forwards nothing more, so
+    /// the session ends here at once, as if the technician had ended it.
+    async fn run(mut self, ended_by_relay: oneshot::Receiver<()>) -> EndedBy {
+        // `None` once the sender is gone: a finished oneshot must not be
+        // polled again.
+        let mut ended_by_relay = Some(ended_by_relay);
         let (control_send, control_recv) = match self.conn.open_bi().await {
             Ok(streams) => streams,
             Err(_) => return EndedBy::ConnectionLost,
@@ -550,6 +559,18 @@ impl Running {
                 },
                 _ = &mut deadline => break EndedBy::Expired,
                 _ = self.conn.closed() => break EndedBy::ConnectionLost,
+                ended = async {
+                    match ended_by_relay.as_mut() {
+                        Some(receiver) => receiver.await,
+                        None => std::future::pending().await,
+                    }
+                } => match ended {
+                    Ok(()) => {
+                        tracing::info!("the relay ended the session (an administrator, or the technician's access ended)");
+                        break EndedBy::Technician;
+                    }
+                    Err(_) => ended_by_relay = None,
+                },
             }
         };
         if dropped_input > 0 {
