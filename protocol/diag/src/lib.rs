@@ -10,10 +10,12 @@
 //! - [`thresholds`]: the limits the classifier applies, with their sources,
 //!   overridable per organisation.
 //! - [`verdict`]: the classifier, snapshot → [`Verdict`].
+//! - [`reason`]: why something could not be measured, in French.
 //! - [`report`]: the verdict as plain text for the employee and the
 //!   technician, in English or French.
 
 pub mod policy;
+pub mod reason;
 pub mod report;
 pub mod snapshot;
 pub mod thresholds;

@@ -514,14 +514,16 @@ impl Renderer {
             self.t("What to do:", "Que faire :"),
             self.text(&finding.advice)
         );
-        if !finding.technician_note.is_empty() {
+        let note = self.text(&finding.technician_note);
+        if !note.is_empty() {
+            // Verdicts stored before notes were translated have no French.
+            let untranslated = finding.technician_note.fr.is_empty();
             let line = format!(
-                "    {} {}",
-                self.t(
-                    "For the technician:",
-                    "Pour le technicien (note en anglais) :"
-                ),
-                finding.technician_note
+                "    {} {note}",
+                match (self.lang, untranslated) {
+                    (Lang::Fr, true) => "Pour le technicien (note en anglais) :",
+                    _ => self.t("For the technician:", "Pour le technicien :"),
+                }
             );
             let _ = writeln!(out, "{}", self.paint(DIM, &line));
         }

@@ -113,6 +113,18 @@ impl Stage {
         }
     }
 
+    /// French name, for technician notes.
+    pub fn name_fr(self) -> &'static str {
+        match self {
+            Stage::Device => "l'ordinateur",
+            Stage::Link => "la liaison Wi‑Fi/Ethernet",
+            Stage::Gateway => "la box (routeur)",
+            Stage::Configuration => "la configuration réseau",
+            Stage::Isp => "le chemin vers le relais",
+            Stage::Service => "le relais",
+        }
+    }
+
     /// English name, for technician notes.
     pub fn name(self) -> &'static str {
         match self {
@@ -169,6 +181,27 @@ impl Text {
     }
 }
 
+/// Reads a [`Text`], or a plain string as its English version (the form
+/// technician notes had before they were translated).
+fn text_or_english<'de, D>(deserializer: D) -> Result<Text, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Both(Text),
+        English(String),
+    }
+    Ok(match Stored::deserialize(deserializer)? {
+        Stored::Both(text) => text,
+        Stored::English(en) => Text {
+            en,
+            fr: String::new(),
+        },
+    })
+}
+
 /// A measured value quoted as evidence.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -214,8 +247,10 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     /// What the employee can do, in plain words.
     pub advice: Text,
-    /// Precise details for the technician (English).
-    pub technician_note: String,
+    /// Precise details for the technician. Verdicts stored before notes
+    /// were translated hold a plain English string, still accepted.
+    #[serde(deserialize_with = "text_or_english")]
+    pub technician_note: Text,
     /// Upstream findings that may explain this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub may_be_explained_by: Vec<String>,
@@ -233,7 +268,7 @@ impl Finding {
             title: Text::default(),
             evidence: Vec::new(),
             advice: Text::default(),
-            technician_note: String::new(),
+            technician_note: Text::default(),
             may_be_explained_by: Vec::new(),
         }
     }
@@ -248,8 +283,8 @@ impl Finding {
         self
     }
 
-    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
-        self.technician_note = note.into();
+    pub(crate) fn note(mut self, en: impl Into<String>, fr: impl Into<String>) -> Self {
+        self.technician_note = Text::new(en, fr);
         self
     }
 
@@ -305,12 +340,17 @@ impl Finding {
         self
     }
 
-    /// Appends a sentence to the technician note.
-    pub(crate) fn add_note(&mut self, sentence: &str) {
-        if !self.technician_note.is_empty() {
-            self.technician_note.push(' ');
+    /// Appends a sentence, in English and French, to the technician note.
+    pub(crate) fn add_note(&mut self, en: &str, fr: &str) {
+        for (note, sentence) in [
+            (&mut self.technician_note.en, en),
+            (&mut self.technician_note.fr, fr),
+        ] {
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str(sentence);
         }
-        self.technician_note.push_str(sentence);
     }
 
     /// Whether it counts as a problem (rather than information).
@@ -584,38 +624,67 @@ impl<'a> Judge<'a> {
         let problems = self.upstream_problems(upstream);
         if !problems.is_empty() {
             finding.confidence = Confidence::Low;
-            finding.add_note(&format!(
-                "May be explained by {} upstream: fix that first, then measure again.",
-                problems.join(", ")
-            ));
+            finding.add_note(
+                &format!(
+                    "May be explained by {} upstream: fix that first, then measure again.",
+                    problems.join(", ")
+                ),
+                &format!(
+                    "Peut s'expliquer par {} en amont : corrigez d'abord cela, puis mesurez à nouveau.",
+                    problems.join(", ")
+                ),
+            );
             finding.may_be_explained_by = problems;
             return finding;
         }
         let unknowns = self.upstream_unknowns(upstream.stages);
         if !unknowns.is_empty() {
             finding.confidence = finding.confidence.min(Confidence::Medium);
-            let mut stages: Vec<&str> = unknowns.iter().map(|(stage, _)| stage.name()).collect();
+            let mut stages: Vec<Stage> = unknowns.iter().map(|(stage, _)| *stage).collect();
             stages.dedup();
-            let described: Vec<String> = unknowns
+            let names_en: Vec<&str> = stages.iter().map(|stage| stage.name()).collect();
+            let names_fr: Vec<&str> = stages.iter().map(|stage| stage.name_fr()).collect();
+            let described_en: Vec<String> = unknowns
                 .iter()
-                .map(|(_, what)| self.describe_unknown(what))
+                .map(|(_, what)| self.describe_unknown(what, false))
                 .collect();
-            finding.add_note(&format!(
-                "Not confirmed: {} could not be checked ({}), so {} not ruled out.",
-                stages.join(" and "),
-                described.join("; "),
-                if stages.len() == 1 {
-                    "it is"
-                } else {
-                    "they are"
-                }
-            ));
+            let described_fr: Vec<String> = unknowns
+                .iter()
+                .map(|(_, what)| self.describe_unknown(what, true))
+                .collect();
+            finding.add_note(
+                &format!(
+                    "Not confirmed: {} could not be checked ({}), so {} not ruled out.",
+                    names_en.join(" and "),
+                    described_en.join("; "),
+                    if stages.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    }
+                ),
+                &format!(
+                    "Non confirmé : impossible de vérifier {} ({}), {}.",
+                    names_fr.join(" ni "),
+                    described_fr.join(" ; "),
+                    if stages.len() == 1 {
+                        "cette cause n'est donc pas écartée"
+                    } else {
+                        "ces causes ne sont donc pas écartées"
+                    }
+                ),
+            );
         }
         finding
     }
 
-    fn describe_unknown(&self, what: &str) -> String {
+    fn describe_unknown(&self, what: &str, french: bool) -> String {
         match self.unknowns.iter().find(|u| u.what == what) {
+            Some(unknown) if french => {
+                let reason = crate::reason::french(&unknown.reason)
+                    .unwrap_or_else(|| unknown.reason.clone());
+                format!("{what} : {reason}")
+            }
             Some(unknown) => format!("{what}: {}", unknown.reason),
             None => what.to_owned(),
         }

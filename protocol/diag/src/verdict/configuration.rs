@@ -26,21 +26,42 @@ fn dns<'a>(j: &mut Judge<'a>) -> Result<&'a Dns, Skip> {
     Ok(dns)
 }
 
-/// Where the resolver configuration stands, for technician notes.
-fn resolver_note(j: &Judge<'_>) -> String {
+/// Where the resolver configuration stands, for technician notes (English,
+/// French).
+fn resolver_note(j: &Judge<'_>) -> (String, String) {
     match j.snapshot.network.value() {
-        Some(network) if network.dns_local_stub => format!(
-            "The system resolver is a local stub (servers listed: {}); check its upstream servers (e.g. `resolvectl status`).",
-            list(&network.dns_servers)
+        Some(network) if network.dns_local_stub => (
+            format!(
+                "The system resolver is a local stub (servers listed: {}); check its upstream servers (e.g. `resolvectl status`).",
+                list(&network.dns_servers)
+            ),
+            format!(
+                "Le résolveur du système est un relais local (serveurs indiqués : {}) ; vérifiez ses serveurs en amont (par exemple `resolvectl status`).",
+                list_fr(&network.dns_servers)
+            ),
         ),
-        Some(network) => format!("DNS servers: {}.", list(&network.dns_servers)),
-        None => "DNS servers unknown.".to_owned(),
+        Some(network) => (
+            format!("DNS servers: {}.", list(&network.dns_servers)),
+            format!("Serveurs DNS : {}.", list_fr(&network.dns_servers)),
+        ),
+        None => (
+            "DNS servers unknown.".to_owned(),
+            "Serveurs DNS inconnus.".to_owned(),
+        ),
     }
 }
 
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn list_fr(items: &[String]) -> String {
+    if items.is_empty() {
+        "aucun".to_owned()
     } else {
         items.join(", ")
     }
@@ -65,10 +86,16 @@ pub(super) fn default_route(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Check that Wi‑Fi is switched on and connected to your home network (or that the network cable is plugged in), then try again.",
             "Vérifiez que le Wi‑Fi est activé et connecté à votre réseau (ou que le câble réseau est branché), puis réessayez.",
         )
-        .note(format!(
-            "No IPv4 default route; interfaces up: {}. Either the link is down, DHCP failed, or a VPN/firewall tool removed the route.",
-            list(&up.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-        ))])
+        .note(
+            format!(
+                "No IPv4 default route; interfaces up: {}. Either the link is down, DHCP failed, or a VPN/firewall tool removed the route.",
+                list(&up.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            ),
+            format!(
+                "Aucune route IPv4 par défaut ; interfaces actives : {}. Soit la liaison est coupée, soit le DHCP a échoué, soit un VPN ou un pare-feu a retiré la route.",
+                list_fr(&up.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            ),
+        )])
 }
 
 /// Lookups succeed.
@@ -118,12 +145,21 @@ pub(super) fn dns_resolution(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Restart the computer and your internet box. If you set a custom DNS server or use a VPN or filtering software, turn it off and try again, or ask IT.",
             "Redémarrez l'ordinateur et votre box internet. Si vous avez réglé un serveur DNS particulier ou utilisez un VPN ou un logiciel de filtrage, désactivez-le et réessayez, ou demandez au service informatique.",
         )
-        .note(format!(
-            "{} of {} lookups through the system resolver failed. {}",
-            failed.len(),
-            dns.lookups.len(),
-            resolver_note(j)
-        ));
+        .note(
+            format!(
+                "{} of {} lookups through the system resolver failed. {}",
+                failed.len(),
+                dns.lookups.len(),
+                resolver_note(j).0
+            ),
+            format!(
+                "{} recherche{} sur {} par le résolveur du système en échec. {}",
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" },
+                dns.lookups.len(),
+                resolver_note(j).1
+            ),
+        );
     // The relay reached by address proves there is connectivity, so the
     // failure is the resolver's; without that proof it is less certain.
     let direct_ok: Vec<&str> = dns
@@ -133,15 +169,27 @@ pub(super) fn dns_resolution(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         .map(|d| d.server.as_str())
         .collect();
     if !direct_ok.is_empty() {
-        finding.add_note(&format!(
-            "Asked directly, the DNS server(s) {} answered for the same names: the local resolver (stub resolver, /etc/resolv.conf, VPN or filtering software) is at fault, not the DNS server.",
-            direct_ok.join(", ")
-        ));
+        finding.add_note(
+            &format!(
+                "Asked directly, the DNS server(s) {} answered for the same names: the local resolver (stub resolver, /etc/resolv.conf, VPN or filtering software) is at fault, not the DNS server.",
+                direct_ok.join(", ")
+            ),
+            &format!(
+                "Interrogé(s) directement, le ou les serveurs DNS {} ont répondu pour les mêmes noms : c'est le résolveur local (relais local, /etc/resolv.conf, VPN ou logiciel de filtrage) qui est en cause, pas le serveur DNS.",
+                direct_ok.join(", ")
+            ),
+        );
     } else if dns.relay_reachable == Some(true) {
-        finding.add_note("The relay was reachable by address, so connectivity works and the resolver is at fault.");
+        finding.add_note(
+            "The relay was reachable by address, so connectivity works and the resolver is at fault.",
+            "Le relais était joignable par son adresse : la connexion fonctionne et c'est le résolveur qui est en cause.",
+        );
     } else {
         finding = finding.confidence(Confidence::Medium);
-        finding.add_note("The relay was not reached by address either, so this may be no connectivity at all rather than DNS.");
+        finding.add_note(
+            "The relay was not reached by address either, so this may be no connectivity at all rather than DNS.",
+            "Le relais n'a pas été joint par son adresse non plus : il se peut qu'il n'y ait aucune connexion, plutôt qu'un problème de DNS.",
+        );
     }
     Ok(vec![j.qualify(finding, &AFTER_HOME)])
 }
@@ -176,12 +224,20 @@ pub(super) fn dns_latency(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Restart your internet box. If you use a VPN or a custom DNS server, try without it, or ask IT.",
             "Redémarrez votre box internet. Si vous utilisez un VPN ou un serveur DNS particulier, essayez sans, ou demandez au service informatique.",
         )
-        .note(format!(
-            "Median lookup time {} ms over {} lookups: every new connection waits this long. {}",
-            fmt(median),
-            durations.len(),
-            resolver_note(j)
-        ));
+        .note(
+            format!(
+                "Median lookup time {} ms over {} lookups: every new connection waits this long. {}",
+                fmt(median),
+                durations.len(),
+                resolver_note(j).0
+            ),
+            format!(
+                "Durée médiane de recherche de {} ms sur {} recherches : chaque nouvelle connexion attend autant. {}",
+                fmt(median).replace('.', ","),
+                durations.len(),
+                resolver_note(j).1
+            ),
+        );
     Ok(vec![j.qualify(finding, &AFTER_HOME)])
 }
 
@@ -199,13 +255,19 @@ pub(super) fn clock(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     } else {
         return Ok(vec![]);
     };
-    let uncertainty = if clock.rtt_ms.is_finite() && clock.rtt_ms >= 0.0 {
-        format!(
-            " (± {} ms from the exchange's round trip)",
-            fmt(clock.rtt_ms / 2.0)
+    let (uncertainty, uncertainty_fr) = if clock.rtt_ms.is_finite() && clock.rtt_ms >= 0.0 {
+        (
+            format!(
+                " (± {} ms from the exchange's round trip)",
+                fmt(clock.rtt_ms / 2.0)
+            ),
+            format!(
+                " (± {} ms d'après l'aller-retour de l'échange)",
+                fmt(clock.rtt_ms / 2.0).replace('.', ",")
+            ),
         )
     } else {
-        String::new()
+        (String::new(), String::new())
     };
     Ok(vec![Finding::new("clock.offset", Stage::Configuration, severity)
         .title("The computer's clock is wrong", "L'horloge de l'ordinateur n'est pas à l'heure")
@@ -214,10 +276,16 @@ pub(super) fn clock(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Turn on \"Set time automatically\" in the date and time settings, check the time zone, then restart the computer.",
             "Activez « Régler l'heure automatiquement » dans les paramètres de date et d'heure, vérifiez le fuseau horaire, puis redémarrez l'ordinateur.",
         )
-        .note(format!(
-            "Relay clock minus device clock is {} s{uncertainty}: time synchronisation (NTP) is not working. Secure connections, sign-in tokens and one-time codes fail when clocks disagree.",
-            fmt(offset_ms / 1000.0)
-        ))])
+        .note(
+            format!(
+                "Relay clock minus device clock is {} s{uncertainty}: time synchronisation (NTP) is not working. Secure connections, sign-in tokens and one-time codes fail when clocks disagree.",
+                fmt(offset_ms / 1000.0)
+            ),
+            format!(
+                "L'horloge du relais moins celle de l'ordinateur donne {} s{uncertainty_fr} : la synchronisation de l'heure (NTP) ne fonctionne pas. Les connexions sécurisées, les jetons de connexion et les codes à usage unique échouent quand les horloges divergent.",
+                fmt(offset_ms / 1000.0).replace('.', ",")
+            ),
+        )])
 }
 
 /// Hides credentials in a proxy URL (`http://user:secret@host` →
@@ -259,11 +327,18 @@ pub(super) fn proxy(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "A proxy server is set on this computer. If you did not set it up yourself or your company does not use one, tell IT.",
             "Un serveur proxy est réglé sur cet ordinateur. Si vous ne l'avez pas installé vous-même ou si votre entreprise n'en utilise pas, signalez-le au service informatique.",
         )
-        .note(format!(
-            "Proxy settings from {}{}. QUIC to the relay does not use HTTP proxies, but browsers and other tools do; a stale proxy breaks them.",
-            proxy.source.as_deref().unwrap_or("an unknown source"),
-            proxy.no_proxy.as_deref().map(|n| format!(", no_proxy={n}")).unwrap_or_default()
-        ));
+        .note(
+            format!(
+                "Proxy settings from {}{}. QUIC to the relay does not use HTTP proxies, but browsers and other tools do; a stale proxy breaks them.",
+                proxy.source.as_deref().unwrap_or("an unknown source"),
+                proxy.no_proxy.as_deref().map(|n| format!(", no_proxy={n}")).unwrap_or_default()
+            ),
+            format!(
+                "Réglages de proxy venant de {}{}. QUIC vers le relais n'utilise pas les proxys HTTP, mais les navigateurs et d'autres outils si ; un proxy périmé les bloque.",
+                proxy.source.as_deref().unwrap_or("une source inconnue"),
+                proxy.no_proxy.as_deref().map(|n| format!(", no_proxy={n}")).unwrap_or_default()
+            ),
+        );
     for (name, value) in set {
         finding = finding.text(format!("network.proxy.{name}"), redact(value), "");
     }
@@ -287,10 +362,16 @@ pub(super) fn vpn(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "Your connection to the support service goes through a VPN, which can slow it down. If a session is slow, ask IT whether you may disconnect the VPN.",
                 "Votre connexion au service d'assistance passe par un VPN, ce qui peut la ralentir. Si la session est lente, demandez au service informatique si vous pouvez déconnecter le VPN.",
             )
-            .note(format!(
-                "The route to the relay leaves through VPN interface(s) {}: path measurements include the VPN's own path and server.",
-                list(&network.vpn_interfaces)
-            ))]),
+            .note(
+                format!(
+                    "The route to the relay leaves through VPN interface(s) {}: path measurements include the VPN's own path and server.",
+                    list(&network.vpn_interfaces)
+                ),
+                format!(
+                    "La route vers le relais sort par la ou les interfaces VPN {} : les mesures du chemin incluent le trajet et le serveur du VPN.",
+                    list_fr(&network.vpn_interfaces)
+                ),
+            )]),
     }
 }
 

@@ -62,17 +62,33 @@ pub(super) fn cpu(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             format!("> {} %", fmt(t.cpu_usage_percent)),
         );
     }
-    let note = match (&psi, psi_high) {
-        (_, true) => "Runnable tasks waited for a CPU a large share of the last minute (PSI): audio, video and input are delayed on this machine, and its own network timings (jitter, RTT) are inflated. Check the top processes.".to_owned(),
-        (Ok(v), false) => format!(
-            "Whole-machine CPU usage was above the limit during one short sample, but CPU pressure (PSI some avg60) was {} %, within its {} % limit, so this is likely a burst; check the top processes.",
-            fmt(*v),
-            fmt(t.cpu_pressure_some_avg60_percent)
+    let (note_en, note_fr) = match (&psi, psi_high) {
+        (_, true) => (
+            "Runnable tasks waited for a CPU a large share of the last minute (PSI): audio, video and input are delayed on this machine, and its own network timings (jitter, RTT) are inflated. Check the top processes.".to_owned(),
+            "Des tâches prêtes ont attendu le processeur une grande partie de la dernière minute (PSI) : le son, la vidéo et la saisie sont retardés sur cette machine, et ses propres mesures réseau (gigue, RTT) sont gonflées. Regardez les processus les plus gourmands.".to_owned(),
         ),
-        (Err(_), false) if matches!(device.pressure, Probe::NotApplicable { .. }) => "Whole-machine CPU usage was above the limit during one short sample (this OS reports no pressure figures), so this may be a burst; check the top processes.".to_owned(),
-        (Err(_), false) => "Whole-machine CPU usage was above the limit during one short sample and the CPU pressure figure could not be read, so this may be a burst; check the top processes.".to_owned(),
+        (Ok(v), false) => (
+            format!(
+                "Whole-machine CPU usage was above the limit during one short sample, but CPU pressure (PSI some avg60) was {} %, within its {} % limit, so this is likely a burst; check the top processes.",
+                fmt(*v),
+                fmt(t.cpu_pressure_some_avg60_percent)
+            ),
+            format!(
+                "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon, mais la pression processeur (PSI some avg60) était de {} %, sous sa limite de {} % : c'est sans doute un pic passager ; regardez les processus les plus gourmands.",
+                fmt(*v),
+                fmt(t.cpu_pressure_some_avg60_percent)
+            ),
+        ),
+        (Err(_), false) if matches!(device.pressure, Probe::NotApplicable { .. }) => (
+            "Whole-machine CPU usage was above the limit during one short sample (this OS reports no pressure figures), so this may be a burst; check the top processes.".to_owned(),
+            "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon (ce système ne fournit pas de mesure de pression) : c'est peut-être un pic passager ; regardez les processus les plus gourmands.".to_owned(),
+        ),
+        (Err(_), false) => (
+            "Whole-machine CPU usage was above the limit during one short sample and the CPU pressure figure could not be read, so this may be a burst; check the top processes.".to_owned(),
+            "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon et la pression processeur n'a pas pu être lue : c'est peut-être un pic passager ; regardez les processus les plus gourmands.".to_owned(),
+        ),
     };
-    finding = finding.note(note);
+    finding = finding.note(note_en, note_fr);
     if !psi_high {
         finding = finding.confidence(Confidence::Medium);
     }
@@ -134,11 +150,17 @@ pub(super) fn memory(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             );
     }
     finding = if psi_high {
-        finding.note("All non-idle tasks were stalled on memory a significant share of the last 10 s (PSI memory full): the machine is thrashing.")
+        finding.note(
+            "All non-idle tasks were stalled on memory a significant share of the last 10 s (PSI memory full): the machine is thrashing.",
+            "Toutes les tâches actives ont été bloquées en attente de mémoire une part notable des 10 dernières secondes (PSI memory full) : la machine s'épuise à échanger avec le disque.",
+        )
     } else {
         finding
             .confidence(Confidence::Medium)
-            .note("Little memory is available and swap is in use; the snapshot cannot tell whether swap is still growing.")
+            .note(
+                "Little memory is available and swap is in use; the snapshot cannot tell whether swap is still growing.",
+                "Il reste peu de mémoire disponible et l'espace d'échange (swap) est utilisé ; l'instantané ne permet pas de savoir si son usage augmente encore.",
+            )
     };
     Ok(vec![finding])
 }
@@ -163,7 +185,10 @@ pub(super) fn io(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Wait for large copies, updates or backups to finish, or restart the computer.",
             "Attendez la fin des copies, mises à jour ou sauvegardes en cours, ou redémarrez l'ordinateur.",
         )
-        .note("All non-idle tasks were stalled on I/O a significant share of the last minute (PSI io full): look for a backup, indexer, update or a failing disk.")])
+        .note(
+            "All non-idle tasks were stalled on I/O a significant share of the last minute (PSI io full): look for a backup, indexer, update or a failing disk.",
+            "Toutes les tâches actives ont été bloquées en attente du disque une part notable de la dernière minute (PSI io full) : cherchez une sauvegarde, une indexation, une mise à jour ou un disque défaillant.",
+        )])
 }
 
 /// Free space on the system volume.
@@ -220,12 +245,20 @@ pub(super) fn disk(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                     "Empty the recycle bin and delete or move large files you no longer need (downloads, videos). Ask IT if you are not sure what to remove.",
                     "Videz la corbeille et supprimez ou déplacez les gros fichiers dont vous n'avez plus besoin (téléchargements, vidéos). Demandez au service informatique si vous ne savez pas quoi supprimer.",
                 )
-                .note(format!(
-                    "System volume {mount} ({}) has {} GiB free of {} GiB: updates, caches and logs fail to write, and applications misbehave.",
-                    disk.file_system,
-                    fmt(free_gib),
-                    fmt(disk.total_bytes as f64 / GIB)
-                )),
+                .note(
+                    format!(
+                        "System volume {mount} ({}) has {} GiB free of {} GiB: updates, caches and logs fail to write, and applications misbehave.",
+                        disk.file_system,
+                        fmt(free_gib),
+                        fmt(disk.total_bytes as f64 / GIB)
+                    ),
+                    format!(
+                        "Le volume système {mount} ({}) a {} Gio libres sur {} Gio : les mises à jour, caches et journaux ne peuvent plus s'écrire, et les applications fonctionnent mal.",
+                        disk.file_system,
+                        fmt(free_gib).replace('.', ","),
+                        fmt(disk.total_bytes as f64 / GIB).replace('.', ",")
+                    ),
+                ),
         );
     }
     if !measured {
@@ -295,10 +328,16 @@ pub(super) fn temperature(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         );
         details.push(sensor.label.clone());
     }
-    Ok(vec![finding.note(format!(
-        "Sensor(s) {} near or over their critical point: the firmware throttles the CPU, which slows everything including screen capture and encoding.",
-        details.join(", ")
-    ))])
+    Ok(vec![finding.note(
+        format!(
+            "Sensor(s) {} near or over their critical point: the firmware throttles the CPU, which slows everything including screen capture and encoding.",
+            details.join(", ")
+        ),
+        format!(
+            "Capteur(s) {} proche(s) de leur seuil critique ou au-delà : le micrologiciel bride le processeur, ce qui ralentit tout, y compris la capture et l'encodage de l'écran.",
+            details.join(", ")
+        ),
+    )])
 }
 
 /// Battery wear (information).
@@ -321,9 +360,16 @@ pub(super) fn battery(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "The battery holds less charge than when new; keep the charger plugged in for long calls and ask IT about a replacement.",
             "La batterie tient moins la charge qu'à l'état neuf ; gardez le chargeur branché pendant les longs appels et demandez au service informatique s'il faut la remplacer.",
         )
-        .note(format!(
-            "Full-charge capacity is {} % of design capacity{}.",
-            fmt(health),
-            battery.cycle_count.map(|c| format!(" after {c} cycles")).unwrap_or_default()
-        ))])
+        .note(
+            format!(
+                "Full-charge capacity is {} % of design capacity{}.",
+                fmt(health),
+                battery.cycle_count.map(|c| format!(" after {c} cycles")).unwrap_or_default()
+            ),
+            format!(
+                "La capacité à pleine charge est de {} % de la capacité d'origine{}.",
+                fmt(health).replace('.', ","),
+                battery.cycle_count.map(|c| format!(" après {c} cycles")).unwrap_or_default()
+            ),
+        )])
 }

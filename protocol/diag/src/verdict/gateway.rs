@@ -60,17 +60,30 @@ pub(super) fn reachable(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             format!("= 0 of {} sent", gateway.sent),
         )
         .advice(RESTART_ROUTER_EN, RESTART_ROUTER_FR)
-        .note(format!(
-            "No answer from the gateway {} to {} {} probes{}.",
-            gateway.address,
-            gateway.sent,
-            gateway.method,
-            if relay_failed {
-                " and the relay could not be reached either"
-            } else {
-                "; the relay could not be measured, so the router may simply ignore these probes"
-            }
-        ))
+        .note(
+            format!(
+                "No answer from the gateway {} to {} {} probes{}.",
+                gateway.address,
+                gateway.sent,
+                gateway.method,
+                if relay_failed {
+                    " and the relay could not be reached either"
+                } else {
+                    "; the relay could not be measured, so the router may simply ignore these probes"
+                }
+            ),
+            format!(
+                "La passerelle {} n'a répondu à aucune des {} sondes {}{}.",
+                gateway.address,
+                gateway.sent,
+                gateway.method,
+                if relay_failed {
+                    " et le relais n'a pas pu être joint non plus"
+                } else {
+                    " ; le relais n'a pas pu être mesuré, donc le routeur ignore peut-être simplement ces sondes"
+                }
+            ),
+        )
         .confidence(if relay_failed {
             Confidence::High
         } else {
@@ -108,13 +121,22 @@ pub(super) fn loss(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         )
         .number("gateway.loss_percent", loss, format!("> {} %", fmt(limit)))
         .advice(RESTART_ROUTER_EN, RESTART_ROUTER_FR)
-        .note(format!(
-            "{} of {} {} probes to the gateway {} were lost: loss inside the home, before the ISP.",
-            gateway.sent - gateway.received,
-            gateway.sent,
-            gateway.method,
-            gateway.address
-        ));
+        .note(
+            format!(
+                "{} of {} {} probes to the gateway {} were lost: loss inside the home, before the ISP.",
+                gateway.sent - gateway.received,
+                gateway.sent,
+                gateway.method,
+                gateway.address
+            ),
+            format!(
+                "{} sondes {} sur {} vers la passerelle {} ont été perdues : les pertes ont lieu dans le domicile, avant le fournisseur d'accès.",
+                gateway.sent - gateway.received,
+                gateway.method,
+                gateway.sent,
+                gateway.address
+            ),
+        );
     Ok(vec![j.qualify(finding, &AFTER_LINK)])
 }
 
@@ -142,15 +164,26 @@ pub(super) fn rtt(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         .title("Your home network is slow to answer", "Votre réseau domestique répond lentement")
         .number("gateway.rtt.median_ms", median, format!("> {} ms", fmt(t.gateway_rtt_ms)))
         .advice(RESTART_ROUTER_EN, RESTART_ROUTER_FR)
-        .note(format!(
-            "Median round trip to the gateway {} is {} ms (p95 {} ms); a healthy LAN answers in under 5 ms. The 20 ms default is deskside's budget (a fifth of Teams' 100 ms RTT).",
-            gateway.address,
-            fmt(median),
-            fmt(rtt.p95_ms)
-        ));
+        .note(
+            format!(
+                "Median round trip to the gateway {} is {} ms (p95 {} ms); a healthy LAN answers in under 5 ms. The 20 ms default is deskside's budget (a fifth of Teams' 100 ms RTT).",
+                gateway.address,
+                fmt(median),
+                fmt(rtt.p95_ms)
+            ),
+            format!(
+                "L'aller-retour médian vers la passerelle {} est de {} ms (p95 {} ms) ; un réseau local sain répond en moins de 5 ms. La valeur par défaut de 20 ms est le budget de deskside (un cinquième des 100 ms de RTT de Teams).",
+                gateway.address,
+                fmt(median).replace('.', ","),
+                fmt(rtt.p95_ms).replace('.', ",")
+            ),
+        );
     if on_wifi {
         finding = finding.confidence(Confidence::Medium);
-        finding.add_note("On Wi‑Fi, power saving can delay answers to sparse probes; confirm with the relay round trip.");
+        finding.add_note(
+            "On Wi‑Fi, power saving can delay answers to sparse probes; confirm with the relay round trip.",
+            "En Wi‑Fi, l'économie d'énergie peut retarder les réponses à des sondes espacées ; confirmez avec l'aller-retour vers le relais.",
+        );
     }
     Ok(vec![j.qualify(finding, &AFTER_LINK)])
 }

@@ -56,24 +56,39 @@ pub(super) fn signal_level(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     } else {
         return Ok(vec![]);
     };
-    let note = match severity {
-        Severity::Info => format!(
-            "RSSI {} dBm is below the {} dBm design target for voice and video (Cisco) but usually fine for a remote session; it matters if retries or loss are also high.",
-            fmt(dbm),
-            fmt(t.wifi_signal_fair_dbm)
+    let (note_en, note_fr) = match severity {
+        Severity::Info => (
+            format!(
+                "RSSI {} dBm is below the {} dBm design target for voice and video (Cisco) but usually fine for a remote session; it matters if retries or loss are also high.",
+                fmt(dbm),
+                fmt(t.wifi_signal_fair_dbm)
+            ),
+            format!(
+                "Un RSSI de {} dBm est sous l'objectif de {} dBm pour la voix et la vidéo (Cisco), mais suffit en général pour une session à distance ; cela compte si les retransmissions ou les pertes sont aussi élevées.",
+                fmt(dbm).replace('.', ","),
+                fmt(t.wifi_signal_fair_dbm).replace('.', ",")
+            ),
         ),
-        _ => format!(
-            "RSSI {} dBm on {} (source: {}): expect rate drops, retries and loss on the link itself.",
-            fmt(dbm),
-            wifi.interface,
-            if wifi.source.is_empty() { "unknown" } else { &wifi.source }
+        _ => (
+            format!(
+                "RSSI {} dBm on {} (source: {}): expect rate drops, retries and loss on the link itself.",
+                fmt(dbm),
+                wifi.interface,
+                if wifi.source.is_empty() { "unknown" } else { &wifi.source }
+            ),
+            format!(
+                "RSSI de {} dBm sur {} (source : {}) : attendez-vous à des baisses de débit, des retransmissions et des pertes sur la liaison elle-même.",
+                fmt(dbm).replace('.', ","),
+                wifi.interface,
+                if wifi.source.is_empty() { "inconnue" } else { &wifi.source }
+            ),
         ),
     };
     Ok(vec![Finding::new(id, Stage::Link, severity)
         .title(title.0, title.1)
         .number("wifi.signal_dbm", dbm, format!("< {} dBm", fmt(limit)))
         .advice(MOVE_CLOSER_EN, MOVE_CLOSER_FR)
-        .note(note)])
+        .note(note_en, note_fr)])
 }
 
 /// Signal-to-noise ratio, reported or computed from signal and noise.
@@ -104,7 +119,10 @@ pub(super) fn snr(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Move closer to the router and away from microwaves, baby monitors and other wireless devices; if your router offers it, use its 5 GHz network.",
             "Rapprochez-vous de la box et éloignez-vous des micro-ondes, babyphones et autres appareils sans fil ; si votre box le propose, utilisez son réseau 5 GHz.",
         )
-        .note("The signal barely rises above the noise floor (Cisco recommends ≥ 25 dB for voice): interference or distance forces low rates and retries.")])
+        .note(
+            "The signal barely rises above the noise floor (Cisco recommends ≥ 25 dB for voice): interference or distance forces low rates and retries.",
+            "Le signal dépasse à peine le bruit de fond (Cisco recommande au moins 25 dB pour la voix) : les interférences ou la distance imposent des débits bas et des retransmissions.",
+        )])
 }
 
 /// Share of frames that needed retransmission.
@@ -119,11 +137,18 @@ pub(super) fn retries(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         .title("Wi‑Fi data often has to be resent", "Les données Wi‑Fi doivent souvent être renvoyées")
         .number("wifi.tx_retries_percent", value, format!("> {} %", fmt(t.wifi_retries_percent)))
         .advice(MOVE_CLOSER_EN, MOVE_CLOSER_FR)
-        .note(format!(
-            "{} % of transmitted frames needed retries during the sample (Cisco: keep below 20 %){}: interference, distance or a crowded channel; this adds latency and jitter before any ISP hop.",
-            fmt(value),
-            wifi.tx_failed.map(|n| format!(", {n} frames failed")).unwrap_or_default()
-        ))])
+        .note(
+            format!(
+                "{} % of transmitted frames needed retries during the sample (Cisco: keep below 20 %){}: interference, distance or a crowded channel; this adds latency and jitter before any ISP hop.",
+                fmt(value),
+                wifi.tx_failed.map(|n| format!(", {n} frames failed")).unwrap_or_default()
+            ),
+            format!(
+                "{} % des trames envoyées ont dû être retransmises pendant l'échantillon (Cisco : rester sous 20 %){} : interférences, distance ou canal encombré ; cela ajoute du délai et de la gigue avant même le réseau du fournisseur d'accès.",
+                fmt(value).replace('.', ","),
+                wifi.tx_failed.map(|n| format!(", {n} trames en échec")).unwrap_or_default()
+            ),
+        )])
 }
 
 /// Share of time the channel was busy.
@@ -141,11 +166,18 @@ pub(super) fn channel_load(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Many networks or devices share your Wi‑Fi channel. Restarting the router often makes it pick a quieter channel; pausing big downloads or video streams at home also helps.",
             "Beaucoup de réseaux ou d'appareils partagent votre canal Wi‑Fi. Redémarrer la box lui fait souvent choisir un canal plus calme ; mettre en pause les gros téléchargements ou vidéos à la maison aide aussi.",
         )
-        .note(format!(
-            "Channel {} busy {} % of the sample (Cisco: keep utilisation below 40–50 %): airtime contention from neighbours or local traffic.",
-            wifi.channel.map(|c| c.to_string()).unwrap_or_else(|| "?".to_owned()),
-            fmt(value)
-        ))])
+        .note(
+            format!(
+                "Channel {} busy {} % of the sample (Cisco: keep utilisation below 40–50 %): airtime contention from neighbours or local traffic.",
+                wifi.channel.map(|c| c.to_string()).unwrap_or_else(|| "?".to_owned()),
+                fmt(value)
+            ),
+            format!(
+                "Canal {} occupé {} % de l'échantillon (Cisco : rester sous 40 à 50 %) : concurrence pour le temps d'antenne avec les voisins ou le trafic local.",
+                wifi.channel.map(|c| c.to_string()).unwrap_or_else(|| "?".to_owned()),
+                fmt(value).replace('.', ",")
+            ),
+        )])
 }
 
 /// The band, from the report or from the frequency.
@@ -183,7 +215,10 @@ pub(super) fn band_choice(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "If your router has a 5 GHz network (often the same name with \"5G\"), connect to it when you are in the same room as the router.",
             "Si votre box propose un réseau 5 GHz (souvent le même nom suivi de « 5G »), connectez-vous-y quand vous êtes dans la même pièce que la box.",
         )
-        .note("2.4 GHz is the most crowded band; 5/6 GHz is preferred for calls and remote desktop, though its range is shorter.")])
+        .note(
+            "2.4 GHz is the most crowded band; 5/6 GHz is preferred for calls and remote desktop, though its range is shorter.",
+            "La bande 2,4 GHz est la plus encombrée ; préférez 5 ou 6 GHz pour les appels et le bureau à distance, malgré une portée plus courte.",
+        )])
 }
 
 /// The interface the default route leaves by.
@@ -232,10 +267,16 @@ pub(super) fn ethernet_speed(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "Try another network cable or another port on the router; a damaged or very old cable often limits the speed.",
             "Essayez un autre câble réseau ou une autre prise sur la box ; un câble abîmé ou très ancien limite souvent la vitesse.",
         )
-        .note(format!(
-            "{} negotiated {speed} Mbit/s: enough for a session, but on gigabit hardware it usually means a cable with a broken pair, a Cat5 cable, or a 100 Mbit/s switch port.",
-            interface.name
-        ))])
+        .note(
+            format!(
+                "{} negotiated {speed} Mbit/s: enough for a session, but on gigabit hardware it usually means a cable with a broken pair, a Cat5 cable, or a 100 Mbit/s switch port.",
+                interface.name
+            ),
+            format!(
+                "{} a négocié {speed} Mbit/s : assez pour une session, mais sur du matériel gigabit cela signale en général un câble avec une paire coupée, un câble Cat5 ou un port de commutateur à 100 Mbit/s.",
+                interface.name
+            ),
+        )])
 }
 
 /// Error counters on the active interface (information: they are totals
@@ -260,12 +301,20 @@ pub(super) fn errors(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "If you use a cable, check that it is firmly plugged in at both ends, or try another one.",
             "Si vous utilisez un câble, vérifiez qu'il est bien branché aux deux bouts, ou essayez-en un autre.",
         )
-        .note(format!(
-            "{}: {} receive and {} transmit errors since boot. Totals only: a rising count (compare two snapshots) points at a cable, duplex or driver problem.",
-            interface.name,
-            rx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned()),
-            tx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned())
-        ));
+        .note(
+            format!(
+                "{}: {} receive and {} transmit errors since boot. Totals only: a rising count (compare two snapshots) points at a cable, duplex or driver problem.",
+                interface.name,
+                rx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned()),
+                tx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned())
+            ),
+            format!(
+                "{} : {} erreurs en réception et {} en émission depuis le démarrage. Ce sont des totaux : un nombre qui augmente (comparez deux instantanés) désigne un problème de câble, de duplex ou de pilote.",
+                interface.name,
+                rx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned()),
+                tx.map(|n| n.to_string()).unwrap_or_else(|| "?".to_owned())
+            ),
+        );
     if let Some(rx) = rx {
         finding = finding.number(
             format!("network.interfaces[{}].rx_errors", interface.name),

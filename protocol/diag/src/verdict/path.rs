@@ -84,7 +84,10 @@ fn through_vpn(j: &Judge<'_>) -> bool {
 fn vpn_caveat(j: &Judge<'_>, mut finding: Finding) -> Finding {
     if through_vpn(j) {
         finding.confidence = finding.confidence.min(Confidence::Medium);
-        finding.add_note("The path to the relay goes through a VPN, so the VPN's path or server may be responsible rather than the ISP.");
+        finding.add_note(
+            "The path to the relay goes through a VPN, so the VPN's path or server may be responsible rather than the ISP.",
+            "Le chemin vers le relais passe par un VPN : le trajet ou le serveur du VPN peut être en cause plutôt que le fournisseur d'accès.",
+        );
     }
     finding
 }
@@ -119,6 +122,10 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         return Ok(vec![]);
     }
     let error = path.udp_error.as_deref().unwrap_or("no error reported");
+    let error_fr = path
+        .udp_error
+        .as_deref()
+        .unwrap_or("aucune erreur signalée");
     let problems = j.upstream_problems(&BEFORE_UDP);
     if !problems.is_empty() {
         return Err(Skip::Unknown(format!(
@@ -146,20 +153,27 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         1 => "1 minute ago".to_owned(),
         n => format!("{n} minutes ago"),
     };
+    let since_fr = |minutes: i64| match minutes {
+        0 => "il y a moins d'une minute".to_owned(),
+        1 => "il y a 1 minute".to_owned(),
+        n => format!("il y a {n} minutes"),
+    };
 
     // The relay's name does not resolve.
     if path.relay_resolved == Some(false) {
-        let (segment, confidence, why) = if dns_works {
+        let (segment, confidence, why, why_fr) = if dns_works {
             (
                 Segment::Service,
                 Confidence::Medium,
                 "other names resolve, so the resolver works: the relay's DNS record is the likely cause (a resolver that filters this one name is not ruled out)",
+                "d'autres noms se résolvent, donc le résolveur fonctionne : l'enregistrement DNS du relais est la cause probable (un résolveur qui filtre ce seul nom n'est pas exclu)",
             )
         } else {
             (
                 Segment::Unknown,
                 Confidence::Low,
                 "DNS could not be confirmed working for other names, so a resolver problem is not ruled out",
+                "le bon fonctionnement du DNS pour d'autres noms n'a pas pu être confirmé, donc un problème de résolveur n'est pas exclu",
             )
         };
         let finding = Finding::new("path.relay_name_unresolved", Stage::Service, Severity::Critical)
@@ -173,10 +187,16 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "Nothing to change on this computer for now: tell IT that the support service's address cannot be found.",
                 "Rien à changer sur cet ordinateur pour l'instant : signalez au service informatique que l'adresse du service d'assistance est introuvable.",
             )
-            .note(format!(
-                "The relay name in {} did not resolve ({error}); {why}.",
-                path.relay
-            ));
+            .note(
+                format!(
+                    "The relay name in {} did not resolve ({error}); {why}.",
+                    path.relay
+                ),
+                format!(
+                    "Le nom du relais dans {} ne se résout pas ({error_fr}) ; {why_fr}.",
+                    path.relay
+                ),
+            );
         return Ok(vec![evidence(finding)]);
     }
 
@@ -191,16 +211,30 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                     "Le service d'assistance ne répond pas",
                 )
                 .advice(SERVICE_ADVICE_EN, SERVICE_ADVICE_FR)
-                .note(format!(
-                    "No QUIC connection to {} ({error}), although its host answers over TCP and this agent last connected to the relay over UDP {}: the relay service is most likely down or restarting. A UDP block that appeared since (another network, a new firewall rule) cannot be ruled out from one device; if other devices connect, look here.",
-                    path.relay,
-                    since(minutes)
-                ));
+                .note(
+                    format!(
+                        "No QUIC connection to {} ({error}), although its host answers over TCP and this agent last connected to the relay over UDP {}: the relay service is most likely down or restarting. A UDP block that appeared since (another network, a new firewall rule) cannot be ruled out from one device; if other devices connect, look here.",
+                        path.relay,
+                        since(minutes)
+                    ),
+                    format!(
+                        "Aucune connexion QUIC vers {} ({error_fr}), alors que son hôte répond en TCP et que cet agent s'est connecté au relais en UDP {} : le service du relais est très probablement arrêté ou en train de redémarrer. Un blocage UDP apparu depuis (autre réseau, nouvelle règle de pare-feu) ne peut pas être exclu depuis un seul appareil ; si d'autres appareils se connectent, cherchez de ce côté.",
+                        path.relay,
+                        since_fr(minutes)
+                    ),
+                );
             return Ok(vec![evidence(finding)]);
         }
         let confirmed: Vec<&str> = [
             ("the gateway answers", gateway_works),
             ("DNS resolves", dns_works),
+        ]
+        .into_iter()
+        .filter_map(|(what, ok)| ok.then_some(what))
+        .collect();
+        let confirmed_fr: Vec<&str> = [
+            ("la passerelle répond", gateway_works),
+            ("le DNS résout", dns_works),
         ]
         .into_iter()
         .filter_map(|(what, ok)| ok.then_some(what))
@@ -214,12 +248,20 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "If you are on a hotel, public or company network, or connected to a VPN, try again from your home network without the VPN. If it fails there too, tell IT: the support service may be down.",
                 "Si vous êtes sur le réseau d'un hôtel, un Wi‑Fi public ou un réseau d'entreprise, ou connecté à un VPN, réessayez depuis votre réseau personnel sans VPN. Si cela échoue aussi, prévenez le service informatique : le service d'assistance est peut-être arrêté.",
             )
-            .note(format!(
-                "No QUIC (UDP) connection to {} ({error}) although the relay's host answers over TCP{}{}: either UDP is blocked on the way (firewall, VPN, network) or the relay service is down on a running host. One device cannot tell these apart, and this agent has no recent UDP connection to the relay to compare with; if every device reports it, check the relay.",
-                path.relay,
-                if confirmed.is_empty() { "" } else { " and " },
-                confirmed.join(" and ")
-            ))
+            .note(
+                format!(
+                    "No QUIC (UDP) connection to {} ({error}) although the relay's host answers over TCP{}{}: either UDP is blocked on the way (firewall, VPN, network) or the relay service is down on a running host. One device cannot tell these apart, and this agent has no recent UDP connection to the relay to compare with; if every device reports it, check the relay.",
+                    path.relay,
+                    if confirmed.is_empty() { "" } else { " and " },
+                    confirmed.join(" and ")
+                ),
+                format!(
+                    "Aucune connexion QUIC (UDP) vers {} ({error_fr}) alors que l'hôte du relais répond en TCP{}{} : soit l'UDP est bloqué en chemin (pare-feu, VPN, réseau), soit le service du relais est arrêté sur un hôte en marche. Un seul appareil ne peut pas faire la différence, et cet agent n'a pas de connexion UDP récente au relais pour comparer ; si tous les appareils le signalent, vérifiez le relais.",
+                    path.relay,
+                    if confirmed_fr.is_empty() { "" } else { " et que " },
+                    confirmed_fr.join(" et que ")
+                ),
+            )
             .confidence(if gateway_works && dns_works {
                 Confidence::Medium
             } else {
@@ -230,7 +272,7 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
 
     // The relay's host does not answer at all (or it was not asked).
     let network_works = gateway_works || dns_works;
-    let (segment, confidence, why) = match (recent, network_works) {
+    let (segment, confidence, why, why_fr) = match (recent, network_works) {
         (Some(minutes), true) => (
             Segment::Service,
             Confidence::Medium,
@@ -238,16 +280,22 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "the local network works and this agent connected to the relay over UDP {}, so the relay's host is most likely down or unreachable from the internet; a filter dropping all traffic to it from this network is not ruled out",
                 since(minutes)
             ),
+            format!(
+                "le réseau local fonctionne et cet agent s'est connecté au relais en UDP {}, donc l'hôte du relais est très probablement arrêté ou injoignable depuis internet ; un filtre qui bloque tout le trafic vers lui depuis ce réseau n'est pas exclu",
+                since_fr(minutes)
+            ),
         ),
         (_, true) => (
             Segment::Unknown,
             Confidence::Low,
             "the local network works, but a host that is down, an outage on the way and a filter dropping all traffic to it look the same from one device".to_owned(),
+            "le réseau local fonctionne, mais un hôte arrêté, une panne en chemin et un filtre qui bloque tout le trafic vers lui se ressemblent vus d'un seul appareil".to_owned(),
         ),
         (_, false) => (
             Segment::Unknown,
             Confidence::Low,
             "neither the gateway nor DNS could be confirmed working, so no connectivity, a filter and a relay outage cannot be told apart".to_owned(),
+            "ni la passerelle ni le DNS n'ont pu être confirmés en état de marche : une absence de connexion, un filtre et une panne du relais ne peuvent pas être distingués".to_owned(),
         ),
     };
     let finding = Finding::new("path.relay_unreachable", Stage::Service, Severity::Critical)
@@ -269,15 +317,26 @@ pub(super) fn udp(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "Vérifiez que d'autres sites internet s'ouvrent. Si oui, rien à changer sur cet ordinateur : signalez au service informatique que le service d'assistance est injoignable. Sinon, redémarrez votre box internet."
             },
         )
-        .note(format!(
-            "No QUIC connection to {} ({error}) and its host {} over TCP; {why}.",
-            path.relay,
-            if path.tcp_reachable == Some(false) {
-                "does not answer"
-            } else {
-                "was not tested"
-            }
-        ));
+        .note(
+            format!(
+                "No QUIC connection to {} ({error}) and its host {} over TCP; {why}.",
+                path.relay,
+                if path.tcp_reachable == Some(false) {
+                    "does not answer"
+                } else {
+                    "was not tested"
+                }
+            ),
+            format!(
+                "Aucune connexion QUIC vers {} ({error_fr}) et son hôte {} en TCP ; {why_fr}.",
+                path.relay,
+                if path.tcp_reachable == Some(false) {
+                    "ne répond pas"
+                } else {
+                    "n'a pas été testé"
+                }
+            ),
+        );
     Ok(vec![evidence(finding)])
 }
 
@@ -319,12 +378,20 @@ pub(super) fn loss(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         )
         .number("path.loss_percent", loss, format!("> {} %", fmt(limit)))
         .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
-        .note(format!(
-            "{} of {} datagram probes to {} were lost (Teams needs < 1 % over 15 s): calls drop words and remote screens stall.",
-            path.probes_sent - path.probes_received,
-            path.probes_sent,
-            path.relay
-        ));
+        .note(
+            format!(
+                "{} of {} datagram probes to {} were lost (Teams needs < 1 % over 15 s): calls drop words and remote screens stall.",
+                path.probes_sent - path.probes_received,
+                path.probes_sent,
+                path.relay
+            ),
+            format!(
+                "{} sondes datagrammes sur {} vers {} ont été perdues (Teams exige moins de 1 % sur 15 s) : les appels perdent des mots et les écrans à distance se figent.",
+                path.probes_sent - path.probes_received,
+                path.probes_sent,
+                path.relay
+            ),
+        );
     let finding = j.qualify(finding, &AFTER_HOME);
     Ok(vec![vpn_caveat(j, finding)])
 }
@@ -371,11 +438,18 @@ pub(super) fn rtt(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "Your connection goes through a VPN that adds delay. Ask IT whether you may disconnect the VPN during support sessions.",
                 "Votre connexion passe par un VPN qui ajoute du délai. Demandez au service informatique si vous pouvez déconnecter le VPN pendant les sessions d'assistance.",
             )
-            .note(format!(
-                "Idle median RTT {} ms (min {} ms) with the relay route through a VPN: the VPN server's location or load is the likely cause; consider split tunnelling for the relay.",
-                fmt(median),
-                fmt(stats.min_ms)
-            ))
+            .note(
+                format!(
+                    "Idle median RTT {} ms (min {} ms) with the relay route through a VPN: the VPN server's location or load is the likely cause; consider split tunnelling for the relay.",
+                    fmt(median),
+                    fmt(stats.min_ms)
+                ),
+                format!(
+                    "RTT médian au repos de {} ms (min. {} ms) avec une route vers le relais passant par un VPN : l'emplacement ou la charge du serveur VPN est la cause probable ; envisagez un tunnel partagé (split tunnelling) pour le relais.",
+                    fmt(median).replace('.', ","),
+                    fmt(stats.min_ms).replace('.', ",")
+                ),
+            )
     } else {
         evidence(Finding::new("path.rtt_high", Stage::Isp, severity))
             .title(
@@ -383,13 +457,22 @@ pub(super) fn rtt(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 "La connexion est lente à réagir",
             )
             .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
-            .note(format!(
-                "Idle median RTT to {} is {} ms (min {}, p95 {}); Teams needs < 100 ms and ITU-T G.114 puts the limit of comfortable interaction at 150 ms one way.",
-                path.relay,
-                fmt(median),
-                fmt(stats.min_ms),
-                fmt(stats.p95_ms)
-            ))
+            .note(
+                format!(
+                    "Idle median RTT to {} is {} ms (min {}, p95 {}); Teams needs < 100 ms and ITU-T G.114 puts the limit of comfortable interaction at 150 ms one way.",
+                    path.relay,
+                    fmt(median),
+                    fmt(stats.min_ms),
+                    fmt(stats.p95_ms)
+                ),
+                format!(
+                    "Le RTT médian au repos vers {} est de {} ms (min. {}, p95 {}) ; Teams exige moins de 100 ms et l'UIT-T G.114 place la limite d'une interaction confortable à 150 ms dans un sens.",
+                    path.relay,
+                    fmt(median).replace('.', ","),
+                    fmt(stats.min_ms).replace('.', ","),
+                    fmt(stats.p95_ms).replace('.', ",")
+                ),
+            )
     };
     Ok(vec![j.qualify(finding, &TIMING_AFTER_HOME)])
 }
@@ -423,11 +506,18 @@ pub(super) fn jitter(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         .title("The connection is unsteady", "La connexion est irrégulière")
         .number("path.idle_rtt.jitter_ms", jitter, format!("> {} ms", fmt(t.path_jitter_ms)))
         .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
-        .note(format!(
-            "Jitter (mean absolute difference between consecutive RTT samples, as Cloudflare defines it) is {} ms over {} samples; Teams needs < 30 ms. Audio and video stutter.",
-            fmt(jitter),
-            stats.samples
-        ));
+        .note(
+            format!(
+                "Jitter (mean absolute difference between consecutive RTT samples, as Cloudflare defines it) is {} ms over {} samples; Teams needs < 30 ms. Audio and video stutter.",
+                fmt(jitter),
+                stats.samples
+            ),
+            format!(
+                "La gigue (écart absolu moyen entre mesures de RTT consécutives, selon la définition de Cloudflare) est de {} ms sur {} mesures ; Teams exige moins de 30 ms. Le son et la vidéo saccadent.",
+                fmt(jitter).replace('.', ","),
+                stats.samples
+            ),
+        );
     let finding = j.qualify(finding, &TIMING_AFTER_HOME);
     Ok(vec![vpn_caveat(j, finding)])
 }
@@ -492,7 +582,10 @@ pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "When someone at home downloads, uploads or streams, your calls and sessions suffer. Pause large transfers during calls; your internet box may have a setting (\"smart queue\", \"QoS\") that fixes this.",
             "Quand quelqu'un à la maison télécharge, envoie des fichiers ou regarde des vidéos, vos appels et sessions en souffrent. Mettez en pause les gros transferts pendant les appels ; votre box a peut-être un réglage (« QoS », « gestion de file ») qui corrige cela.",
         )
-        .note("Latency rises under load (bufferbloat grade as in the common public tests): the queue is usually in the internet box or modem; SQM/smart queue management on the router or a better ISP profile fixes it.");
+        .note(
+            "Latency rises under load (bufferbloat grade as in the common public tests): the queue is usually in the internet box or modem; SQM/smart queue management on the router or a better ISP profile fixes it.",
+            "Le délai augmente en charge (note de bufferbloat comme dans les tests publics courants) : la file d'attente est en général dans la box internet ou le modem ; une gestion intelligente des files (SQM) sur le routeur ou une meilleure offre du fournisseur d'accès corrige cela.",
+        );
     Ok(vec![j.qualify(finding, &TIMING_AFTER_HOME)])
 }
 
@@ -538,11 +631,19 @@ fn throughput(
             "Pause downloads, cloud backups and video streaming at home during sessions. If it stays slow, check your internet plan with your provider.",
             "Mettez en pause les téléchargements, sauvegardes en ligne et vidéos à la maison pendant les sessions. Si cela reste lent, vérifiez votre abonnement auprès de votre fournisseur.",
         )
-        .note(format!(
-            "{direction} goodput {} Mbit/s over {} ms on one QUIC connection; a remote session or HD call needs about 1.5 Mbit/s each way. One flow can understate capacity on long paths, but not below this level.",
-            fmt(mbps),
-            measured.duration_ms
-        ));
+        .note(
+            format!(
+                "{direction} goodput {} Mbit/s over {} ms on one QUIC connection; a remote session or HD call needs about 1.5 Mbit/s each way. One flow can understate capacity on long paths, but not below this level.",
+                fmt(mbps),
+                measured.duration_ms
+            ),
+            format!(
+                "Débit utile {} de {} Mbit/s sur {} ms avec une seule connexion QUIC ; une session à distance ou un appel HD demande environ 1,5 Mbit/s dans chaque sens. Un seul flux peut sous-estimer la capacité sur les longs trajets, mais pas en dessous de ce niveau.",
+                if direction == "download" { "descendant" } else { "montant" },
+                fmt(mbps).replace('.', ","),
+                measured.duration_ms
+            ),
+        );
     let finding = j.qualify(finding, &AFTER_HOME);
     Ok(vec![vpn_caveat(j, finding)])
 }
@@ -590,11 +691,18 @@ pub(super) fn relay_connect(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "The delay is on our side, not yours. You do not need to change anything; IT has been told through this report.",
             "Le retard vient de notre côté, pas du vôtre. Vous n'avez rien à changer ; le service informatique en est informé par ce rapport.",
         )
-        .note(format!(
-            "Connecting and authenticating to {} took {} ms while the path is clean: check the relay's load, its database and its logs.",
-            path.relay,
-            fmt(connect)
-        ));
+        .note(
+            format!(
+                "Connecting and authenticating to {} took {} ms while the path is clean: check the relay's load, its database and its logs.",
+                path.relay,
+                fmt(connect)
+            ),
+            format!(
+                "La connexion et l'authentification auprès de {} ont pris {} ms alors que le chemin est sain : vérifiez la charge du relais, sa base de données et ses journaux.",
+                path.relay,
+                fmt(connect).replace('.', ",")
+            ),
+        );
     Ok(vec![j.qualify(finding, &AFTER_EVERYTHING)])
 }
 
@@ -625,9 +733,15 @@ pub(super) fn relay_answers(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "The problem is on our side, not yours. You do not need to change anything; IT has been told through this report.",
             "Le problème vient de notre côté, pas du vôtre. Vous n'avez rien à changer ; le service informatique en est informé par ce rapport.",
         )
-        .note(format!(
-            "The QUIC connection to {} was established, so UDP passes both ways, yet none of {} datagram probes was answered: check the relay's measurement handler and its logs.",
-            path.relay, path.probes_sent
-        ));
+        .note(
+            format!(
+                "The QUIC connection to {} was established, so UDP passes both ways, yet none of {} datagram probes was answered: check the relay's measurement handler and its logs.",
+                path.relay, path.probes_sent
+            ),
+            format!(
+                "La connexion QUIC vers {} a été établie, donc l'UDP passe dans les deux sens, mais aucune des {} sondes datagrammes n'a reçu de réponse : vérifiez le traitement des mesures du relais et ses journaux.",
+                path.relay, path.probes_sent
+            ),
+        );
     Ok(vec![j.qualify(finding, &AFTER_EVERYTHING)])
 }

@@ -1126,9 +1126,10 @@ fn a_doubted_finding_names_what_may_explain_it() {
     );
     assert!(
         loss.technician_note
+            .en
             .contains("May be explained by wifi.signal_weak"),
         "{}",
-        loss.technician_note
+        loss.technician_note.en
     );
 }
 
@@ -1141,9 +1142,10 @@ fn an_unmeasured_upstream_is_named_in_the_note() {
     let loss = verdict.finding("path.loss").unwrap();
     assert!(
         loss.technician_note
+            .en
             .contains("wifi: needs Location permission"),
         "{}",
-        loss.technician_note
+        loss.technician_note.en
     );
     assert!(verdict.unknowns.iter().any(|u| u.what == "wifi"));
 }
@@ -1215,6 +1217,48 @@ fn an_empty_verdict_from_an_older_writer_still_reads() {
 }
 
 #[test]
+fn a_technician_note_stored_as_plain_english_still_reads() {
+    let stored = r#"{"findings":[{"id":"path.loss","segment":"isp","stage":"isp",
+        "severity":"warning","confidence":"high",
+        "title":{"en":"Data is lost","fr":"Des données se perdent"},"evidence":[],
+        "advice":{"en":"Restart","fr":"Redémarrez"},
+        "technician_note":"12 of 200 datagram probes were lost."}]}"#;
+    let verdict: Verdict = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        verdict.findings[0].technician_note,
+        Text::new("12 of 200 datagram probes were lost.", "")
+    );
+    let value: serde_json::Value = serde_json::to_value(&verdict).unwrap();
+    assert_eq!(
+        value["findings"][0]["technician_note"]["en"],
+        "12 of 200 datagram probes were lost."
+    );
+}
+
+#[test]
+fn every_technician_note_has_a_french_version() {
+    let edits: [Edit; 6] = [
+        |s| wifi(s).signal_dbm = Some(-78.0),
+        |s| path(s).probes_received = 190,
+        fail_udp,
+        |s| network(s).relay_via_vpn = Some(true),
+        |s| device(s).cpu.usage_percent = Some(99.0),
+        |s| s.wifi = Probe::unknown("needs Location permission"),
+    ];
+    for edit in edits {
+        let verdict = judged(&healthy().with(edit));
+        for finding in &verdict.findings {
+            let note = &finding.technician_note;
+            assert!(
+                note.en.is_empty() == note.fr.is_empty() && note.en != note.fr,
+                "{}: {note:?}",
+                finding.id
+            );
+        }
+    }
+}
+
+#[test]
 fn a_router_ignoring_probes_is_not_a_fault_when_the_relay_answers() {
     let verdict = judged(&healthy().with(|s| gateway(s).received = 0));
     assert!(verdict.finding("gateway.unreachable").is_none());
@@ -1259,9 +1303,9 @@ fn a_local_stub_resolver_is_normal() {
     }));
     let slow = verdict.finding("dns.slow").unwrap();
     assert!(
-        slow.technician_note.contains("local stub"),
+        slow.technician_note.en.contains("local stub"),
         "{}",
-        slow.technician_note
+        slow.technician_note.en
     );
 }
 
@@ -1599,11 +1643,11 @@ fn a_dns_server_answering_directly_puts_the_blame_on_the_local_resolver() {
     let with_direct = judge(&snapshot, &Thresholds::default());
     let failing = with_direct.finding("dns.failing").expect("dns.failing");
     assert!(
-        failing.technician_note.contains("local resolver"),
+        failing.technician_note.en.contains("local resolver"),
         "{}",
-        failing.technician_note
+        failing.technician_note.en
     );
-    assert!(failing.technician_note.contains("192.0.2.53"));
+    assert!(failing.technician_note.en.contains("192.0.2.53"));
     assert_eq!(failing.confidence, Confidence::High);
 }
 
@@ -1615,7 +1659,11 @@ fn the_busy_cpu_note_matches_what_the_pressure_probe_reported() {
         device(s).cpu.usage_percent = Some(99.0);
         pressure(s).cpu_some_avg60 = Some(3.0);
     }));
-    let note = &measured.finding("device.cpu_busy").unwrap().technician_note;
+    let note = &measured
+        .finding("device.cpu_busy")
+        .unwrap()
+        .technician_note
+        .en;
     assert!(!note.contains("no PSI"), "{note}");
     assert!(
         note.contains("CPU pressure (PSI some avg60) was 3 %"),
@@ -1625,6 +1673,10 @@ fn the_busy_cpu_note_matches_what_the_pressure_probe_reported() {
         device(s).cpu.usage_percent = Some(99.0);
         device(s).pressure = Probe::not_applicable("no PSI on this OS");
     }));
-    let note = &absent.finding("device.cpu_busy").unwrap().technician_note;
+    let note = &absent
+        .finding("device.cpu_busy")
+        .unwrap()
+        .technician_note
+        .en;
     assert!(note.contains("reports no pressure figures"), "{note}");
 }
