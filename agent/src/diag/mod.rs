@@ -12,6 +12,8 @@ pub mod parse;
 pub mod path;
 pub mod platform;
 pub mod proxy;
+#[cfg(test)]
+mod reasons;
 pub mod system;
 
 use crate::link::{BoxFuture, DiagnosticsSource};

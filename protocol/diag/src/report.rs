@@ -505,7 +505,7 @@ impl Renderer {
                 out,
                 "    {} {}",
                 self.t("May be caused by:", "Peut venir de :"),
-                causes.join("; ")
+                causes.join(self.t("; ", " ; "))
             );
         }
         let _ = writeln!(
@@ -852,13 +852,27 @@ impl Renderer {
             return;
         }
         self.heading(out, "Could not measure", "Impossible à mesurer");
+        let mut untranslated = false;
         for unknown in &verdict.unknowns {
+            let reason = match self.lang {
+                Lang::En => unknown.reason.clone(),
+                Lang::Fr => crate::reason::french(&unknown.reason).unwrap_or_else(|| {
+                    untranslated = true;
+                    format!("{} (*)", unknown.reason)
+                }),
+            };
             let _ = writeln!(
                 out,
-                "- {} [{}]: {}",
+                "- {} [{}]{} {reason}",
                 self.label(&unknown.what),
                 unknown.what,
-                unknown.reason
+                self.t(":", " :"),
+            );
+        }
+        if untranslated {
+            let _ = writeln!(
+                out,
+                "(*) raison laissée en anglais, telle que la mesure l'a donnée."
             );
         }
     }

@@ -118,7 +118,7 @@ impl Stage {
         match self {
             Stage::Device => "l'ordinateur",
             Stage::Link => "la liaison Wi‑Fi/Ethernet",
-            Stage::Gateway => "la box (routeur)",
+            Stage::Gateway => "la box ou le routeur",
             Stage::Configuration => "la configuration réseau",
             Stage::Isp => "le chemin vers le relais",
             Stage::Service => "le relais",

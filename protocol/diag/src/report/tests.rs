@@ -184,7 +184,14 @@ fn what_could_not_be_measured_is_listed_with_its_reason() {
     let text = plain(&snapshot, Lang::Fr);
     assert!(text.contains("Impossible à mesurer"), "{text}");
     assert!(
-        text.contains("- liaison Wi‑Fi [wifi]: Access is denied"),
+        text.contains(
+            "- liaison Wi‑Fi [wifi]\u{a0}: Access is denied (needs Location permission) (*)"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("raison laissée en anglais").count(),
+        1,
         "{text}"
     );
     assert!(text.contains("Box (routeur)"), "{text}");
@@ -425,6 +432,64 @@ fn the_french_short_report_has_no_english_sentence_and_french_typography() {
                     "{c:?} without a no-break space before it in:\n{text}"
                 );
             }
+        }
+    }
+}
+
+/// Snapshots whose reports carry technician notes and reasons the agent
+/// writes.
+fn detailed_snapshots() -> Vec<Snapshot> {
+    vec![
+        healthy(),
+        weak_wifi(),
+        terrible_wifi(),
+        healthy().with(|s| {
+            s.wifi = Probe::unknown(
+                "the `iw` tool is not installed (Debian package iw), and /proc/net/wireless is not readable",
+            );
+            s.gateway = Probe::unknown("no default gateway");
+            device(s).pressure =
+                Probe::unknown("/proc/pressure is not available (kernel without PSI, or psi=0)");
+            device(s).cpu.usage_percent = Some(99.0);
+            let p = path(s);
+            p.probes_received = 150;
+            p.download = Probe::unknown("no data moved during the transfer");
+            p.upload = Probe::unknown("upload interrupted: connection lost");
+        }),
+    ]
+}
+
+#[test]
+fn the_french_detailed_report_has_no_english_note_or_reason() {
+    let mut english = english_catalogue();
+    for snapshot in detailed_snapshots() {
+        let verdict = judged(&snapshot);
+        for finding in &verdict.findings {
+            // Whole clauses of the note; values (addresses, ids) are shared.
+            english.extend(
+                finding
+                    .technician_note
+                    .en
+                    .split([':', ';', '.', '(', ')'])
+                    .map(str::trim)
+                    .filter(|clause| clause.split(' ').count() >= 4)
+                    .map(str::to_owned),
+            );
+        }
+        english.extend(verdict.unknowns.iter().map(|u| u.reason.clone()));
+    }
+    for snapshot in detailed_snapshots() {
+        let text = plain(&snapshot, Lang::Fr);
+        assert!(!text.contains("note en anglais"), "{text}");
+        assert!(!text.contains("raison laissée en anglais"), "{text}");
+        for sentence in &english {
+            assert!(
+                !text.contains(sentence.as_str()),
+                "English {sentence:?} in:\n{text}"
+            );
+        }
+        for sign in [" :", " ;", " ?", " !", "]:"] {
+            assert!(!text.contains(sign), "{sign:?} in:\n{text}");
         }
     }
 }
