@@ -280,6 +280,45 @@ impl World {
         let log = self.log_path(&agent.name);
         Proc::spawn(&agent.name, command, log).0
     }
+
+    /// Starts a `--dev` relay on an ephemeral port and a console `admin`
+    /// logged into it with the relay's first admin token: where most tests
+    /// begin.
+    pub fn relay_and_admin(&mut self) -> (Relay, Console) {
+        let relay = self.relay(None);
+        let admin = self.console("admin");
+        admin.login_admin(&relay);
+        (relay, admin)
+    }
+
+    /// [`World::relay_and_admin`] plus an agent `laptop` enrolled with a
+    /// single-use enrollment token valid for ten minutes. The agent service
+    /// is not started: call [`World::run_agent`] for that.
+    pub fn enrolled_laptop(&mut self) -> Enrolled {
+        let (relay, admin) = self.relay_and_admin();
+        let agent = self.agent("laptop");
+        let device = agent.enroll(&admin.enroll_token(1, "10m"));
+        Enrolled {
+            relay,
+            admin,
+            agent,
+            device,
+        }
+    }
+}
+
+/// What [`World::enrolled_laptop`] sets up. Bind every field you keep alive:
+/// dropping `relay` stops the relay.
+#[derive(Debug)]
+pub struct Enrolled {
+    /// The running relay.
+    pub relay: Relay,
+    /// The console `admin`, logged in as the relay's first administrator.
+    pub admin: Console,
+    /// The enrolled agent `laptop` (not running).
+    pub agent: Agent,
+    /// The device id the relay gave `agent`.
+    pub device: String,
 }
 
 fn read_ready_line(stdout: std::process::ChildStdout, proc: &Proc) -> Value {
@@ -430,6 +469,16 @@ impl Console {
             .env_remove("DESKSIDE_TOKEN"));
         secret_scan::remember_json_tokens(&out.stdout);
         out
+    }
+
+    /// Creates a technician token named `name` with `role` (`admin`,
+    /// `technician` or `viewer`) through this console, which must be logged
+    /// in as an administrator. Returns the `tokens create --json` answer: the
+    /// secret in `token`, a login string in `login`, the id in `id`.
+    pub fn create_token(&self, name: &str, role: &str) -> Value {
+        self.run(&["tokens", "create", "--name", name, "--role", role, "--json"])
+            .ok()
+            .json()
     }
 
     /// Logs in with flags.

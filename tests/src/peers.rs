@@ -325,3 +325,37 @@ pub async fn handshake(
         ],
     )
 }
+
+/// Makes `count` first packets (QUIC Initials) of fresh client connections
+/// to `target`, as `quinn-proto` makes them, without sending them: for flood
+/// tests and benchmarks that replay them from raw UDP sockets.
+pub fn initial_packets(
+    count: usize,
+    target: std::net::SocketAddr,
+    fingerprint: Fingerprint,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let (tls, _) = deskside_net::tls::client_config(fingerprint, None, deskside_net::ALPN)?;
+    let config = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
+    ));
+    let mut endpoint = quinn_proto::Endpoint::new(
+        std::sync::Arc::new(quinn_proto::EndpointConfig::default()),
+        None,
+        false,
+        None,
+    );
+    let now = std::time::Instant::now();
+    let mut buffer = Vec::with_capacity(1500);
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let (handle, mut connection) =
+            endpoint.connect(now, config.clone(), target, "deskside-relay")?;
+        buffer.clear();
+        if let Some(transmit) = connection.poll_transmit(now, 1, &mut buffer) {
+            out.push(buffer[..transmit.size].to_vec());
+        }
+        // Forget it: this client never goes on.
+        endpoint.handle_event(handle, quinn_proto::EndpointEvent::drained());
+    }
+    Ok(out)
+}

@@ -363,12 +363,7 @@ fn a_viewer_fleet_run_is_refused_once() {
         running.push(world.run_agent(&agent));
         admin.wait_status(&device, "online", Duration::from_secs(20));
     }
-    let issued = admin
-        .run(&[
-            "tokens", "create", "--name", "val", "--role", "viewer", "--json",
-        ])
-        .ok()
-        .json();
+    let issued = admin.create_token("val", "viewer");
     let viewer = world.console("viewer");
     viewer.login(&relay, issued["token"].as_str().unwrap()).ok();
 
@@ -443,6 +438,32 @@ fn a_relay_with_a_bad_certificate_creates_nothing() {
     assert!(!data.join("relay.db").exists());
 }
 
+/// Runs `deskside-relay admin-token --new --dev` offline on the relay data
+/// in `data_dir` (the relay that will listen on `listen`), which must
+/// succeed; returns its output and the `dsl1_` login string it printed.
+fn recover_admin_login(data_dir: &str, listen: &str) -> (Run, String) {
+    let out = run(
+        "deskside-relay",
+        &[
+            "admin-token",
+            "--new",
+            "--dev",
+            "--data-dir",
+            data_dir,
+            "--listen",
+            listen,
+        ],
+    )
+    .ok();
+    let login = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("dsl1_"))
+        .unwrap_or_else(|| panic!("no login string in {}", out.stdout))
+        .to_owned();
+    (out, login)
+}
+
 #[test]
 fn a_lost_admin_login_is_recovered_offline_and_audited() {
     let mut world = World::new();
@@ -454,25 +475,7 @@ fn a_lost_admin_login_is_recovered_offline_and_audited() {
 
     let data = relay.data_dir.to_str().unwrap().to_owned();
     let listen = format!("127.0.0.1:{port}");
-    let out = run(
-        "deskside-relay",
-        &[
-            "admin-token",
-            "--new",
-            "--dev",
-            "--data-dir",
-            &data,
-            "--listen",
-            &listen,
-        ],
-    )
-    .ok();
-    let login = out
-        .stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("dsl1_"))
-        .unwrap_or_else(|| panic!("no login string in {}", out.stdout))
-        .to_owned();
+    let (out, login) = recover_admin_login(&data, &listen);
     let saved = std::fs::read_to_string(relay.data_dir.join("admin-token")).unwrap();
     assert!(out.stdout.contains(saved.trim()), "{}", out.stdout);
 
@@ -667,25 +670,7 @@ fn a_first_start_that_fails_after_creating_the_admin_token_says_how_to_recover()
 
     std::fs::remove_dir(data.join("relay-cert.pem")).unwrap();
     let relay = world.relay(None);
-    let out = run(
-        "deskside-relay",
-        &[
-            "admin-token",
-            "--new",
-            "--dev",
-            "--data-dir",
-            &data_arg,
-            "--listen",
-            &relay.addr,
-        ],
-    )
-    .ok();
-    let login = out
-        .stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("dsl1_"))
-        .unwrap_or_else(|| panic!("no login string in {}", out.stdout))
-        .to_owned();
+    let (_, login) = recover_admin_login(&data_arg, &relay.addr);
     let admin = world.console("admin");
     admin.run(&["login", &login]).ok();
     admin.run(&["tokens", "list"]).ok();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use deskside_tests::stage::{SessionStage, StageOptions};
 use deskside_tests::x11::{centre, click, find_window, geometry, prerequisites, window_gone};
-use deskside_tests::{wait_for, Agent, Console, Proc, Relay, World};
+use deskside_tests::{wait_for, Agent, Console, Enrolled, Proc, Relay, World};
 use serde_json::Value;
 
 /// A relay, a logged-in admin console and one enrolled, running agent.
@@ -34,11 +34,12 @@ struct Fleet {
 impl Fleet {
     fn start() -> Self {
         let mut world = World::new();
-        let relay = world.relay(None);
-        let admin = world.console("admin");
-        admin.login_admin(&relay);
-        let agent = world.agent("laptop");
-        let device = agent.enroll(&admin.enroll_token(1, "10m"));
+        let Enrolled {
+            relay,
+            admin,
+            agent,
+            device,
+        } = world.enrolled_laptop();
         let running = world.run_agent(&agent);
         admin.wait_status(&device, "online", Duration::from_secs(20));
         Self {

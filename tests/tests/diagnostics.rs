@@ -280,13 +280,7 @@ fn technician_fetches_stores_and_judges_a_snapshot() {
     assert!(human.stdout.contains(&lab.device));
 
     // A viewer may read history but not make the device work.
-    let issued = lab
-        .admin
-        .run(&[
-            "tokens", "create", "--name", "val", "--role", "viewer", "--json",
-        ])
-        .ok()
-        .json();
+    let issued = lab.admin.create_token("val", "viewer");
     let viewer = lab.world.console("viewer");
     let relay_addr = issued["login"].as_str().unwrap().to_owned();
     viewer.run(&["login", &relay_addr]).ok();

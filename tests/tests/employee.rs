@@ -8,7 +8,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deskside_tests::{bin, Agent, Console, Relay, World};
+use deskside_tests::{bin, Agent, Console, Enrolled, Relay, World};
 use serde_json::Value;
 
 /// A relay with one enrolled agent.
@@ -23,11 +23,12 @@ struct Lab {
 impl Lab {
     fn new() -> Self {
         let mut world = World::new();
-        let relay = world.relay(None);
-        let admin = world.console("admin");
-        admin.login_admin(&relay);
-        let agent = world.agent("laptop");
-        let device = agent.enroll(&admin.enroll_token(1, "10m"));
+        let Enrolled {
+            relay,
+            admin,
+            agent,
+            device,
+        } = world.enrolled_laptop();
         Self {
             world,
             relay,

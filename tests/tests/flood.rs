@@ -19,6 +19,7 @@ use deskside_net::{FramedRecv, FramedSend, ALPN};
 use deskside_protocol::console::{ConsoleToRelay, RelayToConsole};
 use deskside_protocol::version::{ClientHello, ServerHello};
 use deskside_protocol::Fingerprint;
+use deskside_tests::peers::initial_packets;
 use deskside_tests::{wait_for, Relay, World};
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -117,6 +118,19 @@ async fn login(send: &mut FramedSend, recv: &mut FramedRecv, token: &str) -> Rel
         .expect("an answer to Authenticate")
         .unwrap()
         .expect("a message")
+}
+
+/// Connects from 127.0.0.1, says hello and logs in with the relay's admin
+/// token; the relay must answer `Authenticated`.
+async fn assert_admin_logs_in(relay: &Relay, addr: SocketAddr, fingerprint: Fingerprint) {
+    let endpoint = endpoint_on(Ipv4Addr::LOCALHOST);
+    let connection = quic(&endpoint, addr, fingerprint).await.unwrap();
+    let (mut send, mut recv) = hello(&connection).await;
+    let answer = login(&mut send, &mut recv, &relay.admin_token).await;
+    assert!(
+        matches!(answer, RelayToConsole::Authenticated { .. }),
+        "{answer:?}"
+    );
 }
 
 async fn closed_within(connection: &quinn::Connection, limit: Duration) -> Option<String> {
@@ -294,14 +308,7 @@ async fn a_source_that_keeps_failing_is_refused_while_others_log_in() {
         outcome(&next)
     );
     // The administrator, from another address, still gets in.
-    let endpoint = endpoint_on(Ipv4Addr::LOCALHOST);
-    let connection = quic(&endpoint, addr, fingerprint).await.unwrap();
-    let (mut send, mut recv) = hello(&connection).await;
-    let answer = login(&mut send, &mut recv, &relay.admin_token).await;
-    assert!(
-        matches!(answer, RelayToConsole::Authenticated { .. }),
-        "{answer:?}"
-    );
+    assert_admin_logs_in(&relay, addr, fingerprint).await;
     // Summary lines for the failures (one per interval, so the attempts may
     // straddle two of them), not one line per attempt.
     let wait = defaults().log_interval * 2 + Duration::from_secs(5);
@@ -325,28 +332,6 @@ async fn a_source_that_keeps_failing_is_refused_while_others_log_in() {
     );
 }
 
-/// The first packet of a fresh client connection, as `quinn-proto` makes it.
-fn initial_packet(target: SocketAddr, fingerprint: Fingerprint) -> Vec<u8> {
-    let (tls, _) = client_config(fingerprint, None, ALPN).unwrap();
-    let config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
-    ));
-    let mut endpoint = quinn_proto::Endpoint::new(
-        Arc::new(quinn_proto::EndpointConfig::default()),
-        None,
-        false,
-        None,
-    );
-    let now = Instant::now();
-    let (_, mut connection) = endpoint
-        .connect(now, config, target, "deskside-relay")
-        .unwrap();
-    let mut buffer = Vec::new();
-    let transmit = connection.poll_transmit(now, 1, &mut buffer).unwrap();
-    buffer.truncate(transmit.size);
-    buffer
-}
-
 /// The long-header packet type of a QUIC v1 packet: 0 Initial, 2 Handshake,
 /// 3 Retry.
 fn long_header_type(packet: &[u8]) -> Option<u8> {
@@ -368,7 +353,7 @@ async fn over_the_threshold_new_addresses_must_answer_a_retry_first() {
         .unwrap();
     for _ in 0..threshold + 8 {
         socket
-            .send_to(&initial_packet(addr, fingerprint), addr)
+            .send_to(&initial_packets(1, addr, fingerprint).unwrap()[0], addr)
             .unwrap();
     }
     let mut retries = 0;
@@ -387,14 +372,7 @@ async fn over_the_threshold_new_addresses_must_answer_a_retry_first() {
         "the first packets beyond {threshold} handshakes get a Retry"
     );
     // A real client answers the Retry and logs in as usual.
-    let endpoint = endpoint_on(Ipv4Addr::LOCALHOST);
-    let connection = quic(&endpoint, addr, fingerprint).await.unwrap();
-    let (mut send, mut recv) = hello(&connection).await;
-    let answer = login(&mut send, &mut recv, &relay.admin_token).await;
-    assert!(
-        matches!(answer, RelayToConsole::Authenticated { .. }),
-        "{answer:?}"
-    );
+    assert_admin_logs_in(&relay, addr, fingerprint).await;
 }
 
 /// A size as systemd writes it (`1536M`, `1G`), in bytes.

@@ -66,19 +66,7 @@ fn org_with_key(relay_program: &str, relay_args: &[&str]) -> Org {
 /// A technician console logged in with a login string from the
 /// administrator holding the organisation key.
 fn certified_technician(org: &Org, name: &str) -> Console {
-    let issued = org
-        .admin
-        .run(&[
-            "tokens",
-            "create",
-            "--name",
-            name,
-            "--role",
-            "technician",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let issued = org.admin.create_token(name, "technician");
     let login = issued["login"].as_str().expect("login string");
     assert!(
         login.starts_with("dsl2_"),
@@ -125,6 +113,19 @@ fn wait_consent_outcome(admin: &Console, device: &str, needle: &str) -> String {
                 .find(|o| o.contains(needle))
         },
     )
+}
+
+/// The console's `--json` lines of a session that must stop before the
+/// consent step: none of them is `waiting_for_consent`, so no verification
+/// code was ever shown.
+fn assert_no_verification_code_shown(run: &deskside_tests::Run) {
+    assert!(
+        run.json_lines()
+            .iter()
+            .all(|line| line["state"] != "waiting_for_consent"),
+        "a verification code was shown: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -179,13 +180,7 @@ fn a_relay_that_substitutes_keys_is_refused_with_the_reason_in_console_and_audit
     // The console is told a device key that is not the device's: it stops
     // at the handshake and says so, no code is ever shown.
     let run = run.fails_with(1, "substituting keys");
-    assert!(
-        run.json_lines()
-            .iter()
-            .all(|line| line["state"] != "waiting_for_consent"),
-        "a verification code was shown: {}",
-        run.stdout
-    );
+    assert_no_verification_code_shown(&run);
     // The agent was told a technician key the organisation key did not
     // certify for alice: refused, and audited as such.
     let outcome = wait_consent_outcome(&org.admin, &org.device, "uncertified");
@@ -195,9 +190,7 @@ fn a_relay_that_substitutes_keys_is_refused_with_the_reason_in_console_and_audit
 #[test]
 fn without_an_organisation_key_devices_trust_the_relay_as_before() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (_relay, admin) = world.relay_and_admin();
     let token = admin.enroll_token(1, "1h");
     assert!(token.starts_with("dse1_"), "{token}");
     let agent = world.agent("laptop");
@@ -233,13 +226,7 @@ fn a_certified_console_refuses_a_device_whose_key_is_not_bound_unless_told_to_go
     let run = open_session(&admin, &device)
         .fails_with(1, "the device key is not bound to the organisation key")
         .fails_with(1, "--allow-unbound-device");
-    assert!(
-        run.json_lines()
-            .iter()
-            .all(|line| line["state"] != "waiting_for_consent"),
-        "a verification code was shown: {}",
-        run.stdout
-    );
+    assert_no_verification_code_shown(&run);
     admin
         .run(&[
             "--json",

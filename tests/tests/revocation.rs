@@ -42,6 +42,22 @@ fn token(admin: &Console, name: &str, role: &str, extra: &[&str]) -> String {
         .to_owned()
 }
 
+/// Creates an admin technician token named `name`; returns its secret and id.
+fn admin_token_with_id(admin: &Console, name: &str) -> (String, deskside_protocol::TechnicianId) {
+    let created = admin.create_token(name, "admin");
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = deskside_protocol::TechnicianId(created["id"].as_u64().unwrap());
+    (secret, id)
+}
+
+/// `request` as the frame a raw console peer sends, with request id `id`.
+fn raw_request(id: u64, request: ConsoleRequest) -> deskside_protocol::console::ConsoleToRelay {
+    deskside_protocol::console::ConsoleToRelay::Request {
+        id,
+        request: deskside_protocol::message::Nested(request),
+    }
+}
+
 /// The audit rows (newest first) as the admin reads them.
 fn audit(admin: &Console) -> Vec<Value> {
     admin
@@ -87,9 +103,7 @@ async fn closed_for_access(
 #[test]
 fn a_revoked_admin_loses_its_open_connection_at_once_and_cannot_mint_tokens() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let mallory = token(&admin, "mallory", "admin", &[]);
     runtime().block_on(async {
         let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &mallory).await;
@@ -121,13 +135,7 @@ fn a_revoked_admin_loses_its_open_connection_at_once_and_cannot_mint_tokens() {
             role: Role::Admin,
             expires_in_secs: None,
         };
-        let sent = peer
-            .send()
-            .send(&deskside_protocol::console::ConsoleToRelay::Request {
-                id: 99,
-                request: deskside_protocol::message::Nested(mint),
-            })
-            .await;
+        let sent = peer.send().send(&raw_request(99, mint)).await;
         assert!(sent.is_err(), "a request went out on a revoked connection");
     });
     // Nothing was minted, and the token cannot log in again.
@@ -142,9 +150,7 @@ fn a_revoked_admin_loses_its_open_connection_at_once_and_cannot_mint_tokens() {
 #[test]
 fn an_expired_token_is_cut_at_its_expiry_and_its_session_ends_audited() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let tess = token(&admin, "tess", "technician", &["--expires", "6s"]);
     let created = Instant::now();
     let session = runtime().block_on(async {
@@ -181,9 +187,7 @@ async fn expect_session_ended_at_the_agent(parties: &mut Parties, session: &str)
 #[test]
 fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let tom = token(&admin, "tom", "technician", &[]);
     runtime().block_on(async {
         let mut parties = parties(&relay.addr, fingerprint(&relay), &tom).await;
@@ -262,9 +266,7 @@ fn admins_list_and_end_sessions_and_a_revocation_ends_the_rest() {
 #[test]
 fn enrollment_tokens_obey_policy_limits_and_can_be_listed_and_revoked() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let tech = world.console("tech");
     tech.login(&relay, &token(&admin, "tina", "technician", &[]))
         .ok();
@@ -335,9 +337,7 @@ fn enrollment_tokens_obey_policy_limits_and_can_be_listed_and_revoked() {
 #[test]
 fn the_same_agent_key_retrying_a_single_use_token_gets_the_same_device() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let secret = EnrollToken::decode(&admin.enroll_token(1, "1h"))
         .unwrap()
         .secret;
@@ -383,9 +383,7 @@ fn the_same_agent_key_retrying_a_single_use_token_gets_the_same_device() {
 #[test]
 fn groups_show_names_are_unique_and_the_last_admin_stays() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (_relay, admin) = world.relay_and_admin();
     let created = admin
         .run(&["enroll-token", "create", "--group", "paris", "--json"])
         .ok()
@@ -424,9 +422,7 @@ fn groups_show_names_are_unique_and_the_last_admin_stays() {
 fn an_agent_that_dies_before_saving_its_enrollment_retries_as_the_same_device() {
     use std::os::unix::fs::PermissionsExt as _;
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (_relay, admin) = world.relay_and_admin();
     let token = admin.enroll_token(1, "1h");
     let agent = world.agent("laptop");
     // The relay accepts, then saving the key fails (a directory is in the
@@ -456,9 +452,7 @@ fn an_agent_that_dies_before_saving_its_enrollment_retries_as_the_same_device() 
 #[test]
 fn a_console_waiting_on_the_relay_prints_why_its_access_ended() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     let ted = token(&admin, "ted", "technician", &[]);
     let console = world.console("ted");
     console.login(&relay, &ted).ok();
@@ -505,17 +499,8 @@ fn a_console_waiting_on_the_relay_prints_why_its_access_ended() {
 #[test]
 fn a_revocation_written_by_another_relay_is_seen_within_about_a_second() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
-    let created = admin
-        .run(&[
-            "tokens", "create", "--name", "otto", "--role", "admin", "--json",
-        ])
-        .ok()
-        .json();
-    let secret = created["token"].as_str().unwrap().to_owned();
-    let id = deskside_protocol::TechnicianId(created["id"].as_u64().unwrap());
+    let (relay, admin) = world.relay_and_admin();
+    let (secret, id) = admin_token_with_id(&admin, "otto");
     runtime().block_on(async {
         let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &secret).await;
         assert!(peer.request(ConsoleRequest::ListDevices).await.is_ok());
@@ -541,10 +526,7 @@ fn a_revocation_written_by_another_relay_is_seen_within_about_a_second() {
             next += 1;
             let _ = peer
                 .send()
-                .send(&deskside_protocol::console::ConsoleToRelay::Request {
-                    id: next,
-                    request: deskside_protocol::message::Nested(ConsoleRequest::ListDevices),
-                })
+                .send(&raw_request(next, ConsoleRequest::ListDevices))
                 .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -561,17 +543,8 @@ fn a_revocation_written_by_another_relay_is_seen_within_about_a_second() {
 #[test]
 fn an_admin_revoking_its_own_token_gets_the_answer_then_nothing_more() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
-    let created = admin
-        .run(&[
-            "tokens", "create", "--name", "leaving", "--role", "admin", "--json",
-        ])
-        .ok()
-        .json();
-    let secret = created["token"].as_str().unwrap().to_owned();
-    let id = deskside_protocol::TechnicianId(created["id"].as_u64().unwrap());
+    let (relay, admin) = world.relay_and_admin();
+    let (secret, id) = admin_token_with_id(&admin, "leaving");
     runtime().block_on(async {
         let mut peer = Peer::console(&relay.addr, fingerprint(&relay), &secret).await;
         match peer
@@ -586,10 +559,7 @@ fn an_admin_revoking_its_own_token_gets_the_answer_then_nothing_more() {
         // The next request on the same connection ends it.
         let _ = peer
             .send()
-            .send(&deskside_protocol::console::ConsoleToRelay::Request {
-                id: 77,
-                request: deskside_protocol::message::Nested(ConsoleRequest::ListDevices),
-            })
+            .send(&raw_request(77, ConsoleRequest::ListDevices))
             .await;
         let (_, reason) = closed_for_access(&peer.connection(), Duration::from_secs(2)).await;
         assert!(reason.contains("revoked"), "{reason}");

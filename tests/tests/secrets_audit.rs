@@ -12,7 +12,7 @@ use std::time::Duration;
 use deskside_protocol::agent::AgentToRelay;
 use deskside_protocol::token::EnrollToken;
 use deskside_protocol::Fingerprint;
-use deskside_tests::{bin, peers, secret_scan, wait_for, World};
+use deskside_tests::{bin, peers, secret_scan, wait_for, Enrolled, Proc, World};
 use serde_json::Value;
 
 fn mode(path: &Path) -> u32 {
@@ -90,11 +90,12 @@ fn the_relay_makes_its_data_directory_and_every_file_owner_only() {
 #[test]
 fn proxy_credentials_never_leave_the_agent() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
-    let agent = world.agent("laptop");
-    let device = agent.enroll(&admin.enroll_token(1, "10m"));
+    let Enrolled {
+        relay,
+        admin,
+        agent,
+        device,
+    } = world.enrolled_laptop();
     let proxy = "http://alice:hunter2-proxy-pass@proxy.corp.invalid:3128";
 
     // The employee's own check: printed and kept in the local history.
@@ -169,22 +170,9 @@ fn proxy_credentials_never_leave_the_agent() {
 #[test]
 fn no_token_or_key_reaches_any_log() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (relay, admin) = world.relay_and_admin();
     // A technician token, used to log in.
-    let issued = admin
-        .run(&[
-            "tokens",
-            "create",
-            "--name",
-            "ana",
-            "--role",
-            "technician",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let issued = admin.create_token("ana", "technician");
     let ana = world.console("ana");
     ana.run(&["login", issued["login"].as_str().unwrap()]).ok();
     ana.run(&["devices", "list", "--json"]).ok();
@@ -273,9 +261,7 @@ fn relay_verify(data_dir: &Path, anchor: Option<&Path>) -> (i32, Value) {
 #[test]
 fn audit_verify_says_where_the_chain_breaks() {
     let mut world = World::new();
-    let mut relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
+    let (mut relay, admin) = world.relay_and_admin();
     make_audit_rows(&admin, 3);
     let verified = admin.run(&["audit", "verify", "--json"]).ok().json();
     assert_eq!(verified["ok"], true, "{verified}");
@@ -402,24 +388,7 @@ fn audit_verify_catches_a_rehashed_chain_against_its_anchors() {
 #[test]
 fn the_wifi_identifier_key_reaches_agents_but_never_the_database() {
     let mut world = World::new();
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
-    let agent = world.agent("laptop");
-    let device = agent.enroll(&admin.enroll_token(1, "10m"));
-    let _running = world.run_agent(&agent);
-    admin.wait_status(&device, "online", Duration::from_secs(20));
-    let kept = agent.state_dir.join("policy.json");
-    let policy: Value = wait_for(
-        "the agent to keep the policy",
-        Duration::from_secs(15),
-        || {
-            std::fs::read(&kept)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-                .filter(|p| p["identifier_key"].is_string())
-        },
-    );
+    let (Enrolled { relay, admin, .. }, _running, policy) = laptop_with_kept_policy(&mut world);
     let key = policy["identifier_key"].as_str().unwrap().to_owned();
     assert!(key.len() >= 43, "a 32-byte key: {key}");
     assert!(
@@ -485,24 +454,7 @@ fn a_salt_stored_by_an_older_relay_is_removed_from_the_database() {
     std::fs::write(dir.join("admin-token"), format!("{token}\n")).unwrap();
     set_mode(&dir.join("admin-token"), 0o600);
 
-    let relay = world.relay(None);
-    let admin = world.console("admin");
-    admin.login_admin(&relay);
-    let agent = world.agent("laptop");
-    let device = agent.enroll(&admin.enroll_token(1, "10m"));
-    let _running = world.run_agent(&agent);
-    admin.wait_status(&device, "online", Duration::from_secs(20));
-    let kept = agent.state_dir.join("policy.json");
-    let policy: Value = wait_for(
-        "the agent to keep the policy",
-        Duration::from_secs(15),
-        || {
-            std::fs::read(&kept)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-                .filter(|p| p["identifier_key"].is_string())
-        },
-    );
+    let (Enrolled { relay, admin, .. }, _running, policy) = laptop_with_kept_policy(&mut world);
     assert!(policy["identifier_salt"].is_null(), "{policy}");
     let audit = admin.run(&["audit", "list", "--json"]).ok().json_lines();
     assert!(
@@ -514,6 +466,29 @@ fn a_salt_stored_by_an_older_relay_is_removed_from_the_database() {
     // The settings no longer hold it (older WAL frames are overwritten at
     // the next checkpoints).
     assert!(!newest_settings_hold_salt(&relay.data_dir, salt));
+}
+
+/// Starts a relay with an enrolled laptop whose agent runs and is online,
+/// and waits for the agent to keep a policy holding an identifier key.
+/// Returns the set-up, the running agent (keep it alive) and that policy.
+fn laptop_with_kept_policy(world: &mut World) -> (Enrolled, Proc, Value) {
+    let enrolled = world.enrolled_laptop();
+    let running = world.run_agent(&enrolled.agent);
+    enrolled
+        .admin
+        .wait_status(&enrolled.device, "online", Duration::from_secs(20));
+    let kept = enrolled.agent.state_dir.join("policy.json");
+    let policy: Value = wait_for(
+        "the agent to keep the policy",
+        Duration::from_secs(15),
+        || {
+            std::fs::read(&kept)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                .filter(|p| p["identifier_key"].is_string())
+        },
+    );
+    (enrolled, running, policy)
 }
 
 /// Whether the organisation's current settings (read through the store)

@@ -167,12 +167,7 @@ fn bad_tokens_and_revoked_devices_are_refused_with_clear_messages() {
         .fails_with(1, "deskside login");
 
     // A viewer can read but not administer.
-    let issued = admin
-        .run(&[
-            "tokens", "create", "--name", "val", "--role", "viewer", "--json",
-        ])
-        .ok()
-        .json();
+    let issued = admin.create_token("val", "viewer");
     let viewer = world.console("viewer");
     viewer.login(&relay, issued["token"].as_str().unwrap()).ok();
     assert_eq!(viewer.devices().len(), 2);

@@ -50,6 +50,7 @@ use deskside_protocol::token::EnrollToken;
 use deskside_protocol::version::ClientHello;
 use deskside_protocol::Fingerprint;
 use deskside_tests::bench::{rss_kib, start_relay_program, RelayProc};
+use deskside_tests::peers::initial_packets;
 
 /// A probe slower than this counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,7 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.rate
     );
     let made = Instant::now();
-    let initials = make_initials(
+    let initials = initial_packets(
         (args.rate * args.seconds) as usize,
         target,
         relay.fingerprint,
@@ -479,38 +480,6 @@ async fn probe(relay: &RelayProc, admin: &str, agent: &Identity, turn: u64, prob
             .failed
             .push(format!("no login within {PROBE_TIMEOUT:?}")),
     }
-}
-
-/// Makes `count` first packets of fresh client connections to `target`.
-fn make_initials(
-    count: usize,
-    target: SocketAddr,
-    fingerprint: Fingerprint,
-) -> anyhow::Result<Vec<Vec<u8>>> {
-    let (tls, _) = client_config(fingerprint, None, ALPN)?;
-    let config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
-    ));
-    let mut endpoint = quinn_proto::Endpoint::new(
-        Arc::new(quinn_proto::EndpointConfig::default()),
-        None,
-        false,
-        None,
-    );
-    let now = Instant::now();
-    let mut buffer = Vec::with_capacity(1500);
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        let (handle, mut connection) =
-            endpoint.connect(now, config.clone(), target, "deskside-relay")?;
-        buffer.clear();
-        if let Some(transmit) = connection.poll_transmit(now, 1, &mut buffer) {
-            out.push(buffer[..transmit.size].to_vec());
-        }
-        // Forget it: this client never goes on.
-        endpoint.handle_event(handle, quinn_proto::EndpointEvent::drained());
-    }
-    Ok(out)
 }
 
 /// Sends the Initials at `rate` per second for `seconds`, round robin over
