@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use deskside_protocol::Refusal;
 
-use crate::server::{internal_error, now_secs, Shared};
+use crate::policy::{save_setting, settings_object};
+use crate::server::Shared;
 use crate::store::OrgId;
 
 /// Settings key: most devices one enrollment token may enroll.
@@ -134,23 +135,11 @@ pub fn is_key(key: &str) -> bool {
     key == MAX_USES_KEY || key == MAX_LIFETIME_KEY
 }
 
-async fn settings(
-    shared: &Shared,
-    org: OrgId,
-) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
-    let stored = shared
-        .store(move |s| s.organisation_settings(org))
-        .await?
-        .map_err(|e| internal_error(&e))?;
-    Ok(match serde_json::from_str(&stored) {
-        Ok(serde_json::Value::Object(object)) => object,
-        _ => serde_json::Map::new(),
-    })
-}
-
 /// The organisation's limits.
 pub async fn load(shared: &Shared, org: OrgId) -> Result<EnrollLimits, Refusal> {
-    Ok(EnrollLimits::from_settings(&settings(shared, org).await?))
+    Ok(EnrollLimits::from_settings(
+        &settings_object(shared, org).await?,
+    ))
 }
 
 /// Sets one of the limits (validated) and audits it as `policy.set`.
@@ -166,19 +155,10 @@ pub async fn set(
         _ => humantime::format_duration(parse_max_lifetime(value).map_err(Refusal::Invalid)?)
             .to_string(),
     };
-    let mut object = settings(shared, org).await?;
+    let mut object = settings_object(shared, org).await?;
     object.insert(key.to_owned(), serde_json::Value::String(text.clone()));
     let limits = EnrollLimits::from_settings(&object);
-    let stored = serde_json::Value::Object(object).to_string();
-    let change = serde_json::json!({ "key": key, "value": text });
-    let actor = actor.to_owned();
-    let now = now_secs();
-    shared
-        .store(move |s| {
-            s.set_organisation_settings(org, &stored, "policy.set", &change, &actor, now)
-        })
-        .await?
-        .map_err(|e| internal_error(&e))?;
+    save_setting(shared, org, object, key, text, actor).await?;
     Ok(limits)
 }
 

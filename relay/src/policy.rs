@@ -38,7 +38,7 @@ pub fn parse_session_grant(value: &str) -> Result<Duration, String> {
 }
 
 /// The stored settings as a JSON object (empty if unreadable).
-async fn settings_object(
+pub(crate) async fn settings_object(
     shared: &Shared,
     org: OrgId,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Refusal> {
@@ -81,8 +81,22 @@ pub async fn set_session_grant(
         SESSION_GRANT_KEY.to_owned(),
         serde_json::Value::String(text.clone()),
     );
+    save_setting(shared, org, settings, SESSION_GRANT_KEY, text, actor).await?;
+    Ok(grant)
+}
+
+/// Stores `settings`, in which `key` was just set to `text`, and audits the
+/// change as `policy.set`: the one place an organisation setting is saved.
+pub(crate) async fn save_setting(
+    shared: &Shared,
+    org: OrgId,
+    settings: serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    text: String,
+    actor: &str,
+) -> Result<(), Refusal> {
     let stored = serde_json::Value::Object(settings).to_string();
-    let change = serde_json::json!({ "key": SESSION_GRANT_KEY, "value": text });
+    let change = serde_json::json!({ "key": key, "value": text });
     let actor = actor.to_owned();
     let now = now_secs();
     shared
@@ -91,7 +105,7 @@ pub async fn set_session_grant(
         })
         .await?
         .map_err(|e| internal_error(&e))?;
-    Ok(grant)
+    Ok(())
 }
 
 /// Loads the policy with the organisation's identifier key (derived from

@@ -446,18 +446,15 @@ impl Store {
             params![org_name, now],
         )?;
         let org = OrgId(tx.last_insert_rowid());
-        tx.execute(
-            "INSERT INTO technician_tokens (org_id, name, role, token_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                org.0,
-                admin_name,
-                Role::Admin.as_str(),
-                &admin_token_hash[..],
-                now
-            ],
+        let admin_id = insert_technician_token(
+            &tx,
+            org,
+            admin_name,
+            Role::Admin,
+            admin_token_hash,
+            None,
+            now,
         )?;
-        let admin_id = tx.last_insert_rowid();
         insert_audit(
             &tx,
             &NewAudit {
@@ -503,12 +500,7 @@ impl Store {
     ) -> Result<TechnicianTokenInfo, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO technician_tokens (org_id, name, role, token_hash, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![org.0, name, role.as_str(), &token_hash[..], now, expires_at],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id = insert_technician_token(&tx, org, name, role, token_hash, expires_at, now)?;
         insert_audit(
             &tx,
             &NewAudit {
@@ -590,54 +582,6 @@ impl Store {
             tokens.push(row?.decode()?.1);
         }
         Ok(tokens)
-    }
-
-    /// Revokes a technician token of `org` (audited as `token.revoke`).
-    /// `None` if the organisation has no such token. Revoking a revoked
-    /// token is a no-op that keeps the first `revoked_at` and writes no
-    /// second audit row.
-    pub fn revoke_technician_token(
-        &self,
-        org: OrgId,
-        id: TechnicianId,
-        actor: &str,
-        now: i64,
-    ) -> Result<Option<TechnicianTokenInfo>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE technician_tokens SET revoked_at = ?1
-             WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
-            params![now, technician_id_to_sql(id), org.0],
-        )?;
-        let found = tx
-            .query_row(
-                &format!(
-                    "SELECT {TOKEN_COLUMNS} FROM technician_tokens WHERE id = ?1 AND org_id = ?2"
-                ),
-                params![technician_id_to_sql(id), org.0],
-                TokenRow::from_row,
-            )
-            .optional()?;
-        let Some(row) = found else {
-            return Ok(None);
-        };
-        let (_, info) = row.decode()?;
-        if changed > 0 {
-            insert_audit(
-                &tx,
-                &NewAudit {
-                    at: now,
-                    org: Some(org),
-                    actor,
-                    action: "token.revoke",
-                    target: &token_target(technician_id_to_sql(id)),
-                    detail: &serde_json::json!({ "name": info.name, "role": info.role.as_str() }),
-                },
-            )?;
-        }
-        tx.commit()?;
-        Ok(Some(info))
     }
 
     /// Issues an enrollment token for `uses` enrollments until `expires_at`
@@ -1294,34 +1238,10 @@ impl Store {
     /// a new row is appended (its id then leaves a gap); keep the newest
     /// hash elsewhere (e.g. in logs) to detect that too.
     pub fn verify_audit_chain(&self) -> Result<Result<(), i64>, StoreError> {
-        let conn = self.lock();
-        let mut statement = conn.prepare(
-            "SELECT id, at, org_id, actor, action, target, detail, prev_hash, hash
-             FROM audit ORDER BY id",
-        )?;
-        let mut rows = statement.query([])?;
-        let mut expected_id = 1_i64;
-        let mut expected_prev = GENESIS_HASH.to_vec();
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let fields = AuditFields {
-                id,
-                at: row.get(1)?,
-                org: row.get(2)?,
-                actor: &row.get::<_, String>(3)?,
-                action: &row.get::<_, String>(4)?,
-                target: &row.get::<_, String>(5)?,
-                detail: &row.get::<_, String>(6)?,
-            };
-            let prev_hash: Vec<u8> = row.get(7)?;
-            let hash: Vec<u8> = row.get(8)?;
-            if id != expected_id || prev_hash != expected_prev || fields.hash(&prev_hash) != hash {
-                return Ok(Err(id));
-            }
-            expected_id = id + 1;
-            expected_prev = hash;
-        }
-        Ok(Ok(()))
+        Ok(match self.check_audit_chain()?.broken {
+            Some(ChainBreak { id, .. }) => Err(id),
+            None => Ok(()),
+        })
     }
 }
 
@@ -1396,6 +1316,26 @@ struct NewAudit<'a> {
     action: &'a str,
     target: &'a str,
     detail: &'a serde_json::Value,
+}
+
+/// Inserts a technician token row and returns its id: the one statement
+/// every way of issuing a token (first start, `tokens create`, recovery)
+/// goes through.
+fn insert_technician_token(
+    conn: &Connection,
+    org: OrgId,
+    name: &str,
+    role: Role,
+    token_hash: &[u8; 32],
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO technician_tokens (org_id, name, role, token_hash, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![org.0, name, role.as_str(), &token_hash[..], now, expires_at],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Appends an audit row inside the caller's transaction, chaining it to the

@@ -19,6 +19,7 @@ use deskside_protocol::session::Capabilities;
 use deskside_protocol::{DeviceId, Refusal, Role, TechnicianId};
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::sessions::{write_session_end, SessionEnd};
 use super::{
     device_id_from_sql, device_id_to_sql, device_target, insert_audit, technician_id_from_sql,
     technician_id_to_sql, token_target, NewAudit, OrgId, Store, StoreError, TokenRow, SYSTEM_ACTOR,
@@ -118,10 +119,6 @@ fn end_open(
     actor: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE sessions SET ended_at = ?1, ended_by = ?2 WHERE id = ?3 AND ended_at IS NULL",
-        params![now, by, session.id as i64],
-    )?;
     let granted = match &session.granted {
         Some(text) => Some(serde_json::from_str::<Capabilities>(text).map_err(|error| {
             StoreError::Corrupt(format!(
@@ -131,27 +128,20 @@ fn end_open(
         })?),
         None => None,
     };
-    let duration_secs = match (granted, session.consent_at) {
-        (Some(_), Some(consent_at)) => now.saturating_sub(consent_at).max(0),
-        _ => 0,
-    };
-    insert_audit(
+    write_session_end(
         tx,
-        &NewAudit {
-            at: now,
-            org: Some(session.org),
-            actor,
-            action: "session.end",
-            target: &device_target(session.device),
-            detail: &serde_json::json!({
-                "session_id": session_text(session.id),
-                "by": by,
-                "duration_secs": duration_secs,
-                "capabilities": granted.map_or("none", Capabilities::label),
-            }),
+        &SessionEnd {
+            id: session.id,
+            org: session.org,
+            device: session.device,
+            granted,
+            consent_at: session.consent_at,
+            by,
         },
-    )?;
-    Ok(())
+        actor,
+        serde_json::Map::new(),
+        now,
+    )
 }
 
 /// Whether a token row is usable at `now`.
@@ -359,6 +349,34 @@ impl Store {
         })
     }
 
+    /// Revokes a technician token of `org` (audited as `token.revoke`).
+    /// `None` if the organisation has no such token. Revoking a revoked
+    /// token is a no-op that keeps the first `revoked_at` and writes no
+    /// second audit row.
+    pub fn revoke_technician_token(
+        &self,
+        org: OrgId,
+        id: TechnicianId,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<TechnicianTokenInfo>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE technician_tokens SET revoked_at = ?1
+             WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
+            params![now, technician_id_to_sql(id), org.0],
+        )?;
+        let Some(info) = token_in_org(&tx, org, id)? else {
+            return Ok(None);
+        };
+        if changed > 0 {
+            audit_token_revoke(&tx, org, &info, actor, now)?;
+        }
+        tx.commit()?;
+        Ok(Some(info))
+    }
+
     /// Like [`Store::revoke_technician_token`], but refuses to revoke the
     /// organisation's last active administrator token (nobody could manage
     /// the organisation any more), in the same transaction.
@@ -371,19 +389,9 @@ impl Store {
     ) -> Result<Result<Option<TechnicianTokenInfo>, Refusal>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found = tx
-            .query_row(
-                &format!(
-                    "SELECT {TOKEN_COLUMNS} FROM technician_tokens WHERE id = ?1 AND org_id = ?2"
-                ),
-                params![technician_id_to_sql(id), org.0],
-                TokenRow::from_row,
-            )
-            .optional()?;
-        let Some(row) = found else {
+        let Some(info) = token_in_org(&tx, org, id)? else {
             return Ok(Ok(None));
         };
-        let (_, info) = row.decode()?;
         if !is_active(info.revoked_at, info.expires_at, now) {
             // Already revoked or expired: nothing changes.
             return Ok(Ok(Some(info)));
@@ -407,17 +415,7 @@ impl Store {
             "UPDATE technician_tokens SET revoked_at = ?1 WHERE id = ?2",
             params![now, technician_id_to_sql(id)],
         )?;
-        insert_audit(
-            &tx,
-            &NewAudit {
-                at: now,
-                org: Some(org),
-                actor,
-                action: "token.revoke",
-                target: &token_target(technician_id_to_sql(id)),
-                detail: &serde_json::json!({ "name": info.name, "role": info.role.as_str() }),
-            },
-        )?;
+        audit_token_revoke(&tx, org, &info, actor, now)?;
         tx.commit()?;
         Ok(Ok(Some(TechnicianTokenInfo {
             revoked_at: Some(now),
@@ -486,6 +484,45 @@ impl Store {
     }
 }
 
+/// Technician token `id` of `org`, if the organisation has one.
+fn token_in_org(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    id: TechnicianId,
+) -> Result<Option<TechnicianTokenInfo>, StoreError> {
+    let found = tx
+        .query_row(
+            &format!("SELECT {TOKEN_COLUMNS} FROM technician_tokens WHERE id = ?1 AND org_id = ?2"),
+            params![technician_id_to_sql(id), org.0],
+            TokenRow::from_row,
+        )
+        .optional()?;
+    found.map(|row| Ok(row.decode()?.1)).transpose()
+}
+
+/// Writes the `token.revoke` row of token `info`: the one place it is
+/// built, whichever revoke path revoked the token.
+fn audit_token_revoke(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    info: &TechnicianTokenInfo,
+    actor: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_audit(
+        tx,
+        &NewAudit {
+            at: now,
+            org: Some(org),
+            actor,
+            action: "token.revoke",
+            target: &token_target(technician_id_to_sql(info.id)),
+            detail: &serde_json::json!({ "name": info.name, "role": info.role.as_str() }),
+        },
+    )?;
+    Ok(())
+}
+
 fn query_enroll_tokens(
     conn: &rusqlite::Connection,
     condition: &str,
@@ -525,6 +562,11 @@ mod tests {
             .into_iter()
             .map(|row| row.action)
             .collect()
+    }
+
+    /// How many audit rows have `action`.
+    fn count_actions(store: &Store, action: &str) -> usize {
+        actions(store).iter().filter(|a| *a == action).count()
     }
 
     fn technician(
@@ -596,13 +638,7 @@ mod tests {
             .revoke_technician_token_guarded(org, second, "system", T0)
             .unwrap()
             .is_err());
-        assert_eq!(
-            actions(&store)
-                .iter()
-                .filter(|a| *a == "token.revoke")
-                .count(),
-            1
-        );
+        assert_eq!(count_actions(&store, "token.revoke"), 1);
     }
 
     #[test]
@@ -638,13 +674,7 @@ mod tests {
         store
             .revoke_enroll_token(org, listed[0].id, "x", T0 + 9)
             .unwrap();
-        assert_eq!(
-            actions(&store)
-                .iter()
-                .filter(|a| *a == "enroll_token.revoke")
-                .count(),
-            1
-        );
+        assert_eq!(count_actions(&store, "enroll_token.revoke"), 1);
         assert_eq!(
             enroll(&store, "e1", "key-2", "pc-2", 2, T0 + 10),
             Err(Refusal::EnrollTokenInvalid)
@@ -666,13 +696,7 @@ mod tests {
             enroll(&store, "single", "key-2", "pc", 3, T0 + 30),
             Err(Refusal::EnrollTokenUsedUp)
         );
-        assert_eq!(
-            actions(&store)
-                .iter()
-                .filter(|a| *a == "device.enroll")
-                .count(),
-            1
-        );
+        assert_eq!(count_actions(&store, "device.enroll"), 1);
     }
 
     #[test]

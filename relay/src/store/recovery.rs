@@ -8,7 +8,10 @@
 use deskside_protocol::Role;
 use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
-use super::{insert_audit, token_target, NewAudit, OrgId, Store, StoreError, SYSTEM_ACTOR};
+use super::{
+    insert_audit, insert_technician_token, token_target, NewAudit, OrgId, Store, StoreError,
+    SYSTEM_ACTOR,
+};
 
 /// How the audit row says the token was made.
 const VIA: &str = "deskside-relay admin-token --new";
@@ -52,12 +55,7 @@ impl Store {
             suffix += 1;
             name = format!("admin-recovered-{now}-{suffix}");
         }
-        tx.execute(
-            "INSERT INTO technician_tokens (org_id, name, role, token_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![org.0, name, Role::Admin.as_str(), &token_hash[..], now],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id = insert_technician_token(&tx, org, &name, Role::Admin, token_hash, None, now)?;
         insert_audit(
             &tx,
             &NewAudit {

@@ -228,21 +228,64 @@ fn end_in_tx(
     extra: serde_json::Map<String, serde_json::Value>,
     now: i64,
 ) -> Result<SessionRecord, StoreError> {
+    write_session_end(
+        tx,
+        &SessionEnd {
+            id: record.id,
+            org: record.org,
+            device: record.device,
+            granted: record.granted,
+            consent_at: record.consent_at,
+            by: by.as_str(),
+        },
+        actor,
+        extra,
+        now,
+    )?;
+    Ok(SessionRecord {
+        ended_at: Some(now),
+        ended_by: Some(by.as_str().to_owned()),
+        ..record.clone()
+    })
+}
+
+/// What a `session.end` row says about the session it ends.
+pub(super) struct SessionEnd<'a> {
+    pub(super) id: u64,
+    pub(super) org: OrgId,
+    pub(super) device: DeviceId,
+    /// What the employee granted, `None` if the session never started.
+    pub(super) granted: Option<Capabilities>,
+    pub(super) consent_at: Option<i64>,
+    /// The `ended_by` column and the row's `by`.
+    pub(super) by: &'a str,
+}
+
+/// Closes an open session inside `tx` and writes its `session.end` row:
+/// the one place that row is built, whoever ends the session. `extra` adds
+/// facts to the row's detail.
+pub(super) fn write_session_end(
+    tx: &Transaction<'_>,
+    session: &SessionEnd<'_>,
+    actor: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE sessions SET ended_at = ?1, ended_by = ?2 WHERE id = ?3 AND ended_at IS NULL",
-        params![now, by.as_str(), session_id_to_sql(record.id)],
+        params![now, session.by, session_id_to_sql(session.id)],
     )?;
     // How long the session ran: from the employee's Accept, or nothing if it
     // never started.
-    let duration_secs = match (record.granted, record.consent_at) {
+    let duration_secs = match (session.granted, session.consent_at) {
         (Some(_), Some(consent_at)) => now.saturating_sub(consent_at).max(0),
         _ => 0,
     };
     let mut detail = serde_json::json!({
-        "session_id": session_text(record.id),
-        "by": by.as_str(),
+        "session_id": session_text(session.id),
+        "by": session.by,
         "duration_secs": duration_secs,
-        "capabilities": record.granted.map_or("none", Capabilities::label),
+        "capabilities": session.granted.map_or("none", Capabilities::label),
     });
     if let Some(object) = detail.as_object_mut() {
         object.extend(extra);
@@ -251,18 +294,14 @@ fn end_in_tx(
         tx,
         &NewAudit {
             at: now,
-            org: Some(record.org),
+            org: Some(session.org),
             actor,
             action: "session.end",
-            target: &device_target(record.device),
+            target: &device_target(session.device),
             detail: &detail,
         },
     )?;
-    Ok(SessionRecord {
-        ended_at: Some(now),
-        ended_by: Some(by.as_str().to_owned()),
-        ..record.clone()
-    })
+    Ok(())
 }
 
 /// How a session id appears in audit rows and logs: 16 hex digits (JSON
@@ -499,17 +538,9 @@ impl Store {
     ) -> Result<EndOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(record) = load_session(&tx, id)? else {
+        let Some(record) = load_session_of(&tx, id, party)? else {
             return Ok(EndOutcome::NotFound);
         };
-        let is_party = match party {
-            SessionParty::Device(device) => record.device == device,
-            SessionParty::Technician(technician) => record.technician == technician,
-            SessionParty::System => true,
-        };
-        if !is_party {
-            return Ok(EndOutcome::NotFound);
-        }
         if record.is_closed() {
             return Ok(EndOutcome::AlreadyClosed(record));
         }
@@ -533,17 +564,9 @@ impl Store {
     ) -> Result<WithdrawOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(record) = load_session(&tx, id)? else {
+        let Some(record) = load_session_of(&tx, id, party)? else {
             return Ok(WithdrawOutcome::NotFound);
         };
-        let is_party = match party {
-            SessionParty::Device(device) => record.device == device,
-            SessionParty::Technician(technician) => record.technician == technician,
-            SessionParty::System => true,
-        };
-        if !is_party {
-            return Ok(WithdrawOutcome::NotFound);
-        }
         if record.consent_outcome.is_some() || record.is_closed() {
             return Ok(WithdrawOutcome::AlreadyDecided(record));
         }
@@ -627,6 +650,20 @@ pub struct Interrupted {
     pub ended: Vec<u64>,
     /// Consented sessions, still open, for their parties to resume.
     pub resumable: Vec<SessionRecord>,
+}
+
+/// Session `id` if `party` is one of its parties (`None` otherwise, as if
+/// it did not exist: nobody learns of another party's sessions).
+fn load_session_of(
+    tx: &Transaction<'_>,
+    id: u64,
+    party: SessionParty,
+) -> Result<Option<SessionRecord>, StoreError> {
+    Ok(load_session(tx, id)?.filter(|record| match party {
+        SessionParty::Device(device) => record.device == device,
+        SessionParty::Technician(technician) => record.technician == technician,
+        SessionParty::System => true,
+    }))
 }
 
 #[cfg(test)]
