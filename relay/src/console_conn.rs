@@ -275,8 +275,14 @@ fn watch_orphaned_sessions(
     let actor = technician.audit_actor();
     tokio::spawn(
         async move {
-            // Requests still waiting for the employee are withdrawn now: no
-            // dialog may stay open for a technician who is gone.
+            // Requests still waiting for the employee are withdrawn: no
+            // dialog may stay open for a technician who is gone. Not at
+            // once: an agent that could not ask anyone (no helper, an
+            // uncertified key) closes the end-to-end connection before it
+            // sends its answer, so a console that exits on that close
+            // leaves a moment before the answer lands, and the audit must
+            // record what happened, not a withdrawal.
+            tokio::time::sleep(crate::withdraw::ANSWER_IN_FLIGHT_GRACE).await;
             let consented = crate::withdraw::withdraw_pending(
                 &shared,
                 orphaned,

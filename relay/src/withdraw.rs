@@ -12,6 +12,11 @@ use crate::presence::AgentCommand;
 use crate::server::{internal_error, now_secs, Shared};
 use crate::store::{session_text, SessionParty, StoreError, WithdrawOutcome};
 
+/// How long the relay waits, after a console went away, for an answer the
+/// agent already sent; a request still undecided then is withdrawn. Short,
+/// because the employee's dialog stays open meanwhile.
+pub const ANSWER_IN_FLIGHT_GRACE: std::time::Duration = std::time::Duration::from_millis(750);
+
 /// Why a request was withdrawn, as written in its audit row.
 pub const CONSOLE_DISCONNECTED: &str = "console_disconnected";
 
