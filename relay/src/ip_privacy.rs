@@ -58,18 +58,33 @@ pub fn truncate(ip: IpAddr) -> IpAddr {
 
 /// `text` truncated if it is a public address (`ip`, `ip:port`, `[ip]:port`
 /// or `ip/prefix`); `None` if it is not an address or needs no change.
+///
+/// A truncated address always carries the prefix it was cut to
+/// (`203.0.113.0/24`, `[2001:db8:1234::/48]:4433`), so nobody reading a
+/// stored snapshot takes it for a real host: a DNS server shown as
+/// `8.8.8.0` would send a technician after a resolver that does not exist.
 pub fn truncate_text(text: &str) -> Option<String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return is_public(ip).then(|| truncate(ip).to_string());
+        return is_public(ip).then(|| network_text(ip));
     }
     if let Ok(socket) = text.parse::<SocketAddr>() {
-        return is_public(socket.ip())
-            .then(|| SocketAddr::new(truncate(socket.ip()), socket.port()).to_string());
+        return is_public(socket.ip()).then(|| match socket {
+            SocketAddr::V4(_) => format!("{}:{}", network_text(socket.ip()), socket.port()),
+            SocketAddr::V6(_) => format!("[{}]:{}", network_text(socket.ip()), socket.port()),
+        });
     }
     let (ip, prefix) = text.split_once('/')?;
     let ip: IpAddr = ip.parse().ok()?;
     prefix.parse::<u8>().ok()?;
-    is_public(ip).then(|| format!("{}/{prefix}", truncate(ip)))
+    // What is left is the truncated network, whatever the prefix was.
+    is_public(ip).then(|| network_text(ip))
+}
+
+/// `ip` truncated, with the prefix it was truncated to.
+fn network_text(ip: IpAddr) -> String {
+    let truncated = truncate(ip);
+    let bits = if truncated.is_ipv4() { 24 } else { 48 };
+    format!("{truncated}/{bits}")
 }
 
 /// Truncates every public address among the strings of `value`.
@@ -122,16 +137,18 @@ mod tests {
     #[test]
     fn public_addresses_are_truncated_and_private_ones_kept() {
         let cases = [
-            ("203.0.113.77", Some("203.0.113.0")),
-            ("203.0.113.77:50123", Some("203.0.113.0:50123")),
+            ("203.0.113.77", Some("203.0.113.0/24")),
+            ("8.8.8.8", Some("8.8.8.0/24")),
+            ("203.0.113.77:50123", Some("203.0.113.0/24:50123")),
             ("198.51.100.9/24", Some("198.51.100.0/24")),
-            ("2001:db8:1234:5678:9abc::1", Some("2001:db8:1234::")),
+            ("198.51.100.9/16", Some("198.51.100.0/24")),
+            ("2001:db8:1234:5678:9abc::1", Some("2001:db8:1234::/48")),
             (
                 "[2001:db8:1234:5678::1]:4433",
-                Some("[2001:db8:1234::]:4433"),
+                Some("[2001:db8:1234::/48]:4433"),
             ),
-            ("2001:db8:1234:5678::1/64", Some("2001:db8:1234::/64")),
-            ("::ffff:203.0.113.77", Some("203.0.113.0")),
+            ("2001:db8:1234:5678::1/64", Some("2001:db8:1234::/48")),
+            ("::ffff:203.0.113.77", Some("203.0.113.0/24")),
             ("192.168.1.20", None),
             ("10.0.0.1:4433", None),
             ("100.64.3.4", None),
@@ -158,14 +175,17 @@ mod tests {
                 .unwrap();
         let text = out.to_string();
         assert!(
-            text.contains("192.168.1.5/24") && text.contains("2a01:e0a:12::/64"),
+            text.contains("192.168.1.5/24") && text.contains("2a01:e0a:12::/48"),
             "{text}"
         );
         assert!(
-            text.contains("81.2.69.0") && !text.contains("81.2.69.160"),
+            text.contains("81.2.69.0/24") && !text.contains("81.2.69.160"),
             "{text}"
         );
-        assert_eq!(address_to_store("{}", "81.2.69.160:4000"), "81.2.69.0:4000");
+        assert_eq!(
+            address_to_store("{}", "81.2.69.160:4000"),
+            "81.2.69.0/24:4000"
+        );
         assert_eq!(
             address_to_store(r#"{"store_full_ip_addresses":true}"#, "81.2.69.160:4000"),
             "81.2.69.160:4000"

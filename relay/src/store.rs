@@ -2076,7 +2076,7 @@ mod tests {
             agent_version: "0.1.0".to_owned(),
             first_seen: T0 + 10,
             last_seen: T0 + 10,
-            last_address: Some("192.0.2.0:50000".to_owned()), /* public: truncated to its /24 */
+            last_address: Some("192.0.2.0/24:50000".to_owned()), /* public: truncated to its /24 */
             revoked_at: None,
             group: None,
         };
@@ -2088,7 +2088,7 @@ mod tests {
         assert_eq!(snapshot(&store).0, [(1, 0)]);
         let summary = expected.summary(true);
         assert_eq!((summary.id, summary.online), (DeviceId(0xabc), true));
-        assert_eq!(summary.last_address.as_deref(), Some("192.0.2.0:50000"));
+        assert_eq!(summary.last_address.as_deref(), Some("192.0.2.0/24:50000"));
     }
 
     #[test]
@@ -2210,7 +2210,7 @@ mod tests {
             os: "Fedora 40".to_owned(),
             agent_version: "0.2.0".to_owned(),
             last_seen: T0 + 60,
-            last_address: Some("198.51.100.0:4433".to_owned()), /* truncated */
+            last_address: Some("198.51.100.0/24:4433".to_owned()), /* truncated */
             ..device.clone()
         };
         assert_eq!(attached, expected);
