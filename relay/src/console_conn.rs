@@ -431,7 +431,7 @@ async fn handle(
         ConsoleRequest::RevokeTechnicianToken { id } => {
             let audit_actor = actor.clone();
             let revoked = run(shared, move |s| {
-                s.revoke_technician_token_guarded(org, id, &audit_actor, now)
+                s.revoke_technician_token(org, id, &audit_actor, now)
             })
             .await??
             .ok_or_else(|| {

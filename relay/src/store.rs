@@ -2362,22 +2362,26 @@ mod tests {
         assert_eq!(
             store
                 .revoke_technician_token(other_org, created.id, "x", T0)
-                .unwrap(),
+                .unwrap()
+                .expect("not refused"),
             None
         );
         assert_eq!(
             store
                 .revoke_technician_token(org, TechnicianId(77), "x", T0)
-                .unwrap(),
+                .unwrap()
+                .expect("not refused"),
             None
         );
         let first = store
             .revoke_technician_token(org, created.id, "x", T0 + 5)
             .unwrap()
+            .expect("not refused")
             .unwrap();
         let again = store
             .revoke_technician_token(org, created.id, "x", T0 + 9)
             .unwrap()
+            .expect("not refused")
             .unwrap();
         assert_eq!(first.revoked_at, Some(T0 + 5));
         assert_eq!(again.revoked_at, Some(T0 + 5));
@@ -2575,7 +2579,8 @@ mod tests {
         store.mark_seen(&[device.id], T0 + 5).unwrap();
         store
             .revoke_technician_token(org, token.id, &actor, T0 + 6)
-            .unwrap();
+            .unwrap()
+            .expect("not refused");
         store.revoke_device(org, device.id, &actor, T0 + 7).unwrap();
         let consent = serde_json::json!({ "session": "s1", "granted": true });
         let device_actor = device.audit_actor();

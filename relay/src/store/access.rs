@@ -350,37 +350,11 @@ impl Store {
     }
 
     /// Revokes a technician token of `org` (audited as `token.revoke`).
-    /// `None` if the organisation has no such token. Revoking a revoked
-    /// token is a no-op that keeps the first `revoked_at` and writes no
-    /// second audit row.
+    /// `Ok(None)` if the organisation has no such token. Revoking a revoked
+    /// or expired token changes nothing and writes no audit row. Refuses,
+    /// in the same transaction, to revoke the organisation's last active
+    /// administrator token (nobody could manage the organisation any more).
     pub fn revoke_technician_token(
-        &self,
-        org: OrgId,
-        id: TechnicianId,
-        actor: &str,
-        now: i64,
-    ) -> Result<Option<TechnicianTokenInfo>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE technician_tokens SET revoked_at = ?1
-             WHERE id = ?2 AND org_id = ?3 AND revoked_at IS NULL",
-            params![now, technician_id_to_sql(id), org.0],
-        )?;
-        let Some(info) = token_in_org(&tx, org, id)? else {
-            return Ok(None);
-        };
-        if changed > 0 {
-            audit_token_revoke(&tx, org, &info, actor, now)?;
-        }
-        tx.commit()?;
-        Ok(Some(info))
-    }
-
-    /// Like [`Store::revoke_technician_token`], but refuses to revoke the
-    /// organisation's last active administrator token (nobody could manage
-    /// the organisation any more), in the same transaction.
-    pub fn revoke_technician_token_guarded(
         &self,
         org: OrgId,
         id: TechnicianId,
@@ -598,7 +572,8 @@ mod tests {
         );
         store
             .revoke_technician_token(org, forever, "system", T0)
-            .unwrap();
+            .unwrap()
+            .expect("not refused");
         assert_eq!(
             store.technician_access(forever, T0).unwrap(),
             Err(AccessEnd::Revoked)
@@ -614,7 +589,7 @@ mod tests {
         let (store, org) = bootstrapped();
         let first_admin = TechnicianId(1);
         let error = store
-            .revoke_technician_token_guarded(org, first_admin, "system", T0)
+            .revoke_technician_token(org, first_admin, "system", T0)
             .unwrap()
             .unwrap_err();
         assert!(
@@ -624,18 +599,18 @@ mod tests {
         // An expired admin does not count as another administrator.
         technician(&store, org, "old-admin", Role::Admin, Some(T0));
         assert!(store
-            .revoke_technician_token_guarded(org, first_admin, "system", T0)
+            .revoke_technician_token(org, first_admin, "system", T0)
             .unwrap()
             .is_err());
         let second = technician(&store, org, "second-admin", Role::Admin, None);
         let revoked = store
-            .revoke_technician_token_guarded(org, first_admin, "system", T0)
+            .revoke_technician_token(org, first_admin, "system", T0)
             .unwrap()
             .unwrap()
             .unwrap();
         assert_eq!(revoked.revoked_at, Some(T0));
         assert!(store
-            .revoke_technician_token_guarded(org, second, "system", T0)
+            .revoke_technician_token(org, second, "system", T0)
             .unwrap()
             .is_err());
         assert_eq!(count_actions(&store, "token.revoke"), 1);
@@ -652,7 +627,8 @@ mod tests {
         assert_eq!(found.id, ana);
         store
             .revoke_technician_token(org, ana, "system", T0)
-            .unwrap();
+            .unwrap()
+            .expect("not refused");
         assert_eq!(store.active_technician_named(org, "Ana", T0).unwrap(), None);
     }
 
