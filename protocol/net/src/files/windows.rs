@@ -64,8 +64,13 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if check_private(dir).is_ok() {
         return Ok(());
     }
-    let acl = owner_only_acl()?;
-    let wide = wide_path(dir);
+    set_protected_dacl(dir, &owner_only_acl()?)
+}
+
+/// Replaces the DACL of `path` with `acl` (built by [`owner_only_acl`] or
+/// from it), protected from inheritance.
+fn set_protected_dacl(path: &Path, acl: &[u32]) -> std::io::Result<()> {
+    let wide = wide_path(path);
     // SAFETY: `wide` is a NUL-terminated UTF-16 path that outlives the call;
     // `acl` is an initialised ACL that outlives the call; the owner, group
     // and SACL pointers are null because only the DACL is being set.
@@ -532,20 +537,7 @@ pub(super) fn grant_read(path: &Path, kind: WELL_KNOWN_SID_TYPE) -> std::io::Res
             return last_error();
         }
     }
-    let wide = wide_path(path);
-    // SAFETY: as in create_private_dir.
-    let status = unsafe {
-        SetNamedSecurityInfoW(
-            wide.as_ptr(),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-            null_mut(),
-            null_mut(),
-            acl.as_ptr().cast::<ACL>(),
-            null(),
-        )
-    };
-    win32_result(status)
+    set_protected_dacl(path, &acl)
 }
 
 #[cfg(test)]
