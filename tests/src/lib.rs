@@ -17,6 +17,8 @@ pub mod impair;
 pub mod peers;
 pub mod secret_scan;
 pub mod stage;
+#[cfg(feature = "wine")]
+pub mod wine;
 pub mod x11;
 
 /// Where cargo put the workspace binaries: next to a benchmark binary, or
@@ -60,6 +62,9 @@ pub struct Proc {
     name: String,
     child: Child,
     log: PathBuf,
+    /// Kill every descendant too: the child is a wrapper script (Wine's
+    /// `scripts/wine-run`) whose program would survive the script.
+    kill_tree: bool,
 }
 
 impl Proc {
@@ -82,6 +87,7 @@ impl Proc {
                 name: name.to_owned(),
                 child,
                 log,
+                kill_tree: false,
             },
             stdout,
         )
@@ -94,6 +100,7 @@ impl Proc {
 
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
+        self.kill_descendants();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -125,8 +132,42 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGKILLs every descendant when `kill_tree` is set (listed before any
+    /// dies, so none is missed by being re-parented).
+    fn kill_descendants(&mut self) {
+        if !self.kill_tree {
+            return;
+        }
+        for pid in descendants(self.child.id()) {
+            signal(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Every descendant of `pid`, from `/proc/PID/task/TID/children` (Linux).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
+        self.kill_descendants();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {

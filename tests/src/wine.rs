@@ -1,0 +1,308 @@
+//! The Windows half of the end-to-end harness: runs `deskside-agent.exe`
+//! (built for `x86_64-pc-windows-gnu`) under Wine, against the Linux relay
+//! and console of [`crate::World`].
+//!
+//! Shape: [`Wine`] is the prerequisites (Wine, the `.exe`) plus a Wine
+//! prefix; [`WineAgent`] mirrors [`crate::Agent`] (a state directory and the
+//! CLI); [`World::run_wine_agent`] mirrors [`World::run_agent`] and returns
+//! the same killable [`Proc`], whose log goes through the secret scan.
+//!
+//! Every Wine program runs through `scripts/wine-run`, which creates the
+//! prefix on first use and puts a timeout on every Wine step.
+//!
+//! The prefix: `DESKSIDE_WINEPREFIX` when set (scripts/windows-tests sets one
+//! per run and removes it), else one scratch prefix per test binary, created
+//! here and, at the process's exit, its `wineserver -k`ed and deleted. This
+//! module never touches any other prefix.
+//!
+//! Never here: a Wine prefix shared with another test run, or a kill of any
+//! process the harness did not start.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::{run, secret_scan, Proc, Run, World};
+
+/// The target triple of the Windows build.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// The Wine prefix this test process uses.
+struct Prefix {
+    /// The prefix directory (`WINEPREFIX`).
+    path: PathBuf,
+    /// The scratch directory holding it, its lock and boot log, when this
+    /// process created it (and must remove it at exit).
+    owned_dir: Option<PathBuf>,
+}
+
+static PREFIX: OnceLock<Prefix> = OnceLock::new();
+
+fn prefix() -> &'static Prefix {
+    PREFIX.get_or_init(|| {
+        if let Some(path) = std::env::var_os("DESKSIDE_WINEPREFIX").filter(|v| !v.is_empty()) {
+            return Prefix {
+                path: PathBuf::from(path),
+                owned_dir: None,
+            };
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("deskside-wine-")
+            .tempdir()
+            .expect("temporary directory for a Wine prefix")
+            .keep();
+        #[allow(unsafe_code)]
+        // SAFETY: atexit only stores the function pointer; the function is
+        // `extern "C"`, takes nothing and does not unwind (it only spawns a
+        // process and removes a directory, ignoring errors).
+        let registered = unsafe { libc::atexit(remove_owned_prefix) } == 0;
+        if !registered {
+            eprintln!(
+                "warning: cannot register the clean-up of the Wine prefix {}: remove it by hand",
+                dir.display()
+            );
+        }
+        Prefix {
+            path: dir.join("prefix"),
+            owned_dir: Some(dir),
+        }
+    })
+}
+
+/// At exit: stops the processes of the prefix this process created (and no
+/// other), then deletes it.
+extern "C" fn remove_owned_prefix() {
+    let Some(Prefix {
+        path,
+        owned_dir: Some(dir),
+    }) = PREFIX.get()
+    else {
+        return;
+    };
+    if path.exists() {
+        let _ = Command::new("timeout")
+            .args(["30", "wineserver", "-k"])
+            .env("WINEPREFIX", path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The repository root (for `scripts/wine-run`).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// Where the Windows binaries are: `DESKSIDE_WINDOWS_BIN_DIR`, else
+/// `<target dir>/x86_64-pc-windows-gnu/debug` next to this test's own
+/// target directory.
+pub fn windows_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DESKSIDE_WINDOWS_BIN_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("the executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
+    // target/<profile> -> target
+    let target = dir.parent().expect("the target directory");
+    target.join(WINDOWS_TARGET).join("debug")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Wine and the Windows agent: what every Windows end-to-end test needs.
+#[derive(Clone, Debug)]
+pub struct Wine {
+    exe: PathBuf,
+}
+
+impl Wine {
+    /// Finds Wine and `deskside-agent.exe`. When one is missing: panics
+    /// when `CI=true` (CI must run these tests), else prints a visible
+    /// "SKIPPED" line naming `test` and returns `None`.
+    pub fn find(test: &str) -> Option<Self> {
+        let exe = windows_bin_dir().join("deskside-agent.exe");
+        let missing = if !on_path("wine") || !on_path("wineserver") {
+            Some("wine is not installed (Debian: apt-get install wine wine64; scripts/lib.sh's Windows packages)".to_owned())
+        } else if !exe.is_file() {
+            Some(format!(
+                "{} is missing: build it with `cargo build --target {WINDOWS_TARGET} -p deskside-agent` (scripts/windows-tests does), or point DESKSIDE_WINDOWS_BIN_DIR at it",
+                exe.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: {why} (CI=true: Windows tests must run)"
+            );
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+        Some(Self { exe })
+    }
+
+    /// The agent executable (a Unix path).
+    pub fn agent_exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// The Wine prefix in use (`WINEPREFIX`).
+    pub fn prefix(&self) -> &Path {
+        &prefix().path
+    }
+
+    /// The Unix path of `C:\…` in the prefix (`drive_c/…`). Panics on a
+    /// path on another drive.
+    pub fn unix_path(&self, windows_path: &str) -> PathBuf {
+        let rest = windows_path
+            .strip_prefix("C:\\")
+            .or_else(|| windows_path.strip_prefix("c:\\"))
+            .unwrap_or_else(|| panic!("{windows_path} is not on drive C:"));
+        let mut path = self.prefix().join("drive_c");
+        for part in rest.split('\\').filter(|p| !p.is_empty()) {
+            path.push(part);
+        }
+        path
+    }
+
+    /// `scripts/wine-run PROGRAM`, in this prefix, with Wine's timeouts.
+    /// `program` is a Unix path to an `.exe` or a Wine builtin (`sc`, `net`).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new(repo_root().join("scripts/wine-run"));
+        command
+            .arg(program)
+            .env("DESKSIDE_WINEPREFIX", self.prefix())
+            .env_remove("DESKSIDE_ENROLL_TOKEN");
+        command
+    }
+
+    /// Runs a Windows program to completion (`sc query …`).
+    pub fn run(&self, program: &str, args: &[&str]) -> Run {
+        run(self.command(program).args(args))
+    }
+
+    /// Runs `deskside-agent.exe ARGS` to completion, without a state
+    /// directory flag (for commands that choose their own).
+    pub fn run_agent_exe(&self, args: &[&str]) -> Run {
+        run(self.command(&self.exe).args(args))
+    }
+
+    /// An agent with its own state directory `C:\deskside-e2e\…` in the
+    /// prefix (removed when the agent is dropped, unless a test failed).
+    pub fn agent(&self, name: &str) -> WineAgent {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let windows_dir = format!("C:\\deskside-e2e\\{}-{n}-{name}-state", std::process::id());
+        let unix_dir = self.unix_path(&windows_dir);
+        WineAgent {
+            wine: self.clone(),
+            name: name.to_owned(),
+            windows_dir,
+            unix_dir,
+        }
+    }
+}
+
+/// A Windows agent's state directory and CLI, under Wine: the counterpart of
+/// [`crate::Agent`].
+#[derive(Debug)]
+pub struct WineAgent {
+    wine: Wine,
+    name: String,
+    windows_dir: String,
+    unix_dir: PathBuf,
+}
+
+impl WineAgent {
+    /// The state directory as the agent sees it (`C:\…`).
+    pub fn state_dir_windows(&self) -> &str {
+        &self.windows_dir
+    }
+
+    /// The same directory seen from Linux (`<prefix>/drive_c/…`).
+    pub fn state_dir_unix(&self) -> &Path {
+        &self.unix_dir
+    }
+
+    /// The private key's Unix path.
+    pub fn key_path(&self) -> PathBuf {
+        self.unix_dir.join("agent-key.pem")
+    }
+
+    /// The Wine environment it runs in.
+    pub fn wine(&self) -> &Wine {
+        &self.wine
+    }
+
+    /// The command `deskside-agent.exe --state-dir DIR ARGS`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.wine.command(&self.wine.exe);
+        command.arg("--state-dir").arg(&self.windows_dir).args(args);
+        command
+    }
+
+    /// Runs `deskside-agent.exe ARGS` with this state directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(&mut self.command(args))
+    }
+
+    /// Enrolls and returns the device id.
+    pub fn enroll(&self, token: &str) -> String {
+        secret_scan::remember_token(token);
+        self.run(&["enroll", token]).ok();
+        secret_scan::remember_key_file(&self.key_path());
+        self.status()["device_id"]
+            .as_str()
+            .expect("device id after enroll")
+            .to_owned()
+    }
+
+    /// `status --json`.
+    pub fn status(&self) -> Value {
+        self.run(&["status", "--json"]).ok().json()
+    }
+}
+
+impl Drop for WineAgent {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.unix_dir);
+        }
+    }
+}
+
+impl World {
+    /// Starts `deskside-agent.exe run` under Wine for `agent`. The returned
+    /// process is `scripts/wine-run`; killing it kills the Windows program
+    /// too (as SIGKILL does a native agent).
+    pub fn run_wine_agent(&mut self, agent: &WineAgent) -> Proc {
+        let mut command = agent.command(&["run"]);
+        command.env("RUST_LOG", "info,deskside_agent=debug");
+        self.spawn_wine(&agent.name, command)
+    }
+
+    /// Starts any Wine command (from [`Wine::command`]) like
+    /// [`World::spawn`], killed with all its descendants.
+    pub fn spawn_wine(&mut self, name: &str, command: Command) -> Proc {
+        let log = self.log_path(name);
+        let (mut proc, _stdout) = Proc::spawn(name, command, log);
+        proc.kill_tree = true;
+        proc
+    }
+}
