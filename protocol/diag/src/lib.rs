@@ -19,6 +19,7 @@ pub mod reason;
 pub mod report;
 pub mod snapshot;
 pub mod thresholds;
+pub mod timeline;
 pub mod verdict;
 
 #[cfg(test)]

@@ -1,0 +1,101 @@
+//! The timeline: compact samples an agent records every minute while
+//! connected, and the pure function that judges a window of them.
+//!
+//! Pure like the rest of the crate: no I/O, no clock, no randomness. The
+//! agent fills [`Sample`]s, the relay keeps them, and the console (or
+//! anyone with a file of samples) calls [`judge_timeline`] to get
+//! [`Episode`]s attributed to a segment by the snapshot classifier's path
+//! order, the [`Event`]s (roams, link changes, sleep) and the
+//! [`Recurrence`]s among the episodes.
+//!
+//! - [`sample`]: the sample and its versioned batch format.
+//! - [`episodes`]: thresholds with hysteresis → episodes, attribution.
+//! - [`recurrence`]: same hour every day, a regular period, one access
+//!   point.
+
+pub mod episodes;
+pub mod recurrence;
+pub mod sample;
+
+#[cfg(test)]
+mod synth;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+pub use episodes::{sample_interval_ms, Episode, EpisodeRules, Event, EventKind, Metric, METRICS};
+pub use recurrence::{Pattern, Recurrence};
+pub use sample::{
+    decode_batch, encode_batch, BatchError, GatewaySample, LinkKind, Marker, PressureSample,
+    RelaySample, Sample, WifiSample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT,
+};
+
+use crate::thresholds::Thresholds;
+
+/// The judgement of a window of samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The first sample's time, ms since the Unix epoch.
+    pub from_ms: Option<i64>,
+    /// The last sample's time.
+    pub to_ms: Option<i64>,
+    /// How many samples were judged.
+    pub samples: u32,
+    /// Their usual spacing, ms.
+    pub interval_ms: i64,
+    /// The episodes, by start time (then path order).
+    pub episodes: Vec<Episode>,
+    /// Roams, link changes, starts, sleeps and gaps, by time.
+    pub events: Vec<Event>,
+    /// Recurring episodes.
+    pub recurrences: Vec<Recurrence>,
+}
+
+impl Timeline {
+    /// Episodes attributed to `segment`.
+    pub fn episodes_in(
+        &self,
+        segment: crate::verdict::Segment,
+    ) -> impl Iterator<Item = &Episode> + '_ {
+        self.episodes.iter().filter(move |e| e.segment == segment)
+    }
+}
+
+/// Judges `samples` (in any order; duplicates of one time are read once)
+/// with the classifier's `thresholds` and the timeline's `rules`.
+pub fn judge_timeline(
+    samples: &[Sample],
+    thresholds: &Thresholds,
+    rules: &EpisodeRules,
+) -> Timeline {
+    let mut sorted: Vec<Sample> = samples.to_vec();
+    sorted.sort_by_key(|s| s.at_ms);
+    sorted.dedup_by_key(|s| s.at_ms);
+    let interval_ms = sample_interval_ms(&sorted);
+    let mut all = Vec::new();
+    for metric in METRICS {
+        all.extend(episodes::episodes_of(
+            metric,
+            &sorted,
+            interval_ms,
+            thresholds,
+            rules,
+        ));
+    }
+    let open_until_ms = sorted.last().map(|s| s.at_ms + interval_ms).unwrap_or(0);
+    episodes::attribute(&mut all, open_until_ms, rules);
+    all.sort_by_key(|e| (e.start_ms, e.metric));
+    let recurrences = recurrence::recurrences(&all, &sorted, interval_ms, rules);
+    let mut events = episodes::events(&sorted, interval_ms, rules);
+    events.sort_by_key(|e| e.at_ms);
+    Timeline {
+        from_ms: sorted.first().map(|s| s.at_ms),
+        to_ms: sorted.last().map(|s| s.at_ms),
+        samples: u32::try_from(sorted.len()).unwrap_or(u32::MAX),
+        interval_ms,
+        episodes: all,
+        events,
+        recurrences,
+    }
+}

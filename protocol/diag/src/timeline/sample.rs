@@ -1,0 +1,334 @@
+//! The compact sample an agent records every monitoring interval (60 s by
+//! default), and the versioned batch format samples travel and rest in.
+//!
+//! A sample holds only what the timeline judges: a few numbers per segment
+//! of the path, each `None` when it could not be read (never a made-up
+//! zero). Numbers are `f32` and counters small integers so that a sample is
+//! about 60–90 bytes in postcard; [`encode_batch`] prefixes a batch with
+//! [`SAMPLE_FORMAT`] so that a newer agent's batch is refused with a clear
+//! error rather than misread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::Band;
+
+/// Version of the sample format inside a batch. Bump it when [`Sample`]
+/// changes shape (postcard has no field names, so old readers cannot skip
+/// new fields).
+pub const SAMPLE_FORMAT: u8 = 1;
+
+/// The longest batch [`decode_batch`] accepts, in samples: a day at one
+/// sample a minute. Longer uploads are split by the sender.
+pub const MAX_BATCH_SAMPLES: usize = 1_440;
+
+/// Which kind of link carries the device's traffic (the default route's
+/// interface).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// Could not be told.
+    #[default]
+    Unknown,
+    /// No default route: the device is offline.
+    None,
+    /// Wi‑Fi.
+    Wifi,
+    /// Wired Ethernet.
+    Ethernet,
+    /// A phone shared over USB or Bluetooth, or a mobile modem.
+    Mobile,
+    /// Something else (a bridge, a virtual interface…).
+    Other,
+}
+
+impl LinkKind {
+    /// Stable lowercase name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Unknown => "unknown",
+            LinkKind::None => "none",
+            LinkKind::Wifi => "wifi",
+            LinkKind::Ethernet => "ethernet",
+            LinkKind::Mobile => "mobile",
+            LinkKind::Other => "other",
+        }
+    }
+}
+
+/// The Wi‑Fi radio at sample time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WifiSample {
+    /// Signal, dBm.
+    pub signal_dbm: Option<f32>,
+    /// Noise floor, dBm.
+    pub noise_dbm: Option<f32>,
+    /// Transmit bit rate, Mbit/s.
+    pub tx_rate_mbps: Option<f32>,
+    /// Receive bit rate, Mbit/s.
+    pub rx_rate_mbps: Option<f32>,
+    /// Share of transmitted frames that needed a retry since the previous
+    /// sample, percent.
+    pub retries_percent: Option<f32>,
+    /// The access point (BSSID), hashed like the snapshot's unless the
+    /// organisation's policy says otherwise; a change is a roam.
+    pub access_point: Option<String>,
+    /// The band.
+    pub band: Option<Band>,
+}
+
+/// A few probes to the home router.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewaySample {
+    /// Probes sent.
+    pub sent: u8,
+    /// Probes answered.
+    pub received: u8,
+    /// Median round trip of the answered probes, ms.
+    pub rtt_ms: Option<f32>,
+}
+
+/// The path to the relay, read from the presence connection's own QUIC
+/// statistics over the interval (no extra traffic).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelaySample {
+    /// Median of the round-trip estimates read during the interval, ms.
+    pub rtt_ms: Option<f32>,
+    /// Mean absolute difference between consecutive round-trip readings of
+    /// the interval, ms (Cloudflare's definition, applied to QUIC's own
+    /// estimates, so it is smoother than per-packet jitter).
+    pub jitter_ms: Option<f32>,
+    /// Packets the agent sent on the connection during the interval.
+    pub sent_packets: u32,
+    /// Of those, packets QUIC declared lost.
+    pub lost_packets: u32,
+}
+
+impl RelaySample {
+    /// Loss over the interval, percent; `None` when nothing was sent.
+    pub fn loss_percent(&self) -> Option<f64> {
+        (self.sent_packets > 0).then(|| {
+            100.0 * f64::from(self.lost_packets.min(self.sent_packets))
+                / f64::from(self.sent_packets)
+        })
+    }
+}
+
+/// Processor and memory pressure.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PressureSample {
+    /// Whole-machine CPU usage, percent.
+    pub cpu_usage_percent: Option<f32>,
+    /// Linux PSI `cpu some avg60`, percent.
+    pub cpu_some_avg60: Option<f32>,
+    /// Available memory as a share of installed memory, percent.
+    pub memory_available_percent: Option<f32>,
+    /// Linux PSI `memory full avg10`, percent.
+    pub memory_full_avg10: Option<f32>,
+}
+
+/// Something that happened to the agent itself before this sample.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Marker {
+    /// The first sample since the agent started monitoring (after a start,
+    /// a reconnection or a policy change that switched monitoring on).
+    Started,
+    /// The machine slept: the wall clock moved this many seconds more than
+    /// the agent's own monotonic clock since the previous sample.
+    Resumed {
+        /// Seconds spent asleep.
+        asleep_s: u32,
+    },
+}
+
+/// One sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Sample {
+    /// When it was taken, ms since the Unix epoch (the agent's clock).
+    pub at_ms: i64,
+    /// The agent's offset from UTC at that time, minutes (for "the same
+    /// hour every day" in the employee's local time).
+    pub utc_offset_min: i16,
+    /// Which link carries traffic.
+    pub link: LinkKind,
+    /// The Wi‑Fi radio, when the device is on Wi‑Fi and it could be read.
+    pub wifi: Option<WifiSample>,
+    /// Whether a VPN interface is up; `None` when it could not be told.
+    pub vpn_up: Option<bool>,
+    /// Probes to the home router.
+    pub gateway: Option<GatewaySample>,
+    /// The path to the relay.
+    pub relay: Option<RelaySample>,
+    /// Time to resolve the relay's name (or a well-known name), ms.
+    pub dns_ms: Option<f32>,
+    /// Processor and memory pressure.
+    pub pressure: Option<PressureSample>,
+    /// What happened to the agent before this sample.
+    pub marker: Option<Marker>,
+}
+
+/// Why a batch of samples could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The batch is empty (not even a format byte).
+    #[error("the timeline batch is empty; the agent should send at least its format byte")]
+    Empty,
+    /// A newer (or unknown) sample format.
+    #[error("timeline samples in format {found}, this program reads format {SAMPLE_FORMAT}; upgrade the relay or console to read them")]
+    Format {
+        /// The format byte found.
+        found: u8,
+    },
+    /// More samples than [`MAX_BATCH_SAMPLES`].
+    #[error("a timeline batch holds {count} samples, more than the {MAX_BATCH_SAMPLES} allowed; the agent must split it")]
+    TooLong {
+        /// How many samples it claims.
+        count: usize,
+    },
+    /// The bytes do not decode.
+    #[error(
+        "timeline samples do not decode ({0}); the batch is damaged or from an incompatible agent"
+    )]
+    Decode(String),
+}
+
+/// Encodes samples as one batch: [`SAMPLE_FORMAT`], then postcard.
+pub fn encode_batch(samples: &[Sample]) -> Vec<u8> {
+    let mut out = vec![SAMPLE_FORMAT];
+    // Serialising plain data into a Vec cannot fail; an empty payload would
+    // be refused by the reader rather than misread.
+    if let Ok(bytes) = postcard::to_stdvec(samples) {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Decodes a batch written by [`encode_batch`], checking its format and
+/// length before allocating for the samples.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, BatchError> {
+    let (&format, rest) = bytes.split_first().ok_or(BatchError::Empty)?;
+    if format != SAMPLE_FORMAT {
+        return Err(BatchError::Format { found: format });
+    }
+    // The sequence length is postcard's leading varint: check it first so
+    // a hostile length cannot make the decoder reserve memory for it.
+    let count = leading_varint(rest)
+        .ok_or_else(|| BatchError::Decode("the sample count is missing or malformed".to_owned()))?;
+    if count > MAX_BATCH_SAMPLES as u64 {
+        return Err(BatchError::TooLong {
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+        });
+    }
+    let (samples, unread): (Vec<Sample>, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| BatchError::Decode(e.to_string()))?;
+    if !unread.is_empty() {
+        return Err(BatchError::Decode(format!(
+            "{} bytes left over after the samples",
+            unread.len()
+        )));
+    }
+    Ok(samples)
+}
+
+fn leading_varint(bytes: &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn full_sample() -> Sample {
+        Sample {
+            at_ms: 1_765_000_000_000,
+            utc_offset_min: 60,
+            link: LinkKind::Wifi,
+            wifi: Some(WifiSample {
+                signal_dbm: Some(-61.0),
+                noise_dbm: Some(-92.0),
+                tx_rate_mbps: Some(866.7),
+                rx_rate_mbps: Some(780.0),
+                retries_percent: Some(4.5),
+                access_point: Some("h:3f9a1c2e4b5d6f70".to_owned()),
+                band: Some(Band::Ghz5),
+            }),
+            vpn_up: Some(true),
+            gateway: Some(GatewaySample {
+                sent: 3,
+                received: 3,
+                rtt_ms: Some(2.4),
+            }),
+            relay: Some(RelaySample {
+                rtt_ms: Some(31.5),
+                jitter_ms: Some(1.2),
+                sent_packets: 24,
+                lost_packets: 0,
+            }),
+            dns_ms: Some(18.0),
+            pressure: Some(PressureSample {
+                cpu_usage_percent: Some(12.0),
+                cpu_some_avg60: Some(1.5),
+                memory_available_percent: Some(55.0),
+                memory_full_avg10: Some(0.0),
+            }),
+            marker: Some(Marker::Resumed { asleep_s: 3600 }),
+        }
+    }
+
+    #[test]
+    fn a_batch_round_trips() {
+        let samples = vec![full_sample(), Sample::default()];
+        let bytes = encode_batch(&samples);
+        assert_eq!(bytes[0], SAMPLE_FORMAT);
+        assert_eq!(decode_batch(&bytes).unwrap(), samples);
+    }
+
+    #[test]
+    fn a_full_sample_fits_the_per_minute_budget() {
+        // The issue's budget is under 1 KB a minute to the relay; one sample
+        // a minute must leave most of it for framing and acknowledgements.
+        let bytes = encode_batch(&[full_sample()]);
+        assert!(bytes.len() <= 128, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn bad_batches_are_refused_with_a_reason() {
+        assert_eq!(decode_batch(&[]), Err(BatchError::Empty));
+        assert_eq!(
+            decode_batch(&[SAMPLE_FORMAT + 1, 0]),
+            Err(BatchError::Format {
+                found: SAMPLE_FORMAT + 1
+            })
+        );
+        // A claimed count of 2^35 samples is refused before allocating.
+        let huge = [SAMPLE_FORMAT, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(matches!(
+            decode_batch(&huge),
+            Err(BatchError::TooLong { .. })
+        ));
+        let mut truncated = encode_batch(&[full_sample()]);
+        truncated.truncate(truncated.len() - 3);
+        assert!(matches!(
+            decode_batch(&truncated),
+            Err(BatchError::Decode(_))
+        ));
+        let mut trailing = encode_batch(&[full_sample()]);
+        trailing.push(0);
+        assert!(matches!(
+            decode_batch(&trailing),
+            Err(BatchError::Decode(_))
+        ));
+    }
+}
