@@ -79,6 +79,29 @@ pub trait Capturer: Send {
     /// shape changed since the last call (the first call always carries it).
     /// `None` when the backend cannot tell where the pointer is.
     fn cursor(&mut self) -> Result<Option<(i32, i32, Option<CursorShape>)>, CaptureError>;
+
+    /// Which parts of the last [`Capturer::capture`]'s frame changed since
+    /// the capture before it of the same monitor, in frame pixels, when the
+    /// backend knows (DXGI reports its dirty and moved rectangles; the GDI
+    /// fallback compares with its previous picture). `None` means unknown:
+    /// treat the whole frame as changed when `changed` says so. Meaningful
+    /// only until the next capture.
+    fn damage(&self) -> Option<&[DamageRect]> {
+        None
+    }
+}
+
+/// A changed rectangle of a frame, in frame pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DamageRect {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
 }
 
 /// Why a capture failed.
@@ -137,6 +160,19 @@ pub enum CaptureError {
     /// The X server answered with data that does not fit the request.
     #[error("the X server returned a malformed image ({0}); restart the session helper, and report this if it persists")]
     Malformed(&'static str),
+    /// A Windows capture call failed.
+    #[error("{call} failed: {detail}; {advice}")]
+    Windows {
+        /// The Win32, DXGI or Direct3D call.
+        call: &'static str,
+        /// What Windows reported (its error code and message).
+        detail: String,
+        /// What to do about it.
+        advice: &'static str,
+    },
+    /// The input desktop is one a helper running as the user cannot read.
+    #[error("the secure desktop is showing (a UAC prompt, the lock screen or Ctrl+Alt+Del); the session helper runs as the user and cannot see it: the picture comes back when the employee closes it")]
+    SecureDesktop,
 }
 
 impl From<x11rb::errors::ReplyError> for CaptureError {

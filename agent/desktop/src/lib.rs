@@ -14,9 +14,10 @@
 
 //!
 //! The X11 backends (capture, enigo's XTEST input, the Xvfb helper) are built
-//! on Unix only; on Windows the crate has the platform-independent parts
-//! (the traits, `map_event`, the synthetic and recording backends) until its
-//! DXGI/GDI capturer and SendInput sink are written.
+//! on Unix only. On Windows the crate has [`WindowsCapturer`] (DXGI Desktop
+//! Duplication, falling back to GDI) and [`SendInputSink`] (`src/windows/`,
+//! all of their `unsafe`); `windows_math.rs` holds their pure arithmetic and
+//! is built everywhere so its tests run on Linux too.
 
 mod capture;
 #[cfg(unix)]
@@ -27,6 +28,9 @@ mod session;
 #[cfg(unix)]
 mod shm_mem;
 mod synthetic;
+#[cfg(windows)]
+mod windows;
+pub mod windows_math;
 #[cfg(unix)]
 mod x11;
 #[cfg(unix)]
@@ -34,10 +38,15 @@ pub mod xvfb;
 
 #[cfg(unix)]
 pub use self::enigo::EnigoSink;
-pub use capture::{CaptureError, Captured, Capturer, Frame};
+pub use capture::{CaptureError, Captured, Capturer, DamageRect, Frame};
 pub use input::{map_event, DesktopEvent, InputError, InputSink};
 pub use recording::RecordingSink;
 pub use session::{detect_display, detect_display_from, DisplayKind, WAYLAND_UNSUPPORTED};
 pub use synthetic::{SyntheticCapturer, SyntheticControl};
+#[cfg(windows)]
+pub use windows::{
+    windows_desktop, wine_version, CaptureBackend, DxgiCapturer, GdiCapturer, SendInputSink,
+    WindowsCapturer,
+};
 #[cfg(unix)]
 pub use x11::{CaptureMethod, X11Capturer, X11Options};
