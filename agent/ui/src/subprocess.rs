@@ -60,8 +60,10 @@ const WITHDRAWN_EVENT: &str = r#"{"event":"withdrawn"}"#;
 /// closing changes nothing.
 pub fn consent_main() -> ExitCode {
     let mut input = String::new();
-    let stdin = std::io::stdin();
-    let mut reader = BufReader::new(stdin.lock());
+    // Stdin's own buffer, never a BufReader of ours: one dropped after the
+    // first line would take the lines behind it along (a withdrawal sent
+    // right after the request was lost that way).
+    let mut reader = std::io::stdin().lock();
     if let Err(error) = (&mut reader).take(MAX_LINE).read_line(&mut input) {
         eprintln!("deskside consent: could not read the request from stdin: {error}");
         return ExitCode::from(2);
@@ -70,8 +72,7 @@ pub fn consent_main() -> ExitCode {
     let withdrawal = Withdrawal::default();
     let told = withdrawal.clone();
     std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut reader = BufReader::new(stdin.lock());
+        let mut reader = std::io::stdin().lock();
         loop {
             let mut line = String::new();
             match (&mut reader).take(MAX_LINE).read_line(&mut line) {
@@ -234,8 +235,9 @@ fn parse_reply(line: &str) -> Result<ConsentAnswer, String> {
 /// then [`IndicatorEvent`] lines, from stdin; prints [`IndicatorCommand`]
 /// lines to stdout.
 pub fn indicator_main() -> ExitCode {
-    let stdin = std::io::stdin();
-    let mut lines = BufReader::new(stdin.lock());
+    // Stdin's own buffer (see consent_main): events sent right after the
+    // session information stay readable by the thread below.
+    let mut lines = std::io::stdin().lock();
     let mut first = String::new();
     if let Err(error) = (&mut lines).take(MAX_LINE).read_line(&mut first) {
         eprintln!("deskside indicator: could not read the session information from stdin: {error}");
@@ -251,8 +253,7 @@ pub fn indicator_main() -> ExitCode {
     drop(lines);
     let (io, remote, mut commands) = indicator_channel();
     std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut reader = BufReader::new(stdin.lock());
+        let mut reader = std::io::stdin().lock();
         loop {
             let mut line = String::new();
             match (&mut reader).take(MAX_LINE).read_line(&mut line) {

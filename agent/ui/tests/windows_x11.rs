@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use deskside_protocol::session::{Capabilities, EndedBy};
-use deskside_session_ui::subprocess::{ask_consent_in_subprocess, IndicatorProcess};
+use deskside_session_ui::subprocess::{
+    ask_consent_in_subprocess, ask_consent_in_subprocess_withdrawable, IndicatorProcess,
+};
 use deskside_session_ui::{
     ConsentAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
     CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON, INDICATOR_DOWNGRADE_BUTTON,
@@ -118,6 +120,29 @@ fn consent_refuse_button_refuses() {
     if let Some(answer) = consent_with(Some(CONSENT_REFUSE_BUTTON), DEADLINE) {
         assert_eq!(answer, ConsentAnswer::Refused);
     }
+}
+
+/// A withdrawal that reaches the child's stdin together with the request
+/// (the technician gave up at once) still withdraws it: the child must not
+/// lose the second line in a buffer it drops after reading the first.
+#[test]
+fn a_withdrawal_sent_right_behind_the_request_is_not_lost() {
+    if !tools_available() {
+        return;
+    }
+    let xvfb = Xvfb::start();
+    // The child starts reading only after both lines are in the pipe.
+    let mut command = xvfb.command("sh");
+    command.args(["-c", &format!("sleep 1; exec {BIN} consent")]);
+    let answer = ask_consent_in_subprocess_withdrawable(
+        command,
+        &request(Duration::from_secs(30)),
+        |withdrawer| withdrawer.withdraw().expect("the child's stdin is open"),
+    );
+    assert_eq!(
+        answer.expect("the consent process answers"),
+        ConsentAnswer::Withdrawn
+    );
 }
 
 #[test]
