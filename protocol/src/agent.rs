@@ -86,6 +86,17 @@ pub enum AgentToRelay {
         /// The monitors, by index; empty when no helper is connected.
         monitors: Vec<crate::session::Monitor>,
     },
+    /// Timeline samples (monitoring), oldest first, numbered from
+    /// `first_seq` by the agent; the relay stores them and answers
+    /// [`RelayToAgent::TimelineStored`]. Resending is harmless: the relay
+    /// keeps one sample per device and time.
+    TimelineSamples {
+        /// The agent's sequence number of the first sample.
+        first_seq: u64,
+        /// The samples, in the batch format of `deskside-diag`'s
+        /// `timeline::encode_batch` (a format byte, then postcard).
+        batch: Vec<u8>,
+    },
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -93,7 +104,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 9);
+crate::impl_message!(AgentToRelay, known = 10);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +199,12 @@ pub enum RelayToAgent {
         /// The certificate the technician's console presented.
         certificate: Vec<u8>,
     },
+    /// The timeline samples up to and including `through_seq` are stored;
+    /// the agent need not send them again.
+    TimelineStored {
+        /// The last stored sample's sequence number.
+        through_seq: u64,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -195,7 +212,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 13);
+crate::impl_message!(RelayToAgent, known = 14);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -215,6 +215,26 @@ pub enum ConsoleRequest {
         /// The monitor's index (0 is the first).
         monitor: u8,
     },
+    /// The timeline samples of one device between two times (Unix
+    /// milliseconds), for `deskside timeline DEVICE`.
+    Timeline {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// Start of the window.
+        since_ms: i64,
+        /// End of the window.
+        until_ms: i64,
+    },
+    /// Every device with timeline episodes between two times, judged by
+    /// the relay (`deskside timeline --all`).
+    TimelineFleet {
+        /// Only devices of this group.
+        group: Option<String>,
+        /// Start of the window.
+        since_ms: i64,
+        /// End of the window.
+        until_ms: i64,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -223,7 +243,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 23);
+crate::impl_message!(ConsoleRequest, known = 25);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -234,7 +254,9 @@ impl ConsoleRequest {
         match self {
             ConsoleRequest::ListDevices
             | ConsoleRequest::ShowDevice { .. }
-            | ConsoleRequest::DiagnosticsHistory { .. } => Role::Viewer,
+            | ConsoleRequest::DiagnosticsHistory { .. }
+            | ConsoleRequest::Timeline { .. }
+            | ConsoleRequest::TimelineFleet { .. } => Role::Viewer,
             // A fresh snapshot makes the device work and move data.
             ConsoleRequest::CreateEnrollToken { .. }
             | ConsoleRequest::Diagnose { .. }
@@ -304,6 +326,10 @@ pub enum ConsoleResponse {
     Sessions(Vec<SessionInfo>),
     /// Answer to `VerifyAudit`.
     AuditVerified(crate::audit::AuditVerification),
+    /// Answer to `Timeline`.
+    Timeline(crate::timeline::DeviceTimeline),
+    /// Answer to `TimelineFleet`: devices with episodes, most first.
+    TimelineFleet(Vec<crate::timeline::FleetTimelineEntry>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -312,7 +338,7 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 18);
+crate::impl_message!(ConsoleResponse, known = 20);
 
 /// An enrollment token as listed, without its secret. Times are Unix
 /// seconds.

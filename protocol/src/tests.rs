@@ -127,6 +127,8 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
         any::<u64>().prop_map(|revision| AgentToRelay::PolicyApplied { revision }),
         prop::collection::vec(monitor(), 0..3)
             .prop_map(|monitors| AgentToRelay::Monitors { monitors }),
+        (any::<u64>(), bytes(64))
+            .prop_map(|(first_seq, batch)| AgentToRelay::TimelineSamples { first_seq, batch }),
     ]
 }
 
@@ -171,6 +173,7 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 certificate,
             }
         }),
+        any::<u64>().prop_map(|through_seq| RelayToAgent::TimelineStored { through_seq }),
     ]
 }
 
@@ -257,6 +260,20 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
                 capabilities,
                 reason,
                 monitor,
+            }
+        ),
+        (text(), any::<i64>(), any::<i64>()).prop_map(|(device, since_ms, until_ms)| {
+            ConsoleRequest::Timeline {
+                device,
+                since_ms,
+                until_ms,
+            }
+        }),
+        (prop::option::of(text()), any::<i64>(), any::<i64>()).prop_map(
+            |(group, since_ms, until_ms)| ConsoleRequest::TimelineFleet {
+                group,
+                since_ms,
+                until_ms,
             }
         ),
     ]
@@ -418,6 +435,38 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
                 verification.anchor_hash = Some(hash);
                 ConsoleResponse::AuditVerified(verification)
             }),
+        (
+            device_summary(),
+            bytes(64),
+            any::<bool>(),
+            bytes(16),
+            any::<bool>()
+        )
+            .prop_map(|(device, batch, truncated, thresholds, monitoring)| {
+                ConsoleResponse::Timeline(crate::timeline::DeviceTimeline {
+                    device,
+                    batch,
+                    truncated,
+                    thresholds,
+                    monitoring,
+                })
+            }),
+        prop::collection::vec((device_summary(), any::<u32>(), bytes(32)), 0..3).prop_map(
+            |entries| {
+                ConsoleResponse::TimelineFleet(
+                    entries
+                        .into_iter()
+                        .map(
+                            |(device, samples, episodes)| crate::timeline::FleetTimelineEntry {
+                                device,
+                                samples,
+                                episodes,
+                            },
+                        )
+                        .collect(),
+                )
+            }
+        ),
     ]
 }
 
@@ -1409,24 +1458,14 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::Monitors {
-            monitors: Vec::new()
+        tag(&AgentToRelay::TimelineSamples {
+            first_seq: 1,
+            batch: Vec::new()
         }),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::CertifiedSessionRequest {
-            request: SessionRequest {
-                session_id: 1,
-                technician: String::new(),
-                organisation: String::new(),
-                capabilities: Capabilities::VIEW,
-                reason: String::new(),
-                technician_key: Fingerprint([0; 32]),
-                grant_secs: 1,
-            },
-            certificate: Vec::new(),
-        }),
+        tag(&RelayToAgent::TimelineStored { through_seq: 1 }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -1441,18 +1480,15 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::OpenSessionOnMonitor {
-            device: String::new(),
-            capabilities: Capabilities::VIEW,
-            reason: String::new(),
-            monitor: 0,
+        tag(&ConsoleRequest::TimelineFleet {
+            group: None,
+            since_ms: 0,
+            until_ms: 0,
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::AuditVerified(
-            deskside_protocol_audit_verification()
-        )),
+        tag(&ConsoleResponse::TimelineFleet(Vec::new())),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -164,6 +164,7 @@ async fn attached(
     // Policy updates waiting for the agent's confirmation, by revision.
     let mut policy_acks: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
     let mut next_revision = 1u64;
+    let mut timeline_budget = crate::timeline::UploadBudget::default();
     let end = async {
         send.send(&RelayToAgent::Attached {
             device_id: id,
@@ -209,6 +210,19 @@ async fn attached(
                                 let _ = applied.send(());
                             }
                             None => tracing::debug!(revision, "policy confirmation nobody waits for any more"),
+                        }
+                    }
+                    Some(AgentToRelay::TimelineSamples { first_seq, batch }) => {
+                        match crate::timeline::store_batch(shared, id, first_seq, &batch, &mut timeline_budget).await {
+                            Ok(crate::timeline::Stored::Through(through_seq)) => {
+                                send.send(&RelayToAgent::TimelineStored { through_seq }).await?;
+                            }
+                            Ok(crate::timeline::Stored::Later(reason)) => {
+                                tracing::warn!(first_seq, "timeline samples not stored now: {reason}");
+                            }
+                            Err(reason) => {
+                                return Ok(End::Violation(format!("bad timeline samples: {reason}")));
+                            }
                         }
                     }
                     Some(AgentToRelay::Unknown { tag }) => {

@@ -573,6 +573,24 @@ async fn handle(
                     .collect(),
             ))
         }
+        ConsoleRequest::Timeline {
+            device,
+            since_ms,
+            until_ms,
+        } => {
+            check_text("device", &device, 256)?;
+            crate::timeline::device_timeline(shared, org, device, since_ms, until_ms).await
+        }
+        ConsoleRequest::TimelineFleet {
+            group,
+            since_ms,
+            until_ms,
+        } => {
+            if let Some(group) = &group {
+                check_text("group", group, 64)?;
+            }
+            crate::timeline::fleet_timeline(shared, org, group, since_ms, until_ms).await
+        }
         ConsoleRequest::ShowPolicy => {
             let policy = crate::policy::load(shared, org).await?;
             let grant = crate::policy::session_grant(shared, org).await?;

@@ -392,7 +392,10 @@ async fn accept_loop(
                     }
                 }
             }
-            _ = orphans.tick() => crate::access::remove_orphans(&shared).await,
+            _ = orphans.tick() => {
+                crate::access::remove_orphans(&shared).await;
+                crate::timeline::maintain(&shared).await;
+            }
         }
     }
     connections.abort_all();

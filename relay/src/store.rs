@@ -44,6 +44,7 @@ mod access;
 mod audit_chain;
 mod recovery;
 mod sessions;
+mod timeline;
 
 pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
 
@@ -53,6 +54,7 @@ pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
     WithdrawOutcome, WITHDRAWN,
 };
+pub use timeline::TimelineRow;
 
 /// How long a statement waits for another connection's lock before failing.
 /// Five seconds covers a WAL checkpoint or a backup tool holding the file.
@@ -70,7 +72,13 @@ const MAX_CANDIDATES_SHOWN: usize = 10;
 /// Schema migrations, in order. Migration `i` (0-based) takes the database
 /// from `PRAGMA user_version` `i` to `i + 1`, in one transaction. Append
 /// only: never edit a script that has been released.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    timeline::MIGRATION_5,
+];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -1899,13 +1907,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 4);
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(store.schema_version(), 5);
+        assert_eq!(SCHEMA_VERSION, 5);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1923,7 +1931,8 @@ mod tests {
                 "organisations",
                 "sessions",
                 "sqlite_sequence",
-                "technician_tokens"
+                "technician_tokens",
+                "timeline"
             ]
         );
         let foreign_keys: i64 = conn

@@ -206,6 +206,8 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::EnrollTokenRevoked(_) => "revoked enrollment token",
         ConsoleResponse::Sessions(_) => "session list",
         ConsoleResponse::AuditVerified(_) => "audit verification",
+        ConsoleResponse::Timeline(_) => "timeline",
+        ConsoleResponse::TimelineFleet(_) => "fleet timeline",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(

@@ -49,7 +49,23 @@ pub struct Policy {
     pub store_full_ip_addresses: bool,
     /// Threshold overrides (a partial [`Thresholds`] object).
     pub thresholds: serde_json::Map<String, serde_json::Value>,
+    /// Whether connected agents record the timeline of link and path
+    /// quality (one small sample per [`Policy::monitoring_interval`]).
+    pub monitoring: bool,
+    /// Seconds between timeline samples. Default 60.
+    pub monitoring_interval: u32,
+    /// Days the relay keeps timeline samples (full resolution for the last
+    /// 48 hours, 10-minute summaries before). Default 30.
+    pub timeline_retention_days: u32,
 }
+
+/// Default seconds between timeline samples: one a minute keeps the
+/// agent's upload under 1 KB a minute and still dates an episode to the
+/// minute a call froze.
+pub const DEFAULT_MONITORING_INTERVAL: u32 = 60;
+
+/// Default days of timeline kept by the relay.
+pub const DEFAULT_TIMELINE_RETENTION_DAYS: u32 = 30;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -61,12 +77,15 @@ impl Default for Policy {
             diagnostics_retention: DEFAULT_RETENTION,
             store_full_ip_addresses: false,
             thresholds: serde_json::Map::new(),
+            monitoring: true,
+            monitoring_interval: DEFAULT_MONITORING_INTERVAL,
+            timeline_retention_days: DEFAULT_TIMELINE_RETENTION_DAYS,
         }
     }
 }
 
 /// Keys an administrator may set, for help texts.
-pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), store_full_ip_addresses (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), thresholds.NAME (a number; see `deskside policy show`)";
+pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), store_full_ip_addresses (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), monitoring (on|off), monitoring_interval (seconds, 1–3600), timeline_retention_days (1–400), thresholds.NAME (a number; see `deskside policy show`)";
 
 impl Policy {
     /// Parses stored JSON; anything unreadable gives the defaults.
@@ -120,6 +139,32 @@ impl Policy {
                         format!("{key} takes a number of snapshots from 1 to 100000, not {value:?}")
                     })?;
             }
+            "monitoring" => {
+                self.monitoring = match value {
+                    "true" | "yes" | "on" => true,
+                    "false" | "no" | "off" => false,
+                    _ => return Err(format!("{key} takes on or off, not {value:?}")),
+                }
+            }
+            "monitoring_interval" => {
+                self.monitoring_interval = value
+                    .trim_end_matches('s')
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=3600).contains(n))
+                    .ok_or_else(|| {
+                        format!("{key} takes a number of seconds from 1 to 3600 (60 is the default), not {value:?}")
+                    })?;
+            }
+            "timeline_retention_days" => {
+                self.timeline_retention_days = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=400).contains(n))
+                    .ok_or_else(|| {
+                        format!("{key} takes a number of days from 1 to 400, not {value:?}")
+                    })?;
+            }
             _ => {
                 let Some(name) = key.strip_prefix("thresholds.") else {
                     return Err(format!(
@@ -154,6 +199,16 @@ mod tests {
         policy.set("diagnostics_retention", "30").unwrap();
         assert_eq!(policy.diagnostics_retention, 30);
         assert!(policy.set("diagnostics_retention", "0").is_err());
+        assert!(policy.monitoring);
+        policy.set("monitoring", "off").unwrap();
+        assert!(!policy.monitoring);
+        policy.set("monitoring_interval", "5s").unwrap();
+        assert_eq!(policy.monitoring_interval, 5);
+        assert!(policy.set("monitoring_interval", "0").is_err());
+        assert!(policy.set("monitoring_interval", "2h").is_err());
+        policy.set("timeline_retention_days", "7").unwrap();
+        assert_eq!(policy.timeline_retention_days, 7);
+        assert!(policy.set("timeline_retention_days", "0").is_err());
         assert!(policy.set("wifi_identifiers_in_clear", "maybe").is_err());
         assert!(policy
             .set("colour", "blue")

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use episodes::{sample_interval_ms, Episode, EpisodeRules, Event, EventKind, Metric, METRICS};
 pub use recurrence::{Pattern, Recurrence};
 pub use sample::{
-    decode_batch, encode_batch, BatchError, GatewaySample, LinkKind, Marker, PressureSample,
-    RelaySample, Sample, WifiSample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT,
+    decode_batch, encode_batch, worst_of, BatchError, GatewaySample, LinkKind, Marker,
+    PressureSample, RelaySample, Sample, WifiSample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT,
 };
 
 use crate::thresholds::Thresholds;

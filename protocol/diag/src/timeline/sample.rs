@@ -172,6 +172,98 @@ pub struct Sample {
     pub marker: Option<Marker>,
 }
 
+/// One sample summarising `samples` (of one device, oldest first) by the
+/// worst of each metric: the weakest signal, the longest round trip, the
+/// lost packets and probes added up, the VPN down if it was down once.
+/// Used by the relay to keep 10-minute summaries of old samples, so an old
+/// episode is not averaged away (its bounds become exact to the summary's
+/// length). `None` for no samples.
+pub fn worst_of(samples: &[Sample]) -> Option<Sample> {
+    let first = samples.first()?;
+    let last = samples.last()?;
+    fn max(values: impl Iterator<Item = Option<f32>>) -> Option<f32> {
+        values.flatten().filter(|v| v.is_finite()).reduce(f32::max)
+    }
+    fn min(values: impl Iterator<Item = Option<f32>>) -> Option<f32> {
+        values.flatten().filter(|v| v.is_finite()).reduce(f32::min)
+    }
+    let wifis: Vec<&WifiSample> = samples.iter().filter_map(|s| s.wifi.as_ref()).collect();
+    let wifi = (!wifis.is_empty()).then(|| WifiSample {
+        signal_dbm: min(wifis.iter().map(|w| w.signal_dbm)),
+        noise_dbm: max(wifis.iter().map(|w| w.noise_dbm)),
+        tx_rate_mbps: min(wifis.iter().map(|w| w.tx_rate_mbps)),
+        rx_rate_mbps: min(wifis.iter().map(|w| w.rx_rate_mbps)),
+        retries_percent: max(wifis.iter().map(|w| w.retries_percent)),
+        // The access point of the weakest signal: where the trouble was.
+        access_point: wifis
+            .iter()
+            .filter(|w| w.signal_dbm.is_some())
+            .min_by(|a, b| {
+                a.signal_dbm
+                    .partial_cmp(&b.signal_dbm)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .or(wifis.last())
+            .and_then(|w| w.access_point.clone()),
+        band: wifis.last().and_then(|w| w.band),
+    });
+    let gateways: Vec<&GatewaySample> = samples.iter().filter_map(|s| s.gateway.as_ref()).collect();
+    let gateway = (!gateways.is_empty()).then(|| {
+        // Keep the loss ratio within u8 counts: scale down if needed.
+        let sent: u32 = gateways.iter().map(|g| u32::from(g.sent)).sum();
+        let received: u32 = gateways
+            .iter()
+            .map(|g| u32::from(g.received.min(g.sent)))
+            .sum();
+        let scale = sent.div_ceil(250).max(1);
+        GatewaySample {
+            sent: (sent / scale) as u8,
+            received: (received / scale) as u8,
+            rtt_ms: max(gateways.iter().map(|g| g.rtt_ms)),
+        }
+    });
+    let relays: Vec<&RelaySample> = samples.iter().filter_map(|s| s.relay.as_ref()).collect();
+    let relay = (!relays.is_empty()).then(|| RelaySample {
+        rtt_ms: max(relays.iter().map(|r| r.rtt_ms)),
+        jitter_ms: max(relays.iter().map(|r| r.jitter_ms)),
+        sent_packets: relays
+            .iter()
+            .map(|r| r.sent_packets)
+            .fold(0, u32::saturating_add),
+        lost_packets: relays
+            .iter()
+            .map(|r| r.lost_packets)
+            .fold(0, u32::saturating_add),
+    });
+    let pressures: Vec<&PressureSample> =
+        samples.iter().filter_map(|s| s.pressure.as_ref()).collect();
+    let pressure = (!pressures.is_empty()).then(|| PressureSample {
+        cpu_usage_percent: max(pressures.iter().map(|p| p.cpu_usage_percent)),
+        cpu_some_avg60: max(pressures.iter().map(|p| p.cpu_some_avg60)),
+        memory_available_percent: min(pressures.iter().map(|p| p.memory_available_percent)),
+        memory_full_avg10: max(pressures.iter().map(|p| p.memory_full_avg10)),
+    });
+    let vpn_up = if samples.iter().any(|s| s.vpn_up == Some(false))
+        && samples.iter().any(|s| s.vpn_up == Some(true))
+    {
+        Some(false)
+    } else {
+        last.vpn_up.or(first.vpn_up)
+    };
+    Some(Sample {
+        at_ms: first.at_ms,
+        utc_offset_min: first.utc_offset_min,
+        link: last.link,
+        wifi,
+        vpn_up,
+        gateway,
+        relay,
+        dns_ms: max(samples.iter().map(|s| s.dns_ms)),
+        pressure,
+        marker: samples.iter().find_map(|s| s.marker.clone()),
+    })
+}
+
 /// Why a batch of samples could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
@@ -301,6 +393,35 @@ mod tests {
         // a minute must leave most of it for framing and acknowledgements.
         let bytes = encode_batch(&[full_sample()]);
         assert!(bytes.len() <= 128, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn a_summary_keeps_the_worst_of_each_metric() {
+        let good = full_sample();
+        let mut bad = full_sample();
+        bad.at_ms += 60_000;
+        if let Some(w) = bad.wifi.as_mut() {
+            w.signal_dbm = Some(-80.0);
+            w.access_point = Some("kitchen".to_owned());
+        }
+        bad.relay = Some(RelaySample {
+            rtt_ms: Some(210.0),
+            jitter_ms: Some(3.0),
+            sent_packets: 20,
+            lost_packets: 4,
+        });
+        bad.vpn_up = Some(false);
+        let summary = worst_of(&[good.clone(), bad, good.clone()]).unwrap();
+        assert_eq!(summary.at_ms, good.at_ms);
+        let wifi = summary.wifi.unwrap();
+        assert_eq!(wifi.signal_dbm, Some(-80.0));
+        assert_eq!(wifi.access_point.as_deref(), Some("kitchen"));
+        let relay = summary.relay.unwrap();
+        assert_eq!(relay.rtt_ms, Some(210.0));
+        assert_eq!((relay.sent_packets, relay.lost_packets), (68, 4));
+        assert_eq!(summary.vpn_up, Some(false));
+        assert_eq!(summary.gateway.unwrap().sent, 9);
+        assert_eq!(worst_of(&[]), None);
     }
 
     #[test]

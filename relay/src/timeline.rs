@@ -1,0 +1,258 @@
+//! The relay's side of the timeline: storing the samples agents upload,
+//! answering `deskside timeline`, and keeping the table small (10-minute
+//! summaries after 48 hours, deleted after the organisation's
+//! `timeline_retention_days`).
+//!
+//! A bad batch closes nothing by itself: a batch in a newer sample format
+//! is left unacknowledged (the agent keeps it until the relay is upgraded);
+//! one that does not decode, or samples dated absurdly, are a protocol
+//! violation of that one agent connection.
+
+use deskside_diag::timeline::{self, EpisodeRules, Sample};
+use deskside_protocol::console::ConsoleResponse;
+use deskside_protocol::timeline::{DeviceTimeline, FleetTimelineEntry};
+use deskside_protocol::{DeviceId, Refusal};
+
+use crate::server::{internal_error, now_millis, Shared};
+use crate::store::{OrgId, StoreError};
+
+/// Samples newer than this are kept as taken.
+pub const FULL_RESOLUTION_MS: i64 = 48 * 3_600_000;
+/// Older samples are summarised per bucket of this length.
+pub const SUMMARY_BUCKET_MS: i64 = 10 * 60_000;
+/// Most samples one answer carries: a week at one a minute (a week of
+/// summaries and two days of minutes is about 3,600).
+pub const MAX_ANSWER_SAMPLES: u32 = 10_080;
+/// Most samples one agent connection may upload per hour: a week of
+/// backlog at one a minute, then some. Beyond, batches are not
+/// acknowledged (the agent retries later) rather than filling the disk.
+pub const MAX_SAMPLES_PER_HOUR: u32 = 12_000;
+/// How far ahead of the relay's clock a sample may be dated.
+const MAX_FUTURE_MS: i64 = 24 * 3_600_000;
+
+/// What became of an uploaded batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored (or already stored); acknowledge through this sequence number.
+    Through(u64),
+    /// Not stored now, for a reason that is not the agent's fault (a newer
+    /// format, the hourly budget, the disk): no acknowledgement, the agent
+    /// sends it again later.
+    Later(String),
+}
+
+/// Per-connection upload budget.
+#[derive(Debug)]
+pub struct UploadBudget {
+    window_start_ms: i64,
+    used: u32,
+}
+
+impl Default for UploadBudget {
+    fn default() -> Self {
+        UploadBudget {
+            window_start_ms: now_millis(),
+            used: 0,
+        }
+    }
+}
+
+/// Decodes and stores one uploaded batch of `device`'s samples. `Err` is a
+/// protocol violation (the reason is logged and the connection closed).
+pub async fn store_batch(
+    shared: &Shared,
+    device: DeviceId,
+    first_seq: u64,
+    batch: &[u8],
+    budget: &mut UploadBudget,
+) -> Result<Stored, String> {
+    let samples = match timeline::decode_batch(batch) {
+        Ok(samples) => samples,
+        Err(e @ timeline::BatchError::Format { .. }) => return Ok(Stored::Later(e.to_string())),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(count) = u64::try_from(samples.len()).ok().filter(|n| *n > 0) else {
+        return Ok(Stored::Through(first_seq.saturating_sub(1)));
+    };
+    let now = now_millis();
+    if now - budget.window_start_ms > 3_600_000 {
+        budget.window_start_ms = now;
+        budget.used = 0;
+    }
+    if budget.used.saturating_add(samples.len() as u32) > MAX_SAMPLES_PER_HOUR {
+        return Ok(Stored::Later(format!(
+            "more than {MAX_SAMPLES_PER_HOUR} timeline samples this hour"
+        )));
+    }
+    budget.used += samples.len() as u32;
+    let mut rows = Vec::with_capacity(samples.len());
+    for sample in &samples {
+        // 2020-01-01: no agent sampled before; a date in the future beyond
+        // a day is a broken clock or a forged batch.
+        if sample.at_ms < 1_577_836_800_000 || sample.at_ms > now + MAX_FUTURE_MS {
+            return Err(format!(
+                "a timeline sample is dated {} ms, outside 2020 … now + 1 day",
+                sample.at_ms
+            ));
+        }
+        rows.push((
+            sample.at_ms,
+            timeline::encode_batch(std::slice::from_ref(sample)),
+        ));
+    }
+    match shared
+        .store(move |s| s.insert_timeline(device, &rows))
+        .await
+        .map_err(|r| r.to_string())?
+    {
+        Ok(added) => {
+            tracing::debug!(added, count, first_seq, "timeline samples stored");
+            Ok(Stored::Through(first_seq.saturating_add(count - 1)))
+        }
+        Err(e) => {
+            tracing::warn!("cannot store timeline samples: {e}");
+            Ok(Stored::Later(e.to_string()))
+        }
+    }
+}
+
+fn decode_rows(rows: &[crate::store::TimelineRow]) -> Vec<Sample> {
+    rows.iter()
+        .filter_map(|row| timeline::decode_batch(&row.sample).ok())
+        .flatten()
+        .collect()
+}
+
+/// `deskside timeline DEVICE`: the device's samples in the window.
+pub async fn device_timeline(
+    shared: &Shared,
+    org: OrgId,
+    device: String,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<ConsoleResponse, Refusal> {
+    if since_ms > until_ms {
+        return Err(Refusal::Invalid(
+            "the timeline window starts after it ends; give --since before --until".to_owned(),
+        ));
+    }
+    let record = shared
+        .store(move |s| s.find_device(org, &device))
+        .await?
+        .map_err(|e| internal_error(&e))??;
+    let id = record.id;
+    let (rows, truncated) = shared
+        .store(move |s| s.timeline_between(id, since_ms, until_ms, MAX_ANSWER_SAMPLES))
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    let samples = decode_rows(&rows);
+    let policy = crate::policy::load(shared, org).await?;
+    let thresholds = serde_json::to_vec(&policy.thresholds()).map_err(|e| internal_error(&e))?;
+    Ok(ConsoleResponse::Timeline(DeviceTimeline {
+        device: record.summary(shared.presence.is_online(id)),
+        batch: timeline::encode_batch(&samples),
+        truncated,
+        thresholds,
+        monitoring: policy.monitoring,
+    }))
+}
+
+/// `deskside timeline --all`: every device with episodes in the window,
+/// judged here so the answer stays small for a large fleet.
+pub async fn fleet_timeline(
+    shared: &Shared,
+    org: OrgId,
+    group: Option<String>,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<ConsoleResponse, Refusal> {
+    let policy = crate::policy::load(shared, org).await?;
+    let thresholds = policy.thresholds();
+    let devices = shared
+        .store(move |s| s.list_devices(org))
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    let with_samples = shared
+        .store(move |s| s.timeline_devices(org, since_ms, until_ms))
+        .await?
+        .map_err(|e| internal_error(&e))?;
+    let mut entries = Vec::new();
+    for (id, count) in with_samples {
+        let Some(record) = devices.iter().find(|d| d.id == id) else {
+            continue;
+        };
+        if group.is_some() && record.group != group {
+            continue;
+        }
+        let thresholds = thresholds.clone();
+        let episodes = shared
+            .store(move |s| -> Result<Vec<u8>, StoreError> {
+                let (rows, _) = s.timeline_between(id, since_ms, until_ms, MAX_ANSWER_SAMPLES)?;
+                let judged = timeline::judge_timeline(
+                    &decode_rows(&rows),
+                    &thresholds,
+                    &EpisodeRules::default(),
+                );
+                Ok(serde_json::to_vec(&judged.episodes).unwrap_or_default())
+            })
+            .await?
+            .map_err(|e| internal_error(&e))?;
+        if episodes.len() <= 2 {
+            continue; // "[]": nothing happened
+        }
+        entries.push(FleetTimelineEntry {
+            device: record.summary(shared.presence.is_online(id)),
+            samples: count,
+            episodes,
+        });
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e.episodes.len()));
+    Ok(ConsoleResponse::TimelineFleet(entries))
+}
+
+/// Summarises samples older than [`FULL_RESOLUTION_MS`] and deletes those
+/// past each organisation's retention. Run at start and hourly.
+pub async fn maintain(shared: &Shared) {
+    let now = now_millis();
+    let summarised = shared
+        .store(move |s| {
+            s.summarise_timeline(now - FULL_RESOLUTION_MS, SUMMARY_BUCKET_MS, |blobs| {
+                let samples: Vec<Sample> = blobs
+                    .iter()
+                    .filter_map(|b| timeline::decode_batch(b).ok())
+                    .flatten()
+                    .collect();
+                timeline::worst_of(&samples).map(|s| timeline::encode_batch(&[s]))
+            })
+        })
+        .await;
+    match summarised {
+        Ok(Ok((removed, added))) if removed > 0 => {
+            tracing::info!(
+                removed,
+                added,
+                "timeline samples older than 48 h summarised"
+            );
+        }
+        Ok(Err(e)) => tracing::warn!("cannot summarise old timeline samples: {e}"),
+        _ => {}
+    }
+    let orgs = match shared.store(|s| s.timeline_orgs()).await {
+        Ok(Ok(orgs)) => orgs,
+        Ok(Err(e)) => {
+            tracing::warn!("cannot list organisations for timeline retention: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    for org in orgs {
+        let days = match crate::policy::load(shared, org).await {
+            Ok(policy) => policy.timeline_retention_days.max(1),
+            Err(_) => deskside_diag::policy::DEFAULT_TIMELINE_RETENTION_DAYS,
+        };
+        let before = now - i64::from(days) * 86_400_000;
+        if let Ok(Err(e)) = shared.store(move |s| s.prune_timeline(org, before)).await {
+            tracing::warn!(%org, "cannot delete old timeline samples: {e}");
+        }
+    }
+}
