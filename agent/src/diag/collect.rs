@@ -165,6 +165,11 @@ pub async fn run(
             Probe::unknown("not enrolled: no relay to compare with"),
         ),
     };
+    // Windows' own verdict (absent elsewhere), read at the end of the run
+    // beside the path result the classifier compares it with.
+    let os_connectivity = tokio::task::spawn_blocking(platform::os_connectivity)
+        .await
+        .unwrap_or_else(|e| Some(Probe::unknown(format!("the local probes failed: {e}"))));
     progress(Step::Done);
     let snapshot = Snapshot {
         format: FORMAT_VERSION,
@@ -178,6 +183,7 @@ pub async fn run(
         dns,
         clock,
         path,
+        os_connectivity,
     };
     Collected {
         snapshot,

@@ -2,7 +2,8 @@
 //!
 //! First choice: ICMP echo through an unprivileged ping socket, where the
 //! OS allows it (Linux: the process's group in `net.ipv4.ping_group_range`;
-//! Debian's default `1 0` allows nobody). Otherwise — or when the router
+//! Debian's default `1 0` allows nobody; Windows: `IcmpSendEcho2`, open to
+//! every program). Otherwise — or when the router
 //! ignores pings — a TCP connection attempt to ports routers commonly answer
 //! on: a completed handshake *or a refusal (RST)* both prove the router
 //! answered, and the time to either is a round trip. Silence on every probe
@@ -71,8 +72,17 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// Pings `gateway` with `IcmpSendEcho2`, which Windows allows without
+/// privileges. `Err` when it refuses; `Ok` with one round trip per probe
+/// (`None` = no reply).
+#[cfg(windows)]
+fn icmp_probe(gateway: std::net::Ipv4Addr) -> std::io::Result<Vec<Option<f64>>> {
+    super::platform::icmp_echo(gateway, PROBES, INTERVAL, TIMEOUT)
+}
+
 /// Pings `gateway` with an unprivileged ICMP socket. `Err` when the OS does
 /// not allow it; `Ok` with one round trip per probe (`None` = no reply).
+#[cfg(not(windows))]
 fn icmp_probe(gateway: std::net::Ipv4Addr) -> std::io::Result<Vec<Option<f64>>> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::io::Read as _;

@@ -46,6 +46,39 @@ const LINUX_REASONS: &[&str] = &[
     "{}, and /proc/net/wireless does not list {}",
 ];
 
+/// Every reason the Windows probes write (agent/src/diag/platform/windows),
+/// as templates like [`LINUX_REASONS`]; the portable ones above apply too.
+const WINDOWS_REASONS: &[&str] = &[
+    // adapters.rs
+    "GetAdaptersAddresses failed (Windows error {})",
+    // map.rs
+    "Windows does not know the battery's state",
+    "location permission off: Windows 11 (24H2 and later) shows Wi‑Fi details only to apps allowed to use the location; allow it in Settings > Privacy & security > Location (turn on Location services and Let desktop apps access your location), then run the check again",
+    // power.rs
+    "GetSystemPowerStatus failed",
+    // ncsi.rs
+    "running under Wine, which has no network connectivity status indicator (NCSI)",
+    "this Windows has no GetNetworkConnectivityHint (Windows 10 version 2004 or later has it)",
+    "GetNetworkConnectivityHint failed (status {})",
+    // wlan.rs
+    "running under Wine, whose Native Wifi API (wlanapi) is a stub that lists no interface: the Wi‑Fi radio cannot be read",
+    "the WLAN AutoConfig service does not answer (WlanOpenHandle: Windows error {}); start it in services.msc",
+    "wlanapi.dll is not available (Windows Server without the Wireless LAN Service)",
+    "WlanEnumInterfaces failed (Windows error {})",
+    "WlanQueryInterface (current connection) failed (Windows error {})",
+    "{}, and netsh could not run: {}",
+    "{}, and netsh wlan show interfaces lists no connected interface",
+];
+
+/// The Windows sources whose reasons end up in `Probe::Unknown`.
+const WINDOWS_SOURCES: &[(&str, &str)] = &[
+    ("adapters.rs", include_str!("platform/windows/adapters.rs")),
+    ("map.rs", include_str!("platform/windows/map.rs")),
+    ("power.rs", include_str!("platform/windows/power.rs")),
+    ("ncsi.rs", include_str!("platform/windows/ncsi.rs")),
+    ("wlan.rs", include_str!("platform/windows/wlan.rs")),
+];
+
 /// The sources whose reasons end up in `Probe::Unknown` on Linux.
 const SOURCES: &[(&str, &str)] = &[
     ("collect.rs", include_str!("collect.rs")),
@@ -62,6 +95,9 @@ const REASON_SITES: &[&str] = &[
     "Err(",
     "map_err(|e| format!(",
     "let reason = format!(",
+    "netsh_fallback(",
+    "Failure::Other(",
+    "pub const LOCATION_PERMISSION_OFF: &str = ",
 ];
 
 /// The string literals at reason sites in `source` (before its tests),
@@ -130,6 +166,31 @@ fn every_listed_reason_has_a_french_version() {
         assert!(
             deskside_diag::reason::french(&example).is_some(),
             "{example:?}"
+        );
+    }
+}
+
+#[test]
+fn every_reason_the_windows_probes_write_is_listed_and_translated() {
+    for (file, source) in WINDOWS_SOURCES {
+        let found = reasons_written_in(source);
+        assert!(
+            !found.is_empty(),
+            "no reason found in windows/{file}: the scan is broken"
+        );
+        for reason in found {
+            assert!(
+                WINDOWS_REASONS.contains(&reason.as_str())
+                    || LINUX_REASONS.contains(&reason.as_str()),
+                "windows/{file} writes {reason:?}: add it to WINDOWS_REASONS and to deskside_diag::reason::CATALOGUE"
+            );
+        }
+    }
+    for reason in WINDOWS_REASONS {
+        let example = reason.replace("{}", "87");
+        assert!(
+            deskside_diag::reason::french(&example).is_some(),
+            "{example:?} has no French version in deskside_diag::reason::CATALOGUE"
         );
     }
 }

@@ -9,16 +9,18 @@ use deskside_diag::Probe;
 
 use super::platform;
 
-/// How long CPU usage is sampled. sysinfo needs two readings at least
-/// `MINIMUM_CPU_UPDATE_INTERVAL` apart; 250 ms keeps the snapshot fast.
-const CPU_SAMPLE: Duration = Duration::from_millis(250);
-
-/// Collects the device probe. Blocking (file reads, a short sleep): run it
-/// on a blocking thread.
+/// Collects the device probe. Blocking (file reads, a sleep of
+/// `platform::CPU_SAMPLE`: 250 ms beside Linux PSI, 2 s on Windows, which
+/// has no pressure figures): run it on a blocking thread.
 pub fn collect() -> Device {
     let mut system = sysinfo::System::new();
-    system.refresh_cpu_usage();
-    std::thread::sleep(CPU_SAMPLE.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
+    // sysinfo needs two readings at least MINIMUM_CPU_UPDATE_INTERVAL apart.
+    let sample: Duration = platform::CPU_SAMPLE.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+    let platform_usage = platform::cpu_usage(sample);
+    if platform_usage.is_none() {
+        system.refresh_cpu_usage();
+        std::thread::sleep(sample);
+    }
     system.refresh_cpu_all();
     system.refresh_memory();
     let load = sysinfo::System::load_average();
@@ -30,7 +32,10 @@ pub fn collect() -> Device {
             .unwrap_or_default(),
         logical_cores: system.cpus().len() as u32,
         physical_cores: system.physical_core_count().map(|n| n as u32),
-        usage_percent: Some(f64::from(system.global_cpu_usage())).filter(|u| u.is_finite()),
+        usage_percent: platform_usage
+            .or_else(|| Some(f64::from(system.global_cpu_usage())))
+            .filter(|u| u.is_finite()),
+        usage_sample_ms: u64::try_from(sample.as_millis()).ok(),
         load_average: cfg!(unix).then_some([load.one, load.five, load.fifteen]),
     };
     let memory = Memory {

@@ -898,6 +898,10 @@ impl Renderer {
             ),
             "path.download" => ("download speed", "débit descendant"),
             "path.upload" => ("upload speed", "débit montant"),
+            "os_connectivity" => (
+                "Windows' connectivity indicator",
+                "indicateur de connectivité de Windows",
+            ),
             other => (other, other),
         };
         self.t(en, fr).to_owned()

@@ -100,6 +100,11 @@ pub struct Snapshot {
     pub clock: Probe<Clock>,
     /// The path to the relay over QUIC.
     pub path: Probe<Path>,
+    /// The operating system's own connectivity verdict (Windows' NCSI),
+    /// reported beside ours. Absent from snapshots of agents that do not
+    /// read one (other systems, older agents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_connectivity: Option<Probe<OsConnectivity>>,
 }
 
 /// Facts and load of the machine.
@@ -142,6 +147,9 @@ pub struct Cpu {
     pub physical_cores: Option<u32>,
     /// Whole-machine CPU usage over the sampling interval.
     pub usage_percent: Option<f64>,
+    /// Length of that interval (longer where the OS has no pressure
+    /// figures to say whether the load lasts).
+    pub usage_sample_ms: Option<u64>,
     /// Load averages over 1, 5 and 15 minutes (Unix).
     pub load_average: Option<[f64; 3]>,
 }
@@ -257,6 +265,11 @@ pub struct Interface {
     pub rx_errors: Option<u64>,
     /// Transmit errors since boot.
     pub tx_errors: Option<u64>,
+    /// The adapter's model or driver name, where the OS names it apart
+    /// from the interface (Windows: `Intel(R) Wi-Fi 6 AX201`, `Cisco
+    /// AnyConnect … Virtual Miniport Adapter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The default route.
@@ -540,6 +553,100 @@ pub struct Path {
     pub speed_test_refused: Option<SpeedTestRefusal>,
 }
 
+/// The operating system's own verdict on connectivity: on Windows, the
+/// Network Connectivity Status Indicator (NCSI) behind the taskbar's
+/// "No Internet" icon, read with `GetNetworkConnectivityHint`. Reported
+/// beside the agent's measurements, which it does not replace: NCSI probes
+/// a Microsoft web server, so a proxy, firewall or VPN can make it say "no
+/// internet" while the internet works.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OsConnectivity {
+    /// Where the verdict comes from (`ncsi`).
+    pub source: String,
+    /// What the OS says the machine can reach.
+    pub level: ConnectivityLevel,
+    /// How the OS charges the connection.
+    pub cost: ConnectionCost,
+    /// The connection is close to its data limit.
+    pub approaching_data_limit: bool,
+    /// The connection is over its data limit.
+    pub over_data_limit: bool,
+    /// The connection is roaming (mobile broadband).
+    pub roaming: bool,
+}
+
+impl OsConnectivity {
+    /// Whether the OS tells its user there is no (full) internet access:
+    /// no network, local network only, or a captive portal.
+    pub fn says_no_internet(&self) -> bool {
+        matches!(
+            self.level,
+            ConnectivityLevel::None
+                | ConnectivityLevel::LocalAccess
+                | ConnectivityLevel::ConstrainedInternetAccess
+        )
+    }
+
+    /// Whether the OS treats the connection as metered (updates and
+    /// background sync are deferred).
+    pub fn metered(&self) -> bool {
+        matches!(self.cost, ConnectionCost::Fixed | ConnectionCost::Variable)
+    }
+}
+
+/// The OS's connectivity level (Windows' `NL_NETWORK_CONNECTIVITY_LEVEL_HINT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectivityLevel {
+    /// No network at all.
+    None,
+    /// The local network only ("No Internet").
+    LocalAccess,
+    /// The internet.
+    InternetAccess,
+    /// Limited internet access, typically a captive portal that wants a
+    /// sign-in.
+    ConstrainedInternetAccess,
+    /// A network the OS hides from applications.
+    Hidden,
+    /// The OS has no verdict (yet), or a newer agent sent one this
+    /// version does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl ConnectivityLevel {
+    /// Stable lowercase name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectivityLevel::Unknown => "unknown",
+            ConnectivityLevel::None => "none",
+            ConnectivityLevel::LocalAccess => "local_access",
+            ConnectivityLevel::InternetAccess => "internet_access",
+            ConnectivityLevel::ConstrainedInternetAccess => "constrained_internet_access",
+            ConnectivityLevel::Hidden => "hidden",
+        }
+    }
+}
+
+/// How the OS charges a connection (Windows' `NL_NETWORK_CONNECTIVITY_COST_HINT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionCost {
+    /// Not metered.
+    Unrestricted,
+    /// Metered with a data limit.
+    Fixed,
+    /// Metered per byte.
+    Variable,
+    /// Not known.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
 /// Why the relay did not run a speed test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -592,6 +699,25 @@ mod tests {
         assert_eq!(snapshot.format, 1);
         assert_eq!(snapshot.path.value().map(|p| p.udp_ok), Some(true));
         assert!(matches!(snapshot.wifi, Probe::Unknown { .. }));
+    }
+
+    #[test]
+    fn the_os_connectivity_verdict_is_optional_and_tolerates_new_levels() {
+        let old: Snapshot = serde_json::from_str(r#"{"format":1}"#).unwrap();
+        assert_eq!(old.os_connectivity, None);
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("os_connectivity"));
+        let text = r#"{"format":1,"os_connectivity":{"measured":{"source":"ncsi","level":"local_access","cost":"fixed"}}}"#;
+        let windows: Snapshot = serde_json::from_str(text).unwrap();
+        let ncsi = windows.os_connectivity.unwrap();
+        let ncsi = ncsi.value().unwrap();
+        assert!(ncsi.says_no_internet() && ncsi.metered());
+        let newer = r#"{"level":"quantum_access","cost":"by_the_minute"}"#;
+        let newer: OsConnectivity = serde_json::from_str(newer).unwrap();
+        assert_eq!(newer.level, ConnectivityLevel::Unknown);
+        assert_eq!(newer.cost, ConnectionCost::Unknown);
+        assert!(!newer.says_no_internet());
     }
 
     #[test]

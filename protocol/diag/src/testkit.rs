@@ -34,6 +34,7 @@ pub fn healthy() -> Snapshot {
                 logical_cores: 8,
                 physical_cores: Some(4),
                 usage_percent: Some(12.0),
+                usage_sample_ms: Some(250),
                 load_average: Some([0.5, 0.4, 0.3]),
             },
             memory: Memory {
@@ -79,6 +80,7 @@ pub fn healthy() -> Snapshot {
                 addresses: vec!["192.168.1.23/24".to_owned()],
                 rx_errors: Some(0),
                 tx_errors: Some(0),
+                description: None,
             }],
             default_route: Some(DefaultRoute {
                 interface: "wlp2s0".to_owned(),
@@ -154,6 +156,8 @@ pub fn healthy() -> Snapshot {
             last_connected_ms: None,
             speed_test_refused: None,
         }),
+        // A Linux snapshot: no OS connectivity indicator.
+        os_connectivity: None,
     }
 }
 
@@ -250,6 +254,7 @@ pub fn on_ethernet(s: &mut Snapshot) {
         addresses: vec!["192.168.1.24/24".to_owned()],
         rx_errors: Some(0),
         tx_errors: Some(0),
+        description: None,
     }];
     network.default_route = Some(DefaultRoute {
         interface: "eth0".to_owned(),

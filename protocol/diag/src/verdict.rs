@@ -35,6 +35,7 @@ mod configuration;
 mod device;
 mod gateway;
 mod link;
+mod os;
 mod path;
 #[cfg(test)]
 mod tests;
@@ -483,6 +484,7 @@ pub static RULES: &[Rule] = &[
     rule("network.proxy", Stage::Configuration, SECONDARY, &["config.proxy"], ("proxy settings", "réglages de proxy"), configuration::proxy),
     rule("network.vpn", Stage::Configuration, SECONDARY, &["config.vpn"], ("VPN", "VPN"), configuration::vpn),
     rule("path.udp", Stage::Configuration, KEY, &["path.udp_blocked", "path.relay_not_answering", "path.relay_unreachable", "path.relay_name_unresolved"], ("UDP (QUIC) to the relay", "UDP (QUIC) vers le relais"), path::udp),
+    rule("os.connectivity", Stage::Configuration, SECONDARY, &["config.os_no_internet_false"], ("Windows' connectivity indicator", "indicateur de connectivité de Windows"), os::indicator),
     rule("path.loss", Stage::Isp, KEY, &["path.loss"], ("loss to the relay", "pertes vers le relais"), path::loss),
     rule("path.rtt", Stage::Isp, KEY, &["path.rtt_high", "vpn.rtt_high"], ("delay to the relay", "délai vers le relais"), path::rtt),
     rule("path.jitter", Stage::Isp, KEY, &["path.jitter_high"], ("jitter to the relay", "gigue vers le relais"), path::jitter),

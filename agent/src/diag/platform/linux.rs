@@ -161,6 +161,7 @@ fn interfaces() -> Vec<Interface> {
                 kind,
                 up,
                 addresses,
+                description: None,
             })
         })
         .collect();

@@ -1,19 +1,52 @@
 //! Platform probes behind one small interface, one file per platform.
 //!
-//! Linux is implemented and tested; other platforms answer "unknown" with
-//! the reason until their probes are written and proven on real machines
-//! (the parsers for Windows and macOS tool output already exist in
-//! `diag::parse`).
+//! Every platform provides `is_system_mount`, `pressure`, `battery`,
+//! `network` and `wifi`; Windows also `os_connectivity` (its own
+//! connectivity verdict), `cpu_usage` over its longer `CPU_SAMPLE`, and
+//! `icmp_echo` (unprivileged pings), for which the other platforms get the
+//! defaults below. Linux (`linux.rs`) and Windows (`windows/`) are
+//! implemented; other platforms (`other.rs`: macOS, whose parsers already
+//! exist in `diag::parse`) answer "unknown" with the reason until their
+//! probes are written. A macOS port adds `macos.rs` beside them.
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{battery, is_system_mount, network, pressure, wifi};
 
-#[cfg(not(target_os = "linux"))]
+// The Windows mapping code is pure and also compiled for tests elsewhere.
+#[cfg(any(windows, test))]
+mod windows;
+#[cfg(windows)]
+pub use self::windows::{
+    battery, cpu_usage, icmp_echo, is_system_mount, network, os_connectivity, pressure, wifi,
+    CPU_SAMPLE,
+};
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod other;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use other::{battery, is_system_mount, network, pressure, wifi};
+
+/// How long processor usage is sampled where pressure figures (Linux PSI,
+/// averaged over a minute) say whether a load lasts: a short sample is
+/// enough beside them.
+#[cfg(not(windows))]
+pub const CPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whole-machine processor usage over `sample`, where the platform measures
+/// it itself; `None` lets sysinfo do it.
+#[cfg(not(windows))]
+pub fn cpu_usage(_sample: std::time::Duration) -> Option<f64> {
+    None
+}
+
+/// The OS's own connectivity verdict: only Windows has one the agent reads
+/// (absent from other snapshots rather than unknown).
+#[cfg(not(windows))]
+pub fn os_connectivity() -> Option<deskside_diag::Probe<deskside_diag::snapshot::OsConnectivity>> {
+    None
+}
 
 /// What the organisation allows the agent to report about Wi‑Fi networks.
 #[derive(Clone, Debug, Default)]

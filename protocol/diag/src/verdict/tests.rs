@@ -2,7 +2,9 @@
 //! expected verdict.
 
 use super::*;
-use crate::snapshot::{Band, DnsLookup, Grade, Probe, Temperature};
+use crate::snapshot::{
+    Band, ConnectivityLevel, DnsLookup, Grade, OsConnectivity, Probe, Temperature,
+};
 use crate::testkit::*;
 
 type Edit = fn(&mut Snapshot);
@@ -503,7 +505,23 @@ fn boundaries() -> Vec<Boundary> {
             |s| path(s).probes_received = 1,
             |s| path(s).probes_received = 0,
         ),
+        // ----- The OS's own verdict (Windows' NCSI) against the relay's answer
+        b(
+            "config.os_no_internet_false",
+            Configuration,
+            Warning,
+            |s| s.os_connectivity = Some(Probe::Measured(ncsi(ConnectivityLevel::InternetAccess))),
+            |s| s.os_connectivity = Some(Probe::Measured(ncsi(ConnectivityLevel::LocalAccess))),
+        ),
     ]
+}
+
+fn ncsi(level: ConnectivityLevel) -> OsConnectivity {
+    OsConnectivity {
+        source: "ncsi".to_owned(),
+        level,
+        ..OsConnectivity::default()
+    }
 }
 
 fn sensor(celsius: f64, critical_celsius: Option<f64>) -> Temperature {
@@ -822,7 +840,8 @@ fn a_healthy_snapshot_has_no_findings_and_every_check_passes() {
     let expected: Vec<&str> = RULES
         .iter()
         .map(|r| r.id)
-        .filter(|id| *id != "link.ethernet_speed")
+        // Windows' connectivity indicator is absent from a Linux snapshot.
+        .filter(|id| !matches!(*id, "link.ethernet_speed" | "os.connectivity"))
         .collect();
     assert_eq!(verdict.ok_checks, expected);
 }
