@@ -15,7 +15,7 @@ use deskside_protocol::session::{Capabilities, EndedBy};
 use eframe::egui::{self, Color32, RichText};
 use tokio::sync::mpsc;
 
-use crate::words::{colon, ended, UiLang};
+use crate::words::{colon, ended, windows_limits, UiLang};
 use crate::{
     native_options, rect_of, IndicatorCommand, IndicatorEvent, IndicatorExit, IndicatorInfo,
     UiError,
@@ -34,6 +34,10 @@ pub const INDICATOR_DOWNGRADE_BUTTON: [f32; 4] = [184.0, 66.0, 168.0, 34.0];
 /// The chat's text field (the last row of the window), `[x, y, width,
 /// height]` in window points.
 pub const INDICATOR_CHAT_INPUT: [f32; 4] = [8.0, 200.0, 270.0, 22.0];
+/// The help button ("?", on Windows only) at the right of the chat's
+/// heading: it shows what the technician cannot reach on Windows in place of
+/// the chat, and back. `[x, y, width, height]` in window points.
+pub const INDICATOR_HELP_BUTTON: [f32; 4] = [320.0, 106.0, 28.0, 20.0];
 /// The area above the buttons: dragging it moves the window.
 const DRAG_AREA: [f32; 4] = [0.0, 0.0, 360.0, 62.0];
 
@@ -160,6 +164,10 @@ struct IndicatorApp {
     chat: Vec<(bool, String)>,
     chat_input: String,
     ended: Option<EndedBy>,
+    /// The help behind the "?" button (`None`: no button).
+    help: Option<&'static str>,
+    /// The help is shown in place of the chat.
+    show_help: bool,
 }
 
 impl std::fmt::Debug for IndicatorApp {
@@ -172,8 +180,11 @@ impl std::fmt::Debug for IndicatorApp {
 
 impl IndicatorApp {
     fn new(info: IndicatorInfo, io: IndicatorIo, exit: Arc<Mutex<Option<IndicatorExit>>>) -> Self {
+        let lang = UiLang::current();
         Self {
-            lang: UiLang::current(),
+            lang,
+            help: help_for_this_os(lang),
+            show_help: false,
             granted: info.granted,
             info,
             io,
@@ -223,6 +234,12 @@ impl IndicatorApp {
             }
         }
     }
+}
+
+/// The "?" help of this OS, if it has one: on Windows, what a helper
+/// running as the user cannot see or control (elevated windows, UAC).
+fn help_for_this_os(lang: UiLang) -> Option<&'static str> {
+    cfg!(windows).then(|| windows_limits(lang))
 }
 
 impl eframe::App for IndicatorApp {
@@ -301,6 +318,19 @@ impl eframe::App for IndicatorApp {
         );
         let mut send = false;
         ui.scope_builder(egui::UiBuilder::new().max_rect(chat_rect), |ui| {
+            if let (true, Some(help)) = (self.show_help, self.help) {
+                ui.label(
+                    RichText::new(
+                        lang.t("What stays out of reach", "Ce qui reste hors d'atteinte"),
+                    )
+                    .strong(),
+                );
+                egui::ScrollArea::vertical()
+                    .max_height(chat_rect.height() - 24.0)
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| ui.label(RichText::new(help).size(12.0)));
+                return;
+            }
             ui.label(
                 RichText::new(lang.t("Chat with the technician", "Discuter avec le technicien"))
                     .strong(),
@@ -336,6 +366,14 @@ impl eframe::App for IndicatorApp {
                 }
             });
         });
+        if let Some(help) = self.help {
+            let button = ui
+                .put(rect_of(INDICATOR_HELP_BUTTON), egui::Button::new("?"))
+                .on_hover_text(help);
+            if button.clicked() {
+                self.show_help = !self.show_help;
+            }
+        }
         if send {
             let text = self.chat_input.trim().to_owned();
             if !text.is_empty() {
@@ -380,11 +418,30 @@ mod tests {
             INDICATOR_STOP_BUTTON,
             INDICATOR_DOWNGRADE_BUTTON,
             INDICATOR_CHAT_INPUT,
+            INDICATOR_HELP_BUTTON,
         ] {
             assert!(control[0] + control[2] <= width && control[1] + control[3] <= height);
         }
+        let help = rect_of(INDICATOR_HELP_BUTTON);
+        for other in [
+            INDICATOR_STOP_BUTTON,
+            INDICATOR_DOWNGRADE_BUTTON,
+            INDICATOR_CHAT_INPUT,
+            DRAG_AREA,
+        ] {
+            assert!(!help.intersects(rect_of(other)), "{other:?}");
+        }
         assert!(!rect_of(INDICATOR_STOP_BUTTON).intersects(rect_of(DRAG_AREA)));
         assert!(rect_of(INDICATOR_CHAT_INPUT).min.y >= CHAT_TOP);
+    }
+
+    #[test]
+    fn only_windows_has_the_help_about_elevated_windows_and_uac() {
+        assert_eq!(
+            help_for_this_os(UiLang::En).is_some(),
+            cfg!(windows),
+            "the help button is for Windows"
+        );
     }
 
     #[test]

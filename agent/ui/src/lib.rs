@@ -44,7 +44,8 @@ pub use consent::{
 };
 pub use indicator::{
     indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_CHAT_INPUT,
-    INDICATOR_DOWNGRADE_BUTTON, INDICATOR_STOP_BUTTON, INDICATOR_TITLE, INDICATOR_WINDOW_SIZE,
+    INDICATOR_DOWNGRADE_BUTTON, INDICATOR_HELP_BUTTON, INDICATOR_STOP_BUTTON, INDICATOR_TITLE,
+    INDICATOR_WINDOW_SIZE,
 };
 
 /// How long the employee has to answer when the request does not say.

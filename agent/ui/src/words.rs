@@ -74,9 +74,42 @@ pub(crate) fn ended(lang: UiLang, by: EndedBy) -> &'static str {
     }
 }
 
+/// The indicator's help on Windows: what a session helper running as the
+/// signed-in user cannot reach. Windows keeps input from a normal user's
+/// process out of windows that run as administrator (User Interface
+/// Privilege Isolation), and shows User Account Control prompts on the
+/// secure desktop, which no such process can capture or click.
+pub fn windows_limits(lang: UiLang) -> &'static str {
+    lang.t(
+        "On Windows, the technician cannot use windows that run as administrator, \
+         and cannot see or answer User Account Control (UAC) prompts: Windows shows \
+         them on a secure desktop that deskside, running as you, cannot reach. \
+         If one appears, answer it yourself.",
+        "Sous Windows, le technicien ne peut pas utiliser les fenêtres lancées en tant \
+         qu'administrateur, ni voir ou accepter les demandes du Contrôle de compte \
+         d'utilisateur (UAC)\u{a0}: Windows les affiche sur un bureau sécurisé que \
+         deskside, qui fonctionne avec votre compte, ne peut pas atteindre. \
+         Si l'une d'elles apparaît, répondez-y vous-même.",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_windows_help_names_elevated_windows_and_uac_in_both_languages() {
+        let en = windows_limits(UiLang::En);
+        assert!(en.contains("administrator") && en.contains("User Account Control (UAC)"));
+        assert!(en.contains("secure desktop"));
+        let fr = windows_limits(UiLang::Fr);
+        assert!(fr.contains("administrateur") && fr.contains("(UAC)\u{a0}:"));
+        assert!(fr.contains("bureau sécurisé"));
+        assert!(
+            !fr.contains(" :"),
+            "French wants a no-break space before ':'"
+        );
+    }
 
     #[test]
     fn the_locale_picks_the_language() {
