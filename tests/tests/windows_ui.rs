@@ -60,6 +60,9 @@ impl Stage {
         if !x11::prerequisites() {
             return None;
         }
+        // An earlier step of the run (another test binary) may have left
+        // the prefix's desktop on a display that is gone.
+        wait_for_prefix_idle(&wine);
         let xvfb = Xvfb::start(1280, 800).expect("Xvfb starts on a free display");
         Some(Self {
             wine,
@@ -114,16 +117,25 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        let waited = Command::new("timeout")
-            .args(["60", "wineserver", "-w"])
-            .env("WINEPREFIX", self.wine.prefix())
-            .status();
-        if !waited.is_ok_and(|s| s.success()) {
-            eprintln!(
-                "warning: the Wine prefix {} still had processes 60 s after the test",
-                self.wine.prefix().display()
-            );
-        }
+        wait_for_prefix_idle(&self.wine);
+    }
+}
+
+/// Waits (at most 60 s) until the prefix's wineserver has exited, which it
+/// does a few seconds after its last program ends. Kills nothing.
+fn wait_for_prefix_idle(wine: &Wine) {
+    if !wine.prefix().exists() {
+        return; // not created yet: no wineserver
+    }
+    let waited = Command::new("timeout")
+        .args(["60", "wineserver", "-w"])
+        .env("WINEPREFIX", wine.prefix())
+        .status();
+    if !waited.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "warning: the Wine prefix {} still had processes after 60 s",
+            wine.prefix().display()
+        );
     }
 }
 
