@@ -515,7 +515,6 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         },
     });
     let hub = Arc::new(crate::session::hub::HelperHub::default());
-    #[cfg(unix)]
     {
         let socket = crate::session::hub::socket_path_for(state.root());
         match crate::session::hub::bind(&socket) {
@@ -529,8 +528,6 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             ),
         }
     }
-    #[cfg(not(unix))]
-    tracing::warn!("remote sessions are not supported on Windows yet: the session helper channel (a named pipe) is not built");
     // Read once at start: only a new enrollment changes it.
     let trust = crate::org_trust::load_trust(state.root())?;
     let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), trust, hub);

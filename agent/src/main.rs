@@ -100,8 +100,9 @@ enum Command {
     /// Stop button), and shares the screen only after you accept. Started
     /// automatically at login.
     SessionHelper {
-        /// The agent service's socket (default: the installed service's, or
-        /// the one of an agent run by you).
+        /// The agent service's socket, or on Windows its named pipe
+        /// (default: the installed service's, or the one of an agent run by
+        /// you).
         #[arg(long)]
         socket: Option<PathBuf>,
     },
@@ -195,16 +196,11 @@ fn main() -> ExitCode {
         Command::History { json } => {
             return finish_employee(check::history(&state, json, cli.lang.as_deref()))
         }
-        #[cfg(unix)]
         Command::SessionHelper { socket } => {
-            let socket = socket
-                .unwrap_or_else(|| deskside_agent::session::helper::default_socket(state.root()));
-            runtime.block_on(deskside_agent::session::helper::run(&socket))
-        }
-        #[cfg(not(unix))]
-        Command::SessionHelper { .. } => {
-            eprintln!("error: the session helper is not supported on Windows yet (no screen capture, input or helper channel); remote sessions need a Linux/X11 desktop for now");
-            return ExitCode::from(EXIT_FAILED);
+            let addresses = socket.map(|s| vec![s]).unwrap_or_else(|| {
+                deskside_agent::session::helper::default_addresses(state.root())
+            });
+            runtime.block_on(deskside_agent::session::helper::run(&addresses))
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
         Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),

@@ -1,5 +1,6 @@
 //! `deskside-agent session-helper`: runs inside the employee's graphical
-//! session. It connects to the agent service's socket, shows the consent
+//! session. It connects to the agent service's channel (a Unix socket or
+//! the Windows named pipe, see [`super::channel`]), shows the consent
 //! dialog and the session indicator (each in a child process, so a crashed
 //! or killed window counts as a refusal or a Stop), and — only after the
 //! service says the consent is audited — captures the screen and injects
@@ -13,10 +14,7 @@ use std::time::{Duration, Instant};
 use deskside_codec::adapt::{choose, BandwidthEstimator, PathEstimate};
 use deskside_codec::frame::BgraFrame;
 use deskside_codec::{Encoder, EncoderConfig};
-use deskside_desktop::{
-    detect_display, map_event, Capturer, DisplayKind, EnigoSink, InputSink, X11Capturer,
-    WAYLAND_UNSUPPORTED,
-};
+use deskside_desktop::map_event;
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
@@ -27,9 +25,10 @@ use deskside_session_ui::subprocess::ConsentWithdrawer;
 use deskside_session_ui::{
     ConsentAnswer as UiAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
 };
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+use super::channel::{self, Halves};
+use super::desktop::{self, Use};
 use super::wire::{write_message, MessageReader};
 
 /// Smallest frame whose delivery time is used as a bandwidth sample.
@@ -39,54 +38,51 @@ const MIN_RATE_SAMPLE: usize = 64 * 1024;
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
 /// Runs the helper until the process is stopped, reconnecting to the
-/// service whenever it restarts.
-pub async fn run(socket: &Path) -> ! {
-    let display = match detect_display() {
-        DisplayKind::X11 { display } => Ok(display),
-        DisplayKind::Wayland => Err(WAYLAND_UNSUPPORTED.to_owned()),
-        DisplayKind::None => {
-            Err("no graphical display in this session (DISPLAY is not set)".to_owned())
-        }
-    };
+/// service whenever it restarts. `addresses` are tried in turn (see
+/// [`default_addresses`]).
+pub async fn run(addresses: &[PathBuf]) -> ! {
+    let display = desktop::detect_screen();
     if let Err(reason) = &display {
         tracing::warn!("remote view will not be possible here: {reason}");
     }
     let mut warned = false;
     loop {
-        match UnixStream::connect(socket).await {
-            Ok(stream) => {
-                warned = false;
-                tracing::info!(socket = %socket.display(), "connected to the agent service");
-                if let Err(reason) = serve(stream, display.clone()).await {
-                    tracing::warn!("agent service connection ended: {reason}");
+        let mut failures = Vec::new();
+        for address in addresses {
+            match channel::connect(address).await {
+                Ok(halves) => {
+                    warned = false;
+                    tracing::info!(socket = %address.display(), "connected to the agent service");
+                    if let Err(reason) = serve(halves, display.clone()).await {
+                        tracing::warn!("agent service connection ended: {reason}");
+                    }
+                    failures.clear();
+                    break;
                 }
+                Err(e) => failures.push(format!("{} ({e})", address.display())),
             }
-            Err(e) if !warned => {
-                warned = true;
-                tracing::info!(
-                    "the agent service is not reachable at {} ({e}); retrying every {} s",
-                    socket.display(),
-                    RECONNECT_DELAY.as_secs()
-                );
-            }
-            Err(_) => {}
+        }
+        if !failures.is_empty() && !warned {
+            warned = true;
+            tracing::info!(
+                "the agent service is not reachable at {}; retrying every {} s",
+                failures.join(", "),
+                RECONNECT_DELAY.as_secs()
+            );
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
 }
 
-/// The default socket for a helper: the packaged service's, or the one of
-/// a service using `state_root` (an agent run by this user).
-pub fn default_socket(state_root: &Path) -> PathBuf {
-    let system = PathBuf::from(super::hub::SYSTEM_SOCKET);
-    if system.exists() {
-        return system;
-    }
-    super::hub::socket_path_for(state_root)
+/// Where a helper looks for the service by default: the packaged or
+/// installed service's channel, or the one of an agent using `state_root`
+/// (an agent run by this user).
+pub fn default_addresses(state_root: &Path) -> Vec<PathBuf> {
+    channel::helper_addresses(state_root)
 }
 
-async fn serve(stream: UnixStream, display: Result<String, String>) -> Result<(), String> {
-    let (read, mut write) = stream.into_split();
+async fn serve(halves: Halves, display: Result<String, String>) -> Result<(), String> {
+    let Halves { read, mut write } = halves;
     let mut reader = MessageReader::new(read);
     write_message(
         &mut write,
@@ -243,11 +239,9 @@ fn list_monitors(display: &Result<String, String>) -> Vec<Monitor> {
     let Ok(screen) = display else {
         return Vec::new();
     };
-    let options = deskside_desktop::X11Options {
-        shm: false,
-        damage: false,
-    };
-    match X11Capturer::open_with(screen, options).and_then(|mut c| c.monitors()) {
+    let listed = desktop::open_capturer(screen, Use::Monitors)
+        .and_then(|mut c| c.monitors().map_err(|e| e.to_string()));
+    match listed {
         Ok(monitors) => monitors,
         Err(e) => {
             tracing::warn!(%screen, "cannot list the monitors: {e}");
@@ -559,18 +553,10 @@ fn capture_loop(
         })
         .is_ok()
     };
-    let mut capturer = match X11Capturer::open_with(
-        display,
-        deskside_desktop::X11Options {
-            shm: true,
-            damage: std::env::var_os("DESKSIDE_NO_XDAMAGE").is_none(),
-        },
-    ) {
+    let mut capturer = match desktop::open_capturer(display, Use::Streaming) {
         Ok(c) => c,
-        Err(e) => {
-            send(AgentToConsole::CaptureUnavailable {
-                reason: e.to_string(),
-            });
+        Err(reason) => {
+            send(AgentToConsole::CaptureUnavailable { reason });
             return;
         }
     };
@@ -730,7 +716,7 @@ fn input_loop(
     geometry: Arc<Mutex<Option<Geometry>>>,
     control: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut sink = match EnigoSink::open(screen) {
+    let mut sink = match desktop::open_input(screen) {
         Ok(sink) => sink,
         Err(e) => {
             tracing::warn!("cannot inject input on {screen}: {e}");

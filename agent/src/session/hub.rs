@@ -1,55 +1,41 @@
-//! The agent service's end of the local socket: accepts the session helper
-//! (checking who it runs as) and routes its messages to sessions.
+//! The agent service's end of the helper channel: accepts the session
+//! helper (the channel says who it is and whether it may talk, see
+//! [`super::channel`]) and routes its messages to sessions.
 //!
-//! Who may connect: the peer's uid (from the kernel, `SO_PEERCRED`) must be
-//! the service's own uid (development: both in one user's session) or the
-//! owner of an active graphical login session known to systemd-logind.
-//! Anyone else is told nothing and disconnected, with the reason logged.
-//! One helper at a time: a second one is refused while the first is alive.
-//!
-//! The socket itself is Unix-only (`cfg(unix)` items below); on Windows the
-//! service has no helper channel yet (a named pipe is planned): no helper
-//! ever connects, and a session request finds no one to ask.
+//! Anyone the channel refuses is told nothing and disconnected, with the
+//! reason logged. One helper at a time: a second one is refused while the
+//! first is alive.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, ServiceToHelper};
-#[cfg(unix)]
 use deskside_protocol::session::session_id_text;
 use deskside_protocol::session::Monitor;
-#[cfg(unix)]
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-#[cfg(unix)]
+use super::channel::{self, Halves, Listener, Peer};
 use super::wire::{write_message, MessageReader};
 
-/// Where the packaged service listens (its `RuntimeDirectory`).
-pub const SYSTEM_SOCKET: &str = "/run/deskside-agent/session.sock";
+/// Where the packaged Linux service listens (its `RuntimeDirectory`).
+pub const SYSTEM_SOCKET: &str = channel::SYSTEM_SOCKET;
 
 /// Messages queued towards the helper before a sender waits.
-#[cfg(unix)]
 const TO_HELPER_QUEUE: usize = 64;
 /// Messages queued from the helper per session (frames are big: keep small).
 const FROM_HELPER_QUEUE: usize = 8;
 
-/// The socket path for a state directory: the system one for the packaged
-/// service, else inside the state directory.
+/// The channel's address for a state directory (see
+/// [`channel::address_for`]).
 pub fn socket_path_for(state_root: &Path) -> PathBuf {
-    if state_root == Path::new(crate::service::SYSTEM_STATE_DIR) {
-        PathBuf::from(SYSTEM_SOCKET)
-    } else {
-        state_root.join("session.sock")
-    }
+    channel::address_for(state_root)
 }
 
 /// The connected helper, shared by the accept loop and the sessions.
 #[derive(Debug, Default)]
 pub struct HelperHub {
     inner: Mutex<Option<Connected>>,
-    #[cfg_attr(not(unix), allow(dead_code))]
     next_id: Mutex<u64>,
     /// The connected helper's monitors; empty while none is connected or
     /// it could not list them.
@@ -59,7 +45,7 @@ pub struct HelperHub {
 #[derive(Debug)]
 struct Connected {
     id: u64,
-    uid: u32,
+    peer: Peer,
     display: Result<String, String>,
     tx: mpsc::Sender<ServiceToHelper>,
     sessions: Arc<Mutex<HashMap<u64, mpsc::Sender<HelperToService>>>>,
@@ -103,7 +89,7 @@ impl HelperHub {
         sessions.insert(session_id, tx);
         tracing::info!(
             helper = helper.id,
-            uid = helper.uid,
+            peer = %helper.peer,
             "session routed to the helper"
         );
         Ok(HelperLine {
@@ -128,111 +114,41 @@ impl HelperHub {
     }
 }
 
-#[cfg(unix)]
-/// Binds the socket (replacing a stale one), readable and writable by all
-/// local users: who may talk is decided per connection from its credentials.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-    Ok(listener)
+/// Binds the channel (see [`Listener::bind`]).
+pub fn bind(address: &Path) -> std::io::Result<Listener> {
+    Listener::bind(address)
 }
 
-#[cfg(unix)]
-/// Accepts helpers forever.
-pub async fn serve(listener: UnixListener, hub: Arc<HelperHub>) {
+/// Accepts helpers until the listener fails for good.
+pub async fn serve(mut listener: Listener, hub: Arc<HelperHub>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let accepted = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!("helper socket accept failed: {e}");
+                tracing::warn!("helper channel accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let uid = match stream.peer_cred() {
-            Ok(cred) => cred.uid(),
-            Err(e) => {
-                tracing::warn!("refused a helper connection: cannot read its credentials: {e}");
+        let peer = match accepted.peer {
+            Ok(peer) => peer,
+            Err(reason) => {
+                tracing::warn!("refused a helper connection: {reason}");
                 continue;
             }
         };
-        if let Err(reason) = peer_allowed(uid) {
-            tracing::warn!(uid, "refused a helper connection: {reason}");
-            continue;
-        }
         let hub = hub.clone();
         tokio::spawn(async move {
-            if let Err(reason) = run_helper(stream, uid, &hub).await {
-                tracing::info!(uid, "helper connection ended: {reason}");
+            let who = peer.to_string();
+            if let Err(reason) = run_helper(accepted.halves, peer, &hub).await {
+                tracing::info!(peer = %who, "helper connection ended: {reason}");
             }
         });
     }
 }
 
-#[cfg(unix)]
-/// Whether a helper running as `uid` may connect.
-pub fn peer_allowed(uid: u32) -> Result<(), String> {
-    if uid == own_uid() {
-        return Ok(());
-    }
-    let users = graphical_session_users(Path::new("/run/systemd/sessions"));
-    if users.contains(&uid) {
-        Ok(())
-    } else {
-        Err(format!(
-            "uid {uid} has no active graphical login session on this device"
-        ))
-    }
-}
-
-#[cfg(unix)]
-fn own_uid() -> u32 {
-    nix::unistd::Uid::effective().as_raw()
-}
-
-#[cfg(unix)]
-/// Owners of active, local, graphical logind sessions.
-pub fn graphical_session_users(dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut users = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-                .map(str::trim)
-        };
-        let graphical = matches!(field("TYPE"), Some("x11" | "wayland"));
-        let active = field("ACTIVE") == Some("1");
-        let local = field("REMOTE") != Some("1");
-        if let (true, true, true, Some(uid)) = (
-            graphical,
-            active,
-            local,
-            field("UID").and_then(|u| u.parse().ok()),
-        ) {
-            users.push(uid);
-        }
-    }
-    users
-}
-
-#[cfg(unix)]
-async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(), String> {
-    let (read, mut write) = stream.into_split();
+async fn run_helper(halves: Halves, peer: Peer, hub: &HelperHub) -> Result<(), String> {
+    let Halves { read, mut write } = halves;
     let mut reader = MessageReader::new(read);
     let hello = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next())
         .await
@@ -256,21 +172,21 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
         *next += 1;
         *inner = Some(Connected {
             id: *next,
-            uid,
+            peer: peer.clone(),
             display: screen.clone(),
             tx: tx.clone(),
             sessions: sessions.clone(),
         });
         *next
     };
-    tracing::info!(helper = id, uid, %version, ?screen, "session helper connected");
+    tracing::info!(helper = id, %peer, %version, ?screen, "session helper connected");
     write_message(&mut write, &ServiceToHelper::Welcome)
         .await
         .map_err(|e| e.to_string())?;
     let writer = tokio::spawn(async move {
         while let Some(message) = to_helper.recv().await {
             if let Err(e) = write_message(&mut write, &message).await {
-                tracing::info!("helper socket write failed: {e}");
+                tracing::info!("helper channel write failed: {e}");
                 break;
             }
         }
@@ -334,46 +250,20 @@ async fn run_helper(stream: UnixStream, uid: u32, hub: &HelperHub) -> Result<(),
     outcome
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_active_local_graphical_sessions_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        write("1", "UID=1000\nTYPE=x11\nACTIVE=1\nREMOTE=0\n");
-        write("2", "UID=1001\nTYPE=tty\nACTIVE=1\n");
-        write("3", "UID=1002\nTYPE=wayland\nACTIVE=0\n");
-        write("4", "UID=1003\nTYPE=x11\nACTIVE=1\nREMOTE=1\n");
-        write("5", "UID=1004\nTYPE=wayland\nACTIVE=1\n");
-        let mut users = graphical_session_users(dir.path());
-        users.sort();
-        assert_eq!(users, vec![1000, 1004]);
-        assert!(graphical_session_users(&dir.path().join("missing")).is_empty());
-    }
-
-    #[test]
-    fn the_service_user_itself_is_allowed() {
-        assert!(peer_allowed(own_uid()).is_ok());
-    }
-
-    #[test]
-    fn the_packaged_service_uses_the_runtime_directory() {
-        assert_eq!(
-            socket_path_for(Path::new("/var/lib/deskside-agent")),
-            PathBuf::from(SYSTEM_SOCKET)
-        );
-        assert_eq!(
-            socket_path_for(Path::new("/tmp/x")),
-            PathBuf::from("/tmp/x/session.sock")
-        );
+    /// A fresh channel address: a socket in a temporary directory, or a
+    /// pipe named after one.
+    fn test_address(dir: &Path) -> PathBuf {
+        channel::address_for(dir)
     }
 
     #[tokio::test]
     async fn a_helper_connects_and_a_second_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
+        let path = test_address(dir.path());
         let listener = bind(&path).unwrap();
         let hub = Arc::new(HelperHub::default());
         tokio::spawn(serve(listener, hub.clone()));
@@ -382,16 +272,20 @@ mod tests {
             version: "t".into(),
             display: Ok(":9".into()),
         };
-        let first = UnixStream::connect(&path).await.unwrap();
-        let (r1, mut w1) = first.into_split();
+        let Halves {
+            read: r1,
+            write: mut w1,
+        } = channel::connect(&path).await.unwrap();
         write_message(&mut w1, &hello).await.unwrap();
         let mut r1 = MessageReader::new(r1);
         assert_eq!(
             r1.next::<ServiceToHelper>().await.unwrap(),
             Some(ServiceToHelper::Welcome)
         );
-        let second = UnixStream::connect(&path).await.unwrap();
-        let (r2, mut w2) = second.into_split();
+        let Halves {
+            read: r2,
+            write: mut w2,
+        } = channel::connect(&path).await.unwrap();
         write_message(&mut w2, &hello).await.unwrap();
         let mut r2 = MessageReader::new(r2);
         assert_eq!(r2.next::<ServiceToHelper>().await.unwrap(), None);
@@ -410,7 +304,9 @@ mod tests {
             line.rx.recv().await,
             Some(HelperToService::Consent { session_id: 5, .. })
         ));
+        // Both halves: a pipe has no half-close.
         drop(w1);
+        drop(r1);
         assert!(
             line.rx.recv().await.is_none(),
             "the line ends with the helper"

@@ -1,8 +1,13 @@
 //! Remote sessions: the service side ([`host`]), the session helper
-//! ([`helper`]), and the local socket between them ([`hub`], [`wire`]).
+//! ([`helper`]), and the local channel between them ([`channel`]: a Unix
+//! socket or a Windows named pipe; [`hub`], [`wire`]).
 
-#[cfg(unix)]
+pub mod channel;
+mod desktop;
 pub mod helper;
 pub mod host;
 pub mod hub;
+pub mod launcher;
+#[cfg(windows)]
+mod win32;
 pub mod wire;
