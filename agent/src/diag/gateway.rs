@@ -122,16 +122,19 @@ pub async fn probe(gateway: IpAddr) -> Probe<Gateway> {
                     rtt: rtt_stats(&answered),
                 });
             }
-            Ok(Ok(_)) => tracing::debug!("the gateway ignores pings; trying TCP"),
+            Ok(Ok(_)) => {
+                tracing::debug!("the gateway ignores pings; trying TCP");
+                return tcp(gateway, true).await;
+            }
             Ok(Err(e)) => tracing::debug!("unprivileged ICMP is not available ({e}); trying TCP"),
             Err(e) => tracing::debug!("the ping task failed ({e}); trying TCP"),
         }
     }
-    tcp(gateway).await
+    tcp(gateway, false).await
 }
 
-/// The TCP fallback.
-async fn tcp(gateway: IpAddr) -> Probe<Gateway> {
+/// The TCP fallback; `pinged` when pings were sent and none was answered.
+async fn tcp(gateway: IpAddr, pinged: bool) -> Probe<Gateway> {
     // Find a port the router answers on.
     let mut port = None;
     for candidate in PORTS {
@@ -144,6 +147,11 @@ async fn tcp(gateway: IpAddr) -> Probe<Gateway> {
         }
     }
     let Some(port) = port else {
+        if pinged {
+            return Probe::unknown(format!(
+                "the gateway {gateway} answered no ping and no TCP probe on ports 53, 80 or 443; it may still be fine"
+            ));
+        }
         return Probe::unknown(format!(
             "the gateway {gateway} answered no TCP probe on ports 53, 80 or 443 and ICMP is not available to unprivileged programs here; it may still be fine"
         ));

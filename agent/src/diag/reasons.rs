@@ -19,6 +19,7 @@ const LINUX_REASONS: &[&str] = &[
     "not enrolled: no relay to compare with",
     // gateway.rs
     "the gateway {} answered no TCP probe on ports 53, 80 or 443 and ICMP is not available to unprivileged programs here; it may still be fine",
+    "the gateway {} answered no ping and no TCP probe on ports 53, 80 or 443; it may still be fine",
     // path.rs
     "no round-trip probe was answered",
     "the relay address did not resolve",

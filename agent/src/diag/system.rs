@@ -44,7 +44,7 @@ pub fn collect() -> Device {
         swap_total_bytes: system.total_swap(),
         swap_used_bytes: system.used_swap(),
     };
-    let disks = sysinfo::Disks::new_with_refreshed_list()
+    let mut disks: Vec<Disk> = sysinfo::Disks::new_with_refreshed_list()
         .iter()
         .filter(|d| d.total_space() > 0)
         .map(|d| {
@@ -58,6 +58,9 @@ pub fn collect() -> Device {
             }
         })
         .collect();
+    if disks.is_empty() {
+        disks = platform::system_disks();
+    }
     let components = sysinfo::Components::new_with_refreshed_list();
     let temperatures: Vec<Temperature> = components
         .iter()

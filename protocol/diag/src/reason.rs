@@ -22,6 +22,7 @@ pub static CATALOGUE: &[(&str, &str)] = &[
     ("the `iw` tool is not installed (Debian package iw)", "l'outil `iw` n'est pas installé (paquet Debian iw)"),
     ("cannot run iw: {}", "impossible de lancer iw : {}"),
     ("iw {} failed: {}", "iw {} a échoué : {}"),
+    ("the gateway {} answered no ping and no TCP probe on ports 53, 80 or 443; it may still be fine", "la passerelle {} n'a répondu à aucun ping ni à aucune sonde TCP sur les ports 53, 80 ou 443 ; elle fonctionne peut-être quand même"),
     ("the gateway {} answered no TCP probe on ports 53, 80 or 443 and ICMP is not available to unprivileged programs here; it may still be fine", "la passerelle {} n'a répondu à aucune sonde TCP sur les ports 53, 80 ou 443 et l'ICMP n'est pas accessible aux programmes sans privilèges ici ; elle fonctionne peut-être quand même"),
     ("no round-trip probe was answered", "aucune sonde aller-retour n'a reçu de réponse"),
     ("the relay address did not resolve", "l'adresse du relais ne se résout pas"),

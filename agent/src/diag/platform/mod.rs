@@ -19,8 +19,8 @@ pub use linux::{battery, is_system_mount, network, pressure, wifi};
 mod windows;
 #[cfg(windows)]
 pub use self::windows::{
-    battery, cpu_usage, icmp_echo, is_system_mount, network, os_connectivity, pressure, wifi,
-    CPU_SAMPLE,
+    battery, cpu_usage, icmp_echo, is_system_mount, network, os_connectivity, pressure,
+    system_disks, wifi, CPU_SAMPLE,
 };
 
 #[cfg(not(any(target_os = "linux", windows)))]
@@ -39,6 +39,13 @@ pub const CPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(250
 #[cfg(not(windows))]
 pub fn cpu_usage(_sample: std::time::Duration) -> Option<f64> {
     None
+}
+
+/// The system volume read directly, for when sysinfo lists no disk; only
+/// Windows needs it (sysinfo lists none under Wine).
+#[cfg(not(windows))]
+pub fn system_disks() -> Vec<deskside_diag::snapshot::Disk> {
+    Vec::new()
 }
 
 /// The OS's own connectivity verdict: only Windows has one the agent reads

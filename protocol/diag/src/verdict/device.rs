@@ -79,10 +79,27 @@ pub(super) fn cpu(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
                 fmt(t.cpu_pressure_some_avg60_percent)
             ),
         ),
-        (Err(_), false) if matches!(device.pressure, Probe::NotApplicable { .. }) => (
-            "Whole-machine CPU usage was above the limit during one short sample (this OS reports no pressure figures), so this may be a burst; check the top processes.".to_owned(),
-            "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon (ce système ne fournit pas de mesure de pression) : c'est peut-être un pic passager ; regardez les processus les plus gourmands.".to_owned(),
-        ),
+        (Err(_), false) if matches!(device.pressure, Probe::NotApplicable { .. }) => {
+            match device.cpu.usage_sample_ms.filter(|ms| *ms >= 1000) {
+                // Windows: no pressure figures, so a longer sample.
+                Some(ms) => (
+                    format!(
+                        "Whole-machine CPU usage averaged {} % over a {} s sample. This OS reports no pressure figures (Linux PSI averages a whole minute), so that sample is the only load measure: a load that lasted the whole sample is likely real, but run the check again to confirm it lasts; check the top processes (Task Manager).",
+                        fmt(device.cpu.usage_percent.unwrap_or(0.0)),
+                        fmt(ms as f64 / 1000.0)
+                    ),
+                    format!(
+                        "L'utilisation du processeur de toute la machine était en moyenne de {} % sur un échantillon de {} s. Ce système ne fournit pas de mesure de pression (le PSI de Linux fait la moyenne sur une minute entière) : cet échantillon est la seule mesure de charge. Une charge qui a duré tout l'échantillon est sans doute réelle, mais relancez la vérification pour confirmer qu'elle dure ; regardez les processus les plus gourmands (Gestionnaire des tâches).",
+                        fmt(device.cpu.usage_percent.unwrap_or(0.0)).replace('.', ","),
+                        fmt(ms as f64 / 1000.0).replace('.', ",")
+                    ),
+                ),
+                None => (
+                    "Whole-machine CPU usage was above the limit during one short sample (this OS reports no pressure figures), so this may be a burst; check the top processes.".to_owned(),
+                    "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon (ce système ne fournit pas de mesure de pression) : c'est peut-être un pic passager ; regardez les processus les plus gourmands.".to_owned(),
+                ),
+            }
+        }
         (Err(_), false) => (
             "Whole-machine CPU usage was above the limit during one short sample and the CPU pressure figure could not be read, so this may be a burst; check the top processes.".to_owned(),
             "L'utilisation du processeur de toute la machine a dépassé la limite pendant un court échantillon et la pression processeur n'a pas pu être lue : c'est peut-être un pic passager ; regardez les processus les plus gourmands.".to_owned(),

@@ -1699,3 +1699,41 @@ fn the_busy_cpu_note_matches_what_the_pressure_probe_reported() {
         .en;
     assert!(note.contains("reports no pressure figures"), "{note}");
 }
+
+/// Without pressure figures (Windows), the CPU finding names the length of
+/// the sample it rests on.
+#[test]
+fn without_pressure_figures_the_cpu_finding_names_its_sample() {
+    let windows = |sample_ms: Option<u64>| {
+        judged(&healthy().with(|s| {
+            device(s).pressure =
+                Probe::not_applicable("pressure stall information exists only on Linux");
+            device(s).cpu.usage_percent = Some(97.5);
+            device(s).cpu.usage_sample_ms = sample_ms;
+        }))
+    };
+    let verdict = windows(Some(2000));
+    let finding = verdict.finding("device.cpu_busy").expect("busy");
+    assert_eq!(finding.confidence, Confidence::Medium);
+    assert!(
+        finding
+            .technician_note
+            .en
+            .contains("averaged 97.5 % over a 2 s sample"),
+        "{}",
+        finding.technician_note.en
+    );
+    assert!(finding
+        .technician_note
+        .fr
+        .contains("97,5 % sur un échantillon de 2 s"));
+    // A short or unreported sample keeps the "burst" wording.
+    let short = windows(Some(250));
+    let note = &short
+        .finding("device.cpu_busy")
+        .expect("busy")
+        .technician_note
+        .en;
+    assert!(note.contains("one short sample"), "{note}");
+    assert!(windows(None).finding("device.cpu_busy").is_some());
+}

@@ -8,9 +8,9 @@ use deskside_diag::snapshot::{InterfaceKind, NetworkConfig};
 use deskside_diag::Probe;
 use windows_sys::Win32::Foundation::{ERROR_BUFFER_OVERFLOW, ERROR_SUCCESS};
 use windows_sys::Win32::NetworkManagement::IpHelper::{
-    FreeMibTable, GetAdaptersAddresses, GetBestRoute2, GetIpForwardTable2,
+    FreeMibTable, GetAdaptersAddresses, GetBestRoute2, GetIfEntry2, GetIpForwardTable2,
     GAA_FLAG_INCLUDE_GATEWAYS, GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_MULTICAST,
-    IP_ADAPTER_ADDRESSES_LH, MIB_IPFORWARD_ROW2, MIB_IPFORWARD_TABLE2,
+    IP_ADAPTER_ADDRESSES_LH, MIB_IF_ROW2, MIB_IPFORWARD_ROW2, MIB_IPFORWARD_TABLE2,
 };
 use windows_sys::Win32::NetworkManagement::Ndis::IfOperStatusUp;
 use windows_sys::Win32::Networking::WinSock::{
@@ -179,10 +179,22 @@ unsafe fn read_adapters(first: *const IP_ADAPTER_ADDRESSES_LH) -> Vec<AdapterRec
                 .extend(unsafe { socket_address(&g.Address) });
             gateway = g.Next;
         }
+        (record.rx_errors, record.tx_errors) = error_counters(record.index).unzip();
         out.push(record);
         current = a.Next;
     }
     out
+}
+
+/// The interface's receive and transmit error counters since boot
+/// (`GetIfEntry2`), if Windows answers.
+fn error_counters(index: u32) -> Option<(u64, u64)> {
+    // SAFETY: MIB_IF_ROW2 is plain data; all zeroes is a valid value.
+    let mut row: MIB_IF_ROW2 = unsafe { std::mem::zeroed() };
+    row.InterfaceIndex = index;
+    // SAFETY: a live row whose InterfaceIndex says which interface to read.
+    let code = unsafe { GetIfEntry2(&mut row) };
+    (code == ERROR_SUCCESS).then_some((row.InErrors, row.OutErrors))
 }
 
 /// The IP address in a `SOCKET_ADDRESS`.

@@ -55,6 +55,10 @@ pub struct AdapterRecord {
     pub gateways: Vec<IpAddr>,
     /// `Ipv4Metric`.
     pub ipv4_metric: u32,
+    /// `InErrors` from `GetIfEntry2`, when it answered.
+    pub rx_errors: Option<u64>,
+    /// `OutErrors` from `GetIfEntry2`, when it answered.
+    pub tx_errors: Option<u64>,
 }
 
 /// One row of `GetIpForwardTable2`.
@@ -170,9 +174,8 @@ pub fn interface(adapter: &AdapterRecord) -> Interface {
             .iter()
             .map(|(ip, prefix)| format!("{ip}/{prefix}"))
             .collect(),
-        // Error counters are per interface in GetIfEntry2; not read yet.
-        rx_errors: None,
-        tx_errors: None,
+        rx_errors: adapter.rx_errors,
+        tx_errors: adapter.tx_errors,
         description: non_empty(&adapter.description),
     }
 }

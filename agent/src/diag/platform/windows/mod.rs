@@ -15,6 +15,8 @@ pub mod map;
 #[cfg(windows)]
 mod adapters;
 #[cfg(windows)]
+mod disk;
+#[cfg(windows)]
 mod dll;
 #[cfg(windows)]
 mod icmp;
@@ -29,8 +31,8 @@ mod wlan;
 
 #[cfg(windows)]
 pub use self::{
-    adapters::network, icmp::echo as icmp_echo, ncsi::os_connectivity, power::battery,
-    power::cpu_usage, wlan::wifi,
+    adapters::network, disk::system_disks, icmp::echo as icmp_echo, ncsi::os_connectivity,
+    power::battery, power::cpu_usage, wlan::wifi,
 };
 
 #[cfg(windows)]
