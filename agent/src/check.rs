@@ -279,6 +279,7 @@ pub fn status(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), Cl
             "connected": connected,
             "since": since.filter(|_| running).map(rfc3339),
             "last_error": published.as_ref().and_then(|s| s.last_error.clone()),
+            "monitoring": enrollment.as_ref().map(|_| deskside_agent::timeline::disclosure(state, false).0),
         });
         return emit(&format!("{value}\n"));
     }
@@ -379,6 +380,7 @@ pub fn status(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), Cl
             "Agent : arrêté (démarrez-le avec `deskside-agent run` ou `systemctl start deskside-agent`)\n",
         )),
     }
+    out.push_str(&deskside_agent::timeline::disclosure(state, lang == Lang::Fr).1);
     emit(&localised(lang, out))
 }
 
@@ -387,7 +389,15 @@ pub fn history(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), C
     let lang = language(lang);
     let entries = state.history();
     let mut out = String::new();
+    let (monitoring_json, monitoring_text) =
+        deskside_agent::timeline::disclosure(state, lang == Lang::Fr);
     if json {
+        let mut line = monitoring_json;
+        if let Some(object) = line.as_object_mut() {
+            object.insert("type".to_owned(), "monitoring".into());
+        }
+        out.push_str(&line.to_string());
+        out.push('\n');
         for entry in &entries {
             let mut line = entry.clone();
             if let Some(object) = line.as_object_mut() {
@@ -404,7 +414,9 @@ pub fn history(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), C
             "No diagnostics have been collected on this device yet.\n",
             "Aucun diagnostic n'a encore été fait sur cet ordinateur.\n",
         ));
-        return emit(&out);
+        out.push('\n');
+        out.push_str(&monitoring_text);
+        return emit(&localised(lang, out));
     }
     out.push_str(&format!(
         "{:<22} {:<24} {:<16} {}\n",
@@ -456,5 +468,7 @@ pub fn history(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), C
         "\nFull details: deskside-agent history --json\n",
         "\nDétail complet : deskside-agent history --json\n",
     ));
+    out.push('\n');
+    out.push_str(&monitoring_text);
     emit(&localised(lang, out))
 }

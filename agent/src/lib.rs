@@ -13,3 +13,4 @@ pub mod org_trust;
 pub mod service;
 pub mod session;
 pub mod state;
+pub mod timeline;

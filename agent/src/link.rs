@@ -333,9 +333,14 @@ impl Attached {
         stop: &mut watch::Receiver<bool>,
         diagnostics: Option<&Arc<dyn DiagnosticsSource>>,
         mut sessions: Option<&mut SessionLink>,
+        mut timeline: Option<&mut crate::timeline::TimelineLink>,
     ) -> Result<(), LinkError> {
         let (done_tx, mut done) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(4);
         let mut running = false;
+        // Monitoring samples this connection until the loop ends, however.
+        let _monitored = timeline
+            .as_deref()
+            .map(|t| t.attached(self.connection.clone()));
         if let Some(link) = sessions.as_deref() {
             link.host.attach(self.connection.clone());
         }
@@ -358,8 +363,17 @@ impl Attached {
                     None => std::future::pending().await,
                 }
             };
+            let timeline_upload = async {
+                match timeline.as_deref_mut() {
+                    Some(link) => link.next_message().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(message) = outbox => {
+                    self.send.send(&message).await?;
+                }
+                Some(message) = timeline_upload => {
                     self.send.send(&message).await?;
                 }
                 true = monitors_changed => {
@@ -444,6 +458,11 @@ impl Attached {
                     Some(RelayToAgent::ConsentRecorded { session_id }) => {
                         if let Some(link) = sessions.as_deref() {
                             link.host.consent_recorded(session_id);
+                        }
+                    }
+                    Some(RelayToAgent::TimelineStored { through_seq }) => {
+                        if let Some(link) = timeline.as_deref() {
+                            link.stored(through_seq);
                         }
                     }
                     Some(RelayToAgent::Unknown { tag }) => {
@@ -532,6 +551,14 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     let trust = crate::org_trust::load_trust(state.root())?;
     let (host, outbox) = crate::session::host::SessionHost::new(identity.clone(), trust, hub);
     let mut sessions = SessionLink { host, outbox };
+    let (mut timeline, monitor) = crate::timeline::spawn(
+        crate::timeline::MonitorConfig {
+            state: state.clone(),
+            relay: enrollment.relay.clone(),
+            relay_ip: Some(addr.ip()),
+        },
+        stop.clone(),
+    );
     let outcome = stay_attached(
         &endpoint,
         &enrollment.relay,
@@ -542,10 +569,15 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         Services {
             diagnostics: Some(diagnostics),
             sessions: Some(&mut sessions),
+            timeline: Some(&mut timeline),
         },
     )
     .instrument(span)
     .await;
+    // The monitor ends with `stop`; when the relay refused the device for
+    // good it is still running: end it here so no task outlives `run`.
+    monitor.abort();
+    let _ = monitor.await;
     if let Err(error) = outcome {
         if let Some(kind) = error.revocation() {
             let revocation = crate::state::Revocation {
@@ -572,6 +604,8 @@ pub struct Services<'a> {
     pub diagnostics: Option<Arc<dyn DiagnosticsSource>>,
     /// Runs remote sessions.
     pub sessions: Option<&'a mut SessionLink>,
+    /// Records and uploads the timeline (monitoring).
+    pub timeline: Option<&'a mut crate::timeline::TimelineLink>,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -579,6 +613,7 @@ impl std::fmt::Debug for Services<'_> {
         f.debug_struct("Services")
             .field("diagnostics", &self.diagnostics.is_some())
             .field("sessions", &self.sessions)
+            .field("timeline", &self.timeline.is_some())
             .finish()
     }
 }
@@ -598,6 +633,7 @@ pub async fn stay_attached(
     let Services {
         diagnostics,
         mut sessions,
+        mut timeline,
     } = services;
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
@@ -621,7 +657,12 @@ pub async fn stay_attached(
                 publish(LinkState::Connected, None);
                 backoff.reset();
                 match attached
-                    .serve(stop, diagnostics.as_ref(), sessions.as_deref_mut())
+                    .serve(
+                        stop,
+                        diagnostics.as_ref(),
+                        sessions.as_deref_mut(),
+                        timeline.as_deref_mut(),
+                    )
                     .await
                 {
                     Ok(()) => return Ok(()),

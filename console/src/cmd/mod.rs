@@ -21,6 +21,7 @@ pub mod policy;
 pub mod session;
 pub mod session_admin;
 pub mod session_link;
+pub mod timeline;
 pub mod tokens;
 
 use anyhow::Context as _;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Show or change the organisation's diagnostics policy
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// What happened to a device's link and path over time: episodes,
+    /// their segment, and a chart (`--all` for the fleet)
+    Timeline(timeline::TimelineArgs),
     /// Open a remote session with a device (the employee must accept)
     #[command(visible_alias = "view")]
     Session(session::SessionArgs),
@@ -95,6 +99,8 @@ pub enum Action {
     Diag(diag::DiagArgs),
     /// A `policy` subcommand.
     Policy(policy::PolicyCommand),
+    /// A `timeline` command.
+    Timeline(timeline::TimelineArgs),
     /// A `session` command.
     Session(session::SessionArgs),
     /// An `audit` subcommand.
@@ -118,6 +124,7 @@ impl Command {
             Command::Tokens(command) => Action::Tokens(command),
             Command::Diag(args) => Action::Diag(args),
             Command::Policy(command) => Action::Policy(command),
+            Command::Timeline(args) => Action::Timeline(args),
             Command::Session(args) => Action::Session(args),
             Command::Audit(command) => Action::Audit(command),
             Command::OrgKey(command) => Action::OrgKey(command),
@@ -148,6 +155,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Tokens(command) => tokens::run(command, ctx).await,
         Action::Diag(args) => diag::run(args, ctx).await,
         Action::Policy(command) => policy::run(command, ctx).await,
+        Action::Timeline(args) => timeline::run(args, ctx).await,
         Action::Session(args) => session::run(args, ctx).await,
         Action::Audit(command) => audit::run(command, ctx).await,
         Action::OrgKey(command) => org_key::run(command, ctx).await,

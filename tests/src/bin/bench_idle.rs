@@ -208,6 +208,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                 Services {
                     diagnostics: canned,
                     sessions: None,
+                    timeline: None,
                 },
             )
             .await;

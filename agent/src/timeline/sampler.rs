@@ -1,0 +1,381 @@
+//! One timeline sample from probes the agent already has: the platform's
+//! network, Wi‑Fi and pressure readings, a few probes to the home router,
+//! one name lookup, and the presence connection's own QUIC statistics for
+//! the relay path (no extra traffic: round trip, sent and lost packets are
+//! what quinn already tracks for the keep-alives).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use deskside_diag::snapshot::{InterfaceKind, NetworkConfig};
+use deskside_diag::timeline::{
+    GatewaySample, LinkKind, Marker, PressureSample, RelaySample, Sample, WifiSample,
+};
+use deskside_diag::Probe;
+
+use crate::diag::platform::{self, Privacy};
+
+/// Longest wait for the name lookup.
+const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+/// A wall-clock step this much larger than the monotonic one between two
+/// samples means the machine slept (monotonic clocks stop during sleep on
+/// Linux and Windows).
+const SLEEP_SLACK: Duration = Duration::from_secs(30);
+/// Round-trip readings kept between samples (one every few seconds).
+const MAX_RTT_READINGS: usize = 64;
+
+/// Interface names of phones and mobile modems sharing their connection
+/// (USB tethering, RNDIS, WWAN modems). `enx…` is left out: it is usually
+/// a USB Ethernet adapter.
+fn is_mobile(name: &str) -> bool {
+    ["usb", "rndis", "wwan", "wwp", "rmnet"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// The kind of link the default route leaves through.
+pub fn link_kind(network: &NetworkConfig) -> LinkKind {
+    let Some(route) = &network.default_route else {
+        return LinkKind::None;
+    };
+    match network
+        .interfaces
+        .iter()
+        .find(|i| i.name == route.interface)
+    {
+        Some(i) if i.kind == InterfaceKind::Wifi => LinkKind::Wifi,
+        Some(i) if is_mobile(&i.name) => LinkKind::Mobile,
+        Some(i) if i.kind == InterfaceKind::Ethernet => LinkKind::Ethernet,
+        Some(_) => LinkKind::Other,
+        None => LinkKind::Unknown,
+    }
+}
+
+/// Median and mean absolute successive difference of `readings`.
+pub fn rtt_summary(readings: &[f32]) -> (Option<f32>, Option<f32>) {
+    if readings.is_empty() {
+        return (None, None);
+    }
+    let mut sorted = readings.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = sorted[sorted.len() / 2];
+    let jitter = (readings.len() > 1).then(|| {
+        readings
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .sum::<f32>()
+            / (readings.len() - 1) as f32
+    });
+    (Some(median), jitter)
+}
+
+/// What a sampler remembers between samples.
+#[derive(Debug)]
+pub struct Sampler {
+    relay_host: Option<String>,
+    relay_ip: Option<IpAddr>,
+    system: Arc<Mutex<sysinfo::System>>,
+    /// Sent and lost packet counters of the connection at the last sample,
+    /// by the connection's stable id (a new connection starts again).
+    last_counters: Option<(usize, u64, u64)>,
+    rtt_readings: Vec<f32>,
+    last_clocks: Option<(i64, Instant)>,
+    next_marker: Option<Marker>,
+    utc_offset_min: i16,
+    offset_read_at: Option<Instant>,
+}
+
+impl Sampler {
+    /// A sampler for the relay at `relay` (`host:port`).
+    pub fn new(relay: &str, relay_ip: Option<IpAddr>) -> Sampler {
+        Sampler {
+            relay_host: crate::diag::dns::host_name(relay),
+            relay_ip,
+            system: Arc::new(Mutex::new(sysinfo::System::new())),
+            last_counters: None,
+            rtt_readings: Vec::new(),
+            last_clocks: None,
+            next_marker: Some(Marker::Started),
+            utc_offset_min: 0,
+            offset_read_at: None,
+        }
+    }
+
+    /// Notes the connection's current round-trip estimate (called every few
+    /// seconds between samples; reading it costs nothing on the wire).
+    pub fn note_rtt(&mut self, connection: &quinn::Connection) {
+        if self.rtt_readings.len() < MAX_RTT_READINGS {
+            self.rtt_readings
+                .push(connection.rtt().as_secs_f32() * 1000.0);
+        }
+    }
+
+    /// The next sample is the first of a new monitoring run.
+    pub fn restart(&mut self) {
+        self.next_marker = Some(Marker::Started);
+        self.last_counters = None;
+        self.rtt_readings.clear();
+    }
+
+    /// The relay path over the interval, from the connection's counters.
+    fn relay(&mut self, connection: &quinn::Connection) -> RelaySample {
+        self.note_rtt(connection);
+        let stats = connection.stats();
+        let id = connection.stable_id();
+        let (sent, lost) = (stats.path.sent_packets, stats.path.lost_packets);
+        let (sent_packets, lost_packets) = match self.last_counters {
+            Some((last_id, last_sent, last_lost)) if last_id == id => (
+                sent.saturating_sub(last_sent),
+                lost.saturating_sub(last_lost),
+            ),
+            // A new connection: its counters so far.
+            _ => (sent, lost),
+        };
+        self.last_counters = Some((id, sent, lost));
+        let (rtt_ms, jitter_ms) = rtt_summary(&self.rtt_readings);
+        self.rtt_readings.clear();
+        RelaySample {
+            rtt_ms,
+            jitter_ms,
+            sent_packets: u32::try_from(sent_packets).unwrap_or(u32::MAX),
+            lost_packets: u32::try_from(lost_packets).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn marker(&mut self, wall_ms: i64, now: Instant) -> Option<Marker> {
+        let mut marker = self.next_marker.take();
+        if let Some((last_wall, last_mono)) = self.last_clocks {
+            let wall = Duration::from_millis((wall_ms - last_wall).max(0) as u64);
+            let mono = now.duration_since(last_mono);
+            if wall > mono + SLEEP_SLACK {
+                marker = Some(Marker::Resumed {
+                    asleep_s: u32::try_from((wall - mono).as_secs()).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        self.last_clocks = Some((wall_ms, now));
+        marker
+    }
+
+    /// Takes one sample. `connection` is the presence connection.
+    pub async fn sample(&mut self, connection: &quinn::Connection, privacy: &Privacy) -> Sample {
+        let now = Instant::now();
+        let at_ms = crate::clock::unix_millis();
+        let marker = self.marker(at_ms, now);
+        if self
+            .offset_read_at
+            .is_none_or(|at| now.duration_since(at) > Duration::from_secs(3600))
+        {
+            self.offset_read_at = Some(now);
+            self.utc_offset_min = utc_offset_min().await.unwrap_or(0);
+        }
+        let relay = self.relay(connection);
+        let privacy = privacy.clone();
+        let relay_ip = self.relay_ip;
+        let system = Arc::clone(&self.system);
+        let local = tokio::task::spawn_blocking(move || {
+            let network = platform::network(relay_ip);
+            let wifi = match &network {
+                Probe::Measured(network) if link_kind(network) == LinkKind::Wifi => {
+                    platform::wifi(network, &privacy)
+                }
+                _ => Probe::not_applicable("not on Wi‑Fi"),
+            };
+            let pressure = platform::pressure();
+            let mut system = system.lock().unwrap_or_else(PoisonError::into_inner);
+            system.refresh_cpu_usage();
+            system.refresh_memory();
+            let cpu = f64::from(system.global_cpu_usage());
+            let total = system.total_memory();
+            let available = system.available_memory();
+            (network, wifi, pressure, cpu, total, available)
+        })
+        .await;
+        let Ok((network, wifi, pressure, cpu, total, available)) = local else {
+            return Sample {
+                at_ms,
+                utc_offset_min: self.utc_offset_min,
+                relay: Some(relay),
+                marker,
+                ..Sample::default()
+            };
+        };
+        let network = network.value().cloned();
+        let link = network.as_ref().map_or(LinkKind::Unknown, link_kind);
+        let gateway_ip = network
+            .as_ref()
+            .and_then(|n| n.default_route.as_ref())
+            .and_then(|r| r.gateway.parse::<IpAddr>().ok());
+        let gateway = match gateway_ip {
+            Some(ip) => match crate::diag::gateway::probe(ip).await {
+                Probe::Measured(g) => Some(GatewaySample {
+                    sent: u8::try_from(g.sent).unwrap_or(u8::MAX),
+                    received: u8::try_from(g.received.min(g.sent)).unwrap_or(u8::MAX),
+                    rtt_ms: g.rtt.map(|r| r.median_ms as f32),
+                }),
+                _ => None,
+            },
+            None => None,
+        };
+        let dns_ms = match &self.relay_host {
+            Some(name) => {
+                let started = Instant::now();
+                match tokio::time::timeout(
+                    DNS_TIMEOUT,
+                    tokio::net::lookup_host((name.as_str(), 443)),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => Some(started.elapsed().as_secs_f32() * 1000.0),
+                    // No answer in time is a very slow lookup.
+                    Err(_) => Some(DNS_TIMEOUT.as_secs_f32() * 1000.0),
+                    Ok(Err(_)) => None,
+                }
+            }
+            None => None,
+        };
+        let psi = pressure.value();
+        Sample {
+            at_ms,
+            utc_offset_min: self.utc_offset_min,
+            link,
+            wifi: wifi.value().map(|w| WifiSample {
+                signal_dbm: w.signal_dbm.map(|v| v as f32),
+                noise_dbm: w.noise_dbm.map(|v| v as f32),
+                tx_rate_mbps: w.tx_bitrate_mbps.map(|v| v as f32),
+                rx_rate_mbps: w.rx_bitrate_mbps.map(|v| v as f32),
+                retries_percent: w.tx_retries_percent.map(|v| v as f32),
+                access_point: w.bssid.clone(),
+                band: w.band,
+            }),
+            vpn_up: network.as_ref().map(|n| !n.vpn_interfaces.is_empty()),
+            gateway,
+            relay: Some(relay),
+            dns_ms,
+            pressure: Some(PressureSample {
+                cpu_usage_percent: Some(cpu as f32).filter(|v| v.is_finite()),
+                cpu_some_avg60: psi.and_then(|p| p.cpu_some_avg60).map(|v| v as f32),
+                memory_available_percent: (total > 0)
+                    .then(|| (100.0 * available as f64 / total as f64) as f32),
+                memory_full_avg10: psi.and_then(|p| p.memory_full_avg10).map(|v| v as f32),
+            }),
+            marker,
+        }
+    }
+}
+
+/// The local offset from UTC in minutes, from `date +%z` (read hourly, so
+/// a change to or from summer time is followed). `None` where there is no
+/// such command (Windows): samples then say UTC.
+async fn utc_offset_min() -> Option<i16> {
+    if !cfg!(unix) {
+        return None;
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::process::Command::new("date").arg("+%z").output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    parse_offset(std::str::from_utf8(&output.stdout).ok()?)
+}
+
+/// `+0130` → 90, `-0500` → −300.
+pub fn parse_offset(text: &str) -> Option<i16> {
+    let text = text.trim();
+    let (sign, digits) = match text.split_at_checked(1)? {
+        ("+", d) => (1, d),
+        ("-", d) => (-1, d),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i16 = digits[..2].parse().ok()?;
+    let minutes: i16 = digits[2..].parse().ok()?;
+    (hours <= 14 && minutes < 60).then_some(sign * (hours * 60 + minutes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_diag::snapshot::{DefaultRoute, Interface};
+
+    #[test]
+    fn offsets_parse_as_date_prints_them() {
+        // (text, minutes)
+        for (text, expected) in [
+            ("+0000\n", Some(0)),
+            ("+0100", Some(60)),
+            ("+0530", Some(330)),
+            ("-0500", Some(-300)),
+            ("0100", None),
+            ("+1", None),
+            ("+99xx", None),
+        ] {
+            assert_eq!(parse_offset(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_is_the_mean_difference_between_successive_readings() {
+        assert_eq!(rtt_summary(&[]), (None, None));
+        assert_eq!(rtt_summary(&[30.0]), (Some(30.0), None));
+        // Differences 10, 20, 10 → 13.3; median of 20, 30, 50, 40 → 40.
+        let (median, jitter) = rtt_summary(&[20.0, 30.0, 50.0, 40.0]);
+        assert_eq!(median, Some(40.0));
+        assert!((jitter.unwrap() - 40.0 / 3.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn the_link_is_the_default_routes_interface() {
+        let interface = |name: &str, kind| Interface {
+            name: name.to_owned(),
+            kind,
+            up: true,
+            ..Interface::default()
+        };
+        let network = |route: Option<&str>| NetworkConfig {
+            interfaces: vec![
+                interface("wlan0", InterfaceKind::Wifi),
+                interface("eth0", InterfaceKind::Ethernet),
+                interface("usb0", InterfaceKind::Other),
+                interface("wg0", InterfaceKind::Vpn),
+            ],
+            default_route: route.map(|interface| DefaultRoute {
+                interface: interface.to_owned(),
+                gateway: "192.168.1.1".to_owned(),
+            }),
+            ..NetworkConfig::default()
+        };
+        // (route interface, link)
+        for (route, expected) in [
+            (Some("wlan0"), LinkKind::Wifi),
+            (Some("eth0"), LinkKind::Ethernet),
+            (Some("usb0"), LinkKind::Mobile),
+            (Some("wg0"), LinkKind::Other),
+            (Some("gone0"), LinkKind::Unknown),
+            (None, LinkKind::None),
+        ] {
+            assert_eq!(link_kind(&network(route)), expected, "{route:?}");
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_jump_beyond_the_monotonic_one_is_a_resume() {
+        let mut sampler = Sampler::new("127.0.0.1:4433", None);
+        let now = Instant::now();
+        assert_eq!(sampler.marker(1_000_000, now), Some(Marker::Started));
+        // One minute later on both clocks: nothing.
+        let later = now + Duration::from_secs(60);
+        assert_eq!(sampler.marker(1_060_000, later), None);
+        // The wall clock moved an hour more than the monotonic one.
+        let after_sleep = later + Duration::from_secs(60);
+        assert_eq!(
+            sampler.marker(1_060_000 + 3_660_000, after_sleep),
+            Some(Marker::Resumed { asleep_s: 3600 })
+        );
+    }
+}
