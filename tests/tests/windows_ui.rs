@@ -254,6 +254,110 @@ fn consent_under_wine_refuse_refuses() {
     assert_eq!(answer_of(answer), ConsentAnswer::Refused);
 }
 
+/// At 150 % (144 DPI, set in the prefix's registry for this test) the
+/// dialog and its buttons grow by 1.5: Accept is clicked at its documented
+/// place times the scale factor.
+#[test]
+fn consent_under_wine_at_150_percent_scales_its_buttons_with_the_window() {
+    let Some(stage) = Stage::start("windows_ui::consent_150_percent") else {
+        return;
+    };
+    let _dpi = Dpi::set(&stage.wine, 144);
+    let scale = 1.5;
+    let (answer, id, origin) = open_consent(&stage, request(None));
+    let (_, _, width, height) = x11::geometry(stage.display(), &id);
+    assert_eq!(
+        [width as f32, height as f32],
+        CONSENT_WINDOW_SIZE.map(|v| v * scale),
+        "the consent window at 144 DPI is not 1.5 times its size in points"
+    );
+    let (ax, ay) = x11::centre(CONSENT_ACCEPT_BUTTON);
+    let accept = (
+        (ax as f32 * scale).round() as i64,
+        (ay as f32 * scale).round() as i64,
+    );
+    stage.wait_for_pixel("the armed Accept button", &id, accept, green);
+    stage.click(origin, accept);
+    assert_eq!(answer_of(answer), ConsentAnswer::Accepted);
+}
+
+/// The prefix's DPI (`HKCU\Control Panel\Desktop\LogPixels`), put back
+/// as it was on drop.
+struct Dpi {
+    wine: Wine,
+    before: Option<String>,
+}
+
+const DESKTOP_KEY: &str = r"HKCU\Control Panel\Desktop";
+
+impl Dpi {
+    fn set(wine: &Wine, dpi: u32) -> Self {
+        let query = wine.run("reg", &["query", DESKTOP_KEY, "/v", "LogPixels"]);
+        // "    LogPixels    REG_DWORD    0x60"
+        let before = (query.code == 0)
+            .then(|| {
+                query
+                    .stdout
+                    .split_whitespace()
+                    .skip_while(|w| *w != "REG_DWORD")
+                    .nth(1)
+                    .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                    .map(|v| v.to_string())
+            })
+            .flatten();
+        let dpi = dpi.to_string();
+        let add = wine.run(
+            "reg",
+            &[
+                "add",
+                DESKTOP_KEY,
+                "/v",
+                "LogPixels",
+                "/t",
+                "REG_DWORD",
+                "/d",
+                &dpi,
+                "/f",
+            ],
+        );
+        assert_eq!(add.code, 0, "reg add LogPixels failed: {add:?}");
+        // The setting is read when the prefix's programs start.
+        wait_for_prefix_idle(wine);
+        Self {
+            wine: wine.clone(),
+            before,
+        }
+    }
+}
+
+impl Drop for Dpi {
+    fn drop(&mut self) {
+        wait_for_prefix_idle(&self.wine);
+        let put_back = match &self.before {
+            Some(value) => self.wine.run(
+                "reg",
+                &[
+                    "add",
+                    DESKTOP_KEY,
+                    "/v",
+                    "LogPixels",
+                    "/t",
+                    "REG_DWORD",
+                    "/d",
+                    value,
+                    "/f",
+                ],
+            ),
+            None => self
+                .wine
+                .run("reg", &["delete", DESKTOP_KEY, "/v", "LogPixels", "/f"]),
+        };
+        if put_back.code != 0 {
+            eprintln!("warning: could not put LogPixels back in the Wine prefix: {put_back:?}");
+        }
+    }
+}
+
 #[test]
 fn indicator_under_wine_switches_to_view_only_then_stops() {
     let Some(stage) = Stage::start("windows_ui::indicator") else {
