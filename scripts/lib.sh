@@ -13,8 +13,9 @@ DESKSIDE_TEST_DEB_PACKAGES=(xvfb xdotool imagemagick x11-utils
   dpkg-dev lintian rpm desktop-file-utils systemd man-db python3)
 # The Windows build and its tests (scripts/windows-tests): mingw-w64 with
 # posix threads (.cargo/config.toml names its -posix binaries) and Wine
-# (64-bit only: the tests need no 32-bit Windows).
-DESKSIDE_WINDOWS_DEB_PACKAGES=(gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix wine wine64)
+# (64-bit only: the tests need no 32-bit Windows); wixl builds the MSI
+# (installers/windows/build-msi) and msitools reads it back (msiinfo, msibuild).
+DESKSIDE_WINDOWS_DEB_PACKAGES=(gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix wine wine64 wixl msitools)
 
 # Installs missing Debian packages with apt-get when root; otherwise prints
 # the exact command to run and fails.
