@@ -340,6 +340,14 @@ fn gdi_capture_finds_a_window_picture_and_its_damage() {
 }
 
 #[test]
+fn the_helper_knows_its_interactive_desktop() {
+    // A test program runs in the signed-in session (Wine's too): its
+    // window station is the interactive WinSta0.
+    let desktop = deskside_desktop::windows_desktop().expect("an interactive desktop");
+    assert_eq!(desktop.to_ascii_lowercase(), r"winsta0\default");
+}
+
+#[test]
 fn windows_capturer_falls_back_to_gdi_under_wine() {
     if wine_version().is_none()
         || !display_available("windows_capturer_falls_back_to_gdi_under_wine")
@@ -347,6 +355,8 @@ fn windows_capturer_falls_back_to_gdi_under_wine() {
         // On real Windows either backend is right.
         return;
     }
+    let dxgi = deskside_desktop::DxgiCapturer::open().expect_err("Wine has no Desktop Duplication");
+    eprintln!("DXGI Desktop Duplication under Wine: {dxgi}");
     let mut capturer = WindowsCapturer::open().expect("a capturer");
     assert_eq!(
         capturer.backend(),

@@ -4,6 +4,15 @@
 //! cargo run --release -p deskside-desktop --bin deskside-bench-capture -- --seconds 3
 //! ```
 //!
+//! On Windows (or under Wine on an X display) it captures the primary
+//! monitor with the backend `WindowsCapturer` picks (`--backend gdi|dxgi`
+//! forces one) and prints the wall time per capture of a still screen:
+//!
+//! ```text
+//! cargo build --release --target x86_64-pc-windows-gnu -p deskside-desktop --bin deskside-bench-capture
+//! DISPLAY=:N scripts/wine-run target/x86_64-pc-windows-gnu/release/deskside-bench-capture.exe --seconds 5
+//! ```
+//!
 //! Starts a private 1920x1080 Xvfb (or uses `--display :N` with `--server-pid`
 //! unknown), then for each scenario captures monitor 0 in a tight loop for
 //! `--seconds` and prints one JSON line: captures per second, how many reported
@@ -28,8 +37,17 @@ fn main() -> std::process::ExitCode {
     x11::main()
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+#[path = "deskside-bench-capture/windows.rs"]
+mod windows;
+
+#[cfg(windows)]
 fn main() -> std::process::ExitCode {
-    eprintln!("deskside-bench-capture measures X11 capture and runs only where X11 does (Linux and other Unix systems)");
+    windows::main()
+}
+
+#[cfg(not(any(unix, windows)))]
+fn main() -> std::process::ExitCode {
+    eprintln!("deskside-bench-capture measures X11 and Windows capture only");
     std::process::ExitCode::from(1)
 }

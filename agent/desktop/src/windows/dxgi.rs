@@ -74,6 +74,8 @@ pub struct DxgiCapturer {
 #[derive(Debug)]
 struct Output {
     monitor: Monitor,
+    /// The output's `HMONITOR`.
+    handle: isize,
     adapter: IDXGIAdapter1,
     output: IDXGIOutput1,
 }
@@ -617,9 +619,23 @@ fn enumerate() -> Result<Vec<Output>, CaptureError> {
                     // The primary monitor holds the desktop's origin.
                     primary: r.left == 0 && r.top == 0,
                 },
+                handle: desc.Monitor.0 as isize,
                 adapter: adapter.clone(),
                 output: output1,
             });
+        }
+    }
+    // The same order, names and primary flag as GDI's list, so a monitor
+    // index means the same screen whichever backend runs (the helper lists
+    // monitors with GDI before a session starts).
+    let gdi = super::list_monitors()?;
+    let position = |handle: isize| gdi.iter().position(|a| a.handle == handle);
+    outputs.sort_by_key(|o| position(o.handle).unwrap_or(usize::MAX));
+    for (i, o) in outputs.iter_mut().enumerate() {
+        o.monitor.index = i as u8;
+        if let Some(a) = position(o.handle).and_then(|p| gdi.get(p)) {
+            o.monitor.name = a.monitor.name.clone();
+            o.monitor.primary = a.monitor.primary;
         }
     }
     Ok(outputs)

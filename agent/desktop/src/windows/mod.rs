@@ -31,12 +31,13 @@ use windows::Win32::Graphics::Gdi::{
 };
 use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows::Win32::System::StationsAndDesktops::{
-    CloseDesktop, GetUserObjectInformationW, OpenInputDesktop, DESKTOP_CONTROL_FLAGS,
-    DESKTOP_READOBJECTS, UOI_NAME,
+    GetProcessWindowStation, GetThreadDesktop, GetUserObjectInformationW, UOI_FLAGS, UOI_NAME,
+    USEROBJECTFLAGS,
 };
+use windows::Win32::System::Threading::GetCurrentThreadId;
 use windows::Win32::UI::HiDpi::{
-    GetDpiForMonitor, SetProcessDpiAwarenessContext, DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2,
-    MDT_EFFECTIVE_DPI,
+    GetDpiForMonitor, SetProcessDpiAwareness, SetProcessDpiAwarenessContext,
+    DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2, MDT_EFFECTIVE_DPI, PROCESS_PER_MONITOR_DPI_AWARE,
 };
 use windows::Win32::UI::WindowsAndMessaging::{
     GetSystemMetrics, SetProcessDPIAware, MONITORINFOF_PRIMARY, SM_CXVIRTUALSCREEN,
@@ -151,43 +152,63 @@ impl Capturer for WindowsCapturer {
     }
 }
 
-/// The name of the desktop that receives input now (`Default` while the
-/// user works), or why there is none this process can use: a service in
-/// session 0 has no interactive desktop, and while the secure desktop
-/// (`Winlogon`: UAC prompts, the lock screen) is shown a process running as
-/// the user may not open it. The session helper's "what to capture".
+/// The window station and desktop this process draws on and can capture
+/// (`WinSta0\Default` for a helper in the signed-in user's session), or
+/// why it cannot show anything: a process on a non-interactive window
+/// station (a service in session 0) sees no one's screen. The session
+/// helper's "what to capture".
 pub fn windows_desktop() -> Result<String, String> {
-    // SAFETY: OpenInputDesktop takes plain flags and returns an owned handle
-    // (or an error); the handle is closed below on every path.
-    let desktop = unsafe {
-        OpenInputDesktop(DESKTOP_CONTROL_FLAGS(0), false, DESKTOP_READOBJECTS)
-    }
-    .map_err(|e| {
-        format!(
-            "this process cannot open the input desktop ({}): it runs without an interactive desktop \
-             (a service in session 0), or the secure desktop (a UAC prompt, the lock screen) is showing; \
-             run the session helper in the employee's signed-in session",
-            win_detail(&e)
-        )
-    })?;
-    let mut name = [0u16; 256];
-    let mut needed = 0u32;
-    // SAFETY: `desktop` is a valid desktop handle; the buffer pointer and
-    // its length in bytes describe `name`, which outlives the call.
-    let read = unsafe {
+    /// `WSF_VISIBLE` (WinUser.h): the window station has a display.
+    const WSF_VISIBLE: u32 = 1;
+    // SAFETY: returns this process's window station handle (not to be
+    // closed).
+    let station = unsafe { GetProcessWindowStation() }
+        .map_err(|e| format!("this process has no window station ({})", win_detail(&e)))?;
+    let mut flags = USEROBJECTFLAGS::default();
+    // SAFETY: `flags` is a USEROBJECTFLAGS and its size is passed.
+    let visible = unsafe {
         GetUserObjectInformationW(
-            HANDLE(desktop.0),
+            HANDLE(station.0),
+            UOI_FLAGS,
+            Some((&mut flags as *mut USEROBJECTFLAGS).cast()),
+            std::mem::size_of::<USEROBJECTFLAGS>() as u32,
+            None,
+        )
+    }
+    .map(|()| flags.dwFlags & WSF_VISIBLE != 0)
+    .unwrap_or(true);
+    let station_name = object_name(HANDLE(station.0)).unwrap_or_else(|| "?".to_owned());
+    if !visible {
+        return Err(format!(
+            "this process runs on the non-interactive window station {station_name} (a service in session 0) and cannot see the employee's screen; \
+             the session helper must run in the employee's signed-in session"
+        ));
+    }
+    // SAFETY: returns the calling thread's desktop handle (not to be
+    // closed).
+    let desktop = unsafe { GetThreadDesktop(GetCurrentThreadId()) }
+        .map_err(|e| format!("this thread has no desktop ({})", win_detail(&e)))?;
+    let desktop_name = object_name(HANDLE(desktop.0)).unwrap_or_else(|| "?".to_owned());
+    Ok(format!("{station_name}\\{desktop_name}"))
+}
+
+/// The name of a window station or desktop.
+fn object_name(object: HANDLE) -> Option<String> {
+    let mut name = [0u16; 256];
+    // SAFETY: the buffer pointer and its length in bytes describe `name`,
+    // which outlives the call.
+    unsafe {
+        GetUserObjectInformationW(
+            object,
             UOI_NAME,
             Some(name.as_mut_ptr().cast()),
             (name.len() * 2) as u32,
-            Some(&mut needed),
+            None,
         )
-    };
-    // SAFETY: `desktop` came from OpenInputDesktop and is closed once.
-    let _ = unsafe { CloseDesktop(desktop) };
-    read.map_err(|e| format!("cannot read the input desktop's name ({})", win_detail(&e)))?;
+    }
+    .ok()?;
     let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-    Ok(String::from_utf16_lossy(&name[..len]))
+    Some(String::from_utf16_lossy(&name[..len]))
 }
 
 /// The Wine version when this program runs under Wine (ntdll exports
@@ -223,17 +244,29 @@ pub(crate) fn ensure_dpi_aware() {
         // SAFETY: takes a predefined pseudo-handle value; no pointers.
         match unsafe { SetProcessDpiAwarenessContext(DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2) } {
             Ok(()) => tracing::debug!("per-monitor DPI aware (v2)"),
-            Err(e) => {
-                // Windows before 10 1703 lacks v2; a manifest may have set
-                // an awareness already (access denied). System awareness
-                // is the next best: right on single-DPI desktops.
-                // SAFETY: no arguments.
-                let system = unsafe { SetProcessDPIAware() }.as_bool();
-                tracing::info!(
-                    "per-monitor DPI awareness not set ({}); system DPI awareness {}: on monitors with different scale factors input may land off by the scale",
-                    win_detail(&e),
-                    if system { "set" } else { "unchanged" }
-                );
+            Err(v2) => {
+                // Windows before 10 1703 (and Wine 8) lack v2: per-monitor
+                // v1 gives the same physical coordinates to this process.
+                // SAFETY: takes an enum value; no pointers.
+                match unsafe { SetProcessDpiAwareness(PROCESS_PER_MONITOR_DPI_AWARE) } {
+                    Ok(()) => tracing::debug!(
+                        "per-monitor DPI aware (v1; v2 refused: {})",
+                        win_detail(&v2)
+                    ),
+                    Err(v1) => {
+                        // A manifest may have set an awareness already
+                        // (access denied). System awareness is the next
+                        // best: right on single-DPI desktops.
+                        // SAFETY: no arguments.
+                        let system = unsafe { SetProcessDPIAware() }.as_bool();
+                        tracing::info!(
+                            "per-monitor DPI awareness not set ({}; {}); system DPI awareness {}: on monitors with different scale factors input may land off by the scale",
+                            win_detail(&v2),
+                            win_detail(&v1),
+                            if system { "set" } else { "unchanged" }
+                        );
+                    }
+                }
             }
         }
     });
@@ -243,6 +276,8 @@ pub(crate) fn ensure_dpi_aware() {
 #[derive(Clone, Debug)]
 pub(crate) struct MonitorArea {
     pub(crate) monitor: Monitor,
+    /// Its `HMONITOR`, to match DXGI outputs to this list.
+    pub(crate) handle: isize,
 }
 
 /// The desktop's monitors in `EnumDisplayMonitors` order, physical pixels.
@@ -324,6 +359,7 @@ pub(crate) fn list_monitors() -> Result<Vec<MonitorArea>, CaptureError> {
                 height: rect.height(),
                 primary: info.monitorInfo.dwFlags & MONITORINFOF_PRIMARY != 0,
             },
+            handle: handle.0 as isize,
         });
     }
     Ok(monitors)
