@@ -20,8 +20,8 @@ use deskside_net::tunnel::{
 };
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, SessionOpened};
 use deskside_protocol::session::{
-    close, AgentToConsole, Capabilities, Codec, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
-    MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
+    close, AgentToConsole, Capabilities, Codec, ConsoleToAgent, EndedBy, InputEvent, MouseButton,
+    VideoFrame, MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
 };
 use serde_json::json;
 
@@ -88,6 +88,11 @@ pub struct SessionArgs {
     /// Top-left corner of the --probe-input area, in frame pixels (`X,Y`).
     #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_origin, default_value = "0,0")]
     pub probe_input_at: (u32, u32),
+    /// With --headless: once the first frame arrived, left-click at this
+    /// frame pixel (`X,Y`), before typing --type-text (for tests: the
+    /// click also brings the clicked window to the front).
+    #[arg(long, requires = "headless", hide = true, value_name = "X,Y", value_parser = parse_origin)]
+    pub click: Option<(u32, u32)>,
 }
 
 fn parse_origin(text: &str) -> Result<(u32, u32), String> {
@@ -580,11 +585,26 @@ async fn headless(
                 }
                 probing = args.probe_input.is_some();
                 if !typed {
-                    if let Some(text) = &args.type_text {
-                        typed = true;
-                        if let Err(e) = input.send(&InputEvent::Text { text: text.clone() }).await {
-                            break lost(&e);
+                    typed = true;
+                    let mut once = Vec::new();
+                    if let Some((x, y)) = args.click {
+                        once.push(InputEvent::PointerMove { x, y });
+                        for pressed in [true, false] {
+                            once.push(InputEvent::Button { button: MouseButton::Left, pressed });
                         }
+                    }
+                    if let Some(text) = &args.type_text {
+                        once.push(InputEvent::Text { text: text.clone() });
+                    }
+                    let mut failed = None;
+                    for event in &once {
+                        if let Err(e) = input.send(event).await {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    if let Some(e) = failed {
+                        break lost(&e);
                     }
                 }
             }
