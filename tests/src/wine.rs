@@ -305,4 +305,18 @@ impl World {
         proc.kill_tree = true;
         proc
     }
+
+    /// Like [`World::spawn_wine`], returning the program's stdout for the
+    /// caller to read (a Windows program that prints to a closed stdout
+    /// fails).
+    pub fn spawn_wine_piped(
+        &mut self,
+        name: &str,
+        command: Command,
+    ) -> (Proc, std::process::ChildStdout) {
+        let log = self.log_path(name);
+        let (mut proc, stdout) = Proc::spawn(name, command, log);
+        proc.kill_tree = true;
+        (proc, stdout.expect("stdout is piped"))
+    }
 }
