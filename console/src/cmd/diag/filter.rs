@@ -8,8 +8,8 @@
 //! never silently matches nothing. Nothing here does I/O.
 
 use deskside_diag::snapshot::{
-    Battery, Clock, DefaultRoute, Device, Dns, Gateway, NetworkConfig, Path, Pressure, RttStats,
-    Throughput, Wifi,
+    Battery, Clock, DefaultRoute, Device, Dns, Gateway, NetworkConfig, OsConnectivity, Path,
+    Pressure, RttStats, Throughput, Wifi,
 };
 use deskside_diag::{Probe, Snapshot};
 use serde_json::Value;
@@ -121,6 +121,8 @@ fn skeleton() -> Snapshot {
         dns: Probe::Measured(Dns::default()),
         clock: Probe::Measured(Clock::default()),
         path: Probe::Measured(path),
+        // Windows snapshots only: Windows' own connectivity verdict.
+        os_connectivity: Some(Probe::Measured(OsConnectivity::default())),
         ..Snapshot::default()
     }
 }
@@ -814,6 +816,7 @@ mod tests {
             "device.memory.available_bytes",
             "network.default_route.gateway",
             "clock.offset_ms",
+            "os_connectivity.level",
         ] {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }
