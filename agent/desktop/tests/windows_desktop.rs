@@ -28,9 +28,9 @@ use windows::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows::Win32::UI::Input::KeyboardAndMouse::SetFocus;
 use windows::Win32::UI::WindowsAndMessaging::{
     CreateWindowExW, DefWindowProcW, DestroyWindow, DispatchMessageW, GetForegroundWindow,
-    PeekMessageW, RegisterClassW, SetForegroundWindow, ShowWindow, TranslateMessage, MSG,
-    PM_REMOVE, SW_SHOW, WINDOW_EX_STYLE, WM_CHAR, WM_KEYDOWN, WM_LBUTTONDOWN, WM_LBUTTONUP,
-    WM_MOUSEWHEEL, WM_PAINT, WM_RBUTTONDOWN, WNDCLASSW, WS_POPUP, WS_VISIBLE,
+    LoadCursorW, PeekMessageW, RegisterClassW, SetForegroundWindow, ShowWindow, TranslateMessage,
+    IDC_ARROW, MSG, PM_REMOVE, SW_SHOW, WINDOW_EX_STYLE, WM_CHAR, WM_KEYDOWN, WM_LBUTTONDOWN,
+    WM_LBUTTONUP, WM_MOUSEWHEEL, WM_PAINT, WM_RBUTTONDOWN, WNDCLASSW, WS_POPUP, WS_VISIBLE,
 };
 
 /// The picture: four vertical bars of 40 x 120 pixels, as (r, g, b).
@@ -164,6 +164,9 @@ impl TestWindow {
                 lpfnWndProc: Some(proc),
                 hInstance: instance.into(),
                 lpszClassName: class_name,
+                // The standard arrow over the window (a class without a
+                // cursor leaves the pointer hidden under Wine).
+                hCursor: LoadCursorW(None, IDC_ARROW).expect("the arrow cursor"),
                 ..Default::default()
             };
             RegisterClassW(&wc);
@@ -430,9 +433,47 @@ fn sendinput_types_and_clicks_into_a_window() {
             pressed: false,
         },
     ];
-    for event in &events {
+    let mut pointer = GdiCapturer::open().expect("GDI capturer");
+    for (i, event) in events.iter().enumerate() {
         sink.apply(event).expect("SendInput");
         pump(Duration::from_millis(20));
+        if i == 0 {
+            // The capturer sees the pointer where SendInput put it, with
+            // its shape the first time (an arrow: some opaque pixels).
+            let (x, y, shape) = pointer
+                .cursor()
+                .expect("cursor")
+                .expect("a pointer position");
+            assert_eq!(
+                (x, y),
+                (wx + 30, wy + 20),
+                "the pointer is not where it was moved"
+            );
+            let shape = shape.expect("the first cursor call carries the shape");
+            assert!(
+                shape.width > 1 && shape.height > 1,
+                "{}x{}",
+                shape.width,
+                shape.height
+            );
+            assert_eq!(
+                shape.rgba.len(),
+                usize::from(shape.width) * usize::from(shape.height) * 4
+            );
+            assert!(
+                shape.rgba.chunks(4).any(|p| p[3] == 0xff),
+                "an invisible cursor shape"
+            );
+            assert!(
+                shape.rgba.chunks(4).any(|p| p[3] == 0),
+                "a cursor shape with no transparent pixel"
+            );
+            let again = pointer
+                .cursor()
+                .expect("cursor")
+                .expect("a pointer position");
+            assert_eq!(again.2, None, "the unchanged shape was sent again");
+        }
     }
     let typed: Vec<u16> = "Hé!\ra".encode_utf16().collect();
     let chars = || -> Vec<u16> {
