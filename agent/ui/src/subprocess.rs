@@ -430,8 +430,19 @@ mod tests {
 
     #[test]
     fn a_child_that_dies_without_answering_is_an_error() {
-        let mut command = Command::new("sh");
-        command.args(["-c", "cat >/dev/null; exit 3"]);
+        // Reads the request, then dies without an answer.
+        #[cfg(unix)]
+        let command = {
+            let mut command = Command::new("sh");
+            command.args(["-c", "cat >/dev/null; exit 3"]);
+            command
+        };
+        #[cfg(windows)]
+        let command = {
+            let mut command = Command::new("cmd");
+            command.args(["/c", "set /p request= & exit 3"]);
+            command
+        };
         let request = ConsentRequest {
             technician: "A".into(),
             organisation: "B".into(),
