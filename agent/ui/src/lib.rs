@@ -23,8 +23,16 @@
 //! Layout: both windows have a fixed size and fixed button positions (the
 //! `*_BUTTON` constants, `[x, y, width, height]` in window points; one point
 //! is one pixel at scale factor 1, e.g. under Xvfb with
-//! `WINIT_X11_SCALE_FACTOR=1`), so tests and accessibility tools can click
-//! them.
+//! `WINIT_X11_SCALE_FACTOR=1`, or on Windows at 96 DPI, Wine's default), so
+//! tests and accessibility tools can click them. At another scale factor
+//! the window and its buttons grow together (Windows at 144 DPI: 1.5, tested
+//! under Wine).
+//!
+//! Windows: the same windows, drawn with OpenGL through WGL (under Wine on
+//! Xvfb, Mesa's llvmpipe behind GLX). The indicator's "?" button
+//! ([`INDICATOR_HELP_BUTTON`], Windows only) says what a helper running as
+//! the user cannot reach there: windows running as administrator and UAC
+//! prompts ([`words::windows_limits`]).
 
 mod consent;
 mod indicator;
