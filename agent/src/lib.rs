@@ -10,6 +10,7 @@ pub mod diag;
 pub mod enroll_pending;
 pub mod link;
 pub mod org_trust;
+pub mod platform;
 pub mod service;
 pub mod session;
 pub mod state;

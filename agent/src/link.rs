@@ -109,8 +109,17 @@ pub fn device_info() -> DeviceInfo {
     }
 }
 
-/// The OS as people name it: `Debian GNU/Linux 12 (bookworm)`.
+/// The OS as people name it: `Debian GNU/Linux 12 (bookworm)`, `Windows 11
+/// 23H2 (22631)`.
 fn os_description() -> String {
+    #[cfg(windows)]
+    return crate::platform::windows::os_version::describe();
+    #[cfg(not(windows))]
+    os_description_from_sysinfo()
+}
+
+#[cfg(not(windows))]
+fn os_description_from_sysinfo() -> String {
     let name = sysinfo::System::name();
     let version = sysinfo::System::os_version();
     match (name, version) {

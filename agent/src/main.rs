@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 mod check;
 mod help_fr;
+#[cfg(windows)]
+mod service_cmd;
 
 /// The deskside agent: lets your IT helpdesk see this device's health and,
 /// only with your consent, help you on screen.
@@ -24,7 +26,9 @@ mod help_fr;
 #[command(version, about)]
 struct Cli {
     /// State directory (identity, key, status). Default /var/lib/deskside-agent
-    /// for root, else ~/.local/state/deskside-agent.
+    /// for root, else ~/.local/state/deskside-agent. Windows:
+    /// %ProgramData%\deskside\agent for the service and in an administrator
+    /// prompt, else %LOCALAPPDATA%\deskside\agent.
     #[arg(long, global = true, env = "DESKSIDE_AGENT_STATE")]
     state_dir: Option<PathBuf>,
     /// Log more (repeat for more detail).
@@ -52,6 +56,10 @@ enum Command {
         /// Replace an existing enrollment.
         #[arg(long)]
         force: bool,
+        /// Do nothing when this device is already enrolled (for installers,
+        /// which may run again with the same token).
+        #[arg(long, conflicts_with_all = ["force", "from_config"])]
+        if_not_enrolled: bool,
         /// Use the token an installer left in the token file, once: it is
         /// deleted after enrollment succeeds. Does nothing when there is no
         /// such file.
@@ -112,6 +120,12 @@ enum Command {
     /// The session indicator, run by the session helper.
     #[command(name = "session-indicator", hide = true)]
     SessionIndicator,
+    /// Installs, removes or runs the deskside-agent Windows service.
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        action: service_cmd::ServiceAction,
+    },
     /// Writes man pages into DIR (for packagers).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -142,15 +156,35 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let state = StateDir::new(cli.state_dir.unwrap_or_else(StateDir::default_root));
+    #[cfg(windows)]
+    let state = StateDir::new(match &cli.command {
+        Command::Service { action } => service_cmd::state_dir(action, cli.state_dir.clone()),
+        _ => cli.state_dir.clone().unwrap_or_else(StateDir::default_root),
+    });
+    #[cfg(not(windows))]
+    let state = StateDir::new(cli.state_dir.clone().unwrap_or_else(StateDir::default_root));
+    // The Windows service has no console: it logs to a file.
+    #[cfg(windows)]
+    let log_file = match &cli.command {
+        Command::Service { action } => service_cmd::log_file(action, state.root()),
+        _ => None,
+    };
+    #[cfg(not(windows))]
+    let log_file: Option<std::fs::File> = None;
+    let subscriber = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    );
+    match log_file {
+        Some(file) => subscriber
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init(),
+        None => subscriber
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -166,10 +200,13 @@ fn main() -> ExitCode {
         Command::Enroll {
             token,
             force,
+            if_not_enrolled,
             from_config,
             token_file,
         } => match (token, from_config) {
-            (Some(token), _) => runtime.block_on(enroll(&state, &token, force)),
+            (Some(token), _) => {
+                runtime.block_on(enroll_command(&state, &token, force, if_not_enrolled))
+            }
             (None, _) => runtime.block_on(enroll_from_file(&state, &token_file, force)),
         },
         Command::Run {
@@ -204,6 +241,8 @@ fn main() -> ExitCode {
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
         Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),
+        #[cfg(windows)]
+        Command::Service { action } => return service_cmd::main(action, state, runtime),
         Command::GenerateDocs { dir } => {
             use clap::CommandFactory as _;
             return match deskside_net::docs::generate(Cli::command(), &dir, false) {
@@ -264,6 +303,26 @@ async fn enroll(state: &StateDir, token: &str, force: bool) -> Result<(), LinkEr
     Ok(())
 }
 
+/// `enroll TOKEN`. With `--if-not-enrolled` an enrolled device says so and
+/// succeeds without reading the token or contacting the relay: the MSI runs
+/// this at every installation given ENROLL_TOKEN, repairs included.
+async fn enroll_command(
+    state: &StateDir,
+    token: &str,
+    force: bool,
+    if_not_enrolled: bool,
+) -> Result<(), LinkError> {
+    if if_not_enrolled && state.is_enrolled() {
+        let current = state.enrollment()?;
+        println!(
+            "Already enrolled as {} (relay {}): nothing to do. Use --force instead of --if-not-enrolled to enroll again.",
+            current.device_id, current.relay
+        );
+        return Ok(());
+    }
+    enroll(state, token, force).await
+}
+
 /// Consumes the token file an installer left: enrolls with it, then deletes
 /// it. Missing file: nothing to do. Already enrolled: the file is stale and
 /// is deleted so it is not retried at every start.
@@ -301,15 +360,25 @@ fn remove_token_file(path: &Path) -> Result<(), LinkError> {
 }
 
 async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), check::CliError> {
-    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
     });
+    run_until(state, wait_for_enrollment, stop_rx).await
+}
+
+/// The agent's loop until `stop_rx` turns true: `run`'s with a signal
+/// handler, the Windows service's with the Service Control Manager's stop.
+async fn run_until(
+    state: &StateDir,
+    wait_for_enrollment: bool,
+    mut stop_rx: watch::Receiver<bool>,
+) -> Result<(), check::CliError> {
     if wait_for_enrollment && !state.is_enrolled() {
         tracing::warn!(
-            "this device is not enrolled yet; waiting. Enroll it with `sudo deskside-agent enroll TOKEN`, using a token from IT"
+            "this device is not enrolled yet; waiting. Enroll it with {ENROLL_AS_ADMIN}, using a token from IT"
         );
         while !state.is_enrolled() {
             tokio::select! {
@@ -324,6 +393,13 @@ async fn run(state: &StateDir, wait_for_enrollment: bool) -> Result<(), check::C
     let _lock = state.lock_run()?;
     Ok(link::run(state, stop_rx).await?)
 }
+
+/// How an administrator enrolls the installed service's device.
+#[cfg(not(windows))]
+const ENROLL_AS_ADMIN: &str = "`sudo deskside-agent enroll TOKEN`";
+#[cfg(windows)]
+const ENROLL_AS_ADMIN: &str =
+    "`deskside-agent enroll TOKEN` in an administrator prompt (or the MSI's ENROLL_TOKEN property)";
 
 /// How often a waiting service looks for an enrollment.
 const ENROLLMENT_POLL: Duration = Duration::from_secs(2);
@@ -385,6 +461,54 @@ mod tests {
         let root = help(help_fr::french(Cli::command()), &[]);
         assert!(root.contains("Inscrit cet ordinateur"), "{root}");
         assert!(!root.contains("Enrolls this device"), "{root}");
+    }
+
+    #[test]
+    fn enroll_if_not_enrolled_leaves_an_enrolled_device_alone() {
+        use deskside_agent::state::{Enrollment, AGENT_CERT_NAME};
+        let cli = Cli::try_parse_from(["deskside-agent", "enroll", "--if-not-enrolled", "dse1_x"])
+            .expect("--if-not-enrolled parses");
+        assert!(matches!(
+            cli.command,
+            Command::Enroll {
+                if_not_enrolled: true,
+                force: false,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from([
+            "deskside-agent",
+            "enroll",
+            "--if-not-enrolled",
+            "--force",
+            "dse1_x"
+        ])
+        .is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let enrollment = Enrollment {
+            device_id: deskside_protocol::DeviceId(7),
+            organisation: "Org".into(),
+            relay: "127.0.0.1:9".into(),
+            fingerprint: deskside_protocol::Fingerprint([1; 32]),
+            enrolled_at: 1_700_000_000,
+        };
+        let identity = deskside_net::Identity::generate(&[AGENT_CERT_NAME]).unwrap();
+        state.save_enrollment(&identity, &enrollment).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Not a valid token, and no relay at 127.0.0.1:9: only a command that
+        // contacts nobody succeeds.
+        runtime
+            .block_on(enroll_command(&state, "dse1_not-a-token", false, true))
+            .expect("an enrolled device is left alone");
+        assert_eq!(state.enrollment().unwrap(), enrollment);
+        assert!(runtime
+            .block_on(enroll_command(&state, "dse1_not-a-token", false, false))
+            .is_err());
     }
 
     #[test]

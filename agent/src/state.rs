@@ -107,7 +107,17 @@ impl StateDir {
 
     /// The default: `/var/lib/deskside-agent` for root, else
     /// `$XDG_STATE_HOME/deskside-agent` or `~/.local/state/deskside-agent`.
+    /// Windows: `%ProgramData%\deskside\agent` when elevated, else
+    /// `%LOCALAPPDATA%\deskside\agent` (`platform::windows::paths`).
     pub fn default_root() -> PathBuf {
+        #[cfg(windows)]
+        return crate::platform::windows::paths::default_state_dir();
+        #[cfg(not(windows))]
+        Self::default_unix_root()
+    }
+
+    #[cfg(not(windows))]
+    fn default_unix_root() -> PathBuf {
         if is_root() {
             return PathBuf::from("/var/lib/deskside-agent");
         }

@@ -12,8 +12,10 @@
 //!
 //! The prefix: `DESKSIDE_WINEPREFIX` when set (scripts/windows-tests sets one
 //! per run and removes it), else one scratch prefix per test binary, created
-//! here and, at the process's exit, its `wineserver -k`ed and deleted. This
-//! module never touches any other prefix.
+//! here and, at the process's exit, its `wineserver -k`ed and deleted. A test
+//! that changes the whole Windows (installs a service, reboots) takes a prefix
+//! of its own with [`Wine::isolated`], removed the same way when it is done.
+//! This module never touches any other prefix.
 //!
 //! Never here: a Wine prefix shared with another test run, or a kill of any
 //! process the harness did not start.
@@ -22,11 +24,12 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{run, secret_scan, Proc, Run, World};
+use crate::{secret_scan, Proc, Run, World};
 
 /// The target triple of the Windows build.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
@@ -76,13 +79,18 @@ fn prefix() -> &'static Prefix {
 /// At exit: stops the processes of the prefix this process created (and no
 /// other), then deletes it.
 extern "C" fn remove_owned_prefix() {
-    let Some(Prefix {
+    if let Some(Prefix {
         path,
         owned_dir: Some(dir),
     }) = PREFIX.get()
-    else {
-        return;
-    };
+    {
+        remove_prefix(path, dir);
+    }
+}
+
+/// `wineserver -k` in `path` (a prefix this process created), then deletes
+/// `dir`, the scratch directory holding it.
+fn remove_prefix(path: &Path, dir: &Path) {
     if path.exists() {
         let _ = Command::new("timeout")
             .args(["30", "wineserver", "-k"])
@@ -92,6 +100,57 @@ extern "C" fn remove_owned_prefix() {
             .status();
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A prefix owned by one [`Wine`] (and its clones): removed when the last
+/// is dropped.
+#[derive(Debug)]
+struct OwnPrefix {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for OwnPrefix {
+    fn drop(&mut self) {
+        remove_prefix(&self.path, &self.dir);
+    }
+}
+
+/// Which prefix a [`Wine`] runs in.
+#[derive(Clone, Debug)]
+enum PrefixRef {
+    /// The test binary's (or `DESKSIDE_WINEPREFIX`).
+    Shared,
+    /// Its own, from [`Wine::isolated`].
+    Own(Arc<OwnPrefix>),
+}
+
+/// Runs a Wine command to completion, its output going to files, not pipes:
+/// the first Wine program of a prefix starts the wineserver and Wine's
+/// system processes (services.exe, explorer.exe…), which inherit its
+/// standard output and error and keep them open for as long as they run, so
+/// reading a pipe to its end would wait for them (measured: a test hung).
+fn run(command: &mut Command) -> Run {
+    use std::io::{Read as _, Seek as _};
+    let mut stdout = tempfile::tempfile().expect("temporary file for stdout");
+    let mut stderr = tempfile::tempfile().expect("temporary file for stderr");
+    let status = command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.try_clone().expect("clone stdout file"))
+        .stderr(stderr.try_clone().expect("clone stderr file"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let read = |file: &mut std::fs::File| {
+        let mut bytes = Vec::new();
+        file.rewind().expect("rewind output file");
+        file.read_to_end(&mut bytes).expect("read output file");
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    }
 }
 
 /// The repository root (for `scripts/wine-run`).
@@ -128,6 +187,7 @@ fn on_path(program: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Wine {
     exe: PathBuf,
+    prefix: PrefixRef,
 }
 
 impl Wine {
@@ -154,7 +214,31 @@ impl Wine {
             eprintln!("SKIPPED {test}: {why}");
             return None;
         }
-        Some(Self { exe })
+        Some(Self {
+            exe,
+            prefix: PrefixRef::Shared,
+        })
+    }
+
+    /// Like [`Wine::find`], with a new prefix of its own (created at the
+    /// first Wine command, about 15 s), whatever `DESKSIDE_WINEPREFIX` says:
+    /// for tests that change the whole Windows (a service, a reboot) and
+    /// must neither disturb nor be disturbed by others. Its processes are
+    /// killed and it is deleted when the last clone is dropped.
+    pub fn isolated(test: &str) -> Option<Self> {
+        let shared = Self::find(test)?;
+        let dir = tempfile::Builder::new()
+            .prefix("deskside-wine-own-")
+            .tempdir()
+            .expect("temporary directory for a Wine prefix")
+            .keep();
+        Some(Self {
+            exe: shared.exe,
+            prefix: PrefixRef::Own(Arc::new(OwnPrefix {
+                path: dir.join("prefix"),
+                dir,
+            })),
+        })
     }
 
     /// The agent executable (a Unix path).
@@ -164,7 +248,28 @@ impl Wine {
 
     /// The Wine prefix in use (`WINEPREFIX`).
     pub fn prefix(&self) -> &Path {
-        &prefix().path
+        match &self.prefix {
+            PrefixRef::Shared => &prefix().path,
+            PrefixRef::Own(own) => &own.path,
+        }
+    }
+
+    /// Waits up to `timeout` for this prefix's wineserver to exit on its
+    /// own (it does a few seconds after its last program; Wine's services
+    /// go with it, and start again, with every automatic service, at the
+    /// next program: Wine's boot). Only for a prefix of its own
+    /// ([`Wine::isolated`]), where no other test keeps the server up.
+    pub fn wait_for_wineserver_exit(&self, timeout: Duration) -> bool {
+        assert!(
+            matches!(self.prefix, PrefixRef::Own(_)),
+            "wait_for_wineserver_exit needs Wine::isolated: other tests share this prefix"
+        );
+        Command::new("timeout")
+            .arg(timeout.as_secs().max(1).to_string())
+            .args(["wineserver", "-w"])
+            .env("WINEPREFIX", self.prefix())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// The Unix path of `C:\…` in the prefix (`drive_c/…`). Panics on a
@@ -294,6 +399,13 @@ impl World {
     pub fn run_wine_agent(&mut self, agent: &WineAgent) -> Proc {
         let mut command = agent.command(&["run"]);
         command.env("RUST_LOG", "info,deskside_agent=debug");
+        self.spawn_wine(&agent.name, command)
+    }
+
+    /// Starts `deskside-agent.exe run --wait-for-enrollment` for an agent
+    /// that is not enrolled: a Windows program that runs until killed.
+    pub fn run_wine_agent_waiting(&mut self, agent: &WineAgent) -> Proc {
+        let command = agent.command(&["run", "--wait-for-enrollment"]);
         self.spawn_wine(&agent.name, command)
     }
 

@@ -46,13 +46,29 @@ fn the_windows_agent_enrolls_once_shows_online_as_windows_and_follows_kill_and_r
         .find(|d| d["id"] == device.as_str())
         .expect("the device is listed");
     let os = listed["os"].as_str().unwrap_or_default();
-    assert!(os.starts_with("Windows"), "os is {os:?}: {listed}");
+    assert!(
+        names_windows_10_or_11(os),
+        "os is {os:?}, not \"Windows 10 (BUILD)\" or the like: {listed}"
+    );
 
     proc.kill();
     admin.wait_status(&device, "offline", OFFLINE);
 
     let _proc = world.run_wine_agent(&agent);
     admin.wait_status(&device, "online", ONLINE);
+}
+
+/// `Windows 10 (18362)`, `Windows 11 23H2 (22631)`: the release, maybe the
+/// feature update, and a Windows 10 or later build number. (Wine's default
+/// prefix made sysinfo say `Windows 0 (7601)`.)
+fn names_windows_10_or_11(os: &str) -> bool {
+    let release_ok = os.starts_with("Windows 10 ") || os.starts_with("Windows 11 ");
+    let build = os
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .and_then(|b| b.parse::<u32>().ok());
+    // 10240: the first Windows 10 release.
+    release_ok && build.is_some_and(|b| b >= 10_240)
 }
 
 #[test]
@@ -78,4 +94,118 @@ fn a_key_everyone_may_read_stops_the_windows_agent_with_the_fix() {
         "the refusal names the key and the fix: {}",
         run.stderr
     );
+}
+
+/// `deskside-agent.exe service install`, then Wine's Service Control
+/// Manager: `net start` brings the device online, `net stop` stops it
+/// cleanly within seconds and it goes offline, Wine's next boot starts it
+/// again (automatic start), and `service uninstall` stops and removes it.
+#[test]
+fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
+    // Services and reboots are machine-wide: a prefix of its own.
+    let Some(wine) = Wine::isolated("windows_agent::service") else {
+        return;
+    };
+    let mut world = World::new();
+    let (_relay, admin) = world.relay_and_admin();
+    // An ordinary program that keeps this prefix's wineserver, and with it
+    // Wine's services.exe, up between the commands below; without it each
+    // command would boot Wine anew and start the automatic service itself.
+    let hold = wine.agent("hold");
+    let mut holder = world.run_wine_agent_waiting(&hold);
+
+    let installed = wine.run_agent_exe(&["service", "install"]).ok();
+    assert!(
+        installed
+            .stdout
+            .contains("Installed the deskside-agent service"),
+        "{}",
+        installed.stdout
+    );
+    let query = wine.run("sc", &["query", "deskside-agent"]).ok();
+    assert!(
+        query.stdout.contains("STOPPED"),
+        "install registers, it does not start: {}",
+        query.stdout
+    );
+
+    // The service's state directory: %ProgramData%\deskside\agent.
+    let state = r"C:\ProgramData\deskside\agent";
+    let token = admin.enroll_token(1, "10m");
+    deskside_tests::secret_scan::remember_token(&token);
+    wine.run_agent_exe(&["--state-dir", state, "enroll", &token])
+        .ok();
+    let key = wine.unix_path(&format!(r"{state}\agent-key.pem"));
+    deskside_tests::secret_scan::remember_key_file(&key);
+    let device = wine
+        .run_agent_exe(&["--state-dir", state, "status", "--json"])
+        .ok()
+        .json()["device_id"]
+        .as_str()
+        .expect("device id")
+        .to_owned();
+
+    let started = wine.run("net", &["start", "deskside-agent"]);
+    assert_eq!(started.code, 0, "net start: {started:?}");
+    let online = admin.wait_status(&device, "online", ONLINE);
+    eprintln!("service: online {online:?} after `net start` returned");
+    let running = wine.run("sc", &["query", "deskside-agent"]).ok();
+    assert!(running.stdout.contains("RUNNING"), "{}", running.stdout);
+
+    let stop_started = std::time::Instant::now();
+    let stopped = wine.run("net", &["stop", "deskside-agent"]);
+    let stop_took = stop_started.elapsed();
+    assert_eq!(stopped.code, 0, "net stop: {stopped:?}");
+    let query = wine.run("sc", &["query", "deskside-agent"]).ok();
+    assert!(
+        query.stdout.contains("STOPPED") && query.stdout.contains("WIN32_EXIT_CODE    : 0"),
+        "a clean stop: {}",
+        query.stdout
+    );
+    assert!(
+        stop_took < Duration::from_secs(10),
+        "the service stopped in {stop_took:?}"
+    );
+    let offline = admin.wait_status(&device, "offline", OFFLINE);
+    eprintln!("service: `net stop` took {stop_took:?}; offline {offline:?} later");
+
+    // Wine's boot: once the last program ends, the wineserver and
+    // services.exe exit; the next program starts them, and services.exe
+    // starts every automatic service.
+    holder.kill();
+    assert!(
+        wine.wait_for_wineserver_exit(Duration::from_secs(60)),
+        "the prefix's wineserver did not exit within 60 s"
+    );
+    let booted = wine.run("sc", &["query", "deskside-agent"]).ok();
+    eprintln!("after boot: {}", booted.stdout);
+    let online = admin.wait_status(&device, "online", ONLINE);
+    eprintln!("service: online {online:?} after Wine's boot");
+
+    let log = std::fs::read_to_string(wine.unix_path(&format!(r"{state}\service.log")))
+        .expect("the service logs to service.log in its state directory");
+    for line in [
+        "the deskside-agent service is running",
+        "Windows asked the service to stop",
+        "the deskside-agent service stopped code=0",
+    ] {
+        assert!(
+            log.contains(line),
+            "{line:?} not in the service log:\n{log}"
+        );
+    }
+    let leaked = deskside_tests::secret_scan::found_in(&log);
+    assert!(leaked.is_empty(), "the service logged secrets: {leaked:?}");
+
+    let removed = wine.run_agent_exe(&["service", "uninstall"]).ok();
+    assert!(
+        removed.stdout.contains("Stopped and removed"),
+        "{}",
+        removed.stdout
+    );
+    admin.wait_status(&device, "offline", OFFLINE);
+    let gone = wine.run("sc", &["query", "deskside-agent"]);
+    assert_ne!(gone.code, 0, "the service is still registered: {gone:?}");
+    let again = wine.run_agent_exe(&["service", "uninstall"]).ok();
+    assert!(again.stdout.contains("not installed"), "{}", again.stdout);
 }

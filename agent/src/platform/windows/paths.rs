@@ -1,0 +1,149 @@
+//! Where the agent keeps its state on Windows.
+//!
+//! The service's state is machine-wide, `%ProgramData%\deskside\agent`
+//! (the Linux service's `/var/lib/deskside-agent`); an employee running
+//! `check` or their own agent keeps per-user state in
+//! `%LOCALAPPDATA%\deskside\agent` (Linux: `~/.local/state`).
+#![allow(unsafe_code)]
+
+use std::path::PathBuf;
+
+use windows_sys::core::{GUID, PWSTR};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Security::{
+    GetTokenInformation, TokenElevation, TOKEN_ELEVATION, TOKEN_QUERY,
+};
+use windows_sys::Win32::System::Com::CoTaskMemFree;
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+use windows_sys::Win32::UI::Shell::{
+    FOLDERID_LocalAppData, FOLDERID_ProgramData, SHGetKnownFolderPath, KF_FLAG_DEFAULT,
+};
+
+/// Below `%ProgramData%` or `%LOCALAPPDATA%`.
+const SUBDIR: &str = r"deskside\agent";
+
+/// `%ProgramData%\deskside\agent`: the service's state and log.
+///
+/// From the shell's known folder, not the environment: a service's
+/// environment may differ (Wine gives services `ProgramData=C:\users\Public`).
+pub fn service_state_dir() -> PathBuf {
+    known_folder(&FOLDERID_ProgramData)
+        .or_else(|| env_dir("ProgramData"))
+        .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+        .join(SUBDIR)
+}
+
+/// `%LOCALAPPDATA%\deskside\agent`: an employee's own state.
+pub fn user_state_dir() -> PathBuf {
+    let local = known_folder(&FOLDERID_LocalAppData).or_else(|| env_dir("LOCALAPPDATA"));
+    match local {
+        Some(local) => local.join(SUBDIR),
+        // A process without a profile (a service account): the machine's.
+        None => service_state_dir(),
+    }
+}
+
+/// The default state directory: the service's in an elevated
+/// (administrator) process, as root uses the system's on Linux, so that
+/// `deskside-agent enroll TOKEN` in an administrator prompt enrolls the
+/// machine; else the user's own.
+pub fn default_state_dir() -> PathBuf {
+    if is_elevated() {
+        service_state_dir()
+    } else {
+        user_state_dir()
+    }
+}
+
+fn env_dir(variable: &str) -> Option<PathBuf> {
+    std::env::var_os(variable)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A known folder's path for this process's user, if the shell knows it.
+fn known_folder(id: &GUID) -> Option<PathBuf> {
+    let mut path: PWSTR = std::ptr::null_mut();
+    // SAFETY: `id` points to a GUID that outlives the call; a null token
+    // means "this process's user"; `path` receives a string the shell
+    // allocates (or null on failure), freed below with CoTaskMemFree in
+    // every case, as the function requires.
+    let result = unsafe {
+        SHGetKnownFolderPath(id, KF_FLAG_DEFAULT as u32, std::ptr::null_mut(), &mut path)
+    };
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: on success `path` is a NUL-terminated UTF-16 string; its
+    // length is counted up to the NUL before it is read.
+    let text = unsafe {
+        let mut len = 0usize;
+        while *path.add(len) != 0 {
+            len += 1;
+        }
+        String::from_utf16(std::slice::from_raw_parts(path, len)).ok()
+    };
+    // SAFETY: `path` was allocated by SHGetKnownFolderPath and is not used
+    // after this.
+    unsafe { CoTaskMemFree(path.cast()) };
+    if result < 0 {
+        return None;
+    }
+    text.filter(|t| !t.is_empty()).map(PathBuf::from)
+}
+
+/// Whether this process runs elevated (an administrator past UAC, or a
+/// service account). False when it cannot tell.
+pub fn is_elevated() -> bool {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the pseudo-handle of the current process needs no closing;
+    // `token` is a valid place for the opened token handle.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        return false;
+    }
+    let mut elevation = TOKEN_ELEVATION { TokenIsElevated: 0 };
+    let mut returned = 0u32;
+    // SAFETY: `token` is an open token handle with TOKEN_QUERY; the buffer
+    // is a TOKEN_ELEVATION of exactly the size passed; `returned` is
+    // writable. The handle is closed right after.
+    let ok = unsafe {
+        let ok = GetTokenInformation(
+            token,
+            TokenElevation,
+            (&mut elevation as *mut TOKEN_ELEVATION).cast(),
+            std::mem::size_of::<TOKEN_ELEVATION>() as u32,
+            &mut returned,
+        );
+        CloseHandle(token);
+        ok
+    };
+    ok != 0 && elevation.TokenIsElevated != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_and_the_user_keep_state_in_their_own_folders() {
+        let service = service_state_dir();
+        assert!(
+            service.ends_with(r"deskside\agent"),
+            "{}",
+            service.display()
+        );
+        assert!(
+            service
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .contains("programdata"),
+            "{}",
+            service.display()
+        );
+        let user = user_state_dir();
+        assert!(user.ends_with(r"deskside\agent"), "{}", user.display());
+        assert_ne!(user, service);
+        let default = default_state_dir();
+        assert!(default == service || default == user);
+    }
+}
