@@ -262,7 +262,7 @@ fn the_msi_tables_install_the_service_the_run_key_and_a_hidden_one_shot_enrollme
         enroll["Target"],
         "--state-dir \"[CommonAppDataFolder]deskside\\agent\" enroll --if-not-enrolled \"[ENROLL_TOKEN]\""
     );
-    // Uninstall: the agent waits for its service to stop and deletes it
+    // Uninstall: the agent stops its service, waits for it and deletes it
     // before the files and the state go.
     let stop = row(&actions, "Action", "StopAgentService");
     assert_eq!(number(stop, "Type") & 0x3f, EXE_FROM_FILE);
@@ -284,8 +284,8 @@ fn the_msi_tables_install_the_service_the_run_key_and_a_hidden_one_shot_enrollme
     assert!(at("InstallFiles") < at("EnrollDevice"));
     assert!(at("InstallServices") < at("EnrollDevice"));
     assert!(at("EnrollDevice") < at("StartServices"));
-    assert!(at("StopServices") < at("StopAgentService"));
-    assert!(at("StopAgentService") < at("RemoveFiles"));
+    assert!(at("InstallInitialize") < at("StopAgentService"));
+    assert!(at("StopAgentService") < at("StopServices"));
     assert!(at("DeleteServices") < at("RemoveState"));
     assert!(at("RemoveExistingProducts") < at("InstallInitialize"));
     assert!(at("SetCmdExe") < at("RemoveState"));
@@ -453,20 +453,31 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     let query = service_query(&wine).ok().stdout;
     assert!(query.contains("RUNNING"), "{query}");
 
-    // The token is nowhere: not in C:, not in the live registry.
+    // The token is nowhere: not in C:, not in the live registry. (The
+    // search finds it where it is, in either encoding.)
+    let planted = world.path("planted");
+    std::fs::create_dir_all(&planted).expect("a directory to plant the token in");
+    std::fs::write(planted.join("ascii"), format!("x{token}x")).expect("plant");
+    let utf16: Vec<u8> = token.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::write(planted.join("utf16"), utf16).expect("plant");
+    assert_eq!(files_containing(&planted, &token).len(), 2);
+    std::fs::remove_dir_all(&planted).expect("remove the planted token");
     let drive_c = wine.prefix().join("drive_c");
     assert_eq!(files_containing(&drive_c, &token), Vec::<PathBuf>::new());
+    let registry = registry_text(&wine, &world);
     assert!(
-        !registry_text(&wine, &world).contains(&token),
-        "the token is in the registry"
+        registry.contains(RUN_VALUE_NAME),
+        "the export holds the installed Run value"
     );
+    assert!(!registry.contains(&token), "the token is in the registry");
     assert!(
         !state.join("enroll-pending.json").exists(),
         "the pending enrollment is cleared"
     );
 
-    // Uninstall keeping the state, reinstall without a token: the same
-    // device comes back online.
+    // Uninstall keeping the state, reinstall with the same (spent,
+    // single-use) token, as a deployment tool repeating its command would:
+    // the enrolled device is left alone, and comes back online.
     msiexec(&wine, &["/x", &msi, "KEEP_STATE=1", "/qn"]).ok();
     let gone = service_query(&wine);
     assert_ne!(gone.code, 0, "the service is removed: {}", gone.stdout);
@@ -475,7 +486,11 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
         state.join("agent-key.pem").is_file(),
         "KEEP_STATE=1 keeps the state"
     );
-    msiexec(&wine, &["/i", &msi, "/qn"]).ok();
+    msiexec(
+        &wine,
+        &["/i", &msi, &format!("ENROLL_TOKEN={token}"), "/qn"],
+    )
+    .ok();
     admin.wait_status(&device, "online", ONLINE);
     assert_eq!(admin.devices().len(), 1, "no second device");
 
@@ -484,6 +499,10 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     let gone = service_query(&wine);
     assert_ne!(gone.code, 0, "the service is removed: {}", gone.stdout);
     assert!(!state.exists(), "the state is removed");
+    assert!(
+        !wine.unix_path("C:\\ProgramData\\deskside").exists(),
+        "the emptied C:\\ProgramData\\deskside is removed"
+    );
     assert!(!wine
         .unix_path(&format!("{INSTALL_DIR}\\deskside-agent.exe"))
         .exists());
@@ -509,7 +528,9 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
         prefix.display()
     );
     for hive in ["system.reg", "user.reg", "userdef.reg"] {
-        let text = std::fs::read_to_string(prefix.join(hive)).unwrap_or_default();
+        let text = std::fs::read_to_string(prefix.join(hive))
+            .unwrap_or_else(|e| panic!("read {hive} of {}: {e}", prefix.display()));
+        assert!(text.contains("[Software"), "{hive} has keys");
         assert!(!text.contains(&token), "the token is in {hive}");
     }
     assert_eq!(files_containing(&drive_c, &token), Vec::<PathBuf>::new());
