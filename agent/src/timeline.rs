@@ -31,6 +31,9 @@ pub const BATCH_SAMPLES: usize = 360;
 const RESEND_AFTER: Duration = Duration::from_secs(30);
 /// How often the connection's round-trip estimate is read between samples.
 const RTT_READING: Duration = Duration::from_secs(5);
+/// How often the monitor looks at the policy (a changed interval or
+/// `monitoring off` applies within this long) and whether a sample is due.
+const POLICY_CHECK: Duration = Duration::from_secs(1);
 
 /// What the relay link tells the monitor.
 #[derive(Debug)]
@@ -152,7 +155,10 @@ async fn run(
     let mut sampler = sampler::Sampler::new(&config.relay, config.relay_ip);
     let mut connection: Option<quinn::Connection> = None;
     let mut uploader = Uploader { in_flight: None };
-    let mut next_sample = Instant::now();
+    // When the last sample was taken (or the connection attached).
+    let mut last_sample = Instant::now();
+    let mut due = tokio::time::interval(POLICY_CHECK);
+    due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rtt_tick = tokio::time::interval(RTT_READING);
     rtt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut announced: Option<bool> = None;
@@ -165,7 +171,7 @@ async fn run(
                     connection = Some(c);
                     sampler.restart();
                     uploader.in_flight = None;
-                    next_sample = Instant::now() + interval_of(&config.state.policy());
+                    last_sample = Instant::now();
                     uploader.poll(&ring, &outbox);
                 }
                 Some(LinkEvent::Detached) => {
@@ -182,9 +188,12 @@ async fn run(
                     uploader.poll(&ring, &outbox);
                 }
             },
-            _ = tokio::time::sleep_until(next_sample), if connection.is_some() => {
+            _ = due.tick(), if connection.is_some() => {
                 let policy = config.state.policy();
-                next_sample = Instant::now() + interval_of(&policy);
+                if last_sample.elapsed() < interval_of(&policy) {
+                    continue;
+                }
+                last_sample = Instant::now();
                 if announced != Some(policy.monitoring) {
                     announced = Some(policy.monitoring);
                     if policy.monitoring {

@@ -56,6 +56,10 @@ pub struct TimelineArgs {
     /// Also write the chart as an SVG file (to attach to a ticket)
     #[arg(long, value_name = "FILE", conflicts_with = "all")]
     svg: Option<PathBuf>,
+    /// With --json: also print every sample of the window
+    /// (`{"type":"sample",…}`), for scripts and spreadsheets
+    #[arg(long, conflicts_with = "all")]
+    samples: bool,
 }
 
 /// What `--at` names.
@@ -242,6 +246,11 @@ pub async fn run(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()
         }
         for event in &judged.events {
             result = result.and_then(|_| ctx.out.json(&typed("event", event)));
+        }
+        if args.samples {
+            for sample in &window {
+                result = result.and_then(|_| ctx.out.json(&typed("sample", sample)));
+            }
         }
         return printed(result);
     }

@@ -1,0 +1,354 @@
+//! End-to-end timeline: a real agent sampling its link and path every
+//! second (test policy), through the userspace impairment proxy in front of
+//! a real relay, and a technician reading the episodes with
+//! `deskside timeline`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use deskside_agent::timeline::ring::Ring;
+use deskside_tests::impair::{ImpairProxy, Impairment, LinkShape};
+use deskside_tests::{wait_for, Agent, Console, Proc, Relay, World};
+use serde_json::Value;
+
+/// A relay behind an impairment proxy, one enrolled agent reaching it
+/// through the proxy, monitoring every second.
+struct Lab {
+    world: World,
+    relay: Option<Relay>,
+    relay_port: u16,
+    public: String,
+    admin: Console,
+    agent: Agent,
+    device: String,
+    proxy: ImpairProxy,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+impl Lab {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut world = World::new();
+        let relay_port = free_udp_port();
+        let upstream: SocketAddr = ([127, 0, 0, 1], relay_port).into();
+        let proxy = runtime
+            .block_on(async { ImpairProxy::spawn(upstream, Impairment::default()).await })
+            .expect("proxy");
+        let public = proxy.local_addr().to_string();
+        let relay = world.relay_with(Some(relay_port), &["--public-addr", &public]);
+        let admin = world.console("admin");
+        admin.login_admin(&relay);
+        admin
+            .run(&["policy", "set", "monitoring_interval", "1"])
+            .ok();
+        // The test machine is shared by parallel builds: its processor
+        // pressure is real but not what these tests are about, and a busy
+        // processor rightly explains path timing upstream.
+        admin
+            .run(&[
+                "policy",
+                "set",
+                "thresholds.cpu_pressure_some_avg60_percent",
+                "100",
+            ])
+            .ok();
+        admin
+            .run(&["policy", "set", "thresholds.cpu_usage_percent", "100"])
+            .ok();
+        let agent = world.agent("laptop");
+        let device = agent.enroll(&admin.enroll_token(1, "10m"));
+        Self {
+            world,
+            relay: Some(relay),
+            relay_port,
+            public,
+            admin,
+            agent,
+            device,
+            proxy,
+            _runtime: runtime,
+        }
+    }
+
+    fn run_agent(&mut self) -> Proc {
+        let agent = self.agent.clone();
+        let proc = self.world.run_agent(&agent);
+        self.admin
+            .wait_status(&self.device, "online", Duration::from_secs(60));
+        proc
+    }
+
+    /// `deskside timeline DEVICE --since WINDOW --json --samples`, split by
+    /// record type.
+    fn timeline(&self, since: &str) -> Timeline {
+        let lines = self
+            .admin
+            .run(&[
+                "timeline",
+                &self.device,
+                "--since",
+                since,
+                "--json",
+                "--samples",
+            ])
+            .ok()
+            .json_lines();
+        let of = |kind: &str| -> Vec<Value> {
+            lines
+                .iter()
+                .filter(|l| l["type"] == kind)
+                .cloned()
+                .collect()
+        };
+        Timeline {
+            header: of("timeline")
+                .into_iter()
+                .next()
+                .expect("a timeline record"),
+            episodes: of("episode"),
+            samples: of("sample"),
+        }
+    }
+
+    /// Waits until the relay holds at least `n` samples of the last
+    /// `since`.
+    fn wait_samples(&self, n: usize, since: &str, timeout: Duration) -> Timeline {
+        wait_for(
+            &format!("{n} timeline samples on the relay"),
+            timeout,
+            || {
+                let timeline = self.timeline(since);
+                (timeline.samples.len() >= n).then_some(timeline)
+            },
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Timeline {
+    header: Value,
+    episodes: Vec<Value>,
+    samples: Vec<Value>,
+}
+
+impl Timeline {
+    fn episodes_of(&self, id: &str) -> Vec<&Value> {
+        self.episodes.iter().filter(|e| e["id"] == id).collect()
+    }
+}
+
+#[test]
+fn a_slow_path_is_one_isp_episode_and_the_technician_sees_it() {
+    let mut lab = Lab::new();
+    let status = lab.agent.run(&["status"]).ok().stdout;
+    assert!(status.contains("Monitoring: on"), "{status}");
+    let mut agent = lab.run_agent();
+    let before = lab.wait_samples(8, "10m", Duration::from_secs(90));
+    assert_eq!(before.header["monitoring"], true);
+    assert!(before.episodes.is_empty(), "{:#?}", before.episodes);
+    // Every sample read the relay path from the presence connection.
+    assert!(
+        before
+            .samples
+            .iter()
+            .all(|s| s["relay"]["rtt_ms"].is_number()),
+        "{:#?}",
+        before.samples
+    );
+
+    // 250 ms each way for 20 s: the round trip to the relay is ~500 ms.
+    let impaired_at = now_ms();
+    lab.proxy.set(Impairment::symmetric(
+        LinkShape::default().delay(Duration::from_millis(250)),
+    ));
+    let hold = Instant::now();
+    wait_for("20 s of impairment", Duration::from_secs(30), || {
+        (hold.elapsed() >= Duration::from_secs(20)).then_some(())
+    });
+    lab.proxy.set(Impairment::default());
+    let cleared_at = now_ms();
+
+    // QUIC's smoothed round trip falls back over several keep-alives; the
+    // episode ends once two samples are clear again.
+    let after = wait_for(
+        "the relay.rtt episode to end",
+        Duration::from_secs(180),
+        || {
+            let timeline = lab.timeline("15m");
+            let rtt = timeline.episodes_of("relay.rtt");
+            (rtt.len() == 1 && rtt[0]["end_ms"].is_number()).then_some(timeline)
+        },
+    );
+    let rtt = after.episodes_of("relay.rtt");
+    assert_eq!(rtt.len(), 1, "{:#?}", after.episodes);
+    let episode = rtt[0];
+    assert_eq!(episode["segment"], "isp", "{episode:#}");
+    let start = episode["start_ms"].as_i64().expect("start");
+    let end = episode["end_ms"].as_i64().expect("end");
+    eprintln!(
+        "relay.rtt episode: starts {} ms after the impairment, ends {} ms after it was lifted",
+        start - impaired_at,
+        end - cleared_at
+    );
+    // Starts after the impairment did, within the few keep-alives QUIC's
+    // smoothed estimate needs to cross 100 ms; ends after it was lifted.
+    assert!(
+        start >= impaired_at - 1_000 && start <= impaired_at + 15_000,
+        "episode starts {} ms after the impairment",
+        start - impaired_at
+    );
+    assert!(
+        end >= cleared_at && end <= cleared_at + 120_000,
+        "episode ends {} ms after the impairment was lifted",
+        end - cleared_at
+    );
+    // Nothing upstream was blamed: only the path to the relay.
+    for e in &after.episodes {
+        assert_eq!(e["segment"], "isp", "{:#?}", after.episodes);
+    }
+
+    // The technician's text view and chart, and the fleet view.
+    let text = lab
+        .admin
+        .run(&["timeline", &lab.device, "--since", "15m"])
+        .ok()
+        .stdout;
+    eprintln!("{text}");
+    assert!(
+        text.contains("The round trip to the relay was long"),
+        "{text}"
+    );
+    assert!(text.contains("relay RTT ms"), "{text}");
+    let svg = lab.world.path("timeline.svg");
+    lab.admin
+        .run(&[
+            "timeline",
+            &lab.device,
+            "--since",
+            "15m",
+            "--svg",
+            svg.to_str().expect("path"),
+        ])
+        .ok();
+    let svg = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(svg.starts_with("<svg") && svg.contains("relay RTT ms"));
+    let fleet = lab
+        .admin
+        .run(&["timeline", "--all", "--since", "1h", "--json"])
+        .ok()
+        .json_lines();
+    let row = fleet
+        .iter()
+        .find(|r| r["type"] == "device_timeline" && r["device"] == lab.device.as_str())
+        .unwrap_or_else(|| panic!("the device is listed: {fleet:#?}"));
+    assert!(row["segments"]["isp"].as_u64().unwrap_or(0) >= 1, "{row}");
+    assert!(fleet
+        .iter()
+        .any(|r| r["type"] == "group_segment" && r["segment"] == "isp"));
+    agent.terminate();
+}
+
+#[test]
+fn a_relay_restart_loses_no_sample_and_monitoring_off_stops_sampling() {
+    let mut lab = Lab::new();
+    let mut agent = lab.run_agent();
+    lab.wait_samples(5, "10m", Duration::from_secs(90));
+    // The relay dies; the agent keeps sampling the connection it believes
+    // alive, and those uploads are lost with the relay.
+    let relay = lab.relay.take().expect("relay");
+    let mut relay_proc = relay.proc;
+    relay_proc.kill();
+    let killed_at = now_ms();
+    let state_dir = lab.agent.state_dir.clone();
+    wait_for(
+        "three samples taken while the relay is down",
+        Duration::from_secs(30),
+        || {
+            let during = Ring::read_all(&state_dir)
+                .iter()
+                .filter(|r| r.sample.at_ms > killed_at)
+                .count();
+            (during >= 3).then_some(())
+        },
+    );
+    let relay = lab
+        .world
+        .relay_with(Some(lab.relay_port), &["--public-addr", &lab.public]);
+    let restarted_at = now_ms();
+    lab.relay = Some(relay);
+    // Every sample the agent took before the restart reaches the relay.
+    let taken: Vec<i64> = Ring::read_all(&state_dir)
+        .iter()
+        .map(|r| r.sample.at_ms)
+        .filter(|at| *at < restarted_at)
+        .collect();
+    let during_outage = taken.iter().filter(|at| **at > killed_at).count();
+    assert!(during_outage >= 3, "{during_outage}");
+    let stored = wait_for(
+        "every sample taken before the restart on the relay",
+        Duration::from_secs(90),
+        || {
+            let timeline = lab.timeline("10m");
+            let on_relay: std::collections::BTreeSet<i64> = timeline
+                .samples
+                .iter()
+                .filter_map(|s| s["at_ms"].as_i64())
+                .collect();
+            taken
+                .iter()
+                .all(|at| on_relay.contains(at))
+                .then_some(on_relay)
+        },
+    );
+    assert!(stored.len() >= taken.len());
+
+    // The organisation switches monitoring off: the agent stops sampling
+    // and tells the employee.
+    lab.admin.run(&["policy", "set", "monitoring", "off"]).ok();
+    let status = wait_for(
+        "the agent to apply the policy",
+        Duration::from_secs(30),
+        || {
+            let status = lab.agent.run(&["status"]).ok().stdout;
+            status.contains("Monitoring: off").then_some(status)
+        },
+    );
+    assert!(status.contains("earlier samples kept here"), "{status}");
+    let stopped_at = now_ms();
+    let count_after = || {
+        Ring::read_all(&state_dir)
+            .iter()
+            .filter(|r| r.sample.at_ms > stopped_at + 1_500)
+            .count()
+    };
+    // Several intervals later, nothing new.
+    let pause = Instant::now();
+    wait_for("five sample intervals", Duration::from_secs(10), || {
+        (pause.elapsed() >= Duration::from_secs(5)).then_some(())
+    });
+    assert_eq!(count_after(), 0);
+    let history = lab.agent.run(&["history", "--json"]).ok().json_lines();
+    let monitoring = history
+        .iter()
+        .find(|l| l["type"] == "monitoring")
+        .expect("a monitoring line");
+    assert_eq!(monitoring["monitoring"], false);
+    assert!(monitoring["kept_samples"].as_u64().unwrap_or(0) >= taken.len() as u64);
+    agent.terminate();
+}
