@@ -29,6 +29,7 @@ const COMMANDS: &[(&str, &str, &[ArgHelp])] = &[
     ("enroll", "Inscrit cet ordinateur avec un jeton d'inscription fourni par le service informatique.", &[
         ("token", "Le jeton (commence par dse1_). Lu aussi dans DESKSIDE_ENROLL_TOKEN."),
         ("force", "Remplace une inscription existante."),
+        ("if_not_enrolled", "Ne fait rien si cet ordinateur est déjà inscrit (pour les installateurs, qui peuvent repasser avec le même jeton)."),
         ("from_config", "Utilise une seule fois le jeton qu'un installateur a laissé dans le fichier de jeton\u{a0}: il est effacé une fois l'inscription faite. Ne fait rien sans ce fichier."),
         ("token_file", "Le fichier de jeton pour --from-config."),
     ]),
