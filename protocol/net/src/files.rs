@@ -110,6 +110,14 @@ pub fn check_private(path: &Path) -> Result<(), FileError> {
     platform::check_private(path)
 }
 
+/// Whether this process runs elevated: an administrator past UAC, or a
+/// service account (false when it cannot tell). Files it makes private
+/// then grant SYSTEM and Administrators only (see `files/windows.rs`).
+#[cfg(windows)]
+pub fn process_is_elevated() -> bool {
+    platform::process_is_elevated()
+}
+
 /// Reads a private file after checking its permissions.
 pub fn read_private(path: &Path) -> Result<Vec<u8>, FileError> {
     check_private(path)?;

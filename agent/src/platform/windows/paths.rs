@@ -9,12 +9,7 @@
 use std::path::PathBuf;
 
 use windows_sys::core::{GUID, PWSTR};
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
-use windows_sys::Win32::Security::{
-    GetTokenInformation, TokenElevation, TOKEN_ELEVATION, TOKEN_QUERY,
-};
 use windows_sys::Win32::System::Com::CoTaskMemFree;
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 use windows_sys::Win32::UI::Shell::{
     FOLDERID_LocalAppData, FOLDERID_ProgramData, SHGetKnownFolderPath, KF_FLAG_DEFAULT,
 };
@@ -93,31 +88,9 @@ fn known_folder(id: &GUID) -> Option<PathBuf> {
 }
 
 /// Whether this process runs elevated (an administrator past UAC, or a
-/// service account). False when it cannot tell.
+/// service account).
 pub fn is_elevated() -> bool {
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: the pseudo-handle of the current process needs no closing;
-    // `token` is a valid place for the opened token handle.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
-        return false;
-    }
-    let mut elevation = TOKEN_ELEVATION { TokenIsElevated: 0 };
-    let mut returned = 0u32;
-    // SAFETY: `token` is an open token handle with TOKEN_QUERY; the buffer
-    // is a TOKEN_ELEVATION of exactly the size passed; `returned` is
-    // writable. The handle is closed right after.
-    let ok = unsafe {
-        let ok = GetTokenInformation(
-            token,
-            TokenElevation,
-            (&mut elevation as *mut TOKEN_ELEVATION).cast(),
-            std::mem::size_of::<TOKEN_ELEVATION>() as u32,
-            &mut returned,
-        );
-        CloseHandle(token);
-        ok
-    };
-    ok != 0 && elevation.TokenIsElevated != 0
+    deskside_net::files::process_is_elevated()
 }
 
 #[cfg(test)]

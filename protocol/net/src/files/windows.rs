@@ -26,11 +26,11 @@ use windows_sys::Win32::Security::Authorization::{
 use windows_sys::Win32::Security::{
     AclSizeInformation, AddAccessAllowedAce, CreateWellKnownSid, EqualSid, GetAce,
     GetAclInformation, GetLengthSid, GetTokenInformation, InitializeAcl, IsValidSid,
-    LookupAccountSidW, TokenUser, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+    LookupAccountSidW, TokenElevation, TokenUser, WinBuiltinAdministratorsSid, WinLocalSystemSid,
     ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_REVISION, ACL_SIZE_INFORMATION,
     DACL_SECURITY_INFORMATION, INHERIT_ONLY_ACE, PROTECTED_DACL_SECURITY_INFORMATION,
-    PSECURITY_DESCRIPTOR, PSID, SECURITY_MAX_SID_SIZE, SID_NAME_USE, TOKEN_QUERY, TOKEN_USER,
-    WELL_KNOWN_SID_TYPE,
+    PSECURITY_DESCRIPTOR, PSID, SECURITY_MAX_SID_SIZE, SID_NAME_USE, TOKEN_ELEVATION, TOKEN_QUERY,
+    TOKEN_USER, WELL_KNOWN_SID_TYPE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_ALL_ACCESS, FILE_APPEND_DATA, FILE_READ_DATA, FILE_WRITE_DATA, READ_CONTROL, WRITE_DAC,
@@ -218,8 +218,14 @@ fn owner_only_acl() -> std::io::Result<Vec<u32>> {
         Sid::well_known(WinLocalSystemSid)?,
         Sid::well_known(WinBuiltinAdministratorsSid)?,
     ];
+    // An elevated process acts as an administrator, which the
+    // Administrators entry covers. Leaving its account out keeps what an
+    // administrator enrolls for the service (LocalSystem) readable by the
+    // service: an entry for the administrator's own account would be
+    // "another account" to a service checking as SYSTEM, which would refuse
+    // the key.
     let user = Sid::current_user()?;
-    if !sids.iter().any(|s| s.equals(&user)) {
+    if !process_is_elevated() && !sids.iter().any(|s| s.equals(&user)) {
         sids.push(user);
     }
     // An ACCESS_ALLOWED_ACE ends with the SID's first u32 (SidStart).
@@ -249,6 +255,33 @@ fn owner_only_acl() -> std::io::Result<Vec<u32>> {
         }
     }
     Ok(acl)
+}
+
+/// Whether this process runs elevated (an administrator past UAC, or a
+/// service account). False when it cannot tell.
+pub(super) fn process_is_elevated() -> bool {
+    let mut token: HANDLE = null_mut();
+    // SAFETY: GetCurrentProcess returns a pseudo-handle that needs no
+    // closing; `token` receives a handle we close below.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        return false;
+    }
+    let mut elevation = TOKEN_ELEVATION { TokenIsElevated: 0 };
+    let mut returned = 0u32;
+    // SAFETY: `token` is open with TOKEN_QUERY; the buffer is a
+    // TOKEN_ELEVATION of exactly the size passed; `returned` is writable.
+    let ok = unsafe {
+        GetTokenInformation(
+            token,
+            TokenElevation,
+            (&mut elevation as *mut TOKEN_ELEVATION).cast::<c_void>(),
+            std::mem::size_of::<TOKEN_ELEVATION>() as u32,
+            &mut returned,
+        )
+    };
+    // SAFETY: `token` is the handle OpenProcessToken gave us, closed once.
+    unsafe { CloseHandle(token) };
+    ok != 0 && elevation.TokenIsElevated != 0
 }
 
 /// An owned copy of a security identifier.
@@ -556,10 +589,14 @@ mod tests {
         let entries = dacl.allowed_entries().unwrap();
         let sids: Vec<String> = entries.iter().map(|e| e.sid.string()).collect();
         let user = Sid::current_user().unwrap().string();
-        assert_eq!(
-            sids,
-            vec!["S-1-5-18".to_owned(), "S-1-5-32-544".to_owned(), user]
-        );
+        let mut expected = vec!["S-1-5-18".to_owned(), "S-1-5-32-544".to_owned()];
+        // Elevated (Wine runs every program elevated): the Administrators
+        // entry stands for this account, so that a service running as
+        // SYSTEM accepts what an administrator wrote for it.
+        if !process_is_elevated() && user != "S-1-5-18" {
+            expected.push(user);
+        }
+        assert_eq!(sids, expected);
         assert!(entries.iter().all(|e| e.mask == FILE_ALL_ACCESS));
     }
 }
