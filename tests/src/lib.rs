@@ -100,8 +100,7 @@ impl Proc {
 
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
-        self.kill_descendants();
-        let _ = self.child.kill();
+        self.kill_with_descendants();
         let _ = self.child.wait();
     }
 
@@ -133,13 +132,19 @@ impl Proc {
 }
 
 impl Proc {
-    /// SIGKILLs every descendant when `kill_tree` is set (listed before any
-    /// dies, so none is missed by being re-parented).
-    fn kill_descendants(&mut self) {
-        if !self.kill_tree {
-            return;
-        }
-        for pid in descendants(self.child.id()) {
+    /// SIGKILLs the process, then every descendant when `kill_tree` is set
+    /// (listed before any dies, so none is missed by being re-parented).
+    /// The wrapper dies first: a wrapper that saw its program killed would
+    /// react (scripts/wine-run then kills every program of the Wine prefix,
+    /// other tests' agents included).
+    fn kill_with_descendants(&mut self) {
+        let tree = if self.kill_tree {
+            descendants(self.child.id())
+        } else {
+            Vec::new()
+        };
+        let _ = self.child.kill();
+        for pid in tree {
             signal(pid, libc::SIGKILL);
         }
     }
@@ -167,8 +172,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.kill_descendants();
-        let _ = self.child.kill();
+        self.kill_with_descendants();
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("----- {} stderr -----\n{}", self.name, self.log());
