@@ -85,21 +85,7 @@ pub async fn store_batch(
         )));
     }
     budget.used += samples.len() as u32;
-    let mut rows = Vec::with_capacity(samples.len());
-    for sample in &samples {
-        // 2020-01-01: no agent sampled before; a date in the future beyond
-        // a day is a broken clock or a forged batch.
-        if sample.at_ms < 1_577_836_800_000 || sample.at_ms > now + MAX_FUTURE_MS {
-            return Err(format!(
-                "a timeline sample is dated {} ms, outside 2020 … now + 1 day",
-                sample.at_ms
-            ));
-        }
-        rows.push((
-            sample.at_ms,
-            timeline::encode_batch(std::slice::from_ref(sample)),
-        ));
-    }
+    let rows = rows_of(&samples, now)?;
     match shared
         .store(move |s| s.insert_timeline(device, &rows))
         .await
@@ -114,6 +100,27 @@ pub async fn store_batch(
             Ok(Stored::Later(e.to_string()))
         }
     }
+}
+
+/// The store's rows for `samples` (one one-sample batch each), checking
+/// their dates: none before 2020 (no agent sampled then), none more than a
+/// day ahead of the relay's clock (a broken clock or a forged batch).
+pub fn rows_of(samples: &[Sample], now_ms: i64) -> Result<Vec<(i64, Vec<u8>)>, String> {
+    samples
+        .iter()
+        .map(|sample| {
+            if sample.at_ms < 1_577_836_800_000 || sample.at_ms > now_ms + MAX_FUTURE_MS {
+                return Err(format!(
+                    "a timeline sample is dated {} ms, outside 2020 … now + 1 day",
+                    sample.at_ms
+                ));
+            }
+            Ok((
+                sample.at_ms,
+                timeline::encode_batch(std::slice::from_ref(sample)),
+            ))
+        })
+        .collect()
 }
 
 fn decode_rows(rows: &[crate::store::TimelineRow]) -> Vec<Sample> {
@@ -253,6 +260,31 @@ pub async fn maintain(shared: &Shared) {
         let before = now - i64::from(days) * 86_400_000;
         if let Ok(Err(e)) = shared.store(move |s| s.prune_timeline(org, before)).await {
             tracing::warn!(%org, "cannot delete old timeline samples: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_547_600_000;
+
+    #[test]
+    fn samples_dated_before_2020_or_a_day_ahead_are_refused() {
+        let at = |at_ms| Sample {
+            at_ms,
+            ..Sample::default()
+        };
+        let rows = rows_of(&[at(NOW - 60_000), at(NOW + 3_600_000)], NOW).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            timeline::decode_batch(&rows[0].1).unwrap(),
+            vec![at(NOW - 60_000)]
+        );
+        for bad in [0, 1_500_000_000_000, NOW + 2 * 86_400_000] {
+            let error = rows_of(&[at(NOW), at(bad)], NOW).unwrap_err();
+            assert!(error.contains("outside 2020"), "{error}");
         }
     }
 }
