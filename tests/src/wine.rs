@@ -254,22 +254,26 @@ impl Wine {
         }
     }
 
-    /// Waits up to `timeout` for this prefix's wineserver to exit on its
-    /// own (it does a few seconds after its last program; Wine's services
-    /// go with it, and start again, with every automatic service, at the
-    /// next program: Wine's boot). Only for a prefix of its own
-    /// ([`Wine::isolated`]), where no other test keeps the server up.
-    pub fn wait_for_wineserver_exit(&self, timeout: Duration) -> bool {
+    /// Turns this Windows off: kills every process of the prefix
+    /// (`wineserver -k`) and waits up to `timeout` for its wineserver to
+    /// exit. The next Wine program boots it again: the wineserver, Wine's
+    /// services.exe and, with it, every automatic service. Only for a prefix
+    /// of its own ([`Wine::isolated`]): other tests share the others.
+    pub fn power_off(&self, timeout: Duration) -> bool {
         assert!(
             matches!(self.prefix, PrefixRef::Own(_)),
-            "wait_for_wineserver_exit needs Wine::isolated: other tests share this prefix"
+            "power_off needs Wine::isolated: other tests share this prefix"
         );
-        Command::new("timeout")
-            .arg(timeout.as_secs().max(1).to_string())
-            .args(["wineserver", "-w"])
-            .env("WINEPREFIX", self.prefix())
-            .status()
-            .is_ok_and(|status| status.success())
+        let server = |flag: &str| {
+            Command::new("timeout")
+                .arg(timeout.as_secs().max(1).to_string())
+                .args(["wineserver", flag])
+                .env("WINEPREFIX", self.prefix())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        server("-k");
+        server("-w")
     }
 
     /// The Unix path of `C:\…` in the prefix (`drive_c/…`). Panics on a

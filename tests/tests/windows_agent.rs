@@ -97,9 +97,10 @@ fn a_key_everyone_may_read_stops_the_windows_agent_with_the_fix() {
 }
 
 /// `deskside-agent.exe service install`, then Wine's Service Control
-/// Manager: `net start` brings the device online, `net stop` stops it
-/// cleanly within seconds and it goes offline, Wine's next boot starts it
-/// again (automatic start), and `service uninstall` stops and removes it.
+/// Manager: `net start` brings the device online (and the service starts
+/// the session helper in the user's session), `net stop` stops it cleanly
+/// within seconds and it goes offline, Wine's next boot starts it again
+/// (automatic start), and `service uninstall` stops and removes it.
 #[test]
 fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
     // Services and reboots are machine-wide: a prefix of its own.
@@ -169,12 +170,11 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
     let offline = admin.wait_status(&device, "offline", OFFLINE);
     eprintln!("service: `net stop` took {stop_took:?}; offline {offline:?} later");
 
-    // Wine's boot: once the last program ends, the wineserver and
-    // services.exe exit; the next program starts them, and services.exe
+    // Off and on again: the next program boots Wine, whose services.exe
     // starts every automatic service.
     holder.kill();
     assert!(
-        wine.wait_for_wineserver_exit(Duration::from_secs(60)),
+        wine.power_off(Duration::from_secs(60)),
         "the prefix's wineserver did not exit within 60 s"
     );
     let booted = wine.run("sc", &["query", "deskside-agent"]).ok();
@@ -188,6 +188,8 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
         "the deskside-agent service is running",
         "Windows asked the service to stop",
         "the deskside-agent service stopped code=0",
+        // At start, in the signed-in user's session (Wine's session 1).
+        "started the session helper in the user's session",
     ] {
         assert!(
             log.contains(line),

@@ -12,7 +12,9 @@
 //!
 //! The service's status handle is used only on the thread the Service
 //! Control Manager gave `service_main`; the control handler and the agent's
-//! loop send it events over a channel. This file never calls the relay.
+//! loop send it events over a channel. That thread also starts the session
+//! helper in the signed-in user's session, at start and at each session
+//! change (`session::launcher`). This file never calls the relay.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -316,6 +318,13 @@ enum Event {
     StopRequested,
     /// The agent's loop returned this exit code.
     Finished(u8),
+    /// SESSION_CHANGE: a `WTS_*` reason code and the session's id.
+    SessionChange {
+        /// The raw `WTS_*` reason.
+        code: u32,
+        /// The session.
+        session: u32,
+    },
 }
 
 fn service_main() {
@@ -364,11 +373,12 @@ fn serve(body: ServiceBody) -> Result<(), windows_service::Error> {
         }
         ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
         ServiceControl::SessionChange(change) => {
-            tracing::debug!(
-                session = change.notification.session_id,
-                reason = ?change.reason,
-                "session change"
-            );
+            // Handled on the service's main thread: starting a helper
+            // (CreateProcessAsUser) is too slow for the control handler.
+            let _ = control_events.send(Event::SessionChange {
+                code: change.reason.to_raw(),
+                session: change.notification.session_id,
+            });
             ServiceControlHandlerResult::NoError
         }
         _ => ServiceControlHandlerResult::NotImplemented,
@@ -380,6 +390,9 @@ fn serve(body: ServiceBody) -> Result<(), windows_service::Error> {
         Duration::ZERO,
     ))?;
     tracing::info!("the {SERVICE_NAME} service is running");
+    // Someone may be signed in already (the service started after logon,
+    // or was restarted): their session gets its helper now.
+    crate::session::launcher::start_in_console_session();
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = std::thread::Builder::new()
         .name("deskside-agent".into())
@@ -398,6 +411,9 @@ fn serve(body: ServiceBody) -> Result<(), windows_service::Error> {
                         ServiceExitCode::NO_ERROR,
                         STOP_HINT,
                     ))?;
+                }
+                Ok(Event::SessionChange { code, session }) => {
+                    crate::session::launcher::on_session_change(code, session);
                 }
                 Ok(Event::Finished(code)) => break code,
                 // Both senders gone without a result: the loop panicked.
