@@ -3,7 +3,8 @@
 //! directory, `deskside-agent.exe session-helper` with the same state
 //! directory finds it and is admitted, and the same program copied under
 //! another name is refused by the service's client check (its executable is
-//! not the service's own).
+//! not the service's own), and a second helper in the same session exits
+//! at once.
 //!
 //! What Wine cannot show (see README, Windows row): the pipe's DACL (Wine
 //! 8.0 does not enforce it), another account or another session (Wine has
@@ -101,4 +102,29 @@ fn the_agent_admits_its_own_helper_over_the_pipe_and_refuses_another_program() {
             .contains("connected to the agent service")
             .then_some(())
     });
+
+    // A second helper for the same service in the same session (the Run
+    // entry's, beside the one the service started) leaves at once.
+    let mut second = wine.command(wine.agent_exe());
+    second
+        .args(["--state-dir", agent.state_dir_windows(), "session-helper"])
+        .env("RUST_LOG", "info,deskside_agent=debug");
+    let mut second_proc = world.spawn_wine("second-helper", second);
+    let status = second_proc
+        .wait_exit(SLOW)
+        .expect("the second helper exits by itself");
+    assert!(status.success(), "{status}: {}", second_proc.log());
+    assert!(
+        second_proc
+            .log()
+            .contains("another deskside session helper already runs in this session"),
+        "{}",
+        second_proc.log()
+    );
+    assert_eq!(
+        agent_proc.log().matches("session helper connected").count(),
+        1,
+        "{}",
+        agent_proc.log()
+    );
 }

@@ -40,7 +40,23 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Runs the helper until the process is stopped, reconnecting to the
 /// service whenever it restarts. `addresses` are tried in turn (see
 /// [`default_addresses`]).
+///
+/// On Windows one helper runs per session and set of addresses: the
+/// service starts one at logon and the Run entry another; the second exits
+/// at once (status 0) instead of being refused by the service every 2 s.
 pub async fn run(addresses: &[PathBuf]) -> ! {
+    #[cfg(windows)]
+    let _instance = match super::win32::claim_single_instance(&instance_name(addresses)) {
+        Ok(Some(claim)) => Some(claim),
+        Ok(None) => {
+            tracing::info!("another deskside session helper already runs in this session; exiting");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            tracing::warn!("cannot tell whether another session helper runs here: {e}");
+            None
+        }
+    };
     let display = desktop::detect_screen();
     if let Err(reason) = &display {
         tracing::warn!("remote view will not be possible here: {reason}");
@@ -72,6 +88,21 @@ pub async fn run(addresses: &[PathBuf]) -> ! {
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
     }
+}
+
+/// The per-session mutex naming the helpers of one set of addresses.
+#[cfg(windows)]
+fn instance_name(addresses: &[PathBuf]) -> String {
+    let joined: Vec<String> = addresses
+        .iter()
+        .map(|a| a.to_string_lossy().to_lowercase())
+        .collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, joined.join("|").as_bytes());
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("Local\\deskside-session-helper-{hex}")
 }
 
 /// Where a helper looks for the service by default: the packaged or

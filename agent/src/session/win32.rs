@@ -10,8 +10,8 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::ptr::null_mut;
 
-use windows_sys::Win32::Foundation::WAIT_TIMEOUT;
 use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, HANDLE};
+use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, WAIT_TIMEOUT};
 use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
 use windows_sys::Win32::Security::{
     GetTokenInformation, IsValidSid, LookupAccountNameW, TokenUser, SID_NAME_USE, TOKEN_QUERY,
@@ -24,7 +24,7 @@ use windows_sys::Win32::System::RemoteDesktop::{
     WTS_INFO_CLASS,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateProcessAsUserW, GetCurrentProcess, OpenProcess, OpenProcessToken,
+    CreateMutexW, CreateProcessAsUserW, GetCurrentProcess, OpenProcess, OpenProcessToken,
     QueryFullProcessImageNameW, WaitForSingleObject, CREATE_NO_WINDOW, CREATE_UNICODE_ENVIRONMENT,
     PROCESS_INFORMATION, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION, STARTUPINFOW,
 };
@@ -258,6 +258,24 @@ fn account_sid(account: &str) -> std::io::Result<String> {
     sid_string(sid.as_mut_ptr().cast::<c_void>())
 }
 
+/// Claims the named mutex `name` for this process: `Ok(None)` when another
+/// process holds it already (it is released when its holder exits).
+pub fn claim_single_instance(name: &str) -> std::io::Result<Option<Handle>> {
+    let wide: Vec<u16> = name.encode_utf16().chain(std::iter::once(0)).collect();
+    // SAFETY: `wide` is NUL-terminated and outlives the call; default
+    // security; the handle returned is owned by the wrapper.
+    let mutex = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
+    let error = std::io::Error::last_os_error();
+    if mutex.is_null() {
+        return Err(error);
+    }
+    let mutex = Handle(mutex);
+    if error.raw_os_error() == Some(ERROR_ALREADY_EXISTS as i32) {
+        return Ok(None);
+    }
+    Ok(Some(mutex))
+}
+
 /// Whether a process (a handle with SYNCHRONIZE) is still running.
 pub fn still_running(process: &Handle) -> bool {
     // SAFETY: the handle is open; a zero timeout only polls.
@@ -369,6 +387,16 @@ mod tests {
         }
         assert_eq!(code, 7, "cmd.exe ran and exited with its code");
         assert!(!still_running(&process));
+    }
+
+    #[test]
+    fn a_second_claim_of_the_same_instance_name_is_refused_until_the_first_goes() {
+        let name = format!("Local\\deskside-test-instance-{}", std::process::id());
+        let first = claim_single_instance(&name).unwrap();
+        assert!(first.is_some());
+        assert!(claim_single_instance(&name).unwrap().is_none());
+        drop(first);
+        assert!(claim_single_instance(&name).unwrap().is_some());
     }
 
     #[test]
