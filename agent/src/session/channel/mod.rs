@@ -197,11 +197,12 @@ pub fn address_for(state_root: &Path) -> PathBuf {
             state_root.join("session.sock")
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let service_root =
-            std::env::var_os("ProgramData").map(|data| PathBuf::from(data).join(r"deskside\agent"));
-        PathBuf::from(pipe_name_for(state_root, service_root.as_deref()))
+        // The known folder, not %ProgramData%: Wine gives services another
+        // value (see platform::windows::paths).
+        let service_root = crate::platform::windows::paths::service_state_dir();
+        PathBuf::from(pipe_name_for(state_root, Some(&service_root)))
     }
 }
 
@@ -218,7 +219,7 @@ pub fn helper_addresses(state_root: &Path) -> Vec<PathBuf> {
         }
         vec![address_for(state_root)]
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
         // A pipe cannot be probed without taking its free instance, so the
         // helper tries both in turn.

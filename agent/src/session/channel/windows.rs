@@ -422,6 +422,17 @@ mod tests {
     }
 
     #[test]
+    fn the_services_state_directory_has_the_agreed_pipe() {
+        let service = crate::platform::windows::paths::service_state_dir();
+        assert_eq!(
+            super::super::address_for(&service),
+            PathBuf::from(super::super::SYSTEM_PIPE)
+        );
+        let own = super::super::address_for(Path::new(r"C:\deskside-test-state"));
+        assert_ne!(own, PathBuf::from(super::super::SYSTEM_PIPE));
+    }
+
+    #[test]
     fn the_helper_trusts_only_system_or_itself_as_server() {
         assert!(server_trusted("S-1-5-18", "S-1-5-21-1-1001").is_ok());
         assert!(server_trusted("S-1-5-21-1-1001", "S-1-5-21-1-1001").is_ok());
