@@ -42,6 +42,7 @@ const COMMANDS: &[(&str, &str, &[ArgHelp])] = &[
         ("details", "Le rapport complet\u{a0}: chaque constat avec ses mesures et ses seuils, les notes pour le technicien et ce qui n'a pas pu être mesuré."),
     ]),
     ("history", "Liste les diagnostics faits sur cet ordinateur, et qui les a demandés.", &[]),
+    ("service", "Installe, retire ou exécute le service Windows deskside-agent.", &[]),
     ("session-helper", "Tourne dans votre session graphique\u{a0}: vous demande votre accord quand le support informatique propose une session à distance, montre quand une session est en cours (avec un bouton Arrêter) et ne partage l'écran qu'après votre accord. Démarré automatiquement à l'ouverture de session.", &[
         ("socket", "La socket du service de l'agent (par défaut\u{a0}: celle du service installé, ou celle d'un agent lancé par vous)."),
     ]),
