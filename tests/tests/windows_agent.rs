@@ -192,8 +192,10 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
         "the deskside-agent service is running",
         "Windows asked the service to stop",
         "the deskside-agent service stopped code=0",
-        // At start, in the signed-in user's session (Wine's session 1).
+        // At start, in the signed-in user's session (Wine's session 1),
+        // and it connects back over the named pipe.
         "started the session helper in the user's session",
+        "session helper connected",
     ] {
         assert!(
             log.contains(line),
