@@ -269,6 +269,13 @@ fn the_msi_tables_install_the_service_the_run_key_and_a_hidden_one_shot_enrollme
     assert_ne!(number(stop, "Type") & IN_SCRIPT, 0);
     assert_eq!(stop["Source"], exe["File"]);
     assert_eq!(stop["Target"], "service uninstall");
+    // Then the session helpers it started, which run the same binary.
+    let close = row(&actions, "Action", "CloseSessionHelpers");
+    assert_ne!(number(close, "Type") & IN_SCRIPT, 0);
+    assert!(
+        close["Target"].ends_with("taskkill.exe /f /im deskside-agent.exe"),
+        "{close:?}"
+    );
     let remove_state = row(&actions, "Action", "RemoveState");
     assert!(
         remove_state["Target"].contains("rmdir /s /q \"[CommonAppDataFolder]deskside\\agent\""),
@@ -285,7 +292,9 @@ fn the_msi_tables_install_the_service_the_run_key_and_a_hidden_one_shot_enrollme
     assert!(at("InstallServices") < at("EnrollDevice"));
     assert!(at("EnrollDevice") < at("StartServices"));
     assert!(at("InstallInitialize") < at("StopAgentService"));
-    assert!(at("StopAgentService") < at("StopServices"));
+    assert!(at("StopAgentService") < at("CloseSessionHelpers"));
+    assert!(at("CloseSessionHelpers") < at("StopServices"));
+    assert!(at("SetCmdExe") < at("CloseSessionHelpers"));
     assert!(at("DeleteServices") < at("RemoveState"));
     assert!(at("RemoveExistingProducts") < at("InstallInitialize"));
     assert!(at("SetCmdExe") < at("RemoveState"));
@@ -403,6 +412,22 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     let (_relay, admin) = world.relay_and_admin();
     let token = admin.enroll_token(1, "10m");
     secret_scan::remember_token(&token);
+
+    // A token the agent refuses fails the installation, which rolls back.
+    let refused = msiexec(&wine, &["/i", &msi, "ENROLL_TOKEN=dse1_not-a-token", "/qn"]);
+    assert_ne!(refused.code, 0, "a refused token installed: {refused:?}");
+    eprintln!(
+        "msiexec with a refused token exited with {} (rolled back)",
+        refused.code
+    );
+    assert_ne!(service_query(&wine).code, 0, "rolled back: no service");
+    assert!(
+        !wine
+            .unix_path(&format!("{INSTALL_DIR}\\deskside-agent.exe"))
+            .exists(),
+        "rolled back: no binary"
+    );
+    assert!(!wine.unix_path(STATE_DIR).join("agent-key.pem").exists());
 
     // Install, enrolling with the token: silent, as Intune or GPO would.
     msiexec(
