@@ -14,7 +14,7 @@ use deskside_protocol::timeline::{DeviceTimeline, FleetTimelineEntry};
 use deskside_protocol::{DeviceId, Refusal};
 
 use crate::server::{internal_error, now_millis, Shared};
-use crate::store::{OrgId, StoreError};
+use crate::store::OrgId;
 
 /// Samples newer than this are kept as taken.
 pub const FULL_RESOLUTION_MS: i64 = 48 * 3_600_000;
@@ -183,37 +183,42 @@ pub async fn fleet_timeline(
         .store(move |s| s.timeline_devices(org, since_ms, until_ms))
         .await?
         .map_err(|e| internal_error(&e))?;
+    let by_id: std::collections::HashMap<DeviceId, &crate::store::DeviceRecord> =
+        devices.iter().map(|d| (d.id, d)).collect();
     let mut entries = Vec::new();
     for (id, count) in with_samples {
-        let Some(record) = devices.iter().find(|d| d.id == id) else {
+        let Some(record) = by_id.get(&id) else {
             continue;
         };
         if group.is_some() && record.group != group {
             continue;
         }
-        let thresholds = thresholds.clone();
-        let episodes = shared
-            .store(move |s| -> Result<Vec<u8>, StoreError> {
-                let (rows, _) = s.timeline_between(id, since_ms, until_ms, MAX_ANSWER_SAMPLES)?;
-                let judged = timeline::judge_timeline(
-                    &decode_rows(&rows),
-                    &thresholds,
-                    &EpisodeRules::default(),
-                );
-                Ok(serde_json::to_vec(&judged.episodes).unwrap_or_default())
-            })
+        let (rows, _) = shared
+            .store(move |s| s.timeline_between(id, since_ms, until_ms, MAX_ANSWER_SAMPLES))
             .await?
             .map_err(|e| internal_error(&e))?;
-        if episodes.len() <= 2 {
-            continue; // "[]": nothing happened
+        // Judged off the store's lock: other requests go on meanwhile.
+        let thresholds = thresholds.clone();
+        let episodes = tokio::task::spawn_blocking(move || {
+            timeline::judge_timeline(&decode_rows(&rows), &thresholds, &EpisodeRules::default())
+                .episodes
+        })
+        .await
+        .map_err(|e| internal_error(&e))?;
+        if episodes.is_empty() {
+            continue;
         }
-        entries.push(FleetTimelineEntry {
-            device: record.summary(shared.presence.is_online(id)),
-            samples: count,
-            episodes,
-        });
+        entries.push((
+            episodes.len(),
+            FleetTimelineEntry {
+                device: record.summary(shared.presence.is_online(id)),
+                samples: count,
+                episodes: serde_json::to_vec(&episodes).map_err(|e| internal_error(&e))?,
+            },
+        ));
     }
-    entries.sort_by_key(|e| std::cmp::Reverse(e.episodes.len()));
+    entries.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let entries: Vec<FleetTimelineEntry> = entries.into_iter().map(|(_, e)| e).collect();
     Ok(ConsoleResponse::TimelineFleet(entries))
 }
 
