@@ -153,9 +153,15 @@ fn run(command: &mut Command) -> Run {
     }
 }
 
-/// The repository root (for `scripts/wine-run`).
+/// The repository root (for `scripts/wine-run`): from `CARGO_MANIFEST_DIR`
+/// as `cargo test` sets it when running, else as it was at build time (a
+/// test binary in a shared target directory may have been built from
+/// another checkout).
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("tests/ is inside the workspace")
         .to_owned()
