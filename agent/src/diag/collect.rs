@@ -83,8 +83,10 @@ pub async fn run(
         None => None,
     };
     let privacy = options.privacy.clone();
-    let local = tokio::task::spawn_blocking(move || {
-        let device = system::collect();
+    // The device probe mostly waits out its CPU sample (2 s on Windows):
+    // the network configuration and Wi‑Fi are read meanwhile.
+    let device = tokio::task::spawn_blocking(system::collect);
+    let network_and_wifi = tokio::task::spawn_blocking(move || {
         let network = platform::network(relay_ip);
         let wifi = match &network {
             Probe::Measured(network) => platform::wifi(network, &privacy),
@@ -93,9 +95,12 @@ pub async fn run(
                 other.reason().unwrap_or("")
             )),
         };
-        (device, network, wifi)
-    })
-    .await;
+        (network, wifi)
+    });
+    let local = match tokio::join!(device, network_and_wifi) {
+        (Ok(device), Ok((network, wifi))) => Ok((device, network, wifi)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     let (device, network, wifi): (Probe<Device>, Probe<NetworkConfig>, _) = match local {
         Ok((device, mut network, wifi)) => {
             // Whatever the platform probe did: no proxy password leaves here.

@@ -67,6 +67,7 @@ const WINDOWS_REASONS: &[&str] = &[
     "wlanapi.dll is not available (Windows Server without the Wireless LAN Service)",
     "WlanEnumInterfaces failed (Windows error {})",
     "WlanQueryInterface (current connection) failed (Windows error {})",
+    "{} failed (Windows error {})",
     "{}, and netsh could not run: {}",
     "{}, and netsh wlan show interfaces lists no connected interface",
 ];
@@ -97,7 +98,7 @@ const REASON_SITES: &[&str] = &[
     "map_err(|e| format!(",
     "let reason = format!(",
     "netsh_fallback(",
-    "Failure::Other(",
+    "WlanFailure::Other(",
     "pub const LOCATION_PERMISSION_OFF: &str = ",
 ];
 

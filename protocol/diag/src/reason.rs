@@ -62,6 +62,7 @@ pub static CATALOGUE: &[(&str, &str)] = &[
     ("wlanapi.dll is not available (Windows Server without the Wireless LAN Service)", "wlanapi.dll n'est pas disponible (Windows Server sans le service de réseau local sans fil)"),
     ("WlanEnumInterfaces failed (Windows error {})", "WlanEnumInterfaces a échoué (erreur Windows {})"),
     ("WlanQueryInterface (current connection) failed (Windows error {})", "WlanQueryInterface (connexion en cours) a échoué (erreur Windows {})"),
+    ("{} failed (Windows error {})", "{} a échoué (erreur Windows {})"),
     // Written by the classifier (crate::verdict).
     ("device.memory.total_bytes is 0 (not collected)", "device.memory.total_bytes vaut 0 (non relevé)"),
     ("device.memory.available_bytes exceeds total_bytes (inconsistent reading)", "device.memory.available_bytes dépasse total_bytes (lecture incohérente)"),

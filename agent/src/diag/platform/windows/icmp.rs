@@ -14,6 +14,10 @@ use windows_sys::Win32::NetworkManagement::IpHelper::{
 const PAYLOAD: &[u8; 8] = b"deskside";
 /// `IP_SUCCESS`: an echo reply came back.
 const IP_SUCCESS: u32 = 0;
+/// Unanswered pings after which a router that has answered none is taken
+/// to ignore them (the TCP probe follows): waiting out every timeout would
+/// add seconds to each check.
+const GIVE_UP_AFTER: usize = 3;
 
 /// An ICMP handle, closed on drop.
 struct Handle(windows_sys::Win32::Foundation::HANDLE);
@@ -27,7 +31,8 @@ impl Drop for Handle {
 
 /// Sends `probes` echo requests to `gateway`, `interval` apart, each
 /// waiting up to `timeout`: one round trip in milliseconds per probe
-/// (`None`: no reply). `Err` when Windows refuses ICMP altogether.
+/// (`None`: no reply), fewer when the first [`GIVE_UP_AFTER`] all went
+/// unanswered. `Err` when Windows refuses ICMP altogether.
 pub fn echo(
     gateway: Ipv4Addr,
     probes: u32,
@@ -47,7 +52,7 @@ pub fn echo(
     let destination = u32::from_ne_bytes(gateway.octets());
     let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
     let mut samples = Vec::with_capacity(probes as usize);
-    let mut refused = 0;
+    let mut refused = 0usize;
     for _ in 0..probes {
         let sent = Instant::now();
         // SAFETY: a live ICMP handle; no event or APC (synchronous call);
@@ -74,7 +79,8 @@ pub fn echo(
             // else (no permission, no ICMP stack) is a refusal.
             if error.raw_os_error() != Some(11010) {
                 refused += 1;
-                if refused == probes {
+                // Every call so far refused: ICMP is not available.
+                if refused == GIVE_UP_AFTER.min(probes as usize) {
                     return Err(error);
                 }
             }
@@ -86,6 +92,9 @@ pub fn echo(
             // Our own clock rather than RoundTripTime, which counts whole
             // milliseconds (a LAN answers in one or two).
             samples.push((first.Status == IP_SUCCESS).then_some(elapsed.as_secs_f64() * 1000.0));
+        }
+        if samples.len() >= GIVE_UP_AFTER && samples.iter().all(Option::is_none) {
+            break;
         }
         std::thread::sleep(interval);
     }

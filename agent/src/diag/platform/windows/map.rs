@@ -307,6 +307,44 @@ pub fn battery(status: PowerStatus) -> Probe<Battery> {
     })
 }
 
+/// `BATTERY_INFORMATION` from the battery driver
+/// (`IOCTL_BATTERY_QUERY_INFORMATION`, level `BatteryInformation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatteryInformation {
+    /// `Capabilities` flags.
+    pub capabilities: u32,
+    /// `DesignedCapacity`, mWh (or relative units).
+    pub designed_capacity: u32,
+    /// `FullChargedCapacity`, same units.
+    pub full_charged_capacity: u32,
+    /// `CycleCount`, 0 when the battery does not count.
+    pub cycle_count: u32,
+}
+
+/// Adds the driver's capacity figures to the battery probe: health is the
+/// full-charge capacity against the design capacity, unless the driver
+/// reports relative units or an unknown capacity.
+pub fn with_health(
+    probe: Probe<Battery>,
+    information: Option<BatteryInformation>,
+) -> Probe<Battery> {
+    const BATTERY_CAPACITY_RELATIVE: u32 = 0x4000_0000;
+    const BATTERY_UNKNOWN_CAPACITY: u32 = u32::MAX;
+    let (Probe::Measured(mut battery), Some(info)) = (probe.clone(), information) else {
+        return probe;
+    };
+    let usable = |c: u32| c != 0 && c != BATTERY_UNKNOWN_CAPACITY;
+    if info.capabilities & BATTERY_CAPACITY_RELATIVE == 0
+        && usable(info.designed_capacity)
+        && usable(info.full_charged_capacity)
+    {
+        battery.health_percent =
+            Some(100.0 * f64::from(info.full_charged_capacity) / f64::from(info.designed_capacity));
+    }
+    battery.cycle_count = Some(info.cycle_count).filter(|c| *c > 0);
+    Probe::Measured(battery)
+}
+
 /// Share of time the processors were busy between two `GetSystemTimes`
 /// readings `(idle, kernel, user)` in 100 ns units (kernel time includes
 /// idle time).
@@ -559,6 +597,28 @@ pub fn wifi_from_netsh(interface: &NetshInterface, privacy: &Privacy) -> Wifi {
         rx_bitrate_mbps: interface.receive_rate_mbps,
         source: "netsh".to_owned(),
         ..Wifi::default()
+    }
+}
+
+/// Why the Native Wifi API gave no link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WlanFailure {
+    /// Windows withholds Wi‑Fi details without the location permission.
+    LocationPermission,
+    /// Anything else, in words: worth trying netsh.
+    Other(String),
+}
+
+/// What a failed Native Wifi call (`call`, returning `code`) means.
+/// Windows 11 24H2 and later answer ERROR_ACCESS_DENIED (5) to
+/// `WlanQueryInterface` and `WlanGetNetworkBssList` without the location
+/// permission.
+pub fn wlan_failure(call: &str, code: u32) -> WlanFailure {
+    const ERROR_ACCESS_DENIED: u32 = 5;
+    if code == ERROR_ACCESS_DENIED {
+        WlanFailure::LocationPermission
+    } else {
+        WlanFailure::Other(format!("{call} failed (Windows error {code})"))
     }
 }
 
@@ -850,6 +910,53 @@ mod tests {
     }
 
     #[test]
+    fn the_battery_drivers_capacities_give_its_health() {
+        let on_battery = battery(PowerStatus {
+            ac_line: 0,
+            battery_flag: 1,
+            life_percent: 80,
+        });
+        let info = BatteryInformation {
+            capabilities: 0x8000_0000, // BATTERY_SYSTEM_BATTERY
+            designed_capacity: 50_000,
+            full_charged_capacity: 38_000,
+            cycle_count: 412,
+        };
+        let worn = with_health(on_battery.clone(), Some(info));
+        let worn = worn.value().unwrap();
+        assert_eq!(worn.health_percent, Some(76.0));
+        assert_eq!(worn.cycle_count, Some(412));
+        assert_eq!(worn.charge_percent, Some(80.0), "the power status is kept");
+        // Relative units, unknown capacities and a missing driver answer
+        // leave health unreported rather than made up.
+        for odd in [
+            BatteryInformation {
+                capabilities: 0x4000_0000,
+                ..info
+            },
+            BatteryInformation {
+                designed_capacity: 0,
+                ..info
+            },
+            BatteryInformation {
+                full_charged_capacity: u32::MAX,
+                ..info
+            },
+        ] {
+            let probe = with_health(on_battery.clone(), Some(odd));
+            assert_eq!(probe.value().unwrap().health_percent, None, "{odd:?}");
+        }
+        assert_eq!(with_health(on_battery.clone(), None), on_battery);
+        // No battery stays not applicable.
+        let none = battery(PowerStatus {
+            ac_line: 1,
+            battery_flag: 128,
+            life_percent: 255,
+        });
+        assert_eq!(with_health(none.clone(), Some(info)), none);
+    }
+
+    #[test]
     fn cpu_usage_comes_from_two_readings_of_system_times() {
         // 2 s on 4 cores = 80 M units of 100 ns; 20 M busy.
         let before = (1_000, 2_000, 3_000);
@@ -1005,6 +1112,20 @@ mod tests {
             ..link
         };
         assert_eq!(wifi_from_wlan(&nothing, &clear).signal_dbm, None);
+    }
+
+    #[test]
+    fn access_denied_from_the_wifi_api_means_the_location_permission() {
+        assert_eq!(
+            wlan_failure("WlanQueryInterface (current connection)", 5),
+            WlanFailure::LocationPermission
+        );
+        assert_eq!(
+            wlan_failure("WlanQueryInterface (current connection)", 1168),
+            WlanFailure::Other(
+                "WlanQueryInterface (current connection) failed (Windows error 1168)".to_owned()
+            )
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::ptr::{addr_of, null, null_mut};
 use deskside_diag::snapshot::{InterfaceKind, NetworkConfig, Wifi};
 use deskside_diag::Probe;
 use windows_sys::core::GUID;
-use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_SUCCESS, HANDLE};
+use windows_sys::Win32::Foundation::{ERROR_SUCCESS, HANDLE};
 use windows_sys::Win32::NetworkManagement::WiFi::{
     dot11_BSS_type_infrastructure, wlan_interface_state_connected, wlan_intf_opcode_channel_number,
     wlan_intf_opcode_current_connection, wlan_intf_opcode_rssi, DOT11_SSID, WLAN_BSS_ENTRY,
@@ -25,7 +25,7 @@ use windows_sys::Win32::NetworkManagement::WiFi::{
 };
 
 use super::dll::{from_wide_array, under_wine, Farproc, SystemDll};
-use super::map::{self, WlanLink, LOCATION_PERMISSION_OFF};
+use super::map::{self, wlan_failure, WlanFailure, WlanLink, LOCATION_PERMISSION_OFF};
 use crate::diag::parse::netsh;
 use crate::diag::platform::Privacy;
 
@@ -123,14 +123,6 @@ struct WlanInterface {
     connected: bool,
 }
 
-/// Why the API gave no link.
-enum Failure {
-    /// Windows withholds Wi‑Fi details without the location permission.
-    LocationPermission,
-    /// Anything else: worth trying netsh.
-    Other(String),
-}
-
 /// The Wi‑Fi link the default route uses (or the first connected one).
 pub fn wifi(network: &NetworkConfig, privacy: &Privacy) -> Probe<Wifi> {
     if under_wine() {
@@ -203,8 +195,8 @@ pub fn wifi(network: &NetworkConfig, privacy: &Privacy) -> Probe<Wifi> {
     let name = name_of(chosen);
     match link(&client, chosen, &name) {
         Ok(link) => Probe::Measured(map::wifi_from_wlan(&link, privacy)),
-        Err(Failure::LocationPermission) => Probe::unknown(LOCATION_PERMISSION_OFF),
-        Err(Failure::Other(why)) => netsh_fallback(&why, Some(name.as_str()), privacy),
+        Err(WlanFailure::LocationPermission) => Probe::unknown(LOCATION_PERMISSION_OFF),
+        Err(WlanFailure::Other(why)) => netsh_fallback(&why, Some(name.as_str()), privacy),
     }
 }
 
@@ -269,17 +261,14 @@ fn query<T: Copy>(client: &Client<'_>, guid: &GUID, opcode: i32) -> Result<T, u3
     Ok(unsafe { std::ptr::read_unaligned(data.ptr.cast::<T>()) })
 }
 
-fn link(client: &Client<'_>, interface: &WlanInterface, name: &str) -> Result<WlanLink, Failure> {
+fn link(
+    client: &Client<'_>,
+    interface: &WlanInterface,
+    name: &str,
+) -> Result<WlanLink, WlanFailure> {
     let attributes: WLAN_CONNECTION_ATTRIBUTES =
-        query(client, &interface.guid, wlan_intf_opcode_current_connection).map_err(|code| {
-            if code == ERROR_ACCESS_DENIED {
-                Failure::LocationPermission
-            } else {
-                Failure::Other(format!(
-                    "WlanQueryInterface (current connection) failed (Windows error {code})"
-                ))
-            }
-        })?;
+        query(client, &interface.guid, wlan_intf_opcode_current_connection)
+            .map_err(|code| wlan_failure("WlanQueryInterface (current connection)", code))?;
     let association = &attributes.wlanAssociationAttributes;
     let ssid_len = (association.dot11Ssid.uSSIDLength as usize).min(32);
     let mut link = WlanLink {
@@ -307,8 +296,10 @@ fn link(client: &Client<'_>, interface: &WlanInterface, name: &str) -> Result<Wl
             link.bss_rssi_dbm = Some(rssi);
         }
         Ok(None) => {}
-        Err(ERROR_ACCESS_DENIED) => return Err(Failure::LocationPermission),
-        Err(code) => tracing::debug!("WlanGetNetworkBssList failed (Windows error {code})"),
+        Err(code) => match wlan_failure("WlanGetNetworkBssList", code) {
+            WlanFailure::LocationPermission => return Err(WlanFailure::LocationPermission),
+            WlanFailure::Other(why) => tracing::debug!("{why}"),
+        },
     }
     Ok(link)
 }
