@@ -111,7 +111,11 @@ pub fn run_indicator(info: IndicatorInfo, io: IndicatorIo) -> Result<IndicatorEx
         .with_min_inner_size(INDICATOR_WINDOW_SIZE)
         .with_max_inner_size(INDICATOR_WINDOW_SIZE)
         .with_resizable(false)
-        .with_always_on_top();
+        .with_always_on_top()
+        // Shown without taking the keyboard from what the employee is
+        // typing in (Windows: no activation; X11 ignores it, focus there
+        // follows the window manager).
+        .with_active(false);
     let commands = io.commands.clone();
     let ctx = io.ctx.clone();
     let app_exit = exit.clone();
