@@ -89,11 +89,16 @@ pub struct SessionArgs {
     #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_origin, default_value = "0,0")]
     pub probe_input_at: (u32, u32),
     /// With --headless: once the first frame arrived, left-click at this
-    /// frame pixel (`X,Y`), before typing --type-text (for tests: the
-    /// click also brings the clicked window to the front).
+    /// frame pixel (`X,Y`); --type-text then goes out a second later (for
+    /// tests: the click brings the clicked window to the front).
     #[arg(long, requires = "headless", hide = true, value_name = "X,Y", value_parser = parse_origin)]
     pub click: Option<(u32, u32)>,
 }
+
+/// With --click and --type-text: how long after the click the text goes
+/// out (a window brought to the front by a click takes the keys only once
+/// it has handled the click).
+const CLICK_SETTLE: Duration = Duration::from_secs(1);
 
 fn parse_origin(text: &str) -> Result<(u32, u32), String> {
     let (x, y) = text.split_once(',').ok_or("expected X,Y")?;
@@ -555,7 +560,8 @@ async fn headless(
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let (mut frames, mut bytes, mut decoded) = (0u64, 0u64, 0u64);
-    let mut typed = false;
+    let (mut clicked, mut typed) = (false, false);
+    let mut type_after: Option<Instant> = None;
     let mut probing = false;
     let mut probe = tokio::time::interval(Duration::from_millis(
         args.probe_input.unwrap_or(1000).max(1),
@@ -584,28 +590,35 @@ async fn headless(
                     break lost(&e);
                 }
                 probing = args.probe_input.is_some();
-                if !typed {
-                    typed = true;
-                    let mut once = Vec::new();
+                // The click first; the text on the first frame at least
+                // CLICK_SETTLE later, once the clicked window has come to
+                // the front (it takes the keys).
+                let mut once = Vec::new();
+                if !clicked {
+                    clicked = true;
                     if let Some((x, y)) = args.click {
                         once.push(InputEvent::PointerMove { x, y });
                         for pressed in [true, false] {
                             once.push(InputEvent::Button { button: MouseButton::Left, pressed });
                         }
+                        type_after = Some(Instant::now() + CLICK_SETTLE);
                     }
+                }
+                if !typed && type_after.is_none_or(|at| Instant::now() >= at) {
+                    typed = true;
                     if let Some(text) = &args.type_text {
                         once.push(InputEvent::Text { text: text.clone() });
                     }
-                    let mut failed = None;
-                    for event in &once {
-                        if let Err(e) = input.send(event).await {
-                            failed = Some(e);
-                            break;
-                        }
+                }
+                let mut failed = None;
+                for event in &once {
+                    if let Err(e) = input.send(event).await {
+                        failed = Some(e);
+                        break;
                     }
-                    if let Some(e) = failed {
-                        break lost(&e);
-                    }
+                }
+                if let Some(e) = failed {
+                    break lost(&e);
                 }
             }
             message = control_in.recv::<AgentToConsole>() => match message {
