@@ -12,7 +12,8 @@
 //!
 //! Checked: a refused consent sends no frame and starts no capture; an
 //! accepted one shows the test program's counter advancing in decoded
-//! frames, and the click and the typed text reach the test program exactly.
+//! frames, and the click and the typed text reach the test program exactly;
+//! a view-only one shows frames and drops the click and the text.
 //!
 //! Run by scripts/windows-tests (`cargo test -p deskside-tests --features
 //! wine --test windows_session`) after it builds the `.exe` files. Without
@@ -385,7 +386,61 @@ fn a_windows_session_under_wine_refused_sends_nothing_accepted_shows_the_counter
         counters.len(),
         clicks[0]
     );
-    accepted.kill();
+    // The technician stops (Ctrl-C): the session ends.
+    interrupt(&accepted);
+    accepted
+        .wait_exit(SLOW)
+        .expect("the console ends on Ctrl-C");
+    let ended = out.drain();
+    assert!(
+        ended
+            .iter()
+            .any(|v| v["type"] == "session_end" && v["ended_by"] == "technician"),
+        "no session_end by the technician: {ended:?}\n{}",
+        accepted.log()
+    );
+
+    // View only: frames flow, but the click and the text are dropped.
+    let before = record_lines(&stage.record).len();
+    let (mut viewer, out) = stage.session(&[
+        "--view-only",
+        "--probe-counter",
+        &probe,
+        "--click",
+        &click_at,
+        "--type-text",
+        "view only: never typed",
+    ]);
+    wait_for_prompt(&out, &viewer);
+    stage.answer_consent(true);
+    let mut granted = Value::Null;
+    let mut readings = 0;
+    out.until(SLOW, |v| {
+        if v["state"] == "started" {
+            granted = v["granted"].clone();
+        }
+        readings += usize::from(v["type"] == "frame_counter");
+        readings >= 3
+    });
+    assert_eq!(granted, "view", "{}", viewer.log());
+    assert!(
+        readings >= 3,
+        "fewer than 3 counter readings in a view-only session\n{}",
+        viewer.log()
+    );
+    // The input went out with the first frame; give it time to arrive.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = record_lines(&stage.record);
+    let leaked: Vec<&Value> = after[before..]
+        .iter()
+        .filter(|v| v["type"] == "char" || v["type"] == "button_down")
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "input of a view-only session reached the test program: {leaked:?}"
+    );
+    interrupt(&viewer);
+    viewer.wait_exit(SLOW).expect("the console ends on Ctrl-C");
 
     let audit = stage.audit();
     let consents: Vec<String> = audit
@@ -399,6 +454,15 @@ fn a_windows_session_under_wine_refused_sends_nothing_accepted_shows_the_counter
         "the audit lacks the refusal and the acceptance: {audit:?}"
     );
     drop(stage.agent_proc);
+}
+
+/// Sends Ctrl-C (SIGINT) to a console, as a technician would.
+fn interrupt(console: &Proc) {
+    let sent = Command::new("kill")
+        .args(["-INT", &console.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "could not interrupt the console");
 }
 
 /// Reads the record file until `done(typed, left clicks)` or a minute has

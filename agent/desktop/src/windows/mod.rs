@@ -25,7 +25,7 @@ use std::sync::Once;
 
 use deskside_protocol::session::{CursorShape, Monitor};
 use windows::core::{BOOL, PCSTR, PCWSTR};
-use windows::Win32::Foundation::{HANDLE, LPARAM, RECT};
+use windows::Win32::Foundation::{E_ACCESSDENIED, HANDLE, LPARAM, RECT};
 use windows::Win32::Graphics::Gdi::{
     EnumDisplayMonitors, GetMonitorInfoW, HDC, HMONITOR, MONITORINFO, MONITORINFOEXW,
 };
@@ -253,6 +253,11 @@ pub(crate) fn ensure_dpi_aware() {
                         "per-monitor DPI aware (v1; v2 refused: {})",
                         win_detail(&v2)
                     ),
+                    Err(v1) if v1.code() == E_ACCESSDENIED => {
+                        // Already set for this process (by its manifest or an
+                        // earlier call): Windows allows setting it once.
+                        tracing::debug!("DPI awareness was already set for this process");
+                    }
                     Err(v1) => {
                         // A manifest may have set an awareness already
                         // (access denied). System awareness is the next
