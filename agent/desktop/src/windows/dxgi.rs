@@ -13,6 +13,8 @@
 //! Never run on a real GPU in this project's CI: Wine has no Desktop
 //! Duplication, so there `WindowsCapturer::open` falls back to GDI.
 
+use std::time::{Duration, Instant};
+
 use deskside_protocol::session::{CursorShape, Monitor};
 use windows::core::Interface;
 use windows::Win32::Foundation::{E_ACCESSDENIED, HMODULE, RECT};
@@ -43,6 +45,10 @@ use crate::windows_math::{color_cursor, masked_color_cursor, monochrome_bits_cur
 /// covers a slow GPU).
 const FIRST_FRAME_TIMEOUT_MS: u32 = 500;
 
+/// How often duplication is tried again while the secure desktop refuses
+/// it.
+const RETRY_SECURE_DESKTOP: Duration = Duration::from_millis(500);
+
 /// Pointer shapes larger than this many bytes are not read.
 const MAX_POINTER_SHAPE_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -68,6 +74,11 @@ pub struct DxgiCapturer {
     /// Where the pointer is when duplication does not say.
     fallback_cursor: GdiCursor,
     rotation_warned: bool,
+    /// No duplication is tried before this instant (the secure desktop
+    /// refused the last one).
+    secure_desktop_until: Option<Instant>,
+    /// Set when duplicating failed for good; see `unavailable`.
+    unavailable: Option<String>,
 }
 
 /// One output (monitor) of one adapter.
@@ -129,24 +140,60 @@ impl DxgiCapturer {
             pending_shape: None,
             fallback_cursor: GdiCursor::default(),
             rotation_warned: false,
+            secure_desktop_until: None,
+            unavailable: None,
         })
     }
 
     /// Makes the duplication of `monitor` when another one (or none) runs.
+    ///
+    /// While the secure desktop shows, duplicating is refused: it is tried
+    /// again at most every [`RETRY_SECURE_DESKTOP`] rather than on every
+    /// frame (each try makes a Direct3D device). Any other refusal means
+    /// duplication went away for this session (a remote desktop connection
+    /// took over the console): [`DxgiCapturer::unavailable`] then says why,
+    /// and `WindowsCapturer` switches to GDI.
     fn duplication(&mut self, monitor: u8) -> Result<(), CaptureError> {
-        if self.session.as_ref().map(|s| s.index) != Some(monitor) {
-            self.session = None;
-            self.holds = None;
-            let output =
-                self.outputs
-                    .get(usize::from(monitor))
-                    .ok_or(CaptureError::NoSuchMonitor {
-                        index: monitor,
-                        count: self.outputs.len(),
-                    })?;
-            self.session = Some(Duplication::new(monitor, output)?);
+        if self.session.as_ref().map(|s| s.index) == Some(monitor) {
+            return Ok(());
         }
-        Ok(())
+        self.session = None;
+        self.holds = None;
+        if self
+            .secure_desktop_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Err(CaptureError::SecureDesktop);
+        }
+        let output = self
+            .outputs
+            .get(usize::from(monitor))
+            .ok_or(CaptureError::NoSuchMonitor {
+                index: monitor,
+                count: self.outputs.len(),
+            })?;
+        match Duplication::new(monitor, output) {
+            Ok(session) => {
+                self.secure_desktop_until = None;
+                self.session = Some(session);
+                Ok(())
+            }
+            Err(CaptureError::SecureDesktop) => {
+                self.secure_desktop_until = Some(Instant::now() + RETRY_SECURE_DESKTOP);
+                Err(CaptureError::SecureDesktop)
+            }
+            Err(e) => {
+                self.unavailable = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Why Desktop Duplication stopped working in this session, when it
+    /// did for another reason than the secure desktop: the caller should
+    /// capture with GDI from now on.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// Reads the pointer's new shape after a frame that carries one.

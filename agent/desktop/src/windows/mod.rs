@@ -131,6 +131,12 @@ impl Capturer for WindowsCapturer {
     }
 
     fn capture(&mut self, monitor: u8) -> Result<Captured<'_>, CaptureError> {
+        if let Self::Dxgi(dxgi) = self {
+            if let Some(reason) = dxgi.unavailable() {
+                tracing::info!("screen capture: switching to GDI, because DXGI Desktop Duplication stopped working ({reason})");
+                *self = Self::Gdi(GdiCapturer::open()?);
+            }
+        }
         match self {
             Self::Dxgi(c) => c.capture(monitor),
             Self::Gdi(c) => c.capture(monitor),
