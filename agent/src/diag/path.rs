@@ -12,6 +12,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use deskside_diag::measure::{
+    interarrival_jitter, judge_load, loaded_direction, ProbeTiming, MEDIA_PROBE_SPACING_MS,
+};
 use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, SpeedTestRefusal, Throughput};
 use deskside_diag::Probe;
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
@@ -37,12 +40,15 @@ pub struct PathOptions {
 }
 
 impl Default for PathOptions {
-    /// About 0.6 s without throughput, 3.1 s with: within the snapshot
-    /// budgets (≤ 1 s, ≤ 3 s of transfer).
+    /// About 0.9 s without throughput, 3.4 s with: within the snapshot
+    /// budgets (≤ 1 s of probes, ≤ 3 s of transfer). Probes go 20 ms apart,
+    /// like the packets of a call's audio, so the jitter measured is the
+    /// jitter a call meets (back-to-back probes hide the queue swings that
+    /// a steady 50 packets/s stream sees).
     fn default() -> Self {
         Self {
-            idle_probes: 50,
-            probe_interval: Duration::from_millis(6),
+            idle_probes: 40,
+            probe_interval: Duration::from_millis(MEDIA_PROBE_SPACING_MS),
             probe_grace: Duration::from_millis(300),
             throughput: false,
             transfer: Duration::from_millis(1250),
@@ -99,6 +105,8 @@ struct Answer {
     rtt_ms: f64,
     relay_time_ms: i64,
     sent_wall_ms: i64,
+    /// Send and arrival times on the prober's monotonic clock.
+    timing: ProbeTiming,
 }
 
 /// Probes sent and answered on one connection, by sequence number.
@@ -151,8 +159,13 @@ impl Prober {
         if self.answered.iter().any(|a| a.seq == seq) {
             return;
         }
+        let sent_ms = sent.duration_since(self.epoch).as_secs_f64() * 1000.0;
         self.answered.push(Answer {
             seq,
+            timing: ProbeTiming {
+                sent_ms,
+                arrived_ms: self.epoch.elapsed().as_secs_f64() * 1000.0,
+            },
             rtt_ms: sent.elapsed().as_secs_f64() * 1000.0,
             relay_time_ms: reply.relay_time_ms,
             sent_wall_ms: self.wall_epoch_ms + sent.duration_since(self.epoch).as_millis() as i64,
@@ -169,6 +182,15 @@ impl Prober {
             .collect();
         in_range.sort_by_key(|(seq, _)| *seq);
         in_range.into_iter().map(|(_, rtt)| rtt).collect()
+    }
+
+    /// Send and arrival times of the answered probes numbered `from..to`.
+    fn timings(&self, from: u32, to: u32) -> Vec<ProbeTiming> {
+        self.answered
+            .iter()
+            .filter(|a| (from..to).contains(&a.seq))
+            .map(|a| a.timing)
+            .collect()
     }
 
     /// Sends `count` probes `interval` apart and collects answers until
@@ -382,6 +404,7 @@ pub async fn measure(
     path.probes_sent = sent;
     path.probes_received = received;
     path.idle_rtt = rtt_stats(&prober.rtts(0, prober.next_seq));
+    path.media_jitter_ms = interarrival_jitter(&prober.timings(0, prober.next_seq));
     let clock = prober.clock();
 
     let granted = if options.throughput {
@@ -396,12 +419,19 @@ pub async fn measure(
         path.upload = Probe::unknown(reason);
     }
     if options.throughput && granted.is_ok() {
-        let mut loaded = Vec::new();
-        for direction in [Direction::Down, Direction::Up] {
+        // Each direction is graded on its own probes: pooled, a bloated
+        // download queue would be averaged away by a clean upload.
+        let mut loaded = [None, None];
+        for (slot, direction) in [Direction::Down, Direction::Up].into_iter().enumerate() {
             let outcome = transfer(&mut prober, options, direction).await;
             let probe = match outcome {
-                Ok((throughput, rtts)) => {
-                    loaded.extend(rtts);
+                Ok((throughput, probes_sent)) => {
+                    loaded[slot] = match (&path.idle_rtt, &throughput.loaded_rtt) {
+                        (Some(idle), Some(under_load)) => {
+                            loaded_direction(idle.median_ms, under_load, probes_sent)
+                        }
+                        _ => None,
+                    };
                     Probe::Measured(throughput)
                 }
                 Err(reason) => Probe::unknown(reason),
@@ -411,10 +441,11 @@ pub async fn measure(
                 Direction::Up => path.upload = probe,
             }
         }
-        if let (Some(idle), Some(loaded)) = (&path.idle_rtt, rtt_stats(&loaded)) {
-            let added = (loaded.median_ms - idle.median_ms).max(0.0);
+        let [down, up] = loaded;
+        if let Some((added, load)) = judge_load(down, up) {
             path.added_latency_ms = Some(added);
             path.bufferbloat = Some(Grade::from_added_latency(added));
+            path.loaded = Some(Box::new(load));
         }
     }
     connected.send.finish();
@@ -434,12 +465,13 @@ enum Direction {
 }
 
 /// One timed transfer with probes running beside it; returns the
-/// throughput and the round trips measured under load.
+/// throughput (with the round trips measured under load) and the number of
+/// probes sent during it.
 async fn transfer(
     prober: &mut Prober,
     options: &PathOptions,
     direction: Direction,
-) -> Result<(Throughput, Vec<f64>), String> {
+) -> Result<(Throughput, u32), String> {
     let connection = prober.connection.clone();
     let duration_ms = options.transfer.as_millis().min(u128::from(u32::MAX)) as u32;
     let (send, recv) = connection
@@ -454,9 +486,10 @@ async fn transfer(
     };
     send.send(&request).await.map_err(|e| e.to_string())?;
     let first_probe = prober.next_seq;
-    // Probes every four probe intervals during the transfer: enough samples
-    // for a median, negligible load.
-    let mut ticker = tokio::time::interval(options.probe_interval * 4);
+    // Probes at the media spacing during the transfer, as a call running
+    // beside a download would send: enough samples for a median and a loss
+    // figure, negligible load (50 small datagrams a second).
+    let mut ticker = tokio::time::interval(options.probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
     let (bytes, window) = match direction {
@@ -567,7 +600,7 @@ async fn transfer(
             duration_ms: window.as_millis() as u64,
             loaded_rtt: rtt_stats(&rtts),
         },
-        rtts,
+        prober.next_seq - first_probe,
     ))
 }
 

@@ -10,10 +10,13 @@
 //! - [`thresholds`]: the limits the classifier applies, with their sources,
 //!   overridable per organisation.
 //! - [`verdict`]: the classifier, snapshot → [`Verdict`].
+//! - [`measure`]: the path measurement's arithmetic (RFC 3550 jitter,
+//!   latency under load per direction, RPM).
 //! - [`reason`]: why something could not be measured, in French.
 //! - [`report`]: the verdict as plain text for the employee and the
 //!   technician, in English or French.
 
+pub mod measure;
 pub mod policy;
 pub mod reason;
 pub mod report;

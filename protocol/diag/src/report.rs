@@ -655,10 +655,12 @@ impl Renderer {
                 let mut parts = Vec::new();
                 if let Some(rtt) = &path.idle_rtt {
                     parts.push(format!("{} ms", self.num(rtt.median_ms)));
+                    // The jitter a call meets (RFC 3550, probes 20 ms
+                    // apart) when the agent measured it.
                     parts.push(format!(
                         "{} {} ms",
                         self.t("jitter", "gigue"),
-                        self.num(rtt.jitter_ms)
+                        self.num(path.media_jitter_ms.unwrap_or(rtt.jitter_ms))
                     ));
                 }
                 if let Some(loss) = path.loss_percent() {
@@ -706,7 +708,13 @@ impl Renderer {
 
     fn load_line(&self, s: &Snapshot) -> Option<(String, String)> {
         let path = s.path.value()?;
-        let added = path.added_latency_ms.filter(|a| a.is_finite());
+        let added = path
+            .added_latency_ms
+            .or_else(|| {
+                let (_, worse) = path.loaded.as_ref()?.worse()?;
+                Some(worse.added_ms)
+            })
+            .filter(|a| a.is_finite());
         let grade = path
             .bufferbloat
             .or_else(|| added.map(Grade::from_added_latency))?;
@@ -718,12 +726,49 @@ impl Renderer {
             Grade::D => "D",
             Grade::F => "F",
         };
-        let extra = added
-            .map(|a| format!(" (+{} ms)", self.num(a)))
+        let mut details = Vec::new();
+        if let Some(a) = added {
+            details.push(format!("+{} ms", self.num(a)));
+        }
+        let load = path.loaded.as_ref();
+        if let Some((direction, worse)) = load.and_then(|l| l.worse()) {
+            details.push(
+                match direction {
+                    "upload" => self.t("while sending", "en envoi"),
+                    _ => self.t("while receiving", "en réception"),
+                }
+                .to_owned(),
+            );
+            if let Some(loss) = worse.loss_percent().filter(|l| *l > 0.0) {
+                details.push(format!(
+                    "{} % {}",
+                    self.num(loss),
+                    self.t("probe loss", "de sondes perdues")
+                ));
+            }
+        }
+        let extra = if details.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", details.join(", "))
+        };
+        let rpm = load
+            .and_then(|l| l.rpm)
+            .filter(|r| r.is_finite())
+            .map(|r| {
+                format!(
+                    ", {} {}",
+                    r.round(),
+                    self.t(
+                        "round trips per minute (RPM)",
+                        "allers-retours par minute (RPM)"
+                    )
+                )
+            })
             .unwrap_or_default();
         Some((
             self.t("Delay under load", "Délai en charge").to_owned(),
-            format!("{} {name}{extra}", self.t("grade", "note")),
+            format!("{} {name}{extra}{rpm}", self.t("grade", "note")),
         ))
     }
 

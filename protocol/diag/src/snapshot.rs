@@ -551,6 +551,69 @@ pub struct Path {
     /// relay said why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speed_test_refused: Option<SpeedTestRefusal>,
+    /// Jitter as real-time media sees it: the RFC 3550 interarrival jitter
+    /// of the idle probes, sent 20 ms apart like audio packets. Older
+    /// agents left it out (their `idle_rtt.jitter_ms` came from
+    /// back-to-back probes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_jitter_ms: Option<f64>,
+    /// Latency under load of each direction, graded separately;
+    /// `added_latency_ms` is the worse one's.
+    /// Boxed: most snapshots (quick checks) have none, and a snapshot
+    /// travels inside wire enums whose variants should stay similar in size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<Box<LoadedLatency>>,
+}
+
+/// Latency under load, per direction, with responsiveness.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadedLatency {
+    /// While the download ran.
+    pub download: Option<LoadedDirection>,
+    /// While the upload ran.
+    pub upload: Option<LoadedDirection>,
+    /// Responsiveness under working conditions, round trips per minute
+    /// (60 000 / the worse direction's median loaded round trip in ms), as
+    /// the IETF responsiveness draft and Apple's networkQuality report it.
+    pub rpm: Option<f64>,
+}
+
+impl LoadedLatency {
+    /// The direction with more added latency (`"download"` or `"upload"`).
+    pub fn worse(&self) -> Option<(&'static str, &LoadedDirection)> {
+        match (&self.download, &self.upload) {
+            (Some(d), Some(u)) if u.added_ms > d.added_ms => Some(("upload", u)),
+            (Some(d), _) => Some(("download", d)),
+            (None, Some(u)) => Some(("upload", u)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Round trips measured while one transfer ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadedDirection {
+    /// Median round trip under load.
+    pub median_ms: f64,
+    /// Median under load minus the idle median, never negative.
+    pub added_ms: f64,
+    /// Bufferbloat grade of `added_ms`.
+    pub grade: Grade,
+    /// Probes sent during the transfer.
+    pub probes_sent: u32,
+    /// Probes answered during the transfer.
+    pub probes_received: u32,
+}
+
+impl LoadedDirection {
+    /// Probe loss during the transfer, 0–100.
+    pub fn loss_percent(&self) -> Option<f64> {
+        (self.probes_sent > 0).then(|| {
+            100.0 * f64::from(self.probes_sent.saturating_sub(self.probes_received))
+                / f64::from(self.probes_sent)
+        })
+    }
 }
 
 /// The operating system's own verdict on connectivity: on Windows, the

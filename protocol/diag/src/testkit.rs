@@ -155,6 +155,8 @@ pub fn healthy() -> Snapshot {
             relay_resolved: Some(true),
             last_connected_ms: None,
             speed_test_refused: None,
+            media_jitter_ms: None,
+            loaded: None,
         }),
         // A Linux snapshot: no OS connectivity indicator.
         os_connectivity: None,

@@ -493,27 +493,41 @@ pub(super) fn jitter(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             stats.samples
         )));
     }
-    let jitter = number(Some(stats.jitter_ms), "path.idle_rtt.jitter_ms")?;
+    // Agents that probe like a call (20 ms apart) report the RFC 3550
+    // interarrival jitter; older snapshots only have the mean difference of
+    // back-to-back probes.
+    let (metric, jitter, definition_en, definition_fr) = match path.media_jitter_ms {
+        Some(media) => (
+            "path.media_jitter_ms",
+            number(Some(media), "path.media_jitter_ms")?,
+            "RFC 3550 interarrival jitter of probes sent 20 ms apart, as a call's audio meets it",
+            "gigue d'arrivée RFC 3550 de sondes espacées de 20 ms, telle que la subit le son d'un appel",
+        ),
+        None => (
+            "path.idle_rtt.jitter_ms",
+            number(Some(stats.jitter_ms), "path.idle_rtt.jitter_ms")?,
+            "mean absolute difference between consecutive RTT samples, as Cloudflare defines it",
+            "écart absolu moyen entre mesures de RTT consécutives, selon la définition de Cloudflare",
+        ),
+    };
     if jitter < 0.0 {
-        return Err(Skip::Unknown(format!(
-            "path.idle_rtt.jitter_ms is negative ({jitter})"
-        )));
+        return Err(Skip::Unknown(format!("{metric} is negative ({jitter})")));
     }
     if jitter <= t.path_jitter_ms {
         return Ok(vec![]);
     }
     let finding = Finding::new("path.jitter_high", Stage::Isp, Severity::Warning)
         .title("The connection is unsteady", "La connexion est irrégulière")
-        .number("path.idle_rtt.jitter_ms", jitter, format!("> {} ms", fmt(t.path_jitter_ms)))
+        .number(metric, jitter, format!("> {} ms", fmt(t.path_jitter_ms)))
         .advice(ISP_ADVICE_EN, ISP_ADVICE_FR)
         .note(
             format!(
-                "Jitter (mean absolute difference between consecutive RTT samples, as Cloudflare defines it) is {} ms over {} samples; Teams needs < 30 ms. Audio and video stutter.",
+                "Jitter ({definition_en}) is {} ms over {} samples; Teams needs < 30 ms. Audio and video stutter.",
                 fmt(jitter),
                 stats.samples
             ),
             format!(
-                "La gigue (écart absolu moyen entre mesures de RTT consécutives, selon la définition de Cloudflare) est de {} ms sur {} mesures ; Teams exige moins de 30 ms. Le son et la vidéo saccadent.",
+                "La gigue ({definition_fr}) est de {} ms sur {} mesures ; Teams exige moins de 30 ms. Le son et la vidéo saccadent.",
                 fmt(jitter).replace('.', ","),
                 stats.samples
             ),
@@ -537,7 +551,13 @@ fn grade_name(grade: Grade) -> &'static str {
 pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     let t = j.thresholds;
     let path = connected(j)?;
-    let added = path.added_latency_ms.filter(|a| a.is_finite() && *a >= 0.0);
+    // A snapshot that carries the per-direction record but not the summary
+    // (written by hand, or trimmed) is graded on its worse direction.
+    let worse = path.loaded.as_ref().and_then(|l| l.worse());
+    let added = path
+        .added_latency_ms
+        .or_else(|| worse.map(|(_, d)| d.added_ms))
+        .filter(|a| a.is_finite() && *a >= 0.0);
     let grade = match (path.bufferbloat, added) {
         (Some(grade), _) => grade,
         (None, Some(added)) => Grade::from_added_latency(added),
@@ -575,6 +595,23 @@ pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             "path.added_latency_ms",
             added,
             "grade bands: C ≥ 60 ms, D ≥ 200 ms, F ≥ 400 ms",
+        );
+    }
+    if let Some((direction, load)) = worse {
+        finding = finding.text("path.loaded.direction", direction, "the worse direction");
+        if let Some(loss) = load.loss_percent() {
+            finding = finding.number(
+                format!("path.loaded.{direction}.loss_percent"),
+                loss,
+                "probe loss while the transfer ran",
+            );
+        }
+    }
+    if let Some(rpm) = path.loaded.as_ref().and_then(|l| l.rpm).filter(|r| r.is_finite()) {
+        finding = finding.number(
+            "path.responsiveness_rpm",
+            rpm,
+            "round trips per minute under load: 60 000 / the loaded median round trip in ms",
         );
     }
     let finding = finding
