@@ -13,6 +13,7 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Refusal};
 
+use crate::metrics::StoreOp;
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, random_bytes};
 use crate::server::{
@@ -45,7 +46,11 @@ pub async fn serve(
             let outcome = enroll(shared, public_key, secret, info, address).await;
             let reply = match &outcome {
                 Ok((id, organisation)) => {
-                    crate::server::authenticated(shared, connection);
+                    let _open = crate::server::authenticated_as(
+                        shared,
+                        connection,
+                        crate::metrics::ConnKind::Enrollment,
+                    );
                     tracing::Span::current().record("device", tracing::field::display(id));
                     tracing::info!("device enrolled");
                     RelayToAgent::Enrolled {
@@ -66,14 +71,20 @@ pub async fn serve(
         }
         AgentToRelay::Measure => {
             let device = match shared
-                .store(move |store| store.device_by_key(&public_key))
+                .store_as(StoreOp::AgentAuth, move |store| {
+                    store.device_by_key(&public_key)
+                })
                 .await
             {
                 Ok(Ok(Ok(device))) => device,
                 Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
                 Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
             };
-            crate::server::authenticated(shared, connection);
+            let _open = crate::server::authenticated_as(
+                shared,
+                connection,
+                crate::metrics::ConnKind::Measurement,
+            );
             tracing::Span::current().record("device", tracing::field::display(device.id));
             crate::measure::serve(&shared.measure_limits, connection, device.id, send, recv).await
         }
@@ -104,7 +115,9 @@ async fn enroll(
     ));
     let now = now_secs();
     let result = shared
-        .store(move |store| store.enroll_device(&hash, &public_key, &info, &address, new_id, now))
+        .store_as(StoreOp::Enrollment, move |store| {
+            store.enroll_device(&hash, &public_key, &info, &address, new_id, now)
+        })
         .await?;
     match result {
         Ok(Ok((record, organisation))) => Ok((record.id, organisation)),
@@ -127,7 +140,9 @@ async fn attached(
     }
     let now = now_secs();
     let record = match shared
-        .store(move |store| store.attach_device(&public_key, &info, &address, now))
+        .store_as(StoreOp::AgentAuth, move |store| {
+            store.attach_device(&public_key, &info, &address, now)
+        })
         .await
     {
         Ok(Ok(Ok(record))) => record,
@@ -146,7 +161,8 @@ async fn attached(
         }
     };
     let id = record.id;
-    crate::server::authenticated(shared, connection);
+    let _open =
+        crate::server::authenticated_as(shared, connection, crate::metrics::ConnKind::Agent);
     tracing::Span::current().record("device", tracing::field::display(id));
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
@@ -277,7 +293,10 @@ async fn attached(
         tracing::info!("device offline");
     }
     let now = now_secs();
-    if let Ok(Err(e)) = shared.store(move |store| store.mark_seen(&[id], now)).await {
+    if let Ok(Err(e)) = shared
+        .store_as(StoreOp::LastSeen, move |store| store.mark_seen(&[id], now))
+        .await
+    {
         tracing::warn!("cannot record last-seen time: {e}");
     }
     end
@@ -357,7 +376,9 @@ async fn record_consent(
         return Ok(false);
     }
     let result = shared
-        .store(move |store| store.record_consent(session_id, device, granted, &outcome, now))
+        .store_as(StoreOp::Session, move |store| {
+            store.record_consent(session_id, device, granted, &outcome, now)
+        })
         .await;
     let record = match result {
         Ok(Ok(ConsentOutcome::Recorded(record))) => {

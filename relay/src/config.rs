@@ -57,6 +57,19 @@ pub struct FileConfig {
     /// Limits on new and unauthenticated connections (`[limits]`).
     #[serde(default)]
     pub limits: LimitsFile,
+    /// Prometheus metrics (`[metrics]`).
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+/// `[metrics]`: the Prometheus endpoint. Off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// TCP address serving `GET /metrics`, e.g. `127.0.0.1:9474`. Keep it
+    /// on loopback (or a management network): the endpoint has no
+    /// authentication.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[limits]`: how much the relay lets connections that have not
@@ -210,6 +223,9 @@ pub struct RelayConfig {
     pub audit_anchor_file: Option<PathBuf>,
     /// How often the audit head is signed when it moved; default 60 s.
     pub audit_anchor_interval: Duration,
+    /// TCP address of the Prometheus endpoint (`[metrics] listen`,
+    /// `--metrics-listen`); `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Flags that override the file.
@@ -284,6 +300,7 @@ impl RelayConfig {
             hooks: RelayHooks::default(),
             audit_anchor_file: None,
             audit_anchor_interval: crate::audit_anchor::DEFAULT_ANCHOR_INTERVAL,
+            metrics_listen: file.metrics.listen,
         })
     }
 }
@@ -384,6 +401,24 @@ mod tests {
         let err = RelayConfig::resolve(file, dev()).unwrap_err();
         assert!(err.to_string().contains("max_handshakes"), "{err}");
         assert!(toml::from_str::<FileConfig>("[limits]\nmax_handshake = 1").is_err());
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_set() {
+        let dev = || Overrides {
+            dev: true,
+            ..Default::default()
+        };
+        let config = RelayConfig::resolve(FileConfig::default(), dev()).unwrap();
+        assert_eq!(config.metrics_listen, None);
+        let file: FileConfig = toml::from_str("[metrics]\nlisten = \"127.0.0.1:9474\"").unwrap();
+        let config = RelayConfig::resolve(file, dev()).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9474".parse().unwrap())
+        );
+        assert!(toml::from_str::<FileConfig>("[metrics]\nport = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[metrics]\nlisten = \"nowhere\"").is_err());
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub async fn serve(
     let hash = hash_secret(&token);
     let now = now_secs();
     let technician = match shared
-        .store(move |store| {
+        .store_as(crate::metrics::StoreOp::TechnicianAuth, move |store| {
             let tech = store.authenticate_technician(&hash, now)?;
             tech.map(|t| store.organisation_name(t.org).map(|org| (t, org)))
                 .transpose()
@@ -86,7 +86,8 @@ pub async fn serve(
             return End::Refused(refusal);
         }
     };
-    crate::server::authenticated(shared, connection);
+    let _open =
+        crate::server::authenticated_as(shared, connection, crate::metrics::ConnKind::Console);
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
     // From here on a revocation closes this connection at once, and its
@@ -927,5 +928,8 @@ async fn run<T: Send + 'static>(
     shared: &Shared,
     op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    shared.store(op).await?.map_err(|e| internal_error(&e))
+    shared
+        .store_as(crate::metrics::StoreOp::ConsoleRequest, op)
+        .await?
+        .map_err(|e| internal_error(&e))
 }

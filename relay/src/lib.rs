@@ -19,6 +19,7 @@ pub mod enroll_limits;
 pub mod identifier_key;
 pub mod ip_privacy;
 pub mod measure;
+pub mod metrics;
 pub mod policy;
 pub mod preflight;
 pub mod presence;

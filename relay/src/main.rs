@@ -130,6 +130,12 @@ struct ServeArgs {
     /// How often the audit chain head is signed when it moved (e.g. 60s).
     #[arg(long, value_parser = humantime::parse_duration)]
     audit_anchor_interval: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (TCP), e.g.
+    /// 127.0.0.1:9474; overrides `[metrics] listen`. Off by default. The
+    /// endpoint has no authentication: keep it on loopback or a
+    /// management network.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -277,6 +283,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.audit_anchor_file = args.audit_anchor_file;
+    if let Some(addr) = args.metrics_listen {
+        config.metrics_listen = Some(addr);
+    }
     if let Some(interval) = args.audit_anchor_interval {
         if interval < Duration::from_secs(1) {
             anyhow::bail!("--audit-anchor-interval must be at least 1s");
@@ -328,6 +337,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "fingerprint": relay.fingerprint().to_string(),
         "data_dir": data_dir.display().to_string(),
         "version": env!("CARGO_PKG_VERSION"),
+        "metrics": relay.metrics_addr().map(|addr| addr.to_string()),
     });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{ready}").context("cannot write the ready line")?;

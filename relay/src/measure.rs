@@ -9,6 +9,7 @@
 //! allowance spent and when it renews) so the agent can say so plainly.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,40 @@ pub const RESET_BUDGET_SPENT: u32 = 1;
 #[derive(Debug, Default)]
 pub struct MeasureLimits {
     devices: Mutex<HashMap<DeviceId, Budget>>,
+    stats: MeasureStats,
+}
+
+/// Counters of the measurement server, for metrics.
+#[derive(Debug, Default)]
+pub struct MeasureStats {
+    started: AtomicU64,
+    busy: AtomicU64,
+    granted: AtomicU64,
+    budget_spent: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl MeasureStats {
+    /// Measurements that got their device's slot.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+    /// Measurements refused because the device's slot was taken.
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+    /// Speed tests granted.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+    /// Speed tests refused: the hourly allowance was spent.
+    pub fn budget_spent(&self) -> u64 {
+        self.budget_spent.load(Ordering::Relaxed)
+    }
+    /// Bytes reserved from hourly byte budgets.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -107,6 +142,11 @@ impl Drop for Slot {
 }
 
 impl MeasureLimits {
+    /// The counters.
+    pub fn stats(&self) -> &MeasureStats {
+        &self.stats
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Budget>> {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -127,12 +167,14 @@ impl MeasureLimits {
         });
         if let Some(holder) = &budget.holder {
             if holder.close_reason().is_none() {
+                self.stats.busy.fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::MeasurementBusy {
                     retry_after_s: BUSY_RETRY.as_secs(),
                 });
             }
         }
         budget.holder = Some(connection.clone());
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             limits: Arc::clone(self),
             device,
@@ -153,12 +195,14 @@ impl MeasureLimits {
         if budget.speed_tests >= HOURLY_SPEED_TESTS
             || HOURLY_BYTE_BUDGET.saturating_sub(budget.bytes) < SPEED_TEST_MIN_BYTES
         {
+            self.stats.budget_spent.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::MeasurementBudgetSpent {
                 retry_after_s: budget.renewed_in(),
             });
         }
         let remaining = HOURLY_SPEED_TESTS - budget.speed_tests;
         budget.speed_tests += 1;
+        self.stats.granted.fetch_add(1, Ordering::Relaxed);
         Ok(remaining)
     }
 
@@ -180,6 +224,7 @@ impl MeasureLimits {
         budget.renew_if_due();
         let granted = wanted.min(HOURLY_BYTE_BUDGET.saturating_sub(budget.bytes));
         budget.bytes += granted;
+        self.stats.bytes.fetch_add(granted, Ordering::Relaxed);
         granted
     }
 }
@@ -287,7 +332,18 @@ async fn transfer(
     let request = match recv.recv::<MeasureRequest>().await {
         Ok(Some(request)) => request,
         Ok(None) => return Ok(()),
-        Err(e) => return Err(format!("bad measurement request: {e}")),
+        // Only a request that arrived and is malformed breaks the protocol.
+        Err(e @ (NetError::Frame(_) | NetError::Message(_))) => {
+            return Err(format!("bad measurement request: {e}"));
+        }
+        // A stream reset before its request arrived (the agent gave up
+        // during a short outage, so the request was never retransmitted)
+        // or one cut short is a gap in the measurement, not a violation:
+        // the connection and its other measurements go on.
+        Err(e) => {
+            tracing::debug!("a measurement stream ended before its request: {e}");
+            return Ok(());
+        }
     };
     match request {
         MeasureRequest::Download { duration_ms } => {

@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 
 use crate::admission::{Decision, Ticket};
 use crate::config::{RelayConfig, RelayHooks};
+use crate::metrics::{AuthFailure, FirstPacket, Handshake};
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
 use crate::sessions::Router;
@@ -77,11 +78,24 @@ fn pre_auth_budget(transport: &mut quinn::TransportConfig) {
 /// Called by the connection handlers once the peer proved who it is: lifts
 /// the connection's authentication deadline, frees its place among the
 /// unauthenticated, and gives it the budget of an authenticated peer.
+/// Prefer [`authenticated_as`], which also counts the connection.
 pub fn authenticated(shared: &Shared, connection: &quinn::Connection) {
     shared.admission.authenticated(connection.stable_id());
     connection.set_max_concurrent_bi_streams(AUTHENTICATED_STREAMS.into());
     connection.set_max_concurrent_uni_streams(AUTHENTICATED_STREAMS.into());
     connection.set_receive_window(quinn::VarInt::from_u32(AUTHENTICATED_RECEIVE_WINDOW));
+}
+
+/// [`authenticated`], counting the connection by `kind` in the metrics:
+/// it counts as open (`deskside_relay_connections{kind}`) while the
+/// returned guard is held.
+pub fn authenticated_as<'a>(
+    shared: &'a Shared,
+    connection: &quinn::Connection,
+    kind: crate::metrics::ConnKind,
+) -> crate::metrics::OpenConnection<'a> {
+    authenticated(shared, connection);
+    shared.metrics.authenticated(kind)
 }
 
 /// How often the last-seen time of online devices is written to the store.
@@ -116,18 +130,34 @@ pub struct Shared {
     /// Live console connections per technician token, closed when the
     /// token is revoked.
     pub consoles: crate::access::Consoles,
+    /// Counters and histograms served as Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
-    /// Runs a store operation on the blocking pool.
+    /// Runs a store operation on the blocking pool (its latency is
+    /// measured as [`StoreOp::Other`](crate::metrics::StoreOp::Other)).
     pub async fn store<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> Result<T, Refusal> {
+        self.store_as(crate::metrics::StoreOp::Other, op).await
+    }
+
+    /// [`Shared::store`] for an operation whose latency is measured under
+    /// its own kind.
+    pub async fn store_as<T: Send + 'static>(
+        &self,
+        kind: crate::metrics::StoreOp,
+        op: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, Refusal> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || op(&store))
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || op(&store))
             .await
-            .map_err(|e| internal_error(&e))
+            .map_err(|e| internal_error(&e));
+        self.metrics.store_op(kind, started.elapsed());
+        result
     }
 }
 
@@ -176,6 +206,8 @@ pub struct Relay {
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
     anchor_task: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
     /// Set when this start bootstrapped a new organisation.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -187,6 +219,10 @@ impl Relay {
         // Certificate files and the listening address first: a start that
         // cannot serve must not create the database and its admin token.
         let preflight = crate::preflight::check(&config)?;
+        let metrics_listener = config
+            .metrics_listen
+            .map(crate::metrics::http::bind)
+            .transpose()?;
         // Before anything is read from it: refuse a directory others can
         // write, and make it and its files owner-only.
         for path in crate::data_dir::prepare(&config.data_dir)? {
@@ -256,6 +292,7 @@ impl Relay {
             audit_anchor,
             identifier_key,
             consoles: crate::access::Consoles::default(),
+            metrics: Arc::default(),
         });
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
@@ -283,6 +320,29 @@ impl Relay {
             config.audit_anchor_interval,
             shutdown_rx.clone(),
         ));
+        let mut metrics_addr = None;
+        let metrics_task = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("cannot read the metrics address")?;
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(%addr, "metrics are served beyond this host: make sure a firewall lets only the monitoring server reach them");
+                }
+                tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+                metrics_addr = Some(addr);
+                let page_shared = Arc::clone(&shared);
+                let page: crate::metrics::http::Page =
+                    Arc::new(move || crate::metrics::render(&page_shared));
+                Some(tokio::spawn(crate::metrics::http::run(
+                    listener,
+                    page,
+                    Arc::clone(&shared.metrics),
+                    shutdown_rx.clone(),
+                )))
+            }
+            None => None,
+        };
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             Arc::clone(&shared),
@@ -294,6 +354,8 @@ impl Relay {
             shutdown,
             accept_task,
             anchor_task,
+            metrics_task,
+            metrics_addr,
             bootstrap,
         })
     }
@@ -301,6 +363,11 @@ impl Relay {
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
+    }
+
+    /// Where metrics are served (`None`: turned off).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The certificate fingerprint clients pin.
@@ -319,6 +386,9 @@ impl Relay {
         let _ = self.shutdown.send(true);
         let _ = self.accept_task.await;
         let _ = self.anchor_task.await;
+        if let Some(task) = self.metrics_task {
+            let _ = task.await;
+        }
         let online = self.shared.presence.online();
         let now = now_secs();
         let _ = self
@@ -387,7 +457,7 @@ async fn accept_loop(
                 let online = shared.presence.online();
                 let now = now_secs();
                 if !online.is_empty() {
-                    if let Ok(Err(e)) = shared.store(move |s| s.mark_seen(&online, now)).await {
+                    if let Ok(Err(e)) = shared.store_as(crate::metrics::StoreOp::LastSeen, move |s| s.mark_seen(&online, now)).await {
                         tracing::warn!("cannot record last-seen times: {e}");
                     }
                 }
@@ -411,18 +481,22 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
         .admit(remote.ip(), validated, std::time::Instant::now())
     {
         Ok(ticket) => {
+            shared.metrics.first_packet(FirstPacket::Accepted);
             connections.spawn(serve_connection(Arc::clone(shared), incoming, ticket));
         }
         Err(Decision::Retry) => {
+            shared.metrics.first_packet(FirstPacket::Retry);
             if let Err(e) = incoming.retry() {
                 e.into_incoming().refuse();
             }
         }
         Err(Decision::Wait(full)) => {
+            shared.metrics.first_packet(FirstPacket::Waited);
             tracing::trace!(%remote, ?full, "first packet left for the client to send again");
             incoming.ignore();
         }
         Err(decision) => {
+            shared.metrics.first_packet(FirstPacket::Refused);
             tracing::trace!(%remote, ?decision, "first packet refused");
             incoming.refuse();
         }
@@ -444,6 +518,7 @@ fn is_auth_failure(refusal: &Refusal) -> bool {
 }
 
 /// Why a connection was closed before it authenticated.
+#[derive(Clone, Copy)]
 enum PreAuth {
     Deadline,
     Datagram,
@@ -507,6 +582,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
         Ok(connecting) => connecting,
         Err(e) => {
             tracing::debug!(%remote, "QUIC handshake failed: {e}");
+            shared.metrics.handshake(Handshake::Failed);
             return;
         }
     };
@@ -514,15 +590,19 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
             tracing::debug!(%remote, "QUIC handshake failed: {e}");
+            shared.metrics.handshake(Handshake::Failed);
             return;
         }
         Err(_) => {
             tracing::debug!(%remote, "QUIC handshake not done within {auth_deadline:?}");
+            shared.metrics.handshake(Handshake::TimedOut);
             shared.admission.deadline_close();
             return;
         }
     };
+    shared.metrics.handshake(Handshake::Completed);
     let authenticated = ticket.handshake_done(connection.stable_id());
+    let auth_state = authenticated.clone();
     let peer_key = peer_public_key(&connection);
     let kind = if peer_key.is_some() {
         "agent"
@@ -543,6 +623,10 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
         let end = tokio::select! {
             end = serve => end,
             why = pre_auth_guard(&connection, authenticated, deadline) => {
+                shared.metrics.auth_failure(match why {
+                    PreAuth::Deadline => AuthFailure::Timeout,
+                    PreAuth::Datagram => AuthFailure::ProtocolViolation,
+                });
                 let reason = match why {
                     PreAuth::Deadline => {
                         shared.admission.deadline_close();
@@ -558,6 +642,13 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
             }
         };
         drop(ticket);
+        if !*auth_state.borrow() {
+            shared.metrics.auth_failure(match &end {
+                End::Refused(refusal) => AuthFailure::of_refusal(refusal),
+                End::Violation(_) => AuthFailure::ProtocolViolation,
+                End::Closed | End::Lost(_) => AuthFailure::Abandoned,
+            });
+        }
         match end {
             End::Closed => tracing::debug!("connection closed"),
             End::Refused(refusal) => {

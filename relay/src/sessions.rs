@@ -100,6 +100,8 @@ pub struct RouterStats {
     over_budget: AtomicU64,
     agent_absent: AtomicU64,
     console_absent: AtomicU64,
+    bytes_to_agent: AtomicU64,
+    bytes_to_console: AtomicU64,
 }
 
 impl RouterStats {
@@ -126,6 +128,14 @@ impl RouterStats {
     /// Packets dropped because the console was away.
     pub fn console_absent(&self) -> u64 {
         self.console_absent.load(Ordering::Relaxed)
+    }
+    /// Payload bytes of the packets handed to agents.
+    pub fn bytes_to_agent(&self) -> u64 {
+        self.bytes_to_agent.load(Ordering::Relaxed)
+    }
+    /// Payload bytes of the packets handed to consoles.
+    pub fn bytes_to_console(&self) -> u64 {
+        self.bytes_to_console.load(Ordering::Relaxed)
     }
 }
 
@@ -205,6 +215,14 @@ impl<S: PacketSink> Router<S> {
     /// The counters.
     pub fn stats(&self) -> &RouterStats {
         &self.stats
+    }
+
+    /// Sessions routed: `(waiting for their consent to be recorded,
+    /// consented)`.
+    pub fn open_sessions(&self) -> (usize, usize) {
+        let state = self.lock();
+        let consented = state.routes.values().filter(|r| r.consented).count();
+        (state.routes.len() - consented, consented)
     }
 
     /// Registers the agent connection of `device`, replacing an older one.
@@ -409,6 +427,11 @@ impl<S: PacketSink> Router<S> {
             hook(session, direction, &packet.payload());
         }
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        let bytes = match direction {
+            Direction::ToAgent => &self.stats.bytes_to_agent,
+            Direction::ToConsole => &self.stats.bytes_to_console,
+        };
+        bytes.fetch_add(packet.payload_len() as u64, Ordering::Relaxed);
         Forwarded::Sent(direction, sink.send_packet(packet))
     }
 }
