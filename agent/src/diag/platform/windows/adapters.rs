@@ -338,6 +338,20 @@ mod tests {
             .iter()
             .all(|i| i.kind != InterfaceKind::Loopback));
         assert_eq!(network.relay_via_vpn, Some(false), "loopback is not a VPN");
+        // A default route through a gateway in the table is the snapshot's
+        // default route (under Wine: the Linux one).
+        let routes = routes().expect("GetIpForwardTable2 answers");
+        let has_default = routes
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.destination.is_ipv4() && !r.next_hop.is_unspecified());
+        if has_default {
+            let route = network.default_route.as_ref().expect("the default route");
+            assert!(route.gateway.parse::<IpAddr>().is_ok(), "{route:?}");
+            assert!(
+                network.interfaces.iter().any(|i| i.name == route.interface),
+                "{route:?} leaves by a listed interface"
+            );
+        }
         eprintln!(
             "adapters: {:?}; default route: {:?}; DNS: {:?}",
             network
