@@ -537,6 +537,7 @@ impl Renderer {
             self.link_line(snapshot),
             self.gateway_line(snapshot),
             self.relay_line(snapshot),
+            self.os_verdict_line(snapshot),
             self.speed_line(snapshot),
             self.load_line(snapshot),
             self.dns_line(snapshot),
@@ -680,6 +681,29 @@ impl Renderer {
             Probe::Unknown { .. } => self.not_measured(),
         };
         Some((label, value))
+    }
+
+    /// Windows' own verdict (NCSI), beside ours, when the snapshot has it.
+    fn os_verdict_line(&self, s: &Snapshot) -> Option<(String, String)> {
+        use crate::snapshot::ConnectivityLevel as Level;
+        let os = s.os_connectivity.as_ref()?.value()?;
+        let level = match os.level {
+            Level::InternetAccess => self.t("internet", "Internet"),
+            Level::LocalAccess => self.t(
+                "no internet (local network only)",
+                "pas d'Internet (réseau local seulement)",
+            ),
+            Level::None => self.t("no network", "aucun réseau"),
+            Level::ConstrainedInternetAccess => {
+                self.t("limited (sign-in page)", "limité (page de connexion)")
+            }
+            Level::Hidden | Level::Unknown => self.t("no verdict", "pas d'avis"),
+        };
+        let mut value = level.to_owned();
+        if os.metered() {
+            value.push_str(self.t(", metered connection", ", connexion facturée à l'usage"));
+        }
+        Some((self.t("Windows says", "Selon Windows").to_owned(), value))
     }
 
     fn speed_line(&self, s: &Snapshot) -> Option<(String, String)> {

@@ -149,6 +149,40 @@ mod tests {
     }
 
     #[test]
+    fn the_report_shows_windows_verdict_beside_ours() {
+        use crate::report::{render, Lang, Style};
+        let mut snapshot = with_ncsi(ConnectivityLevel::LocalAccess);
+        if let Some(Probe::Measured(os)) = &mut snapshot.os_connectivity {
+            os.cost = crate::snapshot::ConnectionCost::Fixed;
+        }
+        let verdict = judged(&snapshot);
+        let english = render(&verdict, &snapshot, Lang::En, Style { color: false });
+        assert!(
+            english.contains("Windows says")
+                && english.contains("no internet (local network only), metered connection"),
+            "{english}"
+        );
+        assert!(
+            english.contains("Windows says “No Internet”, but the internet works"),
+            "{english}"
+        );
+        let french = render(&verdict, &snapshot, Lang::Fr, Style { color: false });
+        assert!(french.contains("Selon Windows"), "{french}");
+        assert!(
+            french.contains("pas d'Internet (réseau local seulement)"),
+            "{french}"
+        );
+        // Without Windows' verdict (Linux, Wine), no such line.
+        let linux = render(
+            &judged(&healthy()),
+            &healthy(),
+            Lang::En,
+            Style { color: false },
+        );
+        assert!(!linux.contains("Windows says"), "{linux}");
+    }
+
+    #[test]
     fn snapshots_without_the_indicator_are_judged_as_before() {
         let verdict = judged(&healthy());
         assert!(!verdict.ok_checks.iter().any(|c| c == "os.connectivity"));
