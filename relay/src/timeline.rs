@@ -27,6 +27,8 @@ pub const MAX_ANSWER_SAMPLES: u32 = 10_080;
 /// backlog at one a minute, then some. Beyond, batches are not
 /// acknowledged (the agent retries later) rather than filling the disk.
 pub const MAX_SAMPLES_PER_HOUR: u32 = 12_000;
+/// Rows summarised per store call (about 20 ms of the store's lock).
+const SUMMARY_CHUNK_ROWS: usize = 5_000;
 /// How far ahead of the relay's clock a sample may be dated.
 const MAX_FUTURE_MS: i64 = 24 * 3_600_000;
 
@@ -226,28 +228,47 @@ pub async fn fleet_timeline(
 /// past each organisation's retention. Run at start and hourly.
 pub async fn maintain(shared: &Shared) {
     let now = now_millis();
-    let summarised = shared
-        .store(move |s| {
-            s.summarise_timeline(now - FULL_RESOLUTION_MS, SUMMARY_BUCKET_MS, |blobs| {
-                let samples: Vec<Sample> = blobs
-                    .iter()
-                    .filter_map(|b| timeline::decode_batch(b).ok())
-                    .flatten()
-                    .collect();
-                timeline::worst_of(&samples).map(|s| timeline::encode_batch(&[s]))
+    // In chunks, so that a large backlog (a relay that was down for days,
+    // a first start after an upgrade) never holds the store for long.
+    let (mut removed, mut added) = (0, 0);
+    loop {
+        let chunk = shared
+            .store(move |s| {
+                s.summarise_timeline(
+                    now - FULL_RESOLUTION_MS,
+                    SUMMARY_BUCKET_MS,
+                    SUMMARY_CHUNK_ROWS,
+                    |blobs| {
+                        let samples: Vec<Sample> = blobs
+                            .iter()
+                            .filter_map(|b| timeline::decode_batch(b).ok())
+                            .flatten()
+                            .collect();
+                        timeline::worst_of(&samples).map(|s| timeline::encode_batch(&[s]))
+                    },
+                )
             })
-        })
-        .await;
-    match summarised {
-        Ok(Ok((removed, added))) if removed > 0 => {
-            tracing::info!(
-                removed,
-                added,
-                "timeline samples older than 48 h summarised"
-            );
+            .await;
+        match chunk {
+            Ok(Ok((0, _))) => break,
+            Ok(Ok((r, a))) => {
+                removed += r;
+                added += a;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cannot summarise old timeline samples: {e}");
+                break;
+            }
+            Err(_) => break,
         }
-        Ok(Err(e)) => tracing::warn!("cannot summarise old timeline samples: {e}"),
-        _ => {}
+        tokio::task::yield_now().await;
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            added,
+            "timeline samples older than 48 h summarised"
+        );
     }
     let orgs = match shared.store(|s| s.timeline_orgs()).await {
         Ok(Ok(orgs)) => orgs,

@@ -48,16 +48,32 @@ impl Store {
         device: DeviceId,
         samples: &[(i64, Vec<u8>)],
     ) -> Result<usize, StoreError> {
+        self.insert_timeline_rows(device, samples, 0)
+    }
+
+    /// Like [`Store::insert_timeline`], for rows that are already
+    /// summaries of `resolution_s` seconds (imports, benchmarks).
+    pub fn insert_timeline_rows(
+        &self,
+        device: DeviceId,
+        samples: &[(i64, Vec<u8>)],
+        resolution_s: i64,
+    ) -> Result<usize, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut added = 0;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO timeline (device_id, at_ms, resolution_s, sample)
-                 VALUES (?1, ?2, 0, ?3)",
+                 VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (at_ms, sample) in samples {
-                added += insert.execute(params![device_id_to_sql(device), at_ms, sample])?;
+                added += insert.execute(params![
+                    device_id_to_sql(device),
+                    at_ms,
+                    resolution_s,
+                    sample
+                ])?;
             }
         }
         tx.commit()?;
@@ -131,28 +147,42 @@ impl Store {
     /// Replaces the full-resolution samples older than `before_ms` of every
     /// device by one row per `bucket_ms` bucket, made by `merge` from the
     /// bucket's samples (oldest first). A bucket `merge` cannot summarise
-    /// (`None`) is left as it is. Returns the rows removed and added.
+    /// (`None`) is left as it is. Works on at most about `max_rows` rows per
+    /// call (whole buckets only), so the store's lock is held briefly: call
+    /// again until nothing is removed. Returns the rows removed and added.
     pub fn summarise_timeline(
         &self,
         before_ms: i64,
         bucket_ms: i64,
+        max_rows: usize,
         merge: impl Fn(&[Vec<u8>]) -> Option<Vec<u8>>,
     ) -> Result<(usize, usize), StoreError> {
         let bucket_ms = bucket_ms.max(1);
+        let max_rows = max_rows.max(1);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rows: Vec<(i64, i64, Vec<u8>)> = {
+        let mut rows: Vec<(i64, i64, Vec<u8>)> = {
             let mut statement = tx.prepare(
                 "SELECT device_id, at_ms, sample FROM timeline
-                 WHERE resolution_s = 0 AND at_ms < ?1 ORDER BY device_id, at_ms",
+                 WHERE resolution_s = 0 AND at_ms < ?1 ORDER BY device_id, at_ms LIMIT ?2",
             )?;
             let rows = statement
-                .query_map(params![before_ms], |row| {
+                .query_map(params![before_ms, max_rows as i64 + 1], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows
         };
+        if rows.len() > max_rows {
+            // The last bucket may continue beyond the limit: leave it whole
+            // for the next call (unless it is the only one).
+            let key = |(device, at, _): &(i64, i64, Vec<u8>)| (*device, at.div_euclid(bucket_ms));
+            let last = rows.last().map(key);
+            let whole = rows.iter().position(|r| Some(key(r)) == last).unwrap_or(0);
+            if whole > 0 {
+                rows.truncate(whole);
+            }
+        }
         let (mut removed, mut added) = (0, 0);
         let mut start = 0;
         while start < rows.len() {
@@ -276,7 +306,7 @@ mod tests {
         // Summarise the first 20 minutes into 10-minute buckets, keeping
         // the largest byte of each (the "worst").
         let (removed, added) = store
-            .summarise_timeline(1_200_000, 600_000, |samples| {
+            .summarise_timeline(1_200_000, 600_000, 1_000, |samples| {
                 samples.iter().map(|s| s[0]).max().map(|m| vec![m])
             })
             .unwrap();
@@ -299,10 +329,45 @@ mod tests {
             ]
         );
         assert_eq!(read[2].resolution_s, 0);
+        // A small limit works through whole buckets, call after call.
+        let (store, _, device) = enrolled_device();
+        store.insert_timeline(device, &rows).unwrap();
+        let merge = |samples: &[Vec<u8>]| samples.iter().map(|s| s[0]).max().map(|m| vec![m]);
+        assert_eq!(
+            store
+                .summarise_timeline(1_800_000, 600_000, 15, merge)
+                .unwrap(),
+            (10, 1)
+        );
+        assert_eq!(
+            store
+                .summarise_timeline(1_800_000, 600_000, 15, merge)
+                .unwrap(),
+            (10, 1)
+        );
+        assert_eq!(
+            store
+                .summarise_timeline(1_800_000, 600_000, 15, merge)
+                .unwrap(),
+            (10, 1)
+        );
+        assert_eq!(
+            store
+                .summarise_timeline(1_800_000, 600_000, 15, merge)
+                .unwrap(),
+            (0, 0)
+        );
+        let (read, _) = store.timeline_between(device, 0, i64::MAX, 100).unwrap();
+        assert_eq!(
+            read.iter()
+                .map(|r| (r.at_ms, r.sample[0]))
+                .collect::<Vec<_>>(),
+            [(0, 9), (600_000, 19), (1_200_000, 29)]
+        );
         // Summaries are not summarised again.
         assert_eq!(
             store
-                .summarise_timeline(1_200_000, 600_000, |s| Some(s[0].clone()))
+                .summarise_timeline(1_200_000, 600_000, 1_000, |s| Some(s[0].clone()))
                 .unwrap(),
             (0, 0)
         );

@@ -229,27 +229,29 @@ fn sample(rng: &mut Rng, at_ms: i64, evening_problem: bool) -> Sample {
     }
 }
 
-/// A device's rows: the last 48 h one a minute, older ones as 10-minute
-/// worst-of summaries, as the relay keeps them.
-fn device_rows(rng: &mut Rng, now_ms: i64, days: i64, problem: bool) -> Vec<(i64, Vec<u8>)> {
+/// Rows of one device: (summaries older than 48 h, as the relay keeps
+/// them: the worst of each 10 minutes; the last 48 h one a minute).
+type Rows = (Vec<(i64, Vec<u8>)>, Vec<(i64, Vec<u8>)>);
+
+fn device_rows(rng: &mut Rng, now_ms: i64, days: i64, problem: bool) -> Rows {
     let start = now_ms - days * 86_400_000;
     let full_from = now_ms - 48 * 3_600_000;
-    let mut rows = Vec::new();
+    let (mut summaries, mut full) = (Vec::new(), Vec::new());
     let mut at = start - start.rem_euclid(600_000);
-    while at < full_from {
+    while at + 600_000 <= full_from {
         let bucket: Vec<Sample> = (0..10)
             .map(|m| sample(rng, at + m * 60_000, problem))
             .collect();
         if let Some(summary) = worst_of(&bucket) {
-            rows.push((at, encode_batch(&[summary])));
+            summaries.push((at, encode_batch(&[summary])));
         }
         at += 600_000;
     }
     while at <= now_ms {
-        rows.push((at, encode_batch(&[sample(rng, at, problem)])));
+        full.push((at, encode_batch(&[sample(rng, at, problem)])));
         at += 60_000;
     }
-    rows
+    (summaries, full)
 }
 
 fn fleet_bench(devices: u64, days: i64) -> anyhow::Result<()> {
@@ -289,9 +291,10 @@ fn fleet_bench(devices: u64, days: i64) -> anyhow::Result<()> {
             Err(refusal) => bail!("enrolling device {i}: {refusal}"),
         };
         first_device.get_or_insert(record.id);
-        let rows = device_rows(&mut rng, now_ms, days, i % 10 == 0);
-        rows_total += rows.len();
-        store.insert_timeline(record.id, &rows)?;
+        let (summaries, full) = device_rows(&mut rng, now_ms, days, i % 10 == 0);
+        rows_total += summaries.len() + full.len();
+        store.insert_timeline_rows(record.id, &summaries, 600)?;
+        store.insert_timeline(record.id, &full)?;
     }
     println!(
         "{devices} devices × {days} days: {rows_total} rows written in {:.1} s",
