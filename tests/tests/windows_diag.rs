@@ -176,6 +176,22 @@ fn a_technician_gets_the_windows_agents_snapshot_measured_where_wine_can_and_unk
         snapshot["os_connectivity"]
     );
 
+    eprintln!(
+        "windows_diag: path connect {} ms, idle RTT median {} ms, jitter {} ms; gateway {}; findings {}; unknowns {}",
+        path["connect_ms"],
+        path["idle_rtt"]["median_ms"],
+        path["idle_rtt"]["jitter_ms"],
+        snapshot["gateway"],
+        fresh["verdict"]["findings"]
+            .as_array()
+            .map(|f| f.iter().map(|f| f["id"].to_string()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+        fresh["verdict"]["unknowns"]
+            .as_array()
+            .map(|u| u.iter().map(|u| u["what"].to_string()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+    );
+
     // No false fault: the only problem a loaded test machine may show is a
     // busy processor, which the snapshot measured; nothing is blamed on the
     // network, the configuration or the relay.
