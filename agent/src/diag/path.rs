@@ -18,7 +18,7 @@ use deskside_diag::measure::{
 use deskside_diag::snapshot::{Clock, Grade, Path, RttStats, SpeedTestRefusal, Throughput};
 use deskside_diag::Probe;
 use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
-use deskside_net::{connect, FramedRecv, FramedSend, Identity};
+use deskside_net::{connect, FramedRecv, FramedSend, Identity, NetError};
 use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
 use deskside_protocol::measure::{EchoReply, EchoRequest, MeasureReply, MeasureRequest};
 use deskside_protocol::message::Nested;
@@ -385,10 +385,8 @@ pub async fn measure(
             return report;
         }
         other => {
-            return unreachable_report(
-                path,
-                &format!("the measurement could not start: {other:?}"),
-            );
+            tracing::debug!("the measurement could not start: {other:?}");
+            return unreachable_report(path, &start_failure(&other));
         }
     }
     path.connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
@@ -464,6 +462,38 @@ enum Direction {
     Up,
 }
 
+/// A transfer cut by the path (a short outage, a reset stream): a gap in
+/// the measurement, said plainly, with what to do.
+fn interrupted(direction: Direction) -> String {
+    let what = match direction {
+        Direction::Down => "download",
+        Direction::Up => "upload",
+    };
+    format!(
+        "the {what} test was interrupted (the connection to the support service dropped for a moment), so this direction has no result; run the check again"
+    )
+}
+
+/// Why the measurement could not start, in plain words: the relay's
+/// answer was neither "ready" nor a refusal.
+fn start_failure(answer: &Result<Option<RelayToAgent>, NetError>) -> String {
+    match answer {
+        Ok(None) => "the support service closed the measurement before it began; run the check again in a moment".to_owned(),
+        Ok(Some(_)) => "the support service answered in a way this agent does not understand; update the agent (or ask IT to update the relay)".to_owned(),
+        Err(NetError::Frame(_) | NetError::Message(_)) => "the support service's answer was damaged; run the check again, and if it repeats, update the agent".to_owned(),
+        Err(_) => "the connection to the support service was interrupted before the measurement began (a short outage); run the check again".to_owned(),
+    }
+}
+
+/// The relay's answer to an upload test was not a result: a gap.
+fn upload_answer_gap(answer: &Result<Option<MeasureReply>, NetError>) -> String {
+    match answer {
+        Ok(Some(_)) => "the support service answered the upload test in a way this agent does not understand; update the agent (or ask IT to update the relay)".to_owned(),
+        Err(NetError::Frame(_) | NetError::Message(_)) => "the support service's answer to the upload test was damaged; run the check again".to_owned(),
+        Ok(None) | Err(_) => interrupted(Direction::Up),
+    }
+}
+
 /// One timed transfer with probes running beside it; returns the
 /// throughput (with the round trips measured under load) and the number of
 /// probes sent during it.
@@ -474,17 +504,20 @@ async fn transfer(
 ) -> Result<(Throughput, u32), String> {
     let connection = prober.connection.clone();
     let duration_ms = options.transfer.as_millis().min(u128::from(u32::MAX)) as u32;
-    let (send, recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| format!("cannot open a transfer stream: {e}"))?;
+    let (send, recv) = connection.open_bi().await.map_err(|e| {
+        tracing::debug!("cannot open a transfer stream: {e}");
+        interrupted(direction)
+    })?;
     let mut send = FramedSend::new(send, MAX_CLIENT_FRAME_LEN);
     let mut recv = FramedRecv::new(recv, MAX_RELAY_FRAME_LEN);
     let request = match direction {
         Direction::Down => MeasureRequest::Download { duration_ms },
         Direction::Up => MeasureRequest::Upload { duration_ms },
     };
-    send.send(&request).await.map_err(|e| e.to_string())?;
+    send.send(&request).await.map_err(|e| {
+        tracing::debug!("cannot send the transfer request: {e}");
+        interrupted(direction)
+    })?;
     let first_probe = prober.next_seq;
     // Probes at the media spacing during the transfer, as a call running
     // beside a download would send: enough samples for a median and a loss
@@ -524,7 +557,10 @@ async fn transfer(
                         }
                         // The relay resets the stream when its time is up.
                         Err(quinn::ReadError::Reset(_)) => break,
-                        Err(e) => return Err(format!("download interrupted: {e}")),
+                        Err(e) => {
+                            tracing::debug!("download interrupted: {e}");
+                            return Err(interrupted(direction));
+                        }
                     },
                     _ = ticker.tick() => { prober.send(); }
                     datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
@@ -552,7 +588,10 @@ async fn transfer(
                             Ok(_) => {}
                             // The relay stopped reading: its answer says why.
                             Err(quinn::WriteError::Stopped(_)) => break,
-                            Err(e) => return Err(format!("upload interrupted: {e}")),
+                            Err(e) => {
+                                tracing::debug!("upload interrupted: {e}");
+                                return Err(interrupted(direction));
+                            }
                         }
                     }
                     _ = ticker.tick() => { prober.send(); }
@@ -584,7 +623,10 @@ async fn transfer(
                 Ok(Some(MeasureReply::Refused(Nested(refusal)))) => {
                     return Err(format!("the relay refused the upload test: {refusal}"));
                 }
-                other => return Err(format!("unexpected answer to the upload test: {other:?}")),
+                other => {
+                    tracing::debug!("answer to the upload test: {other:?}");
+                    return Err(upload_answer_gap(&other));
+                }
             }
         }
     };
@@ -607,6 +649,45 @@ async fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a report must never show: Rust debug text.
+    fn assert_plain(text: &str) {
+        for debug in ["Ok(", "Err(", "Some(", "None", "{", "Timeout", "Connection"] {
+            assert!(!text.contains(debug), "debug text {debug:?} in {text:?}");
+        }
+        assert!(text.contains("; "), "no advice in {text:?}");
+    }
+
+    #[test]
+    fn an_interrupted_measurement_is_a_gap_in_plain_words() {
+        // Today's code printed `the measurement could not start: Ok(None)`.
+        let starts: [Result<Option<RelayToAgent>, NetError>; 4] = [
+            Ok(None),
+            Ok(Some(RelayToAgent::Unknown { tag: 99 })),
+            Err(NetError::Timeout),
+            Err(NetError::Truncated),
+        ];
+        for answer in &starts {
+            assert_plain(&start_failure(answer));
+        }
+        let uploads: [Result<Option<MeasureReply>, NetError>; 3] = [
+            Ok(None),
+            Ok(Some(MeasureReply::Unknown { tag: 7 })),
+            Err(NetError::Timeout),
+        ];
+        for answer in &uploads {
+            assert_plain(&upload_answer_gap(answer));
+        }
+        assert!(upload_answer_gap(&Ok(None)).contains("upload test was interrupted"));
+        assert_plain(&interrupted(Direction::Down));
+    }
+
+    #[test]
+    fn probes_are_spaced_like_audio_packets_within_the_probe_budget() {
+        let options = PathOptions::default();
+        assert_eq!(options.probe_interval, Duration::from_millis(20));
+        assert!(options.probe_interval * options.idle_probes <= Duration::from_secs(1));
+    }
 
     #[test]
     fn rtt_statistics_are_exact_on_known_samples() {

@@ -1,0 +1,290 @@
+//! End-to-end measurement fixes: a real agent measures its path to a real
+//! relay through the project's userspace impairment proxy, and the snapshot
+//! must be right about paths whose quality differs by direction or varies
+//! from packet to packet.
+//!
+//! - A bloated download queue is graded on its own (per direction), with the
+//!   probe loss during load and the responsiveness in RPM, not averaged away
+//!   by a clean upload.
+//! - Jitter is measured with probes spaced like audio packets (20 ms) and
+//!   reported as the RFC 3550 interarrival jitter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use deskside_tests::impair::{ImpairProxy, Impairment, LinkShape};
+use deskside_tests::{Agent, Console, Relay, World};
+use serde_json::Value;
+
+/// A relay behind an impairment proxy, with one enrolled agent whose relay
+/// address is the proxy's.
+struct Lab {
+    _world: World,
+    _relay: Relay,
+    _admin: Console,
+    agent: Agent,
+    proxy: ImpairProxy,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+impl Lab {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut world = World::new();
+        let relay_port = free_udp_port();
+        let upstream: SocketAddr = ([127, 0, 0, 1], relay_port).into();
+        let proxy = runtime
+            .block_on(async { ImpairProxy::spawn(upstream, Impairment::default()).await })
+            .expect("proxy");
+        let public = proxy.local_addr().to_string();
+        let relay = world.relay_with(Some(relay_port), &["--public-addr", &public]);
+        let admin = world.console("admin");
+        admin.login_admin(&relay);
+        let agent = world.agent("laptop");
+        agent.enroll(&admin.enroll_token(1, "10m"));
+        Self {
+            _world: world,
+            _relay: relay,
+            _admin: admin,
+            agent,
+            proxy,
+            _runtime: runtime,
+        }
+    }
+
+    /// `deskside-agent check --json`: (snapshot, verdict).
+    fn check(&self, quick: bool) -> (Value, Value) {
+        let mut args = vec!["check", "--json"];
+        if quick {
+            args.push("--quick");
+        }
+        let out = self.agent.run(&args).ok().json();
+        assert_eq!(out["type"], "check");
+        (out["snapshot"].clone(), out["verdict"].clone())
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn number(value: &Value, what: &str) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {value}"))
+}
+
+#[test]
+fn a_bloated_download_queue_is_not_averaged_away_by_a_clean_upload() {
+    let lab = Lab::new();
+    // Download only: 4 Mbit/s behind a 256 KB queue (~500 ms when full);
+    // the upload direction is clean.
+    lab.proxy.set(Impairment::down_only(
+        LinkShape::default()
+            .delay(ms(2))
+            .rate_bps(4_000_000)
+            .queue_bytes(256 * 1024),
+    ));
+    let (snapshot, verdict) = lab.check(false);
+    let path = &snapshot["path"]["measured"];
+    let loaded = &path["loaded"];
+    let down_added = number(&loaded["download"]["added_ms"], "download added_ms");
+    let up_added = number(&loaded["upload"]["added_ms"], "upload added_ms");
+    let added = number(&path["added_latency_ms"], "added_latency_ms");
+    eprintln!(
+        "added under load: download {down_added:.0} ms (grade {}), upload {up_added:.0} ms (grade {}); \
+         reported {added:.0} ms, grade {}, {} RPM; probes answered under load: download {}/{}, upload {}/{}",
+        loaded["download"]["grade"],
+        loaded["upload"]["grade"],
+        path["bufferbloat"],
+        loaded["rpm"],
+        loaded["download"]["probes_received"],
+        loaded["download"]["probes_sent"],
+        loaded["upload"]["probes_received"],
+        loaded["upload"]["probes_sent"],
+    );
+    assert!(down_added > 100.0, "{snapshot}");
+    assert!(up_added < down_added, "{snapshot}");
+    assert_eq!(added, down_added, "the worse direction is the path's");
+    let grade = path["bufferbloat"].as_str().unwrap_or_default();
+    assert!(
+        ["C", "D", "F"].contains(&grade),
+        "grade {grade}: {snapshot}"
+    );
+    // Probe loss during the load is reported, not hidden.
+    let sent = number(&loaded["download"]["probes_sent"], "probes_sent");
+    let received = number(&loaded["download"]["probes_received"], "probes_received");
+    assert!(sent >= received && sent > 0.0, "{snapshot}");
+    // Responsiveness: 60 000 / the worse direction's loaded median.
+    let rpm = number(&loaded["rpm"], "rpm");
+    let median = number(&loaded["download"]["median_ms"], "median_ms");
+    assert!((rpm - 60_000.0 / median).abs() < 1e-6, "{snapshot}");
+    let finding = verdict["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["id"] == "path.bufferbloat"))
+        .unwrap_or_else(|| panic!("no bufferbloat finding: {verdict}"));
+    let direction = finding["evidence"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["metric"] == "path.loaded.direction"))
+        .unwrap_or_else(|| panic!("no direction in {finding}"));
+    assert!(direction.to_string().contains("download"), "{finding}");
+    // The employee's report says it in both languages, RPM beside the delay.
+    let en = lab
+        .agent
+        .run(&["check", "--details", "--lang", "en"])
+        .ok()
+        .stdout;
+    let line = en
+        .lines()
+        .find(|l| l.contains("Delay under load"))
+        .unwrap_or_else(|| panic!("no load line in:\n{en}"));
+    assert!(line.contains("while receiving"), "{line}");
+    assert!(line.contains("round trips per minute (RPM)"), "{line}");
+    let fr = lab
+        .agent
+        .run(&["check", "--details", "--lang", "fr"])
+        .ok()
+        .stdout;
+    assert!(fr.contains("allers-retours par minute (RPM)"), "{fr}");
+}
+
+#[test]
+fn jitter_is_measured_like_audio_with_the_rfc3550_estimator() {
+    let lab = Lab::new();
+    let (snapshot, _) = lab.check(true);
+    let path = &snapshot["path"]["measured"];
+    let clean = number(&path["media_jitter_ms"], "media_jitter_ms");
+    // 40 probes 20 ms apart: about 0.8 s, the snapshot's probe budget.
+    assert_eq!(path["probes_sent"], 40, "{snapshot}");
+    // ±10 ms of jitter each way: the RFC 3550 estimate of the round trip's
+    // jitter rises well above the loopback's.
+    lab.proxy
+        .set(Impairment::symmetric(LinkShape::default().delay(ms(15)).jitter(ms(10))).seed(3));
+    let (snapshot, _) = lab.check(true);
+    let path = &snapshot["path"]["measured"];
+    let jittery = number(&path["media_jitter_ms"], "media_jitter_ms");
+    eprintln!("RFC 3550 jitter: clean loopback {clean:.2} ms, ±10 ms each way {jittery:.2} ms");
+    assert!(clean < 5.0, "{snapshot}");
+    assert!(jittery > 3.0 && jittery < 20.0, "{snapshot}");
+    assert!(jittery > clean);
+}
+
+/// A measurement connection made in-process, as the agent's path code makes
+/// it, so the test can lose a request on purpose.
+async fn measurement_connection(
+    relay: &Relay,
+    token: &str,
+) -> (quinn::Endpoint, deskside_net::transport::Connected) {
+    use deskside_agent::link::register;
+    use deskside_agent::state::AGENT_CERT_NAME;
+    use deskside_net::transport::{client_endpoint, ConnectOptions};
+    use deskside_net::{connect, Identity};
+    use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+    use deskside_protocol::token::EnrollToken;
+
+    let token = EnrollToken::decode(token).expect("token");
+    let identity = Identity::generate(&[AGENT_CERT_NAME]).expect("identity");
+    let endpoint = client_endpoint(relay.addr.parse().expect("addr")).expect("endpoint");
+    let info = DeviceInfo {
+        hostname: "measured".into(),
+        os: "test".into(),
+        agent_version: "0".into(),
+    };
+    register(&endpoint, &token, identity.clone(), info)
+        .await
+        .expect("enroll");
+    let mut connected = connect(
+        &endpoint,
+        &ConnectOptions {
+            relay: relay.addr.clone(),
+            fingerprint: relay.fingerprint.parse().expect("fingerprint"),
+            identity: Some(identity),
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Some(Duration::from_secs(2)),
+            software: "measurement test".into(),
+        },
+    )
+    .await
+    .expect("connect");
+    connected
+        .send
+        .send(&AgentToRelay::Measure)
+        .await
+        .expect("measure");
+    match connected.recv.recv::<RelayToAgent>().await {
+        Ok(Some(RelayToAgent::MeasureReady { .. })) => {}
+        other => panic!("measurement refused: {other:?}"),
+    }
+    (endpoint, connected)
+}
+
+#[test]
+fn a_transfer_whose_request_was_lost_is_a_gap_and_the_measurement_goes_on() {
+    use deskside_net::{FramedRecv, FramedSend};
+    use deskside_protocol::measure::{EchoReply, EchoRequest, MeasureReply, MeasureRequest};
+    use deskside_protocol::{MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
+
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let token = admin.enroll_token(1, "10m");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (_endpoint, connected) = measurement_connection(&relay, &token).await;
+        let connection = connected.connection.clone();
+        // A transfer stream cut by a short outage: the first byte of its
+        // request got through, then the agent gave up and reset the stream,
+        // so the rest of the request is never retransmitted.
+        let (mut lost, _lost_recv) = connection.open_bi().await.expect("stream");
+        lost.write_all(&[5]).await.expect("first byte");
+        let _ = lost.reset(0u32.into());
+        // The measurement goes on: probes are answered for the next second,
+        // and a new transfer request on the same connection is served.
+        for seq in 0..20u32 {
+            let request = EchoRequest { seq, sent_us: 0 };
+            connection
+                .send_datagram(bytes::Bytes::copy_from_slice(&request.encode()))
+                .unwrap_or_else(|e| panic!("probe {seq} not sent: {e}"));
+            let reply = tokio::time::timeout(Duration::from_secs(5), connection.read_datagram())
+                .await
+                .unwrap_or_else(|_| panic!("probe {seq} not answered"))
+                .unwrap_or_else(|e| {
+                    panic!("the relay ended the measurement after a lost request: {e}")
+                });
+            assert_eq!(EchoReply::decode(&reply).map(|r| r.request.seq), Some(seq));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (send, recv) = connection.open_bi().await.expect("second stream");
+        let mut send = FramedSend::new(send, MAX_CLIENT_FRAME_LEN);
+        let mut recv = FramedRecv::new(recv, MAX_RELAY_FRAME_LEN);
+        send.send(&MeasureRequest::SpeedTest)
+            .await
+            .expect("request");
+        send.finish();
+        let answer = tokio::time::timeout(Duration::from_secs(5), recv.recv::<MeasureReply>())
+            .await
+            .expect("answer in time");
+        assert!(
+            matches!(answer, Ok(Some(MeasureReply::SpeedTestGranted { .. }))),
+            "{answer:?}"
+        );
+        assert!(connection.close_reason().is_none());
+        connection.close(0u32.into(), b"done");
+    });
+    let log = relay.proc.log();
+    assert!(!log.contains("bad measurement request"), "{log}");
+}
