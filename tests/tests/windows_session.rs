@@ -275,6 +275,13 @@ impl Stage {
         );
     }
 
+    /// Waits until the agent service has logged `line` `times` times.
+    fn wait_agent_log(&self, line: &str, times: usize) {
+        wait_for(&format!("the agent to log {line:?}"), SLOW, || {
+            (self.agent_proc.log().matches(line).count() >= times).then_some(())
+        });
+    }
+
     fn audit(&self) -> Vec<Value> {
         self.admin
             .run(&["--json", "audit", "list", "--device", &self.device])
@@ -320,6 +327,10 @@ fn a_windows_session_under_wine_refused_sends_nothing_accepted_shows_the_counter
         "the helper opened a capturer for a refused session:\n{}",
         stage.helper.log()
     );
+    // The agent frees its one session slot a moment after the console
+    // learnt of the refusal; a request before that is refused as "another
+    // session is running".
+    stage.wait_agent_log("session did not start", 1);
 
     // Accepted: decoded frames show the counter advancing; the click and
     // the typed text reach the test program exactly.
@@ -399,6 +410,8 @@ fn a_windows_session_under_wine_refused_sends_nothing_accepted_shows_the_counter
         "no session_end by the technician: {ended:?}\n{}",
         accepted.log()
     );
+
+    stage.wait_agent_log("session ended", 1);
 
     // View only: frames flow, but the click and the text are dropped.
     let before = record_lines(&stage.record).len();
