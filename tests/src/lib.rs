@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod impair;
 pub mod peers;
+pub mod prometheus;
 pub mod secret_scan;
 pub mod stage;
 #[cfg(feature = "wine")]
