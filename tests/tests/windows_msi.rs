@@ -397,7 +397,9 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     let Some(msi) = find_msi("windows_msi::install") else {
         return;
     };
-    let Some(wine) = Wine::find("windows_msi::install") else {
+    // A Windows of its own: it installs a service, and waits for the
+    // wineserver to exit.
+    let Some(wine) = Wine::isolated("windows_msi::install") else {
         return;
     };
     let msi = windows_path(&msi);
