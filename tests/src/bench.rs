@@ -64,6 +64,13 @@ pub fn start_relay_program(
             "--data-dir",
         ])
         .arg(data_dir)
+        // Extra `serve` flags for every benchmark's relay, e.g.
+        // `--metrics-listen 127.0.0.1:9474` to measure what scraping costs.
+        .args(
+            std::env::var("DESKSIDE_BENCH_RELAY_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
