@@ -288,3 +288,154 @@ fn a_transfer_whose_request_was_lost_is_a_gap_and_the_measurement_goes_on() {
     let log = relay.proc.log();
     assert!(!log.contains("bad measurement request"), "{log}");
 }
+
+/// Network namespaces made by one test, deleted when dropped.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A laptop namespace whose default route goes into a tunnel (`tun0`,
+/// metric 50) ahead of its home router on `eth0` (metric 600), with the
+/// host route to the VPN server through the home router, as a full-tunnel
+/// VPN client leaves it (`tun0` is a veth pair here: this kernel may lack
+/// the dummy and tun modules). The router namespace holds the home router
+/// (192.168.77.1) and the VPN server's address (203.0.113.7); nothing
+/// answers at the tunnel's far end (10.8.0.1).
+fn full_tunnel_namespaces() -> Result<(Namespaces, String), String> {
+    let id = std::process::id();
+    let laptop = format!("dsm-laptop-{id}");
+    let router = format!("dsm-router-{id}");
+    ip(&["netns", "add", &laptop])?;
+    let mut made = Namespaces(vec![laptop.clone()]);
+    ip(&["netns", "add", &router])?;
+    made.0.push(router.clone());
+    let (l, r) = (laptop.as_str(), router.as_str());
+    for args in [
+        &[
+            "link", "add", "eth0", "netns", l, "type", "veth", "peer", "name", "home0", "netns", r,
+        ][..],
+        &["-n", r, "link", "set", "lo", "up"],
+        &["-n", r, "addr", "add", "192.168.77.1/24", "dev", "home0"],
+        &["-n", r, "addr", "add", "203.0.113.7/32", "dev", "lo"],
+        &["-n", r, "link", "set", "home0", "up"],
+        &["-n", l, "link", "set", "lo", "up"],
+        &["-n", l, "addr", "add", "192.168.77.23/24", "dev", "eth0"],
+        &["-n", l, "link", "set", "eth0", "up"],
+        // The tunnel: a veth named like one (the agent knows tunnels by
+        // name and type), whose far end has no address, so 10.8.0.1 stays
+        // silent as a VPN's far end does to probes from outside it.
+        &[
+            "link", "add", "tun0", "netns", l, "type", "veth", "peer", "name", "far0", "netns", r,
+        ],
+        &["-n", r, "link", "set", "far0", "up"],
+        &["-n", l, "addr", "add", "10.8.0.2/24", "dev", "tun0"],
+        &["-n", l, "link", "set", "tun0", "up"],
+        &[
+            "-n",
+            l,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.77.1",
+            "dev",
+            "eth0",
+            "metric",
+            "600",
+        ],
+        &[
+            "-n", l, "route", "add", "default", "via", "10.8.0.1", "dev", "tun0", "metric", "50",
+        ],
+        &[
+            "-n",
+            l,
+            "route",
+            "add",
+            "203.0.113.7/32",
+            "via",
+            "192.168.77.1",
+            "dev",
+            "eth0",
+        ],
+    ] {
+        ip(args)?;
+    }
+    Ok((made, laptop))
+}
+
+#[test]
+fn with_a_full_tunnel_vpn_the_gateway_probe_finds_the_home_router() {
+    let (_namespaces, laptop) = match full_tunnel_namespaces() {
+        Ok(made) => made,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: network namespaces are not available here ({e}); run as root with iproute2");
+            return;
+        }
+        Err(e) => panic!("network namespaces are needed (CI=true): {e}"),
+    };
+    let state = tempfile::tempdir().expect("state dir");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &laptop])
+        .arg(deskside_tests::bin("deskside-agent"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["check", "--quick", "--json"])
+        .output()
+        .expect("run the agent in the namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let check: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "agent output is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let snapshot = &check["snapshot"];
+    let network = &snapshot["network"]["measured"];
+    // The default route is the tunnel's; the home router is still found.
+    assert_eq!(network["default_route"]["interface"], "tun0", "{network}");
+    assert_eq!(network["home_gateway"]["interface"], "eth0", "{network}");
+    assert_eq!(
+        network["home_gateway"]["gateway"], "192.168.77.1",
+        "{network}"
+    );
+    // The gateway probe measured the home router (it answers: a TCP
+    // refusal is an answer), not the tunnel's silent far end.
+    let gateway = &snapshot["gateway"]["measured"];
+    assert_eq!(gateway["address"], "192.168.77.1", "{snapshot}");
+    assert!(gateway["received"].as_u64().unwrap_or(0) > 0, "{gateway}");
+    // The VPN server's round trip is its own measurement.
+    let server = &network["vpn_server"];
+    assert_eq!(server["address"], "203.0.113.7", "{network}");
+    assert_eq!(
+        server["round_trip"]["measured"]["address"], "203.0.113.7",
+        "{network}"
+    );
+    eprintln!(
+        "home router {} ms, VPN server {} ms",
+        gateway["rtt"]["median_ms"], server["round_trip"]["measured"]["rtt"]["median_ms"]
+    );
+}

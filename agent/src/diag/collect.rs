@@ -124,15 +124,27 @@ pub async fn run(
     } else {
         Step::Network
     });
-    let gateway_ip: Option<IpAddr> = network
+    let gateway_ip = network.value().and_then(gateway_to_probe);
+    let vpn_server_ip: Option<IpAddr> = network
         .value()
-        .and_then(|n| n.default_route.as_ref())
-        .and_then(|r| r.gateway.parse().ok());
+        .and_then(|n| n.vpn_server.as_ref())
+        .and_then(|v| v.address.parse().ok());
     let gateway = async {
-        match gateway_ip {
-            Some(ip) => gateway::probe(ip).await,
-            None => Probe::unknown("no default gateway"),
-        }
+        let home = async {
+            match gateway_ip {
+                Some(ip) => gateway::probe(ip).await,
+                None => Probe::unknown("no default gateway"),
+            }
+        };
+        // The VPN server's round trip is its own measurement, run beside
+        // the home router's.
+        let server = async {
+            match vpn_server_ip {
+                Some(ip) => Some(gateway::probe(ip).await),
+                None => None,
+            }
+        };
+        tokio::join!(home, server)
     };
     let path = async {
         match target {
@@ -142,7 +154,13 @@ pub async fn run(
             None => None,
         }
     };
-    let (gateway, path) = tokio::join!(gateway, path);
+    let ((gateway, vpn_round_trip), path) = tokio::join!(gateway, path);
+    let mut network = network;
+    if let (Probe::Measured(n), Some(round_trip)) = (&mut network, vpn_round_trip) {
+        if let Some(server) = n.vpn_server.as_mut() {
+            server.round_trip = Some(round_trip);
+        }
+    }
     let relay_reachable = path.as_ref().map(|p| p.path.udp_ok);
     let mut names: Vec<String> = target
         .and_then(|t| dns::host_name(&t.relay))
@@ -193,5 +211,48 @@ pub async fn run(
     Collected {
         snapshot,
         relay_refusal,
+    }
+}
+
+/// The router the gateway probe measures: the home router on the physical
+/// interface when a full-tunnel VPN holds the default route, else the
+/// default route's gateway.
+fn gateway_to_probe(network: &NetworkConfig) -> Option<IpAddr> {
+    network
+        .home_gateway
+        .as_ref()
+        .or(network.default_route.as_ref())
+        .and_then(|r| r.gateway.parse().ok())
+}
+
+#[cfg(test)]
+mod gateway_choice_tests {
+    use super::*;
+    use deskside_diag::snapshot::DefaultRoute;
+
+    #[test]
+    fn with_a_full_tunnel_the_gateway_probe_targets_the_home_router() {
+        let route = |interface: &str, gateway: &str| DefaultRoute {
+            interface: interface.to_owned(),
+            gateway: gateway.to_owned(),
+        };
+        let tunnelled = NetworkConfig {
+            default_route: Some(route("tun0", "10.8.0.1")),
+            home_gateway: Some(route("wlan0", "192.168.1.1")),
+            ..NetworkConfig::default()
+        };
+        assert_eq!(
+            gateway_to_probe(&tunnelled),
+            Some("192.168.1.1".parse().unwrap())
+        );
+        let plain = NetworkConfig {
+            default_route: Some(route("wlan0", "192.168.1.1")),
+            ..NetworkConfig::default()
+        };
+        assert_eq!(
+            gateway_to_probe(&plain),
+            Some("192.168.1.1".parse().unwrap())
+        );
+        assert_eq!(gateway_to_probe(&NetworkConfig::default()), None);
     }
 }

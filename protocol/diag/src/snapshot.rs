@@ -320,6 +320,28 @@ pub struct NetworkConfig {
     pub vpn_interfaces: Vec<String>,
     /// Whether the path to the relay leaves through a VPN interface.
     pub relay_via_vpn: Option<bool>,
+    /// With a full-tunnel VPN (general traffic goes into the tunnel): the
+    /// router on the physical interface, which the gateway probe measures
+    /// instead of the tunnel's far end. Absent without such a VPN, where
+    /// `default_route` already names the home router.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_gateway: Option<DefaultRoute>,
+    /// With a full-tunnel VPN: its server (the host route through the home
+    /// router) and its round trip, measured apart from the home router and
+    /// the relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpn_server: Option<VpnServer>,
+}
+
+/// The server a full-tunnel VPN sends its encrypted packets to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpnServer {
+    /// Its address.
+    pub address: String,
+    /// Round trip to it (ICMP, or a TCP connection attempt), outside the
+    /// tunnel; `None` when the probe did not run.
+    #[serde(default)]
+    pub round_trip: Option<Probe<Gateway>>,
 }
 
 /// Wi‑Fi frequency bands.

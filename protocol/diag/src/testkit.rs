@@ -71,6 +71,8 @@ pub fn healthy() -> Snapshot {
             }),
         }),
         network: Probe::Measured(NetworkConfig {
+            home_gateway: None,
+            vpn_server: None,
             interfaces: vec![Interface {
                 name: "wlp2s0".to_owned(),
                 kind: InterfaceKind::Wifi,

@@ -21,6 +21,7 @@ pub mod iw;
 pub mod macos;
 pub mod netsh;
 pub mod proc;
+pub mod tunnel;
 
 /// A Wi‑Fi frequency band.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use deskside_diag::snapshot::{
-    Band, Battery, DefaultRoute, Interface, InterfaceKind, NetworkConfig, Pressure, Proxy, Wifi,
+    Band, Battery, DefaultRoute, Interface, InterfaceKind, NetworkConfig, Pressure, Proxy,
+    VpnServer, Wifi,
 };
 use deskside_diag::Probe;
 
@@ -236,7 +237,28 @@ pub fn network(relay: Option<IpAddr>) -> Probe<NetworkConfig> {
         Some(IpAddr::V4(_)) => Some(false),
         _ => None,
     };
+    // A full-tunnel VPN: the home router is the one on the physical
+    // interface, and the VPN server is measured on its own.
+    let tunnel = parse::tunnel::full_tunnel(&routes, |name| {
+        interfaces
+            .iter()
+            .any(|i| i.name == name && i.kind == InterfaceKind::Vpn)
+    });
+    let home_gateway =
+        tunnel
+            .as_ref()
+            .and_then(|t| t.home_gateway.clone())
+            .map(|(interface, gateway)| DefaultRoute {
+                interface,
+                gateway: gateway.to_string(),
+            });
+    let vpn_server = tunnel.and_then(|t| t.server).map(|address| VpnServer {
+        address: address.to_string(),
+        round_trip: None,
+    });
     Probe::Measured(NetworkConfig {
+        home_gateway,
+        vpn_server,
         interfaces,
         default_route,
         dns_servers,

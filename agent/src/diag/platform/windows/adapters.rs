@@ -76,6 +76,10 @@ pub fn network(relay: Option<IpAddr>) -> Probe<NetworkConfig> {
         proxy: super::proxy::current_user(),
         vpn_interfaces,
         relay_via_vpn,
+        // Not derived on Windows yet (see parse::tunnel for Linux): the
+        // gateway probe uses the default route.
+        home_gateway: None,
+        vpn_server: None,
     })
 }
 
