@@ -243,10 +243,12 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "type": "latency_bench", "width": args.width, "height": args.height, "fps": args.fps,
             "seen": latencies.len(), "drawn": drawn.len(),
-            "p50_ms": percentile(&latencies, 0.5), "p99_ms": percentile(&latencies, 0.99),
+            "p50_ms": percentile(&latencies, 0.5), "p90_ms": percentile(&latencies, 0.9),
+            "p99_ms": percentile(&latencies, 0.99),
             "frames_per_s": frames as f64 / seconds, "kbit_per_s": bytes as f64 * 8.0 / seconds / 1000.0,
             "input_moves": input.len(),
             "input_p50_ms": (!input.is_empty()).then(|| percentile(&input, 0.5)),
+            "input_p90_ms": (!input.is_empty()).then(|| percentile(&input, 0.9)),
             "input_p99_ms": (!input.is_empty()).then(|| percentile(&input, 0.99)),
         })
     );

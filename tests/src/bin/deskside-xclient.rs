@@ -281,6 +281,29 @@ fn keysym_char(sym: u32) -> Option<char> {
     }
 }
 
+/// Waits until the X connection's socket has data to read or `timeout`
+/// passed (rounded up to whole milliseconds, poll(2)'s unit).
+#[allow(unsafe_code)] // one poll(2) call, see SAFETY below
+fn wait_readable(conn: &RustConnection, timeout: Duration) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut fd = libc::pollfd {
+        fd: conn.stream().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_micros().div_ceil(1000).min(1000) as libc::c_int;
+    // SAFETY: `fd` is one valid pollfd that lives across the call, and the
+    // count passed is 1.
+    let n = unsafe { libc::poll(&mut fd, 1, ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("poll on the X connection");
+        }
+    }
+    Ok(())
+}
+
 fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -423,7 +446,11 @@ fn run(args: Args) -> anyhow::Result<()> {
                             next_tick = now + period;
                         }
                     } else {
-                        std::thread::sleep((next_tick - now).min(Duration::from_millis(2)));
+                        // Sleep in poll(2) on the X socket, not in a fixed
+                        // step: an event wakes us at once, so a MotionNotify
+                        // is read (and timestamped) when it arrives, not up
+                        // to 2 ms later as with the old polling sleep.
+                        wait_readable(&client.conn, next_tick - now)?;
                     }
                     None
                 }
