@@ -439,3 +439,43 @@ fn with_a_full_tunnel_vpn_the_gateway_probe_finds_the_home_router() {
         gateway["rtt"]["median_ms"], server["round_trip"]["measured"]["rtt"]["median_ms"]
     );
 }
+
+/// Measures both directions through a symmetric shaper at `mbps`, shaped
+/// as `deskside-bench-path` does (10 ms each way, FIFO queue of twice the
+/// bandwidth-delay product plus 64 KB), and returns the relative errors.
+fn throughput_error(lab: &Lab, mbps: u64) -> (f64, f64, Value) {
+    let bps = mbps * 1_000_000;
+    let bdp = (bps as f64 / 8.0 * 0.020) as usize;
+    lab.proxy.set(Impairment::symmetric(
+        LinkShape::default()
+            .delay(ms(10))
+            .rate_bps(bps)
+            .queue_bytes(2 * bdp + 64 * 1024),
+    ));
+    let (snapshot, _) = lab.check(false);
+    let path = snapshot["path"]["measured"].clone();
+    let error = |direction: &str| {
+        let measured = number(&path[direction]["measured"]["mbps"], direction);
+        (measured - mbps as f64) / mbps as f64
+    };
+    (error("download"), error("upload"), path)
+}
+
+#[test]
+fn one_megabit_is_measured_within_five_percent_each_way() {
+    let lab = Lab::new();
+    let (down, up, path) = throughput_error(&lab, 1);
+    eprintln!(
+        "1 Mbit/s: download {:+.1} %, upload {:+.1} % (windows {} ms / {} ms)",
+        down * 100.0,
+        up * 100.0,
+        path["download"]["measured"]["duration_ms"],
+        path["upload"]["measured"]["duration_ms"]
+    );
+    assert!(
+        down.abs() <= 0.05,
+        "download {:+.1} %: {path}",
+        down * 100.0
+    );
+    assert!(up.abs() <= 0.05, "upload {:+.1} %: {path}", up * 100.0);
+}

@@ -193,6 +193,37 @@ impl Prober {
             .collect()
     }
 
+    /// Waits until the path's queues have drained after a transfer: probes
+    /// `interval` apart until one comes back within `settled_ms`, or until
+    /// `limit`. Data the relay sent just before the download ended still
+    /// sits in a slow link's queue (half a second at 1 Mbit/s); an upload
+    /// started behind it would wait for its acknowledgements (a false low
+    /// speed) and its probes would carry the download's delay (a false
+    /// upload bufferbloat).
+    async fn settle(&mut self, settled_ms: f64, interval: Duration, limit: Duration) {
+        let first = self.next_seq;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            let settled = self
+                .answered
+                .iter()
+                .any(|a| a.seq >= first && a.rtt_ms <= settled_ms);
+            if settled {
+                break;
+            }
+            let connection = self.connection.clone();
+            tokio::select! {
+                _ = ticker.tick() => { self.send(); }
+                datagram = connection.read_datagram() => match datagram {
+                    Ok(bytes) => self.receive(&bytes),
+                    Err(_) => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+
     /// Sends `count` probes `interval` apart and collects answers until
     /// `grace` after the last one, or until all are answered. Returns
     /// (sent, answered).
@@ -263,6 +294,10 @@ fn unreachable_report(mut path: Path, reason: &str) -> PathReport {
         refusal: None,
     }
 }
+
+/// Longest wait for the queues to drain between the download and the
+/// upload: a full 256 KB home-router queue at 2 Mbit/s.
+const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The stream reset / stop code the relay uses when the hourly byte
 /// allowance runs out in the middle of a transfer.
@@ -421,6 +456,17 @@ pub async fn measure(
         // download queue would be averaged away by a clean upload.
         let mut loaded = [None, None];
         for (slot, direction) in [Direction::Down, Direction::Up].into_iter().enumerate() {
+            if direction == Direction::Up {
+                if let Some(idle) = &path.idle_rtt {
+                    prober
+                        .settle(
+                            idle.median_ms * 2.0 + 5.0,
+                            options.probe_interval,
+                            SETTLE_LIMIT,
+                        )
+                        .await;
+                }
+            }
             let outcome = transfer(&mut prober, options, direction).await;
             let probe = match outcome {
                 Ok((throughput, probes_sent)) => {
