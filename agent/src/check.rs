@@ -32,6 +32,12 @@ pub enum CliError {
     /// Standard output could not be written (other than a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    /// A help request could not be made (the text says what to do).
+    #[error("{0}")]
+    Help(String),
+    /// The help requests' outbox failed.
+    #[error(transparent)]
+    Requests(#[from] deskside_agent::requests::RequestsError),
 }
 
 impl From<StateError> for CliError {

@@ -33,6 +33,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The relay's close code for "this device was revoked while connected".
 pub const CLOSE_REVOKED: u32 = 4;
 
+/// How often a connected agent looks for help requests to send.
+const REQUEST_OUTBOX_POLL: Duration = Duration::from_secs(2);
+
 /// Errors of enrollment and of the relay link.
 #[derive(Debug, Error)]
 pub enum LinkError {
@@ -129,7 +132,7 @@ fn os_description_from_sysinfo() -> String {
     }
 }
 
-fn options(
+pub(crate) fn options(
     relay: &str,
     enrollment_fp: deskside_protocol::Fingerprint,
     identity: Identity,
@@ -343,7 +346,12 @@ impl Attached {
         diagnostics: Option<&Arc<dyn DiagnosticsSource>>,
         mut sessions: Option<&mut SessionLink>,
         mut timeline: Option<&mut crate::timeline::TimelineLink>,
+        requests: Option<&StateDir>,
     ) -> Result<(), LinkError> {
+        // Help requests typed on this device: sent when found in the
+        // outbox (at once, then every 2 s), forgotten once acknowledged.
+        let mut outbox_tick = tokio::time::interval(REQUEST_OUTBOX_POLL);
+        let mut requests_sent = std::collections::HashSet::<String>::new();
         let (done_tx, mut done) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(4);
         let mut running = false;
         // Monitoring samples this connection until the loop ends, however.
@@ -378,9 +386,25 @@ impl Attached {
                     None => std::future::pending().await,
                 }
             };
+            let outbox_due = async {
+                match requests {
+                    Some(_) => outbox_tick.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(message) = outbox => {
                     self.send.send(&message).await?;
+                }
+                _ = outbox_due => {
+                    if let Some(state) = requests {
+                        for request in crate::requests::queued(state) {
+                            if requests_sent.insert(request.client_id.clone()) {
+                                tracing::info!(client_id = %request.client_id, "sending a queued help request");
+                                self.send.send(&AgentToRelay::HelpRequest(request)).await?;
+                            }
+                        }
+                    }
                 }
                 Some(message) = timeline_upload => {
                     self.send.send(&message).await?;
@@ -467,6 +491,21 @@ impl Attached {
                     Some(RelayToAgent::ConsentRecorded { session_id }) => {
                         if let Some(link) = sessions.as_deref() {
                             link.host.consent_recorded(session_id);
+                        }
+                    }
+                    Some(RelayToAgent::HelpRequestStored { client_id, number }) => {
+                        if let Some(state) = requests {
+                            tracing::info!(client_id, number, "help request delivered");
+                            if let Err(e) = crate::requests::delivered(state, &client_id, number) {
+                                tracing::warn!("cannot record a delivered help request: {e}");
+                            }
+                        }
+                    }
+                    Some(RelayToAgent::HelpRequests(list)) => {
+                        if let Some(state) = requests {
+                            if let Err(e) = crate::requests::save_relay_view(state, list) {
+                                tracing::warn!("cannot keep the help requests' state: {e}");
+                            }
                         }
                     }
                     Some(RelayToAgent::TimelineStored { through_seq }) => {
@@ -595,6 +634,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             };
             if let Err(e) = state.record_revocation(&revocation) {
                 tracing::warn!("cannot record that the relay refused this device: {e}");
+            requests: Some(state.clone()),
             }
         }
         publish(LinkState::Stopped, Some(error.to_string()));
@@ -632,6 +672,9 @@ impl std::fmt::Debug for Services<'_> {
 /// told every state change.
 pub async fn stay_attached(
     endpoint: &quinn::Endpoint,
+    /// Sends the help requests of this state directory's outbox and keeps
+    /// their state.
+    pub requests: Option<StateDir>,
     relay: &str,
     fingerprint: deskside_protocol::Fingerprint,
     identity: &Identity,
@@ -640,6 +683,7 @@ pub async fn stay_attached(
     services: Services<'_>,
 ) -> Result<(), LinkError> {
     let Services {
+            .field("requests", &self.requests.is_some())
         diagnostics,
         mut sessions,
         mut timeline,
@@ -660,6 +704,7 @@ pub async fn stay_attached(
         let error = match outcome {
             Ok(attached) => {
                 tracing::info!(
+        requests,
                     clock_offset_ms = attached.clock_offset_ms,
                     "connected to the relay"
                 );
@@ -688,6 +733,7 @@ pub async fn stay_attached(
             "relay link down: {error}; retrying in {} ms",
             delay.as_millis()
         );
+                        requests.as_ref(),
         publish(LinkState::Connecting, Some(error.to_string()));
         tokio::select! {
             _ = stop.changed() => return Ok(()),

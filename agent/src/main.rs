@@ -16,6 +16,7 @@ use deskside_agent::state::StateDir;
 use tokio::sync::watch;
 
 mod check;
+mod help;
 mod help_fr;
 #[cfg(windows)]
 mod service_cmd;
@@ -23,7 +24,7 @@ mod service_cmd;
 /// The deskside agent: lets your IT helpdesk see this device's health and,
 /// only with your consent, help you on screen.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, disable_help_subcommand = true)]
 struct Cli {
     /// State directory (identity, key, status). Default /var/lib/deskside-agent
     /// for root, else ~/.local/state/deskside-agent. Windows:
@@ -96,6 +97,47 @@ enum Command {
         /// notes for the technician, and what could not be measured.
         #[arg(long)]
         details: bool,
+    },
+    /// Asks IT for help: a few questions (or the flags), the quick check
+    /// attached, and what will be sent shown first. Kept on this computer
+    /// until IT's relay has it.
+    Help {
+        /// What is wrong, in your own words.
+        #[arg(long)]
+        summary: Option<String>,
+        /// Since when (e.g. "this morning").
+        #[arg(long)]
+        since: Option<String>,
+        /// ongoing, intermittent or over.
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Applications hit: video, vpn, mail, browser, printer, other.
+        #[arg(long, value_delimiter = ',')]
+        apps: Option<Vec<String>>,
+        /// How much it blocks you: can_work, slowed or blocked.
+        #[arg(long)]
+        urgency: Option<String>,
+        /// Who else is hit: me, team or many (default me).
+        #[arg(long)]
+        impact: Option<String>,
+        /// How and when IT can reach you (phone, chat or email, and when).
+        #[arg(long)]
+        contact: Option<String>,
+        /// Do not attach the quick check's measurements.
+        #[arg(long)]
+        no_diagnostics: bool,
+        /// Send without asking for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// One JSON object instead of text (never asks questions).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows your help requests, their progress and IT's replies.
+    Requests {
+        /// One JSON object per request.
+        #[arg(long)]
+        json: bool,
     },
     /// Lists the diagnostics collected on this device, and who asked.
     History {
@@ -232,6 +274,36 @@ fn main() -> ExitCode {
         }
         Command::History { json } => {
             return finish_employee(check::history(&state, json, cli.lang.as_deref()))
+        }
+        Command::Help {
+            summary,
+            since,
+            pattern,
+            apps,
+            urgency,
+            impact,
+            contact,
+            no_diagnostics,
+            yes,
+            json,
+        } => {
+            let args = help::HelpArgs {
+                summary,
+                since,
+                pattern,
+                apps,
+                urgency,
+                impact,
+                contact,
+                no_diagnostics,
+                yes,
+                json,
+                lang: cli.lang.clone(),
+            };
+            return finish_employee(runtime.block_on(help::help(&state, args)));
+        }
+        Command::Requests { json } => {
+            return finish_employee(help::requests(&state, json, cli.lang.as_deref()))
         }
         Command::SessionHelper { socket } => {
             let addresses = socket.map(|s| vec![s]).unwrap_or_else(|| {

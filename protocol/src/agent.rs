@@ -97,6 +97,11 @@ pub enum AgentToRelay {
         /// `timeline::encode_batch` (a format byte, then postcard).
         batch: Vec<u8>,
     },
+    /// A help request typed by the employee (`deskside-agent help`): sent
+    /// as the first message of a connection of its own, or on the attached
+    /// connection. The relay stores it once per `client_id` and answers
+    /// [`RelayToAgent::HelpRequestStored`].
+    HelpRequest(crate::request::HelpRequest),
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -104,7 +109,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 10);
+crate::impl_message!(AgentToRelay, known = 11);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +210,17 @@ pub enum RelayToAgent {
         /// The last stored sample's sequence number.
         through_seq: u64,
     },
+    /// The help request is stored (also when it had been stored before);
+    /// the agent may forget its copy.
+    HelpRequestStored {
+        /// The agent's id for it.
+        client_id: String,
+        /// The relay's number for it.
+        number: u64,
+    },
+    /// The device's help requests and the replies meant for the employee:
+    /// sent after `Attached` and whenever a technician acts on one.
+    HelpRequests(Vec<crate::request::EmployeeRequest>),
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -212,7 +228,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 14);
+crate::impl_message!(RelayToAgent, known = 16);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -235,6 +235,28 @@ pub enum ConsoleRequest {
         /// End of the window.
         until_ms: i64,
     },
+    /// Help requests of the organisation, by priority then age.
+    ListRequests {
+        /// Only this status.
+        status: Option<String>,
+        /// Only those assigned to the caller.
+        mine: bool,
+        /// Only devices of this group.
+        group: Option<String>,
+    },
+    /// One help request with its answers, snapshot, verdict and events.
+    ShowRequest {
+        /// The request's number.
+        number: u64,
+    },
+    /// Claims, answers, resolves or reopens a help request, or links a
+    /// session to it.
+    ActOnRequest {
+        /// The request's number.
+        number: u64,
+        /// What to do.
+        action: crate::request::RequestAction,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -243,7 +265,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 25);
+crate::impl_message!(ConsoleRequest, known = 28);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -256,7 +278,10 @@ impl ConsoleRequest {
             | ConsoleRequest::ShowDevice { .. }
             | ConsoleRequest::DiagnosticsHistory { .. }
             | ConsoleRequest::Timeline { .. }
-            | ConsoleRequest::TimelineFleet { .. } => Role::Viewer,
+            | ConsoleRequest::TimelineFleet { .. }
+            | ConsoleRequest::ListRequests { .. }
+            | ConsoleRequest::ShowRequest { .. } => Role::Viewer,
+            ConsoleRequest::ActOnRequest { .. } => Role::Technician,
             // A fresh snapshot makes the device work and move data.
             ConsoleRequest::CreateEnrollToken { .. }
             | ConsoleRequest::Diagnose { .. }
@@ -330,6 +355,10 @@ pub enum ConsoleResponse {
     Timeline(crate::timeline::DeviceTimeline),
     /// Answer to `TimelineFleet`: devices with episodes, most first.
     TimelineFleet(Vec<crate::timeline::FleetTimelineEntry>),
+    /// Answer to `ListRequests`.
+    Requests(Vec<crate::request::RequestSummary>),
+    /// Answer to `ShowRequest` and `ActOnRequest`.
+    Request(Box<crate::request::RequestDetail>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -338,7 +367,7 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 20);
+crate::impl_message!(ConsoleResponse, known = 22);
 
 /// An enrollment token as listed, without its secret. Times are Unix
 /// seconds.

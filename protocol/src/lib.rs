@@ -24,6 +24,7 @@ pub mod ids;
 pub mod measure;
 pub mod message;
 pub mod refusal;
+pub mod request;
 pub mod session;
 pub mod timeline;
 pub mod token;

@@ -129,6 +129,109 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
             .prop_map(|monitors| AgentToRelay::Monitors { monitors }),
         (any::<u64>(), bytes(64))
             .prop_map(|(first_seq, batch)| AgentToRelay::TimelineSamples { first_seq, batch }),
+        help_request().prop_map(AgentToRelay::HelpRequest),
+    ]
+}
+
+fn answers() -> impl Strategy<Value = crate::request::Answers> {
+    (
+        (text(), text(), text()),
+        prop::collection::vec(text(), 0..3),
+        (text(), text(), text(), text()),
+    )
+        .prop_map(
+            |((summary, since, pattern), apps, (urgency, impact, contact, lang))| {
+                crate::request::Answers {
+                    summary,
+                    since,
+                    pattern,
+                    apps,
+                    urgency,
+                    impact,
+                    contact,
+                    lang,
+                }
+            },
+        )
+}
+
+fn help_request() -> impl Strategy<Value = crate::request::HelpRequest> {
+    (
+        text(),
+        any::<i64>(),
+        answers(),
+        prop::option::of(bytes(64)),
+        prop::collection::vec((any::<i64>(), text()), 0..3),
+    )
+        .prop_map(
+            |(client_id, created_ms, answers, snapshot_json, failures)| {
+                crate::request::HelpRequest {
+                    client_id,
+                    created_ms,
+                    answers,
+                    snapshot_json,
+                    failures: failures
+                        .into_iter()
+                        .map(|(at_ms, error)| crate::request::DeliveryFailure { at_ms, error })
+                        .collect(),
+                }
+            },
+        )
+}
+
+fn request_event() -> impl Strategy<Value = crate::request::RequestEvent> {
+    (any::<i64>(), text(), text(), text()).prop_map(|(at, author, kind, text)| {
+        crate::request::RequestEvent {
+            at,
+            author,
+            kind,
+            text,
+        }
+    })
+}
+
+fn request_summary() -> impl Strategy<Value = crate::request::RequestSummary> {
+    (
+        any::<u64>(),
+        device_summary(),
+        (text(), any::<u8>(), text(), prop::option::of(text())),
+        prop::option::of(text()),
+        (
+            any::<i64>(),
+            prop::option::of(any::<i64>()),
+            prop::option::of(any::<i64>()),
+        ),
+    )
+        .prop_map(
+            |(
+                number,
+                device,
+                (status, priority, summary, verdict_line),
+                assignee,
+                (created_at, first_response_at, resolved_at),
+            )| crate::request::RequestSummary {
+                number,
+                device,
+                status,
+                priority,
+                summary,
+                verdict_line,
+                assignee,
+                created_at,
+                first_response_at,
+                resolved_at,
+            },
+        )
+}
+
+fn request_action() -> impl Strategy<Value = crate::request::RequestAction> {
+    use crate::request::RequestAction;
+    prop_oneof![
+        Just(RequestAction::Claim),
+        text().prop_map(|text| RequestAction::Reply { text }),
+        text().prop_map(|note| RequestAction::Resolve { note }),
+        Just(RequestAction::Reopen),
+        any::<u64>().prop_map(|session_id| RequestAction::LinkSession { session_id }),
     ]
 }
 
@@ -174,6 +277,31 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
             }
         }),
         any::<u64>().prop_map(|through_seq| RelayToAgent::TimelineStored { through_seq }),
+        (text(), any::<u64>())
+            .prop_map(|(client_id, number)| RelayToAgent::HelpRequestStored { client_id, number }),
+        prop::collection::vec(
+            (
+                text(),
+                any::<u64>(),
+                text(),
+                prop::option::of(text()),
+                prop::collection::vec(request_event(), 0..3)
+            ),
+            0..3
+        )
+        .prop_map(|list| RelayToAgent::HelpRequests(
+            list.into_iter()
+                .map(|(client_id, number, status, assignee, events)| {
+                    crate::request::EmployeeRequest {
+                        client_id,
+                        number,
+                        status,
+                        assignee,
+                        events,
+                    }
+                })
+                .collect()
+        )),
     ]
 }
 
@@ -276,6 +404,19 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
                 until_ms,
             }
         ),
+        (
+            prop::option::of(text()),
+            any::<bool>(),
+            prop::option::of(text())
+        )
+            .prop_map(|(status, mine, group)| ConsoleRequest::ListRequests {
+                status,
+                mine,
+                group
+            }),
+        any::<u64>().prop_map(|number| ConsoleRequest::ShowRequest { number }),
+        (any::<u64>(), request_action())
+            .prop_map(|(number, action)| ConsoleRequest::ActOnRequest { number, action }),
     ]
 }
 
@@ -467,6 +608,25 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
                 )
             }
         ),
+        prop::collection::vec(request_summary(), 0..3).prop_map(ConsoleResponse::Requests),
+        (
+            request_summary(),
+            answers(),
+            (prop::option::of(bytes(32)), prop::option::of(bytes(32))),
+            prop::collection::vec(request_event(), 0..3),
+        )
+            .prop_map(
+                |(summary, answers, (snapshot_json, verdict_json), events)| {
+                    ConsoleResponse::Request(Box::new(crate::request::RequestDetail {
+                        summary,
+                        answers,
+                        snapshot_json,
+                        verdict_json,
+                        failures: Vec::new(),
+                        events,
+                    }))
+                }
+            ),
     ]
 }
 
@@ -1458,14 +1618,17 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag_of(&encode_message(message).expect("known variants are encodable"))
     }
     assert_eq!(
-        tag(&AgentToRelay::TimelineSamples {
-            first_seq: 1,
-            batch: Vec::new()
-        }),
+        tag(&AgentToRelay::HelpRequest(crate::request::HelpRequest {
+            client_id: "a".into(),
+            created_ms: 0,
+            answers: crate::request::Answers::default(),
+            snapshot_json: None,
+            failures: Vec::new(),
+        })),
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::TimelineStored { through_seq: 1 }),
+        tag(&RelayToAgent::HelpRequests(Vec::new())),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -1480,15 +1643,45 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::TimelineFleet {
-            group: None,
-            since_ms: 0,
-            until_ms: 0,
+        tag(&ConsoleRequest::ActOnRequest {
+            number: 1,
+            action: crate::request::RequestAction::Claim,
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::TimelineFleet(Vec::new())),
+        tag(&ConsoleResponse::Request(Box::new(
+            crate::request::RequestDetail {
+                summary: crate::request::RequestSummary {
+                    number: 1,
+                    device: DeviceSummary {
+                        id: DeviceId(1),
+                        hostname: String::new(),
+                        os: String::new(),
+                        agent_version: String::new(),
+                        online: false,
+                        first_seen: 0,
+                        last_seen: 0,
+                        last_address: None,
+                        revoked_at: None,
+                        group: None,
+                    },
+                    status: "new".into(),
+                    priority: 3,
+                    summary: String::new(),
+                    verdict_line: None,
+                    assignee: None,
+                    created_at: 0,
+                    first_response_at: None,
+                    resolved_at: None,
+                },
+                answers: crate::request::Answers::default(),
+                snapshot_json: None,
+                verdict_json: None,
+                failures: Vec::new(),
+                events: Vec::new(),
+            }
+        ))),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(

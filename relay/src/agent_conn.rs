@@ -91,6 +91,34 @@ pub async fn serve(
         AgentToRelay::Attach { info } => {
             attached(shared, connection, public_key, info, address, send, recv).await
         }
+        AgentToRelay::HelpRequest(request) => {
+            let device = match shared
+                .store(move |store| store.device_by_key(&public_key))
+                .await
+            {
+                Ok(Ok(Ok(device))) => device,
+                Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
+                Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            };
+            crate::server::authenticated(shared, connection);
+            tracing::Span::current().record("device", tracing::field::display(device.id));
+            let client_id = request.client_id.clone();
+            match crate::requests::receive(shared, device.id, device.org, request).await {
+                Ok(number) => {
+                    if let Err(e) = send
+                        .send(&RelayToAgent::HelpRequestStored { client_id, number })
+                        .await
+                    {
+                        return e.into();
+                    }
+                    finish_and_wait(&mut send).await;
+                    // The running agent, if any, learns of it too.
+                    crate::requests::notify_device(shared, device.id).await;
+                    End::Closed
+                }
+                Err(refusal) => refuse(send, refusal).await,
+            }
+        }
         other => End::Violation(format!(
             "expected Enroll or Attach first, got {}",
             crate::secrets::message_kind(&other)
@@ -196,6 +224,13 @@ async fn attached(
             Err(refusal) => tracing::warn!("cannot send the policy: {refusal}"),
         }
         loop {
+        match crate::requests::employee_state(shared, id).await {
+            Ok(requests) if !requests.is_empty() => {
+                send.send(&RelayToAgent::HelpRequests(requests)).await?;
+            }
+            Ok(_) => {}
+            Err(refusal) => tracing::warn!("cannot send the device's help requests: {refusal}"),
+        }
             tokio::select! {
                 message = recv.recv::<AgentToRelay>() => match message? {
                     None => return Ok(End::Closed),
@@ -242,6 +277,22 @@ async fn attached(
                         }
                     }
                     Some(AgentToRelay::Unknown { tag }) => {
+                    Some(AgentToRelay::HelpRequest(request)) => {
+                        let client_id = request.client_id.clone();
+                        match crate::requests::receive(shared, id, record.org, request).await {
+                            Ok(number) => {
+                                send.send(&RelayToAgent::HelpRequestStored { client_id, number }).await?;
+                                if let Ok(requests) = crate::requests::employee_state(shared, id).await {
+                                    send.send(&RelayToAgent::HelpRequests(requests)).await?;
+                                }
+                            }
+                            // Bad input: the agent keeps it and the log says why.
+                            Err(Refusal::Invalid(reason)) => {
+                                return Ok(End::Violation(format!("bad help request {client_id}: {reason}")));
+                            }
+                            Err(refusal) => tracing::warn!(client_id, "help request not stored now: {refusal}"),
+                        }
+                    }
                         tracing::debug!(tag, "ignoring a message from a newer agent");
                     }
                     Some(other) => {
@@ -282,6 +333,9 @@ async fn attached(
                         send.send(&RelayToAgent::SessionWithdrawn { session_id }).await?;
                     }
                 },
+                    AgentCommand::HelpRequests { requests } => {
+                        send.send(&RelayToAgent::HelpRequests(requests)).await?;
+                    }
             }
         }
     }

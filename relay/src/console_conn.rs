@@ -592,6 +592,15 @@ async fn handle(
             }
             crate::timeline::fleet_timeline(shared, org, group, since_ms, until_ms).await
         }
+        ConsoleRequest::ListRequests {
+            status,
+            mine,
+            group,
+        } => crate::requests::list(shared, technician, status, mine, group).await,
+        ConsoleRequest::ShowRequest { number } => crate::requests::show(shared, org, number).await,
+        ConsoleRequest::ActOnRequest { number, action } => {
+            crate::requests::act(shared, technician, number, action).await
+        }
         ConsoleRequest::ShowPolicy => {
             let policy = crate::policy::load(shared, org).await?;
             let grant = crate::policy::session_grant(shared, org).await?;

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod policy;
 pub mod preflight;
 pub mod presence;
+pub mod requests;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

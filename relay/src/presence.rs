@@ -46,6 +46,12 @@ pub enum AgentCommand {
         /// The session.
         session_id: u64,
     },
+    /// A technician acted on one of the device's help requests: send the
+    /// employee's view of them.
+    HelpRequests {
+        /// The device's requests.
+        requests: Vec<deskside_protocol::request::EmployeeRequest>,
+    },
 }
 
 /// Close code sent to a connection replaced by a newer one of the same device.

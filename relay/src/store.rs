@@ -43,6 +43,7 @@ use thiserror::Error;
 mod access;
 mod audit_chain;
 mod recovery;
+mod requests;
 mod sessions;
 mod timeline;
 
@@ -50,6 +51,7 @@ pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
 
 pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};
 pub use recovery::RecoveredAdmin;
+pub use requests::{LinkedSession, NewRequest, RequestFilter, RequestRow};
 pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
     WithdrawOutcome, WITHDRAWN,
@@ -78,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     timeline::MIGRATION_5,
+    requests::MIGRATION_REQUESTS,
 ];
 
 /// The schema version this build creates and understands.
@@ -1907,13 +1910,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 5);
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(store.schema_version(), 6);
+        assert_eq!(SCHEMA_VERSION, 6);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1929,6 +1932,9 @@ mod tests {
                 "diagnostics",
                 "enroll_tokens",
                 "organisations",
+                "request_events",
+                "request_sessions",
+                "requests",
                 "sessions",
                 "sqlite_sequence",
                 "technician_tokens",

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod login;
 pub mod org_key;
 pub mod policy;
+pub mod requests;
 pub mod session;
 pub mod session_admin;
 pub mod session_link;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Open a remote session with a device (the employee must accept)
     #[command(visible_alias = "view")]
     Session(session::SessionArgs),
+    /// Help requests from employees: list, show, claim, reply, resolve, reopen
+    #[command(subcommand)]
+    Requests(requests::RequestsCommand),
     /// Read the audit log (admin)
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -103,6 +107,8 @@ pub enum Action {
     Timeline(timeline::TimelineArgs),
     /// A `session` command.
     Session(session::SessionArgs),
+    /// A `requests` subcommand.
+    Requests(requests::RequestsCommand),
     /// An `audit` subcommand.
     Audit(audit::AuditCommand),
     /// An `org-key` subcommand.
@@ -126,6 +132,7 @@ impl Command {
             Command::Policy(command) => Action::Policy(command),
             Command::Timeline(args) => Action::Timeline(args),
             Command::Session(args) => Action::Session(args),
+            Command::Requests(command) => Action::Requests(command),
             Command::Audit(command) => Action::Audit(command),
             Command::OrgKey(command) => Action::OrgKey(command),
             Command::Completion { shell } => Action::Completion(shell),
@@ -157,6 +164,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Policy(command) => policy::run(command, ctx).await,
         Action::Timeline(args) => timeline::run(args, ctx).await,
         Action::Session(args) => session::run(args, ctx).await,
+        Action::Requests(command) => requests::run(command, ctx).await,
         Action::Audit(command) => audit::run(command, ctx).await,
         Action::OrgKey(command) => org_key::run(command, ctx).await,
         Action::Completion(shell) => {
@@ -216,6 +224,8 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::AuditVerified(_) => "audit verification",
         ConsoleResponse::Timeline(_) => "timeline",
         ConsoleResponse::TimelineFleet(_) => "fleet timeline",
+        ConsoleResponse::Requests(_) => "help request list",
+        ConsoleResponse::Request(_) => "help request",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(

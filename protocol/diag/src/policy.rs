@@ -57,6 +57,10 @@ pub struct Policy {
     /// Days the relay keeps timeline samples (full resolution for the last
     /// 48 hours, 10-minute summaries before). Default 30.
     pub timeline_retention_days: u32,
+    /// Added to the ITIL priority of help requests (1 critical … 5
+    /// planning, from urgency and impact), clamped to 1–5: −1 makes every
+    /// request one step more urgent. Default 0.
+    pub request_priority_shift: i8,
 }
 
 /// Default seconds between timeline samples: one a minute keeps the
@@ -80,12 +84,13 @@ impl Default for Policy {
             monitoring: true,
             monitoring_interval: DEFAULT_MONITORING_INTERVAL,
             timeline_retention_days: DEFAULT_TIMELINE_RETENTION_DAYS,
+            request_priority_shift: 0,
         }
     }
 }
 
 /// Keys an administrator may set, for help texts.
-pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), store_full_ip_addresses (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), monitoring (on|off), monitoring_interval (seconds, 1–3600), timeline_retention_days (1–400), thresholds.NAME (a number; see `deskside policy show`)";
+pub const SETTABLE_KEYS: &str = "wifi_identifiers_in_clear (true|false), store_full_ip_addresses (true|false), diagnostics_consent (not_required|employee), diagnostics_retention (1–100000), monitoring (on|off), monitoring_interval (seconds, 1–3600), timeline_retention_days (1–400), request_priority_shift (−4–4, added to help requests' priority 1–5), thresholds.NAME (a number; see `deskside policy show`)";
 
 impl Policy {
     /// Parses stored JSON; anything unreadable gives the defaults.
@@ -163,6 +168,17 @@ impl Policy {
                     .filter(|n| (1..=400).contains(n))
                     .ok_or_else(|| {
                         format!("{key} takes a number of days from 1 to 400, not {value:?}")
+                    })?;
+            }
+            "request_priority_shift" => {
+                self.request_priority_shift = value
+                    .parse::<i8>()
+                    .ok()
+                    .filter(|n| (-4..=4).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "{key} takes a number from -4 to 4 (0 is the default), not {value:?}"
+                        )
                     })?;
             }
             _ => {

@@ -209,6 +209,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                     diagnostics: canned,
                     sessions: None,
                     timeline: None,
+                    requests: None,
                 },
             )
             .await;

@@ -1,0 +1,544 @@
+//! `deskside-agent help` (ask IT for help) and `deskside-agent requests`
+//! (what became of the requests), in English or French.
+//!
+//! At most five questions, each with a default; every answer can also come
+//! from a flag, and without a terminal the flags and defaults are all
+//! there is. The quick check runs and its snapshot is attached unless the
+//! employee drops it. What will be sent is shown first. The request is
+//! written to the outbox before it is sent (see
+//! `deskside_agent::requests`): nothing typed is lost.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use deskside_agent::diag::collect;
+use deskside_agent::requests::{self as outbox, SEND_TIMEOUT};
+use deskside_agent::state::{StateDir, StateError};
+use deskside_diag::report::{self, french_typography, Lang, Style};
+use deskside_diag::verdict;
+use deskside_protocol::request::{Answers, HelpRequest};
+
+use crate::check::{emit, language, CliError};
+
+/// What `help` was given on the command line.
+#[derive(Debug, Default)]
+pub struct HelpArgs {
+    /// `--summary`.
+    pub summary: Option<String>,
+    /// `--since`.
+    pub since: Option<String>,
+    /// `--pattern`.
+    pub pattern: Option<String>,
+    /// `--apps`.
+    pub apps: Option<Vec<String>>,
+    /// `--urgency`.
+    pub urgency: Option<String>,
+    /// `--impact`.
+    pub impact: Option<String>,
+    /// `--contact`.
+    pub contact: Option<String>,
+    /// `--no-diagnostics`.
+    pub no_diagnostics: bool,
+    /// `--yes`: send without asking.
+    pub yes: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--lang`.
+    pub lang: Option<String>,
+}
+
+fn t<'a>(lang: Lang, en: &'a str, fr: &'a str) -> &'a str {
+    match lang {
+        Lang::En => en,
+        Lang::Fr => fr,
+    }
+}
+
+fn localised(lang: Lang, text: String) -> String {
+    match lang {
+        Lang::En => text,
+        Lang::Fr => french_typography(&text),
+    }
+}
+
+/// Asks one question on the terminal; an empty answer keeps `default`.
+fn ask(question: &str, default: &str) -> Result<String, CliError> {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [{default}] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(CliError::Output)?;
+    let line = line.trim();
+    Ok(if line.is_empty() { default } else { line }.to_owned())
+}
+
+/// Maps what the employee typed (a number, an English or French word) to
+/// the wire word.
+fn pick(answer: &str, choices: &[(&str, &[&str])]) -> Option<String> {
+    let answer = answer.trim().to_lowercase();
+    for (index, (word, aliases)) in choices.iter().enumerate() {
+        if answer == (index + 1).to_string()
+            || answer == *word
+            || aliases.contains(&answer.as_str())
+        {
+            return Some((*word).to_owned());
+        }
+    }
+    None
+}
+
+const PATTERNS: &[(&str, &[&str])] = &[
+    ("ongoing", &["now", "en cours", "continu"]),
+    (
+        "intermittent",
+        &["sometimes", "par moments", "intermittent"],
+    ),
+    ("over", &["fixed", "terminé", "fini"]),
+];
+const URGENCIES: &[(&str, &[&str])] = &[
+    ("can_work", &["can work", "ok", "je peux travailler"]),
+    ("slowed", &["slowed down", "slow", "ralenti"]),
+    ("blocked", &["block", "bloqué"]),
+];
+const IMPACTS: &[(&str, &[&str])] = &[
+    ("me", &["just me", "moi"]),
+    ("team", &["my team", "équipe"]),
+    ("many", &["everyone", "beaucoup", "tous"]),
+];
+const APPS: &[(&str, &[&str])] = &[
+    ("video", &["video calls", "visio", "teams", "zoom"]),
+    ("vpn", &[]),
+    ("mail", &["email", "messagerie"]),
+    ("browser", &["web", "navigateur"]),
+    ("printer", &["print", "imprimante"]),
+    ("other", &["autre"]),
+];
+
+fn choose(value: &str, choices: &[(&str, &[&str])], what: &str) -> Result<String, CliError> {
+    pick(value, choices).ok_or_else(|| {
+        CliError::Help(format!(
+            "{what} {value:?} is not one of: {}",
+            choices.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+fn apps_from(text: &str) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    for part in text.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+        let app = choose(part, APPS, "application")?;
+        if !out.contains(&app) {
+            out.push(app);
+        }
+    }
+    Ok(out)
+}
+
+/// The answers: flags first, then questions on a terminal, then defaults.
+fn answers(args: &HelpArgs, lang: Lang, interactive: bool) -> Result<Answers, CliError> {
+    let q = |en: &str, fr: &str| localised(lang, t(lang, en, fr).to_owned());
+    let summary = match (&args.summary, interactive) {
+        (Some(s), _) => s.clone(),
+        (None, true) => ask(
+            &q(
+                "1/5 What is wrong, in your own words?",
+                "1/5 Quel est le problème, avec vos mots ?",
+            ),
+            "",
+        )?,
+        (None, false) => String::new(),
+    };
+    if summary.trim().is_empty() {
+        return Err(CliError::Help(
+            t(
+                lang,
+                "say what is wrong: `deskside-agent help --summary \"…\"` (or run it in a terminal to be asked)",
+                "dites ce qui ne va pas : `deskside-agent help --summary \"…\"` (ou lancez-la dans un terminal pour répondre aux questions)",
+            )
+            .to_owned(),
+        ));
+    }
+    let (since, pattern) = match (&args.since, &args.pattern, interactive) {
+        (None, None, true) => {
+            let since = ask(
+                &q(
+                    "2/5 Since when? (e.g. this morning)",
+                    "2/5 Depuis quand ? (par ex. ce matin)",
+                ),
+                t(lang, "today", "aujourd'hui"),
+            )?;
+            let pattern = ask(
+                &q(
+                    "   Is it 1 ongoing, 2 intermittent, or 3 over?",
+                    "   Est-ce 1 en cours, 2 par moments, ou 3 terminé ?",
+                ),
+                "1",
+            )?;
+            (since, choose(&pattern, PATTERNS, "pattern")?)
+        }
+        (since, pattern, _) => (
+            since
+                .clone()
+                .unwrap_or_else(|| t(lang, "today", "aujourd'hui").to_owned()),
+            choose(pattern.as_deref().unwrap_or("ongoing"), PATTERNS, "pattern")?,
+        ),
+    };
+    let apps = match (&args.apps, interactive) {
+        (Some(apps), _) => apps_from(&apps.join(","))?,
+        (None, true) => apps_from(&ask(
+            &q(
+                "3/5 Which applications? video, vpn, mail, browser, printer, other (comma-separated)",
+                "3/5 Quelles applications ? video (visio), vpn, mail, browser (navigateur), printer (imprimante), other (autre), séparées par des virgules",
+            ),
+            "other",
+        )?)?,
+        (None, false) => Vec::new(),
+    };
+    let urgency = match (&args.urgency, interactive) {
+        (Some(u), _) => choose(u, URGENCIES, "urgency")?,
+        (None, true) => choose(
+            &ask(
+                &q(
+                    "4/5 How much does it block you? 1 I can work, 2 slowed down, 3 blocked",
+                    "4/5 À quel point cela vous bloque-t-il ? 1 je peux travailler, 2 ralenti, 3 bloqué",
+                ),
+                "2",
+            )?,
+            URGENCIES,
+            "urgency",
+        )?,
+        (None, false) => "slowed".to_owned(),
+    };
+    let impact = choose(args.impact.as_deref().unwrap_or("me"), IMPACTS, "impact")?;
+    let contact = match (&args.contact, interactive) {
+        (Some(c), _) => c.clone(),
+        (None, true) => ask(
+            &q(
+                "5/5 How and when can IT reach you? (phone number, chat or email, and when)",
+                "5/5 Comment et quand le service informatique peut-il vous joindre ? (téléphone, chat ou e-mail, et quand)",
+            ),
+            t(lang, "chat, working hours", "chat, heures de bureau"),
+        )?,
+        (None, false) => String::new(),
+    };
+    Ok(Answers {
+        summary,
+        since,
+        pattern,
+        apps,
+        urgency,
+        impact,
+        contact,
+        lang: match lang {
+            Lang::En => "en".into(),
+            Lang::Fr => "fr".into(),
+        },
+    })
+}
+
+/// The preview: exactly what will be sent, in words.
+fn preview(lang: Lang, answers: &Answers, diagnostics: Option<(&str, usize)>) -> String {
+    let none = t(lang, "(none)", "(aucun)");
+    let mut text = String::new();
+    text.push_str(t(
+        lang,
+        "This will be sent to IT:\n",
+        "Ceci sera envoyé au service informatique :\n",
+    ));
+    let lines = [
+        (t(lang, "Problem", "Problème"), answers.summary.clone()),
+        (t(lang, "Since", "Depuis"), format!("{} ({})", answers.since, answers.pattern)),
+        (
+            t(lang, "Applications", "Applications"),
+            if answers.apps.is_empty() { none.to_owned() } else { answers.apps.join(", ") },
+        ),
+        (t(lang, "Urgency", "Urgence"), answers.urgency.clone()),
+        (t(lang, "Contact", "Contact"), if answers.contact.is_empty() { none.to_owned() } else { answers.contact.clone() }),
+        (
+            t(lang, "Diagnostics", "Diagnostic"),
+            match diagnostics {
+                Some((line, bytes)) => format!(
+                    "{line} ({bytes} {})",
+                    t(lang, "bytes of measurements of this device and its connection; no screen content, no files", "octets de mesures de cet ordinateur et de sa connexion ; ni contenu d'écran, ni fichiers")
+                ),
+                None => t(lang, "not attached", "non joint").to_owned(),
+            },
+        ),
+    ];
+    for (label, value) in lines {
+        let colon = t(lang, ":", " :");
+        text.push_str(&format!("  {label}{colon} {value}\n"));
+    }
+    localised(lang, text)
+}
+
+/// `deskside-agent help`.
+pub async fn help(state: &StateDir, args: HelpArgs) -> Result<(), CliError> {
+    let lang = language(args.lang.as_deref());
+    let enrollment = match state.enrollment() {
+        Ok(enrollment) => enrollment,
+        Err(StateError::NotEnrolled(_)) => {
+            return Err(CliError::Help(
+                t(
+                    lang,
+                    "this computer is not enrolled with IT's support service, so a request cannot reach them: enroll it with `deskside-agent enroll TOKEN` (a token from IT), or call IT",
+                    "cet ordinateur n'est pas inscrit au service d'assistance, une demande ne peut donc pas lui parvenir : inscrivez-le avec `deskside-agent enroll JETON` (un jeton fourni par le service informatique), ou appelez-le",
+                )
+                .to_owned(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let interactive = std::io::stdin().is_terminal() && !args.json;
+    let answers = answers(&args, lang, interactive)?;
+    let mut snapshot_json = None;
+    let mut verdict_text = None;
+    if !args.no_diagnostics {
+        if interactive {
+            eprint!(
+                "{}",
+                t(
+                    lang,
+                    "Checking this device and its connection…",
+                    "Vérification de l'ordinateur et de sa connexion…"
+                )
+            );
+        }
+        let target = collect::Target {
+            relay: enrollment.relay.clone(),
+            fingerprint: enrollment.fingerprint,
+            identity: state.identity()?,
+        };
+        let policy = state.policy();
+        let mut options = deskside_agent::diag::options_for(&policy);
+        options.path.throughput = false;
+        let collected = collect::run(Some(&target), &options, &|_| {}).await;
+        if interactive {
+            eprint!("\r\x1b[2K");
+        }
+        let verdict = verdict::judge(&collected.snapshot, &policy.thresholds());
+        let summary =
+            report::render_summary(&verdict, &collected.snapshot, lang, Style { color: false });
+        verdict_text = Some(summary.lines().next().unwrap_or_default().to_owned());
+        snapshot_json = serde_json::to_vec(&collected.snapshot).ok();
+    }
+    let mut request = HelpRequest {
+        client_id: outbox::new_client_id(),
+        created_ms: deskside_agent::clock::unix_millis(),
+        answers,
+        snapshot_json,
+        failures: Vec::new(),
+    };
+    if !args.json {
+        let shown = match (&verdict_text, &request.snapshot_json) {
+            (Some(line), Some(json)) => Some((line.as_str(), json.len())),
+            _ => None,
+        };
+        eprint!("{}", preview(lang, &request.answers, shown));
+    }
+    if interactive && !args.yes {
+        let question = if request.snapshot_json.is_some() {
+            t(
+                lang,
+                "Send? y: send, d: send without the diagnostics, n: cancel",
+                "Envoyer ? o : envoyer, d : envoyer sans le diagnostic, n : annuler",
+            )
+        } else {
+            t(
+                lang,
+                "Send? y: send, n: cancel",
+                "Envoyer ? o : envoyer, n : annuler",
+            )
+        };
+        match ask(&localised(lang, question.to_owned()), "y")?
+            .to_lowercase()
+            .as_str()
+        {
+            "y" | "yes" | "o" | "oui" => {}
+            "d" if request.snapshot_json.is_some() => request.snapshot_json = None,
+            _ => {
+                return emit(&localised(
+                    lang,
+                    t(
+                        lang,
+                        "Cancelled: nothing was sent.\n",
+                        "Annulé : rien n'a été envoyé.\n",
+                    )
+                    .to_owned(),
+                ));
+            }
+        }
+    }
+    // Written before any attempt: a crash from here on loses nothing.
+    outbox::enqueue(state, &request)?;
+    let outcome = match tokio::time::timeout(SEND_TIMEOUT, outbox::send_once(state, &request)).await
+    {
+        Ok(Ok(number)) => Ok(number),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the relay {} did not answer within {} s",
+            enrollment.relay,
+            SEND_TIMEOUT.as_secs()
+        )),
+    };
+    match outcome {
+        Ok(number) => {
+            outbox::delivered(state, &request.client_id, number)?;
+            if args.json {
+                return emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": number, "status": "sent"})
+                ));
+            }
+            emit(&localised(
+                lang,
+                format!(
+                    "{} #{number}. {}\n",
+                    t(lang, "Sent to IT: request", "Envoyé au service informatique : demande"),
+                    t(lang, "See its progress and IT's replies with `deskside-agent requests`.", "Suivez-la, avec les réponses du service informatique, par `deskside-agent requests`.")
+                ),
+            ))
+        }
+        Err(error) => {
+            outbox::record_failure(
+                state,
+                &mut request,
+                deskside_agent::clock::unix_millis(),
+                error.clone(),
+            )?;
+            if args.json {
+                return emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": null, "status": "queued", "error": error})
+                ));
+            }
+            emit(&localised(
+                lang,
+                format!(
+                    "{} ({error}). {}\n",
+                    t(lang, "IT's support service cannot be reached right now", "Le service d'assistance est injoignable pour l'instant"),
+                    t(lang, "Your request is saved on this computer and will be sent as soon as the agent connects; the failed attempt is attached as evidence.", "Votre demande est enregistrée sur cet ordinateur et partira dès que l'agent se connectera ; l'échec est joint comme indice.")
+                ),
+            ))
+        }
+    }
+}
+
+/// `deskside-agent requests`.
+pub fn requests(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), CliError> {
+    let lang = language(lang);
+    let known = outbox::load(state);
+    let queued = outbox::queued(state);
+    if json {
+        let mut out = String::new();
+        for request in &queued {
+            out.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"type": "request", "client_id": request.client_id, "number": null, "status": "queued", "summary": request.answers.summary, "failed_attempts": request.failures.len(), "events": []})
+            ));
+        }
+        for sent in &known.sent {
+            let relay = known.relay.iter().find(|r| r.client_id == sent.client_id);
+            out.push_str(&format!(
+                "{}\n",
+                serde_json::json!({
+                    "type": "request",
+                    "client_id": sent.client_id,
+                    "number": sent.number,
+                    "status": relay.map_or("new", |r| r.status.as_str()),
+                    "assignee": relay.and_then(|r| r.assignee.clone()),
+                    "summary": sent.summary,
+                    "events": relay.map(|r| r.events.clone()).unwrap_or_default(),
+                })
+            ));
+        }
+        return emit(&out);
+    }
+    if queued.is_empty() && known.sent.is_empty() {
+        return emit(&localised(lang, t(lang, "No help requests from this computer. Ask IT for help with `deskside-agent help`.\n", "Aucune demande d'aide depuis cet ordinateur. Demandez de l'aide avec `deskside-agent help`.\n").to_owned()));
+    }
+    let mut text = String::new();
+    for request in &queued {
+        text.push_str(&format!(
+            "- {} — {}\n",
+            t(
+                lang,
+                "not sent yet (will be sent when the agent connects)",
+                "pas encore envoyée (partira dès que l'agent se connectera)"
+            ),
+            request.answers.summary
+        ));
+    }
+    for sent in &known.sent {
+        let relay = known.relay.iter().find(|r| r.client_id == sent.client_id);
+        let status = relay.map_or("new", |r| r.status.as_str());
+        text.push_str(&format!(
+            "- #{} [{}] {}\n",
+            sent.number,
+            status_word(lang, status),
+            sent.summary
+        ));
+        for event in relay.map(|r| r.events.as_slice()).unwrap_or_default() {
+            let what = match event.kind.as_str() {
+                "claimed" => t(lang, "is handling it", "s'en occupe").to_owned(),
+                "reply" => format!("{}: {}", t(lang, "replied", "a répondu"), event.text),
+                "resolved" => format!("{}: {}", t(lang, "resolved it", "l'a résolue"), event.text),
+                "reopened" => t(lang, "reopened it", "l'a rouverte").to_owned(),
+                other => other.to_owned(),
+            };
+            text.push_str(&format!("    {} {}\n", event.author, what));
+        }
+    }
+    emit(&localised(lang, text))
+}
+
+fn status_word(lang: Lang, status: &str) -> &str {
+    match status {
+        "new" => t(lang, "received", "reçue"),
+        "claimed" => t(lang, "being handled", "prise en charge"),
+        "waiting" => t(lang, "waiting for you", "en attente de vous"),
+        "resolved" => t(lang, "resolved", "résolue"),
+        "closed" => t(lang, "closed", "fermée"),
+        "reopened" => t(lang, "reopened", "rouverte"),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_accept_numbers_and_words_in_both_languages() {
+        assert_eq!(pick("3", URGENCIES).as_deref(), Some("blocked"));
+        assert_eq!(pick("Bloqué", URGENCIES).as_deref(), Some("blocked"));
+        assert_eq!(pick("slowed", URGENCIES).as_deref(), Some("slowed"));
+        assert_eq!(pick("urgent", URGENCIES), None);
+        assert_eq!(apps_from("visio, vpn,vpn").unwrap(), ["video", "vpn"]);
+        assert!(apps_from("games").is_err());
+    }
+
+    #[test]
+    fn non_interactive_answers_take_flags_and_defaults() {
+        let args = HelpArgs {
+            summary: Some("calls freeze".into()),
+            urgency: Some("blocked".into()),
+            apps: Some(vec!["video".into()]),
+            ..HelpArgs::default()
+        };
+        let a = answers(&args, Lang::En, false).unwrap();
+        assert_eq!(
+            (a.urgency.as_str(), a.impact.as_str(), a.pattern.as_str()),
+            ("blocked", "me", "ongoing")
+        );
+        assert!(answers(&HelpArgs::default(), Lang::Fr, false)
+            .unwrap_err()
+            .to_string()
+            .contains("--summary"));
+        let shown = preview(Lang::Fr, &a, None);
+        assert!(shown.contains("Problème\u{a0}: calls freeze"), "{shown}");
+        assert!(preview(Lang::En, &a, None).contains("Problem: calls freeze"));
+    }
+}

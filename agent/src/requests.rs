@@ -1,0 +1,284 @@
+//! The employee's help requests on this device: the outbox that keeps every
+//! typed request until the relay acknowledges it, and the requests' state
+//! as the relay last sent it (replies included).
+//!
+//! A request is written (owner-only, `deskside_net::files`) to
+//! `requests-outbox/<client_id>.json` before anything is sent, and deleted
+//! only after the relay answered `HelpRequestStored`; a crash, a reboot or
+//! an unreachable relay leaves it there, and `deskside-agent run` sends it
+//! when it connects. The relay stores one request per client id, so a
+//! resend after a lost acknowledgement is harmless. Failed attempts are
+//! added to the request: they are evidence of the connection problem.
+
+use std::path::PathBuf;
+
+use deskside_net::files::{create_private_dir, read_private, write_private, FileError};
+use deskside_net::transport::{client_endpoint, resolve};
+use deskside_net::{connect, NetError};
+use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
+use deskside_protocol::message::Nested;
+use deskside_protocol::request::{DeliveryFailure, EmployeeRequest, HelpRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::link::LinkError;
+use crate::state::StateDir;
+
+/// The outbox directory in the state directory.
+pub const OUTBOX_DIR: &str = "requests-outbox";
+/// The requests' state as the relay last sent it, and the ones sent.
+pub const STATE_FILE: &str = "requests.json";
+/// How long `help` waits for the relay before leaving the request queued.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Errors of the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestsError {
+    /// A file could not be written or read.
+    #[error("{0}; check the permissions of the agent's state directory")]
+    File(#[from] FileError),
+    /// A file holds something unreadable.
+    #[error("{path} is unreadable ({error}); move it away and type the request again")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+/// What this device knows of its requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestsState {
+    /// Requests the relay acknowledged: client id, number, summary, when
+    /// typed (Unix ms).
+    pub sent: Vec<SentRequest>,
+    /// The relay's view (status, replies), as last received.
+    pub relay: Vec<EmployeeRequest>,
+}
+
+/// A request the relay acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRequest {
+    /// The agent's id.
+    pub client_id: String,
+    /// The relay's number.
+    pub number: u64,
+    /// The employee's summary.
+    pub summary: String,
+    /// When typed, Unix ms.
+    pub created_ms: i64,
+}
+
+/// A new client id: 32 hex digits.
+pub fn new_client_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn outbox(state: &StateDir) -> PathBuf {
+    state.root().join(OUTBOX_DIR)
+}
+
+fn queued_path(state: &StateDir, client_id: &str) -> PathBuf {
+    outbox(state).join(format!("{client_id}.json"))
+}
+
+/// Writes the request to the outbox (before any attempt to send it).
+pub fn enqueue(state: &StateDir, request: &HelpRequest) -> Result<PathBuf, RequestsError> {
+    create_private_dir(&outbox(state))?;
+    let path = queued_path(state, &request.client_id);
+    let json = serde_json::to_vec(request).map_err(|e| RequestsError::Corrupt {
+        path: path.clone(),
+        error: e.to_string(),
+    })?;
+    write_private(&path, &json)?;
+    Ok(path)
+}
+
+/// Every request waiting in the outbox, oldest first. Unreadable files
+/// are left in place and logged.
+pub fn queued(state: &StateDir) -> Vec<HelpRequest> {
+    let Ok(entries) = std::fs::read_dir(outbox(state)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match read_private(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<HelpRequest>(&bytes).map_err(|e| e.to_string())
+            }) {
+            Ok(request) => out.push(request),
+            Err(e) => tracing::warn!(path = %path.display(), "queued help request unreadable: {e}"),
+        }
+    }
+    out.sort_by_key(|r| r.created_ms);
+    out
+}
+
+/// Adds a failed attempt to a queued request.
+pub fn record_failure(
+    state: &StateDir,
+    request: &mut HelpRequest,
+    at_ms: i64,
+    error: String,
+) -> Result<(), RequestsError> {
+    request.failures.push(DeliveryFailure { at_ms, error });
+    if request.failures.len() > 20 {
+        request.failures.remove(0);
+    }
+    enqueue(state, request).map(|_| ())
+}
+
+/// The relay stored the request: forget the queued copy, remember its
+/// number.
+pub fn delivered(state: &StateDir, client_id: &str, number: u64) -> Result<(), RequestsError> {
+    let path = queued_path(state, client_id);
+    let summary = read_private(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<HelpRequest>(&bytes).ok())
+        .map(|r| (r.answers.summary, r.created_ms));
+    let mut current = load(state);
+    if !current.sent.iter().any(|s| s.client_id == client_id) {
+        let (summary, created_ms) = summary.unwrap_or_default();
+        current.sent.push(SentRequest {
+            client_id: client_id.to_owned(),
+            number,
+            summary,
+            created_ms,
+        });
+        save(state, &current)?;
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RequestsError::File(FileError::Io {
+            action: "cannot remove",
+            path,
+            source: e,
+        })),
+    }
+}
+
+/// Keeps the relay's view of the requests.
+pub fn save_relay_view(
+    state: &StateDir,
+    requests: Vec<EmployeeRequest>,
+) -> Result<(), RequestsError> {
+    let mut current = load(state);
+    current.relay = requests;
+    save(state, &current)
+}
+
+/// What this device knows of its requests.
+pub fn load(state: &StateDir) -> RequestsState {
+    read_private(&state.root().join(STATE_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save(state: &StateDir, current: &RequestsState) -> Result<(), RequestsError> {
+    let path = state.root().join(STATE_FILE);
+    let json = serde_json::to_vec_pretty(current).map_err(|e| RequestsError::Corrupt {
+        path: path.clone(),
+        error: e.to_string(),
+    })?;
+    write_private(&path, &json)?;
+    Ok(())
+}
+
+/// Sends one request on a connection of its own (the running agent's
+/// connection is left alone) and returns the relay's number for it.
+pub async fn send_once(state: &StateDir, request: &HelpRequest) -> Result<u64, LinkError> {
+    let enrollment = state.enrollment()?;
+    let identity = state.identity()?;
+    let addr = resolve(&enrollment.relay).await?;
+    let endpoint = client_endpoint(addr)?;
+    let mut connected = connect(
+        &endpoint,
+        &crate::link::options(&enrollment.relay, enrollment.fingerprint, identity),
+    )
+    .await?;
+    connected
+        .send
+        .send(&AgentToRelay::HelpRequest(request.clone()))
+        .await?;
+    let answer = connected.recv.recv::<RelayToAgent>().await?;
+    connected.connection.close(0u32.into(), b"request sent");
+    let outcome = match answer {
+        Some(RelayToAgent::HelpRequestStored { client_id, number })
+            if client_id == request.client_id =>
+        {
+            Ok(number)
+        }
+        Some(RelayToAgent::Refused(Nested(refusal))) => Err(LinkError::Refused(refusal)),
+        Some(other) => Err(LinkError::Unexpected(format!("{other:?}"))),
+        None => Err(NetError::Truncated.into()),
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_protocol::request::Answers;
+
+    fn request(id: &str, at: i64) -> HelpRequest {
+        HelpRequest {
+            client_id: id.into(),
+            created_ms: at,
+            answers: Answers {
+                summary: format!("problem {id}"),
+                ..Answers::default()
+            },
+            snapshot_json: None,
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn a_queued_request_stays_until_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        assert!(queued(&state).is_empty());
+        let mut second = request("b", 2);
+        enqueue(&state, &request("a", 1)).unwrap();
+        enqueue(&state, &second).unwrap();
+        record_failure(&state, &mut second, 3, "timed out".into()).unwrap();
+        let waiting = queued(&state);
+        assert_eq!(
+            waiting
+                .iter()
+                .map(|r| r.client_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(waiting[1].failures.len(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(queued_path(&state, "a"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "owner-only");
+        }
+        delivered(&state, "a", 17).unwrap();
+        delivered(&state, "a", 17).unwrap();
+        assert_eq!(queued(&state).len(), 1);
+        let known = load(&state);
+        assert_eq!(known.sent.len(), 1);
+        assert_eq!(
+            (known.sent[0].number, known.sent[0].summary.as_str()),
+            (17, "problem a")
+        );
+        assert_eq!(new_client_id().len(), 32);
+        assert_ne!(new_client_id(), new_client_id());
+    }
+}

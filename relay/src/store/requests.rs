@@ -1,0 +1,711 @@
+//! Help requests in the store: one row per request (unique per device and
+//! the agent's `client_id`, so a resend never duplicates), its events, and
+//! the sessions linked to it. Every change writes its audit row in the same
+//! transaction. Nothing here reads the clock: times (Unix seconds) are
+//! passed in.
+//!
+//! Statuses: `new` → `claimed` (a technician took it) → `waiting` (a reply
+//! went to the employee) → `resolved`; `reopen` brings a resolved or closed
+//! request back as `reopened`. `closed` is reserved for an automatic close
+//! after resolution (not done yet). First response is the first claim or
+//! reply; resolution time is that of the last `resolve`.
+
+use deskside_protocol::request::{
+    Answers, DeliveryFailure, EmployeeRequest, RequestAction, RequestEvent,
+};
+use deskside_protocol::{DeviceId, Refusal, TechnicianId};
+use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
+
+use super::{
+    device_id_from_sql, device_id_to_sql, device_target, insert_audit, NewAudit, OrgId, Store,
+    StoreError, Technician,
+};
+
+/// Schema: help requests, their events and linked sessions.
+pub(super) const MIGRATION_REQUESTS: &str = r#"
+CREATE TABLE requests (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id            INTEGER NOT NULL REFERENCES organisations(id),
+    device_id         INTEGER NOT NULL REFERENCES devices(id),
+    client_id         TEXT NOT NULL,
+    answers           TEXT NOT NULL CHECK (json_valid(answers)),
+    snapshot          TEXT,
+    verdict           TEXT,
+    verdict_line      TEXT,
+    failures          TEXT NOT NULL CHECK (json_valid(failures)),
+    priority          INTEGER NOT NULL,
+    status            TEXT NOT NULL,
+    assignee_id       INTEGER REFERENCES technician_tokens(id),
+    assignee_name     TEXT,
+    created_at        INTEGER NOT NULL,
+    first_response_at INTEGER,
+    resolved_at       INTEGER,
+    UNIQUE (device_id, client_id)
+) STRICT;
+CREATE INDEX requests_org ON requests(org_id, status);
+CREATE TABLE request_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id  INTEGER NOT NULL REFERENCES requests(id),
+    at          INTEGER NOT NULL,
+    author      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    to_employee INTEGER NOT NULL
+) STRICT;
+CREATE INDEX request_events_request ON request_events(request_id);
+CREATE TABLE request_sessions (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    PRIMARY KEY (request_id, session_id)
+) STRICT;
+"#;
+
+/// A request as it arrives, judged.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// The agent's id.
+    pub client_id: String,
+    /// The answers.
+    pub answers: Answers,
+    /// The snapshot (JSON text).
+    pub snapshot: Option<String>,
+    /// Its verdict (JSON text).
+    pub verdict: Option<String>,
+    /// The verdict's one-line summary.
+    pub verdict_line: Option<String>,
+    /// Failed deliveries.
+    pub failures: Vec<DeliveryFailure>,
+    /// ITIL priority.
+    pub priority: u8,
+}
+
+/// A stored request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRow {
+    /// Its number.
+    pub number: u64,
+    /// The device.
+    pub device: DeviceId,
+    /// The agent's id.
+    pub client_id: String,
+    /// The answers.
+    pub answers: Answers,
+    /// The snapshot (JSON).
+    pub snapshot: Option<String>,
+    /// The verdict (JSON).
+    pub verdict: Option<String>,
+    /// One line.
+    pub verdict_line: Option<String>,
+    /// Failed deliveries.
+    pub failures: Vec<DeliveryFailure>,
+    /// 1..5.
+    pub priority: u8,
+    /// Status.
+    pub status: String,
+    /// Assignee token.
+    pub assignee_id: Option<TechnicianId>,
+    /// Assignee's name.
+    pub assignee: Option<String>,
+    /// Times.
+    pub created_at: i64,
+    /// First response.
+    pub first_response_at: Option<i64>,
+    /// Last resolution.
+    pub resolved_at: Option<i64>,
+}
+
+/// A session linked to a request, as the sessions table holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedSession {
+    /// The session.
+    pub session_id: u64,
+    /// The technician's name.
+    pub technician: String,
+    /// When it was asked for.
+    pub requested_at: i64,
+    /// The employee's answer.
+    pub consent_outcome: Option<String>,
+    /// What was granted (JSON of `Capabilities`).
+    pub granted: Option<String>,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// Who ended it.
+    pub ended_by: Option<String>,
+}
+
+/// Filters of `deskside requests list`.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only those assigned to this token.
+    pub assignee: Option<TechnicianId>,
+    /// Only devices of this group.
+    pub group: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, device_id, client_id, answers, snapshot, verdict, verdict_line, failures, \
+     priority, status, assignee_id, assignee_name, created_at, first_response_at, resolved_at";
+
+fn row_to_request(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RequestRow, String, String)> {
+    let answers: String = row.get(3)?;
+    let failures: String = row.get(7)?;
+    let priority: i64 = row.get(8)?;
+    let assignee_id: Option<i64> = row.get(10)?;
+    Ok((
+        RequestRow {
+            number: row.get::<_, i64>(0)? as u64,
+            device: device_id_from_sql(row.get(1)?),
+            client_id: row.get(2)?,
+            answers: Answers::default(),
+            snapshot: row.get(4)?,
+            verdict: row.get(5)?,
+            verdict_line: row.get(6)?,
+            failures: Vec::new(),
+            priority: priority.clamp(1, 5) as u8,
+            status: row.get(9)?,
+            assignee_id: assignee_id.map(|id| TechnicianId(id as u64)),
+            assignee: row.get(11)?,
+            created_at: row.get(12)?,
+            first_response_at: row.get(13)?,
+            resolved_at: row.get(14)?,
+        },
+        answers,
+        failures,
+    ))
+}
+
+fn parse(
+    (mut row, answers, failures): (RequestRow, String, String),
+) -> Result<RequestRow, StoreError> {
+    row.answers = serde_json::from_str(&answers)
+        .map_err(|e| StoreError::Corrupt(format!("request {} answers: {e}", row.number)))?;
+    row.failures = serde_json::from_str(&failures)
+        .map_err(|e| StoreError::Corrupt(format!("request {} failures: {e}", row.number)))?;
+    Ok(row)
+}
+
+fn request_target(number: u64) -> String {
+    format!("request:{number}")
+}
+
+fn add_event(
+    conn: &rusqlite::Connection,
+    number: u64,
+    at: i64,
+    author: &str,
+    kind: &str,
+    text: &str,
+    to_employee: bool,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO request_events (request_id, at, author, kind, text, to_employee)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![number as i64, at, author, kind, text, to_employee],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a request of `device` unless one with the same `client_id`
+    /// is stored already (a resend). Returns its number and whether it is
+    /// new; a new one is audited as `request.create`.
+    pub fn insert_request(
+        &self,
+        org: OrgId,
+        device: DeviceId,
+        request: &NewRequest,
+        now: i64,
+    ) -> Result<(u64, bool), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM requests WHERE device_id = ?1 AND client_id = ?2",
+                params![device_id_to_sql(device), request.client_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok((id as u64, false));
+        }
+        let answers = serde_json::to_string(&request.answers)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let failures = serde_json::to_string(&request.failures)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO requests (org_id, device_id, client_id, answers, snapshot, verdict,
+                 verdict_line, failures, priority, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'new', ?10)",
+            params![
+                org.0,
+                device_id_to_sql(device),
+                request.client_id,
+                answers,
+                request.snapshot,
+                request.verdict,
+                request.verdict_line,
+                failures,
+                i64::from(request.priority),
+                now
+            ],
+        )?;
+        let number = tx.last_insert_rowid() as u64;
+        add_event(
+            &tx,
+            number,
+            now,
+            "employee",
+            "created",
+            &request.answers.summary,
+            false,
+        )?;
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor: &super::device_actor(device),
+                action: "request.create",
+                target: &request_target(number),
+                detail: &serde_json::json!({
+                    "device": device_target(device),
+                    "priority": request.priority,
+                    "urgency": request.answers.urgency,
+                    "impact": request.answers.impact,
+                    "snapshot": request.snapshot.is_some(),
+                    "failed_deliveries": request.failures.len(),
+                }),
+            },
+        )?;
+        tx.commit()?;
+        Ok((number, true))
+    }
+
+    /// Requests of `org` matching `filter`, by priority then age.
+    pub fn list_requests(
+        &self,
+        org: OrgId,
+        filter: &RequestFilter,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {} FROM requests r
+             WHERE r.org_id = ?1
+               AND (?2 IS NULL OR r.status = ?2)
+               AND (?3 IS NULL OR r.assignee_id = ?3)
+               AND (?4 IS NULL OR r.device_id IN
+                     (SELECT id FROM devices WHERE device_group = ?4))
+             ORDER BY r.priority, r.created_at, r.id",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?;
+        let rows = statement
+            .query_map(
+                params![
+                    org.0,
+                    filter.status,
+                    filter.assignee.map(|t| t.0 as i64),
+                    filter.group
+                ],
+                row_to_request,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(parse).collect()
+    }
+
+    /// One request of `org`, with its events and linked sessions.
+    #[allow(clippy::type_complexity)]
+    pub fn request(
+        &self,
+        org: OrgId,
+        number: u64,
+    ) -> Result<Option<(RequestRow, Vec<RequestEvent>, Vec<LinkedSession>)>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1 AND org_id = ?2"),
+                params![number as i64, org.0],
+                row_to_request,
+            )
+            .optional()?;
+        let Some(row) = row else { return Ok(None) };
+        let row = parse(row)?;
+        let events = events_of(&conn, number, false)?;
+        let mut statement = conn.prepare_cached(
+            "SELECT s.id, t.name, s.requested_at, s.consent_outcome, s.granted, s.ended_at, s.ended_by
+             FROM request_sessions l
+             JOIN sessions s ON s.id = l.session_id
+             JOIN technician_tokens t ON t.id = s.technician_id
+             WHERE l.request_id = ?1 ORDER BY s.requested_at",
+        )?;
+        let sessions = statement
+            .query_map(params![number as i64], |r| {
+                Ok(LinkedSession {
+                    session_id: r.get::<_, i64>(0)? as u64,
+                    technician: r.get(1)?,
+                    requested_at: r.get(2)?,
+                    consent_outcome: r.get(3)?,
+                    granted: r.get(4)?,
+                    ended_at: r.get(5)?,
+                    ended_by: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some((row, events, sessions)))
+    }
+
+    /// What a technician does to a request, audited as `request.<action>`
+    /// in the same transaction. `Ok(Err)` is a refusal the technician
+    /// sees (no such request, a status that does not allow it).
+    pub fn act_on_request(
+        &self,
+        org: OrgId,
+        number: u64,
+        technician: &Technician,
+        action: &RequestAction,
+        now: i64,
+    ) -> Result<Result<RequestRow, Refusal>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1 AND org_id = ?2"),
+                params![number as i64, org.0],
+                row_to_request,
+            )
+            .optional()?;
+        let Some(row) = row else {
+            return Ok(Err(Refusal::NotFound(format!("help request {number}"))));
+        };
+        let row = parse(row)?;
+        let open = !matches!(row.status.as_str(), "resolved" | "closed");
+        let me = technician.id.0 as i64;
+        let name = technician.name.as_str();
+        let (verb, detail) = match action {
+            RequestAction::Claim => {
+                if !open {
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "help request {number} is {}: reopen it first (`deskside requests reopen {number}`)",
+                        row.status
+                    ))));
+                }
+                tx.execute(
+                    "UPDATE requests SET status = 'claimed', assignee_id = ?2, assignee_name = ?3,
+                         first_response_at = COALESCE(first_response_at, ?4) WHERE id = ?1",
+                    params![number as i64, me, name, now],
+                )?;
+                add_event(&tx, number, now, name, "claimed", "", true)?;
+                (
+                    "request.claim",
+                    serde_json::json!({ "previous": row.assignee }),
+                )
+            }
+            RequestAction::Reply { text } => {
+                if row.status == "closed" {
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "help request {number} is closed: reopen it first (`deskside requests reopen {number}`)"
+                    ))));
+                }
+                let status = if open { "waiting" } else { row.status.as_str() };
+                tx.execute(
+                    "UPDATE requests SET status = ?2,
+                         assignee_id = COALESCE(assignee_id, ?3),
+                         assignee_name = COALESCE(assignee_name, ?4),
+                         first_response_at = COALESCE(first_response_at, ?5) WHERE id = ?1",
+                    params![number as i64, status, me, name, now],
+                )?;
+                add_event(&tx, number, now, name, "reply", text, true)?;
+                ("request.reply", serde_json::json!({ "length": text.len() }))
+            }
+            RequestAction::Resolve { note } => {
+                if !open {
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "help request {number} is already {}",
+                        row.status
+                    ))));
+                }
+                tx.execute(
+                    "UPDATE requests SET status = 'resolved', resolved_at = ?2,
+                         assignee_id = COALESCE(assignee_id, ?3),
+                         assignee_name = COALESCE(assignee_name, ?4),
+                         first_response_at = COALESCE(first_response_at, ?2) WHERE id = ?1",
+                    params![number as i64, now, me, name],
+                )?;
+                add_event(&tx, number, now, name, "resolved", note, true)?;
+                ("request.resolve", serde_json::json!({ "note": note }))
+            }
+            RequestAction::Reopen => {
+                if open {
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "help request {number} is {}, not resolved or closed: nothing to reopen",
+                        row.status
+                    ))));
+                }
+                tx.execute(
+                    "UPDATE requests SET status = 'reopened', resolved_at = NULL WHERE id = ?1",
+                    params![number as i64],
+                )?;
+                add_event(&tx, number, now, name, "reopened", "", true)?;
+                ("request.reopen", serde_json::json!({}))
+            }
+            RequestAction::LinkSession { session_id } => {
+                let session_id_sql = *session_id as i64;
+                let owner: Option<(i64, i64)> = tx
+                    .query_row(
+                        "SELECT device_id, technician_id FROM sessions WHERE id = ?1 AND org_id = ?2",
+                        params![session_id_sql, org.0],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                match owner {
+                    Some((device, tech))
+                        if device == device_id_to_sql(row.device) && tech == me => {}
+                    Some(_) => {
+                        return Ok(Err(Refusal::Invalid(format!(
+                            "session {session_id:016x} is not one of yours with the device of help request {number}"
+                        ))))
+                    }
+                    None => {
+                        return Ok(Err(Refusal::NotFound(format!("session {session_id:016x}"))))
+                    }
+                }
+                tx.execute(
+                    "INSERT OR IGNORE INTO request_sessions (request_id, session_id) VALUES (?1, ?2)",
+                    params![number as i64, session_id_sql],
+                )?;
+                tx.execute(
+                    "UPDATE requests SET first_response_at = COALESCE(first_response_at, ?2) WHERE id = ?1",
+                    params![number as i64, now],
+                )?;
+                add_event(
+                    &tx,
+                    number,
+                    now,
+                    name,
+                    "session_linked",
+                    &format!("{session_id:016x}"),
+                    false,
+                )?;
+                (
+                    "request.link_session",
+                    serde_json::json!({ "session": format!("{session_id:016x}") }),
+                )
+            }
+        };
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor: &technician.audit_actor(),
+                action: verb,
+                target: &request_target(number),
+                detail: &detail,
+            },
+        )?;
+        let updated = tx.query_row(
+            &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"),
+            params![number as i64],
+            row_to_request,
+        )?;
+        tx.commit()?;
+        Ok(Ok(parse(updated)?))
+    }
+
+    /// The device's requests as its employee sees them (the newest 50),
+    /// with the events meant for them.
+    pub fn employee_requests(&self, device: DeviceId) -> Result<Vec<EmployeeRequest>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare_cached(
+            "SELECT id, client_id, status, assignee_name FROM requests
+             WHERE device_id = ?1 ORDER BY id DESC LIMIT 50",
+        )?;
+        let rows = statement
+            .query_map(params![device_id_to_sql(device)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (number, client_id, status, assignee) in rows.into_iter().rev() {
+            out.push(EmployeeRequest {
+                client_id,
+                number,
+                status,
+                assignee,
+                events: events_of(&conn, number, true)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn events_of(
+    conn: &rusqlite::Connection,
+    number: u64,
+    employee_only: bool,
+) -> Result<Vec<RequestEvent>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT at, author, kind, text FROM request_events
+         WHERE request_id = ?1 AND (?2 = 0 OR to_employee = 1) ORDER BY id",
+    )?;
+    let events = statement
+        .query_map(params![number as i64, employee_only], |r| {
+            Ok(RequestEvent {
+                at: r.get(0)?,
+                author: r.get(1)?,
+                kind: r.get(2)?,
+                text: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{bootstrapped, enroll, enroll_token};
+    use super::*;
+    use deskside_protocol::Role;
+
+    fn new_request(client_id: &str, priority: u8) -> NewRequest {
+        NewRequest {
+            client_id: client_id.into(),
+            answers: Answers {
+                summary: "video calls freeze".into(),
+                urgency: "blocked".into(),
+                impact: "me".into(),
+                ..Answers::default()
+            },
+            snapshot: Some("{}".into()),
+            verdict: None,
+            verdict_line: Some("home_network: weak Wi-Fi".into()),
+            failures: vec![DeliveryFailure {
+                at_ms: 1,
+                error: "timed out".into(),
+            }],
+            priority,
+        }
+    }
+
+    fn technician(org: OrgId, id: u64, name: &str) -> Technician {
+        Technician {
+            id: TechnicianId(id),
+            org,
+            name: name.into(),
+            role: Role::Technician,
+        }
+    }
+
+    #[test]
+    fn a_resend_is_the_same_request_and_every_change_is_audited() {
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let (first, new) = store
+            .insert_request(org, device, &new_request("a1", 3), 100)
+            .unwrap();
+        assert!(new);
+        let (again, new) = store
+            .insert_request(org, device, &new_request("a1", 3), 101)
+            .unwrap();
+        assert_eq!((again, new), (first, false));
+        let (second, _) = store
+            .insert_request(org, device, &new_request("b2", 1), 102)
+            .unwrap();
+        let list = store.list_requests(org, &RequestFilter::default()).unwrap();
+        assert_eq!(
+            list.iter().map(|r| r.number).collect::<Vec<_>>(),
+            vec![second, first],
+            "priority first"
+        );
+        assert_eq!(list[1].failures.len(), 1);
+
+        let alice = technician(org, 1, "alice");
+        let audit_before = store.audit_entries(Some(org), 1000).unwrap().len();
+        let claimed = store
+            .act_on_request(org, first, &alice, &RequestAction::Claim, 110)
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.status, "claimed");
+        assert_eq!(claimed.first_response_at, Some(110));
+        let replied = store
+            .act_on_request(
+                org,
+                first,
+                &alice,
+                &RequestAction::Reply {
+                    text: "on it".into(),
+                },
+                120,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(replied.status, "waiting");
+        assert_eq!(replied.first_response_at, Some(110));
+        let resolved = store
+            .act_on_request(
+                org,
+                first,
+                &alice,
+                &RequestAction::Resolve {
+                    note: "router".into(),
+                },
+                130,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (resolved.status.as_str(), resolved.resolved_at),
+            ("resolved", Some(130))
+        );
+        assert!(store
+            .act_on_request(org, first, &alice, &RequestAction::Claim, 131)
+            .unwrap()
+            .is_err());
+        let reopened = store
+            .act_on_request(org, first, &alice, &RequestAction::Reopen, 140)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (reopened.status.as_str(), reopened.resolved_at),
+            ("reopened", None)
+        );
+        let audit = store.audit_entries(Some(org), 1000).unwrap();
+        assert_eq!(audit.len() - audit_before, 4, "one audit row per change");
+        assert!(audit.iter().any(|a| a.action == "request.resolve"));
+
+        let mine = store
+            .list_requests(
+                org,
+                &RequestFilter {
+                    assignee: Some(alice.id),
+                    ..RequestFilter::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(mine.len(), 1);
+        let employee = store.employee_requests(device).unwrap();
+        let seen = employee.iter().find(|r| r.number == first).unwrap();
+        assert_eq!(
+            seen.events
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>(),
+            vec!["claimed", "reply", "resolved", "reopened"]
+        );
+        assert!(store
+            .act_on_request(org, 999, &alice, &RequestAction::Claim, 150)
+            .unwrap()
+            .is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! Help requests end to end: `deskside-agent help` on the employee's side,
+//! `deskside requests` on the technician's, with real processes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use deskside_tests::{bin, wait_for, World};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn outbox_files(state: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(state.join("requests-outbox"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_request_is_listed_claimed_answered_and_resolved() {
+    let mut world = World::new();
+    let setup = world.enrolled_laptop();
+    let _agent = world.run_agent(&setup.agent);
+    setup
+        .admin
+        .wait_status(&setup.device, "online", Duration::from_secs(30));
+
+    let sent = setup
+        .agent
+        .run(&[
+            "help",
+            "--summary",
+            "video calls freeze every few minutes",
+            "--apps",
+            "video,vpn",
+            "--urgency",
+            "blocked",
+            "--contact",
+            "chat, mornings",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let number = sent["number"].as_u64().expect("a number");
+    assert!(
+        outbox_files(&setup.agent.state_dir).is_empty(),
+        "delivered: no copy left"
+    );
+
+    let list = setup
+        .admin
+        .run(&["requests", "list", "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let listed = &list[0];
+    assert_eq!(listed["number"].as_u64(), Some(number));
+    // Blocked (urgency high) × just me (impact low): ITIL priority 3.
+    assert_eq!(listed["priority"], 3, "{listed}");
+    assert_eq!(listed["status"], "new");
+    assert!(
+        listed["verdict"].is_string(),
+        "the verdict's line: {listed}"
+    );
+
+    let shown = setup
+        .admin
+        .run(&["requests", "show", &number.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        shown["answers"]["apps"],
+        serde_json::json!(["video", "vpn"])
+    );
+    assert!(
+        shown["snapshot"].is_object(),
+        "the snapshot is attached: {shown}"
+    );
+    assert!(shown["verdict_detail"]["findings"].is_array(), "{shown}");
+
+    // A viewer reads but cannot act.
+    let viewer_token = setup.admin.create_token("vera", "viewer");
+    let viewer = world.console("vera");
+    viewer
+        .login(&setup.relay, viewer_token["token"].as_str().expect("token"))
+        .ok();
+    assert_eq!(
+        viewer
+            .run(&["requests", "list", "--json"])
+            .ok()
+            .json_lines()
+            .len(),
+        1
+    );
+    let refused = viewer.run(&["requests", "claim", &number.to_string()]);
+    assert_ne!(refused.code, 0, "a viewer cannot claim");
+
+    let n = number.to_string();
+    let claimed = setup
+        .admin
+        .run(&["requests", "claim", &n, "--json"])
+        .ok()
+        .json();
+    assert_eq!(claimed["status"], "claimed");
+    assert!(claimed["first_response_at"].is_string());
+    setup
+        .admin
+        .run(&[
+            "requests",
+            "reply",
+            &n,
+            "Please restart your router, then tell me.",
+        ])
+        .ok();
+    // The running agent receives the reply and keeps it.
+    let mine = wait_for("the reply on the device", LONG, || {
+        let lines = setup.agent.run(&["requests", "--json"]).ok().json_lines();
+        let request = lines
+            .into_iter()
+            .find(|r| r["number"].as_u64() == Some(number))?;
+        let events = request["events"].as_array()?.clone();
+        events
+            .iter()
+            .any(|e| {
+                e["kind"] == "reply" && e["text"] == "Please restart your router, then tell me."
+            })
+            .then_some(request)
+    });
+    assert_eq!(mine["status"], "waiting");
+    let text = setup.agent.run(&["--lang", "fr", "requests"]).ok();
+    assert!(text.stdout.contains("a répondu"), "{}", text.stdout);
+
+    let resolved = setup
+        .admin
+        .run(&[
+            "requests",
+            "resolve",
+            &n,
+            "--note",
+            "router restarted",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(resolved["status"], "resolved");
+    assert!(resolved["resolved_at"].is_string());
+    wait_for("the resolution on the device", LONG, || {
+        let lines = setup.agent.run(&["requests", "--json"]).ok().json_lines();
+        lines
+            .iter()
+            .any(|r| r["number"].as_u64() == Some(number) && r["status"] == "resolved")
+            .then_some(())
+    });
+    let audit = setup
+        .admin
+        .run(&["audit", "list", "--json"])
+        .ok()
+        .json_lines();
+    for action in [
+        "request.create",
+        "request.claim",
+        "request.reply",
+        "request.resolve",
+    ] {
+        assert!(
+            audit.iter().any(|a| a["action"] == action),
+            "{action} audited: {audit:?}"
+        );
+    }
+}
+
+fn list(admin: &deskside_tests::Console) -> Vec<Value> {
+    admin.run(&["requests", "list", "--json"]).ok().json_lines()
+}
+
+#[test]
+fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
+    let mut world = World::new();
+    let mut setup = world.enrolled_laptop();
+    let port = setup.relay.port();
+    setup.relay.proc.kill();
+    let _ = setup.relay.proc.wait_exit(Duration::from_secs(10));
+
+    // 1. Typed while the relay is down: kept, with the failed attempt.
+    let queued = setup
+        .agent
+        .run(&[
+            "help",
+            "--summary",
+            "no internet",
+            "--urgency",
+            "slowed",
+            "--no-diagnostics",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(queued["status"], "queued", "{queued}");
+    assert_eq!(outbox_files(&setup.agent.state_dir).len(), 1);
+
+    // 2. Killed between typing and sending: still kept.
+    let mut command = Command::new(bin("deskside-agent"));
+    command
+        .arg("--state-dir")
+        .arg(&setup.agent.state_dir)
+        .args([
+            "help",
+            "--summary",
+            "printer offline",
+            "--urgency",
+            "can_work",
+            "--no-diagnostics",
+            "--json",
+        ]);
+    let (mut typing, _stdout) = world.spawn("help", command);
+    let copy = wait_for("the second request in the outbox", LONG, || {
+        let files = outbox_files(&setup.agent.state_dir);
+        (files.len() == 2).then_some(files)
+    });
+    typing.kill();
+    let _ = typing.wait_exit(Duration::from_secs(10));
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = copy
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).expect("outbox file")))
+        .collect();
+
+    // The relay comes back; the agent connects and sends both, once.
+    let relay = world.relay(Some(port));
+    let mut agent = world.run_agent(&setup.agent);
+    let arrived = wait_for("both requests at the relay", LONG, || {
+        let listed = list(&setup.admin);
+        (listed.len() == 2).then_some(listed)
+    });
+    wait_for("the outbox emptied", LONG, || {
+        outbox_files(&setup.agent.state_dir)
+            .is_empty()
+            .then_some(())
+    });
+    let first = arrived
+        .iter()
+        .find(|r| r["summary"] == "no internet")
+        .expect("the first request");
+    let shown = setup
+        .admin
+        .run(&["requests", "show", &first["number"].to_string(), "--json"])
+        .ok()
+        .json();
+    assert!(
+        !shown["failed_deliveries"]
+            .as_array()
+            .expect("array")
+            .is_empty(),
+        "the failed attempt is evidence: {shown}"
+    );
+
+    // A resend of a delivered request (the agent died before it could
+    // forget its copies) is the same request.
+    agent.kill();
+    let _ = agent.wait_exit(Duration::from_secs(10));
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).expect("put back");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+    let _agent = world.run_agent(&setup.agent);
+    wait_for("the resent copies acknowledged", LONG, || {
+        outbox_files(&setup.agent.state_dir)
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(list(&setup.admin).len(), 2, "no duplicate");
+    drop(relay);
+}
