@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use deskside_agent::session::launcher::{helper_command_line, RUN_VALUE_NAME};
 use deskside_tests::wine::Wine;
-use deskside_tests::{secret_scan, World};
+use deskside_tests::{secret_scan, wait_for, World};
 
 /// Wine starts programs slowly on a loaded 2-core machine.
 const ONLINE: Duration = Duration::from_secs(120);
@@ -479,6 +479,19 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     assert!(os.starts_with("Windows"), "os is {os:?}: {listed}");
     let query = service_query(&wine).ok().stdout;
     assert!(query.contains("RUNNING"), "{query}");
+    // The installed service starts the session helper in the user's
+    // session from Program Files, and admits it on its pipe.
+    let service_log = state.join("service.log");
+    wait_for(
+        "the session helper to connect to the service",
+        ONLINE,
+        || {
+            std::fs::read_to_string(&service_log)
+                .unwrap_or_default()
+                .contains("session helper connected")
+                .then_some(())
+        },
+    );
 
     // The token is nowhere: not in C:, not in the live registry. (The
     // search finds it where it is, in either encoding.)
