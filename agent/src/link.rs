@@ -525,6 +525,11 @@ impl Attached {
     }
 }
 
+/// File in the state directory that, when it holds an IP address, pins the
+/// address the agent sends from (machines with several networks, tests);
+/// re-read every 200 ms: changing it moves the relay connection there.
+pub const SOURCE_ADDRESS_FILE: &str = "source-address";
+
 /// `deskside-agent run`: stays attached, reconnecting forever, until `stop`
 /// is set or the relay refuses the device for good.
 pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
@@ -547,6 +552,17 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         }
     };
     let endpoint = client_endpoint(addr)?;
+    // A network switch (Wi-Fi to a hotspot) moves the relay connection and
+    // the sessions inside it to a new socket at once (QUIC migration).
+    let mut roamer = deskside_net::roam::Roamer::new(
+        endpoint.clone(),
+        addr,
+        deskside_net::roam::Source::Pinned(state.root().join(SOURCE_ADDRESS_FILE)),
+    );
+    if let Err(e) = roamer.check() {
+        tracing::debug!("cannot look at the route to the relay: {e}");
+    }
+    let roaming = tokio::spawn(roamer.run());
     let connected_on = std::cell::RefCell::new(None::<Option<String>>);
     let publish = |link: LinkState, last_error: Option<String>| {
         // The last time UDP to the relay worked is evidence for `check`
@@ -618,6 +634,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             diagnostics: Some(diagnostics),
             sessions: Some(&mut sessions),
             timeline: Some(&mut timeline),
+            requests: Some(state.clone()),
         },
     )
     .instrument(span)
@@ -626,6 +643,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     // good it is still running: end it here so no task outlives `run`.
     monitor.abort();
     let _ = monitor.await;
+    roaming.abort();
     if let Err(error) = outcome {
         if let Some(kind) = error.revocation() {
             let revocation = crate::state::Revocation {
@@ -634,7 +652,6 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             };
             if let Err(e) = state.record_revocation(&revocation) {
                 tracing::warn!("cannot record that the relay refused this device: {e}");
-            requests: Some(state.clone()),
             }
         }
         publish(LinkState::Stopped, Some(error.to_string()));
@@ -655,6 +672,9 @@ pub struct Services<'a> {
     pub sessions: Option<&'a mut SessionLink>,
     /// Records and uploads the timeline (monitoring).
     pub timeline: Option<&'a mut crate::timeline::TimelineLink>,
+    /// Sends the help requests of this state directory's outbox and keeps
+    /// their state.
+    pub requests: Option<StateDir>,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -663,6 +683,7 @@ impl std::fmt::Debug for Services<'_> {
             .field("diagnostics", &self.diagnostics.is_some())
             .field("sessions", &self.sessions)
             .field("timeline", &self.timeline.is_some())
+            .field("requests", &self.requests.is_some())
             .finish()
     }
 }
@@ -672,9 +693,6 @@ impl std::fmt::Debug for Services<'_> {
 /// told every state change.
 pub async fn stay_attached(
     endpoint: &quinn::Endpoint,
-    /// Sends the help requests of this state directory's outbox and keeps
-    /// their state.
-    pub requests: Option<StateDir>,
     relay: &str,
     fingerprint: deskside_protocol::Fingerprint,
     identity: &Identity,
@@ -683,10 +701,10 @@ pub async fn stay_attached(
     services: Services<'_>,
 ) -> Result<(), LinkError> {
     let Services {
-            .field("requests", &self.requests.is_some())
         diagnostics,
         mut sessions,
         mut timeline,
+        requests,
     } = services;
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     loop {
@@ -704,7 +722,6 @@ pub async fn stay_attached(
         let error = match outcome {
             Ok(attached) => {
                 tracing::info!(
-        requests,
                     clock_offset_ms = attached.clock_offset_ms,
                     "connected to the relay"
                 );
@@ -716,6 +733,7 @@ pub async fn stay_attached(
                         diagnostics.as_ref(),
                         sessions.as_deref_mut(),
                         timeline.as_deref_mut(),
+                        requests.as_ref(),
                     )
                     .await
                 {
@@ -733,7 +751,6 @@ pub async fn stay_attached(
             "relay link down: {error}; retrying in {} ms",
             delay.as_millis()
         );
-                        requests.as_ref(),
         publish(LinkState::Connecting, Some(error.to_string()));
         tokio::select! {
             _ = stop.changed() => return Ok(()),

@@ -202,6 +202,7 @@ async fn attached(
         .router
         .attach_agent(id, connection.stable_id(), packets);
     tracing::info!(hostname = %record.hostname, "device online");
+    let _path_watch = crate::roaming::watch(connection);
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
         HashMap::new();
     let mut next_request = 1u64;
@@ -223,7 +224,6 @@ async fn attached(
             }
             Err(refusal) => tracing::warn!("cannot send the policy: {refusal}"),
         }
-        loop {
         match crate::requests::employee_state(shared, id).await {
             Ok(requests) if !requests.is_empty() => {
                 send.send(&RelayToAgent::HelpRequests(requests)).await?;
@@ -231,6 +231,7 @@ async fn attached(
             Ok(_) => {}
             Err(refusal) => tracing::warn!("cannot send the device's help requests: {refusal}"),
         }
+        loop {
             tokio::select! {
                 message = recv.recv::<AgentToRelay>() => match message? {
                     None => return Ok(End::Closed),
@@ -276,7 +277,6 @@ async fn attached(
                             }
                         }
                     }
-                    Some(AgentToRelay::Unknown { tag }) => {
                     Some(AgentToRelay::HelpRequest(request)) => {
                         let client_id = request.client_id.clone();
                         match crate::requests::receive(shared, id, record.org, request).await {
@@ -293,6 +293,7 @@ async fn attached(
                             Err(refusal) => tracing::warn!(client_id, "help request not stored now: {refusal}"),
                         }
                     }
+                    Some(AgentToRelay::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer agent");
                     }
                     Some(other) => {
@@ -332,10 +333,10 @@ async fn attached(
                     AgentCommand::WithdrawSession { session_id } => {
                         send.send(&RelayToAgent::SessionWithdrawn { session_id }).await?;
                     }
-                },
                     AgentCommand::HelpRequests { requests } => {
                         send.send(&RelayToAgent::HelpRequests(requests)).await?;
                     }
+                },
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod preflight;
 pub mod presence;
 pub mod requests;
+pub mod roaming;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

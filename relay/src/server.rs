@@ -261,6 +261,10 @@ impl Relay {
         tune_outer_transport(&mut transport);
         pre_auth_budget(&mut transport);
         server_config.transport_config(Arc::new(transport));
+        // Clients keep their connection across a network switch (QUIC
+        // migration; `roaming` logs each move). quinn's default, said here
+        // because sessions rely on it.
+        server_config.migration(true);
         // Each first packet is decided on at once in the accept loop, so
         // few wait at a time; quinn's defaults (65,536 and 100 MiB of
         // buffered packets) are sized for applications that wait.

@@ -11,6 +11,7 @@ pub mod files;
 pub mod framed;
 pub mod orgkey;
 pub mod plain_udp;
+pub mod roam;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;
