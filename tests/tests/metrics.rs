@@ -287,3 +287,56 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
     );
     assert_eq!(all_failures(&last), all_failures(&end));
 }
+
+#[test]
+fn metrics_are_off_by_default_and_a_taken_address_stops_the_start_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    // Off by default: the ready line says so.
+    let mut relay = std::process::Command::new(deskside_tests::bin("deskside-relay"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("on"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(relay.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ready["type"], "ready");
+    assert!(ready["metrics"].is_null(), "{line}");
+
+    // A metrics address already in use: a clear error, and no database.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("taken");
+    let out = std::process::Command::new(deskside_tests::bin("deskside-relay"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &addr,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on TCP {addr}"))
+            && stderr.contains("--metrics-listen"),
+        "{stderr}"
+    );
+    assert!(
+        !data.join("relay.db").exists(),
+        "the failed start created the database"
+    );
+}
