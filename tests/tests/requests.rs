@@ -280,3 +280,86 @@ fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
     assert_eq!(list(&setup.admin).len(), 2, "no duplicate");
     drop(relay);
 }
+
+/// Displays of the session test here (sessions.rs uses 60–79, the network
+/// switch test 80–84, consent_policy 90–99, Windows 110–119).
+const DISPLAYS: std::ops::RangeInclusive<u16> = 120..=124;
+
+#[test]
+fn a_session_linked_to_a_request_adds_its_follow_up() {
+    use deskside_tests::stage::{SessionStage, StageOptions};
+    if !deskside_tests::x11::prerequisites() {
+        return;
+    }
+    let mut stage = SessionStage::start(&StageOptions {
+        relay_program: "deskside-relay".into(),
+        relay_args: Vec::new(),
+        agent_screen: (800, 600),
+        console_screen: (1024, 768),
+        displays: DISPLAYS,
+        xclient_args: vec!["--text".into(), "REQUEST-SESSION".into()],
+        agent_monitors: 1,
+    });
+    let sent = stage
+        .agent
+        .run(&[
+            "help",
+            "--summary",
+            "the printer dialog hangs",
+            "--urgency",
+            "slowed",
+            "--no-diagnostics",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let number = sent["number"].as_u64().expect("sent").to_string();
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--duration",
+        "3s",
+        "--request",
+        &number,
+    ]);
+    stage.answer_consent(true);
+    let end = out.until(Duration::from_secs(90), |v| v["type"] == "session_end");
+    assert!(
+        end.iter().any(|v| v["type"] == "session_end"),
+        "{end:?}\n{}",
+        session.log()
+    );
+    session.wait_exit(Duration::from_secs(10));
+    let follow_up = wait_for("the session's follow-up on the request", LONG, || {
+        let shown = stage
+            .console
+            .run(&["requests", "show", &number, "--json"])
+            .ok()
+            .json();
+        shown["events"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                e["kind"] == "session" && e["text"].as_str().is_some_and(|t| t.contains("lasted"))
+            })
+            .cloned()
+    });
+    let text = follow_up["text"].as_str().expect("text");
+    assert!(
+        text.contains("granted view"),
+        "what the employee granted: {text}"
+    );
+    assert!(
+        !text.contains("REQUEST-SESSION"),
+        "no screen content: {text}"
+    );
+    let shown = stage
+        .console
+        .run(&["requests", "show", &number, "--json"])
+        .ok()
+        .json();
+    assert!(
+        shown["first_response_at"].is_string(),
+        "linking a session is a response: {shown}"
+    );
+}

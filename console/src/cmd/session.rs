@@ -62,6 +62,11 @@ pub struct SessionArgs {
     /// Why you ask; the employee sees it in the consent dialog.
     #[arg(long, default_value = "")]
     pub reason: String,
+    /// Link the session to this help request (`deskside requests list`):
+    /// when it ends, who, when, how long and what the employee granted
+    /// show in `deskside requests show ID` (never any screen content).
+    #[arg(long, value_name = "ID")]
+    pub request: Option<u64>,
     /// No window: report the session's events on stdout (one JSON object
     /// per line with --json), for scripts and checks.
     #[arg(long)]
@@ -194,6 +199,21 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         other => return Err(unexpected(&other)),
     };
     let session_id = opened.session_id;
+    if let Some(number) = args.request {
+        let link = ConsoleRequest::ActOnRequest {
+            number,
+            action: deskside_protocol::request::RequestAction::LinkSession { session_id },
+        };
+        match client.request(link).await {
+            Ok(ConsoleResponse::Request(_)) => {}
+            Ok(other) => return Err(unexpected(&other)),
+            // The employee is already being asked: go on, say why the
+            // request will not show this session.
+            Err(e) => eprintln!(
+                "warning: the session is not linked to help request {number}: {e}; check the number with `deskside requests list`"
+            ),
+        }
+    }
     // From here on Ctrl-C withdraws the request (or ends the session)
     // instead of killing the process.
     let interrupt = Interrupt::listen();
@@ -570,6 +590,7 @@ async fn headless(
     let mut probe_seq = 0u32;
     let mut last_size = (0, 0);
     let mut last_counter = None;
+    let mut pointer_messages = 0u64;
     let by = loop {
         tokio::select! {
             frame = video.recv_value::<VideoFrame>() => {
@@ -623,6 +644,16 @@ async fn headless(
             }
             message = control_in.recv::<AgentToConsole>() => match message {
                 Ok(Some(AgentToConsole::Ended { by })) => break by,
+                Ok(Some(AgentToConsole::Pointer(cursor))) => {
+                    // One short line per move (the shape's pixels would
+                    // drown the output).
+                    pointer_messages += 1;
+                    if ctx.out.is_json() {
+                        ctx.out.json(&json!({"type": "pointer", "x": cursor.x, "y": cursor.y,
+                            "shape": cursor.shape.is_some(), "unix_us": unix_us()}))?;
+                        ctx.out.flush()?;
+                    }
+                }
                 Ok(Some(message)) => {
                     if ctx.out.is_json() {
                         ctx.out.json(&json!({"type": "session_message", "message": format!("{message:?}")}))?;
@@ -673,7 +704,7 @@ async fn headless(
     let summary = json!({
         "type": "session_end", "ended_by": by.as_str(), "frames": frames, "decoded": decoded,
         "bytes": bytes, "width": last_size.0, "height": last_size.1,
-        "seconds": started.elapsed().as_secs_f64(),
+        "seconds": started.elapsed().as_secs_f64(), "pointer_messages": pointer_messages,
     });
     if ctx.out.is_json() {
         ctx.out.json(&summary)?;
