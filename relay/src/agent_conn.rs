@@ -44,13 +44,16 @@ pub async fn serve(
     match first {
         AgentToRelay::Enroll { secret, info } => {
             let outcome = enroll(shared, public_key, secret, info, address).await;
+            // Counted as open until the answer is delivered.
+            let _open = outcome.is_ok().then(|| {
+                crate::server::authenticated_as(
+                    shared,
+                    connection,
+                    crate::metrics::ConnKind::Enrollment,
+                )
+            });
             let reply = match &outcome {
                 Ok((id, organisation)) => {
-                    let _open = crate::server::authenticated_as(
-                        shared,
-                        connection,
-                        crate::metrics::ConnKind::Enrollment,
-                    );
                     tracing::Span::current().record("device", tracing::field::display(id));
                     tracing::info!("device enrolled");
                     RelayToAgent::Enrolled {
