@@ -223,6 +223,30 @@ fn a_slow_path_is_one_isp_episode_and_the_technician_sees_it() {
         assert_eq!(e["segment"], "isp", "{:#?}", after.episodes);
     }
 
+    // Asked around the time the employee gave (RFC 3339 here; HH:MM reads
+    // the device's local time), the episode is there and marked.
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_millis(start as u64 + 5_000),
+    )
+    .to_string();
+    let around = lab
+        .admin
+        .run(&["timeline", &lab.device, "--at", &at, "--json"])
+        .ok()
+        .json_lines();
+    // (RFC 3339 to the second.)
+    assert_eq!(
+        around[0]["at_ms"],
+        (start + 5_000) / 1000 * 1000,
+        "{around:#?}"
+    );
+    assert!(
+        around
+            .iter()
+            .any(|l| l["type"] == "episode" && l["id"] == "relay.rtt" && l["start_ms"] == start),
+        "{around:#?}"
+    );
+
     // The technician's text view and chart, and the fleet view.
     let text = lab
         .admin
