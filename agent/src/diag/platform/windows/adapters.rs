@@ -76,9 +76,9 @@ pub fn network(relay: Option<IpAddr>) -> Probe<NetworkConfig> {
         proxy: super::proxy::current_user(),
         vpn_interfaces,
         relay_via_vpn,
-        // Not derived on Windows yet (see parse::tunnel for Linux): the
-        // gateway probe uses the default route.
-        home_gateway: None,
+        // A full-tunnel VPN's default route hides the home router; the VPN
+        // server's address is not derived on Windows yet.
+        home_gateway: map::home_gateway(&routes, &adapters),
         vpn_server: None,
     })
 }

@@ -184,11 +184,39 @@ pub fn interface(adapter: &AdapterRecord) -> Interface {
 /// gateway on an interface that is up, the lowest route metric plus
 /// interface metric (what Windows compares).
 pub fn default_route(routes: &[RouteRow], adapters: &[AdapterRecord]) -> Option<DefaultRoute> {
+    default_route_on(routes, adapters, |_| true)
+}
+
+/// With a full-tunnel VPN (the default route Windows uses is on a VPN
+/// adapter): the default route on the other adapters, i.e. the home
+/// router, which the gateway probe measures instead of the tunnel's far
+/// end. `None` when the default route is not a VPN's.
+pub fn home_gateway(routes: &[RouteRow], adapters: &[AdapterRecord]) -> Option<DefaultRoute> {
+    let chosen = default_route(routes, adapters)?;
+    let tunnelled = adapters
+        .iter()
+        .any(|a| a.friendly_name == chosen.interface && interface_kind(a) == InterfaceKind::Vpn);
+    tunnelled
+        .then(|| {
+            default_route_on(routes, adapters, |a| {
+                interface_kind(a) != InterfaceKind::Vpn
+            })
+        })
+        .flatten()
+}
+
+fn default_route_on(
+    routes: &[RouteRow],
+    adapters: &[AdapterRecord],
+    keep: impl Fn(&AdapterRecord) -> bool,
+) -> Option<DefaultRoute> {
     routes
         .iter()
         .filter(|r| r.prefix_len == 0 && r.destination.is_ipv4() && !r.next_hop.is_unspecified())
         .filter_map(|r| {
-            let adapter = adapters.iter().find(|a| a.index == r.index && a.up)?;
+            let adapter = adapters
+                .iter()
+                .find(|a| a.index == r.index && a.up && keep(a))?;
             Some((r.metric.saturating_add(adapter.ipv4_metric), r, adapter))
         })
         .min_by_key(|(metric, _, _)| *metric)
@@ -798,6 +826,41 @@ mod tests {
         wifi.mtu = u32::MAX;
         let interface = super::interface(&wifi);
         assert_eq!((interface.speed_mbps, interface.mtu), (None, None));
+    }
+
+    #[test]
+    fn with_a_full_tunnel_vpn_the_home_gateway_is_on_the_physical_adapter() {
+        let mut wifi = adapter(7, "Wi-Fi", "Intel Wi-Fi", 71);
+        wifi.ipv4_metric = 35;
+        let mut vpn = adapter(
+            12,
+            "Ethernet 3",
+            "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter for Windows x64",
+            6,
+        );
+        vpn.ipv4_metric = 1;
+        let row = |index, next_hop: &str| RouteRow {
+            index,
+            destination: ip("0.0.0.0"),
+            prefix_len: 0,
+            next_hop: ip(next_hop),
+            metric: 0,
+        };
+        let routes = vec![row(7, "192.168.1.1"), row(12, "10.8.0.1")];
+        let adapters = vec![wifi.clone(), vpn];
+        // The route Windows uses is the tunnel's ...
+        assert_eq!(
+            default_route(&routes, &adapters).map(|r| r.gateway),
+            Some("10.8.0.1".to_owned())
+        );
+        // ... and the home router is still found on the Wi-Fi adapter.
+        let home = home_gateway(&routes, &adapters).expect("home gateway");
+        assert_eq!(
+            (home.interface.as_str(), home.gateway.as_str()),
+            ("Wi-Fi", "192.168.1.1")
+        );
+        // Without a VPN there is nothing to add.
+        assert_eq!(home_gateway(&routes[..1], &[wifi]), None);
     }
 
     #[test]
