@@ -42,6 +42,18 @@ const COMMANDS: &[(&str, &str, &[ArgHelp])] = &[
         ("details", "Le rapport complet\u{a0}: chaque constat avec ses mesures et ses seuils, les notes pour le technicien et ce qui n'a pas pu être mesuré."),
     ]),
     ("history", "Liste les diagnostics faits sur cet ordinateur, et qui les a demandés.", &[]),
+    ("help", "Demande de l'aide au service informatique\u{a0}: quelques questions (ou les options), la vérification rapide jointe, et ce qui sera envoyé montré d'abord. Gardée sur cet ordinateur jusqu'à ce que le relais du service informatique l'ait reçue.", &[
+        ("summary", "Ce qui ne va pas, avec vos mots."),
+        ("since", "Depuis quand (par ex. «\u{a0}ce matin\u{a0}»)."),
+        ("pattern", "ongoing (en cours), intermittent (par moments) ou over (terminé)."),
+        ("apps", "Applications touchées\u{a0}: video (visio), vpn, mail, browser (navigateur), printer (imprimante), other (autre)."),
+        ("urgency", "À quel point cela vous bloque\u{a0}: can_work (je peux travailler), slowed (ralenti) ou blocked (bloqué)."),
+        ("impact", "Qui d'autre est touché\u{a0}: me (moi), team (mon équipe) ou many (beaucoup)\u{a0}; me par défaut."),
+        ("contact", "Comment et quand le service informatique peut vous joindre (téléphone, chat ou e-mail, et quand)."),
+        ("no_diagnostics", "Ne pas joindre les mesures de la vérification rapide."),
+        ("yes", "Envoyer sans demander de confirmation."),
+    ]),
+    ("requests", "Montre vos demandes d'aide, où elles en sont et les réponses du service informatique.", &[]),
     ("service", "Installe, retire ou exécute le service Windows deskside-agent.", &[]),
     ("session-helper", "Tourne dans votre session graphique\u{a0}: vous demande votre accord quand le support informatique propose une session à distance, montre quand une session est en cours (avec un bouton Arrêter) et ne partage l'écran qu'après votre accord. Démarré automatiquement à l'ouverture de session.", &[
         ("socket", "La socket du service de l'agent (par défaut\u{a0}: celle du service installé, ou celle d'un agent lancé par vous)."),

@@ -532,6 +532,10 @@ mod tests {
         assert!(french.contains("Utilisation\u{a0}:"), "{french}");
         let root = help(help_fr::french(Cli::command()), &[]);
         assert!(root.contains("Inscrit cet ordinateur"), "{root}");
+        assert!(root.contains("Demande de l'aide"), "{root}");
+        assert!(!root.contains("Asks IT for help"), "{root}");
+        let help_fr = help(help_fr::french(Cli::command()), &["help"]);
+        assert!(help_fr.contains("Ce qui ne va pas"), "{help_fr}");
         assert!(!root.contains("Enrolls this device"), "{root}");
     }
 
