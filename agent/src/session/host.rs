@@ -300,6 +300,9 @@ impl SessionHost {
                     .tx
                     .send(ServiceToHelper::Withdrawn { session_id: id })
                     .await;
+                // Free the device's session slot before the close, which
+                // waits up to 2 s for the connection to drain.
+                drop(line);
                 conn.close(close::REFUSED, b"the request was withdrawn")
                     .await;
                 if !by_relay {
@@ -317,6 +320,11 @@ impl SessionHost {
                 ConsentAnswer::Failed => "the consent dialog could not be shown",
                 _ => "the employee refused the session",
             };
+            // The device is free for the next request at once: the close
+            // below waits up to 2 s for the connection to drain, and a
+            // request in that time was refused as "another remote session
+            // is already running".
+            drop(line);
             // Close first: the relay forgets the route once it records the
             // refusal, and the console must still get the close.
             conn.close(close::REFUSED, reason.as_bytes()).await;
