@@ -208,9 +208,14 @@ impl Ring {
         payload.push(SAMPLE_FORMAT);
         payload.extend_from_slice(&body);
         let seq = self.next_seq;
-        let mut file = open_append(&self.path).map_err(io_error(&self.path))?;
-        file.write_all(&record_bytes(seq, &payload))
-            .map_err(io_error(&self.path))?;
+        {
+            // Closed before a compaction below renames over the file:
+            // Windows refuses to replace a file that is still open
+            // ("Access denied"), where Unix would swap it silently.
+            let mut file = open_append(&self.path).map_err(io_error(&self.path))?;
+            file.write_all(&record_bytes(seq, &payload))
+                .map_err(io_error(&self.path))?;
+        }
         self.next_seq += 1;
         self.records += 1;
         self.oldest_ms = Some(self.oldest_ms.map_or(sample.at_ms, |o| o.min(sample.at_ms)));
