@@ -147,6 +147,7 @@ fn a_bloated_download_queue_is_not_averaged_away_by_a_clean_upload() {
         .lines()
         .find(|l| l.contains("Delay under load"))
         .unwrap_or_else(|| panic!("no load line in:\n{en}"));
+    eprintln!("report: {line}");
     assert!(line.contains("while receiving"), "{line}");
     assert!(line.contains("round trips per minute (RPM)"), "{line}");
     let fr = lab
@@ -154,6 +155,9 @@ fn a_bloated_download_queue_is_not_averaged_away_by_a_clean_upload() {
         .run(&["check", "--details", "--lang", "fr"])
         .ok()
         .stdout;
+    if let Some(line) = fr.lines().find(|l| l.contains("Délai en charge")) {
+        eprintln!("rapport : {line}");
+    }
     assert!(fr.contains("allers-retours par minute (RPM)"), "{fr}");
 }
 

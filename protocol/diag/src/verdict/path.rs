@@ -607,7 +607,12 @@ pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
             );
         }
     }
-    if let Some(rpm) = path.loaded.as_ref().and_then(|l| l.rpm).filter(|r| r.is_finite()) {
+    if let Some(rpm) = path
+        .loaded
+        .as_ref()
+        .and_then(|l| l.rpm)
+        .filter(|r| r.is_finite())
+    {
         finding = finding.number(
             "path.responsiveness_rpm",
             rpm,
