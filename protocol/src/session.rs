@@ -189,6 +189,11 @@ pub enum AgentToConsole {
         /// Who ended it.
         by: EndedBy,
     },
+    /// The pointer moved or changed shape, apart from any frame: moving
+    /// only the pointer never costs a frame. Position in pixels of the
+    /// frames of the selected monitor; the shape only when it changed (the
+    /// console keeps the last one it got, from here or from a frame).
+    Pointer(Cursor),
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -196,7 +201,7 @@ pub enum AgentToConsole {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToConsole, known = 5);
+crate::impl_message!(AgentToConsole, known = 6);
 
 /// How a [`VideoFrame`]'s payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -800,6 +800,7 @@ fn agent_to_console() -> impl Strategy<Value = AgentToConsole> {
         text().prop_map(|text| AgentToConsole::Chat { text }),
         text().prop_map(|reason| AgentToConsole::CaptureUnavailable { reason }),
         ended_by().prop_map(|by| AgentToConsole::Ended { by }),
+        cursor().prop_map(AgentToConsole::Pointer),
     ]
 }
 
@@ -1689,9 +1690,11 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ConsoleToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&AgentToConsole::Ended {
-            by: EndedBy::Employee
-        }),
+        tag(&AgentToConsole::Pointer(Cursor {
+            x: 0,
+            y: 0,
+            shape: None,
+        })),
         AgentToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -34,6 +34,8 @@ pub mod windows_math;
 #[cfg(unix)]
 mod x11;
 #[cfg(unix)]
+mod x11_watch;
+#[cfg(unix)]
 pub mod xvfb;
 
 #[cfg(unix)]
@@ -50,3 +52,5 @@ pub use windows::{
 };
 #[cfg(unix)]
 pub use x11::{CaptureMethod, X11Capturer, X11Options};
+#[cfg(unix)]
+pub use x11_watch::{X11DamageWatch, X11WatchStop};

@@ -43,6 +43,32 @@ pub fn open_capturer(screen: &str, purpose: Use) -> Result<Box<dyn Capturer>, St
         .map_err(|e| e.to_string())
 }
 
+/// Blocks until the screen changes (`Ok(true)`) or it was stopped
+/// (`Ok(false)`).
+pub type WaitForChange = Box<dyn FnMut() -> Result<bool, String> + Send>;
+
+/// Ends a [`WaitForChange`] from another thread.
+pub type StopWaiting = Box<dyn FnOnce() + Send>;
+
+/// A signal for changes on `screen` (XDamage events on X11), or `None`
+/// where the platform has none and the capture loop looks on a timer.
+#[cfg(unix)]
+pub fn open_change_signal(screen: &str) -> Option<(WaitForChange, StopWaiting)> {
+    if std::env::var_os("DESKSIDE_NO_XDAMAGE").is_some() {
+        return None;
+    }
+    match deskside_desktop::X11DamageWatch::open(screen) {
+        Ok((mut watch, stop)) => Some((
+            Box::new(move || watch.wait().map_err(|e| e.to_string())),
+            Box::new(move || stop.stop()),
+        )),
+        Err(e) => {
+            tracing::info!(%screen, "no change signal, looking at the screen on a timer: {e}");
+            None
+        }
+    }
+}
+
 /// An input sink for `screen`.
 #[cfg(unix)]
 pub fn open_input(screen: &str) -> Result<Box<dyn InputSink>, String> {
@@ -74,6 +100,14 @@ pub fn open_capturer(_screen: &str, purpose: Use) -> Result<Box<dyn Capturer>, S
         }
     }
     .map_err(|e| e.to_string())
+}
+
+/// Windows has no change signal here: DXGI reports its dirty rectangles
+/// only when asked and GDI compares rows, so the capture loop looks on a
+/// timer (the same loop, see `pace.rs`).
+#[cfg(windows)]
+pub fn open_change_signal(_screen: &str) -> Option<(WaitForChange, StopWaiting)> {
+    None
 }
 
 /// An input sink for `screen`.

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::channel::{self, Halves};
 use super::desktop::{self, Use};
+use super::pace::{Next, Pacer};
 use super::wire::{write_message, MessageReader};
 
 /// Smallest frame whose delivery time is used as a bandwidth sample.
@@ -379,6 +380,8 @@ enum CaptureCommand {
     Credit {
         rtt_ms: u32,
     },
+    /// The screen changed (from the change-signal thread).
+    Changed,
     SelectMonitor(u8),
     Quality(Quality),
     Keyframe,
@@ -420,6 +423,7 @@ impl Active {
                 let capture_screen = screen.clone();
                 let out = out.clone();
                 let capture_geometry = geometry.clone();
+                let wake = capture_tx.clone();
                 std::thread::Builder::new()
                     .name("capture".into())
                     .spawn(move || {
@@ -428,7 +432,10 @@ impl Active {
                             &capture_screen,
                             granted,
                             expires_in_secs,
-                            capture_rx,
+                            Inbox {
+                                commands: capture_rx,
+                                wake,
+                            },
                             out,
                             capture_geometry,
                         )
@@ -573,7 +580,7 @@ fn capture_loop(
     display: &str,
     granted: Capabilities,
     expires_in_secs: u64,
-    commands: std_mpsc::Receiver<CaptureCommand>,
+    inbox: Inbox,
     out: mpsc::Sender<HelperToService>,
     geometry: Arc<Mutex<Option<Geometry>>>,
 ) {
@@ -618,45 +625,71 @@ fn capture_loop(
             return;
         }
     };
+    // Wake on change: a thread waits for the display's change signal and
+    // turns each change into a command; it ends with the loop (`_watch`).
+    let Inbox { commands, wake } = inbox;
+    let _watch = watch_changes(display, wake);
     let started = Instant::now();
     let mut quality = Quality::Auto;
     let mut bandwidth = BandwidthEstimator::new();
-    let mut last_sent: Option<(Instant, usize)> = None;
+    // Frames handed to the service and not yet credited, oldest first.
+    let mut in_flight: std::collections::VecDeque<(Instant, usize)> = Default::default();
+    let mut pacer = Pacer::new(_watch.is_some(), 30);
     let mut seq = 0u64;
-    let mut have_credit = false;
     let mut rtt: Option<f64> = None;
     let mut cursor_pos: Option<(i32, i32)> = None;
     loop {
-        // Commands first; wait for credit (latest-frame-wins: a frame is
-        // captured only when the previous one has left).
-        let wait = if have_credit {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(200)
+        // Commands first (credits, changes, the technician's requests),
+        // then capture when the pacer says so: on a change, with a free
+        // frame slot, within the rate limit (see `pace.rs`).
+        let now = Instant::now();
+        let command = match pacer.poll_capture(now) {
+            Next::CaptureNow => match commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(std_mpsc::TryRecvError::Empty) => None,
+                Err(std_mpsc::TryRecvError::Disconnected) => return,
+            },
+            next => {
+                let wait = match next {
+                    Next::WaitUntil(at) => at.saturating_duration_since(now),
+                    _ => Duration::from_millis(200),
+                };
+                match commands.recv_timeout(wait) {
+                    Ok(command) => Some(command),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
         };
-        match commands.recv_timeout(wait) {
-            Ok(CaptureCommand::Credit { rtt_ms }) => {
-                rtt = (rtt_ms > 0).then_some(f64::from(rtt_ms));
-                tracing::trace!("frame credit");
-                // Only big frames say something about bandwidth: a small
-                // one's time to credit is the round trip, not the rate.
-                if let Some((at, bytes)) = last_sent.take().filter(|(_, b)| *b >= MIN_RATE_SAMPLE) {
-                    bandwidth.record(bytes as u64, at.elapsed().as_micros() as u64);
+        if let Some(command) = command {
+            match command {
+                CaptureCommand::Credit { rtt_ms } => {
+                    rtt = (rtt_ms > 0).then_some(f64::from(rtt_ms));
+                    tracing::trace!("frame credit");
+                    // Only big frames say something about bandwidth: a small
+                    // one's time to credit is the round trip, not the rate.
+                    if let Some((at, bytes)) =
+                        in_flight.pop_front().filter(|(_, b)| *b >= MIN_RATE_SAMPLE)
+                    {
+                        bandwidth.record(bytes as u64, at.elapsed().as_micros() as u64);
+                    }
+                    pacer.handle_credit();
                 }
-                have_credit = true;
-            }
-            Ok(CaptureCommand::SelectMonitor(index)) => {
-                if usize::from(index) < monitors.len() {
-                    selected = index;
+                CaptureCommand::Changed => pacer.handle_damage(),
+                CaptureCommand::SelectMonitor(index) => {
+                    if usize::from(index) < monitors.len() {
+                        selected = index;
+                        encoder.request_keyframe();
+                        pacer.handle_wanted();
+                    }
+                }
+                CaptureCommand::Quality(q) => quality = q,
+                CaptureCommand::Keyframe => {
                     encoder.request_keyframe();
+                    pacer.handle_wanted();
                 }
+                CaptureCommand::Stop => return,
             }
-            Ok(CaptureCommand::Quality(q)) => quality = q,
-            Ok(CaptureCommand::Keyframe) => encoder.request_keyframe(),
-            Ok(CaptureCommand::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if !have_credit {
             continue;
         }
         let choice = choose(
@@ -668,7 +701,7 @@ fn capture_loop(
             encoder.recent(),
         );
         encoder.apply(&choice);
-        let frame_interval = Duration::from_secs_f64(1.0 / f64::from(choice.max_fps.max(1)));
+        pacer.set_max_fps(choice.max_fps);
         let tick = Instant::now();
         let monitor = monitors[usize::from(selected)].clone();
         let cursor = capturer.cursor().ok().flatten();
@@ -701,6 +734,7 @@ fn capture_loop(
         };
         let cursor_changed = cursor.as_ref().map(|(x, y, _)| (*x, *y)) != cursor_pos
             || cursor.as_ref().is_some_and(|c| c.2.is_some());
+        let mut sent = false;
         match encoded {
             Ok(Some(encoded)) => {
                 let bytes = encoded.payload.len();
@@ -721,22 +755,84 @@ fn capture_loop(
                 {
                     return;
                 }
-                last_sent = Some((Instant::now(), bytes));
-                have_credit = false;
+                in_flight.push_back((Instant::now(), bytes));
+                sent = true;
                 tracing::trace!(seq, bytes, "frame sent");
             }
             Ok(None) if cursor_changed => {
-                // Only the pointer moved: the next frame carries it.
-                encoder.request_keyframe();
+                // Only the pointer moved: a small message of its own on the
+                // control stream, never a frame (the shape only when it
+                // changed; the console keeps the last one).
+                if let Some((x, y, shape)) = cursor {
+                    cursor_pos = Some((x, y));
+                    if !send(AgentToConsole::Pointer(Cursor {
+                        x: x - monitor.x,
+                        y: y - monitor.y,
+                        shape,
+                    })) {
+                        return;
+                    }
+                    tracing::trace!(x, y, "pointer sent");
+                }
             }
             Ok(None) => tracing::trace!("nothing changed"),
             Err(e) => {
                 tracing::warn!("encoding failed: {e}; sending a full frame next");
                 encoder.request_keyframe();
+                pacer.handle_wanted();
             }
         }
-        if let Some(rest) = frame_interval.checked_sub(tick.elapsed()) {
-            std::thread::sleep(rest);
+        pacer.handle_captured(tick, sent);
+    }
+}
+
+/// The capture thread's commands, and a sender into them for the
+/// change-signal thread.
+struct Inbox {
+    commands: std_mpsc::Receiver<CaptureCommand>,
+    wake: std_mpsc::Sender<CaptureCommand>,
+}
+
+/// Ends the change-signal thread when dropped.
+struct ChangeWatch(Option<desktop::StopWaiting>);
+
+impl Drop for ChangeWatch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop();
+        }
+    }
+}
+
+/// Starts a thread that turns the display's change signals into
+/// [`CaptureCommand::Changed`]; `None` where there is no signal (the loop
+/// then looks on a timer).
+fn watch_changes(display: &str, wake: std_mpsc::Sender<CaptureCommand>) -> Option<ChangeWatch> {
+    let (mut wait, stop) = desktop::open_change_signal(display)?;
+    let spawned = std::thread::Builder::new()
+        .name("capture-wake".into())
+        .spawn(move || loop {
+            match wait() {
+                Ok(true) => {
+                    if wake.send(CaptureCommand::Changed).is_err() {
+                        break;
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(
+                        "the change signal failed ({e}); looking at the screen on a timer"
+                    );
+                    break;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(ChangeWatch(Some(stop))),
+        Err(e) => {
+            tracing::warn!("cannot start the change-signal thread: {e}");
+            stop();
+            None
         }
     }
 }

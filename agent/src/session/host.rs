@@ -493,7 +493,8 @@ impl Running {
         // Only now: the writer's first credit must reach the helper after
         // `Start`, or the helper, with no session yet, ignores it and never
         // sends a frame.
-        let (frames_tx, frames_rx) = mpsc::channel::<VideoFrame>(1);
+        let (frames_tx, frames_rx) =
+            mpsc::channel::<VideoFrame>(super::pace::FRAMES_IN_FLIGHT as usize);
         let credit = self.line.tx.clone();
         tokio::spawn(write_video(video, frames_rx, credit, id, self.conn.clone()));
         let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
@@ -505,8 +506,9 @@ impl Running {
             tokio::select! {
                 message = self.line.rx.recv() => match message {
                     Some(HelperToService::Video { frame, .. }) => {
-                        // The writer holds at most one frame; the helper
-                        // waits for credit, so this never queues stale ones.
+                        // The writer holds at most FRAMES_IN_FLIGHT frames;
+                        // the helper waits for credit, so this never queues
+                        // stale ones.
                         if frames_tx.try_send(frame).is_err() {
                             tracing::debug!("video writer busy; frame dropped");
                         }
@@ -606,8 +608,13 @@ async fn write_video(
         session_id,
         rtt_ms: u32::try_from(conn.rtt().as_millis()).unwrap_or(u32::MAX),
     };
-    // The helper may send its first frame at once.
-    let _ = credit.send(credit_now()).await;
+    // The helper may send its first frames at once: one credit per frame
+    // slot (`pace::FRAMES_IN_FLIGHT`), then one for each frame written, so
+    // one frame's way into the stream never stalls the capture of the
+    // next. An older helper counts only one.
+    for _ in 0..super::pace::FRAMES_IN_FLIGHT {
+        let _ = credit.send(credit_now()).await;
+    }
     while let Some(frame) = frames.recv().await {
         if let Err(e) = video.send_value(&frame).await {
             tracing::debug!("video stream closed: {e}");

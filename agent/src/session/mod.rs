@@ -8,6 +8,7 @@ pub mod helper;
 pub mod host;
 pub mod hub;
 pub mod launcher;
+mod pace;
 #[cfg(windows)]
 mod win32;
 pub mod wire;

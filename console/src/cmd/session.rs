@@ -84,6 +84,10 @@ pub struct SessionArgs {
     /// The barcode's top-left corner in frame pixels, as `X,Y`.
     #[arg(long, requires = "headless", hide = true, value_name = "X,Y", value_parser = parse_origin)]
     pub probe_counter: Option<(u32, u32)>,
+    /// With --headless: report every video frame (its size in bytes and
+    /// the time), for the bandwidth tests and benchmarks.
+    #[arg(long, requires = "headless", hide = true)]
+    pub frame_log: bool,
     /// With --headless: once frames flow, move the pointer every MS
     /// milliseconds, to a new spot of the 100×50 px area whose top-left
     /// corner is --probe-input-at, and report each move with the time, for
@@ -597,6 +601,10 @@ async fn headless(
                 let Ok(frame) = frame else { break EndedBy::ConnectionLost };
                 frames += 1;
                 bytes += frame.payload.len() as u64;
+                if args.frame_log {
+                    ctx.out.json(&json!({"type": "frame", "seq": frame.seq,
+                        "bytes": frame.payload.len(), "unix_us": unix_us()}))?;
+                }
                 if let Some((w, h, rgba)) = decode(&mut decoder, &frame) {
                     decoded += 1;
                     last_size = (w, h);

@@ -303,6 +303,9 @@ impl ViewerRemote {
                 })
             }
             AgentToConsole::Ended { by } => self.send(ViewerEvent::Ended { by: *by }),
+            // The pointer travels apart from the picture: move the marker
+            // at once, no frame needed.
+            AgentToConsole::Pointer(cursor) => self.set_cursor(Some((cursor.x, cursor.y))),
             AgentToConsole::Unknown { .. } => {}
         }
     }
