@@ -11,11 +11,13 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use deskside_agent::diag::collect;
+use deskside_agent::link::LinkError;
 use deskside_agent::requests::{self as outbox, SEND_TIMEOUT};
 use deskside_agent::state::{StateDir, StateError};
 use deskside_diag::report::{self, french_typography, Lang, Style};
 use deskside_diag::verdict;
 use deskside_protocol::request::{Answers, HelpRequest};
+use deskside_protocol::Refusal;
 
 use crate::check::{emit, language, CliError};
 
@@ -376,6 +378,19 @@ pub async fn help(state: &StateDir, args: HelpArgs) -> Result<(), CliError> {
     let outcome = match tokio::time::timeout(SEND_TIMEOUT, outbox::send_once(state, &request)).await
     {
         Ok(Ok(number)) => Ok(number),
+        // The relay read it and said what is wrong: resending it cannot
+        // help, and the employee is here to send it again, corrected.
+        Ok(Err(LinkError::Refused(Refusal::Invalid(reason)))) => {
+            outbox::discard(state, &request.client_id)?;
+            return Err(CliError::Help(format!(
+                "{}: {reason}",
+                t(
+                    lang,
+                    "IT's relay refused this request",
+                    "le relais du service informatique a refusé cette demande"
+                )
+            )));
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
             "the relay {} did not answer within {} s",

@@ -153,6 +153,13 @@ pub fn delivered(state: &StateDir, client_id: &str, number: u64) -> Result<(), R
         });
         save(state, &current)?;
     }
+    discard(state, client_id)
+}
+
+/// Removes a queued request the relay refused as invalid (the employee
+/// was told why).
+pub fn discard(state: &StateDir, client_id: &str) -> Result<(), RequestsError> {
+    let path = queued_path(state, client_id);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

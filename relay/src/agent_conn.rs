@@ -289,11 +289,10 @@ async fn attached(
                                     send.send(&RelayToAgent::HelpRequests(requests)).await?;
                                 }
                             }
-                            // Bad input: the agent keeps it and the log says why.
-                            Err(Refusal::Invalid(reason)) => {
-                                return Ok(End::Violation(format!("bad help request {client_id}: {reason}")));
-                            }
-                            Err(refusal) => tracing::warn!(client_id, "help request not stored now: {refusal}"),
+                            // Not acknowledged: the agent keeps it. A request
+                            // this relay refuses must not cost the device its
+                            // presence, so the connection stays up.
+                            Err(refusal) => tracing::warn!(client_id, "help request not stored: {refusal}"),
                         }
                     }
                     Some(AgentToRelay::Unknown { tag }) => {

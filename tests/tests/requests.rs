@@ -363,3 +363,63 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
         "linking a session is a response: {shown}"
     );
 }
+
+#[test]
+fn a_request_the_relay_refuses_is_explained_and_never_costs_presence() {
+    let mut world = World::new();
+    let setup = world.enrolled_laptop();
+    let mut agent = world.run_agent(&setup.agent);
+    setup
+        .admin
+        .wait_status(&setup.device, "online", Duration::from_secs(30));
+    // Longer than the relay accepts: the employee is told, nothing is kept
+    // to be resent forever.
+    let long = "x".repeat(5000);
+    setup
+        .agent
+        .run(&["help", "--summary", &long, "--no-diagnostics", "--json"])
+        .fails_with(1, "refused");
+    assert!(outbox_files(&setup.agent.state_dir).is_empty());
+
+    // The same request found in the outbox by the running agent: refused,
+    // logged, and the device stays connected.
+    let queued = serde_json::json!({
+        "client_id": "0badc0de",
+        "created_ms": 1,
+        "answers": {"summary": long, "since": "", "pattern": "", "apps": [], "urgency": "blocked",
+                    "impact": "me", "contact": "", "lang": "en"},
+        "snapshot_json": null,
+        "failures": [],
+    });
+    let dir = setup.agent.state_dir.join("requests-outbox");
+    std::fs::create_dir_all(&dir).expect("outbox");
+    let path = dir.join("0badc0de.json");
+    std::fs::write(&path, queued.to_string()).expect("queued file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    wait_for("the relay to refuse it", LONG, || {
+        setup
+            .relay
+            .proc
+            .log()
+            .contains("help request not stored")
+            .then_some(())
+    });
+    // Several more outbox rounds (every 2 s) without a reconnection.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        setup.admin.device_status(&setup.device).as_deref(),
+        Some("online")
+    );
+    let log = agent.log();
+    assert!(!log.contains("relay link down"), "{log}");
+    assert!(
+        path.exists(),
+        "an unacknowledged request stays on the device"
+    );
+    assert!(list(&setup.admin).is_empty());
+    agent.terminate();
+}
