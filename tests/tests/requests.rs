@@ -423,3 +423,115 @@ fn a_request_the_relay_refuses_is_explained_and_never_costs_presence() {
     assert!(list(&setup.admin).is_empty());
     agent.terminate();
 }
+
+/// Runs `deskside-agent ARGS` in a pseudo-terminal (util-linux `script`),
+/// typing `input`: the way an employee answers the questions.
+fn in_terminal(agent: &deskside_tests::Agent, args: &str, input: &str) -> Option<(i32, String)> {
+    use std::io::Write as _;
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "util-linux `script` is needed to type into a terminal"
+        );
+        eprintln!("skipping: util-linux `script` is not installed");
+        return None;
+    }
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args}", bin("deskside-agent").display()),
+            "/dev/null",
+        ])
+        .env("DESKSIDE_AGENT_STATE", &agent.state_dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("typing");
+    let output = child.wait_with_output().expect("script output");
+    Some((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn the_employee_answers_the_questions_in_a_terminal_and_may_drop_the_diagnostics() {
+    let mut world = World::new();
+    let setup = world.enrolled_laptop();
+    // English; the diagnostics dropped at the confirmation (`d`).
+    let Some((code, screen)) = in_terminal(
+        &setup.agent,
+        "--lang en help",
+        "the printer is offline\nyesterday\n2\nprinter, mail\n1\nphone 0600, afternoons\nd\n",
+    ) else {
+        return;
+    };
+    assert_eq!(code, 0, "{screen}");
+    for shown in [
+        "1/5 What is wrong",
+        "5/5 How and when",
+        "This will be sent to IT",
+        "Problem: the printer is offline",
+        "Sent to IT: request",
+    ] {
+        assert!(screen.contains(shown), "{shown:?} not shown:\n{screen}");
+    }
+    // French; sent with the diagnostics (`o`).
+    let (code, screen) = in_terminal(
+        &setup.agent,
+        "--lang fr help",
+        "la visio coupe\nce matin\n1\nvisio\n3\nchat\no\n",
+    )
+    .expect("script is there");
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Ceci sera envoyé au service informatique"),
+        "{screen}"
+    );
+
+    let listed = list(&setup.admin);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let printer = listed
+        .iter()
+        .find(|r| r["summary"] == "the printer is offline")
+        .expect("the English request");
+    // Can work (low urgency) × just me (low impact): P5.
+    assert_eq!(printer["priority"], 5);
+    let shown = setup
+        .admin
+        .run(&["requests", "show", &printer["number"].to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["answers"]["pattern"], "intermittent");
+    assert_eq!(
+        shown["answers"]["apps"],
+        serde_json::json!(["printer", "mail"])
+    );
+    assert_eq!(shown["answers"]["contact"], "phone 0600, afternoons");
+    assert!(
+        shown["snapshot"].is_null(),
+        "dropped by the employee: {shown}"
+    );
+    let video = listed
+        .iter()
+        .find(|r| r["summary"] == "la visio coupe")
+        .expect("the French request");
+    // Blocked × just me: P3.
+    assert_eq!(video["priority"], 3);
+    let shown = setup
+        .admin
+        .run(&["requests", "show", &video["number"].to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["answers"]["lang"], "fr");
+    assert_eq!(shown["answers"]["apps"], serde_json::json!(["video"]));
+    assert!(shown["snapshot"].is_object(), "{shown}");
+}
