@@ -159,7 +159,7 @@ impl Roamer {
                 Ok(Some(moved)) => {
                     failing = false;
                     tracing::info!(
-                        from = ?moved.from,
+                        from = %moved.from.map_or_else(|| "none".to_owned(), |ip| ip.to_string()),
                         to = %moved.to,
                         local = %moved.local,
                         "network changed: moved the relay connection to a new socket (QUIC migration)"
