@@ -37,6 +37,8 @@
 mod consent;
 mod indicator;
 pub mod subprocess;
+#[cfg(windows)]
+mod windows_lang;
 pub mod words;
 
 use std::time::Duration;

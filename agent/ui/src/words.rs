@@ -1,6 +1,7 @@
 //! Every sentence the consent dialog and the session indicator show, in
 //! English and French, chosen from the locale (`LC_ALL`, `LC_MESSAGES`,
-//! `LANG`, POSIX precedence). French uses French typography: a no-break
+//! `LANG`, POSIX precedence); on Windows, where these are seldom set, from
+//! the user's display language when none is. French uses French typography: a no-break
 //! space before `:` and a narrow no-break space before `;`, `?` and `!`.
 //!
 //! One term per concept: the technician *offers* help ("proposition" in
@@ -24,22 +25,40 @@ impl UiLang {
     /// `LC_ALL`, `LC_MESSAGES`, `LANG` that is set and not empty; French for
     /// `fr…`, English otherwise.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+        Self::from_env_if_set(env).unwrap_or_default()
+    }
+
+    /// Like [`UiLang::from_env`], `None` when no variable is set.
+    fn from_env_if_set(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
         let chosen = ["LC_ALL", "LC_MESSAGES", "LANG"]
             .into_iter()
             .filter_map(&env)
             .map(|value| value.trim().to_owned())
-            .find(|value| !value.is_empty());
-        match chosen {
-            Some(value) if value.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("fr")) => {
-                UiLang::Fr
-            }
-            _ => UiLang::En,
+            .find(|value| !value.is_empty())?;
+        let french = chosen
+            .get(..2)
+            .is_some_and(|p| p.eq_ignore_ascii_case("fr"));
+        Some(if french { UiLang::Fr } else { UiLang::En })
+    }
+
+    /// From a Windows language identifier (`LANGID`): French for every
+    /// French (primary language `LANG_FRENCH`, 0x0C: France, Canada,
+    /// Belgium, Switzerland…), English otherwise.
+    pub fn from_windows_langid(langid: u16) -> Self {
+        const LANG_FRENCH: u16 = 0x0c;
+        if langid & 0x3ff == LANG_FRENCH {
+            UiLang::Fr
+        } else {
+            UiLang::En
         }
     }
 
-    /// From this process's locale.
+    /// From this process's locale variables; when none is set, on Windows,
+    /// from the user's display language (`GetUserDefaultUILanguage`).
     pub fn current() -> Self {
-        Self::from_env(|name| std::env::var(name).ok())
+        Self::from_env_if_set(|name| std::env::var(name).ok())
+            .or_else(os_display_language)
+            .unwrap_or_default()
     }
 
     /// `en` or `fr`.
@@ -49,6 +68,18 @@ impl UiLang {
             UiLang::Fr => fr,
         }
     }
+}
+
+#[cfg(windows)]
+fn os_display_language() -> Option<UiLang> {
+    Some(UiLang::from_windows_langid(
+        crate::windows_lang::user_ui_language(),
+    ))
+}
+
+#[cfg(not(windows))]
+fn os_display_language() -> Option<UiLang> {
+    None
 }
 
 /// `: ` with the no-break space French wants before the colon.
@@ -134,5 +165,25 @@ mod tests {
             UiLang::Fr
         );
         assert_eq!(UiLang::from_env(env(&[])), UiLang::En);
+        assert_eq!(UiLang::from_env_if_set(env(&[])), None);
+        assert_eq!(
+            UiLang::from_env_if_set(env(&[("LANG", "C")])),
+            Some(UiLang::En)
+        );
+    }
+
+    #[test]
+    fn windows_language_ids_pick_the_language() {
+        for (langid, lang) in [
+            (0x040c, UiLang::Fr), // fr-FR
+            (0x0c0c, UiLang::Fr), // fr-CA
+            (0x080c, UiLang::Fr), // fr-BE
+            (0x100c, UiLang::Fr), // fr-CH
+            (0x0409, UiLang::En), // en-US
+            (0x0407, UiLang::En), // de-DE
+            (0x0000, UiLang::En),
+        ] {
+            assert_eq!(UiLang::from_windows_langid(langid), lang, "{langid:#06x}");
+        }
     }
 }
