@@ -25,6 +25,11 @@ fn outbox_files(state: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn a_request_is_listed_claimed_answered_and_resolved() {
     let mut world = World::new();
     let setup = world.enrolled_laptop();
+    // A sample a second, so the timeline around the request has some.
+    setup
+        .admin
+        .run(&["policy", "set", "monitoring_interval", "1"])
+        .ok();
     let _agent = world.run_agent(&setup.agent);
     setup
         .admin
@@ -83,6 +88,26 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
         "the snapshot is attached: {shown}"
     );
     assert!(shown["verdict_detail"]["findings"].is_array(), "{shown}");
+    // The device's timeline around the request's start comes with it.
+    let window = wait_for("timeline samples around the request", LONG, || {
+        let shown = setup
+            .admin
+            .run(&["requests", "show", &number.to_string(), "--json"])
+            .ok()
+            .json();
+        (shown["timeline"]["samples"].as_u64()? > 0).then(|| shown["timeline"].clone())
+    });
+    assert!(window["episodes"].is_array(), "{window}");
+    let text = setup
+        .admin
+        .run(&["requests", "show", &number.to_string()])
+        .ok();
+    assert!(
+        text.stdout
+            .contains("Timeline 30 min either side of the request"),
+        "{}",
+        text.stdout
+    );
 
     // A viewer reads but cannot act.
     let viewer_token = setup.admin.create_token("vera", "viewer");

@@ -6,6 +6,8 @@
 //! technician role (the relay checks).
 
 use clap::{Args, Subcommand};
+use deskside_diag::timeline::{decode_batch, judge_timeline, Episode, EpisodeRules};
+use deskside_diag::Thresholds;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::request::{RequestAction, RequestDetail, RequestSummary};
 use serde::Serialize;
@@ -127,7 +129,33 @@ pub async fn run(command: RequestsCommand, ctx: &mut Context<'_>) -> anyhow::Res
             action: RequestAction::Reopen,
         },
     };
-    let response = super::request(ctx, request).await?;
+    let is_show = matches!(command, RequestsCommand::Show(_));
+    let (_, mut client) = super::connect(ctx).await?;
+    let answer = client.request(request).await;
+    // `show` adds the device's timeline around the request's start.
+    let timeline = match (&answer, is_show) {
+        (Ok(ConsoleResponse::Request(detail)), true) => {
+            let start_ms = detail.summary.created_at.saturating_mul(1000);
+            let window = TIMELINE_AROUND.as_millis() as i64;
+            Some(
+                client
+                    .request(ConsoleRequest::Timeline {
+                        device: detail.summary.device.id.to_string(),
+                        since_ms: start_ms - window,
+                        until_ms: start_ms + window,
+                    })
+                    .await,
+            )
+        }
+        _ => None,
+    };
+    client.close().await;
+    let response = answer?;
+    let timeline = timeline.map(|answer| match answer {
+        Ok(ConsoleResponse::Timeline(data)) => judge(&data),
+        Ok(other) => Err(unexpected(&other).to_string()),
+        Err(e) => Err(e.to_string()),
+    });
     let now = ctx.now;
     match response {
         ConsoleResponse::Requests(list) => {
@@ -172,12 +200,45 @@ pub async fn run(command: RequestsCommand, ctx: &mut Context<'_>) -> anyhow::Res
             }
             printed(ctx.out.text(&table.render()))
         }
-        ConsoleResponse::Request(detail) => printed(print_detail(ctx, &detail, now)),
+        ConsoleResponse::Request(detail) => {
+            printed(print_detail(ctx, &detail, timeline.as_ref(), now))
+        }
         other => Err(unexpected(&other)),
     }
 }
 
-fn print_detail(ctx: &mut Context<'_>, d: &RequestDetail, now: i64) -> std::io::Result<()> {
+/// The device's timeline around a request's start: this long either side.
+const TIMELINE_AROUND: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The timeline window as `show` reports it.
+#[derive(Debug, Serialize)]
+struct TimelineWindow {
+    samples: u32,
+    monitoring: bool,
+    episodes: Vec<Episode>,
+}
+
+fn judge(data: &deskside_protocol::timeline::DeviceTimeline) -> Result<TimelineWindow, String> {
+    let samples = decode_batch(&data.batch).map_err(|e| {
+        format!(
+            "the relay sent timeline samples this console cannot read ({e}); upgrade the console"
+        )
+    })?;
+    let thresholds: Thresholds = serde_json::from_slice(&data.thresholds).unwrap_or_default();
+    let judged = judge_timeline(&samples, &thresholds, &EpisodeRules::default());
+    Ok(TimelineWindow {
+        samples: judged.samples,
+        monitoring: data.monitoring,
+        episodes: judged.episodes,
+    })
+}
+
+fn print_detail(
+    ctx: &mut Context<'_>,
+    d: &RequestDetail,
+    timeline: Option<&Result<TimelineWindow, String>>,
+    now: i64,
+) -> std::io::Result<()> {
     if ctx.out.is_json() {
         let verdict: Option<serde_json::Value> = d
             .verdict_json
@@ -204,6 +265,13 @@ fn print_detail(ctx: &mut Context<'_>, d: &RequestDetail, now: i64) -> std::io::
             );
             map.insert("verdict_detail".into(), verdict.unwrap_or_default());
             map.insert("snapshot".into(), snapshot.unwrap_or_default());
+            if let Some(timeline) = timeline {
+                let value = match timeline {
+                    Ok(window) => serde_json::to_value(window).unwrap_or_default(),
+                    Err(reason) => serde_json::json!({ "unavailable": reason }),
+                };
+                map.insert("timeline".into(), value);
+            }
         }
         return ctx.out.json(&value);
     }
@@ -276,6 +344,33 @@ fn print_detail(ctx: &mut Context<'_>, d: &RequestDetail, now: i64) -> std::io::
                 printable(&f.error)
             ));
         }
+    }
+    match timeline {
+        Some(Ok(window)) if window.samples > 0 => {
+            text.push_str(&format!(
+                "Timeline 30 min either side of the request: {} samples, {} episodes\n",
+                window.samples,
+                window.episodes.len()
+            ));
+            for e in &window.episodes {
+                text.push_str(&format!(
+                    "  {} {} [{}]: {}\n",
+                    rfc3339(e.start_ms / 1000),
+                    e.segment.as_str(),
+                    e.id,
+                    printable(&e.title.en)
+                ));
+            }
+        }
+        Some(Ok(window)) => text.push_str(if window.monitoring {
+            "Timeline: no samples around the request (the agent was not connected)\n"
+        } else {
+            "Timeline: monitoring is off in the policy\n"
+        }),
+        Some(Err(reason)) => {
+            text.push_str(&format!("Timeline: unavailable ({})\n", printable(reason)))
+        }
+        None => {}
     }
     text.push_str("Events:\n");
     for e in &d.events {
