@@ -20,12 +20,27 @@ use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat, ImageOrder,
 use x11rb::protocol::{damage, randr, shm, xfixes};
 use x11rb::rust_connection::RustConnection;
 
-use crate::capture::{CaptureError, Captured, Capturer, Frame};
+use crate::capture::{CaptureError, Captured, Capturer, DamageRect, Frame};
 use crate::session::{detect_display, DisplayKind};
 use crate::shm_mem::SharedMemory;
 
 /// Bytes per pixel of the only pixel format we accept (32-bit ZPixmap).
 const BYTES_PER_PIXEL: usize = 4;
+
+/// Damage rectangles kept per monitor between captures; beyond this the
+/// whole monitor counts as damaged (a full grab is as cheap by then).
+const MAX_RECTS: usize = 64;
+
+/// Where the picture handed out by the last capture lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// In the shared segment (a whole-monitor MIT-SHM grab).
+    Segment,
+    /// In the `GetImage` buffer.
+    Image,
+    /// In `picture`, kept up to date by grabbing only damaged rectangles.
+    Picture,
+}
 
 /// How an [`X11Capturer`] copies pixels from the X server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +102,17 @@ pub struct X11Capturer {
     monitors: Vec<Monitor>,
     /// Per monitor: changed since its previous capture.
     dirty: Vec<bool>,
-    /// Which monitor's picture the buffer currently holds, and how it was
-    /// taken, so an unchanged monitor is served without a copy.
-    holds: Option<(u8, CaptureMethod)>,
+    /// Which monitor's picture the buffers currently hold, and where, so
+    /// an unchanged monitor is served without a copy.
+    holds: Option<(u8, Held)>,
+    /// Per monitor: the damaged rectangles since its previous capture, in
+    /// monitor pixels (empty with `dirty` set: unknown, grab everything).
+    rects: Vec<Vec<DamageRect>>,
+    /// The damaged part of the last capture, when only that was grabbed.
+    last_damage: Option<Vec<DamageRect>>,
+    /// The whole picture of the held monitor, updated in place from
+    /// partial MIT-SHM grabs of the damaged rectangles.
+    picture: Vec<u8>,
     /// Buffer of the `GetImage` path.
     image: Vec<u8>,
     /// Serial of the last cursor image handed out.
@@ -202,6 +225,9 @@ impl X11Capturer {
             monitors: Vec::new(),
             dirty: Vec::new(),
             holds: None,
+            rects: Vec::new(),
+            last_damage: None,
+            picture: Vec::new(),
             image: Vec::new(),
             cursor_serial: None,
         })
@@ -274,6 +300,7 @@ impl X11Capturer {
         }
         if monitors != self.monitors {
             self.dirty = vec![true; monitors.len()];
+            self.rects = vec![Vec::new(); monitors.len()];
             self.holds = None;
             self.monitors = monitors.clone();
         }
@@ -298,9 +325,28 @@ impl X11Capturer {
                 tracing::debug!(error = ?e, "X11 error event during capture");
             }
         }
-        for (monitor, dirty) in self.monitors.iter().zip(self.dirty.iter_mut()) {
-            if reply.rectangles.iter().any(|r| intersects(r, monitor)) {
+        self.rects.resize(self.monitors.len(), Vec::new());
+        for ((monitor, dirty), rects) in self
+            .monitors
+            .iter()
+            .zip(self.dirty.iter_mut())
+            .zip(self.rects.iter_mut())
+        {
+            let was_dirty = *dirty;
+            for r in &reply.rectangles {
+                if !intersects(r, monitor) {
+                    continue;
+                }
+                if !was_dirty || !rects.is_empty() {
+                    if let Some(local) = local_rect(r, monitor) {
+                        rects.push(local);
+                    }
+                }
                 *dirty = true;
+            }
+            if rects.len() > MAX_RECTS {
+                // Too many to be worth it: grab the whole monitor.
+                rects.clear();
             }
         }
         Ok(())
@@ -410,9 +456,73 @@ impl X11Capturer {
     }
 }
 
+impl X11Capturer {
+    /// Brings the held picture of monitor `m` up to date by grabbing only
+    /// the bounding box of `rects` (monitor pixels) through the shared
+    /// segment and copying its rows into `picture`. `how` says where the
+    /// previous picture is (the segment after a whole grab: copied into
+    /// `picture` first, once).
+    fn grab_damaged(
+        &mut self,
+        m: &Monitor,
+        how: Held,
+        rects: &[DamageRect],
+    ) -> Result<(), CaptureError> {
+        let stride = m.width as usize * BYTES_PER_PIXEL;
+        let len = stride * m.height as usize;
+        if how == Held::Segment {
+            let segment = self
+                .shm
+                .as_ref()
+                .and_then(|s| s.memory.as_slice().get(..len))
+                .ok_or(CaptureError::Malformed("shared-memory segment vanished"))?;
+            self.picture.clear();
+            self.picture.extend_from_slice(segment);
+        }
+        if self.picture.len() < len {
+            return Err(CaptureError::Malformed("picture buffer too small"));
+        }
+        let b = bounding_box(rects);
+        let segment = self
+            .shm
+            .as_ref()
+            .ok_or(CaptureError::Malformed("shared-memory segment vanished"))?;
+        // Monitors fit i16/u16 (checked by the whole grab that came first).
+        let reply = shm::get_image(
+            &self.conn,
+            self.root,
+            (m.x + b.x as i32) as i16,
+            (m.y + b.y as i32) as i16,
+            b.width as u16,
+            b.height as u16,
+            !0,
+            ImageFormat::Z_PIXMAP.into(),
+            segment.seg,
+            0,
+        )?
+        .reply()?;
+        let row = b.width as usize * BYTES_PER_PIXEL;
+        let rows = segment
+            .memory
+            .as_slice()
+            .get(..row * b.height as usize)
+            .filter(|_| reply.size as usize >= row * b.height as usize)
+            .ok_or(CaptureError::Malformed("shared-memory image too small"))?;
+        for (i, src) in rows.chunks_exact(row).enumerate() {
+            let at = (b.y as usize + i) * stride + b.x as usize * BYTES_PER_PIXEL;
+            self.picture[at..at + row].copy_from_slice(src);
+        }
+        Ok(())
+    }
+}
+
 impl Capturer for X11Capturer {
     fn monitors(&mut self) -> Result<Vec<Monitor>, CaptureError> {
         self.list_monitors()
+    }
+
+    fn damage(&self) -> Option<&[DamageRect]> {
+        self.last_damage.as_deref()
     }
 
     fn capture(&mut self, monitor: u8) -> Result<Captured<'_>, CaptureError> {
@@ -431,26 +541,53 @@ impl Capturer for X11Capturer {
             .get(usize::from(monitor))
             .copied()
             .unwrap_or(true);
-        let method = match self.holds {
-            Some((held, method)) if held == monitor && !changed => method,
+        let rects = self
+            .rects
+            .get_mut(usize::from(monitor))
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let held = match self.holds {
+            Some((held, how)) if held == monitor && !changed => how,
+            Some((held, how))
+                if held == monitor
+                    && how != Held::Image
+                    && !rects.is_empty()
+                    && self.shm_allowed
+                    && worth_partial(&rects, &m) =>
+            {
+                self.holds = None;
+                self.grab_damaged(&m, how, &rects)?;
+                self.last_damage = Some(rects);
+                self.holds = Some((monitor, Held::Picture));
+                Held::Picture
+            }
             _ => {
                 self.holds = None;
+                self.last_damage = None;
                 let method = self.grab(monitor, &m)?;
-                self.holds = Some((monitor, method));
-                method
+                let how = match method {
+                    CaptureMethod::Shm => Held::Segment,
+                    CaptureMethod::GetImage => Held::Image,
+                };
+                self.holds = Some((monitor, how));
+                how
             }
         };
+        if !changed {
+            self.last_damage = Some(Vec::new());
+        }
         if let Some(d) = self.dirty.get_mut(usize::from(monitor)) {
             *d = false;
         }
         let len = m.width as usize * m.height as usize * BYTES_PER_PIXEL;
-        let data = match method {
-            CaptureMethod::Shm => self
+        let data = match held {
+            Held::Segment => self
                 .shm
                 .as_ref()
                 .map(|s| s.memory.as_slice())
                 .ok_or(CaptureError::Malformed("shared-memory segment vanished"))?,
-            CaptureMethod::GetImage => self.image.as_slice(),
+            Held::Image => self.image.as_slice(),
+            Held::Picture => self.picture.as_slice(),
         };
         let data = data
             .get(..len)
@@ -565,6 +702,47 @@ fn clip_to_root(x: i32, y: i32, w: u32, h: u32, root: (u16, u16)) -> Option<(i32
     Some((x0, y0, w, h))
 }
 
+/// The part of damage rectangle `r` (root pixels) on monitor `m`, in
+/// monitor pixels.
+fn local_rect(r: &Rectangle, m: &Monitor) -> Option<DamageRect> {
+    let x0 = i64::from(r.x).max(i64::from(m.x));
+    let y0 = i64::from(r.y).max(i64::from(m.y));
+    let x1 = (i64::from(r.x) + i64::from(r.width)).min(i64::from(m.x) + i64::from(m.width));
+    let y1 = (i64::from(r.y) + i64::from(r.height)).min(i64::from(m.y) + i64::from(m.height));
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    Some(DamageRect {
+        x: u32::try_from(x0 - i64::from(m.x)).ok()?,
+        y: u32::try_from(y0 - i64::from(m.y)).ok()?,
+        width: u32::try_from(x1 - x0).ok()?,
+        height: u32::try_from(y1 - y0).ok()?,
+    })
+}
+
+/// The smallest rectangle holding every one of `rects` (not empty).
+fn bounding_box(rects: &[DamageRect]) -> DamageRect {
+    let x0 = rects.iter().map(|r| r.x).min().unwrap_or(0);
+    let y0 = rects.iter().map(|r| r.y).min().unwrap_or(0);
+    let x1 = rects.iter().map(|r| r.x + r.width).max().unwrap_or(0);
+    let y1 = rects.iter().map(|r| r.y + r.height).max().unwrap_or(0);
+    DamageRect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    }
+}
+
+/// Whether grabbing only the damage's bounding box beats a whole grab: it
+/// must cover at most half the monitor (the copy into the kept picture
+/// costs about as much as the grab).
+fn worth_partial(rects: &[DamageRect], m: &Monitor) -> bool {
+    let b = bounding_box(rects);
+    let area = u64::from(b.width) * u64::from(b.height);
+    area > 0 && area * 2 <= u64::from(m.width) * u64::from(m.height)
+}
+
 /// Whether a damage rectangle overlaps a monitor.
 fn intersects(r: &Rectangle, m: &Monitor) -> bool {
     let (rx0, ry0) = (i64::from(r.x), i64::from(r.y));
@@ -634,6 +812,39 @@ mod tests {
         );
         assert_eq!(clip_to_root(300, 0, 100, 50, (200, 100)), None);
         assert_eq!(clip_to_root(0, 0, 0, 50, (200, 100)), None);
+    }
+
+    #[test]
+    fn damage_is_cut_to_the_monitor_and_grabbed_partly_only_when_small() {
+        let m = Monitor {
+            index: 1,
+            name: "B".into(),
+            x: 100,
+            y: 0,
+            width: 100,
+            height: 100,
+            primary: false,
+        };
+        let r = |x, y, width, height| Rectangle {
+            x,
+            y,
+            width,
+            height,
+        };
+        let d = |x, y, width, height| DamageRect {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert_eq!(local_rect(&r(90, 10, 20, 5), &m), Some(d(0, 10, 10, 5)));
+        assert_eq!(local_rect(&r(190, 95, 50, 50), &m), Some(d(90, 95, 10, 5)));
+        assert_eq!(local_rect(&r(0, 0, 100, 100), &m), None);
+        let rects = [d(10, 10, 5, 5), d(40, 20, 10, 30)];
+        assert_eq!(bounding_box(&rects), d(10, 10, 40, 40));
+        // 40×40 of 100×100: worth it; 80×70: not.
+        assert!(worth_partial(&rects, &m));
+        assert!(!worth_partial(&[d(0, 0, 80, 70)], &m));
     }
 
     #[test]

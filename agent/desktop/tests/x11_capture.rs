@@ -85,6 +85,56 @@ fn shm_capture_returns_the_drawn_pattern_and_tracks_damage() {
 }
 
 #[test]
+fn only_the_damaged_rectangles_are_grabbed_and_the_picture_stays_whole() {
+    let Some(x) = xvfb_or_skip(
+        "only_the_damaged_rectangles_are_grabbed_and_the_picture_stays_whole",
+        W,
+        H,
+    ) else {
+        return;
+    };
+    let win = TestWindow::open(x.display(), 0, 0, W as u16, H as u16, EventMask::NO_EVENT);
+    win.draw_quadrants();
+    let mut cap = X11Capturer::open(x.display()).unwrap();
+    assert_quadrants(&cap.capture(0).unwrap().frame);
+    assert_eq!(cap.damage(), None, "the first capture grabs everything");
+    // Two small squares far apart, in two captures: each capture grabs
+    // only its square, and the picture keeps the earlier one.
+    win.fill(100, 50, 10, 10, 0xffff00);
+    let frame = cap.capture(0).unwrap().frame;
+    assert_eq!(frame.pixel(105, 55).unwrap()[..3], bgr(0xffff00));
+    let damage = cap
+        .damage()
+        .expect("a partial grab reports its damage")
+        .to_vec();
+    assert!(
+        damage
+            .iter()
+            .all(|r| r.x >= 100 && r.y >= 50 && r.x + r.width <= 110 && r.y + r.height <= 60),
+        "{damage:?}"
+    );
+    win.fill(W as i16 - 20, H as i16 - 20, 10, 10, 0x00ffff);
+    let frame = cap.capture(0).unwrap().frame;
+    assert_eq!(frame.pixel(W - 15, H - 15).unwrap()[..3], bgr(0x00ffff));
+    assert_eq!(frame.pixel(105, 55).unwrap()[..3], bgr(0xffff00));
+    assert_eq!(
+        frame.pixel(3 * W / 4, H / 4).unwrap()[..3],
+        bgr(QUADRANTS[1])
+    );
+    assert_eq!(
+        frame.pixel(W / 4, 3 * H / 4).unwrap()[..3],
+        bgr(QUADRANTS[2])
+    );
+    // Nothing drawn: nothing changed, and the damage says so.
+    assert!(!cap.capture(0).unwrap().changed);
+    assert_eq!(cap.damage(), Some(&[][..]));
+    // A large change is grabbed whole again, and is right.
+    win.draw_quadrants();
+    let frame = cap.capture(0).unwrap().frame;
+    assert_quadrants(&frame);
+}
+
+#[test]
 fn shm_segment_is_a_private_memfd_not_a_dev_shm_file() {
     let Some(x) = xvfb_or_skip(
         "shm_segment_is_a_private_memfd_not_a_dev_shm_file",
