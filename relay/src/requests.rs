@@ -139,7 +139,7 @@ pub async fn receive(
     let (number, fresh) = shared
         .store(move |s| s.insert_request(org, device, &new, now))
         .await?
-        .map_err(|e| crate::server::internal_error(&e))?;
+        .map_err(|e| crate::server::internal_error(&e))??;
     if fresh {
         tracing::info!(request = number, "help request received");
     } else {

@@ -60,6 +60,9 @@ CREATE TABLE request_sessions (
 ) STRICT;
 "#;
 
+/// New requests one device may send in an hour.
+pub const MAX_REQUESTS_PER_HOUR: i64 = 30;
+
 /// A request as it arrives, judged.
 #[derive(Clone, Debug)]
 pub struct NewRequest {
@@ -210,14 +213,16 @@ fn add_event(
 impl Store {
     /// Stores a request of `device` unless one with the same `client_id`
     /// is stored already (a resend). Returns its number and whether it is
-    /// new; a new one is audited as `request.create`.
+    /// new; a new one is audited as `request.create`. A device that sent
+    /// [`MAX_REQUESTS_PER_HOUR`] new requests in the hour before `now` is
+    /// refused (a resend of a stored one is still acknowledged).
     pub fn insert_request(
         &self,
         org: OrgId,
         device: DeviceId,
         request: &NewRequest,
         now: i64,
-    ) -> Result<(u64, bool), StoreError> {
+    ) -> Result<Result<(u64, bool), Refusal>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<i64> = tx
@@ -228,7 +233,17 @@ impl Store {
             )
             .optional()?;
         if let Some(id) = existing {
-            return Ok((id as u64, false));
+            return Ok(Ok((id as u64, false)));
+        }
+        let recent: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM requests WHERE device_id = ?1 AND created_at > ?2",
+            params![device_id_to_sql(device), now - 3600],
+            |row| row.get(0),
+        )?;
+        if recent >= MAX_REQUESTS_PER_HOUR {
+            return Ok(Err(Refusal::Invalid(format!(
+                "this computer already sent {recent} help requests in the last hour; call IT, or add to an open request when they reply"
+            ))));
         }
         let answers = serde_json::to_string(&request.answers)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -280,7 +295,7 @@ impl Store {
             },
         )?;
         tx.commit()?;
-        Ok((number, true))
+        Ok(Ok((number, true)))
     }
 
     /// Requests of `org` matching `filter`, by priority then age.
@@ -597,6 +612,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_device_that_floods_requests_is_refused_but_resends_are_acknowledged() {
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        for i in 0..MAX_REQUESTS_PER_HOUR {
+            store
+                .insert_request(org, device, &new_request(&format!("r{i}"), 3), 1000 + i)
+                .unwrap()
+                .unwrap();
+        }
+        let refused = store
+            .insert_request(org, device, &new_request("one-more", 3), 1100)
+            .unwrap();
+        assert!(refused.unwrap_err().to_string().contains("last hour"));
+        let (_, new) = store
+            .insert_request(org, device, &new_request("r0", 3), 1100)
+            .unwrap()
+            .unwrap();
+        assert!(!new, "a resend is still acknowledged");
+        // An hour later the device may ask again.
+        assert!(store
+            .insert_request(
+                org,
+                device,
+                &new_request("one-more", 3),
+                1000 + 3601 + MAX_REQUESTS_PER_HOUR
+            )
+            .unwrap()
+            .is_ok());
+    }
+
     fn technician(org: OrgId, id: u64, name: &str) -> Technician {
         Technician {
             id: TechnicianId(id),
@@ -613,14 +660,17 @@ mod tests {
         let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
         let (first, new) = store
             .insert_request(org, device, &new_request("a1", 3), 100)
+            .unwrap()
             .unwrap();
         assert!(new);
         let (again, new) = store
             .insert_request(org, device, &new_request("a1", 3), 101)
+            .unwrap()
             .unwrap();
         assert_eq!((again, new), (first, false));
         let (second, _) = store
             .insert_request(org, device, &new_request("b2", 1), 102)
+            .unwrap()
             .unwrap();
         let list = store.list_requests(org, &RequestFilter::default()).unwrap();
         assert_eq!(
