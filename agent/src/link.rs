@@ -355,9 +355,10 @@ impl Attached {
         let (done_tx, mut done) = tokio::sync::mpsc::channel::<(u64, Result<Vec<u8>, String>)>(4);
         let mut running = false;
         // Monitoring samples this connection until the loop ends, however.
-        let _monitored = timeline
-            .as_deref()
-            .map(|t| t.attached(self.connection.clone()));
+        let _monitored = timeline.as_deref().map(|t| {
+            let prober = sessions.as_deref().map(|link| link.host.prober());
+            t.attached(self.connection.clone(), prober)
+        });
         if let Some(link) = sessions.as_deref() {
             link.host.attach(self.connection.clone());
         }

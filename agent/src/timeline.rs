@@ -34,11 +34,19 @@ const RTT_READING: Duration = Duration::from_secs(5);
 /// How often the monitor looks at the policy (a changed interval or
 /// `monitoring off` applies within this long) and whether a sample is due.
 const POLICY_CHECK: Duration = Duration::from_secs(1);
+/// Path probes per sample (echoed by the relay): enough that 10 % loss
+/// each way is seen in nearly every sample (about 4 of 20 lost), few
+/// enough for the budget of 1 KB a minute (README, timeline benchmark).
+const PROBES: u8 = 20;
+/// Spaced like audio packets, so jitter is what real-time media sees.
+const PROBE_SPACING: Duration = Duration::from_millis(20);
+/// The longest wait after the last probe for its echo.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// What the relay link tells the monitor.
 #[derive(Debug)]
 enum LinkEvent {
-    Attached(quinn::Connection),
+    Attached(quinn::Connection, Option<deskside_net::tunnel::Prober>),
     Detached,
     Stored(u64),
 }
@@ -62,9 +70,15 @@ impl Drop for DetachOnDrop {
 }
 
 impl TimelineLink {
-    /// A connection is attached: sample it. Dropping the guard detaches.
-    pub fn attached(&self, connection: quinn::Connection) -> DetachOnDrop {
-        let _ = self.events.send(LinkEvent::Attached(connection));
+    /// A connection is attached: sample it, and send path probes through
+    /// `prober` (the session carrier's, which reads the connection's
+    /// datagrams) when there is one. Dropping the guard detaches.
+    pub fn attached(
+        &self,
+        connection: quinn::Connection,
+        prober: Option<deskside_net::tunnel::Prober>,
+    ) -> DetachOnDrop {
+        let _ = self.events.send(LinkEvent::Attached(connection, prober));
         DetachOnDrop(self.events.clone())
     }
 
@@ -154,11 +168,14 @@ async fn run(
     };
     let mut sampler = sampler::Sampler::new(&config.relay, config.relay_ip);
     let mut connection: Option<quinn::Connection> = None;
+    let mut prober: Option<deskside_net::tunnel::Prober> = None;
     let mut uploader = Uploader { in_flight: None };
     // When the last sample was taken (or the connection attached).
     let mut last_sample = Instant::now();
     let mut due = tokio::time::interval(POLICY_CHECK);
-    due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Skip, not Delay: a sample that outlasts POLICY_CHECK must not push
+    // every later tick (and so every later sample) back.
+    due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut rtt_tick = tokio::time::interval(RTT_READING);
     rtt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut announced: Option<bool> = None;
@@ -167,8 +184,9 @@ async fn run(
             _ = stop.changed() => break,
             event = events.recv() => match event {
                 None => break,
-                Some(LinkEvent::Attached(c)) => {
+                Some(LinkEvent::Attached(c, p)) => {
                     connection = Some(c);
+                    prober = p;
                     sampler.restart();
                     uploader.in_flight = None;
                     last_sample = Instant::now();
@@ -188,12 +206,16 @@ async fn run(
                     uploader.poll(&ring, &outbox);
                 }
             },
-            _ = due.tick(), if connection.is_some() => {
+            tick = due.tick(), if connection.is_some() => {
                 let policy = config.state.policy();
-                if last_sample.elapsed() < interval_of(&policy) {
+                // Measured from the tick's own instant: `now()` read after
+                // the tick fired is a little late, so the next tick one
+                // interval on saw "not yet" and every sample slipped a
+                // whole POLICY_CHECK (2 s became 3 s, 60 s became 61 s).
+                if tick.saturating_duration_since(last_sample) < interval_of(&policy) {
                     continue;
                 }
-                last_sample = Instant::now();
+                last_sample = tick;
                 if announced != Some(policy.monitoring) {
                     announced = Some(policy.monitoring);
                     if policy.monitoring {
@@ -208,7 +230,24 @@ async fn run(
                 }
                 let Some(c) = connection.as_ref() else { continue };
                 let privacy = crate::diag::options_for(&policy).privacy;
-                let sample = sampler.sample(c, &privacy).await;
+                let taken = (crate::clock::unix_millis(), std::time::Instant::now());
+                // The path probes run while the rest of the sample is read.
+                let burst = async {
+                    match prober.as_ref() {
+                        Some(p) => {
+                            // Four round trips (at least 250 ms, at most
+                            // PROBE_WAIT): a dead relay must not hold the
+                            // sample up longer than needed.
+                            let wait = (c.rtt() * 4).clamp(Duration::from_millis(250), PROBE_WAIT);
+                            p.burst(PROBES, PROBE_SPACING, wait).await
+                        }
+                        None => None,
+                    }
+                };
+                let (burst, mut sample) = tokio::join!(burst, sampler.sample(c, &privacy, taken));
+                sample.relay = sample
+                    .relay
+                    .map(|relay| sampler::with_probes(relay, burst.as_ref()));
                 if let Err(e) = ring.append(&sample, crate::clock::unix_millis()) {
                     tracing::warn!("cannot keep a timeline sample: {e}");
                 }

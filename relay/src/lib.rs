@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod policy;
 pub mod preflight;
 pub mod presence;
+pub mod probe_echo;
 pub mod requests;
 pub mod roaming;
 pub mod secrets;

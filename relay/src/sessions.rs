@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use deskside_net::tunnel::{
-    packet_link, LinkError, PacketReceiver, PacketSender, Sent, SessionPacket,
+    packet_link, LinkError, PacketReceiver, PacketSender, Sent, SessionPacket, PROBE_SESSION_ID,
 };
 use deskside_protocol::DeviceId;
 use tracing::Instrument as _;
@@ -460,7 +460,7 @@ pub fn spawn_forwarding(
 ) -> (PacketSender, Forwarding) {
     let (sender, receiver) = packet_link(connection.clone());
     let task = tokio::spawn(
-        forward_loop(router, party, receiver, connection.clone())
+        forward_loop(router, party, receiver, sender.clone(), connection.clone())
             .instrument(tracing::Span::current()),
     );
     (sender, Forwarding { task })
@@ -470,10 +470,22 @@ async fn forward_loop(
     router: Arc<Router>,
     party: Party,
     mut receiver: PacketReceiver,
+    echo: PacketSender,
     connection: quinn::Connection,
 ) {
+    let mut limit = crate::probe_echo::EchoLimit::new(std::time::Instant::now());
     loop {
         match receiver.recv().await {
+            Ok(packet) if packet.session_id() == PROBE_SESSION_ID => {
+                // An agent's path probe: straight back, rate-limited
+                // (crate::probe_echo); never routed.
+                if matches!(party, Party::Agent(_))
+                    && packet.wire().len() <= crate::probe_echo::MAX_PROBE_LEN
+                    && limit.allow(std::time::Instant::now())
+                {
+                    let _ = echo.send(packet);
+                }
+            }
             Ok(packet) => {
                 router.forward(party, packet);
             }

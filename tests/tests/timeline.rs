@@ -376,3 +376,91 @@ fn a_relay_restart_loses_no_sample_and_monitoring_off_stops_sampling() {
     assert!(monitoring["kept_samples"].as_u64().unwrap_or(0) >= taken.len() as u64);
     agent.terminate();
 }
+
+/// Loss is seen through the path probes the relay echoes (QUIC's
+/// keep-alives alone are too few): clean, 30 s of 10 % loss each way on
+/// the path to the relay, clean again, sampling every 2 s. One
+/// `relay.loss` episode, on the ISP segment (the gateway is not behind the
+/// proxy), starting and ending close to the impairment.
+#[test]
+fn a_lossy_period_is_one_relay_loss_episode_seen_by_the_probes() {
+    const INTERVAL_MS: i64 = 2_000;
+    let mut lab = Lab::new();
+    lab.admin
+        .run(&["policy", "set", "monitoring_interval", "2"])
+        .ok();
+    let mut agent = lab.run_agent();
+    let before = lab.wait_samples(8, "10m", Duration::from_secs(120));
+    assert!(before.episodes.is_empty(), "{:#?}", before.episodes);
+    // The probes came back: every recent sample has 20 probes' worth of
+    // packets and a per-probe jitter.
+    let last = before.samples.last().expect("a sample");
+    assert!(
+        last["relay"]["sent_packets"].as_u64().unwrap_or(0) >= 20,
+        "{last:#}"
+    );
+    assert!(last["relay"]["jitter_ms"].is_number(), "{last:#}");
+
+    let impaired_at = now_ms();
+    lab.proxy
+        .set(Impairment::symmetric(LinkShape::default().loss(0.10)));
+    let hold = Instant::now();
+    wait_for("30 s of loss", Duration::from_secs(40), || {
+        (hold.elapsed() >= Duration::from_secs(30)).then_some(())
+    });
+    lab.proxy.set(Impairment::default());
+    let cleared_at = now_ms();
+
+    let after = wait_for(
+        "the relay.loss episode to end",
+        Duration::from_secs(120),
+        || {
+            let timeline = lab.timeline("15m");
+            let loss = timeline.episodes_of("relay.loss");
+            (!loss.is_empty() && loss.iter().all(|e| e["end_ms"].is_number())).then_some(timeline)
+        },
+    );
+    // What each sample saw, relative to the impairment (shown on failure).
+    for s in &after.samples {
+        let at = s["at_ms"].as_i64().unwrap_or(0);
+        if at >= impaired_at - 5_000 {
+            eprintln!(
+                "sample +{} ms (cleared at +{} ms): lost {} of {}",
+                at - impaired_at,
+                cleared_at - impaired_at,
+                s["relay"]["lost_packets"],
+                s["relay"]["sent_packets"]
+            );
+        }
+    }
+    let loss = after.episodes_of("relay.loss");
+    assert_eq!(loss.len(), 1, "one episode: {:#?}", after.episodes);
+    let episode = loss[0];
+    assert_eq!(episode["segment"], "isp", "{episode:#}");
+    for e in &after.episodes {
+        assert_eq!(e["segment"], "isp", "{:#?}", after.episodes);
+    }
+    let start = episode["start_ms"].as_i64().expect("start");
+    let end = episode["end_ms"].as_i64().expect("end");
+    eprintln!(
+        "relay.loss episode: starts {} ms after the impairment, ends {} ms after it was lifted (interval {INTERVAL_MS} ms)",
+        start - impaired_at,
+        end - cleared_at
+    );
+    // A sample's time is when its probe burst started: the first sample
+    // inside the impairment (and the first after it) comes within one
+    // interval, plus 1 s for the shared test machine's scheduling (a
+    // sample's reading can take that long when other tests run).
+    let slack = INTERVAL_MS + 1_000;
+    assert!(
+        (start - impaired_at).abs() <= slack,
+        "episode starts {} ms after the impairment",
+        start - impaired_at
+    );
+    assert!(
+        (end - cleared_at).abs() <= slack,
+        "episode ends {} ms after the impairment was lifted",
+        end - cleared_at
+    );
+    agent.terminate();
+}

@@ -96,6 +96,12 @@ impl SessionHost {
         self.carrier.attach(connection);
     }
 
+    /// Path probes for the timeline, on the relay connection the session
+    /// packets use (the carrier reads its datagrams).
+    pub fn prober(&self) -> deskside_net::tunnel::Prober {
+        self.carrier.prober()
+    }
+
     /// The relay confirmed the consent of `session_id` is audited.
     pub fn consent_recorded(&self, session_id: u64) {
         if let Some(tx) = lock(&self.recorded).remove(&session_id) {

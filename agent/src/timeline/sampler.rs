@@ -1,8 +1,8 @@
 //! One timeline sample from probes the agent already has: the platform's
 //! network, Wi‑Fi and pressure readings, a few probes to the home router,
 //! one name lookup, and the presence connection's own QUIC statistics for
-//! the relay path (no extra traffic: round trip, sent and lost packets are
-//! what quinn already tracks for the keep-alives).
+//! the relay path (its round trip; sent and lost packets only when no path
+//! probes ran: [`with_probes`] puts the probes' loss and jitter in).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -158,10 +158,16 @@ impl Sampler {
         marker
     }
 
-    /// Takes one sample. `connection` is the presence connection.
-    pub async fn sample(&mut self, connection: &quinn::Connection, privacy: &Privacy) -> Sample {
-        let now = Instant::now();
-        let at_ms = crate::clock::unix_millis();
+    /// Takes one sample. `connection` is the presence connection; `taken`
+    /// (wall-clock ms, monotonic) is the sample's time, when its path
+    /// probes started (they run meanwhile; [`with_probes`] adds them).
+    pub async fn sample(
+        &mut self,
+        connection: &quinn::Connection,
+        privacy: &Privacy,
+        taken: (i64, Instant),
+    ) -> Sample {
+        let (at_ms, now) = taken;
         let marker = self.marker(at_ms, now);
         if self
             .offset_read_at
@@ -298,10 +304,66 @@ pub fn parse_offset(text: &str) -> Option<i16> {
     (hours <= 14 && minutes < 60).then_some(sign * (hours * 60 + minutes))
 }
 
+/// The relay path with a probe burst's reading: with probes, the loss is
+/// theirs (sent, not echoed: lost out or back) and so is the jitter (per
+/// packet, 20 ms apart, as media sees it, when at least two came back).
+/// QUIC's own count is only the fallback: it declares a packet lost a few
+/// round trips late, so losses of the interval before spill into the next
+/// sample and an episode would end one sample late.
+pub(crate) fn with_probes(
+    mut relay: RelaySample,
+    burst: Option<&deskside_net::tunnel::ProbeBurst>,
+) -> RelaySample {
+    let Some(burst) = burst.filter(|b| b.sent > 0) else {
+        return relay;
+    };
+    relay.sent_packets = burst.sent;
+    relay.lost_packets = burst.lost;
+    if let Some(jitter) = burst.jitter_ms() {
+        relay.jitter_ms = Some(jitter as f32);
+    }
+    relay
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use deskside_diag::snapshot::{DefaultRoute, Interface};
+    use deskside_net::tunnel::ProbeBurst;
+
+    #[test]
+    fn probes_give_the_loss_and_the_jitter() {
+        let quic = RelaySample {
+            rtt_ms: Some(20.0),
+            jitter_ms: Some(0.5),
+            sent_packets: 3,
+            lost_packets: 0,
+        };
+        // 4 of 20 probes unanswered: worse than QUIC's 0 of 3.
+        let burst = ProbeBurst {
+            sent: 20,
+            lost: 4,
+            rtts_ms: vec![20.0, 24.0, 20.0],
+        };
+        let merged = with_probes(quic.clone(), Some(&burst));
+        assert_eq!((merged.sent_packets, merged.lost_packets), (20, 4));
+        assert_eq!(merged.jitter_ms, Some(4.0));
+        assert_eq!(merged.rtt_ms, Some(20.0));
+        // QUIC's late count of an earlier loss does not count.
+        let late = RelaySample {
+            lost_packets: 2,
+            ..quic.clone()
+        };
+        let clean = ProbeBurst {
+            sent: 20,
+            lost: 0,
+            rtts_ms: vec![20.0; 20],
+        };
+        let merged = with_probes(late, Some(&clean));
+        assert_eq!((merged.sent_packets, merged.lost_packets), (20, 0));
+        // No burst (no carrier): QUIC's reading unchanged.
+        assert_eq!(with_probes(quic.clone(), None), quic);
+    }
 
     #[test]
     fn offsets_parse_as_date_prints_them() {

@@ -49,9 +49,10 @@ use crate::tls::{
 };
 use crate::transport::transport_config;
 
-pub use carrier::{CarriedSession, Carrier, CarrierError, CarrierStats};
+pub use carrier::{CarriedSession, Carrier, CarrierError, CarrierStats, ProbeBurst, Prober};
 pub use link::{
     packet_link, LinkError, LinkStats, PacketReceiver, PacketSender, Sent, SessionPacket,
+    PROBE_SESSION_ID,
 };
 pub use socket::{
     TunnelPort, TunnelSocket, TunnelStats, DEFAULT_QUEUE_PACKETS, TUNNEL_LOCAL_ADDR,

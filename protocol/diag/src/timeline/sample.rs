@@ -90,19 +90,23 @@ pub struct GatewaySample {
 }
 
 /// The path to the relay, read from the presence connection's own QUIC
-/// statistics over the interval (no extra traffic).
+/// statistics over the interval (no extra traffic) and from a burst of 20
+/// path probes (20 ms apart) the relay echoes at the start of each sample.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RelaySample {
     /// Median of the round-trip estimates read during the interval, ms.
     pub rtt_ms: Option<f32>,
-    /// Mean absolute difference between consecutive round-trip readings of
-    /// the interval, ms (Cloudflare's definition, applied to QUIC's own
-    /// estimates, so it is smoother than per-packet jitter).
+    /// Mean absolute difference between consecutive round trips, ms: of
+    /// the probes when at least two came back (per packet, as real-time
+    /// media sees it), else of QUIC's own estimates over the interval.
     pub jitter_ms: Option<f32>,
-    /// Packets the agent sent on the connection during the interval.
+    /// Packets counted for the loss: the probes sent, or without probes
+    /// (no session carrier) the packets the agent sent on the connection
+    /// during the interval.
     pub sent_packets: u32,
-    /// Of those, packets QUIC declared lost.
+    /// Of those, probes not echoed (lost out or back), or packets QUIC
+    /// declared lost.
     pub lost_packets: u32,
 }
 

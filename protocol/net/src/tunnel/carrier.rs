@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::link::{
     packet_link, AbortOnDrop, LinkError, PacketReceiver, PacketSender, SessionPacket,
+    PROBE_SESSION_ID,
 };
 use super::socket::{deliver, TunnelPort, TunnelStats};
 
@@ -77,6 +78,8 @@ struct Shared {
     /// [`EARLY_PACKETS`]). Locked only while `sessions` is held.
     early: Mutex<std::collections::VecDeque<(u64, tokio::time::Instant, Bytes)>>,
     stats: CarrierStats,
+    /// Where echoed path probes go while a [`Prober`] burst waits for them.
+    probe_echoes: Mutex<Option<mpsc::Sender<(Bytes, tokio::time::Instant)>>>,
 }
 
 /// Carries session tunnels over the current outer connection. Create one
@@ -150,6 +153,14 @@ impl Carrier {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// A handle that sends path probes on whatever outer connection is
+    /// attached when it runs.
+    pub fn prober(&self) -> Prober {
+        Prober {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Starts carrying `port`'s packets as session `session_id`. The session
@@ -262,6 +273,16 @@ async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable
         match receiver.recv().await {
             Ok(packet) => {
                 let id = packet.session_id();
+                if id == PROBE_SESSION_ID {
+                    let echoes = shared
+                        .probe_echoes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if let Some(echoes) = echoes.as_ref() {
+                        let _ = echoes.try_send((packet.payload(), tokio::time::Instant::now()));
+                    }
+                    continue;
+                }
                 let sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
                 match sessions.get(&id) {
                     Some(session) => {
@@ -297,5 +318,113 @@ async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable
                 return;
             }
         }
+    }
+}
+
+/// What one burst of path probes saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeBurst {
+    /// Probes sent.
+    pub sent: u32,
+    /// Probes whose echo never came back (lost on the way out or back).
+    pub lost: u32,
+    /// Round trip of each echoed probe, in the order they were sent, ms.
+    pub rtts_ms: Vec<f64>,
+}
+
+impl ProbeBurst {
+    /// Mean absolute difference between consecutive round trips, ms
+    /// (`None` with fewer than two echoes).
+    pub fn jitter_ms(&self) -> Option<f64> {
+        let diffs: Vec<f64> = self
+            .rtts_ms
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .collect();
+        (!diffs.is_empty()).then(|| diffs.iter().sum::<f64>() / diffs.len() as f64)
+    }
+}
+
+/// Sends bursts of path probes (session [`PROBE_SESSION_ID`]) that the
+/// relay echoes; see [`Carrier::prober`].
+#[derive(Clone)]
+pub struct Prober {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober").finish_non_exhaustive()
+    }
+}
+
+impl Prober {
+    /// Sends `count` probes `spacing` apart and waits up to `wait` after
+    /// the last for their echoes. `None` when no connection is attached.
+    /// Each probe is 2 bytes after the session id: the burst's tag and the
+    /// probe's index, so a late echo of an earlier burst is not counted.
+    pub async fn burst(
+        &self,
+        count: u8,
+        spacing: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Option<ProbeBurst> {
+        let link = self
+            .shared
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let (tx, mut rx) = mpsc::channel(usize::from(count).max(1) * 2);
+        *self
+            .shared
+            .probe_echoes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        static BURSTS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let tag = BURSTS.fetch_add(1, Ordering::Relaxed);
+        let mut sent_at: Vec<Option<tokio::time::Instant>> = vec![None; usize::from(count)];
+        let mut echoed: Vec<Option<f64>> = vec![None; usize::from(count)];
+        let take = |payload: &Bytes,
+                    at: tokio::time::Instant,
+                    echoed: &mut Vec<Option<f64>>,
+                    sent_at: &[Option<tokio::time::Instant>]| {
+            if let [t, i] = payload[..] {
+                let i = usize::from(i);
+                if t == tag {
+                    if let (Some(Some(sent)), Some(slot)) = (sent_at.get(i), echoed.get_mut(i)) {
+                        slot.get_or_insert(at.duration_since(*sent).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+        };
+        let mut next = tokio::time::Instant::now();
+        for i in 0..count {
+            tokio::time::sleep_until(next).await;
+            sent_at[usize::from(i)] = Some(tokio::time::Instant::now());
+            let _ = link.send(SessionPacket::new(PROBE_SESSION_ID, &[tag, i]));
+            next += spacing;
+            while let Ok((payload, at)) = rx.try_recv() {
+                take(&payload, at, &mut echoed, &sent_at);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while echoed.iter().any(Option::is_none) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((payload, at))) => take(&payload, at, &mut echoed, &sent_at),
+                _ => break,
+            }
+        }
+        *self
+            .shared
+            .probe_echoes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        let rtts_ms: Vec<f64> = echoed.iter().flatten().copied().collect();
+        Some(ProbeBurst {
+            sent: u32::from(count),
+            lost: u32::from(count) - rtts_ms.len() as u32,
+            rtts_ms,
+        })
     }
 }

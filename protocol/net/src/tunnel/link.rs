@@ -28,6 +28,12 @@ use tokio::task::JoinSet;
 /// Length of the session id in front of every session packet.
 pub const SESSION_ID_LEN: usize = 8;
 
+/// The session id of path probes (never a real session: the relay's ids
+/// are non-zero). An agent sends a few on its presence connection per
+/// timeline sample; the relay echoes them unchanged to the same connection
+/// (rate-limited), so the agent measures round-trip loss and jitter.
+pub const PROBE_SESSION_ID: u64 = 0;
+
 /// First byte of an outer unidirectional stream carrying session packets.
 pub const PACKET_STREAM_TAG: u8 = 0x53; // 'S'
 
