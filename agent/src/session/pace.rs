@@ -32,6 +32,15 @@ pub const IDLE_LOOK: Duration = Duration::from_millis(33);
 /// right after it go out without waiting.
 const BURST: f64 = 2.0;
 
+/// The bucket refills this much faster than the codec's `max_fps`.
+/// Programs animate at exactly 30 fps (a video, the benchmark's counter)
+/// and the employee's indicator adds a frame a second: with a limit of
+/// exactly 30 the bucket ran dry and every frame then waited for its
+/// refill, at a fixed phase (a steady 18 ms, measured). With 20 % headroom
+/// a 30 fps source is never held back; heavier damage still merges into at
+/// most 1.2 × `max_fps` frames a second.
+const HEADROOM: f64 = 1.2;
+
 /// What the caller should do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -139,12 +148,17 @@ impl Pacer {
             return Next::CaptureNow;
         }
         let missing = 1.0 - self.tokens;
-        Next::WaitUntil(now + Duration::from_secs_f64(missing / f64::from(self.max_fps)))
+        Next::WaitUntil(now + Duration::from_secs_f64(missing / self.rate()))
+    }
+
+    /// Tokens per second.
+    fn rate(&self) -> f64 {
+        f64::from(self.max_fps) * HEADROOM
     }
 
     fn refill(&mut self, now: Instant) {
         if let Some(at) = self.refilled {
-            let gained = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.max_fps);
+            let gained = now.saturating_duration_since(at).as_secs_f64() * self.rate();
             self.tokens = (self.tokens + gained).min(BURST);
         }
         self.refilled = Some(now);
@@ -191,7 +205,43 @@ mod tests {
             }
             now += ms(1);
         }
-        assert!((30..=32).contains(&sent), "{sent} frames in one second");
+        assert!((36..=38).contains(&sent), "{sent} frames in one second");
+    }
+
+    #[test]
+    fn a_30_fps_source_plus_a_clock_is_never_held_back() {
+        // Changes at exactly 30 a second plus one more each second (the
+        // indicator's clock), each captured when the pacer allows: none may
+        // wait (a limit of exactly 30 made every one wait at a fixed phase).
+        let t0 = Instant::now();
+        let mut p = Pacer::new(true, 30);
+        p.handle_credit();
+        p.handle_credit();
+        let mut changes: Vec<Duration> = (0..300)
+            .map(|i| Duration::from_micros(i * 33_333))
+            .collect();
+        changes.extend((0..10).map(|s| Duration::from_millis(s * 1000 + 500)));
+        changes.sort();
+        let mut waited = Vec::new();
+        for at in changes {
+            let mut now = t0 + at;
+            p.handle_damage();
+            loop {
+                match p.poll_capture(now) {
+                    Next::CaptureNow => break,
+                    Next::WaitUntil(until) => now = until,
+                    Next::WaitForEvent => panic!("credits are returned at once"),
+                }
+            }
+            p.handle_captured(now, true);
+            p.handle_credit();
+            waited.push(now - (t0 + at));
+        }
+        let held = waited
+            .iter()
+            .filter(|w| **w > Duration::from_millis(1))
+            .count();
+        assert!(held <= 10, "{held} of {} changes waited", waited.len());
     }
 
     #[test]
@@ -236,8 +286,8 @@ mod tests {
                 Next::WaitForEvent => panic!("a slot is free"),
             }
         }
-        // Every look costs a token: 10 a second plus the burst, never a
-        // busy loop.
-        assert!((10..=12).contains(&looks), "{looks} looks");
+        // Every look costs a token: 12 a second (10 fps with the headroom)
+        // plus the burst, never a busy loop.
+        assert!((12..=14).contains(&looks), "{looks} looks");
     }
 }
