@@ -191,7 +191,9 @@ mod tests {
     async fn a_pinned_address_moves_the_endpoint_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("source-address");
-        let endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).unwrap();
+        // The agent's own endpoint, which falls back to a plain UDP socket
+        // where quinn-udp's setup is refused (Wine 8.0).
+        let endpoint = crate::transport::client_endpoint("127.0.0.1:9".parse().unwrap()).unwrap();
         let mut roamer = Roamer::new(
             endpoint.clone(),
             "127.0.0.1:9".parse().unwrap(),
