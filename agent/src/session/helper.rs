@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deskside_codec::adapt::{choose, BandwidthEstimator, PathEstimate};
+use deskside_codec::adapt::{choose, BandwidthEstimator, PathEstimate, FULL_FPS};
 use deskside_codec::frame::BgraFrame;
 use deskside_codec::{Encoder, EncoderConfig};
 use deskside_desktop::map_event;
@@ -626,15 +626,17 @@ fn capture_loop(
         }
     };
     // Wake on change: a thread waits for the display's change signal and
-    // turns each change into a command; it ends with the loop (`_watch`).
+    // turns each change into a command; it ends with the loop (`change_watch`).
     let Inbox { commands, wake } = inbox;
-    let _watch = watch_changes(display, wake);
+    let change_watch = watch_changes(display, wake);
     let started = Instant::now();
     let mut quality = Quality::Auto;
     let mut bandwidth = BandwidthEstimator::new();
     // Frames handed to the service and not yet credited, oldest first.
     let mut in_flight: std::collections::VecDeque<(Instant, usize)> = Default::default();
-    let mut pacer = Pacer::new(_watch.is_some(), 30);
+    // Until the first choice of the codec (before the first capture), its
+    // top rate.
+    let mut pacer = Pacer::new(change_watch.is_some(), FULL_FPS);
     let mut seq = 0u64;
     let mut rtt: Option<f64> = None;
     let mut cursor_pos: Option<(i32, i32)> = None;
