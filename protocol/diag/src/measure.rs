@@ -81,33 +81,20 @@ pub fn loaded_direction(
 /// Both directions judged separately: the worse one (more added latency)
 /// is the path's latency under load, so a bloated download queue is not
 /// averaged away by a clean upload. Returns the added latency of the worse
-/// direction and the loaded latency record with its RPM.
+/// direction ([`LoadedLatency::worse`], the one choice the classifier and
+/// the report also read) and the loaded latency record with its RPM.
 pub fn judge_load(
     download: Option<LoadedDirection>,
     upload: Option<LoadedDirection>,
 ) -> Option<(f64, LoadedLatency)> {
-    let worse = match (&download, &upload) {
-        (Some(d), Some(u)) => {
-            if u.added_ms > d.added_ms {
-                u
-            } else {
-                d
-            }
-        }
-        (Some(d), None) => d,
-        (None, Some(u)) => u,
-        (None, None) => return None,
+    let mut load = LoadedLatency {
+        download,
+        upload,
+        rpm: None,
     };
-    let added = worse.added_ms;
-    let responsiveness = rpm(worse.median_ms);
-    Some((
-        added,
-        LoadedLatency {
-            download,
-            upload,
-            rpm: responsiveness,
-        },
-    ))
+    let (added, worse_median) = load.worse().map(|(_, d)| (d.added_ms, d.median_ms))?;
+    load.rpm = rpm(worse_median);
+    Some((added, load))
 }
 
 #[cfg(test)]
