@@ -184,6 +184,13 @@ impl Store {
             }
         }
         let (mut removed, mut added) = (0, 0);
+        // Prepared once: a chunk deletes thousands of rows.
+        let mut delete =
+            tx.prepare_cached("DELETE FROM timeline WHERE device_id = ?1 AND at_ms = ?2")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO timeline (device_id, at_ms, resolution_s, sample)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
         let mut start = 0;
         while start < rows.len() {
             let (device, at_ms, _) = &rows[start];
@@ -196,19 +203,18 @@ impl Store {
                 rows[start..end].iter().map(|(_, _, s)| s.clone()).collect();
             if let Some(summary) = merge(&samples) {
                 for (_, t, _) in &rows[start..end] {
-                    removed += tx.execute(
-                        "DELETE FROM timeline WHERE device_id = ?1 AND at_ms = ?2",
-                        params![device, t],
-                    )?;
+                    removed += delete.execute(params![device, t])?;
                 }
-                added += tx.execute(
-                    "INSERT OR REPLACE INTO timeline (device_id, at_ms, resolution_s, sample)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![device, bucket * bucket_ms, bucket_ms / 1000, summary],
-                )?;
+                added += insert.execute(params![
+                    device,
+                    bucket * bucket_ms,
+                    bucket_ms / 1000,
+                    summary
+                ])?;
             }
             start = end;
         }
+        drop((delete, insert));
         tx.commit()?;
         Ok((removed, added))
     }
