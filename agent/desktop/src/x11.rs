@@ -814,9 +814,9 @@ mod tests {
         assert_eq!(clip_to_root(0, 0, 0, 50, (200, 100)), None);
     }
 
-    #[test]
-    fn damage_is_cut_to_the_monitor_and_grabbed_partly_only_when_small() {
-        let m = Monitor {
+    /// The second of two 100×100 monitors side by side.
+    fn monitor_b() -> Monitor {
+        Monitor {
             index: 1,
             name: "B".into(),
             x: 100,
@@ -824,13 +824,22 @@ mod tests {
             width: 100,
             height: 100,
             primary: false,
-        };
-        let r = |x, y, width, height| Rectangle {
+        }
+    }
+
+    /// A damage rectangle in root pixels, as XDamage reports it.
+    fn r(x: i16, y: i16, width: u16, height: u16) -> Rectangle {
+        Rectangle {
             x,
             y,
             width,
             height,
-        };
+        }
+    }
+
+    #[test]
+    fn damage_is_cut_to_the_monitor_and_grabbed_partly_only_when_small() {
+        let m = monitor_b();
         let d = |x, y, width, height| DamageRect {
             x,
             y,
@@ -849,21 +858,7 @@ mod tests {
 
     #[test]
     fn damage_rectangles_hit_only_overlapping_monitors() {
-        let m = Monitor {
-            index: 1,
-            name: "B".into(),
-            x: 100,
-            y: 0,
-            width: 100,
-            height: 100,
-            primary: false,
-        };
-        let r = |x, y, width, height| Rectangle {
-            x,
-            y,
-            width,
-            height,
-        };
+        let m = monitor_b();
         assert!(intersects(&r(150, 50, 1, 1), &m));
         assert!(intersects(&r(90, 0, 11, 1), &m));
         assert!(!intersects(&r(90, 0, 10, 1), &m)); // ends at x=100, exclusive
