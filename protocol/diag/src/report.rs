@@ -732,13 +732,7 @@ impl Renderer {
 
     fn load_line(&self, s: &Snapshot) -> Option<(String, String)> {
         let path = s.path.value()?;
-        let added = path
-            .added_latency_ms
-            .or_else(|| {
-                let (_, worse) = path.loaded.as_ref()?.worse()?;
-                Some(worse.added_ms)
-            })
-            .filter(|a| a.is_finite());
+        let added = path.added_latency_under_load_ms().filter(|a| a.is_finite());
         let grade = path
             .bufferbloat
             .or_else(|| added.map(Grade::from_added_latency))?;

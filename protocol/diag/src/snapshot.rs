@@ -756,6 +756,16 @@ impl Path {
                 / f64::from(self.probes_sent)
         })
     }
+
+    /// Latency added under load: the summary `added_latency_ms`, or, in a
+    /// snapshot that carries only the per-direction record (written by
+    /// hand, or trimmed), its worse direction's.
+    pub fn added_latency_under_load_ms(&self) -> Option<f64> {
+        self.added_latency_ms.or_else(|| {
+            let (_, worse) = self.loaded.as_ref()?.worse()?;
+            Some(worse.added_ms)
+        })
+    }
 }
 
 #[cfg(test)]

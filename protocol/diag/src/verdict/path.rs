@@ -551,12 +551,9 @@ fn grade_name(grade: Grade) -> &'static str {
 pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     let t = j.thresholds;
     let path = connected(j)?;
-    // A snapshot that carries the per-direction record but not the summary
-    // (written by hand, or trimmed) is graded on its worse direction.
     let worse = path.loaded.as_ref().and_then(|l| l.worse());
     let added = path
-        .added_latency_ms
-        .or_else(|| worse.map(|(_, d)| d.added_ms))
+        .added_latency_under_load_ms()
         .filter(|a| a.is_finite() && *a >= 0.0);
     let grade = match (path.bufferbloat, added) {
         (Some(grade), _) => grade,
