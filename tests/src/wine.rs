@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::x11::on_path;
 use crate::{secret_scan, Proc, Run, World};
 
 /// The target triple of the Windows build.
@@ -174,19 +175,34 @@ pub fn windows_bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DESKSIDE_WINDOWS_BIN_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
+    target_dir().join(WINDOWS_TARGET).join("debug")
+}
+
+/// The target directory this test binary runs from
+/// (`<target>/<profile>/deps/<test>` -> `<target>`).
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().expect("the executable has a directory");
     if dir.ends_with("deps") {
         dir = dir.parent().expect("target/<profile>");
     }
     // target/<profile> -> target
-    let target = dir.parent().expect("the target directory");
-    target.join(WINDOWS_TARGET).join("debug")
+    dir.parent().expect("the target directory").to_owned()
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+/// Whether a Windows test may run, given what it lacks (`missing`, if
+/// anything): when something is missing, panics when `CI=true` (CI must run
+/// these tests), else prints a visible "SKIPPED" line naming `test`.
+pub fn prerequisites_met(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {why} (CI=true: Windows tests must run)"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    false
 }
 
 /// Wine and the Windows agent: what every Windows end-to-end test needs.
@@ -212,12 +228,7 @@ impl Wine {
         } else {
             None
         };
-        if let Some(why) = missing {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: {why} (CI=true: Windows tests must run)"
-            );
-            eprintln!("SKIPPED {test}: {why}");
+        if !prerequisites_met(test, missing) {
             return None;
         }
         Some(Self {

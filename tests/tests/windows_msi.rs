@@ -20,7 +20,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use deskside_agent::session::launcher::{helper_command_line, RUN_VALUE_NAME};
-use deskside_tests::wine::Wine;
+use deskside_tests::wine::{self, Wine};
+use deskside_tests::x11::on_path;
 use deskside_tests::{secret_scan, wait_for, World};
 
 /// Wine starts programs slowly on a loaded 2-core machine.
@@ -41,19 +42,7 @@ fn msi_path() -> PathBuf {
     if let Some(path) = std::env::var_os("DESKSIDE_MSI").filter(|v| !v.is_empty()) {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("the executable has a directory");
-    if dir.ends_with("deps") {
-        dir = dir.parent().expect("target/<profile>");
-    }
-    dir.parent()
-        .expect("the target directory")
-        .join("windows/deskside-agent.msi")
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    wine::target_dir().join("windows/deskside-agent.msi")
 }
 
 /// The MSI, when it and msiinfo are here. Otherwise panics when `CI=true`,
@@ -70,15 +59,7 @@ fn find_msi(test: &str) -> Option<PathBuf> {
     } else {
         None
     };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: {why} (CI=true: Windows tests must run)"
-        );
-        eprintln!("SKIPPED {test}: {why}");
-        return None;
-    }
-    Some(msi)
+    wine::prerequisites_met(test, missing).then_some(msi)
 }
 
 /// One table of the MSI, `msiinfo export`: a row per record, by column name.

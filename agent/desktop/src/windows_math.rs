@@ -222,20 +222,11 @@ pub fn monochrome_bits_cursor(
     hot_x: u32,
     hot_y: u32,
 ) -> Option<CursorShape> {
-    let (w, h) = cropped(width, height);
     let bit = |row: usize, x: u32| -> Option<bool> {
         let byte = bits.get(row.checked_mul(pitch)? + (x / 8) as usize)?;
         Some(byte & (0x80 >> (x % 8)) != 0)
     };
-    let mut rgba = Vec::with_capacity(w as usize * h as usize * 4);
-    for y in 0..h as usize {
-        for x in 0..w {
-            let and = bit(y, x)?;
-            let xor = bit(y + height as usize, x)?;
-            rgba.extend_from_slice(&monochrome_pixel(and, xor));
-        }
-    }
-    shape(w, h, hot_x, hot_y, rgba)
+    monochrome_cursor(bit, width, height, hot_x, hot_y)
 }
 
 /// A monochrome cursor read as 32-bit pixels (GDI's `GetDIBits` of a 1-bit
@@ -248,16 +239,38 @@ pub fn monochrome_dib_cursor(
     hot_x: u32,
     hot_y: u32,
 ) -> Option<CursorShape> {
+    monochrome_cursor(
+        |row, x| dib_bit_set(pixels, width, row, x),
+        width,
+        height,
+        hot_x,
+        hot_y,
+    )
+}
+
+/// Whether pixel `x` of `row` in 32-bit DIB pixels `width` wide (a 1-bit
+/// mask read by `GetDIBits`) is set, i.e. not black; `None` past the end.
+fn dib_bit_set(pixels: &[u8], width: u32, row: usize, x: u32) -> Option<bool> {
+    let at = (row.checked_mul(width as usize)? + x as usize).checked_mul(4)?;
+    Some(pixels.get(at..at + 3)?.iter().any(|&v| v != 0))
+}
+
+/// A monochrome cursor `height` rows high from its masks: `bit(row, x)`
+/// reads the AND mask in rows `0..height` and the XOR mask in rows
+/// `height..2 * height`; `None` when it reads past the buffer.
+fn monochrome_cursor(
+    bit: impl Fn(usize, u32) -> Option<bool>,
+    width: u32,
+    height: u32,
+    hot_x: u32,
+    hot_y: u32,
+) -> Option<CursorShape> {
     let (w, h) = cropped(width, height);
-    let set = |row: usize, x: u32| -> Option<bool> {
-        let at = (row.checked_mul(width as usize)? + x as usize).checked_mul(4)?;
-        Some(pixels.get(at..at + 3)?.iter().any(|&v| v != 0))
-    };
     let mut rgba = Vec::with_capacity(w as usize * h as usize * 4);
     for y in 0..h as usize {
         for x in 0..w {
-            let and = set(y, x)?;
-            let xor = set(y + height as usize, x)?;
+            let and = bit(y, x)?;
+            let xor = bit(y + height as usize, x)?;
             rgba.extend_from_slice(&monochrome_pixel(and, xor));
         }
     }
@@ -298,16 +311,8 @@ pub fn color_cursor(
                 p[3]
             } else {
                 match and_mask {
-                    Some(mask) => {
-                        let at = (y as usize * width as usize + x as usize) * 4;
-                        let transparent = mask.get(at..at + 3)?.iter().any(|&v| v != 0);
-                        if transparent {
-                            0
-                        } else {
-                            0xff
-                        }
-                    }
-                    None => 0xff,
+                    Some(mask) if dib_bit_set(mask, width, y as usize, x)? => 0,
+                    _ => 0xff,
                 }
             };
             rgba.extend_from_slice(&[p[2], p[1], p[0], alpha]);
