@@ -568,11 +568,14 @@ impl Console {
         self.run(&["devices", "list", "--json"]).ok().json_lines()
     }
 
+    /// One device's row of `devices list --json`, if it is listed.
+    pub fn device(&self, id: &str) -> Option<Value> {
+        self.devices().into_iter().find(|d| d["id"] == id)
+    }
+
     /// Status of one device as listed (`online`, `offline`, `revoked`).
     pub fn device_status(&self, id: &str) -> Option<String> {
-        self.devices()
-            .into_iter()
-            .find(|d| d["id"] == id)
+        self.device(id)
             .and_then(|d| d["status"].as_str().map(str::to_owned))
     }
 

@@ -43,11 +43,7 @@ fn the_windows_agent_enrolls_once_shows_online_as_windows_and_follows_kill_and_r
 
     let mut proc = world.run_wine_agent(&agent);
     admin.wait_status(&device, "online", ONLINE);
-    let listed = admin
-        .devices()
-        .into_iter()
-        .find(|d| d["id"] == device.as_str())
-        .expect("the device is listed");
+    let listed = admin.device(&device).expect("the device is listed");
     let os = listed["os"].as_str().unwrap_or_default();
     assert!(
         names_windows_10_or_11(os),

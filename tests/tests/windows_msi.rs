@@ -451,11 +451,7 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
     assert_eq!(devices.len(), 1, "one device enrolled: {devices:?}");
     let device = devices[0]["id"].as_str().expect("device id").to_owned();
     admin.wait_status(&device, "online", ONLINE);
-    let listed = admin
-        .devices()
-        .into_iter()
-        .find(|d| d["id"] == device.as_str())
-        .expect("the device is listed");
+    let listed = admin.device(&device).expect("the device is listed");
     let os = listed["os"].as_str().unwrap_or_default();
     assert!(os.starts_with("Windows"), "os is {os:?}: {listed}");
     let query = service_query(&wine).ok().stdout;
