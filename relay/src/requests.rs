@@ -18,7 +18,8 @@ use deskside_protocol::{DeviceId, Refusal};
 use crate::presence::AgentCommand;
 use crate::server::{check_text, now_secs, Shared};
 use crate::store::{
-    LinkedSession, NewRequest, OrgId, RequestFilter, RequestRow, StoreError, Technician,
+    DeviceRecord, LinkedSession, NewRequest, OrgId, RequestFilter, RequestRow, StoreError,
+    Technician,
 };
 
 /// Longest free text (summary, reply, note), bytes.
@@ -153,10 +154,7 @@ pub async fn employee_state(
     shared: &Shared,
     device: DeviceId,
 ) -> Result<Vec<EmployeeRequest>, Refusal> {
-    shared
-        .store(move |s| s.employee_requests(device))
-        .await?
-        .map_err(|e| crate::server::internal_error(&e))
+    run(shared, move |s| s.employee_requests(device)).await
 }
 
 /// `ListRequests`.
@@ -184,22 +182,39 @@ pub async fn list(
         assignee: mine.then_some(technician.id),
         group,
     };
-    let rows = run(shared, move |s| s.list_requests(org, &filter)).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(summary(shared, org, &row).await?);
-    }
-    Ok(ConsoleResponse::Requests(out))
+    // One trip to the store for the requests and their devices.
+    let listed = run(shared, move |s| {
+        s.list_requests(org, &filter)?
+            .into_iter()
+            .map(|row| {
+                Ok(s.find_device(org, &row.device.to_string())?
+                    .map(|d| (row, d)))
+            })
+            .collect::<Result<Result<Vec<_>, Refusal>, StoreError>>()
+    })
+    .await??;
+    Ok(ConsoleResponse::Requests(
+        listed
+            .iter()
+            .map(|(row, device)| summary(shared, row, device))
+            .collect(),
+    ))
 }
 
 /// `ShowRequest`.
 pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleResponse, Refusal> {
-    let found = run(shared, move |s| s.request(org, number)).await?;
-    let (row, mut events, sessions) =
-        found.ok_or_else(|| Refusal::NotFound(format!("help request {number}")))?;
-    events.extend(sessions.iter().filter_map(session_follow_up));
+    let found = run(shared, move |s| {
+        let Some((row, events, sessions)) = s.request(org, number)? else {
+            return Ok(Err(Refusal::NotFound(format!("help request {number}"))));
+        };
+        Ok(s.find_device(org, &row.device.to_string())?
+            .map(|device| (row, device, events, sessions)))
+    })
+    .await??;
+    let (row, device, mut events, sessions) = found;
+    events.extend(sessions.iter().map(session_follow_up));
     events.sort_by_key(|e| e.at);
-    let summary = summary(shared, org, &row).await?;
+    let summary = summary(shared, &row, &device);
     Ok(ConsoleResponse::Request(Box::new(RequestDetail {
         summary,
         answers: row.answers,
@@ -259,7 +274,7 @@ pub async fn notify_device(shared: &Shared, device: DeviceId) {
 
 /// A linked session as an event: who, when, what the employee consented
 /// to, how long. Only the session's record: never its content.
-fn session_follow_up(session: &LinkedSession) -> Option<RequestEvent> {
+fn session_follow_up(session: &LinkedSession) -> RequestEvent {
     let granted = session
         .granted
         .as_deref()
@@ -286,20 +301,18 @@ fn session_follow_up(session: &LinkedSession) -> Option<RequestEvent> {
             session.session_id, session.technician
         ),
     };
-    Some(RequestEvent {
+    RequestEvent {
         at: session.ended_at.unwrap_or(session.requested_at),
         author: session.technician.clone(),
         kind: "session".into(),
         text,
-    })
+    }
 }
 
-async fn summary(shared: &Shared, org: OrgId, row: &RequestRow) -> Result<RequestSummary, Refusal> {
-    let device = row.device;
-    let record = run(shared, move |s| s.find_device(org, &device.to_string())).await??;
-    Ok(RequestSummary {
+fn summary(shared: &Shared, row: &RequestRow, device: &DeviceRecord) -> RequestSummary {
+    RequestSummary {
         number: row.number,
-        device: record.summary(shared.presence.is_online(device)),
+        device: device.summary(shared.presence.is_online(row.device)),
         status: row.status.clone(),
         priority: row.priority,
         summary: row.answers.summary.clone(),
@@ -308,7 +321,7 @@ async fn summary(shared: &Shared, org: OrgId, row: &RequestRow) -> Result<Reques
         created_at: row.created_at,
         first_response_at: row.first_response_at,
         resolved_at: row.resolved_at,
-    })
+    }
 }
 
 async fn run<T: Send + 'static>(
