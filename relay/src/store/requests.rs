@@ -306,18 +306,13 @@ impl Store {
     ) -> Result<Vec<RequestRow>, StoreError> {
         let conn = self.lock();
         let mut statement = conn.prepare_cached(&format!(
-            "SELECT {} FROM requests r
-             WHERE r.org_id = ?1
-               AND (?2 IS NULL OR r.status = ?2)
-               AND (?3 IS NULL OR r.assignee_id = ?3)
-               AND (?4 IS NULL OR r.device_id IN
+            "SELECT {COLUMNS} FROM requests
+             WHERE org_id = ?1
+               AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR assignee_id = ?3)
+               AND (?4 IS NULL OR device_id IN
                      (SELECT id FROM devices WHERE device_group = ?4))
-             ORDER BY r.priority, r.created_at, r.id",
-            COLUMNS
-                .split(", ")
-                .map(|c| format!("r.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+             ORDER BY priority, created_at, id"
         ))?;
         let rows = statement
             .query_map(
@@ -744,6 +739,37 @@ mod tests {
             )
             .unwrap();
         assert_eq!(mine.len(), 1);
+        let in_group = |group: &str| {
+            store
+                .list_requests(
+                    org,
+                    &RequestFilter {
+                        group: Some(group.into()),
+                        ..RequestFilter::default()
+                    },
+                )
+                .unwrap()
+                .len()
+        };
+        assert_eq!(in_group("paris"), 0, "the device has no group");
+        store
+            .create_enroll_token_in_group(
+                org,
+                &super::super::tests::hash("paris"),
+                1,
+                super::super::tests::T0 + 3600,
+                None,
+                Some("paris"),
+                "system",
+                super::super::tests::T0,
+            )
+            .unwrap();
+        let in_paris = enroll(&store, "paris", "key2", "desk", 8, 60).unwrap().id;
+        store
+            .insert_request(org, in_paris, &new_request("c3", 3), 160)
+            .unwrap()
+            .unwrap();
+        assert_eq!(in_group("paris"), 1, "only the device of the group");
         let employee = store.employee_requests(device).unwrap();
         let seen = employee.iter().find(|r| r.number == first).unwrap();
         assert_eq!(
