@@ -150,8 +150,10 @@ impl Roamer {
         }))
     }
 
-    /// Checks every [`ROAM_CHECK_INTERVAL`] until the endpoint is closed,
-    /// logging each move (and each failed look once until it recovers).
+    /// Checks every [`ROAM_CHECK_INTERVAL`], logging each move (and each
+    /// failed look once until it recovers). It never returns: a closed
+    /// endpoint does not end it, so its owner aborts the task (the agent's
+    /// `link::run` does when it stops).
     pub async fn run(mut self) {
         let mut failing = false;
         loop {
