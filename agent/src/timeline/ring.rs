@@ -19,7 +19,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use deskside_diag::timeline::{decode_batch, Sample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT};
+use deskside_diag::timeline::{
+    batch_from_bodies, decode_sample_body, encode_sample_body, Sample, MAX_BATCH_SAMPLES,
+    SAMPLE_FORMAT,
+};
 
 /// Samples are kept this long on the device: seven days.
 pub const KEEP_MS: i64 = 7 * 86_400_000;
@@ -118,12 +121,7 @@ fn payload_sample(payload: &[u8]) -> Option<Sample> {
     if format != SAMPLE_FORMAT {
         return None;
     }
-    // A one-sample batch is the format byte, the count 1, then the body.
-    let mut batch = Vec::with_capacity(body.len() + 2);
-    batch.push(format);
-    batch.push(1);
-    batch.extend_from_slice(body);
-    decode_batch(&batch).ok()?.pop()
+    decode_sample_body(body).ok()
 }
 
 fn record_bytes(seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -201,9 +199,7 @@ impl Ring {
 
     /// Appends `sample`; returns its sequence number.
     pub fn append(&mut self, sample: &Sample, now_ms: i64) -> Result<u64, RingError> {
-        let batch = deskside_diag::timeline::encode_batch(std::slice::from_ref(sample));
-        // [format][count = 1][body]
-        let body = batch.get(2..).unwrap_or_default().to_vec();
+        let body = encode_sample_body(sample);
         let mut payload = Vec::with_capacity(body.len() + 1);
         payload.push(SAMPLE_FORMAT);
         payload.extend_from_slice(&body);
@@ -270,26 +266,12 @@ impl Ring {
     pub fn next_batch(&self, max: usize) -> Option<Batch> {
         let max = max.clamp(1, MAX_BATCH_SAMPLES);
         let (first_seq, _, _) = self.pending.front()?;
-        let mut bytes = vec![SAMPLE_FORMAT];
         let taken: Vec<&(u64, i64, Vec<u8>)> = self.pending.iter().take(max).collect();
-        // postcard's sequence length: a LEB128 varint.
-        let mut count = taken.len() as u64;
-        loop {
-            let byte = (count & 0x7f) as u8;
-            count >>= 7;
-            if count == 0 {
-                bytes.push(byte);
-                break;
-            }
-            bytes.push(byte | 0x80);
-        }
-        for (_, _, body) in &taken {
-            bytes.extend_from_slice(body);
-        }
+        let bodies: Vec<&[u8]> = taken.iter().map(|(_, _, body)| body.as_slice()).collect();
         Some(Batch {
             first_seq: *first_seq,
             last_seq: taken.last().map_or(*first_seq, |(seq, _, _)| *seq),
-            bytes,
+            bytes: batch_from_bodies(&bodies),
         })
     }
 
@@ -338,6 +320,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deskside_diag::timeline::decode_batch;
 
     const T0: i64 = 1_765_000_000_000;
 

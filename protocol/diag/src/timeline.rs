@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 pub use episodes::{sample_interval_ms, Episode, EpisodeRules, Event, EventKind, Metric, METRICS};
 pub use recurrence::{Pattern, Recurrence};
 pub use sample::{
-    decode_batch, encode_batch, worst_of, BatchError, GatewaySample, LinkKind, Marker,
-    PressureSample, RelaySample, Sample, WifiSample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT,
+    batch_from_bodies, decode_batch, decode_sample_body, encode_batch, encode_sample_body,
+    worst_of, BatchError, GatewaySample, LinkKind, Marker, PressureSample, RelaySample, Sample,
+    WifiSample, MAX_BATCH_SAMPLES, SAMPLE_FORMAT,
 };
 
 use crate::thresholds::Thresholds;

@@ -313,8 +313,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, BatchError> {
     }
     // The sequence length is postcard's leading varint: check it first so
     // a hostile length cannot make the decoder reserve memory for it.
-    let count = leading_varint(rest)
-        .ok_or_else(|| BatchError::Decode("the sample count is missing or malformed".to_owned()))?;
+    let (count, _): (u64, _) = postcard::take_from_bytes(rest)
+        .map_err(|_| BatchError::Decode("the sample count is missing or malformed".to_owned()))?;
     if count > MAX_BATCH_SAMPLES as u64 {
         return Err(BatchError::TooLong {
             count: usize::try_from(count).unwrap_or(usize::MAX),
@@ -331,15 +331,39 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Sample>, BatchError> {
     Ok(samples)
 }
 
-fn leading_varint(bytes: &[u8]) -> Option<u64> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
+/// One sample's body in a batch: postcard, without the format byte and the
+/// count. For stores that keep samples one by one (the agent's ring) and
+/// join them with [`batch_from_bodies`] without decoding them again.
+pub fn encode_sample_body(sample: &Sample) -> Vec<u8> {
+    // As in `encode_batch`: plain data into a Vec cannot fail.
+    postcard::to_stdvec(sample).unwrap_or_default()
+}
+
+/// Decodes a body written by [`encode_sample_body`] (nothing may be left
+/// over).
+pub fn decode_sample_body(body: &[u8]) -> Result<Sample, BatchError> {
+    let (sample, unread): (Sample, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| BatchError::Decode(e.to_string()))?;
+    if !unread.is_empty() {
+        return Err(BatchError::Decode(format!(
+            "{} bytes left over after the sample",
+            unread.len()
+        )));
     }
-    None
+    Ok(sample)
+}
+
+/// The batch of `bodies` (each from [`encode_sample_body`]), the same bytes
+/// as [`encode_batch`] of their samples.
+pub fn batch_from_bodies(bodies: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![SAMPLE_FORMAT];
+    // postcard's sequence length is the count as a varint, as a `usize`
+    // is encoded; the elements follow.
+    out = postcard::to_extend(&bodies.len(), out).unwrap_or_else(|_| vec![SAMPLE_FORMAT]);
+    for body in bodies {
+        out.extend_from_slice(body);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -389,6 +413,27 @@ mod tests {
         let bytes = encode_batch(&samples);
         assert_eq!(bytes[0], SAMPLE_FORMAT);
         assert_eq!(decode_batch(&bytes).unwrap(), samples);
+    }
+
+    #[test]
+    fn a_batch_of_bodies_is_the_batch_of_their_samples() {
+        let samples = vec![full_sample(), Sample::default(), full_sample()];
+        let bodies: Vec<Vec<u8>> = samples.iter().map(encode_sample_body).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        assert_eq!(batch_from_bodies(&refs), encode_batch(&samples));
+        assert_eq!(decode_sample_body(&bodies[0]), Ok(full_sample()));
+        // 200 bodies: the count takes two varint bytes.
+        let many = vec![bodies[1].as_slice(); 200];
+        assert_eq!(
+            batch_from_bodies(&many),
+            encode_batch(&vec![Sample::default(); 200])
+        );
+        let mut trailing = bodies[0].clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode_sample_body(&trailing),
+            Err(BatchError::Decode(_))
+        ));
     }
 
     #[test]
