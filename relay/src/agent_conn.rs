@@ -20,7 +20,9 @@ use crate::server::{
     check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
 };
 use crate::sessions::{spawn_forwarding, Party};
-use crate::store::{session_text, ConsentOutcome, EndOutcome, SessionParty, WITHDRAWN};
+use crate::store::{
+    session_text, ConsentOutcome, DeviceRecord, EndOutcome, SessionParty, WITHDRAWN,
+};
 
 fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
     check_text("hostname", &info.hostname, 253)?;
@@ -73,15 +75,9 @@ pub async fn serve(
             }
         }
         AgentToRelay::Measure => {
-            let device = match shared
-                .store_as(StoreOp::AgentAuth, move |store| {
-                    store.device_by_key(&public_key)
-                })
-                .await
-            {
-                Ok(Ok(Ok(device))) => device,
-                Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
-                Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            let device = match device_of(shared, public_key).await {
+                Ok(device) => device,
+                Err(refusal) => return refuse(send, refusal).await,
             };
             let _open = crate::server::authenticated_as(
                 shared,
@@ -95,13 +91,9 @@ pub async fn serve(
             attached(shared, connection, public_key, info, address, send, recv).await
         }
         AgentToRelay::HelpRequest(request) => {
-            let device = match shared
-                .store(move |store| store.device_by_key(&public_key))
-                .await
-            {
-                Ok(Ok(Ok(device))) => device,
-                Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
-                Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            let device = match device_of(shared, public_key).await {
+                Ok(device) => device,
+                Err(refusal) => return refuse(send, refusal).await,
             };
             crate::server::authenticated(shared, connection);
             tracing::Span::current().record("device", tracing::field::display(device.id));
@@ -127,6 +119,17 @@ pub async fn serve(
             crate::secrets::message_kind(&other)
         )),
     }
+}
+
+/// The enrolled device whose key the connection proved, for the one-shot
+/// connections (`Measure`, `HelpRequest`); the refusal says why not.
+async fn device_of(shared: &Shared, public_key: Vec<u8>) -> Result<DeviceRecord, Refusal> {
+    shared
+        .store_as(StoreOp::AgentAuth, move |store| {
+            store.device_by_key(&public_key)
+        })
+        .await?
+        .map_err(|e| crate::server::internal_error(&e))?
 }
 
 async fn enroll(
