@@ -522,7 +522,6 @@ fn is_auth_failure(refusal: &Refusal) -> bool {
 }
 
 /// Why a connection was closed before it authenticated.
-#[derive(Clone, Copy)]
 enum PreAuth {
     Deadline,
     Datagram,
@@ -627,16 +626,16 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
         let end = tokio::select! {
             end = serve => end,
             why = pre_auth_guard(&connection, authenticated, deadline) => {
-                shared.metrics.auth_failure(match why {
-                    PreAuth::Deadline => AuthFailure::Timeout,
-                    PreAuth::Datagram => AuthFailure::ProtocolViolation,
-                });
                 let reason = match why {
                     PreAuth::Deadline => {
+                        shared.metrics.auth_failure(AuthFailure::Timeout);
                         shared.admission.deadline_close();
                         format!("did not authenticate within {} s of its first packet", auth_deadline.as_secs())
                     }
-                    PreAuth::Datagram => "sent a datagram before authenticating".to_owned(),
+                    PreAuth::Datagram => {
+                        shared.metrics.auth_failure(AuthFailure::ProtocolViolation);
+                        "sent a datagram before authenticating".to_owned()
+                    }
                 };
                 // Counted in the admission summary; one line each would let
                 // a flood write the log.
