@@ -196,6 +196,12 @@ pub async fn run(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()
         .filter(|s| (from_ms..=to_ms).contains(&s.at_ms))
         .collect();
     let judged = judge_timeline(&window, &thresholds, &EpisodeRules::default());
+    let shown = chart::Window {
+        from_ms,
+        to_ms,
+        offset_min,
+        mark_ms: mark,
+    };
     let svg_path = args.svg.as_ref().map(|p| p.display().to_string());
     if let Some(path) = &args.svg {
         let title = format!(
@@ -205,16 +211,7 @@ pub async fn run(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()
             chart::clock(to_ms, offset_min),
             offset_min as f64 / 60.0
         );
-        let svg = chart::svg(
-            &title,
-            &window,
-            &judged.episodes,
-            &thresholds,
-            from_ms,
-            to_ms,
-            offset_min,
-            mark,
-        );
+        let svg = chart::svg(&title, &window, &judged.episodes, &thresholds, &shown);
         std::fs::write(path, svg).with_context(|| {
             format!(
                 "cannot write the chart to {}; check the path and that the directory is writable",
@@ -254,31 +251,25 @@ pub async fn run(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()
         }
         return printed(result);
     }
-    let text = render(
-        &data,
-        &window,
-        &judged,
-        from_ms,
-        to_ms,
-        offset_min,
-        mark,
-        svg_path.as_deref(),
-    );
+    let text = render(&data, &window, &judged, &shown, svg_path.as_deref());
     printed(ctx.out.text(&text))
 }
 
-/// The human output of one device's window.
-#[allow(clippy::too_many_arguments)]
+/// The human output of one device's window (`samples`, judged as `judged`,
+/// shown over `shown`).
 fn render(
     data: &DeviceTimeline,
-    window: &[Sample],
+    samples: &[Sample],
     judged: &Timeline,
-    from_ms: i64,
-    to_ms: i64,
-    offset_min: i64,
-    mark: Option<i64>,
+    shown: &chart::Window,
     svg: Option<&str>,
 ) -> String {
+    let chart::Window {
+        from_ms,
+        to_ms,
+        offset_min,
+        ..
+    } = *shown;
     let mut out = format!(
         "{} ({}) · {}–{} device local time (UTC{:+03}:{:02}) · {} samples, every {} s\n",
         printable(&data.device.hostname),
@@ -296,7 +287,7 @@ fn render(
     if data.truncated {
         out.push_str("Only the newest samples fit in one answer; ask for a shorter window to see older ones.\n");
     }
-    if window.is_empty() {
+    if samples.is_empty() {
         out.push_str(
             "No samples in this window: the agent was not connected, or monitoring was off.\n",
         );
@@ -357,12 +348,9 @@ fn render(
     }
     out.push('\n');
     out.push_str(&chart::terminal(
-        window,
+        samples,
         &judged.episodes,
-        from_ms,
-        to_ms,
-        offset_min,
-        mark,
+        shown,
         CHART_WIDTH,
     ));
     if let Some(path) = svg {

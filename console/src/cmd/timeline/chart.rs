@@ -84,6 +84,19 @@ impl Row {
     }
 }
 
+/// The stretch of time a chart shows, read in the device's local time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Start, Unix milliseconds.
+    pub from_ms: i64,
+    /// End, Unix milliseconds (inclusive).
+    pub to_ms: i64,
+    /// The device's offset from UTC, minutes.
+    pub offset_min: i64,
+    /// A time to mark (`--at`), when given.
+    pub mark_ms: Option<i64>,
+}
+
 const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// The worst value of `row` among `samples`.
@@ -121,15 +134,13 @@ pub fn clock(at_ms: i64, offset_min: i64) -> String {
 /// The terminal chart: one row per metric (taller bar = worse, `·` = not
 /// measured), a row marking episodes by segment initial, a time axis, and a
 /// caret under `mark_ms` when given.
-pub fn terminal(
-    samples: &[Sample],
-    episodes: &[Episode],
-    from_ms: i64,
-    to_ms: i64,
-    offset_min: i64,
-    mark_ms: Option<i64>,
-    width: usize,
-) -> String {
+pub fn terminal(samples: &[Sample], episodes: &[Episode], window: &Window, width: usize) -> String {
+    let Window {
+        from_ms,
+        to_ms,
+        offset_min,
+        mark_ms,
+    } = *window;
     let cols = columns(samples, from_ms, to_ms, width);
     let width = cols.len();
     let label_width = 17;
@@ -257,17 +268,19 @@ fn escape(text: &str) -> String {
 
 /// The SVG chart: one panel per metric with its threshold dashed, the
 /// episodes as bands coloured by segment, a legend and a time axis.
-#[allow(clippy::too_many_arguments)]
 pub fn svg(
     title: &str,
     samples: &[Sample],
     episodes: &[Episode],
     thresholds: &Thresholds,
-    from_ms: i64,
-    to_ms: i64,
-    offset_min: i64,
-    mark_ms: Option<i64>,
+    window: &Window,
 ) -> String {
+    let Window {
+        from_ms,
+        to_ms,
+        offset_min,
+        mark_ms,
+    } = *window;
     const WIDTH: f64 = 960.0;
     const LEFT: f64 = 150.0;
     const RIGHT: f64 = 20.0;
@@ -433,7 +446,13 @@ mod tests {
         let samples: Vec<Sample> = (0..10)
             .map(|m| sample(m, if (4..6).contains(&m) { -85.0 } else { -50.0 }, 30.0))
             .collect();
-        let chart = terminal(&samples, &[], 0, 9 * 60_000, 60, Some(4 * 60_000), 10);
+        let window = Window {
+            from_ms: 0,
+            to_ms: 9 * 60_000,
+            offset_min: 60,
+            mark_ms: Some(4 * 60_000),
+        };
+        let chart = terminal(&samples, &[], &window, 10);
         let signal = chart.lines().next().unwrap();
         let bars: String = signal.chars().skip(18).take(10).collect();
         assert_eq!(bars, "▂▂▂▂▇▇▂▂▂▂", "{chart}");
@@ -453,10 +472,12 @@ mod tests {
             &samples,
             &[],
             &Thresholds::default(),
-            0,
-            540_000,
-            0,
-            None,
+            &Window {
+                from_ms: 0,
+                to_ms: 540_000,
+                offset_min: 0,
+                mark_ms: None,
+            },
         );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("laptop &lt;1&gt; &amp; co"));
