@@ -122,19 +122,7 @@ fn read_bitmap(bitmap: HBITMAP) -> Option<(u32, u32, Vec<u8>)> {
     if width == 0 || height == 0 || width > MAX_BITMAP_SIDE || height > 2 * MAX_BITMAP_SIDE {
         return None;
     }
-    let mut info = BITMAPINFO {
-        bmiHeader: BITMAPINFOHEADER {
-            biSize: std::mem::size_of::<BITMAPINFOHEADER>() as u32,
-            biWidth: width as i32,
-            // Negative: top-down rows.
-            biHeight: -(height as i32),
-            biPlanes: 1,
-            biBitCount: 32,
-            biCompression: BI_RGB.0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let mut info = top_down_32bit(width, height);
     let mut pixels = vec![0u8; width as usize * height as usize * 4];
     // SAFETY: GetDC(None) returns the screen DC, released below.
     let dc = unsafe { GetDC(None) };
@@ -155,4 +143,22 @@ fn read_bitmap(bitmap: HBITMAP) -> Option<(u32, u32, Vec<u8>)> {
     // SAFETY: releases the DC obtained above, once.
     unsafe { ReleaseDC(None, dc) };
     (u32::try_from(lines).ok()? == height).then_some((width, height, pixels))
+}
+
+/// The description of a `width` x `height` DIB of 32-bit pixels in top-down
+/// rows (as `Frame` wants them), for `GetDIBits` and `CreateDIBSection`.
+pub(super) fn top_down_32bit(width: u32, height: u32) -> BITMAPINFO {
+    BITMAPINFO {
+        bmiHeader: BITMAPINFOHEADER {
+            biSize: std::mem::size_of::<BITMAPINFOHEADER>() as u32,
+            biWidth: width as i32,
+            // Negative: top-down rows.
+            biHeight: -(height as i32),
+            biPlanes: 1,
+            biBitCount: 32,
+            biCompression: BI_RGB.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }

@@ -9,11 +9,10 @@
 use deskside_protocol::session::{CursorShape, Monitor};
 use windows::Win32::Graphics::Gdi::{
     BitBlt, CreateCompatibleDC, CreateDIBSection, DeleteDC, DeleteObject, GdiFlush, GetDC,
-    ReleaseDC, SelectObject, BITMAPINFO, BITMAPINFOHEADER, BI_RGB, CAPTUREBLT, DIB_RGB_COLORS,
-    HBITMAP, HDC, HGDIOBJ, SRCCOPY,
+    ReleaseDC, SelectObject, CAPTUREBLT, DIB_RGB_COLORS, HBITMAP, HDC, HGDIOBJ, SRCCOPY,
 };
 
-use super::cursor::GdiCursor;
+use super::cursor::{top_down_32bit, GdiCursor};
 use super::{list_monitors, win_error, MonitorArea, RESTART_ADVICE};
 use crate::capture::{CaptureError, Captured, Capturer, DamageRect, Frame};
 use crate::windows_math::changed_rows;
@@ -171,19 +170,7 @@ unsafe impl Send for Dib {}
 
 impl Dib {
     fn new(width: u32, height: u32) -> Result<Self, CaptureError> {
-        let info = BITMAPINFO {
-            bmiHeader: BITMAPINFOHEADER {
-                biSize: std::mem::size_of::<BITMAPINFOHEADER>() as u32,
-                biWidth: width as i32,
-                // Negative: top-down rows, as Frame wants them.
-                biHeight: -(height as i32),
-                biPlanes: 1,
-                biBitCount: 32,
-                biCompression: BI_RGB.0,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let info = top_down_32bit(width, height);
         // SAFETY: a memory DC compatible with the screen; deleted in Drop
         // (or below when the bitmap fails).
         let dc = unsafe { CreateCompatibleDC(None) };
