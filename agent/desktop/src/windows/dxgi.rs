@@ -654,11 +654,10 @@ fn enumerate() -> Result<Vec<Output>, CaptureError> {
                 break;
             };
             let r = desc.DesktopCoordinates;
-            let len = desc.DeviceName.iter().position(|&c| c == 0).unwrap_or(32);
             outputs.push(Output {
                 monitor: Monitor {
                     index,
-                    name: String::from_utf16_lossy(&desc.DeviceName[..len]),
+                    name: super::string_until_nul(&desc.DeviceName),
                     x: r.left,
                     y: r.top,
                     width: u32::try_from(r.right - r.left).unwrap_or(0),

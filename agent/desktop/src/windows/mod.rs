@@ -213,8 +213,14 @@ fn object_name(object: HANDLE) -> Option<String> {
         )
     }
     .ok()?;
-    let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-    Some(String::from_utf16_lossy(&name[..len]))
+    Some(string_until_nul(&name))
+}
+
+/// A fixed-size UTF-16 buffer Windows filled (a name) as a string: up to
+/// its first NUL, or all of it when there is none.
+pub(crate) fn string_until_nul(wide: &[u16]) -> String {
+    let len = wide.iter().position(|&c| c == 0).unwrap_or(wide.len());
+    String::from_utf16_lossy(&wide[..len])
 }
 
 /// The Wine version when this program runs under Wine (ntdll exports
@@ -359,11 +365,10 @@ pub(crate) fn list_monitors() -> Result<Vec<MonitorArea>, CaptureError> {
                 "monitor DPI"
             );
         }
-        let len = info.szDevice.iter().position(|&c| c == 0).unwrap_or(32);
         monitors.push(MonitorArea {
             monitor: Monitor {
                 index,
-                name: String::from_utf16_lossy(&info.szDevice[..len]),
+                name: string_until_nul(&info.szDevice),
                 x: rect.left,
                 y: rect.top,
                 width: rect.width(),
