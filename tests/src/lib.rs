@@ -277,6 +277,7 @@ impl World {
             .as_str()
             .expect("fingerprint")
             .to_owned();
+        let metrics = ready["metrics"].as_str().map(str::to_owned);
         let admin_token = std::fs::read_to_string(data_dir.join("admin-token"))
             .expect("admin-token file")
             .trim()
@@ -289,6 +290,7 @@ impl World {
             fingerprint,
             admin_token,
             data_dir,
+            metrics,
         }
     }
 
@@ -407,6 +409,9 @@ pub struct Relay {
     pub admin_token: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Where it serves Prometheus metrics (`--metrics-listen`), from its
+    /// ready line; `None` when off.
+    pub metrics: Option<String>,
 }
 
 impl Relay {

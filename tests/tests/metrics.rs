@@ -14,22 +14,11 @@ use deskside_protocol::session::Capabilities;
 use deskside_protocol::Fingerprint;
 use deskside_tests::peers::{answer_consent, handshake, open_session, parties, within};
 use deskside_tests::prometheus::{parse, scrape, Exposition};
-use deskside_tests::{wait_for, Relay, World};
+use deskside_tests::{wait_for, World};
 
 const PREFIX: &str = "deskside_relay_";
 const WAIT: Duration = Duration::from_secs(30);
 const SESSION_BYTES: usize = 256 * 1024;
-
-/// The metrics address the relay logged (it was asked for port 0).
-fn metrics_addr(relay: &Relay) -> String {
-    wait_for("the relay to log its metrics address", WAIT, || {
-        let log = relay.proc.log();
-        let start = log.find("serving metrics at http://")? + "serving metrics at http://".len();
-        let rest = &log[start..];
-        let end = rest.find("/metrics")?;
-        Some(rest[..end].to_owned())
-    })
-}
 
 /// One scrape, parsed strictly.
 fn page(addr: &str) -> Exposition {
@@ -80,8 +69,17 @@ fn until(addr: &str, what: &str, check: impl Fn(&Exposition) -> bool) -> Exposit
 fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
     let mut world = World::new();
     let relay = world.relay_with(None, &["--metrics-listen", "127.0.0.1:0"]);
-    let addr = metrics_addr(&relay);
+    // Asked for port 0: the ready line and the log say which one was bound.
+    let addr = relay.metrics.clone().expect("metrics in the ready line");
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(
+        relay
+            .proc
+            .log()
+            .contains(&format!("serving metrics at http://{addr}/metrics")),
+        "{}",
+        relay.proc.log()
+    );
 
     let start = page(&addr);
     for family in [
@@ -290,26 +288,11 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
 
 #[test]
 fn metrics_are_off_by_default_and_a_taken_address_stops_the_start_before_anything_is_created() {
-    let dir = tempfile::tempdir().unwrap();
     // Off by default: the ready line says so.
-    let mut relay = std::process::Command::new(deskside_tests::bin("deskside-relay"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("on"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(relay.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let _ = relay.kill();
-    let _ = relay.wait();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(ready["type"], "ready");
-    assert!(ready["metrics"].is_null(), "{line}");
+    let mut world = World::new();
+    assert_eq!(world.relay(None).metrics, None);
+
+    let dir = tempfile::tempdir().unwrap();
 
     // A metrics address already in use: a clear error, and no database.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
