@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 pub mod bench;
 pub mod impair;
+pub mod latency;
 pub mod peers;
 pub mod prometheus;
 pub mod secret_scan;
@@ -54,6 +55,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago (bound, read,
+/// released), for a relay that must start on a port known in advance:
+/// behind a proxy, or restarted on the same port.
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
 }
 
 /// A child process killed on drop, whose stderr goes to a log file that is
@@ -249,6 +258,33 @@ impl World {
         self.relay_program("deskside-relay", port, extra)
     }
 
+    /// A relay reached only through a userspace impairment proxy (no
+    /// impairment yet): the relay advertises the proxy's address in its
+    /// tokens, so agents enrolled with them measure their path through it.
+    /// The proxy runs on the returned two-thread runtime; the relay's own
+    /// port is `proxy.upstream()`, to restart it on.
+    pub fn relay_behind_proxy(&mut self) -> ProxiedRelay {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let proxy = runtime
+            .block_on(impair::ImpairProxy::spawn(
+                upstream,
+                impair::Impairment::default(),
+            ))
+            .expect("proxy");
+        let public = proxy.local_addr().to_string();
+        let relay = self.relay_with(Some(upstream.port()), &["--public-addr", &public]);
+        ProxiedRelay {
+            relay,
+            proxy,
+            runtime,
+        }
+    }
+
     /// Like [`World::relay_with`], running another relay program that takes
     /// the same flags (the test-only `deskside-spy-relay`).
     pub fn relay_program(&mut self, program: &str, port: Option<u16>, extra: &[&str]) -> Relay {
@@ -394,6 +430,17 @@ fn read_ready_line(stdout: std::process::ChildStdout, proc: &Proc) -> Value {
         "first stdout line is the ready line"
     );
     value
+}
+
+/// A relay behind an impairment proxy, from [`World::relay_behind_proxy`].
+#[derive(Debug)]
+pub struct ProxiedRelay {
+    /// The relay.
+    pub relay: Relay,
+    /// The proxy in front of it: `set` shapes the agents' path.
+    pub proxy: impair::ImpairProxy,
+    /// The runtime the proxy runs on; it stops when this is dropped.
+    pub runtime: tokio::runtime::Runtime,
 }
 
 /// A running relay.
@@ -621,6 +668,18 @@ impl Agent {
             .as_str()
             .expect("device id after enroll")
             .to_owned()
+    }
+
+    /// `check --json` (with `--quick` when `quick`): the output line,
+    /// checked to be a `check`, with the `snapshot` and the `verdict`.
+    pub fn check_json(&self, quick: bool) -> Value {
+        let mut args = vec!["check", "--json"];
+        if quick {
+            args.push("--quick");
+        }
+        let out = self.run(&args).ok().json();
+        assert_eq!(out["type"], "check");
+        out
     }
 
     /// `status --json`.

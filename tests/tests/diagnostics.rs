@@ -2,11 +2,10 @@
 //! through the project's userspace UDP impairment proxy (the kernel here has
 //! no netem), and a technician fetching, storing and judging snapshots.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use deskside_tests::impair::{ImpairProxy, Impairment, LinkShape};
-use deskside_tests::{Agent, Console, Relay, World};
+use deskside_tests::{Agent, Console, ProxiedRelay, Relay, World};
 use serde_json::Value;
 
 /// A relay behind an impairment proxy, with one enrolled agent whose relay
@@ -21,28 +20,16 @@ struct Lab {
     runtime: tokio::runtime::Runtime,
 }
 
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
-}
-
 impl Lab {
     fn new() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let mut world = World::new();
         // The relay advertises the proxy's address in its tokens, so the
         // agent reaches it only through the proxy.
-        let relay_port = free_udp_port();
-        let upstream: SocketAddr = ([127, 0, 0, 1], relay_port).into();
-        let proxy = runtime
-            .block_on(async { ImpairProxy::spawn(upstream, Impairment::default()).await })
-            .expect("proxy");
-        let public = proxy.local_addr().to_string();
-        let relay = world.relay_with(Some(relay_port), &["--public-addr", &public]);
+        let ProxiedRelay {
+            relay,
+            proxy,
+            runtime,
+        } = world.relay_behind_proxy();
         let admin = world.console("admin");
         admin.login_admin(&relay);
         let agent = world.agent("laptop");
@@ -64,12 +51,7 @@ impl Lab {
 
     /// `deskside-agent check --json`: (snapshot, verdict).
     fn check(&self, quick: bool) -> (Value, Value) {
-        let mut args = vec!["check", "--json"];
-        if quick {
-            args.push("--quick");
-        }
-        let out = self.agent.run(&args).ok().json();
-        assert_eq!(out["type"], "check");
+        let out = self.agent.check_json(quick);
         (out["snapshot"].clone(), out["verdict"].clone())
     }
 }

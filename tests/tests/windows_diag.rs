@@ -18,16 +18,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use deskside_tests::wine::Wine;
-use deskside_tests::World;
+use deskside_tests::{free_udp_port, World};
 use serde_json::Value;
 
 /// Wine starts programs slowly on a loaded 2-core machine.
 const ONLINE: Duration = Duration::from_secs(90);
-
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
-}
 
 /// The IPv4 default gateway Linux uses (`/proc/net/route`), if any.
 fn linux_default_gateway() -> Option<Ipv4Addr> {
