@@ -305,21 +305,7 @@ impl Dpi {
                     .map(|v| v.to_string())
             })
             .flatten();
-        let dpi = dpi.to_string();
-        let add = wine.run(
-            "reg",
-            &[
-                "add",
-                DESKTOP_KEY,
-                "/v",
-                "LogPixels",
-                "/t",
-                "REG_DWORD",
-                "/d",
-                &dpi,
-                "/f",
-            ],
-        );
+        let add = add_log_pixels(wine, &dpi.to_string());
         assert_eq!(add.code, 0, "reg add LogPixels failed: {add:?}");
         // The setting is read when the prefix's programs start.
         wait_for_prefix_idle(wine);
@@ -334,20 +320,7 @@ impl Drop for Dpi {
     fn drop(&mut self) {
         wait_for_prefix_idle(&self.wine);
         let put_back = match &self.before {
-            Some(value) => self.wine.run(
-                "reg",
-                &[
-                    "add",
-                    DESKTOP_KEY,
-                    "/v",
-                    "LogPixels",
-                    "/t",
-                    "REG_DWORD",
-                    "/d",
-                    value,
-                    "/f",
-                ],
-            ),
+            Some(value) => add_log_pixels(&self.wine, value),
             None => self
                 .wine
                 .run("reg", &["delete", DESKTOP_KEY, "/v", "LogPixels", "/f"]),
@@ -356,6 +329,24 @@ impl Drop for Dpi {
             eprintln!("warning: could not put LogPixels back in the Wine prefix: {put_back:?}");
         }
     }
+}
+
+/// `reg add` of the prefix's `LogPixels` (decimal `dpi`), replacing any.
+fn add_log_pixels(wine: &Wine, dpi: &str) -> deskside_tests::Run {
+    wine.run(
+        "reg",
+        &[
+            "add",
+            DESKTOP_KEY,
+            "/v",
+            "LogPixels",
+            "/t",
+            "REG_DWORD",
+            "/d",
+            dpi,
+            "/f",
+        ],
+    )
 }
 
 #[test]
