@@ -600,8 +600,8 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
     });
     let hub = Arc::new(crate::session::hub::HelperHub::default());
     {
-        let socket = crate::session::hub::socket_path_for(state.root());
-        match crate::session::hub::bind(&socket) {
+        let socket = crate::session::channel::address_for(state.root());
+        match crate::session::channel::Listener::bind(&socket) {
             Ok(listener) => {
                 tracing::info!(socket = %socket.display(), "waiting for the session helper");
                 tokio::spawn(crate::session::hub::serve(listener, hub.clone()));

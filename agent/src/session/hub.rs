@@ -7,7 +7,6 @@
 //! first is alive.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, ServiceToHelper};
@@ -15,22 +14,13 @@ use deskside_protocol::session::session_id_text;
 use deskside_protocol::session::Monitor;
 use tokio::sync::mpsc;
 
-use super::channel::{self, Halves, Listener, Peer};
+use super::channel::{Halves, Listener, Peer};
 use super::wire::{write_message, MessageReader};
-
-/// Where the packaged Linux service listens (its `RuntimeDirectory`).
-pub const SYSTEM_SOCKET: &str = channel::SYSTEM_SOCKET;
 
 /// Messages queued towards the helper before a sender waits.
 const TO_HELPER_QUEUE: usize = 64;
 /// Messages queued from the helper per session (frames are big: keep small).
 const FROM_HELPER_QUEUE: usize = 8;
-
-/// The channel's address for a state directory (see
-/// [`channel::address_for`]).
-pub fn socket_path_for(state_root: &Path) -> PathBuf {
-    channel::address_for(state_root)
-}
 
 /// The connected helper, shared by the accept loop and the sessions.
 #[derive(Debug, Default)]
@@ -114,12 +104,8 @@ impl HelperHub {
     }
 }
 
-/// Binds the channel (see [`Listener::bind`]).
-pub fn bind(address: &Path) -> std::io::Result<Listener> {
-    Listener::bind(address)
-}
-
-/// Accepts helpers until the listener fails for good.
+/// Accepts helpers until the listener fails for good (bind it with
+/// [`Listener::bind`] at [`super::channel::address_for`]).
 pub async fn serve(mut listener: Listener, hub: Arc<HelperHub>) {
     loop {
         let accepted = match listener.accept().await {
@@ -253,18 +239,15 @@ async fn run_helper(halves: Halves, peer: Peer, hub: &HelperHub) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh channel address: a socket in a temporary directory, or a
-    /// pipe named after one.
-    fn test_address(dir: &Path) -> PathBuf {
-        channel::address_for(dir)
-    }
+    use crate::session::channel;
 
     #[tokio::test]
     async fn a_helper_connects_and_a_second_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = test_address(dir.path());
-        let listener = bind(&path).unwrap();
+        // A fresh address: a socket in a temporary directory, or a pipe
+        // named after one.
+        let path = channel::address_for(dir.path());
+        let listener = Listener::bind(&path).unwrap();
         let hub = Arc::new(HelperHub::default());
         tokio::spawn(serve(listener, hub.clone()));
         assert!(hub.open(1).is_err());
