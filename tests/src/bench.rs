@@ -1,11 +1,16 @@
 //! Pieces shared by the benchmark binaries: the real relay as a child
-//! process, and the /proc readings they report.
+//! process, raw devices enrolled on it, and the /proc readings they report.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context as _};
+use deskside_console::client::Client;
+use deskside_net::Identity;
+use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
+use deskside_protocol::token::EnrollToken;
 use deskside_protocol::Fingerprint;
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
@@ -88,6 +93,66 @@ pub fn start_relay_program(
             .context("fingerprint")?
             .parse()?,
     })
+}
+
+/// Enrolls `n` devices on the relay at `relay` through raw agent
+/// connections (enrollment tokens from `client`, an admin's console) and
+/// returns their identities; `software` names the benchmark in the hello.
+pub async fn enroll_raw_devices(
+    relay: &str,
+    fingerprint: Fingerprint,
+    client: &mut Client,
+    n: usize,
+    software: &str,
+) -> anyhow::Result<Vec<Identity>> {
+    let endpoint =
+        deskside_net::transport::client_endpoint(deskside_net::transport::resolve(relay).await?)?;
+    let mut identities = Vec::with_capacity(n);
+    let mut secret = String::new();
+    for i in 0..n {
+        // One token allows 100 uses by default policy; take a new one per 100.
+        if i % 100 == 0 {
+            secret = match client
+                .request(ConsoleRequest::CreateEnrollToken {
+                    uses: 100,
+                    expires_in_secs: 3600,
+                    group: None,
+                })
+                .await?
+            {
+                ConsoleResponse::EnrollToken(issued) => EnrollToken::decode(&issued.token)?.secret,
+                other => bail!("unexpected {other:?}"),
+            };
+        }
+        let identity = Identity::generate(&["deskside-agent"])?;
+        let options = deskside_net::transport::ConnectOptions {
+            relay: relay.to_owned(),
+            fingerprint,
+            identity: Some(identity.clone()),
+            idle_timeout: std::time::Duration::from_secs(10),
+            keep_alive: None,
+            software: software.to_owned(),
+        };
+        let mut connected = deskside_net::connect(&endpoint, &options).await?;
+        connected
+            .send
+            .send(&AgentToRelay::Enroll {
+                secret: secret.clone(),
+                info: DeviceInfo {
+                    hostname: format!("bench-{i:05}"),
+                    os: "Bench OS".to_owned(),
+                    agent_version: "0.0.0".to_owned(),
+                },
+            })
+            .await?;
+        match connected.recv.recv::<RelayToAgent>().await? {
+            Some(RelayToAgent::Enrolled { .. }) => {}
+            other => bail!("enrollment {i} failed: {other:?}"),
+        }
+        connected.connection.close(0u32.into(), b"enrolled");
+        identities.push(identity);
+    }
+    Ok(identities)
 }
 
 /// Resident set size of process `pid` in KiB.

@@ -19,11 +19,10 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use deskside_console::client::Client;
 use deskside_net::Identity;
-use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
+use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::request::{Answers, HelpRequest};
-use deskside_protocol::token::EnrollToken;
-use deskside_tests::bench::{cpu_ticks, start_relay, CLOCK_TICKS_PER_SEC};
+use deskside_tests::bench::{cpu_ticks, enroll_raw_devices, start_relay, CLOCK_TICKS_PER_SEC};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -51,52 +50,6 @@ fn options(
         keep_alive: None,
         software: "bench-help-requests".to_owned(),
     }
-}
-
-async fn enroll(
-    relay: &str,
-    fingerprint: deskside_protocol::Fingerprint,
-    client: &mut Client,
-    n: usize,
-) -> anyhow::Result<Vec<Identity>> {
-    let secret = match client
-        .request(ConsoleRequest::CreateEnrollToken {
-            uses: n.clamp(1, 100) as u32,
-            expires_in_secs: 3600,
-            group: None,
-        })
-        .await?
-    {
-        ConsoleResponse::EnrollToken(issued) => EnrollToken::decode(&issued.token)?.secret,
-        other => bail!("unexpected {other:?}"),
-    };
-    let endpoint =
-        deskside_net::transport::client_endpoint(deskside_net::transport::resolve(relay).await?)?;
-    let mut identities = Vec::new();
-    for i in 0..n.min(100) {
-        let identity = Identity::generate(&["deskside-agent"])?;
-        let mut connected =
-            deskside_net::connect(&endpoint, &options(relay, fingerprint, identity.clone()))
-                .await?;
-        connected
-            .send
-            .send(&AgentToRelay::Enroll {
-                secret: secret.clone(),
-                info: DeviceInfo {
-                    hostname: format!("bench-{i:03}"),
-                    os: "Bench OS".to_owned(),
-                    agent_version: "0.0.0".to_owned(),
-                },
-            })
-            .await?;
-        match connected.recv.recv::<RelayToAgent>().await? {
-            Some(RelayToAgent::Enrolled { .. }) => {}
-            other => bail!("enrollment {i} failed: {other:?}"),
-        }
-        connected.connection.close(0u32.into(), b"enrolled");
-        identities.push(identity);
-    }
-    Ok(identities)
 }
 
 fn request(i: usize, snapshot: &[u8]) -> HelpRequest {
@@ -141,8 +94,16 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         .trim()
         .to_owned();
     let mut client = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
-    let identities =
-        Arc::new(enroll(&relay.addr, relay.fingerprint, &mut client, args.devices).await?);
+    let identities = Arc::new(
+        enroll_raw_devices(
+            &relay.addr,
+            relay.fingerprint,
+            &mut client,
+            args.devices,
+            "bench-help-requests",
+        )
+        .await?,
+    );
     let endpoint = deskside_net::transport::client_endpoint(
         deskside_net::transport::resolve(&relay.addr).await?,
     )?;

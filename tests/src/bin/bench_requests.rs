@@ -10,16 +10,13 @@
 //!
 //! Usage: `target/release/deskside-bench-requests --devices 1000`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use deskside_console::client::Client;
-use deskside_net::Identity;
-use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
-use deskside_protocol::token::EnrollToken;
-use deskside_tests::bench::{cpu_ticks, start_relay, CLOCK_TICKS_PER_SEC};
+use deskside_tests::bench::{cpu_ticks, enroll_raw_devices, start_relay, CLOCK_TICKS_PER_SEC};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -40,71 +37,6 @@ struct Args {
 /// Builds the i-th request of a round.
 type RequestMaker<'a> = Box<dyn Fn(usize) -> ConsoleRequest + 'a>;
 
-async fn enroll_devices(
-    relay: &str,
-    fingerprint: deskside_protocol::Fingerprint,
-    client: &mut Client,
-    n: usize,
-) -> anyhow::Result<()> {
-    let issued = match client
-        .request(ConsoleRequest::CreateEnrollToken {
-            uses: 100,
-            expires_in_secs: 3600,
-            group: None,
-        })
-        .await?
-    {
-        ConsoleResponse::EnrollToken(issued) => issued,
-        other => bail!("unexpected {other:?}"),
-    };
-    // One token allows 100 uses by default policy; take a new one per 100.
-    let mut secret = EnrollToken::decode(&issued.token)?.secret;
-    let endpoint =
-        deskside_net::transport::client_endpoint(deskside_net::transport::resolve(relay).await?)?;
-    for i in 0..n {
-        if i > 0 && i % 100 == 0 {
-            secret = match client
-                .request(ConsoleRequest::CreateEnrollToken {
-                    uses: 100,
-                    expires_in_secs: 3600,
-                    group: None,
-                })
-                .await?
-            {
-                ConsoleResponse::EnrollToken(issued) => EnrollToken::decode(&issued.token)?.secret,
-                other => bail!("unexpected {other:?}"),
-            };
-        }
-        let identity = Identity::generate(&["deskside-agent"])?;
-        let options = deskside_net::transport::ConnectOptions {
-            relay: relay.to_owned(),
-            fingerprint,
-            identity: Some(identity),
-            idle_timeout: Duration::from_secs(10),
-            keep_alive: None,
-            software: "bench-requests".to_owned(),
-        };
-        let mut connected = deskside_net::connect(&endpoint, &options).await?;
-        connected
-            .send
-            .send(&AgentToRelay::Enroll {
-                secret: secret.clone(),
-                info: DeviceInfo {
-                    hostname: format!("bench-{i:05}"),
-                    os: "Bench OS".to_owned(),
-                    agent_version: "0.0.0".to_owned(),
-                },
-            })
-            .await?;
-        match connected.recv.recv::<RelayToAgent>().await? {
-            Some(RelayToAgent::Enrolled { .. }) => {}
-            other => bail!("enrollment {i} failed: {other:?}"),
-        }
-        connected.connection.close(0u32.into(), b"enrolled");
-    }
-    Ok(())
-}
-
 async fn bench(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("relay");
@@ -115,7 +47,14 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         .to_owned();
     let mut client = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
     let started = Instant::now();
-    enroll_devices(&relay.addr, relay.fingerprint, &mut client, args.devices).await?;
+    enroll_raw_devices(
+        &relay.addr,
+        relay.fingerprint,
+        &mut client,
+        args.devices,
+        "bench-requests",
+    )
+    .await?;
     println!(
         "enrolled {} devices in {:.1} s",
         args.devices,
