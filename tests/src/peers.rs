@@ -165,6 +165,25 @@ pub struct Parties {
     pub device: String,
 }
 
+impl Parties {
+    /// The console ends `session_id`, which the relay must answer `Done`.
+    pub async fn end_session(&mut self, session_id: u64) {
+        assert_eq!(
+            self.console
+                .request(ConsoleRequest::EndSession { session_id })
+                .await
+                .unwrap(),
+            ConsoleResponse::Done
+        );
+    }
+
+    /// Closes both control connections and waits for them to go.
+    pub async fn close(self) {
+        self.console.close().await;
+        self.agent.close().await;
+    }
+}
+
 pub async fn parties(relay: &str, fingerprint: Fingerprint, admin_token: &str) -> Parties {
     let mut console = Peer::console(relay, fingerprint, admin_token).await;
     let issued = match console

@@ -9,7 +9,6 @@
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::session::Capabilities;
 use deskside_protocol::Fingerprint;
 use deskside_tests::peers::{answer_consent, handshake, open_session, parties, within};
@@ -192,20 +191,10 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
         .await;
         assert_eq!(received.len(), SESSION_BYTES);
         let during = tokio::task::block_in_place(|| page(&addr));
-        assert_eq!(
-            parties
-                .console
-                .request(ConsoleRequest::EndSession {
-                    session_id: opened.session_id
-                })
-                .await
-                .unwrap(),
-            ConsoleResponse::Done
-        );
+        parties.end_session(opened.session_id).await;
         console.close(0, b"bye").await;
         agent.close(0, b"bye").await;
-        parties.console.close().await;
-        parties.agent.close().await;
+        parties.close().await;
         (before, during)
     });
     assert_eq!(

@@ -183,16 +183,7 @@ async fn a_consented_session_flows_end_to_end_and_the_relay_sees_only_ciphertext
     );
     assert!(!contains(&seen, PLAINTEXT), "the relay saw plaintext");
 
-    assert_eq!(
-        parties
-            .console
-            .request(ConsoleRequest::EndSession {
-                session_id: opened.session_id
-            })
-            .await
-            .unwrap(),
-        ConsoleResponse::Done
-    );
+    parties.end_session(opened.session_id).await;
     // The agent's own report of the end changes nothing any more.
     parties
         .agent
@@ -215,8 +206,7 @@ async fn a_consented_session_flows_end_to_end_and_the_relay_sees_only_ciphertext
 
     console.close(0, b"bye").await;
     agent.close(0, b"bye").await;
-    parties.console.close().await;
-    parties.agent.close().await;
+    parties.close().await;
     relay.shutdown().await;
 }
 
@@ -286,16 +276,7 @@ async fn sessions_are_refused_clearly_and_only_parties_may_act() {
         refusal.to_string().contains("only end sessions you opened"),
         "{refusal}"
     );
-    assert_eq!(
-        parties
-            .console
-            .request(ConsoleRequest::EndSession {
-                session_id: opened.session_id
-            })
-            .await
-            .unwrap(),
-        ConsoleResponse::Done
-    );
+    parties.end_session(opened.session_id).await;
     let audit = session_audit(&mut parties.console, &parties.device).await;
     let actions: Vec<&str> = audit.iter().map(|(action, _)| action.as_str()).collect();
     assert_eq!(actions, ["session.request", "session.consent"]);
@@ -387,8 +368,7 @@ async fn a_relay_that_substitutes_keys_is_caught_by_the_handshake() {
         seen > 0 && seen <= 2 * 64 * 1024,
         "spy file holds {seen} bytes"
     );
-    parties.console.close().await;
-    parties.agent.close().await;
+    parties.close().await;
     let _ = child.kill();
     let _ = child.wait();
 }
