@@ -343,7 +343,22 @@ impl Wine {
             unix_dir,
         }
     }
+
+    /// The installed service's state directory ([`SERVICE_STATE_DIR`]) and
+    /// the CLI over it: enrolls the service, and holds its `service.log`
+    /// (removed when dropped, unless a test failed).
+    pub fn service_agent(&self) -> WineAgent {
+        WineAgent {
+            wine: self.clone(),
+            name: "service".to_owned(),
+            windows_dir: SERVICE_STATE_DIR.to_owned(),
+            unix_dir: self.unix_path(SERVICE_STATE_DIR),
+        }
+    }
 }
+
+/// The installed service's state directory, `%ProgramData%\deskside\agent`.
+pub const SERVICE_STATE_DIR: &str = r"C:\ProgramData\deskside\agent";
 
 /// A Windows agent's state directory and CLI, under Wine: the counterpart of
 /// [`crate::Agent`].

@@ -131,20 +131,8 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
     );
 
     // The service's state directory: %ProgramData%\deskside\agent.
-    let state = r"C:\ProgramData\deskside\agent";
-    let token = admin.enroll_token(1, "10m");
-    deskside_tests::secret_scan::remember_token(&token);
-    wine.run_agent_exe(&["--state-dir", state, "enroll", &token])
-        .ok();
-    let key = wine.unix_path(&format!(r"{state}\agent-key.pem"));
-    deskside_tests::secret_scan::remember_key_file(&key);
-    let device = wine
-        .run_agent_exe(&["--state-dir", state, "status", "--json"])
-        .ok()
-        .json()["device_id"]
-        .as_str()
-        .expect("device id")
-        .to_owned();
+    let state = wine.service_agent();
+    let device = state.enroll(&admin.enroll_token(1, "10m"));
 
     let started = wine.run("net", &["start", "deskside-agent"]);
     assert_eq!(started.code, 0, "net start: {started:?}");
@@ -182,7 +170,7 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
     let online = admin.wait_status(&device, "online", ONLINE);
     eprintln!("service: online {online:?} after Wine's boot");
 
-    let log = std::fs::read_to_string(wine.unix_path(&format!(r"{state}\service.log")))
+    let log = std::fs::read_to_string(state.state_dir_unix().join("service.log"))
         .expect("the service logs to service.log in its state directory");
     for line in [
         "the deskside-agent service is running",

@@ -32,7 +32,7 @@ const OFFLINE: Duration = Duration::from_secs(60);
 const WINESERVER_EXIT: Duration = Duration::from_secs(120);
 
 const INSTALL_DIR: &str = "C:\\Program Files\\deskside";
-const STATE_DIR: &str = "C:\\ProgramData\\deskside\\agent";
+const STATE_DIR: &str = wine::SERVICE_STATE_DIR;
 const SERVICE_KEY: &str = "HKLM\\System\\CurrentControlSet\\Services\\deskside-agent";
 const RUN_KEY: &str = "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run";
 

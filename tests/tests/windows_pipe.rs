@@ -145,17 +145,11 @@ fn the_service_starts_the_helper_in_the_users_session_and_admits_it_on_the_syste
     let hold = wine.agent("hold");
     let _holder = world.run_wine_agent_waiting(&hold);
     wine.run_agent_exe(&["service", "install"]).ok();
-    let state = r"C:\ProgramData\deskside\agent";
-    let token = admin.enroll_token(1, "10m");
-    deskside_tests::secret_scan::remember_token(&token);
-    wine.run_agent_exe(&["--state-dir", state, "enroll", &token])
-        .ok();
-    deskside_tests::secret_scan::remember_key_file(
-        &wine.unix_path(&format!(r"{state}\agent-key.pem")),
-    );
+    let state = wine.service_agent();
+    state.enroll(&admin.enroll_token(1, "10m"));
     let started = wine.run("net", &["start", "deskside-agent"]);
     assert_eq!(started.code, 0, "net start: {started:?}");
-    let log_path = wine.unix_path(&format!(r"{state}\service.log"));
+    let log_path = state.state_dir_unix().join("service.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let admitted = wait_for("the service to admit the helper it started", SLOW, || {
         read_log()
