@@ -14,6 +14,7 @@
 //! wine --test windows_pipe`) after it builds the `.exe`. Without Wine or the
 //! `.exe` the test skips with a message, or fails when `CI=true`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use deskside_tests::wine::Wine;
@@ -47,16 +48,21 @@ fn the_agent_admits_its_own_helper_over_the_pipe_and_refuses_another_program() {
         "a state directory of its own has a pipe of its own: {pipe}"
     );
 
+    // `EXE session-helper` with the agent's state directory.
+    let session_helper = |exe: &Path| {
+        let mut command = wine.command(exe);
+        command
+            .args(["--state-dir", agent.state_dir_windows(), "session-helper"])
+            .env("RUST_LOG", "info,deskside_agent=debug");
+        command
+    };
+
     // Another program (the agent under another name) with the same state
     // directory: it finds the pipe and is refused.
     let dir = tempfile::tempdir().expect("temporary directory");
     let other_exe = dir.path().join("not-deskside-agent.exe");
     std::fs::copy(wine.agent_exe(), &other_exe).expect("copy of the agent");
-    let mut other = wine.command(&other_exe);
-    other
-        .args(["--state-dir", agent.state_dir_windows(), "session-helper"])
-        .env("RUST_LOG", "info,deskside_agent=debug");
-    let mut other_proc = world.spawn_wine("other-program", other);
+    let mut other_proc = world.spawn_wine("other-program", session_helper(&other_exe));
     let refusal = wait_for("the agent to refuse the other program", SLOW, || {
         agent_proc
             .log()
@@ -78,11 +84,7 @@ fn the_agent_admits_its_own_helper_over_the_pipe_and_refuses_another_program() {
     other_proc.kill();
 
     // The agent's own helper, found by its state directory alone.
-    let mut helper = wine.command(wine.agent_exe());
-    helper
-        .args(["--state-dir", agent.state_dir_windows(), "session-helper"])
-        .env("RUST_LOG", "info,deskside_agent=debug");
-    let helper_proc = world.spawn_wine("helper", helper);
+    let helper_proc = world.spawn_wine("helper", session_helper(wine.agent_exe()));
     let admitted = wait_for("the agent to admit its helper", SLOW, || {
         agent_proc
             .log()
@@ -105,11 +107,7 @@ fn the_agent_admits_its_own_helper_over_the_pipe_and_refuses_another_program() {
 
     // A second helper for the same service in the same session (the Run
     // entry's, beside the one the service started) leaves at once.
-    let mut second = wine.command(wine.agent_exe());
-    second
-        .args(["--state-dir", agent.state_dir_windows(), "session-helper"])
-        .env("RUST_LOG", "info,deskside_agent=debug");
-    let mut second_proc = world.spawn_wine("second-helper", second);
+    let mut second_proc = world.spawn_wine("second-helper", session_helper(wine.agent_exe()));
     let status = second_proc
         .wait_exit(SLOW)
         .expect("the second helper exits by itself");
