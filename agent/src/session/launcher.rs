@@ -5,9 +5,10 @@
 //! `CreateProcessAsUserW` on `winsta0\default`), at service start and on
 //! every logon or console switch.
 //!
-//! The Windows service's control handler calls [`on_session_change`] with
-//! the raw `WTS_*` code and session id of each `SERVICE_CONTROL_SESSIONCHANGE`,
-//! and [`start_in_console_session`] once when the service starts.
+//! The Windows service's main thread owns a `Launcher`: it calls
+//! `Launcher::start_in_console_session` once when the service starts, and
+//! `Launcher::on_session_change` with the raw `WTS_*` code and session id
+//! of each `SERVICE_CONTROL_SESSIONCHANGE` its control handler forwards.
 //!
 //! Fallback: the installer also writes the helper's command line
 //! ([`helper_command_line`]) as the `HKLM\Software\Microsoft\Windows\
@@ -94,56 +95,50 @@ pub fn decide(
     }
 }
 
+/// The helpers this service started, by session: owned by the service's
+/// main thread, which handles every session change in turn.
 #[cfg(windows)]
-mod running {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use crate::session::win32;
-
-    /// The helpers this service started, by session.
-    static STARTED: Mutex<Option<HashMap<u32, win32::Handle>>> = Mutex::new(None);
-
-    pub(super) fn with<R>(f: impl FnOnce(&mut HashMap<u32, win32::Handle>) -> R) -> R {
-        let mut guard = STARTED.lock().unwrap_or_else(|p| p.into_inner());
-        let map = guard.get_or_insert_with(HashMap::new);
-        map.retain(|_, process| win32::still_running(process));
-        f(map)
-    }
+#[derive(Debug, Default)]
+pub struct Launcher {
+    started: std::collections::HashMap<u32, crate::session::win32::Handle>,
 }
 
-/// Handles one `SERVICE_CONTROL_SESSIONCHANGE` (`code`: its `WTS_*`
-/// reason; `session`: its session id). Never fails: what could not be
-/// done is logged, and the Run key starts the helper instead.
 #[cfg(windows)]
-pub fn on_session_change(code: u32, session: u32) {
-    let change = SessionChange::from_wts(code);
-    let console = crate::session::win32::console_session();
-    running::with(|started| {
-        let running_in: Vec<u32> = started.keys().copied().collect();
+impl Launcher {
+    /// Handles one `SERVICE_CONTROL_SESSIONCHANGE` (`code`: its `WTS_*`
+    /// reason; `session`: its session id). Never fails: what could not be
+    /// done is logged, and the Run key starts the helper instead.
+    pub fn on_session_change(&mut self, code: u32, session: u32) {
+        self.handle(SessionChange::from_wts(code), session);
+    }
+
+    /// Starts the helper in the console session if someone is signed in
+    /// there (the service started after the user logged in, or restarted).
+    pub fn start_in_console_session(&mut self) {
+        let Some(session) = crate::session::win32::console_session() else {
+            tracing::info!("no session is attached to the console: no session helper to start");
+            return;
+        };
+        self.handle(SessionChange::Logon, session);
+    }
+
+    fn handle(&mut self, change: SessionChange, session: u32) {
+        self.started
+            .retain(|_, process| crate::session::win32::still_running(process));
+        let console = crate::session::win32::console_session();
+        let running_in: Vec<u32> = self.started.keys().copied().collect();
         match decide(change, session, console, &running_in) {
             Action::Start(session) => {
                 if let Some(process) = launch(session) {
-                    started.insert(session, process);
+                    self.started.insert(session, process);
                 }
             }
             Action::Forget(session) => {
-                started.remove(&session);
+                self.started.remove(&session);
             }
             Action::Nothing => {}
         }
-    });
-}
-
-/// Starts the helper in the console session if someone is signed in there
-/// (the service started after the user logged in, or restarted).
-#[cfg(windows)]
-pub fn start_in_console_session() {
-    let Some(session) = crate::session::win32::console_session() else {
-        tracing::info!("no session is attached to the console: no session helper to start");
-        return;
-    };
-    on_session_change(5, session);
+    }
 }
 
 #[cfg(windows)]

@@ -392,7 +392,8 @@ fn serve(body: ServiceBody) -> Result<(), windows_service::Error> {
     tracing::info!("the {SERVICE_NAME} service is running");
     // Someone may be signed in already (the service started after logon,
     // or was restarted): their session gets its helper now.
-    crate::session::launcher::start_in_console_session();
+    let mut launcher = crate::session::launcher::Launcher::default();
+    launcher.start_in_console_session();
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = std::thread::Builder::new()
         .name("deskside-agent".into())
@@ -413,7 +414,7 @@ fn serve(body: ServiceBody) -> Result<(), windows_service::Error> {
                     ))?;
                 }
                 Ok(Event::SessionChange { code, session }) => {
-                    crate::session::launcher::on_session_change(code, session);
+                    launcher.on_session_change(code, session);
                 }
                 Ok(Event::Finished(code)) => break code,
                 // Both senders gone without a result: the loop panicked.
