@@ -63,7 +63,7 @@ pub fn language(flag: Option<&str>) -> Lang {
 }
 
 /// English or French.
-fn t<'a>(lang: Lang, en: &'a str, fr: &'a str) -> &'a str {
+pub fn t<'a>(lang: Lang, en: &'a str, fr: &'a str) -> &'a str {
     match lang {
         Lang::En => en,
         Lang::Fr => fr,
@@ -71,7 +71,7 @@ fn t<'a>(lang: Lang, en: &'a str, fr: &'a str) -> &'a str {
 }
 
 /// Text for people in `lang`, with French typography in French.
-fn localised(lang: Lang, text: String) -> String {
+pub fn localised(lang: Lang, text: String) -> String {
     match lang {
         Lang::En => text,
         Lang::Fr => french_typography(&text),

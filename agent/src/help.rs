@@ -14,12 +14,12 @@ use deskside_agent::diag::collect;
 use deskside_agent::link::LinkError;
 use deskside_agent::requests::{self as outbox, SEND_TIMEOUT};
 use deskside_agent::state::{StateDir, StateError};
-use deskside_diag::report::{self, french_typography, Lang, Style};
+use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
 use deskside_protocol::request::{Answers, HelpRequest};
 use deskside_protocol::Refusal;
 
-use crate::check::{emit, language, CliError};
+use crate::check::{emit, language, localised, t, CliError};
 
 /// What `help` was given on the command line.
 #[derive(Debug, Default)]
@@ -46,20 +46,6 @@ pub struct HelpArgs {
     pub json: bool,
     /// `--lang`.
     pub lang: Option<String>,
-}
-
-fn t<'a>(lang: Lang, en: &'a str, fr: &'a str) -> &'a str {
-    match lang {
-        Lang::En => en,
-        Lang::Fr => fr,
-    }
-}
-
-fn localised(lang: Lang, text: String) -> String {
-    match lang {
-        Lang::En => text,
-        Lang::Fr => french_typography(&text),
-    }
 }
 
 /// Asks one question on the terminal; an empty answer keeps `default`.
