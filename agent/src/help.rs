@@ -21,31 +21,40 @@ use deskside_protocol::Refusal;
 
 use crate::check::{emit, language, localised, t, CliError};
 
-/// What `help` was given on the command line.
-#[derive(Debug, Default)]
+/// What `help` was given on the command line (`deskside-agent help`'s
+/// flags; `--lang` is global and comes apart).
+#[derive(Debug, Default, clap::Args)]
 pub struct HelpArgs {
-    /// `--summary`.
+    /// What is wrong, in your own words.
+    #[arg(long)]
     pub summary: Option<String>,
-    /// `--since`.
+    /// Since when (e.g. "this morning").
+    #[arg(long)]
     pub since: Option<String>,
-    /// `--pattern`.
+    /// ongoing, intermittent or over.
+    #[arg(long)]
     pub pattern: Option<String>,
-    /// `--apps`.
+    /// Applications hit: video, vpn, mail, browser, printer, other.
+    #[arg(long, value_delimiter = ',')]
     pub apps: Option<Vec<String>>,
-    /// `--urgency`.
+    /// How much it blocks you: can_work, slowed or blocked.
+    #[arg(long)]
     pub urgency: Option<String>,
-    /// `--impact`.
+    /// Who else is hit: me, team or many (default me).
+    #[arg(long)]
     pub impact: Option<String>,
-    /// `--contact`.
+    /// How and when IT can reach you (phone, chat or email, and when).
+    #[arg(long)]
     pub contact: Option<String>,
-    /// `--no-diagnostics`.
+    /// Do not attach the quick check's measurements.
+    #[arg(long)]
     pub no_diagnostics: bool,
-    /// `--yes`: send without asking.
+    /// Send without asking for confirmation.
+    #[arg(long, short)]
     pub yes: bool,
-    /// `--json`.
+    /// One JSON object instead of text (never asks questions).
+    #[arg(long)]
     pub json: bool,
-    /// `--lang`.
-    pub lang: Option<String>,
 }
 
 /// Asks one question on the terminal; an empty answer keeps `default`.
@@ -263,8 +272,8 @@ fn preview(lang: Lang, answers: &Answers, diagnostics: Option<(&str, usize)>) ->
 }
 
 /// `deskside-agent help`.
-pub async fn help(state: &StateDir, args: HelpArgs) -> Result<(), CliError> {
-    let lang = language(args.lang.as_deref());
+pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Result<(), CliError> {
+    let lang = language(lang);
     let enrollment = match state.enrollment() {
         Ok(enrollment) => enrollment,
         Err(StateError::NotEnrolled(_)) => {

@@ -101,38 +101,7 @@ enum Command {
     /// Asks IT for help: a few questions (or the flags), the quick check
     /// attached, and what will be sent shown first. Kept on this computer
     /// until IT's relay has it.
-    Help {
-        /// What is wrong, in your own words.
-        #[arg(long)]
-        summary: Option<String>,
-        /// Since when (e.g. "this morning").
-        #[arg(long)]
-        since: Option<String>,
-        /// ongoing, intermittent or over.
-        #[arg(long)]
-        pattern: Option<String>,
-        /// Applications hit: video, vpn, mail, browser, printer, other.
-        #[arg(long, value_delimiter = ',')]
-        apps: Option<Vec<String>>,
-        /// How much it blocks you: can_work, slowed or blocked.
-        #[arg(long)]
-        urgency: Option<String>,
-        /// Who else is hit: me, team or many (default me).
-        #[arg(long)]
-        impact: Option<String>,
-        /// How and when IT can reach you (phone, chat or email, and when).
-        #[arg(long)]
-        contact: Option<String>,
-        /// Do not attach the quick check's measurements.
-        #[arg(long)]
-        no_diagnostics: bool,
-        /// Send without asking for confirmation.
-        #[arg(long, short)]
-        yes: bool,
-        /// One JSON object instead of text (never asks questions).
-        #[arg(long)]
-        json: bool,
-    },
+    Help(help::HelpArgs),
     /// Shows your help requests, their progress and IT's replies.
     Requests {
         /// One JSON object per request.
@@ -275,32 +244,12 @@ fn main() -> ExitCode {
         Command::History { json } => {
             return finish_employee(check::history(&state, json, cli.lang.as_deref()))
         }
-        Command::Help {
-            summary,
-            since,
-            pattern,
-            apps,
-            urgency,
-            impact,
-            contact,
-            no_diagnostics,
-            yes,
-            json,
-        } => {
-            let args = help::HelpArgs {
-                summary,
-                since,
-                pattern,
-                apps,
-                urgency,
-                impact,
-                contact,
-                no_diagnostics,
-                yes,
-                json,
-                lang: cli.lang.clone(),
-            };
-            return finish_employee(runtime.block_on(help::help(&state, args)));
+        Command::Help(args) => {
+            return finish_employee(runtime.block_on(help::help(
+                &state,
+                args,
+                cli.lang.as_deref(),
+            )));
         }
         Command::Requests { json } => {
             return finish_employee(help::requests(&state, json, cli.lang.as_deref()))
