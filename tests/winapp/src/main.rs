@@ -11,8 +11,8 @@
 //! The picture and the barcode are those of `deskside-xclient --counter`
 //! (see `picture.rs`), so `deskside session --headless --probe-counter X,Y`
 //! reads this program's counter too. The record format is in `picture.rs`
-//! (`Record::to_json`) and /work/coord/win-ui.md. It must never do anything
-//! but draw and write down: it is a test instrument.
+//! (`Record::to_json`). It must never do anything but draw and write down:
+//! it is a test instrument.
 
 // Only the Windows build draws and records; the unit tests of the picture
 // and the record format run on every OS.
