@@ -74,11 +74,7 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
         "the verdict's line: {listed}"
     );
 
-    let shown = setup
-        .admin
-        .run(&["requests", "show", &number.to_string(), "--json"])
-        .ok()
-        .json();
+    let shown = show(&setup.admin, number);
     assert_eq!(
         shown["answers"]["apps"],
         serde_json::json!(["video", "vpn"])
@@ -90,11 +86,7 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
     assert!(shown["verdict_detail"]["findings"].is_array(), "{shown}");
     // The device's timeline around the request's start comes with it.
     let window = wait_for("timeline samples around the request", LONG, || {
-        let shown = setup
-            .admin
-            .run(&["requests", "show", &number.to_string(), "--json"])
-            .ok()
-            .json();
+        let shown = show(&setup.admin, number);
         (shown["timeline"]["samples"].as_u64()? > 0).then(|| shown["timeline"].clone())
     });
     assert!(window["episodes"].is_array(), "{window}");
@@ -204,6 +196,14 @@ fn list(admin: &deskside_tests::Console) -> Vec<Value> {
     admin.run(&["requests", "list", "--json"]).ok().json_lines()
 }
 
+/// `deskside requests show NUMBER --json`.
+fn show(console: &deskside_tests::Console, number: impl std::fmt::Display) -> Value {
+    console
+        .run(&["requests", "show", &number.to_string(), "--json"])
+        .ok()
+        .json()
+}
+
 #[test]
 fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
     let mut world = World::new();
@@ -271,11 +271,7 @@ fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
         .iter()
         .find(|r| r["summary"] == "no internet")
         .expect("the first request");
-    let shown = setup
-        .admin
-        .run(&["requests", "show", &first["number"].to_string(), "--json"])
-        .ok()
-        .json();
+    let shown = show(&setup.admin, &first["number"]);
     assert!(
         !shown["failed_deliveries"]
             .as_array()
@@ -356,11 +352,7 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
     );
     session.wait_exit(Duration::from_secs(10));
     let follow_up = wait_for("the session's follow-up on the request", LONG, || {
-        let shown = stage
-            .console
-            .run(&["requests", "show", &number, "--json"])
-            .ok()
-            .json();
+        let shown = show(&stage.console, &number);
         shown["events"]
             .as_array()?
             .iter()
@@ -378,11 +370,7 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
         !text.contains("REQUEST-SESSION"),
         "no screen content: {text}"
     );
-    let shown = stage
-        .console
-        .run(&["requests", "show", &number, "--json"])
-        .ok()
-        .json();
+    let shown = show(&stage.console, &number);
     assert!(
         shown["first_response_at"].is_string(),
         "linking a session is a response: {shown}"
@@ -530,11 +518,7 @@ fn the_employee_answers_the_questions_in_a_terminal_and_may_drop_the_diagnostics
         .expect("the English request");
     // Can work (low urgency) × just me (low impact): P5.
     assert_eq!(printer["priority"], 5);
-    let shown = setup
-        .admin
-        .run(&["requests", "show", &printer["number"].to_string(), "--json"])
-        .ok()
-        .json();
+    let shown = show(&setup.admin, &printer["number"]);
     assert_eq!(shown["answers"]["pattern"], "intermittent");
     assert_eq!(
         shown["answers"]["apps"],
@@ -551,11 +535,7 @@ fn the_employee_answers_the_questions_in_a_terminal_and_may_drop_the_diagnostics
         .expect("the French request");
     // Blocked × just me: P3.
     assert_eq!(video["priority"], 3);
-    let shown = setup
-        .admin
-        .run(&["requests", "show", &video["number"].to_string(), "--json"])
-        .ok()
-        .json();
+    let shown = show(&setup.admin, &video["number"]);
     assert_eq!(shown["answers"]["lang"], "fr");
     assert_eq!(shown["answers"]["apps"], serde_json::json!(["video"]));
     assert!(shown["snapshot"].is_object(), "{shown}");
