@@ -291,14 +291,6 @@ fn run_iw(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn band(freq_mhz: Option<f64>) -> Option<Band> {
-    match parse::iw::band_of_freq(freq_mhz?)? {
-        parse::iw::Band::Ghz2_4 => Some(Band::Ghz2_4),
-        parse::iw::Band::Ghz5 => Some(Band::Ghz5),
-        parse::iw::Band::Ghz6 => Some(Band::Ghz6),
-    }
-}
-
 /// IEEE channel number of a centre frequency.
 fn channel(freq_mhz: f64) -> Option<u32> {
     let f = freq_mhz.round() as i64;
@@ -366,7 +358,7 @@ pub fn wifi(network: &NetworkConfig, privacy: &Privacy) -> Probe<Wifi> {
                 interface: name.to_owned(),
                 ssid: privacy.identifier(link.ssid.clone()),
                 bssid: privacy.identifier(link.bssid.clone()),
-                band: band(link.freq_mhz),
+                band: link.freq_mhz.and_then(parse::band_of_freq).map(Band::from),
                 channel: link.freq_mhz.and_then(channel),
                 freq_mhz: link.freq_mhz,
                 signal_dbm: signal,

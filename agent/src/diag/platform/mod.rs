@@ -93,6 +93,19 @@ impl Privacy {
     }
 }
 
+/// The parsers' band (the platform tools' words and frequencies) as the
+/// snapshot writes it.
+impl From<crate::diag::parse::Band> for deskside_diag::snapshot::Band {
+    fn from(band: crate::diag::parse::Band) -> Self {
+        use crate::diag::parse::Band as Parsed;
+        match band {
+            Parsed::Ghz2_4 => Self::Ghz2_4,
+            Parsed::Ghz5 => Self::Ghz5,
+            Parsed::Ghz6 => Self::Ghz6,
+        }
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex_of(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }

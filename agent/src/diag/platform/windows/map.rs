@@ -11,6 +11,7 @@ use deskside_diag::snapshot::{
 };
 use deskside_diag::Probe;
 
+use crate::diag::parse::band_of_freq;
 use crate::diag::parse::netsh::NetshInterface;
 use crate::diag::platform::Privacy;
 
@@ -543,16 +544,6 @@ pub struct WlanLink {
 const DOT11_PHY_TYPE_HE: i32 = 10; // 802.11ax
 const DOT11_PHY_TYPE_EHT: i32 = 11; // 802.11be
 
-/// The band of a centre frequency.
-pub fn band_of_mhz(mhz: f64) -> Option<Band> {
-    match mhz {
-        f if (2400.0..2500.0).contains(&f) => Some(Band::Ghz2_4),
-        f if (4900.0..5925.0).contains(&f) => Some(Band::Ghz5),
-        f if (5925.0..7200.0).contains(&f) => Some(Band::Ghz6),
-        _ => None,
-    }
-}
-
 /// The band of a channel number alone, where it is unambiguous: 6 GHz
 /// channels reuse the numbers, so with an 802.11ax/be radio (the only ones
 /// on 6 GHz) and no frequency the band stays unknown.
@@ -581,7 +572,8 @@ fn mac_text(bytes: &[u8; 6]) -> Option<String> {
 pub fn wifi_from_wlan(link: &WlanLink, privacy: &Privacy) -> Wifi {
     let freq_mhz = link.bss_frequency_khz.map(|khz| f64::from(khz) / 1000.0);
     let band = freq_mhz
-        .and_then(band_of_mhz)
+        .and_then(band_of_freq)
+        .map(Band::from)
         .or_else(|| band_of_channel(link.channel?, link.phy_type));
     let ssid = (!link.ssid.is_empty()).then(|| String::from_utf8_lossy(&link.ssid).into_owned());
     let rate = |kbps: u32| (kbps > 0).then(|| f64::from(kbps) / 1000.0);
@@ -607,13 +599,10 @@ pub fn wifi_from_wlan(link: &WlanLink, privacy: &Privacy) -> Wifi {
 /// The snapshot's Wi‑Fi link from `netsh wlan show interfaces` (the
 /// fallback): signal only from `Rssi`, never from the `Signal` percentage.
 pub fn wifi_from_netsh(interface: &NetshInterface, privacy: &Privacy) -> Wifi {
-    use crate::diag::parse::Band as Parsed;
-    let band = match interface.band {
-        Some(Parsed::Ghz2_4) => Some(Band::Ghz2_4),
-        Some(Parsed::Ghz5) => Some(Band::Ghz5),
-        Some(Parsed::Ghz6) => Some(Band::Ghz6),
-        None => interface.channel.and_then(|c| band_of_channel(c, 0)),
-    };
+    let band = interface
+        .band
+        .map(Band::from)
+        .or_else(|| interface.channel.and_then(|c| band_of_channel(c, 0)));
     Wifi {
         interface: interface.name.clone().unwrap_or_default(),
         ssid: privacy.identifier(interface.ssid.clone()),
@@ -1224,7 +1213,7 @@ mod tests {
             wifi.signal_dbm, None,
             "Windows 10 prints no Rssi: the % is not converted"
         );
-        assert_eq!(band_of_mhz(2437.0), Some(Band::Ghz2_4));
-        assert_eq!(band_of_mhz(5975.0), Some(Band::Ghz6));
+        assert_eq!(band_of_freq(2437.0).map(Band::from), Some(Band::Ghz2_4));
+        assert_eq!(band_of_freq(5975.0).map(Band::from), Some(Band::Ghz6));
     }
 }
