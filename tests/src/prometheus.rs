@@ -405,40 +405,49 @@ p_h_seconds_sum{op=\"x\"} 0.5\np_h_seconds_count{op=\"x\"} 2\n";
 
     #[test]
     fn bad_pages_are_refused() {
-        for (bad, why) in [
-            ("p_a_total 1\n", "no family"),
-            ("# TYPE p_a_total counter\np_a_total 1\n", "no HELP"),
-            ("# HELP p_a A.\n# TYPE p_a counter\np_a 1\n", "counter without _total"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_b 1\n", "foreign sample"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1\np_a 2\n", "repeated series"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_a one\n", "bad value"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_a{k=v} 1\n", "unquoted label"),
-            ("# HELP q_a A.\n# TYPE q_a gauge\nq_a 1\n", "wrong prefix"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1", "no final newline"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\n# other\np_a 1\n", "stray comment"),
-            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1 1700000000\n", "timestamp"),
+        // Each page, why it is bad, and what the error must say (so a page
+        // refused for another reason than the one it tests fails).
+        for (bad, why, says) in [
+            ("p_a_total 1\n", "no family", "before any family"),
+            ("# TYPE p_a_total counter\np_a_total 1\n", "no HELP", "lacks HELP or TYPE"),
+            ("# HELP p_a A.\n# TYPE p_a counter\np_a 1\n", "counter without _total", "is not named …_total"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_b 1\n", "foreign sample", "does not belong"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1\np_a 2\n", "repeated series", "series repeated"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_a one\n", "bad value", "bad value"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_a{k=v} 1\n", "unquoted label", "not quoted"),
+            ("# HELP q_a A.\n# TYPE q_a gauge\nq_a 1\n", "wrong prefix", "bad family name"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1", "no final newline", "does not end with a newline"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\n# other\np_a 1\n", "stray comment", "not HELP or TYPE"),
+            ("# HELP p_a A.\n# TYPE p_a gauge\np_a 1 1700000000\n", "timestamp", "timestamps"),
             (
                 "# HELP p_h H.\n# TYPE p_h histogram\np_h_bucket{le=\"1\"} 1\np_h_sum 1\np_h_count 1\n",
-                "no +Inf",
+                "no +Inf", "not +Inf",
             ),
             (
                 "# HELP p_h H.\n# TYPE p_h histogram\np_h_bucket{le=\"1\"} 2\np_h_bucket{le=\"+Inf\"} 1\np_h_sum 1\np_h_count 1\n",
-                "not cumulative",
+                "not cumulative", "not cumulative",
             ),
             (
                 "# HELP p_h H.\n# TYPE p_h histogram\np_h_bucket{le=\"+Inf\"} 1\np_h_count 1\n",
-                "no sum",
+                "no sum", "no _sum",
             ),
             (
                 "# HELP p_h H.\n# TYPE p_h histogram\np_h_bucket{le=\"+Inf\"} 2\np_h_sum 1\np_h_count 1\n",
-                "Inf differs from count",
+                "Inf differs from count", "differs from _count",
             ),
             (
                 "# HELP p_a A.\n# TYPE p_a gauge\np_a 1\n# HELP p_b B.\n# TYPE p_b gauge\np_b 1\np_a{x=\"1\"} 1\n",
-                "interleaved",
+                "interleaved", "does not belong",
+            ),
+            (
+                "# HELP p_a A.\n# TYPE p_a gauge\np_a 1\n# HELP p_b B.\n# TYPE p_b gauge\np_b 1\n# HELP p_a A.\n",
+                "family declared again", "after its samples",
             ),
         ] {
-            assert!(parse(bad, "p_").is_err(), "accepted a page with {why}: {bad:?}");
+            match parse(bad, "p_") {
+                Ok(_) => panic!("accepted a page with {why}: {bad:?}"),
+                Err(e) => assert!(e.contains(says), "{why}: refused for another reason: {e}"),
+            }
         }
     }
 }
