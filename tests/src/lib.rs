@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 pub mod bench;
 pub mod impair;
+pub mod latency;
 pub mod peers;
 pub mod prometheus;
 pub mod secret_scan;

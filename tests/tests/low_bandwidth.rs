@@ -10,10 +10,10 @@
 //! with `CI=true` a missing one fails the test; elsewhere it is skipped with
 //! a message.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use deskside_tests::latency::{counter_delays, counter_drawn, input_latencies, percentile};
 use deskside_tests::stage::{SessionStage, StageOptions};
 use deskside_tests::x11::{prerequisites, Lines};
 use deskside_tests::{bin, wait_for};
@@ -35,38 +35,6 @@ const TYPED: &str = "Slow-Link!150";
 const SECONDS: u64 = 40;
 /// Random rectangles per counter redraw (`deskside-xclient --busy`).
 const BUSY: &str = "20";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Each pointer move's delay from the console sending it to the X client
-/// seeing it, in ms (matched by spot: the latest send to that spot before).
-fn input_latencies(sent: &[Value], received: &[Value]) -> Vec<f64> {
-    let mut by_spot: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
-    for v in sent {
-        if let (Some(x), Some(y), Some(at)) =
-            (v["x"].as_u64(), v["y"].as_u64(), v["unix_us"].as_u64())
-        {
-            by_spot.entry((x, y)).or_default().push(at);
-        }
-    }
-    received
-        .iter()
-        .filter_map(|v| {
-            let spot = (v["root_x"].as_u64()?, v["root_y"].as_u64()?);
-            let at = v["unix_us"].as_u64()?;
-            let sent_at = by_spot
-                .get(&spot)?
-                .iter()
-                .copied()
-                .filter(|s| *s <= at)
-                .max()?;
-            Some((at - sent_at) as f64 / 1000.0)
-        })
-        .collect()
-}
 
 /// Puts a `deskside-impair` proxy between the agent and the relay: the
 /// employee's home link. The agent is stopped, its enrolled relay address
@@ -234,19 +202,7 @@ fn slow_session(fresh: bool) {
     let late = frames.iter().filter(|&&f| f > half).count();
     // Frames are fresh, not queued: how old each decoded counter value was
     // (drawn on the device → decoded by the console).
-    let drawn: HashMap<u64, u64> = xevents
-        .iter()
-        .filter(|v| v["type"] == "counter")
-        .filter_map(|v| Some((v["value"].as_u64()?, v["unix_us"].as_u64()?)))
-        .collect();
-    let mut age: Vec<f64> = lines
-        .iter()
-        .filter(|v| v["type"] == "frame_counter")
-        .filter_map(|v| {
-            let at = drawn.get(&v["value"].as_u64()?)?;
-            Some((v["unix_us"].as_u64()? as f64 - *at as f64) / 1000.0)
-        })
-        .collect();
+    let mut age = counter_delays(&lines, &counter_drawn(&xevents));
     age.sort_by(f64::total_cmp);
     assert!(!age.is_empty(), "no decoded counter value was drawn");
     let seconds = end["seconds"].as_f64().unwrap_or(1.0);

@@ -4,9 +4,9 @@
 //! Needs Xvfb, xdotool and ImageMagick's `import`: with `CI=true` a missing
 //! one fails the test; elsewhere the test is skipped with a message.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use deskside_tests::latency::{counter_delays, counter_drawn};
 use deskside_tests::stage::{SessionStage, StageOptions};
 use deskside_tests::x11::prerequisites;
 use serde_json::Value;
@@ -80,21 +80,8 @@ fn a_change_on_a_still_screen_is_captured_at_once_not_at_the_next_timer_tick() {
     stage.answer_consent(true);
     let lines = out.until(Duration::from_secs(90), |v| v["type"] == "session_end");
     session.wait_exit(Duration::from_secs(10));
-    let drawn: HashMap<u64, u64> = stage
-        .xevents
-        .drain()
-        .iter()
-        .filter(|v| v["type"] == "counter")
-        .filter_map(|v| Some((v["value"].as_u64()?, v["unix_us"].as_u64()?)))
-        .collect();
-    let mut delays: Vec<f64> = lines
-        .iter()
-        .filter(|v| v["type"] == "frame_counter")
-        .filter_map(|v: &Value| {
-            let at = drawn.get(&v["value"].as_u64()?)?;
-            Some((v["unix_us"].as_u64()? as f64 - *at as f64) / 1000.0)
-        })
-        .collect();
+    let drawn = counter_drawn(&stage.xevents.drain());
+    let mut delays = counter_delays(&lines, &drawn);
     assert!(
         delays.len() >= 30,
         "only {} counter values reached the console ({} drawn)\nconsole: {}\nhelper: {}",

@@ -20,13 +20,12 @@
 //! target/release/deskside-bench-latency --input [--busy 60]
 //! ```
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use deskside_tests::latency::{counter_delays, counter_drawn, input_latencies, percentile};
 use deskside_tests::stage::{SessionStage, StageOptions};
 use deskside_tests::x11::prerequisites;
 
@@ -60,38 +59,6 @@ struct Args {
 /// starts at COUNTER_X, COUNTER_Y).
 const PROBE_X: u32 = COUNTER_X + 700;
 const PROBE_Y: u32 = COUNTER_Y + 300;
-
-/// Input latencies in ms: each MotionNotify matched with the move sent to
-/// its spot most recently before it.
-fn input_latencies(sent: &[Value], received: &[Value]) -> Vec<f64> {
-    let mut by_spot: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
-    for v in sent {
-        if let (Some(x), Some(y), Some(at)) =
-            (v["x"].as_u64(), v["y"].as_u64(), v["unix_us"].as_u64())
-        {
-            by_spot.entry((x, y)).or_default().push(at);
-        }
-    }
-    received
-        .iter()
-        .filter_map(|v| {
-            let spot = (v["root_x"].as_u64()?, v["root_y"].as_u64()?);
-            let at = v["unix_us"].as_u64()?;
-            let sent_at = by_spot
-                .get(&spot)?
-                .iter()
-                .copied()
-                .filter(|s| *s <= at)
-                .max()?;
-            Some((at - sent_at) as f64 / 1000.0)
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -148,19 +115,8 @@ fn main() -> anyhow::Result<()> {
     });
     let status = session.wait_exit(Duration::from_secs(10));
     let xevents = stage.xevents.drain();
-    let drawn: HashMap<u64, u64> = xevents
-        .iter()
-        .filter(|v| v["type"] == "counter")
-        .filter_map(|v| Some((v["value"].as_u64()?, v["unix_us"].as_u64()?)))
-        .collect();
-    let mut latencies: Vec<f64> = lines
-        .iter()
-        .filter(|v| v["type"] == "frame_counter")
-        .filter_map(|v| {
-            let at = drawn.get(&v["value"].as_u64()?)?;
-            Some((v["unix_us"].as_u64()? as f64 - *at as f64) / 1000.0)
-        })
-        .collect();
+    let drawn = counter_drawn(&xevents);
+    let mut latencies = counter_delays(&lines, &drawn);
     let end = lines
         .iter()
         .find(|v| v["type"] == "session_end")
