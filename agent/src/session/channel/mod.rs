@@ -42,6 +42,10 @@ pub use self::windows::{connect, Listener};
 /// Windows part: service, MSI, helper).
 pub const SYSTEM_PIPE: &str = r"\\.\pipe\deskside-agent-helper";
 
+/// The well-known SID of LocalSystem, the installed Windows service's
+/// account.
+pub const SYSTEM_SID: &str = "S-1-5-18";
+
 /// Where the packaged Linux service listens (its `RuntimeDirectory`).
 pub const SYSTEM_SOCKET: &str = "/run/deskside-agent/session.sock";
 
@@ -273,7 +277,7 @@ pub fn pipe_sddl(users: &[String]) -> String {
     let mut sddl = String::from("D:P(A;;GA;;;SY)");
     let mut seen: Vec<&str> = Vec::new();
     for user in users {
-        if user == "S-1-5-18" || seen.contains(&user.as_str()) {
+        if user == SYSTEM_SID || seen.contains(&user.as_str()) {
             continue;
         }
         seen.push(user);

@@ -44,6 +44,7 @@ use windows_sys::Win32::System::Pipes::{
 };
 
 use super::HELPER_PIPE_ACCESS;
+use super::SYSTEM_SID;
 use super::{admit, pipe_sddl, same_program, Accepted, Halves, Login, Peer, PeerFacts, Program};
 use crate::session::win32;
 
@@ -61,8 +62,6 @@ const ERROR_PIPE_BUSY: i32 = 231;
 /// `SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`: the service may learn
 /// who the helper is, never act as the helper.
 const SQOS_IDENTIFICATION: u32 = 0x0010_0000 | (1 << 16);
-/// The well-known SID of LocalSystem.
-const SYSTEM_SID: &str = "S-1-5-18";
 
 /// The service's listening pipe.
 #[derive(Debug)]
