@@ -43,7 +43,7 @@ pub fn user_state_dir() -> PathBuf {
 /// `deskside-agent enroll TOKEN` in an administrator prompt enrolls the
 /// machine; else the user's own.
 pub fn default_state_dir() -> PathBuf {
-    if is_elevated() {
+    if deskside_net::files::process_is_elevated() {
         service_state_dir()
     } else {
         user_state_dir()
@@ -85,12 +85,6 @@ fn known_folder(id: &GUID) -> Option<PathBuf> {
         return None;
     }
     text.filter(|t| !t.is_empty()).map(PathBuf::from)
-}
-
-/// Whether this process runs elevated (an administrator past UAC, or a
-/// service account).
-pub fn is_elevated() -> bool {
-    deskside_net::files::process_is_elevated()
 }
 
 #[cfg(test)]
