@@ -136,17 +136,22 @@ fn apps_from(text: &str) -> Result<Vec<String>, CliError> {
 /// The answers: flags first, then questions on a terminal, then defaults.
 fn answers(args: &HelpArgs, lang: Lang, interactive: bool) -> Result<Answers, CliError> {
     let q = |en: &str, fr: &str| localised(lang, t(lang, en, fr).to_owned());
-    let summary = match (&args.summary, interactive) {
-        (Some(s), _) => s.clone(),
-        (None, true) => ask(
-            &q(
-                "1/5 What is wrong, in your own words?",
-                "1/5 Quel est le problème, avec vos mots ?",
-            ),
-            "",
-        )?,
-        (None, false) => String::new(),
+    // The flag's value; else, on a terminal, the answer to the question
+    // (English, French) with its default; else nothing.
+    let flag_or_ask = |flag: Option<&str>, (en, fr): (&str, &str), default: &str| match flag {
+        Some(value) => Ok(Some(value.to_owned())),
+        None if interactive => ask(&q(en, fr), default).map(Some),
+        None => Ok(None),
     };
+    let summary = flag_or_ask(
+        args.summary.as_deref(),
+        (
+            "1/5 What is wrong, in your own words?",
+            "1/5 Quel est le problème, avec vos mots ?",
+        ),
+        "",
+    )?
+    .unwrap_or_default();
     if summary.trim().is_empty() {
         return Err(CliError::Help(
             t(
@@ -182,44 +187,36 @@ fn answers(args: &HelpArgs, lang: Lang, interactive: bool) -> Result<Answers, Cl
             choose(pattern.as_deref().unwrap_or("ongoing"), PATTERNS, "pattern")?,
         ),
     };
-    let apps = match (&args.apps, interactive) {
-        (Some(apps), _) => apps_from(&apps.join(","))?,
-        (None, true) => apps_from(&ask(
-            &q(
-                "3/5 Which applications? video, vpn, mail, browser, printer, other (comma-separated)",
-                "3/5 Quelles applications ? video (visio), vpn, mail, browser (navigateur), printer (imprimante), other (autre), séparées par des virgules",
-            ),
-            "other",
-        )?)?,
-        (None, false) => Vec::new(),
+    let apps = match flag_or_ask(
+        args.apps.as_ref().map(|apps| apps.join(",")).as_deref(),
+        (
+            "3/5 Which applications? video, vpn, mail, browser, printer, other (comma-separated)",
+            "3/5 Quelles applications ? video (visio), vpn, mail, browser (navigateur), printer (imprimante), other (autre), séparées par des virgules",
+        ),
+        "other",
+    )? {
+        Some(text) => apps_from(&text)?,
+        None => Vec::new(),
     };
-    let urgency = match (&args.urgency, interactive) {
-        (Some(u), _) => choose(u, URGENCIES, "urgency")?,
-        (None, true) => choose(
-            &ask(
-                &q(
-                    "4/5 How much does it block you? 1 I can work, 2 slowed down, 3 blocked",
-                    "4/5 À quel point cela vous bloque-t-il ? 1 je peux travailler, 2 ralenti, 3 bloqué",
-                ),
-                "2",
-            )?,
-            URGENCIES,
-            "urgency",
-        )?,
-        (None, false) => "slowed".to_owned(),
-    };
+    let urgency = flag_or_ask(
+        args.urgency.as_deref(),
+        (
+            "4/5 How much does it block you? 1 I can work, 2 slowed down, 3 blocked",
+            "4/5 À quel point cela vous bloque-t-il ? 1 je peux travailler, 2 ralenti, 3 bloqué",
+        ),
+        "2",
+    )?;
+    let urgency = choose(urgency.as_deref().unwrap_or("slowed"), URGENCIES, "urgency")?;
     let impact = choose(args.impact.as_deref().unwrap_or("me"), IMPACTS, "impact")?;
-    let contact = match (&args.contact, interactive) {
-        (Some(c), _) => c.clone(),
-        (None, true) => ask(
-            &q(
-                "5/5 How and when can IT reach you? (phone number, chat or email, and when)",
-                "5/5 Comment et quand le service informatique peut-il vous joindre ? (téléphone, chat ou e-mail, et quand)",
-            ),
-            t(lang, "chat, working hours", "chat, heures de bureau"),
-        )?,
-        (None, false) => String::new(),
-    };
+    let contact = flag_or_ask(
+        args.contact.as_deref(),
+        (
+            "5/5 How and when can IT reach you? (phone number, chat or email, and when)",
+            "5/5 Comment et quand le service informatique peut-il vous joindre ? (téléphone, chat ou e-mail, et quand)",
+        ),
+        t(lang, "chat, working hours", "chat, heures de bureau"),
+    )?
+    .unwrap_or_default();
     Ok(Answers {
         summary,
         since,
