@@ -168,9 +168,7 @@ struct IndicatorApp {
     chat: Vec<(bool, String)>,
     chat_input: String,
     ended: Option<EndedBy>,
-    /// The help behind the "?" button (`None`: no button).
-    help: Option<&'static str>,
-    /// The help is shown in place of the chat.
+    /// The help (from `help_for_this_os`) is shown in place of the chat.
     show_help: bool,
 }
 
@@ -184,10 +182,8 @@ impl std::fmt::Debug for IndicatorApp {
 
 impl IndicatorApp {
     fn new(info: IndicatorInfo, io: IndicatorIo, exit: Arc<Mutex<Option<IndicatorExit>>>) -> Self {
-        let lang = UiLang::current();
         Self {
-            lang,
-            help: help_for_this_os(lang),
+            lang: UiLang::current(),
             show_help: false,
             granted: info.granted,
             info,
@@ -322,7 +318,7 @@ impl eframe::App for IndicatorApp {
         );
         let mut send = false;
         ui.scope_builder(egui::UiBuilder::new().max_rect(chat_rect), |ui| {
-            if let (true, Some(help)) = (self.show_help, self.help) {
+            if let (true, Some(help)) = (self.show_help, help_for_this_os(lang)) {
                 ui.label(
                     RichText::new(
                         lang.t("What stays out of reach", "Ce qui reste hors d'atteinte"),
@@ -370,7 +366,7 @@ impl eframe::App for IndicatorApp {
                 }
             });
         });
-        if let Some(help) = self.help {
+        if let Some(help) = help_for_this_os(lang) {
             let button = ui
                 .put(rect_of(INDICATOR_HELP_BUTTON), egui::Button::new("?"))
                 .on_hover_text(help);
