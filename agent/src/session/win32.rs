@@ -287,22 +287,15 @@ pub fn still_running(process: &Handle) -> bool {
 /// environment. Returns the process handle and id. Needs LocalSystem (for
 /// `WTSQueryUserToken`).
 pub fn spawn_in_session(session: u32, command_line: &str) -> std::io::Result<(Handle, u32)> {
-    let token = session_user_token(session).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("WTSQueryUserToken for session {session} failed: {e}"),
-        )
-    })?;
+    let token = session_user_token(session)
+        .map_err(|e| failed(&format!("WTSQueryUserToken for session {session}"), e))?;
     let mut environment: *mut c_void = null_mut();
     // SAFETY: `token` is a primary token open for the call; on success
     // `environment` is a block DestroyEnvironmentBlock frees below.
     if unsafe { CreateEnvironmentBlock(&mut environment, token.0, 0) } == 0 {
-        return Err(std::io::Error::new(
-            std::io::Error::last_os_error().kind(),
-            format!(
-                "CreateEnvironmentBlock failed: {}",
-                std::io::Error::last_os_error()
-            ),
+        return Err(failed(
+            "CreateEnvironmentBlock",
+            std::io::Error::last_os_error(),
         ));
     }
     let mut command: Vec<u16> = command_line
@@ -343,13 +336,15 @@ pub fn spawn_in_session(session: u32, command_line: &str) -> std::io::Result<(Ha
     // SAFETY: made by CreateEnvironmentBlock above, freed once.
     unsafe { DestroyEnvironmentBlock(environment) };
     if ok == 0 {
-        return Err(std::io::Error::new(
-            error.kind(),
-            format!("CreateProcessAsUserW failed: {error}"),
-        ));
+        return Err(failed("CreateProcessAsUserW", error));
     }
     drop(Handle(info.hThread));
     Ok((Handle(info.hProcess), info.dwProcessId))
+}
+
+/// `error` of the Win32 call `call`, named in the message ("… failed: …").
+fn failed(call: &str, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{call} failed: {error}"))
 }
 
 #[cfg(test)]
