@@ -221,11 +221,7 @@ pub fn network(relay: Option<IpAddr>) -> Probe<NetworkConfig> {
             dns_servers.extend(upstream.nameservers.iter().map(|ip| ip.to_string()));
         }
     }
-    let vpn_interfaces = interfaces
-        .iter()
-        .filter(|i| i.kind == InterfaceKind::Vpn && i.up)
-        .map(|i| i.name.clone())
-        .collect();
+    let vpn_interfaces = super::vpn_interface_names(&interfaces);
     let relay_via_vpn = match relay {
         Some(IpAddr::V4(ip)) if !ip.is_loopback() => {
             parse::proc::route_for(&routes, ip).map(|iface| {

@@ -93,6 +93,17 @@ impl Privacy {
     }
 }
 
+/// The names of the VPN interfaces that are up, for
+/// `NetworkConfig::vpn_interfaces` (the same rule on every platform).
+#[cfg(any(target_os = "linux", windows))]
+pub fn vpn_interface_names(interfaces: &[deskside_diag::snapshot::Interface]) -> Vec<String> {
+    interfaces
+        .iter()
+        .filter(|i| i.kind == deskside_diag::snapshot::InterfaceKind::Vpn && i.up)
+        .map(|i| i.name.clone())
+        .collect()
+}
+
 /// The parsers' band (the platform tools' words and frequencies) as the
 /// snapshot writes it.
 impl From<crate::diag::parse::Band> for deskside_diag::snapshot::Band {

@@ -55,11 +55,7 @@ pub fn network(relay: Option<IpAddr>) -> Probe<NetworkConfig> {
         .map(map::interface)
         .filter(|i| i.kind != InterfaceKind::Loopback)
         .collect();
-    let vpn_interfaces = interfaces
-        .iter()
-        .filter(|i| i.kind == InterfaceKind::Vpn && i.up)
-        .map(|i| i.name.clone())
-        .collect();
+    let vpn_interfaces = crate::diag::platform::vpn_interface_names(&interfaces);
     let relay_via_vpn = match relay {
         Some(ip) if ip.is_loopback() => Some(false),
         Some(ip) => best_route_index(ip)
