@@ -213,16 +213,7 @@ impl SessionStage {
     /// Like [`SessionStage::console_through_proxy`], with `deskside-impair`
     /// flags shaping the console's path (`--delay 150ms`, `--loss 1%`…).
     pub fn console_through_impaired_proxy(&mut self, shape: &[&str]) -> Proc {
-        let mut impair = Command::new(bin("deskside-impair"));
-        impair.args(["--upstream", &self.relay.addr]).args(shape);
-        let (proxy, stdout) = self.world.spawn("console-proxy", impair);
-        let ready = Lines::new(stdout).until(Duration::from_secs(10), |v| v["type"] == "ready");
-        let listen = ready
-            .iter()
-            .find(|v| v["type"] == "ready")
-            .and_then(|v| v["listen"].as_str())
-            .unwrap_or_else(|| panic!("the proxy did not start: {}", proxy.log()))
-            .to_owned();
+        let (proxy, listen) = self.impair_proxy("console-proxy", shape);
         self.console
             .run(&[
                 "login",
@@ -236,6 +227,52 @@ impl SessionStage {
             ])
             .ok();
         proxy
+    }
+
+    /// Puts a `deskside-impair` proxy shaped by `shape` between the agent
+    /// and the relay: the employee's home link. The agent is stopped, its
+    /// enrolled relay address pointed at the proxy (the relay's certificate
+    /// stays pinned) and started again; the session helper reconnects to it
+    /// by itself. Returns the proxy.
+    pub fn agent_through_impaired_proxy(&mut self, shape: &[&str]) -> Proc {
+        let (proxy, listen) = self.impair_proxy("agent-proxy", shape);
+        self.agent_proc.terminate();
+        let identity = self.agent.state_dir.join("identity.json");
+        let mut enrollment: Value =
+            serde_json::from_slice(&std::fs::read(&identity).expect("identity.json"))
+                .expect("json");
+        enrollment["relay"] = Value::String(listen);
+        std::fs::write(&identity, enrollment.to_string()).expect("write identity.json");
+        self.agent_proc = self.world.run_agent(&self.agent);
+        wait_for(
+            "the helper to reconnect to the restarted agent",
+            Duration::from_secs(30),
+            || {
+                self.agent_proc
+                    .log()
+                    .contains("session helper connected")
+                    .then_some(())
+            },
+        );
+        self.console
+            .wait_status(&self.device, "online", Duration::from_secs(30));
+        proxy
+    }
+
+    /// Starts a `deskside-impair` proxy (log `name`) in front of the relay
+    /// with `shape`'s flags; returns it and the address it listens on.
+    fn impair_proxy(&mut self, name: &str, shape: &[&str]) -> (Proc, String) {
+        let mut impair = Command::new(bin("deskside-impair"));
+        impair.args(["--upstream", &self.relay.addr]).args(shape);
+        let (proxy, stdout) = self.world.spawn(name, impair);
+        let ready = Lines::new(stdout).until(Duration::from_secs(10), |v| v["type"] == "ready");
+        let listen = ready
+            .iter()
+            .find(|v| v["type"] == "ready")
+            .and_then(|v| v["listen"].as_str())
+            .unwrap_or_else(|| panic!("the proxy did not start: {}", proxy.log()))
+            .to_owned();
+        (proxy, listen)
     }
 
     /// Kills the relay (SIGKILL: no goodbye to anyone) and starts it again

@@ -10,13 +10,11 @@
 //! with `CI=true` a missing one fails the test; elsewhere it is skipped with
 //! a message.
 
-use std::process::Command;
 use std::time::Duration;
 
 use deskside_tests::latency::{counter_delays, counter_drawn, input_latencies, percentile};
 use deskside_tests::stage::{SessionStage, StageOptions};
-use deskside_tests::x11::{prerequisites, Lines};
-use deskside_tests::{bin, wait_for};
+use deskside_tests::x11::prerequisites;
 use serde_json::Value;
 
 /// Displays of this test (sessions.rs uses 60–79, network_switch.rs 80–84).
@@ -35,45 +33,6 @@ const TYPED: &str = "Slow-Link!150";
 const SECONDS: u64 = 40;
 /// Random rectangles per counter redraw (`deskside-xclient --busy`).
 const BUSY: &str = "20";
-
-/// Puts a `deskside-impair` proxy between the agent and the relay: the
-/// employee's home link. The agent is stopped, its enrolled relay address
-/// pointed at the proxy (the relay's certificate stays pinned) and started
-/// again; the session helper reconnects to it by itself.
-fn agent_through_impaired_proxy(stage: &mut SessionStage, shape: &[&str]) -> deskside_tests::Proc {
-    let mut impair = Command::new(bin("deskside-impair"));
-    impair.args(["--upstream", &stage.relay.addr]).args(shape);
-    let (proxy, stdout) = stage.world.spawn("agent-proxy", impair);
-    let ready = Lines::new(stdout).until(Duration::from_secs(10), |v| v["type"] == "ready");
-    let listen = ready
-        .iter()
-        .find(|v| v["type"] == "ready")
-        .and_then(|v| v["listen"].as_str())
-        .unwrap_or_else(|| panic!("the proxy did not start: {}", proxy.log()))
-        .to_owned();
-    stage.agent_proc.terminate();
-    let identity = stage.agent.state_dir.join("identity.json");
-    let mut enrollment: Value =
-        serde_json::from_slice(&std::fs::read(&identity).expect("identity.json")).expect("json");
-    enrollment["relay"] = Value::String(listen);
-    std::fs::write(&identity, enrollment.to_string()).expect("write identity.json");
-    stage.agent_proc = stage.world.run_agent(&stage.agent);
-    wait_for(
-        "the helper to reconnect to the restarted agent",
-        Duration::from_secs(30),
-        || {
-            stage
-                .agent_proc
-                .log()
-                .contains("session helper connected")
-                .then_some(())
-        },
-    );
-    stage
-        .console
-        .wait_status(&stage.device, "online", Duration::from_secs(30));
-    proxy
-}
 
 #[test]
 fn a_session_at_150_kbits_and_200_ms_keeps_input_responsive_and_frames_coming() {
@@ -124,10 +83,8 @@ fn slow_session(fresh: bool) {
         ],
         agent_monitors: 1,
     });
-    let _proxy = agent_through_impaired_proxy(
-        &mut stage,
-        &["--rate", RATE, "--delay", ONE_WAY, "--queue", "32k"],
-    );
+    let _proxy =
+        stage.agent_through_impaired_proxy(&["--rate", RATE, "--delay", ONE_WAY, "--queue", "32k"]);
     let duration = format!("{SECONDS}s");
     let counter_at = format!("{WINDOW_X},{WINDOW_Y}");
     let probe_at = format!("{},{}", PROBE.0, PROBE.1);
