@@ -51,8 +51,8 @@ pub struct EpisodeRules {
     pub min_good_samples: u32,
     /// Fewest lost packets or probes in one sample for loss to count as bad.
     /// Default 2 for the relay path (20 path probes a sample, or without
-    /// them QUIC's own 20–40 packets a minute); the gateway uses 1 because
-    /// it sends only a few probes.
+    /// them QUIC's own count of the agent's packets); the gateway uses 1
+    /// because it sends only a few probes.
     pub min_lost_packets: u32,
     /// A hole longer than this many sample intervals is a gap (the agent
     /// stopped or the machine slept). Default 2.5.
