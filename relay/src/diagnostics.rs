@@ -13,6 +13,9 @@ pub struct Judged {
     pub verdict: String,
     /// The primary segment's name, if any.
     pub primary: Option<String>,
+    /// The verdict in one line: the primary finding's segment and title,
+    /// or that nothing was found (help requests list it).
+    pub line: String,
 }
 
 /// Parses a snapshot and judges it.
@@ -34,5 +37,9 @@ pub fn judge(snapshot_json: Vec<u8>, thresholds: &Thresholds) -> Result<Judged, 
         snapshot: String::from_utf8(snapshot_json).map_err(|e| e.to_string())?,
         verdict: serde_json::to_string(&verdict).map_err(|e| e.to_string())?,
         primary,
+        line: match verdict.primary_finding() {
+            Some(finding) => format!("{}: {}", finding.segment.as_str(), finding.title.en),
+            None => "no problem found".to_owned(),
+        },
     })
 }

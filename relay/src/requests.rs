@@ -7,7 +7,6 @@
 //! the policy asks otherwise, like stored diagnostics) and the verdict the
 //! relay computed from it.
 
-use deskside_diag::verdict::Verdict;
 use deskside_protocol::console::ConsoleResponse;
 use deskside_protocol::request::{
     impact_rank, priority, urgency_rank, EmployeeRequest, HelpRequest, RequestAction,
@@ -83,15 +82,6 @@ pub fn check(request: &HelpRequest) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The verdict's one-line summary: the primary finding's segment and
-/// title, or that nothing was found.
-pub fn verdict_line(verdict: &Verdict) -> String {
-    match verdict.primary_finding() {
-        Some(finding) => format!("{}: {}", finding.segment.as_str(), finding.title.en),
-        None => "no problem found".to_owned(),
-    }
-}
-
 /// Stores a request of `device` (checked, judged) and returns its number.
 /// A resend of a stored request returns the stored number.
 pub async fn receive(
@@ -112,10 +102,11 @@ pub async fn receive(
             let judged = crate::diagnostics::judge(json, &policy.thresholds()).map_err(|e| {
                 Refusal::Invalid(format!("the help request's snapshot is unreadable: {e}"))
             })?;
-            let line = serde_json::from_str::<Verdict>(&judged.verdict)
-                .map(|v| verdict_line(&v))
-                .ok();
-            (Some(judged.snapshot), Some(judged.verdict), line)
+            (
+                Some(judged.snapshot),
+                Some(judged.verdict),
+                Some(judged.line),
+            )
         }
         None => (None, None, None),
     };
