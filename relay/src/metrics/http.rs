@@ -300,19 +300,26 @@ mod tests {
             stream.write_all(b"GET /met").await.unwrap();
             silent.push(stream);
         }
-        // Let the server take them all.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // One more is turned away at once.
+        // One more is turned away at once: the server accepts in arrival
+        // order, so the silent ones hold every slot by then.
         let mut extra = TcpStream::connect(addr).await.unwrap();
         let mut buf = Vec::new();
         let _ = extra.read_to_end(&mut buf).await;
         assert!(buf.is_empty());
-        // After the timeout the silent ones are cut, and a scrape works.
-        tokio::time::sleep(REQUEST_TIMEOUT + Duration::from_secs(1)).await;
-        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         let count =
             |s: Scrape| metrics.scrapes[s as usize].load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(Scrape::Busy), 1);
+        // After the timeout the silent ones are cut, and a scrape works.
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT * 2;
+        while count(Scrape::Timeout) < MAX_CONNECTIONS as u64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "silent clients not cut"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert_eq!(count(Scrape::Timeout), MAX_CONNECTIONS as u64);
         assert_eq!(count(Scrape::Busy), 1);
         stop.send(true).unwrap();
