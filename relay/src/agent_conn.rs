@@ -115,7 +115,7 @@ pub async fn serve(
             }
         }
         other => End::Violation(format!(
-            "expected Enroll or Attach first, got {}",
+            "expected Enroll, Attach, Measure or HelpRequest first, got {}",
             crate::secrets::message_kind(&other)
         )),
     }
