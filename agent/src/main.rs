@@ -256,7 +256,7 @@ fn main() -> ExitCode {
         }
         Command::SessionHelper { socket } => {
             let addresses = socket.map(|s| vec![s]).unwrap_or_else(|| {
-                deskside_agent::session::helper::default_addresses(state.root())
+                deskside_agent::session::channel::helper_addresses(state.root())
             });
             runtime.block_on(deskside_agent::session::helper::run(&addresses))
         }

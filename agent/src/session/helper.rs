@@ -6,7 +6,7 @@
 //! service says the consent is audited — captures the screen and injects
 //! the technician's input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
 /// Runs the helper until the process is stopped, reconnecting to the
 /// service whenever it restarts. `addresses` are tried in turn (see
-/// [`default_addresses`]).
+/// [`channel::helper_addresses`]).
 ///
 /// On Windows one helper runs per session and set of addresses: the
 /// service starts one at logon and the Run entry another; the second exits
@@ -104,13 +104,6 @@ fn instance_name(addresses: &[PathBuf]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("Local\\deskside-session-helper-{hex}")
-}
-
-/// Where a helper looks for the service by default: the packaged or
-/// installed service's channel, or the one of an agent using `state_root`
-/// (an agent run by this user).
-pub fn default_addresses(state_root: &Path) -> Vec<PathBuf> {
-    channel::helper_addresses(state_root)
 }
 
 async fn serve(halves: Halves, display: Result<String, String>) -> Result<(), String> {
