@@ -189,6 +189,22 @@ fn parse(
     Ok(row)
 }
 
+/// Request `number` of `org`, if there is one.
+fn request_of(
+    conn: &rusqlite::Connection,
+    org: OrgId,
+    number: u64,
+) -> Result<Option<RequestRow>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1 AND org_id = ?2"),
+        params![number as i64, org.0],
+        row_to_request,
+    )
+    .optional()?
+    .map(parse)
+    .transpose()
+}
+
 fn request_target(number: u64) -> String {
     format!("request:{number}")
 }
@@ -336,15 +352,9 @@ impl Store {
         number: u64,
     ) -> Result<Option<(RequestRow, Vec<RequestEvent>, Vec<LinkedSession>)>, StoreError> {
         let conn = self.lock();
-        let row = conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1 AND org_id = ?2"),
-                params![number as i64, org.0],
-                row_to_request,
-            )
-            .optional()?;
-        let Some(row) = row else { return Ok(None) };
-        let row = parse(row)?;
+        let Some(row) = request_of(&conn, org, number)? else {
+            return Ok(None);
+        };
         let events = events_of(&conn, number, false)?;
         let mut statement = conn.prepare_cached(
             "SELECT s.id, t.name, s.requested_at, s.consent_outcome, s.granted, s.ended_at, s.ended_by
@@ -382,17 +392,9 @@ impl Store {
     ) -> Result<Result<RequestRow, Refusal>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1 AND org_id = ?2"),
-                params![number as i64, org.0],
-                row_to_request,
-            )
-            .optional()?;
-        let Some(row) = row else {
+        let Some(row) = request_of(&tx, org, number)? else {
             return Ok(Err(Refusal::NotFound(format!("help request {number}"))));
         };
-        let row = parse(row)?;
         let open = !matches!(row.status.as_str(), "resolved" | "closed");
         let me = technician.id.0 as i64;
         let name = technician.name.as_str();
@@ -518,13 +520,10 @@ impl Store {
                 detail: &detail,
             },
         )?;
-        let updated = tx.query_row(
-            &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"),
-            params![number as i64],
-            row_to_request,
-        )?;
+        let updated = request_of(&tx, org, number)?
+            .ok_or_else(|| StoreError::Corrupt(format!("help request {number} vanished")))?;
         tx.commit()?;
-        Ok(Ok(parse(updated)?))
+        Ok(Ok(updated))
     }
 
     /// The device's requests as its employee sees them (the newest 50),
