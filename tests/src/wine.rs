@@ -281,16 +281,25 @@ impl Wine {
             matches!(self.prefix, PrefixRef::Own(_)),
             "power_off needs Wine::isolated: other tests share this prefix"
         );
-        let server = |flag: &str| {
-            Command::new("timeout")
-                .arg(timeout.as_secs().max(1).to_string())
-                .args(["wineserver", flag])
-                .env("WINEPREFIX", self.prefix())
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        server("-k");
-        server("-w")
+        self.wineserver("-k", timeout);
+        self.wait_for_wineserver_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for this prefix's wineserver to exit
+    /// (`wineserver -w`), which is when Wine writes the registry files;
+    /// false if it did not.
+    pub fn wait_for_wineserver_exit(&self, timeout: Duration) -> bool {
+        self.wineserver("-w", timeout)
+    }
+
+    /// `wineserver FLAG` in this prefix, for at most `timeout`.
+    fn wineserver(&self, flag: &str, timeout: Duration) -> bool {
+        Command::new("timeout")
+            .arg(timeout.as_secs().max(1).to_string())
+            .args(["wineserver", flag])
+            .env("WINEPREFIX", self.prefix())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// The Unix path of `C:\…` in the prefix (`drive_c/…`). Panics on a

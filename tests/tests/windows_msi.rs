@@ -533,14 +533,8 @@ fn wine_msiexec_installs_enrolls_once_keeps_no_token_and_uninstalls() {
 
     // The registry files on disk are written when the wineserver exits.
     let prefix = wine.prefix().to_owned();
-    let exited = Command::new("timeout")
-        .arg(WINESERVER_EXIT.as_secs().to_string())
-        .args(["wineserver", "-w"])
-        .env("WINEPREFIX", &prefix)
-        .status()
-        .expect("run wineserver -w");
     assert!(
-        exited.success(),
+        wine.wait_for_wineserver_exit(WINESERVER_EXIT),
         "the wineserver of {} did not exit within {WINESERVER_EXIT:?}",
         prefix.display()
     );
