@@ -102,11 +102,17 @@ pub fn rtt_stats(samples_in_order: &[f64]) -> Option<RttStats> {
 #[derive(Clone, Copy, Debug)]
 struct Answer {
     seq: u32,
-    rtt_ms: f64,
     relay_time_ms: i64,
     sent_wall_ms: i64,
     /// Send and arrival times on the prober's monotonic clock.
     timing: ProbeTiming,
+}
+
+impl Answer {
+    /// The probe's round trip.
+    fn rtt_ms(&self) -> f64 {
+        self.timing.arrived_ms - self.timing.sent_ms
+    }
 }
 
 /// Probes sent and answered on one connection, by sequence number.
@@ -166,7 +172,6 @@ impl Prober {
                 sent_ms,
                 arrived_ms: self.epoch.elapsed().as_secs_f64() * 1000.0,
             },
-            rtt_ms: sent.elapsed().as_secs_f64() * 1000.0,
             relay_time_ms: reply.relay_time_ms,
             sent_wall_ms: self.wall_epoch_ms + sent.duration_since(self.epoch).as_millis() as i64,
         });
@@ -178,7 +183,7 @@ impl Prober {
             .answered
             .iter()
             .filter(|a| (from..to).contains(&a.seq))
-            .map(|a| (a.seq, a.rtt_ms))
+            .map(|a| (a.seq, a.rtt_ms()))
             .collect();
         in_range.sort_by_key(|(seq, _)| *seq);
         in_range.into_iter().map(|(_, rtt)| rtt).collect()
@@ -208,7 +213,7 @@ impl Prober {
             let settled = self
                 .answered
                 .iter()
-                .any(|a| a.seq >= first && a.rtt_ms <= settled_ms);
+                .any(|a| a.seq >= first && a.rtt_ms() <= settled_ms);
             if settled {
                 break;
             }
@@ -263,12 +268,12 @@ impl Prober {
     fn clock(&self) -> Probe<Clock> {
         self.answered
             .iter()
-            .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
+            .min_by(|a, b| a.rtt_ms().total_cmp(&b.rtt_ms()))
             .map(|a| {
-                let midpoint = a.sent_wall_ms as f64 + a.rtt_ms / 2.0;
+                let midpoint = a.sent_wall_ms as f64 + a.rtt_ms() / 2.0;
                 Probe::Measured(Clock {
                     offset_ms: (a.relay_time_ms as f64 - midpoint).round() as i64,
-                    rtt_ms: a.rtt_ms,
+                    rtt_ms: a.rtt_ms(),
                 })
             })
             .unwrap_or_else(|| Probe::unknown("no round-trip probe was answered"))
