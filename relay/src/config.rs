@@ -241,6 +241,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl RelayConfig {
@@ -300,7 +302,7 @@ impl RelayConfig {
             hooks: RelayHooks::default(),
             audit_anchor_file: None,
             audit_anchor_interval: crate::audit_anchor::DEFAULT_ANCHOR_INTERVAL,
-            metrics_listen: file.metrics.listen,
+            metrics_listen: flags.metrics_listen.or(file.metrics.listen),
         })
     }
 }
@@ -411,11 +413,22 @@ mod tests {
         };
         let config = RelayConfig::resolve(FileConfig::default(), dev()).unwrap();
         assert_eq!(config.metrics_listen, None);
-        let file: FileConfig = toml::from_str("[metrics]\nlisten = \"127.0.0.1:9474\"").unwrap();
-        let config = RelayConfig::resolve(file, dev()).unwrap();
+        let file =
+            || -> FileConfig { toml::from_str("[metrics]\nlisten = \"127.0.0.1:9474\"").unwrap() };
+        let config = RelayConfig::resolve(file(), dev()).unwrap();
         assert_eq!(
             config.metrics_listen,
             Some("127.0.0.1:9474".parse().unwrap())
+        );
+        // The flag wins over the file.
+        let flag = Overrides {
+            metrics_listen: Some("127.0.0.1:9475".parse().unwrap()),
+            ..dev()
+        };
+        let config = RelayConfig::resolve(file(), flag).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9475".parse().unwrap())
         );
         assert!(toml::from_str::<FileConfig>("[metrics]\nport = 1").is_err());
         assert!(toml::from_str::<FileConfig>("[metrics]\nlisten = \"nowhere\"").is_err());

@@ -219,6 +219,7 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<RelayConfig> {
             public_addr: args.public_addr.clone(),
             data_dir: args.data_dir.clone(),
             idle_timeout: args.idle_timeout,
+            metrics_listen: args.metrics_listen,
         },
     )
 }
@@ -283,9 +284,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.audit_anchor_file = args.audit_anchor_file;
-    if let Some(addr) = args.metrics_listen {
-        config.metrics_listen = Some(addr);
-    }
     if let Some(interval) = args.audit_anchor_interval {
         if interval < Duration::from_secs(1) {
             anyhow::bail!("--audit-anchor-interval must be at least 1s");

@@ -120,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_addr: args.public_addr,
             data_dir: Some(args.data_dir),
             idle_timeout: args.idle_timeout,
+            metrics_listen: None,
         },
     )?;
     let spy = spy_writer(args.spy_file.clone())?;
