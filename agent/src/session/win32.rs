@@ -29,6 +29,8 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_INFORMATION, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION, STARTUPINFOW,
 };
 
+use crate::platform::windows::wide::{from_wide_ptr, wide};
+
 /// What `WTSGetActiveConsoleSessionId` says when no session is attached
 /// to the console (during a switch).
 const NO_CONSOLE_SESSION: u32 = 0xFFFF_FFFF;
@@ -96,8 +98,7 @@ fn sid_string(sid: *mut c_void) -> std::io::Result<String> {
         if ConvertSidToStringSidW(sid, &mut text) == 0 || text.is_null() {
             return last_error();
         }
-        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-        let string = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+        let string = from_wide_ptr(text).unwrap_or_default();
         LocalFree(text.cast::<c_void>());
         Ok(string)
     }
@@ -233,7 +234,7 @@ fn session_text(session: u32, class: WTS_INFO_CLASS) -> Option<String> {
 }
 
 fn account_sid(account: &str) -> std::io::Result<String> {
-    let wide: Vec<u16> = account.encode_utf16().chain(std::iter::once(0)).collect();
+    let wide = wide(account);
     let mut sid = vec![0u32; 68 / 4];
     let mut sid_len = 68u32;
     let mut domain = vec![0u16; 256];
@@ -261,7 +262,7 @@ fn account_sid(account: &str) -> std::io::Result<String> {
 /// Claims the named mutex `name` for this process: `Ok(None)` when another
 /// process holds it already (it is released when its holder exits).
 pub fn claim_single_instance(name: &str) -> std::io::Result<Option<Handle>> {
-    let wide: Vec<u16> = name.encode_utf16().chain(std::iter::once(0)).collect();
+    let wide = wide(name);
     // SAFETY: `wide` is NUL-terminated and outlives the call; default
     // security; the handle returned is owned by the wrapper.
     let mutex = unsafe { CreateMutexW(std::ptr::null(), 0, wide.as_ptr()) };
@@ -298,14 +299,8 @@ pub fn spawn_in_session(session: u32, command_line: &str) -> std::io::Result<(Ha
             std::io::Error::last_os_error(),
         ));
     }
-    let mut command: Vec<u16> = command_line
-        .encode_utf16()
-        .chain(std::iter::once(0))
-        .collect();
-    let mut desktop: Vec<u16> = "winsta0\\default"
-        .encode_utf16()
-        .chain(std::iter::once(0))
-        .collect();
+    let mut command = wide(command_line);
+    let mut desktop = wide("winsta0\\default");
     // SAFETY: STARTUPINFOW and PROCESS_INFORMATION are plain C structs for
     // which all-zero is a valid value.
     let mut startup: STARTUPINFOW = unsafe { std::mem::zeroed() };

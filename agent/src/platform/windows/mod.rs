@@ -5,3 +5,4 @@
 pub mod os_version;
 pub mod paths;
 pub mod service;
+pub mod wide;

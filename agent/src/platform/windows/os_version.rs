@@ -13,6 +13,7 @@ use windows_sys::Win32::Foundation::ERROR_SUCCESS;
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ};
 use windows_sys::Win32::System::SystemInformation::OSVERSIONINFOW;
 
+use super::wide::wide;
 use crate::platform::os_name::windows_name;
 
 /// `Windows 11 23H2 (22631)`; `Windows (version unknown)` if the kernel
@@ -71,10 +72,6 @@ fn registry_string(key: &str, value: &str) -> Option<String> {
     }
     let len = buffer.iter().position(|&c| c == 0).unwrap_or(buffer.len());
     String::from_utf16(&buffer[..len]).ok()
-}
-
-fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 #[cfg(test)]

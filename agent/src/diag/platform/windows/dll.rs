@@ -12,6 +12,8 @@ use windows_sys::Win32::System::LibraryLoader::{
     GetModuleHandleW, GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32,
 };
 
+pub use crate::platform::windows::wide::{from_wide_array, from_wide_ptr, wide};
+
 /// An untyped function pointer as `GetProcAddress` returns it.
 pub type Farproc = unsafe extern "system" fn() -> isize;
 
@@ -65,37 +67,4 @@ pub fn under_wine() -> bool {
     SystemDll::loaded("ntdll.dll")
         .and_then(|ntdll| ntdll.symbol(c"wine_get_version"))
         .is_some()
-}
-
-/// `text` as a NUL-terminated UTF-16 string.
-pub fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain(std::iter::once(0)).collect()
-}
-
-/// A NUL-terminated UTF-16 string Windows returned, or `None` for a null
-/// pointer.
-///
-/// # Safety
-/// `ptr` must be null or point to a NUL-terminated UTF-16 string that stays
-/// valid during the call.
-pub unsafe fn from_wide_ptr(ptr: *const u16) -> Option<String> {
-    if ptr.is_null() {
-        return None;
-    }
-    let mut len = 0;
-    // SAFETY: the caller promises a NUL-terminated string: every index up
-    // to and including the terminator is readable.
-    while unsafe { *ptr.add(len) } != 0 {
-        len += 1;
-    }
-    // SAFETY: the `len` units before the terminator were just read.
-    let units = unsafe { std::slice::from_raw_parts(ptr, len) };
-    Some(String::from_utf16_lossy(units))
-}
-
-/// A NUL-terminated UTF-16 string stored in a fixed array (as in
-/// `WLAN_INTERFACE_INFO`).
-pub fn from_wide_array(units: &[u16]) -> String {
-    let len = units.iter().position(|u| *u == 0).unwrap_or(units.len());
-    String::from_utf16_lossy(&units[..len])
 }
