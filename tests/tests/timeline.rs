@@ -3,12 +3,11 @@
 //! a real relay, and a technician reading the episodes with
 //! `deskside timeline`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use deskside_agent::timeline::ring::Ring;
 use deskside_tests::impair::{ImpairProxy, Impairment, LinkShape};
-use deskside_tests::{wait_for, Agent, Console, Proc, Relay, World};
+use deskside_tests::{wait_for, Agent, Console, Proc, ProxiedRelay, Relay, World};
 use serde_json::Value;
 
 /// A relay behind an impairment proxy, one enrolled agent reaching it
@@ -16,18 +15,11 @@ use serde_json::Value;
 struct Lab {
     world: World,
     relay: Option<Relay>,
-    relay_port: u16,
-    public: String,
     admin: Console,
     agent: Agent,
     device: String,
     proxy: ImpairProxy,
     _runtime: tokio::runtime::Runtime,
-}
-
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
 }
 
 fn now_ms() -> i64 {
@@ -39,19 +31,12 @@ fn now_ms() -> i64 {
 
 impl Lab {
     fn new() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let mut world = World::new();
-        let relay_port = free_udp_port();
-        let upstream: SocketAddr = ([127, 0, 0, 1], relay_port).into();
-        let proxy = runtime
-            .block_on(async { ImpairProxy::spawn(upstream, Impairment::default()).await })
-            .expect("proxy");
-        let public = proxy.local_addr().to_string();
-        let relay = world.relay_with(Some(relay_port), &["--public-addr", &public]);
+        let ProxiedRelay {
+            relay,
+            proxy,
+            runtime,
+        } = world.relay_behind_proxy();
         let admin = world.console("admin");
         admin.login_admin(&relay);
         admin
@@ -76,14 +61,23 @@ impl Lab {
         Self {
             world,
             relay: Some(relay),
-            relay_port,
-            public,
             admin,
             agent,
             device,
             proxy,
             _runtime: runtime,
         }
+    }
+
+    /// A new relay on the same port and data directory, behind the same
+    /// proxy.
+    fn restart_relay(&mut self) {
+        let public = self.proxy.local_addr().to_string();
+        let port = self.proxy.upstream().port();
+        self.relay = Some(
+            self.world
+                .relay_with(Some(port), &["--public-addr", &public]),
+        );
     }
 
     fn run_agent(&mut self) -> Proc {
@@ -311,11 +305,8 @@ fn a_relay_restart_loses_no_sample_and_monitoring_off_stops_sampling() {
             (during >= 3).then_some(())
         },
     );
-    let relay = lab
-        .world
-        .relay_with(Some(lab.relay_port), &["--public-addr", &lab.public]);
+    lab.restart_relay();
     let restarted_at = now_ms();
-    lab.relay = Some(relay);
     // Every sample the agent took before the restart reaches the relay.
     let taken: Vec<i64> = Ring::read_all(&state_dir)
         .iter()

@@ -17,7 +17,6 @@
 //! `deskside-bench-timeline agent --phase-secs 600`,
 //! `deskside-bench-timeline fleet --devices 1000 --days 7`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -30,8 +29,8 @@ use deskside_protocol::agent::DeviceInfo;
 use deskside_protocol::DeviceId;
 use deskside_relay::store::{OrgId, Store};
 use deskside_tests::bench::{cpu_ticks, rss_kib, CLOCK_TICKS_PER_SEC};
-use deskside_tests::impair::{ImpairProxy, Impairment};
-use deskside_tests::{wait_for, World};
+use deskside_tests::impair::ImpairProxy;
+use deskside_tests::{wait_for, ProxiedRelay, World};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -59,13 +58,6 @@ enum Bench {
         #[arg(long, default_value_t = 7)]
         days: i64,
     },
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
 
 /// Agent process readings at one moment.
@@ -101,16 +93,13 @@ fn report(name: &str, from: &Reading, to: &Reading) -> (f64, f64, f64) {
 }
 
 fn agent_bench(phase: Duration, interval: u32) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     let mut world = World::new();
-    let relay_port = free_udp_port();
-    let upstream: SocketAddr = ([127, 0, 0, 1], relay_port).into();
-    let proxy = runtime.block_on(ImpairProxy::spawn(upstream, Impairment::default()))?;
-    let public = proxy.local_addr().to_string();
-    let relay = world.relay_with(Some(relay_port), &["--public-addr", &public]);
+    // The proxy only counts bytes here (no impairment).
+    let ProxiedRelay {
+        relay,
+        proxy,
+        runtime: _runtime,
+    } = world.relay_behind_proxy();
     let admin = world.console("admin");
     admin.login_admin(&relay);
     admin.run(&["policy", "set", "monitoring", "off"]).ok();
