@@ -9,8 +9,7 @@ use super::dll::{from_wide_array, wide};
 
 /// The system drive (`%SystemDrive%\`), or nothing if Windows cannot say.
 pub fn system_disks() -> Vec<Disk> {
-    let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".to_owned());
-    let root = format!("{}\\", drive.trim_end_matches('\\'));
+    let root = format!("{}\\", super::system_drive());
     let root_wide = wide(&root);
     let (mut available, mut total, mut free) = (0u64, 0u64, 0u64);
     // SAFETY: a NUL-terminated path and three live, writable counters.

@@ -45,14 +45,20 @@ use deskside_diag::{snapshot::Pressure, Probe};
 #[cfg(windows)]
 pub const CPU_SAMPLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Whether a mount point holds the OS: the system drive (`%SystemDrive%`,
-/// normally `C:`).
+/// The drive that holds the OS (`%SystemDrive%`, normally `C:`), without a
+/// trailing backslash.
+#[cfg(windows)]
+fn system_drive() -> String {
+    let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".to_owned());
+    drive.trim_end_matches('\\').to_owned()
+}
+
+/// Whether a mount point holds the OS: the system drive.
 #[cfg(windows)]
 pub fn is_system_mount(mount_point: &str) -> bool {
-    let system_drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".to_owned());
     mount_point
         .trim_end_matches('\\')
-        .eq_ignore_ascii_case(system_drive.trim_end_matches('\\'))
+        .eq_ignore_ascii_case(&system_drive())
 }
 
 /// Pressure stall information exists only on Linux.
