@@ -9,9 +9,7 @@ use std::time::Duration;
 use deskside_desktop::xvfb::Xvfb;
 use serde_json::Value;
 
-use deskside_session_ui::{CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON};
-
-use crate::x11::{centre, click, find_window, geometry, pixel, screenshot, window_gone, Lines};
+use crate::x11::{self, Lines};
 use crate::{bin, wait_for, Agent, Console, Proc, Relay, World};
 
 /// What to start.
@@ -161,45 +159,12 @@ impl SessionStage {
     /// (on a loaded machine the first click can land before the dialog has
     /// laid out its buttons).
     pub fn answer_consent(&self, accept: bool) {
-        let display = self.agent_x.display();
-        let title = "remote support request";
-        let window = find_window(display, title, Duration::from_secs(30));
-        let (x, y, _, _) = geometry(display, &window);
-        let (bx, by) = centre(if accept {
-            CONSENT_ACCEPT_BUTTON
-        } else {
-            CONSENT_REFUSE_BUTTON
-        });
-        if accept {
-            // Accept is greyed out for the dialog's first second, and green
-            // once it works.
-            wait_for(
-                "the Accept button to be armed",
-                Duration::from_secs(20),
-                || {
-                    let shot = screenshot(display, &window);
-                    if i64::from(shot.0) <= bx || i64::from(shot.1) <= by {
-                        return None;
-                    }
-                    let [r, g, b] = pixel(&shot, bx, by);
-                    (g > r.saturating_add(40) && g > b.saturating_add(40)).then_some(())
-                },
-            );
-        }
-        for _ in 0..5 {
-            click(display, x + bx, y + by);
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while std::time::Instant::now() < deadline {
-                if window_gone(display, title) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!(
-            "the consent dialog did not close after 5 clicks on {}\nhelper log:\n{}",
-            if accept { "Accept" } else { "Refuse" },
-            self.helper.log()
+        x11::answer_consent(
+            self.agent_x.display(),
+            accept,
+            Duration::from_secs(30),
+            Duration::from_secs(3),
+            || self.helper.log(),
         );
     }
 

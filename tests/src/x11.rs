@@ -94,6 +94,59 @@ pub fn centre(button: [f32; 4]) -> (i64, i64) {
     )
 }
 
+/// Whether `pixel` is the green of the consent dialog's armed Accept button
+/// (it is grey until armed).
+pub fn armed_green([r, g, b]: [u8; 3]) -> bool {
+    g > r.saturating_add(40) && g > b.saturating_add(40)
+}
+
+/// Clicks Accept (once it is armed: green) or Refuse in the consent dialog
+/// on `display`, as a person would: again if the dialog is still open
+/// `per_click` later (on a loaded machine the first click can land before
+/// the dialog has laid out its buttons), 5 clicks at most. `patience`
+/// bounds the waits for the window and for the arming. Panics with
+/// `helper_log()` when the dialog stays open.
+pub fn answer_consent(
+    display: &str,
+    accept: bool,
+    patience: Duration,
+    per_click: Duration,
+    helper_log: impl Fn() -> String,
+) {
+    let title = "remote support request";
+    let window = find_window(display, title, patience);
+    let (x, y, _, _) = geometry(display, &window);
+    let (bx, by) = centre(if accept {
+        deskside_session_ui::CONSENT_ACCEPT_BUTTON
+    } else {
+        deskside_session_ui::CONSENT_REFUSE_BUTTON
+    });
+    if accept {
+        wait_for("the Accept button to be armed", patience, || {
+            let shot = screenshot(display, &window);
+            if i64::from(shot.0) <= bx || i64::from(shot.1) <= by {
+                return None;
+            }
+            armed_green(pixel(&shot, bx, by)).then_some(())
+        });
+    }
+    for _ in 0..5 {
+        click(display, x + bx, y + by);
+        let deadline = Instant::now() + per_click;
+        while Instant::now() < deadline {
+            if window_gone(display, title) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "the consent dialog did not close after 5 clicks on {}\nhelper log:\n{}",
+        if accept { "Accept" } else { "Refuse" },
+        helper_log()
+    );
+}
+
 /// A screenshot of one window as RGB rows.
 pub fn screenshot(display: &str, window: &str) -> (u32, u32, Vec<u8>) {
     let out = Command::new("import")

@@ -25,11 +25,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deskside_desktop::xvfb::Xvfb;
-use deskside_session_ui::{CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON};
 use deskside_tests::wine::{windows_bin_dir, Wine, WineAgent};
-use deskside_tests::x11::{
-    centre, click, find_window, geometry, pixel, screenshot, window_gone, Lines,
-};
+use deskside_tests::x11::{self, Lines};
 use deskside_tests::{bin, secret_scan, wait_for, Console, Proc, World};
 use serde_json::Value;
 
@@ -240,39 +237,9 @@ impl Stage {
     /// Clicks Accept (once it is armed: green) or Refuse in the consent
     /// dialog, again if it is still open a moment later.
     fn answer_consent(&self, accept: bool) {
-        let title = "remote support request";
-        let window = find_window(&self.display, title, SLOW);
-        let (x, y, _, _) = geometry(&self.display, &window);
-        let (bx, by) = centre(if accept {
-            CONSENT_ACCEPT_BUTTON
-        } else {
-            CONSENT_REFUSE_BUTTON
-        });
-        if accept {
-            wait_for("the Accept button to be armed", SLOW, || {
-                let shot = screenshot(&self.display, &window);
-                if i64::from(shot.0) <= bx || i64::from(shot.1) <= by {
-                    return None;
-                }
-                let [r, g, b] = pixel(&shot, bx, by);
-                (g > r.saturating_add(40) && g > b.saturating_add(40)).then_some(())
-            });
-        }
-        for _ in 0..5 {
-            click(&self.display, x + bx, y + by);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if window_gone(&self.display, title) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!(
-            "the consent dialog did not close after 5 clicks on {}\nhelper log:\n{}",
-            if accept { "Accept" } else { "Refuse" },
+        x11::answer_consent(&self.display, accept, SLOW, Duration::from_secs(5), || {
             self.helper.log()
-        );
+        });
     }
 
     /// Waits until the agent service has logged `line` `times` times.

@@ -151,12 +151,6 @@ fn request(accept_after: Option<Duration>) -> ConsentRequest {
     }
 }
 
-/// The green of an armed Accept button (it is grey until armed).
-fn green(pixel: [u8; 3]) -> bool {
-    let [r, g, b] = pixel;
-    g > r.saturating_add(40) && g > b.saturating_add(40)
-}
-
 /// Anything but the black of a window not drawn yet.
 fn drawn(pixel: [u8; 3]) -> bool {
     pixel.iter().any(|c| *c > 10)
@@ -196,7 +190,7 @@ fn consent_under_wine_accept_is_clickable_at_its_documented_place_once_armed() {
         "the consent window under Wine is not at scale factor 1"
     );
     let accept = x11::centre(CONSENT_ACCEPT_BUTTON);
-    stage.wait_for_pixel("the armed Accept button", &id, accept, green);
+    stage.wait_for_pixel("the armed Accept button", &id, accept, x11::armed_green);
     stage.click(origin, accept);
     assert_eq!(answer_of(answer), ConsentAnswer::Accepted);
 }
@@ -222,7 +216,7 @@ fn consent_under_wine_ignores_accept_before_it_is_armed() {
         "the early click took {clicked:?}, longer than the {arming:?} arming: the machine is too slow for this test"
     );
     assert!(
-        !green(x11::pixel(&shot, accept.0, accept.1)),
+        !x11::armed_green(x11::pixel(&shot, accept.0, accept.1)),
         "Accept was armed when first drawn"
     );
     // Long enough for the click to have been handled, shorter than the arming.
@@ -231,7 +225,7 @@ fn consent_under_wine_ignores_accept_before_it_is_armed() {
         !answer.is_finished(),
         "a click {clicked:?} after the first frame, before the {arming:?} arming, answered"
     );
-    stage.wait_for_pixel("the armed Accept button", &id, accept, green);
+    stage.wait_for_pixel("the armed Accept button", &id, accept, x11::armed_green);
     stage.click(origin, accept);
     assert_eq!(answer_of(answer), ConsentAnswer::Accepted);
 }
@@ -248,7 +242,7 @@ fn consent_under_wine_refuse_refuses() {
         "the armed Accept button",
         &id,
         x11::centre(CONSENT_ACCEPT_BUTTON),
-        green,
+        x11::armed_green,
     );
     stage.click(origin, x11::centre(CONSENT_REFUSE_BUTTON));
     assert_eq!(answer_of(answer), ConsentAnswer::Refused);
@@ -276,7 +270,7 @@ fn consent_under_wine_at_150_percent_scales_its_buttons_with_the_window() {
         (ax as f32 * scale).round() as i64,
         (ay as f32 * scale).round() as i64,
     );
-    stage.wait_for_pixel("the armed Accept button", &id, accept, green);
+    stage.wait_for_pixel("the armed Accept button", &id, accept, x11::armed_green);
     stage.click(origin, accept);
     assert_eq!(answer_of(answer), ConsentAnswer::Accepted);
 }
