@@ -125,11 +125,17 @@ pub fn rows_of(samples: &[Sample], now_ms: i64) -> Result<Vec<(i64, Vec<u8>)>, S
         .collect()
 }
 
-fn decode_rows(rows: &[crate::store::TimelineRow]) -> Vec<Sample> {
-    rows.iter()
-        .filter_map(|row| timeline::decode_batch(&row.sample).ok())
+/// The samples of stored one-sample batches (unreadable ones skipped).
+fn decode_all<'a>(batches: impl IntoIterator<Item = &'a Vec<u8>>) -> Vec<Sample> {
+    batches
+        .into_iter()
+        .filter_map(|batch| timeline::decode_batch(batch).ok())
         .flatten()
         .collect()
+}
+
+fn decode_rows(rows: &[crate::store::TimelineRow]) -> Vec<Sample> {
+    decode_all(rows.iter().map(|row| &row.sample))
 }
 
 /// `deskside timeline DEVICE`: the device's samples in the window.
@@ -239,12 +245,7 @@ pub async fn maintain(shared: &Shared) {
                     SUMMARY_BUCKET_MS,
                     SUMMARY_CHUNK_ROWS,
                     |blobs| {
-                        let samples: Vec<Sample> = blobs
-                            .iter()
-                            .filter_map(|b| timeline::decode_batch(b).ok())
-                            .flatten()
-                            .collect();
-                        timeline::worst_of(&samples).map(|s| timeline::encode_batch(&[s]))
+                        timeline::worst_of(&decode_all(blobs)).map(|s| timeline::encode_batch(&[s]))
                     },
                 )
             })
