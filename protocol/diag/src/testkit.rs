@@ -266,6 +266,15 @@ pub fn on_ethernet(s: &mut Snapshot) {
     });
 }
 
+/// Windows' connectivity indicator (NCSI) at `level`.
+pub fn ncsi(level: ConnectivityLevel) -> OsConnectivity {
+    OsConnectivity {
+        source: "ncsi".to_owned(),
+        level,
+        ..OsConnectivity::default()
+    }
+}
+
 /// Judges with the default thresholds.
 pub fn judged(snapshot: &Snapshot) -> Verdict {
     judge(snapshot, &Thresholds::default())

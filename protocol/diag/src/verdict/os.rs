@@ -78,7 +78,7 @@ pub(super) fn indicator(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
 
 #[cfg(test)]
 mod tests {
-    use crate::snapshot::{ConnectivityLevel, OsConnectivity, Probe, Snapshot};
+    use crate::snapshot::{ConnectivityLevel, Probe, Snapshot};
     use crate::testkit::*;
     use crate::verdict::{Confidence, Segment, Severity};
 
@@ -86,11 +86,7 @@ mod tests {
 
     fn with_ncsi(level: ConnectivityLevel) -> Snapshot {
         let mut snapshot = healthy();
-        snapshot.os_connectivity = Some(Probe::Measured(OsConnectivity {
-            source: "ncsi".to_owned(),
-            level,
-            ..OsConnectivity::default()
-        }));
+        snapshot.os_connectivity = Some(Probe::Measured(ncsi(level)));
         snapshot
     }
 

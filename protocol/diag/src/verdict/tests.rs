@@ -2,9 +2,7 @@
 //! expected verdict.
 
 use super::*;
-use crate::snapshot::{
-    Band, ConnectivityLevel, DnsLookup, Grade, OsConnectivity, Probe, Temperature,
-};
+use crate::snapshot::{Band, ConnectivityLevel, DnsLookup, Grade, Probe, Temperature};
 use crate::testkit::*;
 
 type Edit = fn(&mut Snapshot);
@@ -514,14 +512,6 @@ fn boundaries() -> Vec<Boundary> {
             |s| s.os_connectivity = Some(Probe::Measured(ncsi(ConnectivityLevel::LocalAccess))),
         ),
     ]
-}
-
-fn ncsi(level: ConnectivityLevel) -> OsConnectivity {
-    OsConnectivity {
-        source: "ncsi".to_owned(),
-        level,
-        ..OsConnectivity::default()
-    }
 }
 
 fn sensor(celsius: f64, critical_celsius: Option<f64>) -> Temperature {
