@@ -186,6 +186,20 @@ fn the_windows_service_installs_starts_stops_starts_at_boot_and_uninstalls() {
             "{line:?} not in the service log:\n{log}"
         );
     }
+    // The helper it started found the installed service's pipe and was
+    // admitted from the user's session (Wine's session 1).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("waiting for the session helper")
+                && l.trim_end()
+                    .ends_with(r"socket=\\.\pipe\deskside-agent-helper")),
+        "the service listens on the agreed pipe: {log}"
+    );
+    let admitted = log
+        .lines()
+        .find(|l| l.contains("session helper connected"))
+        .unwrap_or_default();
+    assert!(admitted.contains("in session 1"), "{admitted}");
     let leaked = deskside_tests::secret_scan::found_in(&log);
     assert!(leaked.is_empty(), "the service logged secrets: {leaked:?}");
 

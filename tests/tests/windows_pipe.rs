@@ -4,7 +4,9 @@
 //! directory finds it and is admitted, and the same program copied under
 //! another name is refused by the service's client check (its executable is
 //! not the service's own), and a second helper in the same session exits
-//! at once.
+//! at once. The installed service starting its helper in the user's session
+//! and admitting it on `\\.\pipe\deskside-agent-helper` is checked by
+//! `windows_agent.rs`'s service test, which boots a service prefix anyway.
 //!
 //! What Wine cannot show (see README, Windows row): the pipe's DACL (Wine
 //! 8.0 does not enforce it), another account or another session (Wine has
@@ -124,55 +126,5 @@ fn the_agent_admits_its_own_helper_over_the_pipe_and_refuses_another_program() {
         1,
         "{}",
         agent_proc.log()
-    );
-}
-
-/// The installed service (Wine's Service Control Manager) starts the
-/// helper in the signed-in user's session itself (`session::launcher`), and
-/// that helper finds the service's pipe, `\\.\pipe\deskside-agent-helper`,
-/// and is admitted.
-#[test]
-fn the_service_starts_the_helper_in_the_users_session_and_admits_it_on_the_system_pipe() {
-    // Services are machine-wide: a prefix of its own.
-    let Some(wine) = Wine::isolated("windows_pipe::service_starts_the_helper") else {
-        return;
-    };
-    let mut world = World::new();
-    let (_relay, admin) = world.relay_and_admin();
-    // Keeps the prefix's wineserver (and services.exe) up between commands.
-    let hold = wine.agent("hold");
-    let _holder = world.run_wine_agent_waiting(&hold);
-    wine.run_agent_exe(&["service", "install"]).ok();
-    let state = wine.service_agent();
-    state.enroll(&admin.enroll_token(1, "10m"));
-    let started = wine.run("net", &["start", "deskside-agent"]);
-    assert_eq!(started.code, 0, "net start: {started:?}");
-    let log_path = state.state_dir_unix().join("service.log");
-    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let admitted = wait_for("the service to admit the helper it started", SLOW, || {
-        read_log()
-            .lines()
-            .find(|l| l.contains("session helper connected"))
-            .map(str::to_owned)
-    });
-    eprintln!("service.log: {admitted}");
-    let log = read_log();
-    assert!(
-        log.contains("started the session helper in the user's session"),
-        "{log}"
-    );
-    assert!(
-        log.lines()
-            .any(|l| l.contains("waiting for the session helper")
-                && l.trim_end()
-                    .ends_with(r"socket=\\.\pipe\deskside-agent-helper")),
-        "the service listens on the agreed pipe: {log}"
-    );
-    assert!(admitted.contains("in session 1"), "{admitted}");
-    let removed = wine.run_agent_exe(&["service", "uninstall"]).ok();
-    assert!(
-        removed.stdout.contains("Stopped and removed"),
-        "{}",
-        removed.stdout
     );
 }

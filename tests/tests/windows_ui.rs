@@ -127,11 +127,7 @@ fn wait_for_prefix_idle(wine: &Wine) {
     if !wine.prefix().exists() {
         return; // not created yet: no wineserver
     }
-    let waited = Command::new("timeout")
-        .args(["60", "wineserver", "-w"])
-        .env("WINEPREFIX", wine.prefix())
-        .status();
-    if !waited.is_ok_and(|s| s.success()) {
+    if !wine.wait_for_wineserver_exit(Duration::from_secs(60)) {
         eprintln!(
             "warning: the Wine prefix {} still had processes after 60 s",
             wine.prefix().display()

@@ -3,10 +3,12 @@
 //! same relay.
 //!
 //! Starts the real relay and console (release, next to this binary: build
-//! with `cargo build --release --workspace --bins`), enrolls one native agent
-//! and one Windows agent (`--windows-exe`, run through `scripts/wine-run` in
-//! a scratch Wine prefix that this benchmark creates and removes), lets both
-//! settle, then samples every second for `--secs` seconds:
+//! with `cargo build --release --workspace --bins` and this benchmark with
+//! `--features wine`), enrolls one native agent and one Windows agent under
+//! Wine through the end-to-end harness ([`deskside_tests::wine`]: the `.exe`
+//! in `DESKSIDE_WINDOWS_BIN_DIR`, a Wine prefix of its own, created and
+//! removed here), runs both with the same log settings, lets them settle,
+//! then samples every second for `--secs` seconds:
 //!
 //! - resident set size (VmRSS) of each agent process: for the Windows agent
 //!   the Wine process that runs the .exe, the closest Linux reading of its
@@ -16,55 +18,25 @@
 //!   (it is the cost of Wine, not of the agent).
 //!
 //! Usage:
-//! `target/release/deskside-bench-agent-footprint --windows-exe target/x86_64-pc-windows-gnu/release/deskside-agent.exe`
+//! `DESKSIDE_WINDOWS_BIN_DIR=target/x86_64-pc-windows-gnu/release target/release/deskside-bench-agent-footprint`
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::Parser;
 use deskside_tests::bench::{cpu_ticks, rss_kib, CLOCK_TICKS_PER_SEC};
+use deskside_tests::wine::Wine;
 use deskside_tests::{wait_for, World};
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// The Windows agent to run under Wine.
-    #[arg(long)]
-    windows_exe: PathBuf,
     /// Seconds of idle time measured.
     #[arg(long, default_value_t = 60)]
     secs: u64,
     /// Seconds both agents run before the measurement starts.
     #[arg(long, default_value_t = 10)]
     settle_secs: u64,
-}
-
-/// Kills a child process (and, for Wine, its prefix) when dropped.
-struct Killed {
-    child: Child,
-    prefix: Option<PathBuf>,
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(prefix) = &self.prefix {
-            let _ = Command::new("timeout")
-                .args(["30", "wineserver", "-k"])
-                .env("WINEPREFIX", prefix)
-                .status();
-        }
-    }
-}
-
-fn repo_root() -> anyhow::Result<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .context("the tests crate has a parent directory")
 }
 
 /// Processes whose command line contains `needle` and whose environment has
@@ -122,13 +94,9 @@ impl Sampled {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !args.windows_exe.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --target x86_64-pc-windows-gnu -p deskside-agent`",
-            args.windows_exe.display()
-        );
-    }
-    let root = repo_root()?;
+    // Outside CI a missing Wine or .exe prints why; this benchmark then stops.
+    let wine = Wine::isolated("deskside-bench-agent-footprint")
+        .context("Wine and deskside-agent.exe (DESKSIDE_WINDOWS_BIN_DIR) are needed")?;
     let mut world = World::new();
     let relay = world.relay(None);
     let admin = world.console("admin");
@@ -138,36 +106,10 @@ fn main() -> anyhow::Result<()> {
     linux.enroll(&admin.enroll_token(1, "10m"));
     let linux_proc = world.run_agent(&linux);
 
-    let prefix = world.path("wine-prefix");
-    let exe = std::fs::canonicalize(&args.windows_exe)?;
-    let wine = || {
-        let mut command = Command::new(root.join("scripts/wine-run"));
-        command
-            .arg(&exe)
-            .env("DESKSIDE_WINEPREFIX", &prefix)
-            .env("RUST_LOG", "warn");
-        command
-    };
-    let token = admin.enroll_token(1, "10m");
-    let state = r"C:\deskside-bench";
-    let enrolled = wine()
-        .args(["--state-dir", state, "enroll", &token])
-        .output()
-        .context("cannot run the Windows agent under Wine")?;
-    if !enrolled.status.success() {
-        bail!(
-            "the Windows agent did not enroll under Wine: {}",
-            String::from_utf8_lossy(&enrolled.stderr)
-        );
-    }
-    let windows = Killed {
-        child: wine()
-            .args(["--state-dir", state, "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-        prefix: Some(prefix.clone()),
-    };
+    let windows_agent = wine.agent("windows");
+    windows_agent.enroll(&admin.enroll_token(1, "10m"));
+    let windows = world.run_wine_agent(&windows_agent);
+    let prefix = wine.prefix();
     wait_for("both agents online", Duration::from_secs(120), || {
         let online = admin
             .devices()
@@ -177,8 +119,8 @@ fn main() -> anyhow::Result<()> {
         (online == 2).then_some(())
     });
     std::thread::sleep(Duration::from_secs(args.settle_secs));
-    let windows_pid = windows_agent_pid(&prefix).context("the Wine agent process")?;
-    let server_pid = wineserver_pid(&prefix).context("the prefix's wineserver")?;
+    let windows_pid = windows_agent_pid(prefix).context("the Wine agent process")?;
+    let server_pid = wineserver_pid(prefix).context("the prefix's wineserver")?;
     let linux_pid = linux_proc.pid();
 
     let pids = [linux_pid, windows_pid, server_pid];

@@ -358,10 +358,11 @@ pub fn svg(
             .filter(|s| (from_ms..=to_ms).contains(&s.at_ms))
         {
             match row.value(sample) {
-                Some(v) => runs
-                    .last_mut()
-                    .map(|r| r.push((x(sample.at_ms), y(v))))
-                    .unwrap_or(()),
+                Some(v) => {
+                    if let Some(run) = runs.last_mut() {
+                        run.push((x(sample.at_ms), y(v)));
+                    }
+                }
                 None => runs.push(Vec::new()),
             }
         }

@@ -516,13 +516,9 @@ fn above(
     rules: &EpisodeRules,
 ) -> Reading {
     if value > limit {
-        let severity = match critical {
-            Some(c) if value > c => Severity::Critical,
-            _ => Severity::Warning,
-        };
-        let shown = match critical {
-            Some(c) if value > c => c,
-            _ => limit,
+        let (severity, shown) = match critical {
+            Some(c) if value > c => (Severity::Critical, c),
+            _ => (Severity::Warning, limit),
         };
         Reading::Bad {
             value,
