@@ -305,8 +305,12 @@ pub fn parse_offset(text: &str) -> Option<i16> {
 }
 
 /// The relay path with a probe burst's reading: with probes, the loss is
-/// theirs (sent, not echoed: lost out or back) and so is the jitter (per
-/// packet, 20 ms apart, as media sees it, when at least two came back).
+/// theirs (sent, not echoed: lost out or back) and so is the jitter (the
+/// RFC 3550 interarrival jitter of probes 20 ms apart, as a call's audio
+/// meets it, when at least two came back: [`ProbeBurst::jitter_ms`], the
+/// snapshot's own arithmetic).
+///
+/// [`ProbeBurst::jitter_ms`]: deskside_net::tunnel::ProbeBurst::jitter_ms
 /// QUIC's own count is only the fallback: it declares a packet lost a few
 /// round trips late, so losses of the interval before spill into the next
 /// sample and an episode would end one sample late.
@@ -328,8 +332,25 @@ pub(crate) fn with_probes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deskside_diag::measure::ProbeTiming;
     use deskside_diag::snapshot::{DefaultRoute, Interface};
     use deskside_net::tunnel::ProbeBurst;
+
+    /// Echoes of probes sent 20 ms apart, with these round trips.
+    fn burst(sent: u32, lost: u32, rtts_ms: &[f64]) -> ProbeBurst {
+        let echoes: Vec<ProbeTiming> = rtts_ms
+            .iter()
+            .enumerate()
+            .map(|(i, rtt)| {
+                let sent_ms = i as f64 * 20.0;
+                ProbeTiming {
+                    sent_ms,
+                    arrived_ms: sent_ms + rtt,
+                }
+            })
+            .collect();
+        ProbeBurst { sent, lost, echoes }
+    }
 
     #[test]
     fn probes_give_the_loss_and_the_jitter() {
@@ -339,30 +360,59 @@ mod tests {
             sent_packets: 3,
             lost_packets: 0,
         };
-        // 4 of 20 probes unanswered: worse than QUIC's 0 of 3.
-        let burst = ProbeBurst {
-            sent: 20,
-            lost: 4,
-            rtts_ms: vec![20.0, 24.0, 20.0],
-        };
-        let merged = with_probes(quic.clone(), Some(&burst));
+        // 4 of 20 probes unanswered: worse than QUIC's 0 of 3. Transit
+        // differences 4 and 4: J = 4/16, then + (4 − J)/16 (RFC 3550).
+        let merged = with_probes(quic.clone(), Some(&burst(20, 4, &[20.0, 24.0, 20.0])));
         assert_eq!((merged.sent_packets, merged.lost_packets), (20, 4));
-        assert_eq!(merged.jitter_ms, Some(4.0));
+        assert_eq!(merged.jitter_ms, Some(0.484375));
         assert_eq!(merged.rtt_ms, Some(20.0));
         // QUIC's late count of an earlier loss does not count.
         let late = RelaySample {
             lost_packets: 2,
             ..quic.clone()
         };
-        let clean = ProbeBurst {
-            sent: 20,
-            lost: 0,
-            rtts_ms: vec![20.0; 20],
-        };
-        let merged = with_probes(late, Some(&clean));
+        let merged = with_probes(late, Some(&burst(20, 0, &[20.0; 20])));
         assert_eq!((merged.sent_packets, merged.lost_packets), (20, 0));
+        assert_eq!(merged.jitter_ms, Some(0.0));
         // No burst (no carrier): QUIC's reading unchanged.
         assert_eq!(with_probes(quic.clone(), None), quic);
+    }
+
+    #[test]
+    fn the_probes_jitter_is_rfc3550s_not_the_mean_successive_difference() {
+        let quic = RelaySample {
+            rtt_ms: Some(30.0),
+            jitter_ms: None,
+            sent_packets: 3,
+            lost_packets: 0,
+        };
+        // One queue spike early in the burst (15 ms, less than the
+        // spacing, so the echoes stay in order), then a steady path: every
+        // successive difference averaged gives (15 + 15) / 19 = 1.6 ms,
+        // while RFC 3550's running estimate (J += (|D| − J) / 16) has
+        // mostly forgotten the spike by the last probe (0.6 ms).
+        let mut rtts = vec![30.0; 20];
+        rtts[1] = 45.0;
+        let expected = {
+            let mut j = 0.0_f64;
+            for d in [15.0, 15.0].into_iter().chain([0.0; 17]) {
+                j += (d - j) / 16.0;
+            }
+            j
+        };
+        let merged = with_probes(quic.clone(), Some(&burst(20, 0, &rtts)));
+        let jitter = f64::from(merged.jitter_ms.unwrap());
+        assert!((jitter - expected).abs() < 1e-4, "{jitter} vs {expected}");
+        assert!(jitter < 1.0, "{jitter}: the mean difference would be 1.6");
+        // A swing on every probe (30/50 ms): RFC 3550 climbs towards 20 ms
+        // (1 − (15/16)^19 of it, 14.1 ms); the mean difference says 20.
+        let swinging: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 30.0 } else { 50.0 })
+            .collect();
+        let merged = with_probes(quic, Some(&burst(20, 0, &swinging)));
+        let jitter = f64::from(merged.jitter_ms.unwrap());
+        let expected = 20.0 * (1.0 - (15.0_f64 / 16.0).powi(19));
+        assert!((jitter - expected).abs() < 1e-4, "{jitter} vs {expected}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
+use deskside_diag::measure::{interarrival_jitter, ProbeTiming};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -328,20 +329,18 @@ pub struct ProbeBurst {
     pub sent: u32,
     /// Probes whose echo never came back (lost on the way out or back).
     pub lost: u32,
-    /// Round trip of each echoed probe, in the order they were sent, ms.
-    pub rtts_ms: Vec<f64>,
+    /// When each echoed probe left and when its echo came back, ms after
+    /// the burst began, in the order they were sent. The jitter is read
+    /// from these by `deskside_diag::measure::interarrival_jitter` (RFC
+    /// 3550), the same arithmetic as the snapshot's path measurement.
+    pub echoes: Vec<ProbeTiming>,
 }
 
 impl ProbeBurst {
-    /// Mean absolute difference between consecutive round trips, ms
-    /// (`None` with fewer than two echoes).
+    /// The RFC 3550 interarrival jitter of the echoes, ms (`None` with
+    /// fewer than two).
     pub fn jitter_ms(&self) -> Option<f64> {
-        let diffs: Vec<f64> = self
-            .rtts_ms
-            .windows(2)
-            .map(|w| (w[1] - w[0]).abs())
-            .collect();
-        (!diffs.is_empty()).then(|| diffs.iter().sum::<f64>() / diffs.len() as f64)
+        interarrival_jitter(&self.echoes)
     }
 }
 
@@ -383,17 +382,22 @@ impl Prober {
             .unwrap_or_else(|p| p.into_inner()) = Some(tx);
         static BURSTS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
         let tag = BURSTS.fetch_add(1, Ordering::Relaxed);
-        let mut sent_at: Vec<Option<tokio::time::Instant>> = vec![None; usize::from(count)];
-        let mut echoed: Vec<Option<f64>> = vec![None; usize::from(count)];
+        let began = tokio::time::Instant::now();
+        let ms_since = |at: tokio::time::Instant| at.duration_since(began).as_secs_f64() * 1000.0;
+        let mut sent_at: Vec<Option<f64>> = vec![None; usize::from(count)];
+        let mut echoed: Vec<Option<ProbeTiming>> = vec![None; usize::from(count)];
         let take = |payload: &Bytes,
                     at: tokio::time::Instant,
-                    echoed: &mut Vec<Option<f64>>,
-                    sent_at: &[Option<tokio::time::Instant>]| {
+                    echoed: &mut Vec<Option<ProbeTiming>>,
+                    sent_at: &[Option<f64>]| {
             if let [t, i] = payload[..] {
                 let i = usize::from(i);
                 if t == tag {
                     if let (Some(Some(sent)), Some(slot)) = (sent_at.get(i), echoed.get_mut(i)) {
-                        slot.get_or_insert(at.duration_since(*sent).as_secs_f64() * 1000.0);
+                        slot.get_or_insert(ProbeTiming {
+                            sent_ms: *sent,
+                            arrived_ms: ms_since(at),
+                        });
                     }
                 }
             }
@@ -401,7 +405,7 @@ impl Prober {
         let mut next = tokio::time::Instant::now();
         for i in 0..count {
             tokio::time::sleep_until(next).await;
-            sent_at[usize::from(i)] = Some(tokio::time::Instant::now());
+            sent_at[usize::from(i)] = Some(ms_since(tokio::time::Instant::now()));
             let _ = link.send(SessionPacket::new(PROBE_SESSION_ID, &[tag, i]));
             next += spacing;
             while let Ok((payload, at)) = rx.try_recv() {
@@ -420,11 +424,11 @@ impl Prober {
             .probe_echoes
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        let rtts_ms: Vec<f64> = echoed.iter().flatten().copied().collect();
+        let echoes: Vec<ProbeTiming> = echoed.iter().flatten().copied().collect();
         Some(ProbeBurst {
             sent: u32::from(count),
-            lost: u32::from(count) - rtts_ms.len() as u32,
-            rtts_ms,
+            lost: u32::from(count) - echoes.len() as u32,
+            echoes,
         })
     }
 }
