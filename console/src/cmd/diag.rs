@@ -134,7 +134,7 @@ pub async fn run(args: DiagArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
             }
         }
         (None, None) if args.all || args.group.is_some() => {
-            let filter = match args.filter.as_deref().map(Filter::parse).transpose() {
+            let filter = match args.filter.as_deref().map(filter::parse).transpose() {
                 Ok(filter) => filter,
                 Err(message) => {
                     return Err(crate::exit::UsageError::new(message, "deskside diag --help").into())
@@ -274,7 +274,7 @@ async fn fleet(
     // A filter on what the list already says chooses devices before any is
     // diagnosed.
     let chosen_early = |d: &deskside_protocol::console::DeviceSummary| match filter {
-        Some(filter) if !filter.needs_diagnosis() => filter.matches(&filter::Record {
+        Some(filter) if !filter::needs_diagnosis(filter) => filter.matches(&filter::Record {
             id: &d.id.to_string(),
             hostname: &d.hostname,
             group: d.group.as_deref(),
