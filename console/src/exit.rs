@@ -5,7 +5,7 @@
 //! | 0 | success; also when stdout is closed early (`deskside devices list \| head -1`) |
 //! | 1 | the operation failed: one line `error: REASON` on stderr, and with `--json` also `{"type":"error","message":REASON}` on stdout |
 //! | 2 | usage error: unknown flag, bad value, missing argument (clap's own errors use 2 too) |
-//! | 3 | nothing matched: a fleet run (`diag --all/--group`, with or without `--where`) selected no device; `no device matched: …` on stderr, and with `--json` `{"type":"no_match","message":…}` on stdout |
+//! | 3 | nothing matched: a fleet run (`diag --all/--group`, with or without `--where`, or `timeline --all --where`) selected no device; `no device matched: …` on stderr, and with `--json` `{"type":"no_match","message":…}` on stdout |
 //!
 //! This module only formats and writes; it decides nothing about what
 //! failed. A broken pipe on stdout is not an error: the reader has all it
@@ -33,9 +33,10 @@ Exit codes:
   1  the operation failed: one line `error: REASON` on stderr; with --json also
      {\"type\":\"error\",\"message\":REASON} on stdout
   2  usage error: unknown flag, bad value or missing argument (also an unknown
-     field in `diag --where`)
-  3  no device matched: a fleet run (`diag --all|--group [--where EXPR]`)
-     selected no device; with --json {\"type\":\"no_match\",\"message\":…}";
+     field in `diag --where` or `timeline --where`)
+  3  no device matched: a fleet run (`diag --all|--group [--where EXPR]`,
+     `timeline --all --where EXPR`) selected no device; with --json
+     {\"type\":\"no_match\",\"message\":…}";
 
 /// A command line that parsed but makes no sense (for example a login string
 /// together with `--relay`). Reported like clap's own errors, exit code 2.

@@ -36,6 +36,7 @@ pub struct FleetTimelineEntry {
     /// Samples the relay holds for it in the window.
     pub samples: u32,
     /// The episodes the relay found (JSON array of `deskside-diag`
-    /// `timeline::Episode`).
+    /// `timeline::FleetEpisode`: an `Episode`'s fields, plus `recurring`
+    /// when a recurrence of the window covers it).
     pub episodes: Vec<u8>,
 }

@@ -207,9 +207,11 @@ pub async fn fleet_timeline(
             .map_err(|e| internal_error(&e))?;
         // Judged off the store's lock: other requests go on meanwhile.
         let thresholds = thresholds.clone();
+        // Each episode marked with whether a recurrence covers it: the
+        // answer carries no recurrences, and `--where recurring > 0` asks.
         let episodes = tokio::task::spawn_blocking(move || {
             timeline::judge_timeline(&decode_rows(&rows), &thresholds, &EpisodeRules::default())
-                .episodes
+                .fleet_episodes()
         })
         .await
         .map_err(|e| internal_error(&e))?;

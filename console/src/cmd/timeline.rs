@@ -10,6 +10,7 @@
 //! that time too, because that is when the employee says the call froze.
 
 pub mod chart;
+pub mod filter;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use deskside_diag::timeline::{
-    decode_batch, judge_timeline, Episode, EpisodeRules, Sample, Timeline,
+    decode_batch, judge_timeline, Episode, EpisodeRules, FleetEpisode, Sample, Timeline,
 };
 use deskside_diag::Thresholds;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
@@ -25,7 +26,7 @@ use deskside_protocol::timeline::{DeviceTimeline, FleetTimelineEntry};
 use serde::Serialize;
 
 use super::{printed, unexpected, Context};
-use crate::exit::UsageError;
+use crate::exit::{NoMatch, UsageError};
 use crate::output::{printable, Column, Table};
 
 /// Width of the terminal chart, in columns.
@@ -45,6 +46,12 @@ pub struct TimelineArgs {
     /// With --all: only devices of this group
     #[arg(long, value_name = "GROUP", requires = "all")]
     group: Option<String>,
+    /// With --all: only the devices whose timeline matches, e.g.
+    /// 'segment == home_network and recurring > 0'. Fields: hostname,
+    /// group, id, online, samples, episodes, segment, metric, severity,
+    /// recurring, minutes (see --help); when none matches, exit code 3
+    #[arg(long = "where", value_name = "EXPR", requires = "all", long_help = filter::help())]
+    filter: Option<String>,
     /// How far back to look, e.g. 30m, 2h, 7d [default: 2h, or 7d with --all]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     since: Option<Duration>,
@@ -135,6 +142,14 @@ fn typed<T: Serialize>(kind: &str, value: &T) -> serde_json::Value {
 pub async fn run(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
     if args.all {
         return fleet(args, ctx).await;
+    }
+    // clap's `requires = "all"` is met by the flag's default `false`.
+    if args.filter.is_some() || args.group.is_some() {
+        return Err(UsageError::new(
+            "--where and --group choose among devices: use them with --all",
+            "deskside timeline --help",
+        )
+        .into());
     }
     let Some(device) = args.device.clone() else {
         return Err(
@@ -421,6 +436,12 @@ struct GroupRecord {
 async fn fleet(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> {
     let now_ms = ctx.now.saturating_mul(1000);
     let since = args.since.unwrap_or(Duration::from_secs(7 * 86_400));
+    let filter = args
+        .filter
+        .as_deref()
+        .map(filter::parse)
+        .transpose()
+        .map_err(|e| UsageError::new(e, "deskside timeline --help"))?;
     let answer = super::request(
         ctx,
         ConsoleRequest::TimelineFleet {
@@ -436,21 +457,35 @@ async fn fleet(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> 
     };
     let mut records = Vec::new();
     for entry in &entries {
-        let episodes: Vec<Episode> = serde_json::from_slice(&entry.episodes).unwrap_or_default();
+        let episodes: Vec<FleetEpisode> =
+            serde_json::from_slice(&entry.episodes).unwrap_or_default();
+        let id = entry.device.id.to_string();
+        let device = filter::Device {
+            id: &id,
+            hostname: &entry.device.hostname,
+            group: entry.device.group.as_deref(),
+            online: entry.device.online,
+            samples: entry.samples,
+            episodes: &episodes,
+            now_ms,
+        };
+        if filter.as_ref().is_some_and(|f| !f.matches(&device)) {
+            continue;
+        }
         let mut segments = std::collections::BTreeMap::new();
-        for episode in &episodes {
+        for FleetEpisode { episode, .. } in &episodes {
             *segments.entry(episode.segment.to_string()).or_insert(0) += 1;
         }
         records.push(FleetRecord {
             kind: "device_timeline",
-            device: entry.device.id.to_string(),
+            device: id.clone(),
             hostname: entry.device.hostname.clone(),
             group: entry.device.group.clone(),
             online: entry.device.online,
             samples: entry.samples,
             episodes: episodes.len(),
             segments,
-            last_episode_ms: episodes.iter().map(|e| e.start_ms).max(),
+            last_episode_ms: episodes.iter().map(|e| e.episode.start_ms).max(),
         });
     }
     records.sort_by(|a, b| {
@@ -480,6 +515,18 @@ async fn fleet(args: TimelineArgs, ctx: &mut Context<'_>) -> anyhow::Result<()> 
         })
         .collect();
     by_group.sort_by(|a, b| a.group.cmp(&b.group).then(b.episodes.cmp(&a.episodes)));
+    if records.is_empty() && filter.is_some() {
+        return Err(NoMatch(format!(
+            "no device matched the --where expression ({} with episodes in the last {}{}); check the values with `deskside timeline --all --json`",
+            entries.len(),
+            humantime::format_duration(since),
+            args.group
+                .as_ref()
+                .map(|g| format!(" in the group {g:?}"))
+                .unwrap_or_default()
+        ))
+        .into());
+    }
     if ctx.out.is_json() {
         let mut result = Ok(());
         for record in &records {

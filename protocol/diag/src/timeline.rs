@@ -53,7 +53,37 @@ pub struct Timeline {
     pub recurrences: Vec<Recurrence>,
 }
 
+/// An episode as a fleet answer carries it (`deskside timeline --all`,
+/// which sends no recurrences): the episode, and whether one of the
+/// window's recurrences covers it. In JSON, the episode's own fields plus
+/// `recurring` (absent when false, and from relays that predate it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetEpisode {
+    /// The episode.
+    #[serde(flatten)]
+    pub episode: Episode,
+    /// Whether a recurrence of the window covers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recurring: bool,
+}
+
 impl Timeline {
+    /// The episodes, each marked with whether a recurrence covers it.
+    pub fn fleet_episodes(&self) -> Vec<FleetEpisode> {
+        let recurring: std::collections::BTreeSet<&str> = self
+            .recurrences
+            .iter()
+            .flat_map(|r| r.episodes.iter().map(String::as_str))
+            .collect();
+        self.episodes
+            .iter()
+            .map(|episode| FleetEpisode {
+                recurring: recurring.contains(episode.key().as_str()),
+                episode: episode.clone(),
+            })
+            .collect()
+    }
+
     /// Episodes attributed to `segment`.
     pub fn episodes_in(
         &self,
@@ -98,5 +128,53 @@ pub fn judge_timeline(
         episodes: all,
         events,
         recurrences,
+    }
+}
+
+/// The fleet answer's episodes (beside `tests.rs`, the synthetic series).
+#[cfg(test)]
+mod fleet_tests {
+    use super::synth::*;
+    use super::*;
+
+    #[test]
+    fn fleet_episodes_mark_the_recurring_ones_and_read_as_plain_episodes() {
+        // The VPN drops every 20 minutes (a periodic recurrence); once, the
+        // Wi‑Fi signal is weak for five minutes (a lone episode).
+        let samples = series(5, 240, &Noise::default(), |minute, _, s| {
+            s.vpn_up = Some(!(minute >= 20 && minute % 20 == 7));
+            if (100..105).contains(&minute) {
+                wifi(s).signal_dbm = Some(-84.0);
+            }
+        });
+        let timeline = judge_timeline(&samples, &Thresholds::default(), &EpisodeRules::default());
+        let fleet = timeline.fleet_episodes();
+        assert_eq!(fleet.len(), timeline.episodes.len());
+        let marks: Vec<(&str, bool)> = fleet
+            .iter()
+            .map(|f| (f.episode.id.as_str(), f.recurring))
+            .collect();
+        assert!(
+            marks.contains(&("wifi.signal", false)) && marks.contains(&("vpn.down", true)),
+            "{marks:?}"
+        );
+        assert!(
+            marks
+                .iter()
+                .all(|(id, recurring)| *recurring == (*id == "vpn.down")),
+            "{marks:?}"
+        );
+        // A console that predates the mark reads plain episodes; a relay that
+        // predates it sends episodes that read as not recurring.
+        let json = serde_json::to_vec(&fleet).unwrap();
+        let plain: Vec<Episode> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(plain, timeline.episodes);
+        let old = serde_json::to_vec(&timeline.episodes).unwrap();
+        let read: Vec<FleetEpisode> = serde_json::from_slice(&old).unwrap();
+        assert!(read.iter().all(|f| !f.recurring));
+        assert_eq!(
+            read.into_iter().map(|f| f.episode).collect::<Vec<_>>(),
+            timeline.episodes
+        );
     }
 }
