@@ -314,6 +314,12 @@ pub fn parse_offset(text: &str) -> Option<i16> {
 /// QUIC's own count is only the fallback: it declares a packet lost a few
 /// round trips late, so losses of the interval before spill into the next
 /// sample and an episode would end one sample late.
+///
+/// The round trip is the echoes' median too: it is this moment's path.
+/// QUIC's smoothed estimate moves an eighth of the way per acknowledgement
+/// (RFC 9002) and is read before the burst, so a queue that filled since
+/// the previous sample would show one sample late, and one that emptied
+/// would linger.
 pub(crate) fn with_probes(
     mut relay: RelaySample,
     burst: Option<&deskside_net::tunnel::ProbeBurst>,
@@ -323,6 +329,14 @@ pub(crate) fn with_probes(
     };
     relay.sent_packets = burst.sent;
     relay.lost_packets = burst.lost;
+    let round_trips: Vec<f32> = burst
+        .echoes
+        .iter()
+        .map(|e| (e.arrived_ms - e.sent_ms) as f32)
+        .collect();
+    if let (Some(median), _) = rtt_summary(&round_trips) {
+        relay.rtt_ms = Some(median);
+    }
     if let Some(jitter) = burst.jitter_ms() {
         relay.jitter_ms = Some(jitter as f32);
     }
@@ -366,6 +380,10 @@ mod tests {
         assert_eq!((merged.sent_packets, merged.lost_packets), (20, 4));
         assert_eq!(merged.jitter_ms, Some(0.484375));
         assert_eq!(merged.rtt_ms, Some(20.0));
+        // The round trip is the echoes' median, not QUIC's older estimate:
+        // a queue that filled since shows at once.
+        let queued = with_probes(quic.clone(), Some(&burst(20, 0, &[95.0, 101.0, 97.0])));
+        assert_eq!(queued.rtt_ms, Some(97.0));
         // QUIC's late count of an earlier loss does not count.
         let late = RelaySample {
             lost_packets: 2,

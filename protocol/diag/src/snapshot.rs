@@ -513,6 +513,31 @@ impl Grade {
             _ => Grade::F,
         }
     }
+
+    /// The least added latency that earns this grade, ms: the lower edge of
+    /// its band in [`Grade::from_added_latency`] (0 for A+).
+    pub fn least_added_ms(self) -> f64 {
+        match self {
+            Grade::APlus => 0.0,
+            Grade::A => 5.0,
+            Grade::B => 30.0,
+            Grade::C => 60.0,
+            Grade::D => 200.0,
+            Grade::F => 400.0,
+        }
+    }
+
+    /// The grade as the public bufferbloat tests write it: `A+`, `A` … `F`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grade::APlus => "A+",
+            Grade::A => "A",
+            Grade::B => "B",
+            Grade::C => "C",
+            Grade::D => "D",
+            Grade::F => "F",
+        }
+    }
 }
 
 /// Throughput in one direction.
@@ -771,6 +796,28 @@ impl Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_grade_starts_at_its_least_added_latency_and_is_named_as_serialised() {
+        for grade in [
+            Grade::APlus,
+            Grade::A,
+            Grade::B,
+            Grade::C,
+            Grade::D,
+            Grade::F,
+        ] {
+            let edge = grade.least_added_ms();
+            assert_eq!(Grade::from_added_latency(edge), grade, "{edge} ms");
+            if grade != Grade::APlus {
+                assert!(Grade::from_added_latency(edge - 0.001) < grade, "{edge} ms");
+            }
+            assert_eq!(
+                serde_json::to_string(&grade).unwrap(),
+                format!("\"{}\"", grade.name())
+            );
+        }
+    }
 
     #[test]
     fn probes_serialise_readably() {

@@ -20,6 +20,15 @@
 //! ([`EpisodeRules::min_lost_packets`]): one packet of twenty lost in a
 //! minute is 5 %, but it is noise, not an episode.
 //!
+//! The round trip to the relay is bad beyond the classifier's limit
+//! (`path_rtt_ms`) *or* beyond the path's own floor by the latency a bloated
+//! queue adds at the bufferbloat warning grade (`bufferbloat_grade`, C:
+//! 60 ms). The floor is the lowest round trip of the previous
+//! [`EpisodeRules::rtt_floor_samples`] samples on the same link and
+//! connection run (a link change, a restart or a gap starts a new floor).
+//! Without it a queue filling behind an upload on a short path is invisible:
+//! a 15 ms path with 70 ms queued reads 85 ms, under the 100 ms limit.
+//!
 //! # Attribution
 //!
 //! Each metric sits at a [`Stage`] of the path. An episode is attributed to
@@ -34,6 +43,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sample::{LinkKind, Marker, Sample};
+use crate::snapshot::Grade;
 use crate::thresholds::Thresholds;
 use crate::verdict::{Confidence, Evidence, EvidenceValue, Segment, Severity, Stage, Text};
 
@@ -68,6 +78,12 @@ pub struct EpisodeRules {
     /// Share of an episode's time an upstream episode must cover to explain
     /// it. Default 0.5.
     pub explain_overlap: f64,
+    /// Samples before each one whose lowest relay round trip is the path's
+    /// floor, from which latency added by a queue (bufferbloat) is
+    /// counted. Default 240: four hours at one sample a minute, longer than
+    /// an evening's congestion, so a long episode does not become its own
+    /// floor and end early.
+    pub rtt_floor_samples: u32,
     /// Distinct days an episode must start at about the same local time to
     /// be a daily recurrence. Default 3.
     pub daily_min_days: u32,
@@ -91,6 +107,7 @@ impl Default for EpisodeRules {
             clear_fraction: 0.8,
             signal_clear_margin_db: 3.0,
             explain_overlap: 0.5,
+            rtt_floor_samples: 240,
             daily_min_days: 3,
             daily_window_min: 60,
             periodic_min_episodes: 4,
@@ -339,11 +356,13 @@ pub struct Event {
 }
 
 /// Reads `metric` in `sample`. `vpn_was_up` says whether the VPN was seen
-/// up earlier in the series.
+/// up earlier in the series; `rtt_floor_ms` is the lowest relay round trip
+/// of the samples before ([`RttFloor`]), `None` when there were none.
 pub(crate) fn read(
     metric: Metric,
     sample: &Sample,
     vpn_was_up: bool,
+    rtt_floor_ms: Option<f64>,
     t: &Thresholds,
     rules: &EpisodeRules,
 ) -> Reading {
@@ -479,14 +498,7 @@ pub(crate) fn read(
             )
         }
         Metric::RelayRtt => match sample.relay.as_ref().and_then(|r| finite(r.rtt_ms)) {
-            Some(rtt) => above(
-                rtt,
-                t.path_rtt_ms,
-                Some(t.path_rtt_critical_ms),
-                "relay.rtt_ms",
-                "ms",
-                rules,
-            ),
+            Some(rtt) => relay_rtt(rtt, rtt_floor_ms, t, rules),
             None => Reading::Unknown,
         },
         Metric::RelayJitter => match sample.relay.as_ref().and_then(|r| finite(r.jitter_ms)) {
@@ -500,6 +512,103 @@ pub(crate) fn read(
             ),
             None => Reading::Unknown,
         },
+    }
+}
+
+/// The relay round trip's reading: beyond the absolute limit, or beyond
+/// the floor plus the latency of the warning grade (critical: of the
+/// critical grade), whichever is lower. The evidence stays the round trip;
+/// its threshold says when the floor set it.
+fn relay_rtt(rtt: f64, floor: Option<f64>, t: &Thresholds, rules: &EpisodeRules) -> Reading {
+    // Whole milliseconds: the threshold reads "> 61 ms", not "> 60.93…".
+    let floor = floor.filter(|f| f.is_finite() && *f >= 0.0).map(f64::round);
+    // (limit, the grade when the floor set it)
+    let limit = |absolute: f64, grade: Grade| match floor {
+        Some(f) if f + grade.least_added_ms() < absolute => {
+            (f + grade.least_added_ms(), Some(grade))
+        }
+        _ => (absolute, None),
+    };
+    let (warning, warning_grade) = limit(t.path_rtt_ms, t.bufferbloat_grade);
+    let (critical, critical_grade) = limit(t.path_rtt_critical_ms, t.bufferbloat_critical_grade);
+    match above(rtt, warning, Some(critical), "relay.rtt_ms", "ms", rules) {
+        Reading::Bad {
+            value,
+            severity,
+            evidence_metric,
+            threshold,
+        } => {
+            let grade = if severity == Severity::Critical {
+                critical_grade
+            } else {
+                warning_grade
+            };
+            let threshold = match (grade, floor) {
+                (Some(grade), Some(floor)) => format!(
+                    "{threshold}: the path's usual {} ms + {} ms queued (bufferbloat grade {})",
+                    number(floor),
+                    number(grade.least_added_ms()),
+                    grade.name()
+                ),
+                _ => threshold,
+            };
+            Reading::Bad {
+                value,
+                severity,
+                evidence_metric,
+                threshold,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The lowest relay round trip of the last `window` samples (a sliding
+/// minimum, amortised O(1) a sample): what the path does when no queue is
+/// filling.
+pub(crate) struct RttFloor {
+    window: u64,
+    seen: u64,
+    /// (sample index, round trip), the round trips increasing: each is the
+    /// floor once those before it have left the window.
+    candidates: std::collections::VecDeque<(u64, f64)>,
+}
+
+impl RttFloor {
+    pub(crate) fn new(window: u32) -> RttFloor {
+        RttFloor {
+            window: u64::from(window.max(1)),
+            seen: 0,
+            candidates: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The floor of the samples pushed so far (within the window).
+    pub(crate) fn floor(&self) -> Option<f64> {
+        self.candidates.front().map(|(_, rtt)| *rtt)
+    }
+
+    /// Counts `sample` (one sample more, with or without a round trip).
+    pub(crate) fn push(&mut self, sample: &Sample) {
+        self.seen += 1;
+        while self
+            .candidates
+            .front()
+            .is_some_and(|(at, _)| at + self.window <= self.seen)
+        {
+            self.candidates.pop_front();
+        }
+        if let Some(rtt) = sample.relay.as_ref().and_then(|r| finite(r.rtt_ms)) {
+            while self.candidates.back().is_some_and(|(_, r)| *r >= rtt) {
+                self.candidates.pop_back();
+            }
+            self.candidates.push_back((self.seen, rtt));
+        }
+    }
+
+    /// Forgets the floor: the path may have changed.
+    pub(crate) fn reset(&mut self) {
+        self.candidates.clear();
     }
 }
 
@@ -641,9 +750,19 @@ pub(crate) fn episodes_of(
     let mut out = Vec::new();
     let mut current: Option<Open> = None;
     let mut vpn_was_up = false;
-    let mut previous_ms: Option<i64> = None;
+    let mut rtt_floor = RttFloor::new(rules.rtt_floor_samples);
+    let mut previous: Option<&Sample> = None;
     for sample in samples {
-        if let Some(previous) = previous_ms {
+        // A new link or connection run may be another path: a new floor.
+        if matches!(sample.marker, Some(Marker::Started))
+            || previous.is_some_and(|p| {
+                let known = |l: LinkKind| l != LinkKind::Unknown;
+                known(p.link) && known(sample.link) && p.link != sample.link
+            })
+        {
+            rtt_floor.reset();
+        }
+        if let Some(previous) = previous.map(|p| p.at_ms) {
             if sample.at_ms - previous > gap_ms {
                 // The samples stopped: an episode ends where they did (or
                 // at its first clear reading, if one came).
@@ -656,13 +775,15 @@ pub(crate) fn episodes_of(
                     out.push(finish(metric, open, Some(end)));
                 }
                 vpn_was_up = false;
+                rtt_floor.reset();
             }
         }
-        previous_ms = Some(sample.at_ms);
-        let reading = read(metric, sample, vpn_was_up, t, rules);
+        previous = Some(sample);
+        let reading = read(metric, sample, vpn_was_up, rtt_floor.floor(), t, rules);
         if sample.vpn_up == Some(true) {
             vpn_was_up = true;
         }
+        rtt_floor.push(sample);
         match reading {
             Reading::Unknown => {}
             Reading::Bad {

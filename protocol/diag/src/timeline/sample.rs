@@ -97,7 +97,8 @@ pub struct GatewaySample {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RelaySample {
-    /// Median of the round-trip estimates read during the interval, ms.
+    /// Median round trip of the echoed path probes, ms; without probes,
+    /// the median of QUIC's estimates read during the interval.
     pub rtt_ms: Option<f32>,
     /// Mean absolute difference between consecutive round trips, ms: of
     /// the probes when at least two came back (per packet, as real-time

@@ -49,7 +49,7 @@ fn a_healthy_week_with_realistic_noise_has_no_episode() {
             .iter()
             .filter(|s| {
                 matches!(
-                    episodes::read(metric, s, false, &thresholds, &rules),
+                    episodes::read(metric, s, false, None, &thresholds, &rules),
                     episodes::Reading::Bad { .. }
                 )
             })
@@ -296,7 +296,14 @@ fn a_value_hovering_at_the_threshold_stays_one_episode() {
     // Round trip at 130 ms for three minutes, then alternating 130 ms and
     // 95 ms (inside 100 ms but not by the 20 % margin): one episode, not
     // nine. Alternating alone never opens one: no two bad minutes in a row.
-    let samples = series(31, 90, &Noise::default(), |minute, _, s| {
+    // On a 60 ms path, so that the absolute limit is the one that holds
+    // (its floor + 60 ms of queue is above 100 ms); on a shorter path 95 ms
+    // is a queue filling (see the bufferbloat test below).
+    let long_path = Noise {
+        relay_rtt_ms: 60.0,
+        ..Noise::default()
+    };
+    let samples = series(31, 90, &long_path, |minute, _, s| {
         let bad = (20..23).contains(&minute) || ((23..40).contains(&minute) && minute % 2 == 0);
         if bad {
             relay(s).rtt_ms = Some(130.0);
@@ -359,4 +366,127 @@ fn order_and_duplicates_do_not_change_the_judgement() {
             ..Timeline::default()
         }
     );
+}
+
+/// A 15 ms path whose upload queue fills for 20 minutes (a backup, a
+/// large attachment): 70 ms queued, so about 85 ms, under the 100 ms
+/// absolute limit. Bufferbloat grade C (60 ms added or more) is the
+/// classifier's warning: one ISP episode, exact to the minute.
+#[test]
+fn a_queue_filling_on_a_short_path_is_one_isp_rtt_episode_under_the_absolute_limit() {
+    let short_path = Noise {
+        relay_rtt_ms: 15.0,
+        ..Noise::default()
+    };
+    let samples = series(41, 180, &short_path, |minute, rng, s| {
+        if (60..80).contains(&minute) {
+            relay(s).rtt_ms = Some(rng.normal(15.0 + 70.0, 5.0) as f32);
+        }
+    });
+    // The absolute limit alone never sees it.
+    assert!(
+        samples[60..80]
+            .iter()
+            .filter_map(|s| s.relay.as_ref()?.rtt_ms)
+            .all(|rtt| rtt < 100.0),
+        "the queued minutes stay under 100 ms"
+    );
+    let timeline = judge(&samples);
+    let rtt = of(&timeline, "relay.rtt");
+    assert_eq!(rtt.len(), 1, "{:#?}", ids(&timeline));
+    let episode = rtt[0];
+    assert_eq!((episode.start_ms, episode.end_ms), (at(60), Some(at(80))));
+    assert_eq!(episode.segment, Segment::Isp);
+    assert_eq!(episode.severity, Severity::Warning);
+    let evidence = &episode.evidence[0];
+    assert_eq!(evidence.metric, "relay.rtt_ms");
+    assert!(
+        evidence.threshold.contains("queued (bufferbloat grade C)"),
+        "{}",
+        evidence.threshold
+    );
+    assert_eq!(timeline.episodes.len(), 1, "{:#?}", ids(&timeline));
+}
+
+/// A slower link is another path, not a queue: Ethernet at 12 ms, then the
+/// phone's tethering at 85 ms for an hour, then a restart onto a relay
+/// 80 ms away. The floor starts again at each: no episode.
+#[test]
+fn a_slower_link_or_relay_is_a_new_floor_not_bufferbloat() {
+    let samples = series(43, 180, &Noise::default(), |minute, rng, s| {
+        s.wifi = None;
+        let (link, rtt) = match minute {
+            0..60 => (LinkKind::Ethernet, 12.0),
+            60..120 => (LinkKind::Mobile, 85.0),
+            _ => (LinkKind::Ethernet, 80.0),
+        };
+        s.link = link;
+        relay(s).rtt_ms = Some(rng.normal(rtt, 3.0) as f32);
+        relay(s).jitter_ms = Some(2.0);
+        if minute == 120 {
+            s.marker = Some(Marker::Started);
+        }
+    });
+    let timeline = judge(&samples);
+    assert!(
+        of(&timeline, "relay.rtt").is_empty(),
+        "{:#?}",
+        ids(&timeline)
+    );
+    // Samples that resume after a gap (the laptop slept and woke on
+    // another network) start a floor too, marker or not.
+    let mut gapped = series(47, 150, &Noise::default(), |minute, rng, s| {
+        let rtt = if minute < 60 { 12.0 } else { 85.0 };
+        relay(s).rtt_ms = Some(rng.normal(rtt, 3.0) as f32);
+        relay(s).jitter_ms = Some(2.0);
+    });
+    gapped.retain(|s| !(60..75).contains(&((s.at_ms - DAY0_MS) / MINUTE_MS)));
+    let timeline = judge(&gapped);
+    assert!(
+        of(&timeline, "relay.rtt").is_empty(),
+        "{:#?}",
+        ids(&timeline)
+    );
+}
+
+#[test]
+fn the_rtt_floor_is_a_sliding_minimum_over_the_window() {
+    let mut floor = episodes::RttFloor::new(3);
+    let with = |rtt: Option<f32>| Sample {
+        relay: Some(RelaySample {
+            rtt_ms: rtt,
+            ..RelaySample::default()
+        }),
+        ..Sample::default()
+    };
+    let mut floors = Vec::new();
+    for rtt in [
+        Some(5.0),
+        Some(3.0),
+        Some(4.0),
+        Some(6.0),
+        Some(7.0),
+        None,
+        None,
+        None,
+    ] {
+        floor.push(&with(rtt));
+        floors.push(floor.floor());
+    }
+    assert_eq!(
+        floors,
+        [
+            Some(5.0),
+            Some(3.0),
+            Some(3.0),
+            Some(3.0),
+            Some(4.0),
+            Some(6.0),
+            Some(7.0),
+            None
+        ]
+    );
+    floor.push(&with(Some(9.0)));
+    floor.reset();
+    assert_eq!(floor.floor(), None);
 }

@@ -536,17 +536,6 @@ pub(super) fn jitter(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     Ok(vec![vpn_caveat(j, finding)])
 }
 
-fn grade_name(grade: Grade) -> &'static str {
-    match grade {
-        Grade::APlus => "A+",
-        Grade::A => "A",
-        Grade::B => "B",
-        Grade::C => "C",
-        Grade::D => "D",
-        Grade::F => "F",
-    }
-}
-
 /// Latency added under load (bufferbloat).
 pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
     let t = j.thresholds;
@@ -584,8 +573,8 @@ pub(super) fn bufferbloat(j: &mut Judge<'_>) -> Result<Vec<Finding>, Skip> {
         )
         .text(
             "path.bufferbloat",
-            grade_name(grade),
-            format!("{} or worse", grade_name(limit)),
+            grade.name(),
+            format!("{} or worse", limit.name()),
         );
     if let Some(added) = added {
         finding = finding.number(
