@@ -60,6 +60,9 @@ pub struct FileConfig {
     /// Prometheus metrics (`[metrics]`).
     #[serde(default)]
     pub metrics: MetricsFile,
+    /// Ticketing connectors (`[tickets]`, see `tickets::config`).
+    #[serde(default)]
+    pub tickets: crate::tickets::TicketsFile,
 }
 
 /// `[metrics]`: the Prometheus endpoint. Off unless `listen` is set.
@@ -226,6 +229,8 @@ pub struct RelayConfig {
     /// TCP address of the Prometheus endpoint (`[metrics] listen`,
     /// `--metrics-listen`); `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Ticketing connectors (`[tickets]`); none by default.
+    pub tickets: crate::tickets::TicketsConfig,
 }
 
 /// Flags that override the file.
@@ -303,6 +308,7 @@ impl RelayConfig {
             audit_anchor_file: None,
             audit_anchor_interval: crate::audit_anchor::DEFAULT_ANCHOR_INTERVAL,
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
+            tickets: file.tickets.resolve()?,
         })
     }
 }

@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod tickets;
 pub mod timeline;
 pub mod tls_files;
 pub mod withdraw;

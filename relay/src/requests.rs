@@ -198,12 +198,15 @@ pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleRes
         let Some((row, events, sessions)) = s.request(org, number)? else {
             return Ok(Err(Refusal::NotFound(format!("help request {number}"))));
         };
+        let tickets = s.request_tickets(number)?;
         Ok(s.find_device(org, &row.device.to_string())?
-            .map(|device| (row, device, events, sessions)))
+            .map(|device| (row, device, events, sessions, tickets)))
     })
     .await??;
-    let (row, device, mut events, sessions) = found;
+    let (row, device, mut events, sessions, tickets) = found;
     events.extend(sessions.iter().map(session_follow_up));
+    // Tickets made and deliveries failing, from the ticketing outbox.
+    events.extend(crate::tickets::request_events(&tickets));
     events.sort_by_key(|e| e.at);
     let summary = summary(shared, &row, &device);
     Ok(ConsoleResponse::Request(Box::new(RequestDetail {

@@ -208,6 +208,8 @@ pub struct Relay {
     anchor_task: tokio::task::JoinHandle<()>,
     metrics_task: Option<tokio::task::JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
+    /// One per ticketing connector (`tickets::spawn`).
+    tickets_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Set when this start bootstrapped a new organisation.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -347,6 +349,7 @@ impl Relay {
             }
             None => None,
         };
+        let tickets_tasks = crate::tickets::spawn(&shared, &config.tickets, &shutdown_rx);
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             Arc::clone(&shared),
@@ -360,6 +363,7 @@ impl Relay {
             anchor_task,
             metrics_task,
             metrics_addr,
+            tickets_tasks,
             bootstrap,
         })
     }
@@ -391,6 +395,9 @@ impl Relay {
         let _ = self.accept_task.await;
         let _ = self.anchor_task.await;
         if let Some(task) = self.metrics_task {
+            let _ = task.await;
+        }
+        for task in self.tickets_tasks {
             let _ = task.await;
         }
         let online = self.shared.presence.online();

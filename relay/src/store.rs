@@ -45,6 +45,7 @@ mod audit_chain;
 mod recovery;
 mod requests;
 mod sessions;
+mod tickets;
 mod timeline;
 
 pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
@@ -55,6 +56,9 @@ pub use requests::{LinkedSession, NewRequest, RequestFilter, RequestRow};
 pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
     WithdrawOutcome, WITHDRAWN,
+};
+pub use tickets::{
+    DueDelivery, FailingDelivery, OutboxEvent, RequestTickets, StoredTicket, TicketRef,
 };
 pub use timeline::TimelineRow;
 
@@ -81,6 +85,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     timeline::MIGRATION_5,
     requests::MIGRATION_REQUESTS,
+    tickets::MIGRATION_TICKETS,
 ];
 
 /// The schema version this build creates and understands.
@@ -1910,13 +1915,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 6);
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(store.schema_version(), 7);
+        assert_eq!(SCHEMA_VERSION, 7);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 6);
+        assert_eq!(version, 7);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1934,10 +1939,13 @@ mod tests {
                 "organisations",
                 "request_events",
                 "request_sessions",
+                "request_tickets",
                 "requests",
                 "sessions",
                 "sqlite_sequence",
                 "technician_tokens",
+                "ticket_cursors",
+                "ticket_deliveries",
                 "timeline"
             ]
         );

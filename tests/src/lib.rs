@@ -19,6 +19,7 @@ pub mod peers;
 pub mod prometheus;
 pub mod secret_scan;
 pub mod stage;
+pub mod ticketing;
 #[cfg(feature = "wine")]
 pub mod wine;
 pub mod x11;

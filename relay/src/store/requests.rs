@@ -190,7 +190,7 @@ fn parse(
 }
 
 /// Request `number` of `org`, if there is one.
-fn request_of(
+pub(super) fn request_of(
     conn: &rusqlite::Connection,
     org: OrgId,
     number: u64,

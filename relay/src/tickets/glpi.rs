@@ -1,0 +1,190 @@
+//! GLPI's REST API (`apirest.php`): each delivery opens a session
+//! (`GET initSession` with `Authorization: user_token …` and the optional
+//! `App-Token`), makes the ticket (`POST Ticket`: name, content, urgency
+//! and impact 1–5, request source) or adds an `ITILFollowup` to it, and
+//! closes the session (`GET killSession`) whatever happened.
+
+use serde_json::json;
+
+use super::http::{ConnectorError, Http};
+use super::Secret;
+use crate::store::{DueDelivery, TicketRef};
+
+/// A GLPI connector.
+#[derive(Debug)]
+pub struct Glpi {
+    name: String,
+    url: String,
+    user_token: Secret,
+    app_token: Option<Secret>,
+    request_source: Option<u32>,
+    http: Http,
+}
+
+/// GLPI's scale (1 very low … 5 very high) from our three answers.
+fn glpi_level(rank: u8) -> u8 {
+    match rank {
+        1 => 4,
+        2 => 3,
+        _ => 2,
+    }
+}
+
+impl Glpi {
+    /// A connector to the API at `url` (`…/apirest.php`).
+    pub fn new(
+        name: &str,
+        url: &str,
+        user_token: Secret,
+        app_token: Option<Secret>,
+        request_source: Option<u32>,
+        http: Http,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            user_token,
+            app_token,
+            request_source,
+            http,
+        }
+    }
+
+    fn with_app_token<'a>(
+        &'a self,
+        mut headers: Vec<(&'a str, &'a str)>,
+    ) -> Vec<(&'a str, &'a str)> {
+        if let Some(app) = &self.app_token {
+            headers.push(("App-Token", app.expose()));
+        }
+        headers
+    }
+
+    fn open_session(&self) -> Result<String, ConnectorError> {
+        let authorization = format!("user_token {}", self.user_token.expose());
+        let headers = self.with_app_token(vec![
+            ("Content-Type", "application/json"),
+            ("Authorization", authorization.as_str()),
+        ]);
+        let url = format!("{}/initSession", self.url);
+        let answer = self.http.get(&url, &headers)?.json(&[200])?;
+        answer["session_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ConnectorError::Answer {
+                url,
+                reason: "initSession gave no session_token".into(),
+            })
+    }
+
+    fn close_session(&self, session: &str) {
+        let headers = self.with_app_token(vec![
+            ("Content-Type", "application/json"),
+            ("Session-Token", session),
+        ]);
+        let closed = self
+            .http
+            .get(&format!("{}/killSession", self.url), &headers)
+            .and_then(|a| a.expect(&[200]));
+        if let Err(e) = closed {
+            tracing::debug!(connector = %self.name, "GLPI session not closed: {e}");
+        }
+    }
+
+    fn add(
+        &self,
+        session: &str,
+        itemtype: &str,
+        input: serde_json::Value,
+    ) -> Result<u64, ConnectorError> {
+        let headers = self.with_app_token(vec![("Session-Token", session)]);
+        let url = format!("{}/{itemtype}", self.url);
+        let body = serde_json::to_vec(&json!({ "input": input })).unwrap_or_default();
+        let answer = self.http.post_json(&url, &headers, &body)?.json(&[201])?;
+        answer["id"].as_u64().ok_or_else(|| ConnectorError::Answer {
+            url,
+            reason: format!("the new {itemtype} has no numeric id"),
+        })
+    }
+
+    fn in_session(
+        &self,
+        delivery: &DueDelivery,
+        session: &str,
+        on_ticket: &mut dyn FnMut(&TicketRef) -> Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        let ticket_id = match &delivery.ticket {
+            Some(ticket) => ticket
+                .id
+                .parse::<u64>()
+                .map_err(|_| ConnectorError::Answer {
+                    url: self.url.clone(),
+                    reason: format!("the stored ticket id {:?} is not a number", ticket.id),
+                })?,
+            None => {
+                let id = self.add(
+                    session,
+                    "Ticket",
+                    ticket_input(delivery, self.request_source),
+                )?;
+                let base = self.url.trim_end_matches("/apirest.php");
+                on_ticket(&TicketRef {
+                    id: id.to_string(),
+                    label: format!("GLPI #{id}"),
+                    url: Some(format!("{base}/front/ticket.form.php?id={id}")),
+                })?;
+                if delivery.event.kind == "created" {
+                    return Ok(());
+                }
+                id
+            }
+        };
+        self.add(
+            session,
+            "ITILFollowup",
+            json!({
+                "itemtype": "Ticket",
+                "items_id": ticket_id,
+                "content": super::event_text(&delivery.event),
+            }),
+        )?;
+        Ok(())
+    }
+}
+
+/// The `input` of `POST Ticket` for `delivery`'s request.
+pub fn ticket_input(delivery: &DueDelivery, request_source: Option<u32>) -> serde_json::Value {
+    let r = &delivery.request;
+    let a = &r.answers;
+    let urgency = deskside_protocol::request::urgency_rank(&a.urgency).unwrap_or(3);
+    let impact = deskside_protocol::request::impact_rank(&a.impact).unwrap_or(3);
+    let mut input = json!({
+        "name": super::title(r),
+        "content": super::summary_text(r, &delivery.hostname),
+        "urgency": glpi_level(urgency),
+        "impact": glpi_level(impact),
+        "type": 1,
+    });
+    if let Some(source) = request_source {
+        input["requesttypes_id"] = json!(source);
+    }
+    input
+}
+
+impl super::Connector for Glpi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(
+        &self,
+        delivery: &DueDelivery,
+        on_ticket: &mut dyn FnMut(&TicketRef) -> Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        let session = self.open_session()?;
+        let result = self.in_session(delivery, &session, on_ticket);
+        self.close_session(&session);
+        result
+    }
+}

@@ -1,0 +1,210 @@
+//! The connectors' HTTP client: ureq (blocking, rustls with ring, the
+//! webpki roots), with one timeout for the whole exchange, no redirects (a
+//! redirect would carry a token to another address), and every answer read
+//! whatever its status, so that each connector decides what a status means.
+//!
+//! Errors never hold a header: tokens travel only in headers, so no error
+//! message, and so no log line, can show one.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Largest answer read from a ticketing system.
+const MAX_ANSWER: u64 = 1 << 20;
+/// Longest excerpt of an answer kept in an error.
+const MAX_EXCERPT: usize = 300;
+
+/// Why a delivery failed. Each message says what to check.
+#[derive(Debug, Error)]
+pub enum ConnectorError {
+    /// The system could not be reached (refused, timed out, TLS).
+    #[error("cannot reach {url}: {reason}; check the address in [[tickets.connector]] and that the system is up (the relay retries)")]
+    Unreachable {
+        /// The URL without its query.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The system answered with an error status.
+    #[error("{url} answered HTTP {status}{hint}: {excerpt}")]
+    Status {
+        /// The URL without its query.
+        url: String,
+        /// The status.
+        status: u16,
+        /// What to check for this status.
+        hint: &'static str,
+        /// The start of its answer.
+        excerpt: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from {url}: {reason}")]
+    Answer {
+        /// The URL without its query.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The relay's own store failed while recording the ticket.
+    #[error("cannot record the ticket in the relay's store: {0}")]
+    Store(String),
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+    url: String,
+}
+
+impl Answer {
+    /// The body as JSON when the status is one of `expected`, else the
+    /// error that names the status.
+    pub fn json(self, expected: &[u16]) -> Result<serde_json::Value, ConnectorError> {
+        if !expected.contains(&self.status) {
+            return Err(self.status_error());
+        }
+        serde_json::from_str(&self.body).map_err(|e| ConnectorError::Answer {
+            url: self.url.clone(),
+            reason: format!("HTTP {} with a body that is not JSON ({e})", self.status),
+        })
+    }
+
+    /// Succeeds when the status is one of `expected`.
+    pub fn expect(self, expected: &[u16]) -> Result<(), ConnectorError> {
+        if expected.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(self.status_error())
+        }
+    }
+
+    /// The URL (without query) the answer came from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn status_error(&self) -> ConnectorError {
+        let hint = match self.status {
+            401 | 403 => " (check the connector's token and the API user's rights)",
+            404 => " (check the connector's url)",
+            400 | 415 | 422 => " (the system refused the ticket's fields)",
+            _ => "",
+        };
+        ConnectorError::Status {
+            url: self.url.clone(),
+            status: self.status,
+            hint,
+            excerpt: excerpt(&self.body),
+        }
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    let flat: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_EXCERPT)
+        .collect();
+    flat.trim().to_owned()
+}
+
+/// The URL without its query string (a webhook URL may carry a key there).
+pub fn without_query(url: &str) -> String {
+    url.split('?').next().unwrap_or_default().to_owned()
+}
+
+/// One HTTP client per connector.
+#[derive(Debug, Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Http {
+    /// A client whose every exchange ends within `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("deskside-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self { agent }
+    }
+
+    /// `GET url` with `headers` and no body.
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, ConnectorError> {
+        let mut request = self.agent.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        finish(url, request.call())
+    }
+
+    /// `POST url` of a JSON body with `headers`.
+    pub fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, ConnectorError> {
+        let mut request = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        finish(url, request.send(body))
+    }
+}
+
+fn finish(
+    url: &str,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Answer, ConnectorError> {
+    let unreachable = |e: ureq::Error| ConnectorError::Unreachable {
+        url: without_query(url),
+        reason: e.to_string(),
+    };
+    let mut response = result.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_string()
+        .map_err(unreachable)?;
+    Ok(Answer {
+        status,
+        body,
+        url: without_query(url),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_status_and_never_the_query() {
+        assert_eq!(
+            without_query("https://h.example/hook?key=s3cret"),
+            "https://h.example/hook"
+        );
+        let answer = Answer {
+            status: 401,
+            body: "{\"error\":\"authentication failed\"}\n".into(),
+            url: without_query("https://h.example/api?x=1"),
+        };
+        let text = answer.json(&[201]).unwrap_err().to_string();
+        assert!(text.contains("HTTP 401"), "{text}");
+        assert!(text.contains("check the connector's token"), "{text}");
+        assert!(!text.contains("x=1"), "{text}");
+    }
+}

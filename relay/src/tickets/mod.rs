@@ -1,0 +1,364 @@
+//! Ticketing connectors: every help-request event reaches the ticketing
+//! tools the helpdesk already runs (GLPI, Zammad, a signed webhook),
+//! through the store's outbox (`store/tickets.rs`).
+//!
+//! One task per configured connector turns new request events into
+//! deliveries, attempts the oldest due one, records the external ticket as
+//! soon as it exists (so a later event updates it instead of making
+//! another), and on failure schedules the next attempt with exponential
+//! backoff. Deliveries live in the database, so a restart loses none; a
+//! delivery that keeps failing stays pending (never dropped), is logged at
+//! each attempt and shows in `deskside requests show`.
+//!
+//! What this module must never do: log or store a connector's secret
+//! (they travel only in HTTP headers, see `http.rs`), or send screen
+//! content (requests hold none).
+
+pub mod config;
+pub mod glpi;
+pub mod http;
+pub mod webhook;
+pub mod zammad;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server::{now_millis, now_secs, Shared};
+use crate::store::{DueDelivery, OutboxEvent, RequestRow, RequestTickets, Store, TicketRef};
+pub use config::{ConnectorConfig, ConnectorKind, Secret, TicketsConfig, TicketsFile};
+use deskside_protocol::request::RequestEvent;
+pub use http::ConnectorError;
+
+/// How often an idle connector looks for new events.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A ticketing system the relay delivers request events to.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// The name it has in the configuration and in the store.
+    fn name(&self) -> &str;
+
+    /// Delivers one event of a request. A connector that makes a ticket
+    /// calls `on_ticket` as soon as the ticket exists, before anything
+    /// else can fail, so that a retry updates it instead of making another.
+    fn deliver(
+        &self,
+        delivery: &DueDelivery,
+        on_ticket: &mut dyn FnMut(&TicketRef) -> Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError>;
+}
+
+/// Builds the connectors of `config`.
+pub fn connectors(config: &TicketsConfig) -> Vec<Arc<dyn Connector>> {
+    let http = http::Http::new(config.timeout);
+    config
+        .connectors
+        .iter()
+        .map(|c| -> Arc<dyn Connector> {
+            match &c.kind {
+                ConnectorKind::Webhook { url, secret } => Arc::new(webhook::Webhook::new(
+                    &c.name,
+                    url,
+                    secret.clone(),
+                    http.clone(),
+                )),
+                ConnectorKind::Zammad {
+                    url,
+                    token,
+                    group,
+                    customer,
+                } => Arc::new(zammad::Zammad::new(
+                    &c.name,
+                    url,
+                    token.clone(),
+                    group,
+                    customer,
+                    http.clone(),
+                )),
+                ConnectorKind::Glpi {
+                    url,
+                    user_token,
+                    app_token,
+                    request_source,
+                } => Arc::new(glpi::Glpi::new(
+                    &c.name,
+                    url,
+                    user_token.clone(),
+                    app_token.clone(),
+                    *request_source,
+                    http.clone(),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Exponential backoff between attempts of one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// After the first failure.
+    pub initial: Duration,
+    /// At most.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after failed attempt number `attempt` (1 for the first):
+    /// `initial`, doubling, capped at `max`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        self.initial.saturating_mul(1u32 << doublings).min(self.max)
+    }
+}
+
+/// Starts one delivery task per connector; each ends when `shutdown`
+/// turns true (after the attempt in progress, bounded by the timeout).
+pub fn spawn(
+    shared: &Arc<Shared>,
+    config: &TicketsConfig,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let backoff = Backoff {
+        initial: config.retry_initial,
+        max: config.retry_max,
+    };
+    connectors(config)
+        .into_iter()
+        .map(|connector| {
+            tracing::info!(
+                connector = connector.name(),
+                "delivering help requests to a ticketing system"
+            );
+            tokio::spawn(run(
+                Arc::clone(&shared.store),
+                connector,
+                backoff,
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn run(
+    store: Arc<Store>,
+    connector: Arc<dyn Connector>,
+    backoff: Backoff,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let (step_store, step_connector) = (Arc::clone(&store), Arc::clone(&connector));
+        let worked =
+            tokio::task::spawn_blocking(move || step(&step_store, &*step_connector, backoff)).await;
+        let idle = match worked {
+            Ok(Ok(worked)) => !worked,
+            Ok(Err(e)) => {
+                tracing::error!(
+                    connector = connector.name(),
+                    "the ticket outbox cannot be read: {e}"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    connector = connector.name(),
+                    "a ticket delivery stopped: {e}"
+                );
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// Enqueues new events and attempts the oldest due delivery. Returns
+/// whether there was one.
+fn step(
+    store: &Store,
+    connector: &dyn Connector,
+    backoff: Backoff,
+) -> Result<bool, crate::store::StoreError> {
+    let name = connector.name();
+    store.enqueue_ticket_deliveries(name, now_millis())?;
+    let Some(delivery) = store.due_ticket_delivery(name, now_millis())? else {
+        return Ok(false);
+    };
+    let number = delivery.request.number;
+    let mut record = |ticket: &TicketRef| {
+        store
+            .record_ticket(number, name, ticket, now_secs())
+            .map_err(|e| ConnectorError::Store(e.to_string()))?;
+        tracing::info!(connector = name, request = number, ticket = %ticket.label, "ticket made");
+        Ok(())
+    };
+    match connector.deliver(&delivery, &mut record) {
+        Ok(()) => {
+            store.finish_ticket_delivery(delivery.id, now_millis())?;
+            tracing::info!(
+                connector = name,
+                request = number,
+                event = %delivery.event.kind,
+                attempts = delivery.attempts + 1,
+                "request event delivered"
+            );
+        }
+        Err(error) => {
+            let attempt = delivery.attempts.saturating_add(1);
+            let wait = backoff.delay(attempt);
+            let now = now_millis();
+            let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            store.fail_ticket_delivery(delivery.id, &error.to_string(), now, next)?;
+            tracing::warn!(
+                connector = name,
+                request = number,
+                event = %delivery.event.kind,
+                attempt,
+                "ticket delivery failed: {error}; next attempt in {}",
+                humantime::format_duration(wait)
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// What the outbox knows about a request, as events of `deskside requests
+/// show`: `ticket` (author: the connector) for each ticket made, and
+/// `delivery_failing` for each connector whose delivery failed and is
+/// still pending, with the failed attempts counted and the last error.
+pub fn request_events(state: &RequestTickets) -> Vec<RequestEvent> {
+    let tickets = state.tickets.iter().map(|t| RequestEvent {
+        at: t.created_at,
+        author: t.connector.clone(),
+        kind: "ticket".into(),
+        text: match &t.ticket.url {
+            Some(url) => format!("{} {url}", t.ticket.label),
+            None => t.ticket.label.clone(),
+        },
+    });
+    let failing = state.failing.iter().map(|f| {
+        let wait = Duration::from_millis(
+            u64::try_from(f.next_attempt_ms.saturating_sub(f.last_attempt_ms)).unwrap_or(0),
+        );
+        RequestEvent {
+            at: f.last_attempt_ms / 1000,
+            author: f.connector.clone(),
+            kind: "delivery_failing".into(),
+            text: format!(
+                "{} event(s) not delivered yet; {} failed attempt(s), the last: {}; next attempt {} later",
+                f.pending,
+                f.attempts,
+                f.last_error,
+                humantime::format_duration(wait)
+            ),
+        }
+    });
+    tickets.chain(failing).collect()
+}
+
+/// A ticket's title: the request's number and the start of the
+/// employee's summary.
+pub fn title(request: &RequestRow) -> String {
+    let summary: String = request
+        .answers
+        .summary
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut short: String = summary.trim().chars().take(80).collect();
+    if summary.trim().chars().count() > 80 {
+        short.push('…');
+    }
+    format!("deskside request {}: {short}", request.number)
+}
+
+/// The human summary of a request: the employee's answers, the priority
+/// and the verdict's line (plain text).
+pub fn summary_text(request: &RequestRow, hostname: &str) -> String {
+    let a = &request.answers;
+    let mut text = format!(
+        "Help request {} from {hostname} (priority P{}, {}).\n\nProblem: {}\n",
+        request.number, request.priority, request.status, a.summary
+    );
+    let mut line = |label: &str, value: &str| {
+        if !value.trim().is_empty() {
+            text.push_str(&format!("{label}: {value}\n"));
+        }
+    };
+    line("Since", &a.since);
+    line("Pattern", &a.pattern);
+    line("Applications", &a.apps.join(", "));
+    line("Urgency", &a.urgency);
+    line("Impact", &a.impact);
+    line("Contact", &a.contact);
+    line(
+        "Verdict",
+        request
+            .verdict_line
+            .as_deref()
+            .unwrap_or("no diagnostics attached"),
+    );
+    text
+}
+
+/// A later event as a follow-up's text.
+pub fn event_text(event: &OutboxEvent) -> String {
+    let who = &event.author;
+    let with_text = |what: &str| {
+        if event.text.trim().is_empty() {
+            format!("{who} {what}.")
+        } else {
+            format!("{who} {what}: {}", event.text)
+        }
+    };
+    match event.kind.as_str() {
+        "created" => with_text("asked for help"),
+        "claimed" => with_text("took the request"),
+        "reply" => with_text("replied to the employee"),
+        "resolved" => with_text("resolved the request"),
+        "reopened" => with_text("reopened the request"),
+        "session_linked" => with_text("linked a remote session"),
+        other => with_text(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        };
+        let waits: Vec<u64> = (1..=7).map(|a| b.delay(a).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(60));
+        assert_eq!(b.delay(0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn events_read_as_sentences() {
+        let event = |kind: &str, text: &str| OutboxEvent {
+            id: 1,
+            at: 0,
+            author: "alice".into(),
+            kind: kind.into(),
+            text: text.into(),
+        };
+        assert_eq!(
+            event_text(&event("reply", "restart the router")),
+            "alice replied to the employee: restart the router"
+        );
+        assert_eq!(event_text(&event("claimed", "")), "alice took the request.");
+    }
+}
