@@ -194,6 +194,12 @@ pub enum AgentToConsole {
     /// frames of the selected monitor; the shape only when it changed (the
     /// console keeps the last one it got, from here or from a frame).
     Pointer(Cursor),
+    /// The pointer's shape changed. Sent once per change, apart from frames
+    /// and positions; the picture travels only the first time the agent
+    /// uses a shape in the session, after that the id alone (the console
+    /// keeps the pictures by id). Newer agents send shapes only this way,
+    /// never in [`Cursor::shape`].
+    PointerShape(PointerShape),
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -201,7 +207,7 @@ pub enum AgentToConsole {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToConsole, known = 6);
+crate::impl_message!(AgentToConsole, known = 7);
 
 /// How a [`VideoFrame`]'s payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +242,76 @@ pub struct CursorShape {
     pub hot_y: u16,
     /// Straight RGBA, `width * height * 4` bytes.
     pub rgba: Vec<u8>,
+}
+
+/// Largest pointer picture, in pixels per side. Windows' largest
+/// accessibility pointer is 256 pixels; anything larger is refused (the
+/// agent sends [`PointerShape::UNKNOWN`], the console ignores it).
+pub const MAX_POINTER_SIDE: u16 = 256;
+
+/// The pointer's shape, in [`AgentToConsole::PointerShape`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointerShape {
+    /// The agent's number for this shape, unique within the session, from
+    /// 1 up; [`PointerShape::UNKNOWN`] when the agent could not send the
+    /// shape (the console then draws a plain marker).
+    pub id: u32,
+    /// The picture, the first time the agent uses `id`; `None` when it
+    /// sent it before in this session.
+    pub image: Option<PointerImage>,
+}
+
+impl PointerShape {
+    /// The id of a shape the agent could not send (larger than
+    /// [`MAX_POINTER_SIDE`], or unreadable).
+    pub const UNKNOWN: u32 = 0;
+}
+
+/// A pointer picture. Its pixels are compressed (zstd) because a large
+/// pointer's raw pixels do not fit a control-stream frame
+/// ([`MAX_CONTROL_FRAME_LEN`]), while its mostly transparent pixels
+/// compress well.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointerImage {
+    /// Width in pixels, 1 to [`MAX_POINTER_SIDE`].
+    pub width: u16,
+    /// Height in pixels, 1 to [`MAX_POINTER_SIDE`].
+    pub height: u16,
+    /// Hot spot (the clicking point), from the top-left corner.
+    pub hot_x: u16,
+    /// Hot spot (the clicking point), from the top-left corner.
+    pub hot_y: u16,
+    /// Straight RGBA, `width * height * 4` bytes once decompressed (zstd).
+    pub rgba_zstd: Vec<u8>,
+}
+
+/// A pointer picture that cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PointerImageError {
+    /// A side is 0 or larger than [`MAX_POINTER_SIDE`].
+    #[error(
+        "a {width}x{height} pointer picture is outside 1..={MAX_POINTER_SIDE} pixels a side; \
+         the plain pointer marker is shown instead"
+    )]
+    Size {
+        /// Width in pixels.
+        width: u16,
+        /// Height in pixels.
+        height: u16,
+    },
+}
+
+impl PointerImage {
+    /// Checks the picture's size and returns its raw length in bytes
+    /// (`width * height * 4`), so a reader can bound its decompression
+    /// before allocating.
+    pub fn raw_len(width: u16, height: u16) -> Result<usize, PointerImageError> {
+        let side = 1..=MAX_POINTER_SIDE;
+        if !side.contains(&width) || !side.contains(&height) {
+            return Err(PointerImageError::Size { width, height });
+        }
+        Ok(usize::from(width) * usize::from(height) * 4)
+    }
 }
 
 /// One frame of the agent's screen, on the video stream.

@@ -33,7 +33,8 @@ use crate::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelp
 use crate::message::{decode_value, encode_value, Nested};
 use crate::session::{
     AgentToConsole, Capabilities, Codec, ConsoleToAgent, Cursor, CursorShape, EndedBy, InputEvent,
-    Key, Monitor, MouseButton, Quality, VideoFrame, MAX_VIDEO_FRAME_LEN,
+    Key, Monitor, MouseButton, PointerImage, PointerImageError, PointerShape, Quality, VideoFrame,
+    MAX_POINTER_SIDE, MAX_VIDEO_FRAME_LEN,
 };
 use crate::token::{EnrollToken, LoginString, TokenError, ENROLL_PREFIX, LOGIN_PREFIX};
 use crate::version::{negotiate, ClientHello, MustUpgrade, ServerHello, VersionRange};
@@ -801,7 +802,26 @@ fn agent_to_console() -> impl Strategy<Value = AgentToConsole> {
         text().prop_map(|reason| AgentToConsole::CaptureUnavailable { reason }),
         ended_by().prop_map(|by| AgentToConsole::Ended { by }),
         cursor().prop_map(AgentToConsole::Pointer),
+        pointer_shape().prop_map(AgentToConsole::PointerShape),
     ]
+}
+
+fn pointer_shape() -> impl Strategy<Value = PointerShape> {
+    let image = (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        bytes(64),
+    )
+        .prop_map(|(width, height, hot_x, hot_y, rgba_zstd)| PointerImage {
+            width,
+            height,
+            hot_x,
+            hot_y,
+            rgba_zstd,
+        });
+    (any::<u32>(), prop::option::of(image)).prop_map(|(id, image)| PointerShape { id, image })
 }
 
 fn codec() -> impl Strategy<Value = Codec> {
@@ -1690,10 +1710,9 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ConsoleToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&AgentToConsole::Pointer(Cursor {
-            x: 0,
-            y: 0,
-            shape: None,
+        tag(&AgentToConsole::PointerShape(PointerShape {
+            id: PointerShape::UNKNOWN,
+            image: None,
         })),
         AgentToConsole::KNOWN_VARIANTS - 1
     );
@@ -2876,4 +2895,45 @@ fn a_newer_session_message_on_the_helper_socket_decodes_as_unknown() {
             message: Nested(ConsoleToAgent::Unknown { tag: 6 }),
         }
     );
+}
+
+#[test]
+fn pointer_shapes_round_trip_with_and_without_their_picture() {
+    let defined = AgentToConsole::PointerShape(PointerShape {
+        id: 3,
+        image: Some(PointerImage {
+            width: 13,
+            height: 7,
+            hot_x: 3,
+            hot_y: 2,
+            rgba_zstd: vec![0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3],
+        }),
+    });
+    let again = AgentToConsole::PointerShape(PointerShape { id: 3, image: None });
+    for message in [defined, again] {
+        let bytes = encode_value(&message).expect("encodes");
+        assert_eq!(decode_value::<AgentToConsole>(&bytes).expect("decodes"), message);
+    }
+}
+
+#[test]
+fn pointer_pictures_are_bounded_before_anything_is_allocated() {
+    assert_eq!(PointerImage::raw_len(1, 1), Ok(4));
+    assert_eq!(PointerImage::raw_len(13, 7), Ok(13 * 7 * 4));
+    assert_eq!(
+        PointerImage::raw_len(MAX_POINTER_SIDE, MAX_POINTER_SIDE),
+        Ok(256 * 256 * 4)
+    );
+    for (width, height) in [
+        (0, 7),
+        (7, 0),
+        (MAX_POINTER_SIDE + 1, 1),
+        (1, MAX_POINTER_SIDE + 1),
+        (u16::MAX, u16::MAX),
+    ] {
+        assert_eq!(
+            PointerImage::raw_len(width, height),
+            Err(PointerImageError::Size { width, height })
+        );
+    }
 }

@@ -279,6 +279,28 @@ secret_file = {hook_secret:?}
     wait_for("a second failed attempt for Zammad", LONG, || {
         failing(&admin, number, "zammad").filter(|text| !text.contains(" 1 failed attempt"))
     });
+    // GLPI and the webhook are up: wait until the relay has recorded their
+    // resolution as delivered (it logs that after the commit), so that the
+    // kill below can only interrupt Zammad's retries. Killed between a
+    // system's answer and that commit, the relay would deliver the event
+    // again (at least once), which is not what this test is about.
+    wait_for(
+        "the resolution recorded for GLPI and the webhook",
+        LONG,
+        || {
+            let log = relay.proc.log();
+            ["\"glpi\"", "\"hooks\""]
+                .iter()
+                .all(|connector| {
+                    log.lines().any(|line| {
+                        line.contains("request event delivered")
+                            && line.contains(connector)
+                            && line.contains("event=resolved")
+                    })
+                })
+                .then_some(())
+        },
+    );
     relay.proc.kill();
     zammad.server.start();
     let _relay = world.relay_with(Some(port), &["--config", &config_arg]);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use deskside_codec::adapt::{choose, BandwidthEstimator, PathEstimate, FULL_FPS};
 use deskside_codec::frame::BgraFrame;
+use deskside_codec::pointer::ShapeSender;
 use deskside_codec::{Encoder, EncoderConfig};
 use deskside_desktop::map_event;
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
@@ -633,6 +634,9 @@ fn capture_loop(
     let mut seq = 0u64;
     let mut rtt: Option<f64> = None;
     let mut cursor_pos: Option<(i32, i32)> = None;
+    // Pointer shapes go on the control stream once per change, each
+    // picture once per session (`deskside_codec::pointer`).
+    let mut shapes = ShapeSender::new();
     loop {
         // Commands first (credits, changes, the technician's requests),
         // then capture when the pacer says so: on a change, with a free
@@ -699,7 +703,32 @@ fn capture_loop(
         pacer.set_max_fps(choice.max_fps);
         let tick = Instant::now();
         let monitor = monitors[usize::from(selected)].clone();
-        let cursor = capturer.cursor().ok().flatten();
+        let cursor = match capturer.cursor() {
+            Ok(Some((x, y, shape))) => {
+                if let Some(shape) = shape {
+                    let change = shapes.handle_shape(&shape);
+                    if let Some(e) = change.refused {
+                        tracing::warn!("pointer shape not sent: {e}");
+                    }
+                    if let Some(message) = change.message {
+                        tracing::debug!(
+                            id = message.id,
+                            new = message.image.is_some(),
+                            "pointer shape"
+                        );
+                        if !send(AgentToConsole::PointerShape(message)) {
+                            return;
+                        }
+                    }
+                }
+                Some((x, y))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!("cannot read the pointer: {e}");
+                None
+            }
+        };
         let encoded = match capturer.capture(selected) {
             Ok(captured) => {
                 let frame = captured.frame;
@@ -727,20 +756,19 @@ fn capture_loop(
                 Ok(None)
             }
         };
-        let cursor_changed = cursor.as_ref().map(|(x, y, _)| (*x, *y)) != cursor_pos
-            || cursor.as_ref().is_some_and(|c| c.2.is_some());
+        let cursor_changed = cursor != cursor_pos;
         let mut sent = false;
         match encoded {
             Ok(Some(encoded)) => {
                 let bytes = encoded.payload.len();
                 let mut frame =
                     encoded.into_video_frame(seq, selected, started.elapsed().as_micros() as u64);
-                frame.cursor = cursor.map(|(x, y, shape)| {
+                frame.cursor = cursor.map(|(x, y)| {
                     cursor_pos = Some((x, y));
                     Cursor {
                         x: x - monitor.x,
                         y: y - monitor.y,
-                        shape,
+                        shape: None,
                     }
                 });
                 seq += 1;
@@ -756,14 +784,14 @@ fn capture_loop(
             }
             Ok(None) if cursor_changed => {
                 // Only the pointer moved: a small message of its own on the
-                // control stream, never a frame (the shape only when it
-                // changed; the console keeps the last one).
-                if let Some((x, y, shape)) = cursor {
+                // control stream, never a frame (its shape travels apart,
+                // above).
+                if let Some((x, y)) = cursor {
                     cursor_pos = Some((x, y));
                     if !send(AgentToConsole::Pointer(Cursor {
                         x: x - monitor.x,
                         y: y - monitor.y,
-                        shape,
+                        shape: None,
                     })) {
                         return;
                     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use deskside_codec::pointer::ShapeCache;
 use deskside_codec::Decoder;
 use deskside_net::framed::{FramedRecv, FramedSend};
 use deskside_net::tunnel::{
@@ -433,6 +434,9 @@ async fn run_session(
     // may say why no picture will come.
     let stream_wait = tokio::time::sleep(STREAM_WAIT);
     tokio::pin!(stream_wait);
+    // What comes before the first frame (the pointer's first shape and
+    // position) is handed to the session's loop, not dropped.
+    let mut early = Vec::new();
     let video = loop {
         tokio::select! {
             video = conn.connection.accept_uni() => {
@@ -445,7 +449,8 @@ async fn run_session(
                 Some(AgentToConsole::Ended { by }) => {
                     bail!("the session ended before the first picture (ended by {})", by.as_str())
                 }
-                Some(other) => tracing::debug!("before the first frame: {other:?}"),
+                Some(other) if early.len() < MAX_EARLY_MESSAGES => early.push(other),
+                Some(other) => tracing::debug!("dropped before the first frame: {other:?}"),
                 None => bail!("the device closed the session before the first picture"),
             },
             _ = &mut stream_wait => bail!(
@@ -464,14 +469,14 @@ async fn run_session(
     let input = FramedSend::new(conn.connection.open_uni().await?, MAX_CONTROL_FRAME_LEN);
     if args.headless {
         headless(
-            conn, args, ctx, link, interrupt, control, control_in, video, input,
+            conn, args, ctx, link, interrupt, control, control_in, video, input, early,
         )
         .await
     } else {
         let json = ctx.out.is_json();
         windowed(
             conn, args, link, interrupt, hostname, code, granted, monitors, selected, control,
-            control_in, video, input, json,
+            control_in, video, input, json, early,
         )
         .await
     }
@@ -567,6 +572,69 @@ fn decode(decoder: &mut Decoder, frame: &VideoFrame) -> Option<(u32, u32, Vec<u8
     }
 }
 
+/// Messages kept from before the first frame; more are dropped (a device
+/// sends a handful: its pointer's shape and position).
+const MAX_EARLY_MESSAGES: usize = 64;
+
+/// What the headless console keeps of the pointer between messages.
+#[derive(Debug, Default)]
+struct PointerReport {
+    /// Position messages seen.
+    messages: u64,
+    /// The shapes the device sent, by number.
+    shapes: ShapeCache,
+}
+
+/// Reports a message from the device in headless mode (the caller handles
+/// `Ended`).
+fn report_message(
+    ctx: &mut Context<'_>,
+    pointer: &mut PointerReport,
+    message: AgentToConsole,
+) -> anyhow::Result<()> {
+    match message {
+        AgentToConsole::Pointer(cursor) => {
+            // One short line per move (the shape's pixels would drown the
+            // output).
+            pointer.messages += 1;
+            if ctx.out.is_json() {
+                ctx.out
+                    .json(&json!({"type": "pointer", "x": cursor.x, "y": cursor.y,
+                    "shape": cursor.shape.is_some(), "unix_us": unix_us()}))?;
+                ctx.out.flush()?;
+            }
+        }
+        AgentToConsole::PointerShape(shape) => {
+            // One line per change of shape: its number, whether its picture
+            // came with it, and the picture's size once unpacked (from the
+            // cache when only the number came).
+            let shown = pointer.shapes.handle_shape(&shape);
+            if let Err(e) = &shown {
+                tracing::warn!("pointer shape ignored: {e}");
+            }
+            if ctx.out.is_json() {
+                let size = shown.ok().flatten().map(|s| {
+                    json!({"width": s.width, "height": s.height, "hot_x": s.hot_x, "hot_y": s.hot_y})
+                });
+                ctx.out
+                    .json(&json!({"type": "pointer_shape", "id": shape.id,
+                    "picture": shape.image.is_some(), "shape": size, "unix_us": unix_us()}))?;
+                ctx.out.flush()?;
+            }
+        }
+        message => {
+            if ctx.out.is_json() {
+                ctx.out
+                    .json(&json!({"type": "session_message", "message": format!("{message:?}")}))?;
+                ctx.out.flush()?;
+            } else {
+                eprintln!("{message:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn headless(
     conn: &SessionConn,
@@ -578,6 +646,7 @@ async fn headless(
     mut control_in: FramedRecv,
     mut video: FramedRecv,
     mut input: FramedSend,
+    early: Vec<AgentToConsole>,
 ) -> anyhow::Result<EndedBy> {
     let mut decoder = Decoder::new()?;
     let started = Instant::now();
@@ -594,7 +663,10 @@ async fn headless(
     let mut probe_seq = 0u32;
     let mut last_size = (0, 0);
     let mut last_counter = None;
-    let mut pointer_messages = 0u64;
+    let mut pointer = PointerReport::default();
+    for message in early {
+        report_message(ctx, &mut pointer, message)?;
+    }
     let by = loop {
         tokio::select! {
             frame = video.recv_value::<VideoFrame>() => {
@@ -652,24 +724,7 @@ async fn headless(
             }
             message = control_in.recv::<AgentToConsole>() => match message {
                 Ok(Some(AgentToConsole::Ended { by })) => break by,
-                Ok(Some(AgentToConsole::Pointer(cursor))) => {
-                    // One short line per move (the shape's pixels would
-                    // drown the output).
-                    pointer_messages += 1;
-                    if ctx.out.is_json() {
-                        ctx.out.json(&json!({"type": "pointer", "x": cursor.x, "y": cursor.y,
-                            "shape": cursor.shape.is_some(), "unix_us": unix_us()}))?;
-                        ctx.out.flush()?;
-                    }
-                }
-                Ok(Some(message)) => {
-                    if ctx.out.is_json() {
-                        ctx.out.json(&json!({"type": "session_message", "message": format!("{message:?}")}))?;
-                        ctx.out.flush()?;
-                    } else {
-                        eprintln!("{message:?}");
-                    }
-                }
+                Ok(Some(message)) => report_message(ctx, &mut pointer, message)?,
                 Ok(None) | Err(_) => break EndedBy::ConnectionLost,
             },
             _ = &mut deadline => {
@@ -712,7 +767,7 @@ async fn headless(
     let summary = json!({
         "type": "session_end", "ended_by": by.as_str(), "frames": frames, "decoded": decoded,
         "bytes": bytes, "width": last_size.0, "height": last_size.1,
-        "seconds": started.elapsed().as_secs_f64(), "pointer_messages": pointer_messages,
+        "seconds": started.elapsed().as_secs_f64(), "pointer_messages": pointer.messages,
     });
     if ctx.out.is_json() {
         ctx.out.json(&summary)?;
@@ -743,6 +798,7 @@ async fn windowed(
     mut video: FramedRecv,
     mut input: FramedSend,
     json: bool,
+    early: Vec<AgentToConsole>,
 ) -> anyhow::Result<EndedBy> {
     use deskside_viewer::{
         run_viewer, viewer_channel, RgbaFrame, ViewerCommand, ViewerEvent, ViewerOptions,
@@ -755,6 +811,9 @@ async fn windowed(
         options.initial_size = [monitor.width as f32, monitor.height as f32];
     }
     remote.send(ViewerEvent::Monitors { monitors, selected });
+    for message in &early {
+        remote.handle_agent_message(message);
+    }
     let mut window = tokio::task::spawn_blocking(move || run_viewer(options, io));
     // Set when the window is gone before the session ended (closed, or it
     // failed to open): the session ends with it.

@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use crate::input::{is_keyboard_event, Fit, InputTranslator};
 use crate::io::{ViewerCommand, ViewerEvent, ViewerIo, ViewerStats};
+use crate::pointer::{shape_rect, PointerAt};
 use crate::{ViewerError, ViewerExit, ViewerOptions, TOOLBAR_HEIGHT};
 
 /// Width of the chat panel when opened, in points.
@@ -99,6 +100,10 @@ struct ViewerApp {
     frame_generation: u64,
     frame_size: Option<(u32, u32)>,
     cursor: Option<(i32, i32)>,
+    /// The pointer's shape as a texture, with its size and hot spot
+    /// (`None`: a plain marker), and the shape generation it shows.
+    cursor_texture: Option<(egui::TextureHandle, [u16; 2], [u16; 2])>,
+    cursor_shape_generation: u64,
     stats: ViewerStats,
     show_stats: bool,
 
@@ -148,6 +153,8 @@ impl ViewerApp {
             frame_generation: 0,
             frame_size: None,
             cursor: None,
+            cursor_texture: None,
+            cursor_shape_generation: 0,
             stats: ViewerStats::default(),
             show_stats: true,
             granted,
@@ -213,7 +220,7 @@ impl ViewerApp {
 
     /// Applies what the network side queued and uploads a new frame.
     fn pull_shared(&mut self, ctx: &egui::Context) {
-        let (events, frame, cursor, stats) = {
+        let (events, frame, cursor, shape, stats) = {
             let mut shared = self.io.shared.lock();
             let events: Vec<ViewerEvent> = shared.events.drain(..).collect();
             let frame = if shared.frame_generation != self.frame_generation {
@@ -222,9 +229,32 @@ impl ViewerApp {
             } else {
                 None
             };
-            (events, frame, shared.cursor, shared.stats.clone())
+            let shape = if shared.cursor_shape_generation != self.cursor_shape_generation {
+                self.cursor_shape_generation = shared.cursor_shape_generation;
+                Some(shared.cursor_shape.clone())
+            } else {
+                None
+            };
+            (events, frame, shared.cursor, shape, shared.stats.clone())
         };
         self.cursor = cursor;
+        if let Some(shape) = shape {
+            // Once per change of shape (the agent sends each change once).
+            self.cursor_texture = shape.map(|shape| {
+                let size = [usize::from(shape.width), usize::from(shape.height)];
+                let image = egui::ColorImage::from_rgba_unmultiplied(size, &shape.rgba);
+                let texture = ctx.load_texture(
+                    "deskside-remote-pointer",
+                    image,
+                    egui::TextureOptions::LINEAR,
+                );
+                (
+                    texture,
+                    [shape.width, shape.height],
+                    [shape.hot_x, shape.hot_y],
+                )
+            });
+        }
         self.stats = stats;
         for event in events {
             self.apply_event(event);
@@ -458,15 +488,35 @@ impl ViewerApp {
                 Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
                 Color32::WHITE,
             );
-            if let Some((x, y)) = self.cursor {
-                let at = fit.to_window(x, y);
-                painter.circle(
-                    at,
-                    5.0,
-                    Color32::from_white_alpha(60),
-                    (1.5, Color32::BLACK),
-                );
-                painter.circle_stroke(at, 6.5, (1.0, Color32::WHITE));
+            let local = ui.input(|i| i.pointer.hover_pos());
+            let at = PointerAt::choose(&fit, self.cursor, local, self.control_active());
+            match (at, &self.cursor_texture) {
+                (Some(at), Some((texture, size, hot))) => {
+                    if matches!(at, PointerAt::Local(_)) {
+                        // The remote shape replaces the system pointer over
+                        // the picture, drawn where the technician's pointer
+                        // is now, not where the agent last saw it.
+                        ui.ctx().set_cursor_icon(egui::CursorIcon::None);
+                    }
+                    painter.image(
+                        texture.id(),
+                        shape_rect(&fit, at.pos(), *size, *hot),
+                        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+                        Color32::WHITE,
+                    );
+                }
+                // No shape known: the system pointer stays the technician's
+                // own, and a marker shows where the agent's is.
+                (Some(PointerAt::Remote(at)), None) => {
+                    painter.circle(
+                        at,
+                        5.0,
+                        Color32::from_white_alpha(60),
+                        (1.5, Color32::BLACK),
+                    );
+                    painter.circle_stroke(at, 6.5, (1.0, Color32::WHITE));
+                }
+                (Some(PointerAt::Local(_)), None) | (None, _) => {}
             }
             self.last_fit = Some(fit);
         } else {

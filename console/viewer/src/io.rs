@@ -18,8 +18,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use deskside_codec::pointer::ShapeCache;
 use deskside_protocol::session::{
-    AgentToConsole, Capabilities, EndedBy, InputEvent, Monitor, Quality,
+    AgentToConsole, Capabilities, CursorShape, EndedBy, InputEvent, Monitor, Quality,
 };
 use eframe::egui;
 use tokio::sync::mpsc;
@@ -178,6 +179,12 @@ pub(crate) struct Shared {
     /// Bumped on every new frame, so the window uploads each frame once.
     pub(crate) frame_generation: u64,
     pub(crate) cursor: Option<(i32, i32)>,
+    /// The pointer's shape (`None`: a plain marker), and a number bumped on
+    /// every change so the window uploads each shape once.
+    pub(crate) cursor_shape: Option<Arc<CursorShape>>,
+    pub(crate) cursor_shape_generation: u64,
+    /// Every shape the agent sent this session, by its number.
+    pub(crate) shapes: ShapeCache,
     pub(crate) stats: ViewerStats,
     pub(crate) events: VecDeque<ViewerEvent>,
 }
@@ -306,6 +313,19 @@ impl ViewerRemote {
             // The pointer travels apart from the picture: move the marker
             // at once, no frame needed.
             AgentToConsole::Pointer(cursor) => self.set_cursor(Some((cursor.x, cursor.y))),
+            // Its shape changed: the picture once per shape, then its number.
+            AgentToConsole::PointerShape(message) => {
+                {
+                    let mut shared = self.shared.lock();
+                    let shape = shared.shapes.handle_shape(message).unwrap_or_else(|e| {
+                        tracing::warn!("pointer shape ignored: {e}");
+                        None
+                    });
+                    shared.cursor_shape = shape;
+                    shared.cursor_shape_generation = shared.cursor_shape_generation.wrapping_add(1);
+                }
+                self.shared.ctx.request_repaint();
+            }
             AgentToConsole::Unknown { .. } => {}
         }
     }
@@ -345,6 +365,35 @@ mod tests {
         assert_eq!(shared.frame.as_deref(), Some(&*b));
         assert_eq!(shared.frame_generation, 2);
         assert_eq!(shared.cursor, Some((0, 0)));
+    }
+
+    #[test]
+    fn pointer_shapes_are_kept_by_number() {
+        use deskside_protocol::session::PointerShape;
+        let (io, remote, _rx) = viewer_channel();
+        let beam = CursorShape {
+            width: 3,
+            height: 2,
+            hot_x: 1,
+            hot_y: 0,
+            rgba: vec![9; 24],
+        };
+        let image = deskside_codec::pointer::pack(&beam).expect("packs");
+        let shown = |remote: &ViewerRemote, id, image| {
+            remote.handle_agent_message(&AgentToConsole::PointerShape(PointerShape { id, image }));
+            let shared = io.shared.lock();
+            (
+                shared.cursor_shape.as_deref().cloned(),
+                shared.cursor_shape_generation,
+            )
+        };
+        assert_eq!(shown(&remote, 4, Some(image)), (Some(beam.clone()), 1));
+        // Another shape the agent could not send: a plain marker.
+        assert_eq!(shown(&remote, PointerShape::UNKNOWN, None), (None, 2));
+        // Back to the first: its number alone is enough.
+        assert_eq!(shown(&remote, 4, None), (Some(beam), 3));
+        // A number never received: a plain marker, and the window goes on.
+        assert_eq!(shown(&remote, 5, None), (None, 4));
     }
 
     #[test]

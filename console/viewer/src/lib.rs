@@ -28,6 +28,7 @@
 mod app;
 mod input;
 mod io;
+mod pointer;
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@
 //! - [`h264`]: OpenH264 built from source; BGRA → I420, odd sizes padded and
 //!   cropped.
 //! - [`adapt`]: the policy that picks the codec, H.264 bitrate and frame rate.
+//! - [`pointer`]: pointer shapes, each picture sent once and kept by number.
 //! - [`stream`]: [`Encoder`] and [`Decoder`], which hide which codec is active
 //!   and switch with a keyframe.
 //!
@@ -42,6 +43,7 @@
 pub mod adapt;
 pub mod frame;
 pub mod h264;
+pub mod pointer;
 pub mod stream;
 pub mod tiles;
 

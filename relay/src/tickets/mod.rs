@@ -127,6 +127,18 @@ pub fn spawn(
     connectors(config)
         .into_iter()
         .map(|connector| {
+            // Before the relay accepts anyone: a connector seen for the
+            // first time starts at this start's newest event, so every
+            // request event from now on reaches it.
+            if let Err(e) = shared
+                .store
+                .enqueue_ticket_deliveries(connector.name(), now_millis())
+            {
+                tracing::error!(
+                    connector = connector.name(),
+                    "the ticket outbox cannot be read: {e}"
+                );
+            }
             tracing::info!(
                 connector = connector.name(),
                 "delivering help requests to a ticketing system"
