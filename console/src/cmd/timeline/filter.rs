@@ -71,7 +71,7 @@ pub fn fields() -> Vec<FieldInfo> {
         FieldInfo::new(
             "severity",
             Kind::Text,
-            "the worst severity of its episodes: warning or critical",
+            "the worst severity of its episodes",
         )
         .one_of(&SEVERITIES),
         FieldInfo::new(
@@ -192,6 +192,9 @@ pub fn help() -> String {
             field.kind.name(),
             field.about
         );
+        if !field.values.is_empty() {
+            text += &format!("; one of {}", field.values.join(", "));
+        }
     }
     text
 }
