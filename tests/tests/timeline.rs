@@ -461,3 +461,164 @@ fn a_lossy_period_is_one_relay_loss_episode_seen_by_the_probes() {
     );
     agent.terminate();
 }
+
+/// A bulk upload sharing the agent's path: it keeps `queued` worth of the
+/// link's rate in the bottleneck's queue, as a sender whose window is that
+/// much larger than the path needs does (which is how a queue bloats), the
+/// proxy's forwarded count standing in for its acknowledgements. Its
+/// datagrams are QUIC long-header packets of no connection the relay
+/// knows, which quinn drops unanswered. Returns the bytes it sent.
+fn bulk_upload(
+    proxy: &ImpairProxy,
+    rate_bps: u64,
+    queued: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    const DATAGRAM: usize = 1_200;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the upload's socket");
+    socket
+        .connect(proxy.local_addr())
+        .expect("point the upload at the proxy");
+    // Handshake packet (0xE0), QUIC v1, an 8-byte destination id nobody
+    // issued, no source id, no payload length: never a connection.
+    let mut datagram = [0u8; DATAGRAM];
+    datagram[..7].copy_from_slice(&[0xE0, 0, 0, 0, 1, 8, 0xAB]);
+    let bytes_per_s = rate_bps as f64 / 8.0;
+    let window = (bytes_per_s * queued.as_secs_f64()) as u64;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let up = lab_queue(proxy);
+        // Never more than the window ahead of the link's own pace either, so
+        // datagrams the proxy has not read yet cannot pile up behind it.
+        let paced = window + (bytes_per_s * started.elapsed().as_secs_f64()) as u64;
+        if up < window && sent < paced {
+            if socket.send(&datagram).is_ok() {
+                sent += DATAGRAM as u64;
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sent
+}
+
+/// Bytes inside the proxy on the way to the relay (queued or being sent).
+fn lab_queue(proxy: &ImpairProxy) -> u64 {
+    let up = proxy.stats().up;
+    up.received_bytes.saturating_sub(up.forwarded_bytes)
+}
+
+/// The second run: a bloated queue. The path to the relay becomes
+/// an 8 Mbit/s link with a deep (1 MiB) buffer, and a bulk upload keeps
+/// 85 ms of it queued for 20 s (the 2 minutes, compressed like the
+/// loss test's) while the agent samples every 2 s. The agent's probes wait
+/// behind the upload: about 86 ms where the path's usual round trip is
+/// 1 ms. Under the 100 ms absolute limit, so only the floor rule sees it
+/// (this test fails without it): one `relay.rtt` episode, ISP, its bounds
+/// within one interval of the upload's.
+///
+/// Statistically: the buffer never overflows (checked), so there is no
+/// loss; the queue holds within a datagram of 85 ms unless the upload's
+/// thread stalls, and a sample only reads clear (≤ 49 ms) if it stalls for
+/// most of a 400 ms probe burst, and an episode only closes after two
+/// such samples in a row.
+#[test]
+fn a_bloated_queue_is_one_isp_rtt_episode_within_an_interval() {
+    const INTERVAL_MS: i64 = 2_000;
+    const RATE_BPS: u64 = 8_000_000;
+    let mut lab = Lab::new();
+    lab.admin
+        .run(&["policy", "set", "monitoring_interval", "2"])
+        .ok();
+    let mut agent = lab.run_agent();
+    let before = lab.wait_samples(6, "10m", Duration::from_secs(120));
+    assert!(before.episodes.is_empty(), "{:#?}", before.episodes);
+
+    let link = LinkShape::default().rate_bps(RATE_BPS).queue_bytes(1 << 20);
+    lab.proxy.set(Impairment::up_only(link));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (impaired_at, cleared_at, uploaded) = std::thread::scope(|scope| {
+        let upload =
+            scope.spawn(|| bulk_upload(&lab.proxy, RATE_BPS, Duration::from_millis(85), &stop));
+        let impaired_at = now_ms();
+        let hold = Instant::now();
+        wait_for("20 s of a bloated queue", Duration::from_secs(30), || {
+            (hold.elapsed() >= Duration::from_secs(20)).then_some(())
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let uploaded = upload.join().expect("the upload's thread");
+        (impaired_at, now_ms(), uploaded)
+    });
+    // The queue drains in 85 ms; then the link is clean again.
+    wait_for("the queue to drain", Duration::from_secs(10), || {
+        (lab_queue(&lab.proxy) == 0).then_some(())
+    });
+    let stats = lab.proxy.stats();
+    lab.proxy.set(Impairment::default());
+    eprintln!(
+        "upload: {uploaded} bytes in {} ms ({:.1} Mbit/s); proxy up: {:?}",
+        cleared_at - impaired_at,
+        uploaded as f64 * 8.0 / ((cleared_at - impaired_at) as f64 / 1000.0) / 1e6,
+        stats.up
+    );
+    assert_eq!(
+        stats.up.dropped_queue, 0,
+        "the deep buffer never overflowed"
+    );
+
+    let after = wait_for(
+        "the relay.rtt episode to end",
+        Duration::from_secs(60),
+        || {
+            let timeline = lab.timeline("15m");
+            let rtt = timeline.episodes_of("relay.rtt");
+            (!rtt.is_empty() && rtt.iter().all(|e| e["end_ms"].is_number())).then_some(timeline)
+        },
+    );
+    for s in &after.samples {
+        let at = s["at_ms"].as_i64().unwrap_or(0);
+        if at >= impaired_at - 5_000 {
+            eprintln!(
+                "sample +{} ms (cleared at +{} ms): relay round trip {} ms, jitter {} ms, lost {} of {}",
+                at - impaired_at,
+                cleared_at - impaired_at,
+                s["relay"]["rtt_ms"],
+                s["relay"]["jitter_ms"],
+                s["relay"]["lost_packets"],
+                s["relay"]["sent_packets"]
+            );
+        }
+    }
+    // One episode for the impairment, and nothing else.
+    assert_eq!(after.episodes.len(), 1, "{:#?}", after.episodes);
+    let episode = &after.episodes[0];
+    assert_eq!(episode["id"], "relay.rtt", "{episode:#}");
+    assert_eq!(episode["segment"], "isp", "{episode:#}");
+    let threshold = episode["evidence"][0]["threshold"].as_str().unwrap_or("");
+    assert!(
+        threshold.contains("queued (bufferbloat grade C)"),
+        "the floor rule saw it: {episode:#}"
+    );
+    let start = episode["start_ms"].as_i64().expect("start");
+    let end = episode["end_ms"].as_i64().expect("end");
+    eprintln!(
+        "relay.rtt episode: starts {} ms after the upload began, ends {} ms after it stopped (interval {INTERVAL_MS} ms); {threshold}",
+        start - impaired_at,
+        end - cleared_at
+    );
+    // As in the loss test: within one interval, plus 1 s for the shared
+    // machine's scheduling.
+    let slack = INTERVAL_MS + 1_000;
+    assert!(
+        (start - impaired_at).abs() <= slack,
+        "episode starts {} ms after the upload began",
+        start - impaired_at
+    );
+    assert!(
+        (end - cleared_at).abs() <= slack,
+        "episode ends {} ms after the upload stopped",
+        end - cleared_at
+    );
+    agent.terminate();
+}

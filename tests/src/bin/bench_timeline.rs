@@ -5,7 +5,9 @@
 //! `deskside-agent run`; one phase with monitoring off, then one with it
 //! on, same process, same duration. Reports the agent's extra upload
 //! (bytes per minute, agent → relay, counted by the proxy), its CPU (share
-//! of one core, from /proc) and its resident memory in each phase.
+//! of one core, from /proc) and its resident memory in each phase, against
+//! the budget (under 1 KB/min, 0.2 % of a core, 2 MiB), and what the real
+//! samples it sent take in the relay's database (per device per day).
 //!
 //! `fleet`: relay storage per device per day, and how long
 //! `deskside timeline --all --since 7d` takes over N simulated devices
@@ -149,8 +151,36 @@ fn agent_bench(phase: Duration, interval: u32) -> anyhow::Result<()> {
         on_rss - off_rss,
         kept.len()
     );
+    let (extra_up, extra_cpu, extra_kib) = (on_up - off_up, on_cpu - off_cpu, on_rss - off_rss);
+    println!(
+        "budget: upload {extra_up:.0} of 1000 B/min {}, CPU {extra_cpu:.3} of 0.2 % {}, memory {extra_kib:+.0} of 2048 KiB {}",
+        verdict(extra_up < 1000.0),
+        verdict(extra_cpu < 0.2),
+        verdict(extra_kib < 2048.0)
+    );
     drop(proc);
+    // What the samples it sent take on the relay, read once it is stopped.
+    let data_dir = relay.data_dir.clone();
+    drop(relay);
+    let store = Store::open(&data_dir.join("relay.db")).context("open the relay database")?;
+    let id: DeviceId = device.parse().context("the enrolled device id")?;
+    let (rows, bytes) = store.timeline_bytes(id)?;
+    if rows > 0 {
+        let per_sample = bytes as f64 / rows as f64;
+        println!(
+            "relay storage: {rows} samples stored, {per_sample:.0} bytes each with their key; at one every {interval} s ≈ {:.0} KB per device per day at full resolution",
+            per_sample * 86_400.0 / f64::from(interval.max(1)) / 1000.0
+        );
+    }
     Ok(())
+}
+
+fn verdict(within: bool) -> &'static str {
+    if within {
+        "(within)"
+    } else {
+        "(OVER)"
+    }
 }
 
 /// A tiny deterministic generator (SplitMix64) for the simulated noise.
