@@ -424,6 +424,9 @@ pub struct GlpiState {
     pub tickets: Vec<Value>,
     /// Follow-ups: their `input` plus `id`.
     pub followups: Vec<Value>,
+    /// Documents: their manifest's `input` plus `id` and the uploaded
+    /// file's `file_name` and `content` (as text).
+    pub documents: Vec<Value>,
 }
 
 /// GLPI's `apirest.php`, as far as the connector uses it.
@@ -548,6 +551,15 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
             "only POST is implemented here",
         );
     }
+    if endpoint == "Document" {
+        return match glpi_document(r, state) {
+            Ok(id) => (
+                201,
+                json!({ "id": id, "message": "Document move succeeded." }),
+            ),
+            Err(reason) => glpi_error(400, "ERROR_UPLOAD_FILE_TOO_BIG_POST_MAX_SIZE", &reason),
+        };
+    }
     if !r.is_json() {
         return glpi_error(
             400,
@@ -604,6 +616,106 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
             &format!("resource {other} not found"),
         ),
     }
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug)]
+struct FormPart {
+    name: String,
+    filename: Option<String>,
+    data: Vec<u8>,
+}
+
+/// The parts of a `multipart/form-data` body (RFC 7578), or why it is not one.
+fn form_parts(r: &HttpRequest) -> Result<Vec<FormPart>, String> {
+    let content_type = r.header("content-type").unwrap_or_default();
+    let boundary = content_type
+        .strip_prefix("multipart/form-data;")
+        .and_then(|rest| rest.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_owned())
+        .ok_or("a Document upload must be multipart/form-data with a boundary")?;
+    let delimiter = format!("--{boundary}");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    let mut sections = body.split(delimiter.as_str());
+    if sections.next() != Some("") {
+        return Err("the body does not start with the boundary".into());
+    }
+    let mut parts = Vec::new();
+    let mut closed = false;
+    for section in sections {
+        if section.starts_with("--") {
+            closed = true;
+            break;
+        }
+        let section = section
+            .strip_prefix("\r\n")
+            .and_then(|s| s.strip_suffix("\r\n"))
+            .ok_or("a part is not framed by CRLF")?;
+        let (head, data) = section
+            .split_once("\r\n\r\n")
+            .ok_or("a part has no blank line after its headers")?;
+        let disposition = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Disposition: form-data;"))
+            .ok_or("a part has no Content-Disposition: form-data")?;
+        let attribute = |key: &str| {
+            disposition.split(';').find_map(|kv| {
+                kv.trim()
+                    .strip_prefix(&format!("{key}=\""))
+                    .and_then(|v| v.strip_suffix('"'))
+                    .map(str::to_owned)
+            })
+        };
+        parts.push(FormPart {
+            name: attribute("name").ok_or("a part has no name")?,
+            filename: attribute("filename"),
+            data: data.as_bytes().to_vec(),
+        });
+    }
+    if !closed {
+        return Err("the body has no closing boundary".into());
+    }
+    Ok(parts)
+}
+
+fn glpi_document(r: &HttpRequest, state: &mut GlpiState) -> Result<u64, String> {
+    let parts = form_parts(r)?;
+    let manifest = parts
+        .iter()
+        .find(|p| p.name == "uploadManifest")
+        .ok_or("no uploadManifest part")?;
+    let manifest: Value =
+        serde_json::from_slice(&manifest.data).map_err(|_| "uploadManifest is not JSON")?;
+    let input = manifest["input"].clone();
+    if !nonempty_str(&input["name"]) {
+        return Err("the document needs a name".into());
+    }
+    let filenames = input["_filename"]
+        .as_array()
+        .filter(|l| l.len() == 1)
+        .ok_or("_filename must list the one uploaded file")?;
+    let file = parts
+        .iter()
+        .find(|p| p.name == "filename[0]")
+        .ok_or("no filename[0] part")?;
+    if file.filename.as_deref() != filenames[0].as_str() {
+        return Err("the file part's filename is not the manifest's _filename".into());
+    }
+    if input["itemtype"] != "Ticket"
+        || !state
+            .tickets
+            .iter()
+            .any(|t| t["id"].as_u64().is_some() && t["id"] == input["items_id"])
+    {
+        return Err("the document must name an existing Ticket (itemtype, items_id)".into());
+    }
+    let id = state.documents.len() as u64 + 1;
+    let mut document = input;
+    document["id"] = json!(id);
+    document["file_name"] = json!(file.filename);
+    document["content"] = json!(String::from_utf8_lossy(&file.data));
+    state.documents.push(document);
+    Ok(id)
 }
 
 // ----------------------------------------------------------------------
@@ -958,6 +1070,52 @@ mod tests {
             post("/apirest.php/ITILFollowup", &[app, s, JSON], followup(1)),
             201
         );
+        let upload = |content_type: &str, body: &str| {
+            raw_request(
+                addr,
+                "POST",
+                "/apirest.php/Document",
+                &[app, s, ("Content-Type", content_type)],
+                body.as_bytes(),
+            )
+            .0
+        };
+        let form = |manifest: &str, file_name: &str| {
+            format!(
+                "--xy\r\nContent-Disposition: form-data; name=\"uploadManifest\"\r\nContent-Type: application/json\r\n\r\n{manifest}\r\n\
+                 --xy\r\nContent-Disposition: form-data; name=\"filename[0]\"; filename=\"{file_name}\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--xy--\r\n"
+            )
+        };
+        let manifest = |items_id: u64| {
+            json!({ "input": { "name": "d", "_filename": ["a.txt"], "itemtype": "Ticket", "items_id": items_id } })
+                .to_string()
+        };
+        let multipart = "multipart/form-data; boundary=xy";
+        assert_eq!(
+            upload("application/json", &manifest(1)),
+            400,
+            "not multipart"
+        );
+        assert_eq!(
+            upload(multipart, &form(&manifest(1), "b.txt")),
+            400,
+            "file name differs"
+        );
+        assert_eq!(
+            upload(multipart, &form(&manifest(9), "a.txt")),
+            400,
+            "no such ticket"
+        );
+        assert_eq!(
+            upload(
+                multipart,
+                &form(&manifest(1), "a.txt").replace("--xy--", "")
+            ),
+            400,
+            "unclosed"
+        );
+        assert_eq!(upload(multipart, &form(&manifest(1), "a.txt")), 201);
+        assert_eq!(fake.state().documents[0]["content"], "hello");
         assert_eq!(get("/apirest.php/killSession", &[app, s, JSON], "").0, 200);
         assert_eq!(
             post("/apirest.php/Ticket", &[app, s, JSON], ticket),

@@ -231,6 +231,28 @@ secret_file = {hook_secret:?}
         (Some(4), Some(2), Some(7)),
         "{glpi_ticket}"
     );
+    // The summary and the snapshot are documents of the GLPI ticket.
+    let documents = wait_for("the GLPI documents", LONG, || {
+        let documents = glpi.state().documents;
+        (documents.len() == 2).then_some(documents)
+    });
+    let file = |name: &str| {
+        documents
+            .iter()
+            .find(|d| d["file_name"] == name)
+            .unwrap_or_else(|| panic!("{name} uploaded: {documents:?}"))
+    };
+    assert!(file(&format!("request-{number}.txt"))["content"]
+        .as_str()
+        .is_some_and(|c| c.contains("video calls freeze")));
+    let uploaded: Value = serde_json::from_str(
+        file(&format!("snapshot-{number}.json"))["content"]
+            .as_str()
+            .expect("content"),
+    )
+    .expect("the snapshot document is JSON");
+    assert_eq!(uploaded, snapshot, "the same snapshot in both systems");
+    assert!(documents.iter().all(|d| d["items_id"] == 1));
     let shown = wait_for("the three tickets in requests show", LONG, || {
         let shown = show(&admin, number);
         (events_of(&shown, "ticket").len() == 3).then_some(shown)

@@ -1,12 +1,14 @@
 //! GLPI's REST API (`apirest.php`): each delivery opens a session
 //! (`GET initSession` with `Authorization: user_token …` and the optional
 //! `App-Token`), makes the ticket (`POST Ticket`: name, content, urgency
-//! and impact 1–5, request source) or adds an `ITILFollowup` to it, and
+//! and impact 1–5, request source) and uploads the human summary and the
+//! snapshot as `Document`s linked to it (`multipart/form-data` with an
+//! `uploadManifest`), or adds an `ITILFollowup` for a later event, and
 //! closes the session (`GET killSession`) whatever happened.
 
 use serde_json::json;
 
-use super::http::{ConnectorError, Http};
+use super::http::{ConnectorError, Http, Part};
 use super::Secret;
 use crate::store::{DueDelivery, TicketRef};
 
@@ -108,6 +110,86 @@ impl Glpi {
         })
     }
 
+    /// Uploads `data` as a `Document` named `name`, linked to the ticket.
+    fn upload(
+        &self,
+        session: &str,
+        ticket_id: u64,
+        file: (&str, &str, &str, &[u8]),
+    ) -> Result<u64, ConnectorError> {
+        let (name, filename, content_type, data) = file;
+        let headers = self.with_app_token(vec![("Session-Token", session)]);
+        let url = format!("{}/Document", self.url);
+        let manifest = json!({
+            "input": {
+                "name": name,
+                "_filename": [filename],
+                "itemtype": "Ticket",
+                "items_id": ticket_id,
+            }
+        })
+        .to_string();
+        let answer = self
+            .http
+            .post_multipart(
+                &url,
+                &headers,
+                &[
+                    Part {
+                        name: "uploadManifest",
+                        filename: None,
+                        content_type: "application/json",
+                        data: manifest.as_bytes(),
+                    },
+                    Part {
+                        name: "filename[0]",
+                        filename: Some(filename),
+                        content_type,
+                        data,
+                    },
+                ],
+            )?
+            .json(&[201])?;
+        answer["id"].as_u64().ok_or_else(|| ConnectorError::Answer {
+            url,
+            reason: "the new Document has no numeric id".into(),
+        })
+    }
+
+    /// The request's summary and snapshot as documents of the ticket.
+    fn attach_evidence(
+        &self,
+        session: &str,
+        ticket_id: u64,
+        delivery: &DueDelivery,
+    ) -> Result<(), ConnectorError> {
+        let r = &delivery.request;
+        let summary = super::summary_text(r, &delivery.hostname);
+        self.upload(
+            session,
+            ticket_id,
+            (
+                &format!("deskside request {}: summary", r.number),
+                &format!("request-{}.txt", r.number),
+                "text/plain",
+                summary.as_bytes(),
+            ),
+        )?;
+        if let Some(snapshot) = &r.snapshot {
+            self.upload(
+                session,
+                ticket_id,
+                (
+                    &format!("deskside request {}: diagnostics snapshot", r.number),
+                    &format!("snapshot-{}.json", r.number),
+                    "application/json",
+                    snapshot.as_bytes(),
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     fn in_session(
         &self,
         delivery: &DueDelivery,
@@ -134,12 +216,14 @@ impl Glpi {
                     label: format!("GLPI #{id}"),
                     url: Some(format!("{base}/front/ticket.form.php?id={id}")),
                 })?;
-                if delivery.event.kind == "created" {
-                    return Ok(());
-                }
                 id
             }
         };
+        // The request's own event carries its evidence (again on a retry
+        // after the ticket was made: an upload failed).
+        if delivery.event.kind == "created" {
+            return self.attach_evidence(session, ticket_id, delivery);
+        }
         self.add(
             session,
             "ITILFollowup",
