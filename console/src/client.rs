@@ -121,6 +121,12 @@ impl Client {
         })
     }
 
+    /// The QUIC endpoint the connection runs on, to move it to another
+    /// network (see `cmd::session_link`).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
     /// The QUIC connection, for remote-session packets (see `cmd::session`).
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection

@@ -35,7 +35,7 @@ use deskside_protocol::Fingerprint;
 pub const SESSION_CERT_NAME: &str = "deskside-console";
 
 /// `profile`'s sibling named after it: `DIR/NAME.json` → `DIR/NAME.suffix`.
-fn beside(profile: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn beside(profile: &Path, suffix: &str) -> PathBuf {
     let stem = profile
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -90,6 +90,9 @@ pub async fn serve(
         crate::server::authenticated_as(shared, connection, crate::metrics::ConnKind::Console);
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
+    // A technician's laptop changing networks moves this connection (QUIC
+    // migration), as an agent's does; logged like theirs.
+    let _path_watch = crate::roaming::watch(connection);
     // From here on a revocation closes this connection at once, and its
     // expiry is watched below.
     shared.consoles.register(technician.id, connection);

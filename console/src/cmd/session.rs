@@ -234,6 +234,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         relay: profile.relay.clone(),
         fingerprint: profile.fingerprint,
         token: profile.token.clone(),
+        source_address: crate::cmd::session_link::source_address_path(&ctx.profile_path),
     };
     let mut link = SessionLink::start(client, target.clone(), Arc::clone(&carrier), session_id);
     let config = SessionConfig::default();

@@ -5,10 +5,17 @@
 //! notices more than lost packets, as long as the path is back within its
 //! idle timeout ([`INNER_IDLE_TIMEOUT`]); past that the session is over
 //! anyway and this gives up.
+//!
+//! A network switch (the technician's laptop moving from Wi‑Fi to a
+//! hotspot) needs no reconnection: a [`Roamer`] moves the connection's
+//! endpoint to a new socket when the source address towards the relay
+//! changes, and QUIC migrates the connection (as the agent does).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deskside_net::roam::{Roamer, Source};
 use deskside_net::tunnel::{Carrier, INNER_IDLE_TIMEOUT};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::{Fingerprint, Refusal};
@@ -31,6 +38,40 @@ pub struct RelayTarget {
     pub fingerprint: Fingerprint,
     /// The technician token.
     pub token: String,
+    /// The file that may pin the source address ([`source_address_path`]).
+    pub source_address: PathBuf,
+}
+
+/// The file that pins the console's source address towards the relay (one
+/// IP address, for machines with several networks), beside the profile:
+/// `<profile>.source-address`. Without it the OS's route decides, and a
+/// change of the route's source address moves the connection too.
+pub fn source_address_path(profile: &Path) -> PathBuf {
+    crate::org_key::beside(profile, "source-address")
+}
+
+/// Keeps one relay connection's endpoint on the current network; stops
+/// when dropped.
+struct Roaming(tokio::task::JoinHandle<()>);
+
+impl Drop for Roaming {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts moving `client`'s endpoint with the source address (at once when
+/// the address is pinned).
+fn roam(client: &Client, source_address: &Path) -> Roaming {
+    let mut roamer = Roamer::new(
+        client.endpoint().clone(),
+        client.connection().remote_address(),
+        Source::Pinned(source_address.to_owned()),
+    );
+    if let Err(e) = roamer.check() {
+        tracing::debug!("cannot look at the route to the relay: {e}");
+    }
+    Roaming(tokio::spawn(roamer.run()))
 }
 
 /// What happened to the relay connection.
@@ -105,6 +146,7 @@ async fn keep(
     mut stop: oneshot::Receiver<()>,
     events: mpsc::UnboundedSender<LinkEvent>,
 ) -> Option<Client> {
+    let mut _roaming = roam(&client, &target.source_address);
     loop {
         let closed = tokio::select! {
             closed = client.connection().closed() => closed,
@@ -159,6 +201,7 @@ async fn keep(
             backoff = (backoff * 2).min(BACKOFF_MAX);
         };
         carrier.attach(client.connection().clone());
+        _roaming = roam(&client, &target.source_address);
         let after = lost_at.elapsed();
         tracing::info!(
             attempts,
