@@ -182,31 +182,41 @@ impl Store {
     }
 
     /// The oldest delivery of `connector` due at `now_ms` whose request has
-    /// no older undelivered event for it.
+    /// no older undelivered event for it: its id and failed attempts.
     pub fn due_ticket_delivery(
         &self,
         connector: &str,
         now_ms: i64,
-    ) -> Result<Option<DueDelivery>, StoreError> {
+    ) -> Result<Option<(i64, u32)>, StoreError> {
         let conn = self.lock();
-        let head: Option<(i64, i64, i64, i64)> = conn
+        let head: Option<(i64, i64)> = conn
             .query_row(
-                "SELECT d.id, d.request_id, d.event_id, d.attempts FROM ticket_deliveries d
+                "SELECT d.id, d.attempts FROM ticket_deliveries d
                  WHERE d.connector = ?1 AND d.delivered_ms IS NULL AND d.next_attempt_ms <= ?2
                    AND NOT EXISTS (SELECT 1 FROM ticket_deliveries e
                                    WHERE e.connector = d.connector AND e.request_id = d.request_id
                                      AND e.delivered_ms IS NULL AND e.id < d.id)
                  ORDER BY d.id LIMIT 1",
                 params![connector, now_ms],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some((id, request_id, event_id, attempts)) = head else {
-            return Ok(None);
-        };
+        Ok(head.map(|(id, attempts)| (id, u32::try_from(attempts).unwrap_or(u32::MAX))))
+    }
+
+    /// Delivery `id` with what it carries: the request as it is now, the
+    /// event, and the ticket already made for the request, if any.
+    pub fn ticket_delivery(&self, id: i64) -> Result<DueDelivery, StoreError> {
+        let conn = self.lock();
+        let (connector, request_id, event_id, attempts): (String, i64, i64, i64) = conn.query_row(
+            "SELECT connector, request_id, event_id, attempts FROM ticket_deliveries
+                 WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let (org, hostname): (i64, String) = conn.query_row(
-            "SELECT r.org_id, d.hostname FROM requests r JOIN devices d ON d.id = r.device_id
-             WHERE r.id = ?1",
+            "SELECT r.org_id, COALESCE(d.hostname, '(removed device)') FROM requests r
+             LEFT JOIN devices d ON d.id = r.device_id WHERE r.id = ?1",
             params![request_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -229,7 +239,7 @@ impl Store {
             .query_row(
                 "SELECT ticket_id, label, url FROM request_tickets
                  WHERE request_id = ?1 AND connector = ?2",
-                params![request_id, connector],
+                params![request_id, &connector],
                 |r| {
                     Ok(TicketRef {
                         id: r.get(0)?,
@@ -239,14 +249,14 @@ impl Store {
                 },
             )
             .optional()?;
-        Ok(Some(DueDelivery {
+        Ok(DueDelivery {
             id,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             request,
             hostname,
             event,
             ticket,
-        }))
+        })
     }
 
     /// Keeps the ticket `connector` made for request `number` (the first
@@ -422,10 +432,13 @@ mod tests {
             .unwrap();
         // First sight: the connector starts after the newest event.
         assert_eq!(store.enqueue_ticket_deliveries("zammad", 1_000).unwrap(), 0);
-        assert!(store
-            .due_ticket_delivery("zammad", 1_000)
-            .unwrap()
-            .is_none());
+        let due = |at: i64| {
+            store
+                .due_ticket_delivery("zammad", at)
+                .unwrap()
+                .map(|(id, _)| store.ticket_delivery(id).unwrap())
+        };
+        assert!(due(1_000).is_none());
         let (number, _) = store
             .insert_request(org, device, &request("new"), 200)
             .unwrap()
@@ -441,7 +454,7 @@ mod tests {
         // Another connector seen now starts after these events.
         assert_eq!(store.enqueue_ticket_deliveries("hook", 2_000).unwrap(), 0);
 
-        let first = store.due_ticket_delivery("zammad", 2_000).unwrap().unwrap();
+        let first = due(2_000).unwrap();
         assert_eq!(first.event.kind, "created");
         assert_eq!(first.request.number, number);
         assert_eq!(first.hostname, "laptop");
@@ -465,7 +478,7 @@ mod tests {
             (1, 2, "HTTP 500")
         );
 
-        let again = store.due_ticket_delivery("zammad", 3_000).unwrap().unwrap();
+        let again = due(3_000).unwrap();
         assert_eq!((again.id, again.attempts), (first.id, 1));
         let ticket = TicketRef {
             id: "19".into(),
@@ -479,7 +492,7 @@ mod tests {
         assert_eq!(audit.len() - audit_before, 1, "audited once");
         store.finish_ticket_delivery(again.id, 3_000).unwrap();
 
-        let claim = store.due_ticket_delivery("zammad", 3_000).unwrap().unwrap();
+        let claim = due(3_000).unwrap();
         assert_eq!(claim.event.kind, "claimed");
         assert_eq!(claim.ticket.as_ref(), Some(&ticket));
         store.finish_ticket_delivery(claim.id, 3_100).unwrap();

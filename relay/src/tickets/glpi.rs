@@ -272,3 +272,26 @@ impl super::Connector for Glpi {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urgency_and_impact_use_glpi_scale() {
+        let input = ticket_input(&crate::tickets::sample_delivery("created"), Some(7));
+        assert_eq!(input["name"], "deskside request 12: calls freeze");
+        // Blocked: high (4); my team: medium (3), on GLPI's 1-5 scale.
+        assert_eq!(
+            (input["urgency"].as_u64(), input["impact"].as_u64()),
+            (Some(4), Some(3))
+        );
+        assert_eq!(input["requesttypes_id"], 7);
+        assert_eq!(input["type"], 1, "an incident");
+        assert!(
+            ticket_input(&crate::tickets::sample_delivery("created"), None)
+                .get("requesttypes_id")
+                .is_none()
+        );
+    }
+}

@@ -201,8 +201,22 @@ fn step(
 ) -> Result<bool, crate::store::StoreError> {
     let name = connector.name();
     store.enqueue_ticket_deliveries(name, now_millis())?;
-    let Some(delivery) = store.due_ticket_delivery(name, now_millis())? else {
+    let Some((id, attempts)) = store.due_ticket_delivery(name, now_millis())? else {
         return Ok(false);
+    };
+    let delivery = match store.ticket_delivery(id) {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            // One unreadable delivery must not hold up the others: it waits
+            // like a failed one.
+            let wait = backoff.delay(attempts.saturating_add(1));
+            let now = now_millis();
+            let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            let error = format!("cannot read the request from the relay's store: {e}");
+            store.fail_ticket_delivery(id, &error, now, next)?;
+            tracing::error!(connector = name, delivery = id, "{error}");
+            return Ok(true);
+        }
     };
     let number = delivery.request.number;
     let mut record = |ticket: &TicketRef| {
@@ -339,6 +353,51 @@ pub fn event_text(event: &OutboxEvent) -> String {
         "reopened" => with_text("reopened the request"),
         "session_linked" => with_text("linked a remote session"),
         other => with_text(other),
+    }
+}
+
+/// A delivery to build payloads from, in unit tests.
+#[cfg(test)]
+pub(crate) fn sample_delivery(kind: &str) -> DueDelivery {
+    use deskside_protocol::request::Answers;
+    DueDelivery {
+        id: 1,
+        attempts: 0,
+        request: RequestRow {
+            number: 12,
+            device: deskside_protocol::DeviceId(7),
+            client_id: "abc".into(),
+            answers: Answers {
+                summary: "calls freeze".into(),
+                since: "this morning".into(),
+                pattern: "intermittent".into(),
+                apps: vec!["video".into()],
+                urgency: "blocked".into(),
+                impact: "team".into(),
+                contact: "chat".into(),
+                lang: "en".into(),
+            },
+            snapshot: Some("{\"version\":1}".into()),
+            verdict: None,
+            verdict_line: Some("home_network: weak Wi-Fi".into()),
+            failures: vec![],
+            priority: 2,
+            status: "new".into(),
+            assignee_id: None,
+            assignee: None,
+            created_at: 100,
+            first_response_at: None,
+            resolved_at: None,
+        },
+        hostname: "laptop".into(),
+        event: OutboxEvent {
+            id: 3,
+            at: 100,
+            author: "alice".into(),
+            kind: kind.into(),
+            text: "restart the router".into(),
+        },
+        ticket: None,
     }
 }
 

@@ -156,3 +156,37 @@ impl super::Connector for Zammad {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ticket_is_an_internal_note_with_the_summary_and_snapshot_attached() {
+        let body = ticket_body(
+            &crate::tickets::sample_delivery("created"),
+            "Users",
+            "c@example.org",
+        );
+        assert_eq!(body["title"], "deskside request 12: calls freeze");
+        assert_eq!(
+            (body["group"].as_str(), body["customer"].as_str()),
+            (Some("Users"), Some("c@example.org"))
+        );
+        // P2 is Zammad's "3 high".
+        assert_eq!(body["priority"], "3 high");
+        let article = &body["article"];
+        assert_eq!(
+            (article["type"].as_str(), article["internal"].as_bool()),
+            (Some("note"), Some(true))
+        );
+        assert!(article["body"]
+            .as_str()
+            .unwrap()
+            .contains("Verdict: home_network: weak Wi-Fi"));
+        let snapshot = &article["attachments"][1];
+        assert_eq!(snapshot["filename"], "snapshot-12.json");
+        assert_eq!(snapshot["data"], "eyJ2ZXJzaW9uIjoxfQ==");
+        assert_eq!(priority(5), "1 low");
+    }
+}
