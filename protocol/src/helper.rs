@@ -47,8 +47,9 @@ pub enum ServiceToHelper {
         /// The event (nested, so a newer one decodes as `Unknown`).
         event: Nested<InputEvent>,
     },
-    /// The previous video frame has left; the helper may capture the next
-    /// (latest-frame-wins across the socket).
+    /// A video frame has reached the console (it acknowledged it; with a
+    /// console that does not acknowledge, the frame was written); the helper
+    /// may capture the next (latest-frame-wins across the socket).
     FrameCredit {
         /// The session.
         session_id: u64,

@@ -8,8 +8,9 @@
 //!   [`ConsoleToAgent`] one way and [`AgentToConsole`] the other;
 //! - one unidirectional **video** stream opened by the agent, carrying
 //!   [`VideoFrame`]s (latest-frame-wins: the agent captures the next frame only
-//!   once the previous one has left, so a slow link gets fewer frames, never
-//!   older ones);
+//!   once the console has acknowledged an earlier one with
+//!   [`ConsoleToAgent::FrameReceived`], so a slow link gets fewer frames,
+//!   never older ones);
 //! - one unidirectional **input** stream opened by the console, carrying
 //!   [`InputEvent`]s, so input never waits behind video.
 //!
@@ -148,6 +149,19 @@ pub enum ConsoleToAgent {
     DropControl,
     /// Ends the session.
     End,
+    /// This console acknowledges every frame it reads
+    /// ([`ConsoleToAgent::FrameReceived`]); sent once, as soon as the
+    /// control stream opens. The agent then lets the next frame be captured
+    /// when the path has delivered one, not when one was written into the
+    /// stream's send buffer (on a slow link that buffer held tens of seconds
+    /// of frames). An agent that hears nothing of it paces by its writes.
+    AcknowledgesFrames,
+    /// Every video frame up to and including `seq` was read off the video
+    /// stream.
+    FrameReceived {
+        /// [`VideoFrame::seq`] of the latest frame read.
+        seq: u64,
+    },
     /// A message from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -155,7 +169,7 @@ pub enum ConsoleToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(ConsoleToAgent, known = 6);
+crate::impl_message!(ConsoleToAgent, known = 8);
 
 /// Agent → console, on the control stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -778,6 +778,8 @@ fn console_to_agent() -> impl Strategy<Value = ConsoleToAgent> {
         text().prop_map(|text| ConsoleToAgent::Chat { text }),
         Just(ConsoleToAgent::DropControl),
         Just(ConsoleToAgent::End),
+        Just(ConsoleToAgent::AcknowledgesFrames),
+        any::<u64>().prop_map(|seq| ConsoleToAgent::FrameReceived { seq }),
     ]
 }
 
@@ -1706,7 +1708,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleToAgent::End),
+        tag(&ConsoleToAgent::FrameReceived { seq: 0 }),
         ConsoleToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -2885,14 +2887,14 @@ fn a_video_frame_filling_the_video_limit_round_trips() {
 
 #[test]
 fn a_newer_session_message_on_the_helper_socket_decodes_as_unknown() {
-    // FromConsole (tag 3), session 1, nested body [6]: a ConsoleToAgent
+    // FromConsole (tag 3), session 1, nested body [8]: a ConsoleToAgent
     // variant this build does not know.
-    let decoded: ServiceToHelper = decode_message(&[3, 1, 1, 6]).unwrap();
+    let decoded: ServiceToHelper = decode_message(&[3, 1, 1, 8]).unwrap();
     assert_eq!(
         decoded,
         ServiceToHelper::FromConsole {
             session_id: 1,
-            message: Nested(ConsoleToAgent::Unknown { tag: 6 }),
+            message: Nested(ConsoleToAgent::Unknown { tag: 8 }),
         }
     );
 }

@@ -532,7 +532,11 @@ impl Active {
                 }
             }
             ConsoleToAgent::DropControl => self.drop_control(),
-            ConsoleToAgent::End | ConsoleToAgent::Unknown { .. } => {}
+            // The service handles these (end, frame acknowledgements).
+            ConsoleToAgent::End
+            | ConsoleToAgent::AcknowledgesFrames
+            | ConsoleToAgent::FrameReceived { .. }
+            | ConsoleToAgent::Unknown { .. } => {}
         }
     }
 

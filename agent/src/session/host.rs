@@ -25,9 +25,10 @@ use deskside_protocol::session::{
     close, AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
     MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
+use super::delivery::Delivery;
 use super::hub::{HelperHub, HelperLine};
 use crate::org_trust::Trust;
 
@@ -502,7 +503,19 @@ impl Running {
         let (frames_tx, frames_rx) =
             mpsc::channel::<VideoFrame>(super::pace::FRAMES_IN_FLIGHT as usize);
         let credit = self.line.tx.clone();
-        tokio::spawn(write_video(video, frames_rx, credit, id, self.conn.clone()));
+        // What the console says it has read, for the writer's credits
+        // (latest value wins: a later acknowledgement covers the earlier).
+        let (acks_tx, acks_rx) = watch::channel(Acks::default());
+        tokio::spawn(write_video(
+            VideoWriter {
+                video,
+                frames: frames_rx,
+                credit,
+                acks: acks_rx,
+            },
+            id,
+            self.conn.clone(),
+        ));
         let (input_tx, mut input_rx) = mpsc::channel::<InputEvent>(256);
         tokio::spawn(read_input(self.conn.clone(), input_tx));
         let deadline = tokio::time::sleep(self.grant);
@@ -513,8 +526,9 @@ impl Running {
                 message = self.line.rx.recv() => match message {
                     Some(HelperToService::Video { frame, .. }) => {
                         // The writer holds at most FRAMES_IN_FLIGHT frames;
-                        // the helper waits for credit, so this never queues
-                        // stale ones.
+                        // the helper waits for credit (given when the
+                        // console has read a frame, `delivery.rs`), so this
+                        // never queues stale ones.
                         if frames_tx.try_send(frame).is_err() {
                             tracing::debug!("video writer busy; frame dropped");
                         }
@@ -544,6 +558,15 @@ impl Running {
                     Ok(Some(ConsoleToAgent::End)) => break EndedBy::Technician,
                     Ok(Some(ConsoleToAgent::Unknown { tag })) => {
                         tracing::debug!(tag, "ignoring a message from a newer console");
+                    }
+                    // The video writer's business, not the helper's.
+                    Ok(Some(ConsoleToAgent::AcknowledgesFrames)) => {
+                        acks_tx.send_modify(|acks| acks.announced = true);
+                    }
+                    Ok(Some(ConsoleToAgent::FrameReceived { seq })) => {
+                        acks_tx.send_modify(|acks| {
+                            acks.through = acks.through.max(Some(seq));
+                        });
                     }
                     Ok(Some(message)) => {
                         if matches!(message, ConsoleToAgent::DropControl) {
@@ -603,32 +626,85 @@ impl Running {
     }
 }
 
-async fn write_video(
-    mut video: FramedSend,
-    mut frames: mpsc::Receiver<VideoFrame>,
+/// What the console has said about the frames it read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Acks {
+    /// It acknowledges frames ([`ConsoleToAgent::AcknowledgesFrames`]).
+    announced: bool,
+    /// The latest frame it has read ([`ConsoleToAgent::FrameReceived`]).
+    through: Option<u64>,
+}
+
+/// The video writer's ends: the stream, the helper's frames, the credits
+/// back to the helper and the console's acknowledgements.
+struct VideoWriter {
+    video: FramedSend,
+    frames: mpsc::Receiver<VideoFrame>,
     credit: mpsc::Sender<ServiceToHelper>,
-    session_id: u64,
-    conn: quinn::Connection,
-) {
+    acks: watch::Receiver<Acks>,
+}
+
+/// Writes the helper's frames into the video stream and gives the helper a
+/// frame credit for each frame the console has read (`delivery.rs`), so
+/// at most `pace::FRAMES_IN_FLIGHT` frames are ever on their way.
+async fn write_video(writer: VideoWriter, session_id: u64, conn: quinn::Connection) {
+    let VideoWriter {
+        mut video,
+        mut frames,
+        credit,
+        mut acks,
+    } = writer;
     let credit_now = || ServiceToHelper::FrameCredit {
         session_id,
         rtt_ms: u32::try_from(conn.rtt().as_millis()).unwrap_or(u32::MAX),
     };
     // The helper may send its first frames at once: one credit per frame
-    // slot (`pace::FRAMES_IN_FLIGHT`), then one for each frame written, so
-    // one frame's way into the stream never stalls the capture of the
-    // next. An older helper counts only one.
+    // slot (`pace::FRAMES_IN_FLIGHT`), then one for each frame the console
+    // has read, so one frame's way to the console never stalls the capture
+    // of the next. An older helper counts only one.
     for _ in 0..super::pace::FRAMES_IN_FLIGHT {
         let _ = credit.send(credit_now()).await;
     }
-    while let Some(frame) = frames.recv().await {
-        if let Err(e) = video.send_value(&frame).await {
-            tracing::debug!("video stream closed: {e}");
-            break;
+    let mut delivery = Delivery::new(std::time::Instant::now());
+    loop {
+        let fallback = delivery.poll_timeout();
+        let credits = tokio::select! {
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break };
+                let seq = frame.seq;
+                if let Err(e) = video.send_value(&frame).await {
+                    tracing::debug!("video stream closed: {e}");
+                    break;
+                }
+                delivery.handle_written(seq)
+            }
+            changed = acks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let Acks { announced, through } = *acks.borrow_and_update();
+                if announced {
+                    delivery.handle_announced();
+                }
+                through.map_or(0, |seq| delivery.handle_received(seq))
+            }
+            () = sleep_until_std(fallback), if fallback.is_some() => {
+                delivery.handle_timeout(std::time::Instant::now())
+            }
+        };
+        for _ in 0..credits {
+            if credit.send(credit_now()).await.is_err() {
+                return;
+            }
         }
-        if credit.send(credit_now()).await.is_err() {
-            break;
-        }
+    }
+}
+
+/// Sleeps until `at` (forever when `None`).
+async fn sleep_until_std(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

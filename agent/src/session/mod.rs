@@ -3,6 +3,7 @@
 //! socket or a Windows named pipe; [`hub`], [`wire`]).
 
 pub mod channel;
+mod delivery;
 mod desktop;
 pub mod helper;
 pub mod host;

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use deskside_codec::adapt::FULL_FPS;
 
-/// Frames that may be on their way (captured and handed to the service, the
-/// service's writer not yet done with them) at once: with two, one frame's
-/// trip to the stream never stalls the capture of the next.
+/// Frames that may be on their way (captured and handed to the service, not
+/// yet acknowledged by the console: `delivery.rs`) at once: with two, one
+/// frame's round trip never stalls the capture of the next.
 pub const FRAMES_IN_FLIGHT: u32 = 2;
 
 /// How often the pacer looks at the screen when no change was signalled:

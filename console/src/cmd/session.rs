@@ -403,6 +403,9 @@ async fn run_session(
     else {
         bail!("the device did not start the session properly ({welcome:?}); upgrade the agent");
     };
+    // Each frame read is acknowledged, so the device captures the next one
+    // when the path has carried one, not when its send buffer took it.
+    control.send(&ConsoleToAgent::AcknowledgesFrames).await?;
     let selected = match args.monitor {
         Some(index) if usize::from(index) >= monitors.len() => bail!(
             "the device has {} monitor(s): --monitor takes 0 to {}",
@@ -672,6 +675,9 @@ async fn headless(
         tokio::select! {
             frame = video.recv_value::<VideoFrame>() => {
                 let Ok(frame) = frame else { break EndedBy::ConnectionLost };
+                if let Err(e) = control.send(&ConsoleToAgent::FrameReceived { seq: frame.seq }).await {
+                    break lost(&e);
+                }
                 frames += 1;
                 bytes += frame.payload.len() as u64;
                 if args.frame_log {
@@ -829,6 +835,9 @@ async fn windowed(
         tokio::select! {
             frame = video.recv_value::<VideoFrame>() => {
                 let Ok(frame) = frame else { break EndedBy::ConnectionLost };
+                if let Err(e) = control.send(&ConsoleToAgent::FrameReceived { seq: frame.seq }).await {
+                    break lost(&e);
+                }
                 frames += 1;
                 bytes += frame.payload.len() as u64;
                 codec = frame.codec;
