@@ -325,7 +325,7 @@ secret_file = {hook_secret:?}
     );
     relay.proc.kill();
     zammad.server.start();
-    let _relay = world.relay_with(Some(port), &["--config", &config_arg]);
+    let mut relay = world.relay_with(Some(port), &["--config", &config_arg]);
     wait_for("the resolution in every system", LONG, || {
         (zammad_articles_with(&zammad, "router replaced") == 1
             && glpi_followups_with(&glpi, "router replaced") == 1
@@ -366,6 +366,22 @@ secret_file = {hook_secret:?}
             .count(),
         3,
         "one audited ticket per system"
+    );
+
+    // Stopping while a system is down is prompt: the delivery waits in the
+    // outbox, not in the relay's shutdown.
+    zammad.server.stop();
+    admin.run(&["requests", "reopen", &n]).ok();
+    wait_for("Zammad failing again", LONG, || {
+        failing(&admin, number, "zammad")
+    });
+    let stopping = Instant::now();
+    let status = relay.proc.terminate();
+    assert!(status.success(), "the relay stops cleanly: {status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "stopped in {:?}",
+        stopping.elapsed()
     );
     eprintln!("ticketing e2e took {:?}", started.elapsed());
 }
