@@ -27,6 +27,10 @@ pub struct TicketsFile {
     pub retry_max: Option<String>,
     /// Limit of one HTTP exchange (humantime). Default `15s`.
     pub timeout: Option<String>,
+    /// PEM file of the certificate authorities to trust for HTTPS instead
+    /// of the usual public ones (Mozilla's list), for systems with an
+    /// internal CA. Default: the public ones.
+    pub ca_file: Option<PathBuf>,
     /// `[[tickets.connector]]`, one per ticketing system.
     #[serde(default)]
     pub connector: Vec<ConnectorFile>,
@@ -157,6 +161,8 @@ pub struct TicketsConfig {
     pub retry_max: Duration,
     /// Limit of one HTTP exchange.
     pub timeout: Duration,
+    /// Certificate authorities trusted for HTTPS; empty: the public ones.
+    pub ca_certs: Vec<ureq::tls::Certificate<'static>>,
     /// The connectors.
     pub connectors: Vec<ConnectorConfig>,
 }
@@ -167,6 +173,7 @@ impl Default for TicketsConfig {
             retry_initial: DEFAULT_RETRY_INITIAL,
             retry_max: DEFAULT_RETRY_MAX,
             timeout: DEFAULT_TIMEOUT,
+            ca_certs: Vec::new(),
             connectors: Vec::new(),
         }
     }
@@ -189,6 +196,10 @@ impl TicketsFile {
         if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(300) {
             bail!("[tickets] timeout must be between 1 s and 5 min, got {timeout:?}");
         }
+        let ca_certs = match &self.ca_file {
+            None => Vec::new(),
+            Some(path) => read_ca_file(path)?,
+        };
         let mut connectors: Vec<ConnectorConfig> = Vec::new();
         for file in self.connector {
             let connector = file.resolve()?;
@@ -204,6 +215,7 @@ impl TicketsFile {
             retry_initial,
             retry_max,
             timeout,
+            ca_certs,
             connectors,
         })
     }
@@ -325,6 +337,27 @@ fn secret(
     Ok(Secret(value))
 }
 
+/// The certificates of a PEM file (at least one).
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read [tickets] ca_file {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => bail!("[tickets] ca_file {}: unreadable PEM ({e})", path.display()),
+        }
+    }
+    if certs.is_empty() {
+        bail!(
+            "[tickets] ca_file {} holds no certificate (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
 fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     let bytes = deskside_net::files::read_private(path)?;
     String::from_utf8(bytes).context("the file is not UTF-8 text")
@@ -404,6 +437,16 @@ secret_env = "DESKSIDE_TEST_HOOK_SECRET"
         refused(
             "[tickets]\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://h\"\nsecret_env = \"DESKSIDE_TEST_HOOK_SECRET\"\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://i\"\nsecret_env = \"DESKSIDE_TEST_HOOK_SECRET\"",
             "distinct",
+        );
+        refused(
+            "[tickets]\nca_file = \"/nonexistent/ca.pem\"",
+            "cannot read [tickets] ca_file",
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        refused(
+            &format!("[tickets]\nca_file = {junk:?}"),
+            "holds no certificate",
         );
         #[cfg(unix)]
         {

@@ -125,9 +125,20 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client whose every exchange ends within `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// A client whose every exchange ends within `timeout`, trusting
+    /// `roots` for HTTPS (none: the public certificate authorities).
+    pub fn new(timeout: Duration, roots: &[ureq::tls::Certificate<'static>]) -> Self {
+        let root_certs = if roots.is_empty() {
+            ureq::tls::RootCerts::WebPki
+        } else {
+            ureq::tls::RootCerts::new_with_certs(roots)
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(root_certs)
+                    .build(),
+            )
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
@@ -251,6 +262,57 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTPS server on 127.0.0.1 with a self-signed certificate that
+    /// answers `ok` to each connection; returns its port and certificate.
+    fn https_server() -> (u16, String) {
+        let identity = deskside_net::Identity::generate(&["127.0.0.1"]).unwrap();
+        let config = std::sync::Arc::new(identity.server_config(b"http/1.1").unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                let Ok(stream) = stream else { continue };
+                let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut tls, &mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let _ = std::io::Write::write_all(
+                    &mut tls,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+                tls.conn.send_close_notify();
+                let _ = std::io::Write::flush(&mut tls);
+            }
+        });
+        (port, identity.cert_pem())
+    }
+
+    #[test]
+    fn https_trusts_the_configured_authority_and_only_it() {
+        let (port, cert_pem) = https_server();
+        let url = format!("https://127.0.0.1:{port}/");
+        let public_roots = Http::new(Duration::from_secs(5), &[]);
+        let refused = public_roots.get(&url, &[]).unwrap_err().to_string();
+        assert!(refused.contains("cannot reach"), "{refused}");
+        let roots: Vec<_> = ureq::tls::parse_pem(cert_pem.as_bytes())
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        let trusting = Http::new(Duration::from_secs(5), &roots);
+        let answer = trusting.get(&url, &[]).unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (200, "ok"));
+    }
 
     #[test]
     fn multipart_bodies_frame_each_part() {

@@ -52,7 +52,7 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 
 /// Builds the connectors of `config`.
 pub fn connectors(config: &TicketsConfig) -> Vec<Arc<dyn Connector>> {
-    let http = http::Http::new(config.timeout);
+    let http = http::Http::new(config.timeout, &config.ca_certs);
     config
         .connectors
         .iter()
