@@ -7,7 +7,11 @@
 //! retransmitted: a lost probe is loss on the path. Download throughput is
 //! counted at the agent after skipping the first quarter of the transfer
 //! (congestion control is still ramping up); upload throughput is counted by
-//! the relay, which reports what it received.
+//! the relay, which reports what it received. Each transfer stops early by
+//! the path's queue delay and every wait is bounded, so the whole
+//! measurement fits its time budget ([`plan`]).
+
+pub mod plan;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -66,6 +70,9 @@ pub struct PathReport {
     /// The relay's refusal of the measurement, if it refused (a revoked or
     /// unknown device, another measurement running).
     pub refusal: Option<Refusal>,
+    /// When each phase ended, from the start of the measurement (for
+    /// benchmarks: where the time goes).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// Summary statistics of round trips in milliseconds, given in send order
@@ -297,12 +304,9 @@ fn unreachable_report(mut path: Path, reason: &str) -> PathReport {
         path,
         clock: Probe::unknown(reason),
         refusal: None,
+        phases: Vec::new(),
     }
 }
-
-/// Longest wait for the queues to drain between the download and the
-/// upload: a full 256 KB home-router queue at 2 Mbit/s.
-const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The stream reset / stop code the relay uses when the hourly byte
 /// allowance runs out in the middle of a transfer.
@@ -430,6 +434,7 @@ pub async fn measure(
         }
     }
     path.connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let mut phases = vec![("connect", started.elapsed())];
     let mut prober = Prober::new(connected.connection.clone());
 
     let (sent, received) = prober
@@ -444,12 +449,16 @@ pub async fn measure(
     path.idle_rtt = rtt_stats(&prober.rtts(0, prober.next_seq));
     path.media_jitter_ms = interarrival_jitter(&prober.timings(0, prober.next_seq));
     let clock = prober.clock();
+    phases.push(("idle probes", started.elapsed()));
 
     let granted = if options.throughput {
         ask_speed_test(&connected.connection).await
     } else {
         Ok(())
     };
+    if options.throughput {
+        phases.push(("speed test granted", started.elapsed()));
+    }
     if let Err(refusal) = &granted {
         path.speed_test_refused = speed_test_refusal(refusal);
         let reason = format!("the speed test was not run: {refusal}");
@@ -460,6 +469,9 @@ pub async fn measure(
         // Each direction is graded on its own probes: pooled, a bloated
         // download queue would be averaged away by a clean upload.
         let mut loaded = [None, None];
+        // Both transfers get the same length, fitted to what is left of
+        // the budget.
+        let length = plan::transfer_length(started.elapsed(), options.transfer);
         for (slot, direction) in [Direction::Down, Direction::Up].into_iter().enumerate() {
             if direction == Direction::Up {
                 if let Some(idle) = &path.idle_rtt {
@@ -467,12 +479,20 @@ pub async fn measure(
                         .settle(
                             idle.median_ms * 2.0 + 5.0,
                             options.probe_interval,
-                            SETTLE_LIMIT,
+                            plan::settle_limit(started.elapsed(), length),
                         )
                         .await;
                 }
+                phases.push(("settle", started.elapsed()));
             }
-            let outcome = transfer(&mut prober, options, direction).await;
+            let leg = Leg {
+                direction,
+                length,
+                probe_interval: options.probe_interval,
+                idle_rtt_ms: path.idle_rtt.as_ref().map(|idle| idle.median_ms),
+                measurement_started: started,
+            };
+            let outcome = transfer(&mut prober, &leg).await;
             let probe = match outcome {
                 Ok((throughput, probes_sent)) => {
                     loaded[slot] = match (&path.idle_rtt, &throughput.loaded_rtt) {
@@ -489,6 +509,13 @@ pub async fn measure(
                 Direction::Down => path.download = probe,
                 Direction::Up => path.upload = probe,
             }
+            phases.push((
+                match direction {
+                    Direction::Down => "download",
+                    Direction::Up => "upload and its answer",
+                },
+                started.elapsed(),
+            ));
         }
         let [down, up] = loaded;
         if let Some((added, load)) = judge_load(down, up) {
@@ -499,11 +526,15 @@ pub async fn measure(
     }
     connected.send.finish();
     connected.connection.close(0u32.into(), b"measured");
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    // The endpoint keeps driving the draining connection after this
+    // returns; the wait only gives the close a moment to leave.
+    let _ = tokio::time::timeout(plan::close_limit(started.elapsed()), endpoint.wait_idle()).await;
+    phases.push(("close", started.elapsed()));
     PathReport {
         path,
         clock,
         refusal: None,
+        phases,
     }
 }
 
@@ -545,16 +576,73 @@ fn upload_answer_gap(answer: &Result<Option<MeasureReply>, NetError>) -> String 
     }
 }
 
+/// One transfer of the throughput test and what it needs to know.
+#[derive(Clone, Copy, Debug)]
+struct Leg {
+    direction: Direction,
+    /// How long the transfer lasts ([`plan::transfer_length`]).
+    length: Duration,
+    /// Spacing of the probes sent beside it.
+    probe_interval: Duration,
+    /// The idle round trip's median, against which the queue delay under
+    /// load is read.
+    idle_rtt_ms: Option<f64>,
+    /// When the whole measurement began (the budget's clock).
+    measurement_started: Instant,
+}
+
+impl Leg {
+    /// When to stop sending: the deadline less the queue delay the probes
+    /// of this transfer saw (`plan::stop_lead`).
+    fn stop_at(&self, prober: &Prober, first_probe: u32, started: Instant) -> tokio::time::Instant {
+        let lead = match self.idle_rtt_ms {
+            Some(idle) => plan::stop_lead(
+                idle,
+                &prober.rtts(first_probe, prober.next_seq),
+                self.length,
+            ),
+            None => Duration::ZERO,
+        };
+        tokio::time::Instant::from_std(started + self.length - lead)
+    }
+}
+
+/// After a download is stopped, a rise of the receive counter by at least
+/// this much between two looks is data still arriving (a probe answer or
+/// an acknowledgement is far smaller).
+const DATA_ARRIVAL_MIN_BYTES: u64 = 600;
+
+/// How often the receive counter is read after a download is stopped.
+const ARRIVAL_WATCH: Duration = Duration::from_millis(2);
+
+/// How long the link must stay quiet after a download is stopped before
+/// its data is taken to have all arrived: eight full packets at the rate
+/// measured so far, and 50 ms at least.
+fn quiet_after_stop(bytes: u64, window: Duration) -> Duration {
+    const FLOOR: Duration = Duration::from_millis(50);
+    let seconds = window.as_secs_f64();
+    if bytes == 0 || seconds <= 0.0 {
+        return FLOOR;
+    }
+    let packet_time = 1500.0 / (bytes as f64 / seconds);
+    Duration::from_secs_f64(packet_time * 8.0).max(FLOOR)
+}
+
 /// One timed transfer with probes running beside it; returns the
 /// throughput (with the round trips measured under load) and the number of
 /// probes sent during it.
-async fn transfer(
-    prober: &mut Prober,
-    options: &PathOptions,
-    direction: Direction,
-) -> Result<(Throughput, u32), String> {
+///
+/// The sender stops early by the queue delay the probes see
+/// ([`plan::stop_lead`]): what is already queued keeps the link busy until
+/// about the deadline, and the next phase does not wait for a full queue
+/// to drain. The counted window ends where the data stops arriving (the
+/// download: the last arrival, or the deadline; the upload: the relay
+/// counts until the reset, which travels behind the last data), so an
+/// early stop never counts idle time.
+async fn transfer(prober: &mut Prober, leg: &Leg) -> Result<(Throughput, u32), String> {
+    let direction = leg.direction;
     let connection = prober.connection.clone();
-    let duration_ms = options.transfer.as_millis().min(u128::from(u32::MAX)) as u32;
+    let duration_ms = leg.length.as_millis().min(u128::from(u32::MAX)) as u32;
     let (send, recv) = connection.open_bi().await.map_err(|e| {
         tracing::debug!("cannot open a transfer stream: {e}");
         interrupted(direction)
@@ -573,9 +661,11 @@ async fn transfer(
     // Probes at the media spacing during the transfer, as a call running
     // beside a download would send: enough samples for a median and a loss
     // figure, negligible load (50 small datagrams a second).
-    let mut ticker = tokio::time::interval(options.probe_interval);
+    let mut ticker = tokio::time::interval(leg.probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + leg.length);
+    let mut stop_at = deadline;
     let (bytes, window) = match direction {
         Direction::Down => {
             // Counted where packets arrive (the connection's UDP receive
@@ -583,11 +673,15 @@ async fn transfer(
             // arrivals by whatever sits in quinn's buffers, which would skew
             // a short window. The window skips the first quarter, while
             // congestion control is still ramping up.
-            let window_open = tokio::time::Instant::from_std(started + options.transfer / 4);
-            let deadline = tokio::time::Instant::from_std(started + options.transfer);
+            let window_open = tokio::time::Instant::from_std(started + leg.length / 4);
             let (mut stream, _) = recv.into_parts();
             let mut opened: Option<(Instant, u64)> = None;
             let mut moved_any = false;
+            // Once stopped: the last look at the receive counter, and the
+            // last look that saw data arrive.
+            let mut stopped: Option<(u64, (Instant, u64))> = None;
+            let mut watch = tokio::time::interval(ARRIVAL_WATCH);
+            watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(window_open), if opened.is_none() => {
@@ -596,7 +690,33 @@ async fn transfer(
                     // Stop at our own deadline: on a slow path the relay's
                     // buffers hold seconds of data that would still drain.
                     _ = tokio::time::sleep_until(deadline) => break,
-                    chunk = stream.read_chunk(1 << 20, true) => match chunk {
+                    _ = tokio::time::sleep_until(stop_at), if stopped.is_none() && opened.is_some() => {
+                        let _ = stream.stop(0u32.into());
+                        let rx = connection.stats().udp_rx.bytes;
+                        tracing::debug!(
+                            "download stopped {:?} before its deadline",
+                            deadline.saturating_duration_since(tokio::time::Instant::now())
+                        );
+                        stopped = Some((rx, (Instant::now(), rx)));
+                    }
+                    _ = watch.tick(), if stopped.is_some() => {
+                        let now = Instant::now();
+                        let rx = connection.stats().udp_rx.bytes;
+                        if let (Some((seen, last)), Some(open)) = (stopped.as_mut(), opened) {
+                            if rx.saturating_sub(*seen) >= DATA_ARRIVAL_MIN_BYTES {
+                                *last = (now, rx);
+                            }
+                            *seen = rx;
+                            let quiet = quiet_after_stop(
+                                last.1.saturating_sub(open.1),
+                                last.0.duration_since(open.0),
+                            );
+                            if now.duration_since(last.0) > quiet {
+                                break;
+                            }
+                        }
+                    }
+                    chunk = stream.read_chunk(1 << 20, true), if stopped.is_none() => match chunk {
                         Ok(Some(_)) => moved_any = true,
                         Ok(None) => break,
                         Err(quinn::ReadError::Reset(code))
@@ -616,21 +736,35 @@ async fn transfer(
                     _ = ticker.tick() => { prober.send(); }
                     datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
                         prober.receive(&bytes);
+                        stop_at = leg.stop_at(prober, first_probe, started);
                     },
                 }
             }
-            let closed = (Instant::now(), connection.stats().udp_rx.bytes);
-            let _ = stream.stop(0u32.into());
-            match opened {
-                Some((at, bytes)) if moved_any => {
-                    (closed.1.saturating_sub(bytes), closed.0.duration_since(at))
+            tracing::debug!(
+                "download ended {:?} after its start (planned {:?}); stopped early: {}",
+                started.elapsed(),
+                leg.length,
+                stopped.is_some()
+            );
+            let closed = match stopped {
+                // Stopped early: the window ends with the last data that
+                // arrived, never in the quiet after it.
+                Some((_, last)) => last,
+                None => {
+                    let _ = stream.stop(0u32.into());
+                    (Instant::now(), connection.stats().udp_rx.bytes)
                 }
+            };
+            match opened {
+                Some((at, bytes)) if moved_any => (
+                    closed.1.saturating_sub(bytes),
+                    closed.0.saturating_duration_since(at),
+                ),
                 _ => (0, Duration::ZERO),
             }
         }
         Direction::Up => {
             let filler = bytes::Bytes::from(vec![0u8; 64 * 1024]);
-            let deadline = tokio::time::Instant::from_std(started + options.transfer);
             let stream = send.stream();
             loop {
                 tokio::select! {
@@ -648,21 +782,29 @@ async fn transfer(
                     _ = ticker.tick() => { prober.send(); }
                     datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
                         prober.receive(&bytes);
+                        stop_at = leg.stop_at(prober, first_probe, started);
                     },
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep_until(stop_at) => break,
                 }
             }
-            // Discard what is still queued: it would arrive after the
-            // measured interval and only delay the answer.
+            tracing::debug!(
+                "upload stopped {:?} before its deadline",
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            );
+            // Discard what is still waiting to be sent: the relay counts
+            // until this reset reaches it, right behind the data already
+            // queued on the path, which keeps the link busy until then.
             let _ = stream.reset(0u32.into());
             // Keep collecting probe answers while the relay drains its side.
+            let answer_by =
+                tokio::time::Instant::now() + plan::answer_limit(leg.measurement_started.elapsed());
             let answer = loop {
                 tokio::select! {
                     answer = recv.recv::<MeasureReply>() => break answer,
                     datagram = connection.read_datagram() => if let Ok(bytes) = datagram {
                         prober.receive(&bytes);
                     },
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    _ = tokio::time::sleep_until(answer_by) => {
                         return Err("the relay did not report what it received".to_owned());
                     }
                 }

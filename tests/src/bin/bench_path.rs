@@ -141,6 +141,14 @@ fn median(values: &mut [f64]) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The agent's own debug lines (stop times, windows) with RUST_LOG=debug.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let dir = tempfile::tempdir()?;
     let (proxy, listen, public) = match args.direct {
         Some(addr) => (None, addr, addr.to_string()),
@@ -247,6 +255,28 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let report = measure(&public, fingerprint, identity.clone(), &options).await;
             took.push(started.elapsed().as_secs_f64());
+            // Each run on its own line (stderr), with where its time went:
+            // the table below only shows medians.
+            let phases: Vec<String> = report
+                .phases
+                .iter()
+                .map(|(name, at)| format!("{name} {:.0}", at.as_secs_f64() * 1000.0))
+                .collect();
+            eprintln!(
+                "  {rate} Mbit/s: down {:?} up {:?} Mbit/s, {:.2} s; phases end at (ms): {}",
+                report
+                    .path
+                    .download
+                    .value()
+                    .map(|t| (t.mbps * 100.0).round() / 100.0),
+                report
+                    .path
+                    .upload
+                    .value()
+                    .map(|t| (t.mbps * 100.0).round() / 100.0),
+                took.last().copied().unwrap_or_default(),
+                phases.join(", ")
+            );
             let down = report.path.download.value().map(|t| t.mbps);
             let up = report.path.upload.value().map(|t| t.mbps);
             match (down, up) {
