@@ -209,11 +209,8 @@ fn step(
         Err(e) => {
             // One unreadable delivery must not hold up the others: it waits
             // like a failed one.
-            let wait = backoff.delay(attempts.saturating_add(1));
-            let now = now_millis();
-            let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
             let error = format!("cannot read the request from the relay's store: {e}");
-            store.fail_ticket_delivery(id, &error, now, next)?;
+            retry_later(store, id, attempts, &error, backoff)?;
             tracing::error!(connector = name, delivery = id, "{error}");
             return Ok(true);
         }
@@ -239,10 +236,13 @@ fn step(
         }
         Err(error) => {
             let attempt = delivery.attempts.saturating_add(1);
-            let wait = backoff.delay(attempt);
-            let now = now_millis();
-            let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-            store.fail_ticket_delivery(delivery.id, &error.to_string(), now, next)?;
+            let wait = retry_later(
+                store,
+                delivery.id,
+                delivery.attempts,
+                &error.to_string(),
+                backoff,
+            )?;
             tracing::warn!(
                 connector = name,
                 request = number,
@@ -254,6 +254,22 @@ fn step(
         }
     }
     Ok(true)
+}
+
+/// Records a failed attempt of delivery `id` (which had failed
+/// `attempts` times before) and schedules the next; returns the wait.
+fn retry_later(
+    store: &Store,
+    id: i64,
+    attempts: u32,
+    error: &str,
+    backoff: Backoff,
+) -> Result<Duration, crate::store::StoreError> {
+    let wait = backoff.delay(attempts.saturating_add(1));
+    let now = now_millis();
+    let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    store.fail_ticket_delivery(id, error, now, next)?;
+    Ok(wait)
 }
 
 /// What the outbox knows about a request, as events of `deskside requests
