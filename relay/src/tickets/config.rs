@@ -381,7 +381,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("zammad.token");
         deskside_net::files::write_private(&token, b"tok-123\n").unwrap();
-        std::env::set_var("DESKSIDE_TEST_HOOK_SECRET", "hook-secret");
+        // A variable cargo sets for every test run (no set_var: other
+        // tests' threads may read the environment at the same time).
         let config = parse(&format!(
             r#"
 [tickets]
@@ -395,7 +396,7 @@ customer = "helpdesk@example.org"
 [[tickets.connector]]
 type = "webhook"
 url = "https://hooks.example.org/in"
-secret_env = "DESKSIDE_TEST_HOOK_SECRET"
+secret_env = "CARGO_PKG_NAME"
 "#
         ))
         .unwrap();
@@ -413,6 +414,10 @@ secret_env = "DESKSIDE_TEST_HOOK_SECRET"
             "Debug hides secrets"
         );
         assert_eq!(config.connectors[1].name, "webhook");
+        match &config.connectors[1].kind {
+            ConnectorKind::Webhook { secret, .. } => assert_eq!(secret.expose(), "deskside-relay"),
+            other => panic!("{other:?}"),
+        }
 
         let refused = |text: &str, needle: &str| {
             let err = format!("{:#}", parse(text).unwrap_err());
@@ -423,7 +428,7 @@ secret_env = "DESKSIDE_TEST_HOOK_SECRET"
             "needs its token",
         );
         refused(
-            "[tickets]\n[[tickets.connector]]\ntype = \"glpi\"\nurl = \"https://g/\"\nuser_token_env = \"DESKSIDE_TEST_HOOK_SECRET\"",
+            "[tickets]\n[[tickets.connector]]\ntype = \"glpi\"\nurl = \"https://g/\"\nuser_token_env = \"CARGO_PKG_NAME\"",
             "apirest.php",
         );
         refused(
@@ -431,11 +436,11 @@ secret_env = "DESKSIDE_TEST_HOOK_SECRET"
             "jira",
         );
         refused(
-            "[tickets]\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://h\"\nsecret_env = \"DESKSIDE_TEST_HOOK_SECRET\"\nsecret = \"inline\"",
+            "[tickets]\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://h\"\nsecret_env = \"CARGO_PKG_NAME\"\nsecret = \"inline\"",
             "secret",
         );
         refused(
-            "[tickets]\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://h\"\nsecret_env = \"DESKSIDE_TEST_HOOK_SECRET\"\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://i\"\nsecret_env = \"DESKSIDE_TEST_HOOK_SECRET\"",
+            "[tickets]\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://h\"\nsecret_env = \"CARGO_PKG_NAME\"\n[[tickets.connector]]\ntype = \"webhook\"\nurl = \"https://i\"\nsecret_env = \"CARGO_PKG_NAME\"",
             "distinct",
         );
         refused(
