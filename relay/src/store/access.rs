@@ -414,7 +414,8 @@ impl Store {
                 "SELECT d.id, d.org_id, d.hostname, d.enroll_token_id, d.first_seen FROM devices d
                  WHERE d.revoked_at IS NULL AND d.last_seen = d.first_seen AND d.first_seen <= ?1
                    AND NOT EXISTS (SELECT 1 FROM diagnostics g WHERE g.device_id = d.id)
-                   AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.device_id = d.id)",
+                   AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.device_id = d.id)
+                   AND NOT EXISTS (SELECT 1 FROM requests q WHERE q.device_id = d.id)",
             )?;
             let rows = statement.query_map([enrolled_before], |row| {
                 Ok((

@@ -607,6 +607,34 @@ mod tests {
     }
 
     #[test]
+    fn a_device_that_only_asked_for_help_is_not_an_orphan() {
+        // `deskside-agent help` works without `run`: such a device is
+        // enrolled but never attached. Its request keeps it, and the hourly
+        // orphan cleanup still removes the other orphans (it failed on the
+        // request's foreign key and removed none).
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 2);
+        let asked = enroll(&store, "secret", "key-1", "asked", 7, 50)
+            .unwrap()
+            .id;
+        let orphan = enroll(&store, "secret", "key-2", "orphan", 8, 50)
+            .unwrap()
+            .id;
+        store
+            .insert_request(org, asked, &new_request("r0", 3), 60)
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.remove_orphan_devices(50, 86_450).unwrap(), [orphan]);
+        let left: Vec<_> = store
+            .list_devices(org)
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(left, [asked]);
+    }
+
+    #[test]
     fn a_device_that_floods_requests_is_refused_but_resends_are_acknowledged() {
         let (store, org) = bootstrapped();
         enroll_token(&store, org, "secret", 1);
