@@ -16,6 +16,7 @@ pub mod console_conn;
 pub mod data_dir;
 pub mod diagnostics;
 pub mod enroll_limits;
+pub mod health;
 pub mod identifier_key;
 pub mod ip_privacy;
 pub mod measure;

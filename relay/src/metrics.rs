@@ -253,10 +253,14 @@ pub enum Scrape {
     Timeout,
     /// Turned away: too many scrapes at once.
     Busy,
+    /// `GET /healthz` answered 200: the relay is fit to serve.
+    Healthy,
+    /// `GET /healthz` answered 503 (the body says why).
+    Unhealthy,
 }
 
 impl Scrape {
-    const ALL: [Scrape; 7] = [
+    const ALL: [Scrape; 9] = [
         Scrape::Ok,
         Scrape::BadRequest,
         Scrape::NotFound,
@@ -264,6 +268,8 @@ impl Scrape {
         Scrape::TooLarge,
         Scrape::Timeout,
         Scrape::Busy,
+        Scrape::Healthy,
+        Scrape::Unhealthy,
     ];
 
     fn name(self) -> &'static str {
@@ -275,6 +281,8 @@ impl Scrape {
             Scrape::TooLarge => "too_large",
             Scrape::Timeout => "timeout",
             Scrape::Busy => "busy",
+            Scrape::Healthy => "healthy",
+            Scrape::Unhealthy => "unhealthy",
         }
     }
 }

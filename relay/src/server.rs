@@ -326,6 +326,7 @@ impl Relay {
             config.audit_anchor_interval,
             shutdown_rx.clone(),
         ));
+        let (health, accepting) = crate::health::Health::new(Arc::clone(&shared.store));
         let mut metrics_addr = None;
         let metrics_task = match metrics_listener {
             Some(listener) => {
@@ -335,7 +336,7 @@ impl Relay {
                 if !addr.ip().is_loopback() {
                     tracing::warn!(%addr, "metrics are served beyond this host: make sure a firewall lets only the monitoring server reach them");
                 }
-                tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+                tracing::info!(%addr, "serving metrics at http://{addr}/metrics (health: /healthz)");
                 metrics_addr = Some(addr);
                 let page_shared = Arc::clone(&shared);
                 let page: crate::metrics::http::Page =
@@ -343,6 +344,7 @@ impl Relay {
                 Some(tokio::spawn(crate::metrics::http::run(
                     listener,
                     page,
+                    health.into_check(),
                     Arc::clone(&shared.metrics),
                     shutdown_rx.clone(),
                 )))
@@ -350,11 +352,14 @@ impl Relay {
             None => None,
         };
         let tickets_tasks = crate::tickets::spawn(&shared, &config.tickets, &shutdown_rx);
-        let accept_task = tokio::spawn(accept_loop(
-            endpoint.clone(),
-            Arc::clone(&shared),
-            shutdown_rx,
-        ));
+        let accept_task = tokio::spawn({
+            let accept = accept_loop(endpoint.clone(), Arc::clone(&shared), shutdown_rx);
+            // The health check says "unavailable" once the loop ends.
+            async move {
+                let _accepting = accepting;
+                accept.await;
+            }
+        });
         Ok(Self {
             endpoint,
             shared,

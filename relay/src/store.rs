@@ -428,6 +428,20 @@ impl Store {
         SCHEMA_VERSION
     }
 
+    /// The health check's trivial query: takes the write lock (as every
+    /// change must), reads one row and rolls back, changing nothing. Fails
+    /// or blocks (up to the busy timeout) when the database cannot take a
+    /// write, which is what a load balancer must hear about.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.query_row("SELECT count(*) FROM organisations", [], |row| {
+            row.get::<_, i64>(0)
+        })?;
+        tx.rollback()?;
+        Ok(())
+    }
+
     /// Locks the connection.
     ///
     /// A poisoned mutex is recovered rather than reported: the panic that

@@ -1,5 +1,7 @@
 //! The metrics endpoint: a deliberately small HTTP/1.1 server that answers
-//! `GET /metrics` and nothing else.
+//! `GET /metrics` and, for load balancers, `GET /healthz` (or `/health`):
+//! 200 when the relay is fit to serve, 503 with the reason otherwise (see
+//! [`crate::health`]). Nothing else.
 //!
 //! It must never be a way in or a way to hurt the relay: it reads at most
 //! [`MAX_HEAD`] bytes of request head within [`REQUEST_TIMEOUT`], serves at
@@ -29,6 +31,14 @@ pub const MAX_CONNECTIONS: usize = 8;
 /// Makes the page on each scrape.
 pub type Page = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Answers a health request: `Ok(body)` for 200, `Err(reason)` for 503.
+/// It must answer within [`REQUEST_TIMEOUT`] (a late answer is a timeout).
+pub type Check = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Binds the metrics address; a clear error when it cannot.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr).with_context(|| {
@@ -44,6 +54,7 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
 pub async fn run(
     listener: std::net::TcpListener,
     page: Page,
+    health: Check,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -69,14 +80,15 @@ pub async fn run(
                         continue;
                     };
                     let page = Arc::clone(&page);
+                    let health = Arc::clone(&health);
                     let metrics = Arc::clone(&metrics);
                     clients.spawn(async move {
-                        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, serve_one(stream, &page)).await {
+                        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, serve_one(stream, &page, &health)).await {
                             Ok(answer) => answer,
                             Err(_) => Scrape::Timeout,
                         };
                         metrics.scrape(answer);
-                        if answer != Scrape::Ok {
+                        if !matches!(answer, Scrape::Ok | Scrape::Healthy) {
                             tracing::debug!(%peer, ?answer, "metrics: request not served");
                         }
                         drop(slot);
@@ -95,7 +107,7 @@ pub async fn run(
     while clients.join_next().await.is_some() {}
 }
 
-async fn serve_one(mut stream: TcpStream, page: &Page) -> Scrape {
+async fn serve_one(mut stream: TcpStream, page: &Page, health: &Check) -> Scrape {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let verdict = loop {
@@ -111,9 +123,30 @@ async fn serve_one(mut stream: TcpStream, page: &Page) -> Scrape {
             Ok(n) => head.extend_from_slice(&chunk[..n]),
         }
     };
-    let response = match verdict {
+    let (verdict, response) = match verdict {
+        Scrape::Healthy => match health().await {
+            Ok(body) => (Scrape::Healthy, text("200 OK", &format!("{body}\n"))),
+            Err(reason) => (
+                Scrape::Unhealthy,
+                text("503 Service Unavailable", &format!("{reason}\n")),
+            ),
+        },
+        other => (other, page_or_error(other, page)),
+    };
+    // A client that does not read its answer is cut by the caller's timeout.
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    verdict
+}
+
+/// The answer to every request but a health check.
+fn page_or_error(verdict: Scrape, page: &Page) -> String {
+    match verdict {
         Scrape::Ok => response("200 OK", super::exposition::CONTENT_TYPE, &[], page()),
-        Scrape::NotFound => text("404 Not Found", "only /metrics is served here\n"),
+        Scrape::NotFound => text(
+            "404 Not Found",
+            "only /metrics and /healthz are served here\n",
+        ),
         Scrape::MethodNotAllowed => response(
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
@@ -125,11 +158,7 @@ async fn serve_one(mut stream: TcpStream, page: &Page) -> Scrape {
             "request head too large\n",
         ),
         _ => text("400 Bad Request", "not an HTTP/1 request\n"),
-    };
-    // A client that does not read its answer is cut by the caller's timeout.
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-    verdict
+    }
 }
 
 fn text(status: &str, body: &str) -> String {
@@ -180,11 +209,11 @@ pub fn judge(head: &[u8]) -> Scrape {
     if *method != "GET" {
         return Scrape::MethodNotAllowed;
     }
-    let path = target.split('?').next().unwrap_or(target);
-    if path != "/metrics" {
-        return Scrape::NotFound;
+    match target.split('?').next().unwrap_or(target) {
+        "/metrics" => Scrape::Ok,
+        "/healthz" | "/health" => Scrape::Healthy,
+        _ => Scrape::NotFound,
     }
-    Scrape::Ok
 }
 
 #[cfg(test)]
@@ -200,6 +229,9 @@ mod tests {
         );
         assert_eq!(judge(b"GET /metrics?x=1 HTTP/1.0"), Scrape::Ok);
         assert_eq!(judge(b"GET / HTTP/1.1"), Scrape::NotFound);
+        assert_eq!(judge(b"GET /healthz HTTP/1.1"), Scrape::Healthy);
+        assert_eq!(judge(b"GET /health?probe=lb HTTP/1.0"), Scrape::Healthy);
+        assert_eq!(judge(b"POST /healthz HTTP/1.1"), Scrape::MethodNotAllowed);
         assert_eq!(judge(b"GET /metrics/../admin HTTP/1.1"), Scrape::NotFound);
         assert_eq!(judge(b"POST /metrics HTTP/1.1"), Scrape::MethodNotAllowed);
         assert_eq!(judge(b"HEAD /metrics HTTP/1.1"), Scrape::MethodNotAllowed);
@@ -223,13 +255,63 @@ mod tests {
         watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     ) {
+        start_with(Arc::new(|| Box::pin(async { Ok("fine".to_owned()) }))).await
+    }
+
+    async fn start_with(
+        health: Check,
+    ) -> (
+        SocketAddr,
+        Arc<Metrics>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = watch::channel(false);
         let page: Page = Arc::new(|| "# HELP x X.\n# TYPE x gauge\nx 1\n".to_owned());
-        let task = tokio::spawn(run(listener, page, Arc::clone(&metrics), stopped));
+        let task = tokio::spawn(run(listener, page, health, Arc::clone(&metrics), stopped));
         (addr, metrics, stop, task)
+    }
+
+    #[tokio::test]
+    async fn health_answers_200_or_503_with_the_checks_reason() {
+        let sick = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&sick);
+        let health: Check = Arc::new(move || {
+            let sick = flag.load(std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if sick {
+                    Err("the store is on fire".to_owned())
+                } else {
+                    Ok("ok".to_owned())
+                }
+            })
+        });
+        let (addr, metrics, stop, task) = start_with(health).await;
+        let answer = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+        sick.store(true, std::sync::atomic::Ordering::SeqCst);
+        let answer = exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\nthe store is on fire\n"),
+            "{answer}"
+        );
+        let count =
+            |s: Scrape| metrics.scrapes[s as usize].load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((count(Scrape::Healthy), count(Scrape::Unhealthy)), (1, 1));
+        assert_eq!(count(Scrape::Ok), 0, "a health check is not a scrape");
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
