@@ -10,7 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deskside_protocol::session::{Capabilities, EndedBy, InputEvent, MouseButton};
+use deskside_protocol::session::{
+    AgentToConsole, Capabilities, Cursor, CursorShape, EndedBy, InputEvent, MouseButton,
+    PointerShape,
+};
 use deskside_viewer::{
     run_viewer, viewer_channel, RgbaFrame, ViewerEvent, ViewerExit, ViewerOptions, ViewerReceivers,
     ViewerRemote, ViewerStats, TOOLBAR_HEIGHT,
@@ -23,6 +26,8 @@ const RED: [u8; 3] = [220, 30, 30];
 const GREEN: [u8; 3] = [30, 200, 60];
 const BLUE: [u8; 3] = [40, 60, 230];
 const YELLOW: [u8; 3] = [240, 220, 20];
+/// The remote pointer's shape in step 5: a colour the picture does not have.
+const MAGENTA: [u8; 3] = [255, 0, 255];
 
 fn quadrants() -> RgbaFrame {
     let mut rgba = Vec::with_capacity((FRAME_WIDTH * FRAME_HEIGHT * 4) as usize);
@@ -190,6 +195,58 @@ fn drive(
     if let Ok(command) = receivers.commands.try_recv() {
         return Err(format!("unexpected command {command:?}"));
     }
+
+    // 5. The pointer's real shape (a 12x12 magenta square, hot spot at its
+    //    top-left corner): where the agent says while the technician's
+    //    pointer is away from the window, and under the technician's own
+    //    pointer, at once, while it is over the picture (control is granted).
+    let shape = CursorShape {
+        width: 12,
+        height: 12,
+        hot_x: 0,
+        hot_y: 0,
+        rgba: [MAGENTA[0], MAGENTA[1], MAGENTA[2], 255].repeat(144),
+    };
+    let image = deskside_codec::pointer::pack(&shape).map_err(|e| e.to_string())?;
+    xvfb.xdotool(&["mousemove", "1200", "780"]);
+    remote.handle_agent_message(&AgentToConsole::PointerShape(PointerShape {
+        id: 1,
+        image: Some(image),
+    }));
+    remote.handle_agent_message(&AgentToConsole::Pointer(Cursor {
+        x: 40,
+        y: 180,
+        shape: None,
+    }));
+    let remote_spot = (46, top + 186);
+    xvfb.wait_for_picture(
+        &window,
+        "the pointer's shape where the agent says",
+        |image| image.is_near(remote_spot.0, remote_spot.1, MAGENTA, 6),
+    );
+    eprintln!("ok: the pointer's shape drawn where the agent says");
+    let (local_x, local_y) = (200, top + 60);
+    xvfb.xdotool(&[
+        "mousemove",
+        "--window",
+        &window,
+        &local_x.to_string(),
+        &local_y.to_string(),
+    ]);
+    let shot = xvfb.wait_for_picture(
+        &window,
+        "the pointer's shape under the technician's own pointer",
+        |image| image.is_near(local_x + 6, local_y + 6, MAGENTA, 6),
+    );
+    if !shot.is_near(remote_spot.0, remote_spot.1, BLUE, 6) {
+        return Err(format!(
+            "the shape is drawn twice: at the technician's pointer and still at the agent's \
+             (pixel {:?}; screenshot in {})",
+            shot.pixel(remote_spot.0, remote_spot.1),
+            shot.save("viewer-pointer").display()
+        ));
+    }
+    eprintln!("ok: the pointer's shape drawn under the technician's own pointer");
     Ok(())
 }
 
