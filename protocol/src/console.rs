@@ -257,6 +257,14 @@ pub enum ConsoleRequest {
         /// What to do.
         action: crate::request::RequestAction,
     },
+    /// Statistics of the help requests created since a time
+    /// (`deskside stats`).
+    RequestStats {
+        /// Start of the window, Unix seconds.
+        since: i64,
+        /// Only devices of this group.
+        group: Option<String>,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -265,7 +273,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 28);
+crate::impl_message!(ConsoleRequest, known = 29);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -280,7 +288,8 @@ impl ConsoleRequest {
             | ConsoleRequest::Timeline { .. }
             | ConsoleRequest::TimelineFleet { .. }
             | ConsoleRequest::ListRequests { .. }
-            | ConsoleRequest::ShowRequest { .. } => Role::Viewer,
+            | ConsoleRequest::ShowRequest { .. }
+            | ConsoleRequest::RequestStats { .. } => Role::Viewer,
             ConsoleRequest::ActOnRequest { .. } => Role::Technician,
             // A fresh snapshot makes the device work and move data.
             ConsoleRequest::CreateEnrollToken { .. }
@@ -359,6 +368,8 @@ pub enum ConsoleResponse {
     Requests(Vec<crate::request::RequestSummary>),
     /// Answer to `ShowRequest` and `ActOnRequest`.
     Request(Box<crate::request::RequestDetail>),
+    /// Answer to `RequestStats`.
+    RequestStats(Box<crate::request_stats::RequestStats>),
     /// A response from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -367,7 +378,7 @@ pub enum ConsoleResponse {
     },
 }
 
-crate::impl_message!(ConsoleResponse, known = 22);
+crate::impl_message!(ConsoleResponse, known = 23);
 
 /// An enrollment token as listed, without its secret. Times are Unix
 /// seconds.

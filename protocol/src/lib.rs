@@ -25,6 +25,7 @@ pub mod measure;
 pub mod message;
 pub mod refusal;
 pub mod request;
+pub mod request_stats;
 pub mod session;
 pub mod timeline;
 pub mod token;

@@ -418,6 +418,8 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         any::<u64>().prop_map(|number| ConsoleRequest::ShowRequest { number }),
         (any::<u64>(), request_action())
             .prop_map(|(number, action)| ConsoleRequest::ActOnRequest { number, action }),
+        (any::<i64>(), prop::option::of(text()))
+            .prop_map(|(since, group)| ConsoleRequest::RequestStats { since, group }),
     ]
 }
 
@@ -625,6 +627,40 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
                         verdict_json,
                         failures: Vec::new(),
                         events,
+                    }))
+                }
+            ),
+        (
+            any::<i64>(),
+            any::<u64>(),
+            (text(), any::<u64>(), any::<u64>()),
+            (text(), text(), any::<u64>()),
+            (any::<u64>(), text(), any::<u64>()),
+            (any::<u64>(), prop::option::of(any::<u64>())),
+        )
+            .prop_map(
+                |(since, total, category, finding, repeat, (count, median_secs))| {
+                    use crate::request_stats::*;
+                    ConsoleResponse::RequestStats(Box::new(RequestStats {
+                        since,
+                        total,
+                        categories: vec![CategoryCount {
+                            category: category.0,
+                            requests: category.1,
+                            resolved: category.2,
+                        }],
+                        findings: vec![FindingCount {
+                            id: finding.0,
+                            segment: finding.1,
+                            requests: finding.2,
+                        }],
+                        repeat_devices: vec![RepeatDevice {
+                            device: DeviceId(repeat.0),
+                            hostname: repeat.1,
+                            requests: repeat.2,
+                        }],
+                        first_response: Latency { count, median_secs },
+                        resolution: Latency::default(),
                     }))
                 }
             ),
@@ -1666,45 +1702,14 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::ActOnRequest {
-            number: 1,
-            action: crate::request::RequestAction::Claim,
+        tag(&ConsoleRequest::RequestStats {
+            since: 0,
+            group: None,
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleResponse::Request(Box::new(
-            crate::request::RequestDetail {
-                summary: crate::request::RequestSummary {
-                    number: 1,
-                    device: DeviceSummary {
-                        id: DeviceId(1),
-                        hostname: String::new(),
-                        os: String::new(),
-                        agent_version: String::new(),
-                        online: false,
-                        first_seen: 0,
-                        last_seen: 0,
-                        last_address: None,
-                        revoked_at: None,
-                        group: None,
-                    },
-                    status: "new".into(),
-                    priority: 3,
-                    summary: String::new(),
-                    verdict_line: None,
-                    assignee: None,
-                    created_at: 0,
-                    first_response_at: None,
-                    resolved_at: None,
-                },
-                answers: crate::request::Answers::default(),
-                snapshot_json: None,
-                verdict_json: None,
-                failures: Vec::new(),
-                events: Vec::new(),
-            }
-        ))),
+        tag(&ConsoleResponse::RequestStats(Box::default())),
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(

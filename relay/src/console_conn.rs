@@ -604,6 +604,9 @@ async fn handle(
         ConsoleRequest::ActOnRequest { number, action } => {
             crate::requests::act(shared, technician, number, action).await
         }
+        ConsoleRequest::RequestStats { since, group } => {
+            crate::requests::stats(shared, org, since, group).await
+        }
         ConsoleRequest::ShowPolicy => {
             let policy = crate::policy::load(shared, org).await?;
             let grant = crate::policy::session_grant(shared, org).await?;

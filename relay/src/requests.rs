@@ -318,6 +318,20 @@ fn summary(shared: &Shared, row: &RequestRow, device: &DeviceRecord) -> RequestS
     }
 }
 
+/// `RequestStats`: statistics of the requests created since `since`.
+pub async fn stats(
+    shared: &Shared,
+    org: OrgId,
+    since: i64,
+    group: Option<String>,
+) -> Result<ConsoleResponse, Refusal> {
+    if let Some(group) = &group {
+        check_text("group", group, 64)?;
+    }
+    let stats = run(shared, move |s| s.request_stats(org, since, group.as_deref())).await?;
+    Ok(ConsoleResponse::RequestStats(Box::new(stats)))
+}
+
 async fn run<T: Send + 'static>(
     shared: &Shared,
     op: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,

@@ -43,6 +43,7 @@ use thiserror::Error;
 mod access;
 mod audit_chain;
 mod recovery;
+mod request_stats;
 mod requests;
 mod sessions;
 mod tickets;

@@ -210,7 +210,8 @@ fn segment_name(verdict: &Verdict) -> String {
         .unwrap_or_else(|| "ok".to_owned())
 }
 
-fn csv_field(text: &str) -> String {
+/// `text` as one CSV field, quoted when it must be.
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

@@ -22,6 +22,7 @@ pub mod requests;
 pub mod session;
 pub mod session_admin;
 pub mod session_link;
+pub mod stats;
 pub mod timeline;
 pub mod tokens;
 
@@ -67,6 +68,9 @@ pub enum Command {
     /// Help requests from employees: list, show, claim, reply, resolve, reopen
     #[command(subcommand)]
     Requests(requests::RequestsCommand),
+    /// Help request statistics: by category of verdict, frequent findings,
+    /// devices that asked again, median response and resolution times
+    Stats(stats::StatsArgs),
     /// Read the audit log (admin)
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -109,6 +113,8 @@ pub enum Action {
     Session(session::SessionArgs),
     /// A `requests` subcommand.
     Requests(requests::RequestsCommand),
+    /// The `stats` command.
+    Stats(stats::StatsArgs),
     /// An `audit` subcommand.
     Audit(audit::AuditCommand),
     /// An `org-key` subcommand.
@@ -133,6 +139,7 @@ impl Command {
             Command::Timeline(args) => Action::Timeline(args),
             Command::Session(args) => Action::Session(args),
             Command::Requests(command) => Action::Requests(command),
+            Command::Stats(args) => Action::Stats(args),
             Command::Audit(command) => Action::Audit(command),
             Command::OrgKey(command) => Action::OrgKey(command),
             Command::Completion { shell } => Action::Completion(shell),
@@ -165,6 +172,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
         Action::Timeline(args) => timeline::run(args, ctx).await,
         Action::Session(args) => session::run(args, ctx).await,
         Action::Requests(command) => requests::run(command, ctx).await,
+        Action::Stats(args) => stats::run(args, ctx).await,
         Action::Audit(command) => audit::run(command, ctx).await,
         Action::OrgKey(command) => org_key::run(command, ctx).await,
         Action::Completion(shell) => {
@@ -226,6 +234,7 @@ pub fn unexpected(response: &ConsoleResponse) -> anyhow::Error {
         ConsoleResponse::TimelineFleet(_) => "fleet timeline",
         ConsoleResponse::Requests(_) => "help request list",
         ConsoleResponse::Request(_) => "help request",
+        ConsoleResponse::RequestStats(_) => "help request statistics",
         ConsoleResponse::Unknown { .. } => "unknown answer",
     };
     anyhow::anyhow!(
