@@ -465,3 +465,106 @@ fn one_megabit_is_measured_within_five_percent_each_way() {
     );
     assert!(up.abs() <= 0.05, "upload {:+.1} %: {path}", up * 100.0);
 }
+
+/// The phase of `report` that ended last before `name`'s end, and `name`'s
+/// own end: how long that phase took.
+fn phase_took(report: &deskside_agent::diag::path::PathReport, name: &str) -> Duration {
+    let index = report
+        .phases
+        .iter()
+        .position(|(phase, _)| *phase == name)
+        .unwrap_or_else(|| panic!("no phase {name:?} in {:?}", report.phases));
+    let end = report.phases[index].1;
+    let start = index
+        .checked_sub(1)
+        .map(|before| report.phases[before].1)
+        .unwrap_or_default();
+    end - start
+}
+
+#[test]
+fn at_one_megabit_the_whole_measurement_fits_five_seconds_and_stays_within_five_percent() {
+    use deskside_agent::diag::path::{measure, PathOptions};
+    use deskside_agent::link::register;
+    use deskside_agent::state::AGENT_CERT_NAME;
+    use deskside_net::transport::client_endpoint;
+    use deskside_net::Identity;
+    use deskside_protocol::agent::DeviceInfo;
+    use deskside_protocol::token::EnrollToken;
+
+    let mut world = World::new();
+    let ProxiedRelay {
+        relay,
+        proxy,
+        runtime,
+    } = world.relay_behind_proxy();
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+    let token = EnrollToken::decode(&admin.enroll_token(1, "10m")).expect("token");
+    let public = proxy.local_addr().to_string();
+    // Shaped as `deskside-bench-path` shapes it: 1 Mbit/s and 10 ms each
+    // way behind a FIFO queue of twice the bandwidth-delay product plus
+    // 64 KB, which a transfer fills (about 0.55 s of delay).
+    let bps = 1_000_000u64;
+    let bdp = (bps as f64 / 8.0 * 0.020) as usize;
+    proxy.set(Impairment::symmetric(
+        LinkShape::default()
+            .delay(ms(10))
+            .rate_bps(bps)
+            .queue_bytes(2 * bdp + 64 * 1024),
+    ));
+    let report = runtime.block_on(async {
+        let identity = Identity::generate(&[AGENT_CERT_NAME]).expect("identity");
+        let endpoint = client_endpoint(public.parse().expect("addr")).expect("endpoint");
+        let info = DeviceInfo {
+            hostname: "slow-link".into(),
+            os: "test".into(),
+            agent_version: "0".into(),
+        };
+        register(&endpoint, &token, identity.clone(), info)
+            .await
+            .expect("enroll");
+        let options = PathOptions {
+            throughput: true,
+            ..PathOptions::default()
+        };
+        let fingerprint = relay.fingerprint.parse().expect("fingerprint");
+        measure(&public, fingerprint, identity, &options).await
+    });
+    let path = &report.path;
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .map(|(name, at)| format!("{name} {} ms", at.as_millis()))
+        .collect();
+    eprintln!("phases end at: {}", phases.join(", "));
+    let error = |probe: &deskside_diag::Probe<deskside_diag::snapshot::Throughput>| {
+        let mbps = probe
+            .value()
+            .unwrap_or_else(|| panic!("no throughput: {probe:?}"))
+            .mbps;
+        (mbps - 1.0) / 1.0
+    };
+    let (down, up) = (error(&path.download), error(&path.upload));
+    eprintln!(
+        "1 Mbit/s: download {:+.1} %, upload {:+.1} %",
+        down * 100.0,
+        up * 100.0
+    );
+    assert!(down.abs() <= 0.05, "download {:+.1} %", down * 100.0);
+    assert!(up.abs() <= 0.05, "upload {:+.1} %", up * 100.0);
+    // The waits after each transfer are a few round trips, not a full
+    // queue's drain: each transfer stopped early by the queue's delay.
+    // Before, the drain wait took about 470 ms, the upload's answer came
+    // about 440 ms after its planned end, and the close waited out a 1 s
+    // draining period, for 5.4 s in all.
+    let settle = phase_took(&report, "settle");
+    assert!(settle < ms(400), "drain wait {settle:?}");
+    let close = phase_took(&report, "close");
+    assert!(close < ms(400), "close {close:?}");
+    let total = report.phases.last().map(|(_, at)| *at).unwrap_or_default();
+    assert!(
+        total <= Duration::from_secs(5),
+        "the measurement took {total:?}"
+    );
+}

@@ -50,6 +50,46 @@ struct Args {
     /// With --direct: start the relay inside this network namespace.
     #[arg(long, requires = "direct")]
     relay_netns: Option<String>,
+    /// Prints, for each run, what the proxy received and forwarded in each
+    /// 100 ms (Mbit/s) and its queue drops, per direction: whether a low
+    /// result is the sender leaving the link idle or the link itself.
+    #[arg(long)]
+    trace: bool,
+}
+
+/// One look at the proxy's counters.
+struct ProxySample {
+    at: Instant,
+    stats: deskside_tests::impair::ProxyStats,
+}
+
+/// The proxy's traffic in 100 ms bins: "received/forwarded Mbit/s
+/// (drops)" per bin, for one direction.
+fn trace_line(samples: &[ProxySample], direction: deskside_tests::impair::Direction) -> String {
+    let Some(first) = samples.first() else {
+        return String::new();
+    };
+    let mut bins = Vec::new();
+    let mut start = first;
+    for sample in samples {
+        let span = sample.at.duration_since(start.at).as_secs_f64();
+        if span < 0.1 {
+            continue;
+        }
+        let (a, b) = (
+            start.stats.direction(direction),
+            sample.stats.direction(direction),
+        );
+        let mbit = |bytes: u64| bytes as f64 * 8.0 / span / 1e6;
+        bins.push(format!(
+            "{:.0}/{:.0}({})",
+            mbit(b.received_bytes - a.received_bytes),
+            mbit(b.forwarded_bytes - a.forwarded_bytes),
+            b.dropped_queue - a.dropped_queue
+        ));
+        start = sample;
+    }
+    bins.join(" ")
 }
 
 struct RelayProc(Child);
@@ -253,8 +293,27 @@ async fn main() -> anyhow::Result<()> {
                 ..PathOptions::default()
             };
             let started = Instant::now();
-            let report = measure(&public, fingerprint, identity.clone(), &options).await;
+            let measured = measure(&public, fingerprint, identity.clone(), &options);
+            tokio::pin!(measured);
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let report = loop {
+                tokio::select! {
+                    report = &mut measured => break report,
+                    _ = tick.tick(), if args.trace => if let Some(proxy) = &proxy {
+                        samples.push(ProxySample { at: Instant::now(), stats: proxy.stats() });
+                    },
+                }
+            };
             took.push(started.elapsed().as_secs_f64());
+            if args.trace {
+                use deskside_tests::impair::Direction;
+                eprintln!("    down (relay→agent) per 100 ms, received/forwarded Mbit/s (queue drops): {}", trace_line(&samples, Direction::Down));
+                eprintln!(
+                    "    up (agent→relay): {}",
+                    trace_line(&samples, Direction::Up)
+                );
+            }
             // Each run on its own line (stderr), with where its time went:
             // the table below only shows medians.
             let phases: Vec<String> = report
