@@ -139,20 +139,17 @@ fn each_change_of_the_pointer_shape_reaches_the_console_once() {
     )
     .expect("window");
     // The pointer waits where the window will appear (over the bare root
-    // window, whose shape the console has), then the window maps under it.
-    conn.warp_pointer(
-        x11rb::NONE,
-        root,
-        0,
-        0,
-        0,
-        0,
-        x + w as i16 / 2,
-        y + h as i16 / 2,
-    )
-    .expect("warp");
+    // window), then the window maps under it.
+    let (centre_x, centre_y) = (x + w as i16 / 2, y + h as i16 / 2);
+    conn.warp_pointer(x11rb::NONE, root, 0, 0, 0, 0, centre_x, centre_y)
+        .expect("warp");
     conn.sync().expect("sync");
-    let settle = out.until(Duration::from_millis(500), |_| false);
+    // Whatever shape the pointer has there (the bare root window's) goes
+    // out before the helper reports the new position: wait for that
+    // report, so no change before the window's belongs to what follows.
+    let settle = out.until(Duration::from_secs(10), |v| {
+        v["type"] == "pointer" && v["x"] == centre_x && v["y"] == centre_y
+    });
     let mut seen: Vec<Value> = Vec::new();
     conn.map_window(window).expect("map");
     conn.sync().expect("sync");
