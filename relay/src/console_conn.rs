@@ -217,7 +217,12 @@ pub async fn end_unresumed(
     if sessions.is_empty() {
         return;
     }
-    tokio::time::sleep(RESUME_GRACE).await;
+    tokio::select! {
+        _ = tokio::time::sleep(RESUME_GRACE) => {}
+        // The relay stops: the sessions stay open in the store, and its
+        // next start sorts them (`Store::sort_interrupted_sessions`).
+        _ = shared.tasks.stopping() => return,
+    }
     let stale: Vec<u64> = sessions
         .into_iter()
         .filter(|session| shared.router.console_present(*session) == Some(false))
@@ -277,7 +282,9 @@ fn watch_orphaned_sessions(
     let shared = Arc::clone(shared);
     let party = SessionParty::Technician(technician.id);
     let actor = technician.audit_actor();
-    tokio::spawn(
+    let stopping = shared.tasks.stopping();
+    let owner = Arc::clone(&shared);
+    owner.tasks.spawn(
         async move {
             // Requests still waiting for the employee are withdrawn: no
             // dialog may stay open for a technician who is gone. Not at
@@ -286,7 +293,11 @@ fn watch_orphaned_sessions(
             // sends its answer, so a console that exits on that close
             // leaves a moment before the answer lands, and the audit must
             // record what happened, not a withdrawal.
-            tokio::time::sleep(crate::withdraw::ANSWER_IN_FLIGHT_GRACE).await;
+            tokio::select! {
+                _ = tokio::time::sleep(crate::withdraw::ANSWER_IN_FLIGHT_GRACE) => {}
+                // The next start ends what is still waiting.
+                _ = stopping => return,
+            }
             let consented = crate::withdraw::withdraw_pending(
                 &shared,
                 orphaned,

@@ -30,6 +30,7 @@ pub mod roaming;
 pub mod secrets;
 pub mod server;
 pub mod sessions;
+pub mod tasks;
 pub mod store;
 pub mod tickets;
 pub mod timeline;

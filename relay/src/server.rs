@@ -132,6 +132,9 @@ pub struct Shared {
     pub consoles: crate::access::Consoles,
     /// Counters and histograms served as Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Tasks that outlive their connection (resume-grace timers), owned
+    /// by the relay: [`Relay::shutdown`] waits for them.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl Shared {
@@ -286,6 +289,7 @@ impl Relay {
             .clone()
             .unwrap_or_else(|| local.to_string());
 
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
             presence: Presence::default(),
@@ -299,6 +303,7 @@ impl Relay {
             identifier_key,
             consoles: crate::access::Consoles::default(),
             metrics: Arc::default(),
+            tasks: crate::tasks::Tasks::new(shutdown_rx.clone()),
         });
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
@@ -310,7 +315,7 @@ impl Relay {
         }
         let mut extra = serde_json::Map::new();
         extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
-        tokio::spawn(console_conn::end_unresumed(
+        shared.tasks.spawn(console_conn::end_unresumed(
             Arc::clone(&shared),
             resumable,
             SessionParty::System,
@@ -319,7 +324,6 @@ impl Relay {
         ));
         // Everything this start created (keys, -wal, -shm) is owner-only too.
         crate::data_dir::tighten_files(&config.data_dir)?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let anchor_task = tokio::spawn(crate::audit_anchor::run(
             Arc::clone(&shared),
             config.audit_anchor_file.clone(),
@@ -405,6 +409,12 @@ impl Relay {
         for task in self.tickets_tasks {
             let _ = task.await;
         }
+        // Resume-grace timers end their wait at the signal; a store write
+        // one of them began finishes first.
+        self.shared
+            .tasks
+            .join(crate::tasks::SHUTDOWN_DEADLINE)
+            .await;
         let online = self.shared.presence.online();
         let now = now_secs();
         let _ = self
@@ -776,5 +786,98 @@ pub async fn first_message<M: deskside_protocol::Message>(recv: &mut FramedRecv)
         Ok(Ok(Some(message))) => Ok(message),
         Ok(Ok(None)) => Err(End::Closed),
         Ok(Err(e)) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use deskside_protocol::agent::DeviceInfo;
+    use deskside_protocol::session::Capabilities;
+    use deskside_protocol::{DeviceId, TechnicianId};
+
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+    use crate::store::NewSession;
+
+    fn sha(secret: &str) -> [u8; 32] {
+        let mut out = [0; 32];
+        out.copy_from_slice(
+            ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref(),
+        );
+        out
+    }
+
+    /// A database whose last run stopped during a consented session: the
+    /// next start waits for its parties to come back (a resume-grace task).
+    fn database_with_a_running_session(data: &std::path::Path) {
+        std::fs::create_dir_all(data).unwrap();
+        let store = Store::open(&data.join("relay.db")).unwrap();
+        let now = now_secs();
+        let org = store
+            .bootstrap("Acme", "admin", &sha("admin"), now)
+            .unwrap()
+            .unwrap();
+        store
+            .create_enroll_token(org, &sha("enroll"), 1, now + 3600, None, "test", now)
+            .unwrap();
+        let info = DeviceInfo {
+            hostname: "laptop".to_owned(),
+            os: "Debian GNU/Linux 12".to_owned(),
+            agent_version: "0.1.0".to_owned(),
+        };
+        let (device, _) = store
+            .enroll_device(
+                &sha("enroll"),
+                b"key",
+                &info,
+                "192.0.2.7:5000",
+                DeviceId(7),
+                now,
+            )
+            .unwrap()
+            .unwrap();
+        let session = NewSession {
+            id: 42,
+            org,
+            device: device.id,
+            technician: TechnicianId(1),
+            capabilities: Capabilities::CONTROL,
+            reason: "printer",
+        };
+        store.open_session(&session, "test", now).unwrap();
+        store
+            .record_consent(42, device.id, Some(Capabilities::CONTROL), "accepted", now)
+            .unwrap();
+    }
+
+    /// Before: the resume-grace task was detached, kept the store and ended
+    /// the session (a store write) up to a grace period after shutdown.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_during_a_resume_grace_leaves_no_task_holding_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        database_with_a_running_session(&data);
+        let file: FileConfig = toml::from_str(&format!(
+            "self_signed = true\nlisten = \"127.0.0.1:0\"\ndata_dir = {data:?}\n"
+        ))
+        .unwrap();
+        let relay = Relay::spawn(RelayConfig::resolve(file, Overrides::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(relay.shared.tasks.len(), 1, "the resume-grace task runs");
+        let store = Arc::downgrade(&relay.shared.store);
+        let shared = Arc::downgrade(&relay.shared);
+        let started = std::time::Instant::now();
+        relay.shutdown().await;
+        // Nothing the relay started can reach the store any more, so
+        // nothing writes to it after shutdown returned.
+        assert!(shared.upgrade().is_none(), "a task still holds the relay");
+        assert!(store.upgrade().is_none(), "a task still holds the store");
+        // The grace wait was cut, not waited out.
+        assert!(started.elapsed() < crate::console_conn::RESUME_GRACE);
+        // The session was left for the next start to sort.
+        let store = Store::open(&data.join("relay.db")).unwrap();
+        assert!(store.session(42).unwrap().unwrap().ended_at.is_none());
     }
 }
