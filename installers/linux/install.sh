@@ -135,6 +135,9 @@ if has relay; then
     add_user deskside-relay /var/lib/deskside-relay
     sed "s|/usr/bin/|$BIN_DIR/|g" "$src/systemd/deskside-relay.service" >"$work/relay.service"
     put "$work/relay.service" "$unit_dir/deskside-relay.service" 0644
+    # The kernel ceilings for the relay's UDP buffers (the file says why);
+    # applied at the next boot, and raised now below when live.
+    put "$src/sysctl/60-deskside-relay.conf" /etc/sysctl.d/60-deskside-relay.conf 0644
     install -d -m 0700 "$ROOT/var/lib/deskside-relay"
     if [ ! -e "$ROOT/etc/deskside/relay.toml" ]; then
         "$src/bin/deskside-relay" init-config --config "$ROOT/etc/deskside/relay.toml"
@@ -164,6 +167,13 @@ fi
 
 if live; then
     systemctl daemon-reload
+    if has relay; then
+        # Raised, never lowered; best effort (a container may refuse).
+        for key in net.core.rmem_max net.core.wmem_max; do
+            now="$(sysctl -n "$key" 2>/dev/null)" || continue
+            [ "$now" -ge 8388608 ] 2>/dev/null || sysctl -q -w "$key=8388608" >/dev/null 2>&1 || true
+        done
+    fi
     has relay && systemctl enable --now deskside-relay.service
     has agent && systemctl enable --now deskside-agent.service
     echo "deskside installed and started."

@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub organisation: Option<String>,
     /// Idle timeout, humantime syntax (e.g. `12s`).
     pub idle_timeout: Option<String>,
+    /// Bytes of UDP receive and send buffer asked of the kernel for the
+    /// relay's socket. Default 8 MiB (`udp_buffers`).
+    pub udp_buffer: Option<usize>,
     /// Limits on new and unauthenticated connections (`[limits]`).
     #[serde(default)]
     pub limits: LimitsFile,
@@ -231,6 +234,8 @@ pub struct RelayConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Ticketing connectors (`[tickets]`); none by default.
     pub tickets: crate::tickets::TicketsConfig,
+    /// UDP socket buffer size asked for, each way (`udp_buffer`).
+    pub udp_buffer: usize,
 }
 
 /// Flags that override the file.
@@ -293,6 +298,14 @@ impl RelayConfig {
             bail!("idle timeout must be between 5 s and 10 min (agents and consoles send keep-alives every 4 s), got {idle_timeout:?}");
         }
         let public_addr = flags.public_addr.or(file.public_addr);
+        let udp_buffer = file
+            .udp_buffer
+            .unwrap_or(crate::udp_buffers::DEFAULT_UDP_BUFFER);
+        if !(crate::udp_buffers::MIN_UDP_BUFFER..=crate::udp_buffers::MAX_UDP_BUFFER)
+            .contains(&udp_buffer)
+        {
+            bail!("udp_buffer must be between 65536 (64 KiB) and 1073741824 (1 GiB) bytes, got {udp_buffer} (the default is 8388608, 8 MiB)");
+        }
         if public_addr.is_none() && listen.ip().is_unspecified() {
             bail!("listening on {listen} (all interfaces) needs a public address for enrollment tokens: set `public_addr` in the configuration or pass --public-addr host:port");
         }
@@ -309,6 +322,7 @@ impl RelayConfig {
             audit_anchor_interval: crate::audit_anchor::DEFAULT_ANCHOR_INTERVAL,
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             tickets: file.tickets.resolve()?,
+            udp_buffer,
         })
     }
 }
@@ -409,6 +423,26 @@ mod tests {
         let err = RelayConfig::resolve(file, dev()).unwrap_err();
         assert!(err.to_string().contains("max_handshakes"), "{err}");
         assert!(toml::from_str::<FileConfig>("[limits]\nmax_handshake = 1").is_err());
+    }
+
+    #[test]
+    fn udp_buffer_defaults_to_8_mib_and_is_validated() {
+        let dev = || Overrides {
+            dev: true,
+            ..Default::default()
+        };
+        let config = RelayConfig::resolve(FileConfig::default(), dev()).unwrap();
+        assert_eq!(config.udp_buffer, 8 << 20);
+        let file: FileConfig = toml::from_str("udp_buffer = 33554432").unwrap();
+        assert_eq!(
+            RelayConfig::resolve(file, dev()).unwrap().udp_buffer,
+            32 << 20
+        );
+        for bad in ["udp_buffer = 1024", "udp_buffer = 2147483648"] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            let error = RelayConfig::resolve(file, dev()).unwrap_err().to_string();
+            assert!(error.contains("udp_buffer must be between"), "{error}");
+        }
     }
 
     #[test]

@@ -30,11 +30,12 @@ pub mod roaming;
 pub mod secrets;
 pub mod server;
 pub mod sessions;
-pub mod tasks;
 pub mod store;
+pub mod tasks;
 pub mod tickets;
 pub mod timeline;
 pub mod tls_files;
+pub mod udp_buffers;
 pub mod withdraw;
 
 pub use config::{Direction, RelayConfig, RelayHooks};

@@ -278,6 +278,8 @@ impl Relay {
         server_config.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
         let endpoint_config = endpoint_config(&config.data_dir)?;
         let socket = preflight.socket;
+        // Sized for a reconnect storm; a cap is logged with the sysctl to raise.
+        crate::udp_buffers::apply_and_report(&socket, config.udp_buffer);
         let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
         let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
             .context("cannot start the QUIC endpoint")?;
