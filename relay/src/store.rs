@@ -87,6 +87,7 @@ const MIGRATIONS: &[&str] = &[
     timeline::MIGRATION_5,
     requests::MIGRATION_REQUESTS,
     tickets::MIGRATION_TICKETS,
+    request_stats::MIGRATION_REQUEST_FACTS,
 ];
 
 /// The schema version this build creates and understands.
@@ -1930,13 +1931,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 7);
-        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(store.schema_version(), 8);
+        assert_eq!(SCHEMA_VERSION, 8);
         let conn = store.lock();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 7);
+        assert_eq!(version, 8);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -1953,6 +1954,7 @@ mod tests {
                 "enroll_tokens",
                 "organisations",
                 "request_events",
+                "request_findings",
                 "request_sessions",
                 "request_tickets",
                 "requests",

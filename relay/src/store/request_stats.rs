@@ -1,19 +1,19 @@
-//! Statistics over the help requests of a window (`deskside stats`),
-//! aggregated by SQLite in three statements over the window's rows: the
-//! categories and times (one row per request, a few integers each), the
-//! most frequent findings (grouped in SQL from the stored verdicts), and
-//! the devices that asked more than once (grouped in SQL). Reads only;
-//! nothing here reads the clock.
+//! Statistics over the help requests of a window (`deskside stats`).
 //!
 //! A request's category is the `primary` segment of the verdict stored
 //! with it; a verdict without one is `no_problem`, a request without a
-//! verdict (no diagnostics attached) is `no_diagnostics`.
+//! verdict (no diagnostics attached) is `no_diagnostics`. The category and
+//! the verdict's problems (warning or worse) are derived once, when the
+//! request is stored ([`record_facts`], same transaction), into
+//! `requests.category` and `request_findings`: the statistics then read a
+//! covering index and a small table, never the requests' snapshots and
+//! verdicts (a few kB each), so they stay fast on a large store. Reads
+//! only; nothing here reads the clock.
 
 use std::collections::BTreeMap;
 
 use deskside_protocol::request_stats::{
-    latency, CategoryCount, FindingCount, RepeatDevice, RequestStats, CATEGORIES, NO_DIAGNOSTICS,
-    NO_PROBLEM,
+    latency, CategoryCount, FindingCount, RepeatDevice, RequestStats, CATEGORIES,
 };
 use rusqlite::params;
 
@@ -24,12 +24,72 @@ pub const MAX_FINDINGS: usize = 10;
 /// Devices with repeated requests listed, most requests first.
 pub const MAX_REPEAT_DEVICES: usize = 50;
 
-/// The requests of the window: `?1` organisation, `?2` start, `?3` group.
-const WINDOW: &str = "WITH w AS MATERIALIZED (
-     SELECT id, device_id, verdict, created_at, first_response_at, resolved_at
-     FROM requests
-     WHERE org_id = ?1 AND created_at >= ?2
-       AND (?3 IS NULL OR device_id IN (SELECT id FROM devices WHERE device_group = ?3)))";
+/// The category of a request row, from its `verdict` column (the names of
+/// `request_stats::CATEGORIES`; an unreadable verdict is `unknown`).
+macro_rules! category_of_verdict {
+    () => {
+        "CASE WHEN verdict IS NULL THEN 'no_diagnostics'
+              WHEN json_valid(verdict)
+                THEN COALESCE(json_extract(verdict, '$.primary'), 'no_problem')
+              ELSE 'unknown' END"
+    };
+}
+
+/// Records the problems (warning or worse) of the verdicts of the
+/// `requests r` the statement's end selects.
+macro_rules! record_problems {
+    () => {
+        "INSERT OR IGNORE INTO request_findings (request_id, finding, segment)
+         SELECT r.id, json_extract(f.value, '$.id'),
+                COALESCE(json_extract(f.value, '$.segment'), 'unknown')
+         FROM requests r,
+              json_each(CASE WHEN json_valid(r.verdict) THEN r.verdict ELSE '{}' END,
+                        '$.findings') f
+         WHERE json_extract(f.value, '$.severity') IN ('warning', 'critical')
+           AND json_extract(f.value, '$.id') IS NOT NULL"
+    };
+}
+
+/// Schema: each request's category and problems, derived from its verdict
+/// (existing requests included), and the index the statistics read.
+pub(super) const MIGRATION_REQUEST_FACTS: &str = concat!(
+    "ALTER TABLE requests ADD COLUMN category TEXT;
+UPDATE requests SET category = ",
+    category_of_verdict!(),
+    ";
+CREATE TABLE request_findings (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    finding    TEXT NOT NULL,
+    segment    TEXT NOT NULL,
+    PRIMARY KEY (request_id, finding)
+) STRICT, WITHOUT ROWID;
+",
+    record_problems!(),
+    ";
+CREATE INDEX requests_window
+    ON requests(org_id, created_at, device_id, category, first_response_at, resolved_at);
+"
+);
+
+/// Derives the category and problems of request `number` from its stored
+/// verdict; called in the transaction that stores the request.
+pub(super) fn record_facts(conn: &rusqlite::Connection, number: u64) -> Result<(), StoreError> {
+    let id = number as i64;
+    conn.prepare_cached(concat!(
+        "UPDATE requests SET category = ",
+        category_of_verdict!(),
+        " WHERE id = ?1"
+    ))?
+    .execute(params![id])?;
+    conn.prepare_cached(concat!(record_problems!(), " AND r.id = ?1"))?
+        .execute(params![id])?;
+    Ok(())
+}
+
+/// The requests `r` of the window: `?1` organisation, `?2` start, `?3`
+/// group.
+const WINDOW: &str = "r.org_id = ?1 AND r.created_at >= ?2
+     AND (?3 IS NULL OR r.device_id IN (SELECT id FROM devices WHERE device_group = ?3))";
 
 impl Store {
     /// Statistics of the requests of `org` created at or after `since`,
@@ -43,15 +103,12 @@ impl Store {
         let conn = self.lock();
         let args = params![org.0, since, group];
 
-        // Categories and times: one pass over the window.
+        // Categories and times: one pass over the window's index entries.
         let mut statement = conn.prepare_cached(&format!(
-            "{WINDOW}
-             SELECT CASE WHEN verdict IS NULL THEN '{NO_DIAGNOSTICS}'
-                         WHEN json_valid(verdict)
-                           THEN COALESCE(json_extract(verdict, '$.primary'), '{NO_PROBLEM}')
-                         ELSE 'unknown' END,
-                    created_at, first_response_at, resolved_at
-             FROM w"
+            "SELECT COALESCE(r.category, 'unknown'), r.created_at, r.first_response_at,
+                    r.resolved_at
+             FROM requests r INDEXED BY requests_window
+             WHERE {WINDOW}"
         ))?;
         let mut rows = statement.query(args)?;
         let mut by_category: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -95,18 +152,14 @@ impl Store {
                 }),
         );
 
-        // Problems (warning or worse), counted once per request.
+        // Problems (warning or worse); one row per request and finding.
         let mut statement = conn.prepare_cached(&format!(
-            "{WINDOW}
-             SELECT json_extract(f.value, '$.id') AS finding,
-                    COALESCE(json_extract(f.value, '$.segment'), 'unknown'),
-                    COUNT(DISTINCT w.id) AS n
-             FROM w, json_each(CASE WHEN json_valid(w.verdict) THEN w.verdict ELSE '{{}}' END,
-                               '$.findings') f
-             WHERE json_extract(f.value, '$.severity') IN ('warning', 'critical')
-               AND finding IS NOT NULL
-             GROUP BY finding
-             ORDER BY n DESC, finding
+            "SELECT f.finding, f.segment, COUNT(*) AS n
+             FROM requests r INDEXED BY requests_window
+             JOIN request_findings f ON f.request_id = r.id
+             WHERE {WINDOW}
+             GROUP BY f.finding, f.segment
+             ORDER BY n DESC, f.finding
              LIMIT {MAX_FINDINGS}"
         ))?;
         let findings = statement
@@ -120,12 +173,13 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
 
         let mut statement = conn.prepare_cached(&format!(
-            "{WINDOW}
-             SELECT w.device_id, d.hostname, COUNT(*) AS n
-             FROM w JOIN devices d ON d.id = w.device_id
-             GROUP BY w.device_id
+            "SELECT r.device_id, d.hostname, COUNT(*) AS n
+             FROM requests r INDEXED BY requests_window
+             JOIN devices d ON d.id = r.device_id
+             WHERE {WINDOW}
+             GROUP BY r.device_id
              HAVING n >= 2
-             ORDER BY n DESC, d.hostname, w.device_id
+             ORDER BY n DESC, d.hostname, r.device_id
              LIMIT {MAX_REPEAT_DEVICES}"
         ))?;
         let repeat_devices = statement
@@ -470,5 +524,64 @@ mod tests {
             }
         );
         assert!(stats.findings.is_empty());
+    }
+
+    #[test]
+    fn the_migration_derives_the_facts_of_requests_stored_before_it() {
+        // A store at the schema before this migration, with requests.
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::configure(&conn).unwrap();
+        let before = super::super::MIGRATIONS.len() - 1;
+        super::super::migrate(&mut conn, &super::super::MIGRATIONS[..before], "test").unwrap();
+        let store = Store {
+            conn: std::sync::Mutex::new(conn),
+            location: "test".into(),
+        };
+        let org = store
+            .bootstrap("Acme", "root", &hash("admin"), T0)
+            .unwrap()
+            .unwrap();
+        enroll_token(&store, org, "secret", 1);
+        let laptop = enroll(&store, "secret", "key-1", "laptop", 7, T0)
+            .unwrap()
+            .id;
+        let wifi = [("wifi.signal_weak", "home_network")];
+        for (client_id, verdict) in [
+            ("a", Some(verdict(Some("home_network"), &wifi))),
+            ("b", None),
+        ] {
+            store
+                .lock()
+                .execute(
+                    "INSERT INTO requests (org_id, device_id, client_id, answers, verdict,
+                         failures, priority, status, created_at, first_response_at)
+                     VALUES (?1, ?2, ?3, '{}', ?4, '[]', 3, 'claimed', ?5, ?6)",
+                    params![org.0, laptop.0 as i64, client_id, verdict, T0 + 10, T0 + 70],
+                )
+                .unwrap();
+        }
+        let mut conn = store.lock();
+        super::super::migrate(&mut conn, super::super::MIGRATIONS, "test").unwrap();
+        drop(conn);
+
+        let stats = store.request_stats(org, T0, None).unwrap();
+        assert_eq!(stats.total, 2);
+        assert_eq!(count(&stats, "home_network"), (1, 0));
+        assert_eq!(count(&stats, "no_diagnostics"), (1, 0));
+        assert_eq!(
+            stats.findings,
+            [FindingCount {
+                id: "wifi.signal_weak".into(),
+                segment: "home_network".into(),
+                requests: 1
+            }]
+        );
+        assert_eq!(
+            stats.first_response,
+            Latency {
+                count: 2,
+                median_secs: Some(60)
+            }
+        );
     }
 }

@@ -283,6 +283,7 @@ impl Store {
             ],
         )?;
         let number = tx.last_insert_rowid() as u64;
+        super::request_stats::record_facts(&tx, number)?;
         add_event(
             &tx,
             number,
