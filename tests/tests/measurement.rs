@@ -106,6 +106,14 @@ fn a_bloated_download_queue_is_not_averaged_away_by_a_clean_upload() {
     let sent = number(&loaded["download"]["probes_sent"], "probes_sent");
     let received = number(&loaded["download"]["probes_received"], "probes_received");
     assert!(sent >= received && sent > 0.0, "{snapshot}");
+    // Probes still in the queue when the download ended are counted once
+    // it has drained, not as lost: with a 500 ms queue, about 40 % of them
+    // were counted lost before (36 of 63 answered); tail drops on this
+    // loss-free link take a few at most.
+    assert!(
+        received >= 0.7 * sent,
+        "{received} of {sent} answered: {snapshot}"
+    );
     // Responsiveness: 60 000 / the worse direction's loaded median.
     let rpm = number(&loaded["rpm"], "rpm");
     let median = number(&loaded["download"]["median_ms"], "median_ms");

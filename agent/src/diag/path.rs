@@ -469,6 +469,7 @@ pub async fn measure(
         // Each direction is graded on its own probes: pooled, a bloated
         // download queue would be averaged away by a clean upload.
         let mut loaded = [None, None];
+        let mut download_probes: Option<std::ops::Range<u32>> = None;
         // Both transfers get the same length, fitted to what is left of
         // the budget.
         let length = plan::transfer_length(started.elapsed(), options.transfer);
@@ -484,6 +485,20 @@ pub async fn measure(
                         .await;
                 }
                 phases.push(("settle", started.elapsed()));
+                // The download's last probes were still in the queue when it
+                // ended: counted now that it has drained, they are round
+                // trips under load, not losses.
+                if let (Some(probes), Probe::Measured(throughput)) =
+                    (download_probes.take(), &mut path.download)
+                {
+                    throughput.loaded_rtt = rtt_stats(&prober.rtts(probes.start, probes.end));
+                    loaded[0] = match (&path.idle_rtt, &throughput.loaded_rtt) {
+                        (Some(idle), Some(under_load)) => {
+                            loaded_direction(idle.median_ms, under_load, probes.len() as u32)
+                        }
+                        _ => None,
+                    };
+                }
             }
             let leg = Leg {
                 direction,
@@ -494,13 +509,16 @@ pub async fn measure(
             };
             let outcome = transfer(&mut prober, &leg).await;
             let probe = match outcome {
-                Ok((throughput, probes_sent)) => {
+                Ok((throughput, probes)) => {
                     loaded[slot] = match (&path.idle_rtt, &throughput.loaded_rtt) {
                         (Some(idle), Some(under_load)) => {
-                            loaded_direction(idle.median_ms, under_load, probes_sent)
+                            loaded_direction(idle.median_ms, under_load, probes.len() as u32)
                         }
                         _ => None,
                     };
+                    if direction == Direction::Down {
+                        download_probes = Some(probes);
+                    }
                     Probe::Measured(throughput)
                 }
                 Err(reason) => Probe::unknown(reason),
@@ -629,8 +647,8 @@ fn quiet_after_stop(bytes: u64, window: Duration) -> Duration {
 }
 
 /// One timed transfer with probes running beside it; returns the
-/// throughput (with the round trips measured under load) and the number of
-/// probes sent during it.
+/// throughput (with the round trips measured under load so far) and the
+/// numbers of the probes sent during it.
 ///
 /// The sender stops early by the queue delay the probes see
 /// ([`plan::stop_lead`]): what is already queued keeps the link busy until
@@ -639,7 +657,10 @@ fn quiet_after_stop(bytes: u64, window: Duration) -> Duration {
 /// download: the last arrival, or the deadline; the upload: the relay
 /// counts until the reset, which travels behind the last data), so an
 /// early stop never counts idle time.
-async fn transfer(prober: &mut Prober, leg: &Leg) -> Result<(Throughput, u32), String> {
+async fn transfer(
+    prober: &mut Prober,
+    leg: &Leg,
+) -> Result<(Throughput, std::ops::Range<u32>), String> {
     let direction = leg.direction;
     let connection = prober.connection.clone();
     let duration_ms = leg.length.as_millis().min(u128::from(u32::MAX)) as u32;
@@ -827,15 +848,15 @@ async fn transfer(prober: &mut Prober, leg: &Leg) -> Result<(Throughput, u32), S
         return Err("no data moved during the transfer".to_owned());
     }
     let mbps = bytes as f64 * 8.0 / window.as_secs_f64() / 1e6;
-    let rtts = prober.rtts(first_probe, prober.next_seq);
+    let probes = first_probe..prober.next_seq;
     Ok((
         Throughput {
             mbps,
             bytes,
             duration_ms: window.as_millis() as u64,
-            loaded_rtt: rtt_stats(&rtts),
+            loaded_rtt: rtt_stats(&prober.rtts(probes.start, probes.end)),
         },
-        prober.next_seq - first_probe,
+        probes,
     ))
 }
 
