@@ -328,7 +328,10 @@ pub async fn stats(
     if let Some(group) = &group {
         check_text("group", group, 64)?;
     }
-    let stats = run(shared, move |s| s.request_stats(org, since, group.as_deref())).await?;
+    let stats = run(shared, move |s| {
+        s.request_stats(org, since, group.as_deref())
+    })
+    .await?;
     Ok(ConsoleResponse::RequestStats(Box::new(stats)))
 }
 
