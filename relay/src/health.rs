@@ -116,6 +116,19 @@ mod tests {
             .unwrap()
     }
 
+    /// Polls, generously (a loaded machine may miss the 2 s deadline).
+    async fn until_healthy(addr: std::net::SocketAddr) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = get_async(addr, "/health").await;
+            if answer.starts_with("HTTP/1.1 200 OK\r\n") {
+                return answer;
+            }
+            assert!(Instant::now() < deadline, "never healthy: {answer}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The real relay, in process, with its metrics listener; a second
     /// SQLite connection to its database holds the write lock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,8 +143,7 @@ mod tests {
         let relay = crate::server::Relay::spawn(config).await.unwrap();
         let addr = relay.metrics_addr().unwrap();
 
-        let answer = get_async(addr, "/healthz").await;
-        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let answer = until_healthy(addr).await;
         assert!(
             answer.contains("\r\n\r\nok: accepting connections"),
             "{answer}"
@@ -153,16 +165,8 @@ mod tests {
         blocker.execute_batch("ROLLBACK").unwrap();
 
         // Healthy again once the lock is gone (the blocked check may still
-        // be finishing: poll, generously).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let answer = get_async(addr, "/health").await;
-            if answer.starts_with("HTTP/1.1 200 OK\r\n") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never healthy again: {answer}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // be finishing).
+        until_healthy(addr).await;
         relay.shutdown().await;
     }
 }

@@ -274,27 +274,34 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
     );
     assert_eq!(all_failures(&last), all_failures(&end));
 
-    // The load balancers' health check, on the same listener.
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    // The load balancers' health check, on the same listener (polled: a
+    // store query slower than the check's 2 s deadline on a loaded machine
+    // would answer 503, rightly).
+    let health = || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let answer = wait_for("a 200 from /healthz", WAIT, || {
+        let answer = health();
+        answer.starts_with("HTTP/1.1 200 OK\r\n").then_some(answer)
+    });
     assert!(
         answer.contains("\r\n\r\nok: accepting connections, the store answered in "),
         "{answer}"
     );
-    assert_eq!(
+    assert!(
         page(&addr).get(
             "deskside_relay_metrics_requests_total",
             &[("answer", "healthy")]
-        ),
-        1.0
+        ) >= 1.0
     );
 }
 
