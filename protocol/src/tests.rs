@@ -2919,7 +2919,10 @@ fn pointer_shapes_round_trip_with_and_without_their_picture() {
     let again = AgentToConsole::PointerShape(PointerShape { id: 3, image: None });
     for message in [defined, again] {
         let bytes = encode_value(&message).expect("encodes");
-        assert_eq!(decode_value::<AgentToConsole>(&bytes).expect("decodes"), message);
+        assert_eq!(
+            decode_value::<AgentToConsole>(&bytes).expect("decodes"),
+            message
+        );
     }
 }
 
