@@ -67,6 +67,7 @@ struct Reading {
     at: Instant,
     ticks: u64,
     up_bytes: u64,
+    up_packets: u64,
     down_bytes: u64,
     rss_kib: u64,
 }
@@ -77,6 +78,7 @@ fn read(pid: u32, proxy: &ImpairProxy) -> anyhow::Result<Reading> {
         at: Instant::now(),
         ticks: cpu_ticks(pid)?,
         up_bytes: stats.up.received_bytes,
+        up_packets: stats.up.received_packets,
         down_bytes: stats.down.received_bytes,
         rss_kib: rss_kib(pid)?,
     })
@@ -86,9 +88,10 @@ fn report(name: &str, from: &Reading, to: &Reading) -> (f64, f64, f64) {
     let secs = to.at.duration_since(from.at).as_secs_f64();
     let up = (to.up_bytes - from.up_bytes) as f64 / secs * 60.0;
     let down = (to.down_bytes - from.down_bytes) as f64 / secs * 60.0;
+    let packets = (to.up_packets - from.up_packets) as f64 / secs * 60.0;
     let cpu = (to.ticks - from.ticks) as f64 / CLOCK_TICKS_PER_SEC / secs * 100.0;
     println!(
-        "{name:<15} {secs:>6.0} s  agent→relay {up:>7.0} B/min  relay→agent {down:>7.0} B/min  agent CPU {cpu:>6.3} % of a core  RSS {} KiB",
+        "{name:<15} {secs:>6.0} s  agent→relay {up:>7.0} B/min in {packets:.1} packets/min  relay→agent {down:>7.0} B/min  agent CPU {cpu:>6.3} % of a core  RSS {} KiB",
         to.rss_kib
     );
     (up, cpu, to.rss_kib as f64)
