@@ -18,6 +18,8 @@ use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
 use deskside_protocol::request::{Answers, HelpRequest};
 use deskside_protocol::Refusal;
+use deskside_session_ui::help_form::ask_help_form_in_subprocess;
+use deskside_session_ui::{HelpFormAnswers, HelpFormReply};
 
 use crate::check::{emit, language, localised, t, CliError};
 
@@ -55,6 +57,10 @@ pub struct HelpArgs {
     /// One JSON object instead of text (never asks questions).
     #[arg(long)]
     pub json: bool,
+    /// Ask the questions in a window instead of the terminal (what the
+    /// "Ask IT for help" launcher runs).
+    #[arg(long, conflicts_with_all = ["summary", "since", "pattern", "apps", "urgency", "contact", "no_diagnostics"])]
+    pub window: bool,
 }
 
 /// Asks one question on the terminal; an empty answer keeps `default`.
@@ -232,6 +238,62 @@ fn answers(args: &HelpArgs, lang: Lang, interactive: bool) -> Result<Answers, Cl
     })
 }
 
+/// The window's answers as the flags the terminal form takes, so both
+/// forms go through [`answers`] and its checks and defaults: empty text
+/// fields take the terminal form's defaults.
+fn args_from_window(form: HelpFormAnswers, args: &HelpArgs, lang: Lang) -> HelpArgs {
+    let or_default = |text: String, default: &str| {
+        if text.trim().is_empty() {
+            default.to_owned()
+        } else {
+            text
+        }
+    };
+    HelpArgs {
+        summary: Some(form.summary),
+        since: Some(or_default(form.since, t(lang, "today", "aujourd'hui"))),
+        pattern: Some(form.pattern),
+        apps: Some(form.apps),
+        urgency: Some(form.urgency),
+        impact: args.impact.clone(),
+        contact: Some(or_default(
+            form.contact,
+            t(lang, "chat, working hours", "chat, heures de bureau"),
+        )),
+        no_diagnostics: form.drop_diagnostics,
+        yes: true,
+        json: args.json,
+        window: true,
+    }
+}
+
+/// Shows the form window (this program's hidden `help-form` command) and
+/// waits for it; `None` when the employee cancelled.
+async fn ask_in_window(lang: Lang) -> Result<Option<HelpFormAnswers>, CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Help(format!(
+            "could not find this program to open the help window ({e}); run `deskside-agent help` in a terminal instead"
+        ))
+    })?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("help-form").arg(match lang {
+        Lang::En => "en",
+        Lang::Fr => "fr",
+    });
+    let reply = tokio::task::spawn_blocking(move || ask_help_form_in_subprocess(command))
+        .await
+        .map_err(|e| CliError::Help(format!("the help window's thread failed: {e}")))?
+        .map_err(|e| {
+            CliError::Help(format!(
+                "{e}; run `deskside-agent help` in a terminal instead"
+            ))
+        })?;
+    Ok(match reply {
+        HelpFormReply::Send(answers) => Some(answers),
+        HelpFormReply::Cancelled => None,
+    })
+}
+
 /// The preview: exactly what will be sent, in words.
 fn preview(lang: Lang, answers: &Answers, diagnostics: Option<(&str, usize)>) -> String {
     let none = t(lang, "(none)", "(aucun)");
@@ -285,7 +347,16 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
         }
         Err(e) => return Err(e.into()),
     };
-    let interactive = std::io::stdin().is_terminal() && !args.json;
+    let args = if args.window {
+        match ask_in_window(lang).await? {
+            Some(form) => args_from_window(form, &args, lang),
+            None => return cancelled(lang, args.json),
+        }
+    } else {
+        args
+    };
+    // The window asked its questions and showed what will be sent.
+    let interactive = std::io::stdin().is_terminal() && !args.json && !args.window;
     let answers = answers(&args, lang, interactive)?;
     let mut snapshot_json = None;
     let mut verdict_text = None;
@@ -352,17 +423,7 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
         {
             "y" | "yes" | "o" | "oui" => {}
             "d" if request.snapshot_json.is_some() => request.snapshot_json = None,
-            _ => {
-                return emit(&localised(
-                    lang,
-                    t(
-                        lang,
-                        "Cancelled: nothing was sent.\n",
-                        "Annulé : rien n'a été envoyé.\n",
-                    )
-                    .to_owned(),
-                ));
-            }
+            _ => return cancelled(lang, false),
         }
     }
     // Written before any attempt: a crash from here on loses nothing.
@@ -431,6 +492,25 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
             ))
         }
     }
+}
+
+/// Says nothing was sent.
+fn cancelled(lang: Lang, json: bool) -> Result<(), CliError> {
+    if json {
+        return emit(&format!(
+            "{}\n",
+            serde_json::json!({"type": "help_request", "client_id": null, "number": null, "status": "cancelled"})
+        ));
+    }
+    emit(&localised(
+        lang,
+        t(
+            lang,
+            "Cancelled: nothing was sent.\n",
+            "Annulé : rien n'a été envoyé.\n",
+        )
+        .to_owned(),
+    ))
 }
 
 /// `deskside-agent requests`.
@@ -525,6 +605,53 @@ mod tests {
         assert_eq!(pick("urgent", URGENCIES), None);
         assert_eq!(apps_from("visio, vpn,vpn").unwrap(), ["video", "vpn"]);
         assert!(apps_from("games").is_err());
+    }
+
+    #[test]
+    fn the_windows_answers_become_the_same_request_as_the_terminals() {
+        let form = HelpFormAnswers {
+            summary: "calls freeze".into(),
+            since: String::new(),
+            pattern: "intermittent".into(),
+            apps: vec!["video".into(), "vpn".into()],
+            urgency: "blocked".into(),
+            contact: "  ".into(),
+            drop_diagnostics: true,
+        };
+        let given = HelpArgs {
+            window: true,
+            json: true,
+            ..HelpArgs::default()
+        };
+        let args = args_from_window(form.clone(), &given, Lang::Fr);
+        assert!(args.no_diagnostics && args.yes && args.json);
+        let a = answers(&args, Lang::Fr, false).unwrap();
+        assert_eq!(a.summary, "calls freeze");
+        assert_eq!(a.since, "aujourd'hui", "empty: the terminal's default");
+        assert_eq!(a.pattern, "intermittent");
+        assert_eq!(a.apps, ["video", "vpn"]);
+        assert_eq!((a.urgency.as_str(), a.impact.as_str()), ("blocked", "me"));
+        assert_eq!(a.contact, "chat, heures de bureau");
+        assert_eq!(a.lang, "fr");
+        // What the employee typed is kept as typed; the diagnostics stay
+        // unless the box is ticked.
+        let typed = HelpFormAnswers {
+            since: "this morning".into(),
+            contact: "phone 0612, afternoons".into(),
+            drop_diagnostics: false,
+            apps: Vec::new(),
+            ..form
+        };
+        let args = args_from_window(typed, &HelpArgs::default(), Lang::En);
+        assert!(!args.no_diagnostics);
+        let a = answers(&args, Lang::En, false).unwrap();
+        assert_eq!(
+            (a.since.as_str(), a.contact.as_str(), a.apps.len()),
+            ("this morning", "phone 0612, afternoons", 0)
+        );
+        // An empty problem is refused as from the terminal.
+        let empty = HelpFormAnswers::default();
+        assert!(answers(&args_from_window(empty, &given, Lang::En), Lang::En, false).is_err());
     }
 
     #[test]

@@ -52,6 +52,7 @@ const COMMANDS: &[(&str, &str, &[ArgHelp])] = &[
         ("contact", "Comment et quand le service informatique peut vous joindre (téléphone, chat ou e-mail, et quand)."),
         ("no_diagnostics", "Ne pas joindre les mesures de la vérification rapide."),
         ("yes", "Envoyer sans demander de confirmation."),
+        ("window", "Poser les questions dans une fenêtre plutôt que dans le terminal (ce que lance le raccourci «\u{a0}Demander de l'aide\u{a0}»)."),
     ]),
     ("requests", "Montre vos demandes d'aide, où elles en sont et les réponses du service informatique.", &[]),
     ("service", "Installe, retire ou exécute le service Windows deskside-agent.", &[]),

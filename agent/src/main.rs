@@ -131,6 +131,13 @@ enum Command {
     /// The session indicator, run by the session helper.
     #[command(name = "session-indicator", hide = true)]
     SessionIndicator,
+    /// The "Ask IT for help" window, run by `help --window` (prints the
+    /// answers as one JSON line).
+    #[command(name = "help-form", hide = true)]
+    HelpForm {
+        /// en or fr (default: the locale's).
+        lang: Option<String>,
+    },
     /// Installs, removes or runs the deskside-agent Windows service.
     #[cfg(windows)]
     Service {
@@ -262,6 +269,9 @@ fn main() -> ExitCode {
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
         Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),
+        Command::HelpForm { lang } => {
+            return deskside_session_ui::help_form::help_form_main(lang.as_deref())
+        }
         #[cfg(windows)]
         Command::Service { action } => return service_cmd::main(action, state, runtime),
         Command::GenerateDocs { dir } => {
