@@ -501,8 +501,9 @@ async fn record_end(
         })
         .await;
     match result {
-        Ok(Ok(EndOutcome::Ended(_))) => {
+        Ok(Ok(EndOutcome::Ended(ended))) => {
             tracing::info!(session = %session_text(session_id), by = by.as_str(), "session ended");
+            crate::session_follow_up::spawn(shared, &ended);
         }
         Ok(Ok(EndOutcome::AlreadyClosed(_))) => {}
         Ok(Ok(EndOutcome::NotFound)) => {

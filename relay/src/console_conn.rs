@@ -235,7 +235,7 @@ pub async fn end_unresumed(
         .store(move |store| {
             let mut ended = Vec::new();
             for session in stale {
-                if let EndOutcome::Ended(_) = store.end_session(
+                if let EndOutcome::Ended(record) = store.end_session(
                     session,
                     party,
                     EndedBy::ConnectionLost,
@@ -243,7 +243,7 @@ pub async fn end_unresumed(
                     extra.clone(),
                     now,
                 )? {
-                    ended.push(session);
+                    ended.push(record);
                 }
             }
             Ok::<_, StoreError>(ended)
@@ -251,9 +251,10 @@ pub async fn end_unresumed(
         .await;
     match result {
         Ok(Ok(ended)) => {
-            for session in ended {
-                shared.router.end(session);
-                tracing::info!(session = %session_text(session), "session ended: its console did not come back");
+            for record in ended {
+                shared.router.end(record.id);
+                tracing::info!(session = %session_text(record.id), "session ended: its console did not come back");
+                crate::session_follow_up::spawn(&shared, &record);
             }
         }
         Ok(Err(e)) => {
@@ -718,8 +719,9 @@ async fn handle(
                     session_text(session_id)
                 ))),
                 EndOutcome::Ended(_) | EndOutcome::AlreadyClosed(_) => {
-                    if let EndOutcome::Ended(_) = outcome {
+                    if let EndOutcome::Ended(ended) = &outcome {
                         tracing::info!(session = %session_text(session_id), "session ended by the technician");
+                        crate::session_follow_up::spawn(shared, ended);
                     }
                     shared.router.end(session_id);
                     Ok(ConsoleResponse::Done)

@@ -37,9 +37,15 @@ pub fn judge(snapshot_json: Vec<u8>, thresholds: &Thresholds) -> Result<Judged, 
         snapshot: String::from_utf8(snapshot_json).map_err(|e| e.to_string())?,
         verdict: serde_json::to_string(&verdict).map_err(|e| e.to_string())?,
         primary,
-        line: match verdict.primary_finding() {
-            Some(finding) => format!("{}: {}", finding.segment.as_str(), finding.title.en),
-            None => "no problem found".to_owned(),
-        },
+        line: line_of(&verdict),
     })
+}
+
+/// A verdict in one line: the primary finding's segment and title, or that
+/// nothing was found.
+pub fn line_of(verdict: &verdict::Verdict) -> String {
+    match verdict.primary_finding() {
+        Some(finding) => format!("{}: {}", finding.segment.as_str(), finding.title.en),
+        None => "no problem found".to_owned(),
+    }
 }

@@ -29,6 +29,7 @@ pub mod requests;
 pub mod roaming;
 pub mod secrets;
 pub mod server;
+pub mod session_follow_up;
 pub mod sessions;
 pub mod store;
 pub mod tasks;

@@ -204,7 +204,24 @@ pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleRes
     })
     .await??;
     let (row, device, mut events, sessions, tickets) = found;
-    events.extend(sessions.iter().map(session_follow_up));
+    // A session that ended after its follow-up was stored shows that one
+    // (with the verdicts); the others are told from the session's record.
+    let stored: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "session")
+        .map(|e| e.text.clone())
+        .collect();
+    events.extend(
+        sessions
+            .iter()
+            .filter(|s| {
+                let id = crate::store::session_text(s.session_id);
+                !stored
+                    .iter()
+                    .any(|text| text.starts_with(&format!("session {id} ")))
+            })
+            .map(session_follow_up),
+    );
     // Tickets made and deliveries failing, from the ticketing outbox.
     events.extend(crate::tickets::request_events(&tickets));
     events.sort_by_key(|e| e.at);

@@ -53,7 +53,7 @@ pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
 
 pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};
 pub use recovery::RecoveredAdmin;
-pub use requests::{LinkedSession, NewRequest, RequestFilter, RequestRow};
+pub use requests::{LinkedRequest, LinkedSession, NewRequest, RequestFilter, RequestRow};
 pub use sessions::{
     session_text, ConsentOutcome, EndOutcome, Interrupted, NewSession, SessionParty, SessionRecord,
     WithdrawOutcome, WITHDRAWN,

@@ -329,12 +329,16 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
             "the printer dialog hangs",
             "--urgency",
             "slowed",
-            "--no-diagnostics",
             "--json",
         ])
         .ok()
         .json();
     let number = sent["number"].as_u64().expect("sent").to_string();
+    // The verdict attached to the request is the follow-up's "before".
+    let attached = show(&stage.console, &number)["verdict"]
+        .as_str()
+        .expect("the request carries its verdict's line")
+        .to_owned();
     let (mut session, out) = stage.session(&[
         "--headless",
         "--view-only",
@@ -357,11 +361,35 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
             .as_array()?
             .iter()
             .find(|e| {
-                e["kind"] == "session" && e["text"].as_str().is_some_and(|t| t.contains("lasted"))
+                e["kind"] == "session"
+                    && e["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("lasted") && t.contains("verdict before"))
             })
             .cloned()
     });
     let text = follow_up["text"].as_str().expect("text");
+    // Before: the attached verdict; after: the relay's fresh diagnosis of
+    // the device (online here), never "not measured".
+    assert!(
+        text.contains(&format!(
+            "verdict before: {attached} (attached to the request); after: "
+        )),
+        "the verdict before: {text}"
+    );
+    let after = text.split("; after: ").nth(1).expect("an after verdict");
+    assert!(
+        after.ends_with(" (measured when the session ended)") && !after.starts_with("not measured"),
+        "the verdict after: {text}"
+    );
+    assert!(
+        text.contains(" started 20") && text.contains("ended by "),
+        "when and how it ended: {text}"
+    );
+    assert!(
+        follow_up["author"].as_str().is_some_and(|a| !a.is_empty()),
+        "who: {follow_up}"
+    );
     assert!(
         text.contains("granted view"),
         "what the employee granted: {text}"

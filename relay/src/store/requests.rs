@@ -136,6 +136,19 @@ pub struct LinkedSession {
     pub ended_by: Option<String>,
 }
 
+/// A help request a session is linked to ([`Store::requests_of_session`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedRequest {
+    /// The request's organisation.
+    pub org: OrgId,
+    /// Its number.
+    pub number: u64,
+    /// The verdict line attached to it, if any.
+    pub verdict_line: Option<String>,
+    /// The name of the session's technician.
+    pub technician: String,
+}
+
 /// Filters of `deskside requests list`.
 #[derive(Clone, Debug, Default)]
 pub struct RequestFilter {
@@ -557,6 +570,83 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// The help requests session `session_id` is linked to: their
+    /// organisation, number and attached verdict line, and the session's
+    /// technician.
+    pub fn requests_of_session(&self, session_id: u64) -> Result<Vec<LinkedRequest>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare_cached(
+            "SELECT r.org_id, r.id, r.verdict_line, t.name
+             FROM request_sessions l
+             JOIN requests r ON r.id = l.request_id
+             JOIN sessions s ON s.id = l.session_id
+             JOIN technician_tokens t ON t.id = s.technician_id
+             WHERE l.session_id = ?1 ORDER BY r.id",
+        )?;
+        let linked = statement
+            .query_map(params![session_id as i64], |r| {
+                Ok(LinkedRequest {
+                    org: OrgId(r.get(0)?),
+                    number: r.get::<_, i64>(1)? as u64,
+                    verdict_line: r.get(2)?,
+                    technician: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(linked)
+    }
+
+    /// The device's newest stored diagnostics received at or before `at`:
+    /// when it was received and its verdict (JSON).
+    pub fn diagnostics_before(
+        &self,
+        org: OrgId,
+        device: DeviceId,
+        at: i64,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT received_at, verdict FROM diagnostics
+                 WHERE org_id = ?1 AND device_id = ?2 AND received_at <= ?3
+                 ORDER BY received_at DESC, id DESC LIMIT 1",
+                params![org.0, device_id_to_sql(device), at],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Adds the follow-up of a linked session that ended to request
+    /// `number` (an event of kind `session`, for technicians only, so the
+    /// ticketing outbox delivers it), audited as `request.session_follow_up`
+    /// in the same transaction.
+    pub fn add_session_follow_up(
+        &self,
+        org: OrgId,
+        number: u64,
+        author: &str,
+        session_id: u64,
+        text: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        add_event(&tx, number, now, author, "session", text, false)?;
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor: super::SYSTEM_ACTOR,
+                action: "request.session_follow_up",
+                target: &request_target(number),
+                detail: &serde_json::json!({ "session": format!("{session_id:016x}") }),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 fn events_of(
@@ -665,6 +755,97 @@ mod tests {
             )
             .unwrap()
             .is_ok());
+    }
+
+    #[test]
+    fn a_linked_session_s_follow_up_is_an_audited_event_the_outbox_delivers() {
+        use super::super::tests::hash;
+        use super::super::NewSession;
+        use deskside_protocol::session::Capabilities;
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let ana = store
+            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
+            .unwrap()
+            .id;
+        let (number, _) = store
+            .insert_request(org, device, &new_request("a1", 3), 55)
+            .unwrap()
+            .unwrap();
+        // Stored diagnostics before and after the session was asked for.
+        for at in [40, 70] {
+            store
+                .insert_diagnostics(org, device, "system", "{}", "{}", None, 10, at)
+                .unwrap();
+        }
+        store
+            .open_session(
+                &NewSession {
+                    id: 0xab,
+                    org,
+                    device,
+                    technician: ana,
+                    capabilities: Capabilities::VIEW,
+                    reason: "printer",
+                },
+                "technician:ana",
+                60,
+            )
+            .unwrap();
+        assert_eq!(store.requests_of_session(0xab).unwrap(), []);
+        store
+            .act_on_request(
+                org,
+                number,
+                &technician(org, ana.0, "ana"),
+                &RequestAction::LinkSession { session_id: 0xab },
+                61,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.requests_of_session(0xab).unwrap(),
+            [LinkedRequest {
+                org,
+                number,
+                verdict_line: Some("home_network: weak Wi-Fi".into()),
+                technician: "ana".into(),
+            }]
+        );
+        assert_eq!(store.requests_of_session(0xcd).unwrap(), []);
+        assert_eq!(
+            store.diagnostics_before(org, device, 60).unwrap(),
+            Some((40, "{}".to_owned()))
+        );
+        assert_eq!(store.diagnostics_before(org, device, 39).unwrap(), None);
+
+        // The outbox's cursor starts here: the follow-up is delivered.
+        store.enqueue_ticket_deliveries("webhook", 0).unwrap();
+        let text = "session 00000000000000ab started …; verdict before: x; after: y";
+        store
+            .add_session_follow_up(org, number, "ana", 0xab, text, 90)
+            .unwrap();
+        let (_, events, _) = store.request(org, number).unwrap().unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(
+            (
+                last.at,
+                last.author.as_str(),
+                last.kind.as_str(),
+                last.text.as_str()
+            ),
+            (90, "ana", "session", text)
+        );
+        let employee = store.employee_requests(device).unwrap();
+        assert!(
+            employee[0].events.iter().all(|e| e.kind != "session"),
+            "the follow-up is for technicians"
+        );
+        let audit = store.audit_entries(Some(org), 1).unwrap();
+        assert_eq!(audit[0].action, "request.session_follow_up");
+        assert_eq!(audit[0].detail["session"], "00000000000000ab");
+        assert_eq!(store.enqueue_ticket_deliveries("webhook", 0).unwrap(), 1);
     }
 
     fn technician(org: OrgId, id: u64, name: &str) -> Technician {

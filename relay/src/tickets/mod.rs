@@ -368,6 +368,7 @@ pub fn event_text(event: &OutboxEvent) -> String {
         "resolved" => with_text("resolved the request"),
         "reopened" => with_text("reopened the request"),
         "session_linked" => with_text("linked a remote session"),
+        "session" => with_text("ran a remote session"),
         other => with_text(other),
     }
 }
@@ -447,5 +448,17 @@ mod tests {
             "alice replied to the employee: restart the router"
         );
         assert_eq!(event_text(&event("claimed", "")), "alice took the request.");
+        assert_eq!(
+            event_text(&event(
+                "session",
+                "session 00000000000000ab started 2026-11-30T00:53:20Z: the employee granted view; \
+                 lasted 183 s; ended by technician; verdict before: isp: packet loss (attached to \
+                 the request); after: no problem found (measured when the session ended)"
+            )),
+            "alice ran a remote session: session 00000000000000ab started 2026-11-30T00:53:20Z: \
+             the employee granted view; lasted 183 s; ended by technician; verdict before: isp: \
+             packet loss (attached to the request); after: no problem found (measured when the \
+             session ended)"
+        );
     }
 }
