@@ -261,6 +261,13 @@ pub async fn stop(shared: &Shared, session: &EndedSession) {
             tracing::debug!(device = %session.device, consented = session.consented, "the device went offline; the session ends with its connection");
         }
     }
+    // A running session linked to help requests gets its follow-up.
+    if session.consented {
+        let id = session.id;
+        if let Ok(Ok(Some(record))) = shared.store(move |s| s.session(id)).await {
+            crate::session_follow_up::spawn(shared, &record);
+        }
+    }
 }
 
 /// How long an enrolled device may stay without ever attaching before it

@@ -405,6 +405,95 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
     );
 }
 
+/// The relay writes the follow-up, not the console: a console killed
+/// mid-session still leaves it (the session ends when the agent's
+/// end-to-end link idles out or the relay's resume grace runs out).
+#[test]
+fn a_linked_session_whose_console_is_killed_still_gets_its_follow_up() {
+    use deskside_tests::stage::{SessionStage, StageOptions};
+    if !deskside_tests::x11::prerequisites() {
+        return;
+    }
+    let mut stage = SessionStage::start(&StageOptions {
+        relay_program: "deskside-relay".into(),
+        relay_args: Vec::new(),
+        agent_screen: (800, 600),
+        console_screen: (1024, 768),
+        displays: DISPLAYS,
+        xclient_args: vec!["--text".into(), "KILLED-CONSOLE".into()],
+        agent_monitors: 1,
+    });
+    let sent = stage
+        .agent
+        .run(&[
+            "help",
+            "--summary",
+            "the VPN drops",
+            "--urgency",
+            "slowed",
+            "--no-diagnostics",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let number = sent["number"].as_u64().expect("sent").to_string();
+    let (mut session, out) = stage.session(&[
+        "--headless",
+        "--view-only",
+        "--duration",
+        "10m",
+        "--request",
+        &number,
+    ]);
+    stage.answer_consent(true);
+    let started = out.until(Duration::from_secs(60), |v| {
+        v["type"] == "session" && v["state"] == "started"
+    });
+    assert!(
+        started
+            .iter()
+            .any(|v| v["type"] == "session" && v["state"] == "started"),
+        "{started:?}\n{}",
+        session.log()
+    );
+    session.kill();
+    // The agent's link idles out after 30 s, the relay's grace after 35 s;
+    // then the diagnosis: 150 s leaves room on a loaded machine.
+    let follow_up = wait_for(
+        "the follow-up of the session whose console was killed",
+        Duration::from_secs(150),
+        || {
+            show(&stage.console, &number)["events"]
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e["kind"] == "session"
+                        && e["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("verdict before"))
+                })
+                .cloned()
+        },
+    );
+    let text = follow_up["text"].as_str().expect("text");
+    assert!(text.contains("granted view; lasted "), "{text}");
+    // No verdict was attached: the before is the stored diagnostics or says
+    // there were none; the device is online, so the after is measured.
+    assert!(
+        text.contains("verdict before: not measured (no diagnostics attached or stored); after: ")
+            || text.contains("(stored diagnostics of "),
+        "the verdict before: {text}"
+    );
+    assert!(
+        text.ends_with(" (measured when the session ended)"),
+        "the verdict after: {text}"
+    );
+    assert!(
+        !text.contains("KILLED-CONSOLE"),
+        "no screen content: {text}"
+    );
+}
+
 #[test]
 fn a_request_the_relay_refuses_is_explained_and_never_costs_presence() {
     let mut world = World::new();
