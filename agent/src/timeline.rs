@@ -6,7 +6,7 @@
 //! employee reads what it keeps with `deskside-agent status` and
 //! `deskside-agent history`. The relay path's round trip comes from the
 //! presence connection's own QUIC statistics (see [`sampler`]); its loss
-//! and jitter from 20 small path probes per sample (`PROBES`) that the
+//! and jitter from 16 small path probes per sample (`PROBES`) that the
 //! relay echoes on that same connection.
 //!
 //! Shape: [`spawn`] starts one task that owns the [`ring::Ring`] and the
@@ -36,10 +36,14 @@ const RTT_READING: Duration = Duration::from_secs(5);
 /// How often the monitor looks at the policy (a changed interval or
 /// `monitoring off` applies within this long) and whether a sample is due.
 const POLICY_CHECK: Duration = Duration::from_secs(1);
-/// Path probes per sample (echoed by the relay): enough that 10 % loss
-/// each way is seen in nearly every sample (about 4 of 20 lost), few
-/// enough for the budget of 1 KB a minute (README, timeline benchmark).
-const PROBES: u8 = 20;
+/// Path probes per sample (echoed by the relay). Each costs about 47 bytes
+/// on the wire (QUIC's header and tag around 10 bytes of probe), so they
+/// are most of monitoring's upload: 20 measured +1,062 B/min over 10
+/// minutes, over the 1 KB/min budget (README, timeline benchmark); 16 fit
+/// it. At 10 % loss each way (about 3 of 16 lost) a sample still reads as
+/// bad (2 or more lost) 84 % of the time, and two bad samples in a row open
+/// an episode.
+const PROBES: u8 = 16;
 /// Spaced like audio packets, so jitter is what real-time media sees.
 const PROBE_SPACING: Duration = Duration::from_millis(20);
 /// The longest wait after the last probe for its echo.

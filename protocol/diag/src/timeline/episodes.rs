@@ -60,7 +60,7 @@ pub struct EpisodeRules {
     /// episode flapping around its threshold stays one episode.
     pub min_good_samples: u32,
     /// Fewest lost packets or probes in one sample for loss to count as bad.
-    /// Default 2 for the relay path (20 path probes a sample, or without
+    /// Default 2 for the relay path (16 path probes a sample, or without
     /// them QUIC's own count of the agent's packets); the gateway uses 1
     /// because it sends only a few probes.
     pub min_lost_packets: u32,

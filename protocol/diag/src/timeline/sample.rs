@@ -92,7 +92,7 @@ pub struct GatewaySample {
 }
 
 /// The path to the relay, read from the presence connection's own QUIC
-/// statistics over the interval (no extra traffic) and from a burst of 20
+/// statistics over the interval (no extra traffic) and from a burst of 16
 /// path probes (20 ms apart) the relay echoes at the start of each sample.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
