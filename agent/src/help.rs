@@ -18,8 +18,8 @@ use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
 use deskside_protocol::request::{Answers, HelpRequest};
 use deskside_protocol::Refusal;
-use deskside_session_ui::help_form::ask_help_form_in_subprocess;
-use deskside_session_ui::{HelpFormAnswers, HelpFormReply};
+use deskside_session_ui::help_form::{ask_help_form_in_subprocess, HelpFormWindow};
+use deskside_session_ui::{HelpFormAnswers, HelpFormOutcome, HelpFormOutcomeKind, HelpFormReply};
 
 use crate::check::{emit, language, localised, t, CliError};
 
@@ -268,8 +268,9 @@ fn args_from_window(form: HelpFormAnswers, args: &HelpArgs, lang: Lang) -> HelpA
 }
 
 /// Shows the form window (this program's hidden `help-form` command) and
-/// waits for it; `None` when the employee cancelled.
-async fn ask_in_window(lang: Lang) -> Result<Option<HelpFormAnswers>, CliError> {
+/// waits for it; `None` when the employee cancelled. The window stays open
+/// until [`tell`] says how filing went.
+async fn ask_in_window(lang: Lang) -> Result<Option<(HelpFormAnswers, HelpFormWindow)>, CliError> {
     let exe = std::env::current_exe().map_err(|e| {
         CliError::Help(format!(
             "could not find this program to open the help window ({e}); run `deskside-agent help` in a terminal instead"
@@ -289,9 +290,22 @@ async fn ask_in_window(lang: Lang) -> Result<Option<HelpFormAnswers>, CliError> 
             ))
         })?;
     Ok(match reply {
-        HelpFormReply::Send(answers) => Some(answers),
-        HelpFormReply::Cancelled => None,
+        (HelpFormReply::Send(answers), window) => Some((answers, window)),
+        (HelpFormReply::Cancelled, _) => None,
     })
+}
+
+/// Shows how filing went in the form window, if there is one.
+fn tell(window: &mut Option<HelpFormWindow>, outcome: HelpFormOutcomeKind, text: &str) {
+    if let Some(window) = window.take() {
+        let outcome = HelpFormOutcome {
+            outcome,
+            text: text.trim().to_owned(),
+        };
+        if let Err(error) = window.show_outcome(&outcome) {
+            tracing::warn!(%error, "could not show the outcome in the help window");
+        }
+    }
 }
 
 /// The preview: exactly what will be sent, in words.
@@ -347,13 +361,13 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
         }
         Err(e) => return Err(e.into()),
     };
-    let args = if args.window {
+    let (args, mut window) = if args.window {
         match ask_in_window(lang).await? {
-            Some(form) => args_from_window(form, &args, lang),
+            Some((form, window)) => (args_from_window(form, &args, lang), Some(window)),
             None => return cancelled(lang, args.json),
         }
     } else {
-        args
+        (args, None)
     };
     // The window asked its questions and showed what will be sent.
     let interactive = std::io::stdin().is_terminal() && !args.json && !args.window;
@@ -435,14 +449,20 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
         // help, and the employee is here to send it again, corrected.
         Ok(Err(LinkError::Refused(Refusal::Invalid(reason)))) => {
             outbox::discard(state, &request.client_id)?;
-            return Err(CliError::Help(format!(
+            let message = format!(
                 "{}: {reason}",
                 t(
                     lang,
                     "IT's relay refused this request",
                     "le relais du service informatique a refusé cette demande"
                 )
-            )));
+            );
+            tell(
+                &mut window,
+                HelpFormOutcomeKind::Failed,
+                &localised(lang, message.clone()),
+            );
+            return Err(CliError::Help(message));
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
@@ -454,20 +474,22 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
     match outcome {
         Ok(number) => {
             outbox::delivered(state, &request.client_id, number)?;
-            if args.json {
-                return emit(&format!(
-                    "{}\n",
-                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": number, "status": "sent"})
-                ));
-            }
-            emit(&localised(
+            let text = localised(
                 lang,
                 format!(
                     "{} #{number}. {}\n",
                     t(lang, "Sent to IT: request", "Envoyé au service informatique : demande"),
                     t(lang, "See its progress and IT's replies with `deskside-agent requests`.", "Suivez-la, avec les réponses du service informatique, par `deskside-agent requests`.")
                 ),
-            ))
+            );
+            tell(&mut window, HelpFormOutcomeKind::Sent, &text);
+            if args.json {
+                return emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": number, "status": "sent"})
+                ));
+            }
+            emit(&text)
         }
         Err(error) => {
             outbox::record_failure(
@@ -476,20 +498,22 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
                 deskside_agent::clock::unix_millis(),
                 error.clone(),
             )?;
-            if args.json {
-                return emit(&format!(
-                    "{}\n",
-                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": null, "status": "queued", "error": error})
-                ));
-            }
-            emit(&localised(
+            let text = localised(
                 lang,
                 format!(
                     "{} ({error}). {}\n",
                     t(lang, "IT's support service cannot be reached right now", "Le service d'assistance est injoignable pour l'instant"),
                     t(lang, "Your request is saved on this computer and will be sent as soon as the agent connects; the failed attempt is attached as evidence.", "Votre demande est enregistrée sur cet ordinateur et partira dès que l'agent se connectera ; l'échec est joint comme indice.")
                 ),
-            ))
+            );
+            tell(&mut window, HelpFormOutcomeKind::Queued, &text);
+            if args.json {
+                return emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"type": "help_request", "client_id": request.client_id, "number": null, "status": "queued", "error": error})
+                ));
+            }
+            emit(&text)
         }
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use deskside_desktop::xvfb::Xvfb;
 use deskside_session_ui::help_form::{
-    HELP_FORM_APP_BOXES, HELP_FORM_CANCEL_BUTTON, HELP_FORM_CONTACT_INPUT, HELP_FORM_SEND_BUTTON,
-    HELP_FORM_SUMMARY_INPUT, HELP_FORM_URGENCY_BUTTONS,
+    HELP_FORM_APP_BOXES, HELP_FORM_CANCEL_BUTTON, HELP_FORM_CLOSE_BUTTON, HELP_FORM_CONTACT_INPUT,
+    HELP_FORM_SEND_BUTTON, HELP_FORM_SUMMARY_INPUT, HELP_FORM_URGENCY_BUTTONS,
 };
 use deskside_tests::x11::{
     centre, click, find_window, geometry, pixel, prerequisites, screenshot, window_gone, xdotool,
@@ -26,15 +26,22 @@ use serde_json::Value;
 
 /// Clear of the other X tests' displays (40–139, 170–179).
 const DISPLAYS: std::ops::RangeInclusive<u16> = 180..=184;
+/// The form's title ([`deskside_session_ui::HELP_FORM_TITLE`]) and the
+/// title once sent (`HELP_FORM_SENDING_TITLE`), as xdotool patterns.
 const TITLE: &str = "ask IT for help";
+const FILED_TITLE: &str = "your request to IT";
 /// Window waits and the quick check on a machine shared by parallel builds.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// `deskside-agent help --window`, killed if the test ends first.
-struct HelpWindow(Child);
+/// `deskside-agent help --window`, killed if the test ends first. Its
+/// stderr goes to a file: the window process it starts inherits it and
+/// outlives it (it stays open until Close), so a pipe would not end.
+struct HelpWindow(Child, std::path::PathBuf);
 
 impl HelpWindow {
     fn open(state_dir: &std::path::Path, display: &str, extra: &[&str]) -> Self {
+        let log = state_dir.join(format!("help-window-{}.log", extra.join("")));
+        let stderr = std::fs::File::create(&log).expect("create the help log");
         let child = Command::new(bin("deskside-agent"))
             .arg("--state-dir")
             .arg(state_dir)
@@ -46,10 +53,10 @@ impl HelpWindow {
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("start deskside-agent help --window");
-        Self(child)
+        Self(child, log)
     }
 
     /// Waits for the command to end; its exit code and stdout, stderr.
@@ -66,13 +73,10 @@ impl HelpWindow {
             std::thread::sleep(Duration::from_millis(100));
         };
         let mut out = String::new();
-        let mut err = String::new();
         if let Some(mut pipe) = self.0.stdout.take() {
             pipe.read_to_string(&mut out).ok();
         }
-        if let Some(mut pipe) = self.0.stderr.take() {
-            pipe.read_to_string(&mut err).ok();
-        }
+        let err = std::fs::read_to_string(&self.1).unwrap_or_default();
         (status.code().unwrap_or(-1), out, err)
     }
 }
@@ -101,21 +105,29 @@ fn drawn_window(display: &str) -> (String, i64, i64) {
     (window, x, y)
 }
 
-/// Clicks `button` until the window closes (a click landing before egui
-/// has laid the button out does nothing), 5 clicks at most.
-fn click_until_closed(display: &str, (x, y): (i64, i64), button: [f32; 4]) {
+/// Clicks `button` until no window is titled `title` any more (a click
+/// landing before egui has laid the button out does nothing), 5 clicks at
+/// most.
+fn click_until_gone(display: &str, title: &str, (x, y): (i64, i64), button: [f32; 4]) {
     let (bx, by) = centre(button);
     for _ in 0..5 {
+        // Away first: `mousemove --sync` to where the pointer already is
+        // waits for a motion that never comes (~15 s here), and Close is
+        // where Send was.
+        xdotool(
+            display,
+            &["mousemove", &(x + 4).to_string(), &(y + 4).to_string()],
+        );
         click(display, x + bx, y + by);
         let deadline = Instant::now() + Duration::from_secs(6);
         while Instant::now() < deadline {
-            if window_gone(display, TITLE) {
+            if window_gone(display, title) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    panic!("the help window did not close after 5 clicks");
+    panic!("the window {title:?} was still there after 5 clicks");
 }
 
 #[test]
@@ -145,7 +157,8 @@ fn the_help_window_filled_and_sent_reaches_the_relay_and_cancel_sends_nothing() 
     click(&display, x + vx, y + vy);
     let (bx, by) = centre(HELP_FORM_URGENCY_BUTTONS[2]);
     click(&display, x + bx, y + by);
-    click_until_closed(&display, (x, y), HELP_FORM_SEND_BUTTON);
+    // Send: the form becomes "your request to IT" and stays open.
+    click_until_gone(&display, TITLE, (x, y), HELP_FORM_SEND_BUTTON);
     let (code, out, err) = help.finish(PATIENCE);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let sent: Value = serde_json::from_str(out.trim())
@@ -183,6 +196,10 @@ fn the_help_window_filled_and_sent_reaches_the_relay_and_cancel_sends_nothing() 
         shown["snapshot"].is_object(),
         "the quick check is attached: {shown}"
     );
+    // The window said how it went and closes when the employee closes it.
+    let filed = find_window(&display, FILED_TITLE, PATIENCE);
+    assert_eq!(geometry(&display, &filed).0, x, "the same window");
+    click_until_gone(&display, FILED_TITLE, (x, y), HELP_FORM_CLOSE_BUTTON);
 
     // The window again, a problem typed, then Cancel: nothing is sent.
     let help = HelpWindow::open(&setup.agent.state_dir, &display, &["--lang", "fr"]);
@@ -210,5 +227,5 @@ fn typed_then_cancel(display: &str, (x, y): (i64, i64)) {
     let (fx, fy) = centre(HELP_FORM_SUMMARY_INPUT);
     click(display, x + fx, y + fy);
     xdotool(display, &["type", "--delay", "40", "rien ne marche"]);
-    click_until_closed(display, (x, y), HELP_FORM_CANCEL_BUTTON);
+    click_until_gone(display, TITLE, (x, y), HELP_FORM_CANCEL_BUTTON);
 }

@@ -4,13 +4,16 @@
 //! same choices and defaults as the terminal form, in English or French,
 //! and a box to leave the diagnostics out.
 //!
-//! The window only collects answers: it sends nothing and touches no state.
-//! The agent turns the answers into a request and files it through the same
-//! path as the terminal form (quick check, outbox, relay). Cancel, Escape or
-//! closing the window is [`HelpFormReply::Cancelled`]: nothing is sent.
+//! The window only collects answers and shows what the agent says: it
+//! sends nothing and touches no state. The agent turns the answers into a
+//! request and files it through the same path as the terminal form (quick
+//! check, outbox, relay), then tells the window how that went (sent, kept
+//! for later, or failed), which it shows until the employee closes it.
+//! Cancel, Escape or closing the form is [`HelpFormReply::Cancelled`]:
+//! nothing is sent.
 
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::process::{Command, ExitCode, Stdio};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 
 use eframe::egui::{self, Color32, RichText};
@@ -119,9 +122,93 @@ pub fn default_contact(lang: UiLang) -> &'static str {
     lang.t("chat, working hours", "chat, heures de bureau")
 }
 
-/// Shows the form and blocks until it closes.
-pub fn ask_help_form(lang: UiLang) -> Result<HelpFormReply, UiError> {
-    let reply: Arc<Mutex<Option<HelpFormReply>>> = Arc::new(Mutex::new(None));
+/// How filing the request went, as the agent tells the window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelpFormOutcomeKind {
+    /// The relay has the request.
+    Sent,
+    /// Kept on this computer, sent when the relay can be reached.
+    Queued,
+    /// Not sent, and not kept (the relay refused it, or filing failed).
+    Failed,
+}
+
+/// The line the agent writes to a form child's stdin once the request is
+/// filed: the window shows `text` (already in the employee's language).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpFormOutcome {
+    /// Sent, kept for later, or failed.
+    pub outcome: HelpFormOutcomeKind,
+    /// What to tell the employee.
+    pub text: String,
+}
+
+/// The window's title while the agent files the request, and after.
+pub const HELP_FORM_SENDING_TITLE: &str = "deskside — your request to IT";
+/// The Close button once the request is filed (where Send was).
+pub const HELP_FORM_CLOSE_BUTTON: [f32; 4] = HELP_FORM_SEND_BUTTON;
+
+/// Largest line read from a pipe (five short answers, or one outcome).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Where the window is.
+#[derive(Clone, Debug)]
+enum Phase {
+    /// The questions.
+    Form,
+    /// Sent to the agent; waiting for the outcome.
+    Filing,
+    /// The agent said how it went.
+    Done(HelpFormOutcome),
+    /// The agent's pipe closed without an outcome.
+    Lost,
+}
+
+/// What the stdin thread learns, shared with the window.
+#[derive(Debug, Default)]
+struct FromAgent {
+    outcome: Option<HelpFormOutcome>,
+    closed: bool,
+    ctx: Option<egui::Context>,
+}
+
+/// `main` of a form child process (`deskside-agent help-form [fr|en]`,
+/// `deskside-session-ui help-form [fr|en]`): shows the form in `lang`
+/// (the locale's language when `None`). On Send it prints one
+/// [`HelpFormReply`] JSON line on stdout and stays open, saying the
+/// request is being filed, until a [`HelpFormOutcome`] line arrives on
+/// stdin (shown, with Close) or stdin closes (it says it does not know
+/// whether the request left). Cancel prints the `cancelled` reply and
+/// closes. Exit 2 with the reason on stderr if the window could not open.
+pub fn help_form_main(lang: Option<&str>) -> ExitCode {
+    let lang = match lang {
+        Some(code) if code.eq_ignore_ascii_case("fr") => UiLang::Fr,
+        Some(code) if code.eq_ignore_ascii_case("en") => UiLang::En,
+        _ => UiLang::current(),
+    };
+    let from_agent = Arc::new(Mutex::new(FromAgent::default()));
+    let told = from_agent.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().take(MAX_LINE).read_line(&mut line);
+        let mut shared = told.lock().unwrap_or_else(|p| p.into_inner());
+        match read {
+            Ok(n) if n > 0 => match serde_json::from_str(line.trim()) {
+                Ok(outcome) => shared.outcome = Some(outcome),
+                Err(error) => {
+                    eprintln!("deskside help form: unreadable outcome line: {error}");
+                    shared.closed = true;
+                }
+            },
+            _ => shared.closed = true,
+        }
+        if let Some(ctx) = &shared.ctx {
+            ctx.request_repaint();
+        }
+    });
+    let replied = Arc::new(Mutex::new(false));
+    let app_replied = replied.clone();
     let viewport = egui::ViewportBuilder::default()
         .with_title(HELP_FORM_TITLE)
         .with_app_id("deskside-help")
@@ -129,115 +216,226 @@ pub fn ask_help_form(lang: UiLang) -> Result<HelpFormReply, UiError> {
         .with_min_inner_size(HELP_FORM_WINDOW_SIZE)
         .with_max_inner_size(HELP_FORM_WINDOW_SIZE)
         .with_resizable(false);
-    let app_reply = reply.clone();
     let result = eframe::run_native(
         HELP_FORM_TITLE,
         native_options(viewport, true),
         Box::new(move |cc| {
             cc.egui_ctx.options_mut(|o| o.zoom_with_keyboard = false);
+            from_agent.lock().unwrap_or_else(|p| p.into_inner()).ctx = Some(cc.egui_ctx.clone());
             Ok(Box::new(HelpFormApp {
                 lang,
                 answers: HelpFormAnswers::default(),
-                reply: app_reply,
+                phase: Phase::Form,
+                from_agent,
+                replied: app_replied,
                 focused: false,
             }))
         }),
     );
     if let Err(error) = result {
-        return Err(UiError::Window {
-            window: "help form",
-            reason: error.to_string(),
-        });
+        eprintln!(
+            "deskside help form: {}",
+            UiError::Window {
+                window: "help form",
+                reason: error.to_string(),
+            }
+        );
+        return ExitCode::from(2);
     }
-    let reply = reply.lock().unwrap_or_else(|p| p.into_inner()).take();
-    Ok(reply.unwrap_or(HelpFormReply::Cancelled))
+    if !*replied.lock().unwrap_or_else(|p| p.into_inner()) {
+        reply(&HelpFormReply::Cancelled);
+    }
+    ExitCode::SUCCESS
 }
 
-/// Largest reply line read from a form child (five short answers).
-const MAX_REPLY: u64 = 64 * 1024;
-
-/// `main` of a form child process (`deskside-agent help-form [fr|en]`,
-/// `deskside-session-ui help-form [fr|en]`): shows the form in `lang`
-/// (the locale's language when `None`) and prints one [`HelpFormReply`]
-/// JSON line on stdout; exit 2 with the reason on stderr if the window
-/// could not open.
-pub fn help_form_main(lang: Option<&str>) -> ExitCode {
-    let lang = match lang {
-        Some(code) if code.eq_ignore_ascii_case("fr") => UiLang::Fr,
-        Some(code) if code.eq_ignore_ascii_case("en") => UiLang::En,
-        _ => UiLang::current(),
-    };
-    let reply = match ask_help_form(lang) {
-        Ok(reply) => reply,
-        Err(error) => {
-            eprintln!("deskside help form: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    match serde_json::to_string(&reply) {
+/// Prints the reply line (stdout is the agent's pipe).
+fn reply(reply: &HelpFormReply) {
+    match serde_json::to_string(reply) {
         Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
         }
-        Err(error) => {
-            eprintln!("deskside help form: could not encode the answers: {error}");
-            ExitCode::from(2)
-        }
+        Err(error) => eprintln!("deskside help form: could not encode the answers: {error}"),
     }
 }
 
-/// Runs the form in a child process started from `command` (its stdout
-/// becomes a pipe; stdin is closed) and waits, as long as the employee
-/// takes, for its reply line. A child that ends without one (killed,
-/// crashed, no display: its stderr says why) is an error, never a request.
-pub fn ask_help_form_in_subprocess(mut command: Command) -> Result<HelpFormReply, UiError> {
+/// The open form window of a child process, once it replied: tell it how
+/// filing went with [`HelpFormWindow::show_outcome`]. Dropping it closes
+/// the child's stdin: the window then says it does not know whether the
+/// request left. The window closes when the employee closes it; nothing
+/// waits for that.
+#[derive(Debug)]
+pub struct HelpFormWindow {
+    stdin: Option<ChildStdin>,
+    _child: Child,
+}
+
+impl HelpFormWindow {
+    /// Shows `outcome` in the window.
+    pub fn show_outcome(mut self, outcome: &HelpFormOutcome) -> std::io::Result<()> {
+        let line = serde_json::to_string(outcome).map_err(std::io::Error::other)?;
+        let mut pipe = self
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the help window's stdin is closed"))?;
+        writeln!(pipe, "{line}")?;
+        pipe.flush()
+    }
+}
+
+/// Runs the form in a child process started from `command` (its stdin and
+/// stdout become pipes) and waits, as long as the employee takes, for its
+/// reply line. A child that ends without one (killed, crashed, no display:
+/// its stderr says why) is an error, never a request.
+pub fn ask_help_form_in_subprocess(
+    mut command: Command,
+) -> Result<(HelpFormReply, HelpFormWindow), UiError> {
     const WINDOW: &str = "help form";
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|source| UiError::Spawn {
             window: WINDOW,
             source,
         })?;
+    let stdin = child.stdin.take();
     let mut line = String::new();
     let read = match child.stdout.take() {
-        Some(stdout) => BufReader::new(stdout.take(MAX_REPLY))
+        Some(stdout) => BufReader::new(stdout.take(MAX_LINE))
             .read_line(&mut line)
             .map_err(|e| e.to_string()),
         None => Err("the child's stdout was not captured".to_owned()),
     };
-    let status = child.wait();
     let no_answer = |detail: String| UiError::NoAnswer {
         window: WINDOW,
         detail,
     };
-    match read {
+    let reply = match read {
         Ok(_) if !line.trim().is_empty() => serde_json::from_str(line.trim())
-            .map_err(|e| no_answer(format!("unreadable reply {:?}: {e}", line.trim()))),
-        Ok(_) => Err(no_answer(match status {
-            Ok(status) => format!("it exited with {status}"),
-            Err(e) => format!("waiting for it failed: {e}"),
-        })),
-        Err(e) => Err(no_answer(e)),
-    }
+            .map_err(|e| no_answer(format!("unreadable reply {:?}: {e}", line.trim())))?,
+        Ok(_) => {
+            drop(stdin);
+            return Err(no_answer(match child.wait() {
+                Ok(status) => format!("it exited with {status}"),
+                Err(e) => format!("waiting for it failed: {e}"),
+            }));
+        }
+        Err(e) => return Err(no_answer(e)),
+    };
+    Ok((
+        reply,
+        HelpFormWindow {
+            stdin,
+            _child: child,
+        },
+    ))
 }
 
 struct HelpFormApp {
     lang: UiLang,
     answers: HelpFormAnswers,
-    reply: Arc<Mutex<Option<HelpFormReply>>>,
+    phase: Phase,
+    from_agent: Arc<Mutex<FromAgent>>,
+    /// The reply line was printed.
+    replied: Arc<Mutex<bool>>,
     /// The summary field got the keyboard focus once.
     focused: bool,
 }
 
 impl HelpFormApp {
-    fn finish(&mut self, ctx: &egui::Context, reply: HelpFormReply) {
-        let mut slot = self.reply.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(reply);
+    /// Prints the reply; Cancel closes, Send waits for the outcome.
+    fn answer(&mut self, ctx: &egui::Context, answer: HelpFormReply) {
+        let mut replied = self.replied.lock().unwrap_or_else(|p| p.into_inner());
+        if *replied {
+            return;
         }
-        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        *replied = true;
+        reply(&answer);
+        match answer {
+            HelpFormReply::Cancelled => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            HelpFormReply::Send(_) => {
+                self.phase = Phase::Filing;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Title(
+                    HELP_FORM_SENDING_TITLE.to_owned(),
+                ));
+            }
+        }
+    }
+
+    /// After Send: filing, then the outcome and Close.
+    fn filed_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
+        let lang = self.lang;
+        if let Phase::Filing = self.phase {
+            let shared = self.from_agent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(outcome) = &shared.outcome {
+                self.phase = Phase::Done(outcome.clone());
+            } else if shared.closed {
+                self.phase = Phase::Lost;
+            }
+        }
+        egui::CentralPanel::default().show(ui, |_| {});
+        label_at(
+            ui,
+            [16.0, 8.0, 528.0, 30.0],
+            RichText::new(lang.t(
+                "Your request to IT",
+                "Votre demande au service informatique",
+            ))
+            .size(20.0)
+            .strong(),
+        );
+        label_at(
+            ui,
+            [16.0, 50.0, 528.0, 60.0],
+            RichText::new(format!("« {} »", self.answers.summary.trim())).italics(),
+        );
+        let (text, color) = match &self.phase {
+            Phase::Done(done) => (
+                done.text.clone(),
+                match done.outcome {
+                    HelpFormOutcomeKind::Sent => Color32::from_rgb(0x60, 0xc0, 0x70),
+                    HelpFormOutcomeKind::Queued => Color32::from_rgb(0xe0, 0xb0, 0x40),
+                    HelpFormOutcomeKind::Failed => Color32::from_rgb(0xe0, 0x60, 0x60),
+                },
+            ),
+            Phase::Lost => (
+                lang.t(
+                    "The agent stopped before saying whether your request was sent. \
+                     Check with `deskside-agent requests`, or call IT.",
+                    "L'agent s'est arrêté avant de dire si votre demande est partie. \
+                     Vérifiez avec `deskside-agent requests`, ou appelez le service informatique.",
+                )
+                .to_owned(),
+                Color32::from_rgb(0xe0, 0x60, 0x60),
+            ),
+            _ => (
+                lang.t(
+                    "Checking this computer and sending your request…",
+                    "Vérification de l'ordinateur et envoi de votre demande…",
+                )
+                .to_owned(),
+                Color32::from_gray(200),
+            ),
+        };
+        label_at(
+            ui,
+            [16.0, 120.0, 528.0, 300.0],
+            RichText::new(text).size(16.0).color(color),
+        );
+        let done = !matches!(self.phase, Phase::Filing);
+        let close = ui
+            .add_enabled_ui(done, |ui| {
+                ui.put(
+                    rect_of(HELP_FORM_CLOSE_BUTTON),
+                    egui::Button::new(RichText::new(lang.t("Close", "Fermer")).size(18.0)),
+                )
+            })
+            .inner;
+        if done && (close.clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape))) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 }
 
@@ -278,16 +476,22 @@ fn urgency_words(lang: UiLang) -> [&'static str; 3] {
 
 impl eframe::App for HelpFormApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        if ctx.input(|i| i.viewport().close_requested()) {
-            self.finish(ctx, HelpFormReply::Cancelled);
+        // Closing the form cancels; once sent, closing only closes.
+        if matches!(self.phase, Phase::Form) && ctx.input(|i| i.viewport().close_requested()) {
+            self.answer(ctx, HelpFormReply::Cancelled);
         }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        if !matches!(self.phase, Phase::Form) {
+            self.filed_ui(ui, &ctx);
+            return;
+        }
         let lang = self.lang;
         if ui.input(|i| i.key_pressed(egui::Key::Escape)) {
-            self.finish(&ctx, HelpFormReply::Cancelled);
+            self.answer(&ctx, HelpFormReply::Cancelled);
+            return;
         }
         let c = colon(lang);
         egui::CentralPanel::default().show(ui, |_| {});
@@ -456,10 +660,10 @@ impl eframe::App for HelpFormApp {
             })
             .inner;
         if cancel.clicked() {
-            self.finish(&ctx, HelpFormReply::Cancelled);
+            self.answer(&ctx, HelpFormReply::Cancelled);
         } else if send.clicked() && ready {
             let answers = self.answers.clone();
-            self.finish(&ctx, HelpFormReply::Send(answers));
+            self.answer(&ctx, HelpFormReply::Send(answers));
         }
     }
 }
@@ -484,6 +688,9 @@ mod tests {
             serde_json::to_string(&HelpFormReply::Cancelled).unwrap(),
             r#"{"answer":"cancelled"}"#
         );
+        let outcome: HelpFormOutcome =
+            serde_json::from_str(r#"{"outcome":"queued","text":"saved"}"#).unwrap();
+        assert_eq!(outcome.outcome, HelpFormOutcomeKind::Queued);
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub use consent::{
     ACCEPT_ARMING_DELAY, CONSENT_ACCEPT_BUTTON, CONSENT_REFUSE_BUTTON, CONSENT_TITLE,
     CONSENT_WINDOW_SIZE, WITHDRAWN_NOTICE, WITHDRAWN_TITLE,
 };
-pub use help_form::{ask_help_form, HelpFormAnswers, HelpFormReply, HELP_FORM_TITLE};
+pub use help_form::{
+    HelpFormAnswers, HelpFormOutcome, HelpFormOutcomeKind, HelpFormReply, HELP_FORM_TITLE,
+};
 pub use indicator::{
     indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_CHAT_INPUT,
     INDICATOR_DOWNGRADE_BUTTON, INDICATOR_HELP_BUTTON, INDICATOR_STOP_BUTTON, INDICATOR_TITLE,
