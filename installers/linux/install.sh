@@ -150,6 +150,8 @@ if has agent; then
     put "$work/agent.service" "$unit_dir/deskside-agent.service" 0644
     sed "s|/usr/bin/|$BIN_DIR/|g" "$src/xdg/deskside-session-helper.desktop" >"$work/helper.desktop"
     put "$work/helper.desktop" /etc/xdg/autostart/deskside-session-helper.desktop 0644
+    sed "s|/usr/bin/|$BIN_DIR/|g" "$src/xdg/deskside-ask-for-help.desktop" >"$work/ask-for-help.desktop"
+    put "$work/ask-for-help.desktop" /usr/share/applications/deskside-ask-for-help.desktop 0644
     install -d -m 0700 "$ROOT/var/lib/deskside-agent"
     if [ -n "${DESKSIDE_ENROLL_TOKEN:-}" ]; then
         (umask 077 && printf '%s\n' "$DESKSIDE_ENROLL_TOKEN" >"$ROOT/etc/deskside/enroll-token")
