@@ -18,7 +18,9 @@ use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
 use deskside_protocol::request::{Answers, HelpRequest};
 use deskside_protocol::Refusal;
-use deskside_session_ui::help_form::{ask_help_form_in_subprocess, HelpFormWindow};
+use deskside_session_ui::help_form::{
+    ask_help_form_in_subprocess, show_help_notice_in_subprocess, HelpFormWindow,
+};
 use deskside_session_ui::{HelpFormAnswers, HelpFormOutcome, HelpFormOutcomeKind, HelpFormReply};
 
 use crate::check::{emit, language, localised, t, CliError};
@@ -277,10 +279,7 @@ async fn ask_in_window(lang: Lang) -> Result<Option<(HelpFormAnswers, HelpFormWi
         ))
     })?;
     let mut command = std::process::Command::new(exe);
-    command.arg("help-form").arg(match lang {
-        Lang::En => "en",
-        Lang::Fr => "fr",
-    });
+    command.arg("help-form").arg(lang_code(lang));
     let reply = tokio::task::spawn_blocking(move || ask_help_form_in_subprocess(command))
         .await
         .map_err(|e| CliError::Help(format!("the help window's thread failed: {e}")))?
@@ -344,8 +343,43 @@ fn preview(lang: Lang, answers: &Answers, diagnostics: Option<(&str, usize)>) ->
     localised(lang, text)
 }
 
-/// `deskside-agent help`.
+/// `deskside-agent help`. With `--window`, an error raised before the
+/// form opened (not enrolled, no state) is also shown in a window: the
+/// launcher has no terminal to print it in.
 pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Result<(), CliError> {
+    let window = args.window;
+    let mut form_opened = false;
+    let result = help_filed(state, args, lang, &mut form_opened).await;
+    if let (true, false, Err(error)) = (window, form_opened, &result) {
+        let lang = language(lang);
+        let mut command = std::process::Command::new(
+            std::env::current_exe().unwrap_or_else(|_| "deskside-agent".into()),
+        );
+        command.args(["help-form", "--notice", lang_code(lang)]);
+        let outcome = HelpFormOutcome {
+            outcome: HelpFormOutcomeKind::Failed,
+            text: localised(lang, error.to_string()),
+        };
+        if let Err(e) = show_help_notice_in_subprocess(command, &outcome) {
+            tracing::warn!(error = %e, "could not show the error in a window");
+        }
+    }
+    result
+}
+
+fn lang_code(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "en",
+        Lang::Fr => "fr",
+    }
+}
+
+async fn help_filed(
+    state: &StateDir,
+    args: HelpArgs,
+    lang: Option<&str>,
+    form_opened: &mut bool,
+) -> Result<(), CliError> {
     let lang = language(lang);
     let enrollment = match state.enrollment() {
         Ok(enrollment) => enrollment,
@@ -362,6 +396,7 @@ pub async fn help(state: &StateDir, args: HelpArgs, lang: Option<&str>) -> Resul
         Err(e) => return Err(e.into()),
     };
     let (args, mut window) = if args.window {
+        *form_opened = true;
         match ask_in_window(lang).await? {
             Some((form, window)) => (args_from_window(form, &args, lang), Some(window)),
             None => return cancelled(lang, args.json),

@@ -137,6 +137,9 @@ enum Command {
     HelpForm {
         /// en or fr (default: the locale's).
         lang: Option<String>,
+        /// Only show the outcome line read from stdin (no questions).
+        #[arg(long)]
+        notice: bool,
     },
     /// Installs, removes or runs the deskside-agent Windows service.
     #[cfg(windows)]
@@ -269,8 +272,11 @@ fn main() -> ExitCode {
         }
         Command::ConsentDialog => return deskside_session_ui::subprocess::consent_main(),
         Command::SessionIndicator => return deskside_session_ui::subprocess::indicator_main(),
-        Command::HelpForm { lang } => {
-            return deskside_session_ui::help_form::help_form_main(lang.as_deref())
+        Command::HelpForm { lang, notice } => {
+            return match notice {
+                true => deskside_session_ui::help_form::help_notice_main(lang.as_deref()),
+                false => deskside_session_ui::help_form::help_form_main(lang.as_deref()),
+            };
         }
         #[cfg(windows)]
         Command::Service { action } => return service_cmd::main(action, state, runtime),

@@ -130,11 +130,18 @@ fn click_until_gone(display: &str, title: &str, (x, y): (i64, i64), button: [f32
     panic!("the window {title:?} was still there after 5 clicks");
 }
 
+/// An X server and egui windows per test: one at a time on 2 cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn begin() -> Option<std::sync::MutexGuard<'static, ()>> {
+    prerequisites().then(|| SERIAL.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 #[test]
 fn the_help_window_filled_and_sent_reaches_the_relay_and_cancel_sends_nothing() {
-    if !prerequisites() {
+    let Some(_serial) = begin() else {
         return;
-    }
+    };
     let started = Instant::now();
     let mut world = World::new();
     let setup = world.enrolled_laptop();
@@ -228,4 +235,25 @@ fn typed_then_cancel(display: &str, (x, y): (i64, i64)) {
     click(display, x + fx, y + fy);
     xdotool(display, &["type", "--delay", "40", "rien ne marche"]);
     click_until_gone(display, TITLE, (x, y), HELP_FORM_CANCEL_BUTTON);
+}
+
+#[test]
+fn a_launcher_on_a_device_that_is_not_enrolled_shows_why_in_a_window() {
+    let Some(_serial) = begin() else {
+        return;
+    };
+    let world = World::new();
+    let agent = world.agent("unenrolled");
+    std::fs::create_dir_all(&agent.state_dir).expect("state dir");
+    let xvfb = Xvfb::start_in(DISPLAYS, 1024, 640).expect("an Xvfb display");
+    let display = xvfb.display().to_owned();
+    let help = HelpWindow::open(&agent.state_dir, &display, &["--lang", "en"]);
+    let (code, out, err) = help.finish(PATIENCE);
+    assert_ne!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("enroll"), "says what to do: {err}");
+    // No questions are asked; the reason is shown until closed.
+    assert!(window_gone(&display, TITLE), "the form opened");
+    let notice = find_window(&display, FILED_TITLE, PATIENCE);
+    let (x, y, _, _) = geometry(&display, &notice);
+    click_until_gone(&display, FILED_TITLE, (x, y), HELP_FORM_CLOSE_BUTTON);
 }

@@ -182,6 +182,41 @@ struct FromAgent {
 /// whether the request left). Cancel prints the `cancelled` reply and
 /// closes. Exit 2 with the reason on stderr if the window could not open.
 pub fn help_form_main(lang: Option<&str>) -> ExitCode {
+    run_main(lang, false)
+}
+
+/// `main` of a notice child (`deskside-agent help-form --notice [fr|en]`):
+/// no questions, only the [`HelpFormOutcome`] line read from stdin, with
+/// Close. Used when the request cannot even be started (e.g. this computer
+/// is not enrolled), so an employee who clicked the launcher sees why.
+/// Prints nothing on stdout.
+pub fn help_notice_main(lang: Option<&str>) -> ExitCode {
+    run_main(lang, true)
+}
+
+/// Shows `outcome` in a notice window in a child process started from
+/// `command`, without waiting for it to be closed.
+pub fn show_help_notice_in_subprocess(
+    mut command: Command,
+    outcome: &HelpFormOutcome,
+) -> Result<(), UiError> {
+    let spawn_error = |source| UiError::Spawn {
+        window: "help notice",
+        source,
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(spawn_error)?;
+    let line = serde_json::to_string(outcome).map_err(|e| spawn_error(std::io::Error::other(e)))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        writeln!(pipe, "{line}").map_err(spawn_error)?;
+    }
+    Ok(())
+}
+
+fn run_main(lang: Option<&str>, notice: bool) -> ExitCode {
     let lang = match lang {
         Some(code) if code.eq_ignore_ascii_case("fr") => UiLang::Fr,
         Some(code) if code.eq_ignore_ascii_case("en") => UiLang::En,
@@ -207,10 +242,15 @@ pub fn help_form_main(lang: Option<&str>) -> ExitCode {
             ctx.request_repaint();
         }
     });
-    let replied = Arc::new(Mutex::new(false));
+    // A notice has nothing to reply.
+    let replied = Arc::new(Mutex::new(notice));
     let app_replied = replied.clone();
     let viewport = egui::ViewportBuilder::default()
-        .with_title(HELP_FORM_TITLE)
+        .with_title(if notice {
+            HELP_FORM_SENDING_TITLE
+        } else {
+            HELP_FORM_TITLE
+        })
         .with_app_id("deskside-help")
         .with_inner_size(HELP_FORM_WINDOW_SIZE)
         .with_min_inner_size(HELP_FORM_WINDOW_SIZE)
@@ -225,7 +265,7 @@ pub fn help_form_main(lang: Option<&str>) -> ExitCode {
             Ok(Box::new(HelpFormApp {
                 lang,
                 answers: HelpFormAnswers::default(),
-                phase: Phase::Form,
+                phase: if notice { Phase::Filing } else { Phase::Form },
                 from_agent,
                 replied: app_replied,
                 focused: false,
@@ -386,11 +426,14 @@ impl HelpFormApp {
             .size(20.0)
             .strong(),
         );
-        label_at(
-            ui,
-            [16.0, 50.0, 528.0, 60.0],
-            RichText::new(format!("« {} »", self.answers.summary.trim())).italics(),
-        );
+        let summary = self.answers.summary.trim();
+        if !summary.is_empty() {
+            label_at(
+                ui,
+                [16.0, 50.0, 528.0, 60.0],
+                RichText::new(format!("« {summary} »")).italics(),
+            );
+        }
         let (text, color) = match &self.phase {
             Phase::Done(done) => (
                 done.text.clone(),

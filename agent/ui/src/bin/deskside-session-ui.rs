@@ -12,6 +12,9 @@ fn main() -> ExitCode {
         Some("help-form") => {
             deskside_session_ui::help_form::help_form_main(std::env::args().nth(2).as_deref())
         }
+        Some("help-notice") => {
+            deskside_session_ui::help_form::help_notice_main(std::env::args().nth(2).as_deref())
+        }
         _ => {
             eprintln!(
                 "usage: deskside-session-ui consent|indicator|help-form [en|fr]\n\
