@@ -9,6 +9,9 @@
 //! - [`run_indicator`]: the always-visible "Alice can see your screen" window
 //!   with **Stop**, "Switch to view only" and the chat, for the whole session.
 //!
+//! And, apart from sessions, [`help_form`]: the employee's "Ask IT for
+//! help" form, run by `deskside-agent help --window`.
+//!
 //! This crate does no networking: the indicator talks to the session through
 //! the channels made by [`indicator_channel`]. It can also run each window in
 //! a child process ([`subprocess`]), which is the recommended way for the
