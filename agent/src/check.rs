@@ -38,6 +38,10 @@ pub enum CliError {
     /// The help requests' outbox failed.
     #[error(transparent)]
     Requests(#[from] deskside_agent::requests::RequestsError),
+    /// `check --last` found no stored run it can show (the text says what
+    /// to do).
+    #[error("{0}")]
+    NoLastCheck(String),
 }
 
 impl From<StateError> for CliError {
@@ -130,6 +134,8 @@ pub struct CheckArgs<'a> {
     pub quick: bool,
     /// The full report (findings, evidence, technician notes, unknowns).
     pub details: bool,
+    /// Judge and show the newest stored run instead of measuring.
+    pub last: bool,
 }
 
 /// Runs every probe, judges the result and prints the report.
@@ -145,6 +151,11 @@ pub async fn check(state: &StateDir, args: CheckArgs<'_>) -> Result<(), CliError
         Err(e) => return Err(e.into()),
     };
     let policy = state.policy();
+    if args.last {
+        let snapshot = last_snapshot(state, lang)?;
+        let standing = standing(state, target.is_some(), None);
+        return show(&snapshot, standing, &policy, args, lang);
+    }
     let mut options = deskside_agent::diag::options_for(&policy);
     options.path.throughput = !args.quick && target.is_some();
     let interactive = std::io::stderr().is_terminal() && !args.json;
@@ -178,7 +189,44 @@ pub async fn check(state: &StateDir, args: CheckArgs<'_>) -> Result<(), CliError
     add_connection_history(state, last_connected, &mut snapshot);
     remember(state, Requester::Employee, &snapshot, false);
     let standing = standing(state, target.is_some(), collected.relay_refusal.as_ref());
-    let verdict = verdict::judge(&snapshot, &policy.thresholds());
+    show(&snapshot, standing, &policy, args, lang)
+}
+
+/// The newest run in the local history (`history`), for `check --last`.
+fn last_snapshot(state: &StateDir, lang: Lang) -> Result<deskside_diag::Snapshot, CliError> {
+    let newest = state.history().into_iter().next_back();
+    let Some(mut entry) = newest else {
+        return Err(CliError::NoLastCheck(
+            t(
+                lang,
+                "no check has been run on this computer yet: run `deskside-agent check`",
+                "aucune vérification n'a encore été faite sur cet ordinateur : lancez `deskside-agent check`",
+            )
+            .to_owned(),
+        ));
+    };
+    serde_json::from_value(entry["snapshot"].take()).map_err(|e| {
+        CliError::NoLastCheck(format!(
+            "{} ({e})",
+            t(
+                lang,
+                "the newest check in this computer's history cannot be read, perhaps written by another version: run `deskside-agent check` again",
+                "la dernière vérification de l'historique de cet ordinateur est illisible, peut-être écrite par une autre version : relancez `deskside-agent check`",
+            )
+        ))
+    })
+}
+
+/// Judges `snapshot` with the policy's thresholds and prints the report
+/// `args` asks for.
+fn show(
+    snapshot: &deskside_diag::Snapshot,
+    standing: Standing,
+    policy: &deskside_diag::policy::Policy,
+    args: CheckArgs<'_>,
+    lang: Lang,
+) -> Result<(), CliError> {
+    let verdict = verdict::judge(snapshot, &policy.thresholds());
     if args.json {
         let value = serde_json::json!({
             "type": "check",
@@ -197,16 +245,16 @@ pub async fn check(state: &StateDir, args: CheckArgs<'_>) -> Result<(), CliError
         text.push_str("\n\n");
     }
     if args.details {
-        text.push_str(&report::render(&verdict, &snapshot, lang, style));
+        text.push_str(&report::render(&verdict, snapshot, lang, style));
     } else {
-        text.push_str(&report::render_summary(&verdict, &snapshot, lang, style));
+        text.push_str(&report::render_summary(&verdict, snapshot, lang, style));
         text.push('\n');
         text.push_str(&localised(
             lang,
             t(
                 lang,
-                "For the details, run `deskside-agent check --details`; to send this result to IT, copy it into your request, or ask IT to run a diagnostic of this computer.\n",
-                "Pour le détail, lancez `deskside-agent check --details` ; pour envoyer ce résultat au service informatique, copiez-le dans votre demande, ou demandez-lui de lancer un diagnostic de cet ordinateur.\n",
+                "For the details of this result, run `deskside-agent check --last --details`; to send this result to IT, copy it into your request, or ask IT to run a diagnostic of this computer.\n",
+                "Pour le détail de ce résultat, lancez `deskside-agent check --last --details` ; pour envoyer ce résultat au service informatique, copiez-le dans votre demande, ou demandez-lui de lancer un diagnostic de cet ordinateur.\n",
             )
             .to_owned(),
         ));

@@ -97,6 +97,11 @@ enum Command {
         /// notes for the technician, and what could not be measured.
         #[arg(long)]
         details: bool,
+        /// Show the newest check's result again (the one `history` lists
+        /// first) instead of measuring anew: the short report's details, or
+        /// what a technician's diagnosis found
+        #[arg(long, conflicts_with = "quick")]
+        last: bool,
     },
     /// Asks IT for help: a few questions (or the flags), the quick check
     /// attached, and what will be sent shown first. Kept on this computer
@@ -242,12 +247,14 @@ fn main() -> ExitCode {
             json,
             quick,
             details,
+            last,
         } => {
             let args = check::CheckArgs {
                 json,
                 lang: cli.lang.as_deref(),
                 quick,
                 details,
+                last,
             };
             return finish_employee(runtime.block_on(check::check(&state, args)));
         }

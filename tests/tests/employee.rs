@@ -378,32 +378,32 @@ fn history_json_into_a_closed_pipe_is_not_a_crash() {
 #[test]
 fn the_employees_report_is_short_and_french_is_french() {
     let lab = Lab::new();
-    // Each run measures this machine afresh, and under the parallel test
-    // load one run can see the CPU pegged and the next not: the two reports
-    // must open with the same verdict line in at least one of three pairs
-    // (a report that never does fails every time).
-    let mut pairs = Vec::new();
-    let (en, details) = loop {
-        let en = lab
-            .agent
-            .run(&["check", "--quick", "--lang", "en"])
-            .ok()
-            .stdout;
-        let details = lab
-            .agent
-            .run(&["check", "--quick", "--details", "--lang", "en"])
-            .ok()
-            .stdout;
-        if en.lines().next() == details.lines().next() {
-            break (en, details);
-        }
-        pairs.push((en, details));
-        assert!(
-            pairs.len() < 3,
-            "the short and detailed reports never opened with the same verdict: {pairs:?}"
-        );
-    };
-    assert!(en.contains("deskside-agent check --details"), "{en}");
+    // The details are those of the same run (`check --last`): two runs
+    // measure the machine twice, and under the parallel test load one can
+    // see the CPU pegged and the next not (they did, three pairs in a row).
+    let en = lab
+        .agent
+        .run(&["check", "--quick", "--lang", "en"])
+        .ok()
+        .stdout;
+    let details = lab
+        .agent
+        .run(&["check", "--last", "--details", "--lang", "en"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        en.lines().next(),
+        details.lines().next(),
+        "the details open with the short report's verdict:\n{en}\n---\n{details}"
+    );
+    assert!(en.contains("deskside-agent check --last --details"), "{en}");
+    // `--last` showed the stored run: it measured nothing and stored nothing.
+    let runs = lab.agent.run(&["history", "--json"]).ok().stdout;
+    let runs = runs
+        .lines()
+        .filter(|l| l.contains(r#""type":"diagnostics""#))
+        .count();
+    assert_eq!(runs, 1, "one run in the history");
     for technical in [
         "For the technician",
         "Could not measure",
