@@ -632,6 +632,11 @@ impl Console {
             .and_then(|d| d["status"].as_str().map(str::to_owned))
     }
 
+    /// The rows of `requests list --json`.
+    pub fn requests(&self) -> Vec<Value> {
+        self.run(&["requests", "list", "--json"]).ok().json_lines()
+    }
+
     /// Waits until the device is listed with `status`.
     pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Duration {
         let start = Instant::now();
@@ -681,6 +686,16 @@ impl Agent {
         let out = self.run(&args).ok().json();
         assert_eq!(out["type"], "check");
         out
+    }
+
+    /// `help --summary SUMMARY --urgency URGENCY EXTRA… --json`: what it
+    /// printed about the request (`status`, and `number` once the relay
+    /// has it).
+    pub fn ask_help(&self, summary: &str, urgency: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["help", "--summary", summary, "--urgency", urgency];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        self.run(&args).ok().json()
     }
 
     /// `status --json`.

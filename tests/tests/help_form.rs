@@ -173,11 +173,7 @@ fn the_help_window_filled_and_sent_reaches_the_relay_and_cancel_sends_nothing() 
     assert_eq!(sent["status"], "sent", "{sent}\nstderr: {err}");
     let number = sent["number"].as_u64().expect("a request number");
 
-    let list = setup
-        .admin
-        .run(&["requests", "list", "--json"])
-        .ok()
-        .json_lines();
+    let list = setup.admin.requests();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["number"].as_u64(), Some(number), "{list:?}");
     // Blocked (urgency high) × just me (impact low): ITIL priority 3.
@@ -218,11 +214,7 @@ fn the_help_window_filled_and_sent_reaches_the_relay_and_cancel_sends_nothing() 
         out.contains(r#""status":"cancelled""#),
         "{out}\nstderr: {err}"
     );
-    let list = setup
-        .admin
-        .run(&["requests", "list", "--json"])
-        .ok()
-        .json_lines();
+    let list = setup.admin.requests();
     assert_eq!(list.len(), 1, "a cancelled form sends nothing: {list:?}");
     eprintln!(
         "help window test took {:.1} s",

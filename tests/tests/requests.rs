@@ -35,22 +35,11 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
         .admin
         .wait_status(&setup.device, "online", Duration::from_secs(30));
 
-    let sent = setup
-        .agent
-        .run(&[
-            "help",
-            "--summary",
-            "video calls freeze every few minutes",
-            "--apps",
-            "video,vpn",
-            "--urgency",
-            "blocked",
-            "--contact",
-            "chat, mornings",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let sent = setup.agent.ask_help(
+        "video calls freeze every few minutes",
+        "blocked",
+        &["--apps", "video,vpn", "--contact", "chat, mornings"],
+    );
     assert_eq!(sent["status"], "sent", "{sent}");
     let number = sent["number"].as_u64().expect("a number");
     assert!(
@@ -58,11 +47,7 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
         "delivered: no copy left"
     );
 
-    let list = setup
-        .admin
-        .run(&["requests", "list", "--json"])
-        .ok()
-        .json_lines();
+    let list = setup.admin.requests();
     assert_eq!(list.len(), 1, "{list:?}");
     let listed = &list[0];
     assert_eq!(listed["number"].as_u64(), Some(number));
@@ -107,14 +92,7 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
     viewer
         .login(&setup.relay, viewer_token["token"].as_str().expect("token"))
         .ok();
-    assert_eq!(
-        viewer
-            .run(&["requests", "list", "--json"])
-            .ok()
-            .json_lines()
-            .len(),
-        1
-    );
+    assert_eq!(viewer.requests().len(), 1);
     let refused = viewer.run(&["requests", "claim", &number.to_string()]);
     assert_ne!(refused.code, 0, "a viewer cannot claim");
 
@@ -193,7 +171,7 @@ fn a_request_is_listed_claimed_answered_and_resolved() {
 }
 
 fn list(admin: &deskside_tests::Console) -> Vec<Value> {
-    admin.run(&["requests", "list", "--json"]).ok().json_lines()
+    admin.requests()
 }
 
 /// `deskside requests show NUMBER --json`.
@@ -215,17 +193,7 @@ fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
     // 1. Typed while the relay is down: kept, with the failed attempt.
     let queued = setup
         .agent
-        .run(&[
-            "help",
-            "--summary",
-            "no internet",
-            "--urgency",
-            "slowed",
-            "--no-diagnostics",
-            "--json",
-        ])
-        .ok()
-        .json();
+        .ask_help("no internet", "slowed", &["--no-diagnostics"]);
     assert_eq!(queued["status"], "queued", "{queued}");
     assert_eq!(outbox_files(&setup.agent.state_dir).len(), 1);
 
@@ -323,16 +291,7 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
     });
     let sent = stage
         .agent
-        .run(&[
-            "help",
-            "--summary",
-            "the printer dialog hangs",
-            "--urgency",
-            "slowed",
-            "--json",
-        ])
-        .ok()
-        .json();
+        .ask_help("the printer dialog hangs", "slowed", &[]);
     let number = sent["number"].as_u64().expect("sent").to_string();
     // The verdict attached to the request is the follow-up's "before".
     let attached = show(&stage.console, &number)["verdict"]
@@ -425,17 +384,7 @@ fn a_linked_session_whose_console_is_killed_still_gets_its_follow_up() {
     });
     let sent = stage
         .agent
-        .run(&[
-            "help",
-            "--summary",
-            "the VPN drops",
-            "--urgency",
-            "slowed",
-            "--no-diagnostics",
-            "--json",
-        ])
-        .ok()
-        .json();
+        .ask_help("the VPN drops", "slowed", &["--no-diagnostics"]);
     let number = sent["number"].as_u64().expect("sent").to_string();
     let (mut session, out) = stage.session(&[
         "--headless",

@@ -19,16 +19,7 @@ fn stats_count_the_requests_of_the_window_and_time_their_resolution() {
     // verdict, one without diagnostics.
     let mut numbers = Vec::new();
     for extra in [&[][..], &["--no-diagnostics"][..]] {
-        let mut args = vec![
-            "help",
-            "--summary",
-            "video calls freeze",
-            "--urgency",
-            "blocked",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let sent = setup.agent.run(&args).ok().json();
+        let sent = setup.agent.ask_help("video calls freeze", "blocked", extra);
         assert_eq!(sent["status"], "sent", "{sent}");
         numbers.push(sent["number"].as_u64().expect("a number").to_string());
     }
@@ -42,11 +33,7 @@ fn stats_count_the_requests_of_the_window_and_time_their_resolution() {
     }
     // The category the relay must count the first request in: the
     // segment its verdict line names, or no_problem.
-    let listed = setup
-        .admin
-        .run(&["requests", "list", "--json"])
-        .ok()
-        .json_lines();
+    let listed = setup.admin.requests();
     let line = listed
         .iter()
         .find(|r| r["number"].as_u64().map(|n| n.to_string()).as_ref() == Some(first))

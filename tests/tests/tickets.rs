@@ -139,21 +139,11 @@ secret_file = {hook_secret:?}
     // GLPI is down and the webhook answers 500 twice when the request comes.
     glpi.server.stop();
     hook.server.fail_next(2);
-    let sent = agent
-        .run(&[
-            "help",
-            "--summary",
-            "video calls freeze every few minutes",
-            "--apps",
-            "video",
-            "--urgency",
-            "blocked",
-            "--contact",
-            "chat, mornings",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let sent = agent.ask_help(
+        "video calls freeze every few minutes",
+        "blocked",
+        &["--apps", "video", "--contact", "chat, mornings"],
+    );
     assert_eq!(sent["status"], "sent", "{sent}");
     let number = sent["number"].as_u64().expect("a request number");
 
