@@ -257,4 +257,72 @@ impl SessionStage {
             .ok()
             .json_lines()
     }
+
+    /// Waits until the relay logged a client (agent or console) moving its
+    /// connection to `ip` (QUIC migration).
+    pub fn wait_relay_saw_move_to(&self, ip: &str) {
+        let to = format!("to={ip}:");
+        wait_for(
+            &format!("the relay to log a migration to {ip}"),
+            Duration::from_secs(10),
+            || {
+                self.relay
+                    .proc
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("client moved to a new network path") && l.contains(&to))
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The audit rows of one session, consented once, ended once: the
+    /// counts of `session.request`, `session.consent` and `session.end`.
+    pub fn session_audit_counts(&self) -> [usize; 3] {
+        let audit = self.audit();
+        ["session.request", "session.consent", "session.end"]
+            .map(|action| audit.iter().filter(|v| v["action"] == action).count())
+    }
+}
+
+/// Now, in µs since the Unix epoch (the clock the headless console stamps
+/// `frame_counter` lines with).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The frame gap each network switch caused, from the headless console's
+/// `lines` and the times the switches were asked for (`switched_at`, µs):
+/// the longest interval between consecutive decoded frames that ends
+/// after the switch and starts before it + 2 s (so it includes the normal
+/// interval between two frames). Panics, with `log`, when a switch has no
+/// frames around it or fewer than 10 frames came after the last one.
+pub fn switch_gaps(lines: &[Value], switched_at: &[i64], log: &str) -> Vec<Duration> {
+    let frames: Vec<i64> = lines
+        .iter()
+        .filter(|v| v["type"] == "frame_counter")
+        .filter_map(|v| v["unix_us"].as_i64())
+        .collect();
+    let gaps = switched_at
+        .iter()
+        .map(|&at| {
+            frames
+                .windows(2)
+                .filter(|w| w[1] > at && w[0] < at + 2_000_000)
+                .map(|w| w[1] - w[0])
+                .max()
+                .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)))
+                .unwrap_or_else(|| panic!("no frames around the switch at {at}: {frames:?}\n{log}"))
+        })
+        .collect();
+    let last = switched_at.last().copied().unwrap_or(i64::MIN);
+    let after_last = frames.iter().filter(|&&f| f > last).count();
+    assert!(
+        after_last >= 10,
+        "only {after_last} frames after the last switch"
+    );
+    gaps
 }

@@ -13,9 +13,9 @@
 //! a message.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use deskside_tests::stage::{SessionStage, StageOptions};
+use deskside_tests::stage::{now_us, switch_gaps, SessionStage, StageOptions};
 use deskside_tests::x11::prerequisites;
 use deskside_tests::{wait_for, Proc};
 
@@ -26,13 +26,6 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 /// The addresses the console moves through after the first.
 const SWITCHES: [&str; 2] = ["127.0.0.3", "127.0.0.4"];
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `<profile>.source-address`, beside the console's profile.
 fn source_address_file(stage: &SessionStage) -> PathBuf {
     let profile = &stage.console.profile;
@@ -41,24 +34,6 @@ fn source_address_file(stage: &SessionStage) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .expect("profile file name");
     profile.with_file_name(format!("{stem}.source-address"))
-}
-
-/// Waits until the relay logged a client moving to `ip`.
-fn relay_saw_move_to(stage: &SessionStage, ip: &str) {
-    let to = format!("to={ip}:");
-    wait_for(
-        "the relay to log the console's migration",
-        Duration::from_secs(10),
-        || {
-            stage
-                .relay
-                .proc
-                .log()
-                .lines()
-                .any(|l| l.contains("client moved to a new network path") && l.contains(&to))
-                .then_some(())
-        },
-    );
 }
 
 /// Moves the console to `ip` and waits until both the console and the
@@ -71,20 +46,8 @@ fn switch_to(stage: &SessionStage, session: &Proc, ip: &str) -> i64 {
     wait_for("the console to move", Duration::from_secs(10), || {
         (session.log().matches("network changed").count() > moves_before).then_some(())
     });
-    relay_saw_move_to(stage, ip);
+    stage.wait_relay_saw_move_to(ip);
     at
-}
-
-/// The longest interval between consecutive decoded frames (`unix_us`)
-/// that ends after `at` and starts before `at` + 2 s: the pause the switch
-/// caused, including the normal interval between two frames.
-fn gap_around(frames: &[i64], at: i64) -> Option<Duration> {
-    frames
-        .windows(2)
-        .filter(|w| w[1] > at && w[0] < at + 2_000_000)
-        .map(|w| w[1] - w[0])
-        .max()
-        .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)))
 }
 
 #[test]
@@ -121,7 +84,7 @@ fn a_session_survives_the_consoles_network_switching_with_a_gap_under_a_second()
     out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
     });
-    relay_saw_move_to(&stage, "127.0.0.2");
+    stage.wait_relay_saw_move_to("127.0.0.2");
     stage.answer_consent(true);
     let mut lines = out.until(Duration::from_secs(30), |v| v["type"] == "frame_counter");
     let mut switched_at = Vec::new();
@@ -147,30 +110,7 @@ fn a_session_survives_the_consoles_network_switching_with_a_gap_under_a_second()
         link_events.is_empty(),
         "the console reconnected instead of migrating: {link_events:?}"
     );
-    let frames: Vec<i64> = lines
-        .iter()
-        .filter(|v| v["type"] == "frame_counter")
-        .filter_map(|v| v["unix_us"].as_i64())
-        .collect();
-    let gaps: Vec<Duration> = switched_at
-        .iter()
-        .map(|&at| {
-            gap_around(&frames, at).unwrap_or_else(|| {
-                panic!(
-                    "no frames around the switch at {at}: {frames:?}\n{}",
-                    session.log()
-                )
-            })
-        })
-        .collect();
-    let after_last = frames
-        .iter()
-        .filter(|&&f| f > switched_at[switched_at.len() - 1])
-        .count();
-    assert!(
-        after_last >= 10,
-        "only {after_last} frames after the last switch"
-    );
+    let gaps = switch_gaps(&lines, &switched_at, &session.log());
     println!(
         "{}",
         serde_json::json!({
@@ -185,10 +125,11 @@ fn a_session_survives_the_consoles_network_switching_with_a_gap_under_a_second()
         );
     }
     // One session, consented once, ended once.
-    let audit = stage.audit();
-    let count = |action: &str| audit.iter().filter(|v| v["action"] == action).count();
-    assert_eq!(count("session.request"), 1, "{audit:?}");
-    assert_eq!(count("session.consent"), 1, "{audit:?}");
-    assert_eq!(count("session.end"), 1, "{audit:?}");
+    assert_eq!(
+        stage.session_audit_counts(),
+        [1, 1, 1],
+        "{:?}",
+        stage.audit()
+    );
     session.wait_exit(Duration::from_secs(10));
 }

@@ -10,9 +10,9 @@
 //! with `CI=true` a missing one fails the test; elsewhere it is skipped with
 //! a message.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use deskside_tests::stage::{SessionStage, StageOptions};
+use deskside_tests::stage::{now_us, switch_gaps, SessionStage, StageOptions};
 use deskside_tests::wait_for;
 use deskside_tests::x11::{prerequisites, window_gone};
 
@@ -23,13 +23,6 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 /// The addresses the agent moves through after the first.
 const SWITCHES: [&str; 3] = ["127.0.0.3", "127.0.0.4", "127.0.0.5"];
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Moves the agent to `ip` and waits until both the agent and the relay
 /// logged the move; returns when the move was asked for (µs since epoch).
 fn switch_to(stage: &SessionStage, ip: &str) -> i64 {
@@ -39,33 +32,8 @@ fn switch_to(stage: &SessionStage, ip: &str) -> i64 {
     wait_for("the agent to move", Duration::from_secs(10), || {
         (stage.agent_proc.log().matches("network changed").count() > moves_before).then_some(())
     });
-    let to = format!("to={ip}:");
-    wait_for(
-        "the relay to log the migration",
-        Duration::from_secs(10),
-        || {
-            stage
-                .relay
-                .proc
-                .log()
-                .lines()
-                .any(|l| l.contains("client moved to a new network path") && l.contains(&to))
-                .then_some(())
-        },
-    );
+    stage.wait_relay_saw_move_to(ip);
     at
-}
-
-/// The longest interval between consecutive decoded frames (`unix_us`)
-/// that ends after `at` and starts before `at` + 2 s: the pause the switch
-/// caused, including the normal interval between two frames.
-fn gap_around(frames: &[i64], at: i64) -> Option<Duration> {
-    frames
-        .windows(2)
-        .filter(|w| w[1] > at && w[0] < at + 2_000_000)
-        .map(|w| w[1] - w[0])
-        .max()
-        .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)))
 }
 
 #[test]
@@ -134,30 +102,7 @@ fn a_session_survives_the_agents_network_switching_with_a_gap_under_a_second() {
         0,
         "the console asked for consent again"
     );
-    let frames: Vec<i64> = lines
-        .iter()
-        .filter(|v| v["type"] == "frame_counter")
-        .filter_map(|v| v["unix_us"].as_i64())
-        .collect();
-    let mut gaps: Vec<Duration> = switched_at
-        .iter()
-        .map(|&at| {
-            gap_around(&frames, at).unwrap_or_else(|| {
-                panic!(
-                    "no frames around the switch at {at}: {frames:?}\n{}",
-                    session.log()
-                )
-            })
-        })
-        .collect();
-    let after_last = frames
-        .iter()
-        .filter(|&&f| f > switched_at[switched_at.len() - 1])
-        .count();
-    assert!(
-        after_last >= 10,
-        "only {after_last} frames after the last switch"
-    );
+    let mut gaps = switch_gaps(&lines, &switched_at, &session.log());
     println!(
         "{}",
         serde_json::json!({
@@ -175,11 +120,12 @@ fn a_session_survives_the_agents_network_switching_with_a_gap_under_a_second() {
     println!("median frame gap across a network switch: {:?}", gaps[1]);
     // One session, consented once, ended once; the agent never
     // reconnected (the connection moved).
-    let audit = stage.audit();
-    let count = |action: &str| audit.iter().filter(|v| v["action"] == action).count();
-    assert_eq!(count("session.request"), 1, "{audit:?}");
-    assert_eq!(count("session.consent"), 1, "{audit:?}");
-    assert_eq!(count("session.end"), 1, "{audit:?}");
+    assert_eq!(
+        stage.session_audit_counts(),
+        [1, 1, 1],
+        "{:?}",
+        stage.audit()
+    );
     assert_eq!(
         stage
             .agent_proc
