@@ -65,6 +65,16 @@ pub enum Segment {
 }
 
 impl Segment {
+    /// Every segment, in path order.
+    pub const ALL: [Segment; 6] = [
+        Segment::Device,
+        Segment::HomeNetwork,
+        Segment::Configuration,
+        Segment::Isp,
+        Segment::Service,
+        Segment::Unknown,
+    ];
+
     /// Stable lowercase name, as serialised (`home_network`…).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,24 +10,20 @@ use deskside_diag::snapshot::{
     Battery, Clock, DefaultRoute, Device, Dns, Gateway, NetworkConfig, OsConnectivity, Path,
     Pressure, RttStats, Throughput, Wifi,
 };
+use deskside_diag::verdict::Segment;
 use deskside_diag::{Probe, Snapshot};
 use serde_json::Value;
+use std::sync::LazyLock;
 
 use crate::filter::Vocabulary;
 pub use crate::filter::{FieldInfo, FieldValue, Filter, Kind};
 
 /// The verdict values: `ok`, the segments, and `error` for a device that
 /// could not be diagnosed.
-pub const VERDICTS: [&str; 8] = [
-    "ok",
-    "device",
-    "home_network",
-    "configuration",
-    "isp",
-    "service",
-    "unknown",
-    "error",
-];
+pub static VERDICTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let segments = Segment::ALL.map(Segment::as_str);
+    [&["ok"][..], &segments, &["error"]].concat()
+});
 
 /// Fields about the device rather than its snapshot.
 const DEVICE_FIELDS: [(&str, Kind, &str); 5] = [
@@ -100,7 +96,7 @@ pub fn fields() -> Vec<FieldInfo> {
         .map(|(name, kind, about)| {
             let field = FieldInfo::new(name, *kind, about);
             if *name == "verdict" {
-                field.one_of(&VERDICTS)
+                field.one_of(VERDICTS.as_slice())
             } else {
                 field
             }

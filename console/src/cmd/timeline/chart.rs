@@ -397,13 +397,7 @@ pub fn svg(
         );
     }
     let mut legend_x = LEFT;
-    for segment in [
-        Segment::Device,
-        Segment::HomeNetwork,
-        Segment::Configuration,
-        Segment::Isp,
-        Segment::Service,
-    ] {
+    for segment in Segment::ALL.into_iter().filter(|s| *s != Segment::Unknown) {
         let _ = writeln!(
             out,
             r#"<rect x="{legend_x}" y="{:.1}" width="12" height="12" fill="{}" fill-opacity="0.5"/><text x="{:.1}" y="{:.1}">{}</text>"#,

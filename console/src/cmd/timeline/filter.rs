@@ -6,36 +6,20 @@
 //! Pure: a [`Device`] is built from the relay's answer and the time the
 //! command started; nothing here does I/O or reads a clock.
 
-use deskside_diag::timeline::FleetEpisode;
-use deskside_diag::verdict::Severity;
+use std::sync::LazyLock;
+
+use deskside_diag::timeline::{FleetEpisode, Metric, METRICS};
+use deskside_diag::verdict::{Segment, Severity};
 
 use crate::filter::{FieldInfo, FieldValue, Filter, Kind, Record, Vocabulary};
 
 /// The segments an episode can be attributed to.
-pub const SEGMENTS: [&str; 6] = [
-    "device",
-    "home_network",
-    "configuration",
-    "isp",
-    "service",
-    "unknown",
-];
+pub static SEGMENTS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| Segment::ALL.map(Segment::as_str).to_vec());
 
-/// The metrics' identifiers (`deskside_diag::timeline::Metric::id`), in
-/// path order.
-pub const METRIC_IDS: [&str; 11] = [
-    "device.cpu_busy",
-    "device.memory_short",
-    "wifi.signal",
-    "wifi.retries",
-    "gateway.loss",
-    "gateway.rtt",
-    "dns.slow",
-    "vpn.down",
-    "relay.loss",
-    "relay.rtt",
-    "relay.jitter",
-];
+/// The metrics' identifiers, in path order.
+pub static METRIC_IDS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| METRICS.map(Metric::id).to_vec());
 
 /// The severities, least first.
 pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
@@ -61,13 +45,13 @@ pub fn fields() -> Vec<FieldInfo> {
             Kind::Text,
             "where an episode is attributed: == matches when any episode is on that segment, != when none is",
         )
-        .one_of(&SEGMENTS),
+        .one_of(SEGMENTS.as_slice()),
         FieldInfo::new(
             "metric",
             Kind::Text,
             "what an episode is about, e.g. relay.loss: == matches when any episode is, != when none is",
         )
-        .one_of(&METRIC_IDS),
+        .one_of(METRIC_IDS.as_slice()),
         FieldInfo::new(
             "severity",
             Kind::Text,
@@ -202,8 +186,8 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deskside_diag::timeline::{Episode, Metric, METRICS};
-    use deskside_diag::verdict::{Confidence, Segment, Stage, Text};
+    use deskside_diag::timeline::Episode;
+    use deskside_diag::verdict::{Confidence, Stage, Text};
 
     const MINUTE: i64 = 60_000;
     const NOW: i64 = 1_796_547_600_000;
@@ -340,14 +324,7 @@ mod tests {
 
     #[test]
     fn the_closed_value_lists_follow_the_format() {
-        assert!(
-            METRICS
-                .iter()
-                .map(|m| m.id())
-                .eq(METRIC_IDS.iter().copied()),
-            "{METRIC_IDS:?}"
-        );
-        for segment in SEGMENTS {
+        for &segment in SEGMENTS.iter() {
             let parsed: Segment = serde_json::from_value(segment.into()).unwrap();
             assert_eq!(parsed.as_str(), segment);
         }
