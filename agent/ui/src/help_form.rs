@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
 
+use crate::subprocess::spawn_window;
 use crate::words::{colon, UiLang};
 use crate::{native_options, rect_of, UiError};
 
@@ -197,18 +198,15 @@ pub fn help_notice_main(lang: Option<&str>) -> ExitCode {
 /// Shows `outcome` in a notice window in a child process started from
 /// `command`, without waiting for it to be closed.
 pub fn show_help_notice_in_subprocess(
-    mut command: Command,
+    command: Command,
     outcome: &HelpFormOutcome,
 ) -> Result<(), UiError> {
+    const WINDOW: &str = "help notice";
     let spawn_error = |source| UiError::Spawn {
-        window: "help notice",
+        window: WINDOW,
         source,
     };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(spawn_error)?;
+    let mut child = spawn_window(command, WINDOW, Stdio::null())?;
     let line = serde_json::to_string(outcome).map_err(|e| spawn_error(std::io::Error::other(e)))?;
     if let Some(mut pipe) = child.stdin.take() {
         writeln!(pipe, "{line}").map_err(spawn_error)?;
@@ -329,17 +327,10 @@ impl HelpFormWindow {
 /// reply line. A child that ends without one (killed, crashed, no display:
 /// its stderr says why) is an error, never a request.
 pub fn ask_help_form_in_subprocess(
-    mut command: Command,
+    command: Command,
 ) -> Result<(HelpFormReply, HelpFormWindow), UiError> {
     const WINDOW: &str = "help form";
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|source| UiError::Spawn {
-            window: WINDOW,
-            source,
-        })?;
+    let mut child = spawn_window(command, WINDOW, Stdio::piped())?;
     let stdin = child.stdin.take();
     let mut line = String::new();
     let read = match child.stdout.take() {

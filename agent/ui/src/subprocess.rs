@@ -151,8 +151,22 @@ impl ConsentWithdrawer {
 
 /// Like [`ask_consent_in_subprocess`], keeping the child's stdin open:
 /// `on_start` gets a [`ConsentWithdrawer`] as soon as the child runs.
-pub fn ask_consent_in_subprocess_withdrawable(
+/// Starts a window's child process from `command` with a pipe to its
+/// stdin and `stdout` for its stdout; a failure names the `window`.
+pub(crate) fn spawn_window(
     mut command: Command,
+    window: &'static str,
+    stdout: Stdio,
+) -> Result<Child, UiError> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .spawn()
+        .map_err(|source| UiError::Spawn { window, source })
+}
+
+pub fn ask_consent_in_subprocess_withdrawable(
+    command: Command,
     request: &ConsentRequest,
     on_start: impl FnOnce(ConsentWithdrawer),
 ) -> Result<ConsentAnswer, UiError> {
@@ -161,11 +175,7 @@ pub fn ask_consent_in_subprocess_withdrawable(
         window: WINDOW,
         source,
     };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
+    let mut child = spawn_window(command, WINDOW, Stdio::piped())?;
     let body = serde_json::to_vec(request).map_err(|error| UiError::NoAnswer {
         window: WINDOW,
         detail: format!("could not encode the request: {error}"),
@@ -309,18 +319,11 @@ impl IndicatorProcess {
     /// child's output ends for any reason the receiver yields a final
     /// [`IndicatorCommand::Stop`], so a killed indicator stops the session.
     pub fn spawn(
-        mut command: Command,
+        command: Command,
         info: &IndicatorInfo,
     ) -> Result<(Self, mpsc::UnboundedReceiver<IndicatorCommand>), UiError> {
         const WINDOW: &str = "session indicator";
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|source| UiError::Spawn {
-                window: WINDOW,
-                source,
-            })?;
+        let mut child = spawn_window(command, WINDOW, Stdio::piped())?;
         let stdout = child.stdout.take();
         let mut process = Self {
             stdin: child.stdin.take(),
