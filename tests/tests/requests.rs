@@ -182,6 +182,23 @@ fn show(console: &deskside_tests::Console, number: impl std::fmt::Display) -> Va
         .json()
 }
 
+/// Waits for request `number`'s session follow-up: the event that says
+/// the verdict before and after.
+fn wait_follow_up(console: &deskside_tests::Console, number: &str, timeout: Duration) -> Value {
+    wait_for("the session's follow-up on the request", timeout, || {
+        show(console, number)["events"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                e["kind"] == "session"
+                    && e["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("verdict before"))
+            })
+            .cloned()
+    })
+}
+
 #[test]
 fn a_request_typed_while_the_relay_is_down_arrives_once_even_after_kill_9() {
     let mut world = World::new();
@@ -314,20 +331,9 @@ fn a_session_linked_to_a_request_adds_its_follow_up() {
         session.log()
     );
     session.wait_exit(Duration::from_secs(10));
-    let follow_up = wait_for("the session's follow-up on the request", LONG, || {
-        let shown = show(&stage.console, &number);
-        shown["events"]
-            .as_array()?
-            .iter()
-            .find(|e| {
-                e["kind"] == "session"
-                    && e["text"]
-                        .as_str()
-                        .is_some_and(|t| t.contains("lasted") && t.contains("verdict before"))
-            })
-            .cloned()
-    });
+    let follow_up = wait_follow_up(&stage.console, &number, LONG);
     let text = follow_up["text"].as_str().expect("text");
+    assert!(text.contains("lasted"), "{text}");
     // Before: the attached verdict; after: the relay's fresh diagnosis of
     // the device (online here), never "not measured".
     assert!(
@@ -408,22 +414,7 @@ fn a_linked_session_whose_console_is_killed_still_gets_its_follow_up() {
     session.kill();
     // The agent's link idles out after 30 s, the relay's grace after 35 s;
     // then the diagnosis: 150 s leaves room on a loaded machine.
-    let follow_up = wait_for(
-        "the follow-up of the session whose console was killed",
-        Duration::from_secs(150),
-        || {
-            show(&stage.console, &number)["events"]
-                .as_array()?
-                .iter()
-                .find(|e| {
-                    e["kind"] == "session"
-                        && e["text"]
-                            .as_str()
-                            .is_some_and(|t| t.contains("verdict before"))
-                })
-                .cloned()
-        },
-    );
+    let follow_up = wait_follow_up(&stage.console, &number, Duration::from_secs(150));
     let text = follow_up["text"].as_str().expect("text");
     assert!(text.contains("granted view; lasted "), "{text}");
     // No verdict was attached: the before is the stored diagnostics or says
