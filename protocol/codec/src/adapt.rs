@@ -10,6 +10,20 @@
 //! more than 80 % of the bandwidth and taken back only when they would need at
 //! most 50 %, and an automatic switch waits at least 3 s after the previous
 //! one (each switch costs a keyframe).
+//!
+//! Content comes first, though: large moving regions (scrolling, a video, a
+//! window drag) cost lossless tiles tens of Mbit/s even when the link could
+//! carry them, so when at least [`MOTION_FRAMES`] of the last
+//! [`MOTION_WINDOW`] frames changed a large area ([`MOTION_AREA_SHARE`] of
+//! the screen) at a lossless cost above what the path carries well
+//! ([`MOTION_LOSSLESS_BUDGET_BPS`], or 80 % of a slower path), H.264 takes
+//! over at once at no more than [`MOTION_H264_BPS`]. When the screen settles
+//! (no such frame for [`SETTLE_US`], or [`SETTLE_AGAIN_US`] when episodes
+//! follow each other closely, so it does not flap) lossless tiles return
+//! with a keyframe: the refinement pass that makes the picture pixel-exact
+//! again within a second. That quick return needs a path that carries a
+//! lossless keyframe quickly ([`FAST_RETURN_MIN_BPS`]); on slower paths the
+//! bandwidth rule above decides.
 
 use std::collections::VecDeque;
 
@@ -43,6 +57,40 @@ pub const SLOW_PATH_FPS: u32 = 15;
 pub const DEMAND_WINDOW_US: u64 = 2_000_000;
 /// Most frames kept in the demand window.
 const MAX_SAMPLES: usize = 120;
+/// A frame moves a large region when at least this share of the screen's
+/// tiles changed (and at least [`MOTION_MIN_TILES`]): scrolling changes
+/// nearly all of a window, a 640×360 video 12 % of a 1080p screen, typing
+/// one or two tiles.
+pub const MOTION_AREA_SHARE: f64 = 0.05;
+/// Fewest changed tiles that count as a large region (small screens).
+pub const MOTION_MIN_TILES: usize = 4;
+/// Motion is sustained when this many of the last [`MOTION_WINDOW`] frames
+/// moved: one big frame (a window opening) is not motion.
+pub const MOTION_FRAMES: usize = 3;
+/// See [`MOTION_FRAMES`].
+pub const MOTION_WINDOW: usize = 4;
+/// Lossless bitrate a path carries well whatever its measured bandwidth: a
+/// home uplink often gives 5–20 Mbit/s, and the session shares it. Moving
+/// content whose tiles would cost more goes to H.264.
+pub const MOTION_LOSSLESS_BUDGET_BPS: f64 = 8_000_000.0;
+/// Highest H.264 bitrate while content moves: moving text is not read
+/// closely, and the lossless keyframe after it restores every pixel.
+/// Scrolling text at 1080p 30 fps stays under 1.5 Mbit/s with it
+/// (`deskside-bench-codec --matched`).
+pub const MOTION_H264_BPS: u32 = 1_200_000;
+/// Quiet time (no moving frame) before lossless tiles return.
+pub const SETTLE_US: u64 = 300_000;
+/// Quiet time when the motion episode started soon after the previous one
+/// ended ([`FLAP_WINDOW_US`]): a wheel scrolled in bursts does not send a
+/// lossless keyframe after each burst. Still under a second in total.
+pub const SETTLE_AGAIN_US: u64 = 700_000;
+/// See [`SETTLE_AGAIN_US`].
+pub const FLAP_WINDOW_US: u64 = 3_000_000;
+/// Least bandwidth for the quick return to tiles: a lossless 1080p keyframe
+/// of text is 100–300 KB, under half a second at 5 Mbit/s.
+pub const FAST_RETURN_MIN_BPS: u64 = 5_000_000;
+/// Switch times remembered (for [`SETTLE_AGAIN_US`]).
+const SWITCHES_KEPT: usize = 4;
 /// Lossless bytes per changed tile assumed before any were measured
 /// (a 64×64 tile of text at zstd level 1 is typically a few KB).
 const INITIAL_BYTES_PER_TILE: f64 = 3000.0;
@@ -82,6 +130,8 @@ pub struct FrameSample {
     pub bytes: usize,
     /// Tiles that changed since the previous frame.
     pub changed_tiles: usize,
+    /// Tiles of the whole frame (for the share that changed).
+    pub total_tiles: usize,
 }
 
 /// Recent encoder history: which codec is active since when, and what lossless
@@ -91,10 +141,23 @@ pub struct FrameSample {
 pub struct RecentStats {
     active: Codec,
     switched_at_us: Option<u64>,
+    /// The last few switch times, oldest first.
+    switches: VecDeque<u64>,
     latest_us: u64,
-    /// (capture time, lossless bytes of that frame, measured or estimated).
-    demand: VecDeque<(u64, f64)>,
+    /// Frames of the last [`DEMAND_WINDOW_US`], oldest first.
+    demand: VecDeque<Demand>,
     bytes_per_tile: f64,
+}
+
+/// One frame in the demand window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Demand {
+    /// Capture time.
+    at_us: u64,
+    /// Lossless bytes of the frame, measured or estimated.
+    bytes: f64,
+    /// Whether a large region changed ([`MOTION_AREA_SHARE`]).
+    large: bool,
 }
 
 impl Default for RecentStats {
@@ -109,6 +172,7 @@ impl RecentStats {
         Self {
             active: Codec::ZstdTiles,
             switched_at_us: None,
+            switches: VecDeque::new(),
             latest_us: 0,
             demand: VecDeque::new(),
             bytes_per_tile: INITIAL_BYTES_PER_TILE,
@@ -125,6 +189,10 @@ impl RecentStats {
         if sample.codec != self.active {
             self.active = sample.codec;
             self.switched_at_us = Some(sample.at_us);
+            if self.switches.len() == SWITCHES_KEPT {
+                self.switches.pop_front();
+            }
+            self.switches.push_back(sample.at_us);
         }
         self.latest_us = self.latest_us.max(sample.at_us);
         let lossless_bytes = match sample.codec {
@@ -143,13 +211,18 @@ impl RecentStats {
             Codec::H264 => Some(sample.changed_tiles as f64 * self.bytes_per_tile),
         };
         if let Some(bytes) = lossless_bytes {
-            self.demand.push_back((sample.at_us, bytes));
+            let large_area = (sample.total_tiles as f64 * MOTION_AREA_SHARE).ceil() as usize;
+            self.demand.push_back(Demand {
+                at_us: sample.at_us,
+                bytes,
+                large: sample.changed_tiles >= large_area.max(MOTION_MIN_TILES),
+            });
         }
         let oldest = self.latest_us.saturating_sub(DEMAND_WINDOW_US);
         while self
             .demand
             .front()
-            .is_some_and(|&(at, _)| at < oldest || self.demand.len() > MAX_SAMPLES)
+            .is_some_and(|d| d.at_us < oldest || self.demand.len() > MAX_SAMPLES)
         {
             self.demand.pop_front();
         }
@@ -166,8 +239,72 @@ impl RecentStats {
         if self.demand.is_empty() {
             return None;
         }
-        let mean = self.demand.iter().map(|&(_, b)| b).sum::<f64>() / self.demand.len() as f64;
+        let mean = self.demand.iter().map(|d| d.bytes).sum::<f64>() / self.demand.len() as f64;
         Some(mean * 8.0 * f64::from(fps))
+    }
+
+    /// Whether a frame moved: a large region changed, and at `fps` its
+    /// lossless bytes would need more than `budget_bps`.
+    fn moved(d: &Demand, budget_bps: f64, fps: u32) -> bool {
+        d.large && d.bytes * 8.0 * f64::from(fps) > budget_bps
+    }
+
+    /// Whether large regions are moving now: at least [`MOTION_FRAMES`] of
+    /// the last [`MOTION_WINDOW`] frames moved (see [`RecentStats::moved`]).
+    pub fn motion_now(&self, budget_bps: f64, fps: u32) -> bool {
+        self.demand
+            .iter()
+            .rev()
+            .take(MOTION_WINDOW)
+            .filter(|d| Self::moved(d, budget_bps, fps))
+            .count()
+            >= MOTION_FRAMES
+    }
+
+    /// Capture time of the latest frame that moved, within the window.
+    fn last_motion_us(&self, budget_bps: f64, fps: u32) -> Option<u64> {
+        self.demand
+            .iter()
+            .rev()
+            .find(|d| Self::moved(d, budget_bps, fps))
+            .map(|d| d.at_us)
+    }
+
+    /// Lossless demand of the frames after `after_us`, bits per second at
+    /// `fps` (0 when there is none).
+    fn demand_after_bps(&self, after_us: u64, fps: u32) -> f64 {
+        let (sum, n) = self
+            .demand
+            .iter()
+            .filter(|d| d.at_us > after_us)
+            .fold((0.0, 0usize), |(sum, n), d| (sum + d.bytes, n + 1));
+        if n == 0 {
+            0.0
+        } else {
+            sum / n as f64 * 8.0 * f64::from(fps)
+        }
+    }
+
+    /// How long the screen must stay quiet before tiles return: longer when
+    /// the active H.264 run started soon after the previous switch.
+    fn settle_us(&self) -> u64 {
+        let n = self.switches.len();
+        let flapping = n >= 2 && self.switches[n - 1] - self.switches[n - 2] < FLAP_WINDOW_US;
+        if flapping {
+            SETTLE_AGAIN_US
+        } else {
+            SETTLE_US
+        }
+    }
+
+    /// Whether the encoder should keep looking at an unchanged screen while
+    /// H.264 runs: a motion episode may be about to settle, and only a
+    /// captured frame moves the clock this policy reads.
+    pub fn settling(&self) -> bool {
+        self.active == Codec::H264
+            && self.demand.iter().rev().find(|d| d.large).is_some_and(|d| {
+                self.latest_us.saturating_sub(d.at_us) <= SETTLE_AGAIN_US + 100_000
+            })
     }
 
     /// Time since the last switch, if there was one.
@@ -190,15 +327,70 @@ pub fn choose(pref: Quality, path: PathEstimate, recent: &RecentStats) -> Choice
             (clamped / H264_BPS_STEP * H264_BPS_STEP).max(MIN_H264_BPS)
         }
     };
-    let codec = match pref {
-        Quality::Lossless => Codec::ZstdTiles,
-        Quality::LowBandwidth => Codec::H264,
-        Quality::Auto => auto_codec(path, recent, max_fps),
+    let (codec, h264_bitrate_bps) = match pref {
+        Quality::Lossless => (Codec::ZstdTiles, h264_bitrate_bps),
+        Quality::LowBandwidth => (Codec::H264, h264_bitrate_bps),
+        Quality::Auto => {
+            let budget = motion_budget_bps(path);
+            let codec = content_codec(path, recent, max_fps, budget)
+                .unwrap_or_else(|| auto_codec(path, recent, max_fps));
+            // Moving content on H.264 gets the motion bitrate at most, and
+            // keeps it until the episode is over (a change would restart
+            // the encoder with a keyframe).
+            let moving = recent.last_motion_us(budget, max_fps).is_some();
+            let rate = if moving {
+                h264_bitrate_bps.min(MOTION_H264_BPS)
+            } else {
+                h264_bitrate_bps
+            };
+            (codec, rate)
+        }
     };
     Choice {
         codec,
         h264_bitrate_bps,
         max_fps,
+    }
+}
+
+/// Lossless bitrate the path carries well: [`MOTION_LOSSLESS_BUDGET_BPS`],
+/// or less on a path slower than that.
+fn motion_budget_bps(path: PathEstimate) -> f64 {
+    match path.bandwidth_bps {
+        Some(bw) => MOTION_LOSSLESS_BUDGET_BPS.min(LEAVE_LOSSLESS_SHARE * bw as f64),
+        None => MOTION_LOSSLESS_BUDGET_BPS,
+    }
+}
+
+/// The content rule (see the module documentation): `Some` when moving
+/// content or its settling decides, `None` to leave it to the path rule.
+fn content_codec(
+    path: PathEstimate,
+    recent: &RecentStats,
+    fps: u32,
+    budget_bps: f64,
+) -> Option<Codec> {
+    match recent.active() {
+        Codec::ZstdTiles => recent.motion_now(budget_bps, fps).then_some(Codec::H264),
+        Codec::H264 => {
+            if path
+                .bandwidth_bps
+                .is_some_and(|bw| bw < FAST_RETURN_MIN_BPS)
+            {
+                return None;
+            }
+            let last = recent.last_motion_us(budget_bps, fps)?;
+            if recent.latest_us.saturating_sub(last) < recent.settle_us() {
+                // Still moving, or not quiet for long enough yet.
+                return Some(Codec::H264);
+            }
+            // Quiet: back to tiles if what changes now fits the path.
+            let rest = recent.demand_after_bps(last, fps);
+            let fits = path
+                .bandwidth_bps
+                .is_none_or(|bw| rest <= RETURN_LOSSLESS_SHARE * bw as f64);
+            fits.then_some(Codec::ZstdTiles)
+        }
     }
 }
 
@@ -290,6 +482,7 @@ mod tests {
                 keyframe: false,
                 bytes,
                 changed_tiles: tiles,
+                total_tiles: 510,
             });
             at += 33_333;
         }
@@ -407,6 +600,7 @@ mod tests {
             keyframe: true,
             bytes: 2_000_000,
             changed_tiles: 510,
+            total_tiles: 510,
         });
         assert_eq!(stats.lossless_bps(30), None);
         feed(&mut stats, Codec::ZstdTiles, 33_333, 30, 0, 0);
@@ -419,6 +613,147 @@ mod tests {
         let t = feed(&mut stats, Codec::ZstdTiles, 0, 30, 100_000, 40);
         feed(&mut stats, Codec::ZstdTiles, t + 5_000_000, 30, 0, 0);
         assert_eq!(stats.lossless_bps(30), Some(0.0));
+    }
+
+    /// 1080p: 30 × 17 tiles of 64 pixels.
+    const TILES_1080P: usize = 510;
+
+    /// A stand-in for the encoder: each frame asks the policy, then records
+    /// what the chosen codec would have sent (`changed` tiles, `bytes` of
+    /// lossless tiles for them; a switch to tiles sends a keyframe).
+    /// Returns the choice made for each frame.
+    fn drive(
+        stats: &mut RecentStats,
+        path: PathEstimate,
+        start_us: u64,
+        frames: &[(usize, usize)],
+    ) -> Vec<Choice> {
+        let mut at = start_us;
+        frames
+            .iter()
+            .map(|&(changed, bytes)| {
+                let choice = choose(Quality::Auto, path, stats);
+                let switched = choice.codec != stats.active();
+                stats.record(FrameSample {
+                    at_us: at,
+                    codec: choice.codec,
+                    keyframe: switched,
+                    bytes: match choice.codec {
+                        Codec::ZstdTiles => bytes,
+                        Codec::H264 => bytes / 40,
+                    },
+                    changed_tiles: changed,
+                    total_tiles: TILES_1080P,
+                });
+                at += 33_333;
+                choice
+            })
+            .collect()
+    }
+
+    /// Scrolling text at 1080p: nearly every tile, ~200 KB of lossless
+    /// tiles a frame (48 Mbit/s at 30 fps, as measured).
+    const SCROLL: (usize, usize) = (480, 200_000);
+    /// A quiet screen.
+    const QUIET: (usize, usize) = (0, 0);
+    /// Typing: one tile, 1.5 KB.
+    const TYPING: (usize, usize) = (1, 1_500);
+
+    fn codecs(choices: &[Choice]) -> Vec<Codec> {
+        choices.iter().map(|c| c.codec).collect()
+    }
+
+    #[test]
+    fn a_scroll_burst_switches_to_h264_within_four_frames_on_a_fast_link() {
+        let mut stats = RecentStats::new();
+        let t = feed(&mut stats, Codec::ZstdTiles, 0, 30, 1_500, 1);
+        let choices = drive(&mut stats, path(1000.0), t, &[SCROLL; 6]);
+        use Codec::{ZstdTiles as T, H264 as H};
+        // Three moving frames are measured with tiles, the fourth is H.264
+        // although a 1 Gbit/s link would carry the tiles.
+        assert_eq!(codecs(&choices), [T, T, T, H, H, H]);
+        assert!(choices[3..]
+            .iter()
+            .all(|c| c.h264_bitrate_bps == MOTION_H264_BPS));
+        // The bandwidth rule alone would have stayed on tiles.
+        assert_eq!(
+            auto_codec(path(1000.0), &stats, FULL_FPS),
+            Codec::H264,
+            "the recorded codec is H.264 now"
+        );
+    }
+
+    #[test]
+    fn settling_returns_to_tiles_within_a_second_and_bursts_settle_later() {
+        use Codec::{ZstdTiles as T, H264 as H};
+        let mut stats = RecentStats::new();
+        let mut t = feed(&mut stats, Codec::ZstdTiles, 0, 30, 1_500, 1);
+        let scroll = drive(&mut stats, path(100.0), t, &[SCROLL; 60]);
+        assert_eq!(scroll.last().map(|c| c.codec), Some(H));
+        t += 60 * 33_333;
+        let quiet = drive(&mut stats, path(100.0), t, &[QUIET; 30]);
+        let back = codecs(&quiet).iter().position(|&c| c == T).unwrap();
+        // The first quiet frame is at 0 ms: tiles return after SETTLE_US.
+        assert_eq!(back, (SETTLE_US / 33_333) as usize + 1);
+        assert!(
+            codecs(&quiet)[back..].iter().all(|&c| c == T),
+            "no flapping"
+        );
+        t += 30 * 33_333;
+
+        // A second burst right after: H.264 again at once, and this time
+        // tiles wait SETTLE_AGAIN_US (still under a second).
+        let again = drive(&mut stats, path(100.0), t, &[SCROLL; 10]);
+        assert_eq!(codecs(&again)[3..], [H; 7]);
+        t += 10 * 33_333;
+        let quiet = drive(&mut stats, path(100.0), t, &[QUIET; 40]);
+        let back = codecs(&quiet).iter().position(|&c| c == T).unwrap();
+        assert_eq!(back, (SETTLE_AGAIN_US / 33_333) as usize + 1);
+        assert!(back as u64 * 33_333 < 1_000_000);
+    }
+
+    #[test]
+    fn typing_and_single_big_frames_are_not_motion() {
+        let mut stats = RecentStats::new();
+        let mut frames = vec![TYPING; 30];
+        // A window opens (one big frame), then a second one a bit later.
+        frames[10] = SCROLL;
+        frames[14] = SCROLL;
+        let choices = drive(&mut stats, path(100.0), 0, &frames);
+        assert!(codecs(&choices).iter().all(|&c| c == Codec::ZstdTiles));
+    }
+
+    #[test]
+    fn small_moving_regions_stay_lossless_when_they_are_cheap() {
+        // A progress bar: 20 tiles change every frame, but at 800 bytes a
+        // frame (0.2 Mbit/s) tiles are cheap.
+        let mut stats = RecentStats::new();
+        let choices = drive(&mut stats, path(100.0), 0, &[(30, 800); 60]);
+        assert!(codecs(&choices).iter().all(|&c| c == Codec::ZstdTiles));
+    }
+
+    #[test]
+    fn a_slow_path_leaves_the_return_to_the_bandwidth_rule() {
+        use Codec::H264 as H;
+        // 2 Mbit/s: a lossless keyframe would take a second, so tiles come
+        // back only after the dwell time, when the bandwidth rule says so.
+        let mut stats = RecentStats::new();
+        let t = drive(&mut stats, path(2.0), 0, &[SCROLL; 10]);
+        assert_eq!(t.last().map(|c| c.codec), Some(H));
+        let quiet = drive(&mut stats, path(2.0), 10 * 33_333, &[QUIET; 45]);
+        assert!(codecs(&quiet).iter().all(|&c| c == H));
+        let later = drive(&mut stats, path(2.0), 55 * 33_333, &[QUIET; 90]);
+        assert_eq!(later.last().map(|c| c.codec), Some(Codec::ZstdTiles));
+    }
+
+    #[test]
+    fn settling_waits_while_what_still_changes_does_not_fit() {
+        // 6 Mbit/s path; after the scroll a smaller animation keeps costing
+        // 3.6 Mbit/s of tiles (> 50 % of the path): stay on H.264.
+        let mut stats = RecentStats::new();
+        drive(&mut stats, path(6.0), 0, &[SCROLL; 10]);
+        let busy = drive(&mut stats, path(6.0), 10 * 33_333, &[(20, 15_000); 30]);
+        assert!(codecs(&busy).iter().all(|&c| c == Codec::H264));
     }
 
     #[test]

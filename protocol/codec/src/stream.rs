@@ -150,11 +150,12 @@ impl Encoder {
 
     /// Whether [`Encoder::encode`] has work to do for a frame the capturer
     /// knows is identical to the previous one: a keyframe is due, the codec
-    /// changed, or H.264 is still refining the last change. When `false`
+    /// changed, H.264 is still refining the last change, or a motion episode
+    /// is settling (the policy reads its time from frames). When `false`
     /// the caller may skip the call (and its full-frame comparison): its
     /// answer would be `None`.
     pub fn wants_unchanged_frame(&self) -> bool {
-        if self.keyframe_due || self.last_sent != Some(self.active) {
+        if self.keyframe_due || self.last_sent != Some(self.active) || self.recent.settling() {
             return true;
         }
         self.active == Codec::H264 && self.frames_since_change <= self.refine_frames
@@ -235,12 +236,16 @@ impl Encoder {
             self.keyframe_due = false;
             self.last_sent = Some(codec);
         }
+        let tile = u32::from(self.tiles.config().tile_size.max(1));
+        let total_tiles =
+            frame.width().div_ceil(tile) as usize * frame.height().div_ceil(tile) as usize;
         self.recent.record(FrameSample {
             at_us: captured_us,
             codec,
             keyframe,
             bytes: payload.as_ref().map_or(0, Vec::len),
             changed_tiles,
+            total_tiles,
         });
         Ok(payload.map(|payload| EncodedFrame {
             codec,
@@ -474,6 +479,78 @@ mod tests {
                 (false, false),
                 (false, false)
             ]
+        );
+    }
+
+    /// A page of noisy text (lossless tiles cost a lot), `offset` rows
+    /// further down.
+    fn page(width: u32, height: u32, offset: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity((width * height * 4) as usize);
+        for y in offset..offset + height {
+            for x in 0..width {
+                let mut h = (u64::from(x) << 32 | u64::from(y)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                h ^= h >> 29;
+                let ink = y % 16 < 11 && h % 3 == 0;
+                let v = if ink { (h >> 40) as u8 & 0x7F } else { 250 };
+                out.extend_from_slice(&[v, v, v.wrapping_add((h >> 8) as u8 & 3), 255]);
+            }
+        }
+        out
+    }
+
+    /// The content rule end to end through the real codecs: a scroll goes to
+    /// H.264 within a few frames on a fast link, and once the screen is
+    /// still the viewer's picture is pixel-exact again within a second.
+    #[test]
+    fn a_scroll_goes_to_h264_and_settles_back_to_an_exact_picture() {
+        let (w, h) = (640, 480);
+        let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let path = crate::adapt::PathEstimate {
+            bandwidth_bps: Some(100_000_000),
+            rtt_ms: Some(10.0),
+        };
+        let mut codecs = Vec::new();
+        let mut step = |enc: &mut Encoder, pixels: &[u8], at_us: u64| {
+            enc.apply(&choose(Quality::Auto, path, enc.recent()));
+            let frame = BgraFrame::packed(pixels, w, h).unwrap();
+            if let Some(out) = enc.encode(&frame, at_us).unwrap() {
+                dec.decode(out.codec, out.keyframe, w, h, &out.payload)
+                    .unwrap();
+                codecs.push((at_us, out.codec));
+            }
+        };
+        let mut at = 0;
+        for offset in 0..20 {
+            step(&mut enc, &page(w, h, offset * 3), at);
+            at += 33_333;
+        }
+        let last = page(w, h, 19 * 3);
+        let stopped_at = at;
+        // Still screen: the capture loop keeps looking while it settles.
+        while at < stopped_at + 1_000_000 && enc.wants_unchanged_frame() {
+            step(&mut enc, &last, at);
+            at += 33_333;
+        }
+        let first_h264 = codecs.iter().position(|&(_, c)| c == Codec::H264);
+        assert!(
+            first_h264.is_some_and(|i| i <= 4),
+            "H.264 within four frames of the scroll: {codecs:?}"
+        );
+        let &(back_at, codec) = codecs.last().unwrap();
+        assert_eq!(codec, Codec::ZstdTiles, "tiles return: {codecs:?}");
+        assert!(back_at - stopped_at < 1_000_000);
+        assert!(
+            !enc.wants_unchanged_frame(),
+            "settled: nothing more to look at"
+        );
+        let expected: Vec<u8> = last
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0], 255])
+            .collect();
+        assert!(
+            dec.picture().unwrap().rgba == &expected[..],
+            "the refined picture is pixel-exact"
         );
     }
 
