@@ -11,13 +11,13 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use deskside_agent::diag::collect;
-use deskside_agent::link::LinkError;
-use deskside_agent::requests::{self as outbox, SEND_TIMEOUT};
+use deskside_agent::requests as outbox;
+use deskside_agent::session::help_channel;
 use deskside_agent::state::{StateDir, StateError};
 use deskside_diag::report::{self, Lang, Style};
 use deskside_diag::verdict;
+use deskside_protocol::helper::FiledOutcome;
 use deskside_protocol::request::{Answers, HelpRequest};
-use deskside_protocol::Refusal;
 use deskside_session_ui::help_form::{
     ask_help_form_in_subprocess, show_help_notice_in_subprocess, HelpFormWindow,
 };
@@ -381,8 +381,17 @@ async fn help_filed(
     form_opened: &mut bool,
 ) -> Result<(), CliError> {
     let lang = language(lang);
+    // Not enrolled as this user, but the system service runs (a
+    // system-wide install): the request goes through the service.
+    let mut through_service = None;
     let enrollment = match state.enrollment() {
-        Ok(enrollment) => enrollment,
+        Ok(enrollment) => Some(enrollment),
+        Err(StateError::NotEnrolled(_)) if help_channel::service_socket().is_some() => {
+            let socket = help_channel::service_socket().unwrap_or_default();
+            forward_leftovers(state, &socket).await;
+            through_service = Some(socket);
+            None
+        }
         Err(StateError::NotEnrolled(_)) => {
             return Err(CliError::Help(
                 t(
@@ -420,15 +429,20 @@ async fn help_filed(
                 )
             );
         }
-        let target = collect::Target {
-            relay: enrollment.relay.clone(),
-            fingerprint: enrollment.fingerprint,
-            identity: state.identity()?,
+        // Through the service, this user holds no key to measure the path
+        // to the relay with: the device's own measurements only.
+        let target = match &enrollment {
+            Some(enrollment) => Some(collect::Target {
+                relay: enrollment.relay.clone(),
+                fingerprint: enrollment.fingerprint,
+                identity: state.identity()?,
+            }),
+            None => None,
         };
         let policy = state.policy();
         let mut options = deskside_agent::diag::options_for(&policy);
         options.path.throughput = false;
-        let collected = collect::run(Some(&target), &options, &|_| {}).await;
+        let collected = collect::run(target.as_ref(), &options, &|_| {}).await;
         if interactive {
             eprint!("\r\x1b[2K");
         }
@@ -475,15 +489,15 @@ async fn help_filed(
             _ => return cancelled(lang, false),
         }
     }
-    // Written before any attempt: a crash from here on loses nothing.
-    outbox::enqueue(state, &request)?;
-    let outcome = match tokio::time::timeout(SEND_TIMEOUT, outbox::send_once(state, &request)).await
-    {
-        Ok(Ok(number)) => Ok(number),
-        // The relay read it and said what is wrong: resending it cannot
-        // help, and the employee is here to send it again, corrected.
-        Ok(Err(LinkError::Refused(Refusal::Invalid(reason)))) => {
-            outbox::discard(state, &request.client_id)?;
+    // Written before any attempt (here, or in the service's outbox): a
+    // crash from here on loses nothing.
+    let filed = match &through_service {
+        None => outbox::file(state, &mut request).await?,
+        Some(socket) => file_through_service(state, socket, &mut request, lang).await?,
+    };
+    let outcome = match filed {
+        FiledOutcome::Sent { number } => Ok(number),
+        FiledOutcome::Refused { reason } => {
             let message = format!(
                 "{}: {reason}",
                 t(
@@ -499,16 +513,10 @@ async fn help_filed(
             );
             return Err(CliError::Help(message));
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "the relay {} did not answer within {} s",
-            enrollment.relay,
-            SEND_TIMEOUT.as_secs()
-        )),
+        FiledOutcome::Queued { error } => Err(error),
     };
     match outcome {
         Ok(number) => {
-            outbox::delivered(state, &request.client_id, number)?;
             let text = localised(
                 lang,
                 format!(
@@ -527,12 +535,6 @@ async fn help_filed(
             emit(&text)
         }
         Err(error) => {
-            outbox::record_failure(
-                state,
-                &mut request,
-                deskside_agent::clock::unix_millis(),
-                error.clone(),
-            )?;
             let text = localised(
                 lang,
                 format!(
@@ -549,6 +551,60 @@ async fn help_filed(
                 ));
             }
             emit(&text)
+        }
+    }
+}
+
+/// Hands `request` to the agent service at `socket`, keeping a copy in
+/// this user's own outbox until the service has it: if the service does
+/// not answer, nothing typed is lost, and the next `help` or `requests`
+/// hands it over ([`forward_leftovers`]).
+async fn file_through_service(
+    state: &StateDir,
+    socket: &std::path::Path,
+    request: &mut HelpRequest,
+    lang: Lang,
+) -> Result<FiledOutcome, CliError> {
+    outbox::enqueue(state, request)?;
+    match help_channel::file_through(socket, request).await {
+        Ok(outcome) => {
+            outbox::discard(state, &request.client_id)?;
+            Ok(outcome)
+        }
+        Err(error) => {
+            outbox::record_failure(
+                state,
+                request,
+                deskside_agent::clock::unix_millis(),
+                error.to_string(),
+            )?;
+            Err(CliError::Help(format!(
+                "{error}. {}",
+                t(
+                    lang,
+                    "Your request is saved on this computer and will be handed to the agent service the next time you run `deskside-agent help` or `deskside-agent requests`.",
+                    "Votre demande est enregistrée sur cet ordinateur et sera transmise au service de l'agent la prochaine fois que vous lancerez `deskside-agent help` ou `deskside-agent requests`."
+                )
+            )))
+        }
+    }
+}
+
+/// Hands the service any request this user typed while it did not
+/// answer; what it still does not take stays for the next time.
+async fn forward_leftovers(state: &StateDir, socket: &std::path::Path) {
+    for request in outbox::queued(state) {
+        match help_channel::file_through(socket, &request).await {
+            Ok(outcome) => {
+                tracing::info!(client_id = %request.client_id, ?outcome, "a request saved earlier was handed to the agent service");
+                if let Err(e) = outbox::discard(state, &request.client_id) {
+                    tracing::warn!("{e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(client_id = %request.client_id, "a request saved earlier is still waiting: {e}");
+                return;
+            }
         }
     }
 }
@@ -572,11 +628,33 @@ fn cancelled(lang: Lang, json: bool) -> Result<(), CliError> {
     ))
 }
 
-/// `deskside-agent requests`.
-pub fn requests(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), CliError> {
+/// `deskside-agent requests`: this device's requests, or, for a user with
+/// no enrollment of their own while the system service runs, the ones
+/// this user filed through the service.
+pub async fn requests(state: &StateDir, json: bool, lang: Option<&str>) -> Result<(), CliError> {
     let lang = language(lang);
-    let known = outbox::load(state);
-    let queued = outbox::queued(state);
+    let socket = match state.enrollment() {
+        Err(StateError::NotEnrolled(_)) => help_channel::service_socket(),
+        _ => None,
+    };
+    let (known, queued) = match socket {
+        None => (outbox::load(state), outbox::queued(state)),
+        Some(socket) => {
+            forward_leftovers(state, &socket).await;
+            let theirs = help_channel::list_through(&socket)
+                .await
+                .map_err(|e| CliError::Help(e.to_string()))?;
+            let mut queued = theirs.queued;
+            // Typed while the service did not answer: still on this side.
+            queued.extend(outbox::queued(state));
+            let known = outbox::RequestsState {
+                sent: theirs.sent,
+                relay: theirs.relay,
+                ..outbox::RequestsState::default()
+            };
+            (known, queued)
+        }
+    };
     if json {
         let mut out = String::new();
         for request in &queued {

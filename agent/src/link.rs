@@ -598,7 +598,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             identity: identity.clone(),
         },
     });
-    let hub = Arc::new(crate::session::hub::HelperHub::default());
+    let hub = Arc::new(crate::session::hub::HelperHub::with_requests(state.clone()));
     {
         let socket = crate::session::channel::address_for(state.root());
         match crate::session::channel::Listener::bind(&socket) {

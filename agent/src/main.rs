@@ -269,7 +269,11 @@ fn main() -> ExitCode {
             )));
         }
         Command::Requests { json } => {
-            return finish_employee(help::requests(&state, json, cli.lang.as_deref()))
+            return finish_employee(runtime.block_on(help::requests(
+                &state,
+                json,
+                cli.lang.as_deref(),
+            )))
         }
         Command::SessionHelper { socket } => {
             let addresses = socket.map(|s| vec![s]).unwrap_or_else(|| {

@@ -16,8 +16,10 @@ use deskside_net::files::{create_private_dir, read_private, write_private, FileE
 use deskside_net::transport::{client_endpoint, resolve};
 use deskside_net::{connect, NetError};
 use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
+use deskside_protocol::helper::{FiledOutcome, LocalRequests};
 use deskside_protocol::message::Nested;
 use deskside_protocol::request::{DeliveryFailure, EmployeeRequest, HelpRequest};
+use deskside_protocol::Refusal;
 use serde::{Deserialize, Serialize};
 
 use crate::link::LinkError;
@@ -54,19 +56,103 @@ pub struct RequestsState {
     pub sent: Vec<SentRequest>,
     /// The relay's view (status, replies), as last received.
     pub relay: Vec<EmployeeRequest>,
+    /// Which local user filed each request that came through the service's
+    /// local channel (client id → "uid 1000"); requests filed by the
+    /// service's own user are not listed.
+    #[serde(default)]
+    pub local_users: std::collections::BTreeMap<String, String>,
 }
 
-/// A request the relay acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SentRequest {
-    /// The agent's id.
-    pub client_id: String,
-    /// The relay's number.
-    pub number: u64,
-    /// The employee's summary.
-    pub summary: String,
-    /// When typed, Unix ms.
-    pub created_ms: i64,
+/// A request the relay acknowledged (the same record the service hands a
+/// local user over its channel).
+pub use deskside_protocol::helper::SentHelpRequest as SentRequest;
+
+/// Whether `client_id` is one this agent could have made (32 lowercase hex
+/// digits): it names a file, so anything else (a path) is refused.
+pub fn valid_client_id(client_id: &str) -> bool {
+    client_id.len() == 32
+        && client_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Files a request: writes it to the outbox first (so nothing typed is
+/// lost), tries once to send it on a connection of its own, and says what
+/// became of it. A request the relay refused as invalid is dropped (the
+/// employee is told why); one that could not reach the relay stays queued
+/// with the failed attempt attached, for the running agent to send.
+pub async fn file(
+    state: &StateDir,
+    request: &mut HelpRequest,
+) -> Result<FiledOutcome, RequestsError> {
+    enqueue(state, request)?;
+    let relay = state
+        .enrollment()
+        .map(|e| e.relay)
+        .unwrap_or_else(|_| "IT's relay".to_owned());
+    let outcome = match tokio::time::timeout(SEND_TIMEOUT, send_once(state, request)).await {
+        Ok(Ok(number)) => {
+            delivered(state, &request.client_id, number)?;
+            return Ok(FiledOutcome::Sent { number });
+        }
+        // The relay read it and said what is wrong: resending it cannot
+        // help, and the employee is there to send it again, corrected.
+        Ok(Err(LinkError::Refused(Refusal::Invalid(reason)))) => {
+            discard(state, &request.client_id)?;
+            return Ok(FiledOutcome::Refused { reason });
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!(
+            "the relay {relay} did not answer within {} s",
+            SEND_TIMEOUT.as_secs()
+        ),
+    };
+    record_failure(state, request, crate::clock::unix_millis(), outcome.clone())?;
+    Ok(FiledOutcome::Queued { error: outcome })
+}
+
+/// Records that `local_user` filed `client_id` through the service (before
+/// the request is queued, so a crash never leaves it unattributed).
+pub fn remember_local_user(
+    state: &StateDir,
+    client_id: &str,
+    local_user: &str,
+) -> Result<(), RequestsError> {
+    let mut current = load(state);
+    current
+        .local_users
+        .insert(client_id.to_owned(), local_user.to_owned());
+    save(state, &current)
+}
+
+/// The requests `local_user` filed through the service: the queued ones
+/// (without their snapshots), the sent ones and the relay's view of them.
+pub fn for_local_user(state: &StateDir, local_user: &str) -> LocalRequests {
+    let known = load(state);
+    let theirs =
+        |client_id: &str| known.local_users.get(client_id).map(String::as_str) == Some(local_user);
+    LocalRequests {
+        queued: queued(state)
+            .into_iter()
+            .filter(|r| theirs(&r.client_id))
+            .map(|r| HelpRequest {
+                snapshot_json: None,
+                ..r
+            })
+            .collect(),
+        sent: known
+            .sent
+            .iter()
+            .filter(|s| theirs(&s.client_id))
+            .cloned()
+            .collect(),
+        relay: known
+            .relay
+            .iter()
+            .filter(|r| theirs(&r.client_id))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// A new client id: 32 hex digits.
@@ -287,5 +373,38 @@ mod tests {
         );
         assert_eq!(new_client_id().len(), 32);
         assert_ne!(new_client_id(), new_client_id());
+    }
+
+    #[test]
+    fn a_local_user_sees_only_the_requests_they_filed_through_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let (alice, bob) = ("uid 1000", "uid 1001");
+        let ids: Vec<String> = (0..3).map(|_| new_client_id()).collect();
+        remember_local_user(&state, &ids[0], alice).unwrap();
+        remember_local_user(&state, &ids[1], bob).unwrap();
+        // ids[2]: the service's own user (no local user recorded).
+        for (at, id) in ids.iter().enumerate() {
+            let mut r = request(id, at as i64);
+            r.snapshot_json = Some(b"{}".to_vec());
+            enqueue(&state, &r).unwrap();
+        }
+        delivered(&state, &ids[1], 7).unwrap();
+        let theirs = for_local_user(&state, alice);
+        assert_eq!(theirs.queued.len(), 1);
+        assert_eq!(theirs.queued[0].client_id, ids[0]);
+        assert_eq!(theirs.queued[0].snapshot_json, None, "snapshots stay");
+        assert!(theirs.sent.is_empty());
+        let bobs = for_local_user(&state, bob);
+        assert_eq!((bobs.queued.len(), bobs.sent[0].number), (0, 7));
+        assert!(for_local_user(&state, "uid 1002").queued.is_empty());
+    }
+
+    #[test]
+    fn only_our_own_ids_name_files() {
+        assert!(valid_client_id(&new_client_id()));
+        assert!(!valid_client_id("../../../../etc/passwd0000000000"));
+        assert!(!valid_client_id("ABCDEF0123456789abcdef0123456789"));
+        assert!(!valid_client_id("abc"));
     }
 }

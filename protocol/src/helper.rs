@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::message::Nested;
+use crate::request::{EmployeeRequest, HelpRequest, RequestEvent};
 
 use crate::session::{
     AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, Monitor, VideoFrame,
@@ -70,6 +71,21 @@ pub enum ServiceToHelper {
         /// The session.
         session_id: u64,
     },
+    /// Answer to [`HelperToService::FileHelpRequest`]: what became of the
+    /// request the local user filed through the service.
+    HelpRequestFiled {
+        /// The request's client id.
+        client_id: String,
+        /// Sent, kept in the service's outbox, or refused.
+        outcome: FiledOutcome,
+    },
+    /// Answer to [`HelperToService::ListHelpRequests`]: the requests the
+    /// asking local user filed through the service.
+    HelpRequestList(LocalRequests),
+    /// One of this device's requests changed on the relay (a reply, a
+    /// status change): the helper tells the employee (a desktop
+    /// notification).
+    HelpRequestUpdate(RequestUpdate),
     /// A message from a newer service; never sent.
     #[serde(skip)]
     Unknown {
@@ -77,7 +93,64 @@ pub enum ServiceToHelper {
         tag: u32,
     },
 }
-crate::impl_message!(ServiceToHelper, known = 8);
+crate::impl_message!(ServiceToHelper, known = 11);
+
+/// What became of a request filed through the service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FiledOutcome {
+    /// The relay stored it under this number.
+    Sent {
+        /// The relay's number.
+        number: u64,
+    },
+    /// The relay could not be reached: the request waits in the service's
+    /// outbox and goes as soon as the service connects.
+    Queued {
+        /// Why it could not be sent now.
+        error: String,
+    },
+    /// The relay (or the service) refused it; it was not kept.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A request the relay acknowledged, as the service lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentHelpRequest {
+    /// The agent's id for it.
+    pub client_id: String,
+    /// The relay's number.
+    pub number: u64,
+    /// The employee's summary.
+    pub summary: String,
+    /// When typed, Unix ms.
+    pub created_ms: i64,
+}
+
+/// The requests a local user filed through the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalRequests {
+    /// Waiting in the service's outbox (snapshots left out).
+    pub queued: Vec<HelpRequest>,
+    /// Acknowledged by the relay.
+    pub sent: Vec<SentHelpRequest>,
+    /// The relay's view of those (status, replies), as last received.
+    pub relay: Vec<EmployeeRequest>,
+}
+
+/// A change to one of this device's requests, for a desktop notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestUpdate {
+    /// The relay's number.
+    pub number: u64,
+    /// Its status now.
+    pub status: String,
+    /// The newest event meant for the employee (a reply, a resolution),
+    /// if the change came with one.
+    pub event: Option<RequestEvent>,
+}
 
 /// What the consent dialog shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +234,15 @@ pub enum HelperToService {
         /// The monitors, by index.
         monitors: Vec<Monitor>,
     },
+    /// First and only message of a connection from `deskside-agent help`
+    /// run by a local user who has no enrollment of their own: the service
+    /// files the request for them (keeping it in its outbox) and answers
+    /// [`ServiceToHelper::HelpRequestFiled`].
+    FileHelpRequest(HelpRequest),
+    /// First and only message of a connection from `deskside-agent
+    /// requests` run by such a user: the service answers
+    /// [`ServiceToHelper::HelpRequestList`] with that user's requests.
+    ListHelpRequests,
     /// A message from a newer helper; never sent.
     #[serde(skip)]
     Unknown {
@@ -168,4 +250,4 @@ pub enum HelperToService {
         tag: u32,
     },
 }
-crate::impl_message!(HelperToService, known = 5);
+crate::impl_message!(HelperToService, known = 7);

@@ -29,7 +29,10 @@ use crate::console::{
     SessionOpened, StoredDiagnostics, TechnicianTokenInfo,
 };
 use crate::frame::{encode_frame, parse_header, HEADER_LEN};
-use crate::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
+use crate::helper::{
+    ConsentAnswer, ConsentPrompt, FiledOutcome, HelperToService, LocalRequests, RequestUpdate,
+    SentHelpRequest, ServiceToHelper,
+};
 use crate::message::{decode_value, encode_value, Nested};
 use crate::session::{
     AgentToConsole, Capabilities, Codec, ConsoleToAgent, Cursor, CursorShape, EndedBy, InputEvent,
@@ -1030,6 +1033,65 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
             .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
         any::<u64>().prop_map(|session_id| ServiceToHelper::Withdrawn { session_id }),
     ]
+        (
+            text(),
+            prop_oneof![
+                any::<u64>().prop_map(|number| FiledOutcome::Sent { number }),
+                text().prop_map(|error| FiledOutcome::Queued { error }),
+                text().prop_map(|reason| FiledOutcome::Refused { reason }),
+            ]
+        )
+            .prop_map(|(client_id, outcome)| ServiceToHelper::HelpRequestFiled {
+                client_id,
+                outcome
+            }),
+        (
+            prop::collection::vec(help_request(), 0..2),
+            prop::collection::vec((text(), any::<u64>(), text(), any::<i64>()), 0..2),
+            prop::collection::vec(
+                (
+                    text(),
+                    any::<u64>(),
+                    text(),
+                    prop::option::of(text()),
+                    prop::collection::vec(request_event(), 0..2)
+                ),
+                0..2
+            ),
+        )
+            .prop_map(|(queued, sent, relay)| ServiceToHelper::HelpRequestList(
+                LocalRequests {
+                    queued,
+                    sent: sent
+                        .into_iter()
+                        .map(|(client_id, number, summary, created_ms)| SentHelpRequest {
+                            client_id,
+                            number,
+                            summary,
+                            created_ms,
+                        })
+                        .collect(),
+                    relay: relay
+                        .into_iter()
+                        .map(|(client_id, number, status, assignee, events)| {
+                            crate::request::EmployeeRequest {
+                                client_id,
+                                number,
+                                status,
+                                assignee,
+                                events,
+                            }
+                        })
+                        .collect(),
+                }
+            )),
+        (any::<u64>(), text(), prop::option::of(request_event())).prop_map(
+            |(number, status, event)| ServiceToHelper::HelpRequestUpdate(RequestUpdate {
+                number,
+                status,
+                event
+            })
+        ),
 }
 
 fn helper_to_service() -> impl Strategy<Value = HelperToService> {
@@ -1052,6 +1114,8 @@ fn helper_to_service() -> impl Strategy<Value = HelperToService> {
         prop::collection::vec(monitor(), 0..3)
             .prop_map(|monitors| HelperToService::Monitors { monitors }),
     ]
+        help_request().prop_map(HelperToService::FileHelpRequest),
+        Just(HelperToService::ListHelpRequests),
 }
 
 fn version_range() -> impl Strategy<Value = VersionRange> {

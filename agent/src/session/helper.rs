@@ -215,7 +215,14 @@ async fn serve(halves: Halves, display: Result<String, String>) -> Result<(), St
                         tracing::info!(session = %session_id_text(session_id), "the technician withdrew the request");
                         dialogs.withdraw(session_id);
                     }
-                    ServiceToHelper::Welcome => {}
+                    ServiceToHelper::HelpRequestUpdate(update) => {
+                        super::help_channel::show_update(update);
+                    }
+                    // Answers to `help` and `requests` on their own
+                    // connections; never sent to the session helper.
+                    ServiceToHelper::Welcome
+                    | ServiceToHelper::HelpRequestFiled { .. }
+                    | ServiceToHelper::HelpRequestList(_) => {}
                     ServiceToHelper::Unknown { tag } => {
                         tracing::debug!(tag, "ignoring a message from a newer service");
                     }

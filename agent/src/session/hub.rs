@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use deskside_protocol::helper::{HelperToService, ServiceToHelper};
+use deskside_protocol::helper::{HelperToService, RequestUpdate, ServiceToHelper};
 use deskside_protocol::session::session_id_text;
 use deskside_protocol::session::Monitor;
 use tokio::sync::mpsc;
 
-use super::channel::{Halves, Listener, Peer};
+use super::channel::{Accepted, Halves, Listener, Peer, ReadHalf, WriteHalf};
 use super::wire::{write_message, MessageReader};
+use crate::state::StateDir;
 
 /// Messages queued towards the helper before a sender waits.
 const TO_HELPER_QUEUE: usize = 64;
@@ -30,6 +31,9 @@ pub struct HelperHub {
     /// The connected helper's monitors; empty while none is connected or
     /// it could not list them.
     monitors: tokio::sync::watch::Sender<Vec<Monitor>>,
+    /// The service's state, for the help requests local users file and
+    /// list over the channel (see [`super::help_channel`]); `None`: refused.
+    requests: Option<StateDir>,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HelperHub {
+    /// A hub that also files and lists local users' help requests in
+    /// `state` (the running agent's).
+    pub fn with_requests(state: StateDir) -> HelperHub {
+        HelperHub {
+            requests: Some(state),
+            ..HelperHub::default()
+        }
+    }
+
+    /// Tells the connected helper, if any, that one of this device's
+    /// requests changed (it shows a notification). Never waits: with no
+    /// helper or a full queue the update is dropped (`requests` shows it).
+    pub fn request_update(&self, update: RequestUpdate) {
+        let inner = lock(&self.inner);
+        if let Some(helper) = inner.as_ref() {
+            if let Err(e) = helper
+                .tx
+                .try_send(ServiceToHelper::HelpRequestUpdate(update))
+            {
+                tracing::info!("the session helper was not told of a request's change: {e}");
+            }
+        }
+    }
+
     /// A line to the connected helper for `session_id`, or why there is none.
     pub fn open(&self, session_id: u64) -> Result<HelperLine, String> {
         let inner = lock(&self.inner);
@@ -116,37 +144,60 @@ pub async fn serve(mut listener: Listener, hub: Arc<HelperHub>) {
                 continue;
             }
         };
-        let peer = match accepted.peer {
-            Ok(peer) => peer,
-            Err(reason) => {
-                tracing::warn!("refused a helper connection: {reason}");
-                continue;
-            }
-        };
         let hub = hub.clone();
         tokio::spawn(async move {
-            let who = peer.to_string();
-            if let Err(reason) = run_helper(accepted.halves, peer, &hub).await {
-                tracing::info!(peer = %who, "helper connection ended: {reason}");
+            if let Err(reason) = run_connection(accepted, &hub).await {
+                tracing::info!("helper channel connection ended: {reason}");
             }
         });
     }
 }
 
-async fn run_helper(halves: Halves, peer: Peer, hub: &HelperHub) -> Result<(), String> {
-    let Halves { read, mut write } = halves;
+/// One connection: a session helper (its hello first) or a local user's
+/// `help` / `requests` (one question, one answer).
+async fn run_connection(accepted: Accepted, hub: &HelperHub) -> Result<(), String> {
+    let Accepted {
+        halves,
+        peer,
+        local_user,
+    } = accepted;
+    let Halves { read, write } = halves;
     let mut reader = MessageReader::new(read);
-    let hello = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next())
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next())
         .await
-        .map_err(|_| "no hello within 5 s".to_owned())?
+        .map_err(|_| "no first message within 5 s".to_owned())?
         .map_err(|e| e.to_string())?;
-    let Some(HelperToService::Hello {
-        version,
-        display: screen,
-    }) = hello
-    else {
-        return Err("the first message was not a hello".to_owned());
-    };
+    match first {
+        Some(HelperToService::Hello { version, display }) => match peer {
+            Ok(peer) => {
+                let who = peer.to_string();
+                run_helper(reader, write, (version, display), peer, hub)
+                    .await
+                    .map_err(|reason| format!("{who}: {reason}"))
+            }
+            Err(reason) => Err(format!("refused a helper connection: {reason}")),
+        },
+        Some(
+            question @ (HelperToService::FileHelpRequest(_) | HelperToService::ListHelpRequests),
+        ) => match (&hub.requests, local_user) {
+            (Some(state), Some(user)) => {
+                super::help_channel::answer(state, &user, question, write).await
+            }
+            (None, _) => Err("this agent does not take help requests over its channel".to_owned()),
+            (_, None) => Err("refused a help request: the local user is unknown".to_owned()),
+        },
+        Some(_) => Err("the first message was neither a hello nor a help request".to_owned()),
+        None => Ok(()),
+    }
+}
+
+async fn run_helper(
+    mut reader: MessageReader<ReadHalf>,
+    mut write: WriteHalf,
+    (version, screen): (String, Result<String, String>),
+    peer: Peer,
+    hub: &HelperHub,
+) -> Result<(), String> {
     let (tx, mut to_helper) = mpsc::channel::<ServiceToHelper>(TO_HELPER_QUEUE);
     let sessions: Arc<Mutex<HashMap<u64, mpsc::Sender<HelperToService>>>> = Arc::default();
     let id = {
@@ -185,6 +236,9 @@ async fn run_helper(halves: Halves, peer: Peer, hub: &HelperHub) -> Result<(), S
                     | HelperToService::ToConsole { session_id, .. }
                     | HelperToService::Video { session_id, .. } => *session_id,
                     HelperToService::Hello { .. } => break Err("a second hello".to_owned()),
+                    HelperToService::FileHelpRequest(_) | HelperToService::ListHelpRequests => {
+                        break Err("a help request on a session helper's connection".to_owned())
+                    }
                     HelperToService::Monitors { monitors } => {
                         tracing::info!(
                             helper = id,

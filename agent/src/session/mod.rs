@@ -5,6 +5,7 @@
 pub mod channel;
 mod delivery;
 mod desktop;
+pub mod help_channel;
 pub mod helper;
 pub mod host;
 pub mod hub;

@@ -77,6 +77,10 @@ pub struct Accepted {
     /// Who connected, checked against [`admit`]; `Err` carries the reason
     /// for the log (the client is told nothing).
     pub peer: Result<Peer, String>,
+    /// The client's local account as the kernel reports it ("uid 1000"),
+    /// whether or not it may be the session helper: who files a help
+    /// request through the service (see `session::help_channel`).
+    pub local_user: Option<String>,
 }
 
 /// Who a connected helper is, as the operating system reported it.

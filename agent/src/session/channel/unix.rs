@@ -36,6 +36,10 @@ impl Listener {
     /// The next connection and who it comes from.
     pub async fn accept(&mut self) -> std::io::Result<Accepted> {
         let (stream, _) = self.inner.accept().await?;
+        let local_user = stream
+            .peer_cred()
+            .ok()
+            .map(|cred| format!("uid {}", cred.uid()));
         let peer = match stream.peer_cred() {
             Ok(cred) => {
                 let uid = cred.uid();
@@ -50,6 +54,7 @@ impl Listener {
         Ok(Accepted {
             halves: halves(stream),
             peer,
+            local_user,
         })
     }
 }

@@ -131,12 +131,16 @@ impl Listener {
         let connected = std::mem::replace(&mut self.next, next);
         let peer = self.check_client(&connected);
         let (read, write) = tokio::io::split(connected);
+        // Only admitted clients file help requests here: the pipe's DACL
+        // lets no one else open it anyway.
+        let local_user = peer.as_ref().ok().map(|p| p.user.clone());
         Ok(Accepted {
             halves: Halves {
                 read: Box::new(read),
                 write: Box::new(write),
             },
             peer,
+            local_user,
         })
     }
 

@@ -1,0 +1,206 @@
+//! Help requests over the service's local channel, for a local user who has
+//! no enrollment of their own (a system-wide install: the identity lives in
+//! the service's state directory, which ordinary users cannot read).
+//!
+//! `deskside-agent help` and `deskside-agent requests` connect to the
+//! service's socket (the one the session helper uses), send one question
+//! ([`HelperToService::FileHelpRequest`] or
+//! [`HelperToService::ListHelpRequests`]) and read one answer. The service
+//! knows who asked from the kernel (`SO_PEERCRED`, see [`super::channel`]),
+//! files the request through its own outbox (so it is kept if the relay is
+//! down) and records which local user filed it; a user lists only their
+//! own requests.
+//!
+//! This module never decides who may be the session helper: any local
+//! user may ask for help, only the helper policy in `channel` admits
+//! helpers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deskside_protocol::helper::{
+    FiledOutcome, HelperToService, LocalRequests, RequestUpdate, ServiceToHelper,
+};
+use deskside_protocol::request::HelpRequest;
+
+use super::channel::{self, WriteHalf};
+use super::wire::{write_message, MessageReader};
+use crate::requests;
+use crate::state::StateDir;
+
+/// The environment variable naming the service's socket (tests, and a
+/// service started with a state directory of its own); by default the
+/// installed service's ([`channel::SYSTEM_SOCKET`]).
+pub const SOCKET_ENV: &str = "DESKSIDE_AGENT_SOCKET";
+
+/// How long a client waits for the service's answer: the service tries
+/// the relay for up to [`requests::SEND_TIMEOUT`] before keeping the
+/// request queued.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(requests::SEND_TIMEOUT.as_secs() + 20);
+
+/// Errors of a client of the service's channel.
+#[derive(Debug, thiserror::Error)]
+pub enum HelpChannelError {
+    /// The socket exists but nobody answers on it.
+    #[error("the deskside agent service does not answer on {address} ({source}); ask IT to check that the deskside-agent service runs (`systemctl status deskside-agent`)")]
+    Unreachable {
+        /// The socket.
+        address: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection failed or carried something unreadable.
+    #[error("the connection to the deskside agent service failed ({0}); try again, and if it keeps failing ask IT to check the deskside-agent service")]
+    Wire(String),
+    /// The service said nothing in time.
+    #[error("the deskside agent service did not answer within {} s; try again in a minute", ANSWER_TIMEOUT.as_secs())]
+    Timeout,
+    /// The service closed the connection without an answer (it refused
+    /// the question, or is too old to know it).
+    #[error("the deskside agent service did not take the request (it may be older than this command, or refused it: see its log); ask IT to update deskside-agent")]
+    NoAnswer,
+}
+
+/// The service's socket for a user with no enrollment of their own:
+/// `DESKSIDE_AGENT_SOCKET`, else the installed service's, if the socket
+/// exists. Windows: not built (the per-user and service state directories
+/// there are not bridged yet).
+pub fn service_socket() -> Option<PathBuf> {
+    #[cfg(unix)]
+    {
+        let address = std::env::var_os(SOCKET_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(channel::SYSTEM_SOCKET));
+        address.exists().then_some(address)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Files `request` through the service at `address`.
+pub async fn file_through(
+    address: &Path,
+    request: &HelpRequest,
+) -> Result<FiledOutcome, HelpChannelError> {
+    let answer = ask(address, &HelperToService::FileHelpRequest(request.clone())).await?;
+    match answer {
+        ServiceToHelper::HelpRequestFiled { client_id, outcome }
+            if client_id == request.client_id =>
+        {
+            Ok(outcome)
+        }
+        other => Err(HelpChannelError::Wire(format!(
+            "unexpected answer {other:?}"
+        ))),
+    }
+}
+
+/// The requests this user filed through the service at `address`.
+pub async fn list_through(address: &Path) -> Result<LocalRequests, HelpChannelError> {
+    match ask(address, &HelperToService::ListHelpRequests).await? {
+        ServiceToHelper::HelpRequestList(list) => Ok(list),
+        other => Err(HelpChannelError::Wire(format!(
+            "unexpected answer {other:?}"
+        ))),
+    }
+}
+
+async fn ask(
+    address: &Path,
+    question: &HelperToService,
+) -> Result<ServiceToHelper, HelpChannelError> {
+    let halves =
+        channel::connect(address)
+            .await
+            .map_err(|source| HelpChannelError::Unreachable {
+                address: address.to_owned(),
+                source,
+            })?;
+    let mut write = halves.write;
+    write_message(&mut write, question)
+        .await
+        .map_err(|e| HelpChannelError::Wire(e.to_string()))?;
+    let mut reader = MessageReader::new(halves.read);
+    match tokio::time::timeout(ANSWER_TIMEOUT, reader.next::<ServiceToHelper>()).await {
+        Err(_) => Err(HelpChannelError::Timeout),
+        Ok(Err(e)) => Err(HelpChannelError::Wire(e.to_string())),
+        Ok(Ok(None)) => Err(HelpChannelError::NoAnswer),
+        Ok(Ok(Some(answer))) => Ok(answer),
+    }
+}
+
+/// The service's side: answers one local user's question on `write`.
+pub async fn answer(
+    state: &StateDir,
+    local_user: &str,
+    question: HelperToService,
+    mut write: WriteHalf,
+) -> Result<(), String> {
+    let reply = match question {
+        HelperToService::FileHelpRequest(mut request) => {
+            let outcome = file_for(state, local_user, &mut request).await;
+            ServiceToHelper::HelpRequestFiled {
+                client_id: request.client_id,
+                outcome,
+            }
+        }
+        HelperToService::ListHelpRequests => {
+            ServiceToHelper::HelpRequestList(requests::for_local_user(state, local_user))
+        }
+        _ => return Err("not a help request".to_owned()),
+    };
+    write_message(&mut write, &reply)
+        .await
+        .map_err(|e| format!("cannot answer {local_user}: {e}"))
+}
+
+async fn file_for(state: &StateDir, local_user: &str, request: &mut HelpRequest) -> FiledOutcome {
+    if !requests::valid_client_id(&request.client_id) {
+        tracing::warn!(local_user, "refused a help request with a malformed id");
+        return FiledOutcome::Refused {
+            reason: "the request's id is not 32 hexadecimal digits".to_owned(),
+        };
+    }
+    // A local user may not replace or resend someone else's request.
+    let known = requests::load(state);
+    let taken = known.sent.iter().any(|s| s.client_id == request.client_id)
+        || requests::queued(state)
+            .iter()
+            .any(|q| q.client_id == request.client_id);
+    let owner = known.local_users.get(&request.client_id);
+    if owner.is_some_and(|o| o != local_user) || (taken && owner.is_none()) {
+        tracing::warn!(local_user, client_id = %request.client_id, "refused a help request whose id belongs to another user");
+        return FiledOutcome::Refused {
+            reason: "a request with this id was filed by someone else".to_owned(),
+        };
+    }
+    tracing::info!(local_user, client_id = %request.client_id, "a local user filed a help request through the service");
+    let kept = match requests::remember_local_user(state, &request.client_id, local_user) {
+        Ok(()) => requests::file(state, request).await,
+        Err(e) => Err(e),
+    };
+    match kept {
+        Ok(outcome) => {
+            tracing::info!(local_user, client_id = %request.client_id, ?outcome, "help request filed for a local user");
+            outcome
+        }
+        Err(e) => {
+            tracing::warn!(local_user, "cannot keep a local user's help request: {e}");
+            FiledOutcome::Refused {
+                reason: format!("the agent service could not keep the request ({e})"),
+            }
+        }
+    }
+}
+
+/// The session helper's side: one of this device's requests changed.
+pub fn show_update(update: RequestUpdate) {
+    tracing::info!(
+        number = update.number,
+        status = %update.status,
+        "a help request changed"
+    );
+}

@@ -1,0 +1,222 @@
+//! Help requests on a system-wide install: the agent service holds the
+//! identity in its own state directory, and an employee whose own state
+//! directory is empty still files requests and reads the replies, through
+//! the service's local socket (`deskside_agent::session::help_channel`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use deskside_tests::{bin, wait_for, Run, World};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// An employee with an empty home and state directory, who knows the
+/// service only by its socket.
+struct Employee {
+    home: PathBuf,
+    socket: PathBuf,
+}
+
+impl Employee {
+    fn new(world: &World, socket: &Path) -> Employee {
+        let home = world.path("employee-home");
+        std::fs::create_dir_all(&home).expect("employee home");
+        Employee {
+            home,
+            socket: socket.to_owned(),
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.home.join(".local/state/deskside-agent")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let output = Command::new(bin("deskside-agent"))
+            // As the default for a non-root user would be; given
+            // explicitly because tests may run as root, whose default is
+            // the service's directory.
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(args)
+            .env("HOME", &self.home)
+            .env("XDG_STATE_HOME", self.home.join(".local/state"))
+            .env("DESKSIDE_AGENT_SOCKET", &self.socket)
+            .env_remove("DESKSIDE_AGENT_STATE")
+            .env_remove("DESKSIDE_ENROLL_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run deskside-agent");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn ask_help(&self, summary: &str) -> Value {
+        self.run(&[
+            "help",
+            "--summary",
+            summary,
+            "--urgency",
+            "blocked",
+            "--json",
+        ])
+        .ok()
+        .json()
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.run(&["requests", "--json"]).ok().json_lines()
+    }
+}
+
+fn outbox_files(state: &Path) -> usize {
+    std::fs::read_dir(state.join("requests-outbox"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_user_without_an_identity_files_and_follows_requests_through_the_service() {
+    let mut world = World::new();
+    let mut setup = world.enrolled_laptop();
+    let _service = world.run_agent(&setup.agent);
+    setup
+        .admin
+        .wait_status(&setup.device, "online", Duration::from_secs(30));
+    let socket = setup.agent.state_dir.join("session.sock");
+    wait_for("the service's socket", LONG, || {
+        socket.exists().then_some(())
+    });
+    let employee = Employee::new(&world, &socket);
+
+    // 1. Filed through the service, with the device's own measurements.
+    let sent = employee.ask_help("the VPN drops every hour");
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let number = sent["number"].as_u64().expect("a number");
+    let listed = setup.admin.requests();
+    let request = listed
+        .iter()
+        .find(|r| r["number"].as_u64() == Some(number))
+        .unwrap_or_else(|| panic!("request {number} listed: {listed:?}"));
+    assert_eq!(request["summary"], "the VPN drops every hour");
+    assert_eq!(request["device"], setup.device.as_str(), "{request}");
+    assert!(
+        request["verdict"].is_string(),
+        "snapshot attached: {request}"
+    );
+    // The employee's side holds no identity and no copy; the service
+    // records who asked.
+    let employee_state = employee.state_dir();
+    assert!(!employee_state.join("agent-key.pem").exists());
+    assert_eq!(outbox_files(&employee_state), 0);
+    let service_view: Value = serde_json::from_slice(
+        &std::fs::read(setup.agent.state_dir.join("requests.json")).expect("requests.json"),
+    )
+    .expect("json");
+    let uid = nix_uid();
+    assert_eq!(
+        service_view["local_users"][sent["client_id"].as_str().expect("id")],
+        format!("uid {uid}"),
+        "{service_view}"
+    );
+
+    // 2. The technician's reply reaches the employee's `requests`.
+    let n = number.to_string();
+    setup.admin.run(&["requests", "claim", &n]).ok();
+    setup
+        .admin
+        .run(&["requests", "reply", &n, "Restart the VPN client, please."])
+        .ok();
+    let mine = wait_for("the reply through the service", LONG, || {
+        employee
+            .requests()
+            .into_iter()
+            .find(|r| r["number"].as_u64() == Some(number))
+            .filter(|r| {
+                r["events"].as_array().is_some_and(|events| {
+                    events.iter().any(|e| {
+                        e["kind"] == "reply" && e["text"] == "Restart the VPN client, please."
+                    })
+                })
+            })
+    });
+    assert_eq!(mine["status"], "waiting", "{mine}");
+    let text = employee.run(&["--lang", "fr", "requests"]).ok();
+    assert!(text.stdout.contains("a répondu"), "{}", text.stdout);
+
+    // 3. The relay is down: the service keeps the request in its outbox
+    // and sends it once the relay is back.
+    let port = setup.relay.port();
+    setup.relay.proc.kill();
+    let _ = setup.relay.proc.wait_exit(Duration::from_secs(10));
+    let queued = employee.run(&[
+        "help",
+        "--summary",
+        "printer offline",
+        "--urgency",
+        "can_work",
+        "--no-diagnostics",
+        "--json",
+    ]);
+    let queued = queued.ok().json();
+    assert_eq!(queued["status"], "queued", "{queued}");
+    assert_eq!(
+        outbox_files(&setup.agent.state_dir),
+        1,
+        "in the service's outbox"
+    );
+    assert_eq!(
+        outbox_files(&employee_state),
+        0,
+        "not on the employee's side"
+    );
+    let waiting = employee.requests();
+    assert!(
+        waiting
+            .iter()
+            .any(|r| r["status"] == "queued" && r["summary"] == "printer offline"),
+        "{waiting:?}"
+    );
+    let _relay = world.relay(Some(port));
+    let arrived = wait_for("the queued request at the relay", LONG, || {
+        setup
+            .admin
+            .requests()
+            .into_iter()
+            .find(|r| r["summary"] == "printer offline")
+    });
+    assert_eq!(arrived["device"], setup.device.as_str());
+    wait_for("the service's outbox emptied", LONG, || {
+        (outbox_files(&setup.agent.state_dir) == 0).then_some(())
+    });
+    assert_eq!(setup.admin.requests().len(), 2, "each request once");
+}
+
+#[test]
+fn without_the_service_a_user_without_an_identity_is_told_to_enroll() {
+    let world = World::new();
+    let employee = Employee::new(&world, &world.path("no-such.sock"));
+    employee
+        .run(&["help", "--summary", "x", "--json"])
+        .fails_with(1, "not enrolled");
+}
+
+fn nix_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("effective uid")
+}
