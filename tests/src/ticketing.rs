@@ -267,9 +267,12 @@ fn nonempty_str(v: &Value) -> bool {
 pub struct ZammadState {
     /// Tickets made: the POSTed document plus `id` and `number`.
     pub tickets: Vec<Value>,
-    /// Articles: the ticket's first one (from the ticket's `article`) and
-    /// each `POST /api/v1/ticket_articles`, with `ticket_id`.
+    /// Articles: the ticket's first one (from the ticket's `article`), each
+    /// `POST /api/v1/ticket_articles` and each update's `article`, with
+    /// `ticket_id`.
     pub articles: Vec<Value>,
+    /// Each accepted `PUT /api/v1/tickets/{id}`: `ticket_id` and `body`.
+    pub updates: Vec<Value>,
 }
 
 /// Zammad's REST API v1, as far as the connector uses it.
@@ -339,10 +342,18 @@ fn check_zammad_article(article: &Value) -> Result<(), String> {
 
 fn zammad(r: &HttpRequest, expected: &str, state: &mut ZammadState) -> HttpAnswer {
     let route = (r.method.as_str(), r.path.as_str());
-    if !matches!(
-        route,
-        ("POST", "/api/v1/tickets") | ("POST", "/api/v1/ticket_articles")
-    ) {
+    let updated: Option<u64> = match route {
+        ("PUT", path) => path
+            .strip_prefix("/api/v1/tickets/")
+            .and_then(|id| id.parse().ok()),
+        _ => None,
+    };
+    if updated.is_none()
+        && !matches!(
+            route,
+            ("POST", "/api/v1/tickets") | ("POST", "/api/v1/ticket_articles")
+        )
+    {
         return zammad_error(
             404,
             &format!("No route matches [{}] {:?}", r.method, r.path),
@@ -358,6 +369,9 @@ fn zammad(r: &HttpRequest, expected: &str, state: &mut ZammadState) -> HttpAnswe
     let Some(body) = json_body(r).filter(Value::is_object) else {
         return zammad_error(422, "the body is not a JSON object");
     };
+    if let Some(id) = updated {
+        return zammad_update(id, &body, state);
+    }
     if route.1 == "/api/v1/tickets" {
         if !nonempty_str(&body["title"]) {
             return zammad_error(422, "Need title");
@@ -376,6 +390,9 @@ fn zammad(r: &HttpRequest, expected: &str, state: &mut ZammadState) -> HttpAnswe
         let mut ticket = body.clone();
         ticket["id"] = json!(id);
         ticket["number"] = json!(number);
+        if ticket.get("state").is_none() {
+            ticket["state"] = json!("new");
+        }
         let mut article = body["article"].clone();
         article["ticket_id"] = json!(id);
         state.tickets.push(ticket);
@@ -408,6 +425,64 @@ fn zammad(r: &HttpRequest, expected: &str, state: &mut ZammadState) -> HttpAnswe
     }
 }
 
+/// Zammad's default ticket states.
+const ZAMMAD_STATES: [&str; 6] = [
+    "new",
+    "open",
+    "pending reminder",
+    "closed",
+    "merged",
+    "pending close",
+];
+
+/// `PUT /api/v1/tickets/{id}`: the fields given (here `state`) change, and
+/// an `article` in the body is added to the ticket.
+fn zammad_update(id: u64, body: &Value, state: &mut ZammadState) -> HttpAnswer {
+    let Some(index) = state
+        .tickets
+        .iter()
+        .position(|t| t["id"].as_u64() == Some(id))
+    else {
+        return zammad_error(404, &format!("Couldn't find Ticket with 'id'={id}"));
+    };
+    let known = [
+        "state", "article", "title", "group", "priority", "owner", "customer",
+    ];
+    if let Some(field) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        return zammad_error(422, &format!("unknown attribute {field:?} for Ticket"));
+    }
+    if let Some(given) = body.get("state") {
+        if !given
+            .as_str()
+            .is_some_and(|name| ZAMMAD_STATES.contains(&name))
+        {
+            return zammad_error(422, &format!("No lookup value found for 'state': {given}"));
+        }
+    }
+    if let Some(article) = body.get("article") {
+        if let Err(e) = check_zammad_article(article) {
+            return zammad_error(422, &e);
+        }
+    }
+    if let Some(given) = body.get("state") {
+        state.tickets[index]["state"] = given.clone();
+    }
+    if let Some(article) = body.get("article") {
+        let mut article = article.clone();
+        article["ticket_id"] = json!(id);
+        state.articles.push(article);
+    }
+    state.updates.push(json!({ "ticket_id": id, "body": body }));
+    let ticket = &state.tickets[index];
+    (
+        200,
+        json!({ "id": id, "number": ticket["number"], "state": ticket["state"] }),
+    )
+}
+
 // ----------------------------------------------------------------------
 // GLPI
 
@@ -424,6 +499,11 @@ pub struct GlpiState {
     pub tickets: Vec<Value>,
     /// Follow-ups: their `input` plus `id`.
     pub followups: Vec<Value>,
+    /// Solutions (`ITILSolution`): their `input` plus `id`; each sets its
+    /// ticket's `status` to 5 (solved).
+    pub solutions: Vec<Value>,
+    /// Each accepted `PUT Ticket/{id}`: `id` and `input`.
+    pub updates: Vec<Value>,
     /// Documents: their manifest's `input` plus `id` and the uploaded
     /// file's `file_name` and `content` (as text).
     pub documents: Vec<Value>,
@@ -544,11 +624,14 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
         state.killed += 1;
         return (200, json!(true));
     }
+    if r.method == "PUT" {
+        return glpi_update(r, endpoint, state);
+    }
     if r.method != "POST" {
         return glpi_error(
             400,
             "ERROR_METHOD_NOT_ALLOWED",
-            "only POST is implemented here",
+            "only POST and PUT are implemented here",
         );
     }
     if endpoint == "Document" {
@@ -583,10 +666,45 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
             if !level_ok(&input["urgency"]) || !level_ok(&input["impact"]) {
                 return glpi_error(400, "ERROR_GLPI_ADD", "urgency and impact are 1 to 5");
             }
+            if input.get("status").is_some() && !glpi_status_ok(&input["status"]) {
+                return glpi_error(400, "ERROR_GLPI_ADD", "status is 1 to 6");
+            }
             let id = state.tickets.len() as u64 + 1;
             let mut ticket = input.clone();
             ticket["id"] = json!(id);
+            if ticket.get("status").is_none() {
+                ticket["status"] = json!(1);
+            }
             state.tickets.push(ticket);
+            (201, json!({ "id": id, "message": "" }))
+        }
+        "ITILSolution" => {
+            if input["itemtype"] != "Ticket" {
+                return glpi_error(400, "ERROR_GLPI_ADD", "itemtype must be Ticket");
+            }
+            let Some(index) = state
+                .tickets
+                .iter()
+                .position(|t| t["id"].as_u64().is_some() && t["id"] == input["items_id"])
+            else {
+                return glpi_error(400, "ERROR_GLPI_ADD", "items_id is not a ticket");
+            };
+            if !nonempty_str(&input["content"]) {
+                return glpi_error(400, "ERROR_GLPI_ADD", "a solution needs a content");
+            }
+            // GLPI refuses a solution on a ticket already solved or closed.
+            if matches!(state.tickets[index]["status"].as_u64(), Some(5 | 6)) {
+                return glpi_error(
+                    400,
+                    "ERROR_GLPI_ADD",
+                    "the ticket is already solved or closed",
+                );
+            }
+            let id = state.solutions.len() as u64 + 1;
+            let mut solution = input.clone();
+            solution["id"] = json!(id);
+            state.solutions.push(solution);
+            state.tickets[index]["status"] = json!(5);
             (201, json!({ "id": id, "message": "" }))
         }
         "ITILFollowup" => {
@@ -616,6 +734,52 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
             &format!("resource {other} not found"),
         ),
     }
+}
+
+/// GLPI's ticket statuses: 1 new, 2 processing (assigned), 3 processing
+/// (planned), 4 pending, 5 solved, 6 closed.
+fn glpi_status_ok(v: &Value) -> bool {
+    v.as_u64().is_some_and(|n| (1..=6).contains(&n))
+}
+
+/// `PUT apirest.php/Ticket/{id}` with `{"input": {…}}`: here the `status`.
+fn glpi_update(r: &HttpRequest, endpoint: &str, state: &mut GlpiState) -> HttpAnswer {
+    let Some(id) = endpoint
+        .strip_prefix("Ticket/")
+        .and_then(|id| id.parse::<u64>().ok())
+    else {
+        return glpi_error(
+            400,
+            "ERROR_RESOURCE_MISSING",
+            "PUT needs an existing Ticket/{id} here",
+        );
+    };
+    if !r.is_json() {
+        return glpi_error(
+            400,
+            "ERROR_BAD_ARRAY",
+            "Content-Type must be application/json",
+        );
+    }
+    let Some(input) = json_body(r)
+        .and_then(|b| b.get("input").cloned())
+        .filter(Value::is_object)
+    else {
+        return glpi_error(400, "ERROR_BAD_ARRAY", "input parameter must be an object");
+    };
+    let Some(index) = state
+        .tickets
+        .iter()
+        .position(|t| t["id"].as_u64() == Some(id))
+    else {
+        return glpi_error(404, "ERROR_ITEM_NOT_FOUND", "item not found");
+    };
+    if input.get("status").is_none() || !glpi_status_ok(&input["status"]) {
+        return glpi_error(400, "ERROR_GLPI_UPDATE", "status is 1 to 6");
+    }
+    state.tickets[index]["status"] = input["status"].clone();
+    state.updates.push(json!({ "id": id, "input": input }));
+    (200, json!([{ id.to_string(): true, "message": "" }]))
 }
 
 /// One part of a `multipart/form-data` body.
@@ -948,6 +1112,120 @@ mod tests {
         );
         let state = fake.state();
         assert_eq!((state.tickets.len(), state.articles.len()), (1, 2));
+    }
+
+    #[test]
+    fn the_fakes_refuse_wrong_state_changes() {
+        let zammad = FakeZammad::start("tok");
+        let auth = ("Authorization", "Token token=tok");
+        let call = |method: &str, path: &str, headers: &[(&str, &str)], body: Value| {
+            raw_request(
+                zammad.server.addr(),
+                method,
+                path,
+                headers,
+                body.to_string().as_bytes(),
+            )
+            .0
+        };
+        let ticket =
+            json!({ "title": "t", "group": "g", "customer": "c", "article": { "body": "b" } });
+        assert_eq!(call("POST", "/api/v1/tickets", &[auth, JSON], ticket), 201);
+        let close = json!({ "state": "closed", "article": { "body": "done", "type": "note", "internal": true } });
+        assert_eq!(
+            call("PUT", "/api/v1/tickets/2", &[auth, JSON], close.clone()),
+            404
+        );
+        assert_eq!(
+            call("PUT", "/api/v1/tickets/1", &[JSON], close.clone()),
+            401
+        );
+        assert_eq!(
+            call("PATCH", "/api/v1/tickets/1", &[auth, JSON], close.clone()),
+            404
+        );
+        assert_eq!(
+            call(
+                "PUT",
+                "/api/v1/tickets/1",
+                &[auth, JSON],
+                json!({ "state": "solved" })
+            ),
+            422,
+            "not a Zammad state"
+        );
+        assert_eq!(
+            call(
+                "PUT",
+                "/api/v1/tickets/1",
+                &[auth, JSON],
+                json!({ "status": "closed" })
+            ),
+            422,
+            "not a ticket attribute"
+        );
+        assert_eq!(
+            call(
+                "PUT",
+                "/api/v1/tickets/1",
+                &[auth, JSON],
+                json!({ "state": "closed", "article": {} })
+            ),
+            422,
+            "an article without a body"
+        );
+        assert_eq!(zammad.state().tickets[0]["state"], "new");
+        assert_eq!(call("PUT", "/api/v1/tickets/1", &[auth, JSON], close), 200);
+        let state = zammad.state();
+        assert_eq!(state.tickets[0]["state"], "closed");
+        assert_eq!((state.articles.len(), state.updates.len()), (2, 1));
+
+        let glpi = FakeGlpi::start("u", "a");
+        let app = ("App-Token", "a");
+        let (_, body) = raw_request(
+            glpi.server.addr(),
+            "GET",
+            "/apirest.php/initSession",
+            &[app, ("Authorization", "user_token u"), JSON],
+            b"",
+        );
+        let session: Value = serde_json::from_str(&body).unwrap();
+        let s = ("Session-Token", session["session_token"].as_str().unwrap());
+        let call = |method: &str, path: &str, body: Value| {
+            raw_request(
+                glpi.server.addr(),
+                method,
+                path,
+                &[app, s, JSON],
+                body.to_string().as_bytes(),
+            )
+            .0
+        };
+        let ticket = json!({ "input": { "name": "n", "content": "c" } });
+        assert_eq!(call("POST", "/apirest.php/Ticket", ticket), 201);
+        assert_eq!(glpi.state().tickets[0]["status"], 1);
+        let solution = |id: u64| json!({ "input": { "itemtype": "Ticket", "items_id": id, "content": "fixed" } });
+        assert_eq!(call("POST", "/apirest.php/ITILSolution", solution(4)), 400);
+        assert_eq!(call("POST", "/apirest.php/ITILSolution", solution(1)), 201);
+        assert_eq!(glpi.state().tickets[0]["status"], 5);
+        assert_eq!(
+            call("POST", "/apirest.php/ITILSolution", solution(1)),
+            400,
+            "already solved"
+        );
+        let status = |n: u64| json!({ "input": { "status": n } });
+        assert_eq!(call("PUT", "/apirest.php/Ticket", status(2)), 400, "no id");
+        assert_eq!(call("PUT", "/apirest.php/Ticket/9", status(2)), 404);
+        assert_eq!(call("PUT", "/apirest.php/Ticket/1", status(9)), 400);
+        assert_eq!(
+            call("PUT", "/apirest.php/Ticket/1", json!({ "status": 2 })),
+            400,
+            "no input"
+        );
+        assert_eq!(call("PUT", "/apirest.php/Ticket/1", status(2)), 200);
+        let state = glpi.state();
+        assert_eq!(state.tickets[0]["status"], 2);
+        assert_eq!((state.solutions.len(), state.updates.len()), (1, 1));
     }
 
     #[test]

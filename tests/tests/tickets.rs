@@ -67,6 +67,21 @@ fn glpi_followups_with(glpi: &FakeGlpi, needle: &str) -> usize {
         .count()
 }
 
+fn glpi_solutions_with(glpi: &FakeGlpi, needle: &str) -> usize {
+    glpi.state()
+        .solutions
+        .iter()
+        .filter(|f| f["content"].as_str().unwrap_or_default().contains(needle))
+        .count()
+}
+
+/// The state of Zammad ticket 1 and the status of GLPI ticket 1.
+fn external_states(zammad: &FakeZammad, glpi: &FakeGlpi) -> (Value, Value) {
+    let z = zammad.state().tickets.first().map(|t| t["state"].clone());
+    let g = glpi.state().tickets.first().map(|t| t["status"].clone());
+    (z.unwrap_or_default(), g.unwrap_or_default())
+}
+
 fn hook_events(hook: &FakeWebhook, kind: &str) -> usize {
     hook.state()
         .deliveries
@@ -318,7 +333,7 @@ secret_file = {hook_secret:?}
     let mut relay = world.relay_with(Some(port), &["--config", &config_arg]);
     wait_for("the resolution in every system", LONG, || {
         (zammad_articles_with(&zammad, "router replaced") == 1
-            && glpi_followups_with(&glpi, "router replaced") == 1
+            && glpi_solutions_with(&glpi, "router replaced") == 1
             && hook_events(&hook, "resolved") == 1)
             .then_some(())
     });
@@ -328,8 +343,29 @@ secret_file = {hook_secret:?}
             .then_some(())
     });
 
-    // Exactly once everywhere: one ticket each, each event once.
+    // Resolving closed the tickets: Zammad's state (one update carrying the
+    // state and the note), GLPI's status (a solution makes it solved, 5),
+    // and the webhook's document says the status the event set.
+    assert_eq!(
+        external_states(&zammad, &glpi),
+        (Value::from("closed"), Value::from(5))
+    );
     let z = zammad.state();
+    assert_eq!(z.updates.len(), 1, "{:?}", z.updates);
+    assert_eq!(z.updates[0]["body"]["state"], "closed");
+    assert!(z.updates[0]["body"]["article"]["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("router replaced")));
+    let resolved = hook
+        .state()
+        .deliveries
+        .into_iter()
+        .find(|d| d["event"]["kind"] == "resolved")
+        .expect("the resolved event");
+    assert_eq!(resolved["event"]["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["request"]["status"], "resolved", "{resolved}");
+
+    // Exactly once everywhere: one ticket each, each event once.
     assert_eq!(z.tickets.len(), 1, "{:?}", z.tickets);
     assert_eq!(
         z.articles.len(),
@@ -339,7 +375,11 @@ secret_file = {hook_secret:?}
     );
     assert_eq!(zammad_articles_with(&zammad, "took the request"), 1);
     let g = glpi.state();
-    assert_eq!((g.tickets.len(), g.followups.len()), (1, 3), "{g:?}");
+    assert_eq!(
+        (g.tickets.len(), g.followups.len(), g.solutions.len()),
+        (1, 2, 1),
+        "{g:?}"
+    );
     assert_eq!(g.opened, g.killed, "every GLPI session was closed");
     let h = hook.state();
     assert_eq!(
@@ -373,5 +413,35 @@ secret_file = {hook_secret:?}
         "stopped in {:?}",
         stopping.elapsed()
     );
+
+    // Reopened: back to open in Zammad and processing (2) in GLPI once the
+    // relay is back with Zammad up.
+    zammad.server.start();
+    let _relay = world.relay_with(Some(port), &["--config", &config_arg]);
+    wait_for("the tickets reopened", LONG, || {
+        (external_states(&zammad, &glpi) == (Value::from("open"), Value::from(2))
+            && hook_events(&hook, "reopened") == 1)
+            .then_some(())
+    });
+    let z = zammad.state();
+    assert_eq!(
+        (z.updates.len(), z.articles.len()),
+        (2, 5),
+        "one update and one note for the reopening: {:?}",
+        z.updates
+    );
+    let g = glpi.state();
+    assert_eq!(
+        (g.updates.len(), g.followups.len(), g.solutions.len()),
+        (1, 3, 1),
+        "{g:?}"
+    );
+    let reopened = hook
+        .state()
+        .deliveries
+        .into_iter()
+        .find(|d| d["event"]["kind"] == "reopened")
+        .expect("the reopened event");
+    assert_eq!(reopened["event"]["status"], "reopened", "{reopened}");
     eprintln!("ticketing e2e took {:?}", started.elapsed());
 }

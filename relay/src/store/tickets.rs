@@ -83,6 +83,8 @@ pub struct DueDelivery {
     pub id: i64,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// The request's organisation (whose policy says what may leave).
+    pub org: OrgId,
     /// The request as it is now.
     pub request: RequestRow,
     /// The device's host name.
@@ -252,6 +254,7 @@ impl Store {
         Ok(DueDelivery {
             id,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            org: OrgId(org),
             request,
             hostname,
             event,

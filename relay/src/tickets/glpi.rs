@@ -224,18 +224,48 @@ impl Glpi {
         if delivery.event.kind == "created" {
             return self.attach_evidence(session, ticket_id, delivery);
         }
-        self.add(
-            session,
-            "ITILFollowup",
-            json!({
-                "itemtype": "Ticket",
-                "items_id": ticket_id,
-                "content": super::event_text(&delivery.event),
-            }),
-        )?;
+        let content = super::event_text(&delivery.event);
+        let note = json!({
+            "itemtype": "Ticket",
+            "items_id": ticket_id,
+            "content": content,
+        });
+        match super::status_change(&delivery.event) {
+            // A solution sets the ticket's status to solved (5).
+            Some(super::StatusChange::Resolved) => {
+                self.add(session, "ITILSolution", note)?;
+            }
+            // Back to processing (assigned, 2) first: setting a status is
+            // idempotent, so a retry after a failed follow-up repeats it
+            // harmlessly.
+            Some(super::StatusChange::Reopened) => {
+                self.update(session, "Ticket", ticket_id, json!({ "status": REOPENED }))?;
+                self.add(session, "ITILFollowup", note)?;
+            }
+            None => {
+                self.add(session, "ITILFollowup", note)?;
+            }
+        }
         Ok(())
     }
+
+    fn update(
+        &self,
+        session: &str,
+        itemtype: &str,
+        id: u64,
+        input: serde_json::Value,
+    ) -> Result<(), ConnectorError> {
+        let headers = self.with_app_token(vec![("Session-Token", session)]);
+        let url = format!("{}/{itemtype}/{id}", self.url);
+        let body = serde_json::to_vec(&json!({ "input": input })).unwrap_or_default();
+        self.http.put_json(&url, &headers, &body)?.expect(&[200])
+    }
 }
+
+/// GLPI's ticket status "processing (assigned)", which a reopened request
+/// returns to.
+pub const REOPENED: u8 = 2;
 
 /// The `input` of `POST Ticket` for `delivery`'s request.
 pub fn ticket_input(delivery: &DueDelivery, request_source: Option<u32>) -> serde_json::Value {

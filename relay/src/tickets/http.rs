@@ -173,6 +173,24 @@ impl Http {
         }
         finish(url, request.send(body))
     }
+
+    /// `PUT url` of a JSON body with `headers` (an update of an existing
+    /// item, e.g. a ticket's status).
+    pub fn put_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, ConnectorError> {
+        let mut request = self
+            .agent
+            .put(url)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        finish(url, request.send(body))
+    }
 }
 
 /// One part of a `multipart/form-data` body.

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod glpi;
 pub mod http;
+pub mod privacy;
 pub mod webhook;
 pub mod zammad;
 
@@ -144,7 +145,7 @@ pub fn spawn(
                 "delivering help requests to a ticketing system"
             );
             tokio::spawn(run(
-                Arc::clone(&shared.store),
+                Arc::clone(shared),
                 connector,
                 backoff,
                 shutdown.clone(),
@@ -154,7 +155,7 @@ pub fn spawn(
 }
 
 async fn run(
-    store: Arc<Store>,
+    shared: Arc<Shared>,
     connector: Arc<dyn Connector>,
     backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
@@ -163,9 +164,10 @@ async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let (step_store, step_connector) = (Arc::clone(&store), Arc::clone(&connector));
+        let (step_shared, step_connector) = (Arc::clone(&shared), Arc::clone(&connector));
         let worked =
-            tokio::task::spawn_blocking(move || step(&step_store, &*step_connector, backoff)).await;
+            tokio::task::spawn_blocking(move || step(&step_shared, &*step_connector, backoff))
+                .await;
         let idle = match worked {
             Ok(Ok(worked)) => !worked,
             Ok(Err(e)) => {
@@ -195,16 +197,26 @@ async fn run(
 /// Enqueues new events and attempts the oldest due delivery. Returns
 /// whether there was one.
 fn step(
-    store: &Store,
+    shared: &Shared,
     connector: &dyn Connector,
     backoff: Backoff,
 ) -> Result<bool, crate::store::StoreError> {
+    let store = &*shared.store;
     let name = connector.name();
     store.enqueue_ticket_deliveries(name, now_millis())?;
     let Some((id, attempts)) = store.due_ticket_delivery(name, now_millis())? else {
         return Ok(false);
     };
-    let delivery = match store.ticket_delivery(id) {
+    // What leaves follows the organisation's policy as it is now: the one
+    // filter before any connector (see `privacy`).
+    let filtered = store.ticket_delivery(id).and_then(|mut delivery| {
+        let settings = store.organisation_settings(delivery.org)?;
+        let policy = deskside_diag::policy::Policy::from_json(settings.as_bytes());
+        let key = shared.identifier_key.for_org(delivery.org);
+        privacy::Outbound::new(&policy, Some(&key)).apply(&mut delivery);
+        Ok(delivery)
+    });
+    let delivery = match filtered {
         Ok(delivery) => delivery,
         Err(e) => {
             // One unreadable delivery must not hold up the others: it waits
@@ -373,6 +385,41 @@ pub fn event_text(event: &OutboxEvent) -> String {
     }
 }
 
+/// What an event does to the external ticket beyond its note.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Resolved in deskside: the ticket is solved or closed.
+    Resolved,
+    /// Reopened in deskside: the ticket is open again.
+    Reopened,
+}
+
+/// The status change `event` makes. The contract for every connector: an
+/// event with a change leaves the external ticket in the matching state
+/// (Zammad `closed`/`open`, GLPI solved/processing, RT `resolved`/`open`)
+/// as well as recording its text, and does so idempotently, since a
+/// delivery can be repeated after a failure. A connector whose system has
+/// no states (the webhook) only says the status in its document.
+pub fn status_change(event: &OutboxEvent) -> Option<StatusChange> {
+    match event.kind.as_str() {
+        "resolved" => Some(StatusChange::Resolved),
+        "reopened" => Some(StatusChange::Reopened),
+        _ => None,
+    }
+}
+
+/// The request status an event of `kind` set, for the events that set one.
+pub fn status_set_by(kind: &str) -> Option<&'static str> {
+    match kind {
+        "created" => Some("new"),
+        "claimed" => Some("claimed"),
+        "resolved" => Some("resolved"),
+        "reopened" => Some("reopened"),
+        "closed" => Some("closed"),
+        _ => None,
+    }
+}
+
 /// A delivery to build payloads from, in unit tests.
 #[cfg(test)]
 pub(crate) fn sample_delivery(kind: &str) -> DueDelivery {
@@ -380,6 +427,7 @@ pub(crate) fn sample_delivery(kind: &str) -> DueDelivery {
     DueDelivery {
         id: 1,
         attempts: 0,
+        org: crate::store::OrgId(1),
         request: RequestRow {
             number: 12,
             device: deskside_protocol::DeviceId(7),

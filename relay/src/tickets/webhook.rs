@@ -73,6 +73,9 @@ pub fn document(delivery: &DueDelivery) -> serde_json::Value {
             "at": e.at,
             "author": e.author,
             "text": e.text,
+            // The request's status after this event (null for an event
+            // that does not set one): `resolved` closes the ticket.
+            "status": super::status_set_by(&e.kind),
         },
         "request": {
             "number": r.number,

@@ -57,6 +57,19 @@ impl Zammad {
             )?
             .json(&[200, 201])
     }
+
+    fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), ConnectorError> {
+        let authorization = format!("Token token={}", self.token.expose());
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.http
+            .put_json(
+                &format!("{}{path}", self.url),
+                &[("Authorization", authorization.as_str())],
+                &bytes,
+            )?
+            .json(&[200])
+            .map(drop)
+    }
 }
 
 /// Zammad's default priorities from the ITIL priority (1 critical … 5
@@ -142,19 +155,38 @@ impl super::Connector for Zammad {
             url: self.url.clone(),
             reason: format!("the stored ticket id {:?} is not a number", ticket.id),
         })?;
-        self.post(
-            "/api/v1/ticket_articles",
-            &json!({
-                "ticket_id": ticket_id,
-                "subject": super::title(&delivery.request),
-                "body": super::event_text(&delivery.event),
-                "content_type": "text/plain",
-                "type": "note",
-                "internal": true,
-            }),
-        )?;
-        Ok(())
+        let note = json!({
+            "subject": super::title(&delivery.request),
+            "body": super::event_text(&delivery.event),
+            "content_type": "text/plain",
+            "type": "note",
+            "internal": true,
+        });
+        match update(&delivery.event, &note) {
+            // The state and its note in one update: a retry repeats both
+            // or neither.
+            Some(update) => self.put(&format!("/api/v1/tickets/{ticket_id}"), &update),
+            None => {
+                let mut article = note;
+                article["ticket_id"] = json!(ticket_id);
+                self.post("/api/v1/ticket_articles", &article).map(drop)
+            }
+        }
     }
+}
+
+/// The `PUT /api/v1/tickets/{id}` body of an event that changes the
+/// ticket's state (resolved: `closed`; reopened: `open`), with the event's
+/// note as its article; `None` for an event that only adds a note.
+pub fn update(
+    event: &crate::store::OutboxEvent,
+    note: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let state = match super::status_change(event)? {
+        super::StatusChange::Resolved => "closed",
+        super::StatusChange::Reopened => "open",
+    };
+    Some(json!({ "state": state, "article": note }))
 }
 
 #[cfg(test)]
@@ -188,5 +220,18 @@ mod tests {
         assert_eq!(snapshot["filename"], "snapshot-12.json");
         assert_eq!(snapshot["data"], "eyJ2ZXJzaW9uIjoxfQ==");
         assert_eq!(priority(5), "1 low");
+    }
+
+    #[test]
+    fn resolving_closes_and_reopening_opens_the_ticket_with_the_note() {
+        let note = json!({ "body": "x" });
+        let state = |kind: &str| {
+            update(&crate::tickets::sample_delivery(kind).event, &note)
+                .map(|u| (u["state"].clone(), u["article"] == note))
+        };
+        assert_eq!(state("resolved"), Some((json!("closed"), true)));
+        assert_eq!(state("reopened"), Some((json!("open"), true)));
+        assert_eq!(state("reply"), None);
+        assert_eq!(state("claimed"), None);
     }
 }
