@@ -11,6 +11,10 @@ DESKSIDE_DEB_PACKAGES=(gcc g++ libc6-dev nasm libxkbcommon-dev)
 DESKSIDE_TEST_DEB_PACKAGES=(xvfb xdotool imagemagick x11-utils
   libgl1 libegl1 libgl1-mesa-dri libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0
   dpkg-dev lintian rpm desktop-file-utils systemd man-db python3)
+# The desktop-notification test (tests/tests/help_service.rs): a private
+# session bus (dbus-daemon, dbus-send for dunstctl) and a real notification
+# daemon.
+DESKSIDE_TEST_DEB_PACKAGES+=(dbus dunst)
 # The Windows build and its tests (scripts/windows-tests): mingw-w64 with
 # posix threads (.cargo/config.toml names its -posix binaries) and Wine
 # (64-bit only: the tests need no 32-bit Windows); wixl builds the MSI

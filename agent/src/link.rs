@@ -508,6 +508,14 @@ impl Attached {
                                 tracing::warn!("cannot keep the help requests' state: {e}");
                             }
                         }
+                            // The session helper shows what changed (to
+                            // the local user who filed it, if one did).
+                            let known = crate::requests::load(state);
+                            if let Some(link) = sessions.as_deref() {
+                                for (client_id, update) in crate::requests::changes(&known.relay, &list) {
+                                    link.host.request_update(update, known.local_users.get(&client_id).cloned());
+                                }
+                            }
                     }
                     Some(RelayToAgent::TimelineStored { through_seq }) => {
                         if let Some(link) = timeline.as_deref() {

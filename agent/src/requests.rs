@@ -16,7 +16,7 @@ use deskside_net::files::{create_private_dir, read_private, write_private, FileE
 use deskside_net::transport::{client_endpoint, resolve};
 use deskside_net::{connect, NetError};
 use deskside_protocol::agent::{AgentToRelay, RelayToAgent};
-use deskside_protocol::helper::{FiledOutcome, LocalRequests};
+use deskside_protocol::helper::{FiledOutcome, LocalRequests, RequestUpdate};
 use deskside_protocol::message::Nested;
 use deskside_protocol::request::{DeliveryFailure, EmployeeRequest, HelpRequest};
 use deskside_protocol::Refusal;
@@ -267,6 +267,32 @@ pub fn save_relay_view(
     save(state, &current)
 }
 
+/// What changed between the relay's previous view of the requests and
+/// `new`, for the employee to be told: a request whose status changed or
+/// that has new events (the newest one comes along). A request seen for
+/// the first time counts only if it already has events. Each update comes
+/// with its request's client id.
+pub fn changes(old: &[EmployeeRequest], new: &[EmployeeRequest]) -> Vec<(String, RequestUpdate)> {
+    new.iter()
+        .filter_map(|request| {
+            let before = old.iter().find(|o| o.client_id == request.client_id);
+            let (status_changed, seen) = match before {
+                Some(b) => (b.status != request.status, b.events.len()),
+                None => (false, 0),
+            };
+            let fresh = request.events.get(seen..).unwrap_or_default();
+            (status_changed || !fresh.is_empty()).then(|| {
+                let update = RequestUpdate {
+                    number: request.number,
+                    status: request.status.clone(),
+                    event: fresh.last().cloned(),
+                };
+                (request.client_id.clone(), update)
+            })
+        })
+        .collect()
+}
+
 /// What this device knows of its requests.
 pub fn load(state: &StateDir) -> RequestsState {
     read_private(&state.root().join(STATE_FILE))
@@ -398,6 +424,42 @@ mod tests {
         let bobs = for_local_user(&state, bob);
         assert_eq!((bobs.queued.len(), bobs.sent[0].number), (0, 7));
         assert!(for_local_user(&state, "uid 1002").queued.is_empty());
+    }
+
+    #[test]
+    fn a_reply_or_a_status_change_is_an_update_and_an_unchanged_list_none() {
+        use deskside_protocol::request::RequestEvent;
+        let event = |kind: &str, text: &str| RequestEvent {
+            at: 1,
+            author: "tech".into(),
+            kind: kind.into(),
+            text: text.into(),
+        };
+        let request = |id: &str, status: &str, events: Vec<RequestEvent>| EmployeeRequest {
+            client_id: id.into(),
+            number: 4,
+            status: status.into(),
+            assignee: None,
+            events,
+        };
+        let before = vec![request("a", "claimed", vec![event("claimed", "")])];
+        assert!(changes(&before, &before).is_empty());
+        let replied = vec![request(
+            "a",
+            "waiting",
+            vec![event("claimed", ""), event("reply", "restart it")],
+        )];
+        let updates = changes(&before, &replied);
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].0, "a");
+        assert_eq!(updates[0].1.status, "waiting");
+        assert_eq!(
+            updates[0].1.event.as_ref().map(|e| e.text.as_str()),
+            Some("restart it")
+        );
+        // New and quiet: nothing to say; new with a reply: say it.
+        assert!(changes(&[], &[request("b", "new", vec![])]).is_empty());
+        assert_eq!(changes(&[], &replied).len(), 1);
     }
 
     #[test]

@@ -220,3 +220,127 @@ fn nix_uid() -> u32 {
         .and_then(|v| v.parse().ok())
         .expect("effective uid")
 }
+
+/// Displays of the notification test (see the other tests' ranges).
+const DISPLAYS: std::ops::RangeInclusive<u16> = 190..=194;
+
+/// Whether dbus-daemon, dunst and dunstctl are installed (and Xvfb). With
+/// `CI=true` a missing one is a failure; elsewhere the test says why it
+/// skips.
+fn notification_prerequisites() -> bool {
+    let missing: Vec<&str> = ["dbus-daemon", "dunst", "dunstctl", "dbus-send"]
+        .into_iter()
+        .filter(|p| !deskside_tests::x11::on_path(p))
+        .collect();
+    if !deskside_tests::x11::prerequisites() {
+        return false;
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {missing:?} are not installed (Debian: dbus dunst)");
+    }
+    eprintln!("SKIPPED: the notification test needs {missing:?} (Debian: dbus dunst)");
+    false
+}
+
+#[test]
+fn a_technicians_reply_shows_as_a_desktop_notification() {
+    if !notification_prerequisites() {
+        return;
+    }
+    let mut world = World::new();
+    let setup = world.enrolled_laptop();
+    let _service = world.run_agent(&setup.agent);
+    setup
+        .admin
+        .wait_status(&setup.device, "online", Duration::from_secs(30));
+    let screen = deskside_desktop::xvfb::Xvfb::start_in(DISPLAYS, 800, 600).expect("Xvfb");
+
+    // A session bus of our own, and a real notification daemon on it.
+    let bus_path = world.path("session-bus");
+    let bus = format!("unix:path={}", bus_path.display());
+    let mut daemon = Command::new("dbus-daemon");
+    daemon.args(["--session", "--nofork", "--nopidfile", "--address", &bus]);
+    let (_bus_proc, _) = world.spawn("dbus-daemon", daemon);
+    wait_for("the session bus", LONG, || bus_path.exists().then_some(()));
+    let dunstrc = world.path("dunstrc");
+    // Notifications stay on screen until closed, so that the test reads
+    // them from the history only after closing them.
+    std::fs::write(
+        &dunstrc,
+        "[global]\n    font = Monospace 8\n[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n",
+    )
+    .expect("dunstrc");
+    let mut dunst = Command::new("dunst");
+    dunst
+        .arg("-config")
+        .arg(&dunstrc)
+        .env("DISPLAY", screen.display())
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus);
+    let (_dunst, _) = world.spawn("dunst", dunst);
+    let dunstctl = |args: &[&str]| {
+        let out = Command::new("dunstctl")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .output()
+            .expect("dunstctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("dunst on the bus", LONG, || {
+        dunstctl(&["is-paused"]).contains("false").then_some(())
+    });
+
+    let mut helper = Command::new(bin("deskside-agent"));
+    helper
+        .arg("session-helper")
+        .arg("--socket")
+        .arg(setup.agent.state_dir.join("session.sock"))
+        .env("DISPLAY", screen.display())
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("RUST_LOG", "info,deskside_agent=debug");
+    let (helper, _) = world.spawn("helper", helper);
+    wait_for("the helper to connect", LONG, || {
+        _service
+            .log()
+            .contains("session helper connected")
+            .then_some(())
+    });
+
+    let sent = setup
+        .agent
+        .ask_help("mail does not sync", "slowed", &["--no-diagnostics"]);
+    let number = sent["number"].as_u64().expect("sent");
+    let n = number.to_string();
+    setup
+        .admin
+        .run(&[
+            "requests",
+            "reply",
+            &n,
+            "Your mailbox is full; I freed space.",
+        ])
+        .ok();
+    let shown = wait_for("the reply in dunst", LONG, || {
+        // Closed notifications go to the history, which dunstctl reads.
+        dunstctl(&["close-all"]);
+        let history: Value = serde_json::from_str(&dunstctl(&["history"])).ok()?;
+        let entries = history["data"][0].as_array()?.clone();
+        entries.into_iter().find(|e| {
+            e["body"]["data"]
+                .as_str()
+                .is_some_and(|b| b.contains("Your mailbox is full; I freed space."))
+        })
+    });
+    assert_eq!(
+        shown["summary"]["data"],
+        format!("IT replied to your request #{number}"),
+        "{shown}\nhelper log:\n{}",
+        helper.log()
+    );
+    assert_eq!(shown["appname"]["data"], "deskside", "{shown}");
+}

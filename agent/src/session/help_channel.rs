@@ -27,6 +27,7 @@ use super::channel::{self, WriteHalf};
 use super::wire::{write_message, MessageReader};
 use crate::requests;
 use crate::state::StateDir;
+use deskside_session_ui::words::UiLang;
 
 /// The environment variable naming the service's socket (tests, and a
 /// service started with a state directory of its own); by default the
@@ -196,11 +197,110 @@ async fn file_for(state: &StateDir, local_user: &str, request: &mut HelpRequest)
     }
 }
 
-/// The session helper's side: one of this device's requests changed.
+/// The session helper's side: one of this device's requests changed. A
+/// desktop notification says so (Unix: freedesktop Notifications over
+/// D-Bus; on a thread of its own, as the bus may be slow).
 pub fn show_update(update: RequestUpdate) {
-    tracing::info!(
-        number = update.number,
-        status = %update.status,
-        "a help request changed"
-    );
+    let (summary, body) = update_words(&update, UiLang::current());
+    tracing::info!(number = update.number, status = %update.status, "a help request changed");
+    #[cfg(unix)]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || match super::notify::notify(&summary, &body) {
+                Ok(id) => tracing::info!(id, "request notification shown"),
+                Err(e) => tracing::warn!("cannot show the request notification: {e}"),
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the notification thread: {e}");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (summary, body);
+    }
+}
+
+/// The notification's title and text, in the employee's language.
+pub fn update_words(update: &RequestUpdate, lang: UiLang) -> (String, String) {
+    let fr = lang == UiLang::Fr;
+    let n = update.number;
+    let kind = update.event.as_ref().map(|e| e.kind.as_str());
+    let text = update
+        .event
+        .as_ref()
+        .map(|e| e.text.trim().to_owned())
+        .unwrap_or_default();
+    let who = update
+        .event
+        .as_ref()
+        .map(|e| e.author.clone())
+        .unwrap_or_default();
+    let summary = match (kind, fr) {
+        (Some("reply"), false) => format!("IT replied to your request #{n}"),
+        (Some("reply"), true) => {
+            format!("Le service informatique a répondu à votre demande n°\u{a0}{n}")
+        }
+        (Some("resolved"), false) => format!("Your request #{n} is resolved"),
+        (Some("resolved"), true) => format!("Votre demande n°\u{a0}{n} est résolue"),
+        (Some("claimed"), false) => format!("IT is handling your request #{n}"),
+        (Some("claimed"), true) => {
+            format!("Le service informatique s'occupe de votre demande n°\u{a0}{n}")
+        }
+        (Some("reopened"), false) => format!("Your request #{n} was reopened"),
+        (Some("reopened"), true) => format!("Votre demande n°\u{a0}{n} a été rouverte"),
+        (_, false) => format!("Your request #{n} changed: {}", update.status),
+        (_, true) => format!(
+            "Votre demande n°\u{a0}{n} a changé\u{a0}: {}",
+            update.status
+        ),
+    };
+    let body = match (text.is_empty(), who.is_empty(), fr) {
+        (false, false, _) => format!("{who}: {text}"),
+        (false, true, _) => text,
+        (true, _, false) => "See `deskside-agent requests`.".to_owned(),
+        (true, _, true) => "Voir `deskside-agent requests`.".to_owned(),
+    };
+    (summary, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_protocol::request::RequestEvent;
+
+    #[test]
+    fn a_reply_is_worded_in_english_and_french() {
+        let update = RequestUpdate {
+            number: 12,
+            status: "waiting".into(),
+            event: Some(RequestEvent {
+                at: 1,
+                author: "Sam".into(),
+                kind: "reply".into(),
+                text: " Restart it. ".into(),
+            }),
+        };
+        assert_eq!(
+            update_words(&update, UiLang::En),
+            (
+                "IT replied to your request #12".to_owned(),
+                "Sam: Restart it.".to_owned()
+            )
+        );
+        let (summary, body) = update_words(&update, UiLang::Fr);
+        assert_eq!(
+            summary,
+            "Le service informatique a répondu à votre demande n°\u{a0}12"
+        );
+        assert_eq!(body, "Sam: Restart it.");
+        let quiet = RequestUpdate {
+            event: None,
+            status: "closed".into(),
+            ..update
+        };
+        let (summary, body) = update_words(&quiet, UiLang::En);
+        assert_eq!(summary, "Your request #12 changed: closed");
+        assert!(body.contains("deskside-agent requests"), "{body}");
+    }
 }

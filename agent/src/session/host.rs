@@ -110,6 +110,16 @@ impl SessionHost {
         }
     }
 
+    /// Tells the session helper one of this device's help requests changed
+    /// (see [`HelperHub::request_update`]).
+    pub fn request_update(
+        &self,
+        update: deskside_protocol::helper::RequestUpdate,
+        filed_by: Option<String>,
+    ) {
+        self.hub.request_update(update, filed_by);
+    }
+
     /// The session helper's monitors, as they change (empty: unknown).
     pub fn monitors(
         &self,

@@ -79,11 +79,16 @@ impl HelperHub {
     }
 
     /// Tells the connected helper, if any, that one of this device's
-    /// requests changed (it shows a notification). Never waits: with no
-    /// helper or a full queue the update is dropped (`requests` shows it).
-    pub fn request_update(&self, update: RequestUpdate) {
+    /// requests changed (it shows a notification). A request a local user
+    /// filed through the service (`filed_by`) is told only to that user's
+    /// helper. Never waits: with no helper or a full queue the update is
+    /// dropped (`requests` shows it).
+    pub fn request_update(&self, update: RequestUpdate, filed_by: Option<String>) {
         let inner = lock(&self.inner);
-        if let Some(helper) = inner.as_ref() {
+        let helper = inner
+            .as_ref()
+            .filter(|h| filed_by.as_ref().is_none_or(|user| *user == h.peer.user));
+        if let Some(helper) = helper {
             if let Err(e) = helper
                 .tx
                 .try_send(ServiceToHelper::HelpRequestUpdate(update))

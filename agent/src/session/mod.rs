@@ -6,6 +6,8 @@ pub mod channel;
 mod delivery;
 mod desktop;
 pub mod help_channel;
+#[cfg(unix)]
+pub mod notify;
 pub mod helper;
 pub mod host;
 pub mod hub;
