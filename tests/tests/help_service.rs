@@ -12,6 +12,13 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// The two tests with X displays and windows run one at a time (2 cores).
+static X_SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn x_serial() -> std::sync::MutexGuard<'static, ()> {
+    X_SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An employee with an empty home and state directory, who knows the
 /// service only by its socket.
 struct Employee {
@@ -250,6 +257,7 @@ fn a_technicians_reply_shows_as_a_desktop_notification() {
     if !notification_prerequisites() {
         return;
     }
+    let _serial = x_serial();
     let mut world = World::new();
     let setup = world.enrolled_laptop();
     let _service = world.run_agent(&setup.agent);
@@ -343,4 +351,112 @@ fn a_technicians_reply_shows_as_a_desktop_notification() {
         helper.log()
     );
     assert_eq!(shown["appname"]["data"], "deskside", "{shown}");
+}
+
+/// Displays of the indicator test (two: the employee's and the console's).
+const STAGE_DISPLAYS: std::ops::RangeInclusive<u16> = 195..=199;
+
+#[test]
+fn the_indicators_ask_for_help_button_opens_the_form_and_its_request_arrives() {
+    use deskside_session_ui::help_form::{
+        HELP_FORM_CANCEL_BUTTON, HELP_FORM_SEND_BUTTON, HELP_FORM_SUMMARY_INPUT,
+    };
+    use deskside_session_ui::INDICATOR_ASK_HELP_BUTTON;
+    use deskside_tests::stage::{SessionStage, StageOptions};
+    use deskside_tests::x11::{centre, click, find_window, geometry, pixel, screenshot, xdotool};
+    if !deskside_tests::x11::prerequisites() {
+        return;
+    }
+    let _serial = x_serial();
+    let mut stage = SessionStage::start(&StageOptions {
+        relay_program: "deskside-relay".into(),
+        relay_args: Vec::new(),
+        agent_screen: (1024, 768),
+        console_screen: (640, 480),
+        displays: STAGE_DISPLAYS,
+        xclient_args: Vec::new(),
+        agent_monitors: 1,
+    });
+    let (mut session, out) = stage.session(&["--headless", "--duration", "90s"]);
+    out.until(LONG, |v| v["state"] == "waiting_for_consent");
+    stage.answer_consent(true);
+    out.until(LONG, |v| v["state"] == "started");
+    let display = stage.agent_x.display().to_owned();
+    let indicator = find_window(&display, "session active", LONG);
+    // Clicked until the form opens (a click before egui laid the button
+    // out does nothing), at most 5 times.
+    let (bx, by) = centre(INDICATOR_ASK_HELP_BUTTON);
+    let mut form = None;
+    for _ in 0..5 {
+        let (ix, iy, _, _) = geometry(&display, &indicator);
+        click(&display, ix + bx, iy + by);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while form.is_none() && std::time::Instant::now() < deadline {
+            form = xdotool(
+                &display,
+                &["search", "--onlyvisible", "--name", "ask IT for help"],
+            )
+            .lines()
+            .last()
+            .map(str::to_owned);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if form.is_some() {
+            break;
+        }
+    }
+    let form = form.unwrap_or_else(|| {
+        panic!(
+            "no help window after 5 clicks; helper log:\n{}",
+            stage.helper.log()
+        )
+    });
+    // Drawn (an undrawn window is black where Cancel's grey will be).
+    let (cx, cy) = centre(HELP_FORM_CANCEL_BUTTON);
+    wait_for("the help window to be drawn", LONG, || {
+        let shot = screenshot(&display, &form);
+        (i64::from(shot.0) > cx && i64::from(shot.1) > cy && pixel(&shot, cx, cy) != [0, 0, 0])
+            .then_some(())
+    });
+    let (fx, fy, _, _) = geometry(&display, &form);
+    xdotool(&display, &["windowfocus", "--sync", &form]);
+    let (sx, sy) = centre(HELP_FORM_SUMMARY_INPUT);
+    click(&display, fx + sx, fy + sy);
+    xdotool(
+        &display,
+        &["type", "--delay", "40", "asked from the indicator"],
+    );
+    let (px, py) = centre(HELP_FORM_SEND_BUTTON);
+    let arrived = wait_for("the request from the indicator's form", LONG, || {
+        // Send again until it took (a click before the layout does nothing;
+        // once sent, the button's place shows Close, which a later click
+        // would only press after the request arrived).
+        let listed = stage.console.requests();
+        if let Some(found) = listed
+            .into_iter()
+            .find(|r| r["summary"] == "asked from the indicator")
+        {
+            return Some(found);
+        }
+        xdotool(
+            &display,
+            &["search", "--onlyvisible", "--name", "ask IT for help"],
+        )
+        .lines()
+        .next()
+        .is_some()
+        .then(|| click(&display, fx + px, fy + py));
+        std::thread::sleep(Duration::from_secs(1));
+        None
+    });
+    assert_eq!(arrived["device"], stage.device.as_str(), "{arrived}");
+    assert!(
+        stage
+            .helper
+            .log()
+            .contains("the help window was opened from the indicator"),
+        "{}",
+        stage.helper.log()
+    );
+    session.terminate();
 }

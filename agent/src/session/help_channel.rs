@@ -221,6 +221,45 @@ pub fn show_update(update: RequestUpdate) {
     }
 }
 
+/// Opens the "Ask IT for help" window as the desktop launcher does
+/// (`deskside-agent help --window`), for the indicator's button. The
+/// window's process learns the service this helper talks to, so a user
+/// with no enrollment of their own files through it. It runs on its own;
+/// a thread reaps it.
+pub fn open_help_window(service: &Path) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::warn!("cannot find this program to open the help window: {e}");
+            return;
+        }
+    };
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["help", "--window"])
+        .env(SOCKET_ENV, service)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    match command.spawn() {
+        Ok(mut child) => {
+            tracing::info!(
+                pid = child.id(),
+                "the help window was opened from the indicator"
+            );
+            let reaped = std::thread::Builder::new()
+                .name("help-window".into())
+                .spawn(move || {
+                    let status = child.wait();
+                    tracing::info!(?status, "the help window's process ended");
+                });
+            if let Err(e) = reaped {
+                tracing::warn!("cannot watch the help window's process: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot open the help window: {e}"),
+    }
+}
+
 /// The notification's title and text, in the employee's language.
 pub fn update_words(update: &RequestUpdate, lang: UiLang) -> (String, String) {
     let fr = lang == UiLang::Fr;

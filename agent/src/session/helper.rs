@@ -71,7 +71,7 @@ pub async fn run(addresses: &[PathBuf]) -> ! {
                 Ok(halves) => {
                     warned = false;
                     tracing::info!(socket = %address.display(), "connected to the agent service");
-                    if let Err(reason) = serve(halves, display.clone()).await {
+                    if let Err(reason) = serve(halves, display.clone(), address).await {
                         tracing::warn!("agent service connection ended: {reason}");
                     }
                     failures.clear();
@@ -107,7 +107,11 @@ fn instance_name(addresses: &[PathBuf]) -> String {
     format!("Local\\deskside-session-helper-{hex}")
 }
 
-async fn serve(halves: Halves, display: Result<String, String>) -> Result<(), String> {
+async fn serve(
+    halves: Halves,
+    display: Result<String, String>,
+    address: &std::path::Path,
+) -> Result<(), String> {
     let Halves { read, mut write } = halves;
     let mut reader = MessageReader::new(read);
     write_message(
@@ -247,6 +251,9 @@ async fn serve(halves: Halves, display: Result<String, String>) -> Result<(), St
                                 session_id,
                                 message: Nested(AgentToConsole::Granted(Capabilities::VIEW)),
                             }).await;
+                        }
+                        IndicatorCommand::AskForHelp => {
+                            super::help_channel::open_help_window(address);
                         }
                         IndicatorCommand::Chat(text) => {
                             let _ = out_tx.send(HelperToService::ToConsole {

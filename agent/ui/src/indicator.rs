@@ -1,7 +1,8 @@
 //! The session indicator: always on top while a session runs, says who sees
-//! the screen, and has Stop, "Switch to view only" and the chat.
+//! the screen, and has Stop, "Switch to view only", the chat and "Ask IT
+//! for help" (the help request window, as from the desktop launcher).
 //!
-//! It is small (360 × 232 points, a sixth of a 1366 × 768 laptop screen)
+//! It is small (360 × 262 points, under a sixth of a 1366 × 768 laptop screen)
 //! and the employee can move it out of the way by dragging its text, as
 //! well as by its title bar.
 //!
@@ -25,7 +26,7 @@ use crate::{
 pub const INDICATOR_TITLE: &str = "deskside — session active";
 /// Fixed window size in points (not resizable): compact, so it hides little
 /// of a laptop screen.
-pub const INDICATOR_WINDOW_SIZE: [f32; 2] = [360.0, 232.0];
+pub const INDICATOR_WINDOW_SIZE: [f32; 2] = [360.0, 262.0];
 /// The Stop button, `[x, y, width, height]` in window points.
 pub const INDICATOR_STOP_BUTTON: [f32; 4] = [8.0, 66.0, 168.0, 34.0];
 /// The "Switch to view only" button (shown only while control is granted),
@@ -38,11 +39,16 @@ pub const INDICATOR_CHAT_INPUT: [f32; 4] = [8.0, 200.0, 270.0, 22.0];
 /// heading: it shows what the technician cannot reach on Windows in place of
 /// the chat, and back. `[x, y, width, height]` in window points.
 pub const INDICATOR_HELP_BUTTON: [f32; 4] = [320.0, 106.0, 28.0, 20.0];
+/// The "Ask IT for help" button, in the last row below the chat, `[x, y,
+/// width, height]` in window points.
+pub const INDICATOR_ASK_HELP_BUTTON: [f32; 4] = [8.0, 230.0, 200.0, 24.0];
 /// The area above the buttons: dragging it moves the window.
 const DRAG_AREA: [f32; 4] = [0.0, 0.0, 360.0, 62.0];
 
 /// Top of the chat area, below the buttons.
 const CHAT_TOP: f32 = 108.0;
+/// Bottom of the chat area, above the "Ask IT for help" row.
+const CHAT_BOTTOM: f32 = 220.0;
 
 #[derive(Debug, Default)]
 struct Inbox {
@@ -311,10 +317,10 @@ impl eframe::App for IndicatorApp {
             }
         }
 
-        let [width, height] = INDICATOR_WINDOW_SIZE;
+        let [width, _] = INDICATOR_WINDOW_SIZE;
         let chat_rect = egui::Rect::from_min_max(
             egui::pos2(12.0, CHAT_TOP),
-            egui::pos2(width - 12.0, height - 12.0),
+            egui::pos2(width - 12.0, CHAT_BOTTOM),
         );
         let mut send = false;
         ui.scope_builder(egui::UiBuilder::new().max_rect(chat_rect), |ui| {
@@ -366,6 +372,15 @@ impl eframe::App for IndicatorApp {
                 }
             });
         });
+        let ask = ui.put(
+            rect_of(INDICATOR_ASK_HELP_BUTTON),
+            egui::Button::new(
+                RichText::new(lang.t("Ask IT for help…", "Demander de l'aide…")).size(13.0),
+            ),
+        );
+        if ask.clicked() {
+            self.send(IndicatorCommand::AskForHelp);
+        }
         if let Some(help) = help_for_this_os(lang) {
             let button = ui
                 .put(rect_of(INDICATOR_HELP_BUTTON), egui::Button::new("?"))
@@ -419,9 +434,21 @@ mod tests {
             INDICATOR_DOWNGRADE_BUTTON,
             INDICATOR_CHAT_INPUT,
             INDICATOR_HELP_BUTTON,
+            INDICATOR_ASK_HELP_BUTTON,
         ] {
             assert!(control[0] + control[2] <= width && control[1] + control[3] <= height);
         }
+        let ask = rect_of(INDICATOR_ASK_HELP_BUTTON);
+        assert!(ask.min.y >= CHAT_BOTTOM, "below the chat");
+        for other in [
+            INDICATOR_STOP_BUTTON,
+            INDICATOR_DOWNGRADE_BUTTON,
+            INDICATOR_CHAT_INPUT,
+            INDICATOR_HELP_BUTTON,
+        ] {
+            assert!(!ask.intersects(rect_of(other)), "{other:?}");
+        }
+        assert!(rect_of(INDICATOR_CHAT_INPUT).max.y <= CHAT_BOTTOM + 2.0);
         let help = rect_of(INDICATOR_HELP_BUTTON);
         for other in [
             INDICATOR_STOP_BUTTON,

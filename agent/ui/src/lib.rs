@@ -60,9 +60,9 @@ pub use help_form::{
     HelpFormAnswers, HelpFormOutcome, HelpFormOutcomeKind, HelpFormReply, HELP_FORM_TITLE,
 };
 pub use indicator::{
-    indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_CHAT_INPUT,
-    INDICATOR_DOWNGRADE_BUTTON, INDICATOR_HELP_BUTTON, INDICATOR_STOP_BUTTON, INDICATOR_TITLE,
-    INDICATOR_WINDOW_SIZE,
+    indicator_channel, run_indicator, IndicatorIo, IndicatorRemote, INDICATOR_ASK_HELP_BUTTON,
+    INDICATOR_CHAT_INPUT, INDICATOR_DOWNGRADE_BUTTON, INDICATOR_HELP_BUTTON, INDICATOR_STOP_BUTTON,
+    INDICATOR_TITLE, INDICATOR_WINDOW_SIZE,
 };
 
 /// How long the employee has to answer when the request does not say.
@@ -154,6 +154,9 @@ pub enum IndicatorCommand {
     DowngradeToViewOnly,
     /// A chat line from the employee.
     Chat(String),
+    /// Open the "Ask IT for help" window (the button beside Stop); the
+    /// session goes on.
+    AskForHelp,
 }
 
 /// How the indicator ended.
