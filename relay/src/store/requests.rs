@@ -222,6 +222,101 @@ fn request_target(number: u64) -> String {
     format!("request:{number}")
 }
 
+/// Why a session linked to help requests never ran, in words for the
+/// request's follow-up; `None` for a session that ran (or still may).
+pub(super) fn why_not_held(session: &super::SessionRecord) -> Option<String> {
+    if session.consented() || !session.is_closed() {
+        return None;
+    }
+    Some(match (session.consent_outcome.as_deref(), session.ended_by.as_deref()) {
+        (Some("refused"), _) => "the employee refused it".to_owned(),
+        (Some("timed_out"), _) => {
+            "the employee did not answer before the consent dialog timed out".to_owned()
+        }
+        (Some(super::WITHDRAWN), _) => {
+            "it was withdrawn before the employee answered (the technician gave up or their console went away)".to_owned()
+        }
+        (Some(other), _) => format!("nobody could be asked on the device: {other}"),
+        (None, Some("connection_lost")) => {
+            "it never started: the device or the relay went away before the employee was asked or answered".to_owned()
+        }
+        (None, Some("technician")) => {
+            "the technician ended it before the employee answered".to_owned()
+        }
+        (None, by) => format!(
+            "it never started (ended: {})",
+            by.unwrap_or("unknown")
+        ),
+    })
+}
+
+/// Adds, inside `tx`, the follow-up of `session`, which never ran, to each
+/// help request it is linked to (or only to request `only`): who asked
+/// (the event's author, the session's technician), when, for what, and
+/// why nothing happened. An event of kind `session_not_held` for
+/// technicians, so the ticketing outbox delivers it, audited as
+/// `request.session_follow_up` like the follow-up of a session that ran.
+pub(super) fn add_not_held_follow_ups(
+    tx: &rusqlite::Transaction<'_>,
+    session: &super::SessionRecord,
+    only: Option<u64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some(why) = why_not_held(session) else {
+        return Ok(());
+    };
+    let linked: Vec<(i64, String)> = {
+        let mut statement = tx.prepare_cached(
+            "SELECT l.request_id, t.name FROM request_sessions l
+             JOIN sessions s ON s.id = l.session_id
+             JOIN technician_tokens t ON t.id = s.technician_id
+             WHERE l.session_id = ?1 AND (?2 IS NULL OR l.request_id = ?2)
+             ORDER BY l.request_id",
+        )?;
+        let rows = statement
+            .query_map(params![session.id as i64, only.map(|n| n as i64)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows
+    };
+    let asked = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(u64::try_from(session.requested_at).unwrap_or(0));
+    let text = format!(
+        "session {} asked {} for {}: {why}",
+        super::session_text(session.id),
+        humantime::format_rfc3339_seconds(asked),
+        session.capabilities.label(),
+    );
+    for (number, technician) in linked {
+        let number = number as u64;
+        add_event(
+            tx,
+            number,
+            now,
+            &technician,
+            "session_not_held",
+            &text,
+            false,
+        )?;
+        insert_audit(
+            tx,
+            &NewAudit {
+                at: now,
+                org: Some(session.org),
+                actor: super::SYSTEM_ACTOR,
+                action: "request.session_follow_up",
+                target: &request_target(number),
+                detail: &serde_json::json!({
+                    "session": super::session_text(session.id),
+                    "held": false,
+                }),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 fn add_event(
     conn: &rusqlite::Connection,
     number: u64,
@@ -500,7 +595,7 @@ impl Store {
                         return Ok(Err(Refusal::NotFound(format!("session {session_id:016x}"))))
                     }
                 }
-                tx.execute(
+                let linked = tx.execute(
                     "INSERT OR IGNORE INTO request_sessions (request_id, session_id) VALUES (?1, ?2)",
                     params![number as i64, session_id_sql],
                 )?;
@@ -517,6 +612,13 @@ impl Store {
                     &format!("{session_id:016x}"),
                     false,
                 )?;
+                // Refused (or otherwise over) before the link was made: its
+                // follow-up comes now.
+                if linked == 1 {
+                    if let Some(session) = super::sessions::load_session(&tx, *session_id)? {
+                        add_not_held_follow_ups(&tx, &session, Some(number), now)?;
+                    }
+                }
                 (
                     "request.link_session",
                     serde_json::json!({ "session": format!("{session_id:016x}") }),
@@ -846,6 +948,153 @@ mod tests {
         assert_eq!(audit[0].action, "request.session_follow_up");
         assert_eq!(audit[0].detail["session"], "00000000000000ab");
         assert_eq!(store.enqueue_ticket_deliveries("webhook", 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_linked_session_that_never_ran_says_who_asked_when_and_why() {
+        use super::super::tests::hash;
+        use super::super::{EndOutcome, NewSession, SessionParty};
+        use deskside_protocol::session::{Capabilities, EndedBy};
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let ana = store
+            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
+            .unwrap()
+            .id;
+        let (number, _) = store
+            .insert_request(org, device, &new_request("a1", 3), 55)
+            .unwrap()
+            .unwrap();
+        let open = |id: u64, at: i64| {
+            store
+                .open_session(
+                    &NewSession {
+                        id,
+                        org,
+                        device,
+                        technician: ana,
+                        capabilities: Capabilities::VIEW,
+                        reason: "printer",
+                    },
+                    "technician:ana",
+                    at,
+                )
+                .unwrap();
+        };
+        let link = |id: u64, at: i64| {
+            store
+                .act_on_request(
+                    org,
+                    number,
+                    &technician(org, ana.0, "ana"),
+                    &RequestAction::LinkSession { session_id: id },
+                    at,
+                )
+                .unwrap()
+                .unwrap();
+        };
+        let not_held = || -> Vec<(String, String)> {
+            let (_, events, _) = store.request(org, number).unwrap().unwrap();
+            events
+                .into_iter()
+                .filter(|e| e.kind == "session_not_held")
+                .map(|e| (e.author, e.text))
+                .collect()
+        };
+        store.enqueue_ticket_deliveries("webhook", 0).unwrap();
+        // Linked, then refused.
+        open(0xa1, 60);
+        link(0xa1, 61);
+        store
+            .record_consent(0xa1, device, None, "refused", 62)
+            .unwrap();
+        // Timed out before the link was made: the follow-up comes with it.
+        open(0xa2, 70);
+        store
+            .record_consent(0xa2, device, None, "timed_out", 75)
+            .unwrap();
+        link(0xa2, 76);
+        link(0xa2, 77);
+        // Never answered: the device went away.
+        open(0xa3, 80);
+        link(0xa3, 81);
+        let ended = store
+            .end_session(
+                0xa3,
+                SessionParty::System,
+                EndedBy::ConnectionLost,
+                "system",
+                serde_json::Map::new(),
+                90,
+            )
+            .unwrap();
+        assert!(matches!(ended, EndOutcome::Ended(_)));
+        // Withdrawn by the technician's side.
+        open(0xa4, 100);
+        link(0xa4, 101);
+        store
+            .withdraw_session(
+                0xa4,
+                SessionParty::System,
+                "system",
+                "console_disconnected",
+                102,
+            )
+            .unwrap();
+        // Accepted: no such follow-up (the session's own comes when it ends).
+        open(0xa5, 110);
+        link(0xa5, 111);
+        store
+            .record_consent(0xa5, device, Some(Capabilities::VIEW), "accepted", 112)
+            .unwrap();
+        let events = not_held();
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert!(events.iter().all(|(author, _)| author == "ana"));
+        let expected = [
+            (
+                "00000000000000a1",
+                "1970-01-01T00:01:00Z",
+                "the employee refused it",
+            ),
+            (
+                "00000000000000a2",
+                "1970-01-01T00:01:10Z",
+                "did not answer before the consent dialog timed out",
+            ),
+            (
+                "00000000000000a3",
+                "1970-01-01T00:01:20Z",
+                "it never started: the device or the relay went away",
+            ),
+            (
+                "00000000000000a4",
+                "1970-01-01T00:01:40Z",
+                "withdrawn before the employee answered",
+            ),
+        ];
+        for ((_, text), (session, asked, why)) in events.iter().zip(expected) {
+            assert!(
+                text.starts_with(&format!("session {session} asked {asked} for view: ")),
+                "{text}"
+            );
+            assert!(text.contains(why), "{text}");
+        }
+        // Each one is audited and reaches the outbox.
+        let audit = store.audit_entries(Some(org), 100).unwrap();
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| a.action == "request.session_follow_up" && a.detail["held"] == false)
+                .count(),
+            4
+        );
+        let delivered = store.enqueue_ticket_deliveries("webhook", 0).unwrap();
+        assert_eq!(
+            delivered,
+            6 + 4,
+            "six links (0xa2's twice, its follow-up once) and four follow-ups"
+        );
     }
 
     fn technician(org: OrgId, id: u64, name: &str) -> Technician {

@@ -207,7 +207,10 @@ fn capabilities_json(capabilities: Capabilities) -> Result<String, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("cannot encode capabilities: {error}")))
 }
 
-fn load_session(tx: &Transaction<'_>, id: u64) -> Result<Option<SessionRecord>, StoreError> {
+pub(super) fn load_session(
+    tx: &Transaction<'_>,
+    id: u64,
+) -> Result<Option<SessionRecord>, StoreError> {
     tx.query_row(
         &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
         [session_id_to_sql(id)],
@@ -242,11 +245,15 @@ fn end_in_tx(
         extra,
         now,
     )?;
-    Ok(SessionRecord {
+    let ended = SessionRecord {
         ended_at: Some(now),
         ended_by: Some(by.as_str().to_owned()),
         ..record.clone()
-    })
+    };
+    // Ended before the employee accepted (the device or relay went away):
+    // the linked help requests say it never started.
+    super::requests::add_not_held_follow_ups(tx, &ended, None, now)?;
+    Ok(ended)
 }
 
 /// What a `session.end` row says about the session it ends.
@@ -510,8 +517,7 @@ impl Store {
                 }),
             },
         )?;
-        tx.commit()?;
-        Ok(ConsentOutcome::Recorded(SessionRecord {
+        let recorded = SessionRecord {
             consent_outcome: Some(outcome.to_owned()),
             consent_at: Some(now),
             granted,
@@ -521,7 +527,11 @@ impl Store {
                 record.ended_at
             },
             ..record
-        }))
+        };
+        // Refused or unanswered: the linked help requests say so.
+        super::requests::add_not_held_follow_ups(&tx, &recorded, None, now)?;
+        tx.commit()?;
+        Ok(ConsentOutcome::Recorded(recorded))
     }
 
     /// Ends session `id` on behalf of `party` and audits `session.end`
@@ -589,14 +599,16 @@ impl Store {
                 }),
             },
         )?;
-        tx.commit()?;
-        Ok(WithdrawOutcome::Withdrawn(SessionRecord {
+        let withdrawn = SessionRecord {
             consent_outcome: Some(WITHDRAWN.to_owned()),
             consent_at: Some(now),
             ended_at: Some(now),
             ended_by: Some(WITHDRAWN.to_owned()),
             ..record
-        }))
+        };
+        super::requests::add_not_held_follow_ups(&tx, &withdrawn, None, now)?;
+        tx.commit()?;
+        Ok(WithdrawOutcome::Withdrawn(withdrawn))
     }
 
     /// Sorts the sessions the relay's last stop left open, at start. One

@@ -381,6 +381,7 @@ pub fn event_text(event: &OutboxEvent) -> String {
         "reopened" => with_text("reopened the request"),
         "session_linked" => with_text("linked a remote session"),
         "session" => with_text("ran a remote session"),
+        "session_not_held" => with_text("asked for a remote session that did not take place"),
         other => with_text(other),
     }
 }
