@@ -7,10 +7,12 @@ DESKSIDE_DEB_PACKAGES=(gcc g++ libc6-dev nasm libxkbcommon-dev)
 # What the tests need on top: a virtual X display and tools to click, type
 # and take screenshots in it; Mesa for the egui windows and the X libraries
 # winit loads at run time; and the packaging tools (systemd for
-# systemd-analyze, man-db for its man-page check, python3 to read JSON).
+# systemd-analyze, man-db for its man-page check, python3 to read JSON);
+# Request Tracker 5 on SQLite for the RT connector's test (tests/src/rt.rs).
 DESKSIDE_TEST_DEB_PACKAGES=(xvfb xdotool imagemagick x11-utils
   libgl1 libegl1 libgl1-mesa-dri libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0
-  dpkg-dev lintian rpm desktop-file-utils systemd man-db python3)
+  dpkg-dev lintian rpm desktop-file-utils systemd man-db python3
+  request-tracker5 rt5-db-sqlite)
 # The desktop-notification test (tests/tests/help_service.rs): a private
 # session bus (dbus-daemon, dbus-send for dunstctl) and a real notification
 # daemon.

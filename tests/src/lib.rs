@@ -17,6 +17,7 @@ pub mod impair;
 pub mod latency;
 pub mod peers;
 pub mod prometheus;
+pub mod rt;
 pub mod secret_scan;
 pub mod stage;
 pub mod ticketing;

@@ -85,6 +85,29 @@ pub enum ConnectorFile {
         /// default when unset.
         request_source: Option<u32>,
     },
+    /// Request Tracker 5's REST 2.0 API.
+    Rt {
+        /// Name (default `rt`).
+        name: Option<String>,
+        /// RT's web address, e.g. `https://rt.example.org/rt` (the API is
+        /// under `/REST/2.0`).
+        url: String,
+        /// The queue tickets go to, e.g. `General`.
+        queue: String,
+        /// File holding an RT auth token (owner-only).
+        token_file: Option<PathBuf>,
+        /// Or the environment variable holding it.
+        token_env: Option<String>,
+        /// Or an RT user (HTTP basic authentication) …
+        user: Option<String>,
+        /// … whose password is in this file (owner-only) …
+        password_file: Option<PathBuf>,
+        /// … or in this environment variable.
+        password_env: Option<String>,
+        /// The requestor when the employee's contact is not an email
+        /// address; none when unset.
+        default_requestor: Option<String>,
+    },
 }
 
 /// A secret read from a file or the environment. Its `Debug` hides it.
@@ -149,6 +172,17 @@ pub enum ConnectorKind {
         app_token: Option<Secret>,
         /// `requesttypes_id`.
         request_source: Option<u32>,
+    },
+    /// Request Tracker.
+    Rt {
+        /// Web address (REST 2.0 under `/REST/2.0`).
+        url: String,
+        /// Token or user and password.
+        auth: super::rt::RtAuth,
+        /// Queue.
+        queue: String,
+        /// Requestor when the contact is no email address.
+        default_requestor: Option<String>,
     },
 }
 
@@ -287,6 +321,55 @@ impl ConnectorFile {
                     },
                 )
             }
+            ConnectorFile::Rt {
+                name,
+                url,
+                queue,
+                token_file,
+                token_env,
+                user,
+                password_file,
+                password_env,
+                default_requestor,
+            } => {
+                let name = name.unwrap_or_else(|| "rt".into());
+                let auth = match user {
+                    Some(user) => {
+                        if token_file.is_some() || token_env.is_some() {
+                            bail!("connector {name:?}: set a token (token_file or token_env) or a user with its password, not both");
+                        }
+                        if user.trim().is_empty() {
+                            bail!("connector {name:?}: its user is empty");
+                        }
+                        let password = secret(&name, "password", password_file, password_env)?;
+                        super::rt::RtAuth::Basic { user, password }
+                    }
+                    None => {
+                        if password_file.is_some() || password_env.is_some() {
+                            bail!("connector {name:?}: a password needs its `user` (or use a token: token_file)");
+                        }
+                        super::rt::RtAuth::Token(secret(&name, "token", token_file, token_env)?)
+                    }
+                };
+                if queue.trim().is_empty() {
+                    bail!(
+                        "connector {name:?}: RT needs the `queue` its tickets go to (e.g. General)"
+                    );
+                }
+                let url = url.trim_end_matches('/').to_owned();
+                if url.ends_with("/REST/2.0") {
+                    bail!("connector {name:?}: the RT url is its web address, without /REST/2.0 (e.g. https://rt.example.org/rt)");
+                }
+                (
+                    name,
+                    ConnectorKind::Rt {
+                        url,
+                        auth,
+                        queue,
+                        default_requestor: default_requestor.filter(|r| !r.trim().is_empty()),
+                    },
+                )
+            }
         };
         if name.is_empty()
             || name.len() > 32
@@ -299,7 +382,8 @@ impl ConnectorFile {
         let url = match &kind {
             ConnectorKind::Webhook { url, .. }
             | ConnectorKind::Zammad { url, .. }
-            | ConnectorKind::Glpi { url, .. } => url,
+            | ConnectorKind::Glpi { url, .. }
+            | ConnectorKind::Rt { url, .. } => url,
         };
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             bail!("connector {name:?}: url {:?} must start with https:// (or http:// on a trusted network)", super::http::without_query(url));
@@ -462,5 +546,66 @@ secret_env = "CARGO_PKG_NAME"
                 "cannot read its token",
             );
         }
+    }
+
+    #[test]
+    fn rt_takes_a_token_or_a_user_and_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("rt.token");
+        deskside_net::files::write_private(&token, b"1-14-abc\n").unwrap();
+        let config = parse(&format!(
+            "[tickets]\n[[tickets.connector]]\ntype = \"rt\"\nurl = \"https://rt.example.org/rt/\"\nqueue = \"Helpdesk\"\ntoken_file = {token:?}\ndefault_requestor = \"it@example.org\"\n\
+             [[tickets.connector]]\ntype = \"rt\"\nname = \"rt-basic\"\nurl = \"http://rt.lan\"\nqueue = \"General\"\nuser = \"deskside\"\npassword_env = \"CARGO_PKG_NAME\""
+        ))
+        .unwrap();
+        match &config.connectors[0].kind {
+            ConnectorKind::Rt {
+                url,
+                auth: super::super::rt::RtAuth::Token(token),
+                queue,
+                default_requestor,
+            } => {
+                assert_eq!(url, "https://rt.example.org/rt");
+                assert_eq!(token.expose(), "1-14-abc");
+                assert_eq!(queue, "Helpdesk");
+                assert_eq!(default_requestor.as_deref(), Some("it@example.org"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.connectors[0].name, "rt");
+        match &config.connectors[1].kind {
+            ConnectorKind::Rt {
+                auth: super::super::rt::RtAuth::Basic { user, password },
+                default_requestor: None,
+                ..
+            } => assert_eq!(
+                (user.as_str(), password.expose()),
+                ("deskside", "deskside-relay")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let refused = |text: &str, needle: &str| {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(needle), "{err}");
+        };
+        let head =
+            "[tickets]\n[[tickets.connector]]\ntype = \"rt\"\nurl = \"https://rt.example.org\"\n";
+        refused(&format!("{head}queue = \"q\""), "needs its token");
+        refused(
+            &format!("{head}queue = \"\"\ntoken_env = \"CARGO_PKG_NAME\""),
+            "queue",
+        );
+        refused(
+            &format!("{head}queue = \"q\"\nuser = \"u\"\npassword_env = \"CARGO_PKG_NAME\"\ntoken_env = \"CARGO_PKG_NAME\""),
+            "not both",
+        );
+        refused(
+            &format!("{head}queue = \"q\"\npassword_env = \"CARGO_PKG_NAME\""),
+            "needs its `user`",
+        );
+        refused(
+            "[tickets]\n[[tickets.connector]]\ntype = \"rt\"\nurl = \"https://rt.example.org/REST/2.0/\"\nqueue = \"q\"\ntoken_env = \"CARGO_PKG_NAME\"",
+            "without /REST/2.0",
+        );
     }
 }

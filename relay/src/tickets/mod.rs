@@ -17,6 +17,7 @@
 pub mod config;
 pub mod glpi;
 pub mod http;
+pub mod rt;
 pub mod privacy;
 pub mod webhook;
 pub mod zammad;
@@ -89,6 +90,19 @@ pub fn connectors(config: &TicketsConfig) -> Vec<Arc<dyn Connector>> {
                     user_token.clone(),
                     app_token.clone(),
                     *request_source,
+                    http.clone(),
+                )),
+                ConnectorKind::Rt {
+                    url,
+                    auth,
+                    queue,
+                    default_requestor,
+                } => Arc::new(rt::Rt::new(
+                    &c.name,
+                    url,
+                    auth.clone(),
+                    queue,
+                    default_requestor.as_deref(),
                     http.clone(),
                 )),
             }
