@@ -39,6 +39,9 @@ pub const SOCKET_ENV: &str = "DESKSIDE_AGENT_SOCKET";
 /// request queued.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(requests::SEND_TIMEOUT.as_secs() + 20);
 
+/// Requests of one local user that may wait in the service's outbox.
+const MAX_QUEUED_PER_USER: usize = 10;
+
 /// Errors of a client of the service's channel.
 #[derive(Debug, thiserror::Error)]
 pub enum HelpChannelError {
@@ -178,6 +181,24 @@ async fn file_for(state: &StateDir, local_user: &str, request: &mut HelpRequest)
             reason: "a request with this id was filed by someone else".to_owned(),
         };
     }
+    // The service's disk is not a local user's to fill: a few requests
+    // waiting for the relay are plenty.
+    let waiting = requests::queued(state)
+        .iter()
+        .filter(|q| known.local_users.get(&q.client_id).map(String::as_str) == Some(local_user))
+        .count();
+    if waiting >= MAX_QUEUED_PER_USER {
+        tracing::warn!(
+            local_user,
+            waiting,
+            "refused a help request: too many waiting"
+        );
+        return FiledOutcome::Refused {
+            reason: format!(
+                "{waiting} of your requests are already waiting for IT's relay; they will be sent when it can be reached, or call IT"
+            ),
+        };
+    }
     tracing::info!(local_user, client_id = %request.client_id, "a local user filed a help request through the service");
     let kept = match requests::remember_local_user(state, &request.client_id, local_user) {
         Ok(()) => requests::file(state, request).await,
@@ -307,6 +328,54 @@ pub fn update_words(update: &RequestUpdate, lang: UiLang) -> (String, String) {
 mod tests {
     use super::*;
     use deskside_protocol::request::RequestEvent;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_service_answers_a_local_users_questions_on_the_helper_socket() {
+        use crate::session::hub::{serve, HelperHub};
+        use deskside_protocol::request::Answers;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let path = channel::address_for(dir.path());
+        let listener = channel::Listener::bind(&path).unwrap();
+        let hub = std::sync::Arc::new(HelperHub::with_requests(state.clone()));
+        tokio::spawn(serve(listener, hub));
+        // An id that would name a file outside the outbox is refused, and
+        // nothing is written.
+        let mut request = HelpRequest {
+            client_id: "../../identity".into(),
+            created_ms: 1,
+            answers: Answers::default(),
+            snapshot_json: None,
+            failures: Vec::new(),
+        };
+        let refused = file_through(&path, &request).await.unwrap();
+        assert!(
+            matches!(&refused, FiledOutcome::Refused { reason } if reason.contains("32 hexadecimal")),
+            "{refused:?}"
+        );
+        assert!(requests::queued(&state).is_empty());
+        // Requests the service holds for this user are listed to them,
+        // without their snapshots; the service's own ones are not.
+        let me = format!("uid {}", nix::unistd::Uid::effective().as_raw());
+        request.client_id = requests::new_client_id();
+        request.snapshot_json = Some(b"{}".to_vec());
+        requests::remember_local_user(&state, &request.client_id, &me).unwrap();
+        requests::enqueue(&state, &request).unwrap();
+        let mut theirs = request.clone();
+        theirs.client_id = requests::new_client_id();
+        requests::enqueue(&state, &theirs).unwrap();
+        let listed = list_through(&path).await.unwrap();
+        assert_eq!(listed.queued.len(), 1);
+        assert_eq!(listed.queued[0].client_id, request.client_id);
+        assert_eq!(listed.queued[0].snapshot_json, None);
+        // The service's own request's id cannot be taken over.
+        let taken = file_through(&path, &theirs).await.unwrap();
+        assert!(
+            matches!(&taken, FiledOutcome::Refused { reason } if reason.contains("someone else")),
+            "{taken:?}"
+        );
+    }
 
     #[test]
     fn a_reply_is_worded_in_english_and_french() {
