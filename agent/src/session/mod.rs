@@ -6,12 +6,12 @@ pub mod channel;
 mod delivery;
 mod desktop;
 pub mod help_channel;
-#[cfg(unix)]
-pub mod notify;
 pub mod helper;
 pub mod host;
 pub mod hub;
 pub mod launcher;
+#[cfg(unix)]
+pub mod notify;
 mod pace;
 #[cfg(windows)]
 mod win32;
