@@ -15,7 +15,7 @@
 //! picture size before using anything.
 
 use openh264::encoder::{
-    BitRate, Complexity, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
+    BitRate, Complexity, EncoderConfig, FrameRate, FrameType, QpRange, RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
@@ -42,6 +42,11 @@ pub struct H264Config {
     /// Encoder threads: 1 keeps the agent to one core on the employee's
     /// laptop; 0 lets OpenH264 decide. Default 1.
     pub threads: u16,
+    /// Lowest quantizer (0–51, 0 is the finest) the rate control may use.
+    /// Default 0. A floor keeps the first frame (an I-frame) from taking
+    /// seconds of a low bitrate's budget, which OpenH264 then pays back by
+    /// skipping frames.
+    pub min_qp: u8,
 }
 
 impl Default for H264Config {
@@ -50,6 +55,7 @@ impl Default for H264Config {
             bitrate_bps: 2_000_000,
             max_fps: 30.0,
             threads: 1,
+            min_qp: 0,
         }
     }
 }
@@ -241,6 +247,7 @@ impl H264Encoder {
             // skipped frame returns `None` and the session's `Encoder` asks
             // again for a keyframe that was skipped.
             .skip_frames(true)
+            .qp(QpRange::new(config.min_qp.min(51), 51))
             // Not supported for screen content (OpenH264 warns and turns them off).
             .adaptive_quantization(false)
             .background_detection(false)

@@ -534,8 +534,8 @@ mod tests {
         }
         let first_h264 = codecs.iter().position(|&(_, c)| c == Codec::H264);
         assert!(
-            first_h264.is_some_and(|i| i <= 4),
-            "H.264 within four frames of the scroll: {codecs:?}"
+            first_h264.is_some_and(|i| i <= 3),
+            "H.264 by the fourth frame of the scroll: {codecs:?}"
         );
         let &(back_at, codec) = codecs.last().unwrap();
         assert_eq!(codec, Codec::ZstdTiles, "tiles return: {codecs:?}");

@@ -1,7 +1,7 @@
 //! Benchmark of the screen codecs on synthetic 1920×1080 scenarios.
 //!
 //! ```text
-//! deskside-bench-codec [--frames N] [--json] [--ffmpeg] [--variants]
+//! deskside-bench-codec [--frames N] [--json] [--ffmpeg] [--variants] [--matched] [--qp-sweep]
 //! ```
 //!
 //! Scenarios are generated deterministically (static desktop, typing in a
@@ -10,15 +10,39 @@
 //! frame and the bitrate at 30 fps. `--variants` adds tile encoder variants
 //! (filter, zstd level); `--ffmpeg` pipes the frames to ffmpeg's libx264 for
 //! comparison (needs the `ffmpeg` package).
+//!
+//! `--matched` (needs ffmpeg) compares at matched quality instead of at
+//! matched settings, on the moving scenarios (scrolling, moving window):
+//!
+//! 1. *session*: what a session sends with the content choice on
+//!    ([`deskside_codec::adapt::choose`] in `Auto` on a 100 Mbit/s path,
+//!    through [`deskside_codec::Encoder`]): a still screen first, then the
+//!    motion, then still frames until the lossless keyframe made the picture
+//!    exact again. Bytes and bitrate while it moves, the bytes of the
+//!    settling (H.264 refinement and the lossless keyframe), the time to the
+//!    exact picture, and the quality of the lossy frames.
+//! 2. *matched*: OpenH264 at the motion bitrate on the moving frames alone,
+//!    and x264 (ultrafast, zerolatency) at the highest CRF whose quality is
+//!    at least OpenH264's, both decoded back (x264's by ffmpeg) and compared
+//!    with the source frames: PSNR of the luma (BT.601, mean of the
+//!    per-frame values) and SSIM (luma, 8×8 windows, our own small
+//!    implementation). Then the other way round: the OpenH264 bitrate
+//!    setting that reaches x264's default quality (CRF 23), if any does.
+//!
+//! `--qp-sweep` shows OpenH264 on the scrolling scenario at constant
+//! quality (a quantizer floor, no bitrate limit, so no frame is skipped).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use deskside_codec::adapt::{self, PathEstimate, MOTION_H264_BPS};
 use deskside_codec::frame::BgraFrame;
 use deskside_codec::h264::{H264Config, H264Decoder, H264Encoder};
 use deskside_codec::tiles::{TileConfig, TileDecoder, TileEncoder, TileFilter};
+use deskside_codec::{Decoder, Encoder, EncoderConfig};
+use deskside_protocol::session::{Codec, Quality};
 
 const WIDTH: usize = 1920;
 const HEIGHT: usize = 1080;
@@ -378,6 +402,13 @@ fn bench_h264(name: &str, frames: &[Vec<u8>], bitrate_bps: u32) -> Result<Row> {
 /// Runs ffmpeg/libx264 over the frames and returns bytes per frame (split at
 /// the access unit delimiters the `h264_metadata` filter inserts).
 fn bench_ffmpeg(name: &str, frames: &[Vec<u8>], rate: &[&str], label: &str) -> Result<Row> {
+    let (_, sizes) = x264_encode(frames, rate)?;
+    Ok(Row::from_sizes(name, label.to_string(), &sizes, None, None))
+}
+
+/// Encodes the frames with ffmpeg's libx264 (ultrafast, zerolatency, plus
+/// `rate`); returns the stream and the bytes of each frame.
+fn x264_encode(frames: &[Vec<u8>], rate: &[&str]) -> Result<(Vec<u8>, Vec<usize>)> {
     let mut args: Vec<&str> = "-hide_banner -loglevel error -f rawvideo -pix_fmt bgra -s 1920x1080 -r 30 -i - -c:v libx264 -preset ultrafast -tune zerolatency"
         .split(' ')
         .collect();
@@ -434,7 +465,383 @@ fn bench_ffmpeg(name: &str, frames: &[Vec<u8>], rate: &[&str], label: &str) -> R
             frames.len()
         );
     }
-    Ok(Row::from_sizes(name, label.to_string(), &sizes, None, None))
+    Ok((stream, sizes))
+}
+
+/// Decodes an H.264 stream with ffmpeg into RGB frames.
+fn x264_decode(stream: Vec<u8>, frames: usize) -> Result<Vec<Vec<u8>>> {
+    let mut child = Command::new("ffmpeg")
+        .args("-hide_banner -loglevel error -f h264 -i - -f rawvideo -pix_fmt rgb24 -".split(' '))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not start ffmpeg; install it (apt-get install ffmpeg)")?;
+    let mut stdin = child.stdin.take().context("ffmpeg stdin")?;
+    let writer = std::thread::spawn(move || stdin.write_all(&stream));
+    let mut raw = Vec::new();
+    child
+        .stdout
+        .take()
+        .context("ffmpeg stdout")?
+        .read_to_end(&mut raw)?;
+    let status = child.wait()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("ffmpeg writer thread panicked"))??;
+    if !status.success() {
+        bail!("ffmpeg could not decode x264's stream ({status})");
+    }
+    let size = WIDTH * HEIGHT * 3;
+    if raw.len() != size * frames {
+        bail!(
+            "ffmpeg decoded {} bytes, expected {frames} frames of {size}",
+            raw.len()
+        );
+    }
+    Ok(raw.chunks_exact(size).map(<[u8]>::to_vec).collect())
+}
+
+/// Quality of a decoded frame against its source.
+#[derive(Clone, Copy, Debug)]
+struct Fidelity {
+    /// Luma PSNR in dB; [`EXACT_PSNR`] for an exact frame.
+    psnr_db: f64,
+    /// Luma SSIM, 0..=1.
+    ssim: f64,
+}
+
+/// PSNR reported for an exact picture (the true value is infinite).
+const EXACT_PSNR: f64 = 99.0;
+
+/// BT.601 luma of the pixels of a frame whose pixels are `step` bytes
+/// apart with red at `r`, green at `r + g` and blue at `r + b` (offsets).
+fn luma(pixels: &[u8], step: usize, (r, g, b): (usize, usize, usize)) -> Vec<f32> {
+    pixels
+        .chunks_exact(step)
+        .map(|p| 0.299 * f32::from(p[r]) + 0.587 * f32::from(p[g]) + 0.114 * f32::from(p[b]))
+        .collect()
+}
+
+/// Compares a source BGRA frame with a decoded RGBA (`step` 4) or RGB
+/// (`step` 3) picture.
+fn fidelity(source_bgra: &[u8], decoded: &[u8], step: usize) -> Fidelity {
+    let a = luma(source_bgra, 4, (2, 1, 0));
+    let b = luma(decoded, step, (0, 1, 2));
+    let mse = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    let psnr_db = if mse < 1e-9 {
+        EXACT_PSNR
+    } else {
+        (10.0 * (255.0f64 * 255.0 / mse).log10()).min(EXACT_PSNR)
+    };
+    Fidelity {
+        psnr_db,
+        ssim: ssim(&a, &b),
+    }
+}
+
+/// Mean SSIM over non-overlapping 8×8 windows of two luma planes
+/// (Wang et al. 2004, with C1 = (0.01·255)², C2 = (0.03·255)²).
+fn ssim(a: &[f32], b: &[f32]) -> f64 {
+    const N: usize = 8;
+    let c1 = (0.01f64 * 255.0).powi(2);
+    let c2 = (0.03f64 * 255.0).powi(2);
+    let (mut total, mut windows) = (0.0, 0usize);
+    for wy in (0..HEIGHT - N + 1).step_by(N) {
+        for wx in (0..WIDTH - N + 1).step_by(N) {
+            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+            for y in wy..wy + N {
+                for x in wx..wx + N {
+                    let (p, q) = (f64::from(a[y * WIDTH + x]), f64::from(b[y * WIDTH + x]));
+                    sa += p;
+                    sb += q;
+                    saa += p * p;
+                    sbb += q * q;
+                    sab += p * q;
+                }
+            }
+            let n = (N * N) as f64;
+            let (ma, mb) = (sa / n, sb / n);
+            let va = saa / n - ma * ma;
+            let vb = sbb / n - mb * mb;
+            let cov = sab / n - ma * mb;
+            total += ((2.0 * ma * mb + c1) * (2.0 * cov + c2))
+                / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+            windows += 1;
+        }
+    }
+    total / windows.max(1) as f64
+}
+
+/// Mean PSNR and SSIM of a list of frames.
+fn mean(fidelities: &[Fidelity]) -> Fidelity {
+    let n = fidelities.len().max(1) as f64;
+    Fidelity {
+        psnr_db: fidelities.iter().map(|f| f.psnr_db).sum::<f64>() / n,
+        ssim: fidelities.iter().map(|f| f.ssim).sum::<f64>() / n,
+    }
+}
+
+/// What a session sends for a scenario with the content choice on.
+#[derive(Debug)]
+struct SessionRun {
+    /// Bytes sent while the content moved.
+    motion_bytes: usize,
+    /// Frames of each codec while it moved.
+    motion_tiles_frames: usize,
+    motion_h264_frames: usize,
+    /// Quality of the viewer's picture at each moving frame after the
+    /// switch to H.264 (a skipped frame leaves the previous picture).
+    h264_quality: Fidelity,
+    /// Bytes sent after the motion until the picture was exact.
+    settle_bytes: usize,
+    /// Time from the last moving frame to the exact picture, ms.
+    exact_after_ms: Option<f64>,
+}
+
+/// Runs the session's encoder (the policy in `Auto` on a `path_bps` path,
+/// as the agent's capture loop does) over: 30 still frames of the first
+/// picture, the moving frames, and up to 60 still frames of the last one.
+fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
+    const FRAME_US: u64 = 1_000_000 / 30;
+    let path = PathEstimate {
+        bandwidth_bps: Some(path_bps),
+        rtt_ms: Some(20.0),
+    };
+    let (first, last) = (
+        frames.first().context("no frames")?,
+        frames.last().context("no frames")?,
+    );
+    let mut encoder = Encoder::new(EncoderConfig::default())?;
+    let mut decoder = Decoder::new()?;
+    let mut run = SessionRun {
+        motion_bytes: 0,
+        motion_tiles_frames: 0,
+        motion_h264_frames: 0,
+        h264_quality: Fidelity {
+            psnr_db: 0.0,
+            ssim: 0.0,
+        },
+        settle_bytes: 0,
+        exact_after_ms: None,
+    };
+    let mut h264_quality = Vec::new();
+    let lead = 30;
+    let sequence = std::iter::repeat_n(first, lead)
+        .chain(frames.iter().skip(1))
+        .chain(std::iter::repeat_n(last, 60));
+    let motion_end = lead + frames.len() - 1;
+    for (i, bgra) in sequence.enumerate() {
+        let at_us = i as u64 * FRAME_US;
+        encoder.apply(&adapt::choose(Quality::Auto, path, encoder.recent()));
+        let still = i >= motion_end || i < lead;
+        // As the agent: an unchanged screen is only encoded when asked for.
+        if i > 0 && still && !encoder.wants_unchanged_frame() {
+            if i >= motion_end {
+                break;
+            }
+            continue;
+        }
+        let frame = BgraFrame::packed(bgra, WIDTH as u32, HEIGHT as u32)?;
+        let encoded = encoder.encode(&frame, at_us)?;
+        if let Some(out) = &encoded {
+            decoder.decode(
+                out.codec,
+                out.keyframe,
+                WIDTH as u32,
+                HEIGHT as u32,
+                &out.payload,
+            )?;
+        }
+        if i < lead {
+            continue;
+        }
+        let picture = decoder
+            .picture()
+            .context("the session's frame did not decode")?;
+        if i < motion_end {
+            // What the viewer shows at each moving frame once H.264 took
+            // over, skipped frames included (the previous picture stays).
+            let h264_now = encoded.as_ref().is_some_and(|o| o.codec == Codec::H264);
+            if run.motion_h264_frames > 0 || h264_now {
+                h264_quality.push(fidelity(bgra, picture.rgba, 4));
+            }
+            let Some(out) = encoded else { continue };
+            run.motion_bytes += out.payload.len();
+            match out.codec {
+                Codec::ZstdTiles => run.motion_tiles_frames += 1,
+                Codec::H264 => run.motion_h264_frames += 1,
+            }
+        } else {
+            let Some(out) = encoded else { continue };
+            run.settle_bytes += out.payload.len();
+            let exact = out.codec == Codec::ZstdTiles
+                && fidelity(bgra, picture.rgba, 4).psnr_db >= EXACT_PSNR;
+            if exact && run.exact_after_ms.is_none() {
+                run.exact_after_ms = Some((i + 1 - motion_end) as f64 * FRAME_US as f64 / 1000.0);
+            }
+        }
+    }
+    run.h264_quality = mean(&h264_quality);
+    Ok(run)
+}
+
+/// OpenH264 alone over `frames`: bytes, and the mean quality of the
+/// viewer's picture at each frame (a skipped frame leaves the previous
+/// picture on screen, and counts so).
+fn openh264_run(frames: &[Vec<u8>], bitrate_bps: u32, min_qp: u8) -> Result<(usize, Fidelity)> {
+    let mut encoder = H264Encoder::new(H264Config {
+        bitrate_bps,
+        min_qp,
+        ..H264Config::default()
+    })?;
+    let mut decoder = H264Decoder::new()?;
+    let (mut bytes, mut quality) = (0usize, Vec::new());
+    for (i, bgra) in frames.iter().enumerate() {
+        let frame = BgraFrame::packed(bgra, WIDTH as u32, HEIGHT as u32)?;
+        if let Some(out) = encoder.encode(&frame, i as u64 * 1000 / 30, false)? {
+            bytes += out.payload.len();
+            decoder.decode(out.keyframe, WIDTH as u32, HEIGHT as u32, &out.payload)?;
+        }
+        let rgba = decoder.rgba().context("OpenH264 did not decode")?;
+        quality.push(fidelity(bgra, rgba, 4));
+    }
+    Ok((bytes, mean(&quality)))
+}
+
+/// Matched-quality comparison of one moving scenario; prints one JSON line
+/// or a few lines of text.
+fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
+    let seconds = frames.len() as f64 / 30.0;
+    let mbit = |bytes: usize, s: f64| bytes as f64 * 8.0 / s / 1e6;
+    let session = session_run(frames, 100_000_000)?;
+    // OpenH264 alone at the motion bitrate, over the moving frames.
+    let (ours_bytes, ours) = openh264_run(frames, MOTION_H264_BPS, 0)?;
+    // x264: the highest CRF whose PSNR is at least ours (PSNR falls as the
+    // CRF rises), by bisection over 0..=51.
+    let x264_at = |crf: u32| -> Result<(usize, Fidelity)> {
+        let crf = crf.to_string();
+        let (stream, sizes) = x264_encode(frames, &["-crf", &crf])?;
+        let decoded = x264_decode(stream, frames.len())?;
+        let quality: Vec<Fidelity> = frames
+            .iter()
+            .zip(&decoded)
+            .map(|(s, d)| fidelity(s, d, 3))
+            .collect();
+        Ok((sizes.iter().sum(), mean(&quality)))
+    };
+    let (mut lo, mut hi) = (0u32, 51u32);
+    let mut best = x264_at(lo)?;
+    if best.1.psnr_db < ours.psnr_db {
+        bail!(
+            "x264 at CRF 0 does not reach OpenH264's PSNR ({:.2} dB)",
+            ours.psnr_db
+        );
+    }
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let at = x264_at(mid)?;
+        if at.1.psnr_db >= ours.psnr_db {
+            lo = mid;
+            best = at;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let (x264_bytes, x264) = best;
+    // The other way round: OpenH264's bitrate for x264's default quality
+    // (CRF 23), doubling from 0.5 Mbit/s, then one step back to 3/4.
+    let (x264_23_bytes, x264_23) = x264_at(23)?;
+    let mut rate = 500_000u32;
+    let mut at_rate = openh264_run(frames, rate, 0)?;
+    while at_rate.1.psnr_db < x264_23.psnr_db && rate < 64_000_000 {
+        rate *= 2;
+        at_rate = openh264_run(frames, rate, 0)?;
+    }
+    if rate > 500_000 {
+        let lower = rate / 4 * 3;
+        let at_lower = openh264_run(frames, lower, 0)?;
+        if at_lower.1.psnr_db >= x264_23.psnr_db {
+            rate = lower;
+            at_rate = at_lower;
+        }
+    }
+    let settle_s = session.exact_after_ms.unwrap_or(2000.0) / 1000.0;
+    if json {
+        let line = serde_json::json!({
+            "type": "codec_matched",
+            "scenario": name,
+            "frames": frames.len(),
+            "session_motion_mbit_per_s": mbit(session.motion_bytes, seconds),
+            "session_motion_tiles_frames": session.motion_tiles_frames,
+            "session_motion_h264_frames": session.motion_h264_frames,
+            "session_h264_psnr_db": session.h264_quality.psnr_db,
+            "session_h264_ssim": session.h264_quality.ssim,
+            "session_settle_bytes": session.settle_bytes,
+            "session_exact_after_ms": session.exact_after_ms,
+            "session_mbit_per_s_with_settle": mbit(session.motion_bytes + session.settle_bytes, seconds + settle_s),
+            "openh264_bitrate_bps": MOTION_H264_BPS,
+            "openh264_mbit_per_s": mbit(ours_bytes, seconds),
+            "openh264_psnr_db": ours.psnr_db,
+            "openh264_ssim": ours.ssim,
+            "x264_crf": lo,
+            "x264_mbit_per_s": mbit(x264_bytes, seconds),
+            "x264_psnr_db": x264.psnr_db,
+            "x264_ssim": x264.ssim,
+            "openh264_bytes_per_x264_byte": ours_bytes as f64 / x264_bytes.max(1) as f64,
+            "x264_crf23_mbit_per_s": mbit(x264_23_bytes, seconds),
+            "x264_crf23_psnr_db": x264_23.psnr_db,
+            "x264_crf23_ssim": x264_23.ssim,
+            "openh264_matching_crf23_bitrate_bps": rate,
+            "openh264_matching_crf23_mbit_per_s": mbit(at_rate.0, seconds),
+            "openh264_matching_crf23_psnr_db": at_rate.1.psnr_db,
+            "openh264_matching_crf23_ssim": at_rate.1.ssim,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "== {name}: {} frames ({seconds:.1} s at 30 fps), 1920x1080",
+            frames.len()
+        );
+        println!(
+            "session (content choice, 100 Mbit/s path): {:.3} Mbit/s while moving ({} tile frames, then {} H.264 frames; the viewer's picture after the switch: PSNR {:.2} dB, SSIM {:.4}); settling {} B, exact picture {} after the motion; {:.3} Mbit/s over motion and settling",
+            mbit(session.motion_bytes, seconds),
+            session.motion_tiles_frames,
+            session.motion_h264_frames,
+            session.h264_quality.psnr_db,
+            session.h264_quality.ssim,
+            session.settle_bytes,
+            session.exact_after_ms.map_or("never".to_owned(), |ms| format!("{ms:.0} ms")),
+            mbit(session.motion_bytes + session.settle_bytes, seconds + settle_s),
+        );
+        println!(
+            "matched quality: openh264 {:.1}M {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | x264 ultrafast crf {lo} {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | openh264/x264 bytes {:.2}",
+            f64::from(MOTION_H264_BPS) / 1e6,
+            mbit(ours_bytes, seconds),
+            ours.psnr_db,
+            ours.ssim,
+            mbit(x264_bytes, seconds),
+            x264.psnr_db,
+            x264.ssim,
+            ours_bytes as f64 / x264_bytes.max(1) as f64,
+        );
+        println!(
+            "at x264's default quality: x264 ultrafast crf 23 {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | openh264 at {:.2}M {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | openh264/x264 bytes {:.2}",
+            mbit(x264_23_bytes, seconds),
+            x264_23.psnr_db,
+            x264_23.ssim,
+            f64::from(rate) / 1e6,
+            mbit(at_rate.0, seconds),
+            at_rate.1.psnr_db,
+            at_rate.1.ssim,
+            at_rate.0 as f64 / x264_23_bytes.max(1) as f64,
+        );
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -442,12 +849,16 @@ fn main() -> Result<()> {
     let mut json = false;
     let mut ffmpeg = false;
     let mut variants = false;
+    let mut matched_only = false;
+    let mut qp_sweep = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
             "--ffmpeg" => ffmpeg = true,
             "--variants" => variants = true,
+            "--matched" => matched_only = true,
+            "--qp-sweep" => qp_sweep = true,
             "--frames" => {
                 frames = args
                     .next()
@@ -459,9 +870,31 @@ fn main() -> Result<()> {
                 }
             }
             other => {
-                bail!("unknown argument {other}; use --frames N, --json, --ffmpeg, --variants")
+                bail!("unknown argument {other}; use --frames N, --json, --ffmpeg, --variants, --matched, --qp-sweep")
             }
         }
+    }
+    if qp_sweep {
+        // OpenH264 without a bitrate limit (60 Mbit/s) and a quantizer
+        // floor: constant quality, nothing skipped.
+        let f = scenario("scrolling", frames);
+        let seconds = f.len() as f64 / 30.0;
+        for qp in [24u8, 30, 34, 38, 42, 46, 50] {
+            let (bytes, q) = openh264_run(&f, 60_000_000, qp)?;
+            println!(
+                "scrolling openh264 min_qp {qp}: {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4}",
+                bytes as f64 * 8.0 / seconds / 1e6,
+                q.psnr_db,
+                q.ssim
+            );
+        }
+        return Ok(());
+    }
+    if matched_only {
+        for name in ["scrolling", "moving-window"] {
+            matched(name, &scenario(name, frames), json)?;
+        }
+        return Ok(());
     }
     let mut tile_configs = vec![TileConfig::default()];
     if variants {
