@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod impair;
 pub mod latency;
+pub mod netns;
 pub mod peers;
 pub mod prometheus;
 pub mod rt;
@@ -163,7 +164,7 @@ impl Proc {
 }
 
 /// Every descendant of `pid`, from `/proc/PID/task/TID/children` (Linux).
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut queue = vec![pid];
     while let Some(parent) = queue.pop() {
@@ -290,11 +291,20 @@ impl World {
     /// Like [`World::relay_with`], running another relay program that takes
     /// the same flags (the test-only `deskside-spy-relay`).
     pub fn relay_program(&mut self, program: &str, port: Option<u16>, extra: &[&str]) -> Relay {
+        let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
+        self.relay_serving(program, &["--dev", "--listen", &listen], extra)
+    }
+
+    /// Starts `program serve HEAD… --data-dir relay-data --idle-timeout 6s
+    /// EXTRA…`: [`World::relay_program`] with other flags than `--dev` on
+    /// loopback (a configuration file and a listening address other hosts,
+    /// or network namespaces, can reach).
+    pub fn relay_serving(&mut self, program: &str, head: &[&str], extra: &[&str]) -> Relay {
         let data_dir = self.path("relay-data");
         let mut command = Command::new(bin(program));
         command
-            .args(["serve", "--dev", "--listen"])
-            .arg(format!("127.0.0.1:{}", port.unwrap_or(0)))
+            .arg("serve")
+            .args(head)
             .arg("--data-dir")
             .arg(&data_dir)
             // Longer than the agents' 4 s keep-alive: at 4 s the idle
@@ -357,7 +367,20 @@ impl World {
 
     /// Starts `deskside-agent run` for `agent`.
     pub fn run_agent(&mut self, agent: &Agent) -> Proc {
-        let mut command = Command::new(bin("deskside-agent"));
+        self.run_agent_through(agent, &[])
+    }
+
+    /// Like [`World::run_agent`], started through `prefix` (a command that
+    /// runs the rest of its command line, e.g. `ip netns exec NAME`).
+    pub fn run_agent_through(&mut self, agent: &Agent, prefix: &[String]) -> Proc {
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("deskside-agent"));
+                command
+            }
+            None => Command::new(bin("deskside-agent")),
+        };
         command
             .arg("--state-dir")
             .arg(&agent.state_dir)

@@ -31,6 +31,18 @@ pub struct StageOptions {
     pub agent_monitors: u16,
 }
 
+/// Where the relay listens and how the agent service is started, when not
+/// both on loopback in this network namespace (the default).
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    /// Serve the relay on this address (`IP:0`) with a configuration file
+    /// (`self_signed = true`) instead of `--dev`, which binds loopback only.
+    pub relay_listen: Option<String>,
+    /// The agent service's command prefix (`ip netns exec NAME`: the agent
+    /// in another network namespace, [`crate::netns::Laptop`]).
+    pub agent_prefix: Vec<String>,
+}
+
 /// A relay, an enrolled agent with its session helper on the agent's
 /// display, a logged-in console, and the test X client.
 #[allow(missing_debug_implementations)] // Xvfb has no Debug
@@ -55,6 +67,12 @@ pub struct SessionStage {
 impl SessionStage {
     /// Starts everything; panics (with logs) when a part does not come up.
     pub fn start(options: &StageOptions) -> Self {
+        Self::start_placed(options, &Placement::default())
+    }
+
+    /// Like [`SessionStage::start`], with the relay and the agent service
+    /// placed as `placement` says.
+    pub fn start_placed(options: &StageOptions, placement: &Placement) -> Self {
         let (agent_w, agent_h) = options.agent_screen;
         let extra: Vec<&str> = options.relay_args.iter().map(String::as_str).collect();
         let agent_x =
@@ -71,12 +89,24 @@ impl SessionStage {
         )
         .expect("console Xvfb");
         let mut world = World::new();
-        let relay = world.relay_program(&options.relay_program, None, &extra);
+        let relay = match &placement.relay_listen {
+            None => world.relay_program(&options.relay_program, None, &extra),
+            Some(listen) => {
+                let config = world.path("relay.toml");
+                std::fs::write(&config, "self_signed = true\n").expect("write relay.toml");
+                let config = config.to_string_lossy().into_owned();
+                world.relay_serving(
+                    &options.relay_program,
+                    &["--config", &config, "--listen", listen],
+                    &extra,
+                )
+            }
+        };
         let console = world.console("tech");
         console.login_admin(&relay);
         let agent = world.agent("laptop");
         let device = agent.enroll(&console.enroll_token(1, "1h"));
-        let agent_proc = world.run_agent(&agent);
+        let agent_proc = world.run_agent_through(&agent, &placement.agent_prefix);
         console.wait_status(&device, "online", Duration::from_secs(20));
         let mut xclient = Command::new(bin("deskside-xclient"));
         xclient

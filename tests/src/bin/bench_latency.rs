@@ -14,10 +14,20 @@
 //! input latency = when the X client got the MotionNotify − when the
 //! console sent the move, per move.
 //!
+//! With `--before`, the same measurement runs twice in one run, on two
+//! fresh stages: first with the capture paced by a timer only
+//! (`DESKSIDE_NO_XDAMAGE=1` for the session helper: no change signal, the
+//! pacer looks at the screen at its rate limit and compares it whole, as
+//! on a backend without change signals), then as shipped (woken by XDamage,
+//! grabbing the damaged rectangles). The fixed-30-fps loop the issue
+//! measured is gone from the agent; this is the nearest "before" it still
+//! runs.
+//!
 //! ```text
 //! cargo build --release --workspace --bins
 //! target/release/deskside-bench-latency [--seconds 20] [--fps 30] [--width 1920 --height 1080]
 //! target/release/deskside-bench-latency --input [--busy 60]
+//! target/release/deskside-bench-latency --before [--input]
 //! ```
 
 use serde_json::Value;
@@ -53,6 +63,10 @@ struct Args {
     /// Random rectangles painted per redraw with --input.
     #[arg(long, default_value_t = 60)]
     busy: u32,
+    /// Measure twice: timer pacing without the change signal, then as
+    /// shipped (see the file's documentation).
+    #[arg(long)]
+    before: bool,
 }
 
 /// Where the pointer moves go (screen pixels; the X client's window
@@ -89,7 +103,42 @@ fn main() -> anyhow::Result<()> {
         ],
         agent_monitors: 1,
     };
-    let mut stage = SessionStage::start(&options);
+    let mut results = Vec::new();
+    if args.before {
+        println!("before: capture paced by a timer (DESKSIDE_NO_XDAMAGE=1)");
+        std::env::set_var("DESKSIDE_NO_XDAMAGE", "1");
+        let stage = SessionStage::start(&options);
+        // The helper has its environment: the next stage's must not.
+        std::env::remove_var("DESKSIDE_NO_XDAMAGE");
+        results.push(("timer", measure(&args, stage, "timer")?));
+        println!("after: capture woken by XDamage (as shipped)");
+    }
+    // Without --before the environment decides, as it always did.
+    let pacing = if std::env::var_os("DESKSIDE_NO_XDAMAGE").is_some() {
+        "timer"
+    } else {
+        "damage"
+    };
+    let stage = SessionStage::start(&options);
+    results.push((pacing, measure(&args, stage, pacing)?));
+    if args.before {
+        for (pacing, result) in &results {
+            println!(
+                "{pacing:>6}: glass-to-glass p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms; input p50 {}",
+                result["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                result["p90_ms"].as_f64().unwrap_or(f64::NAN),
+                result["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                result["input_p50_ms"]
+                    .as_f64()
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms")),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One session on `stage`: prints its latencies and returns its JSON line.
+fn measure(args: &Args, mut stage: SessionStage, pacing: &str) -> anyhow::Result<Value> {
     let duration = format!("{}s", args.seconds + 2);
     let origin = format!("{COUNTER_X},{COUNTER_Y}");
     let probe_at = format!("{PROBE_X},{PROBE_Y}");
@@ -194,10 +243,8 @@ fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies[latencies.len() - 1]
     );
-    println!(
-        "{}",
-        serde_json::json!({
-            "type": "latency_bench", "width": args.width, "height": args.height, "fps": args.fps,
+    let line = serde_json::json!({
+            "type": "latency_bench", "pacing": pacing, "width": args.width, "height": args.height, "fps": args.fps,
             "seen": latencies.len(), "drawn": drawn.len(),
             "p50_ms": percentile(&latencies, 0.5), "p90_ms": percentile(&latencies, 0.9),
             "p99_ms": percentile(&latencies, 0.99),
@@ -206,7 +253,7 @@ fn main() -> anyhow::Result<()> {
             "input_p50_ms": (!input.is_empty()).then(|| percentile(&input, 0.5)),
             "input_p90_ms": (!input.is_empty()).then(|| percentile(&input, 0.9)),
             "input_p99_ms": (!input.is_empty()).then(|| percentile(&input, 0.99)),
-        })
-    );
-    Ok(())
+    });
+    println!("{line}");
+    Ok(line)
 }

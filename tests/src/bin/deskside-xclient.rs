@@ -45,6 +45,11 @@
 //!   `text` is the character of the keysym under the current keyboard mapping
 //!   (Shift taken into account), or `""` for keys that type nothing.
 //!
+//! With `--echo` each typed character is also drawn in the window (black on
+//! white, from window y = 52 down, wrapping at the window's edge and back to
+//! the top when the window is full), as a text editor would: the screen
+//! change of typing, for the session CPU benchmark.
+//!
 //! The window is override-redirect by default (no window manager moves it);
 //! it takes the keyboard focus once mapped. `--managed` lets a window manager
 //! handle it instead. The client exits 0 when the X connection closes or
@@ -103,6 +108,10 @@ struct Args {
     /// Let a window manager manage the window (default: override-redirect).
     #[arg(long)]
     managed: bool,
+    /// Draw each typed character in the window (see the file's
+    /// documentation).
+    #[arg(long)]
+    echo: bool,
 }
 
 /// The window's fill.
@@ -159,6 +168,8 @@ struct Client {
     counter: u32,
     /// xorshift state for --busy.
     noise: u64,
+    /// Characters drawn by --echo so far.
+    typed: usize,
 }
 
 impl Client {
@@ -177,6 +188,29 @@ impl Client {
             }],
         )?;
         self.conn.free_gc(gc)?;
+        Ok(())
+    }
+
+    /// Draws `text` after the characters typed before (`--echo`).
+    fn echo(&mut self, text: &str) -> anyhow::Result<()> {
+        let Some(gc) = self.font_gc else {
+            return Ok(());
+        };
+        let per_row = usize::from(self.geometry.width.saturating_sub(32) / 8).max(1);
+        let rows = usize::from(self.geometry.height.saturating_sub(64) / 16).max(1);
+        for byte in text.bytes() {
+            let column = self.typed % per_row;
+            let row = (self.typed / per_row) % rows;
+            let top = i16::try_from(52 + 16 * row).unwrap_or(i16::MAX);
+            if column == 0 {
+                self.fill(8, top, self.geometry.width.saturating_sub(16), 16, 0xffffff)?;
+            }
+            let x = i16::try_from(16 + 8 * column).unwrap_or(i16::MAX);
+            self.conn
+                .image_text8(self.window, gc, x, top.saturating_add(12), &[byte])?;
+            self.typed += 1;
+        }
+        self.conn.flush()?;
         Ok(())
     }
 
@@ -382,7 +416,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?;
 
     // The canary font: `fixed` is built into Xvfb and every Xorg.
-    let font_gc = if args.text.is_some() {
+    let font_gc = if args.text.is_some() || args.echo {
         let font = conn.generate_id()?;
         match conn.open_font(font, b"fixed")?.check() {
             Ok(()) => {
@@ -417,6 +451,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         font_gc,
         counter: 0,
         noise: 0x9e37_79b9_7f4a_7c15,
+        typed: 0,
     };
     client.load_keymap()?;
 
@@ -493,6 +528,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             Event::KeyPress(e) => {
                 let sym = client.keysym(e.detail, e.state);
                 let text = keysym_char(sym).map(String::from).unwrap_or_default();
+                if client.args.echo {
+                    client.echo(&text)?;
+                }
                 Some(json!({"type":"key","keycode":e.detail,"keysym":sym,"text":text}))
             }
             Event::MappingNotify(_) => {
