@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Reconnect};
 use crate::state::{Enrollment, LinkState, StateDir, StateError, Status};
 
 /// Keep-alive interval. NATs drop idle UDP mappings after ~30 s; 4 s also
@@ -267,6 +267,9 @@ pub struct Attached {
     /// Relay clock minus local clock at attach time, milliseconds (rough:
     /// includes half a round trip).
     pub clock_offset_ms: i64,
+    /// The reconnection window the relay advised on this connection, ms
+    /// (0 until it did); read after [`Attached::serve`] returns.
+    pub reconnect_advice: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Connects and attaches as the device owning `identity`.
@@ -292,6 +295,7 @@ pub async fn attach(
                 recv: connected.recv,
                 device_id,
                 clock_offset_ms: relay_time_ms - local_ms,
+                reconnect_advice: Arc::default(),
             })
         }
         Some(RelayToAgent::Refused(Nested(refusal))) => Err(LinkError::Refused(refusal)),
@@ -504,10 +508,6 @@ impl Attached {
                     }
                     Some(RelayToAgent::HelpRequests(list)) => {
                         if let Some(state) = requests {
-                            if let Err(e) = crate::requests::save_relay_view(state, list) {
-                                tracing::warn!("cannot keep the help requests' state: {e}");
-                            }
-                        }
                             // The session helper shows what changed (to
                             // the local user who filed it, if one did).
                             let known = crate::requests::load(state);
@@ -516,11 +516,19 @@ impl Attached {
                                     link.host.request_update(update, known.local_users.get(&client_id).cloned());
                                 }
                             }
+                            if let Err(e) = crate::requests::save_relay_view(state, list) {
+                                tracing::warn!("cannot keep the help requests' state: {e}");
+                            }
+                        }
                     }
                     Some(RelayToAgent::TimelineStored { through_seq }) => {
                         if let Some(link) = timeline.as_deref() {
                             link.stored(through_seq);
                         }
+                    }
+                    Some(RelayToAgent::ReconnectAdvice { spread_ms }) => {
+                        tracing::debug!(spread_ms, "the relay advised a reconnection window");
+                        self.reconnect_advice.store(spread_ms, std::sync::atomic::Ordering::Relaxed);
                     }
                     Some(RelayToAgent::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer relay");
@@ -644,6 +652,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             sessions: Some(&mut sessions),
             timeline: Some(&mut timeline),
             requests: Some(state.clone()),
+            ignore_reconnect_advice: false,
         },
     )
     .instrument(span)
@@ -684,6 +693,9 @@ pub struct Services<'a> {
     /// Sends the help requests of this state directory's outbox and keeps
     /// their state.
     pub requests: Option<StateDir>,
+    /// Reconnect right after losing the relay, ignoring its advised window
+    /// (the behaviour before reconnect spreading; benchmarks compare it).
+    pub ignore_reconnect_advice: bool,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -693,6 +705,7 @@ impl std::fmt::Debug for Services<'_> {
             .field("sessions", &self.sessions)
             .field("timeline", &self.timeline.is_some())
             .field("requests", &self.requests.is_some())
+            .field("ignore_reconnect_advice", &self.ignore_reconnect_advice)
             .finish()
     }
 }
@@ -714,8 +727,15 @@ pub async fn stay_attached(
         mut sessions,
         mut timeline,
         requests,
+        ignore_reconnect_advice,
     } = services;
-    let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    // After a lost connection: a random delay within the window the relay
+    // advised (a restarted relay's fleet comes back spread, not at once);
+    // after a failed attempt: the backoff.
+    let mut reconnect = Reconnect::new(
+        Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+        !ignore_reconnect_advice,
+    );
     loop {
         let attempt = attach(
             endpoint,
@@ -728,15 +748,16 @@ pub async fn stay_attached(
             _ = stop.changed() => return Ok(()),
             outcome = attempt => outcome,
         };
-        let error = match outcome {
+        let (error, was_attached) = match outcome {
             Ok(attached) => {
                 tracing::info!(
                     clock_offset_ms = attached.clock_offset_ms,
                     "connected to the relay"
                 );
                 publish(LinkState::Connected, None);
-                backoff.reset();
-                match attached
+                reconnect.handle_attached();
+                let advice = Arc::clone(&attached.reconnect_advice);
+                let served = attached
                     .serve(
                         stop,
                         diagnostics.as_ref(),
@@ -744,18 +765,26 @@ pub async fn stay_attached(
                         timeline.as_deref_mut(),
                         requests.as_ref(),
                     )
-                    .await
-                {
+                    .await;
+                match advice.load(std::sync::atomic::Ordering::Relaxed) {
+                    0 => {}
+                    spread_ms => reconnect.handle_advice(spread_ms),
+                }
+                match served {
                     Ok(()) => return Ok(()),
-                    Err(e) => e,
+                    Err(e) => (e, true),
                 }
             }
-            Err(e) => e,
+            Err(e) => (e, false),
         };
         if error.is_permanent() {
             return Err(error);
         }
-        let delay = backoff.next_delay(rand::random::<f64>());
+        let delay = if was_attached {
+            reconnect.poll_after_loss(rand::random::<f64>())
+        } else {
+            reconnect.poll_after_failure(rand::random::<f64>())
+        };
         tracing::warn!(
             "relay link down: {error}; retrying in {} ms",
             delay.as_millis()

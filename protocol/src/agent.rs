@@ -221,6 +221,14 @@ pub enum RelayToAgent {
     /// The device's help requests and the replies meant for the employee:
     /// sent after `Attached` and whenever a technician acts on one.
     HelpRequests(Vec<crate::request::EmployeeRequest>),
+    /// How to come back after losing this relay (sent after `Attached`):
+    /// the first reconnection waits a random delay within `spread_ms`, so
+    /// a restarted relay sees its fleet return spread over the window
+    /// instead of all at once (see [`crate::reconnect`]).
+    ReconnectAdvice {
+        /// Width of the window reconnections are spread over, ms.
+        spread_ms: u32,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -228,7 +236,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 16);
+crate::impl_message!(RelayToAgent, known = 17);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

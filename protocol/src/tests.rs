@@ -306,6 +306,7 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 })
                 .collect()
         )),
+        any::<u32>().prop_map(|spread_ms| RelayToAgent::ReconnectAdvice { spread_ms }),
     ]
 }
 
@@ -1751,7 +1752,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         AgentToRelay::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&RelayToAgent::HelpRequests(Vec::new())),
+        tag(&RelayToAgent::ReconnectAdvice { spread_ms: 0 }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,10 @@ pub struct AdmissionLimits {
     pub auth_deadline: Duration,
     /// One summary log line of failed and refused connections per interval.
     pub log_interval: Duration,
+    /// Agents the relay attaches per second in a reconnect storm: the fleet
+    /// divided by this is the window agents are told to spread their
+    /// reconnections over (see [`deskside_protocol::reconnect`]).
+    pub attach_rate: u32,
 }
 
 impl Default for AdmissionLimits {
@@ -69,6 +74,10 @@ impl Default for AdmissionLimits {
             // ARCHITECTURE.md: hello and authentication within 10 s.
             auth_deadline: Duration::from_secs(10),
             log_interval: Duration::from_secs(10),
+            // Measured on 2 shared cores with the simulated agents on the
+            // same machine (README, benchmarks): a restarted relay attached
+            // 600–1,000 agents a second; 500 leaves headroom.
+            attach_rate: 500,
         }
     }
 }
@@ -90,6 +99,9 @@ impl AdmissionLimits {
         }
         if self.auth_failure_burst == 0 {
             return Err("auth_failure_burst must be at least 1".into());
+        }
+        if self.attach_rate == 0 {
+            return Err("attach_rate must be at least 1 (agents attached per second)".into());
         }
         if self.auth_failure_interval.is_zero() || self.log_interval.is_zero() {
             return Err("auth_failure_interval and log_interval must be longer than 0".into());
@@ -119,8 +131,15 @@ pub enum Decision {
     /// Not now: drop the packet without an answer. The client sends its
     /// Initial again (after about 1 s, then 2 s, …) and gets in once a
     /// slot is free, so a burst from one address (an office behind one NAT
-    /// after a relay restart) waits a little instead of failing.
+    /// after a relay restart) waits a little instead of failing. Its
+    /// source has as many connections waiting to authenticate as it may.
     Wait(Full),
+    /// The relay has as many handshakes or unauthenticated connections as
+    /// it takes (a reconnect storm): refuse at once, statelessly, so the
+    /// client backs off and tries again instead of waiting out a handshake
+    /// timeout (only for an address proven by a Retry: a forged one is
+    /// never answered in someone else's name).
+    Busy,
 }
 
 /// What was full when a connection was made to wait.
@@ -128,9 +147,6 @@ pub enum Decision {
 pub enum Full {
     /// Its source has as many connections waiting to authenticate as it may.
     Source,
-    /// The relay has as many handshakes or unauthenticated connections as
-    /// it takes.
-    Relay,
 }
 
 /// A source: an IPv4 address or an IPv6 /64.
@@ -185,8 +201,8 @@ pub struct Summary {
     /// First packets left unanswered because their source had too many
     /// connections waiting (the clients send them again).
     pub waited_source_full: u64,
-    /// First packets left unanswered because the relay was full.
-    pub waited_relay_full: u64,
+    /// First packets refused at once because the relay was full.
+    pub refused_busy: u64,
     /// Retries sent.
     pub retries: u64,
     /// Connections closed for not authenticating in time.
@@ -210,10 +226,10 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            "; refused {} connections from sources that failed too often; left {} first packets unanswered because their source had too many connections waiting, {} because the relay was full; {} retries sent; {} closed for not authenticating in time",
+            "; refused {} connections from sources that failed too often; left {} first packets unanswered because their source had too many connections waiting; refused {} because the relay was full (the clients back off); {} retries sent; {} closed for not authenticating in time",
             self.refused_failed_too_often,
             self.waited_source_full,
-            self.waited_relay_full,
+            self.refused_busy,
             self.retries,
             self.deadline_closes
         )
@@ -285,7 +301,7 @@ impl Admission {
             Decision::Retry => self.summary.retries += 1,
             Decision::Refuse => self.summary.refused_failed_too_often += 1,
             Decision::Wait(Full::Source) => self.summary.waited_source_full += 1,
-            Decision::Wait(Full::Relay) => self.summary.waited_relay_full += 1,
+            Decision::Busy => self.summary.refused_busy += 1,
         }
         decision
     }
@@ -308,7 +324,7 @@ impl Admission {
             return Decision::Wait(Full::Source);
         }
         if busy {
-            return Decision::Wait(Full::Relay);
+            return Decision::Busy;
         }
         Decision::Accept
     }
@@ -398,12 +414,18 @@ struct GateInner {
 #[derive(Debug)]
 pub struct Gate {
     inner: Mutex<GateInner>,
+    /// The fleet: devices enrolled at start plus enrollments since, or the
+    /// most online at once if more.
+    fleet: AtomicUsize,
+    attach_rate: u32,
 }
 
 impl Gate {
     /// A gate with `limits`.
     pub fn new(limits: AdmissionLimits) -> Arc<Self> {
         Arc::new(Self {
+            fleet: AtomicUsize::new(0),
+            attach_rate: limits.attach_rate,
             inner: Mutex::new(GateInner {
                 admission: Admission::new(limits),
                 waiting: HashMap::new(),
@@ -420,6 +442,26 @@ impl Gate {
     /// The limits in force.
     pub fn limits(&self) -> AdmissionLimits {
         self.lock().admission.limits().clone()
+    }
+
+    /// The relay holds (or held) a fleet of at least `devices` agents.
+    pub fn observe_fleet(&self, devices: usize) {
+        self.fleet.fetch_max(devices, Ordering::Relaxed);
+    }
+
+    /// A device enrolled: the fleet grew by one (a repeated enrollment of
+    /// the same key counts again; the estimate only needs to be close).
+    pub fn enrolled(&self) {
+        self.fleet.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The window agents are told to spread their reconnections over: the
+    /// largest fleet seen, at `attach_rate` agents a second.
+    pub fn reconnect_spread(&self) -> Duration {
+        deskside_protocol::reconnect::spread_for_fleet(
+            self.fleet.load(Ordering::Relaxed),
+            self.attach_rate,
+        )
     }
 
     /// Decides on a first packet; on accept, returns the ticket that holds
@@ -536,6 +578,7 @@ mod tests {
             auth_failure_interval: Duration::from_secs(10),
             auth_deadline: Duration::from_secs(10),
             log_interval: Duration::from_secs(10),
+            attach_rate: 500,
         }
     }
 
@@ -584,7 +627,7 @@ mod tests {
         }
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.9"), true, now),
-            Decision::Wait(Full::Relay)
+            Decision::Busy
         );
         // A forged address is never refused in someone's name: Retry.
         assert_eq!(
@@ -608,7 +651,7 @@ mod tests {
         assert_eq!(admission.counts(), (0, 6));
         assert_eq!(
             admission.handle_incoming(ip("10.0.0.7"), true, now),
-            Decision::Wait(Full::Relay)
+            Decision::Busy
         );
         admission.handle_left_unauthenticated(ip("10.0.0.1"));
         assert_eq!(
@@ -775,6 +818,49 @@ mod tests {
     }
 
     #[test]
+    fn a_full_relay_refuses_proven_addresses_at_once_and_spreads_its_fleet() {
+        let now = Instant::now();
+        let gate = Gate::new(AdmissionLimits {
+            attach_rate: 100,
+            ..limits()
+        });
+        assert_eq!(gate.poll_summary(now), None, "starts the log interval");
+        let held: Vec<Ticket> = (1..=4)
+            .map(|n| gate.admit(ip(&format!("10.0.1.{n}")), true, now).unwrap())
+            .collect();
+        // Four handshakes: full. A proven address is refused at once (the
+        // client backs off) rather than left to time out; an unproven one
+        // must first answer a Retry.
+        assert_eq!(
+            gate.admit(ip("10.0.1.9"), true, now).unwrap_err(),
+            Decision::Busy
+        );
+        assert_eq!(
+            gate.admit(ip("10.0.1.9"), false, now).unwrap_err(),
+            Decision::Retry
+        );
+        drop(held);
+        assert!(gate.admit(ip("10.0.1.9"), true, now).is_ok());
+        let summary = gate.poll_summary(now + Duration::from_secs(10)).unwrap();
+        assert_eq!((summary.refused_busy, summary.retries), (1, 1));
+        assert!(summary
+            .to_string()
+            .contains("refused 1 because the relay was full"));
+        // The window follows the largest fleet seen, at the attach rate.
+        assert_eq!(
+            gate.reconnect_spread(),
+            deskside_protocol::reconnect::MIN_SPREAD
+        );
+        gate.observe_fleet(3_000);
+        gate.observe_fleet(1_000);
+        assert_eq!(gate.reconnect_spread(), Duration::from_secs(30));
+        for _ in 0..500 {
+            gate.enrolled();
+        }
+        assert_eq!(gate.reconnect_spread(), Duration::from_secs(35));
+    }
+
+    #[test]
     fn limits_are_validated() {
         assert_eq!(AdmissionLimits::default().validate(), Ok(()));
         let mut bad = AdmissionLimits::default();
@@ -785,6 +871,11 @@ mod tests {
             ..AdmissionLimits::default()
         };
         assert!(bad.validate().is_err());
+        let no_rate = AdmissionLimits {
+            attach_rate: 0,
+            ..AdmissionLimits::default()
+        };
+        assert!(no_rate.validate().unwrap_err().contains("attach_rate"));
         let always_retry = AdmissionLimits {
             retry_above_handshakes: 0,
             ..AdmissionLimits::default()

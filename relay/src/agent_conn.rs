@@ -58,6 +58,7 @@ pub async fn serve(
                 Ok((id, organisation)) => {
                     tracing::Span::current().record("device", tracing::field::display(id));
                     tracing::info!("device enrolled");
+                    shared.admission.enrolled();
                     RelayToAgent::Enrolled {
                         device_id: *id,
                         organisation: organisation.clone(),
@@ -200,6 +201,7 @@ async fn attached(
     tracing::Span::current().record("device", tracing::field::display(id));
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
+    shared.admission.observe_fleet(shared.presence.count());
     // Session packets of this device come and go on this connection until
     // a newer one of the same device replaces it.
     let (packets, forwarding) =
@@ -237,6 +239,12 @@ async fn attached(
             Ok(_) => {}
             Err(refusal) => tracing::warn!("cannot send the device's help requests: {refusal}"),
         }
+        // When this relay goes, come back within a window sized to its fleet.
+        let spread = shared.admission.reconnect_spread();
+        send.send(&RelayToAgent::ReconnectAdvice {
+            spread_ms: deskside_protocol::reconnect::spread_ms(spread),
+        })
+        .await?;
         loop {
             tokio::select! {
                 message = recv.recv::<AgentToRelay>() => match message? {

@@ -101,6 +101,9 @@ pub struct LimitsFile {
     /// One summary log line of failed and refused connections per this
     /// interval (humantime). Default `10s`.
     pub log_interval: Option<String>,
+    /// Agents attached per second in a reconnect storm; agents spread
+    /// their reconnections over the fleet divided by this. Default 500.
+    pub attach_rate: Option<u32>,
 }
 
 impl LimitsFile {
@@ -133,6 +136,7 @@ impl LimitsFile {
             )?,
             auth_deadline: defaults.auth_deadline,
             log_interval: duration("log_interval", self.log_interval, defaults.log_interval)?,
+            attach_rate: self.attach_rate.unwrap_or(defaults.attach_rate),
         };
         limits
             .validate()

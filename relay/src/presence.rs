@@ -112,6 +112,11 @@ impl Presence {
         generation
     }
 
+    /// How many devices are online.
+    pub fn count(&self) -> usize {
+        self.lock().attached.len()
+    }
+
     /// Forgets the device's connection if it is still `generation`.
     pub fn detach(&self, id: DeviceId, generation: u64) -> bool {
         let mut inner = self.lock();

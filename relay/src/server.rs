@@ -307,6 +307,12 @@ impl Relay {
             metrics: Arc::default(),
             tasks: crate::tasks::Tasks::new(shutdown_rx.clone()),
         });
+        // The fleet that will come back after a restart: agents are told to
+        // spread their reconnections over a window sized to it.
+        match shared.store.active_device_count() {
+            Ok(devices) => shared.admission.observe_fleet(devices),
+            Err(e) => tracing::warn!("cannot count the enrolled devices: {e}"),
+        }
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
         // and end those whose console does not return in time.
@@ -522,6 +528,13 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
             shared.metrics.first_packet(FirstPacket::Waited);
             tracing::trace!(%remote, ?full, "first packet left for the client to send again");
             incoming.ignore();
+        }
+        Err(Decision::Busy) => {
+            // A reconnect storm: a stateless refusal costs one packet, and
+            // the client backs off instead of timing out a handshake.
+            shared.metrics.first_packet(FirstPacket::Refused);
+            tracing::trace!(%remote, "first packet refused: the relay is full");
+            incoming.refuse();
         }
         Err(decision) => {
             shared.metrics.first_packet(FirstPacket::Refused);

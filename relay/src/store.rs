@@ -385,6 +385,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// The database file, or `:memory:`; used in messages.
     location: String,
+    /// Bumped after each commit that may have written help-request events
+    /// (see `tickets.rs`): the ticket outbox waits on it.
+    request_events: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for Store {
@@ -421,6 +424,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             location,
+            request_events: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -889,6 +893,17 @@ impl Store {
         device.last_seen = now.max(device.first_seen + 1);
         device.last_address = Some(address.to_owned());
         Ok(Ok(device))
+    }
+
+    /// Enrolled devices not revoked, in every organisation: the fleet a
+    /// restarted relay expects back.
+    pub fn active_device_count(&self) -> Result<usize, StoreError> {
+        let count: i64 = self.lock().query_row(
+            "SELECT count(*) FROM devices WHERE revoked_at IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// Stores a diagnostic snapshot and its verdict (both JSON text) and

@@ -122,7 +122,8 @@ impl Peer {
         }
     }
 
-    /// The next message to an agent that is not a ping or the policy.
+    /// The next message to an agent that is not a ping, the policy or the
+    /// reconnection advice.
     pub async fn agent_message(&mut self) -> RelayToAgent {
         loop {
             match within("a relay message", self.recv().recv::<RelayToAgent>())
@@ -135,7 +136,7 @@ impl Peer {
                         .await
                         .unwrap();
                 }
-                Some(RelayToAgent::Policy { .. }) => {}
+                Some(RelayToAgent::Policy { .. } | RelayToAgent::ReconnectAdvice { .. }) => {}
                 Some(other) => return other,
                 None => panic!("the relay closed the agent's control stream"),
             }
