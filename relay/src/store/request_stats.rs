@@ -536,6 +536,7 @@ mod tests {
         let store = Store {
             conn: std::sync::Mutex::new(conn),
             location: "test".into(),
+            request_events: tokio::sync::watch::channel(0).0,
         };
         let org = store
             .bootstrap("Acme", "root", &hash("admin"), T0)

@@ -420,6 +420,8 @@ impl Store {
             },
         )?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(Ok((number, true)))
     }
 
@@ -639,6 +641,8 @@ impl Store {
         let updated = request_of(&tx, org, number)?
             .ok_or_else(|| StoreError::Corrupt(format!("help request {number} vanished")))?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(Ok(updated))
     }
 
@@ -747,6 +751,8 @@ impl Store {
             },
         )?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(())
     }
 }

@@ -531,6 +531,8 @@ impl Store {
         // Refused or unanswered: the linked help requests say so.
         super::requests::add_not_held_follow_ups(&tx, &recorded, None, now)?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(ConsentOutcome::Recorded(recorded))
     }
 
@@ -556,6 +558,8 @@ impl Store {
         }
         let ended = end_in_tx(&tx, &record, by, actor, extra, now)?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(EndOutcome::Ended(ended))
     }
 
@@ -608,6 +612,8 @@ impl Store {
         };
         super::requests::add_not_held_follow_ups(&tx, &withdrawn, None, now)?;
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(WithdrawOutcome::Withdrawn(withdrawn))
     }
 
@@ -651,6 +657,8 @@ impl Store {
             }
         }
         tx.commit()?;
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
         Ok(interrupted)
     }
 }

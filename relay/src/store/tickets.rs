@@ -133,6 +133,21 @@ pub struct RequestTickets {
 }
 
 impl Store {
+    /// A receiver that sees a change after every commit that may have
+    /// written help-request events (a request, a technician's action, a
+    /// session follow-up), so a connector waits for work instead of
+    /// polling. A change can be spurious; a missed one cannot happen once
+    /// subscribed.
+    pub fn watch_request_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.request_events.subscribe()
+    }
+
+    /// Wakes whoever watches request events (see
+    /// [`Store::watch_request_events`]); called after the commit.
+    pub(super) fn request_events_written(&self) {
+        self.request_events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Turns the request events `connector` has not seen into deliveries
     /// due at `now_ms`, and moves its cursor past them, in one
     /// transaction. A connector seen for the first time starts after the
@@ -204,6 +219,23 @@ impl Store {
             )
             .optional()?;
         Ok(head.map(|(id, attempts)| (id, u32::try_from(attempts).unwrap_or(u32::MAX))))
+    }
+
+    /// When the next delivery of `connector` falls due (Unix
+    /// milliseconds): the earliest attempt among each request's oldest
+    /// undelivered event, the ones [`Store::due_ticket_delivery`] can
+    /// return; `None` when nothing waits.
+    pub fn next_ticket_attempt_ms(&self, connector: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.lock();
+        Ok(conn.query_row(
+            "SELECT MIN(d.next_attempt_ms) FROM ticket_deliveries d
+             WHERE d.connector = ?1 AND d.delivered_ms IS NULL
+               AND NOT EXISTS (SELECT 1 FROM ticket_deliveries e
+                               WHERE e.connector = d.connector AND e.request_id = d.request_id
+                                 AND e.delivered_ms IS NULL AND e.id < d.id)",
+            params![connector],
+            |r| r.get(0),
+        )?)
     }
 
     /// Delivery `id` with what it carries: the request as it is now, the
@@ -422,6 +454,48 @@ mod tests {
             name: "alice".into(),
             role: Role::Technician,
         }
+    }
+
+    #[test]
+    fn writers_of_request_events_wake_the_outbox_and_it_knows_its_next_retry() {
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let mut events = store.watch_request_events();
+        assert!(!events.has_changed().unwrap());
+        assert_eq!(store.enqueue_ticket_deliveries("hook", 0).unwrap(), 0);
+        let (number, _) = store
+            .insert_request(org, device, &request("a"), 100)
+            .unwrap()
+            .unwrap();
+        assert!(events.has_changed().unwrap(), "a new request wakes it");
+        events.borrow_and_update();
+        store
+            .act_on_request(org, number, &technician(org), &RequestAction::Claim, 110)
+            .unwrap()
+            .unwrap();
+        assert!(
+            events.has_changed().unwrap(),
+            "a technician's action wakes it"
+        );
+        events.borrow_and_update();
+        store
+            .add_session_follow_up(org, number, "alice", 7, "ran", 120)
+            .unwrap();
+        assert!(events.has_changed().unwrap(), "a follow-up wakes it");
+
+        assert_eq!(store.next_ticket_attempt_ms("hook").unwrap(), None);
+        assert_eq!(store.enqueue_ticket_deliveries("hook", 1_000).unwrap(), 3);
+        assert_eq!(store.next_ticket_attempt_ms("hook").unwrap(), Some(1_000));
+        let (first, _) = store.due_ticket_delivery("hook", 1_000).unwrap().unwrap();
+        store
+            .fail_ticket_delivery(first, "HTTP 500", 1_000, 4_000)
+            .unwrap();
+        // The events behind the failed one wait for it: the next attempt is
+        // its retry, not theirs.
+        assert_eq!(store.next_ticket_attempt_ms("hook").unwrap(), Some(4_000));
+        store.finish_ticket_delivery(first, 4_000).unwrap();
+        assert_eq!(store.next_ticket_attempt_ms("hook").unwrap(), Some(1_000));
     }
 
     #[test]

@@ -17,8 +17,8 @@
 pub mod config;
 pub mod glpi;
 pub mod http;
-pub mod rt;
 pub mod privacy;
+pub mod rt;
 pub mod webhook;
 pub mod zammad;
 
@@ -34,8 +34,15 @@ pub use config::{ConnectorConfig, ConnectorKind, Secret, TicketsConfig, TicketsF
 use deskside_protocol::request::RequestEvent;
 pub use http::ConnectorError;
 
-/// How often an idle connector looks for new events.
-const POLL: Duration = Duration::from_millis(500);
+/// The longest an idle connector waits before looking again. It does not
+/// poll for work: a commit that may have written request events wakes it
+/// at once (`Store::watch_request_events`), and it sleeps only until its
+/// next retry falls due; this bounds the wait for anything that writes
+/// events without signalling.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+/// The shortest idle wait, so that a clock step cannot make a busy loop.
+const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// A ticketing system the relay delivers request events to.
 pub trait Connector: Send + Sync + std::fmt::Debug {
@@ -174,10 +181,14 @@ async fn run(
     backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut events = shared.store.watch_request_events();
     loop {
         if *shutdown.borrow() {
             return;
         }
+        // Marked seen before the step reads the outbox: an event written
+        // from now on wakes the wait below.
+        events.borrow_and_update();
         let (step_shared, step_connector) = (Arc::clone(&shared), Arc::clone(&connector));
         let worked =
             tokio::task::spawn_blocking(move || step(&step_shared, &*step_connector, backoff))
@@ -200,11 +211,27 @@ async fn run(
             }
         };
         if idle {
+            let wait = idle_wait(&shared.store, connector.name()).await;
             tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = events.changed() => {}
                 _ = shutdown.changed() => {}
             }
         }
+    }
+}
+
+/// How long an idle connector sleeps unless woken: until its next retry
+/// falls due, at most [`SAFETY_POLL`].
+async fn idle_wait(store: &Arc<Store>, connector: &str) -> Duration {
+    let (store, name) = (Arc::clone(store), connector.to_owned());
+    let next = tokio::task::spawn_blocking(move || store.next_ticket_attempt_ms(&name)).await;
+    match next {
+        Ok(Ok(Some(at))) => {
+            let ms = u64::try_from(at.saturating_sub(now_millis())).unwrap_or(0);
+            Duration::from_millis(ms).clamp(MIN_WAIT, SAFETY_POLL)
+        }
+        _ => SAFETY_POLL,
     }
 }
 
