@@ -33,8 +33,8 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::http::{ConnectorError, Http};
-use super::Secret;
-use crate::store::{DueDelivery, RequestRow, TicketRef};
+use super::{Secret, StatusChange};
+use crate::store::{DueDelivery, OutboxEvent, RequestRow, TicketRef};
 
 /// How RT knows the relay.
 #[derive(Clone, Debug)]
@@ -369,12 +369,11 @@ pub fn comment_body(delivery: &DueDelivery) -> serde_json::Value {
 }
 
 /// The RT status an event sets, if any.
-fn status_after(kind: &str) -> Option<&'static str> {
-    match kind {
-        "resolved" => Some("resolved"),
-        "reopened" => Some("open"),
-        _ => None,
-    }
+fn status_after(event: &OutboxEvent) -> Option<&'static str> {
+    super::status_change(event).map(|change| match change {
+        StatusChange::Resolved => "resolved",
+        StatusChange::Reopened => "open",
+    })
 }
 
 impl super::Connector for Rt {
@@ -417,7 +416,7 @@ impl super::Connector for Rt {
             return Ok(());
         }
         self.comment(id, delivery)?;
-        if let Some(status) = status_after(&delivery.event.kind) {
+        if let Some(status) = status_after(&delivery.event) {
             self.send(
                 true,
                 &format!("/ticket/{id}"),
@@ -493,9 +492,10 @@ mod tests {
             .starts_with(&comment_marker(12, 3)));
         assert!(!comment_marker(1, 30).starts_with(&comment_marker(1, 3)));
         assert!(!"[deskside #12] calls".contains(&marker(1)));
-        assert_eq!(status_after("resolved"), Some("resolved"));
-        assert_eq!(status_after("reopened"), Some("open"));
-        assert_eq!(status_after("reply"), None);
+        let status = |kind: &str| status_after(&crate::tickets::sample_delivery(kind).event);
+        assert_eq!(status("resolved"), Some("resolved"));
+        assert_eq!(status("reopened"), Some("open"));
+        assert_eq!(status("reply"), None);
     }
 
     #[test]
