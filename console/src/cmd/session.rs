@@ -98,6 +98,12 @@ pub struct SessionArgs {
     /// Top-left corner of the --probe-input area, in frame pixels (`X,Y`).
     #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_origin, default_value = "0,0")]
     pub probe_input_at: (u32, u32),
+    /// With --headless: report for every decoded frame its codec and a
+    /// digest (FNV-1a 64 of the RGB rows) of this rectangle of the frame,
+    /// `X,Y,W,H` in frame pixels, for the tests that check the picture is
+    /// exact.
+    #[arg(long, requires = "headless", hide = true, value_name = "X,Y,W,H", value_parser = parse_rect)]
+    pub probe_region: Option<(u32, u32, u32, u32)>,
     /// With --headless: once the first frame arrived, left-click at this
     /// frame pixel (`X,Y`); --type-text then goes out a second later (for
     /// tests: the click brings the clicked window to the front).
@@ -116,6 +122,38 @@ fn parse_origin(text: &str) -> Result<(u32, u32), String> {
         x.trim().parse().map_err(|e| format!("bad X: {e}"))?,
         y.trim().parse().map_err(|e| format!("bad Y: {e}"))?,
     ))
+}
+
+fn parse_rect(text: &str) -> Result<(u32, u32, u32, u32), String> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let [x, y, w, h] = parts[..] else {
+        return Err("expected X,Y,W,H".to_owned());
+    };
+    let num = |v: &str, what: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("bad {what}: {e}"))
+    };
+    Ok((num(x, "X")?, num(y, "Y")?, num(w, "W")?, num(h, "H")?))
+}
+
+/// FNV-1a 64 of the RGB rows of a rectangle of an RGBA picture; `None`
+/// when the rectangle is not inside the picture.
+fn region_digest(rect: (u32, u32, u32, u32), width: u32, height: u32, rgba: &[u8]) -> Option<u64> {
+    let (x, y, w, h) = rect;
+    if x.checked_add(w)? > width || y.checked_add(h)? > height {
+        return None;
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for row in y..y + h {
+        let start = (row as usize * width as usize + x as usize) * 4;
+        for pixel in rgba.get(start..start + w as usize * 4)?.chunks_exact(4) {
+            for &byte in &pixel[..3] {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    Some(hash)
 }
 
 /// The `deskside-xclient --counter` barcode: 32 squares of 16 px at the
@@ -687,6 +725,12 @@ async fn headless(
                 if let Some((w, h, rgba)) = decode(&mut decoder, &frame) {
                     decoded += 1;
                     last_size = (w, h);
+                    if let Some(rect) = args.probe_region {
+                        let digest = region_digest(rect, w, h, &rgba).map(|d| format!("{d:016x}"));
+                        ctx.out.json(&json!({"type": "frame_region", "seq": frame.seq,
+                            "codec": format!("{:?}", frame.codec), "keyframe": frame.keyframe,
+                            "digest": digest, "unix_us": unix_us()}))?;
+                    }
                     if let Some(origin) = args.probe_counter {
                         let value = read_counter(origin, w, h, &rgba);
                         if value.is_some() && value != last_counter {

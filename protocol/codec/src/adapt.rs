@@ -117,6 +117,10 @@ pub struct Choice {
     pub h264_bitrate_bps: u32,
     /// Frames per second the capture loop should not exceed.
     pub max_fps: u32,
+    /// H.264 runs for moving content and lossless tiles come back as soon
+    /// as the screen is quiet: H.264 need not refine a still picture (its
+    /// frames would only delay the lossless keyframe and cost bytes).
+    pub lossless_soon: bool,
 }
 
 /// One frame as the encoder saw it, recorded into [`RecentStats`].
@@ -329,9 +333,9 @@ pub fn choose(pref: Quality, path: PathEstimate, recent: &RecentStats) -> Choice
             (clamped / H264_BPS_STEP * H264_BPS_STEP).max(MIN_H264_BPS)
         }
     };
-    let (codec, h264_bitrate_bps) = match pref {
-        Quality::Lossless => (Codec::ZstdTiles, h264_bitrate_bps),
-        Quality::LowBandwidth => (Codec::H264, h264_bitrate_bps),
+    let (codec, h264_bitrate_bps, lossless_soon) = match pref {
+        Quality::Lossless => (Codec::ZstdTiles, h264_bitrate_bps, false),
+        Quality::LowBandwidth => (Codec::H264, h264_bitrate_bps, false),
         Quality::Auto => {
             let budget = motion_budget_bps(path);
             let codec = content_codec(path, recent, max_fps, budget)
@@ -345,13 +349,17 @@ pub fn choose(pref: Quality, path: PathEstimate, recent: &RecentStats) -> Choice
             } else {
                 h264_bitrate_bps
             };
-            (codec, rate)
+            let fast = path
+                .bandwidth_bps
+                .is_none_or(|bw| bw >= FAST_RETURN_MIN_BPS);
+            (codec, rate, moving && fast && codec == Codec::H264)
         }
     };
     Choice {
         codec,
         h264_bitrate_bps,
         max_fps,
+        lossless_soon,
     }
 }
 
@@ -512,7 +520,8 @@ mod tests {
             Choice {
                 codec: Codec::ZstdTiles,
                 h264_bitrate_bps: DEFAULT_H264_BPS,
-                max_fps: FULL_FPS
+                max_fps: FULL_FPS,
+                lossless_soon: false,
             }
         );
     }
@@ -676,7 +685,7 @@ mod tests {
         assert_eq!(codecs(&choices), [T, T, H, H, H, H]);
         assert!(choices[2..]
             .iter()
-            .all(|c| c.h264_bitrate_bps == MOTION_H264_BPS));
+            .all(|c| c.h264_bitrate_bps == MOTION_H264_BPS && c.lossless_soon));
         // The bandwidth rule alone would have stayed on tiles.
         assert_eq!(
             auto_codec(path(1000.0), &stats, FULL_FPS),

@@ -114,6 +114,9 @@ pub struct Encoder {
     /// Codec of the last frame sent; a frame of another codec is a keyframe.
     last_sent: Option<Codec>,
     frames_since_change: u32,
+    /// From the policy: H.264 skips refining a still picture, since
+    /// lossless tiles come back once the screen is quiet.
+    lossless_soon: bool,
     recent: RecentStats,
 }
 
@@ -129,6 +132,7 @@ impl Encoder {
             keyframe_due: true,
             last_sent: None,
             frames_since_change: 0,
+            lossless_soon: false,
             recent: RecentStats::new(),
         })
     }
@@ -171,6 +175,7 @@ impl Encoder {
     /// the frame rate changes or the bitrate moves by more than 20 %, since
     /// OpenH264 cannot change them in place through the safe API.
     pub fn apply(&mut self, choice: &Choice) {
+        self.lossless_soon = choice.lossless_soon;
         if choice.codec != self.active {
             // The keyframe follows from the codec differing from the last sent.
             self.active = choice.codec;
@@ -218,7 +223,9 @@ impl Encoder {
                 } else {
                     self.frames_since_change = self.frames_since_change.saturating_add(1);
                 }
-                if !want_keyframe && self.frames_since_change > self.refine_frames {
+                let refined = self.frames_since_change > self.refine_frames
+                    || (self.lossless_soon && changed == 0);
+                if !want_keyframe && refined {
                     (false, None, 0)
                 } else {
                     let encoder = match &mut self.h264 {
@@ -376,6 +383,7 @@ mod tests {
             codec,
             h264_bitrate_bps: 2_000_000,
             max_fps: 30,
+            lossless_soon: false,
         }
     }
 
@@ -539,6 +547,13 @@ mod tests {
         );
         let &(back_at, codec) = codecs.last().unwrap();
         assert_eq!(codec, Codec::ZstdTiles, "tiles return: {codecs:?}");
+        // No H.264 refinement of the still picture: the lossless keyframe
+        // is the one frame sent after the scroll.
+        assert_eq!(
+            codecs.iter().filter(|&&(t, _)| t >= stopped_at).count(),
+            1,
+            "{codecs:?}"
+        );
         assert!(back_at - stopped_at < 1_000_000);
         assert!(
             !enc.wants_unchanged_frame(),

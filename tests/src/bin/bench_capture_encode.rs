@@ -234,6 +234,7 @@ fn main() -> anyhow::Result<()> {
                 codec: Codec::H264,
                 h264_bitrate_bps: 2_000_000,
                 max_fps: 30,
+                lossless_soon: false,
             });
         }
         let started = Instant::now();

@@ -50,6 +50,18 @@
 //! the top when the window is full), as a text editor would: the screen
 //! change of typing, for the session CPU benchmark.
 //!
+//! # A scrolling page (`--scroll-page FRAMES`)
+//!
+//! The window shows a page of text-like noise (rows of 16 px, grey glyph
+//! dots drawn with `PutImage`, a repeatable pattern). The first wheel-down
+//! press (button 5) scrolls it by 6 pixels a frame for FRAMES frames at 30
+//! fps, as a reader flicking through a long document; then the picture
+//! stays still and `{"type":"scroll_stopped","frames":N,"unix_us":T}` is
+//! printed once the last frame is on the server (input that comes during
+//! the scroll is not reported). Every pixel changes at
+//! every step, which lossless tiles pay for dearly: the content the codec
+//! choice must move to H.264. Needs a 24-bit screen (Xvfb's default).
+//!
 //! The window is override-redirect by default (no window manager moves it);
 //! it takes the keyboard focus once mapped. `--managed` lets a window manager
 //! handle it instead. The client exits 0 when the X connection closes or
@@ -64,8 +76,8 @@ use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, Gcontext, InputFocus,
-    KeyButMask, PropMode, Rectangle, Window, WindowClass,
+    AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, Gcontext, ImageFormat,
+    InputFocus, KeyButMask, PropMode, Rectangle, Window, WindowClass,
 };
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
@@ -112,6 +124,55 @@ struct Args {
     /// documentation).
     #[arg(long)]
     echo: bool,
+    /// Show a page that the first wheel-down press scrolls for this many
+    /// frames (see the file's documentation).
+    #[arg(long, value_name = "FRAMES")]
+    scroll_page: Option<u32>,
+}
+
+/// Pixels the page moves per frame with --scroll-page.
+const SCROLL_STEP: u32 = 6;
+/// Frames per second of the scroll.
+const SCROLL_FPS: f64 = 30.0;
+
+/// The --scroll-page picture: BGRX rows of the whole page, taller than the
+/// window by the scroll's length.
+struct Page {
+    width: u32,
+    rows: u32,
+    /// The screen's depth (24).
+    depth: u8,
+    bgrx: Vec<u8>,
+}
+
+impl Page {
+    fn new(width: u32, rows: u32, depth: u8) -> Self {
+        let mut bgrx = Vec::with_capacity(width as usize * rows as usize * 4);
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        for y in 0..rows {
+            for x in 0..width {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                // A glyph body: rows 3..13 of each 16 px line, cells of 8
+                // px with a 2 px gap; about 40 % of its dots inked.
+                let in_glyph =
+                    (3..13).contains(&(y % 16)) && x % 8 < 6 && (x / 48 + y / 16) % 9 != 0;
+                let v = if in_glyph && noise % 5 < 2 {
+                    (noise >> 32) as u8 & 0x7f
+                } else {
+                    0xf4
+                };
+                bgrx.extend_from_slice(&[v, v, v, 0]);
+            }
+        }
+        Self {
+            width,
+            rows,
+            depth,
+            bgrx,
+        }
+    }
 }
 
 /// The window's fill.
@@ -170,6 +231,11 @@ struct Client {
     noise: u64,
     /// Characters drawn by --echo so far.
     typed: usize,
+    /// The --scroll-page picture, its offset and the frames still to go
+    /// (`None` before the wheel started it).
+    page: Option<Page>,
+    scroll_offset: u32,
+    scroll_left: Option<u32>,
 }
 
 impl Client {
@@ -236,7 +302,63 @@ impl Client {
         if self.args.counter {
             self.draw_counter()?;
         }
+        self.draw_page()?;
         Ok(())
+    }
+
+    /// Draws the --scroll-page picture at its offset, in strips that fit
+    /// any X request size.
+    fn draw_page(&self) -> anyhow::Result<()> {
+        let Some(page) = &self.page else {
+            return Ok(());
+        };
+        let depth = page.depth;
+        let gc = self.conn.generate_id()?;
+        self.conn.create_gc(gc, self.window, &CreateGCAux::new())?;
+        let (w, h) = (
+            u32::from(self.geometry.width),
+            u32::from(self.geometry.height),
+        );
+        let row_bytes = page.width as usize * 4;
+        let strip = 32u32;
+        let mut top = 0;
+        while top < h {
+            let rows = strip.min(h - top);
+            let first = (self.scroll_offset + top).min(page.rows - rows) as usize;
+            let data = &page.bgrx[first * row_bytes..(first + rows as usize) * row_bytes];
+            self.conn.put_image(
+                ImageFormat::Z_PIXMAP,
+                self.window,
+                gc,
+                w as u16,
+                rows as u16,
+                0,
+                top as i16,
+                0,
+                depth,
+                data,
+            )?;
+            top += rows;
+        }
+        self.conn.free_gc(gc)?;
+        Ok(())
+    }
+
+    /// One scroll step; `Ok(true)` when the scroll has just ended.
+    fn scroll_step(&mut self) -> anyhow::Result<bool> {
+        let Some(left) = self.scroll_left.filter(|&n| n > 0) else {
+            return Ok(false);
+        };
+        self.scroll_offset += SCROLL_STEP;
+        self.scroll_left = Some(left - 1);
+        self.draw_page()?;
+        if left == 1 {
+            // Round trip: the last step is on the server before we say so.
+            self.conn.get_input_focus()?.reply()?;
+            return Ok(true);
+        }
+        self.conn.flush()?;
+        Ok(false)
     }
 
     /// Draws the counter barcode (see the file's documentation).
@@ -452,13 +574,50 @@ fn run(args: Args) -> anyhow::Result<()> {
         counter: 0,
         noise: 0x9e37_79b9_7f4a_7c15,
         typed: 0,
+        page: None,
+        scroll_offset: 0,
+        scroll_left: None,
     };
+    if let Some(frames) = client.args.scroll_page {
+        let depth = client.conn.setup().roots[screen_num].root_depth;
+        let bpp = client
+            .conn
+            .setup()
+            .pixmap_formats
+            .iter()
+            .find(|f| f.depth == depth)
+            .map(|f| f.bits_per_pixel);
+        if depth != 24 || bpp != Some(32) {
+            bail!("--scroll-page needs a 24-bit screen with 32 bits per pixel (depth {depth}, {bpp:?} bits); start Xvfb with -screen 0 WxHx24");
+        }
+        let (w, h) = (u32::from(geometry.width), u32::from(geometry.height));
+        client.page = Some(Page::new(w, h + frames * SCROLL_STEP, depth));
+    }
     client.load_keymap()?;
 
     let period = Duration::from_secs_f64(1.0 / client.args.counter_fps.clamp(0.1, 1000.0));
     let mut next_tick = Instant::now() + period;
     let mut ready = false;
+    let scroll_period = Duration::from_secs_f64(1.0 / SCROLL_FPS);
+    let mut next_scroll = Instant::now();
     loop {
+        if client.scroll_left.is_some_and(|n| n > 0) {
+            let now = Instant::now();
+            if now < next_scroll {
+                if client.conn.poll_for_event()?.is_none() {
+                    wait_readable(&client.conn, next_scroll - now)?;
+                }
+                continue;
+            }
+            next_scroll = (next_scroll + scroll_period).max(now);
+            if client.scroll_step()? {
+                let frames = client.args.scroll_page.unwrap_or(0);
+                if !emit(json!({"type":"scroll_stopped","frames":frames,"unix_us":unix_us()})) {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
         let event = if client.args.counter && ready {
             match client.conn.poll_for_event()? {
                 Some(e) => Some(e),
@@ -520,8 +679,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                     None
                 }
             }
-            Event::ButtonPress(e) => Some(json!({"type":"button","button":e.detail,
-                "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y})),
+            Event::ButtonPress(e) => {
+                if e.detail == 5 && client.page.is_some() && client.scroll_left.is_none() {
+                    client.scroll_left = client.args.scroll_page;
+                    next_scroll = Instant::now();
+                }
+                Some(json!({"type":"button","button":e.detail,
+                "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y}))
+            }
             Event::MotionNotify(e) => Some(json!({"type":"motion",
                 "x":e.event_x,"y":e.event_y,"root_x":e.root_x,"root_y":e.root_y,
                 "unix_us":unix_us()})),
