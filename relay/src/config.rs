@@ -102,7 +102,7 @@ pub struct LimitsFile {
     /// interval (humantime). Default `10s`.
     pub log_interval: Option<String>,
     /// Agents attached per second in a reconnect storm; agents spread
-    /// their reconnections over the fleet divided by this. Default 500.
+    /// their reconnections over the fleet divided by this. Default 800.
     pub attach_rate: Option<u32>,
 }
 
