@@ -1033,7 +1033,6 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
         (any::<u64>(), ended_by())
             .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
         any::<u64>().prop_map(|session_id| ServiceToHelper::Withdrawn { session_id }),
-    ]
         (
             text(),
             prop_oneof![
@@ -1093,6 +1092,7 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
                 event
             })
         ),
+    ]
 }
 
 fn helper_to_service() -> impl Strategy<Value = HelperToService> {
@@ -1114,9 +1114,9 @@ fn helper_to_service() -> impl Strategy<Value = HelperToService> {
             .prop_map(|(session_id, frame)| HelperToService::Video { session_id, frame }),
         prop::collection::vec(monitor(), 0..3)
             .prop_map(|monitors| HelperToService::Monitors { monitors }),
-    ]
         help_request().prop_map(HelperToService::FileHelpRequest),
         Just(HelperToService::ListHelpRequests),
+    ]
 }
 
 fn version_range() -> impl Strategy<Value = VersionRange> {
