@@ -83,8 +83,11 @@ impl Reconnect {
     }
 
     /// The delay after an attached connection was lost; `unit` in `[0, 1)`.
-    pub fn poll_after_loss(&mut self, unit: f64) -> Duration {
-        if self.honour_advice {
+    /// With a session running (`in_session`) the backoff instead: the
+    /// session's end-to-end connection must not time out meanwhile, and
+    /// one agent more in a storm changes nothing.
+    pub fn poll_after_loss(&mut self, unit: f64, in_session: bool) -> Duration {
+        if self.honour_advice && !in_session {
             deskside_protocol::reconnect::first_delay(self.spread, unit)
         } else {
             self.backoff.next_delay(unit)
@@ -113,9 +116,12 @@ mod tests {
         let mut r = schedule(true);
         assert_eq!(r.spread(), deskside_protocol::reconnect::DEFAULT_SPREAD);
         r.handle_advice(60_000);
-        assert_eq!(r.poll_after_loss(0.0), Duration::ZERO);
-        assert_eq!(r.poll_after_loss(0.5), Duration::from_secs(30));
-        assert_eq!(r.poll_after_loss(0.999), Duration::from_millis(59_940));
+        assert_eq!(r.poll_after_loss(0.0, false), Duration::ZERO);
+        assert_eq!(r.poll_after_loss(0.5, false), Duration::from_secs(30));
+        assert_eq!(
+            r.poll_after_loss(0.999, false),
+            Duration::from_millis(59_940)
+        );
         // Failed attempts then back off from the start, whatever the window.
         assert_eq!(r.poll_after_failure(1.0), Duration::from_millis(500));
         assert_eq!(r.poll_after_failure(1.0), Duration::from_secs(1));
@@ -124,22 +130,30 @@ mod tests {
         // Advice beyond the bounds is kept within them.
         r.handle_advice(u32::MAX);
         assert_eq!(
-            r.poll_after_loss(1.0),
+            r.poll_after_loss(1.0, false),
             deskside_protocol::reconnect::MAX_SPREAD
         );
         r.handle_advice(0);
         assert_eq!(
-            r.poll_after_loss(1.0),
+            r.poll_after_loss(1.0, false),
             deskside_protocol::reconnect::MIN_SPREAD
         );
+    }
+
+    #[test]
+    fn an_agent_in_a_session_comes_back_at_once_whatever_the_window() {
+        let mut r = schedule(true);
+        r.handle_advice(60_000);
+        assert_eq!(r.poll_after_loss(1.0, true), Duration::from_millis(500));
+        assert_eq!(r.poll_after_loss(0.0, false), Duration::ZERO);
     }
 
     #[test]
     fn without_honouring_advice_a_loss_backs_off_as_before() {
         let mut r = schedule(false);
         r.handle_advice(60_000);
-        assert_eq!(r.poll_after_loss(0.0), Duration::from_millis(250));
-        assert_eq!(r.poll_after_loss(0.0), Duration::from_millis(500));
+        assert_eq!(r.poll_after_loss(0.0, false), Duration::from_millis(250));
+        assert_eq!(r.poll_after_loss(0.0, false), Duration::from_millis(500));
     }
 
     #[test]

@@ -781,7 +781,10 @@ pub async fn stay_attached(
             return Err(error);
         }
         let delay = if was_attached {
-            reconnect.poll_after_loss(rand::random::<f64>())
+            let in_session = sessions
+                .as_deref()
+                .is_some_and(|link| link.host.has_sessions());
+            reconnect.poll_after_loss(rand::random::<f64>(), in_session)
         } else {
             reconnect.poll_after_failure(rand::random::<f64>())
         };

@@ -91,6 +91,12 @@ impl SessionHost {
         (host, from_host)
     }
 
+    /// Whether a session is carried right now (its end-to-end connection
+    /// outlives a relay reconnect only if that comes back soon).
+    pub fn has_sessions(&self) -> bool {
+        self.carrier.carried() > 0
+    }
+
     /// Session packets travel on this relay connection from now on (called
     /// on every attach, so sessions survive a reconnect).
     pub fn attach(&self, connection: quinn::Connection) {

@@ -214,6 +214,15 @@ impl Carrier {
     pub fn stats(&self) -> &CarrierStats {
         &self.shared.stats
     }
+
+    /// Sessions carried right now.
+    pub fn carried(&self) -> usize {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
 }
 
 /// A session being carried; dropping it stops carrying the session (its
