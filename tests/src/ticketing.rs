@@ -70,6 +70,7 @@ pub struct FakeServer {
     port: u16,
     handler: Handler,
     failures_left: Arc<AtomicU32>,
+    lost: Arc<Mutex<Vec<(String, String)>>>,
     running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
@@ -87,6 +88,7 @@ impl FakeServer {
             port: 0,
             handler,
             failures_left: Arc::default(),
+            lost: Arc::default(),
             running: None,
         };
         server.start();
@@ -108,6 +110,16 @@ impl FakeServer {
         self.failures_left.store(n, Ordering::SeqCst);
     }
 
+    /// Handles the next request with `method` and `path` (its effect is
+    /// kept) but answers it with HTTP 500, as if the answer were lost: a
+    /// client that retries must not do it twice.
+    pub fn lose_answer_to(&self, method: &str, path: &str) {
+        self.lost
+            .lock()
+            .expect("lost answers")
+            .push((method.to_owned(), path.to_owned()));
+    }
+
     /// Stops listening: connections are refused until [`FakeServer::start`].
     pub fn stop(&mut self) {
         if let Some((stop, thread)) = self.running.take() {
@@ -126,9 +138,10 @@ impl FakeServer {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("bind the fake server");
         self.port = listener.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
-        let (handler, failures, flag) = (
+        let (handler, failures, lost, flag) = (
             Arc::clone(&self.handler),
             Arc::clone(&self.failures_left),
+            Arc::clone(&self.lost),
             Arc::clone(&stop),
         );
         let thread = std::thread::spawn(move || {
@@ -137,7 +150,7 @@ impl FakeServer {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                serve(stream, &handler, &failures);
+                serve(stream, &handler, &failures, &lost);
             }
         });
         self.running = Some((stop, thread));
@@ -150,7 +163,12 @@ impl Drop for FakeServer {
     }
 }
 
-fn serve(mut stream: TcpStream, handler: &Handler, failures: &AtomicU32) {
+fn serve(
+    mut stream: TcpStream,
+    handler: &Handler,
+    failures: &AtomicU32,
+    lost: &Mutex<Vec<(String, String)>>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let (status, body) = match read_request(&stream) {
         Err(reason) => (400, json!({ "error": reason })),
@@ -164,7 +182,21 @@ fn serve(mut stream: TcpStream, handler: &Handler, failures: &AtomicU32) {
                     json!({ "error": "internal server error (the test asked for it)" }),
                 )
             } else {
-                handler(&request)
+                let answer = handler(&request);
+                let mut lost = lost.lock().expect("lost answers");
+                let losing = lost
+                    .iter()
+                    .position(|(m, p)| *m == request.method && *p == request.path);
+                match losing {
+                    Some(index) => {
+                        lost.remove(index);
+                        (
+                            500,
+                            json!({ "error": "the answer was lost (the test asked for it)" }),
+                        )
+                    }
+                    None => answer,
+                }
             }
         }
     };
@@ -626,6 +658,16 @@ fn glpi(r: &HttpRequest, user: &str, app: &str, state: &mut GlpiState) -> HttpAn
     }
     if r.method == "PUT" {
         return glpi_update(r, endpoint, state);
+    }
+    if r.method == "GET" {
+        let ticket = endpoint
+            .strip_prefix("Ticket/")
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| state.tickets.iter().find(|t| t["id"].as_u64() == Some(id)));
+        return match ticket {
+            Some(ticket) => (200, ticket.clone()),
+            None => glpi_error(404, "ERROR_ITEM_NOT_FOUND", "item not found"),
+        };
     }
     if r.method != "POST" {
         return glpi_error(
@@ -1204,6 +1246,11 @@ mod tests {
         let ticket = json!({ "input": { "name": "n", "content": "c" } });
         assert_eq!(call("POST", "/apirest.php/Ticket", ticket), 201);
         assert_eq!(glpi.state().tickets[0]["status"], 1);
+        let get = |path: &str| raw_request(glpi.server.addr(), "GET", path, &[app, s, JSON], b"");
+        let (status, body) = get("/apirest.php/Ticket/1");
+        assert_eq!(status, 200);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], 1);
+        assert_eq!(get("/apirest.php/Ticket/7").0, 404);
         let solution = |id: u64| json!({ "input": { "itemtype": "Ticket", "items_id": id, "content": "fixed" } });
         assert_eq!(call("POST", "/apirest.php/ITILSolution", solution(4)), 400);
         assert_eq!(call("POST", "/apirest.php/ITILSolution", solution(1)), 201);

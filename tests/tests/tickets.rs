@@ -299,7 +299,12 @@ secret_file = {hook_secret:?}
 
     // Zammad goes down while the request is resolved; the relay is killed
     // while it retries and comes back after Zammad: still once.
+    // GLPI adds the solution but its answer is lost: the retry must find
+    // the ticket solved instead of adding another (GLPI refuses a second
+    // solution, which would leave the delivery failing for ever).
     zammad.server.stop();
+    glpi.server
+        .lose_answer_to("POST", "/apirest.php/ITILSolution");
     admin
         .run(&["requests", "resolve", &n, "--note", "router replaced"])
         .ok();

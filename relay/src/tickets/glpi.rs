@@ -231,9 +231,14 @@ impl Glpi {
             "content": content,
         });
         match super::status_change(&delivery.event) {
-            // A solution sets the ticket's status to solved (5).
+            // A solution sets the ticket's status to solved (5). GLPI
+            // refuses a second one on a solved ticket, so a retry whose
+            // first attempt added it (its answer lost) finds the ticket
+            // solved and stops there instead of failing for ever.
             Some(super::StatusChange::Resolved) => {
-                self.add(session, "ITILSolution", note)?;
+                if !matches!(self.status(session, ticket_id)?, SOLVED | CLOSED) {
+                    self.add(session, "ITILSolution", note)?;
+                }
             }
             // Back to processing (assigned, 2) first: setting a status is
             // idempotent, so a retry after a failed follow-up repeats it
@@ -247,6 +252,22 @@ impl Glpi {
             }
         }
         Ok(())
+    }
+
+    /// The ticket's status (`GET Ticket/{id}`).
+    fn status(&self, session: &str, id: u64) -> Result<u64, ConnectorError> {
+        let headers = self.with_app_token(vec![
+            ("Content-Type", "application/json"),
+            ("Session-Token", session),
+        ]);
+        let url = format!("{}/Ticket/{id}", self.url);
+        let answer = self.http.get(&url, &headers)?.json(&[200])?;
+        answer["status"]
+            .as_u64()
+            .ok_or_else(|| ConnectorError::Answer {
+                url,
+                reason: "the ticket has no numeric status".into(),
+            })
     }
 
     fn update(
@@ -266,6 +287,10 @@ impl Glpi {
 /// GLPI's ticket status "processing (assigned)", which a reopened request
 /// returns to.
 pub const REOPENED: u8 = 2;
+/// GLPI's ticket status "solved".
+const SOLVED: u64 = 5;
+/// GLPI's ticket status "closed".
+const CLOSED: u64 = 6;
 
 /// The `input` of `POST Ticket` for `delivery`'s request.
 pub fn ticket_input(delivery: &DueDelivery, request_source: Option<u32>) -> serde_json::Value {
