@@ -642,6 +642,14 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
         // As the agent: an unchanged screen is only encoded when asked for.
         if i > 0 && still && !encoder.wants_unchanged_frame() {
             if i >= motion_end {
+                // Settled: nothing more will be sent. Exact already?
+                let picture = decoder.picture().context("no picture")?;
+                if run.exact_after_ms.is_none()
+                    && fidelity(bgra, picture.rgba, 4).psnr_db >= EXACT_PSNR
+                {
+                    run.exact_after_ms =
+                        Some((i + 1 - motion_end) as f64 * FRAME_US as f64 / 1000.0);
+                }
                 break;
             }
             continue;
@@ -677,11 +685,10 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
                 Codec::H264 => run.motion_h264_frames += 1,
             }
         } else {
-            let Some(out) = encoded else { continue };
-            run.settle_bytes += out.payload.len();
-            let exact = out.codec == Codec::ZstdTiles
+            run.settle_bytes += encoded.as_ref().map_or(0, |o| o.payload.len());
+            let exact = run.exact_after_ms.is_none()
                 && fidelity(bgra, picture.rgba, 4).psnr_db >= EXACT_PSNR;
-            if exact && run.exact_after_ms.is_none() {
+            if exact {
                 run.exact_after_ms = Some((i + 1 - motion_end) as f64 * FRAME_US as f64 / 1000.0);
             }
         }
