@@ -17,8 +17,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use deskside_protocol::console::CLOSE_ACCESS_ENDED;
 use deskside_protocol::{Refusal, TechnicianId};
 
+use crate::clock::now_secs;
+use crate::conn::internal_error;
 use crate::presence::AgentCommand;
-use crate::server::{internal_error, now_secs, Shared};
+use crate::shared::Shared;
 use crate::store::{session_text, AccessEnd, EndedSession};
 
 /// The live console connections of each technician token on this relay.

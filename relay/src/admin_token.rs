@@ -15,9 +15,12 @@ use deskside_protocol::token::LoginString;
 
 use crate::config::RelayConfig;
 use crate::secrets::{hash_secret, new_technician_token};
-use crate::server::ADMIN_TOKEN_FILE;
 use crate::store::Store;
 use crate::tls_files::stored_identity;
+
+/// Name of the file in the data directory holding the admin token the
+/// first start created (and each recovery replaces).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// What a recovery issued.
 #[derive(Debug, Clone)]

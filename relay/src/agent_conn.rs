@@ -13,13 +13,13 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Refusal};
 
+use crate::clock::{now_millis, now_secs};
+use crate::conn::{check_text, finish_and_wait, first_message, End};
 use crate::metrics::StoreOp;
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, random_bytes};
-use crate::server::{
-    check_text, finish_and_wait, first_message, now_millis, now_secs, End, Shared,
-};
 use crate::sessions::{spawn_forwarding, Party};
+use crate::shared::Shared;
 use crate::store::{
     session_text, ConsentOutcome, DeviceRecord, EndOutcome, SessionParty, WITHDRAWN,
 };
@@ -48,7 +48,7 @@ pub async fn serve(
             let outcome = enroll(shared, public_key, secret, info, address).await;
             // Counted as open until the answer is delivered.
             let _open = outcome.is_ok().then(|| {
-                crate::server::authenticated_as(
+                crate::conn::authenticated_as(
                     shared,
                     connection,
                     crate::metrics::ConnKind::Enrollment,
@@ -80,7 +80,7 @@ pub async fn serve(
                 Ok(device) => device,
                 Err(refusal) => return refuse(send, refusal).await,
             };
-            let _open = crate::server::authenticated_as(
+            let _open = crate::conn::authenticated_as(
                 shared,
                 connection,
                 crate::metrics::ConnKind::Measurement,
@@ -96,7 +96,7 @@ pub async fn serve(
                 Ok(device) => device,
                 Err(refusal) => return refuse(send, refusal).await,
             };
-            crate::server::authenticated(shared, connection);
+            crate::conn::authenticated(shared, connection);
             tracing::Span::current().record("device", tracing::field::display(device.id));
             let client_id = request.client_id.clone();
             match crate::requests::receive(shared, device.id, device.org, request).await {
@@ -130,7 +130,7 @@ async fn device_of(shared: &Shared, public_key: Vec<u8>) -> Result<DeviceRecord,
             store.device_by_key(&public_key)
         })
         .await?
-        .map_err(|e| crate::server::internal_error(&e))?
+        .map_err(|e| crate::conn::internal_error(&e))?
 }
 
 async fn enroll(
@@ -157,7 +157,7 @@ async fn enroll(
     match result {
         Ok(Ok((record, organisation))) => Ok((record.id, organisation)),
         Ok(Err(refusal)) => Err(refusal),
-        Err(e) => Err(crate::server::internal_error(&e)),
+        Err(e) => Err(crate::conn::internal_error(&e)),
     }
 }
 
@@ -182,7 +182,7 @@ async fn attached(
     {
         Ok(Ok(Ok(record))) => record,
         Ok(Ok(Err(refusal))) | Err(refusal) => return refuse(send, refusal).await,
-        Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+        Ok(Err(e)) => return refuse(send, crate::conn::internal_error(&e)).await,
     };
     let organisation = {
         let org = record.org;
@@ -191,15 +191,14 @@ async fn attached(
             .await
         {
             Ok(Ok(name)) => name,
-            Ok(Err(e)) => return refuse(send, crate::server::internal_error(&e)).await,
+            Ok(Err(e)) => return refuse(send, crate::conn::internal_error(&e)).await,
             Err(refusal) => return refuse(send, refusal).await,
         }
     };
     let id = record.id;
-    let _open =
-        crate::server::authenticated_as(shared, connection, crate::metrics::ConnKind::Agent);
+    let _open = crate::conn::authenticated_as(shared, connection, crate::metrics::ConnKind::Agent);
     tracing::Span::current().record("device", tracing::field::display(id));
-    let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
+    let (commands_tx, mut commands) = crate::presence::command_channel();
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
     shared.admission.observe_fleet(shared.presence.count());
     // Session packets of this device come and go on this connection until
@@ -474,7 +473,7 @@ async fn record_consent(
             ))))
         }
         Ok(Err(e)) => {
-            crate::server::internal_error(&e);
+            crate::conn::internal_error(&e);
             return Ok(false);
         }
         Err(_) => return Ok(false),
@@ -521,7 +520,7 @@ async fn record_end(
             ))))
         }
         Ok(Err(e)) => {
-            crate::server::internal_error(&e);
+            crate::conn::internal_error(&e);
         }
         Err(_) => {}
     }

@@ -259,7 +259,7 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<SignedAuditHead>> {
 /// The relay's anchoring task: signs the head at start, every `interval`
 /// when it moved, and at shutdown. Owned by `Relay` (joined on shutdown).
 pub async fn run(
-    shared: std::sync::Arc<crate::server::Shared>,
+    shared: std::sync::Arc<crate::shared::Shared>,
     file: Option<PathBuf>,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -275,7 +275,7 @@ pub async fn run(
         let shared_now = std::sync::Arc::clone(&shared);
         let file_now = file.clone();
         let previous = last.clone();
-        let now = crate::server::now_secs();
+        let now = crate::clock::now_secs();
         let outcome = tokio::task::spawn_blocking(move || {
             anchor_once(
                 &shared_now.store,
@@ -302,11 +302,11 @@ pub async fn run(
 /// they share one chain; only ids and hashes are shown), signs the current
 /// head and reports the hash now stored at `anchor_id`.
 pub async fn verify_for_console(
-    shared: &crate::server::Shared,
+    shared: &crate::shared::Shared,
     anchor_id: Option<i64>,
 ) -> Result<deskside_protocol::console::ConsoleResponse, deskside_protocol::Refusal> {
     use deskside_protocol::audit::{AuditBreak, AuditVerification};
-    let now = crate::server::now_secs();
+    let now = crate::clock::now_secs();
     let (check, anchor_hash) = shared
         .store(move |store| -> Result<_, crate::store::StoreError> {
             let check = store.check_audit_chain()?;
@@ -317,13 +317,13 @@ pub async fn verify_for_console(
             Ok((check, anchor_hash))
         })
         .await?
-        .map_err(|e| crate::server::internal_error(&e))?;
+        .map_err(|e| crate::conn::internal_error(&e))?;
     // Sign the newest row as stored, even past a break: the console compares
     // it with what it kept.
     let head = shared
         .store(|s| s.audit_head())
         .await?
-        .map_err(|e| crate::server::internal_error(&e))?;
+        .map_err(|e| crate::conn::internal_error(&e))?;
     Ok(deskside_protocol::console::ConsoleResponse::AuditVerified(
         AuditVerification {
             rows: check.rows,

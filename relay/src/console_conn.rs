@@ -18,13 +18,14 @@ use deskside_protocol::token::{EnrollToken, LoginString};
 use deskside_protocol::Refusal;
 use tracing::Instrument as _;
 
+use crate::clock::now_secs;
+use crate::conn::{
+    check_text, finish_and_wait, first_message, internal_error, require, End, CLOSE_REVOKED,
+};
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, new_enroll_secret, new_technician_token, random_bytes};
-use crate::server::{
-    check_text, finish_and_wait, first_message, internal_error, now_secs, require, End, Shared,
-    CLOSE_REVOKED,
-};
 use crate::sessions::{spawn_forwarding, ConnectionId, Party};
+use crate::shared::Shared;
 use crate::store::{
     session_text, AccessEnd, EndOutcome, NewSession, SessionParty, Store, StoreError, Technician,
     SYSTEM_ACTOR,
@@ -87,7 +88,7 @@ pub async fn serve(
         }
     };
     let _open =
-        crate::server::authenticated_as(shared, connection, crate::metrics::ConnKind::Console);
+        crate::conn::authenticated_as(shared, connection, crate::metrics::ConnKind::Console);
     tracing::Span::current().record("technician", tracing::field::display(&technician.name));
     tracing::debug!(role = %technician.role, "technician authenticated");
     // A technician's laptop changing networks moves this connection (QUIC

@@ -13,7 +13,7 @@ use std::time::Duration;
 use deskside_protocol::Refusal;
 
 use crate::policy::{save_setting, settings_object};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::OrgId;
 
 /// Settings key: most devices one enrollment token may enroll.

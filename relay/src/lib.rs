@@ -1,7 +1,8 @@
 //! The deskside relay: enrollment, authentication, presence and the store.
 //!
 //! `server` owns the QUIC endpoint and spawns one task per connection;
-//! `agent_conn` and `console_conn` serve the two kinds of peers; `store` is
+//! `agent_conn` and `console_conn` serve the two kinds of peers, with the
+//! per-connection helpers of `conn` and the relay-wide state of `shared`; `store` is
 //! the only code that talks SQL; `presence` knows who is online;
 //! `sessions` routes remote-session packets between agents and consoles.
 
@@ -11,7 +12,9 @@ pub mod admission;
 pub mod agent_conn;
 pub mod audit_anchor;
 pub mod audit_verify;
+pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod console_conn;
 pub mod data_dir;
 pub mod diagnostics;
@@ -31,6 +34,7 @@ pub mod secrets;
 pub mod server;
 pub mod session_follow_up;
 pub mod sessions;
+pub mod shared;
 pub mod store;
 pub mod tasks;
 pub mod tickets;

@@ -231,7 +231,7 @@ fn with_recovery_hint(
     data_dir: &std::path::Path,
     started: std::time::SystemTime,
 ) -> anyhow::Error {
-    let token_file = data_dir.join(deskside_relay::server::ADMIN_TOKEN_FILE);
+    let token_file = data_dir.join(deskside_relay::admin_token::ADMIN_TOKEN_FILE);
     let created_now = std::fs::metadata(&token_file)
         .and_then(|m| m.modified())
         .is_ok_and(|modified| modified >= started);
@@ -249,7 +249,7 @@ fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
     debug_assert!(args.new, "clap requires --new");
     let config = resolve_config(&args.relay)?;
     let recovery =
-        deskside_relay::admin_token::recover(&config, deskside_relay::server::now_secs())?;
+        deskside_relay::admin_token::recover(&config, deskside_relay::clock::now_secs())?;
     println!(
         "New admin token {:?} (shown only this once, also saved with mode 0600 in {}):\n\n    {}\n",
         recovery.name,

@@ -19,7 +19,8 @@ use deskside_protocol::measure::{EchoRequest, MeasureReply, MeasureRequest, MAX_
 use deskside_protocol::message::Nested;
 use deskside_protocol::{DeviceId, Refusal, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
 
-use crate::server::{now_millis, End};
+use crate::clock::now_millis;
+use crate::conn::End;
 
 // Several full checks per support call, by a technician and the employee.
 const _: () = assert!(HOURLY_SPEED_TESTS >= 10);
@@ -251,7 +252,7 @@ pub async fn serve(
             let _ = send
                 .send(&RelayToAgent::Refused(Nested(refusal.clone())))
                 .await;
-            crate::server::finish_and_wait(&mut send).await;
+            crate::conn::finish_and_wait(&mut send).await;
             return End::Refused(refusal);
         }
     };

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use deskside_protocol::Refusal;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use exposition::{Kind, Writer};
 use histogram::Histogram;
 
@@ -131,6 +131,26 @@ impl AuthFailure {
             // The relay's answer to a version it does not speak.
             Refusal::ProtocolViolation(_) => AuthFailure::VersionMismatch,
             _ => AuthFailure::Other,
+        }
+    }
+
+    /// Whether the failure means "you are not who you claim" (a bad token
+    /// or key), as opposed to a broken, slow or abandoned client: the
+    /// admission gate counts these per source. Exhaustive on purpose: a new
+    /// reason must say which side it is on.
+    pub fn is_identity(self) -> bool {
+        match self {
+            AuthFailure::BadTechnicianToken
+            | AuthFailure::EnrollTokenInvalid
+            | AuthFailure::EnrollTokenUsedUp
+            | AuthFailure::EnrollTokenExpired
+            | AuthFailure::DeviceUnknown
+            | AuthFailure::DeviceRevoked => true,
+            AuthFailure::VersionMismatch
+            | AuthFailure::ProtocolViolation
+            | AuthFailure::Timeout
+            | AuthFailure::Abandoned
+            | AuthFailure::Other => false,
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use deskside_diag::policy::Policy;
 use deskside_protocol::Refusal;
 
-use crate::server::{internal_error, now_secs, Shared};
+use crate::clock::now_secs;
+use crate::conn::internal_error;
+use crate::shared::Shared;
 use crate::store::OrgId;
 
 /// Settings key of how long a session grant lasts (humantime, e.g. `30m`).

@@ -14,8 +14,10 @@ use deskside_protocol::request::{
 };
 use deskside_protocol::{DeviceId, Refusal};
 
+use crate::clock::now_secs;
+use crate::conn::check_text;
 use crate::presence::AgentCommand;
-use crate::server::{check_text, now_secs, Shared};
+use crate::shared::Shared;
 use crate::store::{
     DeviceRecord, LinkedSession, NewRequest, OrgId, RequestFilter, RequestRow, StoreError,
     Technician,
@@ -131,7 +133,7 @@ pub async fn receive(
     let (number, fresh) = shared
         .store(move |s| s.insert_request(org, device, &new, now))
         .await?
-        .map_err(|e| crate::server::internal_error(&e))??;
+        .map_err(|e| crate::conn::internal_error(&e))??;
     if fresh {
         tracing::info!(request = number, "help request received");
     } else {
@@ -359,7 +361,7 @@ async fn run<T: Send + 'static>(
     shared
         .store(op)
         .await?
-        .map_err(|e| crate::server::internal_error(&e))
+        .map_err(|e| crate::conn::internal_error(&e))
 }
 
 #[cfg(test)]

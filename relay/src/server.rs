@@ -9,43 +9,34 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use deskside_net::files::write_private;
 use deskside_net::transport::transport_config;
 use deskside_net::tunnel::tune_outer_transport;
-use deskside_net::{spki_of, FramedRecv, FramedSend, NetError, ALPN};
-use deskside_protocol::version::{negotiate, ClientHello, ServerHello, VersionRange, MAGIC};
-use deskside_protocol::{Fingerprint, Refusal, Role, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
-use rustls::pki_types::CertificateDer;
+use deskside_net::ALPN;
+use deskside_protocol::Fingerprint;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use crate::admin_token::ADMIN_TOKEN_FILE;
 use crate::admission::{Decision, Ticket};
-use crate::config::{RelayConfig, RelayHooks};
+use crate::clock::now_secs;
+use crate::config::RelayConfig;
+use crate::conn::{
+    accept_control, is_auth_failure, peer_public_key, pre_auth_budget, pre_auth_guard, End,
+    PreAuth, CLOSE_PROTOCOL_VIOLATION, CLOSE_REFUSED, CLOSE_SHUTDOWN,
+};
 use crate::metrics::{AuthFailure, FirstPacket, Handshake};
 use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
 use crate::sessions::Router;
+use crate::shared::Shared;
 use crate::store::{session_text, SessionParty, Store, SYSTEM_ACTOR};
 use crate::tls_files::{endpoint_config, load_identity};
 use crate::{agent_conn, console_conn};
-
-/// Close code: normal end.
-pub const CLOSE_OK: u32 = 0;
-/// Close code: the peer broke the protocol (bad frame, wrong order).
-pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;
-/// Close code: the peer was refused (bad token, revoked, version).
-pub const CLOSE_REFUSED: u32 = 2;
-/// Close code: the device was revoked while connected.
-pub const CLOSE_REVOKED: u32 = 4;
-/// Close code: the relay is shutting down.
-pub const CLOSE_SHUTDOWN: u32 = 5;
-
-/// How long a new connection has to complete its hello and authentication.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First packets waiting for the accept loop's decision at once.
 const MAX_INCOMING: usize = 1024;
@@ -54,143 +45,12 @@ const MAX_INCOMING: usize = 1024;
 const INCOMING_BUFFER: u64 = 64 << 10;
 const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
 
-/// Connection receive window before authentication: the hello and the
-/// authentication message fit many times over, and a peer that pushes data
-/// on streams the relay does not read gets no further.
-pub const PRE_AUTH_RECEIVE_WINDOW: u32 = 64 << 10;
-/// After authentication, the budget `transport_config` gives every
-/// connection (keep them in step).
-const AUTHENTICATED_RECEIVE_WINDOW: u32 = 16 << 20;
-const AUTHENTICATED_STREAMS: u32 = 16;
-
 /// How often the accept loop asks for the admission summary (the summary
 /// itself comes once per `log_interval`).
 const SUMMARY_POLL: Duration = Duration::from_secs(1);
 
-/// The budget of a connection that has not authenticated: its control
-/// stream and 64 KiB in flight. [`authenticated`] widens it.
-fn pre_auth_budget(transport: &mut quinn::TransportConfig) {
-    transport.max_concurrent_bidi_streams(1u32.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    transport.receive_window(quinn::VarInt::from_u32(PRE_AUTH_RECEIVE_WINDOW));
-}
-
-/// Called by the connection handlers once the peer proved who it is: lifts
-/// the connection's authentication deadline, frees its place among the
-/// unauthenticated, and gives it the budget of an authenticated peer.
-/// Prefer [`authenticated_as`], which also counts the connection.
-pub fn authenticated(shared: &Shared, connection: &quinn::Connection) {
-    shared.admission.authenticated(connection.stable_id());
-    connection.set_max_concurrent_bi_streams(AUTHENTICATED_STREAMS.into());
-    connection.set_max_concurrent_uni_streams(AUTHENTICATED_STREAMS.into());
-    connection.set_receive_window(quinn::VarInt::from_u32(AUTHENTICATED_RECEIVE_WINDOW));
-}
-
-/// [`authenticated`], counting the connection by `kind` in the metrics:
-/// it counts as open (`deskside_relay_connections{kind}`) while the
-/// returned guard is held.
-pub fn authenticated_as<'a>(
-    shared: &'a Shared,
-    connection: &quinn::Connection,
-    kind: crate::metrics::ConnKind,
-) -> crate::metrics::OpenConnection<'a> {
-    authenticated(shared, connection);
-    shared.metrics.authenticated(kind)
-}
-
 /// How often the last-seen time of online devices is written to the store.
 const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Name of the file holding the first admin token.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-
-/// State shared by every connection task.
-#[derive(Debug)]
-pub struct Shared {
-    /// The database.
-    pub store: Arc<Store>,
-    /// Online devices.
-    pub presence: Presence,
-    /// The relay certificate's fingerprint (for tokens).
-    pub fingerprint: Fingerprint,
-    /// The address written into tokens.
-    pub public_addr: String,
-    /// Per-device limits of the measurement server.
-    pub measure_limits: Arc<crate::measure::MeasureLimits>,
-    /// Routes of remote-session packets.
-    pub router: Arc<Router>,
-    /// Test hooks (the default outside tests).
-    pub hooks: RelayHooks,
-    /// Who may start a handshake, and the limits before authentication.
-    pub admission: Arc<crate::admission::Gate>,
-    /// The key that signs the audit chain's head (kept outside the database).
-    pub audit_anchor: crate::audit_anchor::AnchorKey,
-    /// The key Wi‑Fi identifiers are hashed with (kept outside the database).
-    pub identifier_key: crate::identifier_key::IdentifierKey,
-    /// Live console connections per technician token, closed when the
-    /// token is revoked.
-    pub consoles: crate::access::Consoles,
-    /// Counters and histograms served as Prometheus metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Tasks that outlive their connection (resume-grace timers), owned
-    /// by the relay: [`Relay::shutdown`] waits for them.
-    pub tasks: crate::tasks::Tasks,
-}
-
-impl Shared {
-    /// Runs a store operation on the blocking pool (its latency is
-    /// measured as [`StoreOp::Other`](crate::metrics::StoreOp::Other)).
-    pub async fn store<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Store) -> T + Send + 'static,
-    ) -> Result<T, Refusal> {
-        self.store_as(crate::metrics::StoreOp::Other, op).await
-    }
-
-    /// [`Shared::store`] for an operation whose latency is measured under
-    /// its own kind.
-    pub async fn store_as<T: Send + 'static>(
-        &self,
-        kind: crate::metrics::StoreOp,
-        op: impl FnOnce(&Store) -> T + Send + 'static,
-    ) -> Result<T, Refusal> {
-        let store = Arc::clone(&self.store);
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .map_err(|e| internal_error(&e));
-        self.metrics.store_op(kind, started.elapsed());
-        result
-    }
-}
-
-/// Logs an unexpected failure and returns a refusal naming a log reference.
-pub fn internal_error(error: &dyn std::fmt::Display) -> Refusal {
-    let reference = format!(
-        "{:08x}",
-        crate::secrets::random_bytes::<4>()
-            .map(u32::from_be_bytes)
-            .unwrap_or(0)
-    );
-    tracing::error!(%reference, "internal error: {error}");
-    Refusal::Internal(reference)
-}
-
-/// Current time, Unix seconds.
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Current time, Unix milliseconds.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// What first start created: shown once to the operator.
 #[derive(Debug, Clone)]
@@ -544,74 +404,6 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
     }
 }
 
-/// Refusals that mean "you are not who you claim": counted per source by
-/// the admission gate and summarised in the log instead of one line each.
-fn is_auth_failure(refusal: &Refusal) -> bool {
-    matches!(
-        refusal,
-        Refusal::BadTechnicianToken
-            | Refusal::EnrollTokenInvalid
-            | Refusal::EnrollTokenUsedUp
-            | Refusal::EnrollTokenExpired
-            | Refusal::DeviceUnknown
-            | Refusal::DeviceRevoked
-    )
-}
-
-/// Why a connection was closed before it authenticated.
-enum PreAuth {
-    Deadline,
-    Datagram,
-}
-
-/// Resolves when the connection must be closed for what it did (or did not
-/// do) before authenticating; never once it authenticated.
-async fn pre_auth_guard(
-    connection: &quinn::Connection,
-    mut authenticated: watch::Receiver<bool>,
-    deadline: tokio::time::Instant,
-) -> PreAuth {
-    tokio::select! {
-        biased;
-        _ = async { authenticated.wait_for(|done| *done).await.map(|_| ()) } => std::future::pending().await,
-        _ = tokio::time::sleep_until(deadline) => PreAuth::Deadline,
-        datagram = connection.read_datagram() => match datagram {
-            Ok(_) => PreAuth::Datagram,
-            // The connection is gone; the handler sees it too.
-            Err(_) => std::future::pending().await,
-        },
-    }
-}
-
-/// How a connection ended, for the log.
-#[derive(Debug)]
-pub enum End {
-    /// Normal end or the peer went away.
-    Closed,
-    /// The peer was refused and told why.
-    Refused(Refusal),
-    /// The peer broke the protocol; the connection is closed with this reason.
-    Violation(String),
-    /// The connection broke underneath us.
-    Lost(String),
-}
-
-impl From<NetError> for End {
-    fn from(error: NetError) -> Self {
-        match error {
-            NetError::Frame(_) | NetError::Message(_) | NetError::Truncated => {
-                End::Violation(error.to_string())
-            }
-            NetError::Timeout => End::Violation("did not authenticate in time".to_owned()),
-            NetError::Read(quinn::ReadError::ConnectionLost(
-                quinn::ConnectionError::ApplicationClosed(_),
-            ))
-            | NetError::Connection(quinn::ConnectionError::ApplicationClosed(_)) => End::Closed,
-            other => End::Lost(other.to_string()),
-        }
-    }
-}
-
 async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ticket: Ticket) {
     let remote = incoming.remote_address();
     // One deadline from the first packet to authenticated: the handshake,
@@ -712,96 +504,6 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, mut ti
     }
     .instrument(span)
     .await
-}
-
-/// The SubjectPublicKeyInfo of the client certificate, if one was presented.
-fn peer_public_key(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let identity = connection.peer_identity()?;
-    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    spki_of(certs.first()?).ok()
-}
-
-/// Accepts the control stream and runs the version exchange.
-async fn accept_control(connection: &quinn::Connection) -> Result<(FramedSend, FramedRecv), End> {
-    let hello = async {
-        let (send, recv) = connection.accept_bi().await.map_err(NetError::from)?;
-        let send = FramedSend::new(send, MAX_RELAY_FRAME_LEN);
-        let mut recv = FramedRecv::new(recv, MAX_CLIENT_FRAME_LEN);
-        let hello: ClientHello = recv.recv_value().await?;
-        Ok::<_, NetError>((send, recv, hello))
-    };
-    let (mut send, recv, hello) = tokio::time::timeout(AUTH_TIMEOUT, hello)
-        .await
-        .map_err(|_| End::from(NetError::Timeout))??;
-    if hello.magic != MAGIC {
-        return Err(End::Violation(
-            "not a deskside client (bad magic)".to_owned(),
-        ));
-    }
-    let software = format!("deskside-relay {}", env!("CARGO_PKG_VERSION"));
-    match negotiate(VersionRange::CURRENT, hello.versions) {
-        Ok(version) => {
-            send.send_value(&ServerHello::Accepted { version, software })
-                .await?;
-            tracing::debug!(client = %hello.software, version, "hello");
-            Ok((send, recv))
-        }
-        Err(_) => {
-            send.send_value(&ServerHello::VersionMismatch {
-                relay: VersionRange::CURRENT,
-                software,
-            })
-            .await?;
-            finish_and_wait(&mut send).await;
-            Err(End::Refused(Refusal::ProtocolViolation(format!(
-                "client {} speaks protocol {}, relay speaks {}",
-                hello.software,
-                hello.versions,
-                VersionRange::CURRENT
-            ))))
-        }
-    }
-}
-
-/// Finishes a stream and waits (briefly) until the peer has read it, so a
-/// final message is not lost when the connection is closed right after.
-pub async fn finish_and_wait(send: &mut FramedSend) {
-    send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(2), send.stream().stopped()).await;
-}
-
-/// Checks a role, for handlers.
-pub fn require(have: Role, needed: Role) -> Result<(), Refusal> {
-    if have.allows(needed) {
-        Ok(())
-    } else {
-        Err(Refusal::Forbidden { needed, have })
-    }
-}
-
-/// Bounds for a field that came from the network.
-pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), Refusal> {
-    if value.len() > max {
-        return Err(Refusal::Invalid(format!(
-            "{field} is longer than {max} bytes"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Refusal::Invalid(format!(
-            "{field} contains control characters"
-        )));
-    }
-    Ok(())
-}
-
-/// Waits for the authentication message with the connection's deadline.
-pub async fn first_message<M: deskside_protocol::Message>(recv: &mut FramedRecv) -> Result<M, End> {
-    match tokio::time::timeout(AUTH_TIMEOUT, recv.recv::<M>()).await {
-        Err(_) => Err(End::from(NetError::Timeout)),
-        Ok(Ok(Some(message))) => Ok(message),
-        Ok(Ok(None)) => Err(End::Closed),
-        Ok(Err(e)) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use deskside_diag::policy::Policy;
 use deskside_protocol::session::Capabilities;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::clock::now_secs;
 use crate::presence::AgentCommand;
-use crate::server::{now_secs, Shared};
+use crate::shared::Shared;
 use crate::store::{session_text, LinkedRequest, SessionRecord, Store, StoreError};
 
 /// How long the relay waits for the agent's diagnosis after a session.
@@ -183,7 +184,7 @@ async fn before(store: &Arc<Store>, session: &SessionRecord, request: &LinkedReq
 async fn diagnose(
     store: &Arc<Store>,
     session: &SessionRecord,
-    commands: Option<mpsc::Sender<AgentCommand>>,
+    commands: Option<crate::presence::CommandSender>,
     technician: String,
 ) -> After {
     let offline = || After::NotMeasured("device offline".into());
@@ -255,7 +256,7 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || op(&store)).await {
         Ok(Ok(value)) => Some(value),
         Ok(Err(e)) => {
-            crate::server::internal_error(&e);
+            crate::conn::internal_error(&e);
             None
         }
         Err(e) => {

@@ -40,7 +40,7 @@ use deskside_protocol::DeviceId;
 use tracing::Instrument as _;
 
 use crate::config::{Direction, ForwardHook};
-use crate::server::CLOSE_PROTOCOL_VIOLATION;
+use crate::conn::CLOSE_PROTOCOL_VIOLATION;
 use crate::store::session_text;
 
 /// Bytes of inner packets a session may carry each way before the consent

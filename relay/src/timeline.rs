@@ -13,7 +13,9 @@ use deskside_protocol::console::ConsoleResponse;
 use deskside_protocol::timeline::{DeviceTimeline, FleetTimelineEntry};
 use deskside_protocol::{DeviceId, Refusal};
 
-use crate::server::{internal_error, now_millis, Shared};
+use crate::clock::now_millis;
+use crate::conn::internal_error;
+use crate::shared::Shared;
 use crate::store::OrgId;
 
 /// Samples newer than this are kept as taken.

@@ -8,8 +8,10 @@
 //! so accepting it starts nothing. Consented sessions are not touched here:
 //! they wait for their console to resume.
 
+use crate::clock::now_secs;
+use crate::conn::internal_error;
 use crate::presence::AgentCommand;
-use crate::server::{internal_error, now_secs, Shared};
+use crate::shared::Shared;
 use crate::store::{session_text, SessionParty, StoreError, WithdrawOutcome};
 
 /// How long the relay waits, after a console went away, for an answer the

@@ -406,7 +406,7 @@ fn the_packaged_unit_caps_memory_well_above_what_unauthenticated_peers_can_hold(
     );
     let limits = deskside_relay::admission::AdmissionLimits::default();
     let worst = limits.max_unauthenticated as u64
-        * u64::from(deskside_relay::server::PRE_AUTH_RECEIVE_WINDOW);
+        * u64::from(deskside_relay::conn::PRE_AUTH_RECEIVE_WINDOW);
     assert!(
         worst * 8 <= high,
         "unauthenticated peers may hold {worst} bytes: the relay's own limits must keep it well below MemoryHigh ({high})"

@@ -28,7 +28,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::server::{now_millis, now_secs, Shared};
+use crate::clock::{now_millis, now_secs};
+use crate::shared::Shared;
 use crate::store::{DueDelivery, OutboxEvent, RequestRow, RequestTickets, Store, TicketRef};
 pub use config::{ConnectorConfig, ConnectorKind, Secret, TicketsConfig, TicketsFile};
 use deskside_protocol::request::RequestEvent;
