@@ -15,6 +15,7 @@ pub mod audit_verify;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod console_conn;
 pub mod data_dir;
 pub mod diagnostics;

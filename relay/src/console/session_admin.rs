@@ -1,0 +1,43 @@
+//! Administrators' session requests (`deskside session list|end`): every
+//! open session of the organisation.
+//!
+//! Each handler runs after the dispatch in `console_conn` checked the
+//! caller's role and token; it never reads the connection itself.
+
+use deskside_protocol::console::ConsoleResponse;
+use deskside_protocol::Refusal;
+
+use super::{run, Caller};
+use crate::store::session_text;
+
+/// The organisation's open sessions.
+pub async fn list(caller: Caller<'_>) -> Result<ConsoleResponse, Refusal> {
+    let Caller { shared, org, .. } = caller;
+    Ok(ConsoleResponse::Sessions(
+        run(shared, move |s| s.list_open_sessions(org)).await?,
+    ))
+}
+
+/// Ends any open session of the organisation (an administrator's stop).
+pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse, Refusal> {
+    let Caller {
+        shared,
+        org,
+        actor,
+        now,
+        ..
+    } = caller;
+    let ended = run(shared, move |s| {
+        s.end_session_as_admin(org, session_id, &actor, now)
+    })
+    .await?
+    .ok_or_else(|| {
+        Refusal::NotFound(format!(
+            "no open session {}: list them with `deskside session list`",
+            session_text(session_id)
+        ))
+    })?;
+    crate::access::stop(shared, &ended).await;
+    tracing::info!(session = %session_text(ended.id), "session ended by an administrator");
+    Ok(ConsoleResponse::Done)
+}
