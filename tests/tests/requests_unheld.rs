@@ -7,9 +7,10 @@
 //! The employee refuses two sessions linked to the request: one refused
 //! after the technician linked it, one refused before the link was made
 //! (the console links right after the relay opened the session, so a quick
-//! refusal can come first). Each becomes one `session_not_held` event that
-//! says who asked, when, for what and why nothing happened, and the outbox
-//! delivers it to the webhook.
+//! refusal can come first); a third, linked and never answered, is
+//! withdrawn when the technician's console goes away. Each becomes one
+//! `session_not_held` event that says who asked, when, for what and why
+//! nothing happened, and the outbox delivers it to the webhook.
 
 use std::time::{Duration, Instant};
 
@@ -169,30 +170,48 @@ secret_file = {secret:?}
         let second = ask(&mut parties).await;
         refuse(&mut parties, &second).await;
         link(&mut parties, number, second.session_id).await;
+        // Linked, unanswered, and the technician's console goes away: the
+        // relay withdraws it.
+        let third = ask(&mut parties).await;
+        link(&mut parties, number, third.session_id).await;
         parties.close().await;
-        (number, [first.session_id, second.session_id])
+        (
+            number,
+            [first.session_id, second.session_id, third.session_id],
+        )
     });
 
-    let shown = admin
-        .run(&["requests", "show", &number.to_string(), "--json"])
-        .ok()
-        .json();
-    let events: Vec<Value> = shown["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["kind"] == "session_not_held")
-        .cloned()
-        .collect();
-    assert_eq!(events.len(), 2, "one per refused session: {shown}");
-    for (event, session) in events.iter().zip(sessions) {
+    let events: Vec<Value> = wait_for("the three follow-ups", LONG, || {
+        let shown = admin
+            .run(&["requests", "show", &number.to_string(), "--json"])
+            .ok()
+            .json();
+        let events: Vec<Value> = shown["events"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["kind"] == "session_not_held")
+            .cloned()
+            .collect();
+        (events.len() >= 3).then_some(events)
+    });
+    assert_eq!(
+        events.len(),
+        3,
+        "one per session that never ran: {events:?}"
+    );
+    let why = [
+        "the employee refused it",
+        "the employee refused it",
+        "it was withdrawn before the employee answered",
+    ];
+    for ((event, session), why) in events.iter().zip(sessions).zip(why) {
         let text = event["text"].as_str().expect("text");
         assert!(
             text.starts_with(&format!("session {session:016x} asked 20")),
             "which session and when it was asked: {text}"
         );
         assert!(
-            text.ends_with(" for view: the employee refused it"),
+            text.contains(&format!(" for view: {why}")),
             "what was asked and why nothing happened: {text}"
         );
         assert!(
@@ -209,7 +228,7 @@ secret_file = {secret:?}
             .filter(|d| d["event"]["kind"] == "session_not_held")
             .map(|d| d["event"]["text"].as_str().unwrap_or_default().to_owned())
             .collect();
-        (texts.len() == 2).then_some(texts)
+        (texts.len() == 3).then_some(texts)
     });
     for (text, event) in delivered.iter().zip(&events) {
         assert_eq!(Some(text.as_str()), event["text"].as_str());
@@ -220,7 +239,7 @@ secret_file = {secret:?}
             .iter()
             .filter(|a| a["action"] == "request.session_follow_up")
             .count(),
-        2,
+        3,
         "each follow-up is audited"
     );
     eprintln!("unheld-session e2e took {:?}", started.elapsed());
