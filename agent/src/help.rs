@@ -384,15 +384,15 @@ async fn help_filed(
     // Not enrolled as this user, but the system service runs (a
     // system-wide install): the request goes through the service.
     let mut through_service = None;
-    let enrollment = match state.enrollment() {
-        Ok(enrollment) => Some(enrollment),
-        Err(StateError::NotEnrolled(_)) if help_channel::service_socket().is_some() => {
-            let socket = help_channel::service_socket().unwrap_or_default();
+    let service = help_channel::service_socket();
+    let enrollment = match (state.enrollment(), service) {
+        (Ok(enrollment), _) => Some(enrollment),
+        (Err(StateError::NotEnrolled(_)), Some(socket)) => {
             forward_leftovers(state, &socket).await;
             through_service = Some(socket);
             None
         }
-        Err(StateError::NotEnrolled(_)) => {
+        (Err(StateError::NotEnrolled(_)), None) => {
             return Err(CliError::Help(
                 t(
                     lang,
@@ -402,7 +402,7 @@ async fn help_filed(
                 .to_owned(),
             ))
         }
-        Err(e) => return Err(e.into()),
+        (Err(e), _) => return Err(e.into()),
     };
     let (args, mut window) = if args.window {
         *form_opened = true;
@@ -500,11 +500,18 @@ async fn help_filed(
         FiledOutcome::Refused { reason } => {
             let message = format!(
                 "{}: {reason}",
-                t(
-                    lang,
-                    "IT's relay refused this request",
-                    "le relais du service informatique a refusé cette demande"
-                )
+                match through_service {
+                    None => t(
+                        lang,
+                        "IT's relay refused this request",
+                        "le relais du service informatique a refusé cette demande"
+                    ),
+                    Some(_) => t(
+                        lang,
+                        "this request was refused",
+                        "cette demande a été refusée"
+                    ),
+                }
             );
             tell(
                 &mut window,
