@@ -13,12 +13,12 @@ use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Refusal};
 
+use crate::agent_packets::AgentPackets;
 use crate::clock::{now_millis, now_secs};
 use crate::conn::{check_text, finish_and_wait, first_message, End};
 use crate::metrics::StoreOp;
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, random_bytes};
-use crate::sessions::{spawn_forwarding, Party};
 use crate::shared::Shared;
 use crate::store::{
     session_text, ConsentOutcome, DeviceRecord, EndOutcome, SessionParty, WITHDRAWN,
@@ -202,12 +202,9 @@ async fn attached(
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
     shared.admission.observe_fleet(shared.presence.count());
     // Session packets of this device come and go on this connection until
-    // a newer one of the same device replaces it.
-    let (packets, forwarding) =
-        spawn_forwarding(Arc::clone(&shared.router), Party::Agent(id), connection);
-    shared
-        .router
-        .attach_agent(id, connection.stable_id(), packets);
+    // a newer one of the same device replaces it; the session path starts
+    // only when a session needs it (crate::agent_packets).
+    let mut packets = AgentPackets::new(Arc::clone(&shared.router), id, connection);
     tracing::info!(hostname = %record.hostname, "device online");
     let _path_watch = crate::roaming::watch(connection);
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
@@ -315,6 +312,11 @@ async fn attached(
                         )));
                     }
                 },
+                datagram = connection.read_datagram(), if !packets.is_started() => {
+                    if let Err(reason) = packets.handle_datagram(datagram.map_err(NetError::from)?) {
+                        return Ok(End::Violation(reason));
+                    }
+                }
                 Some(command) = commands.recv() => match command {
                     AgentCommand::CollectDiagnostics { throughput, technician, reply } => {
                         let request_id = next_request;
@@ -325,6 +327,9 @@ async fn attached(
                         send.send(&RelayToAgent::CollectDiagnosticsFor { request_id, throughput, technician }).await?;
                     }
                     AgentCommand::OpenSession { request, certificate } => {
+                        // The session's packets may come as soon as the
+                        // agent reads the request.
+                        packets.start();
                         // Without a certificate the old message, which every
                         // agent understands.
                         let message = match certificate {
@@ -355,7 +360,7 @@ async fn attached(
     .await
     .unwrap_or_else(|e: Step| e.into());
     shared.router.detach_agent(id, connection.stable_id());
-    drop(forwarding);
+    drop(packets);
     if shared.presence.detach(id, generation) {
         tracing::info!("device offline");
     }

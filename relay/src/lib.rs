@@ -10,6 +10,7 @@ pub mod access;
 pub mod admin_token;
 pub mod admission;
 pub mod agent_conn;
+pub mod agent_packets;
 pub mod audit_anchor;
 pub mod audit_verify;
 pub mod clock;

@@ -232,6 +232,15 @@ impl<S: PacketSink> Router<S> {
             .insert(device, AgentLink { connection, sink });
     }
 
+    /// Whether any session (open, consented or restored) has `device` as
+    /// its agent: its connection then needs its session path at once.
+    pub fn has_routes_for(&self, device: DeviceId) -> bool {
+        self.lock()
+            .routes
+            .values()
+            .any(|route| route.device == device)
+    }
+
     /// Forgets the agent connection of `device` if it is still `connection`
     /// (a newer connection of the same device stays).
     pub fn detach_agent(&self, device: DeviceId, connection: ConnectionId) {
@@ -792,5 +801,19 @@ mod tests {
         // Restoring never overrides a live route.
         s.router.restore(SESSION, DEVICE);
         assert_eq!(s.router.route_state(SESSION), Some(false));
+    }
+
+    /// An agent's session path starts at attach only while the router has
+    /// a session of its device (crate::agent_packets).
+    #[test]
+    fn a_device_has_routes_while_one_of_its_sessions_is_routed() {
+        let s = setup();
+        assert!(s.router.has_routes_for(DEVICE));
+        assert!(!s.router.has_routes_for(OTHER_DEVICE));
+        assert!(s.router.end(SESSION));
+        assert!(!s.router.has_routes_for(DEVICE));
+        s.router.restore(SESSION + 1, OTHER_DEVICE);
+        assert!(s.router.has_routes_for(OTHER_DEVICE));
+        assert!(!s.router.has_routes_for(DEVICE));
     }
 }
