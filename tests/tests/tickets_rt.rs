@@ -10,6 +10,9 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
 const QUEUE: &str = "Helpdesk";
+/// The queue of a second connector, straight to RT with basic
+/// authentication (RT's initial `root` password).
+const BASIC_QUEUE: &str = "Helpdesk basic";
 
 fn show(console: &Console, number: u64) -> Value {
     console
@@ -20,12 +23,16 @@ fn show(console: &Console, number: u64) -> Value {
 
 /// The texts of `requests show`'s events of `kind` by the `rt` connector.
 fn rt_events(console: &Console, number: u64, kind: &str) -> Vec<String> {
+    connector_events(console, number, kind, "rt")
+}
+
+fn connector_events(console: &Console, number: u64, kind: &str, connector: &str) -> Vec<String> {
     show(console, number)["events"]
         .as_array()
         .map(|events| {
             events
                 .iter()
-                .filter(|e| e["kind"] == kind && e["author"] == "rt")
+                .filter(|e| e["kind"] == kind && e["author"] == connector)
                 .filter_map(|e| e["text"].as_str().map(str::to_owned))
                 .collect()
         })
@@ -63,6 +70,9 @@ fn a_help_request_becomes_one_rt_ticket_whose_events_are_comments_once() {
     let mut world = World::new();
     let token_file = world.path("rt.token");
     deskside_net::files::write_private(&token_file, rt.token().as_bytes()).expect("token file");
+    let password_file = world.path("rt.password");
+    deskside_net::files::write_private(&password_file, b"password").expect("password file");
+    rt.post("/queue", &serde_json::json!({ "Name": BASIC_QUEUE }));
     // A generous exchange limit: the relay must still be waiting for the
     // answer the proxy loses when the test kills it.
     let config = format!(
@@ -78,8 +88,17 @@ url = "{url}"
 queue = "{QUEUE}"
 token_file = {token_file:?}
 default_requestor = "helpdesk@example.org"
+
+[[tickets.connector]]
+type = "rt"
+name = "rt-basic"
+url = "{rt_url}"
+queue = "{BASIC_QUEUE}"
+user = "root"
+password_file = {password_file:?}
 "#,
         url = proxy.url(),
+        rt_url = rt.url(),
     );
     let config_path = world.path("relay.toml");
     std::fs::write(&config_path, config).expect("relay.toml");
@@ -258,14 +277,39 @@ default_requestor = "helpdesk@example.org"
             .count(),
         1
     );
+
+    // The second connector (basic authentication, no lost answers, the
+    // same relay kills and RT outage): its own ticket, the same events once.
+    let basic = rt.ticket_ids(&format!("Queue = '{BASIC_QUEUE}'"));
+    assert_eq!(basic.len(), 1, "{basic:?}");
+    let basic = basic[0];
+    assert_ne!(basic, id);
+    wait_for("the basic connector's reopening", LONG, || {
+        (rt.ticket(basic)["Status"] == "open" && comments(&rt, basic).len() >= 4).then_some(())
+    });
+    let basic_subjects = comments(&rt, basic);
+    assert_eq!(
+        basic_subjects.len(),
+        4,
+        "claim, reply, resolution, reopening: {basic_subjects:?}"
+    );
+    assert_eq!(
+        rt.ticket(basic)["Subject"],
+        format!("{marker} video calls freeze every few minutes")
+    );
+    wait_for("nothing failing for the basic connector", LONG, || {
+        connector_events(&admin, number, "delivery_failing", "rt-basic")
+            .is_empty()
+            .then_some(())
+    });
     let audit = admin.run(&["audit", "list", "--json"]).ok().json_lines();
     assert_eq!(
         audit
             .iter()
             .filter(|a| a["action"] == "request.ticket")
             .count(),
-        1,
-        "one audited ticket"
+        2,
+        "one audited ticket per connector"
     );
     let status = relay.proc.terminate();
     assert!(status.success(), "the relay stops cleanly: {status:?}");
