@@ -21,7 +21,8 @@
 //!    exact again. Bytes and bitrate while it moves, the bytes of the
 //!    settling (H.264 refinement and the lossless keyframe), the time to the
 //!    exact picture, and the quality of the lossy frames.
-//! 2. *matched*: OpenH264 at the motion bitrate on the moving frames alone,
+//! 2. *matched*: OpenH264 as the session runs it for motion (bitrate and
+//!    quantizer floor) on the moving frames alone,
 //!    and x264 (ultrafast, zerolatency) at the highest CRF whose quality is
 //!    at least OpenH264's, both decoded back (x264's by ffmpeg) and compared
 //!    with the source frames: PSNR of the luma (BT.601, mean of the
@@ -37,7 +38,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use deskside_codec::adapt::{self, PathEstimate, MOTION_H264_BPS};
+use deskside_codec::adapt::{self, PathEstimate, MOTION_H264_BPS, MOTION_MIN_QP};
 use deskside_codec::frame::BgraFrame;
 use deskside_codec::h264::{H264Config, H264Decoder, H264Encoder};
 use deskside_codec::tiles::{TileConfig, TileDecoder, TileEncoder, TileFilter};
@@ -726,8 +727,9 @@ fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
     let seconds = frames.len() as f64 / 30.0;
     let mbit = |bytes: usize, s: f64| bytes as f64 * 8.0 / s / 1e6;
     let session = session_run(frames, 100_000_000)?;
-    // OpenH264 alone at the motion bitrate, over the moving frames.
-    let (ours_bytes, ours) = openh264_run(frames, MOTION_H264_BPS, 0)?;
+    // OpenH264 alone as the session runs it for motion, over the moving
+    // frames.
+    let (ours_bytes, ours) = openh264_run(frames, MOTION_H264_BPS, MOTION_MIN_QP)?;
     // x264: the highest CRF whose PSNR is at least ours (PSNR falls as the
     // CRF rises), by bisection over 0..=51.
     let x264_at = |crf: u32| -> Result<(usize, Fidelity)> {
@@ -826,7 +828,7 @@ fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
             mbit(session.motion_bytes + session.settle_bytes, seconds + settle_s),
         );
         println!(
-            "matched quality: openh264 {:.1}M {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | x264 ultrafast crf {lo} {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | openh264/x264 bytes {:.2}",
+            "matched quality: openh264 {:.1}M min_qp {MOTION_MIN_QP} {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | x264 ultrafast crf {lo} {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} | openh264/x264 bytes {:.2}",
             f64::from(MOTION_H264_BPS) / 1e6,
             mbit(ours_bytes, seconds),
             ours.psnr_db,
@@ -886,10 +888,21 @@ fn main() -> Result<()> {
         // floor: constant quality, nothing skipped.
         let f = scenario("scrolling", frames);
         let seconds = f.len() as f64 / 30.0;
-        for qp in [24u8, 30, 34, 38, 42, 46, 50] {
-            let (bytes, q) = openh264_run(&f, 60_000_000, qp)?;
+        let runs = [24u8, 30, 34, 38, 42, 46, 50]
+            .map(|qp| (60_000_000, qp))
+            .into_iter()
+            // And with a rate limit (frames skipped when over it).
+            .chain([
+                (1_200_000, 0),
+                (1_200_000, 46),
+                (1_500_000, 44),
+                (1_500_000, 46),
+            ]);
+        for (rate, qp) in runs {
+            let (bytes, q) = openh264_run(&f, rate, qp)?;
             println!(
-                "scrolling openh264 min_qp {qp}: {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4}",
+                "scrolling openh264 {:.1}M min_qp {qp}: {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4}",
+                f64::from(rate) / 1e6,
                 bytes as f64 * 8.0 / seconds / 1e6,
                 q.psnr_db,
                 q.ssim
