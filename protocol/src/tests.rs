@@ -1795,13 +1795,15 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         InputEvent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ServiceToHelper::Withdrawn { session_id: 1 }),
+        tag(&ServiceToHelper::HelpRequestUpdate(RequestUpdate {
+            number: 1,
+            status: String::new(),
+            event: None,
+        })),
         ServiceToHelper::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&HelperToService::Monitors {
-            monitors: Vec::new()
-        }),
+        tag(&HelperToService::ListHelpRequests),
         HelperToService::KNOWN_VARIANTS - 1
     );
 }
