@@ -21,7 +21,7 @@ use crate::clock::now_secs;
 use crate::conn::internal_error;
 use crate::presence::AgentCommand;
 use crate::shared::Shared;
-use crate::store::{session_text, AccessEnd, EndedSession};
+use crate::store::{AccessEnd, EndedSession};
 
 /// The live console connections of each technician token on this relay.
 #[derive(Debug, Default)]
@@ -235,8 +235,12 @@ pub async fn end_access_but(
         Err(_) => Vec::new(),
     };
     for session in &sessions {
-        stop(shared, session).await;
-        tracing::info!(session = %session_text(session.id), why = cause.as_str(), "session ended: its technician token stopped granting access");
+        stop(
+            shared,
+            session,
+            "its technician token stopped granting access",
+        )
+        .await;
     }
     if closed > 0 || !sessions.is_empty() {
         tracing::info!(
@@ -253,21 +257,14 @@ pub async fn end_access_but(
 /// for it, and the agent is told, so that a consent dialog closes and a
 /// running session ends at once on the employee's screen (without the
 /// message it would wait out the end-to-end idle timeout, 30 s).
-pub async fn stop(shared: &Shared, session: &EndedSession) {
-    shared.router.end(session.id);
+pub async fn stop(shared: &Shared, session: &EndedSession, why: &str) {
+    crate::session_follow_up::session_ended(shared, &session.record, why);
     if let Some(commands) = shared.presence.commands(session.device) {
         let command = AgentCommand::WithdrawSession {
             session_id: session.id,
         };
         if commands.send(command).await.is_err() {
             tracing::debug!(device = %session.device, consented = session.consented, "the device went offline; the session ends with its connection");
-        }
-    }
-    // A running session linked to help requests gets its follow-up.
-    if session.consented {
-        let id = session.id;
-        if let Ok(Ok(Some(record))) = shared.store(move |s| s.session(id)).await {
-            crate::session_follow_up::spawn(shared, &record);
         }
     }
 }

@@ -45,7 +45,7 @@ pub async fn serve(
     };
     match first {
         AgentToRelay::Enroll { secret, info } => {
-            let outcome = enroll(shared, public_key, secret, info, address).await;
+            let outcome = Box::pin(enroll(shared, public_key, secret, info, address)).await;
             // Counted as open until the answer is delivered.
             let _open = outcome.is_ok().then(|| {
                 crate::conn::authenticated_as(
@@ -86,7 +86,14 @@ pub async fn serve(
                 crate::metrics::ConnKind::Measurement,
             );
             tracing::Span::current().record("device", tracing::field::display(device.id));
-            crate::measure::serve(&shared.measure_limits, connection, device.id, send, recv).await
+            Box::pin(crate::measure::serve(
+                &shared.measure_limits,
+                connection,
+                device.id,
+                send,
+                recv,
+            ))
+            .await
         }
         AgentToRelay::Attach { info } => {
             attached(shared, connection, public_key, info, address, send, recv).await
@@ -99,7 +106,11 @@ pub async fn serve(
             crate::conn::authenticated(shared, connection);
             tracing::Span::current().record("device", tracing::field::display(device.id));
             let client_id = request.client_id.clone();
-            match crate::requests::receive(shared, device.id, device.org, request).await {
+            match Box::pin(crate::requests::receive(
+                shared, device.id, device.org, request,
+            ))
+            .await
+            {
                 Ok(number) => {
                     if let Err(e) = send
                         .send(&RelayToAgent::HelpRequestStored { client_id, number })
@@ -109,7 +120,7 @@ pub async fn serve(
                     }
                     finish_and_wait(&mut send).await;
                     // The running agent, if any, learns of it too.
-                    crate::requests::notify_device(shared, device.id).await;
+                    Box::pin(crate::requests::notify_device(shared, device.id)).await;
                     End::Closed
                 }
                 Err(refusal) => refuse(send, refusal).await,
@@ -206,7 +217,6 @@ async fn attached(
     // only when a session needs it (crate::agent_packets).
     let mut packets = AgentPackets::new(Arc::clone(&shared.router), id, connection);
     tracing::info!(hostname = %record.hostname, "device online");
-    let _path_watch = crate::roaming::watch(connection);
     let mut pending: HashMap<u64, tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>> =
         HashMap::new();
     let mut next_request = 1u64;
@@ -221,14 +231,14 @@ async fn attached(
             relay_time_ms: now_millis(),
         })
         .await?;
-        match crate::policy::load(shared, record.org).await {
+        match Box::pin(crate::policy::load(shared, record.org)).await {
             Ok(policy) => {
                 let json = serde_json::to_vec(&policy).unwrap_or_default();
                 send.send(&RelayToAgent::Policy { json }).await?;
             }
             Err(refusal) => tracing::warn!("cannot send the policy: {refusal}"),
         }
-        match crate::requests::employee_state(shared, id).await {
+        match Box::pin(crate::requests::employee_state(shared, id)).await {
             Ok(requests) if !requests.is_empty() => {
                 send.send(&RelayToAgent::HelpRequests(requests)).await?;
             }
@@ -255,12 +265,12 @@ async fn attached(
                         }
                     }
                     Some(AgentToRelay::SessionConsent { session_id, granted, outcome }) => {
-                        if record_consent(shared, id, session_id, granted, outcome).await? {
+                        if Box::pin(record_consent(shared, id, session_id, granted, outcome)).await? {
                             send.send(&RelayToAgent::ConsentRecorded { session_id }).await?;
                         }
                     }
                     Some(AgentToRelay::SessionEnded { session_id, by }) => {
-                        record_end(shared, id, session_id, by).await?;
+                        Box::pin(record_end(shared, id, session_id, by)).await?;
                     }
                     Some(AgentToRelay::Monitors { monitors }) => {
                         tracing::debug!(count = monitors.len(), "the device's monitors");
@@ -275,7 +285,7 @@ async fn attached(
                         }
                     }
                     Some(AgentToRelay::TimelineSamples { first_seq, batch }) => {
-                        match crate::timeline::store_batch(shared, id, first_seq, &batch, &mut timeline_budget).await {
+                        match Box::pin(crate::timeline::store_batch(shared, id, first_seq, &batch, &mut timeline_budget)).await {
                             Ok(crate::timeline::Stored::Through(through_seq)) => {
                                 send.send(&RelayToAgent::TimelineStored { through_seq }).await?;
                             }
@@ -289,10 +299,10 @@ async fn attached(
                     }
                     Some(AgentToRelay::HelpRequest(request)) => {
                         let client_id = request.client_id.clone();
-                        match crate::requests::receive(shared, id, record.org, request).await {
+                        match Box::pin(crate::requests::receive(shared, id, record.org, request)).await {
                             Ok(number) => {
                                 send.send(&RelayToAgent::HelpRequestStored { client_id, number }).await?;
-                                if let Ok(requests) = crate::requests::employee_state(shared, id).await {
+                                if let Ok(requests) = Box::pin(crate::requests::employee_state(shared, id)).await {
                                     send.send(&RelayToAgent::HelpRequests(requests)).await?;
                                 }
                             }
@@ -514,8 +524,7 @@ async fn record_end(
         .await;
     match result {
         Ok(Ok(EndOutcome::Ended(ended))) => {
-            tracing::info!(session = %session_text(session_id), by = by.as_str(), "session ended");
-            crate::session_follow_up::spawn(shared, &ended);
+            crate::session_follow_up::session_ended(shared, &ended, "the device ended it");
         }
         Ok(Ok(EndOutcome::AlreadyClosed(_))) => {}
         Ok(Ok(EndOutcome::NotFound)) => {

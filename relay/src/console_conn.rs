@@ -223,9 +223,11 @@ pub async fn end_unresumed(
     match result {
         Ok(Ok(ended)) => {
             for record in ended {
-                shared.router.end(record.id);
-                tracing::info!(session = %session_text(record.id), "session ended: its console did not come back");
-                crate::session_follow_up::spawn(&shared, &record);
+                crate::session_follow_up::session_ended(
+                    &shared,
+                    &record,
+                    "its console did not come back",
+                );
             }
         }
         Ok(Err(e)) => {

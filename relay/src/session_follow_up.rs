@@ -101,6 +101,23 @@ fn time(secs: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// The one step every way a session ends goes through once the store has
+/// ended it (the technician's end, the agent's end, the console that never
+/// came back, an administrator or a token that stopped granting access):
+/// the relay forwards nothing more for it, the end is logged with `why`,
+/// and a linked session that ran gets its follow-up ([`spawn`]). The
+/// follow-up of one that never ran was written by the store in the same
+/// transaction as the end.
+pub fn session_ended(shared: &Shared, ended: &SessionRecord, why: &str) {
+    shared.router.end(ended.id);
+    tracing::info!(
+        session = %session_text(ended.id),
+        by = ended.ended_by.as_deref().unwrap_or("unknown"),
+        "session ended: {why}"
+    );
+    spawn(shared, ended);
+}
+
 /// Called when the store ended `ended`: a session the employee accepted
 /// that is linked to help requests gets its follow-up on each, in the
 /// background (the diagnosis takes seconds). Anything else returns at once.

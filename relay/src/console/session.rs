@@ -94,11 +94,16 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
             session_text(session_id)
         ))),
         EndOutcome::Ended(_) | EndOutcome::AlreadyClosed(_) => {
-            if let EndOutcome::Ended(ended) = &outcome {
-                tracing::info!(session = %session_text(session_id), "session ended by the technician");
-                crate::session_follow_up::spawn(shared, ended);
+            match &outcome {
+                EndOutcome::Ended(ended) => crate::session_follow_up::session_ended(
+                    shared,
+                    ended,
+                    "the technician ended it",
+                ),
+                _ => {
+                    shared.router.end(session_id);
+                }
             }
-            shared.router.end(session_id);
             Ok(ConsoleResponse::Done)
         }
     }

@@ -37,7 +37,6 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
             session_text(session_id)
         ))
     })?;
-    crate::access::stop(shared, &ended).await;
-    tracing::info!(session = %session_text(ended.id), "session ended by an administrator");
+    crate::access::stop(shared, &ended, "an administrator ended it").await;
     Ok(ConsoleResponse::Done)
 }

@@ -19,11 +19,11 @@ use deskside_protocol::session::Capabilities;
 use deskside_protocol::{DeviceId, Refusal, Role, TechnicianId};
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::sessions::{write_session_end, SessionEnd};
+use super::sessions::{load_session, write_session_end, SessionEnd};
 use super::{
     device_id_from_sql, device_id_to_sql, device_target, insert_audit, technician_id_from_sql,
-    technician_id_to_sql, token_target, NewAudit, OrgId, Store, StoreError, TokenRow, SYSTEM_ACTOR,
-    TOKEN_COLUMNS,
+    technician_id_to_sql, token_target, NewAudit, OrgId, SessionRecord, Store, StoreError,
+    TokenRow, SYSTEM_ACTOR, TOKEN_COLUMNS,
 };
 use crate::store::session_text;
 
@@ -56,7 +56,7 @@ impl AccessEnd {
 
 /// A session [`Store::end_technician_sessions`] or
 /// [`Store::end_session_as_admin`] ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndedSession {
     /// The session id.
     pub id: u64,
@@ -65,16 +65,8 @@ pub struct EndedSession {
     /// Whether the employee had granted it (it was running), or it was
     /// still waiting for the answer.
     pub consented: bool,
-}
-
-impl From<&OpenSession> for EndedSession {
-    fn from(session: &OpenSession) -> Self {
-        EndedSession {
-            id: session.id,
-            device: session.device,
-            consented: session.granted.is_some(),
-        }
-    }
+    /// Its row as the ending left it (for the linked requests' follow-up).
+    pub record: SessionRecord,
 }
 
 /// The `by` of a session ended by an administrator's `session end`.
@@ -111,14 +103,16 @@ fn open_sessions(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Ends `session` inside `tx` with `by`, writing its `session.end` row.
+/// Ends `session` inside `tx` with `by`, writing its `session.end` row,
+/// and, if it never started, the `session_not_held` follow-up of its
+/// linked help requests (like every other way a session ends).
 fn end_open(
     tx: &Transaction<'_>,
     session: &OpenSession,
     by: &str,
     actor: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<EndedSession, StoreError> {
     let granted = match &session.granted {
         Some(text) => Some(serde_json::from_str::<Capabilities>(text).map_err(|error| {
             StoreError::Corrupt(format!(
@@ -141,7 +135,20 @@ fn end_open(
         actor,
         serde_json::Map::new(),
         now,
-    )
+    )?;
+    let record = load_session(tx, session.id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "session {} vanished while it was ended",
+            session_text(session.id)
+        ))
+    })?;
+    super::requests::add_not_held_follow_ups(tx, &record, None, now)?;
+    Ok(EndedSession {
+        id: session.id,
+        device: session.device,
+        consented: session.granted.is_some(),
+        record,
+    })
 }
 
 /// Whether a token row is usable at `now`.
@@ -190,11 +197,14 @@ impl Store {
             "technician_id = ?1",
             [technician_id_to_sql(technician)],
         )?;
-        for session in &open {
-            end_open(&tx, session, cause.ended_by(), actor, now)?;
-        }
+        let ended = open
+            .iter()
+            .map(|session| end_open(&tx, session, cause.ended_by(), actor, now))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
-        Ok(open.iter().map(EndedSession::from).collect())
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
+        Ok(ended)
     }
 
     /// Ends open session `id` of `org` on an administrator's decision
@@ -213,9 +223,11 @@ impl Store {
         let Some(session) = open.first() else {
             return Ok(None);
         };
-        end_open(&tx, session, ENDED_BY_ADMINISTRATOR, actor, now)?;
+        let ended = end_open(&tx, session, ENDED_BY_ADMINISTRATOR, actor, now)?;
         tx.commit()?;
-        Ok(Some(EndedSession::from(session)))
+        // The ticket outbox wakes for the events it may have written.
+        self.request_events_written();
+        Ok(Some(ended))
     }
 
     /// The organisation's open sessions, oldest first.

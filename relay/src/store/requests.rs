@@ -243,6 +243,15 @@ pub(super) fn why_not_held(session: &super::SessionRecord) -> Option<String> {
         (None, Some("technician")) => {
             "the technician ended it before the employee answered".to_owned()
         }
+        (None, Some("token_revoked")) => {
+            "the technician's token was revoked before the employee answered".to_owned()
+        }
+        (None, Some("token_expired")) => {
+            "the technician's token expired before the employee answered".to_owned()
+        }
+        (None, Some(super::access::ENDED_BY_ADMINISTRATOR)) => {
+            "an administrator ended it before the employee answered".to_owned()
+        }
         (None, by) => format!(
             "it never started (ended: {})",
             by.unwrap_or("unknown")
@@ -1100,6 +1109,80 @@ mod tests {
             delivered,
             6 + 4,
             "six links (0xa2's twice, its follow-up once) and four follow-ups"
+        );
+    }
+
+    #[test]
+    fn a_linked_session_ended_by_a_revoked_token_or_an_administrator_says_so() {
+        use super::super::tests::hash;
+        use super::super::{AccessEnd, NewSession};
+        use deskside_protocol::session::Capabilities;
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 1);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let ana = store
+            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
+            .unwrap()
+            .id;
+        let (number, _) = store
+            .insert_request(org, device, &new_request("b1", 3), 55)
+            .unwrap()
+            .unwrap();
+        let open_and_link = |id: u64, at: i64| {
+            store
+                .open_session(
+                    &NewSession {
+                        id,
+                        org,
+                        device,
+                        technician: ana,
+                        capabilities: Capabilities::VIEW,
+                        reason: "printer",
+                    },
+                    "technician:ana",
+                    at,
+                )
+                .unwrap();
+            store
+                .act_on_request(
+                    org,
+                    number,
+                    &technician(org, ana.0, "ana"),
+                    &RequestAction::LinkSession { session_id: id },
+                    at + 1,
+                )
+                .unwrap()
+                .unwrap();
+        };
+        open_and_link(0xb1, 60);
+        let ended = store
+            .end_session_as_admin(org, 0xb1, "technician:root", 65)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ended.record.ended_by.as_deref(), Some("administrator"));
+        open_and_link(0xb2, 70);
+        let ended = store
+            .end_technician_sessions(ana, AccessEnd::Revoked, "technician:root", 75)
+            .unwrap();
+        assert_eq!(ended.len(), 1);
+        assert!(!ended[0].consented);
+        assert_eq!(ended[0].record.ended_at, Some(75));
+        let (_, events, _) = store.request(org, number).unwrap().unwrap();
+        let not_held: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "session_not_held")
+            .map(|e| e.text.as_str())
+            .collect();
+        assert_eq!(not_held.len(), 2, "{events:?}");
+        assert!(
+            not_held[0].starts_with("session 00000000000000b1 asked 1970-01-01T00:01:00Z")
+                && not_held[0].contains("an administrator ended it"),
+            "{not_held:?}"
+        );
+        assert!(
+            not_held[1].starts_with("session 00000000000000b2 asked 1970-01-01T00:01:10Z")
+                && not_held[1].contains("token was revoked"),
+            "{not_held:?}"
         );
     }
 
