@@ -64,6 +64,43 @@ impl FromStr for TechnicianId {
     }
 }
 
+/// A remote session, as numbered by the relay: a random non-zero `u64`.
+///
+/// People read it as 16 lower-case hex digits (console output, audit rows,
+/// logs: JSON numbers above 2^53 lose precision in many readers, and one
+/// spelling can be grepped for). On the wire and in `--json` objects it is
+/// the bare number it always was (`serde(transparent)`), so changing a
+/// field from `u64` to `SessionId` changes no byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = ParseError;
+    /// Reads a session id as printed: up to 16 hex digits, surrounding
+    /// spaces and a leading `0x` allowed.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError {
+            what: "session id",
+            input: s.to_owned(),
+            expected: "write the 16 hex digits `deskside session list` prints",
+        };
+        let digits = s.trim().trim_start_matches("0x");
+        if digits.is_empty() || digits.len() > 16 {
+            return Err(err());
+        }
+        u64::from_str_radix(digits, 16)
+            .map(SessionId)
+            .map_err(|_| err())
+    }
+}
+
 /// What a technician may do. Ordered: each role includes the ones below it.
 ///
 /// Unlike message enums, roles have no `Unknown` fallback, because an unknown
@@ -159,6 +196,35 @@ impl FromStr for Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_id_is_written_as_16_hex_digits_and_read_back() {
+        let id = SessionId(0x00ab_cdef_0123_4567);
+        assert_eq!(id.to_string(), "00abcdef01234567");
+        assert_eq!("00abcdef01234567".parse::<SessionId>(), Ok(id));
+        assert_eq!(" 0xabcdef01234567 ".parse::<SessionId>(), Ok(id));
+        assert_eq!(SessionId(u64::MAX).to_string(), "ffffffffffffffff");
+        assert!("".parse::<SessionId>().is_err());
+        assert!("0x".parse::<SessionId>().is_err());
+        assert!("10000000000000000".parse::<SessionId>().is_err());
+        assert!("00abcdef0123456g".parse::<SessionId>().is_err());
+    }
+
+    /// A `SessionId` field encodes to exactly the bytes its `u64` did, so
+    /// peers on either side of the change understand each other.
+    #[test]
+    fn session_id_is_the_same_bytes_on_the_wire_as_the_bare_number() {
+        for raw in [0, 1, 127, 128, (1 << 53) + 1, u64::MAX] {
+            let as_id = postcard::to_allocvec(&SessionId(raw)).unwrap_or_default();
+            let as_number = postcard::to_allocvec(&raw).unwrap_or_default();
+            assert!(!as_number.is_empty());
+            assert_eq!(as_id, as_number, "{raw}");
+            assert_eq!(
+                postcard::from_bytes::<SessionId>(&as_number).ok(),
+                Some(SessionId(raw))
+            );
+        }
+    }
 
     #[test]
     fn device_id_round_trips_through_text() {

@@ -36,6 +36,6 @@ pub mod version;
 mod tests;
 
 pub use frame::{FrameDecoder, FrameError, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN};
-pub use ids::{DeviceId, Fingerprint, Role, TechnicianId};
+pub use ids::{DeviceId, Fingerprint, Role, SessionId, TechnicianId};
 pub use message::{decode_message, encode_message, Message, MessageError};
 pub use refusal::Refusal;

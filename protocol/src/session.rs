@@ -125,7 +125,7 @@ impl EndedBy {
 /// logs): 16 lower-case hex digits. JSON numbers above 2^53 lose precision
 /// in many readers, and one spelling lets a reader grep for it.
 pub fn session_id_text(id: u64) -> String {
-    format!("{id:016x}")
+    crate::SessionId(id).to_string()
 }
 
 /// Console → agent, on the control stream.

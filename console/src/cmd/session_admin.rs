@@ -32,17 +32,13 @@ pub struct EndArgs {
 
 /// Parses a session id as printed: 16 hex digits (a leading `0x` allowed).
 pub fn parse_session_id(text: &str) -> Result<u64, String> {
-    let digits = text.trim().trim_start_matches("0x");
-    if digits.is_empty() || digits.len() > 16 {
-        return Err(format!(
-            "\"{text}\" is not a session id: write the 16 hex digits `deskside session list` prints"
-        ));
-    }
-    u64::from_str_radix(digits, 16).map_err(|_| {
-        format!(
-            "\"{text}\" is not a session id: write the 16 hex digits `deskside session list` prints"
-        )
-    })
+    text.parse::<deskside_protocol::SessionId>()
+        .map(|id| id.0)
+        .map_err(|_| {
+            format!(
+                "\"{text}\" is not a session id: write the 16 hex digits `deskside session list` prints"
+            )
+        })
 }
 
 /// Runs a `session list|end` subcommand.
