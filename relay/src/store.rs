@@ -66,9 +66,9 @@ pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
 
 pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};
 pub use audit::AuditRecord;
-use audit::{insert_audit, AuditFields, NewAudit, GENESIS_HASH};
 #[cfg(feature = "test-utils")]
 use audit::{audit_from_row, AuditRow};
+use audit::{insert_audit, AuditFields, NewAudit, GENESIS_HASH};
 pub use diagnostics::StoredDiagnosticsRow;
 pub use migrations::SCHEMA_VERSION;
 use migrations::{migrate, MIGRATIONS};
