@@ -54,9 +54,21 @@ pub fn pre_auth_budget(transport: &mut quinn::TransportConfig) {
 /// unauthenticated, and gives it the budget of an authenticated peer.
 /// Prefer [`authenticated_as`], which also counts the connection.
 pub fn authenticated(shared: &Shared, connection: &quinn::Connection) {
+    authenticated_with_streams(shared, connection, AUTHENTICATED_STREAMS);
+}
+
+/// Streams an attached agent may have open at once, each way: its control
+/// stream, and one unidirectional stream for session packets too large for
+/// a datagram (a second while the first closes). quinn keeps an entry for
+/// every stream the peer may open, so the general budget (16 each way) cost
+/// every idle agent about 2 KiB; an agent opens nothing else on this
+/// connection (measurements and help requests come on their own).
+pub const AGENT_STREAMS: u32 = 2;
+
+fn authenticated_with_streams(shared: &Shared, connection: &quinn::Connection, streams: u32) {
     shared.admission.authenticated(connection.stable_id());
-    connection.set_max_concurrent_bi_streams(AUTHENTICATED_STREAMS.into());
-    connection.set_max_concurrent_uni_streams(AUTHENTICATED_STREAMS.into());
+    connection.set_max_concurrent_bi_streams(streams.into());
+    connection.set_max_concurrent_uni_streams(streams.into());
     connection.set_receive_window(quinn::VarInt::from_u32(AUTHENTICATED_RECEIVE_WINDOW));
 }
 
@@ -68,7 +80,13 @@ pub fn authenticated_as<'a>(
     connection: &quinn::Connection,
     kind: crate::metrics::ConnKind,
 ) -> crate::metrics::OpenConnection<'a> {
-    authenticated(shared, connection);
+    // Lowering the budget later would not free quinn's entries: an agent
+    // gets its small budget at once.
+    let streams = match kind {
+        crate::metrics::ConnKind::Agent => AGENT_STREAMS,
+        _ => AUTHENTICATED_STREAMS,
+    };
+    authenticated_with_streams(shared, connection, streams);
     shared.metrics.authenticated(kind)
 }
 

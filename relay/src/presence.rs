@@ -7,6 +7,7 @@
 //! connection's cleanup does not remove its successor.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use deskside_protocol::agent::SessionRequest;
@@ -105,9 +106,12 @@ struct Entry {
     generation: u64,
     connection: quinn::Connection,
     commands: CommandSender,
+    /// The connection's remote address when [`Presence::moves`] last
+    /// looked (QUIC migration changes it).
+    address: SocketAddr,
     /// How many monitors the employee's display has, as the agent last
     /// reported; `None` while unknown (no session helper, older agent).
-    monitors: Option<usize>,
+    monitors: Option<u16>,
 }
 
 /// The online devices.
@@ -142,6 +146,7 @@ impl Presence {
         let generation = inner.next_generation;
         let entry = Entry {
             generation,
+            address: connection.remote_address(),
             connection,
             commands,
             monitors: None,
@@ -181,7 +186,7 @@ impl Presence {
             .get_mut(&id)
             .filter(|entry| entry.generation == generation)
         {
-            entry.monitors = (count > 0).then_some(count);
+            entry.monitors = (count > 0).then(|| u16::try_from(count).unwrap_or(u16::MAX));
         }
     }
 
@@ -191,6 +196,23 @@ impl Presence {
             .attached
             .get(&id)
             .and_then(|entry| entry.monitors)
+            .map(usize::from)
+    }
+
+    /// The attached devices whose connection moved to a new remote address
+    /// since the last call: `(device, from, to)`. One relay-wide watcher
+    /// calls it ([`crate::roaming::watch_agents`]) instead of a task per
+    /// agent.
+    pub fn moves(&self) -> Vec<(DeviceId, SocketAddr, SocketAddr)> {
+        let mut moves = Vec::new();
+        for (id, entry) in self.lock().attached.iter_mut() {
+            let now = entry.connection.remote_address();
+            if now != entry.address {
+                moves.push((*id, entry.address, now));
+                entry.address = now;
+            }
+        }
+        moves
     }
 
     /// Whether the device has a live connection.
@@ -245,7 +267,7 @@ mod tests {
     fn a_presence_entry_stays_small() {
         let per_device = std::mem::size_of::<(DeviceId, Entry)>();
         assert!(
-            per_device <= 48,
+            per_device <= 80,
             "a presence entry takes {per_device} bytes"
         );
     }

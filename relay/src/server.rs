@@ -181,6 +181,10 @@ impl Relay {
             shared.router.restore(record.id, record.device);
             tracing::info!(session = %session_text(record.id), "session open at the last stop: waiting for its parties to come back");
         }
+        // Agents' network moves (consoles watch their own connection).
+        shared
+            .tasks
+            .spawn(crate::roaming::watch_agents(Arc::clone(&shared)));
         let mut extra = serde_json::Map::new();
         extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
         shared.tasks.spawn(console_conn::end_unresumed(
