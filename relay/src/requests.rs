@@ -206,11 +206,13 @@ pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleRes
     })
     .await??;
     let (row, device, mut events, sessions, tickets) = found;
-    // A session that ended after its follow-up was stored shows that one
-    // (with the verdicts); the others are told from the session's record.
+    // A session whose follow-up is stored shows that one only: `session`
+    // (it ran; with the verdicts) or `session_not_held` (it never ran; who
+    // asked, when, why). The others (still open, or from before those
+    // events existed) are told from the session's record.
     let stored: Vec<String> = events
         .iter()
-        .filter(|e| e.kind == "session")
+        .filter(|e| e.kind == "session" || e.kind == "session_not_held")
         .map(|e| e.text.clone())
         .collect();
     events.extend(

@@ -199,6 +199,33 @@ secret_file = {secret:?}
         3,
         "one per session that never ran: {events:?}"
     );
+    // Each session that never ran is told once: by its stored event, not
+    // a second time from the sessions table ("not granted (refused)"), in
+    // the JSON and in the human output.
+    let shown = admin
+        .run(&["requests", "show", &number.to_string(), "--json"])
+        .ok()
+        .json();
+    let human = admin
+        .run(&["requests", "show", &number.to_string()])
+        .ok()
+        .stdout;
+    for session in sessions {
+        let prefix = format!("session {session:016x} ");
+        let told: Vec<&Value> = shown["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["text"].as_str().is_some_and(|t| t.starts_with(&prefix)))
+            .collect();
+        assert_eq!(told.len(), 1, "{prefix}told once in --json: {told:?}");
+        assert_eq!(told[0]["kind"], "session_not_held", "{told:?}");
+        let lines = human
+            .lines()
+            .filter(|l| l.contains(&format!(": {prefix}")))
+            .count();
+        assert_eq!(lines, 1, "{prefix}told once in the human output:\n{human}");
+    }
     let why = [
         "the employee refused it",
         "the employee refused it",
