@@ -172,9 +172,8 @@ impl Encoder {
 
     /// Follows the policy: switches codec (next frame is a keyframe) and
     /// retunes H.264. The H.264 encoder restarts (with a keyframe) only when
-    /// the frame rate changes, the bitrate moves by more than 20 % or the
-    /// quantizer floor changes (moving content, `Choice::lossless_soon`),
-    /// since OpenH264 cannot change them in place through the safe API.
+    /// the frame rate changes or the bitrate moves by more than 20 %, since
+    /// OpenH264 cannot change them in place through the safe API.
     pub fn apply(&mut self, choice: &Choice) {
         self.lossless_soon = choice.lossless_soon;
         if choice.codec != self.active {
@@ -185,16 +184,10 @@ impl Encoder {
         let old = self.h264_config;
         let ratio = f64::from(choice.h264_bitrate_bps) / f64::from(old.bitrate_bps.max(1));
         let fps = choice.max_fps as f32;
-        let min_qp = if choice.lossless_soon {
-            crate::adapt::MOTION_MIN_QP
-        } else {
-            0
-        };
-        if !(0.8..=1.25).contains(&ratio) || fps != old.max_fps || min_qp != old.min_qp {
+        if !(0.8..=1.25).contains(&ratio) || fps != old.max_fps {
             self.h264_config = H264Config {
                 bitrate_bps: choice.h264_bitrate_bps,
                 max_fps: fps,
-                min_qp,
                 ..old
             };
             if self.h264.take().is_some() && self.active == Codec::H264 {
@@ -612,13 +605,5 @@ mod tests {
             ..c
         });
         assert_eq!(enc.h264_config().bitrate_bps, 500_000);
-        assert_eq!(enc.h264_config().min_qp, 0);
-        // Moving content: coarse frames rather than skipped ones.
-        enc.apply(&Choice {
-            h264_bitrate_bps: 500_000,
-            lossless_soon: true,
-            ..c
-        });
-        assert_eq!(enc.h264_config().min_qp, crate::adapt::MOTION_MIN_QP);
     }
 }
