@@ -393,13 +393,6 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
             tracing::trace!(%remote, ?full, "first packet left for the client to send again");
             incoming.ignore();
         }
-        Err(Decision::Busy) => {
-            // A reconnect storm: a stateless refusal costs one packet, and
-            // the client backs off instead of timing out a handshake.
-            shared.metrics.first_packet(FirstPacket::Refused);
-            tracing::trace!(%remote, "first packet refused: the relay is full");
-            incoming.refuse();
-        }
         Err(decision) => {
             shared.metrics.first_packet(FirstPacket::Refused);
             tracing::trace!(%remote, ?decision, "first packet refused");

@@ -1,7 +1,7 @@
 //! End-to-end: a fleet comes back after a `kill -9` of its relay spread over
 //! the window the relay advised, and every agent gets back in although the
-//! relay's handshake caps are small (a busy relay refuses first packets at
-//! once; the agents back off and return).
+//! relay's handshake caps are small (a full relay leaves first packets for
+//! the clients to send again).
 //!
 //! The real relay binary; 250 simulated agents in this process running the
 //! agent's own reconnect loop (`deskside_agent::link::stay_attached`), on 25
@@ -75,8 +75,8 @@ async fn a_killed_relays_fleet_returns_spread_over_the_advised_window_and_all_ge
     let started = Instant::now();
     let mut world = World::new();
     let config = world.path("relay.toml");
-    // Small handshake caps, so the storm meets them: a full relay refuses
-    // first packets, and the agents must still all get back in.
+    // Small handshake caps, so the storm meets them: a full relay leaves
+    // first packets unanswered, and the agents must still all get back in.
     std::fs::write(
         &config,
         format!(
@@ -160,7 +160,7 @@ async fn a_killed_relays_fleet_returns_spread_over_the_advised_window_and_all_ge
         median >= Duration::from_secs(4),
         "half the fleet was back within {median:?} of the restart: not spread over the advised 10 s window"
     );
-    // All of them got in, despite the refusals of a full relay: the window
+    // All of them got in, despite the caps of a full relay: the window
     // (10 s) plus the keep-alive (4 s) plus generous room for a loaded CI
     // machine is within the 60 s above; here, the window is not exceeded by
     // much for most.
