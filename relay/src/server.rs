@@ -579,7 +579,11 @@ mod tests {
         let relay = Relay::spawn(RelayConfig::resolve(file, Overrides::default()).unwrap())
             .await
             .unwrap();
-        assert_eq!(relay.shared.tasks.len(), 1, "the resume-grace task runs");
+        assert_eq!(
+            relay.shared.tasks.len(),
+            2,
+            "the resume-grace task and the agents' network-move watcher run"
+        );
         let store = Arc::downgrade(&relay.shared.store);
         let shared = Arc::downgrade(&relay.shared);
         let started = std::time::Instant::now();
