@@ -197,13 +197,7 @@ impl Glpi {
         on_ticket: &mut dyn FnMut(&TicketRef) -> Result<(), ConnectorError>,
     ) -> Result<(), ConnectorError> {
         let ticket_id = match &delivery.ticket {
-            Some(ticket) => ticket
-                .id
-                .parse::<u64>()
-                .map_err(|_| ConnectorError::Answer {
-                    url: self.url.clone(),
-                    reason: format!("the stored ticket id {:?} is not a number", ticket.id),
-                })?,
+            Some(ticket) => super::numeric_ticket_id(ticket, &self.url)?,
             None => {
                 let id = self.add(
                     session,

@@ -164,14 +164,7 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Answer, ConnectorError> {
-        let mut request = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        finish(url, request.send(body))
+        send_json(self.agent.post(url), url, headers, body)
     }
 
     /// `PUT url` of a JSON body with `headers` (an update of an existing
@@ -182,15 +175,22 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Answer, ConnectorError> {
-        let mut request = self
-            .agent
-            .put(url)
-            .header("Content-Type", "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        finish(url, request.send(body))
+        send_json(self.agent.put(url), url, headers, body)
     }
+}
+
+/// Sends `body` as JSON with `headers` on a request that carries a body.
+fn send_json(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer, ConnectorError> {
+    let mut request = request.header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    finish(url, request.send(body))
 }
 
 /// One part of a `multipart/form-data` body.

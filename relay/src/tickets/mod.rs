@@ -451,6 +451,16 @@ pub fn status_change(event: &OutboxEvent) -> Option<StatusChange> {
     }
 }
 
+/// The numeric id a system's API uses for a ticket this relay stored
+/// (Zammad, GLPI and RT number their tickets); `url` names the system in
+/// the error.
+pub fn numeric_ticket_id(ticket: &TicketRef, url: &str) -> Result<u64, ConnectorError> {
+    ticket.id.parse().map_err(|_| ConnectorError::Answer {
+        url: url.to_owned(),
+        reason: format!("the stored ticket id {:?} is not a number", ticket.id),
+    })
+}
+
 /// The request status an event of `kind` set, for the events that set one.
 pub fn status_set_by(kind: &str) -> Option<&'static str> {
     match kind {

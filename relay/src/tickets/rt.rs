@@ -387,13 +387,7 @@ impl super::Connector for Rt {
         on_ticket: &mut dyn FnMut(&TicketRef) -> Result<(), ConnectorError>,
     ) -> Result<(), ConnectorError> {
         let id = match &delivery.ticket {
-            Some(ticket) => ticket
-                .id
-                .parse::<u64>()
-                .map_err(|_| ConnectorError::Answer {
-                    url: self.url.clone(),
-                    reason: format!("the stored ticket id {:?} is not a number", ticket.id),
-                })?,
+            Some(ticket) => super::numeric_ticket_id(ticket, &self.url)?,
             None => {
                 let number = delivery.request.number;
                 let (id, made) = match self.find_ticket(number)? {

@@ -151,10 +151,7 @@ impl super::Connector for Zammad {
                 ticket
             }
         };
-        let ticket_id: u64 = ticket.id.parse().map_err(|_| ConnectorError::Answer {
-            url: self.url.clone(),
-            reason: format!("the stored ticket id {:?} is not a number", ticket.id),
-        })?;
+        let ticket_id = super::numeric_ticket_id(&ticket, &self.url)?;
         let note = json!({
             "subject": super::title(&delivery.request),
             "body": super::event_text(&delivery.event),
