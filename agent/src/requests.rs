@@ -118,11 +118,11 @@ pub fn remember_local_user(
     client_id: &str,
     local_user: &str,
 ) -> Result<(), RequestsError> {
-    let mut current = load(state);
-    current
-        .local_users
-        .insert(client_id.to_owned(), local_user.to_owned());
-    save(state, &current)
+    update(state, |current| {
+        current
+            .local_users
+            .insert(client_id.to_owned(), local_user.to_owned());
+    })
 }
 
 /// The requests `local_user` filed through the service: the queued ones
@@ -228,17 +228,17 @@ pub fn delivered(state: &StateDir, client_id: &str, number: u64) -> Result<(), R
         .ok()
         .and_then(|bytes| serde_json::from_slice::<HelpRequest>(&bytes).ok())
         .map(|r| (r.answers.summary, r.created_ms));
-    let mut current = load(state);
-    if !current.sent.iter().any(|s| s.client_id == client_id) {
-        let (summary, created_ms) = summary.unwrap_or_default();
-        current.sent.push(SentRequest {
-            client_id: client_id.to_owned(),
-            number,
-            summary,
-            created_ms,
-        });
-        save(state, &current)?;
-    }
+    update(state, |current| {
+        if !current.sent.iter().any(|s| s.client_id == client_id) {
+            let (summary, created_ms) = summary.unwrap_or_default();
+            current.sent.push(SentRequest {
+                client_id: client_id.to_owned(),
+                number,
+                summary,
+                created_ms,
+            });
+        }
+    })?;
     discard(state, client_id)
 }
 
@@ -262,9 +262,7 @@ pub fn save_relay_view(
     state: &StateDir,
     requests: Vec<EmployeeRequest>,
 ) -> Result<(), RequestsError> {
-    let mut current = load(state);
-    current.relay = requests;
-    save(state, &current)
+    update(state, |current| current.relay = requests)
 }
 
 /// What changed between the relay's previous view of the requests and
@@ -299,6 +297,44 @@ pub fn load(state: &StateDir) -> RequestsState {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
+}
+
+/// The lock file next to [`STATE_FILE`] that serialises its updates.
+pub const LOCK_FILE: &str = "requests.lock";
+
+/// Serialises the updates of this process's threads (the service's link
+/// and its local channel); the file lock below does it across processes
+/// (the service and `deskside-agent help`/`requests` run by the same user).
+static UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Applies `change` to [`STATE_FILE`] as one read-modify-write: under the
+/// process's lock and an exclusive advisory lock on [`LOCK_FILE`], it
+/// reads the file, changes it and writes it back atomically (temp file,
+/// fsync, rename), so concurrent updates never overwrite each other.
+fn update(state: &StateDir, change: impl FnOnce(&mut RequestsState)) -> Result<(), RequestsError> {
+    // A thread that panicked while holding the lock left no half-written
+    // file (the write is atomic): the lock is still good to use.
+    let _in_process = UPDATES.lock().unwrap_or_else(|e| e.into_inner());
+    create_private_dir(state.root())?;
+    let lock_path = state.root().join(LOCK_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock_file = options.open(&lock_path).map_err(|source| FileError::Io {
+        action: "cannot open",
+        path: lock_path.clone(),
+        source,
+    })?;
+    lock_file.lock().map_err(|source| FileError::Io {
+        action: "cannot lock",
+        path: lock_path,
+        source,
+    })?;
+    let mut current = load(state);
+    change(&mut current);
+    // Closing the file (end of scope) releases the lock after the write.
+    save(state, &current)
 }
 
 fn save(state: &StateDir, current: &RequestsState) -> Result<(), RequestsError> {
@@ -460,6 +496,103 @@ mod tests {
         // New and quiet: nothing to say; new with a reply: say it.
         assert!(changes(&[], &[request("b", "new", vec![])]).is_empty());
         assert_eq!(changes(&[], &replied).len(), 1);
+    }
+
+    #[test]
+    fn concurrent_updates_from_the_link_and_the_local_channel_are_all_kept() {
+        // The service's link (delivered, relay view) and its local channel
+        // (local users) update requests.json from different threads at the
+        // same time: none of the updates may be lost.
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let per_thread = 10;
+        let ids: Vec<Vec<String>> = (0..8)
+            .map(|_| (0..per_thread).map(|_| new_client_id()).collect())
+            .collect();
+        std::thread::scope(|scope| {
+            for (t, mine) in ids.iter().enumerate() {
+                let state = &state;
+                scope.spawn(move || {
+                    for (i, id) in mine.iter().enumerate() {
+                        if t % 2 == 0 {
+                            remember_local_user(state, id, &format!("uid {t}")).unwrap();
+                        } else {
+                            enqueue(state, &request(id, i as i64)).unwrap();
+                            delivered(state, id, (t * 100 + i) as u64).unwrap();
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for n in 0..per_thread {
+                    let view = vec![EmployeeRequest {
+                        client_id: "relay".into(),
+                        number: n as u64,
+                        status: "new".into(),
+                        assignee: None,
+                        events: vec![],
+                    }];
+                    save_relay_view(&state, view).unwrap();
+                }
+            });
+        });
+        let known = load(&state);
+        for (t, mine) in ids.iter().enumerate() {
+            for id in mine {
+                if t % 2 == 0 {
+                    assert_eq!(known.local_users.get(id), Some(&format!("uid {t}")), "lost");
+                } else {
+                    assert!(known.sent.iter().any(|s| &s.client_id == id), "lost");
+                }
+            }
+        }
+        assert_eq!(known.relay.len(), 1);
+        assert_eq!(known.relay[0].number, per_thread as u64 - 1);
+    }
+
+    #[test]
+    fn an_update_waits_for_another_process_holding_the_lock_file() {
+        // Another process (the CLI) holding the file lock is stood in for
+        // by a second open of the lock file: flock and LockFileEx locks
+        // belong to the open file, so it excludes this process's update.
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        create_private_dir(state.root()).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state.root().join(LOCK_FILE))
+            .unwrap();
+        other.lock().unwrap();
+        let id = new_client_id();
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiting = {
+            let (state, id) = (state.clone(), id.clone());
+            std::thread::spawn(move || {
+                let result = remember_local_user(&state, &id, "uid 1000");
+                let _ = done.send(result.is_ok());
+            })
+        };
+        // With the lock held the update cannot finish (this never fails
+        // on correct code; on code without the lock it finishes at once).
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the update did not wait for the file lock"
+        );
+        assert!(load(&state).local_users.is_empty());
+        other.unlock().unwrap();
+        let ok = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap();
+        waiting.join().unwrap();
+        assert!(ok);
+        assert_eq!(
+            load(&state).local_users.get(&id).map(String::as_str),
+            Some("uid 1000")
+        );
     }
 
     #[test]
