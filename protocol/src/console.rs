@@ -265,6 +265,23 @@ pub enum ConsoleRequest {
         /// Only devices of this group.
         group: Option<String>,
     },
+    /// Like `OpenSession` (or `OpenSessionOnMonitor` with `monitor`), for
+    /// a session meant for help request `request`: when the device is
+    /// offline, so no session exists to link, the relay records a
+    /// `session_not_held` event on that request. The console still links
+    /// an opened session with `ActOnRequest`.
+    OpenLinkedSession {
+        /// Id, id prefix or hostname.
+        device: String,
+        /// What is asked for.
+        capabilities: Capabilities,
+        /// Why, shown to the employee.
+        reason: String,
+        /// The monitor's index (0 is the first), if one is asked for.
+        monitor: Option<u8>,
+        /// The help request's number.
+        request: u64,
+    },
     /// A request from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -273,7 +290,7 @@ pub enum ConsoleRequest {
     },
 }
 
-crate::impl_message!(ConsoleRequest, known = 29);
+crate::impl_message!(ConsoleRequest, known = 30);
 
 impl ConsoleRequest {
     /// The least role allowed to make this request.
@@ -299,6 +316,7 @@ impl ConsoleRequest {
             | ConsoleRequest::PresentSessionCertificate { .. }
             | ConsoleRequest::OpenSession { .. }
             | ConsoleRequest::OpenSessionOnMonitor { .. }
+            | ConsoleRequest::OpenLinkedSession { .. }
             | ConsoleRequest::EndSession { .. }
             | ConsoleRequest::ResumeSession { .. } => Role::Technician,
             ConsoleRequest::AuditList { .. } | ConsoleRequest::VerifyAudit { .. } => Role::Admin,

@@ -424,6 +424,22 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
             .prop_map(|(number, action)| ConsoleRequest::ActOnRequest { number, action }),
         (any::<i64>(), prop::option::of(text()))
             .prop_map(|(since, group)| ConsoleRequest::RequestStats { since, group }),
+        (
+            text(),
+            capabilities(),
+            text(),
+            prop::option::of(any::<u8>()),
+            any::<u64>()
+        )
+            .prop_map(|(device, capabilities, reason, monitor, request)| {
+                ConsoleRequest::OpenLinkedSession {
+                    device,
+                    capabilities,
+                    reason,
+                    monitor,
+                    request,
+                }
+            }),
     ]
 }
 
@@ -1767,9 +1783,12 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         RelayToConsole::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleRequest::RequestStats {
-            since: 0,
-            group: None,
+        tag(&ConsoleRequest::OpenLinkedSession {
+            device: "laptop".into(),
+            capabilities: crate::session::Capabilities::VIEW,
+            reason: String::new(),
+            monitor: None,
+            request: 7,
         }),
         ConsoleRequest::KNOWN_VARIANTS - 1
     );

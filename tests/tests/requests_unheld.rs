@@ -271,3 +271,78 @@ secret_file = {secret:?}
     );
     eprintln!("unheld-session e2e took {:?}", started.elapsed());
 }
+
+/// A session asked for with `--request` while the device is offline never
+/// exists, yet the request says it was asked for and why nothing happened:
+/// the real console is refused as before (exit code 1, "is offline") and
+/// the relay writes one `session_not_held` event, audited.
+#[test]
+fn a_session_asked_for_while_the_device_is_offline_is_a_follow_up_on_the_request() {
+    let started = Instant::now();
+    let mut world = World::new();
+    let relay = world.relay(None);
+    let admin = world.console("admin");
+    admin.login_admin(&relay);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fingerprint = relay.fingerprint.parse().expect("fingerprint");
+    let (number, device) = runtime.block_on(async {
+        let mut parties = parties(&relay.addr, fingerprint, &relay.admin_token).await;
+        let number = file_request(&mut parties).await;
+        let device = parties.device.clone();
+        // The device goes away (the console peer too; the real one asks).
+        parties.close().await;
+        (number, device)
+    });
+    admin.wait_status(&device, "offline", LONG);
+
+    admin
+        .run(&[
+            "session",
+            &device,
+            "--headless",
+            "--reason",
+            "the printer does not print",
+            "--request",
+            &number.to_string(),
+        ])
+        .fails_with(1, "is offline");
+
+    let shown = admin
+        .run(&["requests", "show", &number.to_string(), "--json"])
+        .ok()
+        .json();
+    let events: Vec<&Value> = shown["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "session_not_held")
+        .collect();
+    assert_eq!(events.len(), 1, "one trace of the offline ask: {shown}");
+    let text = events[0]["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("a session asked 20")
+            && text.contains(" for view+control: ")
+            && text.contains("the device was offline"),
+        "when, for what and why nothing happened: {text}"
+    );
+    assert!(
+        events[0]["author"].as_str().is_some_and(|a| !a.is_empty()),
+        "who asked: {}",
+        events[0]
+    );
+    let audit = admin.run(&["audit", "list", "--json"]).ok().json_lines();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a["action"] == "request.session_follow_up")
+            .count(),
+        1,
+        "the follow-up is audited"
+    );
+    eprintln!("offline-session e2e took {:?}", started.elapsed());
+}

@@ -29,7 +29,9 @@ use serde_json::json;
 use super::interrupt::Interrupt;
 use super::session_link::{LinkEvent, RelayTarget, SessionLink};
 use super::{connect, unexpected, Context};
+use crate::client::ClientError;
 use crate::exit::UsageError;
+use deskside_protocol::Refusal;
 
 /// The employee has 60 s; allow for the dialog to open and the answer to
 /// be audited.
@@ -222,6 +224,18 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     };
     let device = args.device.clone().unwrap_or_default();
     let reason = args.reason.clone();
+    // Linked to a help request, the relay is told its number, so a device
+    // that is offline leaves a trace on the request; an older relay that
+    // does not know this request is asked the old way.
+    let linked = args
+        .request
+        .map(|request| ConsoleRequest::OpenLinkedSession {
+            device: device.clone(),
+            capabilities,
+            reason: reason.clone(),
+            monitor: args.monitor,
+            request,
+        });
     // With --monitor the relay refuses a monitor the device does not have
     // before the employee is asked.
     let request = match args.monitor {
@@ -237,7 +251,18 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
             reason,
         },
     };
-    let opened: SessionOpened = match client.request(request).await? {
+    let answer = match linked {
+        Some(linked) => match client.request(linked).await {
+            Err(ClientError::Refused(Refusal::Invalid(why)))
+                if why.starts_with("this relay does not know request type") =>
+            {
+                client.request(request).await?
+            }
+            other => other?,
+        },
+        None => client.request(request).await?,
+    };
+    let opened: SessionOpened = match answer {
         ConsoleResponse::SessionOpened(opened) => opened,
         other => return Err(unexpected(&other)),
     };

@@ -147,6 +147,7 @@ pub async fn open(
     capabilities: Capabilities,
     reason: String,
     monitor: Option<u8>,
+    request: Option<u64>,
 ) -> Result<ConsoleResponse, Refusal> {
     let Caller {
         shared,
@@ -176,12 +177,29 @@ pub async fn open(
             record.id, record.hostname
         )));
     }
-    let commands = shared.presence.commands(record.id).ok_or_else(|| {
-        Refusal::Invalid(format!(
+    let Some(commands) = shared.presence.commands(record.id) else {
+        // No session exists to link: the help request it was asked for
+        // gets its `session_not_held` event here.
+        if let Some(number) = request {
+            let who = technician.clone();
+            let device_id = record.id;
+            let now = now_secs();
+            let recorded = run(shared, move |s| {
+                s.record_offline_session_request(org, number, &who, device_id, capabilities, now)
+            })
+            .await?;
+            if !recorded {
+                tracing::info!(
+                    request = number,
+                    "offline session request not recorded: no such help request for this device"
+                );
+            }
+        }
+        return Err(Refusal::Invalid(format!(
             "{} ({}) is offline: a session needs its agent running; ask the employee to start the computer and connect it to the network, then try again",
             record.id, record.hostname
-        ))
-    })?;
+        )));
+    };
     // A monitor the device does not have is refused before anyone is
     // asked. Unknown counts (no session helper yet, older agents) pass:
     // the console checks again when the session starts.

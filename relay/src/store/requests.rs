@@ -326,6 +326,65 @@ pub(super) fn add_not_held_follow_ups(
     Ok(())
 }
 
+impl Store {
+    /// Records on help request `number` that `technician` asked for a
+    /// session with `device` while it was offline, so no session existed:
+    /// a `session_not_held` event (author the technician) audited as
+    /// `request.session_follow_up`, in one transaction. Nothing is written
+    /// (and `false` returned) when the request is not the organisation's
+    /// or is about another device.
+    pub fn record_offline_session_request(
+        &self,
+        org: OrgId,
+        number: u64,
+        technician: &Technician,
+        device: DeviceId,
+        capabilities: deskside_protocol::session::Capabilities,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match request_of(&tx, org, number)? {
+            Some(row) if row.device == device => {}
+            _ => return Ok(false),
+        }
+        let asked =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0));
+        let text = format!(
+            "a session asked {} for {}: the device was offline, so it was never asked",
+            humantime::format_rfc3339_seconds(asked),
+            capabilities.label(),
+        );
+        add_event(
+            &tx,
+            number,
+            now,
+            &technician.name,
+            "session_not_held",
+            &text,
+            false,
+        )?;
+        insert_audit(
+            &tx,
+            &NewAudit {
+                at: now,
+                org: Some(org),
+                actor: super::SYSTEM_ACTOR,
+                action: "request.session_follow_up",
+                target: &request_target(number),
+                detail: &serde_json::json!({
+                    "session": serde_json::Value::Null,
+                    "held": false,
+                    "why": "device_offline",
+                }),
+            },
+        )?;
+        tx.commit()?;
+        self.request_events_written();
+        Ok(true)
+    }
+}
+
 fn add_event(
     conn: &rusqlite::Connection,
     number: u64,
@@ -1183,6 +1242,53 @@ mod tests {
             not_held[1].starts_with("session 00000000000000b2 asked 1970-01-01T00:01:10Z")
                 && not_held[1].contains("token was revoked"),
             "{not_held:?}"
+        );
+    }
+
+    #[test]
+    fn a_session_asked_while_the_device_was_offline_is_recorded_on_its_request_only() {
+        use deskside_protocol::session::Capabilities;
+        let (store, org) = bootstrapped();
+        enroll_token(&store, org, "secret", 2);
+        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
+        let other = enroll(&store, "secret", "key2", "desk", 8, 51).unwrap().id;
+        let (number, _) = store
+            .insert_request(org, device, &new_request("o1", 3), 55)
+            .unwrap()
+            .unwrap();
+        let ana = technician(org, 9, "ana");
+        // Another device's request, or no such request: nothing written.
+        assert!(!store
+            .record_offline_session_request(org, number, &ana, other, Capabilities::VIEW, 60)
+            .unwrap());
+        assert!(!store
+            .record_offline_session_request(org, number + 100, &ana, device, Capabilities::VIEW, 60)
+            .unwrap());
+        assert!(store
+            .record_offline_session_request(org, number, &ana, device, Capabilities::CONTROL, 70)
+            .unwrap());
+        let (_, events, _) = store.request(org, number).unwrap().unwrap();
+        let not_held: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "session_not_held")
+            .map(|e| (e.at, e.author.as_str(), e.text.as_str()))
+            .collect();
+        assert_eq!(not_held.len(), 1, "{not_held:?}");
+        assert_eq!(not_held[0].0, 70);
+        assert_eq!(not_held[0].1, "ana");
+        assert!(
+            not_held[0].2.contains("1970-01-01T00:01:10Z") && not_held[0].2.contains("offline"),
+            "{not_held:?}"
+        );
+        let audit = store.audit_entries(Some(org), 1).unwrap();
+        assert_eq!(audit[0].action, "request.session_follow_up");
+        assert_eq!(audit[0].detail["why"], "device_offline");
+        assert!(
+            store.employee_requests(device).unwrap()[0]
+                .events
+                .iter()
+                .all(|e| e.kind != "session_not_held"),
+            "the event is for technicians"
         );
     }
 
