@@ -315,6 +315,36 @@ impl SessionStage {
     }
 }
 
+/// The `session_end` line among a headless console's `lines`; panics with
+/// the console's `log` when there is none.
+pub fn session_end<'a>(lines: &'a [Value], log: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|v| v["type"] == "session_end")
+        .unwrap_or_else(|| panic!("no session_end: {lines:?}\n{log}"))
+}
+
+/// A session that had to run its whole `--duration` (through network
+/// switches, say): the technician's console ended it, and among the
+/// console's `lines` after the consent it never waited for consent again.
+/// `context` (how long it should have lasted, whose log) goes into the
+/// failure message.
+pub fn assert_ran_its_course_on_one_consent(lines: &[Value], log: &str, context: &str) {
+    let end = session_end(lines, log);
+    assert_eq!(
+        end["ended_by"], "technician",
+        "the session did not run its course ({context}): {end}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|v| v["state"] == "waiting_for_consent")
+            .count(),
+        0,
+        "the console asked for consent again ({context})"
+    );
+}
+
 /// Now, in µs since the Unix epoch (the clock the headless console stamps
 /// `frame_counter` lines with).
 pub fn now_us() -> i64 {

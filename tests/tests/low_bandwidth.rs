@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use deskside_tests::latency::{counter_delays, counter_drawn, input_latencies, percentile};
-use deskside_tests::stage::{SessionStage, StageOptions};
+use deskside_tests::stage::{session_end, SessionStage, StageOptions};
 use deskside_tests::x11::prerequisites;
 use serde_json::Value;
 
@@ -101,10 +101,7 @@ fn a_session_at_150_kbits_and_200_ms_keeps_input_responsive_and_frames_fresh() {
         v["type"] == "session_end"
     });
     session.wait_exit(Duration::from_secs(10));
-    let end = lines
-        .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("no session_end: {lines:?}\n{}", session.log()));
+    let end = session_end(&lines, &session.log());
     let xevents = stage.xevents.drain();
     // Typed text arrives exactly.
     let typed: String = xevents
