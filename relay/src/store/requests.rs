@@ -933,42 +933,86 @@ mod tests {
             .is_ok());
     }
 
-    #[test]
-    fn a_linked_session_s_follow_up_is_an_audited_event_the_outbox_delivers() {
-        use super::super::tests::hash;
-        use super::super::NewSession;
-        use deskside_protocol::session::Capabilities;
+    /// The linked-session tests' set-up: a device with one help request
+    /// (`client_id`) and ana, a technician who may open sessions.
+    struct Linked {
+        store: Store,
+        org: OrgId,
+        device: DeviceId,
+        ana: TechnicianId,
+        number: u64,
+    }
+
+    fn linked(client_id: &str) -> Linked {
         let (store, org) = bootstrapped();
         enroll_token(&store, org, "secret", 1);
         let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
         let ana = store
-            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
+            .create_technician_token(
+                org,
+                "ana",
+                Role::Technician,
+                &super::super::tests::hash("t"),
+                None,
+                "system",
+                50,
+            )
             .unwrap()
             .id;
         let (number, _) = store
-            .insert_request(org, device, &new_request("a1", 3), 55)
+            .insert_request(org, device, &new_request(client_id, 3), 55)
             .unwrap()
             .unwrap();
+        Linked {
+            store,
+            org,
+            device,
+            ana,
+            number,
+        }
+    }
+
+    /// Ana asks `device` for a view-only session `id` "for the printer".
+    fn open_printer_session(
+        store: &Store,
+        org: OrgId,
+        device: DeviceId,
+        ana: TechnicianId,
+        id: u64,
+        at: i64,
+    ) {
+        store
+            .open_session(
+                &super::super::NewSession {
+                    id,
+                    org,
+                    device,
+                    technician: ana,
+                    capabilities: deskside_protocol::session::Capabilities::VIEW,
+                    reason: "printer",
+                },
+                "technician:ana",
+                at,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_linked_session_s_follow_up_is_an_audited_event_the_outbox_delivers() {
+        let Linked {
+            store,
+            org,
+            device,
+            ana,
+            number,
+        } = linked("a1");
         // Stored diagnostics before and after the session was asked for.
         for at in [40, 70] {
             store
                 .insert_diagnostics(org, device, "system", "{}", "{}", None, 10, at)
                 .unwrap();
         }
-        store
-            .open_session(
-                &NewSession {
-                    id: 0xab,
-                    org,
-                    device,
-                    technician: ana,
-                    capabilities: Capabilities::VIEW,
-                    reason: "printer",
-                },
-                "technician:ana",
-                60,
-            )
-            .unwrap();
+        open_printer_session(&store, org, device, ana, 0xab, 60);
         assert_eq!(store.requests_of_session(0xab).unwrap(), []);
         store
             .act_on_request(
@@ -1026,35 +1070,17 @@ mod tests {
 
     #[test]
     fn a_linked_session_that_never_ran_says_who_asked_when_and_why() {
-        use super::super::tests::hash;
-        use super::super::{EndOutcome, NewSession, SessionParty};
+        use super::super::{EndOutcome, SessionParty};
         use deskside_protocol::session::{Capabilities, EndedBy};
-        let (store, org) = bootstrapped();
-        enroll_token(&store, org, "secret", 1);
-        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
-        let ana = store
-            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
-            .unwrap()
-            .id;
-        let (number, _) = store
-            .insert_request(org, device, &new_request("a1", 3), 55)
-            .unwrap()
-            .unwrap();
+        let Linked {
+            store,
+            org,
+            device,
+            ana,
+            number,
+        } = linked("a1");
         let open = |id: u64, at: i64| {
-            store
-                .open_session(
-                    &NewSession {
-                        id,
-                        org,
-                        device,
-                        technician: ana,
-                        capabilities: Capabilities::VIEW,
-                        reason: "printer",
-                    },
-                    "technician:ana",
-                    at,
-                )
-                .unwrap();
+            open_printer_session(&store, org, device, ana, id, at);
         };
         let link = |id: u64, at: i64| {
             store
@@ -1173,35 +1199,16 @@ mod tests {
 
     #[test]
     fn a_linked_session_ended_by_a_revoked_token_or_an_administrator_says_so() {
-        use super::super::tests::hash;
-        use super::super::{AccessEnd, NewSession};
-        use deskside_protocol::session::Capabilities;
-        let (store, org) = bootstrapped();
-        enroll_token(&store, org, "secret", 1);
-        let device = enroll(&store, "secret", "key", "laptop", 7, 50).unwrap().id;
-        let ana = store
-            .create_technician_token(org, "ana", Role::Technician, &hash("t"), None, "system", 50)
-            .unwrap()
-            .id;
-        let (number, _) = store
-            .insert_request(org, device, &new_request("b1", 3), 55)
-            .unwrap()
-            .unwrap();
+        use super::super::AccessEnd;
+        let Linked {
+            store,
+            org,
+            device,
+            ana,
+            number,
+        } = linked("b1");
         let open_and_link = |id: u64, at: i64| {
-            store
-                .open_session(
-                    &NewSession {
-                        id,
-                        org,
-                        device,
-                        technician: ana,
-                        capabilities: Capabilities::VIEW,
-                        reason: "printer",
-                    },
-                    "technician:ana",
-                    at,
-                )
-                .unwrap();
+            open_printer_session(&store, org, device, ana, id, at);
             store
                 .act_on_request(
                     org,
