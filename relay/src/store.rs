@@ -44,8 +44,8 @@ use deskside_protocol::agent::DeviceInfo;
 use deskside_protocol::console::{DeviceSummary, TechnicianTokenInfo};
 use deskside_protocol::{DeviceId, Refusal, Role, TechnicianId};
 use ring::digest;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+use sql::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use thiserror::Error;
 
 mod access;
@@ -58,6 +58,7 @@ mod recovery;
 mod request_stats;
 mod requests;
 mod sessions;
+pub(crate) mod sql;
 mod tickets;
 mod timeline;
 mod tokens;
@@ -103,6 +104,14 @@ pub enum StoreError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to the PostgreSQL store {url}: {source}; check `[store] url` in relay.toml (or --store), that the server runs and accepts this relay's user")]
+    OpenPostgres {
+        /// The URL, without its password.
+        url: String,
+        /// What the client said.
+        source: postgres::Error,
+    },
     /// A schema migration failed; its transaction was rolled back.
     #[error("cannot upgrade the relay database {location} to schema version {version}: {source}; the database was left at the previous version: free disk space if it is full, otherwise report this as a bug")]
     Migration {
@@ -110,12 +119,12 @@ pub enum StoreError {
         location: String,
         /// The schema version the failed migration would have reached.
         version: u32,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the database said.
+        source: sql::Error,
     },
     /// A statement failed after the database was opened.
-    #[error("the relay database failed: {0}; check free disk space and the database file's permissions, then retry")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("the relay database failed: {0}; check free disk space and the database's permissions (or the PostgreSQL server), then retry")]
+    Database(#[from] sql::Error),
     /// The database was written by a newer relay.
     #[error("the relay database has schema version {found}, but this relay only knows versions up to {known}: upgrade the relay to the version that last used this database (or newer)")]
     TooNew {
@@ -130,6 +139,12 @@ pub enum StoreError {
     /// The organisation does not exist.
     #[error("organisation {0} does not exist in the relay database: check the relay's configuration, or bootstrap a fresh database")]
     UnknownOrganisation(OrgId),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(sql::Error::Sqlite(error))
+    }
 }
 
 /// An organisation's row id.
@@ -245,25 +260,62 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_error)?;
+        let conn = rusqlite::Connection::open(path).map_err(open_error)?;
         configure(&conn).map_err(open_error)?;
-        Store::from_connection(conn, path.display().to_string())
+        let mut conn = Connection::sqlite(conn);
+        let location = path.display().to_string();
+        migrate(&mut conn, MIGRATIONS, &location)?;
+        Ok(Store::from_connection(conn, location))
     }
 
     /// Opens a fresh database in memory, for tests.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        let conn = Connection::open_in_memory()?;
+        let conn = rusqlite::Connection::open_in_memory()?;
         configure(&conn)?;
-        Store::from_connection(conn, ":memory:".to_owned())
+        let mut conn = Connection::sqlite(conn);
+        migrate(&mut conn, MIGRATIONS, ":memory:")?;
+        Ok(Store::from_connection(conn, ":memory:".to_owned()))
     }
 
-    fn from_connection(mut conn: Connection, location: String) -> Result<Store, StoreError> {
-        migrate(&mut conn, MIGRATIONS, &location)?;
-        Ok(Store {
+    /// Connects to the PostgreSQL database at `url`
+    /// (`postgres://user[:password]@host[:port]/database`) and brings its
+    /// schema up to [`SCHEMA_VERSION`]. Several relays may share it: every
+    /// change they make is serialised by one advisory lock (see `sql.rs`).
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|source| {
+            StoreError::OpenPostgres {
+                url: shown.clone(),
+                source,
+            }
+        })?;
+        let mut conn = Connection::postgres(client);
+        migrations::migrate_postgres(&mut conn, &shown)?;
+        Ok(Store::from_connection(conn, shown))
+    }
+
+    /// Opens the store a `[store] url` names: `postgres://…` or
+    /// `postgresql://…` is a PostgreSQL server, `sqlite://PATH` or a plain
+    /// path a SQLite file.
+    pub fn open_url(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::open_postgres(url)
+        } else {
+            Store::open(Path::new(url.strip_prefix("sqlite://").unwrap_or(url)))
+        }
+    }
+
+    /// Whether this store is a PostgreSQL server (shared by several relays).
+    pub fn is_postgres(&self) -> bool {
+        self.lock().is_postgres()
+    }
+
+    fn from_connection(conn: Connection, location: String) -> Store {
+        Store {
             conn: Mutex::new(conn),
             location,
             request_events: tokio::sync::watch::channel(0).0,
-        })
+        }
     }
 
     /// The schema version of the open database. Opening succeeds only once
@@ -319,7 +371,7 @@ impl Store {
             "INSERT INTO organisations (name, created_at) VALUES (?1, ?2)",
             params![org_name, now],
         )?;
-        let org = OrgId(tx.last_insert_rowid());
+        let org = OrgId(tx.last_insert_rowid()?);
         let admin_id = insert_technician_token(
             &tx,
             org,
@@ -408,8 +460,22 @@ impl Store {
     }
 }
 
-/// Applies the connection settings every database gets.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// `url` without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Applies the connection settings every SQLite database gets.
+fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     // WAL lets readers (backups, `sqlite3` for support) work while the relay
     // writes; an in-memory database answers "memory", which is fine.
     let mode: String =
@@ -623,6 +689,8 @@ mod tests {
             enroll(&store, "e1", "key-1", "laptop-1", 1, T0).unwrap();
             let mode: String = store
                 .lock()
+                .as_sqlite()
+                .unwrap()
                 .pragma_query_value(None, "journal_mode", |r| r.get(0))
                 .unwrap();
             assert_eq!(mode, "wal");
@@ -656,7 +724,7 @@ mod tests {
                 [],
             )
             .unwrap();
-            OrgId(conn.last_insert_rowid())
+            OrgId(conn.last_insert_rowid().unwrap())
         };
         enroll_token(&store, acme, "acme", 10);
         enroll_token(&store, globex, "globex", 10);
@@ -793,11 +861,11 @@ mod tests {
         let error = store
             .create_technician_token(org, "dup", Role::Viewer, &hash("admin"), None, "system", T0)
             .unwrap_err();
-        assert!(matches!(error, StoreError::Sqlite(_)), "{error}");
+        assert!(matches!(error, StoreError::Database(_)), "{error}");
         let error = store
             .create_enroll_token(OrgId(42), &hash("e"), 1, T0 + DAY, None, "system", T0)
             .unwrap_err();
-        assert!(matches!(error, StoreError::Sqlite(_)), "{error}");
+        assert!(matches!(error, StoreError::Database(_)), "{error}");
         assert_eq!(snapshot(&store), before);
         assert_eq!(store.list_technician_tokens(org).unwrap().len(), 1);
         assert_eq!(store.verify_audit_chain().unwrap(), Ok(()));

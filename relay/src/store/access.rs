@@ -14,10 +14,10 @@
 //! Like the rest of [`Store`], nothing here reads the clock, and every
 //! change writes its audit row in the same transaction.
 
+use super::sql::{params, OptionalExtension, Transaction, TransactionBehavior};
 use deskside_protocol::console::{EnrollTokenInfo, SessionInfo, TechnicianTokenInfo};
 use deskside_protocol::session::Capabilities;
 use deskside_protocol::{DeviceId, Refusal, Role, TechnicianId};
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sessions::{load_session, write_session_end, SessionEnd};
 use super::{
@@ -85,7 +85,7 @@ struct OpenSession {
 fn open_sessions(
     tx: &Transaction<'_>,
     condition: &str,
-    values: impl rusqlite::Params,
+    values: impl super::sql::Params,
 ) -> Result<Vec<OpenSession>, StoreError> {
     let mut statement = tx.prepare(&format!(
         "SELECT id, org_id, device_id, granted, consent_at FROM sessions
@@ -444,7 +444,8 @@ impl Store {
             tx.execute("DELETE FROM devices WHERE id = ?1", [device_id_to_sql(*id)])?;
             if let Some(token) = token {
                 tx.execute(
-                    "UPDATE enroll_tokens SET uses_left = min(uses_left + 1, uses_total)
+                    "UPDATE enroll_tokens SET uses_left = CASE WHEN uses_left + 1 < uses_total
+                                                THEN uses_left + 1 ELSE uses_total END
                      WHERE id = ?1",
                     [token],
                 )?;
@@ -511,9 +512,9 @@ fn audit_token_revoke(
 }
 
 fn query_enroll_tokens(
-    conn: &rusqlite::Connection,
+    conn: &super::sql::Connection,
     condition: &str,
-    values: impl rusqlite::Params,
+    values: impl super::sql::Params,
 ) -> Result<Vec<EnrollTokenInfo>, StoreError> {
     let mut statement = conn.prepare(&format!(
         "SELECT e.id, e.uses_total, e.uses_left, e.created_at, e.expires_at, e.revoked_at,

@@ -124,7 +124,7 @@ impl AuditRow {
 }
 
 /// Reads `id, at, org_id, actor, action, target, detail`.
-pub(super) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
+pub(super) fn audit_from_row(row: &Row<'_>) -> super::sql::Result<AuditRow> {
     Ok(AuditRow {
         id: row.get(0)?,
         at: row.get(1)?,

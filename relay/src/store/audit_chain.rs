@@ -9,7 +9,7 @@
 //! heads of `audit_anchor`) can catch that, with [`Store::audit_hash_at`].
 //! Read-only: nothing here writes.
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "test-utils")]

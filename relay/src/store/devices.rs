@@ -30,7 +30,7 @@ pub(super) fn address_to_store(
 pub(super) const DEVICE_COLUMNS: &str = "id, org_id, public_key, hostname, os, agent_version, \
      first_seen, last_seen, last_address, revoked_at, device_group";
 
-pub(super) fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+pub(super) fn device_from_row(row: &Row<'_>) -> super::sql::Result<DeviceRecord> {
     Ok(DeviceRecord {
         id: device_id_from_sql(row.get(0)?),
         org: OrgId(row.get(1)?),
@@ -51,7 +51,7 @@ pub(super) fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
 pub(super) fn query_devices(
     conn: &Connection,
     condition: &str,
-    params: &[&dyn rusqlite::ToSql],
+    params: &[&dyn super::sql::ToValue],
 ) -> Result<Vec<DeviceRecord>, StoreError> {
     let mut statement = conn.prepare(&format!(
         "SELECT {DEVICE_COLUMNS} FROM devices WHERE {condition}"
@@ -304,7 +304,9 @@ impl Store {
             // `remove_orphan_devices`), even when it attaches in the second
             // it enrolled.
             "UPDATE devices SET hostname = ?1, os = ?2, agent_version = ?3,
-                                last_seen = max(?4, first_seen + 1), last_address = ?5
+                                last_seen = CASE WHEN ?4 > first_seen + 1 THEN ?4
+                                                 ELSE first_seen + 1 END,
+                                last_address = ?5
              WHERE id = ?6",
             params![
                 info.hostname,
@@ -365,8 +367,10 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut statement =
-                tx.prepare("UPDATE devices SET last_seen = max(last_seen, ?1) WHERE id = ?2")?;
+            let mut statement = tx.prepare(
+                "UPDATE devices SET last_seen = CASE WHEN ?1 > last_seen THEN ?1 ELSE last_seen END
+                     WHERE id = ?2",
+            )?;
             for id in ids {
                 statement.execute(params![now, device_id_to_sql(*id)])?;
             }
@@ -425,11 +429,14 @@ impl Store {
                 return Ok(choice);
             }
         }
-        let candidates = query_devices(
-            &conn,
-            "org_id = ?1 AND hostname = ?2 COLLATE NOCASE",
-            params![org.0, query],
-        )?;
+        // SQLite's index is `COLLATE NOCASE`; PostgreSQL's is on
+        // `lower(hostname)` (`pg_schema.sql`).
+        let same_name = if conn.is_postgres() {
+            "org_id = ?1 AND lower(hostname) = lower(?2)"
+        } else {
+            "org_id = ?1 AND hostname = ?2 COLLATE NOCASE"
+        };
+        let candidates = query_devices(&conn, same_name, params![org.0, query])?;
         if let Some(choice) = choose_device(query, candidates) {
             return Ok(choice);
         }

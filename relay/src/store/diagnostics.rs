@@ -74,7 +74,7 @@ impl Store {
                 primary_segment
             ],
         )?;
-        let id = tx.last_insert_rowid();
+        let id = tx.last_insert_rowid()?;
         insert_audit(
             &tx,
             &NewAudit {

@@ -162,7 +162,7 @@ pub(super) fn migrate(
     let known = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let found = u32::try_from(found).map_err(|_| {
             StoreError::Corrupt(format!("the schema version (user_version) is {found}"))
         })?;
@@ -179,10 +179,75 @@ pub(super) fn migrate(
             source,
         };
         tx.execute_batch(script).map_err(migration_error)?;
-        tx.pragma_update(None, "user_version", i64::from(version))
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
             .map_err(migration_error)?;
         tx.commit().map_err(migration_error)?;
         tracing::info!(database = location, version, "migrated the relay database");
+    }
+}
+
+/// The PostgreSQL schema at [`SCHEMA_VERSION`]: what the SQLite migrations
+/// above end at, in PostgreSQL's types (see `sql.rs`).
+const PG_SCHEMA: &str = include_str!("pg_schema.sql");
+
+/// PostgreSQL migrations after the version `PG_SCHEMA` creates, in order:
+/// entry `i` takes the database from `PG_SCHEMA_BASE + i` to the next.
+/// Append one here with each SQLite migration appended above.
+const PG_MIGRATIONS: &[&str] = &[];
+
+/// The schema version `PG_SCHEMA` creates.
+const PG_SCHEMA_BASE: u32 = 8;
+
+/// Brings a PostgreSQL database to [`SCHEMA_VERSION`]: `PG_SCHEMA` on an
+/// empty database, then `PG_MIGRATIONS`, each in one transaction under the
+/// store's write lock, so relays starting together migrate once. The
+/// version lives in the table `deskside_schema`.
+pub(super) fn migrate_postgres(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
+    const _: () = assert!(PG_SCHEMA_BASE as usize + PG_MIGRATIONS.len() == MIGRATIONS.len());
+    let known = SCHEMA_VERSION;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS deskside_schema (version BIGINT NOT NULL)")?;
+        let found: Option<i64> = tx
+            .query_row("SELECT version FROM deskside_schema", [], |row| row.get(0))
+            .optional()?;
+        let found = u32::try_from(found.unwrap_or(0)).map_err(|_| {
+            StoreError::Corrupt(format!("the schema version (deskside_schema) is {found:?}"))
+        })?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found == known {
+            return Ok(());
+        }
+        let (script, version) = if found == 0 {
+            (PG_SCHEMA, PG_SCHEMA_BASE)
+        } else if found < PG_SCHEMA_BASE {
+            return Err(StoreError::Corrupt(format!(
+                "the PostgreSQL schema version is {found}, older than any this relay created"
+            )));
+        } else {
+            (PG_MIGRATIONS[(found - PG_SCHEMA_BASE) as usize], found + 1)
+        };
+        let migration_error = |source| StoreError::Migration {
+            location: location.to_owned(),
+            version,
+            source,
+        };
+        tx.execute_batch(script).map_err(migration_error)?;
+        tx.execute("DELETE FROM deskside_schema", [])
+            .map_err(migration_error)?;
+        tx.execute(
+            "INSERT INTO deskside_schema (version) VALUES (?1)",
+            [i64::from(version)],
+        )
+        .map_err(migration_error)?;
+        tx.commit().map_err(migration_error)?;
+        tracing::info!(
+            database = location,
+            version,
+            "migrated the relay's PostgreSQL database"
+        );
     }
 }
 
@@ -198,7 +263,7 @@ mod tests {
         assert_eq!(SCHEMA_VERSION, 8);
         let conn = store.lock();
         let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 8);
         let tables: Vec<String> = conn
@@ -230,14 +295,14 @@ mod tests {
             ]
         );
         let foreign_keys: i64 = conn
-            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(foreign_keys, 1);
     }
 
     #[test]
     fn a_failed_migration_leaves_the_previous_version() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         let broken = [
             "CREATE TABLE first (id INTEGER);",
             "CREATE TABLE second (id INTEGER); THIS IS NOT SQL;",
@@ -248,7 +313,7 @@ mod tests {
             "{error}"
         );
         let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 1);
         let second: i64 = conn
@@ -266,7 +331,7 @@ mod tests {
         ];
         migrate(&mut conn, &fixed, ":memory:").unwrap();
         let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 2);
     }
@@ -276,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         drop(Store::open(&path).unwrap());
-        Connection::open(&path)
+        rusqlite::Connection::open(&path)
             .unwrap()
             .pragma_update(None, "user_version", 99)
             .unwrap();

@@ -5,8 +5,8 @@
 //! For the operator of the machine only: whoever can write the relay's data
 //! directory already owns the relay, so this grants nothing new.
 
+use super::sql::{params, OptionalExtension as _, TransactionBehavior};
 use deskside_protocol::Role;
-use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
 use super::{
     insert_audit, insert_technician_token, token_target, NewAudit, OrgId, Store, StoreError,

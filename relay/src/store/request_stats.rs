@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
+use super::sql::params;
 use deskside_protocol::request_stats::{
     latency, CategoryCount, FindingCount, RepeatDevice, RequestStats, CATEGORIES,
 };
-use rusqlite::params;
 
 use super::{device_id_from_sql, OrgId, Store, StoreError};
 
@@ -73,8 +73,11 @@ CREATE INDEX requests_window
 
 /// Derives the category and problems of request `number` from its stored
 /// verdict; called in the transaction that stores the request.
-pub(super) fn record_facts(conn: &rusqlite::Connection, number: u64) -> Result<(), StoreError> {
+pub(super) fn record_facts(conn: &super::sql::Connection, number: u64) -> Result<(), StoreError> {
     let id = number as i64;
+    if conn.is_postgres() {
+        return record_facts_in_rust(conn, id);
+    }
     conn.prepare_cached(concat!(
         "UPDATE requests SET category = ",
         category_of_verdict!(),
@@ -83,6 +86,58 @@ pub(super) fn record_facts(conn: &rusqlite::Connection, number: u64) -> Result<(
     .execute(params![id])?;
     conn.prepare_cached(concat!(record_problems!(), " AND r.id = ?1"))?
         .execute(params![id])?;
+    Ok(())
+}
+
+/// [`record_facts`] for PostgreSQL, which has no `json_valid` (before
+/// version 16): the same derivation as `category_of_verdict!` and
+/// `record_problems!`, done on the parsed verdict.
+fn record_facts_in_rust(conn: &super::sql::Connection, id: i64) -> Result<(), StoreError> {
+    let verdict: Option<String> =
+        conn.query_row("SELECT verdict FROM requests WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })?;
+    let parsed = verdict
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>);
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let category = match &parsed {
+        None => "no_diagnostics".to_owned(),
+        Some(Err(_)) => "unknown".to_owned(),
+        Some(Ok(verdict)) => match verdict.get("primary") {
+            None | Some(serde_json::Value::Null) => "no_problem".to_owned(),
+            Some(primary) => text(primary),
+        },
+    };
+    conn.execute(
+        "UPDATE requests SET category = ?1 WHERE id = ?2",
+        params![category, id],
+    )?;
+    let findings = match &parsed {
+        Some(Ok(verdict)) => verdict.get("findings").and_then(|f| f.as_array()).cloned(),
+        _ => None,
+    };
+    for finding in findings.unwrap_or_default() {
+        let severity = finding.get("severity").and_then(|s| s.as_str());
+        let Some(finding_id) = finding.get("id").filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if !matches!(severity, Some("warning" | "critical")) {
+            continue;
+        }
+        let segment = match finding.get("segment") {
+            None | Some(serde_json::Value::Null) => "unknown".to_owned(),
+            Some(segment) => text(segment),
+        };
+        conn.execute(
+            "INSERT INTO request_findings (request_id, finding, segment) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![id, text(finding_id), segment],
+        )?;
+    }
     Ok(())
 }
 
@@ -170,7 +225,7 @@ impl Store {
                     requests: row.get::<_, i64>(2)? as u64,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
 
         let mut statement = conn.prepare_cached(&format!(
             "SELECT r.device_id, d.hostname, COUNT(*) AS n
@@ -190,7 +245,7 @@ impl Store {
                     requests: row.get::<_, i64>(2)? as u64,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
 
         Ok(RequestStats {
             since,
@@ -529,8 +584,9 @@ mod tests {
     #[test]
     fn the_migration_derives_the_facts_of_requests_stored_before_it() {
         // A store at the schema before this migration, with requests.
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::configure(&conn).unwrap();
+        let mut conn = super::super::sql::Connection::sqlite(conn);
         let before = super::super::MIGRATIONS.len() - 1;
         super::super::migrate(&mut conn, &super::super::MIGRATIONS[..before], "test").unwrap();
         let store = Store {

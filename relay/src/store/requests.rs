@@ -10,11 +10,11 @@
 //! after resolution (not done yet). First response is the first claim or
 //! reply; resolution time is that of the last `resolve`.
 
+use super::sql::{params, OptionalExtension as _, TransactionBehavior};
 use deskside_protocol::request::{
     Answers, DeliveryFailure, EmployeeRequest, RequestAction, RequestEvent,
 };
 use deskside_protocol::{DeviceId, Refusal, TechnicianId};
-use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
 use super::{
     device_id_from_sql, device_id_to_sql, device_target, insert_audit, NewAudit, OrgId, Store,
@@ -164,7 +164,7 @@ const COLUMNS: &str =
     "id, device_id, client_id, answers, snapshot, verdict, verdict_line, failures, \
      priority, status, assignee_id, assignee_name, created_at, first_response_at, resolved_at";
 
-fn row_to_request(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RequestRow, String, String)> {
+fn row_to_request(row: &super::sql::Row<'_>) -> super::sql::Result<(RequestRow, String, String)> {
     let answers: String = row.get(3)?;
     let failures: String = row.get(7)?;
     let priority: i64 = row.get(8)?;
@@ -204,7 +204,7 @@ fn parse(
 
 /// Request `number` of `org`, if there is one.
 pub(super) fn request_of(
-    conn: &rusqlite::Connection,
+    conn: &super::sql::Connection,
     org: OrgId,
     number: u64,
 ) -> Result<Option<RequestRow>, StoreError> {
@@ -266,7 +266,7 @@ pub(super) fn why_not_held(session: &super::SessionRecord) -> Option<String> {
 /// technicians, so the ticketing outbox delivers it, audited as
 /// `request.session_follow_up` like the follow-up of a session that ran.
 pub(super) fn add_not_held_follow_ups(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &super::sql::Transaction<'_>,
     session: &super::SessionRecord,
     only: Option<u64>,
     now: i64,
@@ -286,7 +286,7 @@ pub(super) fn add_not_held_follow_ups(
             .query_map(params![session.id as i64, only.map(|n| n as i64)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         rows
     };
     let asked = std::time::UNIX_EPOCH
@@ -386,7 +386,7 @@ impl Store {
 }
 
 fn add_event(
-    conn: &rusqlite::Connection,
+    conn: &super::sql::Connection,
     number: u64,
     at: i64,
     author: &str,
@@ -458,7 +458,7 @@ impl Store {
                 now
             ],
         )?;
-        let number = tx.last_insert_rowid() as u64;
+        let number = tx.last_insert_rowid()? as u64;
         super::request_stats::record_facts(&tx, number)?;
         add_event(
             &tx,
@@ -519,7 +519,7 @@ impl Store {
                 ],
                 row_to_request,
             )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         rows.into_iter().map(parse).collect()
     }
 
@@ -554,7 +554,7 @@ impl Store {
                     ended_by: r.get(6)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         Ok(Some((row, events, sessions)))
     }
 
@@ -666,7 +666,8 @@ impl Store {
                     }
                 }
                 let linked = tx.execute(
-                    "INSERT OR IGNORE INTO request_sessions (request_id, session_id) VALUES (?1, ?2)",
+                    "INSERT INTO request_sessions (request_id, session_id) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
                     params![number as i64, session_id_sql],
                 )?;
                 tx.execute(
@@ -731,7 +732,7 @@ impl Store {
                     r.get::<_, Option<String>>(3)?,
                 ))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (number, client_id, status, assignee) in rows.into_iter().rev() {
             out.push(EmployeeRequest {
@@ -767,7 +768,7 @@ impl Store {
                     technician: r.get(3)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         Ok(linked)
     }
 
@@ -826,7 +827,7 @@ impl Store {
 }
 
 fn events_of(
-    conn: &rusqlite::Connection,
+    conn: &super::sql::Connection,
     number: u64,
     employee_only: bool,
 ) -> Result<Vec<RequestEvent>, StoreError> {
@@ -843,7 +844,7 @@ fn events_of(
                 text: r.get(3)?,
             })
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::sql::Result<Vec<_>>>()?;
     Ok(events)
 }
 

@@ -12,9 +12,9 @@
 //! consented session its parties did not resume, from the relay's grace
 //! watchdog).
 
+use super::sql::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{DeviceId, Fingerprint, TechnicianId};
-use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{
     device_id_from_sql, device_id_to_sql, device_target, insert_audit, technician_id_from_sql,
@@ -150,7 +150,7 @@ struct SessionRow {
 }
 
 impl SessionRow {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    fn from_row(row: &Row<'_>) -> super::sql::Result<SessionRow> {
         Ok(SessionRow {
             id: row.get(0)?,
             org: row.get(1)?,
@@ -754,7 +754,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         {
-            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            let mut conn =
+                super::super::sql::Connection::sqlite(rusqlite::Connection::open(&path).unwrap());
             super::super::migrate(&mut conn, &super::super::MIGRATIONS[..3], "v3").unwrap();
             conn.execute_batch(
                 "INSERT INTO organisations (name, created_at) VALUES ('Acme', 1);

@@ -14,7 +14,7 @@
 //! Nothing here reads the clock: times are passed in (Unix milliseconds for
 //! delivery attempts, seconds for tickets, like the rest of the store).
 
-use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
+use super::sql::{params, OptionalExtension as _, TransactionBehavior};
 
 use super::requests::{request_of, RequestRow};
 use super::{insert_audit, NewAudit, OrgId, Store, StoreError, SYSTEM_ACTOR};
@@ -181,10 +181,11 @@ impl Store {
             Some(cursor) if cursor >= newest => 0,
             Some(cursor) => {
                 let added = tx.execute(
-                    "INSERT OR IGNORE INTO ticket_deliveries
+                    "INSERT INTO ticket_deliveries
                          (connector, request_id, event_id, next_attempt_ms)
                      SELECT ?1, request_id, id, ?2 FROM request_events
-                     WHERE id > ?3 AND id <= ?4 ORDER BY id",
+                     WHERE id > ?3 AND id <= ?4 ORDER BY id
+                     ON CONFLICT DO NOTHING",
                     params![connector, now_ms, cursor, newest],
                 )?;
                 tx.execute(
@@ -311,9 +312,10 @@ impl Store {
             |r| r.get(0),
         )?;
         let added = tx.execute(
-            "INSERT OR IGNORE INTO request_tickets
+            "INSERT INTO request_tickets
                  (request_id, connector, ticket_id, label, url, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO NOTHING",
             params![
                 number as i64,
                 connector,
@@ -391,7 +393,7 @@ impl Store {
                     created_at: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         let mut statement = conn.prepare_cached(
             "SELECT d.connector,
                     (SELECT COUNT(*) FROM ticket_deliveries p
@@ -417,7 +419,7 @@ impl Store {
                     next_attempt_ms: r.get(5)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::sql::Result<Vec<_>>>()?;
         Ok(RequestTickets { tickets, failing })
     }
 }

@@ -12,8 +12,8 @@
 //! keeps the worst of each 10 minutes), so a week of history stays small
 //! without averaging old episodes away.
 
+use super::sql::{params, TransactionBehavior};
 use deskside_protocol::DeviceId;
-use rusqlite::{params, TransactionBehavior};
 
 use super::{device_id_from_sql, device_id_to_sql, OrgId, Store, StoreError};
 
@@ -64,8 +64,9 @@ impl Store {
         let mut added = 0;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO timeline (device_id, at_ms, resolution_s, sample)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO timeline (device_id, at_ms, resolution_s, sample)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
             )?;
             for (at_ms, sample) in samples {
                 added += insert.execute(params![
@@ -188,8 +189,10 @@ impl Store {
         let mut delete =
             tx.prepare_cached("DELETE FROM timeline WHERE device_id = ?1 AND at_ms = ?2")?;
         let mut insert = tx.prepare_cached(
-            "INSERT OR REPLACE INTO timeline (device_id, at_ms, resolution_s, sample)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO timeline (device_id, at_ms, resolution_s, sample)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device_id, at_ms)
+             DO UPDATE SET resolution_s = excluded.resolution_s, sample = excluded.sample",
         )?;
         let mut start = 0;
         while start < rows.len() {

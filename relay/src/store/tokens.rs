@@ -22,7 +22,7 @@ pub(super) fn insert_technician_token(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![org.0, name, role.as_str(), &token_hash[..], now, expires_at],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn.last_insert_rowid()?)
 }
 
 /// Columns read by [`TokenRow::from_row`].
@@ -43,7 +43,7 @@ pub(super) struct TokenRow {
 }
 
 impl TokenRow {
-    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    pub(super) fn from_row(row: &Row<'_>) -> super::sql::Result<TokenRow> {
         Ok(TokenRow {
             id: row.get(0)?,
             org: OrgId(row.get(1)?),
@@ -221,7 +221,7 @@ impl Store {
                 group
             ],
         )?;
-        let id = tx.last_insert_rowid();
+        let id = tx.last_insert_rowid()?;
         insert_audit(
             &tx,
             &NewAudit {
@@ -398,7 +398,7 @@ mod tests {
         let (store, org) = bootstrapped();
         {
             let conn = store.lock();
-            conn.pragma_update(None, "ignore_check_constraints", "ON")
+            conn.execute_batch("PRAGMA ignore_check_constraints = ON")
                 .unwrap();
             conn.execute(
                 "UPDATE technician_tokens SET role = 'root' WHERE id = 1",

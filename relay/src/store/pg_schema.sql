@@ -1,0 +1,1 @@
+-- Placeholder: the PostgreSQL schema is being written (pgharness helper replaces this file).
