@@ -8,6 +8,8 @@
 //!
 //! - [`tiles`]: lossless changed tiles (64×64, RGB, zstd level 1), payload
 //!   format documented there; a static screen sends nothing.
+//! - [`scroll`]: finds a vertical shift (scrolling) between two frames, so
+//!   tiles send a copy, the uncovered strip and what still differs.
 //! - [`h264`]: OpenH264 built from source; BGRA → I420, odd sizes padded and
 //!   cropped.
 //! - [`adapt`]: the policy that picks the codec, H.264 bitrate and frame rate.
@@ -44,6 +46,7 @@ pub mod adapt;
 pub mod frame;
 pub mod h264;
 pub mod pointer;
+pub mod scroll;
 pub mod stream;
 pub mod tiles;
 

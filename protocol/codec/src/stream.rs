@@ -165,6 +165,17 @@ impl Encoder {
         self.active == Codec::H264 && self.frames_since_change <= self.refine_frames
     }
 
+    /// Lets lossless tiles carry copies and strips (scrolling; see
+    /// `tiles.rs`), for a viewer that announced it decodes them
+    /// (`ConsoleToAgent::DecodesTileCopies`). Off by default: an older
+    /// viewer would refuse such frames. With copies a scroll costs the
+    /// uncovered strip, not the moved tiles, so the policy sees no large
+    /// moving region and keeps the exact picture instead of switching to
+    /// H.264.
+    pub fn allow_copies(&mut self, allowed: bool) {
+        self.tiles.allow_copies(allowed);
+    }
+
     /// Makes the next frame a keyframe (the viewer asked, or a new viewer).
     pub fn request_keyframe(&mut self) {
         self.keyframe_due = true;
@@ -211,13 +222,22 @@ impl Encoder {
             other => other,
         };
         let want_keyframe = self.keyframe_due || self.last_sent != Some(codec);
+        let tile = u32::from(self.tiles.config().tile_size.max(1));
+        // A strip counts as the tiles its pixels would fill.
+        let tile_area = (tile * tile) as usize;
         let (keyframe, payload, changed_tiles) = match codec {
             Codec::ZstdTiles => match self.tiles.encode(frame, want_keyframe)? {
-                Some(out) => (out.keyframe, Some(out.payload), out.tiles),
+                Some(out) => (
+                    out.keyframe,
+                    Some(out.payload),
+                    out.tiles + out.strip_pixels.div_ceil(tile_area),
+                ),
                 None => (false, None, 0),
             },
             Codec::H264 => {
-                let changed = self.tiles.detect_changes(frame);
+                // What tiles would send, copies included.
+                let changes = self.tiles.estimate_changes(frame);
+                let changed = changes.tiles + changes.strip_pixels.div_ceil(tile_area);
                 if changed > 0 {
                     self.frames_since_change = 0;
                 } else {
@@ -243,7 +263,6 @@ impl Encoder {
             self.keyframe_due = false;
             self.last_sent = Some(codec);
         }
-        let tile = u32::from(self.tiles.config().tile_size.max(1));
         let total_tiles =
             frame.width().div_ceil(tile) as usize * frame.height().div_ceil(tile) as usize;
         self.recent.record(FrameSample {

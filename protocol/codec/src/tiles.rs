@@ -37,10 +37,34 @@
 //! left, the first pixel of each tile row being sent as is. A keyframe
 //! carries every tile of the frame exactly once; other frames carry each
 //! changed tile at most once.
+//!
+//! # Copies and strips (flag bit 2)
+//!
+//! A frame that is not a keyframe may set flag bit 2 ([`FLAG_COPIES`]):
+//! between the header and the first tile it then carries
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | number of copies `c` (at most [`MAX_COPIES`]) |
+//! | `c` × 12 | each copy: `src_x`, `src_y`, `dst_x`, `dst_y`, `width`, `height`, 2 bytes each |
+//! | 2 | number of strips `r` (at most [`MAX_STRIPS`]) |
+//!
+//! then `r` times: `x`, `y`, `w`, `h` (2 bytes each), a compressed length
+//! (4 bytes) and one zstd frame of `w * h * 3` bytes (RGB rows, filtered like
+//! tiles; at most [`MAX_STRIP_PIXELS`] pixels). The viewer applies the
+//! copies in order (each copies a rectangle of its picture as it was before
+//! that copy, like `memmove`), then pastes the strips, then the tiles. Every
+//! rectangle lies inside the frame. The encoder uses this for scrolling
+//! (`scroll.rs`): one copy for the rows that moved, one strip for the rows
+//! the scroll uncovered, tiles for whatever still differs. Only viewers that
+//! announce it get such frames
+//! (`ConsoleToAgent::DecodesTileCopies`): an older viewer refuses the flag
+//! and asks for a keyframe, so it never draws a wrong picture.
 
 use thiserror::Error;
 
 use crate::frame::{check_dimensions, BgraFrame};
+use crate::scroll::{ScrollFinder, Shift};
 
 /// Format version written in byte 0.
 pub const TILES_FORMAT_VERSION: u8 = 1;
@@ -52,6 +76,74 @@ pub const MAX_TILE_SIZE: u16 = 256;
 const HEADER_LEN: usize = 16;
 const TILE_HEADER_LEN: usize = 8;
 const FILTER_MASK: u8 = 0b11;
+/// Flag bit 2: copies and strips follow the header (see the module
+/// documentation).
+pub const FLAG_COPIES: u8 = 0b100;
+/// Most copies in one frame.
+pub const MAX_COPIES: u8 = 8;
+/// Most strips in one frame.
+pub const MAX_STRIPS: u16 = 64;
+/// Largest strip, in pixels (a 7680-pixel-wide screen, 256 rows): bounds
+/// the decoder's scratch buffer to 6 MiB.
+pub const MAX_STRIP_PIXELS: usize = 7680 * 256;
+const COPY_LEN: usize = 12;
+
+/// A rectangle of the viewer's picture copied elsewhere in it (scrolling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyRect {
+    /// Left column of the source.
+    pub src_x: u16,
+    /// Top row of the source.
+    pub src_y: u16,
+    /// Left column of the destination.
+    pub dst_x: u16,
+    /// Top row of the destination.
+    pub dst_y: u16,
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+}
+
+impl CopyRect {
+    /// Whether both rectangles are non-empty and inside a `width`×`height`
+    /// frame.
+    fn fits(&self, width: usize, height: usize) -> bool {
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        w > 0
+            && h > 0
+            && usize::from(self.src_x) + w <= width
+            && usize::from(self.dst_x) + w <= width
+            && usize::from(self.src_y) + h <= height
+            && usize::from(self.dst_y) + h <= height
+    }
+
+    /// Applies the copy to a packed 4-bytes-per-pixel picture whose rows
+    /// are `row_len` bytes, as `memmove` would (overlap allowed). The
+    /// rectangle must [`fit`](CopyRect::fits).
+    fn apply(&self, picture: &mut [u8], row_len: usize) {
+        let bytes = usize::from(self.width) * 4;
+        let (src_x, dst_x) = (usize::from(self.src_x) * 4, usize::from(self.dst_x) * 4);
+        let (src_y, dst_y) = (usize::from(self.src_y), usize::from(self.dst_y));
+        let row = |r: usize| {
+            let src = (src_y + r) * row_len + src_x;
+            (src..src + bytes, (dst_y + r) * row_len + dst_x)
+        };
+        // Moving down: bottom row first, so no source row is overwritten
+        // before it is read.
+        if dst_y > src_y {
+            for r in (0..usize::from(self.height)).rev() {
+                let (src, dst) = row(r);
+                picture.copy_within(src, dst);
+            }
+        } else {
+            for r in 0..usize::from(self.height) {
+                let (src, dst) = row(r);
+                picture.copy_within(src, dst);
+            }
+        }
+    }
+}
 
 /// A reversible per-tile filter applied before zstd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +300,45 @@ pub enum TileDecodeError {
     /// Bytes follow the last tile.
     #[error("tile payload has {0} bytes after its last tile; ask for a keyframe")]
     TrailingBytes(usize),
+    /// A keyframe carries copies or strips ([`FLAG_COPIES`]).
+    #[error("a tile keyframe carries copies or strips; ask for a keyframe")]
+    CopiesInKeyframe,
+    /// More copies or strips than a frame may carry.
+    #[error("tile payload announces {copies} copies and {strips} strips (at most {MAX_COPIES} and {MAX_STRIPS}); ask for a keyframe")]
+    TooManyCopies {
+        /// Copies announced.
+        copies: u8,
+        /// Strips announced (0 when the copies were refused first).
+        strips: u16,
+    },
+    /// A copy's source or destination is empty or leaves the frame.
+    #[error("copy {0:?} is empty or leaves the frame; ask for a keyframe")]
+    CopyOutOfRange(CopyRect),
+    /// A strip is empty, leaves the frame or is larger than
+    /// [`MAX_STRIP_PIXELS`].
+    #[error("strip {w}x{h} at ({x}, {y}) is empty, leaves the frame or is larger than {MAX_STRIP_PIXELS} pixels; ask for a keyframe")]
+    StripOutOfRange {
+        /// Left column.
+        x: u16,
+        /// Top row.
+        y: u16,
+        /// Width.
+        w: u16,
+        /// Height.
+        h: u16,
+    },
+    /// A strip did not decompress to exactly its size.
+    #[error("strip at ({x}, {y}) did not decompress to its {expected} bytes ({detail}); ask for a keyframe")]
+    BadStripData {
+        /// Left column.
+        x: u16,
+        /// Top row.
+        y: u16,
+        /// Bytes the strip must have.
+        expected: usize,
+        /// What zstd said, or the size it produced.
+        detail: String,
+    },
     /// zstd could not set up a decompression context.
     #[error("zstd could not start: {0}; the process may be out of memory")]
     Zstd(String),
@@ -261,6 +392,31 @@ pub struct TileFrame {
     pub payload: Vec<u8>,
     /// How many tiles it carries.
     pub tiles: usize,
+    /// How many copies it carries (scrolling).
+    pub copies: usize,
+    /// Pixels of the strips it carries.
+    pub strip_pixels: usize,
+}
+
+/// What the encoder found to copy before comparing tiles: the copy and the
+/// uncovered strip `(x, y, w, h)`, both already applied to its picture of
+/// the viewer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prepared {
+    copy: CopyRect,
+    strip: Option<(usize, usize, usize, usize)>,
+}
+
+/// How a frame differs from the previous one once copies are applied: the
+/// encoder's cheap estimate while another codec runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Tiles that still differ after the copies and strips.
+    pub tiles: usize,
+    /// Copies found (0 or 1).
+    pub copies: usize,
+    /// Pixels of the uncovered strips.
+    pub strip_pixels: usize,
 }
 
 /// Encoder for changed tiles. Keeps a copy of the previous frame.
@@ -274,6 +430,9 @@ pub struct TileEncoder {
     grid: Option<Grid>,
     changed: Vec<bool>,
     scratch: Vec<u8>,
+    /// Whether the viewer decodes [`FLAG_COPIES`] (it said so).
+    copies_allowed: bool,
+    finder: ScrollFinder,
 }
 
 impl std::fmt::Debug for TileEncoder {
@@ -300,7 +459,75 @@ impl TileEncoder {
             grid: None,
             changed: Vec::new(),
             scratch: Vec::new(),
+            copies_allowed: false,
+            finder: ScrollFinder::new(),
         })
+    }
+
+    /// Lets the encoder send copies and strips ([`FLAG_COPIES`]); only for
+    /// a viewer that announced it decodes them. Off by default.
+    pub fn allow_copies(&mut self, allowed: bool) {
+        self.copies_allowed = allowed;
+    }
+
+    /// Whether copies and strips may be sent.
+    pub fn copies_allowed(&self) -> bool {
+        self.copies_allowed
+    }
+
+    /// Looks for a scroll from the previous frame to `frame` and, when one
+    /// is found, applies its copy and its uncovered strip to the kept
+    /// picture (as the viewer will), so the tile comparison that follows
+    /// sees only what still differs.
+    fn prepare(&mut self, frame: &BgraFrame<'_>, grid: Grid) -> Option<Prepared> {
+        if !self.copies_allowed || self.grid != Some(grid) {
+            return None;
+        }
+        let row_len = grid.width * 4;
+        let previous = &self.previous;
+        let old = |y: usize| &previous[y * row_len..(y + 1) * row_len];
+        let new = |y: usize| frame.row(y);
+        let shift: Shift = self
+            .finder
+            .find(&old, &new, grid.width, grid.height, grid.size)?;
+        // Frame sides are at most MAX_DIMENSION (8192), so they fit u16.
+        let copy = CopyRect {
+            src_x: shift.x as u16,
+            src_y: shift.src_y as u16,
+            dst_x: shift.x as u16,
+            dst_y: shift.dst_y as u16,
+            width: shift.width as u16,
+            height: shift.height as u16,
+        };
+        if !copy.fits(grid.width, grid.height) {
+            return None;
+        }
+        copy.apply(&mut self.previous, row_len);
+        let strip = shift
+            .exposed
+            .filter(|&(_, h)| shift.width * h <= MAX_STRIP_PIXELS)
+            .map(|(y, h)| (shift.x, y, shift.width, h));
+        if let Some((x, y, w, h)) = strip {
+            for row in y..y + h {
+                self.previous[row * row_len + x * 4..row * row_len + (x + w) * 4]
+                    .copy_from_slice(&frame.row(row)[x * 4..(x + w) * 4]);
+            }
+        }
+        Some(Prepared { copy, strip })
+    }
+
+    /// [`TileEncoder::detect_changes`] with copies: what a frame would cost
+    /// if it were encoded now (the kept picture moves on to `frame`).
+    pub fn estimate_changes(&mut self, frame: &BgraFrame<'_>) -> Changes {
+        let grid = Grid::new(frame.width(), frame.height(), self.config.tile_size);
+        let prepared = self.prepare(frame, grid);
+        Changes {
+            tiles: self.detect_changes(frame),
+            copies: usize::from(prepared.is_some()),
+            strip_pixels: prepared
+                .and_then(|p| p.strip)
+                .map_or(0, |(_, _, w, h)| w * h),
+        }
     }
 
     /// The configuration.
@@ -372,21 +599,57 @@ impl TileEncoder {
     ) -> Result<Option<TileFrame>, TileEncodeError> {
         let grid = Grid::new(frame.width(), frame.height(), self.config.tile_size);
         let keyframe = keyframe || self.grid != Some(grid);
+        let prepared = if keyframe {
+            None
+        } else {
+            self.prepare(frame, grid)
+        };
         let changed = self.detect_changes(frame);
         if keyframe {
             self.changed.fill(true);
-        } else if changed == 0 {
+        } else if changed == 0 && prepared.is_none() {
             return Ok(None);
         }
         let tiles = if keyframe { grid.total() } else { changed };
 
         let mut payload = Vec::with_capacity(HEADER_LEN + tiles * (TILE_HEADER_LEN + 1024));
         payload.push(TILES_FORMAT_VERSION);
-        payload.push(self.config.filter.to_bits());
+        let flags = self.config.filter.to_bits() | if prepared.is_some() { FLAG_COPIES } else { 0 };
+        payload.push(flags);
         payload.extend_from_slice(&self.config.tile_size.to_le_bytes());
         payload.extend_from_slice(&frame.width().to_le_bytes());
         payload.extend_from_slice(&frame.height().to_le_bytes());
         payload.extend_from_slice(&(tiles as u32).to_le_bytes());
+        let mut strip_pixels = 0;
+        if let Some(Prepared { copy, strip }) = prepared {
+            payload.push(1);
+            for field in [
+                copy.src_x,
+                copy.src_y,
+                copy.dst_x,
+                copy.dst_y,
+                copy.width,
+                copy.height,
+            ] {
+                payload.extend_from_slice(&field.to_le_bytes());
+            }
+            payload.extend_from_slice(&u16::from(strip.is_some()).to_le_bytes());
+            if let Some((x, y, w, h)) = strip {
+                strip_pixels = w * h;
+                self.scratch.clear();
+                for row in y..y + h {
+                    push_rgb(
+                        &mut self.scratch,
+                        &frame.row(row)[x * 4..(x + w) * 4],
+                        self.config.filter,
+                    );
+                }
+                for field in [x, y, w, h] {
+                    payload.extend_from_slice(&(field as u16).to_le_bytes());
+                }
+                self.append_compressed(&mut payload)?;
+            }
+        }
 
         for ty in 0..grid.tiles_y {
             for tx in 0..grid.tiles_x {
@@ -402,24 +665,33 @@ impl TileEncoder {
                 // Grid dimensions are at most MAX_DIMENSION / MIN_TILE_SIZE.
                 payload.extend_from_slice(&(tx as u16).to_le_bytes());
                 payload.extend_from_slice(&(ty as u16).to_le_bytes());
-                let len_at = payload.len();
-                payload.extend_from_slice(&[0; 4]);
-                let data_at = payload.len();
-                let bound = zstd::zstd_safe::compress_bound(self.scratch.len());
-                payload.resize(data_at + bound, 0);
-                let written = self
-                    .compressor
-                    .compress_to_buffer(&self.scratch[..], &mut payload[data_at..])
-                    .map_err(TileEncodeError::Zstd)?;
-                payload.truncate(data_at + written);
-                payload[len_at..data_at].copy_from_slice(&(written as u32).to_le_bytes());
+                self.append_compressed(&mut payload)?;
             }
         }
         Ok(Some(TileFrame {
             keyframe,
             payload,
             tiles,
+            copies: usize::from(prepared.is_some()),
+            strip_pixels,
         }))
+    }
+
+    /// Appends the scratch buffer to `payload` as a 4-byte length and one
+    /// zstd frame.
+    fn append_compressed(&mut self, payload: &mut Vec<u8>) -> Result<(), TileEncodeError> {
+        let len_at = payload.len();
+        payload.extend_from_slice(&[0; 4]);
+        let data_at = payload.len();
+        let bound = zstd::zstd_safe::compress_bound(self.scratch.len());
+        payload.resize(data_at + bound, 0);
+        let written = self
+            .compressor
+            .compress_to_buffer(&self.scratch[..], &mut payload[data_at..])
+            .map_err(TileEncodeError::Zstd)?;
+        payload.truncate(data_at + written);
+        payload[len_at..data_at].copy_from_slice(&(written as u32).to_le_bytes());
+        Ok(())
     }
 }
 
@@ -582,6 +854,81 @@ impl TileDecoder {
         result
     }
 
+    /// Reads and applies the copies and strips of a [`FLAG_COPIES`] frame.
+    fn decode_copies(
+        &mut self,
+        reader: &mut Reader<'_>,
+        grid: Grid,
+        filter: TileFilter,
+    ) -> Result<(), TileDecodeError> {
+        let row_len = grid.width * 4;
+        let copies = reader.u8()?;
+        if copies > MAX_COPIES {
+            return Err(TileDecodeError::TooManyCopies { copies, strips: 0 });
+        }
+        for _ in 0..copies {
+            let field = reader.take(COPY_LEN)?;
+            let at = |i: usize| u16::from_le_bytes([field[2 * i], field[2 * i + 1]]);
+            let copy = CopyRect {
+                src_x: at(0),
+                src_y: at(1),
+                dst_x: at(2),
+                dst_y: at(3),
+                width: at(4),
+                height: at(5),
+            };
+            if !copy.fits(grid.width, grid.height) {
+                return Err(TileDecodeError::CopyOutOfRange(copy));
+            }
+            copy.apply(&mut self.framebuffer, row_len);
+        }
+        let strips = reader.u16()?;
+        if strips > MAX_STRIPS {
+            return Err(TileDecodeError::TooManyCopies { copies, strips });
+        }
+        for _ in 0..strips {
+            let (x, y, w, h) = (reader.u16()?, reader.u16()?, reader.u16()?, reader.u16()?);
+            let (xu, yu, wu, hu) = (
+                usize::from(x),
+                usize::from(y),
+                usize::from(w),
+                usize::from(h),
+            );
+            if wu == 0
+                || hu == 0
+                || xu + wu > grid.width
+                || yu + hu > grid.height
+                || wu * hu > MAX_STRIP_PIXELS
+            {
+                return Err(TileDecodeError::StripOutOfRange { x, y, w, h });
+            }
+            let len = reader.u32()? as usize;
+            let compressed = reader.take(len)?;
+            let expected = wu * hu * 3;
+            if self.scratch.len() < expected {
+                // Bounded by MAX_STRIP_PIXELS.
+                self.scratch.resize(expected, 0);
+            }
+            let out = &mut self.scratch[..expected];
+            let bad = |detail: String| TileDecodeError::BadStripData {
+                x,
+                y,
+                expected,
+                detail,
+            };
+            match self.decompressor.decompress_to_buffer(compressed, out) {
+                Ok(n) if n == expected => {}
+                Ok(n) => return Err(bad(format!("got {n} bytes"))),
+                Err(e) => return Err(bad(e.to_string())),
+            }
+            for (row, data) in self.scratch[..expected].chunks_exact(wu * 3).enumerate() {
+                let start = (yu + row) * row_len + xu * 4;
+                write_rgba(&mut self.framebuffer[start..start + wu * 4], data, filter);
+            }
+        }
+        Ok(())
+    }
+
     fn decode_inner(
         &mut self,
         keyframe: bool,
@@ -599,7 +946,7 @@ impl TileDecoder {
         }
         let flags = reader.u8()?;
         let filter = TileFilter::from_bits(flags & FILTER_MASK)
-            .filter(|_| flags & !FILTER_MASK == 0)
+            .filter(|_| flags & !(FILTER_MASK | FLAG_COPIES) == 0)
             .ok_or(TileDecodeError::UnsupportedFlags(flags))?;
         let tile_size = reader.u16()?;
         if !(MIN_TILE_SIZE..=MAX_TILE_SIZE).contains(&tile_size) {
@@ -639,13 +986,19 @@ impl TileDecoder {
             return Err(TileDecodeError::NeedKeyframe);
         }
 
+        let row_len = grid.width * 4;
+        if flags & FLAG_COPIES != 0 {
+            if keyframe {
+                return Err(TileDecodeError::CopiesInKeyframe);
+            }
+            self.decode_copies(&mut reader, grid, filter)?;
+        }
         self.seen.clear();
         self.seen.resize(total, false);
         let max_tile = grid.size * grid.size * 3;
         if self.scratch.len() < max_tile {
             self.scratch.resize(max_tile, 0);
         }
-        let row_len = grid.width * 4;
         for _ in 0..count {
             let tx = reader.u16()?;
             let ty = reader.u16()?;
@@ -960,7 +1313,248 @@ mod tests {
         assert!(dec.is_valid());
     }
 
+    fn scrolled(w: u32, h: u32, header: usize, sidebar: usize, offset: usize) -> Vec<u8> {
+        crate::scroll::tests::screen(w as usize, h as usize, header, sidebar, offset)
+    }
+
+    /// Encodes `frames` one after the other (copies allowed or not),
+    /// decodes each and checks the picture is exact every time; returns the
+    /// encoded frames.
+    fn run(frames: &[Vec<u8>], w: u32, h: u32, copies: bool) -> Vec<TileFrame> {
+        let mut enc = encoder(TileFilter::None);
+        enc.allow_copies(copies);
+        let mut dec = TileDecoder::new().unwrap();
+        let mut out = Vec::new();
+        for (i, bgra) in frames.iter().enumerate() {
+            let frame = BgraFrame::packed(bgra, w, h).unwrap();
+            if let Some(encoded) = enc.encode(&frame, false).unwrap() {
+                dec.decode(encoded.keyframe, w, h, &encoded.payload)
+                    .unwrap();
+                out.push(encoded);
+            }
+            assert!(
+                dec.rgba().unwrap() == &expected_rgba(bgra)[..],
+                "frame {i} is not exact"
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_frame_scroll_is_one_copy_and_a_strip_and_decodes_exactly() {
+        let (w, h) = (320, 240);
+        let frames: Vec<Vec<u8>> = (0..6).map(|f| scrolled(w, h, 0, 0, f * 18)).collect();
+        let with = run(&frames, w, h, true);
+        let without = run(&frames, w, h, false);
+        for (f, out) in with.iter().enumerate().skip(1) {
+            assert_eq!(out.copies, 1, "frame {f}");
+            assert_eq!(out.payload[1] & FLAG_COPIES, FLAG_COPIES);
+            assert!(out.strip_pixels > 0 && out.strip_pixels <= 18 * w as usize);
+            assert!(out.tiles <= 5, "frame {f}: {} tiles", out.tiles);
+        }
+        let bytes =
+            |frames: &[TileFrame]| frames[1..].iter().map(|f| f.payload.len()).sum::<usize>();
+        assert!(
+            bytes(&with) * 4 < bytes(&without),
+            "copies {} B, tiles alone {} B",
+            bytes(&with),
+            bytes(&without)
+        );
+        // Without the viewer's word, never a copy.
+        assert!(without
+            .iter()
+            .all(|f| f.copies == 0 && f.payload[1] & FLAG_COPIES == 0));
+        // Scrolling back up works the same way.
+        let back: Vec<Vec<u8>> = frames.iter().rev().cloned().collect();
+        assert!(run(&back, w, h, true)[1..].iter().all(|f| f.copies == 1));
+    }
+
+    #[test]
+    fn a_pane_below_a_fixed_header_scrolls_with_a_copy() {
+        let (w, h) = (400, 300);
+        let frames: Vec<Vec<u8>> = [0, 12, 30, 31, 60, 45]
+            .iter()
+            .map(|&offset| scrolled(w, h, 40, 70, offset))
+            .collect();
+        let out = run(&frames, w, h, true);
+        for (f, frame) in out.iter().enumerate().skip(1) {
+            assert_eq!(frame.copies, 1, "frame {f}");
+            assert!(frame.tiles <= 7, "frame {f}: {} tiles", frame.tiles);
+        }
+    }
+
+    #[test]
+    fn changes_that_are_not_scrolls_send_tiles_only() {
+        let (w, h) = (320, 240);
+        let a = scrolled(w, h, 0, 0, 0);
+        // Another page; then a few typed rows.
+        let b = picture(w, h, 5);
+        let mut c = b.clone();
+        for byte in &mut c[100 * w as usize * 4..110 * w as usize * 4] {
+            *byte ^= 0x33;
+        }
+        let out = run(&[a, b, c], w, h, true);
+        assert_eq!(out.len(), 3);
+        assert!(out
+            .iter()
+            .all(|f| f.copies == 0 && f.payload[1] & FLAG_COPIES == 0));
+    }
+
+    /// Builds a copies frame for a `w`×`h` picture by hand: `copies`, one
+    /// strip `(x, y, w, h)` of grey if given, no tiles.
+    fn copies_payload(w: u32, h: u32, copies: &[[u16; 6]], strip: Option<[u16; 4]>) -> Vec<u8> {
+        let mut p = vec![TILES_FORMAT_VERSION, FLAG_COPIES, 64, 0];
+        p.extend_from_slice(&w.to_le_bytes());
+        p.extend_from_slice(&h.to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.push(copies.len() as u8);
+        for copy in copies {
+            for field in copy {
+                p.extend_from_slice(&field.to_le_bytes());
+            }
+        }
+        p.extend_from_slice(&u16::from(strip.is_some()).to_le_bytes());
+        if let Some(rect) = strip {
+            for field in rect {
+                p.extend_from_slice(&field.to_le_bytes());
+            }
+            let raw = vec![128u8; usize::from(rect[2]) * usize::from(rect[3]) * 3];
+            let data = zstd::bulk::compress(&raw, 1).unwrap();
+            p.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            p.extend_from_slice(&data);
+        }
+        p
+    }
+
+    #[test]
+    fn copies_overlap_like_memmove_in_every_direction() {
+        let (w, h, payload) = key_payload();
+        let mut dec = TileDecoder::new().unwrap();
+        dec.decode(true, w, h, &payload).unwrap();
+        let before = dec.rgba().unwrap().to_vec();
+        // Down by 5, up by 5, right by 3 (same rows), then a strip.
+        let copies = [
+            [10, 10, 10, 15, 50, 40],
+            [0, 20, 0, 15, 60, 30],
+            [5, 0, 8, 0, 40, 70],
+        ];
+        let p = copies_payload(w, h, &copies, Some([1, 2, 3, 4]));
+        dec.decode(false, w, h, &p).unwrap();
+        // The same steps on a plain copy of the picture, pixel by pixel.
+        let mut want = before;
+        let row = w as usize * 4;
+        for [sx, sy, dx, dy, cw, ch] in copies.map(|c| c.map(usize::from)) {
+            let source = want.clone();
+            for r in 0..ch {
+                for c in 0..cw * 4 {
+                    want[(dy + r) * row + dx * 4 + c] = source[(sy + r) * row + sx * 4 + c];
+                }
+            }
+        }
+        for r in 2..6 {
+            for c in 1..4 {
+                want[r * row + c * 4..r * row + c * 4 + 4].copy_from_slice(&[128, 128, 128, 255]);
+            }
+        }
+        assert!(dec.rgba().unwrap() == &want[..]);
+    }
+
+    #[test]
+    fn bad_copies_and_strips_are_refused() {
+        let (w, h, payload) = key_payload();
+        let fresh = || {
+            let mut dec = TileDecoder::new().unwrap();
+            dec.decode(true, w, h, &payload).unwrap();
+            dec
+        };
+        let refused = |p: &[u8]| {
+            let mut dec = fresh();
+            let err = dec.decode(false, w, h, p);
+            assert!(!dec.is_valid());
+            err
+        };
+        let inside = [0, 0, 0, 1, 10, 10];
+        assert!(fresh()
+            .decode(false, w, h, &copies_payload(w, h, &[inside], None))
+            .is_ok());
+        // A copy leaving the frame, an empty one, one past the bottom.
+        for copy in [
+            [95, 0, 0, 0, 10, 1],
+            [0, 0, 0, 0, 0, 5],
+            [0, 65, 0, 0, 4, 6],
+        ] {
+            assert!(matches!(
+                refused(&copies_payload(w, h, &[copy], None)),
+                Err(TileDecodeError::CopyOutOfRange(_))
+            ));
+        }
+        assert!(matches!(
+            refused(&copies_payload(w, h, &[inside; 9], None)),
+            Err(TileDecodeError::TooManyCopies { copies: 9, .. })
+        ));
+        assert!(matches!(
+            refused(&copies_payload(w, h, &[], Some([99, 0, 2, 1]))),
+            Err(TileDecodeError::StripOutOfRange { .. })
+        ));
+        // A strip whose data is one row short of its size.
+        let mut p = copies_payload(w, h, &[], Some([0, 0, 2, 2]));
+        p[HEADER_LEN + 9..HEADER_LEN + 11].copy_from_slice(&3u16.to_le_bytes());
+        assert!(matches!(
+            refused(&p),
+            Err(TileDecodeError::BadStripData { .. })
+        ));
+        let mut p = copies_payload(w, h, &[], None);
+        p[HEADER_LEN + 1..HEADER_LEN + 3].copy_from_slice(&65u16.to_le_bytes());
+        assert!(matches!(
+            refused(&p),
+            Err(TileDecodeError::TooManyCopies { strips: 65, .. })
+        ));
+        // Never in a keyframe.
+        let mut p = payload.clone();
+        p[1] |= FLAG_COPIES;
+        assert_eq!(
+            TileDecoder::new().unwrap().decode(true, w, h, &p),
+            Err(TileDecodeError::CopiesInKeyframe)
+        );
+        // Cut anywhere: refused, never a panic.
+        let p = copies_payload(w, h, &[inside], Some([0, 0, 5, 5]));
+        for cut in HEADER_LEN..p.len() {
+            assert!(refused(&p[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
     proptest::proptest! {
+        /// Whatever two frames follow each other (a shifted copy of the
+        /// first with noise, or anything else), copies or not, the viewer's
+        /// picture is exact.
+        #[test]
+        fn any_frame_sequence_decodes_exactly_with_copies(
+            shifts in proptest::collection::vec((0usize..200, 0usize..3, proptest::num::u8::ANY), 1..5),
+            header in 0usize..60,
+            sidebar in 0usize..100,
+        ) {
+            let (w, h) = (200u32, 150u32);
+            let mut frames = vec![scrolled(w, h, header, sidebar, 50)];
+            for (offset, kind, noise) in shifts {
+                let mut next = scrolled(w, h, header, sidebar, offset);
+                match kind {
+                    // A pure scroll.
+                    0 => {}
+                    // A scroll with a changed pixel row somewhere.
+                    1 => {
+                        let at = usize::from(noise) % h as usize * w as usize * 4;
+                        for byte in &mut next[at..at + w as usize * 4] {
+                            *byte = byte.wrapping_add(noise | 1);
+                        }
+                    }
+                    // Something else altogether.
+                    _ => next = picture(w, h, u32::from(noise)),
+                }
+                frames.push(next);
+            }
+            run(&frames, w, h, true);
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
                                     keyframe in proptest::bool::ANY) {
