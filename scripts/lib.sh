@@ -20,6 +20,9 @@ DESKSIDE_TEST_DEB_PACKAGES+=(dbus dunst)
 # The network-switch test across network namespaces (tests/tests/netns_switch.rs):
 # iproute2's `ip netns` and veth pairs (it runs as root in CI).
 DESKSIDE_TEST_DEB_PACKAGES+=(iproute2)
+# The relay's PostgreSQL store tests (relay/src/pg_server.rs): initdb, pg_ctl
+# and postgres from Debian's server package, started in a temporary directory.
+DESKSIDE_TEST_DEB_PACKAGES+=(postgresql)
 # The Windows build and its tests (scripts/windows-tests): mingw-w64 with
 # posix threads (.cargo/config.toml names its -posix binaries) and Wine
 # (64-bit only: the tests need no 32-bit Windows); wixl builds the MSI

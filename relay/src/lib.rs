@@ -26,6 +26,8 @@ pub mod identifier_key;
 pub mod ip_privacy;
 pub mod measure;
 pub mod metrics;
+#[cfg(all(unix, any(test, feature = "test-utils")))]
+pub mod pg_server;
 pub mod policy;
 pub mod preflight;
 pub mod presence;
