@@ -15,7 +15,6 @@ use deskside_protocol::token::LoginString;
 
 use crate::config::RelayConfig;
 use crate::secrets::{hash_secret, new_technician_token};
-use crate::store::Store;
 use crate::tls_files::stored_identity;
 
 /// Name of the file in the data directory holding the admin token the
@@ -38,14 +37,14 @@ pub struct Recovery {
 /// Issues a new admin token in the relay's database at `now` (Unix seconds).
 pub fn recover(config: &RelayConfig, now: i64) -> anyhow::Result<Recovery> {
     let db_path = config.data_dir.join("relay.db");
-    if !db_path.exists() {
+    if config.store_url.is_none() && !db_path.exists() {
         bail!(
             "no relay database in {}: nothing to recover. Start the relay (`deskside-relay serve`): its first start prints the admin login, or point --data-dir/--config at the relay's data directory",
             config.data_dir.display()
         );
     }
-    let store = Store::open(&db_path)
-        .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+    let store = crate::store_admin::open_store(config)?;
+    let db_path = crate::store_admin::describe(config);
     let token =
         new_technician_token().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
     let recovered = store
@@ -54,7 +53,7 @@ pub fn recover(config: &RelayConfig, now: i64) -> anyhow::Result<Recovery> {
         .with_context(|| {
             format!(
                 "the database {} has no organisation yet: start the relay (`deskside-relay serve`), whose first start creates it and prints the admin login",
-                db_path.display()
+                db_path
             )
         })?;
     let token_file = config.data_dir.join(ADMIN_TOKEN_FILE);

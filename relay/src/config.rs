@@ -63,9 +63,22 @@ pub struct FileConfig {
     /// Prometheus metrics (`[metrics]`).
     #[serde(default)]
     pub metrics: MetricsFile,
+    /// Where the relay keeps its state (`[store]`).
+    #[serde(default)]
+    pub store: StoreFile,
     /// Ticketing connectors (`[tickets]`, see `tickets::config`).
     #[serde(default)]
     pub tickets: crate::tickets::TicketsFile,
+}
+
+/// `[store]`: the relay's database. By default an embedded SQLite file,
+/// `relay.db` in the data directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// `postgres://user[:password]@host[:port]/database`: a PostgreSQL
+    /// server that several relays may share. Unset: SQLite.
+    pub url: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus endpoint. Off unless `listen` is set.
@@ -240,6 +253,9 @@ pub struct RelayConfig {
     pub tickets: crate::tickets::TicketsConfig,
     /// UDP socket buffer size asked for, each way (`udp_buffer`).
     pub udp_buffer: usize,
+    /// The PostgreSQL store (`[store] url`, `--store`); `None`: the
+    /// data directory's SQLite file.
+    pub store_url: Option<String>,
 }
 
 /// Flags that override the file.
@@ -257,6 +273,8 @@ pub struct Overrides {
     pub idle_timeout: Option<Duration>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--store`.
+    pub store: Option<String>,
 }
 
 impl RelayConfig {
@@ -327,7 +345,20 @@ impl RelayConfig {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             tickets: file.tickets.resolve()?,
             udp_buffer,
+            store_url: store_url(flags.store.or(file.store.url))?,
         })
+    }
+}
+
+/// A `[store] url` checked: PostgreSQL only (SQLite is the default and
+/// needs no URL).
+fn store_url(url: Option<String>) -> anyhow::Result<Option<String>> {
+    match url {
+        Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => bail!(
+            "[store] url must be a PostgreSQL URL (postgres://user@host:5432/deskside), got {:?}; remove it to use the embedded SQLite database",
+            crate::store::redact_url(&url)
+        ),
+        other => Ok(other),
     }
 }
 

@@ -40,6 +40,14 @@ enum Command {
     /// and a `deskside login` string, and writes the token to the data
     /// directory's admin-token file (mode 0600).
     AdminToken(AdminTokenArgs),
+    /// Creates the relay's store if missing and brings its schema to this
+    /// relay's version, then exits (what `serve` does first). Takes the
+    /// same --config/--dev/--data-dir/--store as `serve`.
+    Migrate(MigrateArgs),
+    /// Copies the relay's whole store (every row, the audit chain intact)
+    /// into an empty one, e.g. from the embedded SQLite file to a
+    /// PostgreSQL database: stop the relay, copy, set `[store] url`, start.
+    CopyStore(CopyStoreArgs),
     /// Writes man pages into DIR (for packagers).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs {
@@ -86,6 +94,30 @@ struct InitArgs {
     /// host's name and the listening port).
     #[arg(long, env = "DESKSIDE_RELAY_PUBLIC_ADDR")]
     public_addr: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where the relay is: the same flags as `serve`.
+    #[command(flatten)]
+    relay: ServeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CopyStoreArgs {
+    /// The empty target: `postgres://user@host:5432/database`, or the path
+    /// of a new SQLite file.
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where the relay (the source) is: the same flags as `serve`.
+    #[command(flatten)]
+    relay: ServeArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -136,6 +168,11 @@ struct ServeArgs {
     /// management network.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// The relay's store: `postgres://user[:password]@host[:port]/database`
+    /// for a PostgreSQL database several relays share; overrides `[store]
+    /// url`. Default: `relay.db` (SQLite) in the data directory.
+    #[arg(long, env = "DESKSIDE_RELAY_STORE", value_name = "URL")]
+    store: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +196,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::InitConfig(args) => init_config(args),
         Command::AdminToken(args) => admin_token(args),
+        Command::Migrate(args) => migrate(args),
+        Command::CopyStore(args) => copy_store(args),
         Command::Audit(AuditCommand::Verify(args)) => {
             return match deskside_relay::audit_verify::verify(
                 &args.data_dir,
@@ -220,8 +259,37 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<RelayConfig> {
             data_dir: args.data_dir.clone(),
             idle_timeout: args.idle_timeout,
             metrics_listen: args.metrics_listen,
+            store: args.store.clone(),
         },
     )
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let config = resolve_config(&args.relay)?;
+    let migrated = deskside_relay::store_admin::migrate(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&migrated)?);
+    } else {
+        println!(
+            "{} ({}) is at schema version {}",
+            migrated.store, migrated.backend, migrated.schema_version
+        );
+    }
+    Ok(())
+}
+
+fn copy_store(args: CopyStoreArgs) -> anyhow::Result<()> {
+    let config = resolve_config(&args.relay)?;
+    let copied = deskside_relay::store_admin::copy_store(&config, &args.to)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&copied)?);
+    } else {
+        println!(
+            "copied {} rows from {} to {}; set `[store] url` in relay.toml (or --store) to use it",
+            copied.rows, copied.from, copied.to
+        );
+    }
+    Ok(())
 }
 
 /// A start that failed after creating the organisation never showed its

@@ -93,12 +93,7 @@ impl Relay {
         for path in crate::data_dir::prepare(&config.data_dir)? {
             tracing::info!(path = %path.display(), "made owner-only");
         }
-        let db_path = config.data_dir.join("relay.db");
-        crate::data_dir::precreate_private(&db_path)?;
-        let store = Arc::new(
-            Store::open(&db_path)
-                .with_context(|| format!("cannot open the database {}", db_path.display()))?,
-        );
+        let store = Arc::new(crate::store_admin::open_store(&config)?);
         let bootstrap = bootstrap(&store, &config)?;
         let interrupted = store
             .sort_interrupted_sessions(now_secs())

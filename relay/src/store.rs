@@ -51,6 +51,7 @@ use thiserror::Error;
 mod access;
 mod audit;
 mod audit_chain;
+mod copy;
 mod devices;
 mod diagnostics;
 mod migrations;
@@ -64,6 +65,7 @@ mod timeline;
 mod tokens;
 
 pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
+pub use copy::CopyReport;
 
 pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};
 pub use audit::AuditRecord;
@@ -110,7 +112,7 @@ pub enum StoreError {
         /// The URL, without its password.
         url: String,
         /// What the client said.
-        source: postgres::Error,
+        source: sql::Error,
     },
     /// A schema migration failed; its transaction was rolled back.
     #[error("cannot upgrade the relay database {location} to schema version {version}: {source}; the database was left at the previous version: free disk space if it is full, otherwise report this as a bug")]
@@ -283,13 +285,10 @@ impl Store {
     /// change they make is serialised by one advisory lock (see `sql.rs`).
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
         let shown = redact_url(url);
-        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|source| {
-            StoreError::OpenPostgres {
-                url: shown.clone(),
-                source,
-            }
+        let mut conn = Connection::postgres(url).map_err(|source| StoreError::OpenPostgres {
+            url: shown.clone(),
+            source,
         })?;
-        let mut conn = Connection::postgres(client);
         migrations::migrate_postgres(&mut conn, &shown)?;
         Ok(Store::from_connection(conn, shown))
     }
@@ -550,9 +549,28 @@ mod tests {
         }
     }
 
+    /// Whether the store's unit tests run on PostgreSQL
+    /// (`DESKSIDE_TEST_STORE=postgres`, which `./run-tests` sets for a
+    /// second run of them) rather than on SQLite in memory.
+    pub(super) fn on_postgres() -> bool {
+        std::env::var("DESKSIDE_TEST_STORE").is_ok_and(|v| v == "postgres")
+    }
+
+    /// A fresh, empty store of the backend under test: SQLite in memory, or
+    /// a new database on the test process's PostgreSQL server.
+    pub(super) fn fresh_store() -> Store {
+        if on_postgres() {
+            let server = crate::pg_server::PgServer::shared()
+                .unwrap_or_else(|error| panic!("DESKSIDE_TEST_STORE=postgres: {error}"));
+            Store::open_postgres(&server.create_database().unwrap()).unwrap()
+        } else {
+            Store::open_in_memory().unwrap()
+        }
+    }
+
     /// A store with one organisation ("Acme") whose admin token is "admin".
     pub(super) fn bootstrapped() -> (Store, OrgId) {
-        let store = Store::open_in_memory().unwrap();
+        let store = fresh_store();
         let org = store
             .bootstrap("Acme", "root", &hash("admin"), T0)
             .unwrap()
@@ -845,11 +863,29 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.verify_audit_chain().unwrap(), Ok(()));
+        drop_audit_triggers(&store.lock());
         store
-            .lock()
-            .execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-            .unwrap();
-        store
+    }
+
+    /// Drops the triggers that keep the audit log append-only, so that a
+    /// test can tamper with it.
+    pub(super) fn drop_audit_triggers(conn: &Connection) {
+        conn.execute_batch(if conn.is_postgres() {
+            "DROP TRIGGER audit_no_update ON audit; DROP TRIGGER audit_no_delete ON audit;"
+        } else {
+            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;"
+        })
+        .unwrap();
+    }
+
+    /// Runs a test's tampering SQL, written for SQLite, on either backend.
+    pub(super) fn tamper_sql(conn: &Connection, sql: &str) {
+        let sql = if conn.is_postgres() {
+            sql.replace("zeroblob(32)", "decode(repeat('00', 32), 'hex')")
+        } else {
+            sql.to_owned()
+        };
+        conn.execute_batch(&sql).unwrap();
     }
 
     #[test]

@@ -46,14 +46,26 @@ pub(super) struct NewAudit<'a> {
 /// by AUTOINCREMENT), so ids are never reused even if rows were removed by
 /// someone bypassing the triggers; the gap then shows in verification.
 pub(super) fn insert_audit(conn: &Connection, entry: &NewAudit<'_>) -> Result<i64, StoreError> {
-    let last_used: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+    let id = if conn.is_postgres() {
+        // `audit_sequence` is the PostgreSQL counterpart of
+        // `sqlite_sequence`: one row, moved in this transaction (a
+        // PostgreSQL sequence would not roll back, and leave a gap).
+        let id: i64 = conn.query_row(
+            "UPDATE audit_sequence SET last_id = last_id + 1 RETURNING last_id",
             [],
             |row| row.get(0),
-        )
-        .optional()?;
-    let id = last_used.unwrap_or(0) + 1;
+        )?;
+        id
+    } else {
+        let last_used: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        last_used.unwrap_or(0) + 1
+    };
     let prev_hash: Vec<u8> = conn
         .query_row(
             "SELECT hash FROM audit ORDER BY id DESC LIMIT 1",
@@ -227,7 +239,7 @@ impl Store {
         let conn = self.lock();
         let mut statement = conn.prepare(
             "SELECT id, at, org_id, actor, action, target, detail FROM audit
-             WHERE ?1 IS NULL OR org_id = ?1
+             WHERE CAST(?1 AS BIGINT) IS NULL OR org_id = ?1
              ORDER BY id DESC LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -275,7 +287,7 @@ impl Store {
         let conn = self.lock();
         let mut statement = conn.prepare(
             "SELECT id, at, org_id, actor, action, target, detail FROM audit
-             WHERE org_id = ?1 AND (?2 IS NULL OR target = ?2)
+             WHERE org_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR target = ?2)
              ORDER BY id DESC LIMIT ?3",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -394,7 +406,7 @@ mod tests {
         ];
         for (what, sql, expected) in cases {
             let store = tamperable();
-            store.lock().execute_batch(sql).unwrap();
+            tamper_sql(&store.lock(), sql);
             assert_eq!(store.verify_audit_chain().unwrap(), *expected, "{what}");
         }
     }

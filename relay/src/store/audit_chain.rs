@@ -216,7 +216,7 @@ mod tests {
     use super::*;
 
     fn store_with_rows(n: usize) -> Store {
-        let store = Store::open_in_memory().unwrap();
+        let store = super::super::tests::fresh_store();
         for i in 0..n {
             store
                 .append_audit(
@@ -238,9 +238,8 @@ mod tests {
 
     fn tamper(store: &Store, sql: &str) {
         let conn = store.lock();
-        conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-            .unwrap();
-        conn.execute_batch(sql).unwrap();
+        super::super::tests::drop_audit_triggers(&conn);
+        super::super::tests::tamper_sql(&conn, sql);
     }
 
     #[test]

@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn a_recovered_admin_token_logs_in_and_is_audited() {
-        let store = Store::open_in_memory().unwrap();
+        let store = super::super::tests::fresh_store();
         assert_eq!(store.recover_admin_token(&[1; 32], 100).unwrap(), None);
         let org = store
             .bootstrap("Example", "admin", &[2; 32], 100)

@@ -144,7 +144,7 @@ fn record_facts_in_rust(conn: &super::sql::Connection, id: i64) -> Result<(), St
 /// The requests `r` of the window: `?1` organisation, `?2` start, `?3`
 /// group.
 const WINDOW: &str = "r.org_id = ?1 AND r.created_at >= ?2
-     AND (?3 IS NULL OR r.device_id IN (SELECT id FROM devices WHERE device_group = ?3))";
+     AND (CAST(?3 AS TEXT) IS NULL OR r.device_id IN (SELECT id FROM devices WHERE device_group = ?3))";
 
 impl Store {
     /// Statistics of the requests of `org` created at or after `since`,
@@ -232,8 +232,8 @@ impl Store {
              FROM requests r INDEXED BY requests_window
              JOIN devices d ON d.id = r.device_id
              WHERE {WINDOW}
-             GROUP BY r.device_id
-             HAVING n >= 2
+             GROUP BY r.device_id, d.hostname
+             HAVING COUNT(*) >= 2
              ORDER BY n DESC, d.hostname, r.device_id
              LIMIT {MAX_REPEAT_DEVICES}"
         ))?;

@@ -279,7 +279,7 @@ pub(super) fn add_not_held_follow_ups(
             "SELECT l.request_id, t.name FROM request_sessions l
              JOIN sessions s ON s.id = l.session_id
              JOIN technician_tokens t ON t.id = s.technician_id
-             WHERE l.session_id = ?1 AND (?2 IS NULL OR l.request_id = ?2)
+             WHERE l.session_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR l.request_id = ?2)
              ORDER BY l.request_id",
         )?;
         let rows = statement
@@ -503,9 +503,9 @@ impl Store {
         let mut statement = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM requests
              WHERE org_id = ?1
-               AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR assignee_id = ?3)
-               AND (?4 IS NULL OR device_id IN
+               AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+               AND (CAST(?3 AS BIGINT) IS NULL OR assignee_id = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR device_id IN
                      (SELECT id FROM devices WHERE device_group = ?4))
              ORDER BY priority, created_at, id"
         ))?;

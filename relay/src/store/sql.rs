@@ -45,7 +45,7 @@ pub enum Error {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or failed (or the connection to it broke).
-    #[error("{0}")]
+    #[error("{}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     /// A query that must return a row returned none.
     #[error("the query returned no row")]
@@ -63,6 +63,28 @@ pub enum Error {
     /// A column index past the row's end.
     #[error("no column {0} in the row")]
     Column(usize),
+    /// The thread holding the PostgreSQL connection is gone (it panicked).
+    #[error("the PostgreSQL connection's thread stopped")]
+    Disconnected,
+    /// No thread could be started for the PostgreSQL connection.
+    #[error("cannot start the PostgreSQL connection's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What PostgreSQL said: the server's message (and detail) for a refusal,
+/// else the client's error and its cause (`postgres::Error` alone only says
+/// "db error").
+fn postgres_message(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        };
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
 }
 
 impl Error {
@@ -415,44 +437,111 @@ pub enum TransactionBehavior {
     Deferred,
 }
 
+/// Work for the thread that owns a PostgreSQL client.
+type PgJob = Box<dyn FnOnce(&mut postgres::Client) + Send>;
+
 /// A PostgreSQL session with its prepared statements.
+///
+/// The `postgres` client drives its socket on a runtime of its own, which
+/// must not be entered from a thread that already runs async tasks (the
+/// relay calls the store from `spawn_blocking`, but also from async code
+/// for quick reads, as it may with SQLite). So the client lives on a thread
+/// of its own, and each call is a job sent to it and waited for: the
+/// calling thread blocks exactly as it does on SQLite's file lock.
 struct Pg {
-    client: postgres::Client,
+    jobs: std::sync::mpsc::Sender<PgJob>,
     /// Prepared statements by the store's SQL text (a bounded set: queries
     /// are constants or built from constants).
     statements: HashMap<String, postgres::Statement>,
 }
 
 impl Pg {
+    fn connect(url: &str) -> Result<Pg> {
+        let (jobs, queue) = std::sync::mpsc::channel::<PgJob>();
+        let (ready, connected) = std::sync::mpsc::channel();
+        let url = url.to_owned();
+        std::thread::Builder::new()
+            .name("store-postgres".into())
+            .spawn(
+                move || match postgres::Client::connect(&url, postgres::NoTls) {
+                    Ok(mut client) => {
+                        let _ = ready.send(Ok(()));
+                        for job in queue {
+                            job(&mut client);
+                        }
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                },
+            )
+            .map_err(Error::Thread)?;
+        match connected.recv() {
+            Ok(Ok(())) => Ok(Pg {
+                jobs,
+                statements: HashMap::new(),
+            }),
+            Ok(Err(error)) => Err(Error::Postgres(error)),
+            Err(_) => Err(Error::Disconnected),
+        }
+    }
+
+    /// Runs `job` on the client's thread and waits for its answer.
+    fn call<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut postgres::Client) -> Result<R, postgres::Error> + Send + 'static,
+    ) -> Result<R> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let job: PgJob = Box::new(move |client| {
+            let _ = answer.send(job(client));
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(Error::Disconnected);
+        }
+        match answered.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Disconnected),
+        }
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(&translate(sql))?;
+        let translated = translate(sql);
+        let statement = self.call(move |client| client.prepare(&translated))?;
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<usize> {
         let statement = self.statement(sql)?;
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let changed = self.client.execute(&statement, &refs)?;
+        let params = params.to_vec();
+        let changed = self.call(move |client| {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            client.execute(&statement, &refs)
+        })?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         let statement = self.statement(sql)?;
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(&statement, &refs)?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| row.try_get::<_, Value>(i).map_err(Error::from))
-                    .collect()
-            })
-            .collect()
+        let params = params.to_vec();
+        let rows = self.call(move |client| {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(&statement, &refs)?;
+            rows.iter()
+                .map(|row| (0..row.len()).map(|i| row.try_get::<_, Value>(i)).collect())
+                .collect::<Result<Vec<Vec<Value>>, postgres::Error>>()
+        })?;
+        Ok(rows)
+    }
+
+    fn batch_execute(&self, sql: &str) -> Result<()> {
+        let sql = sql.to_owned();
+        self.call(move |client| client.batch_execute(&sql))
     }
 }
 
@@ -526,14 +615,11 @@ impl Connection {
         }
     }
 
-    /// A connection over an open PostgreSQL session.
-    pub fn postgres(client: postgres::Client) -> Connection {
-        Connection {
-            inner: Inner::Postgres(RefCell::new(Pg {
-                client,
-                statements: HashMap::new(),
-            })),
-        }
+    /// Connects to the PostgreSQL server at `url`.
+    pub fn postgres(url: &str) -> Result<Connection> {
+        Ok(Connection {
+            inner: Inner::Postgres(RefCell::new(Pg::connect(url)?)),
+        })
     }
 
     /// Whether this is PostgreSQL (for the few queries written twice).
@@ -541,7 +627,8 @@ impl Connection {
         matches!(self.inner, Inner::Postgres(_))
     }
 
-    /// The SQLite connection, for SQLite-only settings (pragmas, backup).
+    /// The SQLite connection, for SQLite-only settings (pragmas) in tests.
+    #[cfg(test)]
     pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.inner {
             Inner::Sqlite(conn) => Some(conn),
@@ -568,7 +655,7 @@ impl Connection {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
             Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Inner::Postgres(pg) => Ok(pg.borrow_mut().client.batch_execute(sql)?),
+            Inner::Postgres(pg) => pg.borrow().batch_execute(sql),
         }
     }
 

@@ -183,7 +183,7 @@ impl Store {
                 let added = tx.execute(
                     "INSERT INTO ticket_deliveries
                          (connector, request_id, event_id, next_attempt_ms)
-                     SELECT ?1, request_id, id, ?2 FROM request_events
+                     SELECT CAST(?1 AS TEXT), request_id, id, CAST(?2 AS BIGINT) FROM request_events
                      WHERE id > ?3 AND id <= ?4 ORDER BY id
                      ON CONFLICT DO NOTHING",
                     params![connector, now_ms, cursor, newest],

@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir),
             idle_timeout: args.idle_timeout,
             metrics_listen: None,
+            store: None,
         },
     )?;
     let spy = spy_writer(args.spy_file.clone())?;
