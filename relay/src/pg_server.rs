@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The database superuser the servers are made with (trust auth: no
 /// password).
@@ -51,6 +51,10 @@ const PORT_ATTEMPTS: usize = 5;
 /// How long `pg_ctl` waits for the server to start or stop, in seconds
 /// (generous: the test machines are shared and loaded).
 const PG_CTL_WAIT_S: &str = "120";
+
+/// How long [`PgServer::stop_immediately`] waits for the postmaster to
+/// exit after `pg_ctl` said it stopped.
+const STOP_LIMIT: Duration = Duration::from_secs(60);
 
 /// What the guardian runs: wait until the test process's end of the pipe
 /// closes (its `read` then sees end of file), then stop the server (the
@@ -143,6 +147,8 @@ pub struct PgServer {
     run_as: Option<(u32, u32)>,
     /// Numbers the databases [`PgServer::create_database`] makes.
     next_database: AtomicU64,
+    /// How long `initdb` and the first start took.
+    started_in: Duration,
     /// The guardian (see the module documentation); its stdin is the pipe.
     guardian: Mutex<Option<Child>>,
 }
@@ -159,6 +165,7 @@ impl PgServer {
     /// it on a free 127.0.0.1 port (`pg_ctl start`), retrying on a port
     /// someone else took meanwhile.
     pub fn start() -> Result<PgServer, PgServerError> {
+        let begun = Instant::now();
         let bindir = find_bindir()?;
         let run_as = unprivileged_user()?;
         let dir = make_temp_dir(run_as)?;
@@ -171,10 +178,11 @@ impl PgServer {
             port: 0,
             run_as,
             next_database: AtomicU64::new(1),
+            started_in: Duration::ZERO,
             guardian: Mutex::new(Some(guardian)),
         };
         server.init_cluster()?;
-        server.start_on_free_port()
+        server.start_on_free_port(begun)
     }
 
     /// The one server of this test process, started on first use. It is
@@ -238,7 +246,9 @@ impl PgServer {
     /// Stops the server the way a crash would (`pg_ctl stop -m immediate`:
     /// no checkpoint, clients cut off), for tests of what survives one.
     /// [`PgServer::start_again`] restarts it on the same port.
+    /// Returns once the postmaster process is gone.
     pub fn stop_immediately(&self) {
+        let postmaster = self.postmaster_pid();
         let mut stop = self.pg_ctl();
         stop.args(["-m", "immediate", "-t", PG_CTL_WAIT_S, "-w", "stop"]);
         if let Err(error) = self.run(stop, "pg_ctl stop -m immediate") {
@@ -249,6 +259,14 @@ impl PgServer {
             }
             eprintln!("test PostgreSQL server: {error}");
         }
+        // `pg_ctl -w` returns when the pid file is gone, which the
+        // postmaster removes just before it exits.
+        if let Some(pid) = postmaster {
+            let begun = Instant::now();
+            while process_alive(pid) && begun.elapsed() < STOP_LIMIT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Starts the server again after [`PgServer::stop_immediately`], on
@@ -256,6 +274,11 @@ impl PgServer {
     /// after a crash.
     pub fn start_again(&self) -> Result<(), PgServerError> {
         self.pg_ctl_start(self.port)
+    }
+
+    /// How long making the cluster and starting it took.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
     }
 
     /// The temporary directory (`data/` is the cluster).
@@ -340,12 +363,13 @@ impl PgServer {
 
     /// Starts the server on a free port, trying another one when the port
     /// was taken between the probe and the server's bind.
-    fn start_on_free_port(mut self) -> Result<PgServer, PgServerError> {
+    fn start_on_free_port(mut self, begun: Instant) -> Result<PgServer, PgServerError> {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             match self.pg_ctl_start(port) {
                 Ok(()) => {
                     self.port = port;
+                    self.started_in = begun.elapsed();
                     return Ok(self);
                 }
                 Err(PgServerError::Command { .. }) if self.port_was_taken() => continue,
@@ -597,7 +621,6 @@ fn tail(text: &str) -> String {
 
 /// Whether process `pid` is still running (a zombie, which nobody may reap
 /// in a container, counts as gone).
-#[cfg(test)]
 fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => false,
@@ -613,7 +636,6 @@ fn process_alive(pid: u32) -> bool {
 #[allow(clippy::unwrap_used)] // A test should panic on an unexpected error.
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     /// How long a test waits for something that should happen at once.
     const DEADLINE: Duration = Duration::from_secs(60);
@@ -649,8 +671,14 @@ mod tests {
         let Some(server) = own_server("pg_server::a_server_serves_two_separate_databases") else {
             return;
         };
+        let created = Instant::now();
         let first = server.create_database().unwrap();
         let second = server.create_database().unwrap();
+        eprintln!(
+            "test PostgreSQL server: initdb and start {:?}, two databases {:?}",
+            server.started_in(),
+            created.elapsed()
+        );
         assert_ne!(first, second);
         assert!(
             first.starts_with(&format!(
@@ -839,7 +867,8 @@ mod schema_tests {
     /// Tables only the PostgreSQL schema has: `audit_sequence` is what
     /// SQLite keeps in its internal `sqlite_sequence` (the largest audit id
     /// ever used), which the SQLite side leaves out too.
-    const POSTGRES_ONLY_TABLES: &[&str] = &["audit_sequence"];
+    /// `deskside_schema` holds the schema version (SQLite: `user_version`).
+    const POSTGRES_ONLY_TABLES: &[&str] = &["audit_sequence", "deskside_schema"];
 
     /// One column as both backends can describe it.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1201,12 +1230,12 @@ mod schema_tests {
         (dir, conn)
     }
 
-    /// A fresh database of the shared server with `pg_schema.sql` applied.
+    /// A fresh database of the shared server migrated as the store does
+    /// it (`pg_schema.sql`, then the PostgreSQL migrations after it).
     fn migrated_postgres(server: &PgServer) -> postgres::Client {
         let url = server.create_database().unwrap();
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        client.batch_execute(PG_SCHEMA).unwrap();
-        client
+        drop(Store::open_postgres(&url).unwrap());
+        postgres::Client::connect(&url, postgres::NoTls).unwrap()
     }
 
     #[test]
@@ -1223,7 +1252,18 @@ mod schema_tests {
         let lite = sqlite_schema(&sqlite);
         let mut client = migrated_postgres(server);
         let pg = postgres_schema(&mut client);
+        // The SQLite side is read for real (not an empty comparison).
         assert!(lite.tables.len() >= 15, "{:?}", lite.tables.keys());
+        assert!(lite.indexes["sessions_open"].partial);
+        assert_eq!(
+            lite.indexes["devices_by_org_hostname"].keys,
+            ["org_id", "lower(hostname)"]
+        );
+        assert!(lite.tables["requests"]
+            .unique
+            .contains(&vec!["device_id".to_owned(), "client_id".to_owned()]));
+        let foreign_keys: usize = lite.tables.values().map(|t| t.foreign_keys.len()).sum();
+        assert!(foreign_keys >= 20, "{foreign_keys} foreign keys");
         assert_eq!(differences(&lite, &pg), Vec::<String>::new());
 
         // PostgreSQL-only parts of the contract: which ids are

@@ -51,6 +51,7 @@ use thiserror::Error;
 mod access;
 mod audit;
 mod audit_chain;
+mod cluster;
 mod copy;
 mod devices;
 mod diagnostics;
@@ -65,6 +66,7 @@ mod timeline;
 mod tokens;
 
 pub use audit_chain::{ChainBreak, ChainCheck, ChainHead};
+pub use cluster::RelayRecord;
 pub use copy::CopyReport;
 
 pub use access::{AccessEnd, EndedSession, ENDED_BY_ADMINISTRATOR};

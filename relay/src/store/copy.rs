@@ -32,6 +32,8 @@ pub(super) const TABLES: &[&str] = &[
     "request_tickets",
     "ticket_cursors",
     "ticket_deliveries",
+    "relays",
+    "presence",
 ];
 
 /// What a copy moved.

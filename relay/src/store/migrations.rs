@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     requests::MIGRATION_REQUESTS,
     tickets::MIGRATION_TICKETS,
     request_stats::MIGRATION_REQUEST_FACTS,
+    cluster::MIGRATION_CLUSTER,
 ];
 
 /// The schema version this build creates and understands.
@@ -193,7 +194,7 @@ const PG_SCHEMA: &str = include_str!("pg_schema.sql");
 /// PostgreSQL migrations after the version `PG_SCHEMA` creates, in order:
 /// entry `i` takes the database from `PG_SCHEMA_BASE + i` to the next.
 /// Append one here with each SQLite migration appended above.
-const PG_MIGRATIONS: &[&str] = &[];
+const PG_MIGRATIONS: &[&str] = &[cluster::PG_MIGRATION_CLUSTER];
 
 /// The schema version `PG_SCHEMA` creates.
 const PG_SCHEMA_BASE: u32 = 8;
@@ -259,13 +260,13 @@ mod tests {
     #[test]
     fn migrations_create_the_schema_from_empty() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version(), 8);
-        assert_eq!(SCHEMA_VERSION, 8);
+        assert_eq!(store.schema_version(), 9);
+        assert_eq!(SCHEMA_VERSION, 9);
         let conn = store.lock();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 8);
+        assert_eq!(version, 9);
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -281,6 +282,8 @@ mod tests {
                 "diagnostics",
                 "enroll_tokens",
                 "organisations",
+                "presence",
+                "relays",
                 "request_events",
                 "request_findings",
                 "request_sessions",

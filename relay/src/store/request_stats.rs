@@ -587,7 +587,10 @@ mod tests {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::configure(&conn).unwrap();
         let mut conn = super::super::sql::Connection::sqlite(conn);
-        let before = super::super::MIGRATIONS.len() - 1;
+        let before = super::super::MIGRATIONS
+            .iter()
+            .position(|m| *m == MIGRATION_REQUEST_FACTS)
+            .unwrap();
         super::super::migrate(&mut conn, &super::super::MIGRATIONS[..before], "test").unwrap();
         let store = Store {
             conn: std::sync::Mutex::new(conn),
