@@ -162,6 +162,12 @@ pub enum ConsoleToAgent {
         /// [`VideoFrame::seq`] of the latest frame read.
         seq: u64,
     },
+    /// This console decodes lossless tiles with copies and strips
+    /// (`deskside-codec` tiles, flag bit 2: a scroll travels as a copy of
+    /// the rows that moved plus the uncovered strip); sent once, as soon
+    /// as the control stream opens. An agent sends such frames only after
+    /// hearing it: an older console refuses them.
+    DecodesTileCopies,
     /// A message from a newer console; never sent.
     #[serde(skip)]
     Unknown {
@@ -169,7 +175,7 @@ pub enum ConsoleToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(ConsoleToAgent, known = 8);
+crate::impl_message!(ConsoleToAgent, known = 9);
 
 /// Agent → console, on the control stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -836,6 +836,7 @@ fn console_to_agent() -> impl Strategy<Value = ConsoleToAgent> {
         Just(ConsoleToAgent::End),
         Just(ConsoleToAgent::AcknowledgesFrames),
         any::<u64>().prop_map(|seq| ConsoleToAgent::FrameReceived { seq }),
+        Just(ConsoleToAgent::DecodesTileCopies),
     ]
 }
 
@@ -1797,7 +1798,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         ConsoleResponse::KNOWN_VARIANTS - 1
     );
     assert_eq!(
-        tag(&ConsoleToAgent::FrameReceived { seq: 0 }),
+        tag(&ConsoleToAgent::DecodesTileCopies),
         ConsoleToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(
@@ -2978,14 +2979,14 @@ fn a_video_frame_filling_the_video_limit_round_trips() {
 
 #[test]
 fn a_newer_session_message_on_the_helper_socket_decodes_as_unknown() {
-    // FromConsole (tag 3), session 1, nested body [8]: a ConsoleToAgent
+    // FromConsole (tag 3), session 1, nested body [9]: a ConsoleToAgent
     // variant this build does not know.
-    let decoded: ServiceToHelper = decode_message(&[3, 1, 1, 8]).unwrap();
+    let decoded: ServiceToHelper = decode_message(&[3, 1, 1, 9]).unwrap();
     assert_eq!(
         decoded,
         ServiceToHelper::FromConsole {
             session_id: 1,
-            message: Nested(ConsoleToAgent::Unknown { tag: 8 }),
+            message: Nested(ConsoleToAgent::Unknown { tag: 9 }),
         }
     );
 }

@@ -393,6 +393,8 @@ enum CaptureCommand {
     SelectMonitor(u8),
     Quality(Quality),
     Keyframe,
+    /// The console decodes tiles with copies (scrolling).
+    AllowCopies,
     Stop,
 }
 
@@ -544,6 +546,9 @@ impl Active {
                 if let Some(indicator) = self.indicator.as_mut() {
                     let _ = indicator.send(&IndicatorEvent::Chat { text });
                 }
+            }
+            ConsoleToAgent::DecodesTileCopies => {
+                let _ = self.capture.send(CaptureCommand::AllowCopies);
             }
             ConsoleToAgent::DropControl => self.drop_control(),
             // The service handles these (end, frame acknowledgements).
@@ -701,6 +706,7 @@ fn capture_loop(
                     }
                 }
                 CaptureCommand::Quality(q) => quality = q,
+                CaptureCommand::AllowCopies => encoder.allow_copies(true),
                 CaptureCommand::Keyframe => {
                     encoder.request_keyframe();
                     pacer.handle_wanted();

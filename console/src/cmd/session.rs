@@ -469,6 +469,9 @@ async fn run_session(
     // Each frame read is acknowledged, so the device captures the next one
     // when the path has carried one, not when its send buffer took it.
     control.send(&ConsoleToAgent::AcknowledgesFrames).await?;
+    // Its decoder (deskside-codec) applies copies: a scroll costs the
+    // uncovered strip instead of H.264 or every moved tile.
+    control.send(&ConsoleToAgent::DecodesTileCopies).await?;
     let selected = match args.monitor {
         Some(index) if usize::from(index) >= monitors.len() => bail!(
             "the device has {} monitor(s): --monitor takes 0 to {}",

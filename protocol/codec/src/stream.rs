@@ -588,6 +588,126 @@ mod tests {
         );
     }
 
+    fn rgba(bgra: &[u8]) -> Vec<u8> {
+        bgra.chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0], 255])
+            .collect()
+    }
+
+    /// Whether a tiles payload carries copies (flag bit 2).
+    fn has_copies(out: &EncodedFrame) -> bool {
+        out.codec == Codec::ZstdTiles && out.payload[1] & crate::tiles::FLAG_COPIES != 0
+    }
+
+    /// The same scroll as above with a viewer that decodes copies: lossless
+    /// all along, exact at every frame, and a small part of the bytes.
+    #[test]
+    fn with_copies_a_scroll_stays_lossless_and_exact_at_every_frame() {
+        let (w, h) = (640, 480);
+        let path = crate::adapt::PathEstimate {
+            bandwidth_bps: Some(100_000_000),
+            rtt_ms: Some(10.0),
+        };
+        let mut bytes = [0usize; 2];
+        for copies in [false, true] {
+            let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
+            enc.allow_copies(copies);
+            let mut dec = Decoder::new().unwrap();
+            for offset in 0..30 {
+                enc.apply(&choose(Quality::Auto, path, enc.recent()));
+                let pixels = page(w, h, offset * 3);
+                let frame = BgraFrame::packed(&pixels, w, h).unwrap();
+                let out = enc.encode(&frame, u64::from(offset) * 33_333).unwrap();
+                // H.264 may skip a frame to hold its rate; tiles never do.
+                let Some(out) = out else {
+                    assert!(!copies, "frame {offset}: nothing sent with copies");
+                    continue;
+                };
+                dec.decode(out.codec, out.keyframe, w, h, &out.payload)
+                    .unwrap();
+                if offset > 0 {
+                    bytes[usize::from(copies)] += out.payload.len();
+                }
+                if copies {
+                    assert_eq!(out.codec, Codec::ZstdTiles, "frame {offset}");
+                    assert_eq!(has_copies(&out), offset > 0, "frame {offset}");
+                    assert!(
+                        dec.picture().unwrap().rgba == &rgba(&pixels)[..],
+                        "frame {offset} is not exact"
+                    );
+                }
+            }
+        }
+        // Without copies: two lossless frames then H.264 (see above).
+        assert!(
+            bytes[1] * 4 < bytes[0],
+            "with copies {} B, without {} B",
+            bytes[1],
+            bytes[0]
+        );
+    }
+
+    /// A page `offset` pixels to the left (a horizontal drag: no copy).
+    fn dragged(width: u32, height: u32, offset: u32) -> Vec<u8> {
+        let wide = page(width + 200, height, 0);
+        let row = (width + 200) as usize * 4;
+        (0..height as usize)
+            .flat_map(|y| {
+                let start = y * row + offset as usize * 4;
+                wide[start..start + width as usize * 4].to_vec()
+            })
+            .collect()
+    }
+
+    /// H.264 runs for a drag; a scroll that copies explain is not motion,
+    /// so tiles come back within a second although the page keeps moving.
+    #[test]
+    fn a_scroll_explained_by_copies_brings_tiles_back_after_a_drag() {
+        let (w, h) = (640, 480);
+        let mut enc = Encoder::new(EncoderConfig::default()).unwrap();
+        enc.allow_copies(true);
+        let mut dec = Decoder::new().unwrap();
+        let path = crate::adapt::PathEstimate {
+            bandwidth_bps: Some(100_000_000),
+            rtt_ms: Some(10.0),
+        };
+        let mut at = 0;
+        let mut sent = Vec::new();
+        let mut step = |enc: &mut Encoder, pixels: &[u8], sent: &mut Vec<(bool, Codec, bool)>| {
+            enc.apply(&choose(Quality::Auto, path, enc.recent()));
+            let frame = BgraFrame::packed(pixels, w, h).unwrap();
+            if let Some(out) = enc.encode(&frame, at).unwrap() {
+                dec.decode(out.codec, out.keyframe, w, h, &out.payload)
+                    .unwrap();
+                let exact = dec.picture().unwrap().rgba == &rgba(pixels)[..];
+                sent.push((has_copies(&out), out.codec, exact));
+            }
+            at += 33_333;
+        };
+        for offset in 0..20 {
+            step(&mut enc, &dragged(w, h, offset * 7), &mut sent);
+        }
+        assert!(sent.iter().any(|&(_, codec, _)| codec == Codec::H264));
+        let drag_frames = sent.len();
+        // Then the page scrolls for 2 s.
+        for offset in 0..60 {
+            step(&mut enc, &page(w, h, offset * 3), &mut sent);
+        }
+        let scroll = &sent[drag_frames..];
+        let back = scroll
+            .iter()
+            .position(|&(_, codec, _)| codec == Codec::ZstdTiles)
+            .expect("tiles return while it scrolls");
+        assert!(back <= 30, "tiles back after {back} frames: {scroll:?}");
+        // From then on: copies, and the exact picture at every frame.
+        assert!(
+            scroll[back + 1..]
+                .iter()
+                .all(|&(copy, codec, exact)| copy && codec == Codec::ZstdTiles && exact),
+            "{scroll:?}"
+        );
+    }
+
     #[test]
     fn codec_switch_without_keyframe_is_refused() {
         let (w, h) = (64, 64);

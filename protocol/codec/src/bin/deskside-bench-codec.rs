@@ -601,12 +601,21 @@ struct SessionRun {
     settle_bytes: usize,
     /// Time from the last moving frame to the exact picture, ms.
     exact_after_ms: Option<f64>,
+    /// Quality of the viewer's picture at every moving frame.
+    motion_quality: Fidelity,
+    /// Moving frames that carried a copy (scrolling).
+    motion_copy_frames: usize,
+    /// Encoder time per moving frame, ms: mean and largest.
+    encode_ms_mean: f64,
+    encode_ms_max: f64,
 }
 
 /// Runs the session's encoder (the policy in `Auto` on a `path_bps` path,
 /// as the agent's capture loop does) over: 30 still frames of the first
 /// picture, the moving frames, and up to 60 still frames of the last one.
-fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
+/// `copies`: the viewer decodes copies (scrolling as a copy and a strip),
+/// as today's console announces; without, as an older viewer.
+fn session_run(frames: &[Vec<u8>], path_bps: u64, copies: bool) -> Result<SessionRun> {
     const FRAME_US: u64 = 1_000_000 / 30;
     let path = PathEstimate {
         bandwidth_bps: Some(path_bps),
@@ -617,7 +626,10 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
         frames.last().context("no frames")?,
     );
     let mut encoder = Encoder::new(EncoderConfig::default())?;
+    encoder.allow_copies(copies);
     let mut decoder = Decoder::new()?;
+    let mut motion_quality = Vec::new();
+    let mut encode_ms = Vec::new();
     let mut run = SessionRun {
         motion_bytes: 0,
         motion_tiles_frames: 0,
@@ -628,6 +640,13 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
         },
         settle_bytes: 0,
         exact_after_ms: None,
+        motion_quality: Fidelity {
+            psnr_db: 0.0,
+            ssim: 0.0,
+        },
+        motion_copy_frames: 0,
+        encode_ms_mean: 0.0,
+        encode_ms_max: 0.0,
     };
     let mut h264_quality = Vec::new();
     let lead = 30;
@@ -655,7 +674,11 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
             continue;
         }
         let frame = BgraFrame::packed(bgra, WIDTH as u32, HEIGHT as u32)?;
+        let started = Instant::now();
         let encoded = encoder.encode(&frame, at_us)?;
+        if (lead..motion_end).contains(&i) {
+            encode_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
         if let Some(out) = &encoded {
             decoder.decode(
                 out.codec,
@@ -675,10 +698,16 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
             // What the viewer shows at each moving frame once H.264 took
             // over, skipped frames included (the previous picture stays).
             let h264_now = encoded.as_ref().is_some_and(|o| o.codec == Codec::H264);
+            let quality = fidelity(bgra, picture.rgba, 4);
+            motion_quality.push(quality);
             if run.motion_h264_frames > 0 || h264_now {
-                h264_quality.push(fidelity(bgra, picture.rgba, 4));
+                h264_quality.push(quality);
             }
             let Some(out) = encoded else { continue };
+            // Tiles payload byte 1, bit 2: the frame carries copies.
+            if out.codec == Codec::ZstdTiles && out.payload.get(1).is_some_and(|f| f & 0b100 != 0) {
+                run.motion_copy_frames += 1;
+            }
             run.motion_bytes += out.payload.len();
             match out.codec {
                 Codec::ZstdTiles => run.motion_tiles_frames += 1,
@@ -694,6 +723,9 @@ fn session_run(frames: &[Vec<u8>], path_bps: u64) -> Result<SessionRun> {
         }
     }
     run.h264_quality = mean(&h264_quality);
+    run.motion_quality = mean(&motion_quality);
+    run.encode_ms_mean = encode_ms.iter().sum::<f64>() / encode_ms.len().max(1) as f64;
+    run.encode_ms_max = encode_ms.iter().copied().fold(0.0, f64::max);
     Ok(run)
 }
 
@@ -725,7 +757,10 @@ fn openh264_run(frames: &[Vec<u8>], bitrate_bps: u32, min_qp: u8) -> Result<(usi
 fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
     let seconds = frames.len() as f64 / 30.0;
     let mbit = |bytes: usize, s: f64| bytes as f64 * 8.0 / s / 1e6;
-    let session = session_run(frames, 100_000_000)?;
+    // The session as an older viewer gets it (no copies: H.264 while it
+    // moves), and as today's console gets it (copies when it scrolls).
+    let session = session_run(frames, 100_000_000, false)?;
+    let copying = session_run(frames, 100_000_000, true)?;
     // OpenH264 alone as the session runs it for motion, over the moving
     // frames.
     let (ours_bytes, ours) = openh264_run(frames, MOTION_H264_BPS, 0)?;
@@ -779,6 +814,66 @@ fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
         }
     }
     let settle_s = session.exact_after_ms.unwrap_or(2000.0) / 1000.0;
+    // x264 at its best quality (CRF 0; still 4:2:0, so never exact): the
+    // closest it comes to the copies' exact picture.
+    let (x264_best_bytes, x264_best) = x264_at(0)?;
+    let copy_settle_s = copying.exact_after_ms.unwrap_or(0.0) / 1000.0;
+    if json {
+        let line = serde_json::json!({
+            "type": "codec_matched_copies",
+            "scenario": name,
+            "frames": frames.len(),
+            "session_motion_mbit_per_s": mbit(copying.motion_bytes, seconds),
+            "session_motion_copy_frames": copying.motion_copy_frames,
+            "session_motion_tiles_frames": copying.motion_tiles_frames,
+            "session_motion_h264_frames": copying.motion_h264_frames,
+            "session_motion_psnr_db": copying.motion_quality.psnr_db,
+            "session_motion_ssim": copying.motion_quality.ssim,
+            "session_settle_bytes": copying.settle_bytes,
+            "session_exact_after_ms": copying.exact_after_ms,
+            "session_mbit_per_s_with_settle": mbit(copying.motion_bytes + copying.settle_bytes, seconds + copy_settle_s),
+            "encode_ms_per_frame_mean": copying.encode_ms_mean,
+            "encode_ms_per_frame_max": copying.encode_ms_max,
+            "without_copies_motion_mbit_per_s": mbit(session.motion_bytes, seconds),
+            "without_copies_motion_psnr_db": session.motion_quality.psnr_db,
+            "without_copies_motion_ssim": session.motion_quality.ssim,
+            "without_copies_encode_ms_per_frame_mean": session.encode_ms_mean,
+            "x264_crf0_mbit_per_s": mbit(x264_best_bytes, seconds),
+            "x264_crf0_psnr_db": x264_best.psnr_db,
+            "x264_crf0_ssim": x264_best.ssim,
+            "x264_crf0_bytes_per_session_byte": x264_best_bytes as f64 / copying.motion_bytes.max(1) as f64,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "== {name}: {} frames ({seconds:.1} s at 30 fps), 1920x1080",
+            frames.len()
+        );
+        println!(
+            "session with copies (today's viewer, 100 Mbit/s path): {:.3} Mbit/s while moving ({} of {} tile frames with a copy, {} H.264 frames); the viewer's picture while moving: PSNR {:.2} dB, SSIM {:.4}; settling {} B, exact {} after; encode {:.2} ms/frame mean, {:.2} max",
+            mbit(copying.motion_bytes, seconds),
+            copying.motion_copy_frames,
+            copying.motion_tiles_frames,
+            copying.motion_h264_frames,
+            copying.motion_quality.psnr_db,
+            copying.motion_quality.ssim,
+            copying.settle_bytes,
+            copying.exact_after_ms.map_or("never".to_owned(), |ms| format!("{ms:.0} ms")),
+            copying.encode_ms_mean,
+            copying.encode_ms_max,
+        );
+        println!(
+            "session without copies (older viewer): {:.3} Mbit/s while moving, PSNR {:.2} dB, SSIM {:.4} over all moving frames; encode {:.2} ms/frame mean | x264 ultrafast at its best (crf 0): {:.3} Mbit/s PSNR {:.2} dB SSIM {:.4} ({:.1}x the bytes with copies)",
+            mbit(session.motion_bytes, seconds),
+            session.motion_quality.psnr_db,
+            session.motion_quality.ssim,
+            session.encode_ms_mean,
+            mbit(x264_best_bytes, seconds),
+            x264_best.psnr_db,
+            x264_best.ssim,
+            x264_best_bytes as f64 / copying.motion_bytes.max(1) as f64,
+        );
+    }
     if json {
         let line = serde_json::json!({
             "type": "codec_matched",
@@ -812,11 +907,7 @@ fn matched(name: &str, frames: &[Vec<u8>], json: bool) -> Result<()> {
         println!("{line}");
     } else {
         println!(
-            "== {name}: {} frames ({seconds:.1} s at 30 fps), 1920x1080",
-            frames.len()
-        );
-        println!(
-            "session (content choice, 100 Mbit/s path): {:.3} Mbit/s while moving ({} tile frames, then {} H.264 frames; the viewer's picture after the switch: PSNR {:.2} dB, SSIM {:.4}); settling {} B, exact picture {} after the motion; {:.3} Mbit/s over motion and settling",
+            "session (content choice, 100 Mbit/s path, no copies): {:.3} Mbit/s while moving ({} tile frames, then {} H.264 frames; the viewer's picture after the switch: PSNR {:.2} dB, SSIM {:.4}); settling {} B, exact picture {} after the motion; {:.3} Mbit/s over motion and settling",
             mbit(session.motion_bytes, seconds),
             session.motion_tiles_frames,
             session.motion_h264_frames,
