@@ -837,8 +837,9 @@ mod tests {
     }
 }
 
-/// `store/pg_schema.sql` against the SQLite migrations: the same schema,
-/// read back from both databases' catalogues, and the same checks,
+/// The PostgreSQL schema the store makes (`store/pg_schema.sql` and the
+/// PostgreSQL migrations after it) against the SQLite migrations: the same
+/// schema, read back from both databases' catalogues, and the same checks,
 /// exercised on both.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // A test should panic on an unexpected error.
@@ -847,9 +848,6 @@ mod schema_tests {
 
     use super::*;
     use crate::store::Store;
-
-    /// The script the store runs on an empty PostgreSQL database.
-    const PG_SCHEMA: &str = include_str!("store/pg_schema.sql");
 
     /// The columns whose ids PostgreSQL assigns (SQLite's rowid aliases
     /// that the store inserts rows without); every other id column is
