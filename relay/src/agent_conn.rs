@@ -11,7 +11,7 @@ use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{Capabilities, EndedBy};
-use deskside_protocol::{DeviceId, Refusal};
+use deskside_protocol::{DeviceId, Refusal, SessionId};
 
 use crate::agent_packets::AgentPackets;
 use crate::clock::{now_millis, now_secs};
@@ -20,9 +20,7 @@ use crate::metrics::StoreOp;
 use crate::presence::AgentCommand;
 use crate::secrets::{hash_secret, random_bytes};
 use crate::shared::Shared;
-use crate::store::{
-    session_text, ConsentOutcome, DeviceRecord, EndOutcome, SessionParty, WITHDRAWN,
-};
+use crate::store::{ConsentOutcome, DeviceRecord, EndOutcome, SessionParty, WITHDRAWN};
 
 fn check_info(info: &DeviceInfo) -> Result<(), Refusal> {
     check_text("hostname", &info.hostname, 253)?;
@@ -211,6 +209,7 @@ async fn attached(
     tracing::Span::current().record("device", tracing::field::display(id));
     let (commands_tx, mut commands) = crate::presence::command_channel();
     let generation = shared.presence.attach(id, connection.clone(), commands_tx);
+    shared.directory.held(id);
     shared.admission.observe_fleet(shared.presence.count());
     // Session packets of this device come and go on this connection until
     // a newer one of the same device replaces it; the session path starts
@@ -372,6 +371,7 @@ async fn attached(
     shared.router.detach_agent(id, connection.stable_id());
     drop(packets);
     if shared.presence.detach(id, generation) {
+        shared.directory.released(id);
         tracing::info!("device offline");
     }
     let now = now_secs();
@@ -430,14 +430,13 @@ const MAX_OUTCOME_LEN: usize = 200;
 async fn record_consent(
     shared: &Shared,
     device: DeviceId,
-    session_id: u64,
+    session_id: SessionId,
     granted: Option<Capabilities>,
     outcome: String,
 ) -> Result<bool, Step> {
     if let Err(refusal) = check_text("outcome", &outcome, MAX_OUTCOME_LEN) {
         return Err(Step::End(End::Violation(format!(
-            "consent for session {}: {refusal}",
-            session_text(session_id)
+            "consent for session {session_id}: {refusal}"
         ))));
     }
     let now = now_secs();
@@ -453,19 +452,19 @@ async fn record_consent(
         )
         .await;
         if !remaining.is_empty() {
-            tracing::debug!(session = %session_text(session_id), "withdrawal for a session already decided");
+            tracing::debug!(session = %session_id, "withdrawal for a session already decided");
         }
         return Ok(false);
     }
     let result = shared
         .store_as(StoreOp::Session, move |store| {
-            store.record_consent(session_id, device, granted, &outcome, now)
+            store.record_consent(session_id.0, device, granted, &outcome, now)
         })
         .await;
     let record = match result {
         Ok(Ok(ConsentOutcome::Recorded(record))) => {
             tracing::info!(
-                session = %session_text(session_id),
+                session = %session_id,
                 outcome = record.consent_outcome.as_deref().unwrap_or_default(),
                 granted = record.granted.map_or("none", Capabilities::label),
                 "session consent recorded"
@@ -473,7 +472,7 @@ async fn record_consent(
             record
         }
         Ok(Ok(ConsentOutcome::AlreadyRecorded(record))) => {
-            tracing::debug!(session = %session_text(session_id), "consent sent again; the first answer stands");
+            tracing::debug!(session = %session_id, "consent sent again; the first answer stands");
             // A grant for a request that was withdrawn (or refused) first
             // is not confirmed: the agent then starts nothing.
             if !record.consented() || record.is_closed() {
@@ -483,8 +482,7 @@ async fn record_consent(
         }
         Ok(Ok(ConsentOutcome::NotThisDevice)) => {
             return Err(Step::End(End::Violation(format!(
-                "consent for session {}, which is not a session of this device",
-                session_text(session_id)
+                "consent for session {session_id}, which is not a session of this device"
             ))))
         }
         Ok(Err(e)) => {
@@ -495,7 +493,7 @@ async fn record_consent(
     };
     let routed = record.consented() && !record.is_closed();
     if !shared.router.consent(session_id, routed) && routed {
-        tracing::debug!(session = %session_text(session_id), "consent for a session whose console is gone");
+        tracing::debug!(session = %session_id, "consent for a session whose console is gone");
     }
     Ok(true)
 }
@@ -505,7 +503,7 @@ async fn record_consent(
 async fn record_end(
     shared: &Shared,
     device: DeviceId,
-    session_id: u64,
+    session_id: SessionId,
     by: EndedBy,
 ) -> Result<(), Step> {
     let now = now_secs();
@@ -513,7 +511,7 @@ async fn record_end(
     let result = shared
         .store(move |store| {
             store.end_session(
-                session_id,
+                session_id.0,
                 SessionParty::Device(device),
                 by,
                 &actor,
@@ -529,8 +527,7 @@ async fn record_end(
         Ok(Ok(EndOutcome::AlreadyClosed(_))) => {}
         Ok(Ok(EndOutcome::NotFound)) => {
             return Err(Step::End(End::Violation(format!(
-                "end of session {}, which is not a session of this device",
-                session_text(session_id)
+                "end of session {session_id}, which is not a session of this device"
             ))))
         }
         Ok(Err(e)) => {

@@ -16,7 +16,7 @@ use deskside_net::files::write_private;
 use deskside_net::transport::transport_config;
 use deskside_net::tunnel::tune_outer_transport;
 use deskside_net::ALPN;
-use deskside_protocol::Fingerprint;
+use deskside_protocol::{Fingerprint, SessionId};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
@@ -34,7 +34,7 @@ use crate::presence::Presence;
 use crate::secrets::{hash_secret, new_technician_token};
 use crate::sessions::Router;
 use crate::shared::Shared;
-use crate::store::{session_text, SessionParty, Store, SYSTEM_ACTOR};
+use crate::store::{SessionParty, Store, SYSTEM_ACTOR};
 use crate::tls_files::{endpoint_config, load_identity};
 use crate::{agent_conn, console_conn};
 
@@ -148,6 +148,11 @@ impl Relay {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
+            directory: crate::cluster::Directory::new(
+                crate::cluster::relay_id(&config.data_dir)?,
+                store.is_postgres(),
+                config.idle_timeout,
+            ),
             store,
             presence: Presence::default(),
             fingerprint,
@@ -171,11 +176,24 @@ impl Relay {
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
         // and end those whose console does not return in time.
-        let resumable: Vec<u64> = interrupted.resumable.iter().map(|r| r.id).collect();
+        let resumable: Vec<SessionId> = interrupted
+            .resumable
+            .iter()
+            .map(|r| SessionId(r.id))
+            .collect();
         for record in &interrupted.resumable {
-            shared.router.restore(record.id, record.device);
-            tracing::info!(session = %session_text(record.id), "session open at the last stop: waiting for its parties to come back");
+            let session = SessionId(record.id);
+            shared.router.restore(session, record.device);
+            tracing::info!(session = %session, "session open at the last stop: waiting for its parties to come back");
         }
+        // Join the directory before any agent can attach.
+        let record = crate::cluster::own_record(&shared);
+        shared
+            .store(move |store| store.register_relay(&record))
+            .await
+            .map_err(|r| anyhow::anyhow!("{r:?}"))?
+            .context("cannot register this relay in the store's directory")?;
+        shared.tasks.spawn(crate::cluster::run(Arc::clone(&shared)));
         // Agents' network moves (consoles watch their own connection).
         shared
             .tasks
@@ -576,8 +594,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             relay.shared.tasks.len(),
-            2,
-            "the resume-grace task and the agents' network-move watcher run"
+            3,
+            "the resume-grace task, the agents' network-move watcher and the directory task run"
         );
         let store = Arc::downgrade(&relay.shared.store);
         let shared = Arc::downgrade(&relay.shared);

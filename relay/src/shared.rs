@@ -23,6 +23,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Online devices.
     pub presence: Presence,
+    /// This relay in the directory of relays sharing the store.
+    pub directory: crate::cluster::Directory,
     /// The relay certificate's fingerprint (for tokens).
     pub fingerprint: Fingerprint,
     /// The address written into tokens.
@@ -50,6 +52,45 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The devices of `org` online on any relay: those this relay holds,
+    /// and with a shared store those the directory says a live relay holds.
+    pub async fn online_in(
+        &self,
+        org: crate::store::OrgId,
+    ) -> std::collections::HashSet<deskside_protocol::DeviceId> {
+        let mut online: std::collections::HashSet<_> = self.presence.online().into_iter().collect();
+        if self.directory.is_shared() {
+            let lease = self.directory.lease_secs();
+            let now = crate::clock::now_secs();
+            match self
+                .store(move |store| store.online_devices(org, now, lease))
+                .await
+            {
+                Ok(Ok(elsewhere)) => online.extend(elsewhere),
+                Ok(Err(e)) => tracing::warn!("cannot read which devices other relays hold: {e}"),
+                Err(_) => {}
+            }
+        }
+        online
+    }
+
+    /// Whether `device` is online on any relay (see [`Shared::online_in`]).
+    pub async fn is_online_anywhere(&self, device: deskside_protocol::DeviceId) -> bool {
+        if self.presence.is_online(device) {
+            return true;
+        }
+        if !self.directory.is_shared() {
+            return false;
+        }
+        let lease = self.directory.lease_secs();
+        let now = crate::clock::now_secs();
+        matches!(
+            self.store(move |store| store.device_holder(device, now, lease))
+                .await,
+            Ok(Ok(Some(_)))
+        )
+    }
+
     /// Runs a store operation on the blocking pool (its latency is
     /// measured as [`StoreOp::Other`](crate::metrics::StoreOp::Other)).
     pub async fn store<T: Send + 'static>(

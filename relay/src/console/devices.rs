@@ -13,10 +13,11 @@ use crate::conn::{check_text, CLOSE_REVOKED};
 pub async fn list(caller: Caller<'_>) -> Result<ConsoleResponse, Refusal> {
     let Caller { shared, org, .. } = caller;
     let devices = run(shared, move |s| s.list_devices(org)).await?;
+    let online = shared.online_in(org).await;
     Ok(ConsoleResponse::Devices(
         devices
             .iter()
-            .map(|d| d.summary(shared.presence.is_online(d.id)))
+            .map(|d| d.summary(online.contains(&d.id)))
             .collect(),
     ))
 }
@@ -26,9 +27,8 @@ pub async fn show(caller: Caller<'_>, device: String) -> Result<ConsoleResponse,
     let Caller { shared, org, .. } = caller;
     check_text("device", &device, 256)?;
     let record = run(shared, move |s| s.find_device(org, &device)).await??;
-    Ok(ConsoleResponse::Device(
-        record.summary(shared.presence.is_online(record.id)),
-    ))
+    let online = shared.is_online_anywhere(record.id).await;
+    Ok(ConsoleResponse::Device(record.summary(online)))
 }
 
 /// Revokes a device and closes its connection at once.

@@ -112,7 +112,7 @@ pub async fn history(
         s.diagnostics_history(org, id, limit.min(1000))
     })
     .await?;
-    let summary = record.summary(shared.presence.is_online(id));
+    let summary = record.summary(shared.is_online_anywhere(id).await);
     Ok(ConsoleResponse::DiagnosticsHistory(
         rows.into_iter()
             .map(|row| StoredDiagnostics {

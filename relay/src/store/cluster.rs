@@ -187,6 +187,36 @@ impl Store {
         Ok(())
     }
 
+    /// Applies a batch of presence changes of relay `relay_id` in one
+    /// transaction: `true` holds the device from `now`, `false` releases it
+    /// (as [`Store::hold_device`] and [`Store::release_device`]).
+    pub fn apply_presence(
+        &self,
+        relay_id: &str,
+        changes: &[(DeviceId, bool)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for &(device, held) in changes {
+            if held {
+                tx.execute(
+                    "INSERT INTO presence (device_id, relay_id, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (device_id) DO UPDATE SET relay_id = excluded.relay_id,
+                         since = excluded.since",
+                    params![device_id_to_sql(device), relay_id, now],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM presence WHERE device_id = ?1 AND relay_id = ?2",
+                    params![device_id_to_sql(device), relay_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Relay `relay_id` no longer holds `device` (unless another relay took
     /// it over meanwhile, whose row stays).
     pub fn release_device(&self, device: DeviceId, relay_id: &str) -> Result<(), StoreError> {
