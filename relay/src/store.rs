@@ -655,6 +655,66 @@ mod tests {
         assert!(store.organisation_settings(OrgId(99)).is_err());
     }
 
+    /// The relay outlives a restart of its PostgreSQL server: the call that
+    /// finds the connection gone fails, the next one connects again; a
+    /// transaction cut by the restart fails as a whole and changes nothing.
+    #[test]
+    fn a_postgresql_store_reconnects_after_the_server_restarts() {
+        let test = "store::tests::a_postgresql_store_reconnects_after_the_server_restarts";
+        // Its own server: stopping the shared one would break other tests.
+        let server = match crate::pg_server::PgServer::start() {
+            Ok(server) => server,
+            Err(error @ crate::pg_server::PgServerError::NotInstalled { .. }) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{test}: {error} (CI=true: the PostgreSQL tests must run)"
+                );
+                eprintln!("SKIPPED {test}: {error}");
+                return;
+            }
+            Err(error) => panic!("{test}: {error}"),
+        };
+        let store = Store::open_postgres(&server.create_database().unwrap()).unwrap();
+        let org = store
+            .bootstrap("Acme", "root", &hash("admin"), T0)
+            .unwrap()
+            .unwrap();
+        server.stop_immediately();
+        assert!(store.organisation_name(org).is_err());
+        server.start_again().unwrap();
+        // The first call after the restart may still meet the dead socket.
+        let name = (0..20)
+            .find_map(|_| {
+                let name = store.organisation_name(org).ok();
+                if name.is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                name
+            })
+            .expect("the store connects again once PostgreSQL is back");
+        assert_eq!(name, "Acme");
+        // A transaction cut in the middle: nothing of it remains.
+        {
+            let mut conn = store.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            tx.execute("UPDATE organisations SET name = 'Half' WHERE id = ?1", [org.0])
+                .unwrap();
+            server.stop_immediately();
+            server.start_again().unwrap();
+            assert!(tx
+                .execute("UPDATE organisations SET settings = '{}' WHERE id = ?1", [org.0])
+                .is_err());
+            assert!(matches!(tx.commit(), Err(sql::Error::TransactionLost)));
+        }
+        assert_eq!(store.organisation_name(org).unwrap(), "Acme");
+        store
+            .set_organisation_settings(org, r#"{"a":1}"#, "policy.set", &serde_json::json!({}), "t", T0)
+            .unwrap();
+        assert_eq!(store.verify_audit_chain().unwrap(), Ok(()));
+    }
+
     #[test]
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}

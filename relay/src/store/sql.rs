@@ -25,7 +25,6 @@
 //! checks stay correct without retry loops. Reads outside a transaction do
 //! not take it.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -66,6 +65,10 @@ pub enum Error {
     /// The thread holding the PostgreSQL connection is gone (it panicked).
     #[error("the PostgreSQL connection's thread stopped")]
     Disconnected,
+    /// The connection to PostgreSQL broke inside a transaction, which the
+    /// server rolled back.
+    #[error("the connection to PostgreSQL was lost during a transaction, which PostgreSQL rolled back; the next request reconnects")]
+    TransactionLost,
     /// No thread could be started for the PostgreSQL connection.
     #[error("cannot start the PostgreSQL connection's thread: {0}")]
     Thread(std::io::Error),
@@ -437,22 +440,89 @@ pub enum TransactionBehavior {
     Deferred,
 }
 
-/// Work for the thread that owns a PostgreSQL client.
-type PgJob = Box<dyn FnOnce(&mut postgres::Client) + Send>;
+/// Work for the thread that owns a PostgreSQL session.
+type PgJob = Box<dyn FnOnce(&mut PgSession) + Send>;
 
-/// A PostgreSQL session with its prepared statements.
+/// A PostgreSQL client and what belongs to its server session: prepared
+/// statements and whether a transaction is open. Lives on its own thread.
+struct PgSession {
+    url: String,
+    client: Option<postgres::Client>,
+    /// Prepared statements by the store's SQL text (a bounded set: queries
+    /// are constants or built from constants).
+    statements: HashMap<String, postgres::Statement>,
+    /// Between `BEGIN` and `COMMIT`/`ROLLBACK`.
+    in_transaction: bool,
+}
+
+impl PgSession {
+    /// The client, connecting again if the server closed the connection
+    /// (a restart, a failover) — but never inside a transaction: its
+    /// statements must fail until the store rolls it back, or they would
+    /// run outside it.
+    fn client(&mut self) -> Result<&mut postgres::Client> {
+        let closed = self.client.as_ref().is_none_or(postgres::Client::is_closed);
+        if closed && !self.in_transaction {
+            self.statements.clear();
+            self.client = None;
+            let client = postgres::Client::connect(&self.url, postgres::NoTls)?;
+            tracing::info!("connected to the PostgreSQL store");
+            self.client = Some(client);
+        }
+        match self.client.as_mut() {
+            Some(client) if !(closed && self.in_transaction) => Ok(client),
+            // Closed inside a transaction and not yet rolled back: any
+            // call reports the broken connection.
+            _ => Err(Error::TransactionLost),
+        }
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Ok(statement.clone());
+            }
+        }
+        let statement = self.client()?.prepare(&translate(sql))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        let ends = sql.starts_with("COMMIT") || sql.starts_with("ROLLBACK");
+        if ends && self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            // The connection died inside the transaction: the server rolled
+            // it back already. A COMMIT must say so; a ROLLBACK has nothing
+            // left to do.
+            self.in_transaction = false;
+            if sql.starts_with("ROLLBACK") {
+                return Ok(());
+            }
+            return Err(Error::TransactionLost);
+        }
+        let result = self.client()?.batch_execute(sql).map_err(Error::from);
+        if sql.starts_with("BEGIN") && result.is_ok() {
+            self.in_transaction = true;
+        }
+        if ends {
+            self.in_transaction = false;
+        }
+        result
+    }
+}
+
+/// A PostgreSQL connection, on a thread of its own.
 ///
 /// The `postgres` client drives its socket on a runtime of its own, which
 /// must not be entered from a thread that already runs async tasks (the
 /// relay calls the store from `spawn_blocking`, but also from async code
 /// for quick reads, as it may with SQLite). So the client lives on a thread
 /// of its own, and each call is a job sent to it and waited for: the
-/// calling thread blocks exactly as it does on SQLite's file lock.
+/// calling thread blocks exactly as it does on SQLite's file lock. When the
+/// server closes the connection (a restart), the next call outside a
+/// transaction connects again.
 struct Pg {
     jobs: std::sync::mpsc::Sender<PgJob>,
-    /// Prepared statements by the store's SQL text (a bounded set: queries
-    /// are constants or built from constants).
-    statements: HashMap<String, postgres::Statement>,
 }
 
 impl Pg {
@@ -462,92 +532,84 @@ impl Pg {
         let url = url.to_owned();
         std::thread::Builder::new()
             .name("store-postgres".into())
-            .spawn(
-                move || match postgres::Client::connect(&url, postgres::NoTls) {
-                    Ok(mut client) => {
+            .spawn(move || {
+                let mut session = PgSession {
+                    url,
+                    client: None,
+                    statements: HashMap::new(),
+                    in_transaction: false,
+                };
+                match session.client() {
+                    Ok(_) => {
                         let _ = ready.send(Ok(()));
                         for job in queue {
-                            job(&mut client);
+                            job(&mut session);
                         }
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
                     }
-                },
-            )
+                }
+            })
             .map_err(Error::Thread)?;
         match connected.recv() {
-            Ok(Ok(())) => Ok(Pg {
-                jobs,
-                statements: HashMap::new(),
-            }),
-            Ok(Err(error)) => Err(Error::Postgres(error)),
+            Ok(Ok(())) => Ok(Pg { jobs }),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(Error::Disconnected),
         }
     }
 
-    /// Runs `job` on the client's thread and waits for its answer.
+    /// Runs `job` on the session's thread and waits for its answer.
     fn call<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut postgres::Client) -> Result<R, postgres::Error> + Send + 'static,
+        job: impl FnOnce(&mut PgSession) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (answer, answered) = std::sync::mpsc::channel();
-        let job: PgJob = Box::new(move |client| {
-            let _ = answer.send(job(client));
+        let job: PgJob = Box::new(move |session| {
+            let _ = answer.send(job(session));
         });
         if self.jobs.send(job).is_err() {
             return Err(Error::Disconnected);
         }
-        match answered.recv() {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(Error::Disconnected),
-        }
+        answered.recv().unwrap_or(Err(Error::Disconnected))
     }
 
-    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let translated = translate(sql);
-        let statement = self.call(move |client| client.prepare(&translated))?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<usize> {
-        let statement = self.statement(sql)?;
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
+        let sql = sql.to_owned();
         let params = params.to_vec();
-        let changed = self.call(move |client| {
+        let changed = self.call(move |session| {
+            let statement = session.statement(&sql)?;
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            client.execute(&statement, &refs)
+            Ok(session.client()?.execute(&statement, &refs)?)
         })?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
-    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
-        let statement = self.statement(sql)?;
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let sql = sql.to_owned();
         let params = params.to_vec();
-        let rows = self.call(move |client| {
+        self.call(move |session| {
+            let statement = session.statement(&sql)?;
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            let rows = client.query(&statement, &refs)?;
-            rows.iter()
+            let rows = session.client()?.query(&statement, &refs)?;
+            Ok(rows
+                .iter()
                 .map(|row| (0..row.len()).map(|i| row.try_get::<_, Value>(i)).collect())
-                .collect::<Result<Vec<Vec<Value>>, postgres::Error>>()
-        })?;
-        Ok(rows)
+                .collect::<Result<Vec<Vec<Value>>, postgres::Error>>()?)
+        })
     }
 
     fn batch_execute(&self, sql: &str) -> Result<()> {
         let sql = sql.to_owned();
-        self.call(move |client| client.batch_execute(&sql))
+        self.call(move |session| session.batch(&sql))
     }
 }
 
 enum Inner {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<Pg>),
+    Postgres(Pg),
 }
 
 /// A connection to the store's database. Not `Sync`: the store keeps it
@@ -618,7 +680,7 @@ impl Connection {
     /// Connects to the PostgreSQL server at `url`.
     pub fn postgres(url: &str) -> Result<Connection> {
         Ok(Connection {
-            inner: Inner::Postgres(RefCell::new(Pg::connect(url)?)),
+            inner: Inner::Postgres(Pg::connect(url)?),
         })
     }
 
@@ -647,7 +709,7 @@ impl Connection {
                         .execute(rusqlite::params_from_iter(values.iter().map(to_rusqlite)))?,
                 )
             }
-            Inner::Postgres(pg) => pg.borrow_mut().execute(sql, &values),
+            Inner::Postgres(pg) => pg.execute(sql, &values),
         }
     }
 
@@ -655,7 +717,7 @@ impl Connection {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
             Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Inner::Postgres(pg) => pg.borrow().batch_execute(sql),
+            Inner::Postgres(pg) => pg.batch_execute(sql),
         }
     }
 
@@ -676,7 +738,6 @@ impl Connection {
         match &self.inner {
             Inner::Sqlite(conn) => sqlite_rows(&mut *conn.prepare_cached(sql)?, values),
             Inner::Postgres(pg) => Ok(pg
-                .borrow_mut()
                 .query(sql, values)?
                 .into_iter()
                 .map(|values| Row {
