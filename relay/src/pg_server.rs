@@ -744,6 +744,24 @@ mod tests {
     }
 
     #[test]
+    fn a_port_taken_by_someone_else_is_recognised_as_such() {
+        let Some(server) = own_server("pg_server::a_port_taken_by_someone_else") else {
+            return;
+        };
+        server.stop_immediately();
+        assert!(!server.port_was_taken(), "the first start bound its port");
+        let squatter = TcpListener::bind(("127.0.0.1", server.port())).unwrap();
+        let error = server.start_again().unwrap_err();
+        assert!(matches!(error, PgServerError::Command { .. }), "{error}");
+        assert!(server.port_was_taken(), "{error}");
+        drop(squatter);
+        server.start_again().unwrap();
+        assert!(!server.port_was_taken());
+        let url = server.create_database().unwrap();
+        assert!(connect(&url).is_ok());
+    }
+
+    #[test]
     fn the_shared_server_is_one_server_per_process() {
         let Some(server) = PgServer::shared_or_skip("pg_server::the_shared_server") else {
             return;
@@ -789,7 +807,8 @@ mod tests {
         if own_server_prerequisite_missing("pg_server::the_shared_server_dies") {
             return;
         }
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        // This test binary, even if a rebuild replaced its file meanwhile.
+        let mut child = Command::new("/proc/self/exe")
             .args([
                 "--exact",
                 "pg_server::tests::child_process_holding_the_shared_server",
