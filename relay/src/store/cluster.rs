@@ -272,6 +272,26 @@ impl Store {
         Ok(ids)
     }
 
+    /// Whether this relay leads the ticketing outbox: with several relays on
+    /// one store, one delivers, or each event would reach the ticketing
+    /// systems once per relay. The leader holds a session-level advisory
+    /// lock on its store connection, which PostgreSQL releases when that
+    /// connection ends (the relay died, or the server restarted): another
+    /// relay's next check takes it over. Re-taking a lock this session holds
+    /// succeeds, so leading is checked by trying again. Always true on
+    /// SQLite (one relay).
+    pub fn hold_outbox_lead(&self) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        if !conn.is_postgres() {
+            return Ok(true);
+        }
+        Ok(conn.query_row(
+            "SELECT pg_try_advisory_lock(?1)",
+            [super::sql::OUTBOX_LOCK],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Deletes the presence rows of relays whose lease ran out, and the
     /// rows of relays silent for `forget` seconds. Returns the presence
     /// rows removed.
@@ -374,6 +394,39 @@ mod tests {
         assert_eq!(store.prune_presence(T0 + 3700, lease, 3600).unwrap(), 1);
         assert!(store.live_relays(T0 + 3700, 1_000_000).unwrap().is_empty());
         assert!(!store.relay_heartbeat("b", 0, 0, T0 + 3700).unwrap());
+    }
+
+    /// Two relays' store connections: one leads the outbox until its
+    /// connection ends, then the other takes over.
+    #[test]
+    fn one_relay_leads_the_outbox_until_its_connection_ends() {
+        if !on_postgres() {
+            let store = fresh_store();
+            assert!(
+                store.hold_outbox_lead().unwrap(),
+                "SQLite: the one relay leads"
+            );
+            return;
+        }
+        let server = crate::pg_server::PgServer::shared().unwrap();
+        let url = server.create_database().unwrap();
+        let first = Store::open_postgres(&url).unwrap();
+        let second = Store::open_postgres(&url).unwrap();
+        assert!(first.hold_outbox_lead().unwrap());
+        assert!(
+            first.hold_outbox_lead().unwrap(),
+            "leading is checked by trying again"
+        );
+        assert!(!second.hold_outbox_lead().unwrap());
+        drop(first);
+        let took_over = (0..50).any(|_| {
+            let lead = second.hold_outbox_lead().unwrap();
+            if !lead {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            lead
+        });
+        assert!(took_over, "the second relay leads once the first is gone");
     }
 
     #[test]

@@ -37,6 +37,10 @@ use thiserror::Error;
 /// arbitrary constant: "deskside" in ASCII).
 pub const WRITE_LOCK: i64 = 0x6465_736b_7369_6465;
 
+/// The session-level advisory lock the relay leading the ticketing outbox
+/// holds (`Store::hold_outbox_lead`).
+pub const OUTBOX_LOCK: i64 = WRITE_LOCK + 1;
+
 /// A database failure.
 #[derive(Debug, Error)]
 pub enum Error {

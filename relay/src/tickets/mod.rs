@@ -245,6 +245,11 @@ fn step(
 ) -> Result<bool, crate::store::StoreError> {
     let store = &*shared.store;
     let name = connector.name();
+    // With several relays on one store, only the outbox's leader delivers;
+    // the others check again at the next safety poll.
+    if !store.hold_outbox_lead()? {
+        return Ok(false);
+    }
     store.enqueue_ticket_deliveries(name, now_millis())?;
     let Some((id, attempts)) = store.due_ticket_delivery(name, now_millis())? else {
         return Ok(false);
