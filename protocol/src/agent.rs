@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceId, Fingerprint};
+use crate::ids::{DeviceId, Fingerprint, SessionId};
 use crate::message::Nested;
 use crate::refusal::Refusal;
 use crate::session::{Capabilities, EndedBy};
@@ -58,7 +58,7 @@ pub enum AgentToRelay {
     /// nothing of the session is sent before that.
     SessionConsent {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// What was granted; `None` when refused, timed out or no one could
         /// be asked.
         granted: Option<Capabilities>,
@@ -68,7 +68,7 @@ pub enum AgentToRelay {
     /// A session ended on this device (audit).
     SessionEnded {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// Who ended it.
         by: EndedBy,
     },
@@ -163,7 +163,7 @@ pub enum RelayToAgent {
     /// The consent for this session is committed to the audit log.
     ConsentRecorded {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// The organisation's policy changed while the agent is connected
     /// (same JSON as [`RelayToAgent::Policy`]); answer
@@ -182,7 +182,7 @@ pub enum RelayToAgent {
     /// running session at once: the relay forwards nothing more for it.
     SessionWithdrawn {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Like [`RelayToAgent::CollectDiagnostics`], naming the technician
     /// who asked (kept in the device's local history).
@@ -242,7 +242,7 @@ crate::impl_message!(RelayToAgent, known = 17);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRequest {
     /// Tags the session's packets through the relay.
-    pub session_id: u64,
+    pub session_id: SessionId,
     /// Technician's display name.
     pub technician: String,
     /// Organisation name.

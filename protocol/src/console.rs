@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::session::Capabilities;
 
-use crate::ids::{DeviceId, Fingerprint, Role, TechnicianId};
+use crate::ids::{DeviceId, Fingerprint, Role, SessionId, TechnicianId};
 use crate::message::Nested;
 use crate::refusal::Refusal;
 
@@ -163,7 +163,7 @@ pub enum ConsoleRequest {
     /// Tells the relay the technician ended a session (audit).
     EndSession {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Carries one of this technician's open sessions on this connection
     /// from now on: sent after the console lost its relay connection (a
@@ -171,7 +171,7 @@ pub enum ConsoleRequest {
     /// end-to-end connection inside resumes by itself.
     ResumeSession {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Every enrollment token of the organisation (never the secrets).
     ListEnrollTokens,
@@ -186,7 +186,7 @@ pub enum ConsoleRequest {
     /// decision, audited with who ended it).
     EndAnySession {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Presents the organisation's certificate of the session key this
     /// console registered (`RegisterSessionKey`). The relay keeps it for
@@ -423,7 +423,9 @@ pub struct EnrollTokenInfo {
 /// An open session as listed for administrators. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
-    /// The session id.
+    /// The session id. A bare number, not yet a [`SessionId`]: the relay's
+    /// store builds this row itself, and its API takes session ids as `u64`
+    /// until it is typed (issue 14); readers wrap it in `SessionId`.
     pub session_id: u64,
     /// The device.
     pub device: DeviceId,
@@ -458,7 +460,7 @@ pub struct PolicySetOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionOpened {
     /// Tags the session's packets through the relay.
-    pub session_id: u64,
+    pub session_id: SessionId,
     /// The device.
     pub device: DeviceSummary,
     /// SHA-256 of the device's enrolled public key (SubjectPublicKeyInfo).

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::SessionId;
 use crate::message::Nested;
 use crate::request::{EmployeeRequest, HelpRequest, RequestEvent};
 
@@ -27,7 +28,7 @@ pub enum ServiceToHelper {
     /// The consent is audited: start capturing (only now).
     Start {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// What was granted.
         granted: Capabilities,
         /// Seconds until the grant expires.
@@ -36,7 +37,7 @@ pub enum ServiceToHelper {
     /// A control message from the technician.
     FromConsole {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The message (nested, so a newer one decodes as `Unknown`).
         message: Nested<ConsoleToAgent>,
     },
@@ -44,7 +45,7 @@ pub enum ServiceToHelper {
     /// granted; the helper checks again).
     Input {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The event (nested, so a newer one decodes as `Unknown`).
         event: Nested<InputEvent>,
     },
@@ -53,7 +54,7 @@ pub enum ServiceToHelper {
     /// may capture the next (latest-frame-wins across the socket).
     FrameCredit {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The end-to-end connection's smoothed round-trip time in
         /// milliseconds, for the codec choice; 0 when not known yet.
         rtt_ms: u32,
@@ -61,7 +62,7 @@ pub enum ServiceToHelper {
     /// The session is over: close the indicator, stop capturing.
     End {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// Who ended it.
         by: EndedBy,
     },
@@ -69,7 +70,7 @@ pub enum ServiceToHelper {
     /// close the consent dialog and say so; no answer counts any more.
     Withdrawn {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Answer to [`HelperToService::FileHelpRequest`]: what became of the
     /// request the local user filed through the service.
@@ -156,7 +157,7 @@ pub struct RequestUpdate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentPrompt {
     /// The session.
-    pub session_id: u64,
+    pub session_id: SessionId,
     /// Technician's display name.
     pub technician: String,
     /// Organisation name.
@@ -209,21 +210,21 @@ pub enum HelperToService {
     /// The answer to a [`ServiceToHelper::Consent`].
     Consent {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The answer.
         answer: ConsentAnswer,
     },
     /// A message for the technician (welcome, chat, downgrade, end).
     ToConsole {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The message (nested, so a newer one decodes as `Unknown`).
         message: Nested<AgentToConsole>,
     },
     /// A captured, encoded frame.
     Video {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
         /// The frame.
         frame: VideoFrame,
     },

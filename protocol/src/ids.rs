@@ -81,6 +81,14 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// The bare number in hex, for the few texts that spell it so (for example
+/// `{:#x}` in the tunnel carrier's errors); everything else uses `Display`.
+impl fmt::LowerHex for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 impl FromStr for SessionId {
     type Err = ParseError;
     /// Reads a session id as printed: up to 16 hex digits, surrounding
@@ -204,6 +212,8 @@ mod tests {
         assert_eq!("00abcdef01234567".parse::<SessionId>(), Ok(id));
         assert_eq!(" 0xabcdef01234567 ".parse::<SessionId>(), Ok(id));
         assert_eq!(SessionId(u64::MAX).to_string(), "ffffffffffffffff");
+        assert_eq!(format!("{:#x}", SessionId(0x5e55)), "0x5e55");
+        assert_eq!(format!("{:016x}", id), id.to_string());
         assert!("".parse::<SessionId>().is_err());
         assert!("0x".parse::<SessionId>().is_err());
         assert!("10000000000000000".parse::<SessionId>().is_err());

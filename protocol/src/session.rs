@@ -122,8 +122,9 @@ impl EndedBy {
 }
 
 /// How a session id is written everywhere (console output, audit rows,
-/// logs): 16 lower-case hex digits. JSON numbers above 2^53 lose precision
-/// in many readers, and one spelling lets a reader grep for it.
+/// logs): 16 lower-case hex digits, the [`crate::SessionId`] `Display`. For
+/// callers that hold the bare number the relay's store keeps; everything
+/// else holds a `SessionId` and formats it directly.
 pub fn session_id_text(id: u64) -> String {
     crate::SessionId(id).to_string()
 }

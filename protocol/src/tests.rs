@@ -43,7 +43,8 @@ use crate::token::{EnrollToken, LoginString, TokenError, ENROLL_PREFIX, LOGIN_PR
 use crate::version::{negotiate, ClientHello, MustUpgrade, ServerHello, VersionRange};
 use crate::{
     decode_message, encode_message, DeviceId, Fingerprint, FrameDecoder, FrameError, Message,
-    MessageError, Refusal, Role, TechnicianId, MAX_CLIENT_FRAME_LEN, MAX_RELAY_FRAME_LEN,
+    MessageError, Refusal, Role, SessionId, TechnicianId, MAX_CLIENT_FRAME_LEN,
+    MAX_RELAY_FRAME_LEN,
 };
 
 /// Cases per property. Each property runs in a few milliseconds per hundred
@@ -121,13 +122,15 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
             .prop_map(|(request_id, result)| AgentToRelay::Diagnostics { request_id, result }),
         (any::<u64>(), prop::option::of(capabilities()), text()).prop_map(
             |(session_id, granted, outcome)| AgentToRelay::SessionConsent {
-                session_id,
+                session_id: SessionId(session_id),
                 granted,
                 outcome,
             }
         ),
-        (any::<u64>(), ended_by())
-            .prop_map(|(session_id, by)| AgentToRelay::SessionEnded { session_id, by }),
+        (any::<u64>(), ended_by()).prop_map(|(session_id, by)| AgentToRelay::SessionEnded {
+            session_id: SessionId(session_id),
+            by
+        }),
         any::<u64>().prop_map(|revision| AgentToRelay::PolicyApplied { revision }),
         prop::collection::vec(monitor(), 0..3)
             .prop_map(|monitors| AgentToRelay::Monitors { monitors }),
@@ -263,10 +266,14 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
         }),
         bytes(64).prop_map(|json| RelayToAgent::Policy { json }),
         session_request().prop_map(RelayToAgent::SessionRequest),
-        any::<u64>().prop_map(|session_id| RelayToAgent::ConsentRecorded { session_id }),
+        any::<u64>().prop_map(|session_id| RelayToAgent::ConsentRecorded {
+            session_id: SessionId(session_id)
+        }),
         (any::<u64>(), bytes(64))
             .prop_map(|(revision, json)| RelayToAgent::PolicyUpdate { revision, json }),
-        any::<u64>().prop_map(|session_id| RelayToAgent::SessionWithdrawn { session_id }),
+        any::<u64>().prop_map(|session_id| RelayToAgent::SessionWithdrawn {
+            session_id: SessionId(session_id)
+        }),
         (any::<u64>(), any::<bool>(), text()).prop_map(|(request_id, throughput, technician)| {
             RelayToAgent::CollectDiagnosticsFor {
                 request_id,
@@ -329,7 +336,7 @@ fn session_request() -> impl Strategy<Value = SessionRequest> {
                 grant_secs,
             )| {
                 SessionRequest {
-                    session_id,
+                    session_id: SessionId(session_id),
                     technician,
                     organisation,
                     capabilities,
@@ -378,12 +385,18 @@ fn console_request() -> impl Strategy<Value = ConsoleRequest> {
         }),
         (prop::option::of(text()), any::<u32>())
             .prop_map(|(device, limit)| ConsoleRequest::AuditList { device, limit }),
-        any::<u64>().prop_map(|session_id| ConsoleRequest::EndSession { session_id }),
-        any::<u64>().prop_map(|session_id| ConsoleRequest::ResumeSession { session_id }),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::EndSession {
+            session_id: SessionId(session_id)
+        }),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::ResumeSession {
+            session_id: SessionId(session_id)
+        }),
         Just(ConsoleRequest::ListEnrollTokens),
         any::<u64>().prop_map(|id| ConsoleRequest::RevokeEnrollToken { id }),
         Just(ConsoleRequest::ListSessions),
-        any::<u64>().prop_map(|session_id| ConsoleRequest::EndAnySession { session_id }),
+        any::<u64>().prop_map(|session_id| ConsoleRequest::EndAnySession {
+            session_id: SessionId(session_id)
+        }),
         bytes(64).prop_map(|certificate| ConsoleRequest::PresentSessionCertificate { certificate }),
         prop::option::of(any::<i64>())
             .prop_map(|anchor_id| ConsoleRequest::VerifyAudit { anchor_id }),
@@ -569,7 +582,7 @@ fn console_response() -> impl Strategy<Value = ConsoleResponse> {
         (any::<u64>(), device_summary(), fingerprint()).prop_map(
             |(session_id, device, device_key)| {
                 ConsoleResponse::SessionOpened(SessionOpened {
-                    session_id,
+                    session_id: SessionId(session_id),
                     device,
                     device_key,
                 })
@@ -1003,7 +1016,7 @@ fn consent_prompt() -> impl Strategy<Value = ConsentPrompt> {
                 timeout_secs,
             )| {
                 ConsentPrompt {
-                    session_id,
+                    session_id: SessionId(session_id),
                     technician,
                     organisation,
                     capabilities,
@@ -1030,26 +1043,34 @@ fn service_to_helper() -> impl Strategy<Value = ServiceToHelper> {
         consent_prompt().prop_map(ServiceToHelper::Consent),
         (any::<u64>(), capabilities(), any::<u64>()).prop_map(
             |(session_id, granted, expires_in_secs)| ServiceToHelper::Start {
-                session_id,
+                session_id: SessionId(session_id),
                 granted,
                 expires_in_secs,
             }
         ),
         (any::<u64>(), console_to_agent()).prop_map(|(session_id, message)| {
             ServiceToHelper::FromConsole {
-                session_id,
+                session_id: SessionId(session_id),
                 message: Nested(message),
             }
         }),
         (any::<u64>(), input_event()).prop_map(|(session_id, event)| ServiceToHelper::Input {
-            session_id,
+            session_id: SessionId(session_id),
             event: Nested(event),
         }),
-        (any::<u64>(), any::<u32>())
-            .prop_map(|(session_id, rtt_ms)| ServiceToHelper::FrameCredit { session_id, rtt_ms }),
-        (any::<u64>(), ended_by())
-            .prop_map(|(session_id, by)| ServiceToHelper::End { session_id, by }),
-        any::<u64>().prop_map(|session_id| ServiceToHelper::Withdrawn { session_id }),
+        (any::<u64>(), any::<u32>()).prop_map(|(session_id, rtt_ms)| {
+            ServiceToHelper::FrameCredit {
+                session_id: SessionId(session_id),
+                rtt_ms,
+            }
+        }),
+        (any::<u64>(), ended_by()).prop_map(|(session_id, by)| ServiceToHelper::End {
+            session_id: SessionId(session_id),
+            by
+        }),
+        any::<u64>().prop_map(|session_id| ServiceToHelper::Withdrawn {
+            session_id: SessionId(session_id)
+        }),
         (
             text(),
             prop_oneof![
@@ -1119,16 +1140,22 @@ fn helper_to_service() -> impl Strategy<Value = HelperToService> {
             prop_oneof![text().prop_map(Ok), text().prop_map(Err)]
         )
             .prop_map(|(version, display)| HelperToService::Hello { version, display }),
-        (any::<u64>(), consent_answer())
-            .prop_map(|(session_id, answer)| HelperToService::Consent { session_id, answer }),
+        (any::<u64>(), consent_answer()).prop_map(|(session_id, answer)| {
+            HelperToService::Consent {
+                session_id: SessionId(session_id),
+                answer,
+            }
+        }),
         (any::<u64>(), agent_to_console()).prop_map(|(session_id, message)| {
             HelperToService::ToConsole {
-                session_id,
+                session_id: SessionId(session_id),
                 message: Nested(message),
             }
         }),
-        (any::<u64>(), video_frame())
-            .prop_map(|(session_id, frame)| HelperToService::Video { session_id, frame }),
+        (any::<u64>(), video_frame()).prop_map(|(session_id, frame)| HelperToService::Video {
+            session_id: SessionId(session_id),
+            frame
+        }),
         prop::collection::vec(monitor(), 0..3)
             .prop_map(|monitors| HelperToService::Monitors { monitors }),
         help_request().prop_map(HelperToService::FileHelpRequest),
@@ -1625,17 +1652,17 @@ fn encoding_an_unknown_placeholder_fails_at_every_level() {
     // The helper socket nests session messages, as the relay's envelopes
     // do; a placeholder inside is refused just the same.
     let from_console = ServiceToHelper::FromConsole {
-        session_id: 1,
+        session_id: SessionId(1),
         message: Nested(ConsoleToAgent::Unknown { tag: 9 }),
     };
     assert!(encode_message(&from_console).is_err());
     let input = ServiceToHelper::Input {
-        session_id: 1,
+        session_id: SessionId(1),
         event: Nested(InputEvent::Unknown { tag: 9 }),
     };
     assert!(encode_message(&input).is_err());
     let to_console = HelperToService::ToConsole {
-        session_id: 1,
+        session_id: SessionId(1),
         message: Nested(AgentToConsole::Unknown { tag: 9 }),
     };
     assert!(encode_message(&to_console).is_err());
@@ -1826,6 +1853,214 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag(&HelperToService::ListHelpRequests),
         HelperToService::KNOWN_VARIANTS - 1
     );
+}
+
+/// One value drawn from `strategy`, the same on every run.
+fn sample<T>(strategy: impl Strategy<Value = T>) -> T {
+    strategy
+        .new_tree(&mut TestRunner::deterministic())
+        .expect("strategies here never reject")
+        .current()
+}
+
+/// Checks that `encode(id)` spells the session id exactly as the bare
+/// `u64` it replaced: the varint of the number, at one place, every other
+/// byte the same whatever the id.
+fn assert_session_id_is_a_bare_number(name: &str, encode: impl Fn(SessionId) -> Vec<u8>) {
+    let zero = encode(SessionId(0));
+    let one = encode(SessionId(1));
+    assert_eq!(zero.len(), one.len(), "{name}");
+    let at = zero
+        .iter()
+        .zip(&one)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| panic!("{name}: the session id is not encoded"));
+    assert_eq!(zero.get(at), Some(&0), "{name}");
+    for raw in [127, 128, 300, (1 << 53) + 1, u64::MAX] {
+        let mut expected = zero[..at].to_vec();
+        expected.extend(varint(raw));
+        expected.extend(&zero[at + 1..]);
+        assert_eq!(
+            encode(SessionId(raw)),
+            expected,
+            "{name} with session {raw}"
+        );
+    }
+}
+
+#[test]
+fn every_message_carrying_a_session_id_spells_it_as_the_bare_number() {
+    // The fields were `u64` before they were `SessionId`: peers on either
+    // side of that change must read each other's messages, so each message
+    // that carries one encodes it as the varint of the number, nothing
+    // around it moved.
+    fn message<M: Message>(message: M) -> Vec<u8> {
+        encode_message(&message).expect("encodable")
+    }
+    let request = sample(session_request());
+    let prompt = sample(consent_prompt());
+    let frame = sample(video_frame());
+    let opened = SessionOpened {
+        session_id: SessionId(0),
+        device: sample(device_summary()),
+        device_key: Fingerprint([7; 32]),
+    };
+    let by = EndedBy::Employee;
+    let granted = Capabilities::VIEW;
+    type Encode = Box<dyn Fn(SessionId) -> Vec<u8>>;
+    let cases: Vec<(&str, Encode)> = vec![
+        (
+            "AgentToRelay::SessionConsent",
+            Box::new(move |session_id| {
+                message(AgentToRelay::SessionConsent {
+                    session_id,
+                    granted: Some(granted),
+                    outcome: "accepted".into(),
+                })
+            }),
+        ),
+        (
+            "AgentToRelay::SessionEnded",
+            Box::new(move |session_id| message(AgentToRelay::SessionEnded { session_id, by })),
+        ),
+        (
+            "RelayToAgent::SessionRequest",
+            Box::new({
+                let request = request.clone();
+                move |session_id| {
+                    message(RelayToAgent::SessionRequest(SessionRequest {
+                        session_id,
+                        ..request.clone()
+                    }))
+                }
+            }),
+        ),
+        (
+            "RelayToAgent::CertifiedSessionRequest",
+            Box::new(move |session_id| {
+                message(RelayToAgent::CertifiedSessionRequest {
+                    request: SessionRequest {
+                        session_id,
+                        ..request.clone()
+                    },
+                    certificate: vec![1, 2, 3],
+                })
+            }),
+        ),
+        (
+            "RelayToAgent::ConsentRecorded",
+            Box::new(|session_id| message(RelayToAgent::ConsentRecorded { session_id })),
+        ),
+        (
+            "RelayToAgent::SessionWithdrawn",
+            Box::new(|session_id| message(RelayToAgent::SessionWithdrawn { session_id })),
+        ),
+        (
+            "ConsoleRequest::EndSession",
+            Box::new(|session_id| message(ConsoleRequest::EndSession { session_id })),
+        ),
+        (
+            "ConsoleRequest::ResumeSession",
+            Box::new(|session_id| message(ConsoleRequest::ResumeSession { session_id })),
+        ),
+        (
+            "ConsoleRequest::EndAnySession",
+            Box::new(|session_id| message(ConsoleRequest::EndAnySession { session_id })),
+        ),
+        (
+            "ConsoleResponse::SessionOpened",
+            Box::new(move |session_id| {
+                message(ConsoleResponse::SessionOpened(SessionOpened {
+                    session_id,
+                    ..opened.clone()
+                }))
+            }),
+        ),
+        (
+            "ServiceToHelper::Consent",
+            Box::new(move |session_id| {
+                message(ServiceToHelper::Consent(ConsentPrompt {
+                    session_id,
+                    ..prompt.clone()
+                }))
+            }),
+        ),
+        (
+            "ServiceToHelper::Start",
+            Box::new(move |session_id| {
+                message(ServiceToHelper::Start {
+                    session_id,
+                    granted,
+                    expires_in_secs: 600,
+                })
+            }),
+        ),
+        (
+            "ServiceToHelper::FromConsole",
+            Box::new(|session_id| {
+                message(ServiceToHelper::FromConsole {
+                    session_id,
+                    message: Nested(ConsoleToAgent::RequestKeyframe),
+                })
+            }),
+        ),
+        (
+            "ServiceToHelper::Input",
+            Box::new(|session_id| {
+                message(ServiceToHelper::Input {
+                    session_id,
+                    event: Nested(InputEvent::PointerMove { x: 3, y: 4 }),
+                })
+            }),
+        ),
+        (
+            "ServiceToHelper::FrameCredit",
+            Box::new(|session_id| {
+                message(ServiceToHelper::FrameCredit {
+                    session_id,
+                    rtt_ms: 25,
+                })
+            }),
+        ),
+        (
+            "ServiceToHelper::End",
+            Box::new(move |session_id| message(ServiceToHelper::End { session_id, by })),
+        ),
+        (
+            "ServiceToHelper::Withdrawn",
+            Box::new(|session_id| message(ServiceToHelper::Withdrawn { session_id })),
+        ),
+        (
+            "HelperToService::Consent",
+            Box::new(|session_id| {
+                message(HelperToService::Consent {
+                    session_id,
+                    answer: ConsentAnswer::Refused,
+                })
+            }),
+        ),
+        (
+            "HelperToService::ToConsole",
+            Box::new(|session_id| {
+                message(HelperToService::ToConsole {
+                    session_id,
+                    message: Nested(AgentToConsole::Chat { text: "hi".into() }),
+                })
+            }),
+        ),
+        (
+            "HelperToService::Video",
+            Box::new(move |session_id| {
+                message(HelperToService::Video {
+                    session_id,
+                    frame: frame.clone(),
+                })
+            }),
+        ),
+    ];
+    for (name, encode) in &cases {
+        assert_session_id_is_a_bare_number(name, encode);
+    }
 }
 
 #[test]
@@ -2904,7 +3139,7 @@ fn a_video_frame_filling_the_video_limit_round_trips() {
     // postcard moves a payload byte by byte, which takes about three seconds
     // in a debug build, so the frame makes one round trip.
     let max = MAX_VIDEO_FRAME_LEN;
-    let session_id = u64::MAX;
+    let session_id = SessionId(u64::MAX);
     let video = |payload_len: usize| {
         // Not all one value, so a shifted or dropped byte shows.
         let pattern: Vec<u8> = (0..=250).collect();
@@ -2933,7 +3168,7 @@ fn a_video_frame_filling_the_video_limit_round_trips() {
 
     // The layout the sizes below rely on: the envelope is the tag and the
     // session id, then the bare frame.
-    let prefix = 1 + varint(session_id).len();
+    let prefix = 1 + varint(session_id.0).len();
     let empty = encode_message(&envelope(0)).expect("encodable");
     assert_eq!(
         empty[prefix..],
@@ -2985,7 +3220,7 @@ fn a_newer_session_message_on_the_helper_socket_decodes_as_unknown() {
     assert_eq!(
         decoded,
         ServiceToHelper::FromConsole {
-            session_id: 1,
+            session_id: SessionId(1),
             message: Nested(ConsoleToAgent::Unknown { tag: 9 }),
         }
     );

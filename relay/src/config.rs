@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 #[cfg(feature = "test-utils")]
 use deskside_protocol::Fingerprint;
+use deskside_protocol::SessionId;
 use serde::Deserialize;
 
 use crate::admission::AdmissionLimits;
@@ -193,7 +194,7 @@ pub enum Direction {
 
 /// Called with every forwarded session packet: the session id, the
 /// direction and the opaque inner packet.
-pub type ForwardHook = Arc<dyn Fn(u64, Direction, &[u8]) + Send + Sync>;
+pub type ForwardHook = Arc<dyn Fn(SessionId, Direction, &[u8]) + Send + Sync>;
 
 /// Test hooks: ways to observe or misbehave that only tests set, in code.
 /// They are never read from the command line or the configuration file, so

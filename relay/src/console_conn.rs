@@ -10,7 +10,7 @@ use deskside_net::{FramedRecv, FramedSend, NetError};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, ConsoleToRelay, RelayToConsole};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::EndedBy;
-use deskside_protocol::Refusal;
+use deskside_protocol::{Refusal, SessionId};
 use tracing::Instrument as _;
 
 use crate::clock::now_secs;
@@ -22,9 +22,7 @@ use crate::console::{
 use crate::secrets::hash_secret;
 use crate::sessions::{spawn_forwarding, ConnectionId, Party};
 use crate::shared::Shared;
-use crate::store::{
-    session_text, AccessEnd, EndOutcome, SessionParty, StoreError, Technician, SYSTEM_ACTOR,
-};
+use crate::store::{AccessEnd, EndOutcome, SessionParty, StoreError, Technician, SYSTEM_ACTOR};
 
 /// Requests of one console handled at the same time.
 const MAX_IN_FLIGHT: usize = 256;
@@ -180,7 +178,7 @@ pub const RESUME_GRACE: Duration = Duration::from_secs(INNER_IDLE_TIMEOUT.as_sec
 /// relay's last stop cut.
 pub async fn end_unresumed(
     shared: Arc<Shared>,
-    sessions: Vec<u64>,
+    sessions: Vec<SessionId>,
     party: SessionParty,
     actor: String,
     extra: serde_json::Map<String, serde_json::Value>,
@@ -194,7 +192,7 @@ pub async fn end_unresumed(
         // next start sorts them (`Store::sort_interrupted_sessions`).
         _ = shared.tasks.stopping() => return,
     }
-    let stale: Vec<u64> = sessions
+    let stale: Vec<SessionId> = sessions
         .into_iter()
         .filter(|session| shared.router.console_present(*session) == Some(false))
         .collect();
@@ -207,7 +205,7 @@ pub async fn end_unresumed(
             let mut ended = Vec::new();
             for session in stale {
                 if let EndOutcome::Ended(record) = store.end_session(
-                    session,
+                    session.0,
                     party,
                     EndedBy::ConnectionLost,
                     &actor,
@@ -281,7 +279,7 @@ fn watch_orphaned_sessions(
             )
             .await;
             for session in &consented {
-                tracing::info!(session = %session_text(*session), "the session's console went away; waiting for it to resume");
+                tracing::info!(session = %session, "the session's console went away; waiting for it to resume");
             }
             end_unresumed(shared, consented, party, actor, extra).await;
         }

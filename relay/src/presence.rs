@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use deskside_protocol::agent::SessionRequest;
-use deskside_protocol::DeviceId;
+use deskside_protocol::{DeviceId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
 /// A request for an attached agent, served by its connection task.
@@ -45,7 +45,7 @@ pub enum AgentCommand {
     /// answered: the agent closes the consent dialog.
     WithdrawSession {
         /// The session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// A technician acted on one of the device's help requests: send the
     /// employee's view of them.
@@ -276,16 +276,22 @@ mod tests {
     async fn a_command_reaches_the_task_and_fails_once_it_is_gone() {
         let (sender, mut receiver) = command_channel();
         sender
-            .send(AgentCommand::WithdrawSession { session_id: 7 })
+            .send(AgentCommand::WithdrawSession {
+                session_id: SessionId(7),
+            })
             .await
             .expect("the receiver is alive");
         match receiver.recv().await {
-            Some(AgentCommand::WithdrawSession { session_id }) => assert_eq!(session_id, 7),
+            Some(AgentCommand::WithdrawSession { session_id }) => {
+                assert_eq!(session_id, SessionId(7))
+            }
             other => panic!("unexpected {other:?}"),
         }
         drop(receiver);
         assert!(sender
-            .send(AgentCommand::WithdrawSession { session_id: 8 })
+            .send(AgentCommand::WithdrawSession {
+                session_id: SessionId(8),
+            })
             .await
             .is_err());
     }

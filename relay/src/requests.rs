@@ -12,7 +12,7 @@ use deskside_protocol::request::{
     impact_rank, priority, urgency_rank, EmployeeRequest, HelpRequest, RequestAction,
     RequestDetail, RequestEvent, RequestSummary,
 };
-use deskside_protocol::{DeviceId, Refusal};
+use deskside_protocol::{DeviceId, Refusal, SessionId};
 
 use crate::clock::now_secs;
 use crate::conn::check_text;
@@ -219,7 +219,7 @@ pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleRes
         sessions
             .iter()
             .filter(|s| {
-                let id = crate::store::session_text(s.session_id);
+                let id = SessionId(s.session_id);
                 !stored
                     .iter()
                     .any(|text| text.starts_with(&format!("session {id} ")))
@@ -295,25 +295,26 @@ fn session_follow_up(session: &LinkedSession) -> RequestEvent {
         .as_deref()
         .and_then(|g| serde_json::from_str::<deskside_protocol::session::Capabilities>(g).ok())
         .map(|c| c.label().to_owned());
+    // The store keeps the bare number; the text spells it as everywhere.
+    let session_id = SessionId(session.session_id);
     let text = match (&session.consent_outcome, &granted, session.ended_at) {
         (_, Some(granted), Some(end)) => format!(
-            "session {:016x} by {}: the employee granted {granted}; lasted {} s; ended by {}",
-            session.session_id,
+            "session {session_id} by {}: the employee granted {granted}; lasted {} s; ended by {}",
             session.technician,
             (end - session.requested_at).max(0),
             session.ended_by.as_deref().unwrap_or("unknown")
         ),
         (_, Some(granted), None) => format!(
-            "session {:016x} by {}: the employee granted {granted}; still running",
-            session.session_id, session.technician
+            "session {session_id} by {}: the employee granted {granted}; still running",
+            session.technician
         ),
         (Some(outcome), None, _) => format!(
-            "session {:016x} by {}: not granted ({outcome})",
-            session.session_id, session.technician
+            "session {session_id} by {}: not granted ({outcome})",
+            session.technician
         ),
         (None, None, _) => format!(
-            "session {:016x} by {}: waiting for the employee's answer",
-            session.session_id, session.technician
+            "session {session_id} by {}: waiting for the employee's answer",
+            session.technician
         ),
     };
     RequestEvent {

@@ -19,12 +19,13 @@ use std::time::Duration;
 
 use deskside_diag::policy::Policy;
 use deskside_protocol::session::Capabilities;
+use deskside_protocol::SessionId;
 use tokio::sync::oneshot;
 
 use crate::clock::now_secs;
 use crate::presence::AgentCommand;
 use crate::shared::Shared;
-use crate::store::{session_text, LinkedRequest, SessionRecord, Store, StoreError};
+use crate::store::{LinkedRequest, SessionRecord, Store, StoreError};
 
 /// How long the relay waits for the agent's diagnosis after a session.
 const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -58,7 +59,7 @@ pub enum After {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FollowUp {
     /// The session.
-    pub session_id: u64,
+    pub session_id: SessionId,
     /// What the employee granted.
     pub granted: Capabilities,
     /// When the employee accepted (Unix seconds).
@@ -87,7 +88,7 @@ impl FollowUp {
         };
         format!(
             "session {} started {}: the employee granted {}; lasted {} s; ended by {}; verdict before: {before}; after: {after}",
-            session_text(self.session_id),
+            self.session_id,
             time(self.started_at),
             self.granted.label(),
             (self.ended_at - self.started_at).max(0),
@@ -109,9 +110,10 @@ fn time(secs: i64) -> String {
 /// follow-up of one that never ran was written by the store in the same
 /// transaction as the end.
 pub fn session_ended(shared: &Shared, ended: &SessionRecord, why: &str) {
-    shared.router.end(ended.id);
+    let session = SessionId(ended.id);
+    shared.router.end(session);
     tracing::info!(
-        session = %session_text(ended.id),
+        session = %session,
         by = ended.ended_by.as_deref().unwrap_or("unknown"),
         "session ended: {why}"
     );
@@ -133,8 +135,8 @@ pub fn spawn(shared: &Shared, ended: &SessionRecord) {
     let session = ended.clone();
     let ended_by = ended.ended_by.clone().unwrap_or_else(|| "unknown".into());
     shared.tasks.spawn(async move {
-        let session_id = session.id;
-        let linked = match blocking(&store, move |s| s.requests_of_session(session_id)).await {
+        let session_id = SessionId(session.id);
+        let linked = match blocking(&store, move |s| s.requests_of_session(session_id.0)).await {
             Some(linked) if !linked.is_empty() => linked,
             _ => return,
         };
@@ -163,12 +165,12 @@ pub fn spawn(shared: &Shared, ended: &SessionRecord) {
             } = request;
             let now = now_secs();
             if blocking(&store, move |s| {
-                s.add_session_follow_up(org, number, &technician, session_id, &text, now)
+                s.add_session_follow_up(org, number, &technician, session_id.0, &text, now)
             })
             .await
             .is_some()
             {
-                tracing::info!(request = number, session = %session_text(session_id), "session follow-up added to the help request");
+                tracing::info!(request = number, session = %session_id, "session follow-up added to the help request");
             }
         }
     });
@@ -289,7 +291,7 @@ mod tests {
 
     fn follow_up(before: Before, after: After) -> FollowUp {
         FollowUp {
-            session_id: 0xab,
+            session_id: SessionId(0xab),
             granted: Capabilities::VIEW,
             started_at: 1_796_000_000,
             ended_at: 1_796_000_183,

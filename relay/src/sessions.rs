@@ -36,12 +36,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use deskside_net::tunnel::{
     packet_link, LinkError, PacketReceiver, PacketSender, Sent, SessionPacket, PROBE_SESSION_ID,
 };
-use deskside_protocol::DeviceId;
+use deskside_protocol::{DeviceId, SessionId};
 use tracing::Instrument as _;
 
 use crate::config::{Direction, ForwardHook};
 use crate::conn::CLOSE_PROTOCOL_VIOLATION;
-use crate::store::session_text;
 
 /// Bytes of inner packets a session may carry each way before the consent
 /// is recorded. An end-to-end handshake with two self-signed certificates
@@ -163,7 +162,7 @@ struct Route<S> {
 
 struct State<S> {
     agents: HashMap<DeviceId, AgentLink<S>>,
-    routes: HashMap<u64, Route<S>>,
+    routes: HashMap<SessionId, Route<S>>,
 }
 
 impl<S> Default for State<S> {
@@ -258,7 +257,7 @@ impl<S: PacketSink> Router<S> {
     /// the console connection `console_connection`, before consent.
     pub fn open(
         &self,
-        session: u64,
+        session: SessionId,
         device: DeviceId,
         console_connection: ConnectionId,
         console: S,
@@ -281,7 +280,7 @@ impl<S: PacketSink> Router<S> {
     /// Routes a consented session that was open when the relay last
     /// stopped, with no console until it resumes. Call only at start, for
     /// sessions the store says are consented and open.
-    pub fn restore(&self, session: u64, device: DeviceId) {
+    pub fn restore(&self, session: SessionId, device: DeviceId) {
         self.lock().routes.entry(session).or_insert(Route {
             device,
             console: None,
@@ -296,7 +295,7 @@ impl<S: PacketSink> Router<S> {
     /// carried it. The caller checked that this technician opened the
     /// session and that it is still open. `false` if the session has no
     /// route (refused or ended).
-    pub fn resume(&self, session: u64, console_connection: ConnectionId, console: S) -> bool {
+    pub fn resume(&self, session: SessionId, console_connection: ConnectionId, console: S) -> bool {
         match self.lock().routes.get_mut(&session) {
             Some(route) => {
                 route.console = Some(ConsoleEnd {
@@ -312,7 +311,7 @@ impl<S: PacketSink> Router<S> {
     /// Applies a recorded consent: a grant lifts the pre-consent budget, a
     /// refusal forgets the route. Call only once the consent is committed to
     /// the audit log. `false` if the session has no route (any more).
-    pub fn consent(&self, session: u64, granted: bool) -> bool {
+    pub fn consent(&self, session: SessionId, granted: bool) -> bool {
         let mut state = self.lock();
         if !granted {
             return state.routes.remove(&session).is_some();
@@ -327,7 +326,7 @@ impl<S: PacketSink> Router<S> {
     }
 
     /// Forgets a session's route; `false` if it had none.
-    pub fn end(&self, session: u64) -> bool {
+    pub fn end(&self, session: SessionId) -> bool {
         self.lock().routes.remove(&session).is_some()
     }
 
@@ -336,7 +335,7 @@ impl<S: PacketSink> Router<S> {
     /// for the technician's next connection to resume; whoever watches the
     /// grace period ends them otherwise. A route another connection took
     /// over meanwhile is not touched.
-    pub fn console_closed(&self, console_connection: ConnectionId) -> Vec<u64> {
+    pub fn console_closed(&self, console_connection: ConnectionId) -> Vec<SessionId> {
         let mut state = self.lock();
         let mut gone = Vec::new();
         for (session, route) in &mut state.routes {
@@ -354,7 +353,7 @@ impl<S: PacketSink> Router<S> {
     }
 
     /// Whether a session has a route, and whether it is consented.
-    pub fn route_state(&self, session: u64) -> Option<bool> {
+    pub fn route_state(&self, session: SessionId) -> Option<bool> {
         self.lock()
             .routes
             .get(&session)
@@ -363,7 +362,7 @@ impl<S: PacketSink> Router<S> {
 
     /// Whether a session's route has a console right now; `None` if it has
     /// no route.
-    pub fn console_present(&self, session: u64) -> Option<bool> {
+    pub fn console_present(&self, session: SessionId) -> Option<bool> {
         self.lock()
             .routes
             .get(&session)
@@ -378,7 +377,7 @@ impl<S: PacketSink> Router<S> {
             let mut state = self.lock();
             let Some(route) = state.routes.get_mut(&session) else {
                 self.stats.unknown_session.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(session = %session_text(session), "dropped a packet of an unknown session");
+                tracing::debug!(session = %session, "dropped a packet of an unknown session");
                 return Forwarded::UnknownSession;
             };
             let direction = match from {
@@ -393,7 +392,7 @@ impl<S: PacketSink> Router<S> {
                 }
                 _ => {
                     self.stats.not_a_party.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(session = %session_text(session), ?from, "dropped a packet from a connection that is not a party to the session");
+                    tracing::debug!(session = %session, ?from, "dropped a packet from a connection that is not a party to the session");
                     return Forwarded::NotAParty;
                 }
             };
@@ -404,7 +403,7 @@ impl<S: PacketSink> Router<S> {
                 };
                 let Some(rest) = left.checked_sub(packet.payload_len()) else {
                     self.stats.over_budget.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(session = %session_text(session), ?direction, "dropped a packet: the session has no recorded consent yet and used its pre-consent budget");
+                    tracing::debug!(session = %session, ?direction, "dropped a packet: the session has no recorded consent yet and used its pre-consent budget");
                     return Forwarded::OverBudget;
                 };
                 *left = rest;
@@ -541,13 +540,15 @@ mod tests {
     const OTHER_DEVICE: DeviceId = DeviceId(0xd2);
     const CONSOLE: ConnectionId = 7;
     const OTHER_CONSOLE: ConnectionId = 8;
-    const SESSION: u64 = 0x5e55;
+    const SESSION: SessionId = SessionId(0x5e55);
+    const OTHER_SESSION: SessionId = SessionId(0x5e56);
+    const RESTORED_SESSION: SessionId = SessionId(0x5e5e);
 
     struct Setup {
         router: Router<Recorder>,
         agent: Recorder,
         console: Recorder,
-        seen: Arc<Mutex<Vec<(u64, Direction, usize)>>>,
+        seen: Arc<Mutex<Vec<(SessionId, Direction, usize)>>>,
     }
 
     fn setup() -> Setup {
@@ -626,7 +627,7 @@ mod tests {
     #[test]
     fn unknown_sessions_are_dropped_and_counted() {
         let s = setup();
-        let stray = SessionPacket::new(SESSION + 1, b"x");
+        let stray = SessionPacket::new(OTHER_SESSION, b"x");
         assert_eq!(
             s.router.forward(Party::Console(CONSOLE), stray),
             Forwarded::UnknownSession
@@ -699,13 +700,13 @@ mod tests {
         );
 
         s.router
-            .open(SESSION + 1, DEVICE, CONSOLE, s.console.clone());
-        s.router.consent(SESSION + 1, true);
-        assert!(s.router.end(SESSION + 1));
+            .open(OTHER_SESSION, DEVICE, CONSOLE, s.console.clone());
+        s.router.consent(OTHER_SESSION, true);
+        assert!(s.router.end(OTHER_SESSION));
         assert_eq!(
             s.router.forward(
                 Party::Agent(DEVICE),
-                SessionPacket::new(SESSION + 1, b"late")
+                SessionPacket::new(OTHER_SESSION, b"late")
             ),
             Forwarded::UnknownSession
         );
@@ -736,7 +737,7 @@ mod tests {
     fn a_closed_console_detaches_only_from_its_own_routes() {
         let s = setup();
         let other = Recorder::default();
-        s.router.open(SESSION + 1, DEVICE, OTHER_CONSOLE, other);
+        s.router.open(OTHER_SESSION, DEVICE, OTHER_CONSOLE, other);
         assert_eq!(s.router.console_closed(CONSOLE), [SESSION]);
         assert_eq!(s.router.console_present(SESSION), Some(false));
         assert_eq!(
@@ -744,7 +745,7 @@ mod tests {
             Some(false),
             "the route waits"
         );
-        assert_eq!(s.router.console_present(SESSION + 1), Some(true));
+        assert_eq!(s.router.console_present(OTHER_SESSION), Some(true));
         assert_eq!(
             s.router.forward(Party::Agent(DEVICE), packet(5)),
             Forwarded::ConsoleAbsent
@@ -785,12 +786,14 @@ mod tests {
     #[test]
     fn a_restored_route_is_consented_and_waits_for_both_parties() {
         let s = setup();
-        s.router.restore(SESSION + 9, DEVICE);
-        assert_eq!(s.router.route_state(SESSION + 9), Some(true));
-        assert_eq!(s.router.console_present(SESSION + 9), Some(false));
+        s.router.restore(RESTORED_SESSION, DEVICE);
+        assert_eq!(s.router.route_state(RESTORED_SESSION), Some(true));
+        assert_eq!(s.router.console_present(RESTORED_SESSION), Some(false));
         let console = Recorder::default();
-        assert!(s.router.resume(SESSION + 9, OTHER_CONSOLE, console.clone()));
-        let big = SessionPacket::new(SESSION + 9, &[1; 1200]);
+        assert!(s
+            .router
+            .resume(RESTORED_SESSION, OTHER_CONSOLE, console.clone()));
+        let big = SessionPacket::new(RESTORED_SESSION, &[1; 1200]);
         for _ in 0..100 {
             assert!(matches!(
                 s.router.forward(Party::Agent(DEVICE), big.clone()),
@@ -812,7 +815,7 @@ mod tests {
         assert!(!s.router.has_routes_for(OTHER_DEVICE));
         assert!(s.router.end(SESSION));
         assert!(!s.router.has_routes_for(DEVICE));
-        s.router.restore(SESSION + 1, OTHER_DEVICE);
+        s.router.restore(OTHER_SESSION, OTHER_DEVICE);
         assert!(s.router.has_routes_for(OTHER_DEVICE));
         assert!(!s.router.has_routes_for(DEVICE));
     }

@@ -12,7 +12,9 @@ use crate::clock::now_secs;
 use crate::conn::internal_error;
 use crate::presence::AgentCommand;
 use crate::shared::Shared;
-use crate::store::{session_text, SessionParty, StoreError, WithdrawOutcome};
+use deskside_protocol::SessionId;
+
+use crate::store::{SessionParty, StoreError, WithdrawOutcome};
 
 /// How long the relay waits, after a console went away, for an answer the
 /// agent already sent; a request still undecided then is withdrawn. Short,
@@ -27,11 +29,11 @@ pub const CONSOLE_DISCONNECTED: &str = "console_disconnected";
 /// (consented sessions, which may be resumed).
 pub async fn withdraw_pending(
     shared: &Shared,
-    sessions: Vec<u64>,
+    sessions: Vec<SessionId>,
     party: SessionParty,
     actor: String,
     reason: &'static str,
-) -> Vec<u64> {
+) -> Vec<SessionId> {
     if sessions.is_empty() {
         return sessions;
     }
@@ -42,7 +44,7 @@ pub async fn withdraw_pending(
             let mut withdrawn = Vec::new();
             for session in asked {
                 if let WithdrawOutcome::Withdrawn(record) =
-                    store.withdraw_session(session, party, &actor, reason, now)?
+                    store.withdraw_session(session.0, party, &actor, reason, now)?
                 {
                     withdrawn.push((session, record.device));
                 }
@@ -60,7 +62,7 @@ pub async fn withdraw_pending(
     };
     for (session, device) in &withdrawn {
         shared.router.end(*session);
-        tracing::info!(session = %session_text(*session), %device, reason, "session request withdrawn before the employee answered");
+        tracing::info!(session = %session, %device, reason, "session request withdrawn before the employee answered");
         if let Some(commands) = shared.presence.commands(*device) {
             let command = AgentCommand::WithdrawSession {
                 session_id: *session,

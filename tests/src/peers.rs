@@ -24,7 +24,7 @@ use deskside_protocol::console::{
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::Capabilities;
 use deskside_protocol::token::EnrollToken;
-use deskside_protocol::{Fingerprint, Refusal};
+use deskside_protocol::{Fingerprint, Refusal, SessionId};
 
 pub const STEP: Duration = Duration::from_secs(20);
 
@@ -168,7 +168,7 @@ pub struct Parties {
 
 impl Parties {
     /// The console ends `session_id`, which the relay must answer `Done`.
-    pub async fn end_session(&mut self, session_id: u64) {
+    pub async fn end_session(&mut self, session_id: SessionId) {
         assert_eq!(
             self.console
                 .request(ConsoleRequest::EndSession { session_id })
@@ -297,7 +297,7 @@ pub async fn open_session(parties: &mut Parties) -> (SessionOpened, SessionReque
 }
 
 /// One side's end of the tunnel through its relay connection.
-pub fn tunnel(peer: &Peer, session_id: u64) -> (Carrier, CarriedSession, TunnelSocket) {
+pub fn tunnel(peer: &Peer, session_id: SessionId) -> (Carrier, CarriedSession, TunnelSocket) {
     let carrier = Carrier::new();
     carrier.attach(peer.connection());
     let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);

@@ -18,6 +18,7 @@ use deskside_protocol::agent::{AgentToRelay, RelayToAgent, SessionRequest};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::request::{Answers, HelpRequest, RequestAction};
 use deskside_protocol::session::Capabilities;
+use deskside_protocol::SessionId;
 use deskside_tests::peers::{parties, within, Parties};
 use deskside_tests::ticketing::FakeWebhook;
 use deskside_tests::{secret_scan, wait_for, World};
@@ -111,12 +112,14 @@ async fn refuse(parties: &mut Parties, request: &SessionRequest) {
     }
 }
 
-async fn link(parties: &mut Parties, number: u64, session_id: u64) {
+async fn link(parties: &mut Parties, number: u64, session_id: SessionId) {
     match parties
         .console
         .request(ConsoleRequest::ActOnRequest {
             number,
-            action: RequestAction::LinkSession { session_id },
+            action: RequestAction::LinkSession {
+                session_id: session_id.0,
+            },
         })
         .await
     {

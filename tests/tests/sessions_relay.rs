@@ -20,7 +20,7 @@ use deskside_net::tunnel::SessionConn;
 use deskside_protocol::agent::AgentToRelay;
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
 use deskside_protocol::session::{Capabilities, EndedBy};
-use deskside_protocol::Fingerprint;
+use deskside_protocol::{Fingerprint, SessionId};
 use deskside_relay::config::{FileConfig, Overrides};
 use deskside_relay::{Relay, RelayConfig, RelayHooks};
 use deskside_tests::peers::{answer_consent, handshake, open_session, parties, within, Peer, STEP};
@@ -268,7 +268,7 @@ async fn sessions_are_refused_clearly_and_only_parties_may_act() {
     let refusal = parties
         .console
         .request(ConsoleRequest::EndSession {
-            session_id: opened.session_id ^ 1,
+            session_id: SessionId(opened.session_id.0 ^ 1),
         })
         .await
         .unwrap_err();
@@ -287,7 +287,7 @@ async fn sessions_are_refused_clearly_and_only_parties_may_act() {
         .agent
         .send()
         .send(&AgentToRelay::SessionConsent {
-            session_id: 42,
+            session_id: SessionId(42),
             granted: Some(Capabilities::VIEW),
             outcome: "accepted".to_owned(),
         })

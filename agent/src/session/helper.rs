@@ -19,9 +19,9 @@ use deskside_desktop::map_event;
 use deskside_protocol::helper::{ConsentAnswer, ConsentPrompt, HelperToService, ServiceToHelper};
 use deskside_protocol::message::Nested;
 use deskside_protocol::session::{
-    session_id_text, AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent,
-    Monitor, Quality,
+    AgentToConsole, Capabilities, ConsoleToAgent, Cursor, EndedBy, InputEvent, Monitor, Quality,
 };
+use deskside_protocol::SessionId;
 use deskside_session_ui::subprocess::ConsentWithdrawer;
 use deskside_session_ui::{
     ConsentAnswer as UiAnswer, ConsentRequest, IndicatorCommand, IndicatorEvent, IndicatorInfo,
@@ -145,10 +145,11 @@ async fn serve(
     tracing::info!(count = monitors.len(), "monitors reported to the service");
     let _ = out_tx.send(HelperToService::Monitors { monitors }).await;
     let mut active: Option<Active> = None;
-    let mut prompts: std::collections::HashMap<u64, ConsentPrompt> = Default::default();
+    let mut prompts: std::collections::HashMap<SessionId, ConsentPrompt> = Default::default();
     // Open consent dialogs, to tell them when a request is withdrawn.
     let dialogs = ConsentDialogs::default();
-    let (indicator_tx, mut indicator_rx) = mpsc::unbounded_channel::<(u64, IndicatorCommand)>();
+    let (indicator_tx, mut indicator_rx) =
+        mpsc::unbounded_channel::<(SessionId, IndicatorCommand)>();
     let result = loop {
         tokio::select! {
             message = reader.next::<ServiceToHelper>() => {
@@ -171,10 +172,10 @@ async fn serve(
                             dialogs.forget(session_id);
                             let Some(answer) = answer else {
                                 // Withdrawn: the service is no longer asking.
-                                tracing::info!(session = %session_id_text(session_id), "the consent dialog closed on the withdrawal");
+                                tracing::info!(session = %session_id, "the consent dialog closed on the withdrawal");
                                 return;
                             };
-                            tracing::info!(session = %session_id_text(session_id), answer = answer.as_str(), "consent answered");
+                            tracing::info!(session = %session_id, answer = answer.as_str(), "consent answered");
                             let _ = out.send(HelperToService::Consent { session_id, answer }).await;
                         });
                     }
@@ -216,7 +217,7 @@ async fn serve(
                     }
                     ServiceToHelper::Withdrawn { session_id } => {
                         prompts.remove(&session_id);
-                        tracing::info!(session = %session_id_text(session_id), "the technician withdrew the request");
+                        tracing::info!(session = %session_id, "the technician withdrew the request");
                         dialogs.withdraw(session_id);
                     }
                     ServiceToHelper::HelpRequestUpdate(update) => {
@@ -236,7 +237,7 @@ async fn serve(
                 if let Some(a) = active.as_mut().filter(|a| a.id == session_id) {
                     match command {
                         IndicatorCommand::Stop => {
-                            tracing::info!(session = %session_id_text(session_id), "the employee stopped the session");
+                            tracing::info!(session = %session_id, "the employee stopped the session");
                             let _ = out_tx.send(HelperToService::ToConsole {
                                 session_id,
                                 message: Nested(AgentToConsole::Ended { by: EndedBy::Employee }),
@@ -299,8 +300,8 @@ struct ConsentDialogs {
 
 #[derive(Debug, Default)]
 struct DialogsInner {
-    open: std::collections::HashMap<u64, ConsentWithdrawer>,
-    withdrawn: std::collections::HashSet<u64>,
+    open: std::collections::HashMap<SessionId, ConsentWithdrawer>,
+    withdrawn: std::collections::HashSet<SessionId>,
 }
 
 impl ConsentDialogs {
@@ -310,7 +311,7 @@ impl ConsentDialogs {
 
     /// The dialog of `session_id` runs; withdraws it at once if the
     /// withdrawal came first.
-    fn started(&self, session_id: u64, withdrawer: ConsentWithdrawer) {
+    fn started(&self, session_id: SessionId, withdrawer: ConsentWithdrawer) {
         let mut inner = self.lock();
         if inner.withdrawn.remove(&session_id) {
             withdraw_dialog(&withdrawer);
@@ -318,7 +319,7 @@ impl ConsentDialogs {
         inner.open.insert(session_id, withdrawer);
     }
 
-    fn withdraw(&self, session_id: u64) {
+    fn withdraw(&self, session_id: SessionId) {
         let mut inner = self.lock();
         match inner.open.get(&session_id) {
             Some(withdrawer) => withdraw_dialog(withdrawer),
@@ -328,13 +329,13 @@ impl ConsentDialogs {
         }
     }
 
-    fn forget(&self, session_id: u64) {
+    fn forget(&self, session_id: SessionId) {
         let mut inner = self.lock();
         inner.open.remove(&session_id);
         inner.withdrawn.remove(&session_id);
     }
 
-    fn is_withdrawn(&self, session_id: u64) -> bool {
+    fn is_withdrawn(&self, session_id: SessionId) -> bool {
         self.lock().withdrawn.contains(&session_id)
     }
 }
@@ -407,7 +408,7 @@ struct Geometry {
 }
 
 struct Active {
-    id: u64,
+    id: SessionId,
     control: Arc<std::sync::atomic::AtomicBool>,
     capture: std_mpsc::Sender<CaptureCommand>,
     input: Option<std_mpsc::Sender<InputEvent>>,
@@ -416,13 +417,13 @@ struct Active {
 
 impl Active {
     async fn start(
-        id: u64,
+        id: SessionId,
         granted: Capabilities,
         expires_in_secs: u64,
         display: Result<String, String>,
         prompt: Option<ConsentPrompt>,
         out: mpsc::Sender<HelperToService>,
-        indicator_commands: mpsc::UnboundedSender<(u64, IndicatorCommand)>,
+        indicator_commands: mpsc::UnboundedSender<(SessionId, IndicatorCommand)>,
     ) -> Self {
         let control = Arc::new(std::sync::atomic::AtomicBool::new(granted.control));
         let (capture_tx, capture_rx) = std_mpsc::channel();
@@ -593,7 +594,7 @@ impl Active {
 }
 
 fn capture_loop(
-    session_id: u64,
+    session_id: SessionId,
     display: &str,
     granted: Capabilities,
     expires_in_secs: u64,

@@ -25,6 +25,7 @@ use deskside_protocol::session::{
     close, AgentToConsole, Capabilities, ConsoleToAgent, EndedBy, InputEvent, VideoFrame,
     MAX_CONTROL_FRAME_LEN, MAX_VIDEO_FRAME_LEN,
 };
+use deskside_protocol::SessionId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
@@ -55,13 +56,13 @@ pub struct SessionHost {
     trust: Trust,
     /// Sessions whose console presented a certificate: it is new enough to
     /// read the device's binding, shown right after the handshake.
-    show_binding: Mutex<std::collections::HashSet<u64>>,
+    show_binding: Mutex<std::collections::HashSet<SessionId>>,
     hub: Arc<HelperHub>,
     to_relay: mpsc::UnboundedSender<AgentToRelay>,
-    recorded: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    recorded: Mutex<HashMap<SessionId, oneshot::Sender<()>>>,
     /// Sessions waiting for the employee's answer, told when the
     /// technician withdraws the request.
-    withdrawn: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    withdrawn: Mutex<HashMap<SessionId, oneshot::Sender<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,7 +111,7 @@ impl SessionHost {
     }
 
     /// The relay confirmed the consent of `session_id` is audited.
-    pub fn consent_recorded(&self, session_id: u64) {
+    pub fn consent_recorded(&self, session_id: SessionId) {
         if let Some(tx) = lock(&self.recorded).remove(&session_id) {
             let _ = tx.send(());
         }
@@ -137,7 +138,7 @@ impl SessionHost {
     /// technician withdrew the request) its consent dialog closes; once
     /// running (an administrator ended it, or the technician's access
     /// ended) the session ends at once.
-    pub fn withdraw(&self, session_id: u64) {
+    pub fn withdraw(&self, session_id: SessionId) {
         if let Some(tx) = lock(&self.withdrawn).remove(&session_id) {
             let _ = tx.send(());
         }
@@ -150,7 +151,7 @@ impl SessionHost {
     pub fn start(self: &Arc<Self>, request: SessionRequest, certificate: Option<Vec<u8>>) {
         let span = tracing::info_span!(
             "session",
-            id = %deskside_protocol::session::session_id_text(request.session_id),
+            id = %request.session_id,
             technician = %request.technician,
             asked = request.capabilities.label()
         );
@@ -200,7 +201,7 @@ impl SessionHost {
     /// device's key binding, on the first stream of the session: empty when
     /// the device has none. The console checks it against the key this
     /// handshake proved before it shows a code.
-    async fn show_binding(&self, conn: &SessionConn, session_id: u64) {
+    async fn show_binding(&self, conn: &SessionConn, session_id: SessionId) {
         if !lock(&self.show_binding).remove(&session_id) {
             return;
         }
@@ -269,7 +270,7 @@ impl SessionHost {
         }
     }
 
-    fn send_consent(&self, session_id: u64, granted: Option<Capabilities>, outcome: String) {
+    fn send_consent(&self, session_id: SessionId, granted: Option<Capabilities>, outcome: String) {
         let _ = self.to_relay.send(AgentToRelay::SessionConsent {
             session_id,
             granted,
@@ -460,7 +461,7 @@ async fn ask(
 struct Running {
     conn: quinn::Connection,
     line: HelperLine,
-    id: u64,
+    id: SessionId,
     granted: Capabilities,
     grant: Duration,
 }
@@ -469,7 +470,7 @@ impl Running {
     fn new(
         conn: quinn::Connection,
         line: HelperLine,
-        id: u64,
+        id: SessionId,
         granted: Capabilities,
         grant_secs: u64,
     ) -> Self {
@@ -663,7 +664,7 @@ struct VideoWriter {
 /// Writes the helper's frames into the video stream and gives the helper a
 /// frame credit for each frame the console has read (`delivery.rs`), so
 /// at most `pace::FRAMES_IN_FLIGHT` frames are ever on their way.
-async fn write_video(writer: VideoWriter, session_id: u64, conn: quinn::Connection) {
+async fn write_video(writer: VideoWriter, session_id: SessionId, conn: quinn::Connection) {
     let VideoWriter {
         mut video,
         mut frames,

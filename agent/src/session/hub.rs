@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use deskside_protocol::helper::{HelperToService, RequestUpdate, ServiceToHelper};
-use deskside_protocol::session::session_id_text;
 use deskside_protocol::session::Monitor;
+use deskside_protocol::SessionId;
 use tokio::sync::mpsc;
 
 use super::channel::{Accepted, Halves, Listener, Peer, ReadHalf, WriteHalf};
@@ -42,7 +42,7 @@ struct Connected {
     peer: Peer,
     display: Result<String, String>,
     tx: mpsc::Sender<ServiceToHelper>,
-    sessions: Arc<Mutex<HashMap<u64, mpsc::Sender<HelperToService>>>>,
+    sessions: Arc<Mutex<HashMap<SessionId, mpsc::Sender<HelperToService>>>>,
 }
 
 /// A session's line to the helper.
@@ -54,8 +54,8 @@ pub struct HelperLine {
     pub rx: mpsc::Receiver<HelperToService>,
     /// The helper's display, or why capture is impossible there.
     pub display: Result<String, String>,
-    sessions: Arc<Mutex<HashMap<u64, mpsc::Sender<HelperToService>>>>,
-    session_id: u64,
+    sessions: Arc<Mutex<HashMap<SessionId, mpsc::Sender<HelperToService>>>>,
+    session_id: SessionId,
 }
 
 impl Drop for HelperLine {
@@ -99,7 +99,7 @@ impl HelperHub {
     }
 
     /// A line to the connected helper for `session_id`, or why there is none.
-    pub fn open(&self, session_id: u64) -> Result<HelperLine, String> {
+    pub fn open(&self, session_id: SessionId) -> Result<HelperLine, String> {
         let inner = lock(&self.inner);
         let Some(helper) = inner.as_ref().filter(|h| !h.tx.is_closed()) else {
             return Err("no one is logged in to a graphical session on this device (the deskside session helper is not running)".to_owned());
@@ -204,7 +204,7 @@ async fn run_helper(
     hub: &HelperHub,
 ) -> Result<(), String> {
     let (tx, mut to_helper) = mpsc::channel::<ServiceToHelper>(TO_HELPER_QUEUE);
-    let sessions: Arc<Mutex<HashMap<u64, mpsc::Sender<HelperToService>>>> = Arc::default();
+    let sessions: Arc<Mutex<HashMap<SessionId, mpsc::Sender<HelperToService>>>> = Arc::default();
     let id = {
         let mut inner = lock(&hub.inner);
         if inner.as_ref().is_some_and(|h| !h.tx.is_closed()) {
@@ -270,7 +270,7 @@ async fn run_helper(
                         }
                     }
                     None => {
-                        tracing::debug!(session = %session_id_text(session_id), "message for a session that is over")
+                        tracing::debug!(session = %session_id, "message for a session that is over")
                     }
                 }
             }
@@ -309,7 +309,7 @@ mod tests {
         let listener = Listener::bind(&path).unwrap();
         let hub = Arc::new(HelperHub::default());
         tokio::spawn(serve(listener, hub.clone()));
-        assert!(hub.open(1).is_err());
+        assert!(hub.open(SessionId(1)).is_err());
         let hello = HelperToService::Hello {
             version: "t".into(),
             display: Ok(":9".into()),
@@ -331,12 +331,12 @@ mod tests {
         write_message(&mut w2, &hello).await.unwrap();
         let mut r2 = MessageReader::new(r2);
         assert_eq!(r2.next::<ServiceToHelper>().await.unwrap(), None);
-        let mut line = hub.open(5).unwrap();
-        assert!(hub.open(6).is_err(), "one session at a time");
+        let mut line = hub.open(SessionId(5)).unwrap();
+        assert!(hub.open(SessionId(6)).is_err(), "one session at a time");
         write_message(
             &mut w1,
             &HelperToService::Consent {
-                session_id: 5,
+                session_id: SessionId(5),
                 answer: deskside_protocol::helper::ConsentAnswer::Refused,
             },
         )
@@ -344,7 +344,10 @@ mod tests {
         .unwrap();
         assert!(matches!(
             line.rx.recv().await,
-            Some(HelperToService::Consent { session_id: 5, .. })
+            Some(HelperToService::Consent {
+                session_id: SessionId(5),
+                ..
+            })
         ));
         // Both halves: a pipe has no half-close.
         drop(w1);

@@ -81,6 +81,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 mod tests {
     use super::*;
     use deskside_protocol::helper::{HelperToService, ServiceToHelper};
+    use deskside_protocol::SessionId;
 
     // An in-memory pipe instead of a socket pair: the framing is what is
     // tested, and this way it is tested on every platform (Windows too).
@@ -93,7 +94,7 @@ mod tests {
         write_message(
             &mut aw,
             &ServiceToHelper::FrameCredit {
-                session_id: 7,
+                session_id: SessionId(7),
                 rtt_ms: 12,
             },
         )
@@ -108,7 +109,7 @@ mod tests {
         assert_eq!(
             reader.next::<ServiceToHelper>().await.unwrap(),
             Some(ServiceToHelper::FrameCredit {
-                session_id: 7,
+                session_id: SessionId(7),
                 rtt_ms: 12
             })
         );

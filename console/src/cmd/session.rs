@@ -270,7 +270,10 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     if let Some(number) = args.request {
         let link = ConsoleRequest::ActOnRequest {
             number,
-            action: deskside_protocol::request::RequestAction::LinkSession { session_id },
+            // The action still carries the bare number (see its doc).
+            action: deskside_protocol::request::RequestAction::LinkSession {
+                session_id: session_id.0,
+            },
         };
         match client.request(link).await {
             Ok(ConsoleResponse::Request(_)) => {}
@@ -285,8 +288,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     // From here on Ctrl-C withdraws the request (or ends the session)
     // instead of killing the process.
     let interrupt = Interrupt::listen();
-    let session_text = deskside_protocol::session::session_id_text(session_id);
-    let span = tracing::info_span!("session", id = %session_text, device = %opened.device.id);
+    let span = tracing::info_span!("session", id = %session_id, device = %opened.device.id);
     let _guard = span.enter();
     let carrier = Arc::new(Carrier::new());
     carrier.attach(client.connection().clone());
@@ -343,7 +345,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     let hostname = opened.device.hostname.clone();
     if ctx.out.is_json() {
         ctx.out.json(&json!({
-            "type": "session", "state": "waiting_for_consent", "session_id": session_text,
+            "type": "session", "state": "waiting_for_consent", "session_id": session_id.to_string(),
             "device": opened.device.id.to_string(), "hostname": hostname, "verification_code": code,
         }))?;
         ctx.out.flush()?;

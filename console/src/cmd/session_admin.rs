@@ -7,6 +7,7 @@
 
 use clap::{Args, Subcommand};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse, SessionInfo};
+use deskside_protocol::SessionId;
 use serde::Serialize;
 
 use super::{printed, unexpected, Context};
@@ -31,10 +32,8 @@ pub struct EndArgs {
 }
 
 /// Parses a session id as printed: 16 hex digits (a leading `0x` allowed).
-pub fn parse_session_id(text: &str) -> Result<u64, String> {
-    text.parse::<deskside_protocol::SessionId>()
-        .map(|id| id.0)
-        .map_err(|_| {
+pub fn parse_session_id(text: &str) -> Result<SessionId, String> {
+    text.parse::<SessionId>().map_err(|_| {
             format!(
                 "\"{text}\" is not a session id: write the 16 hex digits `deskside session list` prints"
             )
@@ -61,12 +60,6 @@ pub async fn run(command: SessionAdminCommand, ctx: &mut Context<'_>) -> anyhow:
             }
         }
     }
-}
-
-/// How session ids are shown: 16 hex digits, as in the audit log (the one
-/// formatter in `deskside_protocol::session`).
-fn session_text(id: u64) -> String {
-    deskside_protocol::session::session_id_text(id)
 }
 
 /// The JSON record of an open session.
@@ -110,7 +103,7 @@ impl SessionRecord {
     pub fn new(session: &SessionInfo) -> Self {
         Self {
             kind: "session",
-            session_id: session_text(session.session_id),
+            session_id: SessionId(session.session_id).to_string(),
             device: session.device.to_string(),
             hostname: session.hostname.clone(),
             technician_id: session.technician.0,
@@ -136,7 +129,7 @@ pub fn list_table(sessions: &[SessionInfo], now: i64) -> Table {
     ]);
     for session in sessions {
         table.row([
-            session_text(session.session_id),
+            SessionId(session.session_id).to_string(),
             session.hostname.clone(),
             session.technician_name.clone(),
             session.granted.clone().unwrap_or_else(|| "-".to_owned()),
@@ -159,8 +152,8 @@ fn print_list(out: &mut Printer<'_>, sessions: &[SessionInfo], now: i64) -> std:
     out.text(&list_table(sessions, now).render())
 }
 
-fn print_ended(out: &mut Printer<'_>, session_id: u64) -> std::io::Result<()> {
-    let id = session_text(session_id);
+fn print_ended(out: &mut Printer<'_>, session_id: SessionId) -> std::io::Result<()> {
+    let id = session_id.to_string();
     if out.is_json() {
         out.json(&serde_json::json!({ "type": "session_ended", "session_id": id }))
     } else {
@@ -223,8 +216,8 @@ mod tests {
 
     #[test]
     fn session_ids_parse_as_printed() {
-        assert_eq!(parse_session_id("00000000000000ff"), Ok(255));
-        assert_eq!(parse_session_id("0xff"), Ok(255));
+        assert_eq!(parse_session_id("00000000000000ff"), Ok(SessionId(255)));
+        assert_eq!(parse_session_id("0xff"), Ok(SessionId(255)));
         for bad in ["", "xyz", "00000000000000000001", "-1"] {
             assert!(
                 parse_session_id(bad).unwrap_err().contains("16 hex digits"),

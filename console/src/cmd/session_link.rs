@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use deskside_net::roam::{Roamer, Source};
 use deskside_net::tunnel::{Carrier, INNER_IDLE_TIMEOUT};
 use deskside_protocol::console::{ConsoleRequest, ConsoleResponse};
-use deskside_protocol::{Fingerprint, Refusal};
+use deskside_protocol::{Fingerprint, Refusal, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{Client, ClientError};
@@ -112,7 +112,7 @@ impl SessionLink {
         client: Client,
         target: RelayTarget,
         carrier: Arc<Carrier>,
-        session_id: u64,
+        session_id: SessionId,
     ) -> Self {
         let (stop, stop_rx) = oneshot::channel();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -142,7 +142,7 @@ async fn keep(
     mut client: Client,
     target: RelayTarget,
     carrier: Arc<Carrier>,
-    session_id: u64,
+    session_id: SessionId,
     mut stop: oneshot::Receiver<()>,
     events: mpsc::UnboundedSender<LinkEvent>,
 ) -> Option<Client> {
@@ -219,7 +219,7 @@ fn is_final(refusal: &Refusal) -> bool {
 }
 
 /// Connects, authenticates and asks to resume `session_id`.
-async fn resume(target: &RelayTarget, session_id: u64) -> Result<Client, ClientError> {
+async fn resume(target: &RelayTarget, session_id: SessionId) -> Result<Client, ClientError> {
     let mut client = Client::connect(&target.relay, target.fingerprint, &target.token).await?;
     match client
         .request(ConsoleRequest::ResumeSession { session_id })

@@ -27,9 +27,9 @@ use deskside_net::tunnel::{
     accept_session, connect_session, packet_link, tune_outer_transport, Carrier, PacketSender,
     SessionConfig, TunnelSocket, DEFAULT_QUEUE_PACKETS, SESSION_ALPN, SESSION_SERVER_NAME,
 };
-use deskside_protocol::Fingerprint;
+use deskside_protocol::{Fingerprint, SessionId};
 
-const SESSION: u64 = 42;
+const SESSION: SessionId = SessionId(42);
 const CHUNK: usize = 64 << 10;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -245,7 +245,7 @@ fn outer_transport() -> quinn::TransportConfig {
     config
 }
 
-type Routes = Arc<Mutex<HashMap<(u64, u8), PacketSender>>>;
+type Routes = Arc<Mutex<HashMap<(SessionId, u8), PacketSender>>>;
 
 /// The forwarding relay: a connection claims `[role][session id]` on a
 /// bidirectional stream, then its session packets go to the other role.
@@ -277,7 +277,7 @@ async fn relay(
                 let role = claim[0];
                 let mut session = [0u8; 8];
                 session.copy_from_slice(&claim[1..]);
-                let session = u64::from_be_bytes(session);
+                let session = SessionId(u64::from_be_bytes(session));
                 let (sender, mut receiver) = packet_link(conn);
                 routes
                     .lock()
@@ -325,7 +325,7 @@ async fn outer(addr: SocketAddr, pin: Fingerprint, role: u8) -> Result<quinn::Co
         .await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let mut claim = vec![role];
-    claim.extend_from_slice(&SESSION.to_be_bytes());
+    claim.extend_from_slice(&SESSION.0.to_be_bytes());
     send.write_all(&claim).await?;
     let mut ack = [0u8; 1];
     recv.read_exact(&mut ack).await?;

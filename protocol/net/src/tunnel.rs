@@ -41,7 +41,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deskside_protocol::Fingerprint;
+use deskside_protocol::{Fingerprint, SessionId};
 use thiserror::Error;
 
 use crate::tls::{
@@ -205,7 +205,7 @@ pub struct SessionConn {
 impl SessionConn {
     /// The verification code of this connection for `session_id` (see
     /// [`verification_code`]).
-    pub fn verification_code(&self, session_id: u64) -> Result<String, TunnelError> {
+    pub fn verification_code(&self, session_id: SessionId) -> Result<String, TunnelError> {
         verification_code(&self.connection, session_id)
     }
 
@@ -315,9 +315,12 @@ pub async fn connect_session(
 /// modulo 10⁶. Both ends of one TLS session compute the same value; a relay
 /// that terminates TLS on each side has two sessions with unrelated secrets,
 /// so the codes match only by chance (one in a million).
-pub fn verification_code(conn: &quinn::Connection, session_id: u64) -> Result<String, TunnelError> {
+pub fn verification_code(
+    conn: &quinn::Connection,
+    session_id: SessionId,
+) -> Result<String, TunnelError> {
     let mut out = [0u8; 8];
-    conn.export_keying_material(&mut out, VERIFICATION_LABEL, &session_id.to_be_bytes())
+    conn.export_keying_material(&mut out, VERIFICATION_LABEL, &session_id.0.to_be_bytes())
         .map_err(|e| TunnelError::Exporter(format!("{e:?}")))?;
     let value = u64::from_be_bytes(out) % 1_000_000;
     Ok(format!("{:03} {:03}", value / 1000, value % 1000))

@@ -9,14 +9,14 @@ use deskside_protocol::agent::SessionRequest;
 use deskside_protocol::certificate::MAX_CERTIFICATE_LEN;
 use deskside_protocol::console::{ConsoleResponse, SessionOpened};
 use deskside_protocol::session::{Capabilities, EndedBy};
-use deskside_protocol::{Fingerprint, Refusal};
+use deskside_protocol::{Fingerprint, Refusal, SessionId};
 
 use super::{run, Caller};
 use crate::clock::now_secs;
 use crate::conn::{check_text, internal_error};
 use crate::presence::AgentCommand;
 use crate::secrets::random_bytes;
-use crate::store::{session_text, EndOutcome, NewSession, SessionParty, SYSTEM_ACTOR};
+use crate::store::{EndOutcome, NewSession, SessionParty, SYSTEM_ACTOR};
 
 /// Longest session reason, in characters: it is shown in the consent dialog.
 const MAX_REASON_CHARS: usize = 500;
@@ -68,7 +68,7 @@ pub async fn present_certificate(
 }
 
 /// Ends a session the technician opened.
-pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse, Refusal> {
+pub async fn end(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleResponse, Refusal> {
     let Caller {
         shared,
         technician,
@@ -79,7 +79,7 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
     let technician_id = technician.id;
     let outcome = run(shared, move |s| {
         s.end_session(
-            session_id,
+            session_id.0,
             SessionParty::Technician(technician_id),
             EndedBy::Technician,
             &actor,
@@ -90,8 +90,7 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
     .await?;
     match outcome {
         EndOutcome::NotFound => Err(Refusal::NotFound(format!(
-            "no session {} of yours: you can only end sessions you opened",
-            session_text(session_id)
+            "no session {session_id} of yours: you can only end sessions you opened"
         ))),
         EndOutcome::Ended(_) | EndOutcome::AlreadyClosed(_) => {
             match &outcome {
@@ -110,7 +109,7 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
 }
 
 /// Moves a session of the technician onto this (new) console connection.
-pub async fn resume(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse, Refusal> {
+pub async fn resume(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleResponse, Refusal> {
     let Caller {
         shared,
         technician,
@@ -118,11 +117,10 @@ pub async fn resume(caller: Caller<'_>, session_id: u64) -> Result<ConsoleRespon
         org,
         ..
     } = caller;
-    let record = run(shared, move |s| s.session(session_id)).await?;
+    let record = run(shared, move |s| s.session(session_id.0)).await?;
     let not_yours = || {
         Refusal::NotFound(format!(
-            "no open session {} of yours: it ended, or another technician opened it",
-            session_text(session_id)
+            "no open session {session_id} of yours: it ended, or another technician opened it"
         ))
     };
     let Some(record) = record.filter(|r| r.technician == technician.id && r.org == org) else {
@@ -135,7 +133,7 @@ pub async fn resume(caller: Caller<'_>, session_id: u64) -> Result<ConsoleRespon
     {
         return Err(not_yours());
     }
-    tracing::info!(session = %session_text(session_id), "session resumed on a new console connection");
+    tracing::info!(session = %session_id, "session resumed on a new console connection");
     Ok(ConsoleResponse::Done)
 }
 
@@ -230,7 +228,7 @@ pub async fn open(
     run(shared, move |s| {
         s.open_session(
             &NewSession {
-                id: session_id,
+                id: session_id.0,
                 org,
                 device: device_id,
                 technician: technician_id,
@@ -285,7 +283,7 @@ pub async fn open(
         );
         run(shared, move |s| {
             s.end_session(
-                session_id,
+                session_id.0,
                 SessionParty::System,
                 EndedBy::ConnectionLost,
                 SYSTEM_ACTOR,
@@ -300,7 +298,7 @@ pub async fn open(
         )));
     }
     tracing::info!(
-        session = %session_text(session_id),
+        session = %session_id,
         device = %device_id,
         capabilities = capabilities.label(),
         "session requested"
@@ -313,13 +311,13 @@ pub async fn open(
 }
 
 /// A random, non-zero session id.
-fn new_session_id() -> Result<u64, Refusal> {
+fn new_session_id() -> Result<SessionId, Refusal> {
     loop {
         let id = u64::from_be_bytes(
             random_bytes::<8>().map_err(|_| internal_error(&"random generator failed"))?,
         );
         if id != 0 {
-            return Ok(id);
+            return Ok(SessionId(id));
         }
     }
 }

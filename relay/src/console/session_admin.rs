@@ -5,10 +5,9 @@
 //! caller's role and token; it never reads the connection itself.
 
 use deskside_protocol::console::ConsoleResponse;
-use deskside_protocol::Refusal;
+use deskside_protocol::{Refusal, SessionId};
 
 use super::{run, Caller};
-use crate::store::session_text;
 
 /// The organisation's open sessions.
 pub async fn list(caller: Caller<'_>) -> Result<ConsoleResponse, Refusal> {
@@ -19,7 +18,7 @@ pub async fn list(caller: Caller<'_>) -> Result<ConsoleResponse, Refusal> {
 }
 
 /// Ends any open session of the organisation (an administrator's stop).
-pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse, Refusal> {
+pub async fn end(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleResponse, Refusal> {
     let Caller {
         shared,
         org,
@@ -28,13 +27,12 @@ pub async fn end(caller: Caller<'_>, session_id: u64) -> Result<ConsoleResponse,
         ..
     } = caller;
     let ended = run(shared, move |s| {
-        s.end_session_as_admin(org, session_id, &actor, now)
+        s.end_session_as_admin(org, session_id.0, &actor, now)
     })
     .await?
     .ok_or_else(|| {
         Refusal::NotFound(format!(
-            "no open session {}: list them with `deskside session list`",
-            session_text(session_id)
+            "no open session {session_id}: list them with `deskside session list`"
         ))
     })?;
     crate::access::stop(shared, &ended, "an administrator ended it").await;

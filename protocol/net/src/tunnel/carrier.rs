@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use deskside_diag::measure::{interarrival_jitter, ProbeTiming};
+use deskside_protocol::SessionId;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -29,7 +30,7 @@ use super::socket::{deliver, TunnelPort, TunnelStats};
 pub enum CarrierError {
     /// A session with this id is already carried.
     #[error("session {0:#x} is already carried on this connection; end the old session first")]
-    DuplicateSession(u64),
+    DuplicateSession(SessionId),
 }
 
 /// Counters of a carrier.
@@ -74,10 +75,10 @@ const EARLY_PACKET_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 struct Shared {
     // Not Debug: the queues say nothing useful; `Carrier`'s Debug shows stats.
     link: RwLock<Option<PacketSender>>,
-    sessions: Mutex<HashMap<u64, Incoming>>,
+    sessions: Mutex<HashMap<SessionId, Incoming>>,
     /// Packets that arrived before their session was carried (bounded,
     /// [`EARLY_PACKETS`]). Locked only while `sessions` is held.
-    early: Mutex<std::collections::VecDeque<(u64, tokio::time::Instant, Bytes)>>,
+    early: Mutex<std::collections::VecDeque<(SessionId, tokio::time::Instant, Bytes)>>,
     stats: CarrierStats,
     /// Where echoed path probes go while a [`Prober`] burst waits for them.
     probe_echoes: Mutex<Option<mpsc::Sender<(Bytes, tokio::time::Instant)>>>,
@@ -166,7 +167,11 @@ impl Carrier {
 
     /// Starts carrying `port`'s packets as session `session_id`. The session
     /// is carried until the returned [`CarriedSession`] is dropped.
-    pub fn carry(&self, session_id: u64, port: TunnelPort) -> Result<CarriedSession, CarrierError> {
+    pub fn carry(
+        &self,
+        session_id: SessionId,
+        port: TunnelPort,
+    ) -> Result<CarriedSession, CarrierError> {
         let TunnelPort {
             outgoing,
             incoming,
@@ -229,7 +234,7 @@ impl Carrier {
 /// inner connection then fails on its next send).
 pub struct CarriedSession {
     shared: Arc<Shared>,
-    session_id: u64,
+    session_id: SessionId,
     _pump: AbortOnDrop,
 }
 
@@ -243,7 +248,7 @@ impl std::fmt::Debug for CarriedSession {
 
 impl CarriedSession {
     /// The session id the packets are tagged with.
-    pub fn session_id(&self) -> u64 {
+    pub fn session_id(&self) -> SessionId {
         self.session_id
     }
 }
@@ -259,7 +264,11 @@ impl Drop for CarriedSession {
 }
 
 /// Moves one session's outgoing packets to whichever link is current.
-async fn pump_outgoing(shared: Arc<Shared>, session_id: u64, mut outgoing: mpsc::Receiver<Bytes>) {
+async fn pump_outgoing(
+    shared: Arc<Shared>,
+    session_id: SessionId,
+    mut outgoing: mpsc::Receiver<Bytes>,
+) {
     while let Some(payload) = outgoing.recv().await {
         let packet = SessionPacket::new(session_id, &payload);
         let link = shared.link.read().unwrap_or_else(|p| p.into_inner());
@@ -301,7 +310,7 @@ async fn read_incoming(shared: Arc<Shared>, mut receiver: PacketReceiver, stable
                     None => {
                         shared.stats.unknown_session.fetch_add(1, Ordering::Relaxed);
                         tracing::trace!(
-                            session = id,
+                            session = %id,
                             "kept a packet for a session not carried yet"
                         );
                         let mut early = shared.early.lock().unwrap_or_else(|p| p.into_inner());

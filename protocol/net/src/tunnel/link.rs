@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use deskside_protocol::SessionId;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -32,7 +33,7 @@ pub const SESSION_ID_LEN: usize = 8;
 /// are non-zero). An agent sends a few on its presence connection per
 /// timeline sample; the relay echoes them unchanged to the same connection
 /// (rate-limited), so the agent measures round-trip loss and jitter.
-pub const PROBE_SESSION_ID: u64 = 0;
+pub const PROBE_SESSION_ID: SessionId = SessionId(0);
 
 /// First byte of an outer unidirectional stream carrying session packets.
 pub const PACKET_STREAM_TAG: u8 = 0x53; // 'S'
@@ -87,9 +88,9 @@ impl std::fmt::Debug for SessionPacket {
 
 impl SessionPacket {
     /// Builds a packet for `session_id` around `payload` (one copy).
-    pub fn new(session_id: u64, payload: &[u8]) -> Self {
+    pub fn new(session_id: SessionId, payload: &[u8]) -> Self {
         let mut wire = BytesMut::with_capacity(SESSION_ID_LEN + payload.len());
-        wire.put_u64(session_id);
+        wire.put_u64(session_id.0);
         wire.put_slice(payload);
         Self {
             wire: wire.freeze(),
@@ -108,10 +109,10 @@ impl SessionPacket {
     }
 
     /// The session the packet belongs to.
-    pub fn session_id(&self) -> u64 {
+    pub fn session_id(&self) -> SessionId {
         let mut id = [0u8; SESSION_ID_LEN];
         id.copy_from_slice(&self.wire[..SESSION_ID_LEN]);
-        u64::from_be_bytes(id)
+        SessionId(u64::from_be_bytes(id))
     }
 
     /// The inner packet (no copy).
@@ -452,10 +453,10 @@ mod tests {
 
     #[test]
     fn a_session_packet_round_trips_through_its_wire_form() {
-        let packet = SessionPacket::new(0x0102_0304_0506_0708, b"inner");
+        let packet = SessionPacket::new(SessionId(0x0102_0304_0506_0708), b"inner");
         assert_eq!(&packet.wire()[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         let again = SessionPacket::from_wire(packet.wire().clone()).unwrap();
-        assert_eq!(again.session_id(), 0x0102_0304_0506_0708);
+        assert_eq!(again.session_id(), SessionId(0x0102_0304_0506_0708));
         assert_eq!(&again.payload()[..], b"inner");
         assert_eq!(again.payload_len(), 5);
     }

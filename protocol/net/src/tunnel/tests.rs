@@ -17,7 +17,7 @@ use crate::transport::ALPN;
 
 const CONSOLE: u8 = 0;
 const AGENT: u8 = 1;
-const SESSION: u64 = 0x5e55_1011_dead_beef;
+const SESSION: SessionId = SessionId(0x5e55_1011_dead_beef);
 
 fn outer_transport(datagrams: bool) -> quinn::TransportConfig {
     let mut config = transport_config(Duration::from_secs(12), Some(Duration::from_secs(4)));
@@ -28,7 +28,7 @@ fn outer_transport(datagrams: bool) -> quinn::TransportConfig {
     config
 }
 
-type Routes = Arc<Mutex<HashMap<(u64, u8), PacketSender>>>;
+type Routes = Arc<Mutex<HashMap<(SessionId, u8), PacketSender>>>;
 
 /// A relay that only routes: each outer connection first claims
 /// `[role][session id]` on a bidirectional stream, then every session packet
@@ -83,7 +83,7 @@ impl TestRelay {
     }
 
     /// An outer connection that claims `role` in `session`.
-    async fn connect(&self, role: u8, session: u64) -> quinn::Connection {
+    async fn connect(&self, role: u8, session: SessionId) -> quinn::Connection {
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let (tls, _) = client_config(self.fingerprint, None, ALPN).unwrap();
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
@@ -96,7 +96,7 @@ impl TestRelay {
             .unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut claim = vec![role];
-        claim.extend_from_slice(&session.to_be_bytes());
+        claim.extend_from_slice(&session.0.to_be_bytes());
         send.write_all(&claim).await.unwrap();
         // The relay answers once the route is in place.
         let mut ack = [0u8; 1];
@@ -118,7 +118,7 @@ async fn relay_connection(conn: quinn::Connection, routes: Routes, spy: Arc<Mute
         return;
     }
     let role = claim[0];
-    let session = u64::from_be_bytes(claim[1..].try_into().unwrap());
+    let session = SessionId(u64::from_be_bytes(claim[1..].try_into().unwrap()));
     let (sender, mut receiver) = packet_link(conn);
     routes.lock().unwrap().insert((session, role), sender);
     let _ = send.write_all(&[1]).await;
@@ -230,7 +230,9 @@ async fn console_and_agent_talk_through_a_blind_relay_and_agree_on_the_code() {
     }));
     // The code is bound to the session id too.
     assert_ne!(
-        ends.console.verification_code(SESSION + 1).unwrap(),
+        ends.console
+            .verification_code(SessionId(SESSION.0 + 1))
+            .unwrap(),
         console_code
     );
     assert_eq!(ends.console.peer_key, key(&keys.agent));
@@ -509,13 +511,13 @@ async fn a_session_id_cannot_be_carried_twice_and_is_released_on_drop() {
     let (_s1, p1) = TunnelSocket::pair_ends(4);
     let (_s2, p2) = TunnelSocket::pair_ends(4);
     let (_s3, p3) = TunnelSocket::pair_ends(4);
-    let first = carrier.carry(7, p1).unwrap();
+    let first = carrier.carry(SessionId(7), p1).unwrap();
     assert!(matches!(
-        carrier.carry(7, p2),
-        Err(CarrierError::DuplicateSession(7))
+        carrier.carry(SessionId(7), p2),
+        Err(CarrierError::DuplicateSession(SessionId(7)))
     ));
     drop(first);
-    assert!(carrier.carry(7, p3).is_ok());
+    assert!(carrier.carry(SessionId(7), p3).is_ok());
 }
 
 /// A port whose queues the test holds: (what the carrier delivers, what to
