@@ -73,6 +73,19 @@ pub enum Refusal {
         /// Seconds until the allowance is renewed.
         retry_after_s: u64,
     },
+    /// The device is connected to another relay sharing this relay's
+    /// directory: ask that one. Consoles that know this variant connect to
+    /// it (pinning `fingerprint`) and ask again, once per request; older
+    /// consoles print the `Unknown` text.
+    #[error("{device} is connected to another relay, {relay_addr} ({fingerprint}); this console asks it directly once per request, so the device probably moved between relays just now: try again")]
+    HeldElsewhere {
+        /// The device, as the console named it.
+        device: String,
+        /// The other relay's public address (`host:port`).
+        relay_addr: String,
+        /// The other relay's certificate fingerprint, to pin.
+        fingerprint: crate::ids::Fingerprint,
+    },
     /// A reason from a newer relay; never sent.
     #[serde(skip)]
     #[error("the relay refused for a reason this version does not know (code {tag}); upgrade this program to see it")]
@@ -81,4 +94,41 @@ pub enum Refusal {
         tag: u32,
     },
 }
-crate::impl_message!(Refusal, known = 14);
+crate::impl_message!(Refusal, known = 15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{decode_message, encode_message, Message as _};
+
+    fn held_elsewhere() -> Refusal {
+        Refusal::HeldElsewhere {
+            device: "laptop-7".to_owned(),
+            relay_addr: "relay-b.example.org:4433".to_owned(),
+            fingerprint: crate::ids::Fingerprint([7; 32]),
+        }
+    }
+
+    #[test]
+    fn held_elsewhere_names_the_other_relay_and_round_trips() {
+        let refusal = held_elsewhere();
+        let text = refusal.to_string();
+        assert!(text.contains("laptop-7"), "{text}");
+        assert!(text.contains("relay-b.example.org:4433"), "{text}");
+        assert!(text.contains("try again"), "{text}");
+        let body = encode_message(&refusal).expect("encodes");
+        assert_eq!(decode_message::<Refusal>(&body), Ok(refusal));
+    }
+
+    #[test]
+    fn consoles_older_than_held_elsewhere_read_a_plain_refusal() {
+        // Consoles built before this variant knew 14 refusals: the tag they
+        // see is their `Unknown` position, decoded as `Unknown { tag: 14 }`.
+        let body = encode_message(&held_elsewhere()).expect("encodes");
+        let (tag, _) = postcard::take_from_bytes::<u32>(&body).expect("a tag");
+        assert_eq!(tag, 14);
+        assert_eq!(Refusal::KNOWN_VARIANTS, 15);
+        let older = Refusal::Unknown { tag }.to_string();
+        assert!(older.contains("upgrade"), "{older}");
+    }
+}

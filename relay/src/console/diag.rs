@@ -7,7 +7,7 @@
 use deskside_protocol::console::{ConsoleResponse, StoredDiagnostics};
 use deskside_protocol::Refusal;
 
-use super::{run, Caller};
+use super::{held_elsewhere, run, Caller};
 use crate::conn::check_text;
 use crate::presence::AgentCommand;
 
@@ -30,13 +30,18 @@ pub async fn collect(
         ..
     } = caller;
     check_text("device", &device, 256)?;
+    let named = device.clone();
     let record = run(shared, move |s| s.find_device(org, &device)).await??;
-    let commands = shared.presence.commands(record.id).ok_or_else(|| {
-        Refusal::Invalid(format!(
+    let Some(commands) = shared.presence.commands(record.id) else {
+        // Another relay may hold it: the console asks that one.
+        if let Some(elsewhere) = held_elsewhere::refusal(shared, record.id, &named).await? {
+            return Err(elsewhere);
+        }
+        return Err(Refusal::Invalid(format!(
             "{} ({}) is offline: its last stored snapshot is in `deskside diag history {}`",
             record.id, record.hostname, record.id
-        ))
-    })?;
+        )));
+    };
     let (reply, answer) = tokio::sync::oneshot::channel();
     commands
         .send(AgentCommand::CollectDiagnostics {

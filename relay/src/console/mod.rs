@@ -9,6 +9,7 @@ pub mod audit;
 pub mod devices;
 pub mod diag;
 pub mod enroll;
+pub mod held_elsewhere;
 pub mod policy;
 pub mod session;
 pub mod session_admin;
