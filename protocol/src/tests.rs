@@ -98,6 +98,13 @@ fn refusal() -> impl Strategy<Value = Refusal> {
         text().prop_map(Refusal::Internal),
         any::<u64>().prop_map(|retry_after_s| Refusal::MeasurementBusy { retry_after_s }),
         any::<u64>().prop_map(|retry_after_s| Refusal::MeasurementBudgetSpent { retry_after_s }),
+        (text(), text(), fingerprint()).prop_map(|(device, relay_addr, fingerprint)| {
+            Refusal::HeldElsewhere {
+                device,
+                relay_addr,
+                fingerprint,
+            }
+        }),
     ]
 }
 
