@@ -294,10 +294,12 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     carrier.attach(client.connection().clone());
     let (socket, port) = TunnelSocket::pair_ends(DEFAULT_QUEUE_PACKETS);
     let _carried = carrier.carry(session_id, port)?;
-    // From here on the relay connection may come and go under the session.
+    // From here on the relay connection may come and go under the session;
+    // it comes back to the relay that opened it, which holds the device
+    // (the profile's, or the one the relay sent us to).
     let target = RelayTarget {
-        relay: profile.relay.clone(),
-        fingerprint: profile.fingerprint,
+        relay: client.relay().relay.clone(),
+        fingerprint: client.relay().fingerprint,
         token: profile.token.clone(),
         source_address: crate::cmd::session_link::source_address_path(&ctx.profile_path),
     };

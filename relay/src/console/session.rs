@@ -11,7 +11,7 @@ use deskside_protocol::console::{ConsoleResponse, SessionOpened};
 use deskside_protocol::session::{Capabilities, EndedBy};
 use deskside_protocol::{Fingerprint, Refusal, SessionId};
 
-use super::{run, Caller};
+use super::{held_elsewhere, run, Caller};
 use crate::clock::now_secs;
 use crate::conn::{check_text, internal_error};
 use crate::presence::AgentCommand;
@@ -168,6 +168,7 @@ pub async fn open(
         ));
     }
     let org = technician.org;
+    let named = device.clone();
     let record = run(shared, move |s| s.find_device(org, &device)).await??;
     if record.revoked_at.is_some() {
         return Err(Refusal::Invalid(format!(
@@ -176,6 +177,11 @@ pub async fn open(
         )));
     }
     let Some(commands) = shared.presence.commands(record.id) else {
+        // Another relay holds it: the console asks that one, which audits
+        // the session (and links it); nothing is written here.
+        if let Some(elsewhere) = held_elsewhere::refusal(shared, record.id, &named).await? {
+            return Err(elsewhere);
+        }
         // No session exists to link: the help request it was asked for
         // gets its `session_not_held` event here.
         if let Some(number) = request {
