@@ -131,6 +131,42 @@ fn is_relay_id(text: &str) -> bool {
         .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// What names the keys this relay keeps outside the database (the Wi‑Fi
+/// identifier key and the audit anchor key); relays sharing a store must
+/// have the same.
+pub fn keys_id(shared: &Shared) -> String {
+    let anchor = ring::digest::digest(&ring::digest::SHA256, &shared.audit_anchor.public_key());
+    format!(
+        "{}-{}",
+        shared.identifier_key.key_id(),
+        hex::encode(&anchor.as_ref()[..8])
+    )
+}
+
+/// Records this relay's keys in the directory, or fails (with what to do)
+/// when another live relay on the same store has other keys.
+pub async fn claim_keys(shared: &Arc<Shared>, data_dir: &Path) -> anyhow::Result<()> {
+    let (id, keys) = (shared.directory.relay_id.clone(), keys_id(shared));
+    let lease = shared.directory.lease_secs;
+    let now = now_secs();
+    let claimed = shared
+        .store(move |store| store.claim_relay_keys(&id, &keys, now, lease))
+        .await
+        .map_err(|r| anyhow::anyhow!("{r:?}"))?
+        .context("cannot record this relay's keys in the store's directory")?;
+    if let Err(other) = claimed {
+        anyhow::bail!(
+            "relay {} ({}) shares this store with other keys than this relay's: every relay on one store must hash Wi‑Fi names and sign audit heads with the same keys. Stop this relay, copy {} and {} from that relay's data directory into {}, and start it again",
+            other.id,
+            other.public_addr,
+            crate::identifier_key::IDENTIFIER_KEY_FILE,
+            crate::audit_anchor::ANCHOR_KEY_FILE,
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The directory row this relay writes about itself now.
 pub fn own_record(shared: &Shared) -> RelayRecord {
     let now = now_secs();

@@ -65,6 +65,14 @@ impl IdentifierKey {
         })
     }
 
+    /// A public name of this key (not the key, nor enough to find it): the
+    /// first 8 bytes of an HMAC of a fixed text, hex. Relays sharing a store
+    /// compare it (`cluster::keys_id`).
+    pub fn key_id(&self) -> String {
+        let tag = ring::hmac::sign(&self.master, b"deskside identifier key id");
+        hex::encode(&tag.as_ref()[..8])
+    }
+
     /// The key of `org`, base64url, as agents receive it in the policy.
     pub fn for_org(&self, org: OrgId) -> String {
         let mut context = ring::hmac::Context::with_key(&self.master);

@@ -193,6 +193,11 @@ impl Relay {
             .await
             .map_err(|r| anyhow::anyhow!("{r:?}"))?
             .context("cannot register this relay in the store's directory")?;
+        if let Err(e) = crate::cluster::claim_keys(&shared, &config.data_dir).await {
+            let id = shared.directory.relay_id.clone();
+            let _ = shared.store(move |store| store.deregister_relay(&id)).await;
+            return Err(e);
+        }
         shared.tasks.spawn(crate::cluster::run(Arc::clone(&shared)));
         // Agents' network moves (consoles watch their own connection).
         shared

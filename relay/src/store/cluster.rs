@@ -27,7 +27,8 @@ CREATE TABLE relays (
     started_at   INTEGER NOT NULL,
     heartbeat_at INTEGER NOT NULL,
     agents       INTEGER NOT NULL DEFAULT 0,
-    consoles     INTEGER NOT NULL DEFAULT 0
+    consoles     INTEGER NOT NULL DEFAULT 0,
+    keys_id      TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE TABLE presence (
     device_id INTEGER PRIMARY KEY REFERENCES devices(id),
@@ -46,7 +47,8 @@ CREATE TABLE relays (
     started_at   BIGINT NOT NULL,
     heartbeat_at BIGINT NOT NULL,
     agents       BIGINT NOT NULL DEFAULT 0,
-    consoles     BIGINT NOT NULL DEFAULT 0
+    consoles     BIGINT NOT NULL DEFAULT 0,
+    keys_id      TEXT COLLATE "C" NOT NULL DEFAULT ''
 );
 CREATE TABLE presence (
     device_id BIGINT PRIMARY KEY REFERENCES devices(id),
@@ -116,6 +118,44 @@ impl Store {
         tx.execute("DELETE FROM presence WHERE relay_id = ?1", [&relay.id])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records which keys relay `id` (registered) uses, unless another live
+    /// relay uses other ones: then `Err` names that relay and nothing is
+    /// written. `keys_id` identifies the keys kept outside the database
+    /// (the Wi‑Fi identifier key and the audit anchor key), which every
+    /// relay on one store must share: otherwise the same Wi‑Fi name hashes
+    /// differently by relay, and audit heads are signed by several keys.
+    pub fn claim_relay_keys(
+        &self,
+        id: &str,
+        keys_id: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<Result<(), RelayRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let other = tx
+            .query_row(
+                &format!(
+                    "SELECT {RELAY_COLUMNS} FROM relays r
+                     WHERE r.id <> ?1 AND r.heartbeat_at >= ?2 AND r.keys_id <> ''
+                       AND r.keys_id <> ?3
+                     ORDER BY r.id LIMIT 1"
+                ),
+                params![id, now - lease, keys_id],
+                relay_from_row,
+            )
+            .optional()?;
+        if let Some(other) = other {
+            return Ok(Err(other));
+        }
+        tx.execute(
+            "UPDATE relays SET keys_id = ?2 WHERE id = ?1",
+            params![id, keys_id],
+        )?;
+        tx.commit()?;
+        Ok(Ok(()))
     }
 
     /// Renews relay `id`'s lease (and so its devices'), with its load.
@@ -427,6 +467,26 @@ mod tests {
             lead
         });
         assert!(took_over, "the second relay leads once the first is gone");
+    }
+
+    #[test]
+    fn relays_on_one_store_must_share_their_keys() {
+        let (store, _, _) = two_orgs();
+        store.register_relay(&relay("a", T0)).unwrap();
+        store.register_relay(&relay("b", T0)).unwrap();
+        assert_eq!(store.claim_relay_keys("a", "k1", T0, 30).unwrap(), Ok(()));
+        assert_eq!(store.claim_relay_keys("b", "k1", T0, 30).unwrap(), Ok(()));
+        store.register_relay(&relay("c", T0)).unwrap();
+        let refused = store
+            .claim_relay_keys("c", "k2", T0, 30)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.id, "a");
+        // Once the others are gone (lease run out), other keys are accepted.
+        assert_eq!(
+            store.claim_relay_keys("c", "k2", T0 + 31, 30).unwrap(),
+            Ok(())
+        );
     }
 
     #[test]
