@@ -282,12 +282,11 @@ pub(super) fn add_not_held_follow_ups(
              WHERE l.session_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR l.request_id = ?2)
              ORDER BY l.request_id",
         )?;
-        let rows = statement
+        statement
             .query_map(params![session.id as i64, only.map(|n| n as i64)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
-            .collect::<super::sql::Result<Vec<_>>>()?;
-        rows
+            .collect::<super::sql::Result<Vec<_>>>()?
     };
     let asked = std::time::UNIX_EPOCH
         + std::time::Duration::from_secs(u64::try_from(session.requested_at).unwrap_or(0));

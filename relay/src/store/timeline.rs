@@ -167,12 +167,11 @@ impl Store {
                 "SELECT device_id, at_ms, sample FROM timeline
                  WHERE resolution_s = 0 AND at_ms < ?1 ORDER BY device_id, at_ms LIMIT ?2",
             )?;
-            let rows = statement
+            statement
                 .query_map(params![before_ms, max_rows as i64 + 1], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
+                .collect::<Result<Vec<_>, _>>()?
         };
         if rows.len() > max_rows {
             // The last bucket may continue beyond the limit: leave it whole
