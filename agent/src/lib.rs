@@ -11,6 +11,7 @@ pub mod enroll_pending;
 pub mod link;
 pub mod org_trust;
 pub mod platform;
+pub mod relays;
 pub mod requests;
 pub mod service;
 pub mod session;

@@ -12,13 +12,14 @@ use deskside_net::transport::{client_endpoint, resolve, ConnectOptions};
 use deskside_net::{connect, ConnectError, FramedRecv, FramedSend, Identity, NetError};
 use deskside_protocol::agent::{AgentToRelay, DeviceInfo, RelayToAgent};
 use deskside_protocol::message::Nested;
-use deskside_protocol::token::{EnrollToken, TokenError};
+use deskside_protocol::token::{EnrollToken, RelayEndpoint, TokenError};
 use deskside_protocol::{DeviceId, Refusal};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::backoff::{Backoff, Reconnect};
+use crate::relays::RelayChoice;
 use crate::state::{Enrollment, LinkState, StateDir, StateError, Status};
 
 /// Keep-alive interval. NATs drop idle UDP mappings after ~30 s; 4 s also
@@ -181,6 +182,7 @@ pub async fn enroll(
         relay: token.relay,
         fingerprint: token.fingerprint,
         enrolled_at: crate::clock::unix_secs(),
+        other_relays: token.other_relays,
     };
     if force {
         state.forget_enrollment()?;
@@ -270,6 +272,10 @@ pub struct Attached {
     /// The reconnection window the relay advised on this connection, ms
     /// (0 until it did); read after [`Attached::serve`] returns.
     pub reconnect_advice: Arc<std::sync::atomic::AtomicU32>,
+    /// The relay list the relay sent last on this connection (relays
+    /// sharing a directory send it after attaching); subscribe before
+    /// [`Attached::serve`].
+    pub relay_list: watch::Sender<Vec<RelayEndpoint>>,
 }
 
 /// Connects and attaches as the device owning `identity`.
@@ -280,7 +286,15 @@ pub async fn attach(
     identity: Identity,
     info: DeviceInfo,
 ) -> Result<Attached, LinkError> {
-    let mut connected = connect(endpoint, &options(relay, fingerprint, identity)).await?;
+    let connected = connect(endpoint, &options(relay, fingerprint, identity)).await?;
+    attach_on(connected, info).await
+}
+
+/// Attaches on a connection already made (see [`connect_any`]).
+pub async fn attach_on(
+    mut connected: deskside_net::Connected,
+    info: DeviceInfo,
+) -> Result<Attached, LinkError> {
     connected.send.send(&AgentToRelay::Attach { info }).await?;
     match connected.recv.recv::<RelayToAgent>().await? {
         Some(RelayToAgent::Attached {
@@ -296,6 +310,7 @@ pub async fn attach(
                 device_id,
                 clock_offset_ms: relay_time_ms - local_ms,
                 reconnect_advice: Arc::default(),
+                relay_list: watch::Sender::new(Vec::new()),
             })
         }
         Some(RelayToAgent::Refused(Nested(refusal))) => Err(LinkError::Refused(refusal)),
@@ -530,6 +545,10 @@ impl Attached {
                         tracing::debug!(spread_ms, "the relay advised a reconnection window");
                         self.reconnect_advice.store(spread_ms, std::sync::atomic::Ordering::Relaxed);
                     }
+                    Some(RelayToAgent::RelayList { relays }) => {
+                        tracing::debug!(relays = relays.len(), "the relay sent the current relay list");
+                        self.relay_list.send_replace(relays);
+                    }
                     Some(RelayToAgent::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer relay");
                     }
@@ -640,10 +659,15 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         },
         stop.clone(),
     );
-    let outcome = stay_attached(
+    let mut choice = RelayChoice::new(enrollment.relays());
+    let persist = |relays: &[RelayEndpoint]| {
+        if let Err(e) = state.save_relays(relays) {
+            tracing::warn!("cannot keep the relay list: {e}");
+        }
+    };
+    let outcome = stay_attached_any(
         &endpoint,
-        &enrollment.relay,
-        enrollment.fingerprint,
+        &mut choice,
         &identity,
         &mut stop,
         &publish,
@@ -654,6 +678,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             requests: Some(state.clone()),
             ignore_reconnect_advice: false,
         },
+        &persist,
     )
     .instrument(span)
     .await;
@@ -722,6 +747,102 @@ pub async fn stay_attached(
     publish: &impl Fn(LinkState, Option<String>),
     services: Services<'_>,
 ) -> Result<(), LinkError> {
+    let mut choice = RelayChoice::new(vec![RelayEndpoint {
+        addr: relay.to_owned(),
+        fingerprint,
+    }]);
+    stay_attached_any(
+        endpoint,
+        &mut choice,
+        identity,
+        stop,
+        publish,
+        services,
+        &|_| {},
+    )
+    .await
+}
+
+/// Connects to the first of `attempts` (relay, start delay; see
+/// [`RelayChoice::poll_attempts`]) to complete a QUIC handshake whose
+/// certificate matches that relay's pinned fingerprint. An attempt starts
+/// at its delay, or at once when every earlier one has failed; the others
+/// are abandoned when one succeeds. Returns the relay, the connection and
+/// the handshake time.
+pub async fn connect_any(
+    endpoint: &quinn::Endpoint,
+    attempts: Vec<(RelayEndpoint, Duration)>,
+    identity: &Identity,
+) -> Result<(RelayEndpoint, deskside_net::Connected, Duration), LinkError> {
+    let started = tokio::time::Instant::now();
+    let mut pending = attempts.into_iter().peekable();
+    // Owned here: dropping the set when one attempt wins aborts the others.
+    let mut running = tokio::task::JoinSet::new();
+    let mut errors: Vec<LinkError> = Vec::new();
+    loop {
+        while let Some((_, start)) = pending.peek() {
+            if running.is_empty() || started + *start <= tokio::time::Instant::now() {
+                if let Some((relay, _)) = pending.next() {
+                    let endpoint = endpoint.clone();
+                    let options = options(&relay.addr, relay.fingerprint, identity.clone());
+                    running.spawn(async move {
+                        let outcome = connect(&endpoint, &options).await;
+                        (relay, outcome)
+                    });
+                }
+            } else {
+                break;
+            }
+        }
+        let next_start = pending.peek().map(|(_, start)| started + *start);
+        tokio::select! {
+            joined = running.join_next() => match joined {
+                Some(Ok((relay, Ok(connected)))) => {
+                    return Ok((relay, connected, started.elapsed()));
+                }
+                Some(Ok((relay, Err(error)))) => {
+                    tracing::debug!(relay = %relay.addr, "cannot reach this relay: {error}");
+                    errors.push(error.into());
+                }
+                Some(Err(join)) => {
+                    errors.push(LinkError::Unexpected(format!("connection attempt failed: {join}")));
+                }
+                None => {
+                    if pending.peek().is_none() {
+                        break;
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(next_start.unwrap_or(started)), if next_start.is_some() => {}
+        }
+    }
+    // Every relay failed: report a failure retrying may cure before one it
+    // cannot (a relay whose certificate changed while another may be up).
+    let position = errors
+        .iter()
+        .position(|error| !error.is_permanent())
+        .unwrap_or(0);
+    if position < errors.len() {
+        return Err(errors.swap_remove(position));
+    }
+    Err(LinkError::Unexpected(
+        "the enrollment names no relay; enroll again with a new token".to_owned(),
+    ))
+}
+
+/// [`stay_attached`] with several relays to choose from: attaches to the
+/// first that answers in `choice`'s order, fails over to another when the
+/// connection is lost, and keeps the list the relays send (`persist` is
+/// told each new one, so the next start knows it).
+pub async fn stay_attached_any(
+    endpoint: &quinn::Endpoint,
+    choice: &mut RelayChoice,
+    identity: &Identity,
+    stop: &mut watch::Receiver<bool>,
+    publish: &impl Fn(LinkState, Option<String>),
+    services: Services<'_>,
+    persist: &(dyn Fn(&[RelayEndpoint]) + Sync),
+) -> Result<(), LinkError> {
     let Services {
         diagnostics,
         mut sessions,
@@ -737,42 +858,63 @@ pub async fn stay_attached(
         !ignore_reconnect_advice,
     );
     loop {
-        let attempt = attach(
-            endpoint,
-            relay,
-            fingerprint,
-            identity.clone(),
-            device_info(),
-        );
+        let attempts = choice.poll_attempts();
+        let attempt = async {
+            let (relay, connected, handshake) = connect_any(endpoint, attempts, identity).await?;
+            let attached = attach_on(connected, device_info()).await?;
+            Ok::<_, LinkError>((relay, attached, handshake))
+        };
         let outcome = tokio::select! {
             _ = stop.changed() => return Ok(()),
             outcome = attempt => outcome,
         };
         let (error, was_attached) = match outcome {
-            Ok(attached) => {
+            Ok((relay, attached, handshake)) => {
                 tracing::info!(
                     clock_offset_ms = attached.clock_offset_ms,
+                    relay = %relay.addr,
+                    handshake_ms = handshake.as_millis() as u64,
                     "connected to the relay"
                 );
+                choice.handle_attached(&relay.addr, handshake);
                 publish(LinkState::Connected, None);
                 reconnect.handle_attached();
                 let advice = Arc::clone(&attached.reconnect_advice);
-                let served = attached
-                    .serve(
+                let connection = attached.connection.clone();
+                let mut lists = attached.relay_list.subscribe();
+                let served = {
+                    let serve = attached.serve(
                         stop,
                         diagnostics.as_ref(),
                         sessions.as_deref_mut(),
                         timeline.as_deref_mut(),
                         requests.as_ref(),
-                    )
-                    .await;
+                    );
+                    tokio::pin!(serve);
+                    loop {
+                        tokio::select! {
+                            served = &mut serve => break served,
+                            Ok(()) = lists.changed() => {
+                                let relays = lists.borrow_and_update().clone();
+                                persist(&relays);
+                                choice.handle_list(relays);
+                            }
+                        }
+                    }
+                };
+                choice.handle_attached(&relay.addr, connection.rtt());
                 match advice.load(std::sync::atomic::Ordering::Relaxed) {
                     0 => {}
                     spread_ms => reconnect.handle_advice(spread_ms),
                 }
                 match served {
                     Ok(()) => return Ok(()),
-                    Err(e) => (e, true),
+                    Err(e) => {
+                        // Most likely dead: the next attempt tries the
+                        // other relays first.
+                        choice.handle_lost(&relay.addr);
+                        (e, true)
+                    }
                 }
             }
             Err(e) => (e, false),

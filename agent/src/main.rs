@@ -545,6 +545,7 @@ mod tests {
             relay: "127.0.0.1:9".into(),
             fingerprint: deskside_protocol::Fingerprint([1; 32]),
             enrolled_at: 1_700_000_000,
+            other_relays: Vec::new(),
         };
         let identity = deskside_net::Identity::generate(&[AGENT_CERT_NAME]).unwrap();
         state.save_enrollment(&identity, &enrollment).unwrap();

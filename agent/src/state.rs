@@ -66,6 +66,19 @@ pub struct Enrollment {
     pub fingerprint: Fingerprint,
     /// Enrollment time, Unix seconds.
     pub enrolled_at: i64,
+    /// The other relays sharing the enrolling relay's directory, each with
+    /// its pinned fingerprint: from the token, then from the list the
+    /// relays send (absent in state files written before relay lists, and
+    /// with a single relay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_relays: Vec<deskside_protocol::token::RelayEndpoint>,
+}
+
+impl Enrollment {
+    /// Every relay this device may attach to, the enrolling relay first.
+    pub fn relays(&self) -> Vec<deskside_protocol::token::RelayEndpoint> {
+        deskside_protocol::token::all_relays(&self.relay, self.fingerprint, &self.other_relays)
+    }
 }
 
 /// Connection state published by `deskside-agent run`.
@@ -196,6 +209,33 @@ impl StateDir {
         create_private_dir(&self.root)?;
         write_private(&self.key_path(), identity.key_pem().as_bytes())?;
         let json = serde_json::to_vec_pretty(enrollment).map_err(|e| StateError::Damaged {
+            path: self.path(IDENTITY_FILE),
+            reason: e.to_string(),
+        })?;
+        write_private(&self.path(IDENTITY_FILE), &json)?;
+        Ok(())
+    }
+
+    /// Keeps the relay list a relay sent (`relays`, any order): the
+    /// enrolling relay stays the first entry, the others replace
+    /// [`Enrollment::other_relays`]. Rewrites `identity.json` atomically and
+    /// only when the list changed.
+    pub fn save_relays(
+        &self,
+        relays: &[deskside_protocol::token::RelayEndpoint],
+    ) -> Result<(), StateError> {
+        let mut enrollment = self.enrollment()?;
+        let others: Vec<_> = relays
+            .iter()
+            .filter(|relay| relay.addr != enrollment.relay)
+            .take(deskside_protocol::token::MAX_OTHER_RELAYS)
+            .cloned()
+            .collect();
+        if others.is_empty() || others == enrollment.other_relays {
+            return Ok(());
+        }
+        enrollment.other_relays = others;
+        let json = serde_json::to_vec_pretty(&enrollment).map_err(|e| StateError::Damaged {
             path: self.path(IDENTITY_FILE),
             reason: e.to_string(),
         })?;
@@ -475,6 +515,7 @@ mod tests {
             relay: "127.0.0.1:4433".into(),
             fingerprint: Fingerprint([1; 32]),
             enrolled_at: 1_700_000_000,
+            other_relays: Vec::new(),
         };
         state.save_enrollment(&identity, &enrollment).unwrap();
         assert!(state.is_enrolled());
@@ -485,6 +526,52 @@ mod tests {
         );
         state.forget_enrollment().unwrap();
         assert!(!state.is_enrolled());
+    }
+
+    /// An `identity.json` written before relay lists names one relay; it
+    /// keeps working, and the list a relay sends is added to it.
+    #[test]
+    fn an_old_single_relay_state_file_reads_and_learns_the_relay_list() {
+        use deskside_protocol::token::RelayEndpoint;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("agent"));
+        let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
+        let enrollment = Enrollment {
+            device_id: DeviceId(7),
+            organisation: "Org".into(),
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: Fingerprint([1; 32]),
+            enrolled_at: 1_700_000_000,
+            other_relays: Vec::new(),
+        };
+        state.save_enrollment(&identity, &enrollment).unwrap();
+        let written = std::fs::read_to_string(state.path(IDENTITY_FILE)).unwrap();
+        // The single-relay file is the old one, field for field.
+        assert!(!written.contains("other_relays"), "{written}");
+        let old: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(old.as_object().unwrap().len(), 5, "{written}");
+        assert_eq!(state.enrollment().unwrap().relays().len(), 1);
+
+        let b = RelayEndpoint {
+            addr: "127.0.0.1:5544".into(),
+            fingerprint: Fingerprint([2; 32]),
+        };
+        let own = RelayEndpoint {
+            addr: "127.0.0.1:4433".into(),
+            fingerprint: Fingerprint([1; 32]),
+        };
+        state.save_relays(&[b.clone(), own.clone()]).unwrap();
+        let relays = state.enrollment().unwrap().relays();
+        assert_eq!(relays, [own.clone(), b.clone()]);
+        // An empty list, or one naming only the enrolling relay, never
+        // makes the device forget the others.
+        state.save_relays(&[]).unwrap();
+        state.save_relays(std::slice::from_ref(&own)).unwrap();
+        assert_eq!(state.enrollment().unwrap().relays(), [own, b]);
+        assert_eq!(
+            state.identity().unwrap().spki().unwrap(),
+            identity.spki().unwrap()
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod exit;
+pub mod failover;
 pub mod filter;
 pub mod logging;
 pub mod org_key;

@@ -390,6 +390,7 @@ mod tests {
                 relay: "r:1".into(),
                 fingerprint: Fingerprint([1; 32]),
                 token: "dst_secret".into(),
+                other_relays: Vec::new(),
             }
             .encode(),
         }
@@ -432,6 +433,7 @@ mod tests {
                 relay: "r:1".into(),
                 fingerprint: Fingerprint([1; 32]),
                 secret: "s".into(),
+                other_relays: Vec::new(),
             }
             .encode(),
             uses: 1,

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use deskside_net::files::{read_private, write_private, FileError};
-use deskside_protocol::token::LoginString;
+use deskside_protocol::token::{LoginString, RelayEndpoint};
 use deskside_protocol::Fingerprint;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -30,6 +30,16 @@ pub struct Profile {
     pub fingerprint: Fingerprint,
     /// The technician token (a secret).
     pub token: String,
+    /// Other relays sharing the directory of `relay` (from a login string
+    /// naming several), tried in order when `relay` cannot be reached.
+    pub other_relays: Vec<RelayEndpoint>,
+}
+
+impl Profile {
+    /// Every relay to try, `relay` first.
+    pub fn relays(&self) -> Vec<RelayEndpoint> {
+        deskside_protocol::token::all_relays(&self.relay, self.fingerprint, &self.other_relays)
+    }
 }
 
 impl fmt::Debug for Profile {
@@ -37,6 +47,7 @@ impl fmt::Debug for Profile {
         f.debug_struct("Profile")
             .field("relay", &self.relay)
             .field("fingerprint", &self.fingerprint)
+            .field("other_relays", &self.other_relays)
             .field("token", &"<redacted>")
             .finish()
     }
@@ -48,6 +59,7 @@ impl From<LoginString> for Profile {
             relay: login.relay,
             fingerprint: login.fingerprint,
             token: login.token,
+            other_relays: login.other_relays,
         }
     }
 }
@@ -60,6 +72,17 @@ struct ProfileFile {
     relay: String,
     fingerprint: String,
     token: String,
+    /// Absent with one relay, so such a profile reads in older consoles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    other_relays: Vec<OtherRelayFile>,
+}
+
+/// One of [`Profile::other_relays`] as stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtherRelayFile {
+    relay: String,
+    fingerprint: String,
 }
 
 /// Errors finding, reading or writing the profile.
@@ -132,10 +155,22 @@ pub fn load(path: &Path) -> Result<Profile, ProfileError> {
     if file.relay.is_empty() || file.token.is_empty() {
         return Err(damaged("empty relay or token".to_owned()));
     }
+    let mut other_relays = Vec::new();
+    for other in file.other_relays {
+        let fingerprint = other
+            .fingerprint
+            .parse()
+            .map_err(|e: deskside_protocol::ids::ParseError| damaged(e.to_string()))?;
+        other_relays.push(RelayEndpoint {
+            addr: other.relay,
+            fingerprint,
+        });
+    }
     Ok(Profile {
         relay: file.relay,
         fingerprint,
         token: file.token,
+        other_relays,
     })
 }
 
@@ -146,6 +181,14 @@ pub fn save(path: &Path, profile: &Profile) -> Result<(), ProfileError> {
         relay: profile.relay.clone(),
         fingerprint: profile.fingerprint.to_string(),
         token: profile.token.clone(),
+        other_relays: profile
+            .other_relays
+            .iter()
+            .map(|other| OtherRelayFile {
+                relay: other.addr.clone(),
+                fingerprint: other.fingerprint.to_string(),
+            })
+            .collect(),
     };
     // Serialising a struct of strings cannot fail; map it anyway rather than
     // unwrap, so that this stays panic-free if the type ever grows.
@@ -166,6 +209,7 @@ mod tests {
             relay: "relay.example.org:4433".into(),
             fingerprint: Fingerprint([0xab; 32]),
             token: "dst_secret".into(),
+            other_relays: Vec::new(),
         }
     }
 
@@ -195,6 +239,32 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn a_profile_keeps_the_other_relays_of_its_login_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.json");
+        let mut listed = profile();
+        listed.other_relays = vec![RelayEndpoint {
+            addr: "relay-b.example.org:4433".into(),
+            fingerprint: Fingerprint([0xcd; 32]),
+        }];
+        save(&path, &listed).unwrap();
+        assert_eq!(load(&path).unwrap(), listed);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&Fingerprint([0xcd; 32]).to_string()),
+            "{text}"
+        );
+        let relays = listed.relays();
+        assert_eq!(relays.len(), 2);
+        assert_eq!(relays[0].addr, "relay.example.org:4433");
+        // A single-relay profile is written as before (older consoles read it).
+        save(&path, &profile()).unwrap();
+        assert!(!std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("other_relays"));
     }
 
     #[test]

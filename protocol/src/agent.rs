@@ -229,6 +229,14 @@ pub enum RelayToAgent {
         /// Width of the window reconnections are spread over, ms.
         spread_ms: u32,
     },
+    /// The relays sharing this relay's directory that are up now (this one
+    /// first), each with its certificate fingerprint: the agent keeps the
+    /// list and fails over to one of them when its relay dies. Sent after
+    /// [`RelayToAgent::Attached`] by relays with a shared store.
+    RelayList {
+        /// The relays, this one first.
+        relays: Vec<crate::token::RelayEndpoint>,
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -236,7 +244,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 17);
+crate::impl_message!(RelayToAgent, known = 18);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,12 +26,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::{Fingerprint, ParseError};
-use crate::token::{decode_token, encode_token, EnrollToken, LoginString, TokenError};
+use crate::token::{decode_with_relays, encode_with_relays, EnrollToken, LoginString, TokenError};
 
 /// Prefix of enrollment tokens that also carry the organisation key.
 pub const CERTIFIED_ENROLL_PREFIX: &str = "dse2_";
 /// Prefix of login strings that also carry a certified session key.
 pub const CERTIFIED_LOGIN_PREFIX: &str = "dsl2_";
+/// Prefix of certified enrollment tokens naming more than one relay
+/// (`dse2_` followed by the list, see [`crate::token`]).
+pub const CERTIFIED_ENROLL_LIST_PREFIX: &str = "dse4_";
+/// Prefix of certified login strings naming more than one relay.
+pub const CERTIFIED_LOGIN_LIST_PREFIX: &str = "dsl4_";
 
 /// Domain separation of the signed bytes, so a signature made for a session
 /// key certificate can never be replayed as anything else.
@@ -296,7 +301,12 @@ pub struct CertifiedEnrollToken {
 impl CertifiedEnrollToken {
     /// The token as text.
     pub fn encode(&self) -> String {
-        encode_token(CERTIFIED_ENROLL_PREFIX, self)
+        encode_with_relays(
+            CERTIFIED_ENROLL_PREFIX,
+            CERTIFIED_ENROLL_LIST_PREFIX,
+            self,
+            &self.token.other_relays,
+        )
     }
 }
 
@@ -305,9 +315,17 @@ impl CertifiedEnrollToken {
 pub fn decode_enroll_token(
     text: &str,
 ) -> Result<(EnrollToken, Option<CertifiedEnrollToken>), TokenError> {
-    if text.trim().starts_with(CERTIFIED_ENROLL_PREFIX) {
-        let certified: CertifiedEnrollToken =
-            decode_token(text, CERTIFIED_ENROLL_PREFIX, "enrollment token")?;
+    let trimmed = text.trim();
+    if trimmed.starts_with(CERTIFIED_ENROLL_PREFIX)
+        || trimmed.starts_with(CERTIFIED_ENROLL_LIST_PREFIX)
+    {
+        let (mut certified, others): (CertifiedEnrollToken, _) = decode_with_relays(
+            text,
+            CERTIFIED_ENROLL_PREFIX,
+            CERTIFIED_ENROLL_LIST_PREFIX,
+            "enrollment token",
+        )?;
+        certified.token.other_relays = others;
         return Ok((certified.token.clone(), Some(certified)));
     }
     EnrollToken::decode(text).map(|token| (token, None))
@@ -343,7 +361,12 @@ impl fmt::Debug for CertifiedLoginString {
 impl CertifiedLoginString {
     /// The login string as text.
     pub fn encode(&self) -> String {
-        encode_token(CERTIFIED_LOGIN_PREFIX, self)
+        encode_with_relays(
+            CERTIFIED_LOGIN_PREFIX,
+            CERTIFIED_LOGIN_LIST_PREFIX,
+            self,
+            &self.login.other_relays,
+        )
     }
 }
 
@@ -351,9 +374,17 @@ impl CertifiedLoginString {
 pub fn decode_login_string(
     text: &str,
 ) -> Result<(LoginString, Option<CertifiedLoginString>), TokenError> {
-    if text.trim().starts_with(CERTIFIED_LOGIN_PREFIX) {
-        let certified: CertifiedLoginString =
-            decode_token(text, CERTIFIED_LOGIN_PREFIX, "login string")?;
+    let trimmed = text.trim();
+    if trimmed.starts_with(CERTIFIED_LOGIN_PREFIX)
+        || trimmed.starts_with(CERTIFIED_LOGIN_LIST_PREFIX)
+    {
+        let (mut certified, others): (CertifiedLoginString, _) = decode_with_relays(
+            text,
+            CERTIFIED_LOGIN_PREFIX,
+            CERTIFIED_LOGIN_LIST_PREFIX,
+            "login string",
+        )?;
+        certified.login.other_relays = others;
         return Ok((certified.login.clone(), Some(certified)));
     }
     LoginString::decode(text).map(|login| (login, None))
@@ -368,6 +399,7 @@ mod tests {
             relay: "relay.example.org:4433".into(),
             fingerprint: Fingerprint([9; 32]),
             secret: "s3cr3t".into(),
+            other_relays: Vec::new(),
         }
     }
 
@@ -416,11 +448,57 @@ mod tests {
     }
 
     #[test]
+    fn certified_tokens_carry_the_relay_list() {
+        let others = vec![crate::token::RelayEndpoint {
+            addr: "relay-b.example.org:4433".into(),
+            fingerprint: Fingerprint([8; 32]),
+        }];
+        let certified = CertifiedEnrollToken {
+            token: EnrollToken {
+                other_relays: others.clone(),
+                ..enroll()
+            },
+            org_key: OrgKey([7; 32]),
+            binding: None,
+        };
+        let text = certified.encode();
+        assert!(text.starts_with("dse4_"), "{text}");
+        assert_eq!(
+            decode_enroll_token(&text),
+            Ok((certified.token.clone(), Some(certified.clone())))
+        );
+        // Without a list the certified form is the old one.
+        let single = CertifiedEnrollToken {
+            token: enroll(),
+            ..certified
+        };
+        assert!(single.encode().starts_with("dse2_"));
+        let login = CertifiedLoginString {
+            login: LoginString {
+                relay: "r:1".into(),
+                fingerprint: Fingerprint([1; 32]),
+                token: "dst_x".into(),
+                other_relays: others,
+            },
+            session_key: vec![1; 241],
+            certificate: vec![2; 150],
+            delegate_seed: vec![3; 32],
+            delegation: vec![4; 150],
+        };
+        let text = login.encode();
+        assert!(text.starts_with("dsl4_"), "{text}");
+        let (decoded, certified) = decode_login_string(&text).expect("decodes");
+        assert_eq!(decoded, login.login);
+        assert!(certified == Some(login));
+    }
+
+    #[test]
     fn both_login_string_forms_decode() {
         let login = LoginString {
             relay: "r:1".into(),
             fingerprint: Fingerprint([1; 32]),
             token: "dst_x".into(),
+            other_relays: Vec::new(),
         };
         assert_eq!(
             decode_login_string(&login.encode()),

@@ -321,6 +321,14 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                 .collect()
         )),
         any::<u32>().prop_map(|spread_ms| RelayToAgent::ReconnectAdvice { spread_ms }),
+        prop::collection::vec((text(), fingerprint()), 0..4).prop_map(|relays| {
+            RelayToAgent::RelayList {
+                relays: relays
+                    .into_iter()
+                    .map(|(addr, fingerprint)| crate::token::RelayEndpoint { addr, fingerprint })
+                    .collect(),
+            }
+        }),
     ]
 }
 
@@ -1208,6 +1216,7 @@ fn enroll_token() -> impl Strategy<Value = EnrollToken> {
             relay,
             fingerprint,
             secret,
+            other_relays: Vec::new(),
         }
     })
 }
@@ -1218,6 +1227,7 @@ fn login_string() -> impl Strategy<Value = LoginString> {
             relay,
             fingerprint,
             token,
+            other_relays: Vec::new(),
         }
     })
 }
@@ -1804,6 +1814,10 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
     );
     assert_eq!(
         tag(&RelayToAgent::ReconnectAdvice { spread_ms: 0 }),
+        RelayToAgent::KNOWN_VARIANTS - 2
+    );
+    assert_eq!(
+        tag(&RelayToAgent::RelayList { relays: Vec::new() }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -65,6 +65,9 @@ pub fn recover(config: &RelayConfig, now: i64) -> anyhow::Result<Recovery> {
             .unwrap_or_else(|| config.listen.to_string()),
         fingerprint: identity.fingerprint(),
         token: token.clone(),
+        // Offline recovery reads no directory: the console learns the other
+        // relays from the next login string it is given.
+        other_relays: Vec::new(),
     });
     Ok(Recovery {
         token,

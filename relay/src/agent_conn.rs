@@ -250,6 +250,11 @@ async fn attached(
             spread_ms: deskside_protocol::reconnect::spread_ms(spread),
         })
         .await?;
+        // With several relays, where to go when this one dies.
+        if shared.directory.is_shared() {
+            let relays = crate::relay_list::all_relays(shared).await;
+            send.send(&RelayToAgent::RelayList { relays }).await?;
+        }
         loop {
             tokio::select! {
                 message = recv.recv::<AgentToRelay>() => match message? {

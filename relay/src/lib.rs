@@ -33,6 +33,7 @@ pub mod policy;
 pub mod preflight;
 pub mod presence;
 pub mod probe_echo;
+pub mod relay_list;
 pub mod requests;
 pub mod roaming;
 pub mod secrets;

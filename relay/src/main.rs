@@ -372,6 +372,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             relay: relay.public_addr().to_owned(),
             fingerprint: relay.fingerprint(),
             token: bootstrap.admin_token.clone(),
+            // At the first start no other relay shares the new store yet.
+            other_relays: Vec::new(),
         };
         // The token is a secret: shown on a terminal, never written into a
         // log (systemd's journal, a redirected stderr).

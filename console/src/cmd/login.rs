@@ -7,14 +7,14 @@
 use anyhow::Context as _;
 use clap::Args;
 use deskside_protocol::certificate::{
-    decode_login_string, CertifiedLoginString, CERTIFIED_LOGIN_PREFIX,
+    decode_login_string, CertifiedLoginString, CERTIFIED_LOGIN_LIST_PREFIX, CERTIFIED_LOGIN_PREFIX,
 };
 use deskside_protocol::token::LoginString;
 use deskside_protocol::Fingerprint;
 use serde::Serialize;
 
 use super::{printed, Context};
-use crate::client::{Client, Session};
+use crate::client::Session;
 use crate::exit::UsageError;
 use crate::profile::{self, Profile};
 
@@ -73,7 +73,11 @@ pub fn validate_target(
     let certified_text = args
         .login_string
         .as_deref()
-        .filter(|text| text.trim().starts_with(CERTIFIED_LOGIN_PREFIX))
+        .filter(|text| {
+            let text = text.trim();
+            text.starts_with(CERTIFIED_LOGIN_PREFIX)
+                || text.starts_with(CERTIFIED_LOGIN_LIST_PREFIX)
+        })
         .map(str::to_owned);
     let Some(text) = certified_text else {
         return validate(args, env_token).map(|profile| LoginTarget {
@@ -118,6 +122,7 @@ pub fn validate(args: LoginArgs, env_token: Option<String>) -> Result<Profile, U
             relay,
             fingerprint,
             token,
+            other_relays: Vec::new(),
         }),
         (None, None, None) => Err(UsageError::new(
             "missing the login string: run `deskside login LOGIN_STRING` with the string from \
@@ -207,7 +212,7 @@ pub async fn login(target: LoginTarget, ctx: &mut Context<'_>) -> anyhow::Result
         certified,
     } = target;
     tracing::info!(relay = %target.relay, "logging in");
-    let client = Client::connect(&target.relay, target.fingerprint, &target.token)
+    let client = crate::failover::connect_any(&target)
         .await
         .context("login failed, the profile was not saved")?;
     let session = client.session().clone();
@@ -253,6 +258,7 @@ mod tests {
             relay: "relay.example.org:4433".into(),
             fingerprint: FINGERPRINT,
             token: "dst_from_string".into(),
+            other_relays: Vec::new(),
         }
         .encode()
     }

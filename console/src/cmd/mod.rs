@@ -193,7 +193,7 @@ pub async fn run(action: Action, ctx: &mut Context<'_>) -> anyhow::Result<()> {
 pub async fn connect(ctx: &Context<'_>) -> anyhow::Result<(Profile, Client)> {
     let profile = profile::load(&ctx.profile_path)?;
     tracing::info!(relay = %profile.relay, profile = %ctx.profile_path.display(), "connecting");
-    let client = Client::connect(&profile.relay, profile.fingerprint, &profile.token).await?;
+    let client = crate::failover::connect_any(&profile).await?;
     Ok((profile, client))
 }
 

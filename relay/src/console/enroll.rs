@@ -55,6 +55,7 @@ pub async fn create(
         relay: shared.public_addr.clone(),
         fingerprint: shared.fingerprint,
         secret,
+        other_relays: crate::relay_list::other_relays(shared).await,
     };
     Ok(ConsoleResponse::EnrollToken(IssuedEnrollToken {
         token: token.encode(),

@@ -55,6 +55,7 @@ pub async fn create(
         relay: shared.public_addr.clone(),
         fingerprint: shared.fingerprint,
         token: token.clone(),
+        other_relays: crate::relay_list::other_relays(shared).await,
     };
     Ok(ConsoleResponse::TechnicianToken(IssuedTechnicianToken {
         info,
