@@ -186,10 +186,6 @@ pub fn own_record(shared: &Shared) -> RelayRecord {
 pub async fn run(shared: Arc<Shared>) {
     let stopping = shared.tasks.stopping();
     tokio::pin!(stopping);
-    let mut policies = PolicyWatch::default();
-    if shared.directory.is_shared() {
-        policies.changed(&shared).await;
-    }
     let beat = Duration::from_secs(
         u64::try_from(shared.directory.lease_secs / 3)
             .unwrap_or(1)
@@ -205,14 +201,7 @@ pub async fn run(shared: Arc<Shared>) {
                 tokio::time::sleep(COALESCE).await;
                 flush(&shared).await;
             }
-            _ = heartbeat.tick() => {
-                beat_once(&shared).await;
-                if shared.directory.is_shared() {
-                    for org in policies.changed(&shared).await {
-                        push_policy(&shared, org);
-                    }
-                }
-            }
+            _ = heartbeat.tick() => beat_once(&shared).await,
         }
     }
     flush(&shared).await;
@@ -222,67 +211,6 @@ pub async fn run(shared: Arc<Shared>) {
         Ok(Err(e)) => tracing::warn!("cannot leave the relay directory: {e}"),
         Err(_) => {}
     }
-}
-
-/// The organisations' policies as this relay last read them, to notice a
-/// change made through another relay sharing the store: that relay pushed
-/// it to its own agents; this one pushes it to its own at its next
-/// heartbeat.
-#[derive(Debug, Default)]
-struct PolicyWatch {
-    seen: HashMap<crate::store::OrgId, ring::digest::Digest>,
-}
-
-impl PolicyWatch {
-    /// The organisations whose policy changed since the last call (none on
-    /// the first call, which only reads them).
-    async fn changed(&mut self, shared: &Arc<Shared>) -> Vec<crate::store::OrgId> {
-        let settings = match shared
-            .store(|store| store.all_organisation_settings())
-            .await
-        {
-            Ok(Ok(settings)) => settings,
-            Ok(Err(e)) => {
-                tracing::warn!("cannot read the organisations' policies: {e}");
-                return Vec::new();
-            }
-            Err(_) => return Vec::new(),
-        };
-        let first = self.seen.is_empty();
-        let mut changed = Vec::new();
-        for (org, text) in settings {
-            let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-            let before = self.seen.insert(org, digest);
-            if !first && before.is_none_or(|b| b.as_ref() != digest.as_ref()) {
-                changed.push(org);
-            }
-        }
-        changed
-    }
-}
-
-/// Sends `org`'s policy, changed through another relay, to the agents this
-/// relay holds (without waiting for their confirmations here).
-fn push_policy(shared: &Arc<Shared>, org: crate::store::OrgId) {
-    let task_shared = Arc::clone(shared);
-    shared.tasks.spawn(async move {
-        let policy = match crate::policy::load(&task_shared, org).await {
-            Ok(policy) => policy,
-            Err(refusal) => {
-                tracing::warn!(%org, ?refusal, "cannot load a policy changed through another relay");
-                return;
-            }
-        };
-        match crate::policy::push_to_connected(&task_shared, org, &policy).await {
-            Ok(reach) => tracing::info!(
-                %org,
-                applied = reach.applied,
-                connected = reach.connected,
-                "applied a policy changed through another relay"
-            ),
-            Err(refusal) => tracing::warn!(%org, ?refusal, "cannot push a policy changed through another relay"),
-        }
-    });
 }
 
 async fn flush(shared: &Arc<Shared>) {
@@ -297,7 +225,10 @@ async fn flush(shared: &Arc<Shared>) {
         .store(move |store| store.apply_presence(&id, &changes, now))
         .await
     {
-        Ok(Ok(())) => tracing::debug!(changes = count, "wrote presence"),
+        Ok(Ok(())) => {
+            shared.metrics.directory_write();
+            tracing::debug!(changes = count, "wrote presence");
+        }
         Ok(Err(e)) => tracing::warn!("cannot write which devices this relay holds: {e}"),
         Err(_) => {}
     }
@@ -312,10 +243,15 @@ async fn beat_once(shared: &Arc<Shared>) {
         .store(move |store| {
             let known = store.relay_heartbeat(&id, agents, 0, now)?;
             let pruned = store.prune_presence(now, lease, FORGET_AFTER_SECS)?;
-            Ok::<_, crate::store::StoreError>((known, pruned))
+            let live = store.live_relays(now, lease)?.len();
+            Ok::<_, crate::store::StoreError>((known, pruned, live))
         })
         .await;
-    match beat {
+    if let Ok(Ok((_, _, live))) = &beat {
+        shared.metrics.directory_write();
+        shared.metrics.live_relays(*live as u64);
+    }
+    match beat.map(|b| b.map(|(known, pruned, _)| (known, pruned))) {
         Ok(Ok((true, pruned))) => {
             if pruned > 0 {
                 tracing::info!(

@@ -317,6 +317,14 @@ pub struct Metrics {
     handshakes: [AtomicU64; Handshake::ALL.len()],
     store: [Histogram; StoreOp::ALL.len()],
     scrapes: [AtomicU64; Scrape::ALL.len()],
+    /// Ticket deliveries not yet made, as the outbox last counted them
+    /// (0 without connectors).
+    outbox_backlog: AtomicU64,
+    /// Transactions this relay wrote to the directory (heartbeats and
+    /// presence batches).
+    directory_writes: AtomicU64,
+    /// Live relays on the store at this relay's last heartbeat.
+    live_relays: AtomicU64,
 }
 
 /// An authenticated connection counted as open until dropped.
@@ -333,6 +341,21 @@ impl Drop for OpenConnection<'_> {
 }
 
 impl Metrics {
+    /// The ticket outbox counted `backlog` deliveries not yet made.
+    pub fn outbox_backlog(&self, backlog: u64) {
+        self.outbox_backlog.store(backlog, Ordering::Relaxed);
+    }
+
+    /// This relay wrote one transaction to the directory.
+    pub fn directory_write(&self) {
+        self.directory_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This relay's last heartbeat saw `relays` live relays.
+    pub fn live_relays(&self, relays: u64) {
+        self.live_relays.store(relays, Ordering::Relaxed);
+    }
+
     /// A connection authenticated as `kind`: counted, and open while the
     /// returned guard lives.
     pub fn authenticated(&self, kind: ConnKind) -> OpenConnection<'_> {
@@ -544,6 +567,30 @@ pub fn render(shared: &Shared) -> String {
     for op in StoreOp::ALL {
         w.histogram(&n, &[("op", op.name())], &m.store[op as usize].snapshot());
     }
+
+    let n = name("directory_writes_total");
+    w.family(
+        &n,
+        "Transactions this relay wrote to the relay directory (heartbeats and batches of which devices it holds).",
+        Kind::Counter,
+    );
+    w.sample(&n, &[], load(&m.directory_writes));
+
+    let n = name("directory_relays");
+    w.family(
+        &n,
+        "Live relays sharing this relay's store, at its last heartbeat (itself included).",
+        Kind::Gauge,
+    );
+    w.sample(&n, &[], m.live_relays.load(Ordering::Relaxed));
+
+    let n = name("ticket_outbox_backlog");
+    w.family(
+        &n,
+        "Help-request events not yet delivered to the ticketing systems, all connectors, as the outbox last counted them (0 without connectors).",
+        Kind::Gauge,
+    );
+    w.sample(&n, &[], load(&m.outbox_backlog));
 
     let n = name("metrics_requests_total");
     w.family(

@@ -312,17 +312,6 @@ impl Store {
         Ok(ids)
     }
 
-    /// Every organisation's settings (the policy), for relays sharing the
-    /// store to notice a change another relay made.
-    pub fn all_organisation_settings(&self) -> Result<Vec<(OrgId, String)>, StoreError> {
-        let conn = self.lock();
-        let rows = conn
-            .prepare("SELECT id, settings FROM organisations ORDER BY id")?
-            .query_map([], |row| Ok((OrgId(row.get(0)?), row.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
     /// Whether this relay leads the ticketing outbox: with several relays on
     /// one store, one delivers, or each event would reach the ticketing
     /// systems once per relay. The leader holds a session-level advisory

@@ -133,6 +133,16 @@ pub struct RequestTickets {
 }
 
 impl Store {
+    /// Deliveries not yet made, all connectors (the outbox's backlog).
+    pub fn ticket_backlog(&self) -> Result<u64, StoreError> {
+        let count: i64 = self.lock().query_row(
+            "SELECT count(*) FROM ticket_deliveries WHERE delivered_ms IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// A receiver that sees a change after every commit that may have
     /// written help-request events (a request, a technician's action, a
     /// session follow-up), so a connector waits for work instead of

@@ -191,9 +191,14 @@ async fn run(
         // from now on wakes the wait below.
         events.borrow_and_update();
         let (step_shared, step_connector) = (Arc::clone(&shared), Arc::clone(&connector));
-        let worked =
-            tokio::task::spawn_blocking(move || step(&step_shared, &*step_connector, backoff))
-                .await;
+        let worked = tokio::task::spawn_blocking(move || {
+            let worked = step(&step_shared, &*step_connector, backoff);
+            if let Ok(backlog) = step_shared.store.ticket_backlog() {
+                step_shared.metrics.outbox_backlog(backlog);
+            }
+            worked
+        })
+        .await;
         let idle = match worked {
             Ok(Ok(worked)) => !worked,
             Ok(Err(e)) => {
