@@ -100,6 +100,9 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
         "deskside_relay_measurement_hourly_budget_bytes",
         "deskside_relay_store_operation_duration_seconds",
         "deskside_relay_metrics_requests_total",
+        "deskside_relay_directory_writes_total",
+        "deskside_relay_directory_relays",
+        "deskside_relay_ticket_outbox_backlog",
     ] {
         assert!(start.families.contains_key(family), "no family {family}");
     }
@@ -108,6 +111,13 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
         "histogram"
     );
     assert_eq!(all_failures(&start), 0.0, "nothing failed yet");
+    // The relay registered in its store's directory and beats: it is the
+    // one live relay there.
+    let beating = until(&addr, "the relay's first directory heartbeat", |p| {
+        p.get("deskside_relay_directory_relays", &[]) == 1.0
+    });
+    assert!(beating.get("deskside_relay_directory_writes_total", &[]) >= 1.0);
+    assert_eq!(beating.get("deskside_relay_ticket_outbox_backlog", &[]), 0.0);
 
     // The admin logs in with the real console.
     let admin = world.console("admin");
