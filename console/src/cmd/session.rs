@@ -100,7 +100,8 @@ pub struct SessionArgs {
     /// Top-left corner of the --probe-input area, in frame pixels (`X,Y`).
     #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_origin, default_value = "0,0")]
     pub probe_input_at: (u32, u32),
-    /// With --headless: report for every decoded frame its codec and a
+    /// With --headless: report for every decoded frame its codec, its
+    /// payload bytes, whether it carried copies (scrolling) and a
     /// digest (FNV-1a 64 of the RGB rows) of this rectangle of the frame,
     /// `X,Y,W,H` in frame pixels, for the tests that check the picture is
     /// exact.
@@ -759,8 +760,11 @@ async fn headless(
                     last_size = (w, h);
                     if let Some(rect) = args.probe_region {
                         let digest = region_digest(rect, w, h, &rgba).map(|d| format!("{d:016x}"));
+                        let copies = frame.codec == Codec::ZstdTiles
+                            && deskside_codec::tiles::carries_copies(&frame.payload);
                         ctx.out.json(&json!({"type": "frame_region", "seq": frame.seq,
                             "codec": format!("{:?}", frame.codec), "keyframe": frame.keyframe,
+                            "bytes": frame.payload.len(), "copies": copies,
                             "digest": digest, "unix_us": unix_us()}))?;
                     }
                     if let Some(origin) = args.probe_counter {

@@ -56,7 +56,9 @@
 //! that copy, like `memmove`), then pastes the strips, then the tiles. Every
 //! rectangle lies inside the frame. The encoder uses this for scrolling
 //! (`scroll.rs`): one copy for the rows that moved, one strip for the rows
-//! the scroll uncovered, tiles for whatever still differs. Only viewers that
+//! the scroll uncovered, a strip for each thin band of rows the copy left
+//! different (a capture taken while the application was redrawing), tiles
+//! for whatever still differs. Only viewers that
 //! announce it get such frames
 //! (`ConsoleToAgent::DecodesTileCopies`): an older viewer refuses the flag
 //! and asks for a keyframe, so it never draws a wrong picture.
@@ -87,6 +89,12 @@ pub const MAX_STRIPS: u16 = 64;
 /// the decoder's scratch buffer to 6 MiB.
 pub const MAX_STRIP_PIXELS: usize = 7680 * 256;
 const COPY_LEN: usize = 12;
+
+/// Whether a tiles payload carries copies and strips ([`FLAG_COPIES`]),
+/// for statistics; a payload too short to say is `false`.
+pub fn carries_copies(payload: &[u8]) -> bool {
+    payload.get(1).is_some_and(|flags| flags & FLAG_COPIES != 0)
+}
 
 /// A rectangle of the viewer's picture copied elsewhere in it (scrolling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,13 +407,24 @@ pub struct TileFrame {
 }
 
 /// What the encoder found to copy before comparing tiles: the copy and the
-/// uncovered strip `(x, y, w, h)`, both already applied to its picture of
-/// the viewer's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// strips `(x, y, w, h)` (the uncovered rows, and bands of rows the copy
+/// left different), all already applied to its picture of the viewer's.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Prepared {
-    copy: CopyRect,
-    strip: Option<(usize, usize, usize, usize)>,
+    copies: Vec<CopyRect>,
+    strips: Vec<(usize, usize, usize, usize)>,
 }
+
+/// Most copies the encoder looks for in one frame.
+const SCROLL_COPIES: usize = 2;
+
+/// Most rows left different after a copy that still go as strips rather
+/// than tiles: a capture taken while the application was redrawing shows
+/// a band where old and new rows meet, a few rows high, which strips carry
+/// for a fraction of the 64-row tiles around it.
+const BAND_ROWS: usize = 64;
+/// Bands closer than this many rows are sent as one strip.
+const BAND_GAP: usize = 8;
 
 /// How a frame differs from the previous one once copies are applied: the
 /// encoder's cheap estimate while another codec runs.
@@ -484,36 +503,86 @@ impl TileEncoder {
             return None;
         }
         let row_len = grid.width * 4;
-        let previous = &self.previous;
-        let old = |y: usize| &previous[y * row_len..(y + 1) * row_len];
-        let new = |y: usize| frame.row(y);
-        let shift: Shift = self
-            .finder
-            .find(&old, &new, grid.width, grid.height, grid.size)?;
-        // Frame sides are at most MAX_DIMENSION (8192), so they fit u16.
-        let copy = CopyRect {
-            src_x: shift.x as u16,
-            src_y: shift.src_y as u16,
-            dst_x: shift.x as u16,
-            dst_y: shift.dst_y as u16,
-            width: shift.width as u16,
-            height: shift.height as u16,
-        };
-        if !copy.fits(grid.width, grid.height) {
+        let mut copies = Vec::new();
+        let mut exposed = Vec::new();
+        // A capture taken while the application redraws may show two
+        // shifts (the top of a pane moved twice, the bottom once): look
+        // again after the first copy.
+        while copies.len() < SCROLL_COPIES {
+            let previous = &self.previous;
+            let old = |y: usize| &previous[y * row_len..(y + 1) * row_len];
+            let new = |y: usize| frame.row(y);
+            let Some(shift): Option<Shift> =
+                self.finder
+                    .find(&old, &new, grid.width, grid.height, grid.size)
+            else {
+                break;
+            };
+            // Frame sides are at most MAX_DIMENSION (8192), so they fit u16.
+            let copy = CopyRect {
+                src_x: shift.x as u16,
+                src_y: shift.src_y as u16,
+                dst_x: shift.x as u16,
+                dst_y: shift.dst_y as u16,
+                width: shift.width as u16,
+                height: shift.height as u16,
+            };
+            if !copy.fits(grid.width, grid.height) {
+                break;
+            }
+            copy.apply(&mut self.previous, row_len);
+            copies.push(copy);
+            if let Some((y, h)) = shift.exposed {
+                if shift.width * h <= MAX_STRIP_PIXELS {
+                    exposed.push((shift.x, y, shift.width, h));
+                }
+            }
+        }
+        if copies.is_empty() {
             return None;
         }
-        copy.apply(&mut self.previous, row_len);
-        let strip = shift
-            .exposed
-            .filter(|&(_, h)| shift.width * h <= MAX_STRIP_PIXELS)
-            .map(|(y, h)| (shift.x, y, shift.width, h));
-        if let Some((x, y, w, h)) = strip {
+        // Rows of the copies' columns that still differ: when they are a
+        // few thin bands (the uncovered rows, a seam), strips carry them;
+        // otherwise the uncovered rows go as strips and tiles do the rest.
+        let x = copies
+            .iter()
+            .map(|c| usize::from(c.dst_x))
+            .min()
+            .unwrap_or(0);
+        let x_end = copies
+            .iter()
+            .map(|c| usize::from(c.dst_x) + usize::from(c.width))
+            .max()
+            .unwrap_or(0);
+        let (w, bytes) = (x_end - x, x * 4..x_end * 4);
+        let mut bands: Vec<(usize, usize)> = Vec::new();
+        for y in 0..grid.height {
+            let row = &self.previous[y * row_len..(y + 1) * row_len];
+            if row[bytes.clone()] == frame.row(y)[bytes.clone()] {
+                continue;
+            }
+            match bands.last_mut() {
+                Some((_, end)) if y - *end < BAND_GAP => *end = y + 1,
+                _ => bands.push((y, y + 1)),
+            }
+        }
+        let band_rows: usize = bands.iter().map(|(from, to)| to - from).sum();
+        let strips: Vec<(usize, usize, usize, usize)> =
+            if band_rows <= BAND_ROWS && bands.len() <= usize::from(MAX_STRIPS) {
+                bands
+                    .iter()
+                    .map(|&(from, to)| (x, from, w, to - from))
+                    .collect()
+            } else {
+                exposed
+            };
+        for &(x, y, w, h) in &strips {
             for row in y..y + h {
                 self.previous[row * row_len + x * 4..row * row_len + (x + w) * 4]
                     .copy_from_slice(&frame.row(row)[x * 4..(x + w) * 4]);
             }
         }
-        Some(Prepared { copy, strip })
+        Some(Prepared { copies, strips })
     }
 
     /// [`TileEncoder::detect_changes`] with copies: what a frame would cost
@@ -523,10 +592,8 @@ impl TileEncoder {
         let prepared = self.prepare(frame, grid);
         Changes {
             tiles: self.detect_changes(frame),
-            copies: usize::from(prepared.is_some()),
-            strip_pixels: prepared
-                .and_then(|p| p.strip)
-                .map_or(0, |(_, _, w, h)| w * h),
+            copies: prepared.as_ref().map_or(0, |p| p.copies.len()),
+            strip_pixels: prepared.map_or(0, |p| p.strips.iter().map(|&(_, _, w, h)| w * h).sum()),
         }
     }
 
@@ -621,21 +688,30 @@ impl TileEncoder {
         payload.extend_from_slice(&frame.height().to_le_bytes());
         payload.extend_from_slice(&(tiles as u32).to_le_bytes());
         let mut strip_pixels = 0;
-        if let Some(Prepared { copy, strip }) = prepared {
-            payload.push(1);
-            for field in [
-                copy.src_x,
-                copy.src_y,
-                copy.dst_x,
-                copy.dst_y,
-                copy.width,
-                copy.height,
-            ] {
-                payload.extend_from_slice(&field.to_le_bytes());
+        let copies = prepared.as_ref().map_or(0, |p| p.copies.len());
+        if let Some(Prepared {
+            copies: copy_list,
+            strips,
+        }) = prepared
+        {
+            // At most SCROLL_COPIES, below MAX_COPIES.
+            payload.push(copy_list.len() as u8);
+            for copy in copy_list {
+                for field in [
+                    copy.src_x,
+                    copy.src_y,
+                    copy.dst_x,
+                    copy.dst_y,
+                    copy.width,
+                    copy.height,
+                ] {
+                    payload.extend_from_slice(&field.to_le_bytes());
+                }
             }
-            payload.extend_from_slice(&u16::from(strip.is_some()).to_le_bytes());
-            if let Some((x, y, w, h)) = strip {
-                strip_pixels = w * h;
+            // At most MAX_STRIPS (prepare's bound).
+            payload.extend_from_slice(&(strips.len() as u16).to_le_bytes());
+            for (x, y, w, h) in strips {
+                strip_pixels += w * h;
                 self.scratch.clear();
                 for row in y..y + h {
                     push_rgb(
@@ -672,7 +748,7 @@ impl TileEncoder {
             keyframe,
             payload,
             tiles,
-            copies: usize::from(prepared.is_some()),
+            copies,
             strip_pixels,
         }))
     }
@@ -1381,6 +1457,44 @@ mod tests {
             assert_eq!(frame.copies, 1, "frame {f}");
             assert!(frame.tiles <= 7, "frame {f}: {} tiles", frame.tiles);
         }
+    }
+
+    /// A capture taken while the application redraws: the top of the page
+    /// has scrolled, the bottom not yet. One copy, strips for the uncovered
+    /// rows and the seam, few tiles; exact.
+    #[test]
+    fn a_half_redrawn_scroll_is_a_copy_and_thin_strips() {
+        let (w, h) = (320, 256);
+        let old = scrolled(w, h, 0, 0, 0);
+        let new = scrolled(w, h, 0, 0, 6);
+        let row = w as usize * 4;
+        let mut torn = new.clone();
+        torn[150 * row..].copy_from_slice(&old[150 * row..]);
+        let out = run(&[old, torn, new], w, h, true);
+        for frame in &out[1..] {
+            assert_eq!(frame.copies, 1);
+            assert!(frame.tiles <= 2, "{} tiles", frame.tiles);
+            assert!(
+                frame.strip_pixels <= 16 * w as usize,
+                "{}",
+                frame.strip_pixels
+            );
+        }
+    }
+
+    /// Mid-redraw after two scroll steps: the top of the page moved 12
+    /// rows, the bottom 6. Two copies, thin strips, few tiles; exact.
+    #[test]
+    fn two_shifts_in_one_frame_are_two_copies() {
+        let (w, h) = (320, 256);
+        let old = scrolled(w, h, 0, 0, 0);
+        let row = w as usize * 4;
+        let mut torn = scrolled(w, h, 0, 0, 12);
+        torn[130 * row..].copy_from_slice(&scrolled(w, h, 0, 0, 6)[130 * row..]);
+        let out = run(&[old, torn], w, h, true);
+        assert_eq!(out[1].copies, 2);
+        assert!(out[1].tiles <= 2, "{} tiles", out[1].tiles);
+        assert!(out[1].strip_pixels <= 32 * w as usize, "{}", out[1].strip_pixels);
     }
 
     #[test]

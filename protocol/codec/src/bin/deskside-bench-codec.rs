@@ -7,7 +7,8 @@
 //! Scenarios are generated deterministically (static desktop, typing in a
 //! terminal, scrolling text, a moving window). For each, every codec encodes
 //! the same frames on this thread; the table shows encode speed, bytes per
-//! frame and the bitrate at 30 fps. `--variants` adds tile encoder variants
+//! frame and the bitrate at 30 fps. Tiles run twice: as an older console
+//! gets them, and with copies (scrolling as a copy and strips). `--variants` adds tile encoder variants
 //! (filter, zstd level); `--ffmpeg` pipes the frames to ffmpeg's libx264 for
 //! comparison (needs the `ffmpeg` package).
 //!
@@ -322,8 +323,11 @@ impl Row {
     }
 }
 
-fn bench_tiles(name: &str, frames: &[Vec<u8>], config: TileConfig) -> Result<Row> {
+/// Tiles over `frames`; `copies`: with copies (scrolling) allowed, as for
+/// today's console.
+fn bench_tiles(name: &str, frames: &[Vec<u8>], config: TileConfig, copies: bool) -> Result<Row> {
     let mut encoder = TileEncoder::new(config)?;
+    encoder.allow_copies(copies);
     let mut payloads = Vec::with_capacity(frames.len());
     let start = Instant::now();
     for bgra in frames {
@@ -352,12 +356,13 @@ fn bench_tiles(name: &str, frames: &[Vec<u8>], config: TileConfig) -> Result<Row
         .map(|p| p.as_ref().map_or(0, |p| p.payload.len()))
         .collect();
     let label = format!(
-        "tiles l{} {}",
+        "tiles l{} {}{}",
         config.zstd_level,
         match config.filter {
             TileFilter::None => "raw",
             TileFilter::Left => "left",
-        }
+        },
+        if copies { " +copies" } else { "" }
     );
     Ok(Row::from_sizes(
         name,
@@ -1024,8 +1029,9 @@ fn main() -> Result<()> {
     for name in ["static", "typing", "scrolling", "moving-window"] {
         let frames = scenario(name, frames);
         for config in &tile_configs {
-            rows.push(bench_tiles(name, &frames, *config)?);
+            rows.push(bench_tiles(name, &frames, *config, false)?);
         }
+        rows.push(bench_tiles(name, &frames, TileConfig::default(), true)?);
         rows.push(bench_h264(name, &frames, 2_000_000)?);
         if ffmpeg {
             rows.push(bench_ffmpeg(name, &frames, &[], "x264 ultrafast crf23")?);
