@@ -30,6 +30,7 @@ pub mod metrics;
 #[cfg(all(unix, any(test, feature = "test-utils")))]
 pub mod pg_server;
 pub mod policy;
+pub mod policy_sync;
 pub mod preflight;
 pub mod presence;
 pub mod probe_echo;

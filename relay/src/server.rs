@@ -199,6 +199,12 @@ impl Relay {
             return Err(e);
         }
         shared.tasks.spawn(crate::cluster::run(Arc::clone(&shared)));
+        if shared.directory.is_shared() {
+            // Policy changes made through other relays reach our agents.
+            shared
+                .tasks
+                .spawn(crate::policy_sync::run(Arc::clone(&shared)));
+        }
         // Agents' network moves (consoles watch their own connection).
         shared
             .tasks

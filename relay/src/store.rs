@@ -425,6 +425,17 @@ impl Store {
         .ok_or(StoreError::UnknownOrganisation(org))
     }
 
+    /// Every organisation's settings (JSON text), for relays that follow
+    /// changes made through other relays (`policy_sync`).
+    pub fn all_organisation_settings(&self) -> Result<Vec<(OrgId, String)>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare("SELECT id, settings FROM organisations ORDER BY id")?
+            .query_map([], |row| Ok((OrgId(row.get(0)?), row.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Replaces the organisation's settings (JSON text) and audits `change`
     /// (what was set; never a secret) as `action`.
     pub fn set_organisation_settings(
