@@ -1,5 +1,6 @@
 //! `deskside-relay audit verify`: checks a data directory's audit chain
-//! offline, and against the signed heads of an anchor file.
+//! (or a shared PostgreSQL store's, with `--store`) offline, and against
+//! the signed heads of an anchor file.
 //!
 //! Exit codes (from `main`): 0 the chain is intact and extends every
 //! anchor, 2 it is broken or an anchor disagrees, 1 it could not be checked.
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::audit_anchor::{check_against, read_file, AnchorKey};
-use crate::store::Store;
+use crate::store::{redact_url, Store};
 
 /// What the check found, printed as text or one JSON line.
 #[derive(Debug, Serialize)]
@@ -34,16 +35,32 @@ pub struct Report {
     pub problem: Option<String>,
 }
 
-/// Checks `data_dir`'s database, and `anchor_file` if given.
-pub fn verify(data_dir: &Path, anchor_file: Option<&PathBuf>) -> anyhow::Result<Report> {
-    let db = data_dir.join("relay.db");
-    if !db.exists() {
-        anyhow::bail!(
-            "{} does not exist: give the relay's data directory with --data-dir",
-            db.display()
-        );
-    }
-    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+/// Checks the store at `store_url` (a PostgreSQL database several relays
+/// share, `--store`) or else `data_dir`'s database, and `anchor_file` if
+/// given (its signing key is read from `data_dir`).
+pub fn verify(
+    data_dir: &Path,
+    store_url: Option<&str>,
+    anchor_file: Option<&PathBuf>,
+) -> anyhow::Result<Report> {
+    let store = match store_url {
+        Some(url) => Store::open_url(url).with_context(|| {
+            format!(
+                "cannot open the store {}: check --store (or DESKSIDE_RELAY_STORE) and that the database server is up",
+                redact_url(url)
+            )
+        })?,
+        None => {
+            let db = data_dir.join("relay.db");
+            if !db.exists() {
+                anyhow::bail!(
+                    "{} does not exist: give the relay's data directory with --data-dir, or its shared store with --store",
+                    db.display()
+                );
+            }
+            Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?
+        }
+    };
     let check = store.check_audit_chain()?;
     let mut report = Report {
         kind: "audit_verify",

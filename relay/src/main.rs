@@ -58,7 +58,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Checks the audit chain in a data directory (the relay may be running)
+    /// Checks the audit chain in a data directory, or in the PostgreSQL
+    /// store several relays share with --store (the relays may be running)
     /// and, with --anchor-file, that it still extends every signed head in
     /// that file. Exit code 0: intact; 2: broken (the output says where);
     /// 1: could not check.
@@ -77,6 +78,11 @@ struct AuditVerifyArgs {
     /// The file the relay appends signed heads to (--audit-anchor-file of serve).
     #[arg(long)]
     anchor_file: Option<PathBuf>,
+    /// The store to check when it is not the data directory's `relay.db`:
+    /// `postgres://user[:password]@host[:port]/database`, the database
+    /// several relays share (`--store` / `[store] url` of serve).
+    #[arg(long, env = "DESKSIDE_RELAY_STORE", value_name = "URL")]
+    store: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -201,6 +207,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify(args)) => {
             return match deskside_relay::audit_verify::verify(
                 &args.data_dir,
+                args.store.as_deref(),
                 args.anchor_file.as_ref(),
             ) {
                 Ok(report) => {

@@ -60,6 +60,24 @@ pub fn start_relay_program(
     data_dir: &Path,
     port: u16,
 ) -> anyhow::Result<RelayProc> {
+    start_relay_with(program, data_dir, port, &[])
+}
+
+/// The release relay beside the running benchmark, for
+/// [`start_relay_with`].
+pub fn relay_program() -> anyhow::Result<PathBuf> {
+    relay_bin()
+}
+
+/// Like [`start_relay_program`], with `extra` `serve` flags before those of
+/// `DESKSIDE_BENCH_RELAY_ARGS` (e.g. `--store URL` for relays sharing a
+/// PostgreSQL database).
+pub fn start_relay_with(
+    program: &Path,
+    data_dir: &Path,
+    port: u16,
+    extra: &[String],
+) -> anyhow::Result<RelayProc> {
     let mut child = Command::new(program)
         .args([
             "serve",
@@ -69,6 +87,7 @@ pub fn start_relay_program(
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         // Extra `serve` flags for every benchmark's relay, e.g.
         // `--metrics-listen 127.0.0.1:9474` to measure what scraping costs.
         .args(

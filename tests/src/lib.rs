@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 pub mod bench;
+pub mod cluster;
 pub mod impair;
 pub mod latency;
 pub mod netns;
@@ -301,6 +302,23 @@ impl World {
     /// or network namespaces, can reach).
     pub fn relay_serving(&mut self, program: &str, head: &[&str], extra: &[&str]) -> Relay {
         let data_dir = self.path("relay-data");
+        self.relay_named("relay", program, data_dir, head, extra, None)
+    }
+
+    /// [`World::relay_serving`] with its data in `data_dir` and its log
+    /// and process named `name`, for several relays in one world
+    /// (`cluster.rs`). `admin_token` is what [`Relay::admin_token`] holds
+    /// for a relay that did not make its organisation (it shares another
+    /// relay's store); `None` reads the `admin-token` file it wrote.
+    pub fn relay_named(
+        &mut self,
+        name: &str,
+        program: &str,
+        data_dir: PathBuf,
+        head: &[&str],
+        extra: &[&str],
+        admin_token: Option<&str>,
+    ) -> Relay {
         let mut command = Command::new(bin(program));
         command
             .arg("serve")
@@ -314,8 +332,8 @@ impl World {
             .args(["--idle-timeout", "6s"])
             .args(extra)
             .env("RUST_LOG", "info,deskside_relay=debug");
-        let log = self.log_path("relay");
-        let (proc, stdout) = Proc::spawn("relay", command, log);
+        let log = self.log_path(name);
+        let (proc, stdout) = Proc::spawn(name, command, log);
         let ready = read_ready_line(stdout.expect("relay stdout"), &proc);
         let addr = ready["listen"]
             .as_str()
@@ -326,10 +344,13 @@ impl World {
             .expect("fingerprint")
             .to_owned();
         let metrics = ready["metrics"].as_str().map(str::to_owned);
-        let admin_token = std::fs::read_to_string(data_dir.join("admin-token"))
-            .expect("admin-token file")
-            .trim()
-            .to_owned();
+        let admin_token = match admin_token {
+            Some(token) => token.to_owned(),
+            None => std::fs::read_to_string(data_dir.join("admin-token"))
+                .expect("admin-token file")
+                .trim()
+                .to_owned(),
+        };
         secret_scan::remember_token(&admin_token);
         secret_scan::remember_key_file(&data_dir.join("relay-key.pem"));
         Relay {
