@@ -24,6 +24,14 @@
 //! again within a second. That quick return needs a path that carries a
 //! lossless keyframe quickly ([`FAST_RETURN_MIN_BPS`]); on slower paths the
 //! bandwidth rule above decides.
+//!
+//! Scrolling sent as copies (`scroll.rs`, for a viewer that decodes them)
+//! is not a large moving region: [`FrameSample::changed_tiles`] counts what
+//! the frame still carries after its copies (the tiles, and its strips as
+//! the tiles their pixels would fill), so a scroll the copies explain keeps
+//! lossless tiles, and while H.264 runs the estimate includes the copies,
+//! so a scroll after a window drag brings tiles back once the drag is over.
+//! H.264 stays for what copies cannot explain: video, drags.
 
 use std::collections::VecDeque;
 
@@ -138,7 +146,8 @@ pub struct FrameSample {
     pub keyframe: bool,
     /// Payload bytes sent (0 when nothing changed).
     pub bytes: usize,
-    /// Tiles that changed since the previous frame.
+    /// Tiles that changed since the previous frame, after any copies
+    /// (scrolling); strips count as the tiles their pixels would fill.
     pub changed_tiles: usize,
     /// Tiles of the whole frame (for the share that changed).
     pub total_tiles: usize,

@@ -1494,7 +1494,11 @@ mod tests {
         let out = run(&[old, torn], w, h, true);
         assert_eq!(out[1].copies, 2);
         assert!(out[1].tiles <= 2, "{} tiles", out[1].tiles);
-        assert!(out[1].strip_pixels <= 32 * w as usize, "{}", out[1].strip_pixels);
+        assert!(
+            out[1].strip_pixels <= 32 * w as usize,
+            "{}",
+            out[1].strip_pixels
+        );
     }
 
     #[test]
@@ -1667,6 +1671,21 @@ mod tests {
                 frames.push(next);
             }
             run(&frames, w, h, true);
+        }
+
+        /// A well-formed header with the copies flag, then anything: refused
+        /// or applied, never a panic, and the picture keeps its size.
+        #[test]
+        fn random_copies_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let (w, h, payload) = key_payload();
+            let mut dec = TileDecoder::new().unwrap();
+            dec.decode(true, w, h, &payload).unwrap();
+            let mut p = copies_payload(w, h, &[], None);
+            p.truncate(HEADER_LEN);
+            p.extend_from_slice(&tail);
+            if dec.decode(false, w, h, &p).is_ok() {
+                proptest::prop_assert_eq!(dec.rgba().map(<[u8]>::len), Some((w * h * 4) as usize));
+            }
         }
 
         #[test]
