@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use deskside_protocol::console::CLOSE_ACCESS_ENDED;
-use deskside_protocol::{Refusal, SessionId, TechnicianId};
+use deskside_protocol::{Refusal, TechnicianId};
 
 use crate::clock::now_secs;
 use crate::conn::internal_error;
@@ -261,7 +261,7 @@ pub async fn stop(shared: &Shared, session: &EndedSession, why: &str) {
     crate::session_follow_up::session_ended(shared, &session.record, why);
     if let Some(commands) = shared.presence.commands(session.device) {
         let command = AgentCommand::WithdrawSession {
-            session_id: SessionId(session.id),
+            session_id: session.id,
         };
         if commands.send(command).await.is_err() {
             tracing::debug!(device = %session.device, consented = session.consented, "the device went offline; the session ends with its connection");

@@ -463,7 +463,7 @@ async fn record_consent(
     }
     let result = shared
         .store_as(StoreOp::Session, move |store| {
-            store.record_consent(session_id.0, device, granted, &outcome, now)
+            store.record_consent(session_id, device, granted, &outcome, now)
         })
         .await;
     let record = match result {
@@ -516,7 +516,7 @@ async fn record_end(
     let result = shared
         .store(move |store| {
             store.end_session(
-                session_id.0,
+                session_id,
                 SessionParty::Device(device),
                 by,
                 &actor,

@@ -205,7 +205,7 @@ pub async fn end_unresumed(
             let mut ended = Vec::new();
             for session in stale {
                 if let EndOutcome::Ended(record) = store.end_session(
-                    session.0,
+                    session,
                     party,
                     EndedBy::ConnectionLost,
                     &actor,

@@ -12,7 +12,7 @@ use deskside_protocol::request::{
     impact_rank, priority, urgency_rank, EmployeeRequest, HelpRequest, RequestAction,
     RequestDetail, RequestEvent, RequestSummary,
 };
-use deskside_protocol::{DeviceId, Refusal, SessionId};
+use deskside_protocol::{DeviceId, Refusal};
 
 use crate::clock::now_secs;
 use crate::conn::check_text;
@@ -219,7 +219,7 @@ pub async fn show(shared: &Shared, org: OrgId, number: u64) -> Result<ConsoleRes
         sessions
             .iter()
             .filter(|s| {
-                let id = SessionId(s.session_id);
+                let id = s.session_id;
                 !stored
                     .iter()
                     .any(|text| text.starts_with(&format!("session {id} ")))
@@ -256,6 +256,24 @@ pub async fn act(
         }
     }
     let org = technician.org;
+    // The employee's agent hears of the change from the relay holding it:
+    // when that is another relay, the console asks it instead (before
+    // anything changes here, so the action is done once).
+    let device = if shared.directory.is_shared() {
+        run(shared, move |s| s.request(org, number))
+            .await?
+            .map(|(row, _, _)| row.device)
+    } else {
+        None
+    };
+    if let Some(device) = device {
+        let named = format!("the device of help request {number}");
+        if let Some(elsewhere) =
+            crate::console::held_elsewhere::refusal(shared, device, &named).await?
+        {
+            return Err(elsewhere);
+        }
+    }
     let who = technician.clone();
     let now = now_secs();
     let row = run(shared, move |s| {
@@ -296,7 +314,7 @@ fn session_follow_up(session: &LinkedSession) -> RequestEvent {
         .and_then(|g| serde_json::from_str::<deskside_protocol::session::Capabilities>(g).ok())
         .map(|c| c.label().to_owned());
     // The store keeps the bare number; the text spells it as everywhere.
-    let session_id = SessionId(session.session_id);
+    let session_id = session.session_id;
     let text = match (&session.consent_outcome, &granted, session.ended_at) {
         (_, Some(granted), Some(end)) => format!(
             "session {session_id} by {}: the employee granted {granted}; lasted {} s; ended by {}",

@@ -110,7 +110,7 @@ fn time(secs: i64) -> String {
 /// follow-up of one that never ran was written by the store in the same
 /// transaction as the end.
 pub fn session_ended(shared: &Shared, ended: &SessionRecord, why: &str) {
-    let session = SessionId(ended.id);
+    let session = ended.id;
     shared.router.end(session);
     tracing::info!(
         session = %session,
@@ -135,8 +135,8 @@ pub fn spawn(shared: &Shared, ended: &SessionRecord) {
     let session = ended.clone();
     let ended_by = ended.ended_by.clone().unwrap_or_else(|| "unknown".into());
     shared.tasks.spawn(async move {
-        let session_id = SessionId(session.id);
-        let linked = match blocking(&store, move |s| s.requests_of_session(session_id.0)).await {
+        let session_id = session.id;
+        let linked = match blocking(&store, move |s| s.requests_of_session(session_id)).await {
             Some(linked) if !linked.is_empty() => linked,
             _ => return,
         };
@@ -165,7 +165,7 @@ pub fn spawn(shared: &Shared, ended: &SessionRecord) {
             } = request;
             let now = now_secs();
             if blocking(&store, move |s| {
-                s.add_session_follow_up(org, number, &technician, session_id.0, &text, now)
+                s.add_session_follow_up(org, number, &technician, session_id, &text, now)
             })
             .await
             .is_some()

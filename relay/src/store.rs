@@ -710,18 +710,31 @@ mod tests {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .unwrap();
-            tx.execute("UPDATE organisations SET name = 'Half' WHERE id = ?1", [org.0])
-                .unwrap();
+            tx.execute(
+                "UPDATE organisations SET name = 'Half' WHERE id = ?1",
+                [org.0],
+            )
+            .unwrap();
             server.stop_immediately();
             server.start_again().unwrap();
             assert!(tx
-                .execute("UPDATE organisations SET settings = '{}' WHERE id = ?1", [org.0])
+                .execute(
+                    "UPDATE organisations SET settings = '{}' WHERE id = ?1",
+                    [org.0]
+                )
                 .is_err());
             assert!(matches!(tx.commit(), Err(sql::Error::TransactionLost)));
         }
         assert_eq!(store.organisation_name(org).unwrap(), "Acme");
         store
-            .set_organisation_settings(org, r#"{"a":1}"#, "policy.set", &serde_json::json!({}), "t", T0)
+            .set_organisation_settings(
+                org,
+                r#"{"a":1}"#,
+                "policy.set",
+                &serde_json::json!({}),
+                "t",
+                T0,
+            )
             .unwrap();
         assert_eq!(store.verify_audit_chain().unwrap(), Ok(()));
     }

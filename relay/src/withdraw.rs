@@ -44,7 +44,7 @@ pub async fn withdraw_pending(
             let mut withdrawn = Vec::new();
             for session in asked {
                 if let WithdrawOutcome::Withdrawn(record) =
-                    store.withdraw_session(session.0, party, &actor, reason, now)?
+                    store.withdraw_session(session, party, &actor, reason, now)?
                 {
                     withdrawn.push((session, record.device));
                 }

@@ -79,7 +79,7 @@ pub async fn end(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleRes
     let technician_id = technician.id;
     let outcome = run(shared, move |s| {
         s.end_session(
-            session_id.0,
+            session_id,
             SessionParty::Technician(technician_id),
             EndedBy::Technician,
             &actor,
@@ -117,7 +117,7 @@ pub async fn resume(caller: Caller<'_>, session_id: SessionId) -> Result<Console
         org,
         ..
     } = caller;
-    let record = run(shared, move |s| s.session(session_id.0)).await?;
+    let record = run(shared, move |s| s.session(session_id)).await?;
     let not_yours = || {
         Refusal::NotFound(format!(
             "no open session {session_id} of yours: it ended, or another technician opened it"
@@ -234,7 +234,7 @@ pub async fn open(
     run(shared, move |s| {
         s.open_session(
             &NewSession {
-                id: session_id.0,
+                id: session_id,
                 org,
                 device: device_id,
                 technician: technician_id,
@@ -289,7 +289,7 @@ pub async fn open(
         );
         run(shared, move |s| {
             s.end_session(
-                session_id.0,
+                session_id,
                 SessionParty::System,
                 EndedBy::ConnectionLost,
                 SYSTEM_ACTOR,

@@ -27,7 +27,7 @@ pub async fn end(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleRes
         ..
     } = caller;
     let ended = run(shared, move |s| {
-        s.end_session_as_admin(org, session_id.0, &actor, now)
+        s.end_session_as_admin(org, session_id, &actor, now)
     })
     .await?
     .ok_or_else(|| {

@@ -59,7 +59,7 @@ impl AccessEnd {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndedSession {
     /// The session id.
-    pub id: u64,
+    pub id: deskside_protocol::SessionId,
     /// Its device (whose agent may still show the consent dialog).
     pub device: DeviceId,
     /// Whether the employee had granted it (it was running), or it was
@@ -144,7 +144,7 @@ fn end_open(
     })?;
     super::requests::add_not_held_follow_ups(tx, &record, None, now)?;
     Ok(EndedSession {
-        id: session.id,
+        id: deskside_protocol::SessionId(session.id),
         device: session.device,
         consented: session.granted.is_some(),
         record,
@@ -213,10 +213,11 @@ impl Store {
     pub fn end_session_as_admin(
         &self,
         org: OrgId,
-        id: u64,
+        session: deskside_protocol::SessionId,
         actor: &str,
         now: i64,
     ) -> Result<Option<EndedSession>, StoreError> {
+        let id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let open = open_sessions(&tx, "id = ?1 AND org_id = ?2", params![id as i64, org.0])?;

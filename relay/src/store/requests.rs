@@ -121,7 +121,7 @@ pub struct RequestRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkedSession {
     /// The session.
-    pub session_id: u64,
+    pub session_id: deskside_protocol::SessionId,
     /// The technician's name.
     pub technician: String,
     /// When it was asked for.
@@ -283,7 +283,7 @@ pub(super) fn add_not_held_follow_ups(
              ORDER BY l.request_id",
         )?;
         statement
-            .query_map(params![session.id as i64, only.map(|n| n as i64)], |r| {
+            .query_map(params![session.id.0 as i64, only.map(|n| n as i64)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<super::sql::Result<Vec<_>>>()?
@@ -292,7 +292,7 @@ pub(super) fn add_not_held_follow_ups(
         + std::time::Duration::from_secs(u64::try_from(session.requested_at).unwrap_or(0));
     let text = format!(
         "session {} asked {} for {}: {why}",
-        super::session_text(session.id),
+        super::session_text(session.id.0),
         humantime::format_rfc3339_seconds(asked),
         session.capabilities.label(),
     );
@@ -316,7 +316,7 @@ pub(super) fn add_not_held_follow_ups(
                 action: "request.session_follow_up",
                 target: &request_target(number),
                 detail: &serde_json::json!({
-                    "session": super::session_text(session.id),
+                    "session": super::session_text(session.id.0),
                     "held": false,
                 }),
             },
@@ -544,7 +544,7 @@ impl Store {
         let sessions = statement
             .query_map(params![number as i64], |r| {
                 Ok(LinkedSession {
-                    session_id: r.get::<_, i64>(0)? as u64,
+                    session_id: deskside_protocol::SessionId(r.get::<_, i64>(0)? as u64),
                     technician: r.get(1)?,
                     requested_at: r.get(2)?,
                     consent_outcome: r.get(3)?,
@@ -748,7 +748,11 @@ impl Store {
     /// The help requests session `session_id` is linked to: their
     /// organisation, number and attached verdict line, and the session's
     /// technician.
-    pub fn requests_of_session(&self, session_id: u64) -> Result<Vec<LinkedRequest>, StoreError> {
+    pub fn requests_of_session(
+        &self,
+        session: deskside_protocol::SessionId,
+    ) -> Result<Vec<LinkedRequest>, StoreError> {
+        let session_id = session.0;
         let conn = self.lock();
         let mut statement = conn.prepare_cached(
             "SELECT r.org_id, r.id, r.verdict_line, t.name
@@ -800,10 +804,11 @@ impl Store {
         org: OrgId,
         number: u64,
         author: &str,
-        session_id: u64,
+        session: deskside_protocol::SessionId,
         text: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let session_id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         add_event(&tx, number, now, author, "session", text, false)?;
@@ -984,7 +989,7 @@ mod tests {
         store
             .open_session(
                 &super::super::NewSession {
-                    id,
+                    id: deskside_protocol::SessionId(id),
                     org,
                     device,
                     technician: ana,
@@ -1013,7 +1018,12 @@ mod tests {
                 .unwrap();
         }
         open_printer_session(&store, org, device, ana, 0xab, 60);
-        assert_eq!(store.requests_of_session(0xab).unwrap(), []);
+        assert_eq!(
+            store
+                .requests_of_session(deskside_protocol::SessionId(0xab))
+                .unwrap(),
+            []
+        );
         store
             .act_on_request(
                 org,
@@ -1025,7 +1035,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            store.requests_of_session(0xab).unwrap(),
+            store
+                .requests_of_session(deskside_protocol::SessionId(0xab))
+                .unwrap(),
             [LinkedRequest {
                 org,
                 number,
@@ -1033,7 +1045,12 @@ mod tests {
                 technician: "ana".into(),
             }]
         );
-        assert_eq!(store.requests_of_session(0xcd).unwrap(), []);
+        assert_eq!(
+            store
+                .requests_of_session(deskside_protocol::SessionId(0xcd))
+                .unwrap(),
+            []
+        );
         assert_eq!(
             store.diagnostics_before(org, device, 60).unwrap(),
             Some((40, "{}".to_owned()))
@@ -1044,7 +1061,14 @@ mod tests {
         store.enqueue_ticket_deliveries("webhook", 0).unwrap();
         let text = "session 00000000000000ab started …; verdict before: x; after: y";
         store
-            .add_session_follow_up(org, number, "ana", 0xab, text, 90)
+            .add_session_follow_up(
+                org,
+                number,
+                "ana",
+                deskside_protocol::SessionId(0xab),
+                text,
+                90,
+            )
             .unwrap();
         let (_, events, _) = store.request(org, number).unwrap().unwrap();
         let last = events.last().unwrap();
@@ -1107,12 +1131,24 @@ mod tests {
         open(0xa1, 60);
         link(0xa1, 61);
         store
-            .record_consent(0xa1, device, None, "refused", 62)
+            .record_consent(
+                deskside_protocol::SessionId(0xa1),
+                device,
+                None,
+                "refused",
+                62,
+            )
             .unwrap();
         // Timed out before the link was made: the follow-up comes with it.
         open(0xa2, 70);
         store
-            .record_consent(0xa2, device, None, "timed_out", 75)
+            .record_consent(
+                deskside_protocol::SessionId(0xa2),
+                device,
+                None,
+                "timed_out",
+                75,
+            )
             .unwrap();
         link(0xa2, 76);
         link(0xa2, 77);
@@ -1121,7 +1157,7 @@ mod tests {
         link(0xa3, 81);
         let ended = store
             .end_session(
-                0xa3,
+                deskside_protocol::SessionId(0xa3),
                 SessionParty::System,
                 EndedBy::ConnectionLost,
                 "system",
@@ -1135,7 +1171,7 @@ mod tests {
         link(0xa4, 101);
         store
             .withdraw_session(
-                0xa4,
+                deskside_protocol::SessionId(0xa4),
                 SessionParty::System,
                 "system",
                 "console_disconnected",
@@ -1146,7 +1182,13 @@ mod tests {
         open(0xa5, 110);
         link(0xa5, 111);
         store
-            .record_consent(0xa5, device, Some(Capabilities::VIEW), "accepted", 112)
+            .record_consent(
+                deskside_protocol::SessionId(0xa5),
+                device,
+                Some(Capabilities::VIEW),
+                "accepted",
+                112,
+            )
             .unwrap();
         let events = not_held();
         assert_eq!(events.len(), 4, "{events:?}");
@@ -1222,7 +1264,12 @@ mod tests {
         };
         open_and_link(0xb1, 60);
         let ended = store
-            .end_session_as_admin(org, 0xb1, "technician:root", 65)
+            .end_session_as_admin(
+                org,
+                deskside_protocol::SessionId(0xb1),
+                "technician:root",
+                65,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(ended.record.ended_by.as_deref(), Some("administrator"));

@@ -25,7 +25,7 @@ use super::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession<'a> {
     /// The random, non-zero id that tags the session's packets.
-    pub id: u64,
+    pub id: deskside_protocol::SessionId,
     /// The organisation of the technician and the device.
     pub org: OrgId,
     /// The device asked.
@@ -42,7 +42,7 @@ pub struct NewSession<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
     /// The session id.
-    pub id: u64,
+    pub id: deskside_protocol::SessionId,
     /// Its organisation.
     pub org: OrgId,
     /// The device.
@@ -177,7 +177,7 @@ impl SessionRow {
             })
         };
         Ok(SessionRecord {
-            id,
+            id: deskside_protocol::SessionId(id),
             org: OrgId(self.org),
             device: device_id_from_sql(self.device),
             technician: technician_id_from_sql(self.technician),
@@ -234,7 +234,7 @@ fn end_in_tx(
     write_session_end(
         tx,
         &SessionEnd {
-            id: record.id,
+            id: record.id.0,
             org: record.org,
             device: record.device,
             granted: record.granted,
@@ -411,7 +411,7 @@ impl Store {
                                    requested_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                session_id_to_sql(session.id),
+                session_id_to_sql(session.id.0),
                 session.org.0,
                 device_id_to_sql(session.device),
                 technician_id_to_sql(session.technician),
@@ -429,7 +429,7 @@ impl Store {
                 action: "session.request",
                 target: &device_target(session.device),
                 detail: &serde_json::json!({
-                    "session_id": session_text(session.id),
+                    "session_id": session_text(session.id.0),
                     "capabilities": session.capabilities.label(),
                     "reason": session.reason,
                 }),
@@ -453,7 +453,11 @@ impl Store {
     }
 
     /// A session by id.
-    pub fn session(&self, id: u64) -> Result<Option<SessionRecord>, StoreError> {
+    pub fn session(
+        &self,
+        session: deskside_protocol::SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         load_session(&tx, id)
@@ -467,12 +471,13 @@ impl Store {
     /// The first answer counts; later ones change nothing.
     pub fn record_consent(
         &self,
-        id: u64,
+        session: deskside_protocol::SessionId,
         device: DeviceId,
         granted: Option<Capabilities>,
         outcome: &str,
         now: i64,
     ) -> Result<ConsentOutcome, StoreError> {
+        let id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(record) = load_session(&tx, id)? else {
@@ -541,13 +546,14 @@ impl Store {
     /// detail. A session that is already over changes nothing.
     pub fn end_session(
         &self,
-        id: u64,
+        session: deskside_protocol::SessionId,
         party: SessionParty,
         by: EndedBy,
         actor: &str,
         extra: serde_json::Map<String, serde_json::Value>,
         now: i64,
     ) -> Result<EndOutcome, StoreError> {
+        let id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(record) = load_session_of(&tx, id, party)? else {
@@ -570,12 +576,13 @@ impl Store {
     /// `reason` (for example `console_disconnected`) goes into the detail.
     pub fn withdraw_session(
         &self,
-        id: u64,
+        session: deskside_protocol::SessionId,
         party: SessionParty,
         actor: &str,
         reason: &str,
         now: i64,
     ) -> Result<WithdrawOutcome, StoreError> {
+        let id = session.0;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(record) = load_session_of(&tx, id, party)? else {
@@ -653,7 +660,7 @@ impl Store {
                     extra.clone(),
                     now,
                 )?;
-                interrupted.ended.push(record.id);
+                interrupted.ended.push(record.id.0);
             }
         }
         tx.commit()?;
@@ -723,7 +730,7 @@ mod tests {
             .store
             .open_session(
                 &NewSession {
-                    id,
+                    id: deskside_protocol::SessionId(id),
                     org: world.org,
                     device: world.device,
                     technician: world.technician,
@@ -827,7 +834,7 @@ mod tests {
         open(&world, 0xfeed_0000_0000_0001, T0);
         let consent = store
             .record_consent(
-                0xfeed_0000_0000_0001,
+                deskside_protocol::SessionId(0xfeed_0000_0000_0001),
                 world.device,
                 Some(Capabilities::VIEW),
                 "accepted",
@@ -841,7 +848,7 @@ mod tests {
         assert_eq!(record.granted, Some(Capabilities::VIEW));
         let end = store
             .end_session(
-                0xfeed_0000_0000_0001,
+                deskside_protocol::SessionId(0xfeed_0000_0000_0001),
                 SessionParty::Technician(world.technician),
                 EndedBy::Technician,
                 "technician:2 (ana)",
@@ -876,7 +883,7 @@ mod tests {
         // Ending twice, or answering twice, writes nothing more.
         let again = store
             .end_session(
-                0xfeed_0000_0000_0001,
+                deskside_protocol::SessionId(0xfeed_0000_0000_0001),
                 SessionParty::Device(world.device),
                 EndedBy::Employee,
                 "device:dev_0000000000000001",
@@ -887,7 +894,7 @@ mod tests {
         assert!(matches!(again, EndOutcome::AlreadyClosed(_)), "{again:?}");
         let twice = store
             .record_consent(
-                0xfeed_0000_0000_0001,
+                deskside_protocol::SessionId(0xfeed_0000_0000_0001),
                 world.device,
                 None,
                 "refused",
@@ -908,7 +915,7 @@ mod tests {
         let view_only = store
             .open_session(
                 &NewSession {
-                    id: 5,
+                    id: deskside_protocol::SessionId(5),
                     org: world.org,
                     device: world.device,
                     technician: world.technician,
@@ -923,18 +930,36 @@ mod tests {
         let other_device = DeviceId(2);
         assert_eq!(
             store
-                .record_consent(5, other_device, Some(Capabilities::VIEW), "accepted", T0)
+                .record_consent(
+                    deskside_protocol::SessionId(5),
+                    other_device,
+                    Some(Capabilities::VIEW),
+                    "accepted",
+                    T0
+                )
                 .unwrap(),
             ConsentOutcome::NotThisDevice
         );
         assert_eq!(
             store
-                .record_consent(6, world.device, Some(Capabilities::VIEW), "accepted", T0)
+                .record_consent(
+                    deskside_protocol::SessionId(6),
+                    world.device,
+                    Some(Capabilities::VIEW),
+                    "accepted",
+                    T0
+                )
                 .unwrap(),
             ConsentOutcome::NotThisDevice
         );
         let ConsentOutcome::Recorded(record) = store
-            .record_consent(5, world.device, Some(Capabilities::CONTROL), "accepted", T0)
+            .record_consent(
+                deskside_protocol::SessionId(5),
+                world.device,
+                Some(Capabilities::CONTROL),
+                "accepted",
+                T0,
+            )
             .unwrap()
         else {
             panic!("not recorded");
@@ -946,7 +971,7 @@ mod tests {
         assert_eq!(
             store
                 .end_session(
-                    5,
+                    deskside_protocol::SessionId(5),
                     SessionParty::Technician(TechnicianId(1)),
                     EndedBy::Technician,
                     "technician:1 (root)",
@@ -964,17 +989,26 @@ mod tests {
         let store = &world.store;
         open(&world, 9, T0);
         let ConsentOutcome::Recorded(record) = store
-            .record_consent(9, world.device, None, "refused", T0 + 3)
+            .record_consent(
+                deskside_protocol::SessionId(9),
+                world.device,
+                None,
+                "refused",
+                T0 + 3,
+            )
             .unwrap()
         else {
             panic!("not recorded");
         };
         assert!(!record.consented());
         assert_eq!(record.ended_at, Some(T0 + 3));
-        assert_eq!(store.session(9).unwrap(), Some(record));
+        assert_eq!(
+            store.session(deskside_protocol::SessionId(9)).unwrap(),
+            Some(record)
+        );
         let end = store
             .end_session(
-                9,
+                deskside_protocol::SessionId(9),
                 SessionParty::Technician(world.technician),
                 EndedBy::Technician,
                 "t",
@@ -1017,12 +1051,18 @@ mod tests {
             open(&world, 3, T0); // Over.
             world
                 .store
-                .record_consent(1, device, Some(Capabilities::CONTROL), "accepted", T0 + 10)
+                .record_consent(
+                    deskside_protocol::SessionId(1),
+                    device,
+                    Some(Capabilities::CONTROL),
+                    "accepted",
+                    T0 + 10,
+                )
                 .unwrap();
             world
                 .store
                 .end_session(
-                    3,
+                    deskside_protocol::SessionId(3),
                     SessionParty::System,
                     EndedBy::Expired,
                     "system",
@@ -1035,7 +1075,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let sorted = store.sort_interrupted_sessions(T0 + 100).unwrap();
         assert_eq!(sorted.ended, [2]);
-        let resumable: Vec<u64> = sorted.resumable.iter().map(|r| r.id).collect();
+        let resumable: Vec<u64> = sorted.resumable.iter().map(|r| r.id.0).collect();
         assert_eq!(resumable, [1]);
         assert!(sorted.resumable[0].consented());
         assert!(!sorted.resumable[0].is_closed());
@@ -1054,7 +1094,12 @@ mod tests {
             serde_json::json!({"session_id": "0000000000000002", "by": "connection_lost", "duration_secs": 0, "capabilities": "none", "relay_restarted": true})
         );
         assert_eq!(
-            store.session(2).unwrap().unwrap().ended_by.as_deref(),
+            store
+                .session(deskside_protocol::SessionId(2))
+                .unwrap()
+                .unwrap()
+                .ended_by
+                .as_deref(),
             Some("connection_lost")
         );
         // The watchdog ends the running one when nobody resumes it.
@@ -1062,7 +1107,7 @@ mod tests {
         extra.insert("relay_restarted".to_owned(), serde_json::Value::Bool(true));
         let end = store
             .end_session(
-                1,
+                deskside_protocol::SessionId(1),
                 SessionParty::System,
                 EndedBy::ConnectionLost,
                 SYSTEM_ACTOR,
@@ -1088,7 +1133,13 @@ mod tests {
         let store = &world.store;
         open(&world, 1, T0);
         store
-            .record_consent(1, world.device, None, "timed_out", T0 + 30)
+            .record_consent(
+                deskside_protocol::SessionId(1),
+                world.device,
+                None,
+                "timed_out",
+                T0 + 30,
+            )
             .unwrap();
         let about = store
             .audit_entries_about(world.org, Some("device:dev_0000000000000001"), 10)
@@ -1115,7 +1166,7 @@ mod tests {
         let withdrawn = world
             .store
             .withdraw_session(
-                7,
+                deskside_protocol::SessionId(7),
                 party,
                 "technician:2 (ana)",
                 "console_disconnected",
@@ -1132,7 +1183,7 @@ mod tests {
             assert!(matches!(
                 world
                     .store
-                    .withdraw_session(7, party, "x", "again", T0 + 4)
+                    .withdraw_session(deskside_protocol::SessionId(7), party, "x", "again", T0 + 4)
                     .unwrap(),
                 WithdrawOutcome::AlreadyDecided(_)
             ));
@@ -1141,7 +1192,7 @@ mod tests {
         let late = world
             .store
             .record_consent(
-                7,
+                deskside_protocol::SessionId(7),
                 world.device,
                 Some(Capabilities::CONTROL),
                 "accepted",
@@ -1162,7 +1213,13 @@ mod tests {
         assert_eq!(
             world
                 .store
-                .withdraw_session(8, SessionParty::Technician(TechnicianId(999)), "x", "y", T0)
+                .withdraw_session(
+                    deskside_protocol::SessionId(8),
+                    SessionParty::Technician(TechnicianId(999)),
+                    "x",
+                    "y",
+                    T0
+                )
                 .unwrap(),
             WithdrawOutcome::NotFound
         );

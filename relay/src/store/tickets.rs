@@ -492,7 +492,14 @@ mod tests {
         );
         events.borrow_and_update();
         store
-            .add_session_follow_up(org, number, "alice", 7, "ran", 120)
+            .add_session_follow_up(
+                org,
+                number,
+                "alice",
+                deskside_protocol::SessionId(7),
+                "ran",
+                120,
+            )
             .unwrap();
         assert!(events.has_changed().unwrap(), "a follow-up wakes it");
 
