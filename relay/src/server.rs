@@ -176,13 +176,9 @@ impl Relay {
         // Sessions that were running when the relay stopped: their parties
         // keep the end-to-end connection and come back; route them again,
         // and end those whose console does not return in time.
-        let resumable: Vec<SessionId> = interrupted
-            .resumable
-            .iter()
-            .map(|r| SessionId(r.id))
-            .collect();
+        let resumable: Vec<SessionId> = interrupted.resumable.iter().map(|r| r.id).collect();
         for record in &interrupted.resumable {
-            let session = SessionId(record.id);
+            let session = record.id;
             shared.router.restore(session, record.device);
             tracing::info!(session = %session, "session open at the last stop: waiting for its parties to come back");
         }
@@ -576,7 +572,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let session = NewSession {
-            id: 42,
+            id: deskside_protocol::SessionId(42),
             org,
             device: device.id,
             technician: TechnicianId(1),
@@ -585,7 +581,13 @@ mod tests {
         };
         store.open_session(&session, "test", now).unwrap();
         store
-            .record_consent(42, device.id, Some(Capabilities::CONTROL), "accepted", now)
+            .record_consent(
+                deskside_protocol::SessionId(42),
+                device.id,
+                Some(Capabilities::CONTROL),
+                "accepted",
+                now,
+            )
             .unwrap();
     }
 
@@ -620,6 +622,11 @@ mod tests {
         assert!(started.elapsed() < crate::console_conn::RESUME_GRACE);
         // The session was left for the next start to sort.
         let store = Store::open(&data.join("relay.db")).unwrap();
-        assert!(store.session(42).unwrap().unwrap().ended_at.is_none());
+        assert!(store
+            .session(deskside_protocol::SessionId(42))
+            .unwrap()
+            .unwrap()
+            .ended_at
+            .is_none());
     }
 }
