@@ -89,7 +89,8 @@ impl Hasher for PassThrough {
 }
 
 /// Row-segment hash: four independent multiply lanes over 8-byte words,
-/// so the multiplications overlap (about 1 ms for a 1080p frame here).
+/// so the multiplications overlap. Only for voting: a collision costs a
+/// wrong vote, never a wrong picture.
 fn segment_hash(bytes: &[u8], column: usize) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut lanes = [
