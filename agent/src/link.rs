@@ -336,6 +336,10 @@ pub trait DiagnosticsSource: Send + Sync {
         self.collect(throughput)
     }
 
+    /// The agent attached to `relay` (of several, after a failover): path
+    /// measurements go to the relay the agent is attached to.
+    fn attached_to(&self, _relay: &RelayEndpoint) {}
+
     /// The organisation's policy (JSON) arrived from the relay; `Err` says
     /// why it could not be applied.
     fn set_policy(&self, _json: &[u8]) -> Result<(), String> {
@@ -627,11 +631,11 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
         tracing::info_span!("link", device = %enrollment.device_id, relay = %enrollment.relay);
     let diagnostics: Arc<dyn DiagnosticsSource> = Arc::new(crate::diag::AgentDiagnostics {
         state: state.clone(),
-        target: crate::diag::collect::Target {
+        target: std::sync::Mutex::new(crate::diag::collect::Target {
             relay: enrollment.relay.clone(),
             fingerprint: enrollment.fingerprint,
             identity: identity.clone(),
-        },
+        }),
     });
     let hub = Arc::new(crate::session::hub::HelperHub::with_requests(state.clone()));
     {
@@ -877,6 +881,9 @@ pub async fn stay_attached_any(
                     "connected to the relay"
                 );
                 choice.handle_attached(&relay.addr, handshake);
+                if let Some(source) = &diagnostics {
+                    source.attached_to(&relay);
+                }
                 publish(LinkState::Connected, None);
                 reconnect.handle_attached();
                 let advice = Arc::clone(&attached.reconnect_advice);

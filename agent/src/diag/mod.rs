@@ -108,8 +108,9 @@ pub fn add_connection_history(
 pub struct AgentDiagnostics {
     /// Where the history goes.
     pub state: StateDir,
-    /// The relay to measure against.
-    pub target: collect::Target,
+    /// The relay to measure against: the one the agent is attached to
+    /// (see [`DiagnosticsSource::attached_to`]).
+    pub target: std::sync::Mutex<collect::Target>,
 }
 
 /// Collection options following the organisation's policy.
@@ -125,6 +126,15 @@ pub fn options_for(policy: &deskside_diag::policy::Policy) -> collect::Options {
 }
 
 impl DiagnosticsSource for AgentDiagnostics {
+    fn attached_to(&self, relay: &deskside_protocol::token::RelayEndpoint) {
+        let mut target = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        target.relay.clone_from(&relay.addr);
+        target.fingerprint = relay.fingerprint;
+    }
+
     fn set_policy(&self, json: &[u8]) -> Result<(), String> {
         self.state
             .save_policy(json)
@@ -141,7 +151,11 @@ impl DiagnosticsSource for AgentDiagnostics {
         technician: Option<String>,
     ) -> BoxFuture<Result<Vec<u8>, String>> {
         let state = self.state.clone();
-        let target = self.target.clone();
+        let target = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         Box::pin(async move {
             let policy = state.policy();
             if policy.diagnostics_consent == deskside_diag::policy::Consent::Employee {
