@@ -423,10 +423,8 @@ pub struct EnrollTokenInfo {
 /// An open session as listed for administrators. Times are Unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
-    /// The session id. A bare number, not yet a [`SessionId`]: the relay's
-    /// store builds this row itself, and its API takes session ids as `u64`
-    /// until it is typed (issue 14); readers wrap it in `SessionId`.
-    pub session_id: u64,
+    /// The session id.
+    pub session_id: SessionId,
     /// The device.
     pub device: DeviceId,
     /// The device's host name.

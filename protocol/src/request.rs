@@ -150,10 +150,8 @@ pub enum RequestAction {
     /// Links a session this technician opened; its end becomes a
     /// follow-up.
     LinkSession {
-        /// The session. A bare number, not yet a [`crate::SessionId`]: the
-        /// relay's store reads this action directly, and its API takes
-        /// session ids as `u64` until it is typed (issue 14).
-        session_id: u64,
+        /// The session.
+        session_id: crate::SessionId,
     },
 }
 

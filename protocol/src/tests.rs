@@ -245,7 +245,9 @@ fn request_action() -> impl Strategy<Value = crate::request::RequestAction> {
         text().prop_map(|text| RequestAction::Reply { text }),
         text().prop_map(|note| RequestAction::Resolve { note }),
         Just(RequestAction::Reopen),
-        any::<u64>().prop_map(|session_id| RequestAction::LinkSession { session_id }),
+        any::<u64>().prop_map(|session_id| RequestAction::LinkSession {
+            session_id: SessionId(session_id)
+        }),
     ]
 }
 
@@ -757,7 +759,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
                 (capabilities, granted),
                 (requested_at, consent_at),
             )| SessionInfo {
-                session_id,
+                session_id: SessionId(session_id),
                 device,
                 hostname,
                 technician: TechnicianId(technician),

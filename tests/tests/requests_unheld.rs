@@ -117,9 +117,7 @@ async fn link(parties: &mut Parties, number: u64, session_id: SessionId) {
         .console
         .request(ConsoleRequest::ActOnRequest {
             number,
-            action: RequestAction::LinkSession {
-                session_id: session_id.0,
-            },
+            action: RequestAction::LinkSession { session_id },
         })
         .await
     {

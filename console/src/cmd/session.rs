@@ -272,9 +272,7 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
         let link = ConsoleRequest::ActOnRequest {
             number,
             // The action still carries the bare number (see its doc).
-            action: deskside_protocol::request::RequestAction::LinkSession {
-                session_id: session_id.0,
-            },
+            action: deskside_protocol::request::RequestAction::LinkSession { session_id },
         };
         match client.request(link).await {
             Ok(ConsoleResponse::Request(_)) => {}

@@ -103,7 +103,7 @@ impl SessionRecord {
     pub fn new(session: &SessionInfo) -> Self {
         Self {
             kind: "session",
-            session_id: SessionId(session.session_id).to_string(),
+            session_id: session.session_id.to_string(),
             device: session.device.to_string(),
             hostname: session.hostname.clone(),
             technician_id: session.technician.0,
@@ -129,7 +129,7 @@ pub fn list_table(sessions: &[SessionInfo], now: i64) -> Table {
     ]);
     for session in sessions {
         table.row([
-            SessionId(session.session_id).to_string(),
+            session.session_id.to_string(),
             session.hostname.clone(),
             session.technician_name.clone(),
             session.granted.clone().unwrap_or_else(|| "-".to_owned()),
@@ -173,7 +173,7 @@ mod tests {
 
     fn session(id: u64, granted: Option<&str>) -> SessionInfo {
         SessionInfo {
-            session_id: id,
+            session_id: deskside_protocol::SessionId(id),
             device: DeviceId(1),
             hostname: "ana-laptop".to_owned(),
             technician: TechnicianId(2),

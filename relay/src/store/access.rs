@@ -270,7 +270,7 @@ impl Store {
             let (id, device, hostname, technician, name, asked, granted, requested_at, consent_at) =
                 row?;
             sessions.push(SessionInfo {
-                session_id: id as u64,
+                session_id: deskside_protocol::SessionId(id as u64),
                 device: device_id_from_sql(device),
                 hostname,
                 technician: technician_id_from_sql(technician),

@@ -644,7 +644,7 @@ impl Store {
                 ("request.reopen", serde_json::json!({}))
             }
             RequestAction::LinkSession { session_id } => {
-                let session_id_sql = *session_id as i64;
+                let session_id_sql = session_id.0 as i64;
                 let owner: Option<(i64, i64)> = tx
                     .query_row(
                         "SELECT device_id, technician_id FROM sessions WHERE id = ?1 AND org_id = ?2",
@@ -685,7 +685,7 @@ impl Store {
                 // Refused (or otherwise over) before the link was made: its
                 // follow-up comes now.
                 if linked == 1 {
-                    if let Some(session) = super::sessions::load_session(&tx, *session_id)? {
+                    if let Some(session) = super::sessions::load_session(&tx, session_id.0)? {
                         add_not_held_follow_ups(&tx, &session, Some(number), now)?;
                     }
                 }
@@ -1029,7 +1029,9 @@ mod tests {
                 org,
                 number,
                 &technician(org, ana.0, "ana"),
-                &RequestAction::LinkSession { session_id: 0xab },
+                &RequestAction::LinkSession {
+                    session_id: deskside_protocol::SessionId(0xab),
+                },
                 61,
             )
             .unwrap()
@@ -1112,7 +1114,9 @@ mod tests {
                     org,
                     number,
                     &technician(org, ana.0, "ana"),
-                    &RequestAction::LinkSession { session_id: id },
+                    &RequestAction::LinkSession {
+                        session_id: deskside_protocol::SessionId(id),
+                    },
                     at,
                 )
                 .unwrap()
@@ -1256,7 +1260,9 @@ mod tests {
                     org,
                     number,
                     &technician(org, ana.0, "ana"),
-                    &RequestAction::LinkSession { session_id: id },
+                    &RequestAction::LinkSession {
+                        session_id: deskside_protocol::SessionId(id),
+                    },
                     at + 1,
                 )
                 .unwrap()
