@@ -271,7 +271,6 @@ pub async fn run(args: SessionArgs, ctx: &mut Context<'_>) -> anyhow::Result<()>
     if let Some(number) = args.request {
         let link = ConsoleRequest::ActOnRequest {
             number,
-            // The action still carries the bare number (see its doc).
             action: deskside_protocol::request::RequestAction::LinkSession { session_id },
         };
         match client.request(link).await {
