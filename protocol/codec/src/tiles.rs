@@ -1642,6 +1642,10 @@ mod tests {
     }
 
     proptest::proptest! {
+        // Each case encodes and decodes up to 5 frames of 200x150: 32 cases
+        // keep the test at a few seconds in a debug build.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
         /// Whatever two frames follow each other (a shifted copy of the
         /// first with noise, or anything else), copies or not, the viewer's
         /// picture is exact.
@@ -1672,7 +1676,9 @@ mod tests {
             }
             run(&frames, w, h, true);
         }
+    }
 
+    proptest::proptest! {
         /// A well-formed header with the copies flag, then anything: refused
         /// or applied, never a panic, and the picture keeps its size.
         #[test]
