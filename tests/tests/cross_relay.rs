@@ -66,6 +66,14 @@ fn a_console_on_one_relay_diagnoses_and_opens_a_session_with_a_device_another_re
     let diag = console.run(&["--json", "diag", &device]).ok().json();
     assert_eq!(diag["type"], "diagnostics", "{diag}");
     assert_eq!(diag["device"], device.as_str(), "{diag}");
+    // Its path was measured by the relay the agent is attached to.
+    let path = &diag["snapshot"]["path"]["measured"];
+    assert_eq!(
+        path["relay"],
+        cluster.relay(held_by).addr.as_str(),
+        "the path is measured to the holder: {path}"
+    );
+    assert_eq!(path["udp_ok"], true, "{path}");
     let history_after = diag_history(&console, &device);
     assert_eq!(
         history_after.len(),
