@@ -117,7 +117,10 @@ fn the_relay_serves_metrics_that_parse_and_count_what_happened() {
         p.get("deskside_relay_directory_relays", &[]) == 1.0
     });
     assert!(beating.get("deskside_relay_directory_writes_total", &[]) >= 1.0);
-    assert_eq!(beating.get("deskside_relay_ticket_outbox_backlog", &[]), 0.0);
+    assert_eq!(
+        beating.get("deskside_relay_ticket_outbox_backlog", &[]),
+        0.0
+    );
 
     // The admin logs in with the real console.
     let admin = world.console("admin");
