@@ -102,22 +102,29 @@ impl RelayChoice {
         }
     }
 
-    /// A relay told the current list (its own entry first). An empty list
-    /// is ignored: an agent never forgets every way back.
+    /// A relay told the current list (its own entry first): the listed
+    /// relays come first, in its order, then the ones known before that it
+    /// did not list. A relay missing from one list is most likely
+    /// restarting (a rolling upgrade); forgetting it would leave the agent
+    /// without a way back when the relay it is on dies next.
     pub fn handle_list(&mut self, relays: Vec<RelayEndpoint>) {
-        let mut unique: Vec<RelayEndpoint> = Vec::new();
-        for relay in relays {
-            if !unique.iter().any(|known| known.addr == relay.addr) {
-                unique.push(relay);
-            }
-        }
-        if unique.is_empty() {
-            return;
-        }
-        self.rtt
-            .retain(|addr, _| unique.iter().any(|relay| &relay.addr == addr));
-        self.relays = unique;
+        self.relays = merge_lists(relays, &self.relays);
     }
+}
+
+/// `listed` (duplicates of an address dropped, the first kept), then the
+/// relays of `known` it does not name, at most
+/// [`MAX_OTHER_RELAYS`](deskside_protocol::token::MAX_OTHER_RELAYS) + 1 in
+/// all (the unlisted ones are dropped first).
+pub fn merge_lists(listed: Vec<RelayEndpoint>, known: &[RelayEndpoint]) -> Vec<RelayEndpoint> {
+    let mut merged: Vec<RelayEndpoint> = Vec::new();
+    for relay in listed.into_iter().chain(known.iter().cloned()) {
+        if !merged.iter().any(|seen| seen.addr == relay.addr) {
+            merged.push(relay);
+        }
+    }
+    merged.truncate(deskside_protocol::token::MAX_OTHER_RELAYS + 1);
+    merged
 }
 
 #[cfg(test)]
@@ -188,15 +195,27 @@ mod tests {
     }
 
     #[test]
-    fn a_new_list_replaces_the_old_but_an_empty_one_is_ignored() {
+    fn a_new_list_adds_relays_and_never_forgets_one() {
         let mut choice = RelayChoice::new(vec![relay("a:1", 1)]);
         choice.handle_attached("a:1", Duration::from_millis(2));
         choice.handle_list(vec![relay("a:1", 1), relay("b:1", 2)]);
         assert_eq!(addrs(&choice), owned(&[("a:1", 0), ("b:1", 3)]));
         choice.handle_list(Vec::new());
         assert_eq!(choice.relays().len(), 2);
-        // A relay that left the directory is no longer tried.
-        choice.handle_list(vec![relay("b:1", 2)]);
-        assert_eq!(addrs(&choice), owned(&[("b:1", 0)]));
+        // b restarting is missing from a's list: still tried, after the
+        // listed relays.
+        choice.handle_list(vec![relay("a:1", 1), relay("c:1", 3)]);
+        assert_eq!(addrs(&choice), owned(&[("a:1", 0), ("c:1", 3), ("b:1", 6)]));
+        choice.handle_lost("a:1");
+        assert_eq!(addrs(&choice), owned(&[("c:1", 0), ("b:1", 3), ("a:1", 6)]));
+    }
+
+    #[test]
+    fn merged_lists_are_bounded_dropping_unlisted_relays_first() {
+        let many: Vec<_> = (0..30u8).map(|i| relay(&format!("r{i}:1"), i)).collect();
+        let merged = merge_lists(vec![relay("new:1", 99)], &many);
+        assert_eq!(merged.len(), deskside_protocol::token::MAX_OTHER_RELAYS + 1);
+        assert_eq!(merged[0].addr, "new:1");
+        assert_eq!(merged[1].addr, "r0:1");
     }
 }

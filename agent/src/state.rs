@@ -216,22 +216,25 @@ impl StateDir {
         Ok(())
     }
 
-    /// Keeps the relay list a relay sent (`relays`, any order): the
-    /// enrolling relay stays the first entry, the others replace
-    /// [`Enrollment::other_relays`]. Rewrites `identity.json` atomically and
-    /// only when the list changed.
+    /// Keeps the relay list a relay sent (`relays`): the enrolling relay
+    /// stays the first entry, the listed others come next and the others
+    /// known before stay after them (see
+    /// [`merge_lists`](crate::relays::merge_lists): a relay missing from one
+    /// list is most likely restarting). Rewrites `identity.json` atomically
+    /// and only when the list changed.
     pub fn save_relays(
         &self,
         relays: &[deskside_protocol::token::RelayEndpoint],
     ) -> Result<(), StateError> {
         let mut enrollment = self.enrollment()?;
-        let others: Vec<_> = relays
+        let listed: Vec<_> = relays
             .iter()
             .filter(|relay| relay.addr != enrollment.relay)
-            .take(deskside_protocol::token::MAX_OTHER_RELAYS)
             .cloned()
             .collect();
-        if others.is_empty() || others == enrollment.other_relays {
+        let mut others = crate::relays::merge_lists(listed, &enrollment.other_relays);
+        others.truncate(deskside_protocol::token::MAX_OTHER_RELAYS);
+        if others == enrollment.other_relays {
             return Ok(());
         }
         enrollment.other_relays = others;
@@ -567,7 +570,17 @@ mod tests {
         // makes the device forget the others.
         state.save_relays(&[]).unwrap();
         state.save_relays(std::slice::from_ref(&own)).unwrap();
-        assert_eq!(state.enrollment().unwrap().relays(), [own, b]);
+        assert_eq!(
+            state.enrollment().unwrap().relays(),
+            [own.clone(), b.clone()]
+        );
+        // A new relay comes before the ones the list left out.
+        let c = RelayEndpoint {
+            addr: "127.0.0.1:6655".into(),
+            fingerprint: Fingerprint([3; 32]),
+        };
+        state.save_relays(&[own.clone(), c.clone()]).unwrap();
+        assert_eq!(state.enrollment().unwrap().relays(), [own, c, b]);
         assert_eq!(
             state.identity().unwrap().spki().unwrap(),
             identity.spki().unwrap()
