@@ -172,7 +172,9 @@ fn a_console_on_one_relay_diagnoses_and_opens_a_session_with_a_device_another_re
     assert_eq!(moved, 0, "the agent reconnected:\n{}", agent_proc.log());
 
     if with_session {
-        session_through_the_other_relay(&mut world, &console, &agent, &agent_proc, &device);
+        session_through_the_other_relay(&mut world, &console, &agent, &agent_proc, &device, || {
+            cluster.relay(held_by).proc.log()
+        });
     }
 
     // The agent never moved: the work above crossed relays.
@@ -200,13 +202,15 @@ fn diag_history(console: &Console, device: &str) -> Vec<Value> {
 
 /// Opens a headless session through the console's relay (which does not
 /// hold the device), the employee accepts on the agent's display, it runs
-/// for its `--duration` and ends; the audit has it once.
+/// until an administrator ends it through the console's relay; the audit
+/// has it once.
 fn session_through_the_other_relay(
     world: &mut World,
     console: &Console,
     agent: &Agent,
     agent_proc: &Proc,
     device: &str,
+    holder_log: impl Fn() -> String,
 ) {
     let display = Xvfb::start_in(DISPLAYS, 800, 600).expect("agent Xvfb");
     let mut helper = std::process::Command::new(bin("deskside-agent"));
@@ -235,13 +239,13 @@ fn session_through_the_other_relay(
             device,
             "--headless",
             "--duration",
-            "3s",
+            "90s",
             "--reason",
             "printer setup",
         ])
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null());
-    let (mut session, stdout) = world.spawn("console-session", session);
+    let (session, stdout) = world.spawn("console-session", session);
     let out = Lines::new(stdout);
     let waiting = out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
@@ -258,21 +262,38 @@ fn session_through_the_other_relay(
         Duration::from_secs(3),
         || helper.log(),
     );
-    let lines = out.until(Duration::from_secs(60), |v| v["type"] == "session_end");
+    let started = out.until(Duration::from_secs(60), |v| v["state"] == "started");
     assert!(
-        lines.iter().any(|v| v["state"] == "started"),
-        "the session did not start: {lines:?}\n{}",
+        started.iter().any(|v| v["state"] == "started"),
+        "the session did not start: {started:?}\n{}",
         session.log()
     );
-    let end = lines
+    // An administrator on the console's relay ends it: the relay holding
+    // the device does (its route closes, its agent is told), well before
+    // its --duration.
+    let session_id = waiting
         .iter()
-        .find(|v| v["type"] == "session_end")
-        .unwrap_or_else(|| panic!("no session_end: {lines:?}\n{}", session.log()));
-    assert_eq!(end["ended_by"], "technician", "{end}");
-    let status = session
-        .wait_exit(Duration::from_secs(20))
-        .expect("the console ended");
-    assert!(status.success(), "{}", session.log());
+        .find_map(|v| v["session_id"].as_str())
+        .expect("the session's id")
+        .to_owned();
+    let ended = console
+        .run(&["session", "end", &session_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(ended["type"], "session_ended", "{ended}");
+    // The holder ended it, so its route is closed (the console notices
+    // when the end-to-end connection times out, as with one relay).
+    wait_for(
+        "the relay holding the device to end the session",
+        Duration::from_secs(10),
+        || {
+            holder_log()
+                .lines()
+                .any(|l| l.contains(&session_id) && l.contains("an administrator ended it"))
+                .then_some(())
+        },
+    );
+    drop(session);
 
     // Written once, by the relay that holds the device.
     let audit = console
@@ -283,5 +304,10 @@ fn session_through_the_other_relay(
         let count = audit.iter().filter(|v| v["action"] == action).count();
         assert_eq!(count, 1, "{action} rows: {audit:?}");
     }
+    let end = audit
+        .iter()
+        .find(|v| v["action"] == "session.end")
+        .expect("the end row");
+    assert_eq!(end["detail"]["by"], "administrator", "{end}");
     drop(helper);
 }

@@ -7,7 +7,7 @@
 use deskside_protocol::console::ConsoleResponse;
 use deskside_protocol::{Refusal, SessionId};
 
-use super::{run, Caller};
+use super::{held_elsewhere, run, Caller};
 
 /// The organisation's open sessions.
 pub async fn list(caller: Caller<'_>) -> Result<ConsoleResponse, Refusal> {
@@ -26,6 +26,18 @@ pub async fn end(caller: Caller<'_>, session_id: SessionId) -> Result<ConsoleRes
         now,
         ..
     } = caller;
+    // The relay holding the device stops the session on the employee's
+    // screen: when that is another relay, the console asks it instead
+    // (before anything is ended here).
+    if shared.directory.is_shared() {
+        let record = run(shared, move |s| s.session(session_id)).await?;
+        if let Some(record) = record.filter(|r| r.org == org && r.ended_at.is_none()) {
+            let named = format!("the device of session {session_id}");
+            if let Some(elsewhere) = held_elsewhere::refusal(shared, record.device, &named).await? {
+                return Err(elsewhere);
+            }
+        }
+    }
     let ended = run(shared, move |s| {
         s.end_session_as_admin(org, session_id, &actor, now)
     })
