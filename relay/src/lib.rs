@@ -21,6 +21,7 @@ pub mod console;
 pub mod console_conn;
 pub mod data_dir;
 pub mod diagnostics;
+pub mod ended_elsewhere;
 pub mod enroll_limits;
 pub mod health;
 pub mod identifier_key;

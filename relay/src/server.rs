@@ -200,6 +200,10 @@ impl Relay {
             shared
                 .tasks
                 .spawn(crate::policy_sync::run(Arc::clone(&shared)));
+            // So do session ends (a token revoked through another relay).
+            shared
+                .tasks
+                .spawn(crate::ended_elsewhere::run(Arc::clone(&shared)));
         }
         // Agents' network moves (consoles watch their own connection).
         shared

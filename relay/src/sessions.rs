@@ -325,6 +325,12 @@ impl<S: PacketSink> Router<S> {
         }
     }
 
+    /// The sessions routed now (for `ended_elsewhere`, which closes those
+    /// another relay ended in the shared store).
+    pub fn routed_sessions(&self) -> Vec<SessionId> {
+        self.lock().routes.keys().copied().collect()
+    }
+
     /// Forgets a session's route; `false` if it had none.
     pub fn end(&self, session: SessionId) -> bool {
         self.lock().routes.remove(&session).is_some()

@@ -4,8 +4,10 @@
 //! *other* one lists the device online, diagnoses it (one device and the
 //! fleet) and opens a session with it. The relay the console reached
 //! answers with the holder's address and certificate; the console follows
-//! (one hop) and the holder does the work, so the audit log records the
-//! session once and its chain verifies.
+//! (one hop) and the holder does the work, so the audit log records each
+//! session once and its chain verifies. A policy changed, a help request
+//! answered, a session ended and a technician token revoked through the
+//! console's relay reach the agent's relay.
 //!
 //! Needs PostgreSQL's server binaries (skipped visibly without them, failed
 //! under `CI=true`); the session part also needs Xvfb, xdotool and
@@ -172,9 +174,25 @@ fn a_console_on_one_relay_diagnoses_and_opens_a_session_with_a_device_another_re
     assert_eq!(moved, 0, "the agent reconnected:\n{}", agent_proc.log());
 
     if with_session {
-        session_through_the_other_relay(&mut world, &console, &agent, &agent_proc, &device, || {
-            cluster.relay(held_by).proc.log()
-        });
+        let tom_token = console.create_token("tom", "technician");
+        let tom = world.console("tom");
+        tom.login(
+            cluster.relay(asked),
+            tom_token["token"].as_str().expect("tom's token"),
+        )
+        .ok();
+        let tom_id = tom_token["id"]
+            .as_u64()
+            .expect("tom's token id")
+            .to_string();
+        sessions_through_the_other_relay(
+            &mut world,
+            &console,
+            (&tom, &tom_id),
+            (&agent, &agent_proc),
+            &device,
+            || cluster.relay(held_by).proc.log(),
+        );
     }
 
     // The agent never moved: the work above crossed relays.
@@ -200,18 +218,22 @@ fn diag_history(console: &Console, device: &str) -> Vec<Value> {
         .json_lines()
 }
 
-/// Opens a headless session through the console's relay (which does not
-/// hold the device), the employee accepts on the agent's display, it runs
-/// until an administrator ends it through the console's relay; the audit
-/// has it once.
-fn session_through_the_other_relay(
+/// The session part, with a technician `tom` and the administrator
+/// `console`, both on the relay that does not hold the device: tom's
+/// sessions are redirected to the holder; the administrator ends the
+/// first (still waiting for the employee) through the console's relay,
+/// and revokes tom's token there while the second, accepted on the
+/// agent's display, runs: the holder closes both. The audit has each
+/// session once.
+fn sessions_through_the_other_relay(
     world: &mut World,
     console: &Console,
-    agent: &Agent,
-    agent_proc: &Proc,
+    tom: (&Console, &str),
+    agent: (&Agent, &Proc),
     device: &str,
     holder_log: impl Fn() -> String,
 ) {
+    let (agent, agent_proc) = agent;
     let display = Xvfb::start_in(DISPLAYS, 800, 600).expect("agent Xvfb");
     let mut helper = std::process::Command::new(bin("deskside-agent"));
     helper
@@ -229,6 +251,82 @@ fn session_through_the_other_relay(
             .contains("session helper connected")
             .then_some(())
     });
+    let holder_ended = |session_id: &str, why: &str| {
+        wait_for(
+            &format!("the relay holding the device to end session {session_id} ({why})"),
+            Duration::from_secs(15),
+            || {
+                holder_log()
+                    .lines()
+                    .any(|l| l.contains(session_id) && l.contains(why))
+                    .then_some(())
+            },
+        )
+    };
+
+    // Tom asks for a session through the console's relay; before the
+    // employee answers, an administrator ends it there: the relay holding
+    // the device does, so the consent dialog closes.
+    let (tom, tom_id) = tom;
+    let (session, _, asked) = asked_session(world, tom, device);
+    let ended = console
+        .run(&["session", "end", &asked, "--json"])
+        .ok()
+        .json();
+    assert_eq!(ended["type"], "session_ended", "{ended}");
+    holder_ended(&asked, "an administrator ended it");
+    wait_for(
+        "the consent dialog to close",
+        Duration::from_secs(15),
+        || x11::window_gone(display.display(), "remote support request").then_some(()),
+    );
+    drop(session);
+
+    // His next session runs, and his token is revoked through the
+    // console's relay: the holder sees the end in the store and closes the
+    // route.
+    let (session, out, running) = asked_session(world, tom, device);
+    x11::answer_consent(
+        display.display(),
+        true,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+        || helper.log(),
+    );
+    let started = out.until(Duration::from_secs(60), |v| v["state"] == "started");
+    assert!(
+        started.iter().any(|v| v["state"] == "started"),
+        "the session did not start: {started:?}\n{}",
+        session.log()
+    );
+    console.run(&["tokens", "revoke", tom_id]).ok();
+    holder_ended(&running, "session ended through another relay");
+    drop(session);
+
+    // Each written once, by the relay that holds the device.
+    let audit = console
+        .run(&["--json", "audit", "list", "--device", device])
+        .ok()
+        .json_lines();
+    for action in ["session.request", "session.end"] {
+        let count = audit.iter().filter(|v| v["action"] == action).count();
+        assert_eq!(count, 2, "{action} rows: {audit:?}");
+    }
+    let ends: Vec<&Value> = audit
+        .iter()
+        .filter(|v| v["action"] == "session.end")
+        .collect();
+    assert!(
+        ends.iter().any(|e| e["detail"]["by"] == "administrator"),
+        "{ends:?}"
+    );
+    drop(helper);
+}
+
+/// Starts `deskside session DEVICE --headless` with `console`'s profile
+/// and waits until the employee is asked; returns the console process, its
+/// output and the session's id.
+fn asked_session(world: &mut World, console: &Console, device: &str) -> (Proc, Lines, String) {
     let mut session = std::process::Command::new(bin("deskside"));
     session
         .arg("--profile")
@@ -250,64 +348,15 @@ fn session_through_the_other_relay(
     let waiting = out.until(Duration::from_secs(30), |v| {
         v["state"] == "waiting_for_consent"
     });
-    assert!(
-        waiting.iter().any(|v| v["state"] == "waiting_for_consent"),
-        "the console did not reach the consent step: {waiting:?}\n{}",
-        session.log()
-    );
-    x11::answer_consent(
-        display.display(),
-        true,
-        Duration::from_secs(30),
-        Duration::from_secs(3),
-        || helper.log(),
-    );
-    let started = out.until(Duration::from_secs(60), |v| v["state"] == "started");
-    assert!(
-        started.iter().any(|v| v["state"] == "started"),
-        "the session did not start: {started:?}\n{}",
-        session.log()
-    );
-    // An administrator on the console's relay ends it: the relay holding
-    // the device does (its route closes, its agent is told), well before
-    // its --duration.
     let session_id = waiting
         .iter()
         .find_map(|v| v["session_id"].as_str())
-        .expect("the session's id")
+        .unwrap_or_else(|| {
+            panic!(
+                "the console did not reach the consent step: {waiting:?}\n{}",
+                session.log()
+            )
+        })
         .to_owned();
-    let ended = console
-        .run(&["session", "end", &session_id, "--json"])
-        .ok()
-        .json();
-    assert_eq!(ended["type"], "session_ended", "{ended}");
-    // The holder ended it, so its route is closed (the console notices
-    // when the end-to-end connection times out, as with one relay).
-    wait_for(
-        "the relay holding the device to end the session",
-        Duration::from_secs(10),
-        || {
-            holder_log()
-                .lines()
-                .any(|l| l.contains(&session_id) && l.contains("an administrator ended it"))
-                .then_some(())
-        },
-    );
-    drop(session);
-
-    // Written once, by the relay that holds the device.
-    let audit = console
-        .run(&["--json", "audit", "list", "--device", device])
-        .ok()
-        .json_lines();
-    for action in ["session.request", "session.consent", "session.end"] {
-        let count = audit.iter().filter(|v| v["action"] == action).count();
-        assert_eq!(count, 1, "{action} rows: {audit:?}");
-    }
-    let end = audit
-        .iter()
-        .find(|v| v["action"] == "session.end")
-        .expect("the end row");
-    assert_eq!(end["detail"]["by"], "administrator", "{end}");
-    drop(helper);
+    (session, out, session_id)
 }
