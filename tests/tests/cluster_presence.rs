@@ -137,6 +137,9 @@ fn a_killed_relays_device_goes_offline_everywhere_and_comes_back_with_it() {
         "cluster_presence: online again {:.1} s after relay {dead} restarted, held by relay {holder:?}",
         back.as_secs_f64()
     );
+    // The restarted relay serves the same fleet view (its console's saved
+    // login still works: same port, same certificate).
+    consoles[dead].wait_status(&device, "online", Duration::from_secs(60));
     // The token issued before the crash enrolls a second device.
     let desk = world.agent("desk");
     let second = desk.enroll(&spare);
