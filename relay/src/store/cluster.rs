@@ -215,16 +215,7 @@ impl Store {
         relay_id: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO presence (device_id, relay_id, since) VALUES (?1, ?2, ?3)
-             ON CONFLICT (device_id) DO UPDATE SET relay_id = excluded.relay_id,
-                 since = excluded.since",
-            params![device_id_to_sql(device), relay_id, now],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.apply_presence(relay_id, &[(device, true)], now)
     }
 
     /// Applies a batch of presence changes of relay `relay_id` in one
@@ -260,14 +251,8 @@ impl Store {
     /// Relay `relay_id` no longer holds `device` (unless another relay took
     /// it over meanwhile, whose row stays).
     pub fn release_device(&self, device: DeviceId, relay_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM presence WHERE device_id = ?1 AND relay_id = ?2",
-            params![device_id_to_sql(device), relay_id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        // The time is only written for a device held.
+        self.apply_presence(relay_id, &[(device, false)], 0)
     }
 
     /// The live relay holding `device`, if any.
