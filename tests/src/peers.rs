@@ -288,9 +288,13 @@ pub async fn open_session(parties: &mut Parties) -> (SessionOpened, SessionReque
         ConsoleResponse::SessionOpened(opened) => opened,
         other => panic!("{other:?}"),
     };
-    let request = match parties.agent.agent_message().await {
-        RelayToAgent::SessionRequest(request) => request,
-        other => panic!("expected a session request, got {other:?}"),
+    // A relay on a shared store tells its agents the other relays first.
+    let request = loop {
+        match parties.agent.agent_message().await {
+            RelayToAgent::SessionRequest(request) => break request,
+            RelayToAgent::RelayList { .. } => continue,
+            other => panic!("expected a session request, got {other:?}"),
+        }
     };
     assert_eq!(request.session_id, opened.session_id);
     (opened, request)
