@@ -208,7 +208,16 @@ pub(super) fn migrate_postgres(conn: &mut Connection, location: &str) -> Result<
     let known = SCHEMA_VERSION;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS deskside_schema (version BIGINT NOT NULL)")?;
+        // Looked up rather than `CREATE TABLE IF NOT EXISTS`, whose notice
+        // would be logged at every start.
+        let has_version: bool = tx.query_row(
+            "SELECT to_regclass('deskside_schema') IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_version {
+            tx.execute_batch("CREATE TABLE deskside_schema (version BIGINT NOT NULL)")?;
+        }
         let found: Option<i64> = tx
             .query_row("SELECT version FROM deskside_schema", [], |row| row.get(0))
             .optional()?;
