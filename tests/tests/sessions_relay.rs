@@ -360,10 +360,20 @@ async fn a_relay_that_substitutes_keys_is_caught_by_the_handshake() {
         "the agent accepted a substituted technician key"
     );
     // The spy saw the handshake packets (so the hook works) and they are
-    // within the pre-consent budget.
-    let seen = std::fs::metadata(dir.path().join("spy.bin"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    // within the pre-consent budget. The spy relay appends them on a thread
+    // of its own: wait for the first bytes (under load they came after the
+    // handshake's end was seen here), then for the writes to settle.
+    let spied = || {
+        std::fs::metadata(dir.path().join("spy.bin"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while spied() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = spied();
     assert!(
         seen > 0 && seen <= 2 * 64 * 1024,
         "spy file holds {seen} bytes"
