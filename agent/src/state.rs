@@ -503,6 +503,18 @@ pub fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    /// An enrollment with one relay, as every agent had before relay lists.
+    fn single_relay_enrollment() -> Enrollment {
+        Enrollment {
+            device_id: DeviceId(7),
+            organisation: "Org".into(),
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: Fingerprint([1; 32]),
+            enrolled_at: 1_700_000_000,
+            other_relays: Vec::new(),
+        }
+    }
+
     #[test]
     fn enrollment_round_trips_and_key_keeps_its_public_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -512,14 +524,7 @@ mod tests {
             Err(StateError::NotEnrolled(_))
         ));
         let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
-        let enrollment = Enrollment {
-            device_id: DeviceId(7),
-            organisation: "Org".into(),
-            relay: "127.0.0.1:4433".into(),
-            fingerprint: Fingerprint([1; 32]),
-            enrolled_at: 1_700_000_000,
-            other_relays: Vec::new(),
-        };
+        let enrollment = single_relay_enrollment();
         state.save_enrollment(&identity, &enrollment).unwrap();
         assert!(state.is_enrolled());
         assert_eq!(state.enrollment().unwrap(), enrollment);
@@ -539,14 +544,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("agent"));
         let identity = Identity::generate(&[AGENT_CERT_NAME]).unwrap();
-        let enrollment = Enrollment {
-            device_id: DeviceId(7),
-            organisation: "Org".into(),
-            relay: "127.0.0.1:4433".into(),
-            fingerprint: Fingerprint([1; 32]),
-            enrolled_at: 1_700_000_000,
-            other_relays: Vec::new(),
-        };
+        let enrollment = single_relay_enrollment();
         state.save_enrollment(&identity, &enrollment).unwrap();
         let written = std::fs::read_to_string(state.path(IDENTITY_FILE)).unwrap();
         // The single-relay file is the old one, field for field.

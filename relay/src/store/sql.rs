@@ -94,22 +94,6 @@ fn postgres_message(error: &postgres::Error) -> String {
     }
 }
 
-impl Error {
-    /// Whether this is a uniqueness or other constraint violation (the
-    /// change was refused by the schema, not lost to a fault).
-    pub fn is_constraint_violation(&self) -> bool {
-        match self {
-            Error::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
-                failure.code == rusqlite::ErrorCode::ConstraintViolation
-            }
-            Error::Postgres(error) => error
-                .code()
-                .is_some_and(|code| code.code().starts_with("23")),
-            _ => false,
-        }
-    }
-}
-
 /// Results of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
