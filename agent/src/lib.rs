@@ -10,6 +10,7 @@ pub mod diag;
 pub mod enroll_pending;
 pub mod link;
 pub mod org_trust;
+pub mod park;
 pub mod platform;
 pub mod relays;
 pub mod requests;

@@ -37,6 +37,21 @@ pub const CLOSE_REVOKED: u32 = 4;
 /// How often a connected agent looks for help requests to send.
 const REQUEST_OUTBOX_POLL: Duration = Duration::from_secs(2);
 
+/// How long an attached agent with nothing to do waits before it asks to
+/// park (see [`crate::park`]), unless [`Services::park_after`] says.
+pub const PARK_AFTER: Duration = Duration::from_secs(30);
+
+/// [`PARK_AFTER`], or `DESKSIDE_AGENT_PARK_AFTER_MS` (tests shorten it).
+fn park_after() -> Duration {
+    std::env::var("DESKSIDE_AGENT_PARK_AFTER_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(PARK_AFTER, Duration::from_millis)
+}
+
+/// How often an attached agent looks whether it may park.
+const PARK_CHECK: Duration = Duration::from_secs(1);
+
 /// Errors of enrollment and of the relay link.
 #[derive(Debug, Error)]
 pub enum LinkError {
@@ -69,6 +84,12 @@ pub enum LinkError {
     /// The relay answered something unexpected.
     #[error("the relay answered unexpectedly ({0}); upgrade the agent")]
     Unexpected(String),
+    /// The relay asked the parked agent to attach again.
+    #[error("the relay asked this parked agent to attach again (it restarted, or the device's state changed)")]
+    Unparked,
+    /// The relay stopped answering a parked agent's heartbeats.
+    #[error("the relay stopped answering for the idle timeout; it may be down or unreachable from this network")]
+    Silent,
     /// The installed service's layout (token file, service user) is unusable.
     #[error(transparent)]
     Service(#[from] crate::service::ServiceError),
@@ -362,7 +383,9 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 
 impl Attached {
     /// Serves the relay's messages until the connection ends or `stop` is
-    /// set; returns why it ended.
+    /// set (`Ok(None)`), or the agent parks (`Ok(Some)`: it was quiet for
+    /// `park_after` and the relay agreed; see [`crate::park`]); returns why
+    /// it ended.
     pub async fn serve(
         mut self,
         stop: &mut watch::Receiver<bool>,
@@ -370,7 +393,12 @@ impl Attached {
         mut sessions: Option<&mut SessionLink>,
         mut timeline: Option<&mut crate::timeline::TimelineLink>,
         requests: Option<&StateDir>,
-    ) -> Result<(), LinkError> {
+        park_after: Option<Duration>,
+    ) -> Result<Option<crate::park::Parking>, LinkError> {
+        // Quiet since: anything but keep-alive traffic resets it.
+        let mut quiet_since = tokio::time::Instant::now();
+        let mut park_check = tokio::time::interval(PARK_CHECK);
+        park_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Help requests typed on this device: sent when found in the
         // outbox (at once, then every 2 s), forgotten once acknowledged.
         let mut outbox_tick = tokio::time::interval(REQUEST_OUTBOX_POLL);
@@ -417,7 +445,23 @@ impl Attached {
                 }
             };
             tokio::select! {
+                _ = park_check.tick(), if park_after.is_some() => {
+                    let quiet = park_after.is_some_and(|after| quiet_since.elapsed() >= after);
+                    let idle_locally = !running
+                        && sessions.as_deref().is_none_or(|link| !link.host.has_sessions())
+                        // Monitoring samples the connection: no parking while it is on.
+                        && (timeline.is_none() || requests.is_some_and(|state| !state.policy().monitoring))
+                        && requests.is_none_or(|state| crate::requests::queued(state).is_empty());
+                    if quiet && idle_locally {
+                        tracing::debug!("nothing to do: asking the relay to park");
+                        self.send.send(&AgentToRelay::Park).await?;
+                        // Asked again after another quiet period if the
+                        // relay had something in hand.
+                        quiet_since = tokio::time::Instant::now();
+                    }
+                }
                 Some(message) = outbox => {
+                    quiet_since = tokio::time::Instant::now();
                     self.send.send(&message).await?;
                 }
                 _ = outbox_due => {
@@ -443,9 +487,19 @@ impl Attached {
                 }
                 _ = stop.changed() => {
                     self.connection.close(0u32.into(), b"agent stopping");
-                    return Ok(());
+                    return Ok(None);
                 }
-                message = self.recv.recv::<RelayToAgent>() => match message? {
+                message = self.recv.recv::<RelayToAgent>() => match message?.inspect(|m| {
+                    if !matches!(m, RelayToAgent::Ping { .. }) {
+                        quiet_since = tokio::time::Instant::now();
+                    }
+                }) {
+                    Some(RelayToAgent::Parked { ticket, key }) => {
+                        let relay = self.connection.remote_address();
+                        self.connection.close(0u32.into(), b"parked");
+                        tracing::debug!("parked: heartbeats instead of the connection");
+                        return Ok(Some(crate::park::Parking { relay, ticket, key }));
+                    }
                     Some(RelayToAgent::Ping { nonce }) => {
                         self.send.send(&AgentToRelay::Pong { nonce }).await?;
                     }
@@ -681,6 +735,7 @@ pub async fn run(state: &StateDir, mut stop: watch::Receiver<bool>) -> Result<()
             timeline: Some(&mut timeline),
             requests: Some(state.clone()),
             ignore_reconnect_advice: false,
+            park_after: Some(park_after()),
         },
         &persist,
     )
@@ -725,6 +780,8 @@ pub struct Services<'a> {
     /// Reconnect right after losing the relay, ignoring its advised window
     /// (the behaviour before reconnect spreading; benchmarks compare it).
     pub ignore_reconnect_advice: bool,
+    /// Park after this long with nothing to do (`None`: stay attached).
+    pub park_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -735,6 +792,7 @@ impl std::fmt::Debug for Services<'_> {
             .field("timeline", &self.timeline.is_some())
             .field("requests", &self.requests.is_some())
             .field("ignore_reconnect_advice", &self.ignore_reconnect_advice)
+            .field("park_after", &self.park_after)
             .finish()
     }
 }
@@ -853,6 +911,7 @@ pub async fn stay_attached_any(
         mut timeline,
         requests,
         ignore_reconnect_advice,
+        park_after,
     } = services;
     // After a lost connection: a random delay within the window the relay
     // advised (a restarted relay's fleet comes back spread, not at once);
@@ -896,6 +955,7 @@ pub async fn stay_attached_any(
                         sessions.as_deref_mut(),
                         timeline.as_deref_mut(),
                         requests.as_ref(),
+                        park_after,
                     );
                     tokio::pin!(serve);
                     loop {
@@ -915,7 +975,44 @@ pub async fn stay_attached_any(
                     spread_ms => reconnect.handle_advice(spread_ms),
                 }
                 match served {
-                    Ok(()) => return Ok(()),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(parking)) => {
+                        let work = async {
+                            match requests.as_ref() {
+                                // A help request typed meanwhile goes out
+                                // on a connection.
+                                Some(state) => loop {
+                                    tokio::time::sleep(REQUEST_OUTBOX_POLL).await;
+                                    if !crate::requests::queued(state).is_empty() {
+                                        break;
+                                    }
+                                },
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let unparked = crate::park::stay_parked(
+                            &parking,
+                            KEEP_ALIVE,
+                            IDLE_TIMEOUT,
+                            stop,
+                            work,
+                        )
+                        .await;
+                        tracing::debug!(?unparked, "no longer parked");
+                        match unparked {
+                            crate::park::Unparked::Stopped => return Ok(()),
+                            crate::park::Unparked::Lost => {
+                                choice.handle_lost(&relay.addr);
+                                (LinkError::Silent, true)
+                            }
+                            // Spread like a lost connection: after a
+                            // restart the whole parked fleet hears this
+                            // within one heartbeat.
+                            crate::park::Unparked::Reattach => (LinkError::Unparked, true),
+                            // Called, or work to send: attach again at once.
+                            crate::park::Unparked::Called | crate::park::Unparked::Work => continue,
+                        }
+                    }
                     Err(e) => {
                         // Most likely dead: the next attempt tries the
                         // other relays first.

@@ -102,6 +102,10 @@ pub enum AgentToRelay {
     /// connection. The relay stores it once per `client_id` and answers
     /// [`RelayToAgent::HelpRequestStored`].
     HelpRequest(crate::request::HelpRequest),
+    /// The agent has nothing to do: it asks to park (see [`crate::park`]).
+    /// The relay answers [`RelayToAgent::Parked`], or nothing while it has
+    /// something for the agent (the agent asks again later).
+    Park,
     /// A message from a newer agent; never sent.
     #[serde(skip)]
     Unknown {
@@ -109,7 +113,7 @@ pub enum AgentToRelay {
         tag: u32,
     },
 }
-crate::impl_message!(AgentToRelay, known = 11);
+crate::impl_message!(AgentToRelay, known = 12);
 
 /// Relay → agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +241,15 @@ pub enum RelayToAgent {
         /// The relays, this one first.
         relays: Vec<crate::token::RelayEndpoint>,
     },
+    /// The agent is parked (see [`crate::park`]): it closes this
+    /// connection and sends heartbeats with `ticket`, authenticated with
+    /// `key`, until the relay wakes it.
+    Parked {
+        /// The ticket its heartbeats carry.
+        ticket: [u8; crate::park::TICKET_LEN],
+        /// The key of both directions' MACs.
+        key: [u8; 32],
+    },
     /// A message from a newer relay; never sent.
     #[serde(skip)]
     Unknown {
@@ -244,7 +257,7 @@ pub enum RelayToAgent {
         tag: u32,
     },
 }
-crate::impl_message!(RelayToAgent, known = 18);
+crate::impl_message!(RelayToAgent, known = 19);
 
 /// A session request as the agent receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ pub mod helper;
 pub mod ids;
 pub mod measure;
 pub mod message;
+pub mod park;
 pub mod reconnect;
 pub mod refusal;
 pub mod request;

@@ -144,6 +144,7 @@ fn agent_to_relay() -> impl Strategy<Value = AgentToRelay> {
         (any::<u64>(), bytes(64))
             .prop_map(|(first_seq, batch)| AgentToRelay::TimelineSamples { first_seq, batch }),
         help_request().prop_map(AgentToRelay::HelpRequest),
+        Just(AgentToRelay::Park),
     ]
 }
 
@@ -331,6 +332,8 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                     .collect(),
             }
         }),
+        (any::<[u8; crate::park::TICKET_LEN]>(), any::<[u8; 32]>())
+            .prop_map(|(ticket, key)| RelayToAgent::Parked { ticket, key }),
     ]
 }
 
@@ -1812,14 +1815,22 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
             snapshot_json: None,
             failures: Vec::new(),
         })),
-        AgentToRelay::KNOWN_VARIANTS - 1
+        AgentToRelay::KNOWN_VARIANTS - 2
     );
+    assert_eq!(tag(&AgentToRelay::Park), AgentToRelay::KNOWN_VARIANTS - 1);
     assert_eq!(
         tag(&RelayToAgent::ReconnectAdvice { spread_ms: 0 }),
-        RelayToAgent::KNOWN_VARIANTS - 2
+        RelayToAgent::KNOWN_VARIANTS - 3
     );
     assert_eq!(
         tag(&RelayToAgent::RelayList { relays: Vec::new() }),
+        RelayToAgent::KNOWN_VARIANTS - 2
+    );
+    assert_eq!(
+        tag(&RelayToAgent::Parked {
+            ticket: [0; crate::park::TICKET_LEN],
+            key: [0; 32],
+        }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );
     assert_eq!(

@@ -207,8 +207,8 @@ async fn attached(
     let id = record.id;
     let _open = crate::conn::authenticated_as(shared, connection, crate::metrics::ConnKind::Agent);
     tracing::Span::current().record("device", tracing::field::display(id));
-    let (commands_tx, mut commands) = crate::presence::command_channel();
-    let generation = shared.presence.attach(id, connection.clone(), commands_tx);
+    // A parked device's waiting commands come with its queue.
+    let (mut generation, mut commands) = shared.presence.attach(id, connection.clone());
     shared.directory.held(id);
     shared.admission.observe_fleet(shared.presence.count());
     // Session packets of this device come and go on this connection until
@@ -315,6 +315,41 @@ async fn attached(
                             // presence, so the connection stays up.
                             Err(refusal) => tracing::warn!(client_id, "help request not stored: {refusal}"),
                         }
+                    }
+                    Some(AgentToRelay::Park) => {
+                        // Not while the agent has work in hand: it asks
+                        // again later.
+                        let busy = packets.is_started()
+                            || !pending.is_empty()
+                            || !policy_acks.is_empty()
+                            || shared.router.has_routes_for(id);
+                        let Some(waker) = shared.presence.waker().filter(|_| !busy) else {
+                            tracing::debug!(busy, "not parking the agent now");
+                            continue;
+                        };
+                        let (ticket, key) = match waker.secret.issue(id, now_secs()) {
+                            Ok(issued) => issued,
+                            Err(e) => {
+                                tracing::warn!("cannot park the agent: {e}");
+                                continue;
+                            }
+                        };
+                        if !shared.presence.park(id, generation, ticket, std::time::Instant::now()) {
+                            return Ok(End::Closed);
+                        }
+                        // The connection's end must not take the parked
+                        // device offline.
+                        generation = 0;
+                        // Commands this task took no longer reach the agent
+                        // here: they wait for it to attach again.
+                        commands.close();
+                        while let Some(command) = commands.try_recv() {
+                            shared.presence.requeue(id, command);
+                        }
+                        tracing::debug!("agent parked");
+                        send.send(&RelayToAgent::Parked { ticket, key }).await?;
+                        finish_and_wait(&mut send).await;
+                        return Ok(End::Closed);
                     }
                     Some(AgentToRelay::Unknown { tag }) => {
                         tracing::debug!(tag, "ignoring a message from a newer agent");

@@ -28,6 +28,7 @@ pub mod identifier_key;
 pub mod ip_privacy;
 pub mod measure;
 pub mod metrics;
+pub mod park;
 #[cfg(all(unix, any(test, feature = "test-utils")))]
 pub mod pg_server;
 pub mod policy;

@@ -584,6 +584,14 @@ pub fn render(shared: &Shared) -> String {
     );
     w.sample(&n, &[], m.live_relays.load(Ordering::Relaxed));
 
+    let n = name("agents_parked");
+    w.family(
+        &n,
+        "Online agents that are parked: present by heartbeat datagrams, without a QUIC connection.",
+        Kind::Gauge,
+    );
+    w.sample(&n, &[], shared.presence.parked_count() as u64);
+
     let n = name("ticket_outbox_backlog");
     w.family(
         &n,

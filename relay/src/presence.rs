@@ -1,5 +1,5 @@
 //! Which devices are online right now: one entry per attached agent
-//! connection, in memory only.
+//! connection or parked agent ([`crate::park`]), in memory only.
 //!
 //! A device has at most one live connection. When an agent reconnects before
 //! the relay noticed that its old connection died, the new one replaces the
@@ -9,10 +9,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deskside_protocol::park::{Heartbeat, Reply, Ticket};
 
 use deskside_protocol::agent::SessionRequest;
 use deskside_protocol::{DeviceId, SessionId};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::park::{Route, Waker};
 
 /// A request for an attached agent, served by its connection task.
 #[derive(Debug)]
@@ -96,6 +101,16 @@ impl CommandReceiver {
     pub async fn recv(&mut self) -> Option<AgentCommand> {
         self.0.recv().await.map(|command| *command)
     }
+
+    /// Refuses further commands; those queued can still be taken.
+    pub fn close(&mut self) {
+        self.0.close();
+    }
+
+    /// A queued command, if any, without waiting.
+    pub fn try_recv(&mut self) -> Option<AgentCommand> {
+        self.0.try_recv().ok().map(|command| *command)
+    }
 }
 
 /// Close code sent to a connection replaced by a newer one of the same device.
@@ -104,20 +119,72 @@ pub const CLOSE_REPLACED: u32 = 3;
 #[derive(Debug)]
 struct Entry {
     generation: u64,
-    connection: quinn::Connection,
-    commands: CommandSender,
-    /// The connection's remote address when [`Presence::moves`] last
-    /// looked (QUIC migration changes it).
-    address: SocketAddr,
     /// How many monitors the employee's display has, as the agent last
     /// reported; `None` while unknown (no session helper, older agent).
     monitors: Option<u16>,
+    link: Link,
+}
+
+/// How the relay reaches an online device.
+#[derive(Debug)]
+enum Link {
+    /// An attached agent's connection and its task's queue.
+    Attached {
+        connection: quinn::Connection,
+        commands: CommandSender,
+        /// The connection's remote address when [`Presence::moves`] last
+        /// looked (QUIC migration changes it).
+        address: SocketAddr,
+    },
+    /// A parked agent ([`crate::park`]): its heartbeats' address, ticket
+    /// and counter, and the commands that wait for it to attach.
+    Parked(Box<Parked>),
+}
+
+#[derive(Debug)]
+struct Parked {
+    route: Route,
+    ticket: Ticket,
+    counter: u64,
+    last_heard: Instant,
+    /// Commands queued since the relay woke the agent, and when it first
+    /// called; the attaching connection takes them.
+    waiting: Option<(CommandSender, CommandReceiver, Instant)>,
+}
+
+/// What became of a heartbeat ([`Presence::heartbeat`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Taken: the device stays online. `wake` when commands wait for it;
+    /// `moved` when it came from a new address (the old one).
+    Taken {
+        /// Commands wait: the reply wakes the agent.
+        wake: bool,
+        /// The previous address, if it changed.
+        moved: Option<SocketAddr>,
+    },
+    /// Not newer than the last one taken, or for a device attached again:
+    /// no answer.
+    Stale,
+    /// The relay does not hold this ticket: the agent must attach again.
+    Unknown,
+}
+
+/// What a presence sweep found ([`Presence::sweep`]).
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Parked devices whose heartbeats stopped: now offline.
+    pub offline: Vec<DeviceId>,
+    /// Parked devices with commands waiting: call them again.
+    pub wakes: Vec<(Route, Ticket, u64)>,
 }
 
 /// The online devices.
 #[derive(Debug, Default)]
 pub struct Presence {
     inner: Mutex<Inner>,
+    /// How to reach parked agents; unset, agents are never parked.
+    waker: std::sync::OnceLock<Waker>,
 }
 
 #[derive(Debug, Default)]
@@ -133,36 +200,191 @@ impl Presence {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Lets agents park: `waker` reaches them. Set once, at start.
+    pub fn enable_parking(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// How to reach parked agents, when parking is on.
+    pub fn waker(&self) -> Option<&Waker> {
+        self.waker.get()
+    }
+
     /// Records `connection` as the device's live connection and returns its
-    /// generation; a previous connection of the same device is closed.
-    pub fn attach(
-        &self,
-        id: DeviceId,
-        connection: quinn::Connection,
-        commands: CommandSender,
-    ) -> u64 {
+    /// generation and the queue its task serves; a previous connection of
+    /// the same device is closed. A parked device's waiting commands are in
+    /// the queue.
+    pub fn attach(&self, id: DeviceId, connection: quinn::Connection) -> (u64, CommandReceiver) {
         let mut inner = self.lock();
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        let entry = Entry {
-            generation,
-            address: connection.remote_address(),
-            connection,
-            commands,
-            monitors: None,
+        let address = connection.remote_address();
+        let previous = inner.attached.remove(&id);
+        let monitors = previous.as_ref().and_then(|entry| entry.monitors);
+        let (commands, receiver) = match previous.map(|entry| entry.link) {
+            Some(Link::Attached { connection, .. }) => {
+                connection.close(
+                    CLOSE_REPLACED.into(),
+                    b"replaced by a newer connection of this device",
+                );
+                command_channel()
+            }
+            Some(Link::Parked(parked)) => match parked.waiting {
+                Some((sender, receiver, _)) => (sender, receiver),
+                None => command_channel(),
+            },
+            None => command_channel(),
         };
-        if let Some(old) = inner.attached.insert(id, entry) {
-            old.connection.close(
-                CLOSE_REPLACED.into(),
-                b"replaced by a newer connection of this device",
-            );
+        inner.attached.insert(
+            id,
+            Entry {
+                generation,
+                monitors,
+                link: Link::Attached {
+                    connection,
+                    commands,
+                    address,
+                },
+            },
+        );
+        (generation, receiver)
+    }
+
+    /// Parks the device attached as `generation` with `ticket`; `false`
+    /// when that connection is no longer the device's.
+    pub fn park(&self, id: DeviceId, generation: u64, ticket: Ticket, now: Instant) -> bool {
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let next = inner.next_generation;
+        let Some(entry) = inner
+            .attached
+            .get_mut(&id)
+            .filter(|entry| entry.generation == generation)
+        else {
+            return false;
+        };
+        let Link::Attached { address, .. } = &entry.link else {
+            return false;
+        };
+        entry.generation = next;
+        entry.link = Link::Parked(Box::new(Parked {
+            route: Route {
+                to: *address,
+                from_ip: None,
+            },
+            ticket,
+            counter: 0,
+            last_heard: now,
+            waiting: None,
+        }));
+        true
+    }
+
+    /// Queues `command` for a parked device (one its connection task took
+    /// but did not send before parking); it waits for the agent to attach.
+    pub fn requeue(&self, id: DeviceId, command: AgentCommand) {
+        if let Some(sender) = self.commands(id) {
+            if let Err(error) = sender.0.try_send(Box::new(command)) {
+                tracing::debug!(device = %id, "command dropped while parking: {error}");
+            }
         }
-        generation
+    }
+
+    /// Takes a parked agent's heartbeat.
+    pub fn heartbeat(
+        &self,
+        id: DeviceId,
+        heartbeat: &Heartbeat,
+        route: Route,
+        now: Instant,
+    ) -> Heard {
+        let mut inner = self.lock();
+        let Some(entry) = inner.attached.get_mut(&id) else {
+            return Heard::Unknown;
+        };
+        let parked = match &mut entry.link {
+            Link::Parked(parked) if parked.ticket == heartbeat.ticket => parked,
+            Link::Parked(_) => return Heard::Unknown,
+            Link::Attached { .. } => return Heard::Stale,
+        };
+        if heartbeat.counter <= parked.counter {
+            return Heard::Stale;
+        }
+        parked.counter = heartbeat.counter;
+        parked.last_heard = now;
+        // The first heartbeat tells which relay address the agent uses.
+        let moved = (parked.counter > 1 && parked.route.to != route.to).then_some(parked.route.to);
+        parked.route = route;
+        Heard::Taken {
+            wake: parked.waiting.is_some(),
+            moved,
+        }
+    }
+
+    /// Forgets the device's parking under `ticket` (an expired ticket).
+    pub fn forget_parked(&self, id: DeviceId, ticket: &Ticket) {
+        let mut inner = self.lock();
+        if matches!(inner.attached.get(&id), Some(Entry { link: Link::Parked(p), .. }) if &p.ticket == ticket)
+        {
+            inner.attached.remove(&id);
+        }
+    }
+
+    /// Parked devices not heard from for `idle` go offline; waiting
+    /// commands older than `wake_timeout` are dropped (their senders see
+    /// the device gone); the others' agents are called again.
+    pub fn sweep(&self, now: Instant, idle: Duration, wake_timeout: Duration) -> Swept {
+        let mut swept = Swept::default();
+        let mut inner = self.lock();
+        inner.attached.retain(|id, entry| {
+            let Link::Parked(parked) = &mut entry.link else {
+                return true;
+            };
+            if now.saturating_duration_since(parked.last_heard) > idle {
+                swept.offline.push(*id);
+                return false;
+            }
+            if let Some((_, _, since)) = &parked.waiting {
+                if now.saturating_duration_since(*since) > wake_timeout {
+                    tracing::info!(device = %id, "a parked agent did not attach when called: its requests failed");
+                    parked.waiting = None;
+                } else {
+                    swept
+                        .wakes
+                        .push((parked.route, parked.ticket, parked.counter));
+                }
+            }
+            true
+        });
+        swept
+    }
+
+    /// Takes every parked device offline (the relay is stopping) and
+    /// returns where to tell their agents.
+    pub fn unpark_all(&self) -> Vec<(Route, Ticket, u64)> {
+        let mut all = Vec::new();
+        self.lock().attached.retain(|_, entry| match &entry.link {
+            Link::Parked(parked) => {
+                all.push((parked.route, parked.ticket, parked.counter));
+                false
+            }
+            Link::Attached { .. } => true,
+        });
+        all
     }
 
     /// How many devices are online.
     pub fn count(&self) -> usize {
         self.lock().attached.len()
+    }
+
+    /// How many online devices are parked.
+    pub fn parked_count(&self) -> usize {
+        self.lock()
+            .attached
+            .values()
+            .filter(|entry| matches!(entry.link, Link::Parked(_)))
+            .count()
     }
 
     /// Forgets the device's connection if it is still `generation`.
@@ -202,33 +424,80 @@ impl Presence {
     /// The attached devices whose connection moved to a new remote address
     /// since the last call: `(device, from, to)`. One relay-wide watcher
     /// calls it ([`crate::roaming::watch_agents`]) instead of a task per
-    /// agent.
+    /// agent. (Parked agents' moves are logged as their heartbeats come.)
     pub fn moves(&self) -> Vec<(DeviceId, SocketAddr, SocketAddr)> {
         let mut moves = Vec::new();
         for (id, entry) in self.lock().attached.iter_mut() {
-            let now = entry.connection.remote_address();
-            if now != entry.address {
-                moves.push((*id, entry.address, now));
-                entry.address = now;
+            if let Link::Attached {
+                connection,
+                address,
+                ..
+            } = &mut entry.link
+            {
+                let now = connection.remote_address();
+                if now != *address {
+                    moves.push((*id, *address, now));
+                    *address = now;
+                }
             }
         }
         moves
     }
 
-    /// Whether the device has a live connection.
+    /// Whether the device is online (attached or parked).
     pub fn is_online(&self, id: DeviceId) -> bool {
         self.lock().attached.contains_key(&id)
     }
 
-    /// The channel to the device's connection task, if it is online.
+    /// The way to the device's connection task, if it is online. For a
+    /// parked device the commands wait until the agent, called at once,
+    /// attaches (or fail after [`crate::park::WAKE_TIMEOUT`]).
     pub fn commands(&self, id: DeviceId) -> Option<CommandSender> {
-        self.lock().attached.get(&id).map(|e| e.commands.clone())
+        let (sender, call) = {
+            let mut inner = self.lock();
+            let entry = inner.attached.get_mut(&id)?;
+            match &mut entry.link {
+                Link::Attached { commands, .. } => (commands.clone(), None),
+                Link::Parked(parked) => {
+                    let call = parked.waiting.is_none().then_some((
+                        parked.route,
+                        parked.ticket,
+                        parked.counter,
+                    ));
+                    let (sender, _, _) = parked.waiting.get_or_insert_with(|| {
+                        let (sender, receiver) = command_channel();
+                        (sender, receiver, Instant::now())
+                    });
+                    (sender.clone(), call)
+                }
+            }
+        };
+        if let (Some((route, ticket, counter)), Some(waker)) = (call, self.waker()) {
+            tracing::debug!(device = %id, "calling a parked agent");
+            waker.send(route, &ticket, counter, Reply::WAKE);
+        }
+        Some(sender)
     }
 
-    /// Closes the device's connection, if any, with `code` and `reason`.
+    /// Closes the device's connection, if any, with `code` and `reason`;
+    /// a parked agent is told to attach again (and learns why there).
     pub fn kick(&self, id: DeviceId, code: u32, reason: &str) {
-        if let Some(entry) = self.lock().attached.remove(&id) {
-            entry.connection.close(code.into(), reason.as_bytes());
+        let removed = self.lock().attached.remove(&id);
+        match removed.map(|entry| entry.link) {
+            Some(Link::Attached { connection, .. }) => {
+                connection.close(code.into(), reason.as_bytes());
+            }
+            Some(Link::Parked(parked)) => {
+                if let Some(waker) = self.waker() {
+                    waker.send(
+                        parked.route,
+                        &parked.ticket,
+                        parked.counter,
+                        Reply::REATTACH,
+                    );
+                }
+            }
+            None => {}
         }
     }
 

@@ -136,8 +136,19 @@ impl Relay {
         // Sized for a reconnect storm; a cap is logged with the sysctl to raise.
         crate::udp_buffers::apply_and_report(&socket, config.udp_buffer);
         let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
-        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
-            .context("cannot start the QUIC endpoint")?;
+        // Park datagrams share the port; quinn sees the rest (crate::park).
+        let socket = runtime
+            .wrap_udp_socket(socket)
+            .context("cannot use the UDP socket")?;
+        let (socket, heartbeats) = crate::park::DemuxSocket::new(socket);
+        let park_secret = crate::park::ParkSecret::load(&config.data_dir)?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config,
+            Some(server_config),
+            Arc::clone(&socket) as Arc<dyn quinn::AsyncUdpSocket>,
+            runtime,
+        )
+        .context("cannot start the QUIC endpoint")?;
         let local = endpoint
             .local_addr()
             .context("cannot read the bound address")?;
@@ -167,6 +178,15 @@ impl Relay {
             metrics: Arc::default(),
             tasks: crate::tasks::Tasks::new(shutdown_rx.clone()),
         });
+        shared.presence.enable_parking(crate::park::Waker {
+            socket,
+            secret: park_secret,
+        });
+        shared.tasks.spawn(crate::park::run(
+            Arc::clone(&shared),
+            heartbeats,
+            config.idle_timeout,
+        ));
         // The fleet that will come back after a restart: agents are told to
         // spread their reconnections over a window sized to it.
         match shared.store.active_device_count() {

@@ -77,15 +77,7 @@ pub fn stored_identity(data_dir: &Path, source: &CertSource) -> anyhow::Result<O
 /// process silently drops packets whose ids it cannot validate instead of
 /// answering with a reset). Both are derived from one 32-byte secret.
 pub fn endpoint_config(data_dir: &Path) -> anyhow::Result<quinn::EndpointConfig> {
-    let path = data_dir.join(RESET_KEY);
-    let secret = if path.exists() {
-        read_private(&path)?
-    } else {
-        let fresh =
-            random_bytes::<32>().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
-        write_private(&path, &fresh)?;
-        fresh.to_vec()
-    };
+    let secret = endpoint_secret(data_dir)?;
     let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
     let reset = ring::hmac::sign(&master, b"deskside stateless reset");
     let cid = ring::hmac::sign(&master, b"deskside connection id");
@@ -101,8 +93,25 @@ pub fn endpoint_config(data_dir: &Path) -> anyhow::Result<quinn::EndpointConfig>
     // instead. A reset is always smaller than the packet that triggers it, so
     // it cannot amplify traffic; allow up to 10,000 per second.
     config.min_reset_interval(std::time::Duration::from_micros(100));
+    // Park datagrams share the port (crate::park): peers must keep
+    // QUIC's fixed bit set, which they may clear only if we advertise
+    // greasing it (RFC 9287).
+    config.grease_quic_bit(false);
     config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
     Ok(config)
+}
+
+/// The 32-byte secret in the data directory behind the endpoint's
+/// stateless behaviour and park tickets (created on first use).
+pub fn endpoint_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(RESET_KEY);
+    if path.exists() {
+        return Ok(read_private(&path)?);
+    }
+    let fresh =
+        random_bytes::<32>().map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    write_private(&path, &fresh)?;
+    Ok(fresh.to_vec())
 }

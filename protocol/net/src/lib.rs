@@ -10,6 +10,7 @@ pub mod docs;
 pub mod files;
 pub mod framed;
 pub mod orgkey;
+pub mod park;
 pub mod plain_udp;
 pub mod roam;
 pub mod tls;

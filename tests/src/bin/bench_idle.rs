@@ -60,6 +60,11 @@ struct Args {
     /// the one next to this benchmark.
     #[arg(long)]
     relay: Option<std::path::PathBuf>,
+    /// Agents park after this many seconds with nothing to do (the relay
+    /// then holds a presence entry instead of a QUIC connection); memory is
+    /// measured once they had time to. Without it they stay attached.
+    #[arg(long)]
+    park_after_secs: Option<f64>,
     /// Give up waiting for the agents after the restart after this long.
     #[arg(long, default_value_t = 600)]
     max_wait_secs: u64,
@@ -221,6 +226,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         let failures = Arc::clone(&failures);
         let gave_up = Arc::clone(&gave_up);
         let ignore_reconnect_advice = args.old_reconnect;
+        let park_after = args.park_after_secs.map(Duration::from_secs_f64);
         let canned = canned.clone();
         let mut stop = stop_rx.clone();
         let gate = Arc::clone(&gate);
@@ -252,6 +258,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
                     timeline: None,
                     requests: None,
                     ignore_reconnect_advice,
+                    park_after,
                 },
             )
             .await;
@@ -267,8 +274,9 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         );
     };
     println!("  attached {n} agents in {:.1} s", took.as_secs_f64());
-    println!("  sleeping {} s so the relay settles", 5);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settle = 5.0 + args.park_after_secs.map_or(0.0, |after| after + 2.0);
+    println!("  sleeping {settle} s so the relay settles (and the agents park, if they do)");
+    tokio::time::sleep(Duration::from_secs_f64(settle)).await;
 
     let rss = rss_kib(pid)?;
     let ticks0 = cpu_ticks(pid)?;

@@ -1,0 +1,265 @@
+//! The agent's side of parking (see [`deskside_protocol::park`]): while it
+//! has nothing to do, the agent keeps its presence with one authenticated
+//! datagram per keep-alive interval instead of a QUIC connection, and
+//! attaches again when the relay calls it, when it has something to send,
+//! or when the relay stops answering.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use deskside_protocol::park::{Heartbeat, Reply, Ticket, REPLY_LEN};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What the relay gave a parked agent.
+#[derive(Clone)]
+pub struct Parking {
+    /// The relay's address (the one the connection used).
+    pub relay: SocketAddr,
+    /// The ticket its heartbeats carry.
+    pub ticket: Ticket,
+    /// The key of both directions' MACs.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking")
+            .field("relay", &self.relay)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why parking ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unparked {
+    /// The relay has something for the agent: attach now.
+    Called,
+    /// The relay no longer takes the ticket (restarted, stopping, ticket
+    /// expired, device revoked): attach again to learn where it stands.
+    Reattach,
+    /// Something local needs the connection (a help request to send).
+    Work,
+    /// No answer for the idle timeout: the relay is presumably gone.
+    Lost,
+    /// The agent is stopping.
+    Stopped,
+}
+
+/// Replies taken for heartbeats at most this many counters old.
+const REPLY_WINDOW: u64 = 8;
+
+/// A UDP socket towards the relay (a new one follows a network change:
+/// the kernel picks the current route's source address).
+async fn socket_to(relay: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = if relay.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(relay).await?;
+    Ok(socket)
+}
+
+/// Stays parked until the relay calls, the relay is lost for `idle`, the
+/// agent stops, or `work` resolves. A heartbeat goes out every `interval`.
+pub async fn stay_parked(
+    parking: &Parking,
+    interval: Duration,
+    idle: Duration,
+    stop: &mut watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ()>,
+) -> Unparked {
+    tokio::pin!(work);
+    let mac = deskside_net::park::mac(&parking.key);
+    let mut socket: Option<UdpSocket> = None;
+    let mut counter = 0u64;
+    let mut last_answer = Instant::now();
+    let mut unanswered = 0u32;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = [0u8; 64];
+    loop {
+        let receive = async {
+            match socket.as_ref() {
+                Some(socket) => socket.recv(&mut buf).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return Unparked::Stopped,
+            () = &mut work => return Unparked::Work,
+            _ = tick.tick() => {
+                if last_answer.elapsed() > idle {
+                    return Unparked::Lost;
+                }
+                // Two heartbeats unanswered: perhaps the network changed
+                // under the socket; a new one takes the current route.
+                if unanswered >= 2 {
+                    socket = None;
+                }
+                if socket.is_none() {
+                    match socket_to(parking.relay).await {
+                        Ok(fresh) => socket = Some(fresh),
+                        Err(e) => {
+                            tracing::debug!(relay = %parking.relay, "cannot open a socket to the relay: {e}");
+                            continue;
+                        }
+                    }
+                }
+                counter += 1;
+                unanswered += 1;
+                let datagram = Heartbeat { ticket: parking.ticket, counter }.encode(&mac);
+                if let Some(open) = socket.as_ref() {
+                    if let Err(e) = open.send(&datagram).await {
+                        tracing::debug!(relay = %parking.relay, "heartbeat not sent: {e}");
+                        socket = None;
+                    }
+                }
+            }
+            received = receive => {
+                let len = match received {
+                    Ok(len) => len,
+                    Err(e) => {
+                        // An ICMP error (port unreachable) surfaces here on
+                        // a connected socket: the relay is down or moved.
+                        tracing::debug!(relay = %parking.relay, "heartbeat socket: {e}");
+                        socket = None;
+                        continue;
+                    }
+                };
+                if len != REPLY_LEN {
+                    continue;
+                }
+                let Ok(reply) = Reply::decode(&buf[..len], &mac) else {
+                    tracing::debug!(relay = %parking.relay, "park reply with a wrong MAC ignored");
+                    continue;
+                };
+                if reply.counter > counter || reply.counter + REPLY_WINDOW < counter {
+                    continue;
+                }
+                last_answer = Instant::now();
+                unanswered = 0;
+                if reply.reattach() {
+                    return Unparked::Reattach;
+                }
+                if reply.wakes() {
+                    return Unparked::Called;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_protocol::park::TICKET_LEN;
+
+    /// A relay stand-in on loopback: answers heartbeats with `flags` from
+    /// the `answer_from`-th on (0: never answers).
+    async fn relay(key: [u8; 32], answer_from: u64, flags: u8) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mac = deskside_net::park::mac(&key);
+            let mut buf = [0u8; 128];
+            loop {
+                let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let heartbeat = Heartbeat::decode(&buf[..len], &mac).expect("a valid heartbeat");
+                if answer_from == 0 || heartbeat.counter < answer_from {
+                    continue;
+                }
+                let reply = Reply {
+                    counter: heartbeat.counter,
+                    flags,
+                }
+                .encode(&mac);
+                let _ = socket.send_to(&reply, from).await;
+            }
+        });
+        addr
+    }
+
+    fn parking(relay: SocketAddr, key: [u8; 32]) -> Parking {
+        Parking {
+            relay,
+            ticket: [9; TICKET_LEN],
+            key,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_from_the_relay_ends_parking() {
+        let key = [5; 32];
+        let addr = relay(key, 3, Reply::WAKE).await;
+        let (_tx, mut stop) = watch::channel(false);
+        let outcome = stay_parked(
+            &parking(addr, key),
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+            &mut stop,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(outcome, Unparked::Called);
+    }
+
+    #[tokio::test]
+    async fn a_silent_relay_is_lost_after_the_idle_timeout() {
+        let key = [5; 32];
+        let addr = relay(key, 0, 0).await;
+        let (_tx, mut stop) = watch::channel(false);
+        let started = Instant::now();
+        let outcome = stay_parked(
+            &parking(addr, key),
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+            &mut stop,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(outcome, Unparked::Lost);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_reply_under_another_key_is_ignored() {
+        // Answers "attach again" under the wrong key: not taken, so the
+        // relay counts as silent.
+        let addr = relay([6; 32], 1, Reply::REATTACH).await;
+        let (_tx, mut stop) = watch::channel(false);
+        let outcome = stay_parked(
+            &parking(addr, [5; 32]),
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+            &mut stop,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(outcome, Unparked::Lost);
+    }
+
+    #[tokio::test]
+    async fn quiet_answers_keep_the_agent_parked_until_it_has_work() {
+        let key = [5; 32];
+        let addr = relay(key, 1, 0).await;
+        let (_tx, mut stop) = watch::channel(false);
+        let started = Instant::now();
+        let outcome = stay_parked(
+            &parking(addr, key),
+            Duration::from_millis(20),
+            Duration::from_millis(100),
+            &mut stop,
+            tokio::time::sleep(Duration::from_millis(400)),
+        )
+        .await;
+        // Answered all along: parked well past the idle timeout.
+        assert_eq!(outcome, Unparked::Work);
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+}
