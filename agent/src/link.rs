@@ -892,6 +892,38 @@ pub async fn connect_any(
     ))
 }
 
+/// How long an agent waits for the relay's answer to its `Attach` once the
+/// connection and hello are done. A relay closes a connection that has not
+/// authenticated 10 s after its first packet, and answers at once after
+/// that, so a live relay always answers or closes first; without a limit,
+/// a relay that keeps the connection alive but never answers (overloaded,
+/// or a bug) would hold the agent there forever, never trying the others:
+/// in the three-relay benchmark, agents of the killed relay waited this way
+/// for minutes (README, benchmarks).
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// [`attach_on`], given up after `deadline` (the connection is closed, and
+/// the error is one retrying may cure).
+pub async fn attach_within(
+    connected: deskside_net::Connected,
+    relay: &RelayEndpoint,
+    deadline: Duration,
+) -> Result<Attached, LinkError> {
+    let connection = connected.connection.clone();
+    match tokio::time::timeout(deadline, attach_on(connected, device_info())).await {
+        Ok(attached) => attached,
+        Err(_) => {
+            tracing::warn!(
+                relay = %relay.addr,
+                "the relay did not answer the attach request within {} s; closing the connection and trying again",
+                deadline.as_secs()
+            );
+            connection.close(0u32.into(), b"no answer to attach");
+            Err(NetError::Timeout.into())
+        }
+    }
+}
+
 /// [`stay_attached`] with several relays to choose from: attaches to the
 /// first that answers in `choice`'s order, fails over to another when the
 /// connection is lost, and keeps the list the relays send (`persist` is
@@ -924,7 +956,7 @@ pub async fn stay_attached_any(
         let attempts = choice.poll_attempts();
         let attempt = async {
             let (relay, connected, handshake) = connect_any(endpoint, attempts, identity).await?;
-            let attached = attach_on(connected, device_info()).await?;
+            let attached = attach_within(connected, &relay, ATTACH_TIMEOUT).await?;
             Ok::<_, LinkError>((relay, attached, handshake))
         };
         let outcome = tokio::select! {

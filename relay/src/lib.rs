@@ -50,6 +50,7 @@ pub mod tasks;
 pub mod tickets;
 pub mod timeline;
 pub mod tls_files;
+pub mod trim;
 pub mod udp_buffers;
 pub mod withdraw;
 

@@ -39,6 +39,12 @@ pub const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// timeout counts).
 const QUEUE: usize = 16_384;
 
+/// Newly parked agents (connections closed) after which freed memory is
+/// returned to the system ([`crate::trim`]), at most every
+/// [`TRIM_INTERVAL`].
+const TRIM_AFTER_PARKED: usize = 1000;
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How often [`run`] sweeps: expiry, wakes sent again, commands timed out.
 const SWEEP: Duration = Duration::from_secs(1);
 
@@ -277,6 +283,10 @@ pub async fn run(shared: Arc<Shared>, mut heartbeats: mpsc::Receiver<Received>, 
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopping = shared.tasks.stopping();
     tokio::pin!(stopping);
+    // Parked count at the last trim: once many connections gave way to
+    // parked entries, their memory goes back to the system.
+    let mut parked_at_trim = 0usize;
+    let mut last_trim = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut stopping => break,
@@ -285,6 +295,15 @@ pub async fn run(shared: Arc<Shared>, mut heartbeats: mpsc::Receiver<Received>, 
                 None => break,
             },
             _ = sweep.tick() => {
+                let parked = shared.presence.parked_count();
+                if parked >= parked_at_trim + TRIM_AFTER_PARKED && last_trim.elapsed() >= TRIM_INTERVAL {
+                    parked_at_trim = parked;
+                    last_trim = std::time::Instant::now();
+                    let started = std::time::Instant::now();
+                    let _ = tokio::task::spawn_blocking(crate::trim::release_free_memory).await;
+                    tracing::debug!(parked, took_ms = started.elapsed().as_millis() as u64, "returned closed connections' memory to the system");
+                }
+                parked_at_trim = parked_at_trim.min(parked);
                 let swept = shared.presence.sweep(std::time::Instant::now(), idle, WAKE_TIMEOUT);
                 for (route, ticket, counter) in swept.wakes {
                     waker.send(route, &ticket, counter, Reply::WAKE);

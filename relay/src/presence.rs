@@ -505,6 +505,29 @@ impl Presence {
     pub fn online(&self) -> Vec<DeviceId> {
         self.lock().attached.keys().copied().collect()
     }
+
+    /// A parked device as [`Presence::park`] leaves it, without a
+    /// connection to park (unit tests).
+    #[cfg(test)]
+    fn insert_parked(&self, id: DeviceId, ticket: Ticket, route: Route, now: Instant) {
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        inner.attached.insert(
+            id,
+            Entry {
+                generation,
+                monitors: None,
+                link: Link::Parked(Box::new(Parked {
+                    route,
+                    ticket,
+                    counter: 0,
+                    last_heard: now,
+                    waiting: None,
+                })),
+            },
+        );
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +562,112 @@ mod tests {
             per_device <= 80,
             "a presence entry takes {per_device} bytes"
         );
+    }
+
+    fn route(port: u16) -> Route {
+        Route {
+            to: SocketAddr::from(([127, 0, 0, 1], port)),
+            from_ip: None,
+        }
+    }
+
+    fn beat(ticket: Ticket, counter: u64) -> Heartbeat {
+        Heartbeat { ticket, counter }
+    }
+
+    #[test]
+    fn a_parked_device_takes_only_newer_heartbeats_of_its_own_ticket() {
+        let presence = Presence::default();
+        let id = DeviceId(1);
+        let start = Instant::now();
+        presence.insert_parked(id, [1; 24], route(1000), start);
+        assert!(presence.is_online(id));
+        assert_eq!(presence.parked_count(), 1);
+        assert_eq!(
+            presence.heartbeat(id, &beat([1; 24], 1), route(1000), start),
+            Heard::Taken {
+                wake: false,
+                moved: None
+            }
+        );
+        // A replay, or an older one, is not answered.
+        assert_eq!(
+            presence.heartbeat(id, &beat([1; 24], 1), route(2000), start),
+            Heard::Stale
+        );
+        // Another ticket of the device (an older parking): attach again.
+        assert_eq!(
+            presence.heartbeat(id, &beat([2; 24], 9), route(1000), start),
+            Heard::Unknown
+        );
+        // A device the relay does not hold.
+        assert_eq!(
+            presence.heartbeat(DeviceId(2), &beat([1; 24], 9), route(1000), start),
+            Heard::Unknown
+        );
+        // A new address is a move.
+        assert_eq!(
+            presence.heartbeat(id, &beat([1; 24], 2), route(3000), start),
+            Heard::Taken {
+                wake: false,
+                moved: Some(route(1000).to)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_for_a_parked_device_waits_and_wakes_it_until_the_timeout() {
+        let presence = Presence::default();
+        let id = DeviceId(1);
+        let start = Instant::now();
+        presence.insert_parked(id, [1; 24], route(1000), start);
+        let sender = presence.commands(id).expect("online");
+        sender
+            .send(AgentCommand::WithdrawSession {
+                session_id: SessionId(3),
+            })
+            .await
+            .expect("queued while parked");
+        // The next heartbeat's answer calls the agent; so does the sweep.
+        assert_eq!(
+            presence.heartbeat(id, &beat([1; 24], 1), route(1000), start),
+            Heard::Taken {
+                wake: true,
+                moved: None
+            }
+        );
+        let idle = Duration::from_secs(12);
+        let timeout = Duration::from_secs(10);
+        let swept = presence.sweep(start + Duration::from_secs(1), idle, timeout);
+        assert_eq!(swept.wakes.len(), 1);
+        assert!(swept.offline.is_empty());
+        // Not attached in time: the waiting commands fail.
+        let swept = presence.sweep(start + Duration::from_secs(11), idle, timeout);
+        assert!(swept.wakes.is_empty());
+        assert!(sender
+            .send(AgentCommand::WithdrawSession {
+                session_id: SessionId(4),
+            })
+            .await
+            .is_err());
+        // Heartbeats stopped for the idle timeout: offline.
+        let swept = presence.sweep(start + Duration::from_secs(13), idle, timeout);
+        assert_eq!(swept.offline, vec![id]);
+        assert!(!presence.is_online(id));
+    }
+
+    #[test]
+    fn a_stopping_relay_unparks_everyone_and_a_kick_removes_a_parked_device() {
+        let presence = Presence::default();
+        let start = Instant::now();
+        presence.insert_parked(DeviceId(1), [1; 24], route(1000), start);
+        presence.insert_parked(DeviceId(2), [2; 24], route(1001), start);
+        presence.kick(DeviceId(1), 4, "device revoked");
+        assert!(!presence.is_online(DeviceId(1)));
+        let all = presence.unpark_all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1, [2; 24]);
+        assert_eq!(presence.count(), 0);
     }
 
     #[tokio::test]

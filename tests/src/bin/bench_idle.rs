@@ -348,6 +348,19 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
             args.max_wait_secs
         ),
     }
+    if let (Some(after), Some(_)) = (args.park_after_secs, took) {
+        // Every agent was attached at once during the storm: what the
+        // relay keeps once they parked again (the allocator may hold on to
+        // the storm's peak).
+        tokio::time::sleep(Duration::from_secs_f64(after + 5.0)).await;
+        let rss = rss_kib(relay.child.id())?;
+        println!(
+            "  relay RSS {:.0} s after all were back (parked again): {:.1} MiB = {:.1} KiB per agent above the empty relay",
+            after + 5.0,
+            rss as f64 / 1024.0,
+            (rss.saturating_sub(rss_base)) as f64 / n as f64
+        );
+    }
     let _ = stop_tx.send(true);
     drop(relay);
     Ok(())
