@@ -449,8 +449,6 @@ impl Attached {
                     let quiet = park_after.is_some_and(|after| quiet_since.elapsed() >= after);
                     let idle_locally = !running
                         && sessions.as_deref().is_none_or(|link| !link.host.has_sessions())
-                        // Monitoring samples the connection: no parking while it is on.
-                        && (timeline.is_none() || requests.is_some_and(|state| !state.policy().monitoring))
                         && requests.is_none_or(|state| crate::requests::queued(state).is_empty());
                     if quiet && idle_locally {
                         tracing::debug!("nothing to do: asking the relay to park");
@@ -1009,7 +1007,10 @@ pub async fn stay_attached_any(
                 match served {
                     Ok(None) => return Ok(()),
                     Ok(Some(parking)) => {
-                        let work = async {
+                        let path = Arc::new(crate::park::ParkPath::new());
+                        // Monitoring samples the heartbeats meanwhile.
+                        let _monitored = timeline.as_deref().map(|t| t.parked(Arc::clone(&path)));
+                        let help_typed = async {
                             match requests.as_ref() {
                                 // A help request typed meanwhile goes out
                                 // on a connection.
@@ -1022,8 +1023,21 @@ pub async fn stay_attached_any(
                                 None => std::future::pending().await,
                             }
                         };
+                        let samples_due = async {
+                            match timeline.as_deref() {
+                                Some(t) => t.upload_due().await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let work = async {
+                            tokio::select! {
+                                () = help_typed => {}
+                                () = samples_due => {}
+                            }
+                        };
                         let unparked = crate::park::stay_parked(
                             &parking,
+                            &path,
                             KEEP_ALIVE,
                             IDLE_TIMEOUT,
                             stop,

@@ -5,6 +5,7 @@
 //! or when the relay stops answering.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deskside_protocol::park::{Heartbeat, Reply, Ticket, REPLY_LEN};
@@ -28,6 +29,55 @@ impl std::fmt::Debug for Parking {
         f.debug_struct("Parking")
             .field("relay", &self.relay)
             .finish_non_exhaustive()
+    }
+}
+
+/// The relay path as a parked agent's heartbeats see it, for monitoring
+/// ([`crate::timeline`]): heartbeats sent and answered, and the last
+/// round trip.
+#[derive(Debug)]
+pub struct ParkPath {
+    /// Tells one parking's counters from the next one's.
+    pub id: usize,
+    sent: AtomicU64,
+    answered: AtomicU64,
+    /// The last heartbeat's round trip, µs; 0 before the first answer.
+    rtt_us: AtomicU64,
+}
+
+impl ParkPath {
+    /// Counters for a new parking.
+    pub fn new() -> ParkPath {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        ParkPath {
+            // Far from QUIC's stable ids (addresses), so never equal.
+            id: usize::MAX - NEXT.fetch_add(1, Ordering::Relaxed),
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+        }
+    }
+
+    /// The last heartbeat's round trip, once one was answered.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Heartbeats sent, and those of them not answered (the latest one,
+    /// perhaps still on its way, does not count as lost).
+    pub fn counters(&self) -> (u64, u64) {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let answered = self.answered.load(Ordering::Relaxed);
+        (sent, sent.saturating_sub(1).saturating_sub(answered))
+    }
+}
+
+impl Default for ParkPath {
+    fn default() -> Self {
+        ParkPath::new()
     }
 }
 
@@ -67,11 +117,14 @@ async fn socket_to(relay: SocketAddr) -> std::io::Result<UdpSocket> {
 /// agent stops, or `work` resolves. A heartbeat goes out every `interval`.
 pub async fn stay_parked(
     parking: &Parking,
+    path: &ParkPath,
     interval: Duration,
     idle: Duration,
     stop: &mut watch::Receiver<bool>,
     work: impl std::future::Future<Output = ()>,
 ) -> Unparked {
+    // When the last few heartbeats left, by counter.
+    let mut sent_at = [None::<Instant>; REPLY_WINDOW as usize];
     tokio::pin!(work);
     let mac = deskside_net::park::mac(&parking.key);
     let mut socket: Option<UdpSocket> = None;
@@ -111,6 +164,8 @@ pub async fn stay_parked(
                 }
                 counter += 1;
                 unanswered += 1;
+                sent_at[(counter % REPLY_WINDOW) as usize] = Some(Instant::now());
+                path.sent.fetch_add(1, Ordering::Relaxed);
                 let datagram = Heartbeat { ticket: parking.ticket, counter }.encode(&mac);
                 if let Some(open) = socket.as_ref() {
                     if let Err(e) = open.send(&datagram).await {
@@ -142,6 +197,13 @@ pub async fn stay_parked(
                 }
                 last_answer = Instant::now();
                 unanswered = 0;
+                // Each heartbeat's first answer counts (a call repeats the
+                // last counter).
+                if let Some(sent) = sent_at[(reply.counter % REPLY_WINDOW) as usize].take() {
+                    path.answered.fetch_add(1, Ordering::Relaxed);
+                    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                    path.rtt_us.store(us, Ordering::Relaxed);
+                }
                 if reply.reattach() {
                     return Unparked::Reattach;
                 }
@@ -200,6 +262,7 @@ mod tests {
         let (_tx, mut stop) = watch::channel(false);
         let outcome = stay_parked(
             &parking(addr, key),
+            &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_secs(5),
             &mut stop,
@@ -217,6 +280,7 @@ mod tests {
         let started = Instant::now();
         let outcome = stay_parked(
             &parking(addr, key),
+            &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_millis(300),
             &mut stop,
@@ -235,6 +299,7 @@ mod tests {
         let (_tx, mut stop) = watch::channel(false);
         let outcome = stay_parked(
             &parking(addr, [5; 32]),
+            &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_millis(300),
             &mut stop,
@@ -250,8 +315,10 @@ mod tests {
         let addr = relay(key, 1, 0).await;
         let (_tx, mut stop) = watch::channel(false);
         let started = Instant::now();
+        let path = ParkPath::new();
         let outcome = stay_parked(
             &parking(addr, key),
+            &path,
             Duration::from_millis(20),
             Duration::from_millis(100),
             &mut stop,
@@ -260,6 +327,10 @@ mod tests {
         .await;
         // Answered all along: parked well past the idle timeout.
         assert_eq!(outcome, Unparked::Work);
+        assert!(path.rtt().is_some());
+        let (sent, lost) = path.counters();
+        assert!(sent >= 10, "{sent} heartbeats");
+        assert_eq!(lost, 0);
         assert!(started.elapsed() >= Duration::from_millis(400));
     }
 }

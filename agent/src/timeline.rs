@@ -53,15 +53,25 @@ const PROBE_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 enum LinkEvent {
     Attached(quinn::Connection, Option<deskside_net::tunnel::Prober>),
+    /// Parked: sample the heartbeats' path, keep the samples until an
+    /// upload is due ([`PARKED_UPLOAD_EVERY`]).
+    Parked(std::sync::Arc<crate::park::ParkPath>),
     Detached,
     Stored(u64),
 }
+
+/// How long a parked agent keeps its samples before it attaches to upload
+/// them (the relay's view of a parked device's timeline lags this much at
+/// most; any call from the relay uploads them sooner).
+pub const PARKED_UPLOAD_EVERY: Duration = Duration::from_secs(600);
 
 /// The relay link's end of the monitor.
 #[derive(Debug)]
 pub struct TimelineLink {
     events: mpsc::UnboundedSender<LinkEvent>,
     outbox: mpsc::Receiver<AgentToRelay>,
+    /// True while parked with samples due for upload.
+    upload_due: watch::Receiver<bool>,
 }
 
 /// Sends [`LinkEvent::Detached`] when dropped: however the connection's
@@ -86,6 +96,22 @@ impl TimelineLink {
     ) -> DetachOnDrop {
         let _ = self.events.send(LinkEvent::Attached(connection, prober));
         DetachOnDrop(self.events.clone())
+    }
+
+    /// The agent parked: sample the heartbeats' `path` until the guard
+    /// is dropped.
+    pub fn parked(&self, path: std::sync::Arc<crate::park::ParkPath>) -> DetachOnDrop {
+        let _ = self.events.send(LinkEvent::Parked(path));
+        DetachOnDrop(self.events.clone())
+    }
+
+    /// Resolves once a parked agent's samples are due for upload (it
+    /// then attaches); never while the monitor is gone.
+    pub async fn upload_due(&self) {
+        let mut due = self.upload_due.clone();
+        if due.wait_for(|due| *due).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The relay stored the samples through `through_seq`.
@@ -117,11 +143,13 @@ pub fn spawn(
 ) -> (TimelineLink, tokio::task::JoinHandle<()>) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let (outbox_tx, outbox) = mpsc::channel(4);
-    let task = tokio::spawn(run(config, events, outbox_tx, stop));
+    let (due_tx, upload_due) = watch::channel(false);
+    let task = tokio::spawn(run(config, events, outbox_tx, due_tx, stop));
     (
         TimelineLink {
             events: events_tx,
             outbox,
+            upload_due,
         },
         task,
     )
@@ -163,6 +191,7 @@ async fn run(
     config: MonitorConfig,
     mut events: mpsc::UnboundedReceiver<LinkEvent>,
     outbox: mpsc::Sender<AgentToRelay>,
+    upload_due: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ring = match ring::Ring::open(config.state.root(), crate::clock::unix_millis()) {
@@ -173,7 +202,11 @@ async fn run(
         }
     };
     let mut sampler = sampler::Sampler::new(&config.relay, config.relay_ip);
-    let mut connection: Option<quinn::Connection> = None;
+    let mut connection: Option<sampler::RelayPath> = None;
+    // Since when the agent is parked (its samples wait for an upload).
+    let mut parked_since: Option<Instant> = None;
+    // The last link was a parking (its end is not a gap in monitoring).
+    let mut was_parked = false;
     let mut prober: Option<deskside_net::tunnel::Prober> = None;
     let mut uploader = Uploader { in_flight: None };
     // When the last sample was taken (or the connection attached).
@@ -191,16 +224,32 @@ async fn run(
             event = events.recv() => match event {
                 None => break,
                 Some(LinkEvent::Attached(c, p)) => {
-                    connection = Some(c);
+                    connection = Some(sampler::RelayPath::Connection(c));
                     prober = p;
-                    sampler.restart();
+                    parked_since = None;
+                    upload_due.send_replace(false);
+                    // Attaching after parking continues the same run.
+                    if !was_parked {
+                        sampler.restart();
+                    }
+                    was_parked = false;
                     uploader.in_flight = None;
                     last_sample = Instant::now();
                     uploader.poll(&ring, &outbox);
                 }
+                Some(LinkEvent::Parked(path)) => {
+                    was_parked = true;
+                    // The same monitoring run: parking is not a gap.
+                    connection = Some(sampler::RelayPath::Parked(path));
+                    prober = None;
+                    uploader.in_flight = None;
+                    parked_since = Some(Instant::now());
+                }
                 Some(LinkEvent::Detached) => {
                     connection = None;
+                    prober = None;
                     uploader.in_flight = None;
+                    parked_since = None;
                 }
                 Some(LinkEvent::Stored(seq)) => {
                     if let Err(e) = ring.confirm(seq) {
@@ -244,7 +293,7 @@ async fn run(
                             // Four round trips (at least 250 ms, at most
                             // PROBE_WAIT): a dead relay must not hold the
                             // sample up longer than needed.
-                            let wait = (c.rtt() * 4).clamp(Duration::from_millis(250), PROBE_WAIT);
+                            let wait = (c.rtt().unwrap_or(PROBE_WAIT) * 4).clamp(Duration::from_millis(250), PROBE_WAIT);
                             p.burst(PROBES, PROBE_SPACING, wait).await
                         }
                         None => None,
@@ -257,14 +306,23 @@ async fn run(
                 if let Err(e) = ring.append(&sample, crate::clock::unix_millis()) {
                     tracing::warn!("cannot keep a timeline sample: {e}");
                 }
-                uploader.poll(&ring, &outbox);
+                match parked_since {
+                    None => uploader.poll(&ring, &outbox),
+                    Some(since) => {
+                        if since.elapsed() >= PARKED_UPLOAD_EVERY && ring.next_batch(1).is_some() {
+                            upload_due.send_replace(true);
+                        }
+                    }
+                }
             }
             _ = rtt_tick.tick(), if connection.is_some() => {
                 if let Some(c) = connection.as_ref() {
                     sampler.note_rtt(c);
                 }
                 // A lost confirmation: send again.
-                uploader.poll(&ring, &outbox);
+                if parked_since.is_none() {
+                    uploader.poll(&ring, &outbox);
+                }
             }
         }
     }

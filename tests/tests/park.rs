@@ -1,9 +1,10 @@
 //! Parked agents, end to end: the real relay and agent, with the agent's
 //! quiet period shortened (`DESKSIDE_AGENT_PARK_AFTER_MS`) and monitoring
-//! off (monitoring keeps an agent attached). A parked agent stays online
-//! on heartbeats alone, is woken for a diagnosis, parks again, goes
-//! offline within the idle timeout when killed, and learns of a
-//! revocation at once.
+//! on, one sample a second. A parked agent stays online on heartbeats
+//! alone and keeps sampling, is woken for a diagnosis (and uploads the
+//! samples taken while parked), parks again, goes offline within the idle
+//! timeout when killed, attaches again after a relay restart, and learns
+//! of a revocation at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on surprises.
 
@@ -52,7 +53,9 @@ fn lab() -> Lab {
     let relay = world.relay_with(None, &["--metrics-listen", "127.0.0.1:0"]);
     let admin = world.console("admin");
     admin.login_admin(&relay);
-    admin.run(&["policy", "set", "monitoring", "off"]).ok();
+    admin
+        .run(&["policy", "set", "monitoring_interval", "1"])
+        .ok();
     let agent = world.agent("laptop");
     let device = agent.enroll(&admin.enroll_token(1, "10m"));
     Lab {
@@ -62,6 +65,16 @@ fn lab() -> Lab {
         agent,
         device,
     }
+}
+
+/// The samples the agent keeps (`history --json`).
+fn kept_samples(agent: &Agent) -> u64 {
+    let history = agent.run(&["history", "--json"]).ok().json_lines();
+    history
+        .iter()
+        .find(|l| l["type"] == "monitoring")
+        .and_then(|l| l["kept_samples"].as_u64())
+        .expect("a monitoring line with kept_samples")
 }
 
 /// Starts the agent with a 1 s quiet period before parking.
@@ -82,6 +95,7 @@ fn a_parked_agent_stays_online_is_woken_for_a_diagnosis_and_goes_offline_when_ki
     let mut agent = run_parking_agent(&mut lab);
     lab.admin.wait_status(&lab.device, "online", WAIT);
     wait_parked(&lab.relay, "the agent to park");
+    let before = kept_samples(&lab.agent);
     // Online on heartbeats alone for well past the idle timeout.
     std::thread::sleep(IDLE + Duration::from_secs(2));
     assert_eq!(
@@ -89,6 +103,12 @@ fn a_parked_agent_stays_online_is_woken_for_a_diagnosis_and_goes_offline_when_ki
         Some("online")
     );
     assert_eq!(parked_and_connected(&lab.relay), (1.0, 0.0));
+    // Monitoring went on while parked (one sample a second).
+    let parked_samples = kept_samples(&lab.agent);
+    assert!(
+        parked_samples >= before + 4,
+        "{before} samples kept when parked, {parked_samples} after {IDLE:?}"
+    );
 
     // A diagnosis wakes it: the relay calls, the agent attaches, answers.
     let started = Instant::now();
@@ -105,6 +125,23 @@ fn a_parked_agent_stays_online_is_woken_for_a_diagnosis_and_goes_offline_when_ki
         took.as_secs_f64()
     );
     assert!(agent.log().contains("no longer parked"), "{}", agent.log());
+    // Attached, it uploaded what it sampled while parked.
+    wait_for("the samples taken while parked on the relay", WAIT, || {
+        let lines = lab
+            .admin
+            .run(&[
+                "timeline",
+                &lab.device,
+                "--since",
+                "10m",
+                "--json",
+                "--samples",
+            ])
+            .ok()
+            .json_lines();
+        let on_relay = lines.iter().filter(|l| l["type"] == "sample").count() as u64;
+        (on_relay >= parked_samples).then_some(())
+    });
     // Quiet again: parked again.
     wait_parked(&lab.relay, "the agent to park again after the diagnosis");
 

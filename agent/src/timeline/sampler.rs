@@ -86,6 +86,44 @@ pub struct Sampler {
     offset_read_at: Option<Instant>,
 }
 
+/// What the relay path is sampled from: the presence connection's QUIC
+/// statistics, or a parked agent's heartbeats ([`crate::park`]).
+#[derive(Debug, Clone)]
+pub enum RelayPath {
+    /// The attached connection.
+    Connection(quinn::Connection),
+    /// Parked: the heartbeats' round trips and answers.
+    Parked(Arc<crate::park::ParkPath>),
+}
+
+impl RelayPath {
+    /// The current round-trip estimate, if there is one.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self {
+            RelayPath::Connection(connection) => Some(connection.rtt()),
+            RelayPath::Parked(path) => path.rtt(),
+        }
+    }
+
+    /// (which connection or parking, packets sent, packets lost) so far.
+    pub fn counters(&self) -> (usize, u64, u64) {
+        match self {
+            RelayPath::Connection(connection) => {
+                let stats = connection.stats();
+                (
+                    connection.stable_id(),
+                    stats.path.sent_packets,
+                    stats.path.lost_packets,
+                )
+            }
+            RelayPath::Parked(path) => {
+                let (sent, lost) = path.counters();
+                (path.id, sent, lost)
+            }
+        }
+    }
+}
+
 impl Sampler {
     /// A sampler for the relay at `relay` (`host:port`).
     pub fn new(relay: &str, relay_ip: Option<IpAddr>) -> Sampler {
@@ -102,12 +140,13 @@ impl Sampler {
         }
     }
 
-    /// Notes the connection's current round-trip estimate (called every few
+    /// Notes the path's current round-trip estimate (called every few
     /// seconds between samples; reading it costs nothing on the wire).
-    pub fn note_rtt(&mut self, connection: &quinn::Connection) {
+    pub fn note_rtt(&mut self, path: &RelayPath) {
         if self.rtt_readings.len() < MAX_RTT_READINGS {
-            self.rtt_readings
-                .push(connection.rtt().as_secs_f32() * 1000.0);
+            if let Some(rtt) = path.rtt() {
+                self.rtt_readings.push(rtt.as_secs_f32() * 1000.0);
+            }
         }
     }
 
@@ -119,11 +158,9 @@ impl Sampler {
     }
 
     /// The relay path over the interval, from the connection's counters.
-    fn relay(&mut self, connection: &quinn::Connection) -> RelaySample {
-        self.note_rtt(connection);
-        let stats = connection.stats();
-        let id = connection.stable_id();
-        let (sent, lost) = (stats.path.sent_packets, stats.path.lost_packets);
+    fn relay(&mut self, path: &RelayPath) -> RelaySample {
+        self.note_rtt(path);
+        let (id, sent, lost) = path.counters();
         let (sent_packets, lost_packets) = match self.last_counters {
             Some((last_id, last_sent, last_lost)) if last_id == id => (
                 sent.saturating_sub(last_sent),
@@ -163,7 +200,7 @@ impl Sampler {
     /// probes started (they run meanwhile; [`with_probes`] adds them).
     pub async fn sample(
         &mut self,
-        connection: &quinn::Connection,
+        connection: &RelayPath,
         privacy: &Privacy,
         taken: (i64, Instant),
     ) -> Sample {
