@@ -49,6 +49,10 @@ fn park_after() -> Duration {
         .map_or(PARK_AFTER, Duration::from_millis)
 }
 
+/// The shortest idle timeout a parked agent takes from the relay (the
+/// relay refuses one under 5 s).
+const PARKED_IDLE_MIN: Duration = Duration::from_secs(3);
+
 /// How often an attached agent looks whether it may park.
 const PARK_CHECK: Duration = Duration::from_secs(1);
 
@@ -492,11 +496,12 @@ impl Attached {
                         quiet_since = tokio::time::Instant::now();
                     }
                 }) {
-                    Some(RelayToAgent::Parked { ticket, key }) => {
+                    Some(RelayToAgent::Parked { ticket, key, idle_ms }) => {
                         let relay = self.connection.remote_address();
                         self.connection.close(0u32.into(), b"parked");
-                        tracing::debug!("parked: heartbeats instead of the connection");
-                        return Ok(Some(crate::park::Parking { relay, ticket, key }));
+                        tracing::debug!(idle_ms, "parked: heartbeats instead of the connection");
+                        let idle = Duration::from_millis(u64::from(idle_ms)).clamp(PARKED_IDLE_MIN, IDLE_TIMEOUT);
+                        return Ok(Some(crate::park::Parking { relay, ticket, key, idle }));
                     }
                     Some(RelayToAgent::Ping { nonce }) => {
                         self.send.send(&AgentToRelay::Pong { nonce }).await?;
@@ -1035,11 +1040,13 @@ pub async fn stay_attached_any(
                                 () = samples_due => {}
                             }
                         };
+                        // Three heartbeats within the relay's idle timeout.
+                        let interval = KEEP_ALIVE.min(parking.idle / 3);
                         let unparked = crate::park::stay_parked(
                             &parking,
                             &path,
-                            KEEP_ALIVE,
-                            IDLE_TIMEOUT,
+                            interval,
+                            parking.idle,
                             stop,
                             work,
                         )

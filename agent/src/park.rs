@@ -22,6 +22,9 @@ pub struct Parking {
     pub ticket: Ticket,
     /// The key of both directions' MACs.
     pub key: [u8; 32],
+    /// The relay's idle timeout: heartbeats go out at least three times
+    /// in it, and a relay silent for it is taken for lost.
+    pub idle: Duration,
 }
 
 impl std::fmt::Debug for Parking {
@@ -252,6 +255,7 @@ mod tests {
             relay,
             ticket: [9; TICKET_LEN],
             key,
+            idle: Duration::from_secs(12),
         }
     }
 

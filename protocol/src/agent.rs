@@ -249,6 +249,10 @@ pub enum RelayToAgent {
         ticket: [u8; crate::park::TICKET_LEN],
         /// The key of both directions' MACs.
         key: [u8; 32],
+        /// The relay's idle timeout, ms: a parked device whose heartbeats
+        /// stop for this long is offline, so the agent sends them at least
+        /// three times in it, and takes the relay for lost after it.
+        idle_ms: u32,
     },
     /// A message from a newer relay; never sent.
     #[serde(skip)]

@@ -332,8 +332,16 @@ fn relay_to_agent() -> impl Strategy<Value = RelayToAgent> {
                     .collect(),
             }
         }),
-        (any::<[u8; crate::park::TICKET_LEN]>(), any::<[u8; 32]>())
-            .prop_map(|(ticket, key)| RelayToAgent::Parked { ticket, key }),
+        (
+            any::<[u8; crate::park::TICKET_LEN]>(),
+            any::<[u8; 32]>(),
+            any::<u32>()
+        )
+            .prop_map(|(ticket, key, idle_ms)| RelayToAgent::Parked {
+                ticket,
+                key,
+                idle_ms
+            }),
     ]
 }
 
@@ -1830,6 +1838,7 @@ fn the_last_known_variant_encodes_as_known_variants_minus_one() {
         tag(&RelayToAgent::Parked {
             ticket: [0; crate::park::TICKET_LEN],
             key: [0; 32],
+            idle_ms: 0,
         }),
         RelayToAgent::KNOWN_VARIANTS - 1
     );

@@ -347,7 +347,8 @@ async fn attached(
                             shared.presence.requeue(id, command);
                         }
                         tracing::debug!("agent parked");
-                        send.send(&RelayToAgent::Parked { ticket, key }).await?;
+                        let idle_ms = u32::try_from(shared.directory.idle_timeout().as_millis()).unwrap_or(u32::MAX);
+                        send.send(&RelayToAgent::Parked { ticket, key, idle_ms }).await?;
                         finish_and_wait(&mut send).await;
                         return Ok(End::Closed);
                     }

@@ -45,6 +45,8 @@ pub struct Directory {
     shared_store: bool,
     /// A relay's row counts for this long after its heartbeat, in seconds.
     lease_secs: i64,
+    /// The relay's idle timeout.
+    idle_timeout: Duration,
     /// The latest unwritten state per device: held (true) or released.
     pending: Mutex<HashMap<DeviceId, bool>>,
     wake: Notify,
@@ -63,9 +65,15 @@ impl Directory {
             relay_id,
             shared_store,
             lease_secs,
+            idle_timeout,
             pending: Mutex::default(),
             wake: Notify::new(),
         }
+    }
+
+    /// The relay's idle timeout (a silent device is offline after it).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Whether several relays may share the store, so that who is online
