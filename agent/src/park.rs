@@ -323,18 +323,20 @@ mod tests {
         let outcome = stay_parked(
             &parking(addr, key),
             &path,
-            Duration::from_millis(20),
-            Duration::from_millis(100),
+            Duration::from_millis(50),
+            Duration::from_secs(1),
             &mut stop,
-            tokio::time::sleep(Duration::from_millis(400)),
+            tokio::time::sleep(Duration::from_secs(3)),
         )
         .await;
-        // Answered all along: parked well past the idle timeout.
+        // Answered all along: parked well past the idle timeout (a 1 s
+        // stall of this test's thread under load would fail it).
         assert_eq!(outcome, Unparked::Work);
         assert!(path.rtt().is_some());
         let (sent, lost) = path.counters();
-        assert!(sent >= 10, "{sent} heartbeats");
-        assert_eq!(lost, 0);
-        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(sent >= 20, "{sent} heartbeats");
+        // Loopback loses nothing; a late answer under load counts once.
+        assert!(lost <= 1, "{lost} of {sent} lost");
+        assert!(started.elapsed() >= Duration::from_secs(3));
     }
 }

@@ -65,6 +65,22 @@ struct Args {
     /// measured once they had time to. Without it they stay attached.
     #[arg(long)]
     park_after_secs: Option<f64>,
+    /// Run the agents in this many child processes of this benchmark
+    /// (each has its own file-descriptor limit: a parked agent holds a
+    /// socket of its own); 0 runs them in this process.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Internal: run as a worker for the relay at this address, with
+    /// `--worker-fingerprint` and `--worker-token`, printing its counts.
+    #[arg(long, hide = true)]
+    worker_relay: Option<String>,
+    #[arg(long, hide = true)]
+    worker_fingerprint: Option<String>,
+    #[arg(long, hide = true)]
+    worker_token: Option<String>,
+    /// Internal: the worker's first loopback source index.
+    #[arg(long, hide = true, default_value_t = 0)]
+    worker_first_source: usize,
     /// Give up waiting for the agents after the restart after this long.
     #[arg(long, default_value_t = 600)]
     max_wait_secs: u64,
@@ -100,10 +116,10 @@ impl DiagnosticsSource for CannedDiagnostics {
     }
 }
 
-async fn wait_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> Option<Duration> {
+async fn wait_count(counters: &Counters, target: usize, timeout: Duration) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if counter.load(Ordering::Relaxed) >= target {
+        if counters.connected() >= target {
             return Some(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -111,40 +127,60 @@ async fn wait_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> 
     None
 }
 
-async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("relay");
-    let mut relay = relay_for(args, &data, 0)?;
-    let pid = relay.child.id();
-    let admin = std::fs::read_to_string(data.join("admin-token"))?
-        .trim()
-        .to_owned();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_base = rss_kib(pid)?;
+/// Agents' counts: attachments, failures (failed attempts and lost
+/// connections) and agents that gave up, summed over their sources (this
+/// process, or each worker).
+#[derive(Clone, Default)]
+struct Counters {
+    sources: Vec<Arc<[AtomicUsize; 3]>>,
+}
 
-    let mut console = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
-    // One token for all N: above the default policy limit of 100 uses.
-    console
-        .request(ConsoleRequest::SetPolicy {
-            key: "enroll_token_max_uses".to_owned(),
-            value: n.to_string(),
-        })
-        .await?;
-    let token = match console
-        .request(ConsoleRequest::CreateEnrollToken {
-            uses: u32::try_from(n)?,
-            expires_in_secs: 3600,
-            group: None,
-        })
-        .await?
-    {
-        ConsoleResponse::EnrollToken(issued) => EnrollToken::decode(&issued.token)?,
-        other => bail!("unexpected answer {other:?}"),
-    };
-    console.close().await;
+impl Counters {
+    fn add_source(&mut self) -> Arc<[AtomicUsize; 3]> {
+        let source = Arc::new([
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        ]);
+        self.sources.push(Arc::clone(&source));
+        source
+    }
 
-    let target: std::net::SocketAddr = relay.addr.parse()?;
-    let endpoints = (0..args.sockets)
+    fn sum(&self, index: usize) -> usize {
+        self.sources
+            .iter()
+            .map(|s| s[index].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn connected(&self) -> usize {
+        self.sum(0)
+    }
+
+    fn failures(&self) -> usize {
+        self.sum(1)
+    }
+
+    fn gave_up(&self) -> usize {
+        self.sum(2)
+    }
+}
+
+/// Enrolls `n` agents with `token` and keeps them attached (in this
+/// process), counting into `counts`; they stop when the returned sender
+/// is set.
+#[allow(clippy::too_many_arguments)]
+async fn run_agents(
+    n: usize,
+    relay_addr: &str,
+    fingerprint: deskside_protocol::Fingerprint,
+    token: &EnrollToken,
+    args: &Args,
+    first_source: usize,
+    canned: Option<Arc<dyn DiagnosticsSource>>,
+    counts: Arc<[AtomicUsize; 3]>,
+) -> anyhow::Result<watch::Sender<bool>> {
+    let endpoints = (first_source..first_source + args.sockets)
         .map(endpoint_on_source)
         .collect::<Result<Vec<_>, _>>()?;
     let info = DeviceInfo {
@@ -187,44 +223,17 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         identities.push(identity);
         retries += tries;
     }
-    println!(
+    eprintln!(
         "  enrolled {n} agents in {:.1} s ({retries} retries after timeouts)",
         started.elapsed().as_secs_f64()
     );
 
-    // One real snapshot of this machine against this relay, which every
-    // simulated agent will answer with.
-    let canned: Option<Arc<dyn DiagnosticsSource>> = if args.fleet {
-        let target = deskside_agent::diag::collect::Target {
-            relay: relay.addr.clone(),
-            fingerprint: relay.fingerprint,
-            identity: identities[0].clone(),
-        };
-        let snapshot = deskside_agent::diag::collect::snapshot(
-            Some(&target),
-            &deskside_agent::diag::collect::Options::default(),
-            &|_| {},
-        )
-        .await;
-        Some(Arc::new(CannedDiagnostics(Arc::new(serde_json::to_vec(
-            &snapshot,
-        )?))))
-    } else {
-        None
-    };
-
     // Attach them all and keep them attached.
-    let connected = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let gave_up = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     for (i, identity) in identities.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
-        let relay_addr = relay.addr.clone();
-        let fingerprint = relay.fingerprint;
-        let connected = Arc::clone(&connected);
-        let failures = Arc::clone(&failures);
-        let gave_up = Arc::clone(&gave_up);
+        let relay_addr = relay_addr.to_owned();
+        let counts = Arc::clone(&counts);
         let ignore_reconnect_advice = args.old_reconnect;
         let park_after = args.park_after_secs.map(Duration::from_secs_f64);
         let canned = canned.clone();
@@ -236,10 +245,10 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
             let permit = std::sync::Mutex::new(gate.acquire_owned().await.ok());
             let publish = |state: LinkState, error: Option<String>| {
                 if error.is_some() {
-                    failures.fetch_add(1, Ordering::Relaxed);
+                    counts[1].fetch_add(1, Ordering::Relaxed);
                 }
                 if state == LinkState::Connected {
-                    connected.fetch_add(1, Ordering::Relaxed);
+                    counts[0].fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut held) = permit.lock() {
                         held.take();
                     }
@@ -263,15 +272,212 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
             )
             .await;
             if outcome.is_err() {
-                gave_up.fetch_add(1, Ordering::Relaxed);
+                counts[2].fetch_add(1, Ordering::Relaxed);
             }
         });
     }
-    let Some(took) = wait_count(&connected, n, Duration::from_secs(600)).await else {
-        bail!(
-            "only {} of {n} agents attached",
-            connected.load(Ordering::Relaxed)
+    Ok(stop_tx)
+}
+
+/// Worker mode: runs `--agents` agents for the relay the hidden flags
+/// name and prints `connected failures gave_up` every 100 ms.
+async fn worker(args: &Args, relay_addr: &str) -> anyhow::Result<()> {
+    let fingerprint = args
+        .worker_fingerprint
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--worker-fingerprint missing"))?
+        .parse()?;
+    let token = EnrollToken::decode(
+        args.worker_token
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--worker-token missing"))?,
+    )?;
+    let n = args.agents.first().copied().unwrap_or(0);
+    let mut counters = Counters::default();
+    let counts = counters.add_source();
+    let _stop = run_agents(
+        n,
+        relay_addr,
+        fingerprint,
+        &token,
+        args,
+        args.worker_first_source,
+        None,
+        counts,
+    )
+    .await?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    loop {
+        // The parent closed our stdout: it is done.
+        if writeln!(
+            out,
+            "{} {} {}",
+            counters.connected(),
+            counters.failures(),
+            counters.gave_up()
+        )
+        .and_then(|()| out.flush())
+        .is_err()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `args.workers` worker processes with `n` agents between them;
+/// their counts go into `counters`. The children are killed on drop.
+fn start_workers(
+    n: usize,
+    relay: &RelayProc,
+    token: &str,
+    args: &Args,
+    counters: &mut Counters,
+) -> anyhow::Result<Vec<ChildGuard>> {
+    use std::io::BufRead as _;
+    let mut children = Vec::new();
+    for worker in 0..args.workers {
+        let share = n / args.workers + usize::from(worker < n % args.workers);
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["--agents", &share.to_string()])
+            .args(["--sockets", &args.sockets.to_string()])
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .args(["--worker-relay", &relay.addr])
+            .args(["--worker-fingerprint", &relay.fingerprint.to_string()])
+            .args(["--worker-token", token])
+            .args([
+                "--worker-first-source",
+                &(worker * args.sockets).to_string(),
+            ])
+            .stdout(std::process::Stdio::piped());
+        if let Some(after) = args.park_after_secs {
+            command.args(["--park-after-secs", &after.to_string()]);
+        }
+        if args.old_reconnect {
+            command.arg("--old-reconnect");
+        }
+        let mut child = command.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no worker stdout"))?;
+        let counts = counters.add_source();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let values: Vec<usize> = line.split(' ').filter_map(|v| v.parse().ok()).collect();
+                if let [connected, failures, gave_up] = values[..] {
+                    counts[0].store(connected, Ordering::Relaxed);
+                    counts[1].store(failures, Ordering::Relaxed);
+                    counts[2].store(gave_up, Ordering::Relaxed);
+                }
+            }
+        });
+        children.push(ChildGuard(child));
+    }
+    Ok(children)
+}
+
+/// A worker process, killed when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("relay");
+    let mut relay = relay_for(args, &data, 0)?;
+    let pid = relay.child.id();
+    let admin = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_base = rss_kib(pid)?;
+
+    let mut console = Client::connect(&relay.addr, relay.fingerprint, &admin).await?;
+    // One token for all N: above the default policy limit of 100 uses.
+    console
+        .request(ConsoleRequest::SetPolicy {
+            key: "enroll_token_max_uses".to_owned(),
+            value: (n + 1).to_string(),
+        })
+        .await?;
+    let token_text = match console
+        .request(ConsoleRequest::CreateEnrollToken {
+            // One more for the device whose snapshot `--fleet` answers with.
+            uses: u32::try_from(n + 1)?,
+            expires_in_secs: 3600,
+            group: None,
+        })
+        .await?
+    {
+        ConsoleResponse::EnrollToken(issued) => issued.token,
+        other => bail!("unexpected answer {other:?}"),
+    };
+    console.close().await;
+    let token = EnrollToken::decode(&token_text)?;
+
+    let target: std::net::SocketAddr = relay.addr.parse()?;
+
+    // One real snapshot of this machine against this relay, which every
+    // simulated agent will answer with (in-process agents only).
+    let canned: Option<Arc<dyn DiagnosticsSource>> = if args.fleet && args.workers == 0 {
+        // An enrolled device, so the snapshot's path measurement is real.
+        let identity = Identity::generate(&[AGENT_CERT_NAME])?;
+        let info = DeviceInfo {
+            hostname: "bench-snapshot".into(),
+            os: "bench".into(),
+            agent_version: "0".into(),
+        };
+        register(&endpoint_on_source(0)?, &token, identity.clone(), info).await?;
+        let target = deskside_agent::diag::collect::Target {
+            relay: relay.addr.clone(),
+            fingerprint: relay.fingerprint,
+            identity,
+        };
+        let snapshot = deskside_agent::diag::collect::snapshot(
+            Some(&target),
+            &deskside_agent::diag::collect::Options::default(),
+            &|_| {},
+        )
+        .await;
+        Some(Arc::new(CannedDiagnostics(Arc::new(serde_json::to_vec(
+            &snapshot,
+        )?))))
+    } else {
+        None
+    };
+
+    let mut counters = Counters::default();
+    let mut stop_tx = None;
+    let _workers = if args.workers == 0 {
+        let counts = counters.add_source();
+        stop_tx = Some(
+            run_agents(
+                n,
+                &relay.addr,
+                relay.fingerprint,
+                &token,
+                args,
+                0,
+                canned,
+                counts,
+            )
+            .await?,
         );
+        Vec::new()
+    } else {
+        start_workers(n, &relay, &token_text, args, &mut counters)?
+    };
+    let Some(took) = wait_count(&counters, n, Duration::from_secs(600)).await else {
+        bail!("only {} of {n} agents attached", counters.connected());
     };
     println!("  attached {n} agents in {:.1} s", took.as_secs_f64());
     let settle = 5.0 + args.park_after_secs.map_or(0.0, |after| after + 2.0);
@@ -297,18 +503,18 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
 
     // Restart: hard kill, then a new process on the same port and data.
     let port = target.port();
-    let before = connected.load(Ordering::Relaxed);
+    let before = counters.connected();
     let _ = relay.child.kill();
     let _ = relay.child.wait();
     let killed = Instant::now();
     relay = relay_for(args, &data, port)?;
     let restarted = killed.elapsed();
-    let failures_before = failures.load(Ordering::Relaxed);
+    let failures_before = counters.failures();
     let relay_ticks0 = cpu_ticks(relay.child.id())?;
     // Agents back every 5 s since the kill.
     let mut curve = Vec::new();
     let took = loop {
-        let back = connected.load(Ordering::Relaxed) - before;
+        let back = counters.connected() - before;
         if back >= n {
             break Some(killed.elapsed());
         }
@@ -321,7 +527,7 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let back = connected.load(Ordering::Relaxed) - before;
+    let back = counters.connected() - before;
     let relay_cpu = (cpu_ticks(relay.child.id())? - relay_ticks0) as f64 / CLOCK_TICKS_PER_SEC;
     let curve = curve
         .iter()
@@ -332,8 +538,8 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
     println!("  reattached over time since the kill (every 5 s): {curve}");
     println!(
         "  failed connection attempts and lost connections during the restart: {}; agents that gave up: {}",
-        failures.load(Ordering::Relaxed) - failures_before,
-        gave_up.load(Ordering::Relaxed)
+        counters.failures() - failures_before,
+        counters.gave_up()
     );
     println!("  relay CPU from its restart until all were back: {relay_cpu:.1} s");
     match took {
@@ -361,7 +567,9 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
             (rss.saturating_sub(rss_base)) as f64 / n as f64
         );
     }
-    let _ = stop_tx.send(true);
+    if let Some(stop) = stop_tx {
+        let _ = stop.send(true);
+    }
     drop(relay);
     Ok(())
 }
@@ -426,6 +634,9 @@ fn fleet_diag(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(relay) = args.worker_relay.clone() {
+        return worker(&args, &relay).await;
+    }
     for &n in &args.agents {
         println!("N = {n}");
         bench(n, &args).await?;
