@@ -151,9 +151,11 @@ pub async fn stay_parked(
                 if last_answer.elapsed() > idle {
                     return Unparked::Lost;
                 }
-                // Two heartbeats unanswered: perhaps the network changed
-                // under the socket; a new one takes the current route.
-                if unanswered >= 2 {
+                // The last heartbeat went unanswered: perhaps the network
+                // changed under the socket (a connected UDP socket keeps
+                // its first source address); a new one takes the current
+                // route, and the relay follows the new address.
+                if unanswered >= 1 {
                     socket = None;
                 }
                 if socket.is_none() {
