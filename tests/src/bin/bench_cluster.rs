@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,43 @@ fn endpoint_on_source(index: usize) -> anyhow::Result<quinn::Endpoint> {
         socket,
         quinn::default_runtime().context("no async runtime")?,
     )?)
+}
+
+/// Prints what the links of `agents` (not attached when they should be)
+/// last reported, grouped by state and error, with how long ago.
+fn report_stuck(
+    agents: impl Iterator<Item = usize>,
+    states: &[AtomicU8],
+    last_error: &[std::sync::Mutex<Option<String>>],
+    last_change: &[AtomicU64],
+    clock: Instant,
+) {
+    let now_ms = clock.elapsed().as_millis() as u64;
+    let mut stuck: HashMap<String, (usize, u64, u64)> = HashMap::new();
+    for i in agents {
+        let error = last_error[i]
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
+            .unwrap_or_else(|| "(no error)".to_owned());
+        let state = if states[i].load(Ordering::Relaxed) == 1 {
+            "attached (to the dead relay?)"
+        } else {
+            "connecting"
+        };
+        let age = now_ms.saturating_sub(last_change[i].load(Ordering::Relaxed)) / 1000;
+        let entry = stuck
+            .entry(format!("{state}: {error}"))
+            .or_insert((0, u64::MAX, 0));
+        entry.0 += 1;
+        entry.1 = entry.1.min(age);
+        entry.2 = entry.2.max(age);
+    }
+    let mut stuck: Vec<_> = stuck.into_iter().collect();
+    stuck.sort_by_key(|(_, (count, _, _))| std::cmp::Reverse(*count));
+    for (what, (count, newest, oldest)) in stuck.iter().take(20) {
+        println!("  not attached: {count} agents, last change {newest}–{oldest} s ago: {what}");
+    }
 }
 
 /// One relay of the cluster.
@@ -277,6 +314,17 @@ async fn main() -> anyhow::Result<()> {
     // How many times each agent attached.
     let attaches: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let gave_up = Arc::new(AtomicUsize::new(0));
+    // Per agent: the last error its link reported and when (ms since the
+    // bench started), so the agents that do not come back can be told
+    // apart (retrying and failing, or waiting on something).
+    let clock = Instant::now();
+    let last_error: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+        Arc::new((0..total).map(|_| std::sync::Mutex::new(None)).collect());
+    let last_change: Arc<Vec<AtomicU64>> =
+        Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    // Attach requests an agent gave up on after
+    // `deskside_agent::link::ATTACH_TIMEOUT` without an answer.
+    let unanswered = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let attach_started = Instant::now();
     for (i, _, identity) in identities {
@@ -292,12 +340,25 @@ async fn main() -> anyhow::Result<()> {
         let states = Arc::clone(&states);
         let attaches = Arc::clone(&attaches);
         let gave_up = Arc::clone(&gave_up);
+        let last_error = Arc::clone(&last_error);
+        let last_change = Arc::clone(&last_change);
+        let unanswered = Arc::clone(&unanswered);
         let mut stop = stop_rx.clone();
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
             let permit = std::sync::Mutex::new(gate.acquire_owned().await.ok());
-            let publish = |state: LinkState, _error: Option<String>| {
+            let publish = |state: LinkState, error: Option<String>| {
                 let connected = state == LinkState::Connected;
+                last_change[i].store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("timed out waiting for the peer"))
+                {
+                    unanswered.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(mut last) = last_error[i].lock() {
+                    *last = error;
+                }
                 states[i].store(u8::from(connected), Ordering::Relaxed);
                 if connected {
                     attaches[i].fetch_add(1, Ordering::Relaxed);
@@ -319,6 +380,7 @@ async fn main() -> anyhow::Result<()> {
                     timeline: None,
                     requests: None,
                     ignore_reconnect_advice: false,
+                    park_after: None,
                 },
                 &|_| {},
             )
@@ -340,6 +402,13 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         if attach_started.elapsed() > deadline {
+            report_stuck(
+                (0..total).filter(|&i| states[i].load(Ordering::Relaxed) != 1),
+                &states,
+                &last_error,
+                &last_change,
+                clock,
+            );
             bail!("only {now} of {total} agents attached within {deadline:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -400,6 +469,7 @@ async fn main() -> anyhow::Result<()> {
     let mut proc = node.proc;
     let _ = proc.child.kill();
     let _ = proc.child.wait();
+    let unanswered_before = unanswered.load(Ordering::Relaxed);
     let killed = Instant::now();
     let n = orphans.len();
     println!("  killed relay {victim_id}, which held {n} agents");
@@ -459,10 +529,26 @@ async fn main() -> anyhow::Result<()> {
             args.max_wait_secs
         ),
     }
+    let not_back = orphans.iter().zip(&before).filter(|(&i, &seen)| {
+        attaches[i].load(Ordering::Relaxed) <= seen || states[i].load(Ordering::Relaxed) != 1
+    });
+    report_stuck(
+        not_back.map(|(&i, _)| i),
+        &states,
+        &last_error,
+        &last_change,
+        clock,
+    );
     tokio::time::sleep(Duration::from_secs(u64::try_from(lease)? + 2)).await;
     for (id, agents) in directory_counts(&url, lease)? {
         println!("  directory afterwards: {id} holds {agents}");
     }
+    println!(
+        "  attach requests left unanswered for {} s, given up and tried again: {} before the kill, {} after",
+        deskside_agent::link::ATTACH_TIMEOUT.as_secs(),
+        unanswered_before,
+        unanswered.load(Ordering::Relaxed) - unanswered_before
+    );
     println!("  agents that gave up: {}", gave_up.load(Ordering::Relaxed));
     let _ = stop_tx.send(true);
     drop(nodes);
