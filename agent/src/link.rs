@@ -1042,11 +1042,15 @@ pub async fn stay_attached_any(
                         };
                         // Three heartbeats within the relay's idle timeout.
                         let interval = KEEP_ALIVE.min(parking.idle / 3);
+                        // A refresh (a changed policy) comes at a delay
+                        // within the window, like a reconnection.
+                        let refresh_after = deskside_protocol::reconnect::first_delay(reconnect.spread(), rand::random::<f64>());
                         let unparked = crate::park::stay_parked(
                             &parking,
                             &path,
                             interval,
                             parking.idle,
+                            refresh_after,
                             stop,
                             work,
                         )
@@ -1063,7 +1067,7 @@ pub async fn stay_attached_any(
                             // within one heartbeat.
                             crate::park::Unparked::Reattach => (LinkError::Unparked, true),
                             // Called, or work to send: attach again at once.
-                            crate::park::Unparked::Called | crate::park::Unparked::Work => continue,
+                            crate::park::Unparked::Called | crate::park::Unparked::Refresh | crate::park::Unparked::Work => continue,
                         }
                     }
                     Err(e) => {

@@ -89,6 +89,10 @@ impl Default for ParkPath {
 pub enum Unparked {
     /// The relay has something for the agent: attach now.
     Called,
+    /// Something the agent gets on attaching changed (the policy): it
+    /// attached after the delay it drew within its reconnect window,
+    /// heartbeats going on meanwhile.
+    Refresh,
     /// The relay no longer takes the ticket (restarted, stopping, ticket
     /// expired, device revoked): attach again to learn where it stands.
     Reattach,
@@ -118,14 +122,20 @@ async fn socket_to(relay: SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// Stays parked until the relay calls, the relay is lost for `idle`, the
 /// agent stops, or `work` resolves. A heartbeat goes out every `interval`.
+/// `refresh_after` is how long to go on after the relay asks for a
+/// refresh ([`Reply::REFRESH`]): a delay the caller drew within its
+/// reconnect window.
 pub async fn stay_parked(
     parking: &Parking,
     path: &ParkPath,
     interval: Duration,
     idle: Duration,
+    refresh_after: Duration,
     stop: &mut watch::Receiver<bool>,
     work: impl std::future::Future<Output = ()>,
 ) -> Unparked {
+    // When to attach for a refresh, once asked.
+    let mut refresh_at: Option<Instant> = None;
     // When the last few heartbeats left, by counter.
     let mut sent_at = [None::<Instant>; REPLY_WINDOW as usize];
     tokio::pin!(work);
@@ -144,9 +154,16 @@ pub async fn stay_parked(
                 None => std::future::pending().await,
             }
         };
+        let refresh_due = async {
+            match refresh_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.changed() => return Unparked::Stopped,
             () = &mut work => return Unparked::Work,
+            () = refresh_due => return Unparked::Refresh,
             _ = tick.tick() => {
                 if last_answer.elapsed() > idle {
                     return Unparked::Lost;
@@ -215,6 +232,9 @@ pub async fn stay_parked(
                 if reply.wakes() {
                     return Unparked::Called;
                 }
+                if reply.refresh() && refresh_at.is_none() {
+                    refresh_at = Some(Instant::now() + refresh_after);
+                }
             }
         }
     }
@@ -271,11 +291,35 @@ mod tests {
             &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_secs(5),
+            Duration::ZERO,
             &mut stop,
             std::future::pending(),
         )
         .await;
         assert_eq!(outcome, Unparked::Called);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_is_taken_after_the_drawn_delay_with_heartbeats_going_on() {
+        let key = [5; 32];
+        let addr = relay(key, 1, Reply::REFRESH).await;
+        let (_tx, mut stop) = watch::channel(false);
+        let started = Instant::now();
+        let path = ParkPath::new();
+        let outcome = stay_parked(
+            &parking(addr, key),
+            &path,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            Duration::from_millis(600),
+            &mut stop,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(outcome, Unparked::Refresh);
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        // Still heartbeating while it waited.
+        assert!(path.counters().0 >= 5, "{:?}", path.counters());
     }
 
     #[tokio::test]
@@ -289,6 +333,7 @@ mod tests {
             &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_millis(300),
+            Duration::ZERO,
             &mut stop,
             std::future::pending(),
         )
@@ -308,6 +353,7 @@ mod tests {
             &ParkPath::new(),
             Duration::from_millis(20),
             Duration::from_millis(300),
+            Duration::ZERO,
             &mut stop,
             std::future::pending(),
         )
@@ -327,6 +373,7 @@ mod tests {
             &path,
             Duration::from_millis(50),
             Duration::from_secs(1),
+            Duration::ZERO,
             &mut stop,
             tokio::time::sleep(Duration::from_secs(3)),
         )

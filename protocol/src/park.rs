@@ -25,7 +25,8 @@
 //!
 //! Layouts (integers big-endian):
 //! - heartbeat, agent → relay: `0x11`, ticket (24), counter (8), MAC (16);
-//! - reply, relay → agent: `0x12`, counter (8), flags (1), MAC (16).
+//! - reply, relay → agent: `0x12`, counter (8), flags (1: [`Reply::WAKE`],
+//!   [`Reply::REATTACH`], [`Reply::REFRESH`]), MAC (16).
 
 /// Bytes of a park ticket: 12 random bytes, then the device id and the
 /// issue time (seconds, `u32`) sealed by the relay.
@@ -133,6 +134,10 @@ impl Reply {
     /// The relay no longer knows the ticket (it restarted, the ticket
     /// expired, the device is gone): attach again to learn where it stands.
     pub const REATTACH: u8 = 2;
+    /// Something the agent gets when it attaches changed (the
+    /// organisation's policy): attach within the reconnect window, so a
+    /// whole parked fleet does not come at once.
+    pub const REFRESH: u8 = 4;
 
     /// The datagram; `mac` as for [`Heartbeat::encode`].
     pub fn encode(&self, mac: impl FnOnce(&[u8]) -> [u8; MAC_LEN]) -> [u8; REPLY_LEN] {
@@ -173,6 +178,11 @@ impl Reply {
     /// The relay no longer takes the ticket.
     pub fn reattach(&self) -> bool {
         self.flags & Reply::REATTACH != 0
+    }
+
+    /// The agent should attach within its reconnect window.
+    pub fn refresh(&self) -> bool {
+        self.flags & Reply::REFRESH != 0
     }
 }
 

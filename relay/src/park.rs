@@ -358,11 +358,21 @@ fn handle(shared: &Shared, waker: &Waker, received: Received) {
             .heartbeat(sealed.device, &heartbeat, route, std::time::Instant::now())
     };
     match outcome {
-        crate::presence::Heard::Taken { wake, moved } => {
+        crate::presence::Heard::Taken {
+            wake,
+            refresh,
+            moved,
+        } => {
             if let Some(from) = moved {
                 tracing::info!(device = %sealed.device, %from, to = %route.to, "parked agent moved to a new network address");
             }
-            let flags = if wake { Reply::WAKE } else { 0 };
+            let mut flags = 0;
+            if wake {
+                flags |= Reply::WAKE;
+            }
+            if refresh {
+                flags |= Reply::REFRESH;
+            }
             waker.send(route, &ticket, heartbeat.counter, flags);
         }
         crate::presence::Heard::Stale => {}

@@ -187,7 +187,8 @@ pub struct Reach {
 
 /// Sends `policy` (with its salt: agents hash with it) to every connected
 /// agent of `org` and waits up to [`POLICY_ACK_TIMEOUT`] for each to
-/// confirm. Agents that connect later get it with `Attached`.
+/// confirm. Agents that connect later get it with `Attached`; parked ones
+/// are asked to attach within their reconnect window (and are not counted).
 pub async fn push_to_connected(
     shared: &Shared,
     org: OrgId,
@@ -201,10 +202,18 @@ pub async fn push_to_connected(
         .map_err(|e| internal_error(&e))?;
     let deadline = tokio::time::Instant::now() + POLICY_ACK_TIMEOUT;
     let mut waiting = Vec::new();
+    let mut parked = 0u32;
     for device in devices
         .iter()
         .filter(|d| d.revoked_at.is_none() && online.contains(&d.id))
     {
+        // A parked agent gets the policy when it attaches, which its next
+        // heartbeat's answer asks for within its reconnect window: calling
+        // a whole parked fleet at once would be a reconnect storm.
+        if shared.presence.refresh_parked(device.id) {
+            parked += 1;
+            continue;
+        }
         let Some(commands) = shared.presence.commands(device.id) else {
             continue;
         };
@@ -218,6 +227,12 @@ pub async fn push_to_connected(
             // Gone or stuck: counted as connected, not applied.
             _ => waiting.push((device.id, tokio::sync::oneshot::channel().1)),
         }
+    }
+    if parked > 0 {
+        tracing::info!(
+            parked,
+            "parked agents apply the new policy when they attach, within their reconnect window"
+        );
     }
     let mut reach = Reach {
         applied: 0,

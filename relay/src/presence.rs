@@ -150,6 +150,9 @@ struct Parked {
     /// Commands queued since the relay woke the agent, and when it first
     /// called; the attaching connection takes them.
     waiting: Option<(CommandSender, CommandReceiver, Instant)>,
+    /// What the agent gets on attaching changed (its organisation's
+    /// policy): answers ask it to attach within its reconnect window.
+    refresh: bool,
 }
 
 /// What became of a heartbeat ([`Presence::heartbeat`]).
@@ -160,6 +163,8 @@ pub enum Heard {
     Taken {
         /// Commands wait: the reply wakes the agent.
         wake: bool,
+        /// The reply asks the agent to attach within its window.
+        refresh: bool,
         /// The previous address, if it changed.
         moved: Option<SocketAddr>,
     },
@@ -276,6 +281,7 @@ impl Presence {
             counter: 0,
             last_heard: now,
             waiting: None,
+            refresh: false,
         }));
         true
     }
@@ -317,7 +323,26 @@ impl Presence {
         parked.route = route;
         Heard::Taken {
             wake: parked.waiting.is_some(),
+            refresh: parked.refresh,
             moved,
+        }
+    }
+
+    /// Asks the parked device's agent to attach within its reconnect
+    /// window (its next heartbeat's answer says so); `false` when the
+    /// device is not parked here.
+    pub fn refresh_parked(&self, id: DeviceId) -> bool {
+        match self
+            .lock()
+            .attached
+            .get_mut(&id)
+            .map(|entry| &mut entry.link)
+        {
+            Some(Link::Parked(parked)) => {
+                parked.refresh = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -524,6 +549,7 @@ impl Presence {
                     counter: 0,
                     last_heard: now,
                     waiting: None,
+                    refresh: false,
                 })),
             },
         );
@@ -587,6 +613,7 @@ mod tests {
             presence.heartbeat(id, &beat([1; 24], 1), route(1000), start),
             Heard::Taken {
                 wake: false,
+                refresh: false,
                 moved: None
             }
         );
@@ -605,11 +632,19 @@ mod tests {
             presence.heartbeat(DeviceId(2), &beat([1; 24], 9), route(1000), start),
             Heard::Unknown
         );
+        // A policy change: answers ask for an attach within the window.
+        assert!(presence.refresh_parked(id));
+        assert!(!presence.refresh_parked(DeviceId(2)));
+        assert!(matches!(
+            presence.heartbeat(id, &beat([1; 24], 2), route(1000), start),
+            Heard::Taken { refresh: true, .. }
+        ));
         // A new address is a move.
         assert_eq!(
-            presence.heartbeat(id, &beat([1; 24], 2), route(3000), start),
+            presence.heartbeat(id, &beat([1; 24], 3), route(3000), start),
             Heard::Taken {
                 wake: false,
+                refresh: true,
                 moved: Some(route(1000).to)
             }
         );
@@ -633,6 +668,7 @@ mod tests {
             presence.heartbeat(id, &beat([1; 24], 1), route(1000), start),
             Heard::Taken {
                 wake: true,
+                refresh: false,
                 moved: None
             }
         );

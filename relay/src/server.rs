@@ -631,8 +631,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             relay.shared.tasks.len(),
-            3,
-            "the resume-grace task, the agents' network-move watcher and the directory task run"
+            4,
+            "the resume-grace task, the agents' network-move watcher, the directory task and the parked agents' task run"
         );
         let store = Arc::downgrade(&relay.shared.store);
         let shared = Arc::downgrade(&relay.shared);

@@ -145,6 +145,24 @@ fn a_parked_agent_stays_online_is_woken_for_a_diagnosis_and_goes_offline_when_ki
     // Quiet again: parked again.
     wait_parked(&lab.relay, "the agent to park again after the diagnosis");
 
+    // A policy change reaches the parked agent: its next heartbeat's
+    // answer asks it to attach within its reconnect window.
+    let changed = Instant::now();
+    lab.admin
+        .run(&["policy", "set", "monitoring_interval", "7"])
+        .ok();
+    wait_for("the parked agent to apply the new policy", WAIT, || {
+        (lab.agent.status()["monitoring"]["interval_s"] == 7).then_some(())
+    });
+    println!(
+        "policy applied by the parked agent {:.1} s after the change",
+        changed.elapsed().as_secs_f64()
+    );
+    wait_parked(
+        &lab.relay,
+        "the agent to park again after the policy change",
+    );
+
     // Killed: offline within the idle timeout (plus the 1 s sweep).
     agent.kill();
     let killed = Instant::now();
