@@ -61,6 +61,12 @@ struct Args {
     /// Give up waiting for agents after this long.
     #[arg(long, default_value_t = 600)]
     max_wait_secs: u64,
+    /// UDP buffer bytes (each way) asked for each client socket, as the
+    /// relay asks for its own; 0 keeps the kernel's default (208 KiB). A
+    /// real agent has a socket of its own; here hundreds share one, and
+    /// with the default their relays' answers overflowed it in a storm.
+    #[arg(long, default_value_t = deskside_relay::udp_buffers::DEFAULT_UDP_BUFFER)]
+    client_udp_buffer: usize,
 }
 
 /// Runs `f` on a thread of its own: the `postgres` client runs its own
@@ -118,7 +124,7 @@ fn held_by(url: &str, relay_id: &str) -> anyhow::Result<Vec<DeviceId>> {
 }
 
 /// A client endpoint on loopback source address number `index` (127.2.x.y).
-fn endpoint_on_source(index: usize) -> anyhow::Result<quinn::Endpoint> {
+fn endpoint_on_source(index: usize, udp_buffer: usize) -> anyhow::Result<quinn::Endpoint> {
     let ip = std::net::Ipv4Addr::new(
         127,
         2,
@@ -126,6 +132,12 @@ fn endpoint_on_source(index: usize) -> anyhow::Result<quinn::Endpoint> {
         u8::try_from(index % 250 + 1).context("socket index")?,
     );
     let socket = std::net::UdpSocket::bind((ip, 0))?;
+    if udp_buffer > 0 {
+        let granted = deskside_relay::udp_buffers::apply(&socket, udp_buffer)?;
+        for warning in deskside_relay::udp_buffers::warnings(udp_buffer, granted) {
+            eprintln!("client socket: {warning}");
+        }
+    }
     Ok(quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         None,
@@ -265,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
 
     let endpoints = (0..args.sockets * args.relays)
-        .map(endpoint_on_source)
+        .map(|index| endpoint_on_source(index, args.client_udp_buffer))
         .collect::<Result<Vec<_>, _>>()?;
     let info = DeviceInfo {
         hostname: "bench".into(),
