@@ -67,6 +67,12 @@ struct Args {
     /// with the default their relays' answers overflowed it in a storm.
     #[arg(long, default_value_t = deskside_relay::udp_buffers::DEFAULT_UDP_BUFFER)]
     client_udp_buffer: usize,
+    /// Agents park after this many quiet seconds (the agent's default is
+    /// 30); without it they stay attached. A parked agent holds a UDP
+    /// socket of its own, so this process's file-descriptor limit caps
+    /// the agents it can run.
+    #[arg(long)]
+    park_after_secs: Option<f64>,
 }
 
 /// Runs `f` on a thread of its own: the `postgres` client runs its own
@@ -357,6 +363,7 @@ async fn main() -> anyhow::Result<()> {
         let unanswered = Arc::clone(&unanswered);
         let mut stop = stop_rx.clone();
         let gate = Arc::clone(&gate);
+        let park_after = args.park_after_secs.map(Duration::from_secs_f64);
         tokio::spawn(async move {
             let permit = std::sync::Mutex::new(gate.acquire_owned().await.ok());
             let publish = |state: LinkState, error: Option<String>| {
@@ -392,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
                     timeline: None,
                     requests: None,
                     ignore_reconnect_advice: false,
-                    park_after: None,
+                    park_after,
                 },
                 &|_| {},
             )
@@ -429,8 +436,9 @@ async fn main() -> anyhow::Result<()> {
         "  attached {total} agents in {:.1} s",
         attach_started.elapsed().as_secs_f64()
     );
-    println!("  settling 10 s");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let settle = 10.0 + args.park_after_secs.map_or(0.0, |after| after + 2.0);
+    println!("  settling {settle} s (and parking, if the agents do)");
+    tokio::time::sleep(Duration::from_secs_f64(settle)).await;
 
     // Steady state: memory, CPU, directory writes.
     let counts = directory_counts(&url, lease)?;

@@ -480,7 +480,9 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         bail!("only {} of {n} agents attached", counters.connected());
     };
     println!("  attached {n} agents in {:.1} s", took.as_secs_f64());
-    let settle = 5.0 + args.park_after_secs.map_or(0.0, |after| after + 2.0);
+    // Parking: the quiet period, a second for the check, and up to 10 s
+    // until the relay returns the closed connections' memory.
+    let settle = 5.0 + args.park_after_secs.map_or(0.0, |after| after + 15.0);
     println!("  sleeping {settle} s so the relay settles (and the agents park, if they do)");
     tokio::time::sleep(Duration::from_secs_f64(settle)).await;
 
@@ -558,11 +560,11 @@ async fn bench(n: usize, args: &Args) -> anyhow::Result<()> {
         // Every agent was attached at once during the storm: what the
         // relay keeps once they parked again (the allocator may hold on to
         // the storm's peak).
-        tokio::time::sleep(Duration::from_secs_f64(after + 5.0)).await;
+        tokio::time::sleep(Duration::from_secs_f64(after + 15.0)).await;
         let rss = rss_kib(relay.child.id())?;
         println!(
             "  relay RSS {:.0} s after all were back (parked again): {:.1} MiB = {:.1} KiB per agent above the empty relay",
-            after + 5.0,
+            after + 15.0,
             rss as f64 / 1024.0,
             (rss.saturating_sub(rss_base)) as f64 / n as f64
         );
