@@ -501,7 +501,7 @@ impl Attached {
                         self.connection.close(0u32.into(), b"parked");
                         tracing::debug!(idle_ms, "parked: heartbeats instead of the connection");
                         let idle = Duration::from_millis(u64::from(idle_ms)).clamp(PARKED_IDLE_MIN, IDLE_TIMEOUT);
-                        return Ok(Some(crate::park::Parking { relay, ticket, key, idle }));
+                        return Ok(Some(crate::park::Parking { relay, ticket, key, idle, local: None }));
                     }
                     Some(RelayToAgent::Ping { nonce }) => {
                         self.send.send(&AgentToRelay::Pong { nonce }).await?;
@@ -1011,7 +1011,14 @@ pub async fn stay_attached_any(
                 }
                 match served {
                     Ok(None) => return Ok(()),
-                    Ok(Some(parking)) => {
+                    Ok(Some(mut parking)) => {
+                        // Heartbeats leave from the endpoint's address
+                        // when it is bound to one (pinned).
+                        parking.local = endpoint
+                            .local_addr()
+                            .ok()
+                            .map(|a| a.ip())
+                            .filter(|ip| !ip.is_unspecified());
                         let path = Arc::new(crate::park::ParkPath::new());
                         // Monitoring samples the heartbeats meanwhile.
                         let _monitored = timeline.as_deref().map(|t| t.parked(Arc::clone(&path)));
@@ -1044,7 +1051,10 @@ pub async fn stay_attached_any(
                         let interval = KEEP_ALIVE.min(parking.idle / 3);
                         // A refresh (a changed policy) comes at a delay
                         // within the window, like a reconnection.
-                        let refresh_after = deskside_protocol::reconnect::first_delay(reconnect.spread(), rand::random::<f64>());
+                        let refresh_after = deskside_protocol::reconnect::first_delay(
+                            reconnect.spread(),
+                            rand::random::<f64>(),
+                        );
                         let unparked = crate::park::stay_parked(
                             &parking,
                             &path,
@@ -1067,7 +1077,9 @@ pub async fn stay_attached_any(
                             // within one heartbeat.
                             crate::park::Unparked::Reattach => (LinkError::Unparked, true),
                             // Called, or work to send: attach again at once.
-                            crate::park::Unparked::Called | crate::park::Unparked::Refresh | crate::park::Unparked::Work => continue,
+                            crate::park::Unparked::Called
+                            | crate::park::Unparked::Refresh
+                            | crate::park::Unparked::Work => continue,
                         }
                     }
                     Err(e) => {

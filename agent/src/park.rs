@@ -25,6 +25,9 @@ pub struct Parking {
     /// The relay's idle timeout: heartbeats go out at least three times
     /// in it, and a relay silent for it is taken for lost.
     pub idle: Duration,
+    /// The address heartbeats leave from, when the agent's QUIC endpoint
+    /// is bound to one (a pinned source address); else the route's.
+    pub local: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Parking {
@@ -109,11 +112,14 @@ const REPLY_WINDOW: u64 = 8;
 
 /// A UDP socket towards the relay (a new one follows a network change:
 /// the kernel picks the current route's source address).
-async fn socket_to(relay: SocketAddr) -> std::io::Result<UdpSocket> {
-    let local: SocketAddr = if relay.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+async fn socket_to(
+    relay: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = match local {
+        Some(ip) => (ip, 0).into(),
+        None if relay.is_ipv4() => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await?;
     socket.connect(relay).await?;
@@ -176,7 +182,7 @@ pub async fn stay_parked(
                     socket = None;
                 }
                 if socket.is_none() {
-                    match socket_to(parking.relay).await {
+                    match socket_to(parking.relay, parking.local).await {
                         Ok(fresh) => socket = Some(fresh),
                         Err(e) => {
                             tracing::debug!(relay = %parking.relay, "cannot open a socket to the relay: {e}");
@@ -278,6 +284,7 @@ mod tests {
             ticket: [9; TICKET_LEN],
             key,
             idle: Duration::from_secs(12),
+            local: Some(std::net::Ipv4Addr::LOCALHOST.into()),
         }
     }
 
