@@ -288,21 +288,34 @@ mod tests {
         }
     }
 
+    /// Parks against `relay` with `key`, heartbeats every `interval`
+    /// (ms), lost after `idle` (ms), a refresh taken after `refresh` (ms),
+    /// until `work` resolves.
+    async fn park_with(
+        (relay, key): (SocketAddr, [u8; 32]),
+        path: &ParkPath,
+        (interval, idle, refresh): (u64, u64, u64),
+        work: impl std::future::Future<Output = ()>,
+    ) -> Unparked {
+        let (_tx, mut stop) = watch::channel(false);
+        stay_parked(
+            &parking(relay, key),
+            path,
+            Duration::from_millis(interval),
+            Duration::from_millis(idle),
+            Duration::from_millis(refresh),
+            &mut stop,
+            work,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_call_from_the_relay_ends_parking() {
         let key = [5; 32];
         let addr = relay(key, 3, Reply::WAKE).await;
-        let (_tx, mut stop) = watch::channel(false);
-        let outcome = stay_parked(
-            &parking(addr, key),
-            &ParkPath::new(),
-            Duration::from_millis(20),
-            Duration::from_secs(5),
-            Duration::ZERO,
-            &mut stop,
-            std::future::pending(),
-        )
-        .await;
+        let path = ParkPath::new();
+        let outcome = park_with((addr, key), &path, (20, 5000, 0), std::future::pending()).await;
         assert_eq!(outcome, Unparked::Called);
     }
 
@@ -310,19 +323,9 @@ mod tests {
     async fn a_refresh_is_taken_after_the_drawn_delay_with_heartbeats_going_on() {
         let key = [5; 32];
         let addr = relay(key, 1, Reply::REFRESH).await;
-        let (_tx, mut stop) = watch::channel(false);
         let started = Instant::now();
         let path = ParkPath::new();
-        let outcome = stay_parked(
-            &parking(addr, key),
-            &path,
-            Duration::from_millis(50),
-            Duration::from_secs(5),
-            Duration::from_millis(600),
-            &mut stop,
-            std::future::pending(),
-        )
-        .await;
+        let outcome = park_with((addr, key), &path, (50, 5000, 600), std::future::pending()).await;
         assert_eq!(outcome, Unparked::Refresh);
         assert!(started.elapsed() >= Duration::from_millis(600));
         // Still heartbeating while it waited.
@@ -333,18 +336,9 @@ mod tests {
     async fn a_silent_relay_is_lost_after_the_idle_timeout() {
         let key = [5; 32];
         let addr = relay(key, 0, 0).await;
-        let (_tx, mut stop) = watch::channel(false);
         let started = Instant::now();
-        let outcome = stay_parked(
-            &parking(addr, key),
-            &ParkPath::new(),
-            Duration::from_millis(20),
-            Duration::from_millis(300),
-            Duration::ZERO,
-            &mut stop,
-            std::future::pending(),
-        )
-        .await;
+        let path = ParkPath::new();
+        let outcome = park_with((addr, key), &path, (20, 300, 0), std::future::pending()).await;
         assert_eq!(outcome, Unparked::Lost);
         assert!(started.elapsed() >= Duration::from_millis(300));
     }
@@ -354,17 +348,8 @@ mod tests {
         // Answers "attach again" under the wrong key: not taken, so the
         // relay counts as silent.
         let addr = relay([6; 32], 1, Reply::REATTACH).await;
-        let (_tx, mut stop) = watch::channel(false);
-        let outcome = stay_parked(
-            &parking(addr, [5; 32]),
-            &ParkPath::new(),
-            Duration::from_millis(20),
-            Duration::from_millis(300),
-            Duration::ZERO,
-            &mut stop,
-            std::future::pending(),
-        )
-        .await;
+        let path = ParkPath::new();
+        let outcome = park_with((addr, [5; 32]), &path, (20, 300, 0), std::future::pending()).await;
         assert_eq!(outcome, Unparked::Lost);
     }
 
@@ -372,19 +357,10 @@ mod tests {
     async fn quiet_answers_keep_the_agent_parked_until_it_has_work() {
         let key = [5; 32];
         let addr = relay(key, 1, 0).await;
-        let (_tx, mut stop) = watch::channel(false);
         let started = Instant::now();
         let path = ParkPath::new();
-        let outcome = stay_parked(
-            &parking(addr, key),
-            &path,
-            Duration::from_millis(50),
-            Duration::from_secs(1),
-            Duration::ZERO,
-            &mut stop,
-            tokio::time::sleep(Duration::from_secs(3)),
-        )
-        .await;
+        let work = tokio::time::sleep(Duration::from_secs(3));
+        let outcome = park_with((addr, key), &path, (50, 1000, 0), work).await;
         // Answered all along: parked well past the idle timeout (a 1 s
         // stall of this test's thread under load would fail it).
         assert_eq!(outcome, Unparked::Work);
