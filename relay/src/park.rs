@@ -13,7 +13,6 @@
 use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -62,14 +61,14 @@ impl fmt::Debug for ParkSecret {
 }
 
 impl ParkSecret {
-    /// The secret of the relay whose data directory is `data_dir`.
-    pub fn load(data_dir: &Path) -> anyhow::Result<ParkSecret> {
-        let master = crate::tls_files::endpoint_secret(data_dir)?;
-        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &master);
+    /// The park secret derived from the data directory's endpoint secret
+    /// ([`crate::tls_files::endpoint_secret`]).
+    pub fn derive_from(endpoint_secret: &[u8]) -> ParkSecret {
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, endpoint_secret);
         let derived = ring::hmac::sign(&master, b"deskside park tickets");
-        Ok(ParkSecret {
+        ParkSecret {
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
-        })
+        }
     }
 
     /// A secret for tests.
@@ -275,10 +274,11 @@ impl Waker {
 }
 
 /// Answers heartbeats and keeps parked presence until shutdown.
-pub async fn run(shared: Arc<Shared>, mut heartbeats: mpsc::Receiver<Received>, idle: Duration) {
+pub async fn run(shared: Arc<Shared>, mut heartbeats: mpsc::Receiver<Received>) {
     let Some(waker) = shared.presence.waker() else {
         return;
     };
+    let idle = shared.directory.idle_timeout();
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopping = shared.tasks.stopping();

@@ -131,7 +131,10 @@ impl Relay {
         server_config.max_incoming(MAX_INCOMING);
         server_config.incoming_buffer_size(INCOMING_BUFFER);
         server_config.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
-        let endpoint_config = endpoint_config(&config.data_dir)?;
+        // One secret behind stateless resets, connection ids and park
+        // tickets, read once.
+        let endpoint_secret = crate::tls_files::endpoint_secret(&config.data_dir)?;
+        let endpoint_config = endpoint_config(&endpoint_secret);
         let socket = preflight.socket;
         // Sized for a reconnect storm; a cap is logged with the sysctl to raise.
         crate::udp_buffers::apply_and_report(&socket, config.udp_buffer);
@@ -141,7 +144,7 @@ impl Relay {
             .wrap_udp_socket(socket)
             .context("cannot use the UDP socket")?;
         let (socket, heartbeats) = crate::park::DemuxSocket::new(socket);
-        let park_secret = crate::park::ParkSecret::load(&config.data_dir)?;
+        let park_secret = crate::park::ParkSecret::derive_from(&endpoint_secret);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
             Some(server_config),
@@ -182,11 +185,9 @@ impl Relay {
             socket,
             secret: park_secret,
         });
-        shared.tasks.spawn(crate::park::run(
-            Arc::clone(&shared),
-            heartbeats,
-            config.idle_timeout,
-        ));
+        shared
+            .tasks
+            .spawn(crate::park::run(Arc::clone(&shared), heartbeats));
         // The fleet that will come back after a restart: agents are told to
         // spread their reconnections over a window sized to it.
         match shared.store.active_device_count() {

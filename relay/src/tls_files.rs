@@ -68,17 +68,16 @@ pub fn stored_identity(data_dir: &Path, source: &CertSource) -> anyhow::Result<O
     }
 }
 
-/// Loads (or creates) the secret behind the QUIC endpoint's stateless
-/// behaviour and builds the endpoint configuration from it.
+/// The QUIC endpoint's configuration, built from the data directory's
+/// secret ([`endpoint_secret`]).
 ///
 /// Two things must survive a restart for agents to notice it at once: the
 /// key that signs stateless resets, and the key that validates connection
 /// ids (quinn's default generator draws it at random per process, and a new
 /// process silently drops packets whose ids it cannot validate instead of
 /// answering with a reset). Both are derived from one 32-byte secret.
-pub fn endpoint_config(data_dir: &Path) -> anyhow::Result<quinn::EndpointConfig> {
-    let secret = endpoint_secret(data_dir)?;
-    let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+pub fn endpoint_config(secret: &[u8]) -> quinn::EndpointConfig {
+    let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let reset = ring::hmac::sign(&master, b"deskside stateless reset");
     let cid = ring::hmac::sign(&master, b"deskside connection id");
     let mut cid_key = [0u8; 8];
@@ -100,7 +99,7 @@ pub fn endpoint_config(data_dir: &Path) -> anyhow::Result<quinn::EndpointConfig>
     config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
-    Ok(config)
+    config
 }
 
 /// The 32-byte secret in the data directory behind the endpoint's
