@@ -927,6 +927,67 @@ pub async fn attach_within(
     }
 }
 
+/// Stays parked (see [`crate::park`]) with `parking` until the relay
+/// calls, asks for a refresh or goes silent, the agent stops, or there is
+/// local work for a connection: a help request typed meanwhile, or
+/// monitoring samples due for upload. Monitoring samples the heartbeats
+/// meanwhile; a refresh comes at a delay drawn within `spread`, the
+/// reconnect window.
+async fn park(
+    mut parking: crate::park::Parking,
+    endpoint: &quinn::Endpoint,
+    timeline: Option<&crate::timeline::TimelineLink>,
+    requests: Option<&StateDir>,
+    spread: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> crate::park::Unparked {
+    // Heartbeats leave from the endpoint's address when it is bound to one
+    // (pinned).
+    parking.local = endpoint
+        .local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let path = Arc::new(crate::park::ParkPath::new());
+    let _monitored = timeline.map(|t| t.parked(Arc::clone(&path)));
+    let help_typed = async {
+        match requests {
+            Some(state) => loop {
+                tokio::time::sleep(REQUEST_OUTBOX_POLL).await;
+                if !crate::requests::queued(state).is_empty() {
+                    break;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let samples_due = async {
+        match timeline {
+            Some(t) => t.upload_due().await,
+            None => std::future::pending().await,
+        }
+    };
+    let work = async {
+        tokio::select! {
+            () = help_typed => {}
+            () = samples_due => {}
+        }
+    };
+    // Three heartbeats within the relay's idle timeout.
+    let interval = KEEP_ALIVE.min(parking.idle / 3);
+    let refresh_after = deskside_protocol::reconnect::first_delay(spread, rand::random::<f64>());
+    crate::park::stay_parked(
+        &parking,
+        &path,
+        interval,
+        parking.idle,
+        refresh_after,
+        stop,
+        work,
+    )
+    .await
+}
+
 /// [`stay_attached`] with several relays to choose from: attaches to the
 /// first that answers in `choice`'s order, fails over to another when the
 /// connection is lost, and keeps the list the relays send (`persist` is
@@ -1011,58 +1072,14 @@ pub async fn stay_attached_any(
                 }
                 match served {
                     Ok(None) => return Ok(()),
-                    Ok(Some(mut parking)) => {
-                        // Heartbeats leave from the endpoint's address
-                        // when it is bound to one (pinned).
-                        parking.local = endpoint
-                            .local_addr()
-                            .ok()
-                            .map(|a| a.ip())
-                            .filter(|ip| !ip.is_unspecified());
-                        let path = Arc::new(crate::park::ParkPath::new());
-                        // Monitoring samples the heartbeats meanwhile.
-                        let _monitored = timeline.as_deref().map(|t| t.parked(Arc::clone(&path)));
-                        let help_typed = async {
-                            match requests.as_ref() {
-                                // A help request typed meanwhile goes out
-                                // on a connection.
-                                Some(state) => loop {
-                                    tokio::time::sleep(REQUEST_OUTBOX_POLL).await;
-                                    if !crate::requests::queued(state).is_empty() {
-                                        break;
-                                    }
-                                },
-                                None => std::future::pending().await,
-                            }
-                        };
-                        let samples_due = async {
-                            match timeline.as_deref() {
-                                Some(t) => t.upload_due().await,
-                                None => std::future::pending().await,
-                            }
-                        };
-                        let work = async {
-                            tokio::select! {
-                                () = help_typed => {}
-                                () = samples_due => {}
-                            }
-                        };
-                        // Three heartbeats within the relay's idle timeout.
-                        let interval = KEEP_ALIVE.min(parking.idle / 3);
-                        // A refresh (a changed policy) comes at a delay
-                        // within the window, like a reconnection.
-                        let refresh_after = deskside_protocol::reconnect::first_delay(
+                    Ok(Some(parking)) => {
+                        let unparked = park(
+                            parking,
+                            endpoint,
+                            timeline.as_deref(),
+                            requests.as_ref(),
                             reconnect.spread(),
-                            rand::random::<f64>(),
-                        );
-                        let unparked = crate::park::stay_parked(
-                            &parking,
-                            &path,
-                            interval,
-                            parking.idle,
-                            refresh_after,
                             stop,
-                            work,
                         )
                         .await;
                         tracing::debug!(?unparked, "no longer parked");
