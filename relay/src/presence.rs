@@ -583,6 +583,15 @@ mod tests {
     /// (key and value) stays small, since every idle agent has one.
     #[test]
     fn a_presence_entry_stays_small() {
+        let parked = std::mem::size_of::<Parked>();
+        assert!(
+            parked <= 160,
+            "a parked device's state takes {parked} bytes"
+        );
+        println!(
+            "presence: {} bytes in the map, {parked} boxed when parked",
+            std::mem::size_of::<(DeviceId, Entry)>()
+        );
         let per_device = std::mem::size_of::<(DeviceId, Entry)>();
         assert!(
             per_device <= 80,
